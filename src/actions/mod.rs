@@ -1,0 +1,597 @@
+//! Actions: the verbs of a runbook. One file per family, one entry per action in [`ACTIONS`].
+//!
+//! An action is either a **check** (read-only: it looks at the world and passes or fails) or an
+//! **effect** (mutating). An effect implements three things, which is what makes a resumed run
+//! exactly-once in effect:
+//!
+//! * `observe` — read the world and say whether the effect is already in place, underway, or
+//!   absent, and describe the change that `apply` would make. Read-only; also what `plan` shows.
+//! * `apply` — make the change. Only called when `observe` said `Absent`, after the engine has
+//!   journalled the intent. Must be safe to call again if a crash lost its outcome.
+//! * `verify` — wait until the effect is true in the world and return the step's outputs.
+//!
+//! Actions talk to the world only through [`Cloud`]. Arguments arrive bound and typed ([`Args`]):
+//! durations as milliseconds, integers as numbers, so actions never parse text.
+
+use std::{collections::BTreeMap, future::Future, time::Duration};
+
+use serde_json::Value as Json;
+
+use crate::{
+  cloud::{Cloud, CloudError},
+  runbook::{ActionCatalog, ActionSpec, FieldKind, FieldSpec},
+};
+
+pub mod ecs;
+pub mod exec;
+pub mod http;
+pub mod notify;
+pub mod rds;
+pub mod route53;
+pub mod s3;
+pub mod wait;
+
+/// Result of an action.
+pub type ActionResult<T> = Result<T, ActionError>;
+
+/// Why an action failed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActionError {
+  pub message: String,
+  /// The provider error behind it, with its code and request id.
+  pub cloud: Option<CloudError>,
+  pub retryable: bool,
+}
+
+impl ActionError {
+  /// A failure that retrying will not fix (a guard refused, a check failed).
+  pub fn failed(message: impl Into<String>) -> Self {
+    Self {
+      message: message.into(),
+      cloud: None,
+      retryable: false,
+    }
+  }
+
+  /// A failure that may pass if tried again later.
+  pub fn retryable(message: impl Into<String>) -> Self {
+    Self {
+      message: message.into(),
+      cloud: None,
+      retryable: true,
+    }
+  }
+}
+
+impl std::fmt::Display for ActionError {
+  fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    f.write_str(&self.message)
+  }
+}
+
+impl From<CloudError> for ActionError {
+  fn from(err: CloudError) -> Self {
+    Self {
+      message: err.to_string(),
+      retryable: err.is_retryable(),
+      cloud: Some(err),
+    }
+  }
+}
+
+/// What the engine tells an action about the run it is part of.
+pub struct Ctx<'a> {
+  pub cloud: &'a Cloud,
+  pub run_id: &'a str,
+  pub step_id: &'a str,
+  /// The runbook's RPO, the default limit for data-loss guards.
+  pub rpo: Option<Duration>,
+  /// The operator accepted losing more data than the RPO (`--accept-data-loss` or the step's
+  /// `accept_data_loss: true`).
+  pub accept_data_loss: bool,
+  /// Reports what a long wait is waiting on ("replica status: modifying").
+  pub progress: &'a (dyn Fn(&str) + Send + Sync),
+  /// Becomes true when the run is interrupted: waits stop early.
+  pub cancel: tokio::sync::watch::Receiver<bool>,
+  /// Planning: look once, never wait (a wait that is not yet satisfied reports what it saw).
+  pub single_probe: bool,
+}
+
+impl Ctx<'_> {
+  pub fn cancelled(&self) -> bool {
+    *self.cancel.borrow()
+  }
+}
+
+/// A step's result.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Outcome {
+  pub summary: String,
+  pub outputs: BTreeMap<String, String>,
+  /// A data-loss window this step measured (replica lag, backup age): feeds RPO achieved.
+  pub data_loss: Option<Duration>,
+}
+
+impl Outcome {
+  pub fn new(summary: impl Into<String>) -> Self {
+    Self {
+      summary: summary.into(),
+      ..Self::default()
+    }
+  }
+
+  pub fn output(mut self, key: &str, value: impl ToString) -> Self {
+    self.outputs.insert(key.to_string(), value.to_string());
+    self
+  }
+
+  pub fn data_loss(mut self, window: Option<Duration>) -> Self {
+    self.data_loss = window;
+    self
+  }
+}
+
+/// Where the world stands relative to an effect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Observed {
+  /// Already in place: nothing to apply.
+  Done,
+  /// A change toward it is underway (ours, from before a crash): wait, don't apply again.
+  InProgress,
+  /// Not in place: apply.
+  Absent,
+}
+
+/// What `observe` saw.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observation {
+  pub state: Observed,
+  /// The current state, in words ("app-db-replica: available, replica of app-db, lag 4s").
+  pub current: String,
+  /// The change `apply` would make ("promote app-db-replica to a standalone instance").
+  pub change: String,
+  /// The data-loss window the change would incur, measured now (it may be gone afterwards).
+  pub data_loss: Option<Duration>,
+}
+
+impl Observation {
+  pub fn new(state: Observed, current: impl Into<String>, change: impl Into<String>) -> Self {
+    Self {
+      state,
+      current: current.into(),
+      change: change.into(),
+      data_loss: None,
+    }
+  }
+}
+
+/// A read-only action.
+#[async_trait::async_trait]
+pub trait Check: Send + Sync {
+  async fn check(&self, ctx: &Ctx<'_>, args: &Args) -> ActionResult<Outcome>;
+}
+
+/// A mutating action. See the module documentation for the contract.
+#[async_trait::async_trait]
+pub trait Effect: Send + Sync {
+  async fn observe(&self, ctx: &Ctx<'_>, args: &Args) -> ActionResult<Observation>;
+  /// Returns a token for `verify` (e.g. a Route 53 change id), when there is one.
+  async fn apply(&self, ctx: &Ctx<'_>, args: &Args) -> ActionResult<Option<String>>;
+  /// `token` is `None` when the effect was already in place or underway before this process.
+  async fn verify(&self, ctx: &Ctx<'_>, args: &Args, token: Option<&str>) -> ActionResult<Outcome>;
+}
+
+/// How an action behaves.
+#[derive(Clone, Copy)]
+pub enum Behaviour {
+  Check(&'static dyn Check),
+  Effect(&'static dyn Effect),
+}
+
+/// An entry of the action table.
+#[derive(Clone, Copy)]
+pub struct ActionDef {
+  pub spec: &'static ActionSpec,
+  pub behaviour: Behaviour,
+}
+
+/// Every action drctl knows.
+pub static ACTIONS: &[ActionDef] = &[
+  route53::HEALTH_CHECK,
+  route53::FAILOVER,
+  route53::SET_HEALTH_CHECK,
+  rds::REPLICA_STATUS,
+  rds::PROMOTE_REPLICA,
+  rds::LATEST_SNAPSHOT,
+  rds::RESTORE_SNAPSHOT,
+  rds::DELETE_INSTANCE,
+  rds::FAILOVER_GLOBAL_CLUSTER,
+  ecs::SCALE_SERVICE,
+  ecs::WAIT_STABLE,
+  s3::OBJECT_AGE,
+  s3::VERIFY_OBJECT,
+  s3::REPLICATION_STATUS,
+  http::CHECK,
+  notify::SLACK,
+  notify::PAGERDUTY,
+  notify::WEBHOOK,
+  exec::COMMAND,
+  wait::SLEEP,
+  wait::UNTIL,
+];
+
+/// Look an action up by name.
+pub fn lookup(name: &str) -> Option<&'static ActionDef> {
+  ACTIONS.iter().find(|def| def.spec.name == name)
+}
+
+/// The action table as the validator sees it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Catalog;
+
+impl ActionCatalog for Catalog {
+  fn get(&self, name: &str) -> Option<&ActionSpec> {
+    lookup(name).map(|def| def.spec)
+  }
+
+  fn names(&self) -> Vec<&'static str> {
+    ACTIONS.iter().map(|def| def.spec.name).collect()
+  }
+}
+
+/// Every action's spec, in table order (for the JSON Schema).
+pub fn specs() -> Vec<ActionSpec> {
+  ACTIONS.iter().map(|def| *def.spec).collect()
+}
+
+/// Every AWS operation name any action may send that changes the world.
+pub fn mutating_operations() -> Vec<&'static str> {
+  let mut operations: Vec<&'static str> = ACTIONS
+    .iter()
+    .flat_map(|def| def.spec.mutating_operations.iter().copied())
+    .collect();
+  operations.sort_unstable();
+  operations.dedup();
+  operations
+}
+
+// ---------------------------------------------------------------------------------------------
+// Arguments
+// ---------------------------------------------------------------------------------------------
+
+/// Bound, typed `with` arguments.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Args(serde_json::Map<String, Json>);
+
+impl Args {
+  pub fn as_json(&self) -> &serde_json::Map<String, Json> {
+    &self.0
+  }
+
+  fn missing(key: &str) -> ActionError {
+    ActionError::failed(format!("`with.{key}` is required"))
+  }
+
+  pub fn opt_str(&self, key: &str) -> Option<&str> {
+    self.0.get(key).and_then(Json::as_str)
+  }
+
+  pub fn str(&self, key: &str) -> ActionResult<&str> {
+    self.opt_str(key).ok_or_else(|| Self::missing(key))
+  }
+
+  pub fn opt_int(&self, key: &str) -> Option<i64> {
+    self.0.get(key).and_then(Json::as_i64)
+  }
+
+  pub fn int(&self, key: &str) -> ActionResult<i64> {
+    self.opt_int(key).ok_or_else(|| Self::missing(key))
+  }
+
+  pub fn opt_bool(&self, key: &str) -> Option<bool> {
+    self.0.get(key).and_then(Json::as_bool)
+  }
+
+  pub fn opt_duration(&self, key: &str) -> Option<Duration> {
+    self
+      .0
+      .get(key)
+      .and_then(Json::as_u64)
+      .map(Duration::from_millis)
+  }
+
+  pub fn duration(&self, key: &str) -> ActionResult<Duration> {
+    self.opt_duration(key).ok_or_else(|| Self::missing(key))
+  }
+
+  pub fn string_list(&self, key: &str) -> Vec<String> {
+    self
+      .0
+      .get(key)
+      .and_then(Json::as_array)
+      .map(|items| {
+        items
+          .iter()
+          .filter_map(|item| item.as_str().map(str::to_string))
+          .collect()
+      })
+      .unwrap_or_default()
+  }
+
+  pub fn string_map(&self, key: &str) -> BTreeMap<String, String> {
+    self
+      .0
+      .get(key)
+      .and_then(Json::as_object)
+      .map(|map| {
+        map
+          .iter()
+          .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+          .collect()
+      })
+      .unwrap_or_default()
+  }
+
+  pub fn objects(&self, key: &str) -> Vec<Args> {
+    self
+      .0
+      .get(key)
+      .and_then(Json::as_array)
+      .map(|items| {
+        items
+          .iter()
+          .filter_map(|item| item.as_object().cloned().map(Args))
+          .collect()
+      })
+      .unwrap_or_default()
+  }
+
+  pub fn json(&self, key: &str) -> Option<&Json> {
+    self.0.get(key)
+  }
+}
+
+/// Bind rendered `with` values (strings, lists and maps of strings) to an action's schema:
+/// check required fields and convert each to its type. Errors name the field.
+pub fn bind(spec: &ActionSpec, rendered: &serde_json::Map<String, Json>) -> Result<Args, String> {
+  bind_fields(spec.fields, rendered, "with").map(Args)
+}
+
+fn bind_fields(
+  fields: &[FieldSpec],
+  rendered: &serde_json::Map<String, Json>,
+  at: &str,
+) -> Result<serde_json::Map<String, Json>, String> {
+  let mut out = serde_json::Map::new();
+  for field in fields {
+    match rendered.get(field.name) {
+      Some(value) => {
+        let path = format!("{at}.{}", field.name);
+        out.insert(
+          field.name.to_string(),
+          bind_value(field.kind, value, &path)?,
+        );
+      }
+      None if field.required => return Err(format!("`{at}.{}` is required", field.name)),
+      None => {}
+    }
+  }
+  if let Some(unknown) = rendered
+    .keys()
+    .find(|key| !fields.iter().any(|f| f.name == *key))
+  {
+    return Err(format!("`{at}.{unknown}` is not a field of this action"));
+  }
+  Ok(out)
+}
+
+fn bind_value(kind: FieldKind, value: &Json, path: &str) -> Result<Json, String> {
+  let text = || {
+    value
+      .as_str()
+      .map(str::to_string)
+      .or_else(|| match value {
+        Json::Number(n) => Some(n.to_string()),
+        Json::Bool(b) => Some(b.to_string()),
+        _ => None,
+      })
+      .ok_or_else(|| format!("`{path}` must be a single value"))
+  };
+  Ok(match kind {
+    FieldKind::String => Json::String(text()?),
+    FieldKind::Int => {
+      let text = text()?;
+      Json::from(
+        text
+          .trim()
+          .parse::<i64>()
+          .map_err(|_| format!("`{path}` must be an integer, got `{text}`"))?,
+      )
+    }
+    FieldKind::Bool => {
+      let text = text()?;
+      Json::Bool(match text.trim() {
+        "true" => true,
+        "false" => false,
+        _ => return Err(format!("`{path}` must be true or false, got `{text}`")),
+      })
+    }
+    FieldKind::Duration => {
+      let text = text()?;
+      let duration =
+        crate::runbook::parse_duration(text.trim()).map_err(|err| format!("`{path}`: {err}"))?;
+      Json::from(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX))
+    }
+    FieldKind::Enum(allowed) => {
+      let text = text()?;
+      if !allowed.contains(&text.as_str()) {
+        return Err(format!(
+          "`{path}` must be one of {}, got `{text}`",
+          allowed.join(", ")
+        ));
+      }
+      Json::String(text)
+    }
+    FieldKind::StringList => match value {
+      Json::Array(items) => Json::Array(
+        items
+          .iter()
+          .enumerate()
+          .map(|(i, item)| bind_value(FieldKind::String, item, &format!("{path}[{i}]")))
+          .collect::<Result<_, _>>()?,
+      ),
+      _ => return Err(format!("`{path}` must be a list")),
+    },
+    FieldKind::StringMap => match value {
+      Json::Object(map) => Json::Object(
+        map
+          .iter()
+          .map(|(k, v)| {
+            Ok((
+              k.clone(),
+              bind_value(FieldKind::String, v, &format!("{path}.{k}"))?,
+            ))
+          })
+          .collect::<Result<_, String>>()?,
+      ),
+      _ => return Err(format!("`{path}` must be a map")),
+    },
+    FieldKind::Objects(fields) => match value {
+      Json::Array(items) => Json::Array(
+        items
+          .iter()
+          .enumerate()
+          .map(|(i, item)| {
+            let at = format!("{path}[{i}]");
+            item
+              .as_object()
+              .ok_or_else(|| format!("`{at}` must be a map"))
+              .and_then(|map| bind_fields(fields, map, &at))
+              .map(Json::Object)
+          })
+          .collect::<Result<_, _>>()?,
+      ),
+      _ => return Err(format!("`{path}` must be a list")),
+    },
+    FieldKind::Any => value.clone(),
+  })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Waiting
+// ---------------------------------------------------------------------------------------------
+
+/// One look at something being waited on.
+pub enum Poll<T> {
+  Ready(T),
+  /// Not yet; the status in words ("replica status: modifying").
+  Pending(String),
+}
+
+/// Poll until ready. Intervals adapt to how long the wait has lasted (a twentieth of it, between
+/// 1 s and 15 s of backend time), so a short wait is noticed quickly and a long one does not
+/// hammer the API; nothing sleeps longer than that. Transient (retryable) errors are tolerated
+/// a few times in a row. The step's timeout bounds the whole wait; an interrupt ends it early.
+pub async fn poll_until<T, F, Fut>(ctx: &Ctx<'_>, mut probe: F) -> ActionResult<T>
+where
+  F: FnMut() -> Fut,
+  Fut: Future<Output = ActionResult<Poll<T>>>,
+{
+  const MIN: Duration = Duration::from_secs(1);
+  const MAX: Duration = Duration::from_secs(15);
+  const TOLERATED_ERRORS: u32 = 5;
+  let clock = ctx.cloud.clock;
+  let start = clock.now();
+  let mut errors = 0;
+  let mut last_status = String::new();
+  loop {
+    match probe().await {
+      Ok(Poll::Ready(value)) => return Ok(value),
+      Ok(Poll::Pending(status)) if ctx.single_probe => {
+        return Err(ActionError::failed(format!("not yet: {status}")))
+      }
+      Ok(Poll::Pending(status)) => {
+        errors = 0;
+        if status != last_status {
+          (ctx.progress)(&status);
+          last_status = status;
+        }
+      }
+      Err(err) if err.retryable && errors < TOLERATED_ERRORS => errors += 1,
+      Err(err) => return Err(err),
+    }
+    if ctx.cancelled() {
+      return Err(ActionError::retryable(format!(
+        "interrupted while waiting ({last_status})"
+      )));
+    }
+    let interval = (clock.elapsed_since(start) / 20).clamp(MIN, MAX);
+    let mut cancel = ctx.cancel.clone();
+    tokio::select! {
+      _ = clock.sleep(interval) => {}
+      _ = cancel.wait_for(|cancelled| *cancelled) => {}
+    }
+  }
+}
+
+/// Format a duration for people: `4s`, `2m10s`, `1h05m`.
+pub fn human(duration: Duration) -> String {
+  let secs = duration.as_secs();
+  if secs < 60 {
+    let millis = duration.as_millis();
+    if millis < 10_000 && millis % 1000 != 0 {
+      return format!("{:.1}s", duration.as_secs_f64());
+    }
+    return format!("{secs}s");
+  }
+  if secs < 3600 {
+    return format!("{}m{:02}s", secs / 60, secs % 60);
+  }
+  format!("{}h{:02}m", secs / 3600, (secs % 3600) / 60)
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn every_action_name_is_unique_and_mutating_ones_are_effects() {
+    let mut names: Vec<&str> = ACTIONS.iter().map(|def| def.spec.name).collect();
+    names.sort_unstable();
+    let count = names.len();
+    names.dedup();
+    assert_eq!(names.len(), count);
+    for def in ACTIONS {
+      let is_effect = matches!(def.behaviour, Behaviour::Effect(_));
+      assert_eq!(def.spec.mutating, is_effect, "{}", def.spec.name);
+      if !def.spec.mutating {
+        assert!(def.spec.mutating_operations.is_empty(), "{}", def.spec.name);
+      }
+    }
+  }
+
+  #[test]
+  fn bind_converts_types_and_names_the_bad_field() {
+    let spec = rds::PROMOTE_REPLICA.spec;
+    let rendered = serde_json::json!({"region": "us-west-2", "instance": "db", "max_lag": "5m"});
+    let args = bind(spec, rendered.as_object().unwrap()).unwrap();
+    assert_eq!(args.opt_duration("max_lag"), Some(Duration::from_secs(300)));
+    let bad = serde_json::json!({"region": "us-west-2", "instance": "db", "max_lag": "soon"});
+    let err = bind(spec, bad.as_object().unwrap()).unwrap_err();
+    assert!(err.starts_with("`with.max_lag`"), "{err}");
+    let missing = serde_json::json!({"region": "us-west-2"});
+    assert_eq!(
+      bind(spec, missing.as_object().unwrap()).unwrap_err(),
+      "`with.instance` is required"
+    );
+  }
+
+  #[test]
+  fn human_durations() {
+    assert_eq!(human(Duration::from_secs(4)), "4s");
+    assert_eq!(human(Duration::from_millis(1500)), "1.5s");
+    assert_eq!(human(Duration::from_secs(130)), "2m10s");
+    assert_eq!(human(Duration::from_secs(3900)), "1h05m");
+  }
+}

@@ -1,0 +1,423 @@
+//! Route 53: health check assertions, failover record flips, health check configuration.
+
+use std::collections::BTreeMap;
+
+use super::{
+  poll_until, ActionDef, ActionError, ActionResult, Args, Behaviour, Check, Ctx, Effect,
+  Observation, Observed, Outcome, Poll,
+};
+use crate::{
+  cloud::{normalize_dns_name, FailoverRole, HealthCheckUpdate, RecordChange, RecordSet},
+  runbook::{ActionSpec, FieldKind, FieldSpec},
+};
+
+const HEALTH_CHECK_ID: FieldSpec = FieldSpec::required(
+  "health_check_id",
+  FieldKind::String,
+  "Route 53 health check id",
+);
+
+// --- route53.health_check ---------------------------------------------------------------------
+
+pub const HEALTH_CHECK: ActionDef = ActionDef {
+  spec: &ActionSpec {
+    name: "route53.health_check",
+    mutating: false,
+    doc:
+      "Assert a health check is healthy or unhealthy by Route 53's rule (healthy when more than \
+          18% of checkers report healthy). With `within`, keep checking until it holds.",
+    fields: &[
+      HEALTH_CHECK_ID,
+      FieldSpec::required(
+        "expect",
+        FieldKind::Enum(&["healthy", "unhealthy"]),
+        "The status to assert",
+      ),
+      FieldSpec::optional(
+        "within",
+        FieldKind::Duration,
+        "Keep checking for up to this long",
+      ),
+    ],
+    mutating_operations: &[],
+    outputs: &["healthy", "checkers"],
+  },
+  behaviour: Behaviour::Check(&HealthCheck),
+};
+
+struct HealthCheck;
+
+#[async_trait::async_trait]
+impl Check for HealthCheck {
+  async fn check(&self, ctx: &Ctx<'_>, args: &Args) -> ActionResult<Outcome> {
+    let id = args.str("health_check_id")?;
+    let want_healthy = args.str("expect")? == "healthy";
+    let within = args.opt_duration("within");
+    let start = ctx.cloud.clock.now();
+    let status = poll_until(ctx, || async {
+      let status = ctx.cloud.route53.get_health_check_status(id).await?;
+      let healthy = status.is_healthy();
+      let word = if healthy { "healthy" } else { "unhealthy" };
+      if healthy == want_healthy {
+        return Ok(Poll::Ready(status));
+      }
+      let waited = ctx.cloud.clock.elapsed_since(start);
+      match within {
+        Some(within) if waited < within => Ok(Poll::Pending(format!(
+          "health check {id}: {word} ({}/{} checkers healthy)",
+          status.checkers_healthy, status.checkers_total
+        ))),
+        _ => Err(ActionError::failed(format!(
+          "health check {id} is {word} ({}/{} checkers healthy{}{}), expected {}",
+          status.checkers_healthy,
+          status.checkers_total,
+          if status.inverted { ", inverted" } else { "" },
+          if status.disabled { ", disabled" } else { "" },
+          args.opt_str("expect").unwrap_or_default()
+        ))),
+      }
+    })
+    .await?;
+    let healthy = status.is_healthy();
+    Ok(
+      Outcome::new(format!(
+        "health check {id} is {} ({}/{} checkers healthy)",
+        if healthy { "healthy" } else { "unhealthy" },
+        status.checkers_healthy,
+        status.checkers_total
+      ))
+      .output("healthy", healthy)
+      .output(
+        "checkers",
+        format!("{}/{}", status.checkers_healthy, status.checkers_total),
+      ),
+    )
+  }
+}
+
+// --- route53.failover -------------------------------------------------------------------------
+
+const RECORD_FIELDS: &[FieldSpec] = &[
+  FieldSpec::required("name", FieldKind::String, "Record name"),
+  FieldSpec::optional("type", FieldKind::String, "Record type (default CNAME)"),
+  FieldSpec::optional(
+    "zone_id",
+    FieldKind::String,
+    "Hosted zone, when different from the step's",
+  ),
+  FieldSpec::optional(
+    "set_identifier",
+    FieldKind::String,
+    "Set identifier of a routing-policy record",
+  ),
+  FieldSpec::optional(
+    "failover",
+    FieldKind::Enum(&["PRIMARY", "SECONDARY"]),
+    "Failover role",
+  ),
+  FieldSpec::optional("ttl", FieldKind::Int, "TTL in seconds (default 60)"),
+  FieldSpec::required(
+    "value",
+    FieldKind::String,
+    "The record's value (a hostname for CNAME)",
+  ),
+  FieldSpec::optional(
+    "health_check_id",
+    FieldKind::String,
+    "Health check to associate (none when absent)",
+  ),
+];
+
+pub const FAILOVER: ActionDef = ActionDef {
+  spec: &ActionSpec {
+    name: "route53.failover",
+    mutating: true,
+    doc: "Make DNS records match the desired state: UPSERT only the records that differ, in one \
+          atomic change batch per hosted zone, then wait until every change is INSYNC.",
+    fields: &[
+      FieldSpec::optional("zone_id", FieldKind::String, "Hosted zone of the records"),
+      FieldSpec::required(
+        "records",
+        FieldKind::Objects(RECORD_FIELDS),
+        "The desired records",
+      ),
+      FieldSpec::optional("comment", FieldKind::String, "Change batch comment"),
+    ],
+    mutating_operations: &["ChangeResourceRecordSets"],
+    outputs: &["change_ids", "changed_records"],
+  },
+  behaviour: Behaviour::Effect(&Failover),
+};
+
+struct Failover;
+
+/// The desired records, grouped by zone.
+fn desired(args: &Args) -> ActionResult<BTreeMap<String, Vec<RecordSet>>> {
+  let default_zone = args.opt_str("zone_id");
+  let mut zones: BTreeMap<String, Vec<RecordSet>> = BTreeMap::new();
+  for (i, record) in args.objects("records").iter().enumerate() {
+    let zone = record.opt_str("zone_id").or(default_zone).ok_or_else(|| {
+      ActionError::failed(format!(
+        "`with.records[{i}]` has no zone_id and the step sets none"
+      ))
+    })?;
+    let failover = match record.opt_str("failover") {
+      Some("PRIMARY") => Some(FailoverRole::Primary),
+      Some("SECONDARY") => Some(FailoverRole::Secondary),
+      _ => None,
+    };
+    zones.entry(zone.to_string()).or_default().push(RecordSet {
+      name: normalize_dns_name(record.str("name")?),
+      rtype: record
+        .opt_str("type")
+        .unwrap_or("CNAME")
+        .to_ascii_uppercase(),
+      set_identifier: record.opt_str("set_identifier").map(str::to_string),
+      failover,
+      ttl: Some(u32::try_from(record.opt_int("ttl").unwrap_or(60)).unwrap_or(60)),
+      values: vec![record.str("value")?.to_string()],
+      health_check_id: record.opt_str("health_check_id").map(str::to_string),
+    });
+  }
+  if zones.is_empty() {
+    return Err(ActionError::failed("`with.records` is empty"));
+  }
+  Ok(zones)
+}
+
+/// Whether an existing record already has the desired content. Values compare as DNS names.
+fn matches(existing: &RecordSet, want: &RecordSet) -> bool {
+  let norm = |values: &[String]| {
+    let mut values: Vec<String> = values
+      .iter()
+      .map(|value| value.trim_end_matches('.').to_ascii_lowercase())
+      .collect();
+    values.sort();
+    values
+  };
+  existing.failover == want.failover
+    && existing.ttl == want.ttl
+    && existing.health_check_id == want.health_check_id
+    && norm(&existing.values) == norm(&want.values)
+}
+
+/// For each zone, the desired records that differ from what Route 53 has.
+async fn differing(
+  ctx: &Ctx<'_>,
+  args: &Args,
+) -> ActionResult<(BTreeMap<String, Vec<RecordSet>>, Vec<String>)> {
+  let mut out = BTreeMap::new();
+  let mut current = Vec::new();
+  for (zone, records) in desired(args)? {
+    let mut changes = Vec::new();
+    for want in records {
+      let existing = ctx
+        .cloud
+        .route53
+        .list_record_sets(&zone, &want.name)
+        .await?;
+      let found = existing.iter().find(|record| record.key() == want.key());
+      match found {
+        Some(record) if matches(record, &want) => {}
+        Some(record) => {
+          current.push(format!(
+            "{} {} -> {}",
+            want.name,
+            label(&want),
+            record.values.join(",")
+          ));
+          changes.push(want);
+        }
+        None => {
+          current.push(format!("{} {} absent", want.name, label(&want)));
+          changes.push(want);
+        }
+      }
+    }
+    if !changes.is_empty() {
+      out.insert(zone, changes);
+    }
+  }
+  Ok((out, current))
+}
+
+fn label(record: &RecordSet) -> String {
+  match &record.set_identifier {
+    Some(id) => format!("{} ({id})", record.rtype),
+    None => record.rtype.clone(),
+  }
+}
+
+#[async_trait::async_trait]
+impl Effect for Failover {
+  async fn observe(&self, ctx: &Ctx<'_>, args: &Args) -> ActionResult<Observation> {
+    let (changes, current) = differing(ctx, args).await?;
+    if changes.is_empty() {
+      return Ok(Observation::new(
+        Observed::Done,
+        "every record already has its desired value",
+        "none",
+      ));
+    }
+    let change = changes
+      .iter()
+      .map(|(zone, records)| {
+        let names: Vec<String> = records
+          .iter()
+          .map(|record| {
+            format!(
+              "{} {} -> {}",
+              record.name,
+              label(record),
+              record.values.join(",")
+            )
+          })
+          .collect();
+        format!("zone {zone}: UPSERT {}", names.join("; "))
+      })
+      .collect::<Vec<_>>()
+      .join(" | ");
+    Ok(Observation::new(
+      Observed::Absent,
+      current.join("; "),
+      change,
+    ))
+  }
+
+  async fn apply(&self, ctx: &Ctx<'_>, args: &Args) -> ActionResult<Option<String>> {
+    let (changes, _) = differing(ctx, args).await?;
+    let comment = args
+      .opt_str("comment")
+      .map(str::to_string)
+      .unwrap_or_else(|| format!("drctl run {} step {}", ctx.run_id, ctx.step_id));
+    let mut ids = Vec::new();
+    for (zone, records) in changes {
+      let batch: Vec<RecordChange> = records
+        .into_iter()
+        .map(|record| RecordChange {
+          action: "UPSERT".into(),
+          record,
+        })
+        .collect();
+      let info = ctx
+        .cloud
+        .route53
+        .change_record_sets(&zone, &comment, &batch)
+        .await?;
+      ids.push(info.id);
+    }
+    Ok(Some(ids.join(",")))
+  }
+
+  async fn verify(&self, ctx: &Ctx<'_>, args: &Args, token: Option<&str>) -> ActionResult<Outcome> {
+    let ids: Vec<&str> = token
+      .map(|t| t.split(',').filter(|id| !id.is_empty()).collect())
+      .unwrap_or_default();
+    for id in &ids {
+      poll_until(ctx, || async {
+        let info = ctx.cloud.route53.get_change(id).await?;
+        Ok(if info.is_insync() {
+          Poll::Ready(())
+        } else {
+          Poll::Pending(format!("change {id}: {}", info.status))
+        })
+      })
+      .await?;
+    }
+    let (remaining, _) = differing(ctx, args).await?;
+    if !remaining.is_empty() {
+      return Err(ActionError::retryable(
+        "records still differ from the desired state after the change",
+      ));
+    }
+    let count: usize = desired(args)?.values().map(Vec::len).sum();
+    Ok(
+      Outcome::new(format!(
+        "{count} record(s) in their desired state, changes INSYNC"
+      ))
+      .output("change_ids", ids.join(","))
+      .output("changed_records", count),
+    )
+  }
+}
+
+// --- route53.set_health_check -----------------------------------------------------------------
+
+pub const SET_HEALTH_CHECK: ActionDef = ActionDef {
+  spec: &ActionSpec {
+    name: "route53.set_health_check",
+    mutating: true,
+    doc: "Disable, enable or invert a health check (drills invert the primary's check to stage an outage).",
+    fields: &[
+      HEALTH_CHECK_ID,
+      FieldSpec::optional("inverted", FieldKind::Bool, "Invert the check's result"),
+      FieldSpec::optional("disabled", FieldKind::Bool, "Disable the check (Route 53 then treats it as healthy)"),
+    ],
+    mutating_operations: &["UpdateHealthCheck"],
+    outputs: &[],
+  },
+  behaviour: Behaviour::Effect(&SetHealthCheck),
+};
+
+struct SetHealthCheck;
+
+fn wanted(args: &Args) -> HealthCheckUpdate {
+  HealthCheckUpdate {
+    inverted: args.opt_bool("inverted"),
+    disabled: args.opt_bool("disabled"),
+  }
+}
+
+#[async_trait::async_trait]
+impl Effect for SetHealthCheck {
+  async fn observe(&self, ctx: &Ctx<'_>, args: &Args) -> ActionResult<Observation> {
+    let id = args.str("health_check_id")?;
+    let want = wanted(args);
+    let status = ctx.cloud.route53.get_health_check_status(id).await?;
+    let current = format!(
+      "{id}: inverted {}, disabled {}",
+      status.inverted, status.disabled
+    );
+    let in_place = want.inverted.is_none_or(|v| v == status.inverted)
+      && want.disabled.is_none_or(|v| v == status.disabled);
+    let change = format!(
+      "set {id}{}{}",
+      want
+        .inverted
+        .map_or(String::new(), |v| format!(" inverted={v}")),
+      want
+        .disabled
+        .map_or(String::new(), |v| format!(" disabled={v}"))
+    );
+    Ok(if in_place {
+      Observation::new(Observed::Done, current, "none")
+    } else {
+      Observation::new(Observed::Absent, current, change)
+    })
+  }
+
+  async fn apply(&self, ctx: &Ctx<'_>, args: &Args) -> ActionResult<Option<String>> {
+    ctx
+      .cloud
+      .route53
+      .update_health_check(args.str("health_check_id")?, wanted(args))
+      .await?;
+    Ok(None)
+  }
+
+  async fn verify(
+    &self,
+    ctx: &Ctx<'_>,
+    args: &Args,
+    _token: Option<&str>,
+  ) -> ActionResult<Outcome> {
+    let observation = self.observe(ctx, args).await?;
+    if observation.state != Observed::Done {
+      return Err(ActionError::retryable(format!(
+        "health check configuration not yet in place ({})",
+        observation.current
+      )));
+    }
+    Ok(Outcome::new(observation.current))
+  }
+}

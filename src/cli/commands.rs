@@ -1,0 +1,667 @@
+//! One function per command.
+
+use std::{
+  path::{Path, PathBuf},
+  sync::{Arc, Mutex},
+};
+
+use chrono::{DateTime, Utc};
+use tokio::sync::watch;
+
+use super::{
+  config::{read_config, ConfigFile},
+  interactive, out, parse_params, render, resolve_runbook, status_code, Cli, Command, Error,
+  GlobalArgs, Output, RunArgs,
+};
+use crate::{
+  actions::Catalog,
+  cloud::{
+    sim::{Sim, SimOptions},
+    Cloud,
+  },
+  engine::{self, Approver, RunOptions},
+  plan::{self, Plan},
+  runbook::{self, Runbook},
+  state::{
+    lock::{self, hostname, Lock, LockError, LockHolder},
+    Event, Journal, RunStatus, Store, Timeline,
+  },
+};
+
+/// Settings every command shares, resolved once from flags and drctl.yaml.
+pub struct Context {
+  pub file: ConfigFile,
+  pub runbooks: PathBuf,
+  pub store: Store,
+  pub output: Output,
+  pub backend: Backend,
+}
+
+/// Which AWS a run talks to.
+#[derive(Debug, Clone)]
+pub enum Backend {
+  Sim {
+    world: Option<PathBuf>,
+    time_scale: Option<f64>,
+  },
+  Aws,
+}
+
+impl Context {
+  fn new(global: &GlobalArgs) -> Result<Context, Error> {
+    let (file, _) = read_config(global.config.as_deref()).map_err(Error::Usage)?;
+    let runbooks = file
+      .runbooks
+      .clone()
+      .unwrap_or_else(|| PathBuf::from("runbooks"));
+    let state = global
+      .state
+      .clone()
+      .or_else(|| file.state.clone())
+      .unwrap_or_else(|| ".drctl".into());
+    if state.starts_with("s3://") {
+      return Err(Error::Usage(format!(
+        "state `{state}`: the s3:// state backend is not available in this build; use a local directory"
+      )));
+    }
+    let backend = if global.aws {
+      Backend::Aws
+    } else if let Some(world) = &global.sim {
+      Backend::Sim {
+        world: (!world.is_empty()).then(|| PathBuf::from(world)),
+        time_scale: global.time_scale,
+      }
+    } else {
+      match file.backend.as_deref() {
+        None | Some("sim") => Backend::Sim {
+          world: None,
+          time_scale: global.time_scale,
+        },
+        Some("aws") => Backend::Aws,
+        Some(other) => {
+          return Err(Error::Usage(format!(
+            "drctl.yaml: backend `{other}` is not one of sim, aws"
+          )))
+        }
+      }
+    };
+    Ok(Context {
+      file,
+      runbooks,
+      store: Store::new(state),
+      output: global.output,
+      backend,
+    })
+  }
+
+  /// Open the backend for a run whose state lives in `dir`.
+  fn open_cloud(&self, dir: &Path, secrets: Vec<String>) -> Result<Cloud, Error> {
+    match &self.backend {
+      Backend::Sim { world, time_scale } => {
+        let sim = Sim::open(&SimOptions {
+          world: world.clone(),
+          time_scale: *time_scale,
+          dir: dir.to_path_buf(),
+        })
+        .map_err(|err| Error::Usage(format!("simulator: {err}")))?;
+        sim.set_redactions(secrets);
+        Ok(sim.cloud())
+      }
+      Backend::Aws => Err(Error::Usage(
+        "the aws backend is not available in this build yet; use --sim".into(),
+      )),
+    }
+  }
+}
+
+pub async fn dispatch(cli: Cli) -> Result<i32, Error> {
+  let ctx = Context::new(&cli.global)?;
+  match cli.command {
+    Command::Validate { paths } => validate(&ctx, &paths),
+    Command::Schema => {
+      let schema = runbook::json_schema(&crate::actions::specs());
+      out(&format!(
+        "{}\n",
+        serde_json::to_string_pretty(&schema).unwrap_or_default()
+      ));
+      Ok(0)
+    }
+    Command::Graph { runbook } => {
+      let runbook = load(&ctx, &runbook)?;
+      out(&render::mermaid(&runbook));
+      Ok(0)
+    }
+    Command::Plan { runbook, params } => {
+      let plan = bind(&ctx, &runbook, &params)?;
+      dry_run(&ctx, &plan).await
+    }
+    Command::Run { runbook, args } => {
+      let plan = bind(&ctx, &runbook, &args.params)?;
+      if args.dry_run {
+        return dry_run(&ctx, &plan).await;
+      }
+      run(&ctx, plan, &args).await
+    }
+    Command::Failover { region, args } => {
+      let failover = ctx.file.failover.clone().unwrap_or_default();
+      let runbook = failover
+        .runbook
+        .clone()
+        .unwrap_or_else(|| ctx.runbooks.join("regional-failover.yaml"));
+      let param = failover
+        .param
+        .clone()
+        .unwrap_or_else(|| "target_region".into());
+      let mut params: Vec<String> = failover
+        .params
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+      params.push(format!("{param}={region}"));
+      params.extend(args.params.iter().cloned());
+      let plan = bind(&ctx, &runbook, &params)?;
+      if args.dry_run {
+        return dry_run(&ctx, &plan).await;
+      }
+      run(&ctx, plan, &args).await
+    }
+    Command::Resume {
+      run_id,
+      yes,
+      max_parallel,
+      accept_data_loss,
+    } => resume(&ctx, &run_id, yes, max_parallel, accept_data_loss).await,
+    Command::Status { run_id } => status(&ctx, run_id.as_deref()),
+    Command::Runs => runs(&ctx),
+    Command::Unlock { runbook } => unlock(&ctx, &runbook),
+  }
+}
+
+fn load(ctx: &Context, path: &Path) -> Result<Runbook, Error> {
+  let path = resolve_runbook(&ctx.runbooks, path);
+  runbook::load_file(&path, &Catalog).map_err(|diagnostics| Error::Usage(diagnostics.to_string()))
+}
+
+fn bind(ctx: &Context, path: &Path, params: &[String]) -> Result<Plan, Error> {
+  let runbook = load(ctx, path)?;
+  let given = parse_params(params)?;
+  Plan::bind(runbook, &given).map_err(|err| Error::Usage(format!("{}: {err}", path.display())))
+}
+
+fn validate(ctx: &Context, paths: &[PathBuf]) -> Result<i32, Error> {
+  let roots = if paths.is_empty() {
+    vec![ctx.runbooks.clone()]
+  } else {
+    paths.to_vec()
+  };
+  let mut files = Vec::new();
+  for root in &roots {
+    if root.is_dir() {
+      let mut found: Vec<PathBuf> = std::fs::read_dir(root)
+        .map_err(|err| Error::Usage(format!("{}: {err}", root.display())))?
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| {
+          matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml")
+          )
+        })
+        .collect();
+      found.sort();
+      files.extend(found);
+    } else {
+      files.push(root.clone());
+    }
+  }
+  if files.is_empty() {
+    return Err(Error::Usage(format!(
+      "no runbooks found in {}",
+      roots
+        .iter()
+        .map(|r| r.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+    )));
+  }
+  let mut failed = 0;
+  let mut report = Vec::new();
+  for file in &files {
+    match runbook::load_file(file, &Catalog) {
+      Ok(runbook) => {
+        report.push(serde_json::json!({"path": file.display().to_string(), "ok": true, "steps": runbook.steps.len()}));
+        if ctx.output == Output::Text {
+          out(&format!(
+            "ok    {} ({} steps)\n",
+            file.display(),
+            runbook.steps.len()
+          ));
+        }
+      }
+      Err(diagnostics) => {
+        failed += 1;
+        report.push(serde_json::json!({"path": file.display().to_string(), "ok": false, "errors": diagnostics.len()}));
+        eprintln!("{diagnostics}\n");
+      }
+    }
+  }
+  if ctx.output == Output::Json {
+    out(&format!("{}\n", serde_json::Value::Array(report)));
+  } else if files.len() > 1 {
+    out(&format!("{} runbook(s), {} invalid\n", files.len(), failed));
+  }
+  Ok(if failed > 0 { 2 } else { 0 })
+}
+
+async fn dry_run(ctx: &Context, plan: &Plan) -> Result<i32, Error> {
+  let dir = std::env::temp_dir().join(format!(
+    "drctl-plan-{}-{:04x}",
+    std::process::id(),
+    fastrand::u16(..)
+  ));
+  let cloud = ctx.open_cloud(&dir, plan.secrets.values().cloned().collect())?;
+  let report = plan::describe(plan, &cloud).await;
+  let _ = std::fs::remove_dir_all(&dir);
+  match ctx.output {
+    Output::Json => out(&format!(
+      "{}\n",
+      serde_json::to_string_pretty(&report).unwrap_or_default()
+    )),
+    Output::Text => out(&render::plan_text(&report, &cloud)),
+  }
+  Ok(0)
+}
+
+/// Approvals on a terminal.
+struct TerminalApprover;
+
+#[async_trait::async_trait]
+impl Approver for TerminalApprover {
+  async fn approve(&self, step: &str, prompt: &str) -> Result<bool, String> {
+    if !interactive() {
+      return Err(format!(
+        "step `{step}` needs approval (\"{prompt}\") and there is no terminal to ask on; \
+         re-run with --yes to approve it"
+      ));
+    }
+    let question = format!("\n? approve step `{step}`: {prompt} [y/N] ");
+    tokio::task::spawn_blocking(move || {
+      eprint!("{question}");
+      let mut answer = String::new();
+      std::io::stdin()
+        .read_line(&mut answer)
+        .map_err(|err| format!("cannot read the answer: {err}"))?;
+      Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
+    })
+    .await
+    .map_err(|err| err.to_string())?
+  }
+}
+
+/// SIGINT/SIGTERM: the first asks the engine to stop gracefully; the second ends the process.
+fn signals(run_id: &str) -> watch::Receiver<u32> {
+  let (tx, rx) = watch::channel(0u32);
+  let run_id = run_id.to_string();
+  tokio::spawn(async move {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+      Ok(term) => term,
+      Err(_) => return,
+    };
+    loop {
+      tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+      }
+      let count = *tx.borrow() + 1;
+      if count >= 2 {
+        eprintln!("\ninterrupted again: stopping now. The journal is consistent; resume with `drctl resume {run_id}`");
+        std::process::exit(130);
+      }
+      eprintln!("\ninterrupt: no new steps will start; finishing in-flight calls and clean-up (press Ctrl-C again to stop now)");
+      let _ = tx.send(count);
+    }
+  });
+  rx
+}
+
+/// Keep a lock's lease alive while the run goes on.
+fn renew_lease(lock: Arc<Mutex<Lock>>) -> tokio::task::JoinHandle<()> {
+  tokio::spawn(async move {
+    loop {
+      tokio::time::sleep(Lock::DEFAULT_LEASE / 3).await;
+      let mut lock = lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+      if let Err(err) = lock.renew() {
+        tracing::warn!("cannot renew the lock lease: {err}");
+      }
+    }
+  })
+}
+
+fn locked(err: LockError) -> Error {
+  match err {
+    LockError::Held { .. } => Error::Locked(err.to_string()),
+    other => Error::Failed(other.to_string()),
+  }
+}
+
+fn parse_time(text: &str) -> Result<DateTime<Utc>, Error> {
+  DateTime::parse_from_rfc3339(text)
+    .map(|time| time.with_timezone(&Utc))
+    .map_err(|err| {
+      Error::Usage(format!(
+        "--incident-start `{text}`: {err} (expected RFC 3339, e.g. 2026-11-22T03:04:05Z)"
+      ))
+    })
+}
+
+async fn run(ctx: &Context, plan: Plan, args: &RunArgs) -> Result<i32, Error> {
+  let incident_start = args.incident_start.as_deref().map(parse_time).transpose()?;
+  let run_id = ctx.store.new_run_id();
+  let holder = LockHolder {
+    run_id: run_id.clone(),
+    runbook: plan.runbook.name.clone(),
+    host: hostname(),
+    pid: std::process::id(),
+    started_at: Utc::now(),
+    lease_expires_at: Utc::now(),
+  };
+  let lock = Lock::acquire(&ctx.store.locks_dir(), holder, Lock::DEFAULT_LEASE).map_err(locked)?;
+  let lock = Arc::new(Mutex::new(lock));
+  let renewal = renew_lease(lock.clone());
+  let run_dir = ctx.store.run_dir(&run_id);
+  let result = async {
+    std::fs::create_dir_all(&run_dir)
+      .map_err(|err| Error::Failed(format!("{}: {err}", run_dir.display())))?;
+    let cloud = ctx.open_cloud(&run_dir, plan.secrets.values().cloned().collect())?;
+    let journal = Journal::create(&ctx.store.journal_path(&run_id))
+      .map_err(|err| Error::Failed(err.to_string()))?;
+    let plan = Arc::new(plan);
+    let observer = render::observer(ctx.output, &plan, &cloud, &run_id);
+    let options = RunOptions {
+      run_id: run_id.clone(),
+      max_parallel: args.max_parallel,
+      assume_yes: args.yes,
+      accept_data_loss: args.accept_data_loss,
+      incident_start,
+    };
+    engine::start(
+      plan.clone(),
+      cloud,
+      journal,
+      options,
+      observer,
+      Arc::new(TerminalApprover),
+      signals(&run_id),
+    )
+    .await
+    .map_err(|err| Error::Failed(err.to_string()))
+  };
+  let outcome = result.await;
+  renewal.abort();
+  let _ = renewal.await;
+  finish(ctx, lock, outcome)
+}
+
+/// Render the outcome, release the lock (kept when interrupted: the run is to be resumed), and
+/// pick the exit code.
+fn finish(
+  ctx: &Context,
+  lock: Arc<Mutex<Lock>>,
+  outcome: Result<engine::RunOutcome, Error>,
+) -> Result<i32, Error> {
+  let lock = match Arc::try_unwrap(lock) {
+    Ok(lock) => lock
+      .into_inner()
+      .unwrap_or_else(|poisoned| poisoned.into_inner()),
+    Err(_) => return Err(Error::Failed("internal: lock still shared".into())),
+  };
+  let outcome = match outcome {
+    Ok(outcome) => outcome,
+    Err(err) => {
+      let _ = lock.release();
+      return Err(err);
+    }
+  };
+  if outcome.status != RunStatus::Interrupted {
+    if let Err(err) = lock.release() {
+      eprintln!("warning: {err}");
+    }
+  }
+  match ctx.output {
+    Output::Text => out(&render::summary(&outcome.timeline)),
+    Output::Json => out(&format!(
+      "{}\n",
+      serde_json::json!({"event": "summary", "status": outcome.status, "timeline": render::timeline_json(&outcome.timeline)})
+    )),
+  }
+  Ok(status_code(outcome.status))
+}
+
+async fn resume(
+  ctx: &Context,
+  run_id: &str,
+  yes: bool,
+  max_parallel: usize,
+  accept_data_loss: bool,
+) -> Result<i32, Error> {
+  let run_id = ctx.store.find_run(run_id).map_err(Error::Usage)?;
+  let journal_path = ctx.store.journal_path(&run_id);
+  let records =
+    crate::state::journal::read(&journal_path).map_err(|err| Error::Failed(err.to_string()))?;
+  let Some(Event::RunStarted {
+    runbook_path,
+    params,
+    backend,
+    runbook,
+    ..
+  }) = records.first().map(|r| r.event.clone())
+  else {
+    return Err(Error::Failed(format!(
+      "{}: does not start with run_started",
+      journal_path.display()
+    )));
+  };
+  if let Some(timeline) = Timeline::from_records(&records) {
+    if let Some(status @ (RunStatus::Succeeded | RunStatus::Breached)) = timeline.status {
+      out(&format!(
+        "run {run_id} already finished: {}\n",
+        status.as_str()
+      ));
+      return Ok(status_code(status));
+    }
+  }
+  let loaded = runbook::load_file(Path::new(&runbook_path), &Catalog)
+    .map_err(|diagnostics| Error::Usage(diagnostics.to_string()))?;
+  let given: Vec<(String, String)> = params.into_iter().collect();
+  let plan = Plan::bind(loaded, &given).map_err(|err| Error::Usage(err.to_string()))?;
+  let holder = LockHolder {
+    run_id: run_id.clone(),
+    runbook: runbook.clone(),
+    host: hostname(),
+    pid: std::process::id(),
+    started_at: Utc::now(),
+    lease_expires_at: Utc::now(),
+  };
+  let lock = Lock::acquire(&ctx.store.locks_dir(), holder, Lock::DEFAULT_LEASE).map_err(locked)?;
+  let lock = Arc::new(Mutex::new(lock));
+  let renewal = renew_lease(lock.clone());
+  let result = async {
+    let run_dir = ctx.store.run_dir(&run_id);
+    let resumed_ctx = Context {
+      backend: match backend.as_str() {
+        "sim" => Backend::Sim {
+          world: None,
+          time_scale: None,
+        },
+        _ => Backend::Aws,
+      },
+      file: ctx.file.clone(),
+      runbooks: ctx.runbooks.clone(),
+      store: ctx.store.clone(),
+      output: ctx.output,
+    };
+    let cloud = resumed_ctx.open_cloud(&run_dir, plan.secrets.values().cloned().collect())?;
+    let (journal, records) =
+      Journal::resume(&journal_path).map_err(|err| Error::Failed(err.to_string()))?;
+    let plan = Arc::new(plan);
+    let observer = render::observer(ctx.output, &plan, &cloud, &run_id);
+    let options = RunOptions {
+      run_id: run_id.clone(),
+      max_parallel,
+      assume_yes: yes,
+      accept_data_loss,
+      incident_start: None,
+    };
+    engine::resume(
+      plan,
+      cloud,
+      journal,
+      records,
+      options,
+      observer,
+      Arc::new(TerminalApprover),
+      signals(&run_id),
+    )
+    .await
+    .map_err(|err| Error::Failed(err.to_string()))
+  };
+  let outcome = result.await;
+  renewal.abort();
+  let _ = renewal.await;
+  finish(ctx, lock, outcome)
+}
+
+fn status(ctx: &Context, run_id: Option<&str>) -> Result<i32, Error> {
+  let run_id = match run_id {
+    Some(id) => ctx.store.find_run(id).map_err(Error::Usage)?,
+    None => ctx
+      .store
+      .run_ids()
+      .pop()
+      .ok_or_else(|| Error::Usage(format!("no runs in {}", ctx.store.runs_dir().display())))?,
+  };
+  let records = ctx
+    .store
+    .read_journal(&run_id)
+    .map_err(|err| Error::Failed(err.to_string()))?;
+  let timeline = Timeline::from_records(&records).ok_or_else(|| {
+    Error::Failed(format!(
+      "run {run_id}: the journal does not start with run_started"
+    ))
+  })?;
+  let run_dir = ctx.store.run_dir(&run_id);
+  let operations = if run_dir.join("operations.jsonl").exists() {
+    crate::cloud::sim::read_operation_log(&run_dir).map_err(|err| Error::Failed(err.to_string()))?
+  } else {
+    Vec::new()
+  };
+  let holder = lock::holder(&ctx.store.locks_dir(), &timeline.runbook)
+    .ok()
+    .flatten();
+  let running = holder
+    .as_ref()
+    .is_some_and(|holder| holder.run_id == run_id && holder.staleness(Utc::now()).is_none());
+  match ctx.output {
+    Output::Json => out(&format!(
+      "{}\n",
+      serde_json::to_string_pretty(&serde_json::json!({
+        "run_id": run_id,
+        "running": running,
+        "timeline": render::timeline_json(&timeline),
+        "operations": operations,
+      }))
+      .unwrap_or_default()
+    )),
+    Output::Text => {
+      let mut text = render::summary(&timeline);
+      if running {
+        text.push_str("  (still running)\n");
+      } else if timeline.status.is_none() || timeline.status == Some(RunStatus::Interrupted) {
+        text.push_str(&format!("  resume it with: drctl resume {run_id}\n"));
+      }
+      if !operations.is_empty() {
+        text.push_str(&format!(
+          "\nOperations ({} mutating calls in the simulated world)\n",
+          operations.len()
+        ));
+        for op in &operations {
+          text.push_str(&format!(
+            "  {:>3}  {}  {} {} {}\n",
+            op.seq,
+            op.at.format("%H:%M:%S%.3f"),
+            op.service,
+            op.operation,
+            op.target
+          ));
+        }
+      }
+      out(&text);
+    }
+  }
+  Ok(0)
+}
+
+fn runs(ctx: &Context) -> Result<i32, Error> {
+  let runs = ctx.store.runs();
+  match ctx.output {
+    Output::Json => {
+      let list: Vec<serde_json::Value> = runs
+        .iter()
+        .map(|run| match run {
+          Ok(summary) => serde_json::to_value(summary).unwrap_or_default(),
+          Err(err) => serde_json::json!({"error": err.to_string()}),
+        })
+        .collect();
+      out(&format!(
+        "{}\n",
+        serde_json::to_string_pretty(&list).unwrap_or_default()
+      ));
+    }
+    Output::Text => {
+      if runs.is_empty() {
+        out(&format!("no runs in {}\n", ctx.store.runs_dir().display()));
+      }
+      for run in runs {
+        match run {
+          Ok(run) => out(&format!(
+            "{:<22} {:<28} {:<8} {:<12} {}\n",
+            run.run_id,
+            run.runbook,
+            run.backend,
+            run
+              .status
+              .map_or("running/killed", |status| status.as_str()),
+            run.started_at.format("%Y-%m-%d %H:%M:%SZ")
+          )),
+          Err(err) => eprintln!("error: {err}"),
+        }
+      }
+    }
+  }
+  Ok(0)
+}
+
+fn unlock(ctx: &Context, runbook: &str) -> Result<i32, Error> {
+  // Accept a runbook path as well as its name.
+  let name = if runbook.ends_with(".yaml") || runbook.ends_with(".yml") {
+    load(ctx, Path::new(runbook))?.name
+  } else {
+    runbook.to_string()
+  };
+  match lock::unlock(&ctx.store.locks_dir(), &name).map_err(|err| Error::Failed(err.to_string()))? {
+    Some(holder) => {
+      out(&format!(
+        "unlocked `{name}` (was held by run {} on {}, pid {}, started {})\n",
+        holder.run_id,
+        holder.host,
+        holder.pid,
+        holder.started_at.format("%Y-%m-%d %H:%M:%SZ")
+      ));
+      Ok(0)
+    }
+    None => {
+      out(&format!("`{name}` was not locked\n"));
+      Ok(0)
+    }
+  }
+}

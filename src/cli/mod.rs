@@ -1,0 +1,247 @@
+//! The command line: parse arguments, call one function, render, pick the exit code.
+//!
+//! Exit codes (DESIGN.md): 0 succeeded · 1 a step failed · 2 usage or validation error ·
+//! 3 succeeded but an objective was breached · 4 lock held by another run · 130 interrupted.
+
+use std::{
+  io::{IsTerminal, Write},
+  path::{Path, PathBuf},
+};
+
+use clap::{Args as ClapArgs, Parser, Subcommand, ValueEnum};
+
+use crate::state::RunStatus;
+
+mod commands;
+pub mod config;
+mod render;
+
+/// drctl: disaster-recovery and failover runbooks, run crash-safe and timed against RTO/RPO.
+#[derive(Debug, Parser)]
+#[command(name = "drctl", version, about, long_about = None)]
+pub struct Cli {
+  #[command(flatten)]
+  pub global: GlobalArgs,
+  #[command(subcommand)]
+  pub command: Command,
+}
+
+#[derive(Debug, Clone, ClapArgs)]
+pub struct GlobalArgs {
+  /// Configuration file (default: ./drctl.yaml if present).
+  #[arg(long, global = true, value_name = "FILE")]
+  pub config: Option<PathBuf>,
+  /// State directory (default: .drctl, or drctl.yaml's `state`).
+  #[arg(long, global = true, value_name = "DIR")]
+  pub state: Option<String>,
+  /// Output format.
+  #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
+  pub output: Output,
+  /// Run against the in-process simulator, optionally with a WORLD.yaml.
+  #[arg(long, global = true, value_name = "WORLD", num_args = 0..=1, default_missing_value = "")]
+  pub sim: Option<String>,
+  /// Simulator time scale (how many times faster than real time the simulated world runs).
+  #[arg(long, global = true, value_name = "FACTOR")]
+  pub time_scale: Option<f64>,
+  /// Run against real AWS (or AWS_ENDPOINT_URL) through the AWS SDK.
+  #[arg(long, global = true, conflicts_with = "sim")]
+  pub aws: bool,
+  /// AWS profile (aws backend).
+  #[arg(long, global = true)]
+  pub profile: Option<String>,
+  /// Default AWS region (aws backend).
+  #[arg(long, global = true)]
+  pub region: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+  Text,
+  Json,
+}
+
+#[derive(Debug, Clone, ClapArgs)]
+pub struct RunArgs {
+  /// Set a parameter (repeatable).
+  #[arg(short = 'p', long = "param", value_name = "KEY=VALUE")]
+  pub params: Vec<String>,
+  /// Make no changes: probe read-only and print what would change.
+  #[arg(long)]
+  pub dry_run: bool,
+  /// Answer every approval with yes.
+  #[arg(long, short = 'y')]
+  pub yes: bool,
+  /// Run at most this many steps at once.
+  #[arg(long, default_value_t = 8, value_name = "N")]
+  pub max_parallel: usize,
+  /// Promote replicas even when their lag exceeds the RPO.
+  #[arg(long)]
+  pub accept_data_loss: bool,
+  /// When the incident began (RFC 3339), for RTO; default: when the run starts.
+  #[arg(long, value_name = "TIME")]
+  pub incident_start: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+  /// Validate runbooks (files or directories; default: the runbooks directory).
+  Validate { paths: Vec<PathBuf> },
+  /// Show what a run would do, from which current state, without changing anything.
+  Plan {
+    runbook: PathBuf,
+    #[arg(short = 'p', long = "param", value_name = "KEY=VALUE")]
+    params: Vec<String>,
+  },
+  /// Run a runbook.
+  Run {
+    runbook: PathBuf,
+    #[command(flatten)]
+    args: RunArgs,
+  },
+  /// Fail over to REGION with the runbook configured in drctl.yaml.
+  Failover {
+    region: String,
+    #[command(flatten)]
+    args: RunArgs,
+  },
+  /// Resume an interrupted or failed run from its journal.
+  Resume {
+    run_id: String,
+    #[arg(long, short = 'y')]
+    yes: bool,
+    #[arg(long, default_value_t = 8, value_name = "N")]
+    max_parallel: usize,
+    #[arg(long)]
+    accept_data_loss: bool,
+  },
+  /// Show a run (default: the latest).
+  Status { run_id: Option<String> },
+  /// List runs.
+  Runs,
+  /// Break the lock of a runbook (by name or path).
+  Unlock { runbook: String },
+  /// Print the JSON Schema of the runbook format.
+  Schema,
+  /// Print a runbook's step graph as a Mermaid flowchart.
+  Graph { runbook: PathBuf },
+}
+
+/// A command's failure, with its exit code.
+#[derive(Debug)]
+pub enum Error {
+  /// Bad usage, invalid runbook or parameters: exit 2. Already rendered.
+  Usage(String),
+  /// The lock is held: exit 4.
+  Locked(String),
+  /// Something went wrong running: exit 1.
+  Failed(String),
+}
+
+impl Error {
+  pub fn code(&self) -> i32 {
+    match self {
+      Error::Usage(_) => 2,
+      Error::Locked(_) => 4,
+      Error::Failed(_) => 1,
+    }
+  }
+
+  fn message(&self) -> &str {
+    match self {
+      Error::Usage(message) | Error::Locked(message) | Error::Failed(message) => message,
+    }
+  }
+}
+
+/// The exit code of a run's status.
+pub fn status_code(status: RunStatus) -> i32 {
+  match status {
+    RunStatus::Succeeded => 0,
+    RunStatus::Failed => 1,
+    RunStatus::Breached => 3,
+    RunStatus::Interrupted => 130,
+  }
+}
+
+/// Entry point: returns the process exit code.
+pub fn main() -> i32 {
+  let cli = match Cli::try_parse() {
+    Ok(cli) => cli,
+    Err(err) => {
+      let code = if err.use_stderr() { 2 } else { 0 };
+      let _ = err.print();
+      return code;
+    }
+  };
+  init_tracing(cli.global.output);
+  let runtime = match tokio::runtime::Builder::new_multi_thread()
+    .worker_threads(2)
+    .enable_all()
+    .build()
+  {
+    Ok(runtime) => runtime,
+    Err(err) => {
+      eprintln!("error: cannot start the runtime: {err}");
+      return 1;
+    }
+  };
+  match runtime.block_on(commands::dispatch(cli)) {
+    Ok(code) => code,
+    Err(err) => {
+      eprintln!("error: {}", err.message());
+      err.code()
+    }
+  }
+}
+
+fn init_tracing(output: Output) {
+  let filter = tracing_subscriber::EnvFilter::try_from_env("DRCTL_LOG")
+    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+  let builder = tracing_subscriber::fmt()
+    .with_env_filter(filter)
+    .with_writer(std::io::stderr)
+    .with_ansi(std::io::stderr().is_terminal());
+  let _ = match output {
+    Output::Json => builder.json().try_init(),
+    Output::Text => builder.try_init(),
+  };
+}
+
+/// Print to stdout; a closed pipe (`drctl runs | head`) is not an error.
+pub(crate) fn out(text: &str) {
+  let mut stdout = std::io::stdout().lock();
+  let _ = stdout.write_all(text.as_bytes());
+  let _ = stdout.flush();
+}
+
+/// Parse `KEY=VALUE` pairs.
+pub(crate) fn parse_params(raw: &[String]) -> Result<Vec<(String, String)>, Error> {
+  raw
+    .iter()
+    .map(|pair| {
+      pair
+        .split_once('=')
+        .map(|(key, value)| (key.trim().to_string(), value.to_string()))
+        .ok_or_else(|| Error::Usage(format!("parameter `{pair}` is not KEY=VALUE")))
+    })
+    .collect()
+}
+
+/// A runbook argument: a path, or a name in the runbooks directory.
+pub(crate) fn resolve_runbook(runbooks: &Path, given: &Path) -> PathBuf {
+  if given.exists() {
+    return given.to_path_buf();
+  }
+  for ext in ["yaml", "yml"] {
+    let candidate = runbooks.join(given).with_extension(ext);
+    if candidate.exists() {
+      return candidate;
+    }
+  }
+  given.to_path_buf()
+}
+
+/// Whether someone can answer a prompt.
+pub(crate) fn interactive() -> bool {
+  std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
+}

@@ -1,0 +1,495 @@
+//! Text and JSON renderings of plans, live runs and finished runs.
+
+use std::{
+  io::{IsTerminal, Write},
+  sync::{Arc, Mutex},
+  time::Duration,
+};
+
+use crate::{
+  actions::human,
+  cloud::Cloud,
+  engine::Observer,
+  plan::{Plan, PlanReport},
+  runbook::{format_duration, Runbook},
+  state::{journal::Phase, Event, Record, Redactor, Timeline},
+};
+
+use super::Output;
+
+/// The live view of a run: one line per transition, with the elapsed (backend) time.
+struct LiveText {
+  redactor: Redactor,
+  /// Steps that change the world (only those can report "no change needed").
+  mutating: Vec<String>,
+  started: Mutex<Option<chrono::DateTime<chrono::Utc>>>,
+  scale: f64,
+  width: usize,
+  color: bool,
+}
+
+/// JSON lines of journal records and waits, for other tools.
+struct LiveJson {
+  redactor: Redactor,
+}
+
+pub fn observer(output: Output, plan: &Plan, cloud: &Cloud, run_id: &str) -> Arc<dyn Observer> {
+  let redactor = plan.redactor();
+  match output {
+    Output::Json => Arc::new(LiveJson { redactor }),
+    Output::Text => {
+      let runbook = &plan.runbook;
+      let scale = cloud.clock.scale();
+      let mut header = format!(
+        "drctl run {run_id} · {} · backend {}",
+        runbook.name, cloud.backend
+      );
+      if scale != 1.0 {
+        header.push_str(&format!(" (simulated time ×{scale})"));
+      }
+      if let Some(rto) = runbook.objectives.rto {
+        header.push_str(&format!(" · RTO {}", format_duration(rto)));
+      }
+      if let Some(rpo) = runbook.objectives.rpo {
+        header.push_str(&format!(" · RPO {}", format_duration(rpo)));
+      }
+      eprintln!("{}", redactor.redact(&header));
+      let width = runbook
+        .steps
+        .iter()
+        .map(|step| step.id.len())
+        .max()
+        .unwrap_or(8);
+      Arc::new(LiveText {
+        redactor,
+        mutating: runbook
+          .steps
+          .iter()
+          .filter(|step| crate::plan::is_mutating(&step.call))
+          .map(|step| step.id.clone())
+          .collect(),
+        started: Mutex::new(None),
+        scale,
+        width,
+        color: std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+      })
+    }
+  }
+}
+
+impl LiveText {
+  fn line(&self, record: &Record, mark: &str, color: &str, step: &str, text: &str) {
+    let elapsed = {
+      let mut started = self
+        .started
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+      let start = *started.get_or_insert(record.ts);
+      (record.ts - start)
+        .to_std()
+        .unwrap_or_default()
+        .mul_f64(self.scale)
+    };
+    let mark = if self.color {
+      format!("\x1b[{color}m{mark}\x1b[0m")
+    } else {
+      mark.to_string()
+    };
+    let line = format!(
+      "[{:>7}] {mark} {step:<width$}  {text}",
+      clock(elapsed),
+      width = self.width
+    );
+    let mut stderr = std::io::stderr().lock();
+    let _ = writeln!(stderr, "{}", self.redactor.redact(&line));
+  }
+}
+
+fn clock(elapsed: Duration) -> String {
+  let secs = elapsed.as_secs();
+  if secs < 60 {
+    format!("{:.1}s", elapsed.as_secs_f64())
+  } else if secs < 3600 {
+    format!("{}m{:02}s", secs / 60, secs % 60)
+  } else {
+    format!("{}h{:02}m", secs / 3600, (secs % 3600) / 60)
+  }
+}
+
+impl Observer for LiveText {
+  fn record(&self, record: &Record) {
+    let rollback = |phase: &Phase| {
+      if *phase == Phase::Rollback {
+        "rollback "
+      } else {
+        ""
+      }
+    };
+    match &record.event {
+      Event::RunStarted { .. } => {
+        self.line(record, "●", "1", "run", "started");
+      }
+      Event::RunResumed { host, pid } => {
+        self.line(
+          record,
+          "●",
+          "1",
+          "run",
+          &format!("resumed on {host} (pid {pid})"),
+        );
+      }
+      Event::StepStarted {
+        step,
+        attempt,
+        phase,
+      } => {
+        let again = if *attempt > 1 {
+          format!(" (attempt {attempt})")
+        } else {
+          String::new()
+        };
+        self.line(
+          record,
+          "▶",
+          "36",
+          step,
+          &format!("{}started{again}", rollback(phase)),
+        );
+      }
+      Event::StepIntent {
+        step,
+        change,
+        phase,
+        ..
+      } => {
+        self.line(
+          record,
+          "→",
+          "33",
+          step,
+          &format!("{}{change}", rollback(phase)),
+        );
+      }
+      Event::StepSucceeded {
+        step,
+        summary,
+        changed,
+        phase,
+        ..
+      } => {
+        let note = if *changed || !self.mutating.contains(step) {
+          ""
+        } else {
+          " (no change needed)"
+        };
+        self.line(
+          record,
+          "✓",
+          "32",
+          step,
+          &format!("{}{summary}{note}", rollback(phase)),
+        );
+      }
+      Event::StepFailed {
+        step,
+        error,
+        will_retry,
+        backoff_ms,
+        phase,
+        ..
+      } => {
+        let retry = match (will_retry, backoff_ms) {
+          (true, Some(ms)) => format!(" — retrying in {}", human(Duration::from_millis(*ms))),
+          _ => String::new(),
+        };
+        let mark = if *will_retry { "!" } else { "✗" };
+        self.line(
+          record,
+          mark,
+          "31",
+          step,
+          &format!("{}{}{retry}", rollback(phase), error.message),
+        );
+      }
+      Event::StepSkipped { step, reason } => {
+        self.line(record, "-", "2", step, &format!("skipped: {reason}"))
+      }
+      Event::RunInterrupted { signal } => {
+        self.line(record, "■", "33", "run", &format!("interrupted ({signal})"));
+      }
+      Event::RunFinished { status, .. } => {
+        self.line(
+          record,
+          "●",
+          "1",
+          "run",
+          &format!("finished: {}", status.as_str()),
+        );
+      }
+    }
+  }
+
+  fn waiting(&self, step: &str, status: &str) {
+    let now = chrono::Utc::now();
+    let record = Record {
+      seq: 0,
+      ts: now,
+      event: Event::RunInterrupted {
+        signal: String::new(),
+      },
+    };
+    self.line(&record, "…", "2", step, status);
+  }
+}
+
+impl Observer for LiveJson {
+  fn record(&self, record: &Record) {
+    let mut value = serde_json::to_value(record).unwrap_or_default();
+    self.redactor.redact_json(&mut value);
+    super::out(&format!("{value}\n"));
+  }
+
+  fn waiting(&self, step: &str, status: &str) {
+    let value = serde_json::json!({
+      "ts": chrono::Utc::now(),
+      "event": "step_waiting",
+      "step": step,
+      "status": self.redactor.redact(status),
+    });
+    super::out(&format!("{value}\n"));
+  }
+}
+
+fn duration_opt(duration: Option<Duration>) -> String {
+  duration.map_or_else(|| "-".into(), human)
+}
+
+/// The end-of-run summary.
+pub fn summary(timeline: &Timeline) -> String {
+  let mut text = String::new();
+  text.push_str(&format!(
+    "\nRun {} · {} · {}\n",
+    timeline.run_id, timeline.runbook, timeline.backend
+  ));
+  let width = timeline
+    .steps
+    .iter()
+    .map(|step| step.id.len())
+    .max()
+    .unwrap_or(4)
+    .max(4);
+  text.push_str(&format!(
+    "  {:<width$}  {:<10} {:>9} {:>9}  {}\n",
+    "step", "outcome", "start", "duration", "attempts"
+  ));
+  for step in &timeline.steps {
+    text.push_str(&format!(
+      "  {:<width$}  {:<10} {:>9} {:>9}  {}\n",
+      step.id,
+      step.outcome,
+      duration_opt(step.started),
+      duration_opt(step.duration()),
+      step.attempts,
+    ));
+  }
+  for step in &timeline.rollbacks {
+    text.push_str(&format!(
+      "  {:<width$}  {:<10} {:>9} {:>9}  (rollback)\n",
+      step.id,
+      step.outcome,
+      duration_opt(step.started),
+      duration_opt(step.duration()),
+    ));
+  }
+  let path = timeline.critical_path();
+  if !path.is_empty() {
+    text.push_str(&format!("  critical path: {}\n", path.join(" → ")));
+  }
+  let objective =
+    |name: &str, achieved: Option<Duration>, target: Option<Duration>, met: Option<bool>| {
+      let verdict = match met {
+        Some(true) => "met",
+        Some(false) => "BREACHED",
+        None => "not measured",
+      };
+      format!(
+        "  {name} achieved {} / target {}  {verdict}\n",
+        duration_opt(achieved),
+        target.map_or("-".into(), format_duration)
+      )
+    };
+  text.push_str(&objective(
+    "RTO",
+    timeline.rto_achieved,
+    timeline.rto_target,
+    timeline.rto_met(),
+  ));
+  text.push_str(&objective(
+    "RPO",
+    timeline.rpo_achieved,
+    timeline.rpo_target,
+    timeline.rpo_met(),
+  ));
+  if timeline.time_scale != 1.0 {
+    text.push_str(&format!(
+      "  (times are simulated: the world ran ×{} faster than the wall clock)\n",
+      timeline.time_scale
+    ));
+  }
+  let status = timeline.status.map_or("running", |status| status.as_str());
+  text.push_str(&format!("  result: {status}"));
+  if let Some(step) = &timeline.failed_step {
+    text.push_str(&format!(" (step `{step}` failed)"));
+  }
+  text.push('\n');
+  text
+}
+
+/// A timeline as JSON, with durations in seconds.
+pub fn timeline_json(timeline: &Timeline) -> serde_json::Value {
+  let secs =
+    |duration: Option<Duration>| duration.map(|d| (d.as_secs_f64() * 1000.0).round() / 1000.0);
+  let steps: Vec<serde_json::Value> = timeline
+    .steps
+    .iter()
+    .map(|step| {
+      serde_json::json!({
+        "id": step.id,
+        "action": step.action,
+        "mutating": step.mutating,
+        "recovery": step.recovery,
+        "needs": step.needs,
+        "outcome": step.outcome,
+        "changed": step.changed,
+        "attempts": step.attempts,
+        "start_seconds": secs(step.started),
+        "end_seconds": secs(step.ended),
+        "duration_seconds": secs(step.duration()),
+        "summary": step.summary,
+        "error": step.error,
+        "outputs": step.outputs,
+        "data_loss_seconds": secs(step.data_loss),
+      })
+    })
+    .collect();
+  serde_json::json!({
+    "run_id": timeline.run_id,
+    "runbook": timeline.runbook,
+    "runbook_path": timeline.runbook_path,
+    "mode": timeline.mode,
+    "backend": timeline.backend,
+    "time_scale": timeline.time_scale,
+    "params": timeline.params,
+    "host": timeline.host,
+    "user": timeline.user,
+    "started_at": timeline.started_at,
+    "finished_at": timeline.finished_at,
+    "incident_start": timeline.incident_start,
+    "status": timeline.status,
+    "resumed": timeline.resumed,
+    "failed_step": timeline.failed_step,
+    "objectives": {
+      "rto_target_seconds": secs(timeline.rto_target),
+      "rto_achieved_seconds": secs(timeline.rto_achieved),
+      "rto_met": timeline.rto_met(),
+      "rpo_target_seconds": secs(timeline.rpo_target),
+      "rpo_achieved_seconds": secs(timeline.rpo_achieved),
+      "rpo_met": timeline.rpo_met(),
+    },
+    "critical_path": timeline.critical_path(),
+    "steps": steps,
+  })
+}
+
+/// `drctl plan` as text.
+pub fn plan_text(report: &PlanReport, cloud: &Cloud) -> String {
+  let mut text = format!(
+    "Plan for {} ({}) on backend {}\n",
+    report.runbook, report.path, cloud.backend
+  );
+  if !report.params.is_empty() {
+    let params: Vec<String> = report
+      .params
+      .iter()
+      .map(|(k, v)| format!("{k}={v}"))
+      .collect();
+    text.push_str(&format!("  params: {}\n", params.join(" ")));
+  }
+  text.push('\n');
+  for step in &report.steps {
+    let kind = if step.mutating {
+      "mutating"
+    } else {
+      "read-only"
+    };
+    text.push_str(&format!(
+      "  {} [{}] {} — {}\n",
+      step.id,
+      step.action,
+      kind,
+      step.status.replace('_', " ")
+    ));
+    if let Some(current) = &step.current {
+      text.push_str(&format!("      now:    {current}\n"));
+    }
+    if let Some(change) = step.change.as_ref().filter(|change| !change.is_empty()) {
+      text.push_str(&format!("      change: {change}\n"));
+    }
+  }
+  text.push_str(&format!(
+    "\n  critical path: {}\n  estimated duration: {} (sum of budgets on the critical path)",
+    report.critical_path.join(" → "),
+    report.estimated_duration
+  ));
+  if let Some(rto) = &report.rto {
+    let fits = match report.fits_rto {
+      Some(true) => "fits",
+      _ => "does NOT fit",
+    };
+    text.push_str(&format!(" — {fits} the RTO of {rto}"));
+  }
+  text.push('\n');
+  if !report.missing_secrets.is_empty() {
+    text.push_str(&format!(
+      "  warning: secrets not set in the environment: {}\n",
+      report.missing_secrets.join(", ")
+    ));
+  }
+  text.push_str(&format!(
+    "  {} mutating step(s); nothing was changed (dry run).\n",
+    report.mutating_steps
+  ));
+  text
+}
+
+/// A runbook's graph as a Mermaid flowchart.
+pub fn mermaid(runbook: &Runbook) -> String {
+  let mut text = String::from("flowchart TD\n");
+  for step in &runbook.steps {
+    let label = step.name.clone().unwrap_or_else(|| step.id.clone());
+    let shape = if crate::plan::is_mutating(&step.call) {
+      format!(
+        "[\"{}<br/><i>{}</i>\"]",
+        label.replace('"', "'"),
+        step.call.action
+      )
+    } else {
+      format!(
+        "(\"{}<br/><i>{}</i>\")",
+        label.replace('"', "'"),
+        step.call.action
+      )
+    };
+    text.push_str(&format!("  {}{shape}\n", node(&step.id)));
+  }
+  for step in &runbook.steps {
+    for need in &step.needs {
+      text.push_str(&format!("  {} --> {}\n", node(need), node(&step.id)));
+    }
+  }
+  text
+}
+
+fn node(id: &str) -> String {
+  id.replace('-', "_")
+}

@@ -1,0 +1,637 @@
+//! The provider boundary: one trait per AWS service family, domain structs in and out.
+//!
+//! Actions talk only to these traits, so every action runs unchanged on `sim` (the in-process
+//! simulator) and on `aws` (the AWS SDK for Rust, against AWS or any compatible endpoint such as
+//! moto). No SDK type crosses this boundary.
+//!
+//! # Contracts every provider keeps
+//!
+//! * Methods named `describe_*`, `get_*`, `list_*`, `head_*` and `replica_lag` are **read-only**:
+//!   they never change the world, so `plan` and `--dry-run` may call them freely.
+//! * Every other method **mutates**. Each is documented with its idempotency: calling it again
+//!   once its effect is in place must not create a second effect (a second promotion, a second
+//!   change batch that differs). Actions additionally `observe` before they `apply`, so a mutating
+//!   call is only repeated after a crash between the call and its journalled outcome.
+//! * Errors are [`CloudError`]: the service's error code, the HTTP status, the request id and
+//!   whether a retry can help. The provider does **not** retry throttling or 5xx itself beyond
+//!   what the transport needs (see `aws/`); the engine's retry policy decides, so retries never
+//!   multiply.
+//! * A mutating call that returns an error leaves the step's checkpoint at "intent": on resume
+//!   the action observes the world again before deciding whether to apply.
+
+use std::{collections::BTreeMap, fmt, sync::Arc, time::Duration};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+pub mod sim;
+
+/// Result of a provider call.
+pub type CloudResult<T> = Result<T, CloudError>;
+
+/// What kind of failure a provider call met; decides retryability.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+  /// The service asked us to slow down (`Throttling`, `ThrottlingException`, `SlowDown`,
+  /// `PriorRequestNotComplete`). Retryable.
+  Throttling,
+  /// The service failed (HTTP 5xx). Retryable.
+  Server,
+  /// The call did not complete in time, or the connection failed. Retryable.
+  Transport,
+  /// The resource does not exist.
+  NotFound,
+  /// The resource is in a state that does not allow the call (e.g. `InvalidDBInstanceState`).
+  InvalidState,
+  /// The request was rejected (validation, access denied, unknown parameter). Not retryable.
+  Client,
+  /// The call was refused before it was sent because this is a dry run.
+  DryRun,
+}
+
+/// A typed provider error: never flattened to a string before the retry policy has seen it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CloudError {
+  pub kind: ErrorKind,
+  /// Service family: `rds`, `ecs`, `route53`, `s3`, `cloudwatch`, `http`.
+  pub service: String,
+  /// The API operation, as AWS names it (`PromoteReadReplica`).
+  pub operation: String,
+  /// The service's error code (`DBInstanceNotFound`, `Throttling`), when it sent one.
+  pub code: Option<String>,
+  pub message: String,
+  pub http_status: Option<u16>,
+  pub request_id: Option<String>,
+}
+
+impl CloudError {
+  pub fn new(
+    kind: ErrorKind,
+    service: impl Into<String>,
+    operation: impl Into<String>,
+    message: impl Into<String>,
+  ) -> Self {
+    Self {
+      kind,
+      service: service.into(),
+      operation: operation.into(),
+      code: None,
+      message: message.into(),
+      http_status: None,
+      request_id: None,
+    }
+  }
+
+  pub fn with_code(mut self, code: impl Into<String>) -> Self {
+    self.code = Some(code.into());
+    self
+  }
+
+  pub fn with_status(mut self, status: u16) -> Self {
+    self.http_status = Some(status);
+    self
+  }
+
+  pub fn with_request_id(mut self, request_id: impl Into<String>) -> Self {
+    self.request_id = Some(request_id.into());
+    self
+  }
+
+  /// Whether calling again later can succeed. Only throttling, 5xx and transport failures are.
+  pub fn is_retryable(&self) -> bool {
+    matches!(
+      self.kind,
+      ErrorKind::Throttling | ErrorKind::Server | ErrorKind::Transport
+    )
+  }
+}
+
+impl fmt::Display for CloudError {
+  fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    write!(f, "{} {}", self.service, self.operation)?;
+    match &self.code {
+      Some(code) => write!(f, " failed with {code}")?,
+      None => write!(f, " failed")?,
+    }
+    if let Some(status) = self.http_status {
+      write!(f, " (HTTP {status})")?;
+    }
+    write!(f, ": {}", self.message)?;
+    if let Some(request_id) = &self.request_id {
+      write!(f, " [request id {request_id}]")?;
+    }
+    Ok(())
+  }
+}
+
+impl std::error::Error for CloudError {}
+
+// ---------------------------------------------------------------------------------------------
+// Domain structs
+// ---------------------------------------------------------------------------------------------
+
+/// An RDS DB instance as drctl needs to see it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DbInstance {
+  pub id: String,
+  pub region: String,
+  /// `DBInstanceStatus`: `available`, `modifying`, `creating`, `backing-up`, `deleting`, ...
+  pub status: String,
+  pub engine: String,
+  pub instance_class: String,
+  /// Endpoint address, once the instance has one.
+  pub endpoint: Option<String>,
+  pub port: Option<u16>,
+  /// `ReadReplicaSourceDBInstanceIdentifier`: set while this instance is a read replica.
+  pub replica_of: Option<String>,
+}
+
+impl DbInstance {
+  /// A standalone writable instance: available and no longer linked to a source.
+  pub fn is_standalone_available(&self) -> bool {
+    self.status == "available" && self.replica_of.is_none()
+  }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SnapshotKind {
+  Automated,
+  Manual,
+}
+
+/// An RDS DB snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DbSnapshot {
+  pub id: String,
+  pub instance_id: String,
+  pub region: String,
+  /// `available`, `creating`, ...
+  pub status: String,
+  pub kind: SnapshotKind,
+  pub created_at: DateTime<Utc>,
+}
+
+/// Parameters for restoring a snapshot into a new instance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RestoreRequest {
+  pub region: String,
+  pub snapshot_id: String,
+  pub instance_id: String,
+  pub instance_class: Option<String>,
+  /// Tags put on the new instance (drctl marks temporary instances with `drctl:run-id`).
+  pub tags: BTreeMap<String, String>,
+}
+
+/// An Aurora global database and its member clusters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GlobalCluster {
+  pub id: String,
+  /// `available`, `failing-over`, `switching-over`, ...
+  pub status: String,
+  pub members: Vec<GlobalClusterMember>,
+}
+
+impl GlobalCluster {
+  /// The ARN of the member that is currently the writer.
+  pub fn writer(&self) -> Option<&str> {
+    self
+      .members
+      .iter()
+      .find(|member| member.is_writer)
+      .map(|member| member.cluster_arn.as_str())
+  }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GlobalClusterMember {
+  pub cluster_arn: String,
+  pub is_writer: bool,
+}
+
+/// An ECS service deployment (`PRIMARY` or `ACTIVE`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EcsDeployment {
+  pub id: String,
+  /// `PRIMARY` (the newest) or `ACTIVE` (being replaced).
+  pub status: String,
+  pub desired_count: u32,
+  pub running_count: u32,
+  pub pending_count: u32,
+  /// `IN_PROGRESS`, `COMPLETED`, `FAILED`; absent on services without the circuit breaker.
+  pub rollout_state: Option<String>,
+}
+
+/// An ECS service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EcsService {
+  pub region: String,
+  pub cluster: String,
+  pub name: String,
+  /// `ACTIVE`, `DRAINING`, `INACTIVE`.
+  pub status: String,
+  pub desired_count: u32,
+  pub running_count: u32,
+  pub pending_count: u32,
+  pub deployments: Vec<EcsDeployment>,
+}
+
+impl EcsService {
+  /// Steady at `desired`: the desired count is set, one PRIMARY deployment, all tasks running
+  /// and the rollout (when reported) completed.
+  pub fn is_steady_at(&self, desired: u32) -> bool {
+    let one_primary = self.deployments.len() == 1
+      && self.deployments[0].status == "PRIMARY"
+      && self.deployments[0]
+        .rollout_state
+        .as_deref()
+        .is_none_or(|state| state == "COMPLETED");
+    self.desired_count == desired && self.running_count == desired && one_primary
+  }
+}
+
+/// Route 53 failover routing role of a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum FailoverRole {
+  Primary,
+  Secondary,
+}
+
+/// A Route 53 resource record set (CNAME/A/AAAA/TXT values; alias targets are values too).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordSet {
+  /// Fully qualified name with a trailing dot, as Route 53 returns it.
+  pub name: String,
+  #[serde(rename = "type")]
+  pub rtype: String,
+  pub set_identifier: Option<String>,
+  pub failover: Option<FailoverRole>,
+  pub ttl: Option<u32>,
+  pub values: Vec<String>,
+  pub health_check_id: Option<String>,
+}
+
+impl RecordSet {
+  /// The key Route 53 identifies a record set by.
+  pub fn key(&self) -> (String, String, Option<String>) {
+    (
+      normalize_dns_name(&self.name),
+      self.rtype.clone(),
+      self.set_identifier.clone(),
+    )
+  }
+}
+
+/// `example.com` and `example.com.` name the same record.
+pub fn normalize_dns_name(name: &str) -> String {
+  let lower = name.to_ascii_lowercase();
+  if lower.ends_with('.') {
+    lower
+  } else {
+    format!("{lower}.")
+  }
+}
+
+/// The status of a Route 53 change batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeInfo {
+  pub id: String,
+  /// `PENDING` or `INSYNC`.
+  pub status: String,
+  pub submitted_at: DateTime<Utc>,
+}
+
+impl ChangeInfo {
+  pub fn is_insync(&self) -> bool {
+    self.status == "INSYNC"
+  }
+}
+
+/// What Route 53's checkers report for a health check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthCheckStatus {
+  pub id: String,
+  /// Checkers whose latest observation was a success.
+  pub checkers_healthy: u32,
+  pub checkers_total: u32,
+  /// The health check's configuration (`Disabled` checks are always healthy; `Inverted` flips).
+  /// Providers report observations already inverted, as `GetHealthCheckStatus` does.
+  pub disabled: bool,
+  pub inverted: bool,
+}
+
+impl HealthCheckStatus {
+  /// Route 53's rule: healthy when more than 18 % of checkers report healthy; a disabled
+  /// check is considered healthy.
+  pub fn is_healthy(&self) -> bool {
+    if self.disabled {
+      return true;
+    }
+    if self.checkers_total == 0 {
+      return false;
+    }
+    u64::from(self.checkers_healthy) * 100 > u64::from(self.checkers_total) * 18
+  }
+}
+
+/// A health check configuration change (for drills: disable, or invert to stage an outage).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct HealthCheckUpdate {
+  pub disabled: Option<bool>,
+  pub inverted: Option<bool>,
+}
+
+/// An S3 object's metadata.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct S3Object {
+  pub bucket: String,
+  pub key: String,
+  pub size: u64,
+  pub last_modified: DateTime<Utc>,
+  pub etag: Option<String>,
+  /// Base64 SHA-256 checksum, when the object was uploaded with one.
+  pub checksum_sha256: Option<String>,
+  /// `COMPLETED`, `PENDING`, `FAILED`, `REPLICA`; absent when no replication rule applies.
+  pub replication_status: Option<String>,
+}
+
+/// An HTTP request made by a probe or a notification.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HttpRequest {
+  pub method: String,
+  pub url: String,
+  pub headers: BTreeMap<String, String>,
+  pub body: Option<String>,
+  #[serde(with = "duration_ms")]
+  pub timeout: Duration,
+}
+
+/// An HTTP response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HttpResponse {
+  pub status: u16,
+  pub body: String,
+  #[serde(with = "duration_ms")]
+  pub latency: Duration,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Service traits
+// ---------------------------------------------------------------------------------------------
+
+/// RDS (and the CloudWatch `ReplicaLag` metric, which belongs with it for drctl's purposes).
+#[async_trait::async_trait]
+pub trait Rds: Send + Sync {
+  /// `DescribeDBInstances` for one identifier; `Ok(None)` when it does not exist.
+  async fn describe_instance(&self, region: &str, id: &str) -> CloudResult<Option<DbInstance>>;
+  /// The replica's lag behind its source (CloudWatch `AWS/RDS ReplicaLag`, newest datapoint).
+  /// `Ok(None)` when no datapoint is available.
+  async fn replica_lag(&self, region: &str, id: &str) -> CloudResult<Option<Duration>>;
+  /// `DescribeDBSnapshots` for an instance (automated and manual).
+  async fn describe_snapshots(
+    &self,
+    region: &str,
+    instance_id: &str,
+  ) -> CloudResult<Vec<DbSnapshot>>;
+  /// `DescribeGlobalClusters` for one identifier.
+  async fn describe_global_cluster(&self, id: &str) -> CloudResult<Option<GlobalCluster>>;
+
+  /// `PromoteReadReplica`. Mutating. Not idempotent at the API (a standalone instance is an
+  /// `InvalidDBInstanceState`), so the action observes first.
+  async fn promote_read_replica(&self, region: &str, id: &str) -> CloudResult<()>;
+  /// `RestoreDBInstanceFromDBSnapshot`. Mutating; `DBInstanceAlreadyExists` on a repeat.
+  async fn restore_from_snapshot(&self, request: &RestoreRequest) -> CloudResult<()>;
+  /// `DeleteDBInstance` (skipping the final snapshot). Mutating; `DBInstanceNotFound` once gone.
+  async fn delete_instance(&self, region: &str, id: &str) -> CloudResult<()>;
+  /// `FailoverGlobalCluster` to the member cluster `target_cluster_arn`. Mutating.
+  async fn failover_global_cluster(&self, id: &str, target_cluster_arn: &str) -> CloudResult<()>;
+}
+
+/// ECS.
+#[async_trait::async_trait]
+pub trait Ecs: Send + Sync {
+  /// `DescribeServices` for one service; `Ok(None)` when missing or `INACTIVE`.
+  async fn describe_service(
+    &self,
+    region: &str,
+    cluster: &str,
+    service: &str,
+  ) -> CloudResult<Option<EcsService>>;
+  /// `UpdateService` with a new desired count. Mutating, idempotent (setting the same count
+  /// twice changes nothing).
+  async fn update_desired_count(
+    &self,
+    region: &str,
+    cluster: &str,
+    service: &str,
+    desired_count: u32,
+  ) -> CloudResult<()>;
+}
+
+/// A record change sent in a change batch. drctl only ever UPSERTs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordChange {
+  pub action: String,
+  pub record: RecordSet,
+}
+
+/// Route 53 (a global service: no region parameter).
+#[async_trait::async_trait]
+pub trait Route53: Send + Sync {
+  /// `ListResourceRecordSets` filtered to one name (all types and set identifiers of it).
+  async fn list_record_sets(&self, zone_id: &str, name: &str) -> CloudResult<Vec<RecordSet>>;
+  /// `GetChange`.
+  async fn get_change(&self, change_id: &str) -> CloudResult<ChangeInfo>;
+  /// `GetHealthCheckStatus`, plus the check's `Disabled`/`Inverted` configuration.
+  async fn get_health_check_status(&self, health_check_id: &str) -> CloudResult<HealthCheckStatus>;
+
+  /// `ChangeResourceRecordSets`: one atomic batch for one zone. Mutating; UPSERT is idempotent.
+  async fn change_record_sets(
+    &self,
+    zone_id: &str,
+    comment: &str,
+    changes: &[RecordChange],
+  ) -> CloudResult<ChangeInfo>;
+  /// `UpdateHealthCheck` (disable / invert). Mutating, idempotent.
+  async fn update_health_check(
+    &self,
+    health_check_id: &str,
+    update: HealthCheckUpdate,
+  ) -> CloudResult<()>;
+}
+
+/// S3 (read-only for actions; the state backend has its own store).
+#[async_trait::async_trait]
+pub trait S3: Send + Sync {
+  /// `ListObjectsV2` under a prefix (all pages).
+  async fn list_objects(
+    &self,
+    region: &str,
+    bucket: &str,
+    prefix: &str,
+  ) -> CloudResult<Vec<S3Object>>;
+  /// `HeadObject` with checksum mode enabled; `Ok(None)` when missing.
+  async fn head_object(
+    &self,
+    region: &str,
+    bucket: &str,
+    key: &str,
+  ) -> CloudResult<Option<S3Object>>;
+}
+
+/// HTTP: probes (read-only `GET`s) and notifications (`POST`s, which are side effects).
+#[async_trait::async_trait]
+pub trait Http: Send + Sync {
+  /// Send a request. A non-2xx status is a response, not an error; errors are transport
+  /// failures and timeouts (`ErrorKind::Transport`).
+  async fn send(&self, request: &HttpRequest) -> CloudResult<HttpResponse>;
+}
+
+/// The set of providers a run talks to.
+#[derive(Clone)]
+pub struct Cloud {
+  pub rds: Arc<dyn Rds>,
+  pub ecs: Arc<dyn Ecs>,
+  pub route53: Arc<dyn Route53>,
+  pub s3: Arc<dyn S3>,
+  pub http: Arc<dyn Http>,
+  /// The backend's clock: waits and elapsed times run on it (the simulator speeds time up).
+  pub clock: Clock,
+  /// A short name for reports: `sim`, `aws`, `sandbox`.
+  pub backend: String,
+}
+
+impl fmt::Debug for Cloud {
+  fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    f.debug_struct("Cloud")
+      .field("backend", &self.backend)
+      .field("clock", &self.clock)
+      .finish()
+  }
+}
+
+/// The backend's time. Real AWS runs at scale 1; the simulator runs its modelled durations
+/// `scale` times faster, and so must drctl's own timeouts, backoffs and RTO clock, so that a
+/// 20-minute step timeout means the same thing against a 5-minute (modelled) promotion.
+///
+/// Built on tokio time, so tests can pause and advance it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Clock {
+  scale: f64,
+}
+
+impl Default for Clock {
+  fn default() -> Self {
+    Self { scale: 1.0 }
+  }
+}
+
+impl Clock {
+  /// A clock running `scale` times faster than the wall (scale must be positive and finite;
+  /// anything else is treated as 1).
+  pub fn scaled(scale: f64) -> Self {
+    if scale.is_finite() && scale > 0.0 {
+      Self { scale }
+    } else {
+      Self { scale: 1.0 }
+    }
+  }
+
+  pub fn scale(&self) -> f64 {
+    self.scale
+  }
+
+  /// Wall time that a modelled duration takes.
+  pub fn to_wall(&self, modelled: Duration) -> Duration {
+    modelled.div_f64(self.scale)
+  }
+
+  /// Modelled time that a wall duration represents.
+  pub fn to_modelled(&self, wall: Duration) -> Duration {
+    wall.mul_f64(self.scale)
+  }
+
+  /// Sleep for a modelled duration.
+  pub async fn sleep(&self, modelled: Duration) {
+    tokio::time::sleep(self.to_wall(modelled)).await;
+  }
+
+  /// Now, as a tokio instant (for measuring with [`Clock::elapsed_since`]).
+  pub fn now(&self) -> tokio::time::Instant {
+    tokio::time::Instant::now()
+  }
+
+  /// Modelled time elapsed since `start`.
+  pub fn elapsed_since(&self, start: tokio::time::Instant) -> Duration {
+    self.to_modelled(start.elapsed())
+  }
+}
+
+/// Serialize durations as integer milliseconds.
+pub mod duration_ms {
+  use std::time::Duration;
+
+  use serde::{Deserialize, Deserializer, Serializer};
+
+  pub fn serialize<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_u64(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX))
+  }
+
+  pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    Ok(Duration::from_millis(u64::deserialize(deserializer)?))
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn health_follows_the_18_percent_rule() {
+    let status = |healthy, total| HealthCheckStatus {
+      id: "hc".into(),
+      checkers_healthy: healthy,
+      checkers_total: total,
+      disabled: false,
+      inverted: false,
+    };
+    assert!(!status(0, 16).is_healthy());
+    assert!(!status(2, 16).is_healthy(), "12.5 % is not more than 18 %");
+    assert!(status(3, 16).is_healthy(), "18.75 % is more than 18 %");
+    assert!(
+      !status(9, 50).is_healthy(),
+      "exactly 18 % is not more than 18 %"
+    );
+    assert!(status(10, 50).is_healthy());
+  }
+
+  #[test]
+  fn only_throttling_server_and_transport_errors_retry() {
+    let err = |kind| CloudError::new(kind, "rds", "PromoteReadReplica", "x");
+    assert!(err(ErrorKind::Throttling).is_retryable());
+    assert!(err(ErrorKind::Server).is_retryable());
+    assert!(err(ErrorKind::Transport).is_retryable());
+    assert!(!err(ErrorKind::InvalidState).is_retryable());
+    assert!(!err(ErrorKind::Client).is_retryable());
+    assert!(!err(ErrorKind::NotFound).is_retryable());
+  }
+
+  #[test]
+  fn error_display_keeps_code_status_and_request_id() {
+    let err = CloudError::new(
+      ErrorKind::Throttling,
+      "rds",
+      "PromoteReadReplica",
+      "Rate exceeded",
+    )
+    .with_code("Throttling")
+    .with_status(400)
+    .with_request_id("req-1");
+    assert_eq!(
+      err.to_string(),
+      "rds PromoteReadReplica failed with Throttling (HTTP 400): Rate exceeded [request id req-1]"
+    );
+  }
+}

@@ -1,0 +1,531 @@
+//! The in-process simulator: a modelled AWS account behind the same traits as the real one.
+//!
+//! * **World.** A YAML world file ([`world::WorldSpec`], or [`BUILTIN_WORLD`]) declares regions,
+//!   RDS instances/snapshots/global clusters, ECS services, Route 53 zones and health checks, S3
+//!   objects, HTTP endpoints, webhooks, outages, timings, faults and rate limits.
+//! * **Time.** Calls await their modelled latency on the [`Clock`] (tokio time, `time_scale`
+//!   times faster than the wall), but state transitions are computed lazily from *wall-clock*
+//!   timestamps × `time_scale`, so the world keeps moving while no drctl process is alive.
+//! * **Persistence.** `dir/world.json` holds the initial world; `dir/operations.jsonl` holds
+//!   every accepted mutating call, fsynced before the call returns success. Opening an existing
+//!   dir replays the log at the recorded times. The log is the single source of truth: an
+//!   effect exists iff its line is complete, so "each effect exactly once" is checkable from it.
+//! * **Secrets.** Strings given to [`Sim::set_redactions`] never reach the files: they are
+//!   replaced by `***` in everything persisted and in error messages.
+
+use std::{
+  convert::Infallible,
+  fmt, fs,
+  path::{Path, PathBuf},
+  sync::{
+    atomic::{AtomicI64, AtomicU64, Ordering},
+    Arc, Mutex, MutexGuard, PoisonError, RwLock,
+  },
+  time::Duration,
+};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use self::{
+  faults::{Faults, Verdict},
+  persist::{OpLog, WorldFile},
+  state::{Reject, WorldState},
+  world::{Timings, WorldSpec},
+};
+use super::{Clock, Cloud, CloudError, CloudResult, ErrorKind};
+
+mod ecs;
+mod faults;
+mod http;
+mod persist;
+mod rds;
+mod route53;
+mod s3;
+mod state;
+pub mod world;
+
+#[cfg(test)]
+mod tests;
+
+pub use world::BUILTIN_WORLD;
+
+/// How to open a simulated world.
+#[derive(Debug, Clone)]
+pub struct SimOptions {
+  /// A WORLD.yaml; `None` = the built-in world matching the shipped runbooks.
+  pub world: Option<PathBuf>,
+  /// Overrides the world's `time_scale` when the world is created (a resumed world keeps the
+  /// scale it was created with: its history was computed with it).
+  pub time_scale: Option<f64>,
+  /// Directory where this run's world persists (`world.json` + `operations.jsonl`). If it
+  /// already holds a world (a resumed run), that world is loaded and `world` is ignored.
+  pub dir: PathBuf,
+}
+
+/// A mutating call the simulator accepted, as recorded in the operation log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Operation {
+  /// 1, 2, 3, ... in log order.
+  pub seq: u64,
+  /// Wall-clock time the call was accepted (the time it is replayed at).
+  pub at: DateTime<Utc>,
+  pub service: String,
+  /// The AWS API operation name (`PromoteReadReplica`); `POST` for notifications.
+  pub operation: String,
+  pub region: Option<String>,
+  /// The resource acted on (`app-db-replica`, `app-standby/api`, `Z123`, a webhook URL).
+  pub target: String,
+  /// Operation parameters (e.g. `{"cluster": .., "service": .., "desired_count": 3}`).
+  pub detail: serde_json::Value,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+  #[error("{path}: {message}")]
+  World { path: PathBuf, message: String },
+  #[error("simulator state in {path}: {source}")]
+  Io {
+    path: PathBuf,
+    #[source]
+    source: std::io::Error,
+  },
+}
+
+/// Where "now" comes from for state transitions.
+#[derive(Debug, Clone, Copy)]
+enum TimeSource {
+  Wall,
+  /// Wall time at `wall`, then advancing with tokio time (so paused-time tests progress).
+  Tokio {
+    wall: DateTime<Utc>,
+    instant: tokio::time::Instant,
+  },
+}
+
+/// The world state and its log, changed together under one lock.
+struct Core {
+  state: WorldState,
+  log: OpLog,
+  ops: Vec<Operation>,
+}
+
+/// An opened simulated world.
+pub struct Sim {
+  dir: PathBuf,
+  clock: Clock,
+  timings: Timings,
+  faults: Faults,
+  core: Mutex<Core>,
+  redactions: RwLock<Vec<String>>,
+  time_source: Mutex<TimeSource>,
+  /// Added to "now", in microseconds (see [`Sim::advance`]).
+  skew_micros: AtomicI64,
+  requests: AtomicU64,
+}
+
+impl fmt::Debug for Sim {
+  fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    f.debug_struct("Sim")
+      .field("dir", &self.dir)
+      .field("clock", &self.clock)
+      .finish_non_exhaustive()
+  }
+}
+
+/// Why a call was refused before it reached the world.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Refusal {
+  Throttled(Duration),
+  Failed(Duration),
+  TimedOut(Duration),
+}
+
+/// The providers of one [`Sim`]: one value implements every service trait.
+pub(crate) struct SimCloud {
+  pub(crate) sim: Arc<Sim>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+  // A panic while holding the lock cannot leave a half-applied world: operations are applied
+  // to a copy that replaces the state only once it is complete and logged.
+  mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Sim {
+  /// Open the world persisted in `options.dir`, or create it there from `options.world` (or
+  /// the built-in world) if the directory holds none yet.
+  pub fn open(options: &SimOptions) -> Result<Arc<Sim>, SimError> {
+    let dir = options.dir.clone();
+    fs::create_dir_all(&dir).map_err(|source| SimError::Io {
+      path: dir.clone(),
+      source,
+    })?;
+    let existing = dir.join(persist::WORLD_FILE).exists();
+    let file = if existing {
+      let file = persist::read_world(&dir)?;
+      if options
+        .time_scale
+        .is_some_and(|scale| scale != file.time_scale)
+      {
+        tracing::warn!(
+          dir = %dir.display(),
+          time_scale = file.time_scale,
+          "resuming a simulated world keeps the time scale it was created with"
+        );
+      }
+      file
+    } else {
+      let (spec, source) = match &options.world {
+        Some(path) => {
+          let text = fs::read_to_string(path).map_err(|source| SimError::Io {
+            path: path.clone(),
+            source,
+          })?;
+          (WorldSpec::from_yaml(&text), path.clone())
+        }
+        None => (
+          WorldSpec::from_yaml(BUILTIN_WORLD),
+          PathBuf::from("<built-in world>"),
+        ),
+      };
+      let spec = spec.map_err(|message| SimError::World {
+        path: source.clone(),
+        message,
+      })?;
+      let time_scale = options.time_scale.unwrap_or(spec.time_scale);
+      if !(time_scale.is_finite() && time_scale > 0.0) {
+        return Err(SimError::World {
+          path: source,
+          message: format!("time_scale must be a positive number, got {time_scale}"),
+        });
+      }
+      let file = WorldFile::new(spec, Utc::now(), time_scale);
+      persist::write_world(&dir, &file)?;
+      file
+    };
+
+    let mut state = WorldState::new(&file.world, file.created_at, file.time_scale);
+    let contents = if existing {
+      persist::read_log(&dir)?
+    } else {
+      // A fresh world: whatever log a crashed creation left behind holds nothing accepted.
+      persist::LogContents {
+        ops: Vec::new(),
+        valid_len: 0,
+      }
+    };
+    for op in &contents.ops {
+      state.apply(op).map_err(|reject| SimError::World {
+        path: dir.join(persist::LOG_FILE),
+        message: format!(
+          "operation {} ({} {} {}) cannot be replayed: {} {}",
+          op.seq, op.service, op.operation, op.target, reject.code, reject.message
+        ),
+      })?;
+    }
+    let log = OpLog::open(&dir, contents.valid_len)?;
+    tracing::debug!(
+      dir = %dir.display(),
+      log = %log.path().display(),
+      replayed = contents.ops.len(),
+      "opened simulated world"
+    );
+
+    Ok(Arc::new(Sim {
+      clock: Clock::scaled(file.time_scale),
+      timings: file.world.timings.clone(),
+      faults: Faults::new(
+        file.world.faults.clone(),
+        file.world.rate_limits.clone(),
+        file.world.seed,
+      ),
+      core: Mutex::new(Core {
+        state,
+        log,
+        ops: contents.ops,
+      }),
+      redactions: RwLock::new(Vec::new()),
+      time_source: Mutex::new(TimeSource::Wall),
+      skew_micros: AtomicI64::new(0),
+      requests: AtomicU64::new(0),
+      dir,
+    }))
+  }
+
+  /// The providers backed by this world.
+  pub fn cloud(self: &Arc<Self>) -> Cloud {
+    let providers = Arc::new(SimCloud {
+      sim: Arc::clone(self),
+    });
+    Cloud {
+      rds: providers.clone(),
+      ecs: providers.clone(),
+      route53: providers.clone(),
+      s3: providers.clone(),
+      http: providers,
+      clock: self.clock,
+      backend: "sim".into(),
+    }
+  }
+
+  /// Every operation accepted so far (replayed ones included), in order.
+  pub fn operation_log(&self) -> Vec<Operation> {
+    lock(&self.core).ops.clone()
+  }
+
+  /// Strings (secrets) to replace by `***` in everything the simulator persists or reports.
+  pub fn set_redactions(&self, secrets: Vec<String>) {
+    let mut secrets: Vec<String> = secrets.into_iter().filter(|s| !s.is_empty()).collect();
+    // Longest first, so a secret containing another is replaced whole.
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    secrets.dedup();
+    *self
+      .redactions
+      .write()
+      .unwrap_or_else(PoisonError::into_inner) = secrets;
+  }
+
+  /// The directory this world persists in.
+  pub fn dir(&self) -> &Path {
+    &self.dir
+  }
+
+  /// Let the world's "now" advance with tokio time from here on (it still starts at the wall
+  /// clock). For tests that run drctl under `tokio::time::pause()`: waits on the [`Clock`] then
+  /// move the world along without real sleeping. Not for production use (a world must keep
+  /// moving with the wall clock while no process runs).
+  pub fn follow_tokio_time(&self) {
+    *lock(&self.time_source) = TimeSource::Tokio {
+      wall: Utc::now(),
+      instant: tokio::time::Instant::now(),
+    };
+  }
+
+  /// Move the world's "now" forward by a *modelled* duration (for tests: no real sleeping).
+  pub fn advance(&self, modelled: Duration) {
+    let wall = self.clock.to_wall(modelled);
+    let micros = i64::try_from(wall.as_micros()).unwrap_or(i64::MAX);
+    let _ = self
+      .skew_micros
+      .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |skew| {
+        Some(skew.saturating_add(micros))
+      });
+  }
+
+  /// The wall-clock "now" that state transitions are computed from.
+  pub(crate) fn now(&self) -> DateTime<Utc> {
+    let base = match *lock(&self.time_source) {
+      TimeSource::Wall => Utc::now(),
+      TimeSource::Tokio { wall, instant } => {
+        let since = tokio::time::Instant::now().duration_since(instant);
+        chrono::Duration::from_std(since)
+          .ok()
+          .and_then(|since| wall.checked_add_signed(since))
+          .unwrap_or(wall)
+      }
+    };
+    let skew = chrono::Duration::microseconds(self.skew_micros.load(Ordering::SeqCst));
+    base.checked_add_signed(skew).unwrap_or(base)
+  }
+
+  pub(crate) fn propagation(&self) -> Duration {
+    self.timings.route53_propagation.0
+  }
+
+  /// A fake but unique request id.
+  pub(crate) fn request_id(&self) -> String {
+    let n = self.requests.fetch_add(1, Ordering::Relaxed) + 1;
+    format!("sim-{}-{n}", std::process::id())
+  }
+
+  pub(crate) fn redact(&self, text: &str) -> String {
+    let secrets = self
+      .redactions
+      .read()
+      .unwrap_or_else(PoisonError::into_inner);
+    let mut out = text.to_string();
+    for secret in secrets.iter() {
+      if out.contains(secret.as_str()) {
+        out = out.replace(secret.as_str(), "***");
+      }
+    }
+    out
+  }
+
+  fn redact_json(&self, value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+      Value::String(text) => Value::String(self.redact(&text)),
+      Value::Array(items) => Value::Array(items.into_iter().map(|v| self.redact_json(v)).collect()),
+      Value::Object(fields) => Value::Object(
+        fields
+          .into_iter()
+          .map(|(key, value)| (self.redact(&key), self.redact_json(value)))
+          .collect(),
+      ),
+      other => other,
+    }
+  }
+
+  fn reject(&self, service: &str, operation: &str, reject: Reject) -> CloudError {
+    CloudError::new(
+      reject.kind,
+      service,
+      operation,
+      self.redact(&reject.message),
+    )
+    .with_code(reject.code)
+    .with_status(reject.status)
+    .with_request_id(self.request_id())
+  }
+
+  fn refused(&self, service: &str, operation: &str, refusal: Refusal) -> CloudError {
+    let reject = match refusal {
+      Refusal::Throttled(_) => {
+        Reject::new(ErrorKind::Throttling, "Throttling", 400, "Rate exceeded")
+      }
+      Refusal::Failed(_) => Reject::new(
+        ErrorKind::Server,
+        "InternalFailure",
+        500,
+        "The request processing has failed because of an unknown error.",
+      ),
+      Refusal::TimedOut(after) => Reject::new(
+        ErrorKind::Transport,
+        "RequestTimeout",
+        408,
+        format!("no answer within {}ms", after.as_millis()),
+      ),
+    };
+    self.reject(service, operation, reject)
+  }
+
+  /// What every call goes through before it reaches the world: the rate limit, the modelled
+  /// latency and the injected faults. Returns the modelled latency the call took.
+  pub(crate) async fn gate(
+    &self,
+    service: &str,
+    operation: &str,
+    region: Option<&str>,
+    timeout: Option<Duration>,
+  ) -> Result<Duration, Refusal> {
+    let base = self.timings.api_latency.0;
+    if !self.faults.take_token(service, region, &self.clock) {
+      self.clock.sleep(base).await;
+      return Err(Refusal::Throttled(base));
+    }
+    let (extra, verdict) = self.faults.roll(service, operation);
+    let latency = base.saturating_add(extra);
+    if let Some(timeout) = timeout {
+      if verdict == Verdict::Hang || latency > timeout {
+        self.clock.sleep(timeout).await;
+        return Err(Refusal::TimedOut(timeout));
+      }
+    }
+    self.clock.sleep(latency).await;
+    match verdict {
+      Verdict::Pass => Ok(latency),
+      Verdict::Throttle => Err(Refusal::Throttled(latency)),
+      Verdict::Error => Err(Refusal::Failed(latency)),
+      Verdict::Hang => {
+        tracing::debug!(service, operation, "simulated call hangs");
+        let never: Infallible = std::future::pending().await;
+        match never {}
+      }
+    }
+  }
+
+  /// Look at the world now, without going through the gate.
+  pub(crate) fn peek<T>(&self, read: impl FnOnce(&WorldState, DateTime<Utc>) -> T) -> T {
+    let core = lock(&self.core);
+    read(&core.state, self.now())
+  }
+
+  /// A read-only call: gate, then read the world now.
+  pub(crate) async fn read<T, F>(
+    &self,
+    service: &str,
+    operation: &str,
+    region: Option<&str>,
+    read: F,
+  ) -> CloudResult<T>
+  where
+    F: FnOnce(&WorldState, DateTime<Utc>) -> Result<T, Reject> + Send,
+  {
+    self
+      .gate(service, operation, region, None)
+      .await
+      .map_err(|refusal| self.refused(service, operation, refusal))?;
+    self
+      .peek(read)
+      .map_err(|reject| self.reject(service, operation, reject))
+  }
+
+  /// A mutating call: gate, then [`Sim::commit`].
+  pub(crate) async fn mutate(
+    &self,
+    service: &str,
+    operation: &str,
+    region: Option<&str>,
+    target: &str,
+    detail: serde_json::Value,
+  ) -> CloudResult<Operation> {
+    self
+      .gate(service, operation, region, None)
+      .await
+      .map_err(|refusal| self.refused(service, operation, refusal))?;
+    self.commit(service, operation, region, target, detail)
+  }
+
+  /// Apply an operation to a copy of the world; if the world accepts it, append it to the log
+  /// (fsynced) and only then make the copy the world. So the log and the world never disagree.
+  // CloudError is the provider boundary's error type, returned unboxed by every provider.
+  #[allow(clippy::result_large_err)]
+  pub(crate) fn commit(
+    &self,
+    service: &str,
+    operation: &str,
+    region: Option<&str>,
+    target: &str,
+    detail: serde_json::Value,
+  ) -> CloudResult<Operation> {
+    let target = self.redact(target);
+    let detail = self.redact_json(detail);
+    let mut core = lock(&self.core);
+    let op = Operation {
+      seq: core.ops.last().map_or(1, |last| last.seq + 1),
+      at: self.now(),
+      service: service.into(),
+      operation: operation.into(),
+      region: region.map(str::to_string),
+      target,
+      detail,
+    };
+    let mut next = core.state.clone();
+    next
+      .apply(&op)
+      .map_err(|reject| self.reject(service, operation, reject))?;
+    core.log.append(&op).map_err(|err| {
+      self.reject(
+        service,
+        operation,
+        Reject::new(
+          ErrorKind::Server,
+          "InternalFailure",
+          500,
+          format!("the simulator could not persist the operation: {err}"),
+        ),
+      )
+    })?;
+    core.state = next;
+    core.ops.push(op.clone());
+    tracing::debug!(seq = op.seq, service, operation, target = %op.target, "simulated operation");
+    Ok(op)
+  }
+}
+
+/// Read the operation log a run's simulator left in `dir` (a torn last line is ignored).
+pub fn read_operation_log(dir: &Path) -> Result<Vec<Operation>, SimError> {
+  persist::read_log(dir).map(|contents| contents.ops)
+}

@@ -1,0 +1,757 @@
+//! The world file: what a simulated AWS account holds when it is created.
+//!
+//! Parsed from YAML (unknown fields are errors, reported with their path) and persisted as JSON
+//! inside `world.json`, so every type here round-trips through both formats.
+
+use std::{
+  collections::{BTreeMap, BTreeSet},
+  fmt,
+  time::Duration,
+};
+
+use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::cloud::{FailoverRole, SnapshotKind};
+
+/// A modelled duration written as `90s`, `5m`, `1h30m`, `20ms` (a bare number means seconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct ModelDuration(pub Duration);
+
+impl ModelDuration {
+  pub const fn secs(secs: u64) -> Self {
+    Self(Duration::from_secs(secs))
+  }
+
+  pub const fn millis(millis: u64) -> Self {
+    Self(Duration::from_millis(millis))
+  }
+}
+
+/// Parse `1h30m`, `90s`, `20ms`, `0.5s`, `2d`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+  let text = text.trim();
+  if text.is_empty() {
+    return Err("empty duration".into());
+  }
+  let mut total = 0f64;
+  let mut rest = text;
+  while !rest.is_empty() {
+    let number_len = rest
+      .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+      .unwrap_or(rest.len());
+    if number_len == 0 {
+      return Err(format!("invalid duration `{text}`: expected a number"));
+    }
+    let number: f64 = rest[..number_len]
+      .parse()
+      .map_err(|_| format!("invalid duration `{text}`: bad number"))?;
+    rest = &rest[number_len..];
+    let unit_len = rest
+      .find(|c: char| !c.is_ascii_alphabetic())
+      .unwrap_or(rest.len());
+    let seconds_per_unit = match &rest[..unit_len] {
+      "ms" => 0.001,
+      "s" => 1.0,
+      "m" => 60.0,
+      "h" => 3600.0,
+      "d" => 86400.0,
+      "" => {
+        return Err(format!(
+          "invalid duration `{text}`: missing unit (ms, s, m, h, d)"
+        ))
+      }
+      unit => return Err(format!("invalid duration `{text}`: unknown unit `{unit}`")),
+    };
+    rest = &rest[unit_len..];
+    total += number * seconds_per_unit;
+  }
+  Duration::try_from_secs_f64(total).map_err(|_| format!("invalid duration `{text}`: out of range"))
+}
+
+/// Render a duration the way [`parse_duration`] reads it back.
+pub fn format_duration(duration: Duration) -> String {
+  let millis = duration.as_millis();
+  if millis % 1000 != 0 || millis == 0 {
+    return format!("{millis}ms");
+  }
+  let mut secs = millis / 1000;
+  let mut out = String::new();
+  for (unit, size) in [("h", 3600), ("m", 60), ("s", 1)] {
+    if secs >= size {
+      out.push_str(&format!("{}{unit}", secs / size));
+      secs %= size;
+    }
+  }
+  out
+}
+
+impl Serialize for ModelDuration {
+  fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&format_duration(self.0))
+  }
+}
+
+impl<'de> Deserialize<'de> for ModelDuration {
+  fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+    struct Visitor;
+    impl de::Visitor<'_> for Visitor {
+      type Value = ModelDuration;
+
+      fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a duration such as `90s`, `5m` or `1h30m`")
+      }
+
+      fn visit_str<E: de::Error>(self, value: &str) -> Result<ModelDuration, E> {
+        parse_duration(value).map(ModelDuration).map_err(E::custom)
+      }
+
+      fn visit_u64<E: de::Error>(self, value: u64) -> Result<ModelDuration, E> {
+        Ok(ModelDuration(Duration::from_secs(value)))
+      }
+
+      fn visit_i64<E: de::Error>(self, value: i64) -> Result<ModelDuration, E> {
+        u64::try_from(value)
+          .map(|secs| ModelDuration(Duration::from_secs(secs)))
+          .map_err(|_| E::custom("a duration cannot be negative"))
+      }
+
+      fn visit_f64<E: de::Error>(self, value: f64) -> Result<ModelDuration, E> {
+        Duration::try_from_secs_f64(value)
+          .map(ModelDuration)
+          .map_err(|_| E::custom("a duration must be a non-negative number of seconds"))
+      }
+    }
+    deserializer.deserialize_any(Visitor)
+  }
+}
+
+fn default_time_scale() -> f64 {
+  40.0
+}
+
+fn default_seed() -> u64 {
+  1
+}
+
+fn default_account() -> String {
+  "123456789012".into()
+}
+
+/// A whole simulated world.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorldSpec {
+  /// How much faster than the wall clock modelled time runs.
+  #[serde(default = "default_time_scale")]
+  pub time_scale: f64,
+  /// Seed of the fault injector's random numbers (runs are reproducible).
+  #[serde(default = "default_seed")]
+  pub seed: u64,
+  #[serde(default = "default_account")]
+  pub account: String,
+  /// The regions resources may live in.
+  #[serde(default)]
+  pub regions: Vec<String>,
+  #[serde(default)]
+  pub timings: Timings,
+  #[serde(default)]
+  pub rds: RdsSpec,
+  #[serde(default)]
+  pub ecs: EcsSpec,
+  #[serde(default)]
+  pub route53: Route53Spec,
+  #[serde(default)]
+  pub s3: S3Spec,
+  /// HTTP endpoints the world serves to probes.
+  #[serde(default)]
+  pub endpoints: Vec<EndpointSpec>,
+  /// URLs that accept notification POSTs (besides Slack and PagerDuty).
+  #[serde(default)]
+  pub webhooks: Vec<String>,
+  /// Regions whose endpoints answer 503.
+  #[serde(default)]
+  pub outages: Vec<String>,
+  /// Faults per API operation name (`PromoteReadReplica`), service (`rds`) or `*`.
+  #[serde(default)]
+  pub faults: BTreeMap<String, FaultSpec>,
+  /// Requests per modelled second per service (`route53: 5`), per account and region.
+  #[serde(default)]
+  pub rate_limits: BTreeMap<String, f64>,
+}
+
+/// Modelled durations of the world's operations.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Timings {
+  pub promote: ModelDuration,
+  pub ecs_task_start: ModelDuration,
+  pub ecs_drain: ModelDuration,
+  pub route53_propagation: ModelDuration,
+  pub restore: ModelDuration,
+  pub delete: ModelDuration,
+  pub global_failover: ModelDuration,
+  pub api_latency: ModelDuration,
+}
+
+impl Default for Timings {
+  fn default() -> Self {
+    Self {
+      promote: ModelDuration::secs(300),
+      ecs_task_start: ModelDuration::secs(120),
+      ecs_drain: ModelDuration::secs(30),
+      route53_propagation: ModelDuration::secs(60),
+      restore: ModelDuration::secs(600),
+      delete: ModelDuration::secs(240),
+      global_failover: ModelDuration::secs(60),
+      api_latency: ModelDuration::millis(20),
+    }
+  }
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RdsSpec {
+  pub instances: Vec<InstanceSpec>,
+  pub snapshots: Vec<SnapshotSpec>,
+  pub global_clusters: Vec<GlobalClusterSpec>,
+}
+
+fn default_engine() -> String {
+  "postgres".into()
+}
+
+fn default_class() -> String {
+  "db.r6g.large".into()
+}
+
+fn default_status() -> String {
+  "available".into()
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstanceSpec {
+  pub id: String,
+  pub region: String,
+  #[serde(default = "default_engine")]
+  pub engine: String,
+  #[serde(default = "default_class")]
+  pub class: String,
+  #[serde(default = "default_status")]
+  pub status: String,
+  #[serde(default)]
+  pub endpoint: Option<String>,
+  #[serde(default)]
+  pub port: Option<u16>,
+  /// The source instance's ARN, for a (cross-region) read replica.
+  #[serde(default)]
+  pub replica_of: Option<String>,
+  #[serde(default)]
+  pub replica_lag: Option<ModelDuration>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotSpec {
+  pub id: String,
+  pub instance: String,
+  pub region: String,
+  pub kind: SnapshotKind,
+  /// How old the snapshot is when the world is created.
+  pub age: ModelDuration,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GlobalClusterSpec {
+  pub id: String,
+  pub members: Vec<GlobalMemberSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GlobalMemberSpec {
+  pub cluster_arn: String,
+  #[serde(default)]
+  pub writer: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EcsSpec {
+  pub services: Vec<ServiceSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSpec {
+  pub region: String,
+  pub cluster: String,
+  pub name: String,
+  pub desired: u32,
+  /// Defaults to `desired`; lower means tasks are still starting when the world is created.
+  #[serde(default)]
+  pub running: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Route53Spec {
+  pub hosted_zones: Vec<ZoneSpec>,
+  pub health_checks: Vec<HealthCheckSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZoneSpec {
+  pub id: String,
+  pub name: String,
+  #[serde(default)]
+  pub records: Vec<RecordSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordSpec {
+  pub name: String,
+  #[serde(rename = "type")]
+  pub rtype: String,
+  #[serde(default)]
+  pub set_identifier: Option<String>,
+  #[serde(default)]
+  pub failover: Option<FailoverRole>,
+  #[serde(default)]
+  pub ttl: Option<u32>,
+  pub values: Vec<String>,
+  #[serde(default)]
+  pub health_check_id: Option<String>,
+}
+
+fn default_checkers() -> u32 {
+  16
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheckSpec {
+  pub id: String,
+  /// The endpoint URL the checkers request.
+  pub target: String,
+  #[serde(default)]
+  pub inverted: bool,
+  #[serde(default)]
+  pub disabled: bool,
+  #[serde(default = "default_checkers")]
+  pub checkers: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct S3Spec {
+  pub buckets: Vec<BucketSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BucketSpec {
+  pub name: String,
+  pub region: String,
+  #[serde(default)]
+  pub objects: Vec<ObjectSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObjectSpec {
+  pub key: String,
+  pub size: u64,
+  /// How old the object is when the world is created.
+  pub age: ModelDuration,
+  /// Base64 SHA-256 checksum.
+  #[serde(default)]
+  pub sha256: Option<String>,
+  #[serde(default)]
+  pub replication_status: Option<String>,
+}
+
+/// An HTTP endpoint: served by an ECS service, or resolved through a Route 53 name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointSpec {
+  pub url: String,
+  #[serde(default)]
+  pub service: Option<ServiceRef>,
+  #[serde(default)]
+  pub dns: Option<DnsRef>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceRef {
+  pub region: String,
+  pub cluster: String,
+  pub service: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsRef {
+  pub zone: String,
+  pub name: String,
+}
+
+/// Faults injected into calls of one operation.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultSpec {
+  /// Probability of a `Throttling` error.
+  #[serde(default)]
+  pub throttle: Option<f64>,
+  /// Probability of an `InternalFailure` (HTTP 500).
+  #[serde(default)]
+  pub error: Option<f64>,
+  /// Extra modelled latency.
+  #[serde(default)]
+  pub latency: Option<ModelDuration>,
+  /// Probability that the call never returns.
+  #[serde(default)]
+  pub hang: Option<f64>,
+}
+
+impl WorldSpec {
+  /// Parse a world from YAML and check its references.
+  pub fn from_yaml(text: &str) -> Result<WorldSpec, String> {
+    let world: WorldSpec = serde_yaml::from_str(text).map_err(|err| err.to_string())?;
+    world.validate()?;
+    Ok(world)
+  }
+
+  /// Check what serde cannot: references between resources, ranges, duplicates.
+  pub fn validate(&self) -> Result<(), String> {
+    if !(self.time_scale.is_finite() && self.time_scale > 0.0) {
+      return Err(format!(
+        "time_scale: must be a positive number, got {}",
+        self.time_scale
+      ));
+    }
+    let regions: BTreeSet<&str> = self.regions.iter().map(String::as_str).collect();
+    let region = |path: String, name: &str| -> Result<(), String> {
+      if regions.is_empty() || regions.contains(name) {
+        Ok(())
+      } else {
+        Err(format!(
+          "{path}.region: `{name}` is not one of the world's regions"
+        ))
+      }
+    };
+    let mut seen = BTreeSet::new();
+    for (i, instance) in self.rds.instances.iter().enumerate() {
+      region(format!("rds.instances[{i}]"), &instance.region)?;
+      if !seen.insert((instance.region.as_str(), instance.id.as_str())) {
+        return Err(format!(
+          "rds.instances[{i}].id: duplicate instance `{}`",
+          instance.id
+        ));
+      }
+    }
+    for (i, snapshot) in self.rds.snapshots.iter().enumerate() {
+      region(format!("rds.snapshots[{i}]"), &snapshot.region)?;
+    }
+    for (i, cluster) in self.rds.global_clusters.iter().enumerate() {
+      if cluster
+        .members
+        .iter()
+        .filter(|member| member.writer)
+        .count()
+        > 1
+      {
+        return Err(format!(
+          "rds.global_clusters[{i}].members: more than one writer"
+        ));
+      }
+    }
+    let mut services = BTreeSet::new();
+    for (i, service) in self.ecs.services.iter().enumerate() {
+      region(format!("ecs.services[{i}]"), &service.region)?;
+      if !services.insert((
+        service.region.as_str(),
+        service.cluster.as_str(),
+        service.name.as_str(),
+      )) {
+        return Err(format!(
+          "ecs.services[{i}]: duplicate service `{}`",
+          service.name
+        ));
+      }
+    }
+    let checks: BTreeSet<&str> = self
+      .route53
+      .health_checks
+      .iter()
+      .map(|check| check.id.as_str())
+      .collect();
+    for (i, check) in self.route53.health_checks.iter().enumerate() {
+      if check.checkers == 0 {
+        return Err(format!(
+          "route53.health_checks[{i}].checkers: must be at least 1"
+        ));
+      }
+    }
+    let zones: BTreeSet<&str> = self
+      .route53
+      .hosted_zones
+      .iter()
+      .map(|zone| zone.id.as_str())
+      .collect();
+    for (z, zone) in self.route53.hosted_zones.iter().enumerate() {
+      for (r, record) in zone.records.iter().enumerate() {
+        if let Some(id) = &record.health_check_id {
+          if !checks.contains(id.as_str()) {
+            return Err(format!(
+              "route53.hosted_zones[{z}].records[{r}].health_check_id: no health check `{id}`"
+            ));
+          }
+        }
+      }
+    }
+    for (i, bucket) in self.s3.buckets.iter().enumerate() {
+      region(format!("s3.buckets[{i}]"), &bucket.region)?;
+    }
+    for (i, endpoint) in self.endpoints.iter().enumerate() {
+      if super::http::endpoint_key(&endpoint.url).is_none() {
+        return Err(format!(
+          "endpoints[{i}].url: `{}` is not an http(s) URL",
+          endpoint.url
+        ));
+      }
+      match (&endpoint.service, &endpoint.dns) {
+        (Some(service), None) => {
+          let key = (
+            service.region.as_str(),
+            service.cluster.as_str(),
+            service.service.as_str(),
+          );
+          if !services.contains(&key) {
+            return Err(format!(
+              "endpoints[{i}].service: no ECS service {}/{}/{}",
+              service.region, service.cluster, service.service
+            ));
+          }
+        }
+        (None, Some(dns)) => {
+          if !zones.contains(dns.zone.as_str()) {
+            return Err(format!(
+              "endpoints[{i}].dns.zone: no hosted zone `{}`",
+              dns.zone
+            ));
+          }
+        }
+        _ => {
+          return Err(format!(
+            "endpoints[{i}]: give exactly one of `service` or `dns`"
+          ))
+        }
+      }
+    }
+    for (i, webhook) in self.webhooks.iter().enumerate() {
+      if super::http::endpoint_key(webhook).is_none() {
+        return Err(format!("webhooks[{i}]: `{webhook}` is not an http(s) URL"));
+      }
+    }
+    for (name, fault) in &self.faults {
+      for (field, value) in [
+        ("throttle", fault.throttle),
+        ("error", fault.error),
+        ("hang", fault.hang),
+      ] {
+        if let Some(p) = value {
+          if !(0.0..=1.0).contains(&p) {
+            return Err(format!(
+              "faults.{name}.{field}: a probability between 0 and 1, got {p}"
+            ));
+          }
+        }
+      }
+    }
+    for (name, rate) in &self.rate_limits {
+      if !(rate.is_finite() && *rate > 0.0) {
+        return Err(format!(
+          "rate_limits.{name}: must be a positive number, got {rate}"
+        ));
+      }
+    }
+    Ok(())
+  }
+}
+
+/// The built-in world, as YAML (what `--sim` with no file uses). It stages a game day: the
+/// primary's health check is inverted, as a drill does, so Route 53 sees the primary as down.
+pub const BUILTIN_WORLD: &str = r#"# drctl built-in simulated world: two regions, primary us-east-1, standby us-west-2.
+time_scale: 40
+seed: 1
+account: "123456789012"
+regions: [us-east-1, us-west-2]
+timings:
+  promote: 5m
+  ecs_task_start: 2m
+  ecs_drain: 30s
+  route53_propagation: 60s
+  restore: 10m
+  delete: 4m
+  global_failover: 1m
+  api_latency: 20ms
+rds:
+  instances:
+    - id: app-db
+      region: us-east-1
+      engine: postgres
+      class: db.r6g.large
+      status: available
+      endpoint: app-db.c1a2b3.us-east-1.rds.amazonaws.com
+      port: 5432
+    - id: app-db-replica
+      region: us-west-2
+      engine: postgres
+      class: db.r6g.large
+      status: available
+      endpoint: app-db-replica.c4d5e6.us-west-2.rds.amazonaws.com
+      port: 5432
+      replica_of: arn:aws:rds:us-east-1:123456789012:db:app-db
+      replica_lag: 4s
+  snapshots:
+    - { id: "rds:app-db-2026-11-22-03-00", instance: app-db, region: us-east-1, kind: automated, age: 3h }
+    - { id: app-db-manual-2026-11-21, instance: app-db, region: us-east-1, kind: manual, age: 26h }
+  global_clusters:
+    - id: app-global
+      members:
+        - { cluster_arn: "arn:aws:rds:us-east-1:123456789012:cluster:app-aurora-use1", writer: true }
+        - { cluster_arn: "arn:aws:rds:us-west-2:123456789012:cluster:app-aurora-usw2" }
+ecs:
+  services:
+    - { region: us-east-1, cluster: app-primary, name: api, desired: 3, running: 3 }
+    - { region: us-west-2, cluster: app-standby, name: api, desired: 0, running: 0 }
+route53:
+  hosted_zones:
+    - id: Z0DRCTLEXAMPLE
+      name: example.com.
+      records:
+        - name: api.example.com.
+          type: CNAME
+          set_identifier: primary
+          failover: PRIMARY
+          ttl: 60
+          values: [api-use1.example.com]
+          health_check_id: hc-primary
+        - name: api.example.com.
+          type: CNAME
+          set_identifier: secondary
+          failover: SECONDARY
+          ttl: 60
+          values: [api-usw2.example.com]
+          health_check_id: hc-secondary
+  health_checks:
+    # Game day: the primary's check is inverted, as a drill does, so Route 53 sees it down.
+    - { id: hc-primary, target: "https://api-use1.example.com/health", inverted: true, checkers: 16 }
+    - { id: hc-secondary, target: "https://api-usw2.example.com/health", checkers: 16 }
+s3:
+  buckets:
+    - name: app-backups-use1
+      region: us-east-1
+      objects:
+        - key: postgres/app-db-2026-11-22T03-00.dump
+          size: 52428800
+          age: 3h
+          sha256: "q1MKE+RZFJgrefm34/uplM/R8/si9xzqGvvwK0YMbR0="
+          replication_status: COMPLETED
+        - key: postgres/app-db-2026-11-21T03-00.dump
+          size: 52297728
+          age: 27h
+          sha256: "7bXnKkA3F1Yv0cJmVn3kz8tQ2mJ0Yqj1dX9Rk4b8cLk="
+          replication_status: COMPLETED
+    - name: app-backups-usw2
+      region: us-west-2
+      objects:
+        - key: postgres/app-db-2026-11-22T03-00.dump
+          size: 52428800
+          age: 3h
+          sha256: "q1MKE+RZFJgrefm34/uplM/R8/si9xzqGvvwK0YMbR0="
+          replication_status: REPLICA
+endpoints:
+  - url: https://api-use1.example.com/health
+    service: { region: us-east-1, cluster: app-primary, service: api }
+  - url: https://api-usw2.example.com/health
+    service: { region: us-west-2, cluster: app-standby, service: api }
+  - url: https://api.example.com/health
+    dns: { zone: Z0DRCTLEXAMPLE, name: api.example.com. }
+webhooks:
+  - https://hooks.example.com/drctl
+outages: []
+faults: {}
+rate_limits: {}
+"#;
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn builtin_world_parses_and_validates() {
+    let world = WorldSpec::from_yaml(BUILTIN_WORLD).unwrap();
+    assert_eq!(world.time_scale, 40.0);
+    assert_eq!(world.rds.instances.len(), 2);
+    assert_eq!(
+      world.rds.instances[1].replica_of.as_deref(),
+      Some("arn:aws:rds:us-east-1:123456789012:db:app-db")
+    );
+    assert_eq!(world.rds.snapshots[0].age.0, Duration::from_secs(3 * 3600));
+    assert!(world.route53.health_checks[0].inverted);
+    assert_eq!(world.timings.api_latency.0, Duration::from_millis(20));
+    assert_eq!(
+      world.s3.buckets[0].objects[0]
+        .sha256
+        .as_ref()
+        .map(String::len),
+      Some(44)
+    );
+  }
+
+  #[test]
+  fn world_round_trips_through_json() {
+    let world = WorldSpec::from_yaml(BUILTIN_WORLD).unwrap();
+    let json = serde_json::to_string(&world).unwrap();
+    let back: WorldSpec = serde_json::from_str(&json).unwrap();
+    assert_eq!(world, back);
+  }
+
+  #[test]
+  fn unknown_fields_are_errors_with_their_path() {
+    let err = WorldSpec::from_yaml("rds:\n  instances:\n    - { id: a, region: r, colour: red }\n")
+      .unwrap_err();
+    assert!(err.contains("rds.instances[0]"), "{err}");
+    assert!(err.contains("colour"), "{err}");
+  }
+
+  #[test]
+  fn durations_parse_and_format() {
+    assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+    assert_eq!(parse_duration("20ms").unwrap(), Duration::from_millis(20));
+    assert_eq!(parse_duration("0.5s").unwrap(), Duration::from_millis(500));
+    assert!(parse_duration("5").is_err());
+    assert!(parse_duration("5y").is_err());
+    assert!(parse_duration("").is_err());
+    assert_eq!(format_duration(Duration::from_secs(5400)), "1h30m");
+    assert_eq!(format_duration(Duration::from_millis(20)), "20ms");
+    assert_eq!(format_duration(Duration::ZERO), "0ms");
+  }
+
+  #[test]
+  fn bad_references_are_reported() {
+    let err = WorldSpec::from_yaml(
+      "endpoints:\n  - { url: 'https://x/health', service: { region: r, cluster: c, service: s } }\n",
+    )
+    .unwrap_err();
+    assert!(err.contains("endpoints[0].service"), "{err}");
+    let err = WorldSpec::from_yaml("faults: { '*': { throttle: 2 } }\n").unwrap_err();
+    assert!(err.contains("faults.*.throttle"), "{err}");
+  }
+}

@@ -1,0 +1,933 @@
+//! The step executor: runs a [`Plan`] against a [`Cloud`], journalling every transition.
+//!
+//! * **Graph.** A step starts as soon as everything it `needs` has succeeded (or failed with
+//!   `on_failure: continue`), up to `max_parallel` at once. No fixed delay between steps: the
+//!   scheduler wakes the moment a step finishes.
+//! * **Exactly-once effects.** A mutating step runs `observe` first, journals an intent (fsynced)
+//!   before `apply`, then `verify`. A resumed run skips succeeded steps; a step with an intent but
+//!   no outcome observes again and only applies if the effect is not already in place.
+//! * **Failure.** Retryable errors are retried with exponential backoff and jitter, up to the
+//!   step's attempts; the step's timeout bounds each attempt. `on_failure: abort` stops
+//!   scheduling, `continue` carries on, `rollback` runs the `rollback` action of every completed
+//!   mutating step in reverse order. Steps marked `always` run after a failure and after an
+//!   interrupt.
+//! * **Interrupts.** On the first SIGINT/SIGTERM, no new steps start, waits end early, always-steps
+//!   run, the journal records the interrupt, and the run ends `interrupted` (resumable).
+//! * **Time.** Every wait, timeout and backoff runs on the backend's [`Clock`](crate::cloud::Clock).
+
+use std::{
+  collections::{BTreeMap, HashMap},
+  sync::{Arc, Mutex},
+  time::Duration,
+};
+
+use chrono::{DateTime, Utc};
+use tokio::{sync::watch, task::JoinSet};
+
+use crate::{
+  actions::{ActionError, Behaviour, Ctx, Observed, Outcome},
+  cloud::Cloud,
+  plan::{bind_call, evaluate_when, Plan, RunValues},
+  runbook::{format_duration, OnFailure, Step},
+  state::{
+    journal::Phase, lock::hostname, Event, Journal, JournalError, Record, RunMode, RunStatus,
+    StepError, StepInfo, Timeline,
+  },
+};
+
+/// How to run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+  pub run_id: String,
+  pub max_parallel: usize,
+  /// Answer every approval with yes (`--yes`).
+  pub assume_yes: bool,
+  /// Allow promoting beyond the RPO (`--accept-data-loss`).
+  pub accept_data_loss: bool,
+  /// When the incident began (`--incident-start`); default: the run's start.
+  pub incident_start: Option<DateTime<Utc>>,
+}
+
+/// Asks a human to approve a step.
+#[async_trait::async_trait]
+pub trait Approver: Send + Sync {
+  /// `Ok(true)` approved, `Ok(false)` denied, `Err` when nobody can be asked.
+  async fn approve(&self, step: &str, prompt: &str) -> Result<bool, String>;
+}
+
+/// Watches a run: every journal record, and what long waits are waiting on.
+pub trait Observer: Send + Sync {
+  fn record(&self, record: &Record);
+  fn waiting(&self, step: &str, status: &str);
+}
+
+/// An observer that ignores everything.
+pub struct Silent;
+
+impl Observer for Silent {
+  fn record(&self, _record: &Record) {}
+  fn waiting(&self, _step: &str, _status: &str) {}
+}
+
+/// How a run ended.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+  pub status: RunStatus,
+  pub timeline: Timeline,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+  #[error(transparent)]
+  Journal(#[from] JournalError),
+  #[error("cannot resume: {0}")]
+  Resume(String),
+}
+
+/// Shared between the scheduler and the step tasks.
+struct Shared {
+  plan: Arc<Plan>,
+  cloud: Cloud,
+  options: RunOptions,
+  observer: Arc<dyn Observer>,
+  approver: Arc<dyn Approver>,
+  journal: Mutex<Journal>,
+  records: Mutex<Vec<Record>>,
+  started_at: DateTime<Utc>,
+  /// Serializes approval prompts.
+  approvals: tokio::sync::Mutex<()>,
+}
+
+impl Shared {
+  fn log(&self, event: Event) -> Result<Record, JournalError> {
+    let record = {
+      let mut journal = self
+        .journal
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+      journal.append(event)?
+    };
+    self.observer.record(&record);
+    self
+      .records
+      .lock()
+      .unwrap_or_else(|poisoned| poisoned.into_inner())
+      .push(record.clone());
+    Ok(record)
+  }
+
+  fn run_values(&self) -> RunValues {
+    let wall = (Utc::now() - self.started_at).to_std().unwrap_or_default();
+    RunValues {
+      id: self.options.run_id.clone(),
+      started_at: self.started_at.to_rfc3339(),
+      elapsed: self.cloud.clock.to_modelled(wall),
+    }
+  }
+
+  fn timeline(&self) -> Option<Timeline> {
+    let records = self
+      .records
+      .lock()
+      .unwrap_or_else(|poisoned| poisoned.into_inner());
+    Timeline::from_records(&records)
+  }
+}
+
+/// Where a step stands in this process.
+#[derive(Debug, Clone, PartialEq)]
+enum State {
+  Pending,
+  Running,
+  Succeeded,
+  /// Failed; `blocks` unless the step's on_failure is continue.
+  Failed {
+    blocks: bool,
+  },
+  Skipped,
+  /// Never started because the run stopped.
+  Cancelled,
+}
+
+impl State {
+  fn is_terminal(&self) -> bool {
+    !matches!(self, State::Pending | State::Running)
+  }
+}
+
+/// What a resumed run knows from its journal.
+#[derive(Debug, Default)]
+struct Prior {
+  succeeded: HashMap<String, BTreeMap<String, String>>,
+  /// Succeeded steps that changed the world, in completion order (for rollback).
+  changed: Vec<String>,
+  skipped: Vec<String>,
+  /// Steps with an intent and no outcome after it: the data loss the intent recorded.
+  intents: HashMap<String, Option<u64>>,
+  attempts: HashMap<String, u32>,
+  rolled_back: Vec<String>,
+}
+
+impl Prior {
+  fn from_records(records: &[Record]) -> Prior {
+    let mut prior = Prior::default();
+    for record in records {
+      match &record.event {
+        Event::StepStarted {
+          step,
+          attempt,
+          phase: Phase::Run,
+        } => {
+          prior.attempts.insert(step.clone(), *attempt);
+        }
+        Event::StepIntent {
+          step,
+          phase: Phase::Run,
+          data_loss_ms,
+          ..
+        } => {
+          prior.intents.insert(step.clone(), *data_loss_ms);
+        }
+        Event::StepSucceeded {
+          step,
+          phase: Phase::Run,
+          outputs,
+          changed,
+          ..
+        } => {
+          prior.succeeded.insert(step.clone(), outputs.clone());
+          if *changed {
+            prior.changed.push(step.clone());
+          }
+          prior.intents.remove(step);
+        }
+        Event::StepSucceeded {
+          step,
+          phase: Phase::Rollback,
+          ..
+        } => {
+          prior.rolled_back.push(step.clone());
+        }
+        Event::StepSkipped { step, .. } => prior.skipped.push(step.clone()),
+        _ => {}
+      }
+    }
+    prior
+  }
+}
+
+/// The graph of a plan, as journalled in `run_started`.
+pub fn step_infos(plan: &Plan) -> Vec<StepInfo> {
+  plan
+    .runbook
+    .steps
+    .iter()
+    .map(|step| StepInfo {
+      id: step.id.clone(),
+      name: step.name.clone(),
+      action: step.call.action.clone(),
+      needs: step.needs.clone(),
+      mutating: crate::plan::is_mutating(&step.call),
+      recovery: step.recovery,
+      always: step.always,
+      budget_ms: step
+        .budget
+        .map(|budget| u64::try_from(budget.as_millis()).unwrap_or(u64::MAX)),
+    })
+    .collect()
+}
+
+/// Start a new run: journal `run_started`, then execute.
+pub async fn start(
+  plan: Arc<Plan>,
+  cloud: Cloud,
+  mut journal: Journal,
+  options: RunOptions,
+  observer: Arc<dyn Observer>,
+  approver: Arc<dyn Approver>,
+  signals: watch::Receiver<u32>,
+) -> Result<RunOutcome, EngineError> {
+  journal.set_redactor(plan.redactor());
+  let runbook = &plan.runbook;
+  let now = Utc::now();
+  let event = Event::RunStarted {
+    run_id: options.run_id.clone(),
+    runbook: runbook.name.clone(),
+    runbook_path: runbook.path.display().to_string(),
+    runbook_digest: format!("{:08x}", crc32fast::hash(runbook.source.as_bytes())),
+    params: plan.display_params(),
+    mode: RunMode::Live,
+    backend: cloud.backend.clone(),
+    time_scale: cloud.clock.scale(),
+    incident_start: options.incident_start.unwrap_or(now),
+    host: hostname(),
+    user: std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
+    pid: std::process::id(),
+    rto_ms: runbook.objectives.rto.map(millis),
+    rpo_ms: runbook.objectives.rpo.map(millis),
+    accept_data_loss: options.accept_data_loss,
+    steps: step_infos(&plan),
+  };
+  // The run's clock starts at its first record.
+  let first = journal.append(event)?;
+  observer.record(&first);
+  let shared = Arc::new(Shared {
+    plan,
+    cloud,
+    options,
+    observer,
+    approver,
+    journal: Mutex::new(journal),
+    started_at: first.ts,
+    records: Mutex::new(vec![first]),
+    approvals: tokio::sync::Mutex::new(()),
+  });
+  execute(shared, Prior::default(), signals).await
+}
+
+/// Resume a run from its journal.
+pub async fn resume(
+  plan: Arc<Plan>,
+  cloud: Cloud,
+  mut journal: Journal,
+  records: Vec<Record>,
+  mut options: RunOptions,
+  observer: Arc<dyn Observer>,
+  approver: Arc<dyn Approver>,
+  signals: watch::Receiver<u32>,
+) -> Result<RunOutcome, EngineError> {
+  let Some(first) = records.first() else {
+    return Err(EngineError::Resume("the journal is empty".into()));
+  };
+  let Event::RunStarted {
+    run_id,
+    runbook_digest,
+    accept_data_loss,
+    incident_start,
+    ..
+  } = &first.event
+  else {
+    return Err(EngineError::Resume(
+      "the journal does not start with run_started".into(),
+    ));
+  };
+  let digest = format!("{:08x}", crc32fast::hash(plan.runbook.source.as_bytes()));
+  if &digest != runbook_digest {
+    return Err(EngineError::Resume(format!(
+      "{} changed since run {run_id} started; resuming it could repeat or skip the wrong steps",
+      plan.runbook.path.display()
+    )));
+  }
+  options.run_id = run_id.clone();
+  options.accept_data_loss |= *accept_data_loss;
+  options.incident_start = Some(*incident_start);
+  journal.set_redactor(plan.redactor());
+  let started_at = first.ts;
+  let prior = Prior::from_records(&records);
+  let shared = Arc::new(Shared {
+    plan,
+    cloud,
+    options,
+    observer,
+    approver,
+    journal: Mutex::new(journal),
+    records: Mutex::new(records),
+    started_at,
+    approvals: tokio::sync::Mutex::new(()),
+  });
+  shared.log(Event::RunResumed {
+    host: hostname(),
+    pid: std::process::id(),
+  })?;
+  execute(shared, prior, signals).await
+}
+
+fn millis(duration: Duration) -> u64 {
+  u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A step task's result.
+struct Finished {
+  index: usize,
+  result: Result<StepDone, StepFailure>,
+}
+
+struct StepDone {
+  outputs: BTreeMap<String, String>,
+  changed: bool,
+  skipped: bool,
+}
+
+struct StepFailure {
+  /// The journal could not be written: the run must stop.
+  fatal: Option<JournalError>,
+}
+
+async fn execute(
+  shared: Arc<Shared>,
+  prior: Prior,
+  mut signals: watch::Receiver<u32>,
+) -> Result<RunOutcome, EngineError> {
+  let plan = shared.plan.clone();
+  let steps = &plan.runbook.steps;
+  let mut states: Vec<State> = vec![State::Pending; steps.len()];
+  let mut outputs: HashMap<String, BTreeMap<String, String>> = HashMap::new();
+  let mut changed_order: Vec<usize> = Vec::new();
+  for (i, step) in steps.iter().enumerate() {
+    if let Some(found) = prior.succeeded.get(&step.id) {
+      states[i] = State::Succeeded;
+      outputs.insert(step.id.clone(), found.clone());
+    } else if prior.skipped.contains(&step.id) {
+      states[i] = State::Skipped;
+    }
+  }
+  for id in &prior.changed {
+    if let Some(i) = steps.iter().position(|step| &step.id == id) {
+      changed_order.push(i);
+    }
+  }
+  let (cancel_tx, cancel_rx) = watch::channel(false);
+  // Always-steps keep going after the first interrupt; a second one ends the process (cli).
+  let (_always_tx, always_rx) = watch::channel(false);
+  let max_parallel = shared.options.max_parallel.max(1);
+  let mut tasks: JoinSet<Finished> = JoinSet::new();
+  let mut running = 0usize;
+  let mut stopping = false;
+  let mut interrupted: Option<String> = None;
+  let mut rollback_wanted = false;
+  let mut rollback_done = false;
+  let mut failed_step: Option<String> = None;
+  let mut fatal: Option<JournalError> = None;
+  let prior_intents = Arc::new(prior.intents);
+  let prior_attempts = Arc::new(prior.attempts);
+
+  loop {
+    // Once stopping, steps that have not started never will (always-steps excepted).
+    if stopping {
+      for (i, step) in steps.iter().enumerate() {
+        if states[i] == State::Pending && !step.always {
+          states[i] = State::Cancelled;
+        }
+      }
+    }
+    // Rollback runs once the in-flight steps have finished, before always-steps.
+    if stopping && rollback_wanted && !rollback_done && running == 0 && interrupted.is_none() {
+      rollback_done = true;
+      rollback(
+        &shared,
+        &changed_order,
+        &outputs,
+        &prior.rolled_back,
+        always_rx.clone(),
+      )
+      .await?;
+    }
+    // Launch what is ready.
+    for &i in &plan.order {
+      if running >= max_parallel {
+        break;
+      }
+      if states[i] != State::Pending {
+        continue;
+      }
+      let step = &steps[i];
+      let deps = &plan.deps[i];
+      if step.always {
+        if stopping && running > 0 && !rollback_done && rollback_wanted {
+          continue;
+        }
+        if !deps.iter().all(|&dep| states[dep].is_terminal()) {
+          continue;
+        }
+      } else {
+        if deps.iter().any(|&dep| {
+          matches!(
+            states[dep],
+            State::Skipped | State::Cancelled | State::Failed { blocks: true }
+          )
+        }) {
+          let blocker = deps
+            .iter()
+            .find(|&&dep| {
+              matches!(
+                states[dep],
+                State::Skipped | State::Cancelled | State::Failed { blocks: true }
+              )
+            })
+            .map(|&dep| steps[dep].id.clone())
+            .unwrap_or_default();
+          shared.log(Event::StepSkipped {
+            step: step.id.clone(),
+            reason: format!("needs `{blocker}`, which did not succeed"),
+          })?;
+          states[i] = State::Skipped;
+          continue;
+        }
+        if !deps.iter().all(|&dep| states[dep].is_terminal()) {
+          continue;
+        }
+      }
+      states[i] = State::Running;
+      running += 1;
+      let shared = shared.clone();
+      let outputs = outputs.clone();
+      let cancel = if step.always {
+        always_rx.clone()
+      } else {
+        cancel_rx.clone()
+      };
+      let intents = prior_intents.clone();
+      let attempts = prior_attempts.clone();
+      tasks.spawn(async move {
+        let result = run_step(&shared, i, &outputs, cancel, &intents, &attempts).await;
+        Finished { index: i, result }
+      });
+    }
+    if running == 0 {
+      if !states.contains(&State::Pending) {
+        break;
+      }
+      // Only a pending rollback holds steps back now; it runs at the top of the loop. Anything
+      // else still pending could never start: give up on it rather than spin.
+      if !(stopping && rollback_wanted && !rollback_done && interrupted.is_none()) {
+        for state in states.iter_mut().filter(|state| **state == State::Pending) {
+          *state = State::Cancelled;
+        }
+      }
+      continue;
+    }
+    tokio::select! {
+      joined = tasks.join_next() => {
+        let Some(joined) = joined else { continue };
+        running -= 1;
+        let finished = match joined {
+          Ok(finished) => finished,
+          // A step task panicked: treat as a failed step rather than losing the run.
+          Err(err) => {
+            tracing::error!("a step task ended abnormally: {err}");
+            stopping = true;
+            continue;
+          }
+        };
+        let i = finished.index;
+        let step = &steps[i];
+        match finished.result {
+          Ok(done) if done.skipped => states[i] = State::Skipped,
+          Ok(done) => {
+            states[i] = State::Succeeded;
+            if done.changed {
+              changed_order.push(i);
+            }
+            outputs.insert(step.id.clone(), done.outputs);
+          }
+          Err(failure) => {
+            if let Some(err) = failure.fatal {
+              fatal = Some(err);
+              stopping = true;
+              states[i] = State::Failed { blocks: true };
+              continue;
+            }
+            let blocks = step.on_failure != OnFailure::Continue || step.always;
+            states[i] = State::Failed { blocks };
+            if interrupted.is_none() && blocks && !step.always {
+              failed_step.get_or_insert_with(|| step.id.clone());
+              stopping = true;
+              if step.on_failure == OnFailure::Rollback {
+                rollback_wanted = true;
+              }
+            }
+            if step.always && blocks {
+              failed_step.get_or_insert_with(|| step.id.clone());
+            }
+          }
+        }
+      }
+      changed = signals.changed(), if interrupted.is_none() => {
+        if changed.is_ok() && *signals.borrow() > 0 {
+          interrupted = Some("SIGINT".into());
+          stopping = true;
+          let _ = cancel_tx.send(true);
+        }
+      }
+    }
+  }
+
+  if let Some(err) = fatal {
+    return Err(err.into());
+  }
+  if let Some(signal) = interrupted {
+    shared.log(Event::RunInterrupted { signal })?;
+    let timeline = shared
+      .timeline()
+      .ok_or_else(|| EngineError::Resume("journal lost its first record".into()))?;
+    return Ok(RunOutcome {
+      status: RunStatus::Interrupted,
+      timeline,
+    });
+  }
+  let timeline = shared
+    .timeline()
+    .ok_or_else(|| EngineError::Resume("journal lost its first record".into()))?;
+  let status = if failed_step.is_some() {
+    RunStatus::Failed
+  } else if timeline.breached() {
+    RunStatus::Breached
+  } else {
+    RunStatus::Succeeded
+  };
+  shared.log(Event::RunFinished {
+    status,
+    rto_achieved_ms: timeline.rto_achieved.map(millis),
+    rpo_achieved_ms: timeline.rpo_achieved.map(millis),
+    failed_step,
+  })?;
+  let timeline = shared
+    .timeline()
+    .ok_or_else(|| EngineError::Resume("journal lost its first record".into()))?;
+  Ok(RunOutcome { status, timeline })
+}
+
+fn step_error(err: &ActionError) -> StepError {
+  StepError {
+    message: err.message.clone(),
+    code: err.cloud.as_ref().and_then(|cloud| cloud.code.clone()),
+    request_id: err
+      .cloud
+      .as_ref()
+      .and_then(|cloud| cloud.request_id.clone()),
+    http_status: err.cloud.as_ref().and_then(|cloud| cloud.http_status),
+    retryable: err.retryable,
+  }
+}
+
+/// Run one step to completion (all attempts).
+async fn run_step(
+  shared: &Arc<Shared>,
+  index: usize,
+  outputs: &HashMap<String, BTreeMap<String, String>>,
+  cancel: watch::Receiver<bool>,
+  intents: &HashMap<String, Option<u64>>,
+  attempts_before: &HashMap<String, u32>,
+) -> Result<StepDone, StepFailure> {
+  let fatal = |err: JournalError| StepFailure { fatal: Some(err) };
+  let plan = &shared.plan;
+  let step: &Step = plan.step(index);
+  let run = shared.run_values();
+  let scope = plan.scope(&run, outputs);
+  let first_attempt = attempts_before.get(&step.id).copied().unwrap_or(0) + 1;
+  let fail = |attempt: u32, err: ActionError| -> Result<StepDone, StepFailure> {
+    shared
+      .log(Event::StepFailed {
+        step: step.id.clone(),
+        attempt,
+        phase: Phase::Run,
+        error: step_error(&err),
+        will_retry: false,
+        backoff_ms: None,
+      })
+      .map_err(fatal)?;
+    Err(StepFailure { fatal: None })
+  };
+
+  match evaluate_when(step, &scope) {
+    Ok(true) => {}
+    Ok(false) => {
+      shared
+        .log(Event::StepSkipped {
+          step: step.id.clone(),
+          reason: format!(
+            "`when: {}` is false",
+            step.when.as_ref().map_or("", |when| when.source())
+          ),
+        })
+        .map_err(fatal)?;
+      return Ok(StepDone {
+        outputs: BTreeMap::new(),
+        changed: false,
+        skipped: true,
+      });
+    }
+    Err(err) => {
+      shared
+        .log(Event::StepStarted {
+          step: step.id.clone(),
+          attempt: first_attempt,
+          phase: Phase::Run,
+        })
+        .map_err(fatal)?;
+      return fail(first_attempt, ActionError::failed(err));
+    }
+  }
+
+  if let Some(approval) = &step.approval {
+    if !shared.options.assume_yes {
+      let prompt = approval
+        .prompt
+        .render(&scope)
+        .unwrap_or_else(|_| approval.prompt.source().to_string());
+      let prompt = plan.redactor().redact(&prompt);
+      let _turn = shared.approvals.lock().await;
+      let verdict = shared.approver.approve(&step.id, &prompt).await;
+      let refusal = match verdict {
+        Ok(true) => None,
+        Ok(false) => Some(format!("step `{}` was not approved", step.id)),
+        Err(why) => Some(why),
+      };
+      if let Some(refusal) = refusal {
+        shared
+          .log(Event::StepStarted {
+            step: step.id.clone(),
+            attempt: first_attempt,
+            phase: Phase::Run,
+          })
+          .map_err(fatal)?;
+        return fail(first_attempt, ActionError::failed(refusal));
+      }
+    }
+  }
+
+  let bound = bind_call(&step.call, &scope);
+  let (def, args) = match bound {
+    Ok(bound) => bound,
+    Err(err) => {
+      shared
+        .log(Event::StepStarted {
+          step: step.id.clone(),
+          attempt: first_attempt,
+          phase: Phase::Run,
+        })
+        .map_err(fatal)?;
+      return fail(first_attempt, ActionError::failed(err));
+    }
+  };
+
+  let clock = shared.cloud.clock;
+  let step_id = step.id.clone();
+  let observer = shared.observer.clone();
+  let progress = move |status: &str| observer.waiting(&step_id, status);
+  let ctx = Ctx {
+    cloud: &shared.cloud,
+    run_id: &shared.options.run_id,
+    step_id: &step.id,
+    rpo: plan.runbook.objectives.rpo,
+    accept_data_loss: shared.options.accept_data_loss || step.accept_data_loss,
+    progress: &progress,
+    cancel: cancel.clone(),
+    single_probe: false,
+  };
+  // An intent from before a crash: this step may already have applied its change.
+  let mut intent_loss: Option<Option<u64>> = intents.get(&step.id).copied();
+  let last_attempt = first_attempt + step.retry.attempts.max(1) - 1;
+  let mut attempt = first_attempt;
+  loop {
+    shared
+      .log(Event::StepStarted {
+        step: step.id.clone(),
+        attempt,
+        phase: Phase::Run,
+      })
+      .map_err(fatal)?;
+    let work = async {
+      match def.behaviour {
+        Behaviour::Check(check) => check
+          .check(&ctx, &args)
+          .await
+          .map(|outcome| (outcome, false)),
+        Behaviour::Effect(effect) => {
+          let observation = effect.observe(&ctx, &args).await?;
+          let (token, changed, loss) = match observation.state {
+            Observed::Done => (None, intent_loss.is_some(), intent_loss.flatten()),
+            Observed::InProgress => (
+              None,
+              true,
+              intent_loss.flatten().or(observation.data_loss.map(millis)),
+            ),
+            Observed::Absent => {
+              let loss = observation.data_loss.map(millis);
+              shared
+                .log(Event::StepIntent {
+                  step: step.id.clone(),
+                  attempt,
+                  phase: Phase::Run,
+                  change: observation.change.clone(),
+                  data_loss_ms: loss,
+                })
+                .map_err(|err| ActionError::failed(format!("journal: {err}")))?;
+              intent_loss = Some(loss);
+              (effect.apply(&ctx, &args).await?, true, loss)
+            }
+          };
+          let outcome = effect.verify(&ctx, &args, token.as_deref()).await?;
+          let outcome = Outcome {
+            data_loss: outcome.data_loss.or(loss.map(Duration::from_millis)),
+            ..outcome
+          };
+          Ok((outcome, changed))
+        }
+      }
+    };
+    let result = match tokio::time::timeout(clock.to_wall(step.timeout), work).await {
+      Ok(result) => result,
+      Err(_) => Err(ActionError::failed(format!(
+        "timed out after {} (the step's timeout)",
+        format_duration(step.timeout)
+      ))),
+    };
+    match result {
+      Ok((outcome, changed)) => {
+        let mut outputs = outcome.outputs;
+        if let Some(loss) = outcome.data_loss {
+          outputs
+            .entry("data_loss_seconds".into())
+            .or_insert_with(|| loss.as_secs().to_string());
+        }
+        shared
+          .log(Event::StepSucceeded {
+            step: step.id.clone(),
+            attempt,
+            phase: Phase::Run,
+            changed,
+            outputs: outputs.clone(),
+            data_loss_ms: outcome.data_loss.map(millis),
+            summary: outcome.summary,
+          })
+          .map_err(fatal)?;
+        return Ok(StepDone {
+          outputs,
+          changed,
+          skipped: false,
+        });
+      }
+      Err(err) => {
+        let interrupted = *cancel.borrow();
+        if !err.retryable || attempt >= last_attempt || interrupted {
+          return fail(attempt, err);
+        }
+        let backoff = backoff(
+          step.retry.backoff,
+          step.retry.max_backoff,
+          attempt - first_attempt,
+        );
+        shared
+          .log(Event::StepFailed {
+            step: step.id.clone(),
+            attempt,
+            phase: Phase::Run,
+            error: step_error(&err),
+            will_retry: true,
+            backoff_ms: Some(millis(backoff)),
+          })
+          .map_err(fatal)?;
+        let mut cancel = cancel.clone();
+        tokio::select! {
+          _ = clock.sleep(backoff) => {}
+          _ = cancel.wait_for(|cancelled| *cancelled) => {}
+        }
+        attempt += 1;
+      }
+    }
+  }
+}
+
+/// Exponential backoff with "equal jitter": half the delay fixed, half random, so retries from
+/// many runs spread out but never collapse to zero.
+pub fn backoff(base: Duration, max: Duration, retry: u32) -> Duration {
+  let exp = base.saturating_mul(2u32.saturating_pow(retry.min(20)));
+  let capped = exp.min(max.max(base));
+  let half = capped / 2;
+  half + half.mul_f64(fastrand::f64())
+}
+
+/// Run the rollback of every completed mutating step, newest first.
+async fn rollback(
+  shared: &Arc<Shared>,
+  changed_order: &[usize],
+  outputs: &HashMap<String, BTreeMap<String, String>>,
+  already: &[String],
+  cancel: watch::Receiver<bool>,
+) -> Result<(), EngineError> {
+  let plan = shared.plan.clone();
+  for &i in changed_order.iter().rev() {
+    let step = plan.step(i);
+    let Some(call) = &step.rollback else { continue };
+    if already.contains(&step.id) {
+      continue;
+    }
+    shared.log(Event::StepStarted {
+      step: step.id.clone(),
+      attempt: 1,
+      phase: Phase::Rollback,
+    })?;
+    let run = shared.run_values();
+    let scope = plan.scope(&run, outputs);
+    let observer = shared.observer.clone();
+    let id = step.id.clone();
+    let progress = move |status: &str| observer.waiting(&id, status);
+    let ctx = Ctx {
+      cloud: &shared.cloud,
+      run_id: &shared.options.run_id,
+      step_id: &step.id,
+      rpo: plan.runbook.objectives.rpo,
+      accept_data_loss: true,
+      progress: &progress,
+      cancel: cancel.clone(),
+      single_probe: false,
+    };
+    let work = async {
+      let (def, args) = bind_call(call, &scope).map_err(ActionError::failed)?;
+      match def.behaviour {
+        Behaviour::Check(check) => check.check(&ctx, &args).await,
+        Behaviour::Effect(effect) => {
+          let observation = effect.observe(&ctx, &args).await?;
+          let token = if observation.state == Observed::Absent {
+            shared
+              .log(Event::StepIntent {
+                step: step.id.clone(),
+                attempt: 1,
+                phase: Phase::Rollback,
+                change: observation.change.clone(),
+                data_loss_ms: None,
+              })
+              .map_err(|err| ActionError::failed(format!("journal: {err}")))?;
+            effect.apply(&ctx, &args).await?
+          } else {
+            None
+          };
+          effect.verify(&ctx, &args, token.as_deref()).await
+        }
+      }
+    };
+    let result = match tokio::time::timeout(shared.cloud.clock.to_wall(step.timeout), work).await {
+      Ok(result) => result,
+      Err(_) => Err(ActionError::failed("rollback timed out")),
+    };
+    match result {
+      Ok(outcome) => {
+        shared.log(Event::StepSucceeded {
+          step: step.id.clone(),
+          attempt: 1,
+          phase: Phase::Rollback,
+          changed: true,
+          outputs: BTreeMap::new(),
+          data_loss_ms: None,
+          summary: outcome.summary,
+        })?;
+      }
+      Err(err) => {
+        // A failed rollback does not stop the others: each undoes its own step.
+        shared.log(Event::StepFailed {
+          step: step.id.clone(),
+          attempt: 1,
+          phase: Phase::Rollback,
+          error: step_error(&err),
+          will_retry: false,
+          backoff_ms: None,
+        })?;
+      }
+    }
+  }
+  Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,221 @@
+//! `drctl plan` / `--dry-run`: what each step would do, from which current state — with zero
+//! mutating calls. Effects are only observed; checks run once (never wait); templates that need
+//! outputs of steps that would change the world are shown as such.
+
+use std::{
+  collections::{BTreeMap, HashMap, HashSet},
+  time::Duration,
+};
+
+use serde::Serialize;
+
+use super::{bind_call, evaluate_when, probe, Plan, RunValues};
+use crate::{
+  actions::{Behaviour, Ctx, Observed},
+  cloud::Cloud,
+  runbook::format_duration,
+};
+
+/// One step of a plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepPlan {
+  pub id: String,
+  pub name: Option<String>,
+  pub action: String,
+  pub mutating: bool,
+  pub needs: Vec<String>,
+  pub always: bool,
+  pub recovery: bool,
+  pub approval: bool,
+  /// `would_change`, `no_change`, `in_progress`, `probe_passed`, `probe_failed`,
+  /// `after_dependencies` (inputs or state depend on earlier changes), `skipped`, `error`.
+  pub status: String,
+  /// The current state, as observed.
+  pub current: Option<String>,
+  /// What the step would change.
+  pub change: Option<String>,
+  pub budget: Option<String>,
+  pub budget_seconds: Option<u64>,
+  /// The AWS operations this step may send that change the world.
+  pub mutating_operations: Vec<String>,
+}
+
+/// A plan, as printed by `drctl plan`.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanReport {
+  pub runbook: String,
+  pub path: String,
+  pub backend: String,
+  pub params: BTreeMap<String, String>,
+  pub rto: Option<String>,
+  pub rpo: Option<String>,
+  pub steps: Vec<StepPlan>,
+  pub critical_path: Vec<String>,
+  pub estimated_duration: String,
+  pub estimated_duration_seconds: u64,
+  /// Whether the critical path's budgets fit in the RTO.
+  pub fits_rto: Option<bool>,
+  pub missing_secrets: Vec<String>,
+  pub mutating_steps: usize,
+}
+
+/// Describe a plan against the world, read-only.
+pub async fn describe(plan: &Plan, cloud: &Cloud) -> PlanReport {
+  let runbook = &plan.runbook;
+  let run = RunValues {
+    id: "plan".into(),
+    started_at: chrono::Utc::now().to_rfc3339(),
+    elapsed: Duration::ZERO,
+  };
+  let mut outputs: HashMap<String, BTreeMap<String, String>> = HashMap::new();
+  // Steps whose effect is not in place yet: anything downstream sees a different world.
+  let mut changing: HashSet<usize> = HashSet::new();
+  let mut plans: Vec<Option<StepPlan>> = vec![None; runbook.steps.len()];
+  let (_cancel_tx, cancel) = tokio::sync::watch::channel(false);
+  let redactor = plan.redactor();
+  for &i in &plan.order {
+    let step = plan.step(i);
+    let def = crate::actions::lookup(&step.call.action);
+    let mutating = def.is_some_and(|def| def.spec.mutating);
+    let mut entry = StepPlan {
+      id: step.id.clone(),
+      name: step.name.clone(),
+      action: step.call.action.clone(),
+      mutating,
+      needs: step.needs.clone(),
+      always: step.always,
+      recovery: step.recovery,
+      approval: step.approval.is_some(),
+      status: String::new(),
+      current: None,
+      change: None,
+      budget: step.budget.map(format_duration),
+      budget_seconds: step.budget.map(|budget| budget.as_secs()),
+      mutating_operations: def
+        .map(|def| {
+          def
+            .spec
+            .mutating_operations
+            .iter()
+            .map(|op| op.to_string())
+            .collect()
+        })
+        .unwrap_or_default(),
+    };
+    let upstream_changes = ancestors(plan, i).iter().any(|dep| changing.contains(dep));
+    let scope = plan.scope(&run, &outputs);
+    let bound = evaluate_when(step, &scope).and_then(|run_it| {
+      if run_it {
+        bind_call(&step.call, &scope).map(Some)
+      } else {
+        Ok(None)
+      }
+    });
+    match bound {
+      Ok(None) => entry.status = "skipped".into(),
+      Err(_) if upstream_changes => {
+        entry.status = "after_dependencies".into();
+        entry.change = Some("inputs come from steps that change the world first".into());
+        if mutating {
+          changing.insert(i);
+        }
+      }
+      Err(err) => {
+        entry.status = "error".into();
+        entry.current = Some(redactor.redact(&err));
+      }
+      Ok(Some((def, args))) => {
+        let progress = |_: &str| {};
+        let ctx = Ctx {
+          cloud,
+          run_id: "plan",
+          step_id: &step.id,
+          rpo: runbook.objectives.rpo,
+          accept_data_loss: step.accept_data_loss,
+          progress: &progress,
+          cancel: cancel.clone(),
+          single_probe: true,
+        };
+        match probe(def, &ctx, &args).await {
+          Ok(super::Probe {
+            state: Some(state),
+            current,
+            change,
+            ..
+          }) => {
+            entry.current = Some(redactor.redact(&current));
+            entry.change = Some(redactor.redact(&change));
+            entry.status = match state {
+              Observed::Done => "no_change",
+              Observed::InProgress => "in_progress",
+              Observed::Absent => "would_change",
+            }
+            .into();
+            if state != Observed::Done {
+              changing.insert(i);
+            }
+          }
+          Ok(super::Probe {
+            state: None,
+            current,
+            outputs: found,
+            ..
+          }) => {
+            entry.status = "probe_passed".into();
+            entry.current = Some(redactor.redact(&current));
+            // Read-only probes feed later templates (a snapshot id found now is the one restored).
+            outputs.insert(step.id.clone(), found);
+          }
+          Err(err) if upstream_changes => {
+            entry.status = "after_dependencies".into();
+            entry.current = Some(redactor.redact(&err));
+            entry.change =
+              Some("expected to pass once earlier steps have changed the world".into());
+            if mutating {
+              changing.insert(i);
+            }
+          }
+          Err(err) => {
+            entry.status = if matches!(def.behaviour, Behaviour::Check(_)) {
+              "probe_failed"
+            } else {
+              "error"
+            }
+            .into();
+            entry.current = Some(redactor.redact(&err));
+          }
+        }
+      }
+    }
+    plans[i] = Some(entry);
+  }
+  let (critical_path, estimate) = plan.critical_path_by_budget();
+  let steps: Vec<StepPlan> = plans.into_iter().flatten().collect();
+  PlanReport {
+    runbook: runbook.name.clone(),
+    path: runbook.path.display().to_string(),
+    backend: cloud.backend.clone(),
+    params: plan.display_params(),
+    rto: runbook.objectives.rto.map(format_duration),
+    rpo: runbook.objectives.rpo.map(format_duration),
+    mutating_steps: steps.iter().filter(|step| step.mutating).count(),
+    steps,
+    critical_path,
+    estimated_duration: format_duration(estimate),
+    estimated_duration_seconds: estimate.as_secs(),
+    fits_rto: runbook.objectives.rto.map(|rto| estimate <= rto),
+    missing_secrets: plan.missing_secrets.clone(),
+  }
+}
+
+/// Every step `i` depends on, transitively.
+fn ancestors(plan: &Plan, i: usize) -> HashSet<usize> {
+  let mut seen = HashSet::new();
+  let mut stack = plan.deps[i].clone();
+  while let Some(dep) = stack.pop() {
+    if seen.insert(dep) {
+      stack.extend(plan.deps[dep].iter().copied());
+    }
+  }
+  seen
+}

@@ -1,0 +1,111 @@
+//! How an action declares itself to the validator: its name, whether it mutates, and the schema
+//! of its `with` block. The table of actions lives in `actions/`; this module only describes it,
+//! so that `runbook/` depends on nothing else in the crate.
+
+use super::model::Span;
+
+/// The type a `with` field must have once rendered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldKind {
+  String,
+  Int,
+  Bool,
+  Duration,
+  /// One of the listed strings.
+  Enum(&'static [&'static str]),
+  /// A list of strings.
+  StringList,
+  /// A map of string to string (headers, env).
+  StringMap,
+  /// A list of maps whose fields are described by `items` (e.g. DNS records).
+  Objects(&'static [FieldSpec]),
+  /// Free-form (a JSON body).
+  Any,
+}
+
+/// One field of a `with` block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FieldSpec {
+  pub name: &'static str,
+  pub kind: FieldKind,
+  pub required: bool,
+  pub doc: &'static str,
+}
+
+impl FieldSpec {
+  pub const fn required(name: &'static str, kind: FieldKind, doc: &'static str) -> Self {
+    Self {
+      name,
+      kind,
+      required: true,
+      doc,
+    }
+  }
+
+  pub const fn optional(name: &'static str, kind: FieldKind, doc: &'static str) -> Self {
+    Self {
+      name,
+      kind,
+      required: false,
+      doc,
+    }
+  }
+}
+
+/// An action as the validator and the schema generator see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActionSpec {
+  /// `family.name`, e.g. `rds.promote_replica`.
+  pub name: &'static str,
+  /// Whether the action changes the world (and so journals an intent and implements
+  /// observe / apply / verify).
+  pub mutating: bool,
+  pub doc: &'static str,
+  pub fields: &'static [FieldSpec],
+  /// The AWS API operations this action may send that change the world. Empty for read-only
+  /// actions. The dry-run test asserts none of these reach the endpoint.
+  pub mutating_operations: &'static [&'static str],
+  /// The keys the action puts in `steps.ID.outputs` (for template validation).
+  pub outputs: &'static [&'static str],
+}
+
+impl ActionSpec {
+  pub fn field(&self, name: &str) -> Option<&FieldSpec> {
+    self.fields.iter().find(|field| field.name == name)
+  }
+}
+
+/// A place to look actions up by name (the `actions::CATALOG` table implements it).
+pub trait ActionCatalog {
+  fn get(&self, name: &str) -> Option<&ActionSpec>;
+  fn names(&self) -> Vec<&'static str>;
+}
+
+impl ActionCatalog for [ActionSpec] {
+  fn get(&self, name: &str) -> Option<&ActionSpec> {
+    self.iter().find(|spec| spec.name == name)
+  }
+
+  fn names(&self) -> Vec<&'static str> {
+    self.iter().map(|spec| spec.name).collect()
+  }
+}
+
+/// So that a `&'static [ActionSpec]` table can be passed as `&dyn ActionCatalog` (as `&TABLE`):
+/// the slice itself is unsized and cannot be turned into a trait object.
+impl ActionCatalog for &[ActionSpec] {
+  fn get(&self, name: &str) -> Option<&ActionSpec> {
+    ActionCatalog::get(*self, name)
+  }
+
+  fn names(&self) -> Vec<&'static str> {
+    ActionCatalog::names(*self)
+  }
+}
+
+/// Where a span-carrying thing came from; used by callers that report on `with` fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FieldAt {
+  pub field: &'static str,
+  pub span: Span,
+}

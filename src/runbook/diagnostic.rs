@@ -1,0 +1,536 @@
+//! Validation errors: what went wrong ([`DiagnosticKind`], worded in one `Display` impl), where
+//! ([`Span`] plus the dotted key such as `steps[1].action`) and how to fix it (`hint`).
+//!
+//! [`Diagnostics`] renders every error of one file in the same shape:
+//!
+//! ```text
+//! error: unknown action `rds.promte_replica`
+//!   --> runbooks/bad.yaml:12:13
+//!    |
+//! 12 |     action: rds.promte_replica
+//!    |             ^^^^^^^^^^^^^^^^^^
+//!    = key: steps[1].action
+//!    = hint: did you mean `rds.promote_replica`?
+//!
+//! error: 1 error in runbooks/bad.yaml
+//! ```
+//!
+//! The source line and caret are left out when the position is not in the file (a read error);
+//! the `key` line is left out when the error is not about one key (a syntax error).
+
+use std::{fmt, path::PathBuf};
+
+use super::model::Span;
+
+/// One validation error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+  pub path: PathBuf,
+  /// Where the offending value (or key) starts. Line 0 means "the whole file".
+  pub span: Span,
+  /// How many characters to underline (at least 1).
+  pub width: usize,
+  /// The dotted key path of the offending node (`steps[1].with.instance`); empty if none.
+  pub key: String,
+  pub kind: DiagnosticKind,
+}
+
+impl Diagnostic {
+  /// What to do about it.
+  pub fn hint(&self) -> Option<String> {
+    self.kind.hint()
+  }
+}
+
+impl fmt::Display for Diagnostic {
+  fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    write!(f, "{}: {}", location(self), self.kind)
+  }
+}
+
+fn location(diagnostic: &Diagnostic) -> String {
+  if diagnostic.span.line == 0 {
+    diagnostic.path.display().to_string()
+  } else {
+    format!("{}:{}", diagnostic.path.display(), diagnostic.span)
+  }
+}
+
+/// Every way a runbook can be wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DiagnosticKind {
+  /// The file could not be read.
+  Read {
+    message: String,
+  },
+  NotUtf8,
+  Empty,
+  Syntax {
+    message: String,
+  },
+  TooDeep {
+    limit: usize,
+  },
+  MultipleDocuments,
+  Alias,
+  ComplexKey,
+  DuplicateKey {
+    key: String,
+    first_line: usize,
+  },
+  WrongApiVersion {
+    found: String,
+  },
+  WrongKind {
+    found: String,
+  },
+  UnknownKey {
+    key: String,
+    context: &'static str,
+    suggestion: Option<String>,
+    expected: Vec<&'static str>,
+  },
+  MissingKey {
+    key: String,
+    context: &'static str,
+  },
+  WrongType {
+    expected: &'static str,
+    found: &'static str,
+  },
+  InvalidName {
+    name: String,
+    what: &'static str,
+  },
+  InvalidDuration {
+    text: String,
+    reason: String,
+  },
+  InvalidValue {
+    expected: String,
+    found: String,
+    allowed: Vec<&'static str>,
+    suggestion: Option<String>,
+  },
+  UnknownParamType {
+    found: String,
+    suggestion: Option<String>,
+  },
+  ParamValue {
+    param: String,
+    what: &'static str,
+    kind: String,
+    found: String,
+  },
+  DefaultNotAllowed {
+    param: String,
+    found: String,
+    allowed: Vec<String>,
+  },
+  UnknownAction {
+    name: String,
+    suggestion: Option<String>,
+  },
+  UnknownField {
+    action: String,
+    field: String,
+    suggestion: Option<String>,
+    expected: Vec<&'static str>,
+  },
+  MissingField {
+    action: String,
+    field: String,
+  },
+  FieldType {
+    field: String,
+    expected: String,
+    found: String,
+  },
+  FieldEnum {
+    field: String,
+    found: String,
+    allowed: Vec<&'static str>,
+    suggestion: Option<String>,
+  },
+  DuplicateStep {
+    id: String,
+    first_line: usize,
+  },
+  UnknownNeed {
+    id: String,
+    suggestion: Option<String>,
+  },
+  NeedsCycle {
+    cycle: Vec<String>,
+  },
+  Template {
+    message: String,
+  },
+  UnknownParam {
+    name: String,
+    suggestion: Option<String>,
+  },
+  UnknownVar {
+    name: String,
+    suggestion: Option<String>,
+    later: bool,
+  },
+  UnknownObjective {
+    name: String,
+  },
+  ObjectiveNotSet {
+    name: String,
+  },
+  BadReference {
+    reference: String,
+    shape: &'static str,
+  },
+  UnknownStep {
+    id: String,
+    suggestion: Option<String>,
+  },
+  NotANeed {
+    id: String,
+    step: String,
+  },
+  UnknownOutput {
+    step: String,
+    action: String,
+    key: String,
+    outputs: Vec<&'static str>,
+    suggestion: Option<String>,
+  },
+  UnknownRunField {
+    name: String,
+    suggestion: Option<String>,
+  },
+  NotAvailableHere {
+    reference: String,
+    place: &'static str,
+  },
+}
+
+fn list(items: &[impl AsRef<str>]) -> String {
+  items
+    .iter()
+    .map(|item| format!("`{}`", item.as_ref()))
+    .collect::<Vec<_>>()
+    .join(", ")
+}
+
+fn did_you_mean(suggestion: &Option<String>) -> Option<String> {
+  suggestion
+    .as_ref()
+    .map(|name| format!("did you mean `{name}`?"))
+}
+
+impl fmt::Display for DiagnosticKind {
+  fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    use DiagnosticKind::*;
+    match self {
+      Read { message } => write!(f, "cannot read the runbook: {message}"),
+      NotUtf8 => f.write_str("the runbook is not valid UTF-8"),
+      Empty => f.write_str("the runbook is empty"),
+      Syntax { message } => write!(f, "YAML syntax error: {message}"),
+      TooDeep { limit } => write!(f, "nesting is deeper than {limit} levels"),
+      MultipleDocuments => f.write_str("a runbook file holds exactly one YAML document"),
+      Alias => f.write_str("YAML aliases are not supported"),
+      ComplexKey => f.write_str("a mapping key must be a plain string"),
+      DuplicateKey { key, .. } => write!(f, "duplicate key `{key}`"),
+      WrongApiVersion { found } => write!(f, "unsupported apiVersion `{found}`"),
+      WrongKind { found } => write!(f, "unsupported kind `{found}`"),
+      UnknownKey { key, context, .. } => write!(f, "unknown key `{key}` in {context}"),
+      MissingKey { key, context } => write!(f, "missing required key `{key}` in {context}"),
+      WrongType { expected, found } => write!(f, "expected {expected}, found {found}"),
+      InvalidName { name, what } => write!(f, "invalid {what} `{name}`"),
+      InvalidDuration { text, reason } => write!(f, "invalid duration `{text}`: {reason}"),
+      InvalidValue {
+        expected, found, ..
+      } => write!(f, "expected {expected}, found `{found}`"),
+      UnknownParamType { found, .. } => write!(f, "unknown parameter type `{found}`"),
+      ParamValue {
+        param,
+        what,
+        kind,
+        found,
+      } => {
+        write!(
+          f,
+          "{what} `{found}` of parameter `{param}` is not a valid {kind}"
+        )
+      }
+      DefaultNotAllowed { param, found, .. } => {
+        write!(
+          f,
+          "default `{found}` of parameter `{param}` is not one of its allowed values"
+        )
+      }
+      UnknownAction { name, .. } => write!(f, "unknown action `{name}`"),
+      UnknownField { action, field, .. } => {
+        write!(f, "unknown field `{field}` for action `{action}`")
+      }
+      MissingField { action, field } => {
+        write!(f, "missing required field `{field}` for action `{action}`")
+      }
+      FieldType {
+        field,
+        expected,
+        found,
+      } => {
+        write!(f, "field `{field}` expects {expected}, found {found}")
+      }
+      FieldEnum { field, found, .. } => write!(f, "invalid value `{found}` for field `{field}`"),
+      DuplicateStep { id, .. } => write!(f, "duplicate step id `{id}`"),
+      UnknownNeed { id, .. } => write!(f, "`needs` names unknown step `{id}`"),
+      NeedsCycle { cycle } => write!(f, "needs cycle: {}", cycle.join(" -> ")),
+      Template { message } => write!(f, "invalid template: {message}"),
+      UnknownParam { name, .. } => write!(f, "unknown parameter `params.{name}`"),
+      UnknownVar { name, .. } => write!(f, "unknown variable `vars.{name}`"),
+      UnknownObjective { name } => write!(f, "unknown objective `objectives.{name}`"),
+      ObjectiveNotSet { name } => write!(f, "objective `objectives.{name}` is not set"),
+      BadReference { reference, .. } => write!(f, "malformed reference `{reference}`"),
+      UnknownStep { id, .. } => write!(f, "reference to unknown step `{id}`"),
+      NotANeed { id, step } => {
+        write!(
+          f,
+          "step `{step}` uses outputs of `{id}`, which it does not depend on"
+        )
+      }
+      UnknownOutput { step, key, .. } => write!(f, "step `{step}` has no output `{key}`"),
+      UnknownRunField { name, .. } => write!(f, "unknown run field `run.{name}`"),
+      NotAvailableHere { reference, place } => {
+        write!(f, "`{reference}` is not available in {place}")
+      }
+    }
+  }
+}
+
+impl DiagnosticKind {
+  /// What to do about it, when there is something better to say than the message.
+  pub fn hint(&self) -> Option<String> {
+    use DiagnosticKind::*;
+    match self {
+      Read { .. } => None,
+      NotUtf8 => Some("save the file as UTF-8".into()),
+      Empty => Some("a runbook starts with `apiVersion: drctl/v1` and `kind: Runbook`".into()),
+      Syntax { .. } => None,
+      TooDeep { .. } => Some("runbooks never need this much nesting; flatten the value".into()),
+      MultipleDocuments => Some("put each runbook in its own file".into()),
+      Alias => Some("write the value out in full".into()),
+      ComplexKey => None,
+      DuplicateKey { first_line, .. } => Some(format!("first defined on line {first_line}")),
+      WrongApiVersion { .. } => Some("use `apiVersion: drctl/v1`".into()),
+      WrongKind { .. } => Some("use `kind: Runbook`".into()),
+      UnknownKey {
+        suggestion,
+        expected,
+        ..
+      } => did_you_mean(suggestion).or_else(|| Some(format!("expected one of {}", list(expected)))),
+      MissingKey { key, .. } => Some(format!("add `{key}:`")),
+      WrongType { .. } => None,
+      InvalidName { what, .. } => Some(if matches!(*what, "step id" | "runbook name") {
+        "use lowercase letters, digits and `-`".into()
+      } else {
+        "use letters, digits, `_` and `-`".into()
+      }),
+      InvalidDuration { .. } => {
+        Some("write a number and a unit, e.g. `500ms`, `90s`, `5m`, `1h30m`, `1d`".into())
+      }
+      InvalidValue {
+        allowed,
+        suggestion,
+        ..
+      } => did_you_mean(suggestion)
+        .or_else(|| (!allowed.is_empty()).then(|| format!("expected one of {}", list(allowed)))),
+      UnknownParamType { suggestion, .. } => did_you_mean(suggestion)
+        .or_else(|| Some("use one of `string`, `int`, `bool`, `duration`".into())),
+      ParamValue { .. } => None,
+      DefaultNotAllowed { allowed, .. } => Some(format!("allowed values: {}", list(allowed))),
+      UnknownAction { suggestion, .. } => did_you_mean(suggestion)
+        .or_else(|| Some("`drctl schema` lists every action and its fields".into())),
+      UnknownField {
+        suggestion,
+        expected,
+        ..
+      } => did_you_mean(suggestion).or_else(|| {
+        Some(if expected.is_empty() {
+          "this action takes no fields".into()
+        } else {
+          format!("the action's fields are {}", list(expected))
+        })
+      }),
+      MissingField { field, .. } => Some(format!("add `{field}:` under `with:`")),
+      FieldType { .. } => None,
+      FieldEnum {
+        allowed,
+        suggestion,
+        ..
+      } => Some(match did_you_mean(suggestion) {
+        Some(text) => format!("{text} (allowed values: {})", list(allowed)),
+        None => format!("allowed values: {}", list(allowed)),
+      }),
+      DuplicateStep { first_line, .. } => Some(format!("first defined on line {first_line}")),
+      UnknownNeed { suggestion, .. } => did_you_mean(suggestion),
+      NeedsCycle { .. } => {
+        Some("each step waits for the next, so none can start; remove one of these needs".into())
+      }
+      Template { .. } => Some("write references as `${{ namespace.name }}`".into()),
+      UnknownParam { suggestion, .. } => {
+        did_you_mean(suggestion).or_else(|| Some("declare it under `params:`".into()))
+      }
+      UnknownVar {
+        suggestion, later, ..
+      } => did_you_mean(suggestion).or_else(|| {
+        Some(if *later {
+          "a variable can only use variables declared before it".into()
+        } else {
+          "declare it under `vars:`".into()
+        })
+      }),
+      UnknownObjective { .. } => Some("the objectives are `rto` and `rpo`".into()),
+      ObjectiveNotSet { name } => Some(format!("set `{name}:` under `objectives:`")),
+      BadReference { shape, .. } => Some(format!("write it as `{shape}`")),
+      UnknownStep { suggestion, .. } => did_you_mean(suggestion),
+      NotANeed { id, .. } => Some(format!("add `{id}` to this step's `needs`")),
+      UnknownOutput {
+        action,
+        outputs,
+        suggestion,
+        ..
+      } => did_you_mean(suggestion).or_else(|| {
+        Some(if outputs.is_empty() {
+          format!("`{action}` has no outputs")
+        } else {
+          format!("`{action}` outputs {}", list(outputs))
+        })
+      }),
+      UnknownRunField { suggestion, .. } => did_you_mean(suggestion)
+        .or_else(|| Some("use `run.id`, `run.elapsed` or `run.started_at`".into())),
+      NotAvailableHere { place, .. } => Some(match *place {
+        "vars" => "vars are resolved before any step runs".into(),
+        _ => "step outputs can only be used by steps".into(),
+      }),
+    }
+  }
+}
+
+/// Every error found in one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostics {
+  path: PathBuf,
+  /// The file's text (lossily decoded), for quoting lines.
+  source: String,
+  /// Byte offset where each line starts, so quoting a line is not a scan of the file.
+  line_starts: Vec<usize>,
+  items: Vec<Diagnostic>,
+}
+
+impl Diagnostics {
+  pub fn new(path: PathBuf, source: String, mut items: Vec<Diagnostic>) -> Diagnostics {
+    // In file order; stable, so errors at one position keep the order they were found in.
+    items.sort_by_key(|item| item.span);
+    let line_starts = std::iter::once(0)
+      .chain(source.match_indices('\n').map(|(index, _)| index + 1))
+      .collect();
+    Diagnostics {
+      path,
+      source,
+      line_starts,
+      items,
+    }
+  }
+
+  pub fn len(&self) -> usize {
+    self.items.len()
+  }
+
+  pub fn is_empty(&self) -> bool {
+    self.items.is_empty()
+  }
+
+  pub fn iter(&self) -> std::slice::Iter<'_, Diagnostic> {
+    self.items.iter()
+  }
+
+  pub fn path(&self) -> &std::path::Path {
+    &self.path
+  }
+
+  fn line(&self, number: usize) -> Option<&str> {
+    let start = *self.line_starts.get(number.checked_sub(1)?)?;
+    let end = self
+      .line_starts
+      .get(number)
+      .map_or(self.source.len(), |next| next - 1);
+    let line = self.source.get(start..end)?;
+    Some(line.strip_suffix('\r').unwrap_or(line))
+  }
+
+  fn render_one(&self, f: &mut fmt::Formatter<'_>, item: &Diagnostic) -> fmt::Result {
+    writeln!(f, "error: {}", item.kind)?;
+    let line = self.line(item.span.line);
+    let gutter = if line.is_some() {
+      item.span.line.to_string().len()
+    } else {
+      1
+    };
+    let pad = " ".repeat(gutter);
+    if item.span.line == 0 {
+      writeln!(f, "{pad}--> {}", item.path.display())?;
+    } else {
+      writeln!(f, "{pad}--> {}:{}", item.path.display(), item.span)?;
+    }
+    if let Some(text) = line {
+      // Tabs are drawn as one space so the caret stays under the right character.
+      let text: String = text
+        .chars()
+        .map(|c| if c == '\t' { ' ' } else { c })
+        .collect();
+      let length = text.chars().count();
+      let start = item.span.column.saturating_sub(1).min(length);
+      let width = item.width.max(1).min(length.saturating_sub(start).max(1));
+      writeln!(f, "{pad} |")?;
+      writeln!(f, "{}", format!("{} | {text}", item.span.line).trim_end())?;
+      writeln!(f, "{pad} | {}{}", " ".repeat(start), "^".repeat(width))?;
+    }
+    if !item.key.is_empty() {
+      writeln!(f, "{pad} = key: {}", item.key)?;
+    }
+    if let Some(hint) = item.hint() {
+      writeln!(f, "{pad} = hint: {hint}")?;
+    }
+    Ok(())
+  }
+}
+
+impl<'a> IntoIterator for &'a Diagnostics {
+  type Item = &'a Diagnostic;
+  type IntoIter = std::slice::Iter<'a, Diagnostic>;
+
+  fn into_iter(self) -> Self::IntoIter {
+    self.items.iter()
+  }
+}
+
+impl IntoIterator for Diagnostics {
+  type Item = Diagnostic;
+  type IntoIter = std::vec::IntoIter<Diagnostic>;
+
+  fn into_iter(self) -> Self::IntoIter {
+    self.items.into_iter()
+  }
+}
+
+impl fmt::Display for Diagnostics {
+  fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    for item in &self.items {
+      self.render_one(f, item)?;
+      writeln!(f)?;
+    }
+    let count = self.items.len();
+    let noun = if count == 1 { "error" } else { "errors" };
+    write!(f, "error: {count} {noun} in {}", self.path.display())
+  }
+}
+
+impl std::error::Error for Diagnostics {}

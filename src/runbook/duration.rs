@@ -1,0 +1,183 @@
+//! Durations as runbooks write them: `500ms`, `90s`, `5m`, `1h30m`, `2h`, `1d`.
+//!
+//! A duration is one or more `NUMBER UNIT` parts with units in decreasing order, each at most once;
+//! a number may have a fraction (`1.5s`). [`format_duration`] writes the inverse, so
+//! `parse_duration(&format_duration(d)) == Ok(d)` for any duration with whole nanoseconds.
+
+use std::time::Duration;
+
+const UNITS: [(&str, u128); 5] = [
+  ("d", 86_400_000_000_000),
+  ("h", 3_600_000_000_000),
+  ("m", 60_000_000_000),
+  ("s", 1_000_000_000),
+  ("ms", 1_000_000),
+];
+
+/// Parse a duration such as `1h30m`. The error says what is wrong, without repeating the input.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+  let text = text.trim();
+  if text.is_empty() {
+    return Err("empty duration".into());
+  }
+  let bytes = text.as_bytes();
+  let mut position = 0;
+  let mut total: u128 = 0;
+  let mut last_unit: Option<usize> = None;
+  while position < bytes.len() {
+    let start = position;
+    while position < bytes.len() && (bytes[position].is_ascii_digit() || bytes[position] == b'.') {
+      position += 1;
+    }
+    let number = &text[start..position];
+    if number.is_empty() {
+      return Err(format!("expected a number at `{}`", &text[start..]));
+    }
+    let unit_start = position;
+    while position < bytes.len() && bytes[position].is_ascii_alphabetic() {
+      position += 1;
+    }
+    let unit = &text[unit_start..position];
+    if unit.is_empty() {
+      return Err(format!("`{number}` has no unit (use ms, s, m, h or d)"));
+    }
+    let Some(unit_index) = UNITS.iter().position(|(name, _)| *name == unit) else {
+      return Err(format!("unknown unit `{unit}` (use ms, s, m, h or d)"));
+    };
+    if last_unit.is_some_and(|last| last >= unit_index) {
+      return Err("units must appear once each, largest first (e.g. `1h30m`)".into());
+    }
+    last_unit = Some(unit_index);
+    let nanos = scale(number, UNITS[unit_index].1)?;
+    total = total.checked_add(nanos).ok_or("duration is too large")?;
+  }
+  let secs = u64::try_from(total / 1_000_000_000).map_err(|_| "duration is too large")?;
+  // The remainder of a division by 10^9 always fits in u32.
+  let nanos = (total % 1_000_000_000) as u32;
+  Ok(Duration::new(secs, nanos))
+}
+
+/// `number` (digits with at most one `.`) times `unit` nanoseconds.
+fn scale(number: &str, unit: u128) -> Result<u128, String> {
+  let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+  if whole.is_empty() || fraction.contains('.') || (number.contains('.') && fraction.is_empty()) {
+    return Err(format!("`{number}` is not a number"));
+  }
+  let whole: u128 = whole
+    .parse()
+    .map_err(|_| "duration is too large".to_string())?;
+  let mut nanos = whole.checked_mul(unit).ok_or("duration is too large")?;
+  let mut place = unit;
+  for digit in fraction.chars() {
+    place /= 10;
+    if place == 0 {
+      return Err("durations are precise to the nanosecond".into());
+    }
+    let digit = u128::from(digit.to_digit(10).unwrap_or(0));
+    nanos = nanos
+      .checked_add(digit * place)
+      .ok_or("duration is too large")?;
+  }
+  Ok(nanos)
+}
+
+/// Write a duration the way a runbook would: `5m`, `1h30m`, `42s`, `1.5s`, `250ms`, `0s`.
+pub fn format_duration(duration: Duration) -> String {
+  let nanos = duration.as_nanos();
+  if nanos == 0 {
+    return "0s".into();
+  }
+  if nanos < 1_000_000_000 {
+    return format!("{}ms", decimal(nanos, 1_000_000));
+  }
+  let mut out = String::new();
+  let mut rest = nanos;
+  for (name, unit) in &UNITS[..3] {
+    if rest >= *unit {
+      out.push_str(&format!("{}{name}", rest / unit));
+      rest %= unit;
+    }
+  }
+  if rest > 0 {
+    if rest < 1_000_000_000 && !out.is_empty() && rest % 1_000_000 == 0 {
+      out.push_str(&format!("{}ms", rest / 1_000_000));
+    } else {
+      out.push_str(&format!("{}s", decimal(rest, 1_000_000_000)));
+    }
+  }
+  out
+}
+
+/// `value / unit` written with as many decimals as needed (no trailing zeros).
+fn decimal(value: u128, unit: u128) -> String {
+  let whole = value / unit;
+  let fraction = value % unit;
+  if fraction == 0 {
+    return whole.to_string();
+  }
+  let digits = unit.ilog10() as usize;
+  let fraction = format!("{fraction:0digits$}");
+  format!("{whole}.{}", fraction.trim_end_matches('0'))
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn parses_the_documented_forms() {
+    assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+    assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+    assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+    assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+    assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+    assert_eq!(parse_duration("1d"), Ok(Duration::from_secs(86_400)));
+    assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+    assert_eq!(parse_duration("1m0.25s"), Ok(Duration::from_millis(60_250)));
+  }
+
+  #[test]
+  fn rejects_bad_durations() {
+    for bad in [
+      "",
+      "5",
+      "5 minutes",
+      "m",
+      "5x",
+      "30m1h",
+      "1h1h",
+      "1..5s",
+      "1.s",
+      "-5s",
+      "5m ",
+      "1.0000000001s",
+    ] {
+      assert!(
+        parse_duration(bad).is_err() || bad == "5m ",
+        "{bad:?} parsed"
+      );
+    }
+    assert!(parse_duration("99999999999999999999999999999999999999d").is_err());
+    assert!(parse_duration("999999999999999999d").is_err());
+  }
+
+  #[test]
+  fn formats_round_trip() {
+    for (text, expected) in [
+      ("5m", "5m"),
+      ("1h30m", "1h30m"),
+      ("42s", "42s"),
+      ("1.5s", "1.5s"),
+      ("250ms", "250ms"),
+      ("90s", "1m30s"),
+      ("1d", "1d"),
+      ("1m0.5s", "1m500ms"),
+      ("0s", "0s"),
+      ("0.5ms", "0.5ms"),
+    ] {
+      let duration = parse_duration(text).unwrap();
+      assert_eq!(format_duration(duration), expected);
+      assert_eq!(parse_duration(expected).unwrap(), duration);
+    }
+  }
+}

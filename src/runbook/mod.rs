@@ -1,0 +1,24 @@
+//! Runbooks: the typed model, YAML parsing with source spans, validation, `${{ }}` templating
+//! and the JSON Schema of the format. Depends on nothing else in the crate.
+
+pub mod action_spec;
+pub mod diagnostic;
+pub mod duration;
+pub mod model;
+pub mod params;
+pub mod parse;
+pub mod schema;
+mod suggest;
+pub mod template;
+#[cfg(test)]
+pub(crate) mod test_catalog;
+pub mod validate;
+
+pub use action_spec::{ActionCatalog, ActionSpec, FieldKind, FieldSpec};
+pub use diagnostic::{Diagnostic, DiagnosticKind, Diagnostics};
+pub use duration::{format_duration, parse_duration};
+pub use model::*;
+pub use params::bind_params;
+pub use parse::SpanIndex;
+pub use schema::json_schema;
+pub use validate::{load, load_file};

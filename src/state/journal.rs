@@ -1,0 +1,531 @@
+//! The run journal: one JSON object per line, one line per transition, each carrying a CRC-32 of
+//! its own content, flushed and fsynced before the engine moves on.
+//!
+//! Invariants:
+//! * A record is durable once [`Journal::append`] returns; the engine never acts on a transition
+//!   before its record is durable (an intent is journalled before the call it announces).
+//! * A crash can leave at most the last line torn (no newline, or a checksum that does not
+//!   match). Reading ignores such a last line, and reopening for append truncates it away.
+//! * A bad line anywhere else is corruption: reading fails and names the line. It is never
+//!   silently skipped, because a skipped `step_succeeded` would repeat an effect.
+
+use std::{
+  collections::BTreeMap,
+  fs::{File, OpenOptions},
+  io::{self, Read, Seek, SeekFrom, Write},
+  path::{Path, PathBuf},
+};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::redact::Redactor;
+
+/// How a run acts on the world.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RunMode {
+  Live,
+  DryRun,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+  Succeeded,
+  /// Succeeded, but an objective (RTO or RPO) was missed.
+  Breached,
+  Failed,
+  /// Stopped by SIGINT/SIGTERM; resumable.
+  Interrupted,
+}
+
+impl RunStatus {
+  pub fn as_str(&self) -> &'static str {
+    match self {
+      RunStatus::Succeeded => "succeeded",
+      RunStatus::Breached => "breached",
+      RunStatus::Failed => "failed",
+      RunStatus::Interrupted => "interrupted",
+    }
+  }
+}
+
+/// A step's error as journalled: the message plus what the AWS error said.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepError {
+  pub message: String,
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  pub code: Option<String>,
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  pub request_id: Option<String>,
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  pub http_status: Option<u16>,
+  pub retryable: bool,
+}
+
+/// A step as the journal describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepInfo {
+  pub id: String,
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  pub name: Option<String>,
+  pub action: String,
+  #[serde(default)]
+  pub needs: Vec<String>,
+  pub mutating: bool,
+  pub recovery: bool,
+  pub always: bool,
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  pub budget_ms: Option<u64>,
+}
+
+/// Which half of a step's life a record belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+  #[default]
+  Run,
+  Rollback,
+}
+
+impl Phase {
+  fn is_run(&self) -> bool {
+    *self == Phase::Run
+  }
+}
+
+/// A transition of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+  RunStarted {
+    run_id: String,
+    runbook: String,
+    runbook_path: String,
+    /// CRC-32 of the runbook's text: resume refuses a runbook that changed under the run.
+    runbook_digest: String,
+    /// Parameter values, with secrets already redacted.
+    params: BTreeMap<String, String>,
+    mode: RunMode,
+    backend: String,
+    time_scale: f64,
+    incident_start: DateTime<Utc>,
+    host: String,
+    user: String,
+    pid: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rto_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rpo_ms: Option<u64>,
+    /// Options that change behaviour and must survive a resume.
+    #[serde(default)]
+    accept_data_loss: bool,
+    /// The step graph, so reports need not re-read the runbook.
+    #[serde(default)]
+    steps: Vec<StepInfo>,
+  },
+  RunResumed {
+    host: String,
+    pid: u32,
+  },
+  StepStarted {
+    step: String,
+    attempt: u32,
+    #[serde(default, skip_serializing_if = "Phase::is_run")]
+    phase: Phase,
+  },
+  /// Written before a mutating call. `observation` is what `observe` saw (current state, data
+  /// loss measured before the change), kept because the change may erase it.
+  StepIntent {
+    step: String,
+    attempt: u32,
+    #[serde(default, skip_serializing_if = "Phase::is_run")]
+    phase: Phase,
+    change: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    data_loss_ms: Option<u64>,
+  },
+  StepSucceeded {
+    step: String,
+    attempt: u32,
+    #[serde(default, skip_serializing_if = "Phase::is_run")]
+    phase: Phase,
+    /// Whether the step changed the world (false: the effect was already in place).
+    changed: bool,
+    #[serde(default)]
+    outputs: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    data_loss_ms: Option<u64>,
+    summary: String,
+  },
+  StepFailed {
+    step: String,
+    attempt: u32,
+    #[serde(default, skip_serializing_if = "Phase::is_run")]
+    phase: Phase,
+    error: StepError,
+    /// True when the engine will try again after `backoff_ms`.
+    will_retry: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    backoff_ms: Option<u64>,
+  },
+  StepSkipped {
+    step: String,
+    reason: String,
+  },
+  RunInterrupted {
+    signal: String,
+  },
+  RunFinished {
+    status: RunStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rto_achieved_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rpo_achieved_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    failed_step: Option<String>,
+  },
+}
+
+/// One journal line: a sequence number, a wall-clock timestamp and the event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+  pub seq: u64,
+  pub ts: DateTime<Utc>,
+  #[serde(flatten)]
+  pub event: Event,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+  #[error("journal {path}: {source}")]
+  Io {
+    path: PathBuf,
+    #[source]
+    source: io::Error,
+  },
+  #[error("journal {path}:{line}: corrupt record ({reason}); refusing to guess what happened")]
+  Corrupt {
+    path: PathBuf,
+    line: usize,
+    reason: String,
+  },
+  #[error("journal {path}: empty (the run never started)")]
+  Empty { path: PathBuf },
+}
+
+/// Encode a record as one line (without the newline): the record's JSON with a `crc` field
+/// holding the CRC-32 of that JSON without it. Keys are sorted (serde_json's default map), so
+/// re-encoding the parsed line reproduces the checksummed text exactly.
+fn encode(record: &Record) -> Result<String, serde_json::Error> {
+  let value = serde_json::to_value(record)?;
+  let text = serde_json::to_string(&value)?;
+  let crc = crc32fast::hash(text.as_bytes());
+  let serde_json::Value::Object(mut map) = value else {
+    // A struct with a flattened enum always serializes as an object.
+    unreachable!("a journal record serializes as an object")
+  };
+  map.insert(
+    "crc".into(),
+    serde_json::Value::String(format!("{crc:08x}")),
+  );
+  serde_json::to_string(&map)
+}
+
+/// Decode one line; `Err` says why it is not a valid record.
+fn decode(line: &str) -> Result<Record, String> {
+  let mut value: serde_json::Value =
+    serde_json::from_str(line).map_err(|err| format!("not JSON: {err}"))?;
+  let map = value.as_object_mut().ok_or("not a JSON object")?;
+  let crc = map
+    .remove("crc")
+    .and_then(|crc| crc.as_str().map(str::to_string))
+    .ok_or("no checksum")?;
+  let text = serde_json::to_string(&value).map_err(|err| err.to_string())?;
+  let actual = format!("{:08x}", crc32fast::hash(text.as_bytes()));
+  if actual != crc {
+    return Err(format!("checksum {crc} does not match content ({actual})"));
+  }
+  serde_json::from_value(value).map_err(|err| format!("unknown record: {err}"))
+}
+
+/// An open journal, positioned for appending.
+#[derive(Debug)]
+pub struct Journal {
+  path: PathBuf,
+  file: File,
+  next_seq: u64,
+  redactor: Redactor,
+}
+
+impl Journal {
+  /// Create a new journal; fails if one exists.
+  pub fn create(path: &Path) -> Result<Journal, JournalError> {
+    let io_err = |source| JournalError::Io {
+      path: path.to_path_buf(),
+      source,
+    };
+    if let Some(parent) = path.parent() {
+      std::fs::create_dir_all(parent).map_err(io_err)?;
+    }
+    let file = OpenOptions::new()
+      .create_new(true)
+      .append(true)
+      .open(path)
+      .map_err(io_err)?;
+    sync_dir(path);
+    Ok(Journal {
+      path: path.to_path_buf(),
+      file,
+      next_seq: 1,
+      redactor: Redactor::default(),
+    })
+  }
+
+  /// Open an existing journal to continue it: read every record, truncate a torn last line.
+  pub fn resume(path: &Path) -> Result<(Journal, Vec<Record>), JournalError> {
+    let (records, valid_len) = read_with_len(path)?;
+    let io_err = |source| JournalError::Io {
+      path: path.to_path_buf(),
+      source,
+    };
+    let mut file = OpenOptions::new()
+      .read(true)
+      .write(true)
+      .open(path)
+      .map_err(io_err)?;
+    file.set_len(valid_len).map_err(io_err)?;
+    file.seek(SeekFrom::End(0)).map_err(io_err)?;
+    file.sync_all().map_err(io_err)?;
+    let next_seq = records.last().map_or(1, |record| record.seq + 1);
+    Ok((
+      Journal {
+        path: path.to_path_buf(),
+        file,
+        next_seq,
+        redactor: Redactor::default(),
+      },
+      records,
+    ))
+  }
+
+  pub fn path(&self) -> &Path {
+    &self.path
+  }
+
+  /// Scrub these secrets from every record written from now on.
+  pub fn set_redactor(&mut self, redactor: Redactor) {
+    self.redactor = redactor;
+  }
+
+  /// Append an event; durable (fsynced) when this returns.
+  pub fn append(&mut self, event: Event) -> Result<Record, JournalError> {
+    let record = Record {
+      seq: self.next_seq,
+      ts: Utc::now(),
+      event,
+    };
+    // Secrets are scrubbed from the event before it is checksummed and written, so no journal
+    // line ever holds one, whoever built the event.
+    let record = self.redactor.redact_record(record);
+    let mut line = encode(&record).map_err(|err| JournalError::Io {
+      path: self.path.clone(),
+      source: io::Error::other(err),
+    })?;
+    line.push('\n');
+    let io_err = |source| JournalError::Io {
+      path: self.path.clone(),
+      source,
+    };
+    self.file.write_all(line.as_bytes()).map_err(io_err)?;
+    self.file.sync_data().map_err(io_err)?;
+    self.next_seq += 1;
+    Ok(record)
+  }
+}
+
+/// Read every valid record of a journal (ignoring a torn last line).
+pub fn read(path: &Path) -> Result<Vec<Record>, JournalError> {
+  read_with_len(path).map(|(records, _)| records)
+}
+
+/// Records plus the byte length of the valid prefix.
+fn read_with_len(path: &Path) -> Result<(Vec<Record>, u64), JournalError> {
+  let io_err = |source| JournalError::Io {
+    path: path.to_path_buf(),
+    source,
+  };
+  let mut bytes = Vec::new();
+  File::open(path)
+    .and_then(|mut file| file.read_to_end(&mut bytes))
+    .map_err(io_err)?;
+  let mut records = Vec::new();
+  let mut offset = 0usize;
+  let mut line_no = 0usize;
+  while offset < bytes.len() {
+    line_no += 1;
+    let rest = &bytes[offset..];
+    let (line, complete) = match rest.iter().position(|&byte| byte == b'\n') {
+      Some(end) => (&rest[..end], true),
+      None => (rest, false),
+    };
+    let next = offset + line.len() + usize::from(complete);
+    let is_last = next >= bytes.len();
+    let decoded = std::str::from_utf8(line)
+      .map_err(|err| err.to_string())
+      .and_then(decode);
+    match decoded {
+      Ok(record) if complete => records.push(record),
+      // A line without its newline is torn even if it parses: the fsync did not finish.
+      Ok(_) => break,
+      Err(_) if is_last => break,
+      Err(reason) => {
+        return Err(JournalError::Corrupt {
+          path: path.to_path_buf(),
+          line: line_no,
+          reason,
+        })
+      }
+    }
+    offset = next;
+  }
+  if records.is_empty() {
+    return Err(JournalError::Empty {
+      path: path.to_path_buf(),
+    });
+  }
+  Ok((records, offset as u64))
+}
+
+/// Make a file's creation durable by syncing its directory (best effort).
+pub(crate) fn sync_dir(path: &Path) {
+  if let Some(dir) = path.parent() {
+    if let Ok(handle) = File::open(dir) {
+      let _ = handle.sync_all();
+    }
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  fn started() -> Event {
+    Event::StepStarted {
+      step: "promote-db".into(),
+      attempt: 1,
+      phase: Phase::Run,
+    }
+  }
+
+  #[test]
+  fn secrets_never_reach_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.jsonl");
+    let mut journal = Journal::create(&path).unwrap();
+    journal.set_redactor(Redactor::new(["s3cr3t-\"quoted\"".to_string()]));
+    journal
+      .append(Event::StepSkipped {
+        step: "x".into(),
+        reason: "token s3cr3t-\"quoted\" leaked".into(),
+      })
+      .unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(!text.contains("s3cr3t"), "{text}");
+    assert!(
+      read(&path).unwrap()[0].event
+        == Event::StepSkipped {
+          step: "x".into(),
+          reason: "token *** leaked".into()
+        }
+    );
+  }
+
+  #[test]
+  fn records_round_trip_with_checksums() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.jsonl");
+    let mut journal = Journal::create(&path).unwrap();
+    journal.append(started()).unwrap();
+    journal
+      .append(Event::StepSkipped {
+        step: "x".into(),
+        reason: "when was false".into(),
+      })
+      .unwrap();
+    let records = read(&path).unwrap();
+    assert_eq!(records.len(), 2);
+    assert_eq!(records[0].seq, 1);
+    assert_eq!(records[1].seq, 2);
+    assert_eq!(records[0].event, started());
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.lines().all(|line| line.contains("\"crc\":")));
+  }
+
+  #[test]
+  fn a_torn_last_line_is_ignored_and_truncated_on_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.jsonl");
+    let mut journal = Journal::create(&path).unwrap();
+    journal.append(started()).unwrap();
+    drop(journal);
+    let mut file = OpenOptions::new().append(true).open(&path).unwrap();
+    file.write_all(b"{\"seq\":2,\"ts\":\"2026-").unwrap();
+    drop(file);
+
+    assert_eq!(read(&path).unwrap().len(), 1);
+    let (mut journal, records) = Journal::resume(&path).unwrap();
+    assert_eq!(records.len(), 1);
+    let record = journal.append(started()).unwrap();
+    assert_eq!(record.seq, 2);
+    assert_eq!(read(&path).unwrap().len(), 2);
+  }
+
+  #[test]
+  fn a_complete_last_line_without_newline_is_torn() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.jsonl");
+    let mut journal = Journal::create(&path).unwrap();
+    journal.append(started()).unwrap();
+    journal.append(started()).unwrap();
+    drop(journal);
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.trim_end_matches('\n')).unwrap();
+    assert_eq!(read(&path).unwrap().len(), 1);
+  }
+
+  #[test]
+  fn a_corrupt_middle_line_is_an_error_naming_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.jsonl");
+    let mut journal = Journal::create(&path).unwrap();
+    for _ in 0..3 {
+      journal.append(started()).unwrap();
+    }
+    drop(journal);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let tampered = text.replacen("promote-db", "promote-XX", 2);
+    // Only the second line changed? replacen touched lines 1 and 2; restore line 1.
+    let mut lines: Vec<&str> = tampered.lines().collect();
+    let original: Vec<&str> = text.lines().collect();
+    lines[0] = original[0];
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    match read(&path) {
+      Err(JournalError::Corrupt { line, reason, .. }) => {
+        assert_eq!(line, 2);
+        assert!(reason.contains("checksum"), "{reason}");
+      }
+      other => panic!("expected corruption, got {other:?}"),
+    }
+  }
+
+  #[test]
+  fn an_empty_journal_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.jsonl");
+    std::fs::write(&path, "").unwrap();
+    assert!(matches!(read(&path), Err(JournalError::Empty { .. })));
+  }
+}

@@ -1,0 +1,345 @@
+//! One lock per runbook: a second run of the same runbook is refused while one holds it.
+//!
+//! A lock is a file created with `O_EXCL` holding its holder (run id, host, pid, start time) and a
+//! lease expiry that the holder renews. It is stale when its lease expired, or when its holder
+//! ran on this host and that process is gone. A stale lock is still refused — the operator sees
+//! who died holding it and breaks it with `drctl unlock` — except by `resume` of the very run
+//! that holds it, which takes it over.
+
+use std::{
+  fs::OpenOptions,
+  io::{self, Write},
+  path::{Path, PathBuf},
+  time::Duration,
+};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::journal::sync_dir;
+
+/// Who holds a lock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockHolder {
+  pub run_id: String,
+  pub runbook: String,
+  pub host: String,
+  pub pid: u32,
+  pub started_at: DateTime<Utc>,
+  pub lease_expires_at: DateTime<Utc>,
+}
+
+impl LockHolder {
+  /// Why the holder is stale, if it is.
+  pub fn staleness(&self, now: DateTime<Utc>) -> Option<String> {
+    if self.host == hostname() && !process_alive(self.pid) {
+      return Some(format!("process {} on {} is gone", self.pid, self.host));
+    }
+    if self.lease_expires_at < now {
+      return Some(format!(
+        "its lease expired at {}",
+        self.lease_expires_at.format("%Y-%m-%d %H:%M:%SZ")
+      ));
+    }
+    None
+  }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+  #[error("{}", held_message(.holder, .stale.as_deref()))]
+  Held {
+    holder: LockHolder,
+    /// Why the holder looks dead, when it does.
+    stale: Option<String>,
+  },
+  #[error("lock {path}: {source}")]
+  Io {
+    path: PathBuf,
+    #[source]
+    source: io::Error,
+  },
+  #[error("lock {path}: unreadable ({reason}); inspect it, then `drctl unlock`")]
+  Unreadable { path: PathBuf, reason: String },
+}
+
+fn held_message(holder: &LockHolder, stale: Option<&str>) -> String {
+  let mut message = format!(
+    "runbook `{}` is locked by run {} (host {}, pid {}, started {})",
+    holder.runbook,
+    holder.run_id,
+    holder.host,
+    holder.pid,
+    holder.started_at.format("%Y-%m-%d %H:%M:%SZ"),
+  );
+  match stale {
+    Some(reason) => message.push_str(&format!(
+      "\n  the lock is stale: {reason}\n  resume it with `drctl resume {}`, or break it with `drctl unlock {}`",
+      holder.run_id, holder.runbook
+    )),
+    None => message.push_str("\n  wait for it to finish, or watch it with `drctl status`"),
+  }
+  message
+}
+
+/// A held lock. Dropping it does not release it (a crashed holder must look like one); call
+/// [`Lock::release`].
+#[derive(Debug)]
+pub struct Lock {
+  path: PathBuf,
+  holder: LockHolder,
+  lease: Duration,
+}
+
+impl Lock {
+  /// The default lease: renewed every third of it while the run is alive.
+  pub const DEFAULT_LEASE: Duration = Duration::from_secs(10 * 60);
+
+  /// Take the lock for `holder.runbook` in `dir`, or report who holds it. A lock held by the same
+  /// run id (a resume) is taken over.
+  pub fn acquire(dir: &Path, holder: LockHolder, lease: Duration) -> Result<Lock, LockError> {
+    let path = lock_path(dir, &holder.runbook);
+    let io_err = |source| LockError::Io {
+      path: path.clone(),
+      source,
+    };
+    std::fs::create_dir_all(dir).map_err(io_err)?;
+    let mut holder = holder;
+    holder.lease_expires_at = Utc::now() + lease;
+    loop {
+      match OpenOptions::new().write(true).create_new(true).open(&path) {
+        Ok(mut file) => {
+          let text =
+            serde_json::to_string_pretty(&holder).map_err(|err| io_err(io::Error::other(err)))?;
+          file.write_all(text.as_bytes()).map_err(io_err)?;
+          file.sync_all().map_err(io_err)?;
+          sync_dir(&path);
+          return Ok(Lock {
+            path,
+            holder,
+            lease,
+          });
+        }
+        Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
+          let current = match read_holder(&path)? {
+            Some(current) => current,
+            // Released between our create and our read: try again.
+            None => continue,
+          };
+          if current.run_id == holder.run_id {
+            let lock = Lock {
+              path,
+              holder,
+              lease,
+            };
+            lock.write()?;
+            return Ok(lock);
+          }
+          let stale = current.staleness(Utc::now());
+          return Err(LockError::Held {
+            holder: current,
+            stale,
+          });
+        }
+        Err(err) => return Err(io_err(err)),
+      }
+    }
+  }
+
+  pub fn holder(&self) -> &LockHolder {
+    &self.holder
+  }
+
+  /// Extend the lease (called periodically by the engine).
+  pub fn renew(&mut self) -> Result<(), LockError> {
+    self.holder.lease_expires_at = Utc::now() + self.lease;
+    self.write()
+  }
+
+  fn write(&self) -> Result<(), LockError> {
+    let io_err = |source| LockError::Io {
+      path: self.path.clone(),
+      source,
+    };
+    let text =
+      serde_json::to_string_pretty(&self.holder).map_err(|err| io_err(io::Error::other(err)))?;
+    let tmp = self.path.with_extension("lock.tmp");
+    std::fs::write(&tmp, text).map_err(io_err)?;
+    std::fs::rename(&tmp, &self.path).map_err(io_err)?;
+    Ok(())
+  }
+
+  /// Release the lock (only if we still hold it).
+  pub fn release(self) -> Result<(), LockError> {
+    match read_holder(&self.path)? {
+      Some(current) if current.run_id == self.holder.run_id => std::fs::remove_file(&self.path)
+        .map_err(|source| LockError::Io {
+          path: self.path.clone(),
+          source,
+        }),
+      _ => Ok(()),
+    }
+  }
+}
+
+/// Where the lock of `runbook` lives.
+pub fn lock_path(dir: &Path, runbook: &str) -> PathBuf {
+  dir.join(format!("{runbook}.lock"))
+}
+
+/// Who holds the lock of `runbook`, if anyone.
+pub fn holder(dir: &Path, runbook: &str) -> Result<Option<LockHolder>, LockError> {
+  read_holder(&lock_path(dir, runbook))
+}
+
+/// Break the lock of `runbook`, returning who held it.
+pub fn unlock(dir: &Path, runbook: &str) -> Result<Option<LockHolder>, LockError> {
+  let path = lock_path(dir, runbook);
+  let holder = match read_holder(&path) {
+    Ok(holder) => holder,
+    // An unreadable lock is still breakable: that is what unlock is for.
+    Err(LockError::Unreadable { .. }) => None,
+    Err(err) => return Err(err),
+  };
+  match std::fs::remove_file(&path) {
+    Ok(()) => Ok(holder),
+    Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
+    Err(source) => Err(LockError::Io { path, source }),
+  }
+}
+
+fn read_holder(path: &Path) -> Result<Option<LockHolder>, LockError> {
+  match std::fs::read_to_string(path) {
+    Ok(text) => serde_json::from_str(&text)
+      .map(Some)
+      .map_err(|err| LockError::Unreadable {
+        path: path.to_path_buf(),
+        reason: err.to_string(),
+      }),
+    Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
+    Err(source) => Err(LockError::Io {
+      path: path.to_path_buf(),
+      source,
+    }),
+  }
+}
+
+/// This machine's host name.
+pub fn hostname() -> String {
+  std::fs::read_to_string("/proc/sys/kernel/hostname")
+    .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+    .map(|name| name.trim().to_string())
+    .ok()
+    .filter(|name| !name.is_empty())
+    .or_else(|| std::env::var("HOSTNAME").ok())
+    .unwrap_or_else(|| "localhost".into())
+}
+
+/// Whether a process with this pid exists on this host.
+#[allow(unsafe_code)]
+pub fn process_alive(pid: u32) -> bool {
+  let Ok(pid) = libc::pid_t::try_from(pid) else {
+    return false;
+  };
+  if pid <= 0 {
+    return false;
+  }
+  // SAFETY: kill with signal 0 sends nothing; it only checks that the pid exists.
+  let result = unsafe { libc::kill(pid, 0) };
+  result == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  fn holder(run_id: &str, pid: u32) -> LockHolder {
+    LockHolder {
+      run_id: run_id.into(),
+      runbook: "regional-failover".into(),
+      host: hostname(),
+      pid,
+      started_at: Utc::now(),
+      lease_expires_at: Utc::now(),
+    }
+  }
+
+  #[test]
+  fn a_second_run_is_refused_and_told_the_holder() {
+    let dir = tempfile::tempdir().unwrap();
+    let lock = Lock::acquire(
+      dir.path(),
+      holder("run-1", std::process::id()),
+      Lock::DEFAULT_LEASE,
+    )
+    .unwrap();
+    let err = Lock::acquire(
+      dir.path(),
+      holder("run-2", std::process::id()),
+      Lock::DEFAULT_LEASE,
+    )
+    .unwrap_err();
+    match &err {
+      LockError::Held { holder, stale } => {
+        assert_eq!(holder.run_id, "run-1");
+        assert!(stale.is_none());
+      }
+      other => panic!("{other:?}"),
+    }
+    assert!(err.to_string().contains("locked by run run-1"));
+    lock.release().unwrap();
+    Lock::acquire(
+      dir.path(),
+      holder("run-2", std::process::id()),
+      Lock::DEFAULT_LEASE,
+    )
+    .unwrap();
+  }
+
+  #[test]
+  fn a_dead_holder_is_stale_and_unlock_breaks_it() {
+    let dir = tempfile::tempdir().unwrap();
+    // A pid that cannot exist (beyond pid_max).
+    let dead = holder("run-dead", 4_000_000);
+    let _ = Lock::acquire(dir.path(), dead, Lock::DEFAULT_LEASE).unwrap();
+    let err = Lock::acquire(
+      dir.path(),
+      holder("run-2", std::process::id()),
+      Lock::DEFAULT_LEASE,
+    )
+    .unwrap_err();
+    let LockError::Held { stale, .. } = &err else {
+      panic!("{err:?}")
+    };
+    assert!(stale.as_deref().unwrap().contains("is gone"));
+    assert!(err.to_string().contains("drctl unlock regional-failover"));
+    let broken = unlock(dir.path(), "regional-failover").unwrap().unwrap();
+    assert_eq!(broken.run_id, "run-dead");
+    Lock::acquire(
+      dir.path(),
+      holder("run-2", std::process::id()),
+      Lock::DEFAULT_LEASE,
+    )
+    .unwrap();
+  }
+
+  #[test]
+  fn an_expired_lease_is_stale() {
+    let mut old = holder("run-1", std::process::id());
+    old.lease_expires_at = Utc::now() - chrono::Duration::seconds(5);
+    assert!(old.staleness(Utc::now()).unwrap().contains("lease expired"));
+  }
+
+  #[test]
+  fn the_same_run_takes_its_lock_over_on_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let _ = Lock::acquire(dir.path(), holder("run-1", 4_000_000), Lock::DEFAULT_LEASE).unwrap();
+    let lock = Lock::acquire(
+      dir.path(),
+      holder("run-1", std::process::id()),
+      Lock::DEFAULT_LEASE,
+    )
+    .unwrap();
+    assert_eq!(lock.holder().pid, std::process::id());
+  }
+}

@@ -1,0 +1,313 @@
+//! What happened in a run, rebuilt from its journal: each step's span and outcome, and the RTO and
+//! RPO achieved. The engine decides "breached" from this, and every report renders it, so the
+//! numbers cannot disagree.
+//!
+//! Times are in the backend's time: on the simulator, wall time since the run started is scaled
+//! by its time scale (the world and drctl's clocks ran that much faster). Time before the run
+//! started (from `--incident-start`) is real time.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::journal::{Event, Phase, Record, RunMode, RunStatus, StepError, StepInfo};
+
+/// A step's life in a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepSpan {
+  pub id: String,
+  pub action: String,
+  pub mutating: bool,
+  pub recovery: bool,
+  pub needs: Vec<String>,
+  /// Offsets from the run start, in backend time.
+  pub started: Option<Duration>,
+  pub ended: Option<Duration>,
+  pub attempts: u32,
+  /// `succeeded`, `failed`, `skipped`, `running`, `pending`, `rolled_back`.
+  pub outcome: String,
+  pub changed: bool,
+  pub summary: Option<String>,
+  pub error: Option<StepError>,
+  pub outputs: BTreeMap<String, String>,
+  pub data_loss: Option<Duration>,
+  pub budget: Option<Duration>,
+}
+
+impl StepSpan {
+  pub fn duration(&self) -> Option<Duration> {
+    Some(self.ended?.saturating_sub(self.started?))
+  }
+}
+
+/// A run, as its journal tells it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Timeline {
+  pub run_id: String,
+  pub runbook: String,
+  pub runbook_path: String,
+  pub mode: RunMode,
+  pub backend: String,
+  pub time_scale: f64,
+  pub params: BTreeMap<String, String>,
+  pub host: String,
+  pub user: String,
+  pub started_at: DateTime<Utc>,
+  pub finished_at: Option<DateTime<Utc>>,
+  pub incident_start: DateTime<Utc>,
+  pub status: Option<RunStatus>,
+  pub rto_target: Option<Duration>,
+  pub rpo_target: Option<Duration>,
+  pub rto_achieved: Option<Duration>,
+  pub rpo_achieved: Option<Duration>,
+  /// Steps in graph declaration order.
+  pub steps: Vec<StepSpan>,
+  pub rollbacks: Vec<StepSpan>,
+  pub resumed: u32,
+  pub failed_step: Option<String>,
+}
+
+impl Timeline {
+  /// Backend time from run start to `ts`.
+  pub fn offset(&self, ts: DateTime<Utc>) -> Duration {
+    let wall = (ts - self.started_at).to_std().unwrap_or_default();
+    wall.mul_f64(self.time_scale)
+  }
+
+  /// Whether the RTO target was met (None when there is no target or nothing was achieved).
+  pub fn rto_met(&self) -> Option<bool> {
+    Some(self.rto_achieved? <= self.rto_target?)
+  }
+
+  pub fn rpo_met(&self) -> Option<bool> {
+    Some(self.rpo_achieved? <= self.rpo_target?)
+  }
+
+  /// Whether an objective was missed.
+  pub fn breached(&self) -> bool {
+    self.rto_met() == Some(false) || self.rpo_met() == Some(false)
+  }
+
+  /// The chain of steps that determined the run's length: from the step that ended last, follow
+  /// the dependency that ended last, back to a step with none.
+  pub fn critical_path(&self) -> Vec<String> {
+    let by_id: BTreeMap<&str, &StepSpan> = self.steps.iter().map(|s| (s.id.as_str(), s)).collect();
+    let mut path = Vec::new();
+    let mut current = self
+      .steps
+      .iter()
+      .filter(|step| step.ended.is_some())
+      .max_by_key(|step| step.ended);
+    while let Some(step) = current {
+      path.push(step.id.clone());
+      current = step
+        .needs
+        .iter()
+        .filter_map(|id| by_id.get(id.as_str()).copied())
+        .filter(|dep| dep.ended.is_some())
+        .max_by_key(|dep| dep.ended);
+    }
+    path.reverse();
+    path
+  }
+
+  /// Rebuild from journal records. `None` when the journal has no `run_started`.
+  pub fn from_records(records: &[Record]) -> Option<Timeline> {
+    let first = records.first()?;
+    let Event::RunStarted {
+      run_id,
+      runbook,
+      runbook_path,
+      params,
+      mode,
+      backend,
+      time_scale,
+      incident_start,
+      host,
+      user,
+      rto_ms,
+      rpo_ms,
+      steps,
+      ..
+    } = &first.event
+    else {
+      return None;
+    };
+    let span = |info: &StepInfo| StepSpan {
+      id: info.id.clone(),
+      action: info.action.clone(),
+      mutating: info.mutating,
+      recovery: info.recovery,
+      needs: info.needs.clone(),
+      started: None,
+      ended: None,
+      attempts: 0,
+      outcome: "pending".into(),
+      changed: false,
+      summary: None,
+      error: None,
+      outputs: BTreeMap::new(),
+      data_loss: None,
+      budget: info.budget_ms.map(Duration::from_millis),
+    };
+    let mut timeline = Timeline {
+      run_id: run_id.clone(),
+      runbook: runbook.clone(),
+      runbook_path: runbook_path.clone(),
+      mode: *mode,
+      backend: backend.clone(),
+      time_scale: if *time_scale > 0.0 { *time_scale } else { 1.0 },
+      params: params.clone(),
+      host: host.clone(),
+      user: user.clone(),
+      started_at: first.ts,
+      finished_at: None,
+      incident_start: *incident_start,
+      status: None,
+      rto_target: rto_ms.map(Duration::from_millis),
+      rpo_target: rpo_ms.map(Duration::from_millis),
+      rto_achieved: None,
+      rpo_achieved: None,
+      steps: steps.iter().map(span).collect(),
+      rollbacks: Vec::new(),
+      resumed: 0,
+      failed_step: None,
+    };
+    let mut intent_loss: BTreeMap<String, u64> = BTreeMap::new();
+    for record in &records[1..] {
+      let at = timeline.offset(record.ts);
+      match &record.event {
+        Event::RunResumed { .. } => {
+          timeline.resumed += 1;
+          timeline.status = None;
+          timeline.finished_at = None;
+        }
+        Event::StepStarted {
+          step,
+          attempt,
+          phase,
+        } => {
+          if let Some(span) = timeline.span_mut(step, *phase) {
+            span.started.get_or_insert(at);
+            span.attempts = span.attempts.max(*attempt);
+            span.outcome = "running".into();
+            span.ended = None;
+          }
+        }
+        Event::StepIntent {
+          step,
+          data_loss_ms: Some(ms),
+          phase: Phase::Run,
+          ..
+        } => {
+          intent_loss.insert(step.clone(), *ms);
+        }
+        Event::StepIntent { .. } => {}
+        Event::StepSucceeded {
+          step,
+          phase,
+          changed,
+          outputs,
+          data_loss_ms,
+          summary,
+          ..
+        } => {
+          let loss = data_loss_ms.or_else(|| intent_loss.get(step).copied());
+          if let Some(span) = timeline.span_mut(step, *phase) {
+            span.ended = Some(at);
+            span.outcome = if *phase == Phase::Rollback {
+              "rolled_back"
+            } else {
+              "succeeded"
+            }
+            .into();
+            span.changed |= *changed;
+            span.outputs = outputs.clone();
+            span.summary = Some(summary.clone());
+            span.error = None;
+            span.data_loss = loss.map(Duration::from_millis);
+          }
+        }
+        Event::StepFailed {
+          step,
+          phase,
+          error,
+          will_retry,
+          ..
+        } => {
+          if let Some(span) = timeline.span_mut(step, *phase) {
+            span.error = Some(error.clone());
+            if !will_retry {
+              span.ended = Some(at);
+              span.outcome = "failed".into();
+            }
+          }
+        }
+        Event::StepSkipped { step, reason } => {
+          if let Some(span) = timeline.span_mut(step, Phase::Run) {
+            span.outcome = "skipped".into();
+            span.summary = Some(reason.clone());
+          }
+        }
+        Event::RunInterrupted { .. } => {
+          timeline.status = Some(RunStatus::Interrupted);
+          timeline.finished_at = Some(record.ts);
+        }
+        Event::RunFinished {
+          status,
+          failed_step,
+          ..
+        } => {
+          timeline.status = Some(*status);
+          timeline.finished_at = Some(record.ts);
+          timeline.failed_step = failed_step.clone();
+        }
+        Event::RunStarted { .. } => {}
+      }
+    }
+    timeline.compute_objectives();
+    Some(timeline)
+  }
+
+  fn span_mut(&mut self, step: &str, phase: Phase) -> Option<&mut StepSpan> {
+    match phase {
+      Phase::Run => self.steps.iter_mut().find(|span| span.id == step),
+      Phase::Rollback => {
+        if !self.rollbacks.iter().any(|span| span.id == step) {
+          let mut span = self.steps.iter().find(|span| span.id == step)?.clone();
+          span.started = None;
+          span.ended = None;
+          span.attempts = 0;
+          span.outputs.clear();
+          span.summary = None;
+          span.error = None;
+          self.rollbacks.push(span);
+        }
+        self.rollbacks.iter_mut().find(|span| span.id == step)
+      }
+    }
+  }
+
+  /// RTO achieved: incident start to the end of the last recovery step, once every recovery
+  /// step has succeeded (or was skipped). RPO achieved: the largest data-loss window measured.
+  fn compute_objectives(&mut self) {
+    let before_start = (self.started_at - self.incident_start)
+      .to_std()
+      .unwrap_or_default();
+    let recovery: Vec<&StepSpan> = self.steps.iter().filter(|span| span.recovery).collect();
+    let all_done = recovery
+      .iter()
+      .all(|span| span.outcome == "succeeded" || span.outcome == "skipped");
+    self.rto_achieved = if all_done && !recovery.is_empty() {
+      recovery
+        .iter()
+        .filter_map(|span| span.ended)
+        .max()
+        .map(|end| before_start + end)
+    } else {
+      None
+    };
+    self.rpo_achieved = self.steps.iter().filter_map(|span| span.data_loss).max();
+  }
+}
