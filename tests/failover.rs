@@ -1,0 +1,205 @@
+//! Full runs of the shipped runbooks on the simulator.
+
+use crate::support::{count, Test};
+
+fn offsets(step: &serde_json::Value) -> (f64, f64) {
+  (
+    step["start_seconds"].as_f64().unwrap(),
+    step["end_seconds"].as_f64().unwrap(),
+  )
+}
+
+#[test]
+fn failover_promotes_and_scales_in_parallel_and_meets_its_objectives() {
+  let test = Test::new();
+  let run = test
+    .run_args([
+      "failover",
+      "us-west-2",
+      "--sim",
+      "--yes",
+      "--time-scale",
+      "200",
+    ])
+    .status(0);
+  let stdout = run.stdout();
+  assert!(stdout.contains("RTO achieved"), "{stdout}");
+  assert!(stdout.contains("/ target 15m  met"), "{stdout}");
+  assert!(
+    stdout.contains("RPO achieved 4s / target 5m  met"),
+    "{stdout}"
+  );
+  assert!(stdout.contains("result: succeeded"));
+  // One line per transition, with the elapsed time.
+  assert!(run.stderr().contains("▶ promote-db"), "{}", run.stderr());
+
+  let run_id = test.run_ids().pop().unwrap();
+  let status = test.status_json(&run_id);
+  let steps = status["timeline"]["steps"].as_array().unwrap();
+  let step = |id: &str| steps.iter().find(|step| step["id"] == id).unwrap();
+  let (promote_start, promote_end) = offsets(step("promote-db"));
+  let (scale_start, scale_end) = offsets(step("scale-standby"));
+  assert!(
+    scale_start < promote_end && promote_start < scale_end,
+    "promote and scale overlap"
+  );
+  assert!(
+    promote_end - promote_start >= 300.0,
+    "promotion takes its modelled 5 minutes"
+  );
+  let (flip_start, _) = offsets(step("flip-dns"));
+  assert!(
+    flip_start >= promote_end && flip_start >= scale_end,
+    "DNS flips after both"
+  );
+  assert_eq!(
+    status["timeline"]["objectives"]["rpo_achieved_seconds"],
+    4.0
+  );
+  assert_eq!(status["timeline"]["status"], "succeeded");
+
+  let operations = test.operations(&run_id);
+  assert_eq!(
+    count(&operations, "PromoteReadReplica"),
+    1,
+    "{operations:?}"
+  );
+  assert_eq!(count(&operations, "UpdateService"), 1, "{operations:?}");
+  assert_eq!(
+    count(&operations, "ChangeResourceRecordSets"),
+    1,
+    "{operations:?}"
+  );
+}
+
+#[test]
+fn backup_restore_validation_restores_checks_and_always_deletes() {
+  let test = Test::new();
+  let run = test
+    .run_args([
+      "run",
+      "backup-restore-validation",
+      "--sim",
+      "--yes",
+      "--time-scale",
+      "600",
+    ])
+    .status(0);
+  assert!(
+    run.stdout().contains("result: succeeded"),
+    "{}",
+    run.stdout()
+  );
+  let run_id = test.run_ids().pop().unwrap();
+  let operations = test.operations(&run_id);
+  assert_eq!(
+    operations,
+    ["RestoreDBInstanceFromDBSnapshot", "DeleteDBInstance"]
+  );
+  let status = test.status_json(&run_id);
+  let rpo = status["timeline"]["objectives"]["rpo_achieved_seconds"]
+    .as_f64()
+    .unwrap();
+  assert!(
+    (3.0 * 3600.0..3.0 * 3600.0 + 120.0).contains(&rpo),
+    "snapshot age ~3h, got {rpo}"
+  );
+}
+
+#[test]
+fn backup_restore_deletes_the_temporary_instance_when_the_check_fails() {
+  let test = Test::new();
+  let run = test
+    .run_args([
+      "run",
+      "backup-restore-validation",
+      "--sim",
+      "--yes",
+      "--time-scale",
+      "600",
+      "-p",
+      "check_command=exit 7",
+    ])
+    .status(1);
+  assert!(
+    run.stderr().contains("exited 7, expected 0"),
+    "{}",
+    run.stderr()
+  );
+  let run_id = test.run_ids().pop().unwrap();
+  assert_eq!(
+    test.operations(&run_id),
+    ["RestoreDBInstanceFromDBSnapshot", "DeleteDBInstance"]
+  );
+  let status = test.status_json(&run_id);
+  let steps = status["timeline"]["steps"].as_array().unwrap();
+  let delete = steps
+    .iter()
+    .find(|step| step["id"] == "delete-restored")
+    .unwrap();
+  assert_eq!(delete["outcome"], "succeeded");
+}
+
+#[test]
+fn failback_runs_green_on_the_built_in_world() {
+  let test = Test::new();
+  test
+    .run_args(["run", "failback", "--sim", "--yes", "--time-scale", "600"])
+    .status(0);
+  let run_id = test.run_ids().pop().unwrap();
+  let operations = test.operations(&run_id);
+  assert_eq!(count(&operations, "UpdateHealthCheck"), 1, "{operations:?}");
+  assert_eq!(
+    count(&operations, "ChangeResourceRecordSets"),
+    0,
+    "records already point home"
+  );
+}
+
+#[test]
+fn secrets_never_reach_output_journal_or_state() {
+  const CANARY: &str = "canary-8f3e1d2c9b";
+  let webhook = format!("https://hooks.slack.com/services/T000/B000/{CANARY}");
+  let test = Test::new().env("SLACK_WEBHOOK_URL", &webhook);
+  let run = test
+    .run_args([
+      "failover",
+      "us-west-2",
+      "--sim",
+      "--yes",
+      "--time-scale",
+      "400",
+    ])
+    .status(0);
+  let run_id = test.run_ids().pop().unwrap();
+  let operations = test.operations(&run_id);
+  assert_eq!(
+    count(&operations, "POST"),
+    1,
+    "the Slack message was sent: {operations:?}"
+  );
+  assert!(!run.stdout().contains(CANARY) && !run.stderr().contains(CANARY));
+  let json = test.run_args(["status", &run_id, "--output", "json"]);
+  assert!(!json.stdout().contains(CANARY));
+  for entry in walk(&test.path().join(".drctl")) {
+    let bytes = std::fs::read(&entry).unwrap();
+    assert!(
+      !String::from_utf8_lossy(&bytes).contains(CANARY),
+      "{} holds the secret",
+      entry.display()
+    );
+  }
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+  let mut files = Vec::new();
+  for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+    let path = entry.path();
+    if path.is_dir() {
+      files.extend(walk(&path));
+    } else {
+      files.push(path);
+    }
+  }
+  files
+}

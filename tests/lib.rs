@@ -1,0 +1,10 @@
+//! Integration tests: one binary, one module per feature. Every test runs the real `drctl`
+//! binary in a temporary directory (see `support::Test`).
+
+mod support;
+
+mod cli;
+mod crash;
+mod failover;
+mod locks;
+mod validate;

@@ -1,0 +1,67 @@
+//! `drctl validate`: the shipped runbooks are valid; every malformed fixture is reported exactly.
+
+use crate::support::{repo, Run, BIN};
+
+fn validate(path: &str) -> Run {
+  Run(
+    std::process::Command::new(BIN)
+      .args(["validate", path])
+      .current_dir(repo())
+      .env("NO_COLOR", "1")
+      .output()
+      .unwrap(),
+  )
+}
+
+#[test]
+fn shipped_runbooks_validate() {
+  let run = validate("runbooks").status(0);
+  assert!(
+    run
+      .stdout()
+      .contains("ok    runbooks/regional-failover.yaml (8 steps)"),
+    "{}",
+    run.stdout()
+  );
+  assert!(run.stdout().contains("3 runbook(s), 0 invalid"));
+}
+
+#[test]
+fn every_malformed_runbook_exits_2_with_its_exact_diagnostics() {
+  let dir = repo().join("tests/fixtures/runbooks/invalid");
+  let mut fixtures: Vec<_> = std::fs::read_dir(&dir)
+    .unwrap()
+    .flatten()
+    .map(|entry| entry.path())
+    .filter(|path| path.extension().is_some_and(|ext| ext == "yaml"))
+    .collect();
+  fixtures.sort();
+  assert!(fixtures.len() >= 15, "only {} fixtures", fixtures.len());
+  for fixture in fixtures {
+    let relative = fixture
+      .strip_prefix(repo())
+      .unwrap()
+      .to_string_lossy()
+      .into_owned();
+    let expected = std::fs::read_to_string(fixture.with_extension("expected")).unwrap();
+    let run = validate(&relative).status(2);
+    assert_eq!(
+      run.stderr(),
+      format!("{expected}\n"),
+      "diagnostics of {relative}"
+    );
+    assert!(!run.stderr().contains("panicked"), "{relative}");
+  }
+}
+
+#[test]
+fn a_typo_a_cycle_and_an_unknown_reference_are_reported_together() {
+  let run = validate("tests/fixtures/runbooks/invalid/three_errors.yaml").status(2);
+  let stderr = run.stderr();
+  assert!(stderr.contains("unknown action `rds.promte_replica`"));
+  assert!(stderr.contains("--> tests/fixtures/runbooks/invalid/three_errors.yaml:12:13"));
+  assert!(stderr.contains("needs cycle: verify-outage -> notify -> promote-db -> verify-outage"));
+  assert!(stderr.contains("unknown parameter `params.regoin`"));
+  assert!(stderr.contains("three_errors.yaml:18:81"));
+  assert!(stderr.contains("error: 3 errors in"));
+}
