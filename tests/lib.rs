@@ -3,6 +3,7 @@
 
 mod support;
 
+mod aws_adapters;
 mod cli;
 mod crash;
 mod failover;

@@ -38,8 +38,9 @@ pub type ActionResult<T> = Result<T, ActionError>;
 #[derive(Debug, Clone, PartialEq)]
 pub struct ActionError {
   pub message: String,
-  /// The provider error behind it, with its code and request id.
-  pub cloud: Option<CloudError>,
+  /// The provider error behind it, with its code and request id (boxed: errors travel in every
+  /// `Result` of every action, and are rare).
+  pub cloud: Option<Box<CloudError>>,
   pub retryable: bool,
 }
 
@@ -74,7 +75,7 @@ impl From<CloudError> for ActionError {
     Self {
       message: err.to_string(),
       retryable: err.is_retryable(),
-      cloud: Some(err),
+      cloud: Some(Box::new(err)),
     }
   }
 }
@@ -540,7 +541,7 @@ pub fn human(duration: Duration) -> String {
   let secs = duration.as_secs();
   if secs < 60 {
     let millis = duration.as_millis();
-    if millis < 10_000 && millis % 1000 != 0 {
+    if millis < 10_000 && !millis.is_multiple_of(1000) {
       return format!("{:.1}s", duration.as_secs_f64());
     }
     return format!("{secs}s");

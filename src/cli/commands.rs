@@ -16,10 +16,11 @@ use super::{
 use crate::{
   actions::Catalog,
   cloud::{
+    aws::AwsSettings,
     sim::{Sim, SimOptions},
     Cloud,
   },
-  engine::{self, Approver, RunOptions},
+  engine::{self, Approver, Operator, RunOptions},
   plan::{self, Plan},
   runbook::{self, Runbook},
   state::{
@@ -44,7 +45,7 @@ pub enum Backend {
     world: Option<PathBuf>,
     time_scale: Option<f64>,
   },
-  Aws,
+  Aws(AwsSettings),
 }
 
 impl Context {
@@ -64,8 +65,14 @@ impl Context {
         "state `{state}`: the s3:// state backend is not available in this build; use a local directory"
       )));
     }
+    let aws_config = file.aws.clone().unwrap_or_default();
+    let aws = AwsSettings {
+      profile: global.profile.clone().or(aws_config.profile),
+      region: global.region.clone().or(aws_config.region),
+      endpoint_url: aws_config.endpoint_url,
+    };
     let backend = if global.aws {
-      Backend::Aws
+      Backend::Aws(aws)
     } else if let Some(world) = &global.sim {
       Backend::Sim {
         world: (!world.is_empty()).then(|| PathBuf::from(world)),
@@ -77,7 +84,7 @@ impl Context {
           world: None,
           time_scale: global.time_scale,
         },
-        Some("aws") => Backend::Aws,
+        Some("aws") => Backend::Aws(aws),
         Some(other) => {
           return Err(Error::Usage(format!(
             "drctl.yaml: backend `{other}` is not one of sim, aws"
@@ -95,7 +102,7 @@ impl Context {
   }
 
   /// Open the backend for a run whose state lives in `dir`.
-  fn open_cloud(&self, dir: &Path, secrets: Vec<String>) -> Result<Cloud, Error> {
+  async fn open_cloud(&self, dir: &Path, secrets: Vec<String>) -> Result<Cloud, Error> {
     match &self.backend {
       Backend::Sim { world, time_scale } => {
         let sim = Sim::open(&SimOptions {
@@ -107,9 +114,9 @@ impl Context {
         sim.set_redactions(secrets);
         Ok(sim.cloud())
       }
-      Backend::Aws => Err(Error::Usage(
-        "the aws backend is not available in this build yet; use --sim".into(),
-      )),
+      Backend::Aws(settings) => crate::cloud::aws::connect(settings)
+        .await
+        .map_err(|err| Error::Failed(format!("cannot reach AWS: {err}"))),
     }
   }
 }
@@ -259,7 +266,9 @@ async fn dry_run(ctx: &Context, plan: &Plan) -> Result<i32, Error> {
     std::process::id(),
     fastrand::u16(..)
   ));
-  let cloud = ctx.open_cloud(&dir, plan.secrets.values().cloned().collect())?;
+  let cloud = ctx
+    .open_cloud(&dir, plan.secrets.values().cloned().collect())
+    .await?;
   let report = plan::describe(plan, &cloud).await;
   let _ = std::fs::remove_dir_all(&dir);
   match ctx.output {
@@ -324,6 +333,14 @@ fn signals(run_id: &str) -> watch::Receiver<u32> {
   rx
 }
 
+fn operator(observer: Arc<dyn engine::Observer>, run_id: &str) -> Operator {
+  Operator {
+    observer,
+    approver: Arc::new(TerminalApprover),
+    signals: signals(run_id),
+  }
+}
+
 /// Keep a lock's lease alive while the run goes on.
 fn renew_lease(lock: Arc<Mutex<Lock>>) -> tokio::task::JoinHandle<()> {
   tokio::spawn(async move {
@@ -372,7 +389,9 @@ async fn run(ctx: &Context, plan: Plan, args: &RunArgs) -> Result<i32, Error> {
   let result = async {
     std::fs::create_dir_all(&run_dir)
       .map_err(|err| Error::Failed(format!("{}: {err}", run_dir.display())))?;
-    let cloud = ctx.open_cloud(&run_dir, plan.secrets.values().cloned().collect())?;
+    let cloud = ctx
+      .open_cloud(&run_dir, plan.secrets.values().cloned().collect())
+      .await?;
     let journal = Journal::create(&ctx.store.journal_path(&run_id))
       .map_err(|err| Error::Failed(err.to_string()))?;
     let plan = Arc::new(plan);
@@ -389,9 +408,7 @@ async fn run(ctx: &Context, plan: Plan, args: &RunArgs) -> Result<i32, Error> {
       cloud,
       journal,
       options,
-      observer,
-      Arc::new(TerminalApprover),
-      signals(&run_id),
+      operator(observer, &run_id),
     )
     .await
     .map_err(|err| Error::Failed(err.to_string()))
@@ -493,14 +510,21 @@ async fn resume(
           world: None,
           time_scale: None,
         },
-        _ => Backend::Aws,
+        // A run resumes against the backend it started on; AWS settings come from this
+        // invocation (credentials are not journalled).
+        _ => match &ctx.backend {
+          Backend::Aws(settings) => Backend::Aws(settings.clone()),
+          Backend::Sim { .. } => Backend::Aws(AwsSettings::default()),
+        },
       },
       file: ctx.file.clone(),
       runbooks: ctx.runbooks.clone(),
       store: ctx.store.clone(),
       output: ctx.output,
     };
-    let cloud = resumed_ctx.open_cloud(&run_dir, plan.secrets.values().cloned().collect())?;
+    let cloud = resumed_ctx
+      .open_cloud(&run_dir, plan.secrets.values().cloned().collect())
+      .await?;
     let (journal, records) =
       Journal::resume(&journal_path).map_err(|err| Error::Failed(err.to_string()))?;
     let plan = Arc::new(plan);
@@ -518,9 +542,7 @@ async fn resume(
       journal,
       records,
       options,
-      observer,
-      Arc::new(TerminalApprover),
-      signals(&run_id),
+      operator(observer, &run_id),
     )
     .await
     .map_err(|err| Error::Failed(err.to_string()))

@@ -24,6 +24,8 @@ use std::{collections::BTreeMap, fmt, sync::Arc, time::Duration};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+pub mod aws;
+pub mod http;
 pub mod sim;
 
 /// Result of a provider call.

@@ -69,6 +69,15 @@ impl Observer for Silent {
   fn waiting(&self, _step: &str, _status: &str) {}
 }
 
+/// The people (and signals) around a run: who watches it, who approves its gates, and the
+/// interrupt count (the first interrupt stops the run gracefully).
+#[derive(Clone)]
+pub struct Operator {
+  pub observer: Arc<dyn Observer>,
+  pub approver: Arc<dyn Approver>,
+  pub signals: watch::Receiver<u32>,
+}
+
 /// How a run ended.
 #[derive(Debug, Clone)]
 pub struct RunOutcome {
@@ -243,10 +252,13 @@ pub async fn start(
   cloud: Cloud,
   mut journal: Journal,
   options: RunOptions,
-  observer: Arc<dyn Observer>,
-  approver: Arc<dyn Approver>,
-  signals: watch::Receiver<u32>,
+  operator: Operator,
 ) -> Result<RunOutcome, EngineError> {
+  let Operator {
+    observer,
+    approver,
+    signals,
+  } = operator;
   journal.set_redactor(plan.redactor());
   let runbook = &plan.runbook;
   let now = Utc::now();
@@ -292,10 +304,13 @@ pub async fn resume(
   mut journal: Journal,
   records: Vec<Record>,
   mut options: RunOptions,
-  observer: Arc<dyn Observer>,
-  approver: Arc<dyn Approver>,
-  signals: watch::Receiver<u32>,
+  operator: Operator,
 ) -> Result<RunOutcome, EngineError> {
+  let Operator {
+    observer,
+    approver,
+    signals,
+  } = operator;
   let Some(first) = records.first() else {
     return Err(EngineError::Resume("the journal is empty".into()));
   };
@@ -394,6 +409,9 @@ async fn execute(
   let mut running = 0usize;
   let mut stopping = false;
   let mut interrupted: Option<String> = None;
+  // A closed signal channel (its sender dropped) is not an interrupt; stop polling it, or
+  // `changed()` returns at once forever and the scheduler spins.
+  let mut signals_open = true;
   let mut rollback_wanted = false;
   let mut rollback_done = false;
   let mut failed_step: Option<String> = None;
@@ -542,8 +560,10 @@ async fn execute(
           }
         }
       }
-      changed = signals.changed(), if interrupted.is_none() => {
-        if changed.is_ok() && *signals.borrow() > 0 {
+      changed = signals.changed(), if interrupted.is_none() && signals_open => {
+        if changed.is_err() {
+          signals_open = false;
+        } else if *signals.borrow() > 0 {
           interrupted = Some("SIGINT".into());
           stopping = true;
           let _ = cancel_tx.send(true);

@@ -1,1 +1,1005 @@
+//! Tests of the step executor against the simulator, under paused tokio time (waits take no
+//! real time) unless a test needs the journal's wall-clock timestamps to move (RTO).
 
+use std::{
+  path::{Path, PathBuf},
+  sync::{
+    atomic::{AtomicU32, Ordering},
+    Arc, Mutex,
+  },
+  time::Duration,
+};
+
+use tokio::{sync::watch, time::Instant};
+
+use super::*;
+use crate::{
+  cloud::sim::{Sim, SimOptions},
+  state::journal,
+};
+
+const MIN: Duration = Duration::from_secs(60);
+
+/// Records every journal record the engine reports.
+#[derive(Default)]
+struct Recorder {
+  records: Mutex<Vec<Record>>,
+  waits: Mutex<Vec<(String, String)>>,
+}
+
+impl Observer for Recorder {
+  fn record(&self, record: &Record) {
+    self.records.lock().unwrap().push(record.clone());
+  }
+
+  fn waiting(&self, step: &str, status: &str) {
+    self
+      .waits
+      .lock()
+      .unwrap()
+      .push((step.to_string(), status.to_string()));
+  }
+}
+
+/// An approver that answers with a fixed verdict and counts the questions.
+struct Stub {
+  answer: Result<bool, String>,
+  calls: AtomicU32,
+}
+
+impl Stub {
+  fn new(answer: Result<bool, String>) -> Arc<Stub> {
+    Arc::new(Stub {
+      answer,
+      calls: AtomicU32::new(0),
+    })
+  }
+}
+
+#[async_trait::async_trait]
+impl Approver for Stub {
+  async fn approve(&self, _step: &str, _prompt: &str) -> Result<bool, String> {
+    self.calls.fetch_add(1, Ordering::SeqCst);
+    self.answer.clone()
+  }
+}
+
+/// One test's world: a simulator, a state directory and the runbook's plan.
+struct Harness {
+  dir: tempfile::TempDir,
+  sim: Arc<Sim>,
+  plan: Arc<Plan>,
+  observer: Arc<Recorder>,
+  approver: Arc<Stub>,
+  options: RunOptions,
+}
+
+fn plan(yaml: &str, params: &[(&str, &str)]) -> Plan {
+  let runbook = crate::runbook::load(
+    Path::new("test.yaml"),
+    yaml.as_bytes(),
+    &crate::actions::Catalog,
+  )
+  .unwrap_or_else(|diagnostics| panic!("runbook does not validate: {diagnostics:?}"));
+  let given: Vec<(String, String)> = params
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+  Plan::bind(runbook, &given).unwrap()
+}
+
+impl Harness {
+  /// `world`: `None` = the built-in world; else a world YAML. Time scale 1 unless `scale`.
+  fn new(yaml: &str, world: Option<&str>, scale: f64) -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let world_path = world.map(|text| {
+      let path = dir.path().join("world.yaml");
+      std::fs::write(&path, text).unwrap();
+      path
+    });
+    let sim = Sim::open(&SimOptions {
+      world: world_path,
+      time_scale: Some(scale),
+      dir: dir.path().join("sim"),
+    })
+    .unwrap();
+    sim.follow_tokio_time();
+    Harness {
+      dir,
+      sim,
+      plan: Arc::new(plan(yaml, &[])),
+      observer: Arc::new(Recorder::default()),
+      approver: Stub::new(Err("no terminal".into())),
+      options: RunOptions {
+        run_id: "run-1".into(),
+        max_parallel: 8,
+        assume_yes: true,
+        accept_data_loss: false,
+        incident_start: None,
+      },
+    }
+  }
+
+  fn journal_path(&self) -> PathBuf {
+    self.dir.path().join("runs/run-1/journal.jsonl")
+  }
+
+  async fn start_with(&self, signals: watch::Receiver<u32>) -> RunOutcome {
+    let journal = Journal::create(&self.journal_path()).unwrap();
+    start(
+      self.plan.clone(),
+      self.sim.cloud(),
+      journal,
+      self.options.clone(),
+      Operator {
+        observer: self.observer.clone(),
+        approver: self.approver.clone(),
+        signals,
+      },
+    )
+    .await
+    .unwrap()
+  }
+
+  async fn start(&self) -> RunOutcome {
+    let (_tx, rx) = watch::channel(0u32);
+    self.start_with(rx).await
+  }
+
+  async fn resume(&self) -> RunOutcome {
+    let (journal, records) = Journal::resume(&self.journal_path()).unwrap();
+    let (_tx, rx) = watch::channel(0u32);
+    resume(
+      self.plan.clone(),
+      self.sim.cloud(),
+      journal,
+      records,
+      self.options.clone(),
+      Operator {
+        observer: self.observer.clone(),
+        approver: self.approver.clone(),
+        signals: rx,
+      },
+    )
+    .await
+    .unwrap()
+  }
+
+  /// The journal as written to disk.
+  fn journal(&self) -> Vec<Record> {
+    journal::read(&self.journal_path()).unwrap()
+  }
+
+  fn ops(&self, operation: &str) -> usize {
+    self
+      .sim
+      .operation_log()
+      .iter()
+      .filter(|op| op.operation == operation)
+      .count()
+  }
+}
+
+fn span<'a>(outcome: &'a RunOutcome, id: &str) -> &'a crate::state::StepSpan {
+  outcome
+    .timeline
+    .steps
+    .iter()
+    .find(|span| span.id == id)
+    .unwrap_or_else(|| panic!("no step `{id}` in the timeline"))
+}
+
+fn step_of(event: &Event) -> Option<&str> {
+  match event {
+    Event::StepStarted { step, .. }
+    | Event::StepIntent { step, .. }
+    | Event::StepSucceeded { step, .. }
+    | Event::StepFailed { step, .. }
+    | Event::StepSkipped { step, .. } => Some(step),
+    _ => None,
+  }
+}
+
+/// Index of the first record matching.
+fn position(records: &[Record], pred: impl Fn(&Event) -> bool) -> Option<usize> {
+  records.iter().position(|record| pred(&record.event))
+}
+
+fn started(records: &[Record], id: &str) -> Option<usize> {
+  position(
+    records,
+    |event| matches!(event, Event::StepStarted { step, phase: Phase::Run, .. } if step == id),
+  )
+}
+
+fn succeeded(records: &[Record], id: &str) -> Option<usize> {
+  position(
+    records,
+    |event| matches!(event, Event::StepSucceeded { step, phase: Phase::Run, .. } if step == id),
+  )
+}
+
+fn failures<'a>(records: &'a [Record], id: &str) -> Vec<(&'a StepError, bool, Option<u64>)> {
+  records
+    .iter()
+    .filter_map(|record| match &record.event {
+      Event::StepFailed {
+        step,
+        phase: Phase::Run,
+        error,
+        will_retry,
+        backoff_ms,
+        ..
+      } if step == id => Some((error, *will_retry, *backoff_ms)),
+      _ => None,
+    })
+    .collect()
+}
+
+fn sleep_yaml(max_parallel_note: &str) -> String {
+  format!(
+    r#"apiVersion: drctl/v1
+kind: Runbook
+metadata: {{ name: dag, description: "{max_parallel_note}" }}
+steps:
+  - id: first
+    action: wait.sleep
+    with: {{ duration: 1m }}
+  - id: left
+    action: wait.sleep
+    needs: [first]
+    with: {{ duration: 5m }}
+  - id: right
+    action: wait.sleep
+    needs: [first]
+    with: {{ duration: 5m }}
+"#
+  )
+}
+
+// --- 1. DAG timing ----------------------------------------------------------------------------
+
+#[tokio::test(start_paused = true)]
+async fn independent_steps_run_in_parallel() {
+  let h = Harness::new(&sleep_yaml("parallel"), None, 1.0);
+  let begin = Instant::now();
+  let outcome = h.start().await;
+  let took = begin.elapsed();
+  assert_eq!(outcome.status, RunStatus::Succeeded);
+  assert!(took >= 6 * MIN, "ended too early: {took:?}");
+  assert!(took < 6 * MIN + Duration::from_secs(5), "took {took:?}");
+  // Overlap, from the journal: both 5-minute steps started before either ended, and only
+  // after `first` ended.
+  let records = h.journal();
+  let first_done = succeeded(&records, "first").unwrap();
+  let (left_start, right_start) = (
+    started(&records, "left").unwrap(),
+    started(&records, "right").unwrap(),
+  );
+  let (left_end, right_end) = (
+    succeeded(&records, "left").unwrap(),
+    succeeded(&records, "right").unwrap(),
+  );
+  assert!(first_done < left_start && first_done < right_start);
+  assert!(left_start < right_end && right_start < left_end);
+  // The observer saw every record the journal holds, in order.
+  let seen: Vec<u64> = h
+    .observer
+    .records
+    .lock()
+    .unwrap()
+    .iter()
+    .map(|r| r.seq)
+    .collect();
+  assert_eq!(seen, records.iter().map(|r| r.seq).collect::<Vec<_>>());
+}
+
+#[tokio::test(start_paused = true)]
+async fn max_parallel_one_serializes_the_graph() {
+  let mut h = Harness::new(&sleep_yaml("serial"), None, 1.0);
+  h.options.max_parallel = 1;
+  let begin = Instant::now();
+  let outcome = h.start().await;
+  let took = begin.elapsed();
+  assert_eq!(outcome.status, RunStatus::Succeeded);
+  assert!(took >= 11 * MIN, "took {took:?}");
+  assert!(took < 11 * MIN + Duration::from_secs(5), "took {took:?}");
+  let records = h.journal();
+  let left_end = succeeded(&records, "left").unwrap();
+  let right_start = started(&records, "right").unwrap();
+  assert!(left_end < right_start, "right started before left ended");
+}
+
+/// Timeline offsets come from the journal's wall-clock timestamps × time_scale, so this runs on
+/// real time with a fast clock: 1m + 5m ‖ 5m at ×600 is 0.6 s of wall time.
+#[tokio::test]
+async fn timeline_offsets_show_the_overlap() {
+  let h = Harness::new(&sleep_yaml("timeline"), None, 600.0);
+  let outcome = h.start().await;
+  assert_eq!(outcome.status, RunStatus::Succeeded);
+  let left = span(&outcome, "left");
+  let right = span(&outcome, "right");
+  let first = span(&outcome, "first");
+  let (ls, le) = (left.started.unwrap(), left.ended.unwrap());
+  let (rs, re) = (right.started.unwrap(), right.ended.unwrap());
+  assert!(first.ended.unwrap() <= ls && first.ended.unwrap() <= rs);
+  assert!(
+    ls < re && rs < le,
+    "left {ls:?}..{le:?} right {rs:?}..{re:?}"
+  );
+  assert!(
+    le >= 6 * MIN - Duration::from_secs(1),
+    "left ended at {le:?}"
+  );
+  // Generous upper bound: wall-clock scheduling noise is multiplied by 600.
+  assert!(le.max(re) < 9 * MIN, "ended at {:?}", le.max(re));
+}
+
+// --- 2. Retries -------------------------------------------------------------------------------
+
+const SCALE_YAML: &str = r#"apiVersion: drctl/v1
+kind: Runbook
+metadata: { name: scale }
+steps:
+  - id: scale
+    action: ecs.scale_service
+    with: { region: us-west-2, cluster: app-standby, service: api, desired_count: 2 }
+    timeout: 10m
+    retry: { attempts: 3, backoff: 2s, max_backoff: 30s }
+"#;
+
+fn world_with(faults: &str) -> String {
+  crate::cloud::sim::BUILTIN_WORLD.replace("faults: {}", faults)
+}
+
+#[tokio::test(start_paused = true)]
+async fn retryable_errors_are_retried_with_backoff_then_fail() {
+  let world = world_with("faults: { UpdateService: { throttle: 1.0 } }");
+  let h = Harness::new(SCALE_YAML, Some(&world), 1.0);
+  let begin = Instant::now();
+  let outcome = h.start().await;
+  let took = begin.elapsed();
+  assert_eq!(outcome.status, RunStatus::Failed);
+  assert_eq!(outcome.timeline.failed_step.as_deref(), Some("scale"));
+  let records = h.journal();
+  let attempts: Vec<u32> = records
+    .iter()
+    .filter_map(|r| match &r.event {
+      Event::StepStarted {
+        step,
+        attempt,
+        phase: Phase::Run,
+      } if step == "scale" => Some(*attempt),
+      _ => None,
+    })
+    .collect();
+  assert_eq!(attempts, vec![1, 2, 3]);
+  let failed = failures(&records, "scale");
+  assert_eq!(failed.len(), 3);
+  let retries: Vec<_> = failed.iter().filter(|(_, retry, _)| *retry).collect();
+  assert_eq!(retries.len(), 2);
+  // Equal jitter: retry n waits in [base·2ⁿ/2, base·2ⁿ].
+  let b1 = failed[0].2.unwrap();
+  let b2 = failed[1].2.unwrap();
+  assert!((1000..=2000).contains(&b1), "first backoff {b1}ms");
+  assert!((2000..=4000).contains(&b2), "second backoff {b2}ms");
+  assert!(took >= Duration::from_millis(b1 + b2), "took {took:?}");
+  let (last, will_retry, backoff) = failed[2];
+  assert!(!will_retry && backoff.is_none());
+  assert_eq!(last.code.as_deref(), Some("Throttling"));
+  assert!(last.request_id.as_deref().is_some_and(|id| !id.is_empty()));
+  assert!(last.retryable);
+  assert_eq!(span(&outcome, "scale").attempts, 3);
+  // Nothing was accepted.
+  assert_eq!(h.ops("UpdateService"), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn retryable_error_then_success_succeeds_on_a_later_attempt() {
+  // The first UpdateService call is throttled (seeded draw < 0.5 or not): whatever happens, a
+  // step with enough attempts against a 50% throttle ends succeeded and changed the world once.
+  let world = world_with("faults: { UpdateService: { throttle: 0.5 } }");
+  let yaml = SCALE_YAML.replace("attempts: 3", "attempts: 20");
+  let h = Harness::new(&yaml, Some(&world), 1.0);
+  let outcome = h.start().await;
+  assert_eq!(outcome.status, RunStatus::Succeeded);
+  assert_eq!(h.ops("UpdateService"), 1);
+  let svc = h
+    .sim
+    .cloud()
+    .ecs
+    .describe_service("us-west-2", "app-standby", "api")
+    .await
+    .unwrap()
+    .unwrap();
+  assert_eq!((svc.desired_count, svc.running_count), (2, 2));
+}
+
+#[tokio::test(start_paused = true)]
+async fn non_retryable_errors_fail_at_once() {
+  let yaml = r#"apiVersion: drctl/v1
+kind: Runbook
+metadata: { name: missing }
+steps:
+  - id: promote
+    action: rds.promote_replica
+    with: { region: us-west-2, instance: no-such-db }
+    retry: { attempts: 3, backoff: 2s, max_backoff: 30s }
+"#;
+  let h = Harness::new(yaml, None, 1.0);
+  let outcome = h.start().await;
+  assert_eq!(outcome.status, RunStatus::Failed);
+  let records = h.journal();
+  let failed = failures(&records, "promote");
+  assert_eq!(failed.len(), 1, "{failed:?}");
+  assert!(!failed[0].1);
+  assert!(!failed[0].0.retryable);
+  assert_eq!(span(&outcome, "promote").attempts, 1);
+  assert_eq!(h.ops("PromoteReadReplica"), 0);
+}
+
+// --- 3. Timeout -------------------------------------------------------------------------------
+
+#[tokio::test(start_paused = true)]
+async fn a_hanging_call_times_out_after_the_step_timeout() {
+  let world = world_with("faults: { DescribeDBInstances: { hang: 1.0 } }");
+  let yaml = r#"apiVersion: drctl/v1
+kind: Runbook
+metadata: { name: hang }
+steps:
+  - id: lag
+    action: rds.replica_status
+    with: { region: us-west-2, instance: app-db-replica }
+    timeout: 45s
+    retry: { attempts: 1 }
+"#;
+  let h = Harness::new(yaml, Some(&world), 1.0);
+  let begin = Instant::now();
+  let outcome = tokio::time::timeout(Duration::from_secs(3600), h.start())
+    .await
+    .expect("the run hung");
+  let took = begin.elapsed();
+  assert_eq!(outcome.status, RunStatus::Failed);
+  assert!(took >= Duration::from_secs(45), "took {took:?}");
+  assert!(took < Duration::from_secs(46), "took {took:?}");
+  let records = h.journal();
+  let failed = failures(&records, "lag");
+  assert_eq!(failed.len(), 1);
+  assert!(
+    failed[0].0.message.contains("timed out"),
+    "{:?}",
+    failed[0].0
+  );
+  assert!(failed[0].0.message.contains("45s"), "{:?}", failed[0].0);
+}
+
+// --- 4. on_failure ----------------------------------------------------------------------------
+
+fn failure_yaml(on_failure: &str) -> String {
+  format!(
+    r#"apiVersion: drctl/v1
+kind: Runbook
+metadata: {{ name: failures }}
+steps:
+  - id: scale
+    action: ecs.scale_service
+    with: {{ region: us-west-2, cluster: app-standby, service: api, desired_count: 2 }}
+    rollback:
+      action: ecs.scale_service
+      with: {{ region: us-west-2, cluster: app-standby, service: api, desired_count: 0 }}
+  - id: broken
+    action: rds.promote_replica
+    needs: [scale]
+    with: {{ region: us-west-2, instance: no-such-db }}
+    on_failure: {on_failure}
+  - id: after
+    action: wait.sleep
+    needs: [broken]
+    with: {{ duration: 10s }}
+  - id: cleanup
+    action: wait.sleep
+    needs: [after]
+    always: true
+    with: {{ duration: 1s }}
+"#
+  )
+}
+
+#[tokio::test(start_paused = true)]
+async fn on_failure_continue_lets_dependents_run() {
+  let h = Harness::new(&failure_yaml("continue"), None, 1.0);
+  let outcome = h.start().await;
+  assert_eq!(outcome.status, RunStatus::Succeeded);
+  assert_eq!(span(&outcome, "broken").outcome, "failed");
+  assert_eq!(span(&outcome, "after").outcome, "succeeded");
+  assert_eq!(span(&outcome, "cleanup").outcome, "succeeded");
+  assert!(outcome.timeline.rollbacks.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn on_failure_abort_stops_but_always_steps_run() {
+  let h = Harness::new(&failure_yaml("abort"), None, 1.0);
+  let outcome = h.start().await;
+  assert_eq!(outcome.status, RunStatus::Failed);
+  assert_eq!(outcome.timeline.failed_step.as_deref(), Some("broken"));
+  let records = h.journal();
+  assert!(started(&records, "after").is_none(), "a later step started");
+  assert_eq!(span(&outcome, "cleanup").outcome, "succeeded");
+  // No rollback on abort: the service stays scaled.
+  assert!(outcome.timeline.rollbacks.is_empty());
+  let svc = h
+    .sim
+    .cloud()
+    .ecs
+    .describe_service("us-west-2", "app-standby", "api")
+    .await
+    .unwrap()
+    .unwrap();
+  assert_eq!(svc.desired_count, 2);
+  assert!(matches!(
+    records.last().map(|r| &r.event),
+    Some(Event::RunFinished {
+      status: RunStatus::Failed,
+      ..
+    })
+  ));
+}
+
+#[tokio::test(start_paused = true)]
+async fn on_failure_rollback_undoes_completed_mutating_steps() {
+  let h = Harness::new(&failure_yaml("rollback"), None, 1.0);
+  let outcome = h.start().await;
+  assert_eq!(outcome.status, RunStatus::Failed);
+  let records = h.journal();
+  let rollback_started = position(
+    &records,
+    |e| matches!(e, Event::StepStarted { step, phase: Phase::Rollback, .. } if step == "scale"),
+  )
+  .expect("no rollback started");
+  let rollback_done = position(
+    &records,
+    |e| matches!(e, Event::StepSucceeded { step, phase: Phase::Rollback, .. } if step == "scale"),
+  )
+  .expect("rollback did not succeed");
+  let broken_failed = position(
+    &records,
+    |e| matches!(e, Event::StepFailed { step, will_retry: false, .. } if step == "broken"),
+  )
+  .unwrap();
+  assert!(broken_failed < rollback_started && rollback_started < rollback_done);
+  // Always-steps run after the rollback.
+  let cleanup = started(&records, "cleanup").expect("always-step did not run");
+  assert!(rollback_done < cleanup);
+  assert!(started(&records, "after").is_none());
+  assert_eq!(outcome.timeline.rollbacks.len(), 1);
+  assert_eq!(outcome.timeline.rollbacks[0].outcome, "rolled_back");
+  let svc = h
+    .sim
+    .cloud()
+    .ecs
+    .describe_service("us-west-2", "app-standby", "api")
+    .await
+    .unwrap()
+    .unwrap();
+  assert_eq!(svc.desired_count, 0);
+  let counts: Vec<u64> = h
+    .sim
+    .operation_log()
+    .iter()
+    .filter(|op| op.operation == "UpdateService")
+    .filter_map(|op| op.detail.get("desired_count").and_then(|v| v.as_u64()))
+    .collect();
+  assert_eq!(counts, vec![2, 0]);
+}
+
+// --- 5. Interrupts ----------------------------------------------------------------------------
+
+#[tokio::test(start_paused = true)]
+async fn an_interrupt_stops_the_run_and_always_steps_still_run() {
+  let yaml = r#"apiVersion: drctl/v1
+kind: Runbook
+metadata: { name: interrupt }
+steps:
+  - id: long
+    action: wait.sleep
+    with: { duration: 1h }
+  - id: next
+    action: wait.sleep
+    needs: [long]
+    with: { duration: 1s }
+  - id: cleanup
+    action: wait.sleep
+    needs: [long]
+    always: true
+    with: { duration: 30s }
+"#;
+  let h = Harness::new(yaml, None, 1.0);
+  let (tx, rx) = watch::channel(0u32);
+  tokio::spawn(async move {
+    tokio::time::sleep(2 * MIN).await;
+    tx.send(1).unwrap();
+    // Keep the sender alive until the run is over.
+    tokio::time::sleep(Duration::from_secs(24 * 3600)).await;
+  });
+  let begin = Instant::now();
+  let outcome = h.start_with(rx).await;
+  let took = begin.elapsed();
+  assert_eq!(outcome.status, RunStatus::Interrupted);
+  assert!(took < 3 * MIN, "the long step was not cut short: {took:?}");
+  assert!(took >= 2 * MIN + Duration::from_secs(30), "took {took:?}");
+  let records = h.journal();
+  assert!(position(&records, |e| matches!(e, Event::RunInterrupted { .. })).is_some());
+  assert!(succeeded(&records, "long").is_none());
+  assert_ne!(span(&outcome, "long").outcome, "succeeded");
+  assert!(started(&records, "next").is_none());
+  assert_eq!(span(&outcome, "cleanup").outcome, "succeeded");
+  assert!(!records
+    .iter()
+    .any(|r| matches!(r.event, Event::RunFinished { .. })));
+}
+
+// --- 6. Approvals -----------------------------------------------------------------------------
+
+const APPROVAL_YAML: &str = r#"apiVersion: drctl/v1
+kind: Runbook
+metadata: { name: approval }
+steps:
+  - id: gate
+    action: wait.sleep
+    approval: { prompt: "Go?" }
+    with: { duration: 1s }
+"#;
+
+#[tokio::test(start_paused = true)]
+async fn an_approver_that_cannot_ask_fails_the_step() {
+  let mut h = Harness::new(APPROVAL_YAML, None, 1.0);
+  h.options.assume_yes = false;
+  let outcome = h.start().await;
+  assert_eq!(outcome.status, RunStatus::Failed);
+  assert_eq!(h.approver.calls.load(Ordering::SeqCst), 1);
+  let records = h.journal();
+  let failed = failures(&records, "gate");
+  assert_eq!(failed.len(), 1);
+  assert_eq!(failed[0].0.message, "no terminal");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_denied_approval_fails_the_step() {
+  let mut h = Harness::new(APPROVAL_YAML, None, 1.0);
+  h.options.assume_yes = false;
+  h.approver = Stub::new(Ok(false));
+  let outcome = h.start().await;
+  assert_eq!(outcome.status, RunStatus::Failed);
+  let records = h.journal();
+  assert!(failures(&records, "gate")[0]
+    .0
+    .message
+    .contains("not approved"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_approved_step_runs() {
+  let mut h = Harness::new(APPROVAL_YAML, None, 1.0);
+  h.options.assume_yes = false;
+  h.approver = Stub::new(Ok(true));
+  let outcome = h.start().await;
+  assert_eq!(outcome.status, RunStatus::Succeeded);
+  assert_eq!(h.approver.calls.load(Ordering::SeqCst), 1);
+  assert_eq!(span(&outcome, "gate").outcome, "succeeded");
+}
+
+#[tokio::test(start_paused = true)]
+async fn assume_yes_does_not_ask() {
+  let h = Harness::new(APPROVAL_YAML, None, 1.0);
+  assert!(h.options.assume_yes);
+  let outcome = h.start().await;
+  assert_eq!(outcome.status, RunStatus::Succeeded);
+  assert_eq!(h.approver.calls.load(Ordering::SeqCst), 0);
+}
+
+// --- 7. Resume --------------------------------------------------------------------------------
+
+const PROMOTE_YAML: &str = r#"apiVersion: drctl/v1
+kind: Runbook
+metadata: { name: promote }
+objectives: { rpo: 5m }
+steps:
+  - id: promote
+    action: rds.promote_replica
+    with: { region: us-west-2, instance: app-db-replica, max_lag: "${{ objectives.rpo }}" }
+    timeout: 20m
+"#;
+
+/// Cut the journal right after the first `step_intent` of `step` (a crash between the intent
+/// and the outcome).
+fn truncate_after_intent(path: &Path, step: &str) {
+  let text = std::fs::read_to_string(path).unwrap();
+  let mut kept = String::new();
+  for line in text.lines() {
+    kept.push_str(line);
+    kept.push('\n');
+    if line.contains("\"event\":\"step_intent\"") && line.contains(&format!("\"step\":\"{step}\""))
+    {
+      break;
+    }
+  }
+  assert!(kept.contains("step_intent"), "no intent in {text}");
+  std::fs::write(path, kept).unwrap();
+}
+
+fn promote_records_since_resume(records: &[Record]) -> Vec<&Event> {
+  let resumed = position(records, |e| matches!(e, Event::RunResumed { .. })).unwrap();
+  records[resumed..]
+    .iter()
+    .map(|r| &r.event)
+    .filter(|e| step_of(e) == Some("promote"))
+    .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn resume_after_intent_with_the_effect_done_does_not_apply_again() {
+  let h = Harness::new(PROMOTE_YAML, None, 1.0);
+  let outcome = h.start().await;
+  assert_eq!(outcome.status, RunStatus::Succeeded);
+  assert_eq!(h.ops("PromoteReadReplica"), 1);
+  truncate_after_intent(&h.journal_path(), "promote");
+
+  let outcome = h.resume().await;
+  assert_eq!(outcome.status, RunStatus::Succeeded);
+  assert_eq!(h.ops("PromoteReadReplica"), 1, "promoted twice");
+  let records = h.journal();
+  let since = promote_records_since_resume(&records);
+  assert!(
+    !since.iter().any(|e| matches!(e, Event::StepIntent { .. })),
+    "a second intent: {since:?}"
+  );
+  assert!(since
+    .iter()
+    .any(|e| matches!(e, Event::StepSucceeded { changed: true, .. })));
+  // The data loss the intent measured survives the resume.
+  assert_eq!(outcome.timeline.rpo_achieved, Some(Duration::from_secs(4)));
+  assert_eq!(outcome.timeline.resumed, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn resume_after_a_crash_mid_verify_waits_without_applying_again() {
+  let h = Harness::new(PROMOTE_YAML, None, 1.0);
+  // "kill -9" one minute in: the promotion was accepted and takes 5 minutes.
+  let crashed = tokio::time::timeout(MIN, h.start()).await;
+  assert!(crashed.is_err(), "the run finished before the crash");
+  assert_eq!(h.ops("PromoteReadReplica"), 1);
+  let records = h.journal();
+  assert!(position(&records, |e| matches!(e, Event::StepIntent { .. })).is_some());
+  assert!(succeeded(&records, "promote").is_none());
+
+  let outcome = h.resume().await;
+  assert_eq!(outcome.status, RunStatus::Succeeded);
+  assert_eq!(h.ops("PromoteReadReplica"), 1, "promoted twice");
+  let records = h.journal();
+  let since = promote_records_since_resume(&records);
+  assert!(!since.iter().any(|e| matches!(e, Event::StepIntent { .. })));
+  assert_eq!(span(&outcome, "promote").outcome, "succeeded");
+  assert!(span(&outcome, "promote").changed);
+  assert_eq!(outcome.timeline.rpo_achieved, Some(Duration::from_secs(4)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn resume_skips_succeeded_steps() {
+  let h = Harness::new(PROMOTE_YAML, None, 1.0);
+  assert_eq!(h.start().await.status, RunStatus::Succeeded);
+  let log_before = h.sim.operation_log();
+  let outcome = h.resume().await;
+  assert_eq!(outcome.status, RunStatus::Succeeded);
+  assert_eq!(h.sim.operation_log(), log_before);
+  let records = h.journal();
+  assert!(
+    promote_records_since_resume(&records).is_empty(),
+    "the succeeded step ran again"
+  );
+}
+
+#[tokio::test(start_paused = true)]
+async fn resume_refuses_a_changed_runbook() {
+  let mut h = Harness::new(PROMOTE_YAML, None, 1.0);
+  let crashed = tokio::time::timeout(Duration::from_secs(1), h.start()).await;
+  assert!(crashed.is_err());
+  h.plan = Arc::new(plan(&PROMOTE_YAML.replace("20m", "25m"), &[]));
+  let (journal, records) = Journal::resume(&h.journal_path()).unwrap();
+  let (_tx, rx) = watch::channel(0u32);
+  let err = resume(
+    h.plan.clone(),
+    h.sim.cloud(),
+    journal,
+    records,
+    h.options.clone(),
+    Operator {
+      observer: h.observer.clone(),
+      approver: h.approver.clone(),
+      signals: rx,
+    },
+  )
+  .await
+  .unwrap_err();
+  assert!(matches!(err, EngineError::Resume(_)), "{err}");
+}
+
+// --- 8. RTO / RPO -----------------------------------------------------------------------------
+
+/// RTO comes from the journal's wall-clock timestamps × time_scale: real time at ×600.
+#[tokio::test]
+async fn missing_the_rto_is_breached_and_non_recovery_steps_do_not_count() {
+  let yaml = r#"apiVersion: drctl/v1
+kind: Runbook
+metadata: { name: rto }
+objectives: { rto: 1m }
+steps:
+  - id: recover
+    action: wait.sleep
+    with: { duration: 2m }
+  - id: notify
+    action: wait.sleep
+    needs: [recover]
+    recovery: false
+    with: { duration: 3m }
+"#;
+  let h = Harness::new(yaml, None, 600.0);
+  let outcome = h.start().await;
+  assert_eq!(outcome.status, RunStatus::Breached);
+  let rto = outcome.timeline.rto_achieved.unwrap();
+  assert!(rto >= 2 * MIN - Duration::from_secs(1), "rto {rto:?}");
+  // The 3-minute non-recovery step ends at ≥ 5m; RTO stops at the recovery step's end.
+  assert!(rto < 4 * MIN, "rto {rto:?} counted the non-recovery step");
+  assert!(span(&outcome, "notify").ended.unwrap() >= 5 * MIN - Duration::from_secs(1));
+  assert_eq!(outcome.timeline.rto_met(), Some(false));
+  let records = h.journal();
+  assert!(matches!(
+    records.last().map(|r| &r.event),
+    Some(Event::RunFinished {
+      status: RunStatus::Breached,
+      rto_achieved_ms: Some(_),
+      ..
+    })
+  ));
+}
+
+#[tokio::test]
+async fn meeting_the_rto_succeeds() {
+  let yaml = r#"apiVersion: drctl/v1
+kind: Runbook
+metadata: { name: rto }
+objectives: { rto: 10m }
+steps:
+  - id: recover
+    action: wait.sleep
+    with: { duration: 2m }
+"#;
+  let h = Harness::new(yaml, None, 600.0);
+  let outcome = h.start().await;
+  assert_eq!(outcome.status, RunStatus::Succeeded);
+  assert_eq!(outcome.timeline.rto_met(), Some(true));
+}
+
+#[tokio::test(start_paused = true)]
+async fn rpo_achieved_is_the_replica_lag_at_promotion() {
+  let h = Harness::new(PROMOTE_YAML, None, 1.0);
+  let outcome = h.start().await;
+  assert_eq!(outcome.status, RunStatus::Succeeded);
+  assert_eq!(outcome.timeline.rpo_achieved, Some(Duration::from_secs(4)));
+  assert_eq!(outcome.timeline.rpo_met(), Some(true));
+  assert_eq!(
+    span(&outcome, "promote")
+      .outputs
+      .get("data_loss_seconds")
+      .map(String::as_str),
+    Some("4")
+  );
+  let records = h.journal();
+  assert!(matches!(
+    records.last().map(|r| &r.event),
+    Some(Event::RunFinished {
+      rpo_achieved_ms: Some(4000),
+      ..
+    })
+  ));
+}
+
+#[tokio::test(start_paused = true)]
+async fn missing_the_rpo_is_breached() {
+  // 4s of lag against a 2s RPO, promoted anyway with accept_data_loss.
+  let yaml = PROMOTE_YAML.replace("rpo: 5m", "rpo: 2s");
+  let mut h = Harness::new(&yaml, None, 1.0);
+  h.options.accept_data_loss = true;
+  let outcome = h.start().await;
+  assert_eq!(outcome.status, RunStatus::Breached);
+  assert_eq!(outcome.timeline.rpo_met(), Some(false));
+}
+
+// --- 9. when: ---------------------------------------------------------------------------------
+
+#[tokio::test(start_paused = true)]
+async fn a_false_when_skips_the_step_and_its_dependents() {
+  let yaml = r#"apiVersion: drctl/v1
+kind: Runbook
+metadata: { name: when }
+params:
+  enabled: { type: bool, default: false }
+steps:
+  - id: gated
+    action: wait.sleep
+    when: "${{ params.enabled }}"
+    with: { duration: 1m }
+  - id: dependent
+    action: wait.sleep
+    needs: [gated]
+    with: { duration: 1m }
+  - id: independent
+    action: wait.sleep
+    with: { duration: 10s }
+"#;
+  let h = Harness::new(yaml, None, 1.0);
+  let begin = Instant::now();
+  let outcome = h.start().await;
+  assert_eq!(outcome.status, RunStatus::Succeeded);
+  assert!(begin.elapsed() < MIN);
+  assert_eq!(span(&outcome, "gated").outcome, "skipped");
+  assert_eq!(span(&outcome, "dependent").outcome, "skipped");
+  assert_eq!(span(&outcome, "independent").outcome, "succeeded");
+  let records = h.journal();
+  assert!(started(&records, "gated").is_none());
+  assert!(started(&records, "dependent").is_none());
+}
+
+// --- Signals ----------------------------------------------------------------------------------
+
+/// A caller whose signal sender is gone (e.g. the handler could not be installed) must not make
+/// the scheduler spin on a closed channel. Real time at ×600: 10 minutes is 1 s, run on a
+/// single-threaded runtime in its own thread so that thread's CPU time is the engine's alone.
+#[test]
+fn a_closed_signal_channel_is_not_an_interrupt_and_does_not_spin() {
+  let yaml = r#"apiVersion: drctl/v1
+kind: Runbook
+metadata: { name: closed }
+steps:
+  - id: wait
+    action: wait.sleep
+    with: { duration: 10m }
+"#;
+  let (status, cpu) = std::thread::spawn(move || {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+      .enable_all()
+      .build()
+      .unwrap();
+    runtime.block_on(async {
+      let h = Harness::new(yaml, None, 600.0);
+      let (tx, rx) = watch::channel(0u32);
+      drop(tx);
+      let before = thread_cpu();
+      let outcome = tokio::time::timeout(Duration::from_secs(20), h.start_with(rx))
+        .await
+        .expect("the run did not end");
+      (outcome.status, thread_cpu() - before)
+    })
+  })
+  .join()
+  .unwrap();
+  assert_eq!(status, RunStatus::Succeeded);
+  // Waiting 1 s must not burn a core for that second.
+  assert!(
+    cpu < Duration::from_millis(300),
+    "busy loop: {cpu:?} of CPU"
+  );
+}
+
+/// CPU time (user + system) of the calling thread.
+fn thread_cpu() -> Duration {
+  let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+  let fields: Vec<&str> = stat
+    .rsplit(')')
+    .next()
+    .unwrap()
+    .split_whitespace()
+    .collect();
+  // After the command name: state is field 0; utime and stime are fields 11 and 12 (ticks).
+  let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+  Duration::from_millis(ticks * 10)
+}

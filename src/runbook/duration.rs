@@ -99,7 +99,7 @@ pub fn format_duration(duration: Duration) -> String {
     }
   }
   if rest > 0 {
-    if rest < 1_000_000_000 && !out.is_empty() && rest % 1_000_000 == 0 {
+    if rest < 1_000_000_000 && !out.is_empty() && rest.is_multiple_of(1_000_000) {
       out.push_str(&format!("{}ms", rest / 1_000_000));
     } else {
       out.push_str(&format!("{}s", decimal(rest, 1_000_000_000)));

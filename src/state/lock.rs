@@ -49,7 +49,7 @@ impl LockHolder {
 pub enum LockError {
   #[error("{}", held_message(.holder, .stale.as_deref()))]
   Held {
-    holder: LockHolder,
+    holder: Box<LockHolder>,
     /// Why the holder looks dead, when it does.
     stale: Option<String>,
   },
@@ -137,7 +137,7 @@ impl Lock {
           }
           let stale = current.staleness(Utc::now());
           return Err(LockError::Held {
-            holder: current,
+            holder: Box::new(current),
             stale,
           });
         }

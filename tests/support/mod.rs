@@ -204,3 +204,5 @@ pub fn signal(child: &Child, signal: &str) {
     .expect("kill runs");
   assert!(status.success());
 }
+
+pub mod moto;

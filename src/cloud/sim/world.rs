@@ -71,7 +71,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 /// Render a duration the way [`parse_duration`] reads it back.
 pub fn format_duration(duration: Duration) -> String {
   let millis = duration.as_millis();
-  if millis % 1000 != 0 || millis == 0 {
+  if !millis.is_multiple_of(1000) || millis == 0 {
     return format!("{millis}ms");
   }
   let mut secs = millis / 1000;

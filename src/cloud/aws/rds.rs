@@ -1,0 +1,305 @@
+//! RDS (instances, snapshots, Aurora global databases) and the CloudWatch `ReplicaLag` metric.
+
+use std::time::{Duration, SystemTime};
+
+use aws_config::{Region, SdkConfig};
+use aws_sdk_cloudwatch::types::{Dimension, Statistic};
+use aws_sdk_rds::types::Tag;
+
+use super::{
+  config::{default_region, RegionalClients},
+  errors::{absent_if_not_found, cloud_error},
+  to_chrono,
+};
+use crate::cloud::{
+  CloudResult, DbInstance, DbSnapshot, ErrorKind, GlobalCluster, GlobalClusterMember, Rds,
+  RestoreRequest, SnapshotKind,
+};
+
+const SERVICE: &str = "rds";
+/// How far back `replica_lag` looks for a datapoint. RDS publishes `ReplicaLag` every minute;
+/// older than this, the metric says nothing about now.
+const LAG_WINDOW: Duration = Duration::from_secs(10 * 60);
+
+pub(crate) struct AwsRds {
+  rds: RegionalClients<aws_sdk_rds::Client>,
+  cloudwatch: RegionalClients<aws_sdk_cloudwatch::Client>,
+}
+
+impl AwsRds {
+  pub(crate) fn new(sdk: &SdkConfig) -> Self {
+    Self {
+      rds: RegionalClients::new(sdk.clone(), |sdk, region| {
+        let config = aws_sdk_rds::config::Builder::from(sdk)
+          .region(Region::new(region.to_owned()))
+          .build();
+        aws_sdk_rds::Client::from_conf(config)
+      }),
+      cloudwatch: RegionalClients::new(sdk.clone(), |sdk, region| {
+        let config = aws_sdk_cloudwatch::config::Builder::from(sdk)
+          .region(Region::new(region.to_owned()))
+          .build();
+        aws_sdk_cloudwatch::Client::from_conf(config)
+      }),
+    }
+  }
+
+  /// Global clusters are visible from every region; ask the configured one.
+  fn global_region(&self) -> String {
+    default_region(self.rds.sdk())
+  }
+}
+
+fn to_instance(region: &str, instance: &aws_sdk_rds::types::DbInstance) -> DbInstance {
+  let endpoint = instance.endpoint();
+  DbInstance {
+    id: instance
+      .db_instance_identifier()
+      .unwrap_or_default()
+      .to_owned(),
+    region: region.to_owned(),
+    status: instance.db_instance_status().unwrap_or_default().to_owned(),
+    engine: instance.engine().unwrap_or_default().to_owned(),
+    instance_class: instance.db_instance_class().unwrap_or_default().to_owned(),
+    endpoint: endpoint
+      .and_then(|endpoint| endpoint.address())
+      .map(str::to_owned),
+    port: endpoint
+      .and_then(|endpoint| endpoint.port())
+      .and_then(|port| u16::try_from(port).ok()),
+    replica_of: instance
+      .read_replica_source_db_instance_identifier()
+      .filter(|source| !source.is_empty())
+      .map(str::to_owned),
+  }
+}
+
+/// The region named in an ARN (`arn:aws:rds:REGION:ACCOUNT:cluster:NAME`).
+fn arn_region(arn: &str) -> Option<&str> {
+  arn
+    .strip_prefix("arn:")
+    .and_then(|rest| rest.split(':').nth(2))
+    .filter(|region| !region.is_empty())
+}
+
+#[async_trait::async_trait]
+impl Rds for AwsRds {
+  async fn describe_instance(&self, region: &str, id: &str) -> CloudResult<Option<DbInstance>> {
+    let result = self
+      .rds
+      .get(region)
+      .describe_db_instances()
+      .db_instance_identifier(id)
+      .send()
+      .await
+      .map_err(|error| cloud_error(SERVICE, "DescribeDBInstances", error));
+    Ok(absent_if_not_found(result)?.and_then(|output| {
+      output
+        .db_instances()
+        .first()
+        .map(|db| to_instance(region, db))
+    }))
+  }
+
+  async fn replica_lag(&self, region: &str, id: &str) -> CloudResult<Option<Duration>> {
+    let now = SystemTime::now();
+    let dimension = Dimension::builder()
+      .name("DBInstanceIdentifier")
+      .value(id)
+      .build();
+    let output = self
+      .cloudwatch
+      .get(region)
+      .get_metric_statistics()
+      .namespace("AWS/RDS")
+      .metric_name("ReplicaLag")
+      .dimensions(dimension)
+      .start_time((now - LAG_WINDOW).into())
+      .end_time(now.into())
+      .period(60)
+      .statistics(Statistic::Maximum)
+      .send()
+      .await
+      .map_err(|error| cloud_error("cloudwatch", "GetMetricStatistics", error))?;
+    let newest = output
+      .datapoints()
+      .iter()
+      .filter_map(|point| Some((point.timestamp()?, point.maximum()?)))
+      .max_by_key(|(timestamp, _)| (timestamp.secs(), timestamp.subsec_nanos()));
+    Ok(newest.map(|(_, seconds)| Duration::from_secs_f64(seconds.max(0.0))))
+  }
+
+  async fn describe_snapshots(
+    &self,
+    region: &str,
+    instance_id: &str,
+  ) -> CloudResult<Vec<DbSnapshot>> {
+    let pages = self
+      .rds
+      .get(region)
+      .describe_db_snapshots()
+      .db_instance_identifier(instance_id)
+      .into_paginator()
+      .items()
+      .send()
+      .collect::<Result<Vec<_>, _>>()
+      .await;
+    let snapshots = match pages {
+      Ok(snapshots) => snapshots,
+      Err(error) => {
+        let error = cloud_error(SERVICE, "DescribeDBSnapshots", error);
+        // AWS answers an unknown instance with an empty list; keep that meaning if a
+        // compatible endpoint answers DBInstanceNotFound instead.
+        if error.kind == ErrorKind::NotFound {
+          return Ok(Vec::new());
+        }
+        return Err(error);
+      }
+    };
+    Ok(
+      snapshots
+        .iter()
+        .filter_map(|snapshot| {
+          // A snapshot still `creating` has no create time yet and cannot be restored.
+          let created_at = to_chrono(snapshot.snapshot_create_time()?)?;
+          Some(DbSnapshot {
+            id: snapshot.db_snapshot_identifier()?.to_owned(),
+            instance_id: snapshot
+              .db_instance_identifier()
+              .unwrap_or(instance_id)
+              .to_owned(),
+            region: region.to_owned(),
+            status: snapshot.status().unwrap_or_default().to_owned(),
+            kind: match snapshot.snapshot_type() {
+              Some("automated") => SnapshotKind::Automated,
+              _ => SnapshotKind::Manual,
+            },
+            created_at,
+          })
+        })
+        .collect(),
+    )
+  }
+
+  async fn describe_global_cluster(&self, id: &str) -> CloudResult<Option<GlobalCluster>> {
+    let result = self
+      .rds
+      .get(&self.global_region())
+      .describe_global_clusters()
+      .global_cluster_identifier(id)
+      .send()
+      .await
+      .map_err(|error| cloud_error(SERVICE, "DescribeGlobalClusters", error));
+    let Some(output) = absent_if_not_found(result)? else {
+      return Ok(None);
+    };
+    // Filter here too: some compatible endpoints ignore the identifier and list them all.
+    Ok(
+      output
+        .global_clusters()
+        .iter()
+        .find(|cluster| {
+          cluster
+            .global_cluster_identifier()
+            .is_some_and(|cluster_id| cluster_id.eq_ignore_ascii_case(id))
+        })
+        .map(|cluster| GlobalCluster {
+          id: id.to_owned(),
+          status: cluster.status().unwrap_or_default().to_owned(),
+          members: cluster
+            .global_cluster_members()
+            .iter()
+            .map(|member| GlobalClusterMember {
+              cluster_arn: member.db_cluster_arn().unwrap_or_default().to_owned(),
+              is_writer: member.is_writer().unwrap_or(false),
+            })
+            .collect(),
+        }),
+    )
+  }
+
+  async fn promote_read_replica(&self, region: &str, id: &str) -> CloudResult<()> {
+    self
+      .rds
+      .get(region)
+      .promote_read_replica()
+      .db_instance_identifier(id)
+      .send()
+      .await
+      .map_err(|error| cloud_error(SERVICE, "PromoteReadReplica", error))?;
+    Ok(())
+  }
+
+  async fn restore_from_snapshot(&self, request: &RestoreRequest) -> CloudResult<()> {
+    let tags = request
+      .tags
+      .iter()
+      .map(|(key, value)| Tag::builder().key(key).value(value).build())
+      .collect::<Vec<_>>();
+    self
+      .rds
+      .get(&request.region)
+      .restore_db_instance_from_db_snapshot()
+      .db_instance_identifier(&request.instance_id)
+      .db_snapshot_identifier(&request.snapshot_id)
+      .set_db_instance_class(request.instance_class.clone())
+      .set_tags((!tags.is_empty()).then_some(tags))
+      .send()
+      .await
+      .map_err(|error| cloud_error(SERVICE, "RestoreDBInstanceFromDBSnapshot", error))?;
+    Ok(())
+  }
+
+  async fn delete_instance(&self, region: &str, id: &str) -> CloudResult<()> {
+    self
+      .rds
+      .get(region)
+      .delete_db_instance()
+      .db_instance_identifier(id)
+      .skip_final_snapshot(true)
+      .delete_automated_backups(true)
+      .send()
+      .await
+      .map_err(|error| cloud_error(SERVICE, "DeleteDBInstance", error))?;
+    Ok(())
+  }
+
+  async fn failover_global_cluster(&self, id: &str, target_cluster_arn: &str) -> CloudResult<()> {
+    // Fail over from the target's region: the old writer's region may be the one that is down.
+    let region = arn_region(target_cluster_arn)
+      .map(str::to_owned)
+      .unwrap_or_else(|| self.global_region());
+    self
+      .rds
+      .get(&region)
+      .failover_global_cluster()
+      .global_cluster_identifier(id)
+      .target_db_cluster_identifier(target_cluster_arn)
+      .send()
+      .await
+      .map_err(|error| cloud_error(SERVICE, "FailoverGlobalCluster", error))?;
+    Ok(())
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+  use crate::cloud::CloudError;
+
+  #[test]
+  fn arn_region_reads_the_fourth_field() {
+    assert_eq!(
+      arn_region("arn:aws:rds:us-west-2:123456789012:cluster:app-global-usw2"),
+      Some("us-west-2")
+    );
+    assert_eq!(arn_region("app-global-usw2"), None);
+    assert_eq!(arn_region("arn:aws:rds::123:global-cluster:x"), None);
+  }
+
+  #[test]
+  fn an_error_kind_is_kept() {
+    let error = CloudError::new(ErrorKind::NotFound, SERVICE, "DescribeDBInstances", "gone");
+    assert_eq!(absent_if_not_found::<()>(Err(error)), Ok(None));
+  }
+}

@@ -1,0 +1,248 @@
+//! Route 53: record sets, change batches and health checks. A global service: one client,
+//! in us-east-1.
+
+use aws_config::{Region, SdkConfig};
+use aws_sdk_route53::types::{
+  Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, ResourceRecordSetFailover,
+  RrType,
+};
+
+use super::{
+  config::ROUTE53_REGION,
+  errors::{build_error, cloud_error},
+  to_chrono,
+};
+use crate::cloud::{
+  normalize_dns_name, ChangeInfo, CloudError, CloudResult, ErrorKind, FailoverRole,
+  HealthCheckStatus, HealthCheckUpdate, RecordChange, RecordSet, Route53,
+};
+
+const SERVICE: &str = "route53";
+
+pub(crate) struct AwsRoute53 {
+  client: aws_sdk_route53::Client,
+}
+
+impl AwsRoute53 {
+  pub(crate) fn new(sdk: &SdkConfig) -> Self {
+    let config = aws_sdk_route53::config::Builder::from(sdk)
+      .region(Region::new(ROUTE53_REGION))
+      .build();
+    Self {
+      client: aws_sdk_route53::Client::from_conf(config),
+    }
+  }
+}
+
+fn to_record(record: &ResourceRecordSet) -> RecordSet {
+  let mut values: Vec<String> = record
+    .resource_records()
+    .iter()
+    .map(|value| value.value().to_owned())
+    .collect();
+  if let Some(alias) = record.alias_target() {
+    values.push(alias.dns_name().to_owned());
+  }
+  RecordSet {
+    name: normalize_dns_name(record.name()),
+    rtype: record.r#type().as_str().to_owned(),
+    set_identifier: record.set_identifier().map(str::to_owned),
+    failover: record.failover().and_then(|role| match role {
+      ResourceRecordSetFailover::Primary => Some(FailoverRole::Primary),
+      ResourceRecordSetFailover::Secondary => Some(FailoverRole::Secondary),
+      _ => None,
+    }),
+    ttl: record.ttl().and_then(|ttl| u32::try_from(ttl).ok()),
+    values,
+    health_check_id: record.health_check_id().map(str::to_owned),
+  }
+}
+
+/// The SDK record set for a domain record. Values are written as resource records; drctl does
+/// not write alias records.
+fn to_sdk_record(record: &RecordSet) -> Result<ResourceRecordSet, CloudError> {
+  let operation = "ChangeResourceRecordSets";
+  let values = record
+    .values
+    .iter()
+    .map(|value| ResourceRecord::builder().value(value).build())
+    .collect::<Result<Vec<_>, _>>()
+    .map_err(|error| build_error(SERVICE, operation, error))?;
+  ResourceRecordSet::builder()
+    .name(normalize_dns_name(&record.name))
+    .r#type(RrType::from(record.rtype.as_str()))
+    .set_set_identifier(record.set_identifier.clone())
+    .set_failover(record.failover.map(|role| match role {
+      FailoverRole::Primary => ResourceRecordSetFailover::Primary,
+      FailoverRole::Secondary => ResourceRecordSetFailover::Secondary,
+    }))
+    .set_ttl(record.ttl.map(i64::from))
+    .set_resource_records((!values.is_empty()).then_some(values))
+    .set_health_check_id(record.health_check_id.clone())
+    .build()
+    .map_err(|error| build_error(SERVICE, operation, error))
+}
+
+fn to_change_info(
+  operation: &str,
+  info: Option<&aws_sdk_route53::types::ChangeInfo>,
+) -> CloudResult<ChangeInfo> {
+  let info = info.ok_or_else(|| {
+    CloudError::new(
+      ErrorKind::Server,
+      SERVICE,
+      operation,
+      "response carried no ChangeInfo",
+    )
+  })?;
+  Ok(ChangeInfo {
+    // Route 53 answers `/change/C123`; `GetChange` takes either form.
+    id: info.id().trim_start_matches("/change/").to_owned(),
+    status: info.status().as_str().to_owned(),
+    submitted_at: to_chrono(info.submitted_at()).unwrap_or_default(),
+  })
+}
+
+#[async_trait::async_trait]
+impl Route53 for AwsRoute53 {
+  async fn list_record_sets(&self, zone_id: &str, name: &str) -> CloudResult<Vec<RecordSet>> {
+    let wanted = normalize_dns_name(name);
+    let mut records = Vec::new();
+    let mut start: Option<(String, Option<RrType>, Option<String>)> =
+      Some((wanted.clone(), None, None));
+    // Record sets are listed in name order from the start name; stop at the first other name.
+    while let Some((start_name, start_type, start_identifier)) = start.take() {
+      let output = self
+        .client
+        .list_resource_record_sets()
+        .hosted_zone_id(zone_id)
+        .start_record_name(start_name)
+        .set_start_record_type(start_type)
+        .set_start_record_identifier(start_identifier)
+        .send()
+        .await
+        .map_err(|error| cloud_error(SERVICE, "ListResourceRecordSets", error))?;
+      let mut past_name = false;
+      for record in output.resource_record_sets() {
+        // The listing starts at `wanted`, so the first other name means there are no more.
+        if normalize_dns_name(record.name()) == wanted {
+          records.push(to_record(record));
+        } else {
+          past_name = true;
+          break;
+        }
+      }
+      if output.is_truncated() && !past_name {
+        if let Some(next_name) = output.next_record_name() {
+          start = Some((
+            next_name.to_owned(),
+            output.next_record_type().cloned(),
+            output.next_record_identifier().map(str::to_owned),
+          ));
+        }
+      }
+    }
+    Ok(records)
+  }
+
+  async fn get_change(&self, change_id: &str) -> CloudResult<ChangeInfo> {
+    let output = self
+      .client
+      .get_change()
+      .id(change_id)
+      .send()
+      .await
+      .map_err(|error| cloud_error(SERVICE, "GetChange", error))?;
+    to_change_info("GetChange", output.change_info())
+  }
+
+  async fn get_health_check_status(&self, health_check_id: &str) -> CloudResult<HealthCheckStatus> {
+    let status = self
+      .client
+      .get_health_check_status()
+      .health_check_id(health_check_id)
+      .send()
+      .await
+      .map_err(|error| cloud_error(SERVICE, "GetHealthCheckStatus", error))?;
+    let check = self
+      .client
+      .get_health_check()
+      .health_check_id(health_check_id)
+      .send()
+      .await
+      .map_err(|error| cloud_error(SERVICE, "GetHealthCheck", error))?;
+    let config = check
+      .health_check()
+      .and_then(|check| check.health_check_config());
+    let observations = status.health_check_observations();
+    // Observations are already inverted by Route 53 when the check is `Inverted`.
+    let healthy = observations
+      .iter()
+      .filter(|observation| {
+        observation
+          .status_report()
+          .and_then(|report| report.status())
+          .is_some_and(|text| text.starts_with("Success"))
+      })
+      .count();
+    Ok(HealthCheckStatus {
+      id: health_check_id.to_owned(),
+      checkers_healthy: u32::try_from(healthy).unwrap_or(u32::MAX),
+      checkers_total: u32::try_from(observations.len()).unwrap_or(u32::MAX),
+      disabled: config.and_then(|config| config.disabled()).unwrap_or(false),
+      inverted: config.and_then(|config| config.inverted()).unwrap_or(false),
+    })
+  }
+
+  async fn change_record_sets(
+    &self,
+    zone_id: &str,
+    comment: &str,
+    changes: &[RecordChange],
+  ) -> CloudResult<ChangeInfo> {
+    let operation = "ChangeResourceRecordSets";
+    let changes = changes
+      .iter()
+      .map(|change| {
+        Change::builder()
+          .action(ChangeAction::from(
+            change.action.to_ascii_uppercase().as_str(),
+          ))
+          .resource_record_set(to_sdk_record(&change.record)?)
+          .build()
+          .map_err(|error| build_error(SERVICE, operation, error))
+      })
+      .collect::<Result<Vec<_>, _>>()?;
+    let batch = ChangeBatch::builder()
+      .set_comment((!comment.is_empty()).then(|| comment.to_owned()))
+      .set_changes(Some(changes))
+      .build()
+      .map_err(|error| build_error(SERVICE, operation, error))?;
+    let output = self
+      .client
+      .change_resource_record_sets()
+      .hosted_zone_id(zone_id)
+      .change_batch(batch)
+      .send()
+      .await
+      .map_err(|error| cloud_error(SERVICE, operation, error))?;
+    to_change_info(operation, output.change_info())
+  }
+
+  async fn update_health_check(
+    &self,
+    health_check_id: &str,
+    update: HealthCheckUpdate,
+  ) -> CloudResult<()> {
+    self
+      .client
+      .update_health_check()
+      .health_check_id(health_check_id)
+      .set_disabled(update.disabled)
+      .set_inverted(update.inverted)
+      .send()
+      .await
+      .map_err(|error| cloud_error(SERVICE, "UpdateHealthCheck", error))?;
+    Ok(())
+  }
+}

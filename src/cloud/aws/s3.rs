@@ -1,0 +1,110 @@
+//! S3 reads for actions: listings and object metadata.
+
+use aws_config::{Region, SdkConfig};
+use aws_sdk_s3::types::ChecksumMode;
+
+use super::{
+  config::{s3_custom_endpoint, RegionalClients},
+  errors::{absent_if_not_found, cloud_error},
+  to_chrono,
+};
+use crate::cloud::{CloudResult, S3Object, S3};
+
+const SERVICE: &str = "s3";
+
+/// Build an S3 client for `region`, with path-style addressing on a custom endpoint.
+pub(crate) fn client(sdk: &SdkConfig, region: &str) -> aws_sdk_s3::Client {
+  let config = aws_sdk_s3::config::Builder::from(sdk)
+    .region(Region::new(region.to_owned()))
+    .force_path_style(s3_custom_endpoint(sdk))
+    .build();
+  aws_sdk_s3::Client::from_conf(config)
+}
+
+pub(crate) struct AwsS3 {
+  clients: RegionalClients<aws_sdk_s3::Client>,
+}
+
+impl AwsS3 {
+  pub(crate) fn new(sdk: &SdkConfig) -> Self {
+    Self {
+      clients: RegionalClients::new(sdk.clone(), client),
+    }
+  }
+}
+
+/// S3 sizes are `i64` on the wire and never negative.
+fn size(value: Option<i64>) -> u64 {
+  value.and_then(|size| u64::try_from(size).ok()).unwrap_or(0)
+}
+
+#[async_trait::async_trait]
+impl S3 for AwsS3 {
+  async fn list_objects(
+    &self,
+    region: &str,
+    bucket: &str,
+    prefix: &str,
+  ) -> CloudResult<Vec<S3Object>> {
+    let pages = self
+      .clients
+      .get(region)
+      .list_objects_v2()
+      .bucket(bucket)
+      .prefix(prefix)
+      .into_paginator()
+      .send()
+      .collect::<Result<Vec<_>, _>>()
+      .await
+      .map_err(|error| cloud_error(SERVICE, "ListObjectsV2", error))?;
+    Ok(
+      pages
+        .iter()
+        .flat_map(|page| page.contents())
+        .filter_map(|object| {
+          Some(S3Object {
+            bucket: bucket.to_owned(),
+            key: object.key()?.to_owned(),
+            size: size(object.size()),
+            last_modified: to_chrono(object.last_modified()?)?,
+            etag: object.e_tag().map(str::to_owned),
+            // A listing carries neither; `head_object` has them.
+            checksum_sha256: None,
+            replication_status: None,
+          })
+        })
+        .collect(),
+    )
+  }
+
+  async fn head_object(
+    &self,
+    region: &str,
+    bucket: &str,
+    key: &str,
+  ) -> CloudResult<Option<S3Object>> {
+    let result = self
+      .clients
+      .get(region)
+      .head_object()
+      .bucket(bucket)
+      .key(key)
+      .checksum_mode(ChecksumMode::Enabled)
+      .send()
+      .await
+      .map_err(|error| cloud_error(SERVICE, "HeadObject", error));
+    Ok(absent_if_not_found(result)?.map(|head| {
+      S3Object {
+        bucket: bucket.to_owned(),
+        key: key.to_owned(),
+        size: size(head.content_length()),
+        last_modified: head.last_modified().and_then(to_chrono).unwrap_or_default(),
+        etag: head.e_tag().map(str::to_owned),
+        checksum_sha256: head.checksum_sha256().map(str::to_owned),
+        replication_status: head
+          .replication_status()
+          .map(|status| status.as_str().to_owned()),
+      }
+    }))
+  }
+}

@@ -1,0 +1,700 @@
+//! The AWS provider through the real SDK, against a patched, seeded moto server on loopback:
+//! real requests, real XML/JSON, real error bodies.
+
+use std::{collections::BTreeMap, net::SocketAddr, time::Duration};
+
+use drctl::cloud::{
+  aws::{self, StateStore, StoreError},
+  http::ReqwestHttp,
+  Cloud, ErrorKind, FailoverRole, HealthCheckUpdate, Http, HttpRequest, RecordChange, RecordSet,
+  RestoreRequest, SnapshotKind,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::support::moto::Moto;
+
+const EAST: &str = "us-east-1";
+const WEST: &str = "us-west-2";
+
+async fn cloud(moto: &Moto) -> Cloud {
+  aws::connect(&moto.settings()).await.expect("connect")
+}
+
+/// Poll `check` every 200 ms until it returns true, for at most `limit`.
+async fn eventually<F, Fut>(limit: Duration, mut check: F) -> bool
+where
+  F: FnMut() -> Fut,
+  Fut: std::future::Future<Output = bool>,
+{
+  let started = tokio::time::Instant::now();
+  while started.elapsed() < limit {
+    if check().await {
+      return true;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+  }
+  false
+}
+
+#[tokio::test]
+async fn rds_instances_replicas_and_promotion() {
+  let moto = Moto::start();
+  let cloud = cloud(&moto).await;
+
+  let primary = cloud
+    .rds
+    .describe_instance(EAST, "app-db")
+    .await
+    .unwrap()
+    .unwrap();
+  assert_eq!(primary.status, "available");
+  assert_eq!(primary.engine, "postgres");
+  assert_eq!(primary.instance_class, "db.r6g.large");
+  assert!(primary.replica_of.is_none());
+  assert!(primary.endpoint.is_some());
+
+  let replica = cloud
+    .rds
+    .describe_instance(WEST, "app-db-replica")
+    .await
+    .unwrap()
+    .unwrap();
+  assert_eq!(replica.region, WEST);
+  assert_eq!(
+    replica.replica_of.as_deref(),
+    Some("arn:aws:rds:us-east-1:123456789012:db:app-db")
+  );
+  assert!(!replica.is_standalone_available());
+
+  assert_eq!(
+    cloud
+      .rds
+      .describe_instance(WEST, "no-such-db")
+      .await
+      .unwrap(),
+    None
+  );
+
+  let lag = cloud.rds.replica_lag(WEST, "app-db-replica").await.unwrap();
+  assert_eq!(lag, Some(Duration::from_secs(4)));
+  assert_eq!(cloud.rds.replica_lag(WEST, "app-db").await.unwrap(), None);
+
+  cloud
+    .rds
+    .promote_read_replica(WEST, "app-db-replica")
+    .await
+    .unwrap();
+  let promoted = cloud
+    .rds
+    .describe_instance(WEST, "app-db-replica")
+    .await
+    .unwrap()
+    .unwrap();
+  assert!(
+    promoted.replica_of.is_none(),
+    "a promoted replica is standalone"
+  );
+  assert_eq!(promoted.status, "modifying");
+  let rds = cloud.rds.clone();
+  assert!(
+    eventually(Duration::from_secs(10), || {
+      let rds = rds.clone();
+      async move {
+        rds
+          .describe_instance(WEST, "app-db-replica")
+          .await
+          .unwrap()
+          .is_some_and(|db| db.is_standalone_available())
+      }
+    })
+    .await,
+    "the promoted replica becomes available"
+  );
+
+  // Promoting again is refused: the action observes first for exactly this reason.
+  let again = cloud
+    .rds
+    .promote_read_replica(WEST, "app-db-replica")
+    .await
+    .unwrap_err();
+  assert_eq!(again.kind, ErrorKind::InvalidState);
+  assert!(!again.is_retryable());
+}
+
+#[tokio::test]
+async fn rds_snapshots_restore_and_delete() {
+  let moto = Moto::start();
+  let cloud = cloud(&moto).await;
+
+  let snapshots = cloud.rds.describe_snapshots(EAST, "app-db").await.unwrap();
+  let manual: Vec<_> = snapshots
+    .iter()
+    .filter(|snapshot| snapshot.kind == SnapshotKind::Manual)
+    .collect();
+  assert_eq!(manual.len(), 2, "{snapshots:?}");
+  assert!(snapshots
+    .iter()
+    .any(|snapshot| snapshot.kind == SnapshotKind::Automated));
+  for snapshot in &snapshots {
+    assert_eq!(snapshot.instance_id, "app-db");
+    assert_eq!(snapshot.region, EAST);
+    assert!(snapshot.created_at.timestamp() > 0);
+  }
+  assert!(cloud
+    .rds
+    .describe_snapshots(EAST, "no-such-db")
+    .await
+    .unwrap()
+    .is_empty());
+
+  let newest_manual = moto.id("/rds/manual_snapshot");
+  let request = RestoreRequest {
+    region: EAST.to_owned(),
+    snapshot_id: newest_manual,
+    instance_id: "app-db-restore-test".to_owned(),
+    instance_class: Some("db.t3.medium".to_owned()),
+    tags: BTreeMap::from([("drctl:run-id".to_owned(), "run-1".to_owned())]),
+  };
+  cloud.rds.restore_from_snapshot(&request).await.unwrap();
+  let restored = cloud
+    .rds
+    .describe_instance(EAST, "app-db-restore-test")
+    .await
+    .unwrap()
+    .unwrap();
+  assert_eq!(restored.instance_class, "db.t3.medium");
+  assert!(restored.replica_of.is_none());
+
+  let repeat = cloud.rds.restore_from_snapshot(&request).await.unwrap_err();
+  assert_eq!(repeat.code.as_deref(), Some("DBInstanceAlreadyExists"));
+  assert_eq!(repeat.kind, ErrorKind::Client);
+
+  cloud
+    .rds
+    .delete_instance(EAST, "app-db-restore-test")
+    .await
+    .unwrap();
+  assert_eq!(
+    cloud
+      .rds
+      .describe_instance(EAST, "app-db-restore-test")
+      .await
+      .unwrap(),
+    None
+  );
+  let gone = cloud
+    .rds
+    .delete_instance(EAST, "app-db-restore-test")
+    .await
+    .unwrap_err();
+  assert_eq!(gone.kind, ErrorKind::NotFound);
+  assert_eq!(gone.code.as_deref(), Some("DBInstanceNotFound"));
+
+  // A cross-region replica can be deleted too (moto answered 500 without the launcher patch).
+  cloud
+    .rds
+    .delete_instance(WEST, "app-db-replica")
+    .await
+    .unwrap();
+  assert_eq!(
+    cloud
+      .rds
+      .describe_instance(WEST, "app-db-replica")
+      .await
+      .unwrap(),
+    None
+  );
+}
+
+#[tokio::test]
+async fn rds_global_cluster_failover() {
+  let moto = Moto::start();
+  let cloud = cloud(&moto).await;
+  let primary = moto.id("/global_cluster/primary_cluster_arn");
+  let secondary = moto.id("/global_cluster/secondary_cluster_arn");
+
+  let global = cloud
+    .rds
+    .describe_global_cluster("app-global")
+    .await
+    .unwrap()
+    .unwrap();
+  assert_eq!(global.status, "available");
+  assert_eq!(global.members.len(), 2);
+  assert_eq!(global.writer(), Some(primary.as_str()));
+  assert_eq!(
+    cloud
+      .rds
+      .describe_global_cluster("no-such-global")
+      .await
+      .unwrap(),
+    None
+  );
+
+  cloud
+    .rds
+    .failover_global_cluster("app-global", &secondary)
+    .await
+    .unwrap();
+  let global = cloud
+    .rds
+    .describe_global_cluster("app-global")
+    .await
+    .unwrap()
+    .unwrap();
+  assert_eq!(global.writer(), Some(secondary.as_str()));
+  assert_eq!(global.status, "available");
+}
+
+#[tokio::test]
+async fn errors_carry_code_status_and_request_id() {
+  let moto = Moto::start();
+  let cloud = cloud(&moto).await;
+
+  let error = cloud
+    .rds
+    .promote_read_replica(WEST, "no-such-db")
+    .await
+    .unwrap_err();
+  assert_eq!(error.kind, ErrorKind::NotFound);
+  assert_eq!(error.service, "rds");
+  assert_eq!(error.operation, "PromoteReadReplica");
+  assert_eq!(error.code.as_deref(), Some("DBInstanceNotFound"));
+  assert_eq!(error.http_status, Some(404));
+  assert!(
+    error.request_id.as_deref().is_some_and(|id| !id.is_empty()),
+    "{error:?}"
+  );
+  assert!(error.to_string().contains("DBInstanceNotFound"), "{error}");
+
+  // A JSON-protocol service (ECS) and a REST-XML one (Route 53) map the same way.
+  let error = cloud
+    .ecs
+    .update_desired_count(EAST, "no-such-cluster", "api", 1)
+    .await
+    .unwrap_err();
+  assert_eq!(error.kind, ErrorKind::NotFound, "{error:?}");
+  assert_eq!(error.code.as_deref(), Some("ClusterNotFoundException"));
+  assert_eq!(error.http_status, Some(400));
+
+  let error = cloud
+    .route53
+    .get_health_check_status("no-such-check")
+    .await
+    .unwrap_err();
+  assert_eq!(error.kind, ErrorKind::NotFound, "{error:?}");
+  assert_eq!(error.code.as_deref(), Some("NoSuchHealthCheck"));
+  assert_eq!(error.http_status, Some(404));
+}
+
+#[tokio::test]
+async fn a_dead_endpoint_is_a_retryable_transport_error() {
+  let port = {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+  };
+  // Nothing listens there any more.
+  let settings = aws::AwsSettings {
+    profile: None,
+    region: Some(EAST.to_owned()),
+    endpoint_url: Some(format!("http://127.0.0.1:{port}")),
+  };
+  crate::support::moto::set_process_env();
+  let cloud = aws::connect(&settings).await.unwrap();
+  let error = cloud
+    .rds
+    .describe_instance(EAST, "app-db")
+    .await
+    .unwrap_err();
+  assert_eq!(error.kind, ErrorKind::Transport, "{error:?}");
+  assert!(error.is_retryable());
+  assert_eq!(error.http_status, None);
+}
+
+#[tokio::test]
+async fn ecs_describe_and_scale() {
+  let moto = Moto::start();
+  let cloud = cloud(&moto).await;
+
+  let api = cloud
+    .ecs
+    .describe_service(EAST, "app-primary", "api")
+    .await
+    .unwrap()
+    .unwrap();
+  assert_eq!(api.status, "ACTIVE");
+  assert_eq!(api.desired_count, 3);
+  assert!(api.is_steady_at(3), "{api:?}");
+  assert_eq!(
+    api.deployments[0].rollout_state.as_deref(),
+    Some("COMPLETED")
+  );
+
+  let standby = cloud
+    .ecs
+    .describe_service(WEST, "app-standby", "api")
+    .await
+    .unwrap()
+    .unwrap();
+  assert_eq!(standby.desired_count, 0);
+
+  cloud
+    .ecs
+    .update_desired_count(WEST, "app-standby", "api", 3)
+    .await
+    .unwrap();
+  // Idempotent: the same count again changes nothing.
+  cloud
+    .ecs
+    .update_desired_count(WEST, "app-standby", "api", 3)
+    .await
+    .unwrap();
+  let scaled = cloud
+    .ecs
+    .describe_service(WEST, "app-standby", "api")
+    .await
+    .unwrap()
+    .unwrap();
+  assert_eq!(scaled.desired_count, 3);
+  assert!(scaled.is_steady_at(3), "{scaled:?}");
+
+  assert_eq!(
+    cloud
+      .ecs
+      .describe_service(WEST, "app-standby", "nope")
+      .await
+      .unwrap(),
+    None
+  );
+  assert_eq!(
+    cloud
+      .ecs
+      .describe_service(WEST, "no-such-cluster", "api")
+      .await
+      .unwrap(),
+    None
+  );
+}
+
+#[tokio::test]
+async fn route53_records_changes_and_health_checks() {
+  let moto = Moto::start();
+  let cloud = cloud(&moto).await;
+  let zone = moto.id("/route53/zone_id");
+  let primary_check = moto.id("/route53/primary_health_check");
+
+  // Found by name with or without the trailing dot.
+  let records = cloud
+    .route53
+    .list_record_sets(&zone, "api.example.com")
+    .await
+    .unwrap();
+  assert_eq!(records.len(), 2, "{records:?}");
+  let by_role = |role| {
+    records
+      .iter()
+      .find(|record| record.failover == Some(role))
+      .unwrap()
+  };
+  let primary = by_role(FailoverRole::Primary);
+  assert_eq!(primary.name, "api.example.com.");
+  assert_eq!(primary.rtype, "CNAME");
+  assert_eq!(primary.set_identifier.as_deref(), Some("primary"));
+  assert_eq!(primary.values, ["api-use1.example.com"]);
+  assert_eq!(
+    primary.health_check_id.as_deref(),
+    Some(primary_check.as_str())
+  );
+  assert_eq!(primary.ttl, Some(60));
+  let secondary = by_role(FailoverRole::Secondary);
+  assert_eq!(secondary.values, ["api-usw2.example.com"]);
+
+  // Fail over: point the primary record at the standby region.
+  let change = RecordChange {
+    action: "UPSERT".to_owned(),
+    record: RecordSet {
+      values: vec!["api-usw2.example.com".to_owned()],
+      ..primary.clone()
+    },
+  };
+  let info = cloud
+    .route53
+    .change_record_sets(&zone, "drctl failover", &[change])
+    .await
+    .unwrap();
+  assert_eq!(info.status, "PENDING");
+  assert!(!info.id.is_empty());
+  let pending = cloud.route53.get_change(&info.id).await.unwrap();
+  assert_eq!(pending.id, info.id);
+  assert!(!pending.is_insync());
+  let route53 = cloud.route53.clone();
+  let id = info.id.clone();
+  assert!(
+    eventually(Duration::from_secs(10), || {
+      let route53 = route53.clone();
+      let id = id.clone();
+      async move { route53.get_change(&id).await.unwrap().is_insync() }
+    })
+    .await
+  );
+  let records = cloud
+    .route53
+    .list_record_sets(&zone, "api.example.com.")
+    .await
+    .unwrap();
+  let primary = records
+    .iter()
+    .find(|record| record.failover == Some(FailoverRole::Primary))
+    .unwrap();
+  assert_eq!(primary.values, ["api-usw2.example.com"]);
+
+  let missing = cloud.route53.get_change("CNOSUCHCHANGE").await.unwrap_err();
+  assert_eq!(missing.kind, ErrorKind::NotFound);
+  assert_eq!(missing.code.as_deref(), Some("NoSuchChange"));
+
+  // Health: healthy, then the endpoint goes down, then inverted, then disabled.
+  let status = cloud
+    .route53
+    .get_health_check_status(&primary_check)
+    .await
+    .unwrap();
+  assert!(status.is_healthy(), "{status:?}");
+  assert_eq!(status.checkers_healthy, status.checkers_total);
+  assert!(status.checkers_total > 0);
+
+  moto.set_endpoint_health(&primary_check, false);
+  let status = cloud
+    .route53
+    .get_health_check_status(&primary_check)
+    .await
+    .unwrap();
+  assert!(!status.is_healthy(), "{status:?}");
+  assert_eq!(status.checkers_healthy, 0);
+
+  let invert = HealthCheckUpdate {
+    inverted: Some(true),
+    disabled: None,
+  };
+  cloud
+    .route53
+    .update_health_check(&primary_check, invert)
+    .await
+    .unwrap();
+  let status = cloud
+    .route53
+    .get_health_check_status(&primary_check)
+    .await
+    .unwrap();
+  assert!(status.inverted);
+  assert!(
+    status.is_healthy(),
+    "inverted: a down endpoint is healthy: {status:?}"
+  );
+
+  moto.set_endpoint_health(&primary_check, true);
+  let status = cloud
+    .route53
+    .get_health_check_status(&primary_check)
+    .await
+    .unwrap();
+  assert!(
+    !status.is_healthy(),
+    "inverted: an up endpoint is unhealthy: {status:?}"
+  );
+
+  let disable = HealthCheckUpdate {
+    inverted: None,
+    disabled: Some(true),
+  };
+  cloud
+    .route53
+    .update_health_check(&primary_check, disable)
+    .await
+    .unwrap();
+  let status = cloud
+    .route53
+    .get_health_check_status(&primary_check)
+    .await
+    .unwrap();
+  assert!(status.disabled && status.inverted);
+  assert!(
+    status.is_healthy(),
+    "a disabled check is healthy: {status:?}"
+  );
+}
+
+#[tokio::test]
+async fn s3_listing_and_head_with_checksum() {
+  let moto = Moto::start();
+  let cloud = cloud(&moto).await;
+  assert!(moto
+    .env()
+    .contains(&("AWS_ENDPOINT_URL".to_owned(), moto.endpoint.clone())));
+
+  let objects = cloud
+    .s3
+    .list_objects(EAST, "app-backups-use1", "postgres/")
+    .await
+    .unwrap();
+  let keys: Vec<_> = objects.iter().map(|object| object.key.as_str()).collect();
+  assert_eq!(
+    keys,
+    [
+      "postgres/app-db-2026-11-21T03-00.dump",
+      "postgres/app-db-2026-11-22T03-00.dump"
+    ]
+  );
+  assert!(objects
+    .iter()
+    .all(|object| object.size > 0 && object.etag.is_some()));
+  assert!(cloud
+    .s3
+    .list_objects(WEST, "app-backups-usw2", "postgres/")
+    .await
+    .unwrap()
+    .is_empty());
+
+  let key = "postgres/app-db-2026-11-22T03-00.dump";
+  let head = cloud
+    .s3
+    .head_object(EAST, "app-backups-use1", key)
+    .await
+    .unwrap()
+    .unwrap();
+  let expected = moto.seeded["s3"]["objects"][1]["checksum_sha256"]
+    .as_str()
+    .unwrap()
+    .to_owned();
+  assert_eq!(head.checksum_sha256.as_deref(), Some(expected.as_str()));
+  assert_eq!(
+    head.size,
+    moto.seeded["s3"]["objects"][1]["size"].as_u64().unwrap()
+  );
+  assert_eq!(head.replication_status, None);
+
+  assert_eq!(
+    cloud
+      .s3
+      .head_object(EAST, "app-backups-use1", "postgres/nope")
+      .await
+      .unwrap(),
+    None
+  );
+  let error = cloud
+    .s3
+    .list_objects(EAST, "no-such-bucket", "")
+    .await
+    .unwrap_err();
+  assert_eq!(error.kind, ErrorKind::NotFound);
+  assert_eq!(error.code.as_deref(), Some("NoSuchBucket"));
+}
+
+#[tokio::test]
+async fn state_store_conditional_writes() {
+  let moto = Moto::start();
+  let store = StateStore::connect(&moto.settings(), EAST).await;
+  let bucket = "app-backups-use1";
+  let key = "drctl/locks/regional-failover.json";
+
+  assert_eq!(store.get(bucket, key).await.unwrap(), None);
+  let etag = store
+    .put_if_absent(bucket, key, b"holder-a".to_vec())
+    .await
+    .unwrap();
+  assert!(matches!(
+    store.put_if_absent(bucket, key, b"holder-b".to_vec()).await,
+    Err(StoreError::Conflict)
+  ));
+  let (bytes, read_etag) = store.get(bucket, key).await.unwrap().unwrap();
+  assert_eq!(bytes, b"holder-a");
+  assert_eq!(read_etag, etag);
+
+  let renewed = store
+    .put_if_match(bucket, key, b"holder-a renewed".to_vec(), &etag)
+    .await
+    .unwrap();
+  assert_ne!(renewed, etag);
+  assert!(matches!(
+    store
+      .put_if_match(bucket, key, b"stale".to_vec(), &etag)
+      .await,
+    Err(StoreError::Conflict)
+  ));
+
+  assert!(store
+    .list(bucket, "drctl/locks/")
+    .await
+    .unwrap()
+    .contains(&key.to_owned()));
+  store.delete(bucket, key).await.unwrap();
+  assert_eq!(store.get(bucket, key).await.unwrap(), None);
+  assert!(store.list(bucket, "drctl/locks/").await.unwrap().is_empty());
+}
+
+/// A one-shot HTTP server on loopback that answers every request with `status`.
+async fn serve_once(status: u16, delay: Duration) -> SocketAddr {
+  let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+  let address = listener.local_addr().unwrap();
+  tokio::spawn(async move {
+    let (mut socket, _) = listener.accept().await.unwrap();
+    let mut buffer = vec![0; 4096];
+    let _ = socket.read(&mut buffer).await;
+    tokio::time::sleep(delay).await;
+    let body = "pong";
+    let response = format!(
+      "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+      body.len()
+    );
+    let _ = socket.write_all(response.as_bytes()).await;
+  });
+  address
+}
+
+#[tokio::test]
+async fn http_provider_statuses_and_timeouts() {
+  let http = ReqwestHttp::new().unwrap();
+  let request = |address: SocketAddr, method: &str, timeout: Duration| HttpRequest {
+    method: method.to_owned(),
+    url: format!("http://{address}/healthz"),
+    headers: BTreeMap::from([("x-drctl".to_owned(), "probe".to_owned())]),
+    body: (method == "POST").then(|| "{}".to_owned()),
+    timeout,
+  };
+
+  let ok = serve_once(200, Duration::ZERO).await;
+  let response = http
+    .send(&request(ok, "GET", Duration::from_secs(5)))
+    .await
+    .unwrap();
+  assert_eq!(response.status, 200);
+  assert_eq!(response.body, "pong");
+
+  let down = serve_once(503, Duration::ZERO).await;
+  let response = http
+    .send(&request(down, "POST", Duration::from_secs(5)))
+    .await
+    .unwrap();
+  assert_eq!(
+    response.status, 503,
+    "a non-2xx is a response, not an error"
+  );
+
+  let slow = serve_once(200, Duration::from_secs(5)).await;
+  let error = http
+    .send(&request(slow, "GET", Duration::from_millis(300)))
+    .await
+    .unwrap_err();
+  assert_eq!(error.kind, ErrorKind::Transport);
+  assert!(error.message.contains("timed out"), "{error}");
+
+  let closed = {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+  };
+  let error = http
+    .send(&request(closed, "GET", Duration::from_secs(5)))
+    .await
+    .unwrap_err();
+  assert_eq!(error.kind, ErrorKind::Transport);
+  assert!(error.is_retryable());
+}

@@ -1,0 +1,241 @@
+#!/usr/bin/env python3
+"""Seed a moto server with drctl's two-region stack (the same names as the simulator's built-in
+world and the shipped runbooks), then print the generated ids as one JSON document on stdout.
+
+    python3 tests/moto/seed.py --endpoint http://127.0.0.1:5123
+
+Progress goes to stderr; stdout carries only the JSON document.
+"""
+
+import argparse
+import base64
+import datetime
+import hashlib
+import json
+import os
+import sys
+import uuid
+
+import boto3
+
+ACCOUNT = "123456789012"
+PRIMARY = "us-east-1"
+STANDBY = "us-west-2"
+
+
+def log(message: str) -> None:
+  sys.stderr.write(f"seed: {message}\n")
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser()
+  parser.add_argument("--endpoint", required=True)
+  args = parser.parse_args()
+  os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+  os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+
+  def client(service: str, region: str):
+    return boto3.client(service, region_name=region, endpoint_url=args.endpoint)
+
+  out: dict = {"account": ACCOUNT, "primary_region": PRIMARY, "standby_region": STANDBY}
+
+  # --- RDS: app-db and its cross-region replica -------------------------------------------
+  rds_east, rds_west = client("rds", PRIMARY), client("rds", STANDBY)
+  rds_east.create_db_instance(
+    DBInstanceIdentifier="app-db",
+    DBInstanceClass="db.r6g.large",
+    Engine="postgres",
+    MasterUsername="drctl",
+    MasterUserPassword="drctl-password",
+    AllocatedStorage=100,
+    BackupRetentionPeriod=7,
+  )
+  source_arn = f"arn:aws:rds:{PRIMARY}:{ACCOUNT}:db:app-db"
+  rds_west.create_db_instance_read_replica(
+    DBInstanceIdentifier="app-db-replica",
+    SourceDBInstanceIdentifier=source_arn,
+    DBInstanceClass="db.r6g.large",
+  )
+  older = rds_east.create_db_snapshot(
+    DBInstanceIdentifier="app-db", DBSnapshotIdentifier="app-db-manual-2026-11-21"
+  )
+  newer = rds_east.create_db_snapshot(
+    DBInstanceIdentifier="app-db", DBSnapshotIdentifier="app-db-manual-2026-11-22"
+  )
+  snapshots = rds_east.describe_db_snapshots(DBInstanceIdentifier="app-db")["DBSnapshots"]
+  out["rds"] = {
+    "instance": "app-db",
+    "instance_arn": source_arn,
+    "replica": "app-db-replica",
+    "snapshots": [
+      {"id": s["DBSnapshotIdentifier"], "type": s.get("SnapshotType")} for s in snapshots
+    ],
+    "manual_snapshot": newer["DBSnapshot"]["DBSnapshotIdentifier"],
+    "older_manual_snapshot": older["DBSnapshot"]["DBSnapshotIdentifier"],
+  }
+  log(f"rds: app-db, app-db-replica, {len(snapshots)} snapshots")
+
+  # --- CloudWatch: ReplicaLag of the replica (4 s) ----------------------------------------
+  now = datetime.datetime.now(datetime.timezone.utc)
+  client("cloudwatch", STANDBY).put_metric_data(
+    Namespace="AWS/RDS",
+    MetricData=[
+      {
+        "MetricName": "ReplicaLag",
+        "Dimensions": [{"Name": "DBInstanceIdentifier", "Value": "app-db-replica"}],
+        "Timestamp": now - datetime.timedelta(seconds=seconds_ago),
+        "Value": 4.0,
+        "Unit": "Seconds",
+      }
+      for seconds_ago in (180, 120, 60)
+    ],
+  )
+  out["rds"]["replica_lag_seconds"] = 4
+
+  # --- Aurora global database app-global --------------------------------------------------
+  try:
+    rds_east.create_global_cluster(
+      GlobalClusterIdentifier="app-global", Engine="aurora-postgresql"
+    )
+    primary_cluster = rds_east.create_db_cluster(
+      DBClusterIdentifier="app-global-use1",
+      Engine="aurora-postgresql",
+      MasterUsername="drctl",
+      MasterUserPassword="drctl-password",
+      GlobalClusterIdentifier="app-global",
+    )["DBCluster"]
+    secondary_cluster = rds_west.create_db_cluster(
+      DBClusterIdentifier="app-global-usw2",
+      Engine="aurora-postgresql",
+      GlobalClusterIdentifier="app-global",
+    )["DBCluster"]
+    out["global_cluster"] = {
+      "id": "app-global",
+      "primary_cluster_arn": primary_cluster["DBClusterArn"],
+      "secondary_cluster_arn": secondary_cluster["DBClusterArn"],
+    }
+    log("rds: global cluster app-global")
+  except Exception as error:  # noqa: BLE001 - optional: report and carry on
+    log(f"rds: no global cluster ({error})")
+    out["global_cluster"] = None
+
+  # --- ECS: api in both regions -----------------------------------------------------------
+  ecs = {}
+  for region, cluster, desired in ((PRIMARY, "app-primary", 3), (STANDBY, "app-standby", 0)):
+    ecs_client = client("ecs", region)
+    ecs_client.create_cluster(clusterName=cluster)
+    task_definition = ecs_client.register_task_definition(
+      family="api",
+      requiresCompatibilities=["FARGATE"],
+      networkMode="awsvpc",
+      cpu="512",
+      memory="1024",
+      containerDefinitions=[
+        {
+          "name": "api",
+          "image": "public.ecr.aws/nginx/nginx:latest",
+          "essential": True,
+          "portMappings": [{"containerPort": 80}],
+        }
+      ],
+    )["taskDefinition"]
+    ecs_client.create_service(
+      cluster=cluster,
+      serviceName="api",
+      taskDefinition=task_definition["taskDefinitionArn"],
+      desiredCount=desired,
+      launchType="FARGATE",
+      deploymentConfiguration={
+        "deploymentCircuitBreaker": {"enable": True, "rollback": True},
+      },
+    )
+    ecs[region] = {"cluster": cluster, "service": "api", "desired_count": desired}
+  out["ecs"] = ecs
+  log("ecs: app-primary/api (3), app-standby/api (0)")
+
+  # --- Route 53: example.com failover records and health checks ---------------------------
+  route53 = client("route53", PRIMARY)
+  zone = route53.create_hosted_zone(Name="example.com.", CallerReference=str(uuid.uuid4()))
+  zone_id = zone["HostedZone"]["Id"].rsplit("/", 1)[-1]
+
+  def health_check(fqdn: str) -> str:
+    return route53.create_health_check(
+      CallerReference=str(uuid.uuid4()),
+      HealthCheckConfig={
+        "Type": "HTTPS",
+        "FullyQualifiedDomainName": fqdn,
+        "Port": 443,
+        "ResourcePath": "/healthz",
+        "RequestInterval": 30,
+        "FailureThreshold": 3,
+      },
+    )["HealthCheck"]["Id"]
+
+  primary_check = health_check("api-use1.example.com")
+  secondary_check = health_check("api-usw2.example.com")
+
+  def record(set_id: str, role: str, value: str, check: str) -> dict:
+    return {
+      "Action": "UPSERT",
+      "ResourceRecordSet": {
+        "Name": "api.example.com.",
+        "Type": "CNAME",
+        "SetIdentifier": set_id,
+        "Failover": role,
+        "TTL": 60,
+        "ResourceRecords": [{"Value": value}],
+        "HealthCheckId": check,
+      },
+    }
+
+  route53.change_resource_record_sets(
+    HostedZoneId=zone_id,
+    ChangeBatch={
+      "Comment": "drctl seed",
+      "Changes": [
+        record("primary", "PRIMARY", "api-use1.example.com", primary_check),
+        record("secondary", "SECONDARY", "api-usw2.example.com", secondary_check),
+      ],
+    },
+  )
+  out["route53"] = {
+    "zone_id": zone_id,
+    "zone_name": "example.com.",
+    "record": "api.example.com.",
+    "primary_health_check": primary_check,
+    "secondary_health_check": secondary_check,
+  }
+  log(f"route53: zone {zone_id}, health checks {primary_check} {secondary_check}")
+
+  # --- S3: backups in both regions --------------------------------------------------------
+  buckets = {PRIMARY: "app-backups-use1", STANDBY: "app-backups-usw2"}
+  objects = []
+  for region, bucket in buckets.items():
+    s3 = client("s3", region)
+    if region == "us-east-1":
+      s3.create_bucket(Bucket=bucket)
+    else:
+      s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": region})
+  s3 = client("s3", PRIMARY)
+  for key in ("postgres/app-db-2026-11-21T03-00.dump", "postgres/app-db-2026-11-22T03-00.dump"):
+    body = f"PGDMP drctl seed {key}\n".encode() * 64
+    checksum = base64.b64encode(hashlib.sha256(body).digest()).decode()
+    # moto records a checksum only when the algorithm header comes along with the value
+    # (AWS needs just the value); sending both works on both.
+    s3.put_object(
+      Bucket=buckets[PRIMARY],
+      Key=key,
+      Body=body,
+      ChecksumAlgorithm="SHA256",
+      ChecksumSHA256=checksum,
+    )
+    objects.append({"key": key, "size": len(body), "checksum_sha256": checksum})
+  out["s3"] = {"buckets": buckets, "objects": objects}
+  log(f"s3: {len(objects)} objects in {buckets[PRIMARY]}")
+
+  json.dump(out, sys.stdout, indent=2, sort_keys=True)
+  sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+  main()
