@@ -163,10 +163,15 @@ steps:
   let run = test
     .run_args(["run", "slow.yaml", "--sim", "--time-scale", "600"])
     .status(3);
+  // At ×600 a millisecond of wall time is 0.6 s of modelled time: check the verdict, not the
+  // exact figure.
   assert!(
-    run
-      .stdout()
-      .contains("RTO achieved 2m00s / target 1m  BREACHED"),
+    run.stdout().contains("RTO achieved 2m0"),
+    "{}",
+    run.stdout()
+  );
+  assert!(
+    run.stdout().contains("/ target 1m  BREACHED"),
     "{}",
     run.stdout()
   );
