@@ -17,16 +17,21 @@ fn lock_file(test: &Test) -> std::path::PathBuf {
   test.path().join(".drctl/locks/regional-failover.lock")
 }
 
+/// Wait until the first run holds the lock and has started its journal; its run id.
+fn wait_for_holder(test: &Test) -> String {
+  test.wait_for(
+    Duration::from_secs(20),
+    "the first run to take the lock and start",
+    || lock_file(test).exists() && test.run_ids().iter().any(|id| !test.journal(id).is_empty()),
+  );
+  test.run_ids().pop().unwrap()
+}
+
 #[test]
 fn a_second_failover_while_one_runs_exits_4_naming_the_holder() {
   let test = Test::new();
   let mut first = test.spawn(SLOW);
-  test.wait_for(
-    Duration::from_secs(20),
-    "the first run to take the lock",
-    || lock_file(&test).exists(),
-  );
-  let holder = test.run_ids().pop().unwrap();
+  let holder = wait_for_holder(&test);
   let second = test.run_args(SLOW).status(4);
   let stderr = second.stderr();
   assert!(
@@ -44,14 +49,9 @@ fn a_second_failover_while_one_runs_exits_4_naming_the_holder() {
 fn a_killed_holder_leaves_a_stale_lock_that_unlock_breaks() {
   let test = Test::new();
   let mut first = test.spawn(SLOW);
-  test.wait_for(
-    Duration::from_secs(20),
-    "the first run to take the lock",
-    || lock_file(&test).exists(),
-  );
+  let holder = wait_for_holder(&test);
   signal(&first, "KILL");
   let _ = first.wait();
-  let holder = test.run_ids().pop().unwrap();
 
   let refused = test.run_args(SLOW).status(4);
   assert!(
