@@ -25,7 +25,7 @@ use chrono::{DateTime, Utc};
 use tokio::{sync::watch, task::JoinSet};
 
 use crate::{
-  actions::{ActionError, Behaviour, Ctx, Observed, Outcome},
+  actions::{ActionDef, ActionError, Args, Behaviour, Ctx, Observed, Outcome},
   cloud::Cloud,
   plan::{bind_call, evaluate_when, Plan, RunValues},
   runbook::{format_duration, OnFailure, Step},
@@ -747,45 +747,16 @@ async fn run_step(
         phase: Phase::Run,
       })
       .map_err(fatal)?;
-    let work = async {
-      match def.behaviour {
-        Behaviour::Check(check) => check
-          .check(&ctx, &args)
-          .await
-          .map(|outcome| (outcome, false)),
-        Behaviour::Effect(effect) => {
-          let observation = effect.observe(&ctx, &args).await?;
-          let (token, changed, loss) = match observation.state {
-            Observed::Done => (None, intent_loss.is_some(), intent_loss.flatten()),
-            Observed::InProgress => (
-              None,
-              true,
-              intent_loss.flatten().or(observation.data_loss.map(millis)),
-            ),
-            Observed::Absent => {
-              let loss = observation.data_loss.map(millis);
-              shared
-                .log(Event::StepIntent {
-                  step: step.id.clone(),
-                  attempt,
-                  phase: Phase::Run,
-                  change: observation.change.clone(),
-                  data_loss_ms: loss,
-                })
-                .map_err(|err| ActionError::failed(format!("journal: {err}")))?;
-              intent_loss = Some(loss);
-              (effect.apply(&ctx, &args).await?, true, loss)
-            }
-          };
-          let outcome = effect.verify(&ctx, &args, token.as_deref()).await?;
-          let outcome = Outcome {
-            data_loss: outcome.data_loss.or(loss.map(Duration::from_millis)),
-            ..outcome
-          };
-          Ok((outcome, changed))
-        }
-      }
-    };
+    let work = attempt_action(
+      shared,
+      &step.id,
+      attempt,
+      Phase::Run,
+      def,
+      &args,
+      &ctx,
+      &mut intent_loss,
+    );
     let result = match tokio::time::timeout(clock.to_wall(step.timeout), work).await {
       Ok(result) => result,
       Err(_) => Err(ActionError::failed(format!(
@@ -849,6 +820,62 @@ async fn run_step(
   }
 }
 
+/// One attempt of an action. A check just runs. An effect observes first; only when its effect is
+/// absent does it journal the intent (durably, before the call) and apply; then it verifies.
+///
+/// `intent` is what the journal says about an earlier intent of this step (from a crashed
+/// process or an earlier attempt): `Some(data_loss_ms)` when one exists. It decides whether a
+/// world already in its desired state counts as changed by this run, and keeps the data loss
+/// measured before the change, which the change may have erased.
+#[allow(clippy::too_many_arguments)] // each argument is a distinct part of one attempt
+async fn attempt_action(
+  shared: &Shared,
+  step: &str,
+  attempt: u32,
+  phase: Phase,
+  def: &ActionDef,
+  args: &Args,
+  ctx: &Ctx<'_>,
+  intent: &mut Option<Option<u64>>,
+) -> Result<(Outcome, bool), ActionError> {
+  let effect = match def.behaviour {
+    Behaviour::Check(check) => return check.check(ctx, args).await.map(|outcome| (outcome, false)),
+    Behaviour::Effect(effect) => effect,
+  };
+  let observation = effect.observe(ctx, args).await?;
+  let (token, changed, loss) = match observation.state {
+    Observed::Done => (None, intent.is_some(), intent.flatten()),
+    Observed::InProgress => (
+      None,
+      true,
+      intent.flatten().or(observation.data_loss.map(millis)),
+    ),
+    Observed::Absent => {
+      let loss = observation.data_loss.map(millis);
+      shared
+        .log(Event::StepIntent {
+          step: step.to_string(),
+          attempt,
+          phase,
+          change: observation.change.clone(),
+          data_loss_ms: loss,
+        })
+        .map_err(|err| ActionError::failed(format!("journal: {err}")))?;
+      *intent = Some(loss);
+      (effect.apply(ctx, args).await?, true, loss)
+    }
+  };
+  let outcome = effect.verify(ctx, args, token.as_deref()).await?;
+  let data_loss = outcome.data_loss.or(loss.map(Duration::from_millis));
+  Ok((
+    Outcome {
+      data_loss,
+      ..outcome
+    },
+    changed,
+  ))
+}
+
 /// Exponential backoff with "equal jitter": half the delay fixed, half random, so retries from
 /// many runs spread out but never collapse to zero.
 pub fn backoff(base: Duration, max: Duration, retry: u32) -> Duration {
@@ -895,27 +922,19 @@ async fn rollback(
     };
     let work = async {
       let (def, args) = bind_call(call, &scope).map_err(ActionError::failed)?;
-      match def.behaviour {
-        Behaviour::Check(check) => check.check(&ctx, &args).await,
-        Behaviour::Effect(effect) => {
-          let observation = effect.observe(&ctx, &args).await?;
-          let token = if observation.state == Observed::Absent {
-            shared
-              .log(Event::StepIntent {
-                step: step.id.clone(),
-                attempt: 1,
-                phase: Phase::Rollback,
-                change: observation.change.clone(),
-                data_loss_ms: None,
-              })
-              .map_err(|err| ActionError::failed(format!("journal: {err}")))?;
-            effect.apply(&ctx, &args).await?
-          } else {
-            None
-          };
-          effect.verify(&ctx, &args, token.as_deref()).await
-        }
-      }
+      let mut no_prior_intent = None;
+      attempt_action(
+        shared,
+        &step.id,
+        1,
+        Phase::Rollback,
+        def,
+        &args,
+        &ctx,
+        &mut no_prior_intent,
+      )
+      .await
+      .map(|(outcome, _)| outcome)
     };
     let result = match tokio::time::timeout(shared.cloud.clock.to_wall(step.timeout), work).await {
       Ok(result) => result,
