@@ -962,6 +962,7 @@ metadata: { name: closed }
 steps:
   - id: wait
     action: wait.sleep
+    timeout: 30m
     with: { duration: 10m }
 "#;
   let (status, cpu) = std::thread::spawn(move || {
