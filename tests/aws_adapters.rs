@@ -452,6 +452,24 @@ async fn route53_records_changes_and_health_checks() {
   assert_eq!(missing.kind, ErrorKind::NotFound);
   assert_eq!(missing.code.as_deref(), Some("NoSuchChange"));
 
+  // The seeded world stages a game day: the primary's check is inverted while its endpoint
+  // answers, so Route 53 sees it down.
+  let status = cloud
+    .route53
+    .get_health_check_status(&primary_check)
+    .await
+    .unwrap();
+  assert!(status.inverted && !status.is_healthy(), "{status:?}");
+  let normal = HealthCheckUpdate {
+    inverted: Some(false),
+    disabled: None,
+  };
+  cloud
+    .route53
+    .update_health_check(&primary_check, normal)
+    .await
+    .unwrap();
+
   // Health: healthy, then the endpoint goes down, then inverted, then disabled.
   let status = cloud
     .route53
@@ -547,12 +565,14 @@ async fn s3_listing_and_head_with_checksum() {
   assert!(objects
     .iter()
     .all(|object| object.size > 0 && object.etag.is_some()));
-  assert!(cloud
+  // As in the simulator's world, the standby bucket holds the replica of the newest dump.
+  let replicas = cloud
     .s3
     .list_objects(WEST, "app-backups-usw2", "postgres/")
     .await
-    .unwrap()
-    .is_empty());
+    .unwrap();
+  assert_eq!(replicas.len(), 1);
+  assert_eq!(replicas[0].key, "postgres/app-db-2026-11-22T03-00.dump");
 
   let key = "postgres/app-db-2026-11-22T03-00.dump";
   let head = cloud
@@ -570,7 +590,14 @@ async fn s3_listing_and_head_with_checksum() {
     head.size,
     moto.seeded["s3"]["objects"][1]["size"].as_u64().unwrap()
   );
-  assert_eq!(head.replication_status, None);
+  assert_eq!(head.replication_status.as_deref(), Some("COMPLETED"));
+  let replica = cloud
+    .s3
+    .head_object(WEST, "app-backups-usw2", key)
+    .await
+    .unwrap()
+    .unwrap();
+  assert_eq!(replica.replication_status.as_deref(), Some("REPLICA"));
 
   assert_eq!(
     cloud

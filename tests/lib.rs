@@ -8,4 +8,5 @@ mod cli;
 mod crash;
 mod failover;
 mod locks;
+mod sandbox;
 mod validate;

@@ -10,8 +10,8 @@ use tokio::sync::watch;
 
 use super::{
   config::{read_config, ConfigFile},
-  interactive, out, parse_params, render, resolve_runbook, status_code, Cli, Command, Error,
-  GlobalArgs, Output, RunArgs,
+  interactive, out, parse_params, render, resolve_runbook, sandbox, status_code, Cli, Command,
+  Error, GlobalArgs, Output, RunArgs,
 };
 use crate::{
   actions::Catalog,
@@ -46,6 +46,11 @@ pub enum Backend {
     time_scale: Option<f64>,
   },
   Aws(AwsSettings),
+  /// A local moto server at `endpoint` (`None` until `sandbox::prepare` has found or started one).
+  Sandbox {
+    endpoint: Option<String>,
+    settings: AwsSettings,
+  },
 }
 
 impl Context {
@@ -73,6 +78,11 @@ impl Context {
     };
     let backend = if global.aws {
       Backend::Aws(aws)
+    } else if global.sandbox {
+      Backend::Sandbox {
+        endpoint: None,
+        settings: aws,
+      }
     } else if let Some(world) = &global.sim {
       Backend::Sim {
         world: (!world.is_empty()).then(|| PathBuf::from(world)),
@@ -85,9 +95,13 @@ impl Context {
           time_scale: global.time_scale,
         },
         Some("aws") => Backend::Aws(aws),
+        Some("sandbox") => Backend::Sandbox {
+          endpoint: None,
+          settings: aws,
+        },
         Some(other) => {
           return Err(Error::Usage(format!(
-            "drctl.yaml: backend `{other}` is not one of sim, aws"
+            "drctl.yaml: backend `{other}` is not one of sim, aws, sandbox"
           )))
         }
       }
@@ -117,12 +131,24 @@ impl Context {
       Backend::Aws(settings) => crate::cloud::aws::connect(settings)
         .await
         .map_err(|err| Error::Failed(format!("cannot reach AWS: {err}"))),
+      Backend::Sandbox {
+        endpoint: Some(endpoint),
+        settings,
+      } => crate::cloud::aws::sandbox::connect(endpoint, settings)
+        .await
+        .map_err(|err| Error::Failed(format!("cannot reach the sandbox: {err}"))),
+      Backend::Sandbox { endpoint: None, .. } => Err(Error::Failed(
+        "internal: the sandbox was not started before the command".into(),
+      )),
     }
   }
 }
 
 pub async fn dispatch(cli: Cli) -> Result<i32, Error> {
-  let ctx = Context::new(&cli.global)?;
+  let mut ctx = Context::new(&cli.global)?;
+  // With `--sandbox`: the server this command runs against, stopped when this guard drops
+  // (after the command, whether it succeeded or not).
+  let _sandbox = sandbox::prepare(&mut ctx, &cli.command)?;
   match cli.command {
     Command::Validate { paths } => validate(&ctx, &paths),
     Command::Schema => {
@@ -181,6 +207,7 @@ pub async fn dispatch(cli: Cli) -> Result<i32, Error> {
     Command::Status { run_id } => status(&ctx, run_id.as_deref()),
     Command::Runs => runs(&ctx),
     Command::Unlock { runbook } => unlock(&ctx, &runbook),
+    Command::Sandbox { command } => sandbox::command(ctx.store.root(), ctx.output, &command),
   }
 }
 
@@ -510,10 +537,13 @@ async fn resume(
           world: None,
           time_scale: None,
         },
+        // The sandbox's world lives in the server `drctl sandbox up` started: resume there.
+        "sandbox" => sandbox::resume_backend(ctx, &run_id)?,
         // A run resumes against the backend it started on; AWS settings come from this
         // invocation (credentials are not journalled).
         _ => match &ctx.backend {
           Backend::Aws(settings) => Backend::Aws(settings.clone()),
+          Backend::Sandbox { settings, .. } => Backend::Aws(settings.clone()),
           Backend::Sim { .. } => Backend::Aws(AwsSettings::default()),
         },
       },

@@ -15,6 +15,7 @@ use crate::state::RunStatus;
 mod commands;
 pub mod config;
 mod render;
+mod sandbox;
 
 /// drctl: disaster-recovery and failover runbooks, run crash-safe and timed against RTO/RPO.
 #[derive(Debug, Parser)]
@@ -46,6 +47,10 @@ pub struct GlobalArgs {
   /// Run against real AWS (or AWS_ENDPOINT_URL) through the AWS SDK.
   #[arg(long, global = true, conflicts_with = "sim")]
   pub aws: bool,
+  /// Run against a local sandbox: a patched moto server seeded with the built-in world, through
+  /// the AWS SDK (the one `drctl sandbox up` started, or one just for this command).
+  #[arg(long, global = true, conflicts_with_all = ["sim", "aws"])]
+  pub sandbox: bool,
   /// AWS profile (aws backend).
   #[arg(long, global = true)]
   pub profile: Option<String>,
@@ -124,6 +129,11 @@ pub enum Command {
   Schema,
   /// Print a runbook's step graph as a Mermaid flowchart.
   Graph { runbook: PathBuf },
+  /// Start, stop or inspect the local sandbox (moto server seeded with the built-in world).
+  Sandbox {
+    #[command(subcommand)]
+    command: sandbox::SandboxCommand,
+  },
 }
 
 /// A command's failure, with its exit code.

@@ -1,19 +1,21 @@
-//! A moto server on loopback, patched to behave like AWS where drctl depends on it
-//! (`tests/moto/launcher.py`) and seeded with the two-region stack (`tests/moto/seed.py`).
+//! A moto server on loopback, patched to behave like AWS where drctl depends on it and seeded
+//! with the simulator's built-in world: the launcher and seed drctl embeds for its sandbox
+//! (`src/cloud/aws/sandbox/launcher.py`, `seed.py`), written to a temporary directory.
 //!
 //! Each [`Moto`] is its own server with its own world, so tests that mutate it stay
-//! independent. The server is killed when the `Moto` is dropped.
+//! independent. The server is killed when the `Moto` is dropped. [`Moto::attach`] makes it the
+//! running sandbox of a state directory, so the binary's `--sandbox` runs against it.
 
 use std::{
   io::{Read, Write},
   net::{TcpListener, TcpStream},
-  path::PathBuf,
+  path::Path,
   process::{Child, Command, Stdio},
   sync::Once,
   time::{Duration, Instant},
 };
 
-use drctl::cloud::aws::AwsSettings;
+use drctl::cloud::aws::{sandbox, AwsSettings};
 
 /// How long the server may take to import moto and answer.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(90);
@@ -34,10 +36,8 @@ pub struct Moto {
   /// The ids `seed.py` printed (zone id, health check ids, ...).
   pub seeded: serde_json::Value,
   child: Child,
-}
-
-fn moto_dir() -> PathBuf {
-  PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/moto")
+  scripts: sandbox::Scripts,
+  _scripts_dir: tempfile::TempDir,
 }
 
 /// Install moto once per test process if it is missing.
@@ -78,11 +78,16 @@ fn free_loopback_port() -> u16 {
 
 /// A minimal HTTP/1.1 request to the server on loopback; returns (status, body).
 fn http(port: u16, method: &str, path: &str) -> std::io::Result<(u16, String)> {
+  http_body(port, method, path, "")
+}
+
+fn http_body(port: u16, method: &str, path: &str, body: &str) -> std::io::Result<(u16, String)> {
   let mut stream = TcpStream::connect(("127.0.0.1", port))?;
-  stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+  stream.set_read_timeout(Some(Duration::from_secs(30)))?;
   write!(
     stream,
-    "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+    body.len()
   )?;
   let mut response = String::new();
   stream.read_to_string(&mut response)?;
@@ -105,8 +110,10 @@ impl Moto {
     set_process_env();
     let port = free_loopback_port();
     let endpoint = format!("http://127.0.0.1:{port}");
+    let scripts_dir = tempfile::tempdir().expect("a temporary directory");
+    let scripts = sandbox::write_scripts(scripts_dir.path()).expect("write the sandbox scripts");
     let child = Command::new("python3")
-      .arg(moto_dir().join("launcher.py"))
+      .arg(&scripts.launcher)
       .args(["--port", &port.to_string()])
       .envs(TEST_ENV.iter().copied())
       .stdin(Stdio::null())
@@ -119,6 +126,8 @@ impl Moto {
       port,
       seeded: serde_json::Value::Null,
       child,
+      scripts,
+      _scripts_dir: scripts_dir,
     };
     moto.wait_until_up();
     moto.seeded = moto.seed();
@@ -128,7 +137,7 @@ impl Moto {
   fn wait_until_up(&mut self) {
     let started = Instant::now();
     loop {
-      if let Ok((200, _)) = http(self.port, "GET", "/drctl-test/ping") {
+      if let Ok((200, _)) = http(self.port, "GET", "/drctl-sandbox/ping") {
         return;
       }
       if let Ok(Some(status)) = self.child.try_wait() {
@@ -145,7 +154,7 @@ impl Moto {
 
   fn seed(&self) -> serde_json::Value {
     let output = Command::new("python3")
-      .arg(moto_dir().join("seed.py"))
+      .arg(&self.scripts.seed)
       .args(["--endpoint", &self.endpoint])
       .envs(TEST_ENV.iter().copied())
       .output()
@@ -188,9 +197,26 @@ impl Moto {
 
   /// Make the endpoint behind a Route 53 health check answer (or not).
   pub fn set_endpoint_health(&self, health_check_id: &str, healthy: bool) {
-    let path = format!("/drctl-test/health?id={health_check_id}&healthy={healthy}");
+    let path = format!("/drctl-sandbox/health?id={health_check_id}&healthy={healthy}");
     let (status, body) = http(self.port, "POST", &path).expect("reach the control endpoint");
     assert_eq!(status, 200, "control endpoint answered {status}: {body}");
+  }
+
+  /// A request to the server (sandbox routes, moto's own API); returns (status, body).
+  pub fn request(&self, method: &str, path: &str, body: &str) -> (u16, String) {
+    http_body(self.port, method, path, body).expect("reach the moto server")
+  }
+
+  /// Make this server the running sandbox of `state` (`<state>/sandbox.json`), as
+  /// `drctl sandbox up` would, so `drctl --sandbox` and `resume` use it.
+  pub fn attach(&self, state: &Path) {
+    std::fs::create_dir_all(state).expect("create the state directory");
+    let record = serde_json::json!({
+      "pid": self.child.id(),
+      "endpoint": self.endpoint,
+      "port": self.port,
+    });
+    std::fs::write(state.join("sandbox.json"), record.to_string()).expect("write sandbox.json");
   }
 }
 

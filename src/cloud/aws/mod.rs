@@ -27,7 +27,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use super::{http::ReqwestHttp, Clock, Cloud, CloudError};
+use super::{http::ReqwestHttp, Clock, Cloud, CloudError, Http};
 
 mod config;
 mod ecs;
@@ -35,6 +35,7 @@ mod errors;
 mod rds;
 mod route53;
 mod s3;
+pub mod sandbox;
 pub mod state_store;
 
 pub use state_store::{StateStore, StoreError};
@@ -55,15 +56,20 @@ pub struct AwsSettings {
 /// first call, so a missing credential is reported by the first step that needs one.
 pub async fn connect(settings: &AwsSettings) -> Result<Cloud, CloudError> {
   let sdk = config::load(settings).await;
-  Ok(Cloud {
-    rds: Arc::new(rds::AwsRds::new(&sdk)),
-    ecs: Arc::new(ecs::AwsEcs::new(&sdk)),
-    route53: Arc::new(route53::AwsRoute53::new(&sdk)),
-    s3: Arc::new(s3::AwsS3::new(&sdk)),
-    http: Arc::new(ReqwestHttp::new()?),
+  Ok(cloud_from(&sdk, Arc::new(ReqwestHttp::new()?), "aws"))
+}
+
+/// The providers over one loaded SDK configuration.
+fn cloud_from(sdk: &aws_config::SdkConfig, http: Arc<dyn Http>, backend: &str) -> Cloud {
+  Cloud {
+    rds: Arc::new(rds::AwsRds::new(sdk)),
+    ecs: Arc::new(ecs::AwsEcs::new(sdk)),
+    route53: Arc::new(route53::AwsRoute53::new(sdk)),
+    s3: Arc::new(s3::AwsS3::new(sdk)),
+    http,
     clock: Clock::default(),
-    backend: "aws".to_owned(),
-  })
+    backend: backend.to_owned(),
+  }
 }
 
 /// An SDK timestamp as a chrono one (`None` if out of chrono's range).

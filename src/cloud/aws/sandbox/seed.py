@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""Seed a moto server with drctl's two-region stack (the same names as the simulator's built-in
-world and the shipped runbooks), then print the generated ids as one JSON document on stdout.
+"""Seed a moto server started by `launcher.py` with drctl's two-region stack: the simulator's
+built-in world (`src/cloud/sim/world.rs`, `BUILTIN_WORLD`) with the same names and ids, so the
+shipped runbooks' defaults work unchanged on both backends. Prints the ids as one JSON document.
 
-    python3 tests/moto/seed.py --endpoint http://127.0.0.1:5123
+    python3 seed.py --endpoint http://127.0.0.1:5123
 
 Progress goes to stderr; stdout carries only the JSON document.
 """
@@ -14,6 +15,7 @@ import hashlib
 import json
 import os
 import sys
+import urllib.request
 import uuid
 
 import boto3
@@ -21,6 +23,21 @@ import boto3
 ACCOUNT = "123456789012"
 PRIMARY = "us-east-1"
 STANDBY = "us-west-2"
+# The simulator's ids (Route 53 cannot be asked for them; the launcher re-keys moto's objects).
+ZONE_ID = "Z0DRCTLEXAMPLE"
+PRIMARY_CHECK = "hc-primary"
+SECONDARY_CHECK = "hc-secondary"
+
+
+def rekey(endpoint: str, spec: dict) -> None:
+  request = urllib.request.Request(
+    f"{endpoint}/drctl-sandbox/rekey",
+    data=json.dumps(spec).encode(),
+    headers={"Content-Type": "application/json"},
+    method="POST",
+  )
+  with urllib.request.urlopen(request, timeout=30) as response:
+    response.read()
 
 
 def log(message: str) -> None:
@@ -98,14 +115,14 @@ def main() -> None:
       GlobalClusterIdentifier="app-global", Engine="aurora-postgresql"
     )
     primary_cluster = rds_east.create_db_cluster(
-      DBClusterIdentifier="app-global-use1",
+      DBClusterIdentifier="app-aurora-use1",
       Engine="aurora-postgresql",
       MasterUsername="drctl",
       MasterUserPassword="drctl-password",
       GlobalClusterIdentifier="app-global",
     )["DBCluster"]
     secondary_cluster = rds_west.create_db_cluster(
-      DBClusterIdentifier="app-global-usw2",
+      DBClusterIdentifier="app-aurora-usw2",
       Engine="aurora-postgresql",
       GlobalClusterIdentifier="app-global",
     )["DBCluster"]
@@ -158,21 +175,24 @@ def main() -> None:
   zone = route53.create_hosted_zone(Name="example.com.", CallerReference=str(uuid.uuid4()))
   zone_id = zone["HostedZone"]["Id"].rsplit("/", 1)[-1]
 
-  def health_check(fqdn: str) -> str:
+  def health_check(fqdn: str, inverted: bool) -> str:
     return route53.create_health_check(
       CallerReference=str(uuid.uuid4()),
       HealthCheckConfig={
         "Type": "HTTPS",
         "FullyQualifiedDomainName": fqdn,
         "Port": 443,
-        "ResourcePath": "/healthz",
+        "ResourcePath": "/health",
         "RequestInterval": 30,
         "FailureThreshold": 3,
+        "Inverted": inverted,
       },
     )["HealthCheck"]["Id"]
 
-  primary_check = health_check("api-use1.example.com")
-  secondary_check = health_check("api-usw2.example.com")
+  # Game day, as in the built-in world: the primary's check is inverted, as a drill does, so
+  # Route 53 sees the primary down while it still serves.
+  primary_check = health_check("api-use1.example.com", True)
+  secondary_check = health_check("api-usw2.example.com", False)
 
   def record(set_id: str, role: str, value: str, check: str) -> dict:
     return {
@@ -198,6 +218,14 @@ def main() -> None:
       ],
     },
   )
+  rekey(
+    args.endpoint,
+    {
+      "hosted_zones": {zone_id: ZONE_ID},
+      "health_checks": {primary_check: PRIMARY_CHECK, secondary_check: SECONDARY_CHECK},
+    },
+  )
+  zone_id, primary_check, secondary_check = ZONE_ID, PRIMARY_CHECK, SECONDARY_CHECK
   out["route53"] = {
     "zone_id": zone_id,
     "zone_name": "example.com.",
@@ -216,6 +244,28 @@ def main() -> None:
       s3.create_bucket(Bucket=bucket)
     else:
       s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": region})
+  # Replication use1 -> usw2, as in the built-in world (the launcher reports the objects of the
+  # source COMPLETED and their copies REPLICA).
+  for region, bucket in buckets.items():
+    client("s3", region).put_bucket_versioning(
+      Bucket=bucket, VersioningConfiguration={"Status": "Enabled"}
+    )
+  client("s3", PRIMARY).put_bucket_replication(
+    Bucket=buckets[PRIMARY],
+    ReplicationConfiguration={
+      "Role": f"arn:aws:iam::{ACCOUNT}:role/drctl-replication",
+      "Rules": [
+        {
+          "ID": "backups",
+          "Priority": 1,
+          "Status": "Enabled",
+          "Filter": {"Prefix": "postgres/"},
+          "DeleteMarkerReplication": {"Status": "Disabled"},
+          "Destination": {"Bucket": f"arn:aws:s3:::{buckets[STANDBY]}"},
+        }
+      ],
+    },
+  )
   s3 = client("s3", PRIMARY)
   for key in ("postgres/app-db-2026-11-21T03-00.dump", "postgres/app-db-2026-11-22T03-00.dump"):
     body = f"PGDMP drctl seed {key}\n".encode() * 64
@@ -230,6 +280,14 @@ def main() -> None:
       ChecksumSHA256=checksum,
     )
     objects.append({"key": key, "size": len(body), "checksum_sha256": checksum})
+  # The newest dump's replica in the standby region.
+  client("s3", STANDBY).put_object(
+    Bucket=buckets[STANDBY],
+    Key=objects[-1]["key"],
+    Body=body,
+    ChecksumAlgorithm="SHA256",
+    ChecksumSHA256=objects[-1]["checksum_sha256"],
+  )
   out["s3"] = {"buckets": buckets, "objects": objects}
   log(f"s3: {len(objects)} objects in {buckets[PRIMARY]}")
 
