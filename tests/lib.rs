@@ -8,4 +8,5 @@ mod cli;
 mod crash;
 mod failover;
 mod locks;
+mod s3state;
 mod validate;

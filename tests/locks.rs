@@ -21,10 +21,11 @@ fn lock_file(test: &Test) -> std::path::PathBuf {
 fn a_second_failover_while_one_runs_exits_4_naming_the_holder() {
   let test = Test::new();
   let mut first = test.spawn(SLOW);
+  // The lock is taken (and fsynced) before the run directory is created: wait for both.
   test.wait_for(
     Duration::from_secs(20),
     "the first run to take the lock",
-    || lock_file(&test).exists(),
+    || lock_file(&test).exists() && !test.run_ids().is_empty(),
   );
   let holder = test.run_ids().pop().unwrap();
   let second = test.run_args(SLOW).status(4);
@@ -47,7 +48,7 @@ fn a_killed_holder_leaves_a_stale_lock_that_unlock_breaks() {
   test.wait_for(
     Duration::from_secs(20),
     "the first run to take the lock",
-    || lock_file(&test).exists(),
+    || lock_file(&test).exists() && !test.run_ids().is_empty(),
   );
   signal(&first, "KILL");
   let _ = first.wait();
