@@ -8,5 +8,6 @@ mod cli;
 mod crash;
 mod failover;
 mod locks;
+mod s3state;
 mod sandbox;
 mod validate;

@@ -2,7 +2,7 @@
 
 use std::{
   path::{Path, PathBuf},
-  sync::{Arc, Mutex},
+  sync::Arc,
 };
 
 use chrono::{DateTime, Utc};
@@ -24,7 +24,7 @@ use crate::{
   plan::{self, Plan},
   runbook::{self, Runbook},
   state::{
-    lock::{self, hostname, Lock, LockError, LockHolder},
+    lock::{hostname, HeldLock, LeaseKeeper, Lock, LockError, LockHolder},
     Event, Journal, RunStatus, Store, Timeline,
   },
 };
@@ -36,6 +36,8 @@ pub struct Context {
   pub store: Store,
   pub output: Output,
   pub backend: Backend,
+  /// Where runs and locks live (`store` is its local cache for an `s3://` state).
+  pub state: super::state::StateBackend,
 }
 
 /// Which AWS a run talks to.
@@ -65,17 +67,13 @@ impl Context {
       .clone()
       .or_else(|| file.state.clone())
       .unwrap_or_else(|| ".drctl".into());
-    if state.starts_with("s3://") {
-      return Err(Error::Usage(format!(
-        "state `{state}`: the s3:// state backend is not available in this build; use a local directory"
-      )));
-    }
     let aws_config = file.aws.clone().unwrap_or_default();
     let aws = AwsSettings {
       profile: global.profile.clone().or(aws_config.profile),
       region: global.region.clone().or(aws_config.region),
       endpoint_url: aws_config.endpoint_url,
     };
+    let (store, state) = super::state::resolve(&state, &aws)?;
     let backend = if global.aws {
       Backend::Aws(aws)
     } else if global.sandbox {
@@ -109,9 +107,10 @@ impl Context {
     Ok(Context {
       file,
       runbooks,
-      store: Store::new(state),
+      store,
       output: global.output,
       backend,
+      state,
     })
   }
 
@@ -204,10 +203,11 @@ pub async fn dispatch(cli: Cli) -> Result<i32, Error> {
       max_parallel,
       accept_data_loss,
     } => resume(&ctx, &run_id, yes, max_parallel, accept_data_loss).await,
-    Command::Status { run_id } => status(&ctx, run_id.as_deref()),
-    Command::Runs => runs(&ctx),
-    Command::Unlock { runbook } => unlock(&ctx, &runbook),
+    Command::Status { run_id } => status(&ctx, run_id.as_deref()).await,
+    Command::Runs => runs(&ctx).await,
+    Command::Unlock { runbook } => unlock(&ctx, &runbook).await,
     Command::Sandbox { command } => sandbox::command(ctx.store.root(), ctx.output, &command),
+    Command::State { command } => super::state::dispatch(&ctx, command).await,
   }
 }
 
@@ -369,16 +369,8 @@ fn operator(observer: Arc<dyn engine::Observer>, run_id: &str) -> Operator {
 }
 
 /// Keep a lock's lease alive while the run goes on.
-fn renew_lease(lock: Arc<Mutex<Lock>>) -> tokio::task::JoinHandle<()> {
-  tokio::spawn(async move {
-    loop {
-      tokio::time::sleep(Lock::DEFAULT_LEASE / 3).await;
-      let mut lock = lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-      if let Err(err) = lock.renew() {
-        tracing::warn!("cannot renew the lock lease: {err}");
-      }
-    }
-  })
+fn renew_lease(lock: HeldLock) -> LeaseKeeper {
+  lock.keep_alive(Lock::DEFAULT_LEASE / 3)
 }
 
 fn locked(err: LockError) -> Error {
@@ -409,18 +401,27 @@ async fn run(ctx: &Context, plan: Plan, args: &RunArgs) -> Result<i32, Error> {
     started_at: Utc::now(),
     lease_expires_at: Utc::now(),
   };
-  let lock = Lock::acquire(&ctx.store.locks_dir(), holder, Lock::DEFAULT_LEASE).map_err(locked)?;
-  let lock = Arc::new(Mutex::new(lock));
-  let renewal = renew_lease(lock.clone());
+  let s3 = ctx.s3_state().await;
+  let lock = ctx
+    .lock_store(s3.as_ref())
+    .acquire(holder, Lock::DEFAULT_LEASE)
+    .await
+    .map_err(locked)?;
+  let renewal = renew_lease(lock);
   let run_dir = ctx.store.run_dir(&run_id);
+  let mut mirror = None;
   let result = async {
     std::fs::create_dir_all(&run_dir)
       .map_err(|err| Error::Failed(format!("{}: {err}", run_dir.display())))?;
     let cloud = ctx
       .open_cloud(&run_dir, plan.secrets.values().cloned().collect())
       .await?;
-    let journal = Journal::create(&ctx.store.journal_path(&run_id))
+    let mut journal = Journal::create(&ctx.store.journal_path(&run_id))
       .map_err(|err| Error::Failed(err.to_string()))?;
+    mirror = super::state::start_mirror(ctx, s3.as_ref(), &run_id);
+    if let Some(mirror) = &mirror {
+      journal.set_mirror(mirror.sender());
+    }
     let plan = Arc::new(plan);
     let observer = render::observer(ctx.output, &plan, &cloud, &run_id);
     let options = RunOptions {
@@ -441,33 +442,32 @@ async fn run(ctx: &Context, plan: Plan, args: &RunArgs) -> Result<i32, Error> {
     .map_err(|err| Error::Failed(err.to_string()))
   };
   let outcome = result.await;
-  renewal.abort();
-  let _ = renewal.await;
-  finish(ctx, lock, outcome)
+  let location = s3.as_ref().map(|s3| s3.location.to_string());
+  super::state::finish_mirror(mirror, location.as_deref().unwrap_or_default(), &run_id).await;
+  finish(ctx, renewal.stop().await, outcome).await
 }
 
 /// Render the outcome, release the lock (kept when interrupted: the run is to be resumed), and
 /// pick the exit code.
-fn finish(
+async fn finish(
   ctx: &Context,
-  lock: Arc<Mutex<Lock>>,
+  lock: Option<HeldLock>,
   outcome: Result<engine::RunOutcome, Error>,
 ) -> Result<i32, Error> {
-  let lock = match Arc::try_unwrap(lock) {
-    Ok(lock) => lock
-      .into_inner()
-      .unwrap_or_else(|poisoned| poisoned.into_inner()),
-    Err(_) => return Err(Error::Failed("internal: lock still shared".into())),
+  let Some(lock) = lock else {
+    return Err(Error::Failed(
+      "internal: the lock renewal task panicked".into(),
+    ));
   };
   let outcome = match outcome {
     Ok(outcome) => outcome,
     Err(err) => {
-      let _ = lock.release();
+      let _ = lock.release().await;
       return Err(err);
     }
   };
   if outcome.status != RunStatus::Interrupted {
-    if let Err(err) = lock.release() {
+    if let Err(err) = lock.release().await {
       eprintln!("warning: {err}");
     }
   }
@@ -488,6 +488,8 @@ async fn resume(
   max_parallel: usize,
   accept_data_loss: bool,
 ) -> Result<i32, Error> {
+  let s3 = ctx.s3_state().await;
+  ctx.pull_runs(s3.as_ref()).await;
   let run_id = ctx.store.find_run(run_id).map_err(Error::Usage)?;
   let journal_path = ctx.store.journal_path(&run_id);
   let records =
@@ -526,9 +528,13 @@ async fn resume(
     started_at: Utc::now(),
     lease_expires_at: Utc::now(),
   };
-  let lock = Lock::acquire(&ctx.store.locks_dir(), holder, Lock::DEFAULT_LEASE).map_err(locked)?;
-  let lock = Arc::new(Mutex::new(lock));
-  let renewal = renew_lease(lock.clone());
+  let lock = ctx
+    .lock_store(s3.as_ref())
+    .acquire(holder, Lock::DEFAULT_LEASE)
+    .await
+    .map_err(locked)?;
+  let renewal = renew_lease(lock);
+  let mut mirror = None;
   let result = async {
     let run_dir = ctx.store.run_dir(&run_id);
     let resumed_ctx = Context {
@@ -551,12 +557,17 @@ async fn resume(
       runbooks: ctx.runbooks.clone(),
       store: ctx.store.clone(),
       output: ctx.output,
+      state: ctx.state.clone(),
     };
     let cloud = resumed_ctx
       .open_cloud(&run_dir, plan.secrets.values().cloned().collect())
       .await?;
-    let (journal, records) =
+    let (mut journal, records) =
       Journal::resume(&journal_path).map_err(|err| Error::Failed(err.to_string()))?;
+    mirror = super::state::start_mirror(ctx, s3.as_ref(), &run_id);
+    if let Some(mirror) = &mirror {
+      journal.set_mirror(mirror.sender());
+    }
     let plan = Arc::new(plan);
     let observer = render::observer(ctx.output, &plan, &cloud, &run_id);
     let options = RunOptions {
@@ -578,12 +589,14 @@ async fn resume(
     .map_err(|err| Error::Failed(err.to_string()))
   };
   let outcome = result.await;
-  renewal.abort();
-  let _ = renewal.await;
-  finish(ctx, lock, outcome)
+  let location = s3.as_ref().map(|s3| s3.location.to_string());
+  super::state::finish_mirror(mirror, location.as_deref().unwrap_or_default(), &run_id).await;
+  finish(ctx, renewal.stop().await, outcome).await
 }
 
-fn status(ctx: &Context, run_id: Option<&str>) -> Result<i32, Error> {
+async fn status(ctx: &Context, run_id: Option<&str>) -> Result<i32, Error> {
+  let s3 = ctx.s3_state().await;
+  ctx.pull_runs(s3.as_ref()).await;
   let run_id = match run_id {
     Some(id) => ctx.store.find_run(id).map_err(Error::Usage)?,
     None => ctx
@@ -607,7 +620,10 @@ fn status(ctx: &Context, run_id: Option<&str>) -> Result<i32, Error> {
   } else {
     Vec::new()
   };
-  let holder = lock::holder(&ctx.store.locks_dir(), &timeline.runbook)
+  let holder = ctx
+    .lock_store(s3.as_ref())
+    .holder(&timeline.runbook)
+    .await
     .ok()
     .flatten();
   let running = holder
@@ -653,7 +669,9 @@ fn status(ctx: &Context, run_id: Option<&str>) -> Result<i32, Error> {
   Ok(0)
 }
 
-fn runs(ctx: &Context) -> Result<i32, Error> {
+async fn runs(ctx: &Context) -> Result<i32, Error> {
+  let s3 = ctx.s3_state().await;
+  ctx.pull_runs(s3.as_ref()).await;
   let runs = ctx.store.runs();
   match ctx.output {
     Output::Json => {
@@ -693,14 +711,20 @@ fn runs(ctx: &Context) -> Result<i32, Error> {
   Ok(0)
 }
 
-fn unlock(ctx: &Context, runbook: &str) -> Result<i32, Error> {
+async fn unlock(ctx: &Context, runbook: &str) -> Result<i32, Error> {
   // Accept a runbook path as well as its name.
   let name = if runbook.ends_with(".yaml") || runbook.ends_with(".yml") {
     load(ctx, Path::new(runbook))?.name
   } else {
     runbook.to_string()
   };
-  match lock::unlock(&ctx.store.locks_dir(), &name).map_err(|err| Error::Failed(err.to_string()))? {
+  let s3 = ctx.s3_state().await;
+  match ctx
+    .lock_store(s3.as_ref())
+    .unlock(&name)
+    .await
+    .map_err(|err| Error::Failed(err.to_string()))?
+  {
     Some(holder) => {
       out(&format!(
         "unlocked `{name}` (was held by run {} on {}, pid {}, started {})\n",

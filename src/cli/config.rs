@@ -11,7 +11,7 @@ use serde::Deserialize;
 pub struct ConfigFile {
   /// Directory of runbooks (default `runbooks`).
   pub runbooks: Option<PathBuf>,
-  /// State directory (default `.drctl`).
+  /// State directory (default `.drctl`), or `s3://bucket/prefix` for a shared state.
   pub state: Option<String>,
   /// Default backend: `sim` (default), `aws` or `sandbox`.
   pub backend: Option<String>,

@@ -16,6 +16,7 @@ mod commands;
 pub mod config;
 mod render;
 mod sandbox;
+mod state;
 
 /// drctl: disaster-recovery and failover runbooks, run crash-safe and timed against RTO/RPO.
 #[derive(Debug, Parser)]
@@ -32,8 +33,8 @@ pub struct GlobalArgs {
   /// Configuration file (default: ./drctl.yaml if present).
   #[arg(long, global = true, value_name = "FILE")]
   pub config: Option<PathBuf>,
-  /// State directory (default: .drctl, or drctl.yaml's `state`).
-  #[arg(long, global = true, value_name = "DIR")]
+  /// State directory or s3://bucket/prefix (default: .drctl, or drctl.yaml's `state`).
+  #[arg(long, global = true, value_name = "DIR|S3_URL")]
   pub state: Option<String>,
   /// Output format.
   #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
@@ -125,6 +126,11 @@ pub enum Command {
   Runs,
   /// Break the lock of a runbook (by name or path).
   Unlock { runbook: String },
+  /// Work with the s3:// state (`drctl state sync [RUN_ID]`).
+  State {
+    #[command(subcommand)]
+    command: state::StateCommand,
+  },
   /// Print the JSON Schema of the runbook format.
   Schema,
   /// Print a runbook's step graph as a Mermaid flowchart.

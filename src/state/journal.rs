@@ -19,7 +19,7 @@ use std::{
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::redact::Redactor;
+use super::{mirror::MirrorSender, redact::Redactor};
 
 /// How a run acts on the world.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -258,6 +258,8 @@ pub struct Journal {
   file: File,
   next_seq: u64,
   redactor: Redactor,
+  /// Where each durable line is handed for mirroring (the `s3://` backend), if anywhere.
+  mirror: Option<MirrorSender>,
 }
 
 impl Journal {
@@ -281,6 +283,7 @@ impl Journal {
       file,
       next_seq: 1,
       redactor: Redactor::default(),
+      mirror: None,
     })
   }
 
@@ -306,6 +309,7 @@ impl Journal {
         file,
         next_seq,
         redactor: Redactor::default(),
+        mirror: None,
       },
       records,
     ))
@@ -318,6 +322,11 @@ impl Journal {
   /// Scrub these secrets from every record written from now on.
   pub fn set_redactor(&mut self, redactor: Redactor) {
     self.redactor = redactor;
+  }
+
+  /// Hand every line appended from now on to `mirror` once it is durable locally.
+  pub fn set_mirror(&mut self, mirror: MirrorSender) {
+    self.mirror = Some(mirror);
   }
 
   /// Append an event; durable (fsynced) when this returns.
@@ -342,6 +351,11 @@ impl Journal {
     self.file.write_all(line.as_bytes()).map_err(io_err)?;
     self.file.sync_data().map_err(io_err)?;
     self.next_seq += 1;
+    // After the fsync: the local journal is the truth, the mirror only ever copies it. Sending
+    // never blocks (the uploader runs in the background).
+    if let Some(mirror) = &self.mirror {
+      mirror.send(record.seq, line);
+    }
     Ok(record)
   }
 }
@@ -349,6 +363,27 @@ impl Journal {
 /// Read every valid record of a journal (ignoring a torn last line).
 pub fn read(path: &Path) -> Result<Vec<Record>, JournalError> {
   read_with_len(path).map(|(records, _)| records)
+}
+
+/// Every valid record's sequence number and exact line (with its newline), as written: what
+/// the `s3://` backend mirrors byte for byte.
+pub fn read_lines(path: &Path) -> Result<Vec<(u64, String)>, JournalError> {
+  let (records, valid_len) = read_with_len(path)?;
+  let io_err = |source| JournalError::Io {
+    path: path.to_path_buf(),
+    source,
+  };
+  let bytes = std::fs::read(path).map_err(io_err)?;
+  let valid = bytes.get(..valid_len as usize).unwrap_or(&bytes);
+  // Every line of the valid prefix decoded as UTF-8 already (a record was read from it).
+  let text = String::from_utf8_lossy(valid);
+  Ok(
+    records
+      .iter()
+      .zip(text.split_inclusive('\n'))
+      .map(|(record, line)| (record.seq, line.to_string()))
+      .collect(),
+  )
 }
 
 /// Records plus the byte length of the valid prefix.

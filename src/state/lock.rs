@@ -16,7 +16,10 @@ use std::{
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::journal::sync_dir;
+use super::{
+  journal::sync_dir,
+  s3::{self, S3Lock, S3State},
+};
 
 /// Who holds a lock.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,6 +64,38 @@ pub enum LockError {
   },
   #[error("lock {path}: unreadable ({reason}); inspect it, then `drctl unlock`")]
   Unreadable { path: PathBuf, reason: String },
+  /// The state bucket did not answer (or refused).
+  #[error("lock {path}: {source}")]
+  Remote {
+    path: PathBuf,
+    #[source]
+    source: Box<crate::cloud::CloudError>,
+  },
+  /// Our lock object was overwritten or deleted: someone else may be running the runbook.
+  #[error("{}", lost_message(.runbook, .path, .now_held_by.as_deref()))]
+  Lost {
+    runbook: String,
+    path: PathBuf,
+    now_held_by: Option<Box<LockHolder>>,
+  },
+  /// Every attempt lost a race without learning who won.
+  #[error("lock {path}: contended (it changed under every attempt); try again")]
+  Contended { path: PathBuf },
+}
+
+fn lost_message(runbook: &str, path: &Path, now_held_by: Option<&LockHolder>) -> String {
+  let by = match now_held_by {
+    Some(holder) => format!(
+      "it is now held by run {} (host {}, pid {})",
+      holder.run_id, holder.host, holder.pid
+    ),
+    None => "it was broken (`drctl unlock`)".to_string(),
+  };
+  format!(
+    "LOST THE LOCK of runbook `{runbook}` ({}): {by}; another run may now act on the same \
+     resources — check before going on",
+    path.display()
+  )
 }
 
 fn held_message(holder: &LockHolder, stale: Option<&str>) -> String {
@@ -179,6 +214,124 @@ impl Lock {
         }),
       _ => Ok(()),
     }
+  }
+}
+
+/// Where locks live: one interface for the local directory and the `s3://` bucket.
+#[derive(Debug, Clone)]
+pub enum LockStore {
+  /// A directory of lock files (`<state>/locks`).
+  Local(PathBuf),
+  /// Lock objects under `<prefix>/locks/` in the state bucket.
+  S3(S3State),
+}
+
+/// A held lock of either store. Dropping it does not release it; call [`HeldLock::release`].
+#[derive(Debug)]
+pub enum HeldLock {
+  Local(Lock),
+  S3(S3Lock),
+}
+
+impl LockStore {
+  /// Take the lock for `holder.runbook`, or report who holds it (see [`Lock::acquire`]).
+  pub async fn acquire(&self, holder: LockHolder, lease: Duration) -> Result<HeldLock, LockError> {
+    match self {
+      LockStore::Local(dir) => Lock::acquire(dir, holder, lease).map(HeldLock::Local),
+      LockStore::S3(state) => S3Lock::acquire(state, holder, lease)
+        .await
+        .map(HeldLock::S3),
+    }
+  }
+
+  /// Who holds the lock of `runbook`, if anyone.
+  pub async fn holder(&self, runbook: &str) -> Result<Option<LockHolder>, LockError> {
+    match self {
+      LockStore::Local(dir) => holder(dir, runbook),
+      LockStore::S3(state) => s3::holder(state, runbook).await,
+    }
+  }
+
+  /// Break the lock of `runbook`, returning who held it.
+  pub async fn unlock(&self, runbook: &str) -> Result<Option<LockHolder>, LockError> {
+    match self {
+      LockStore::Local(dir) => unlock(dir, runbook),
+      LockStore::S3(state) => s3::unlock(state, runbook).await,
+    }
+  }
+}
+
+impl HeldLock {
+  pub fn holder(&self) -> &LockHolder {
+    match self {
+      HeldLock::Local(lock) => lock.holder(),
+      HeldLock::S3(lock) => lock.holder(),
+    }
+  }
+
+  /// Extend the lease; [`LockError::Lost`] when someone else took or broke the lock.
+  pub async fn renew(&mut self) -> Result<(), LockError> {
+    match self {
+      HeldLock::Local(lock) => lock.renew(),
+      HeldLock::S3(lock) => lock.renew().await,
+    }
+  }
+
+  /// Release the lock (only if we still hold it).
+  pub async fn release(self) -> Result<(), LockError> {
+    match self {
+      HeldLock::Local(lock) => lock.release(),
+      HeldLock::S3(lock) => lock.release().await,
+    }
+  }
+
+  /// Renew the lease every `every` in the background until [`LeaseKeeper::stop`]. A lost lock
+  /// is announced loudly on stderr and no longer renewed; a store that does not answer is
+  /// warned about once and tried again next time.
+  pub fn keep_alive(self, every: Duration) -> LeaseKeeper {
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+      let mut lock = self;
+      let mut renewing = true;
+      let mut warned = false;
+      loop {
+        tokio::select! {
+          _ = &mut stopped => return lock,
+          () = tokio::time::sleep(every), if renewing => match lock.renew().await {
+            Ok(()) => warned = false,
+            Err(err @ LockError::Lost { .. }) => {
+              tracing::error!("{err}");
+              eprintln!("\nWARNING: {err}\n");
+              renewing = false;
+            }
+            Err(err) => {
+              tracing::warn!("cannot renew the lock lease: {err}");
+              if !warned {
+                warned = true;
+                eprintln!("warning: cannot renew the lock lease (will try again): {err}");
+              }
+            }
+          },
+        }
+      }
+    });
+    LeaseKeeper { stop, task }
+  }
+}
+
+/// A lock whose lease is being renewed in the background.
+#[derive(Debug)]
+pub struct LeaseKeeper {
+  stop: tokio::sync::oneshot::Sender<()>,
+  task: tokio::task::JoinHandle<HeldLock>,
+}
+
+impl LeaseKeeper {
+  /// Stop renewing and hand the lock back (after a renewal in flight). `None` only if the
+  /// renewal task panicked.
+  pub async fn stop(self) -> Option<HeldLock> {
+    let _ = self.stop.send(());
+    self.task.await.ok()
   }
 }
 

@@ -9,17 +9,25 @@
 //! runs/<run-id>/operations.jsonl  the simulator's operation log
 //! locks/<runbook>.lock            the lock of a running runbook
 //! ```
+//!
+//! With `--state s3://bucket/prefix` the same layout lives in the local cache
+//! `<root>/s3/<bucket>/<prefix>/` (journals, the simulator's files), the lock lives in the
+//! bucket, and every journal record is mirrored there (see `s3` and `mirror`).
 
 pub mod journal;
 pub mod lock;
+pub mod mirror;
 pub mod redact;
+pub mod s3;
 pub mod store;
 pub mod timeline;
 
 pub use journal::{
   Event, Journal, JournalError, Phase, Record, RunMode, RunStatus, StepError, StepInfo,
 };
-pub use lock::{Lock, LockError, LockHolder};
+pub use lock::{HeldLock, LeaseKeeper, Lock, LockError, LockHolder, LockStore};
+pub use mirror::{JournalMirror, MirrorReport};
 pub use redact::Redactor;
+pub use s3::{S3Location, S3State, SyncReport};
 pub use store::{RunSummary, Store};
 pub use timeline::{StepSpan, Timeline};

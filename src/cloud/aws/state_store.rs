@@ -51,6 +51,14 @@ impl StateStore {
     Self::new(&super::config::load(settings).await, region)
   }
 
+  /// A store in the default region of `settings` (`--region`, `AWS_REGION`, the profile, or
+  /// us-east-1): the `s3://` state backend names no region of its own.
+  pub async fn connect_default(settings: &super::AwsSettings) -> Self {
+    let sdk = super::config::load(settings).await;
+    let region = super::config::default_region(&sdk);
+    Self::new(&sdk, &region)
+  }
+
   /// The object's bytes and ETag; `None` when it does not exist.
   pub async fn get(
     &self,

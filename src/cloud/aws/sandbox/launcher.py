@@ -53,6 +53,7 @@ from moto.rds.responses import RDSResponse
 from moto.route53 import models as route53_models
 from moto.route53.exceptions import Route53ClientError
 from moto.route53.responses import Route53
+from moto.s3.responses import S3Response
 from moto.ecs import models as ecs_models
 from moto.s3 import models as s3_models
 from werkzeug.serving import make_server
@@ -357,8 +358,20 @@ s3_models.FakeKey.response_dict = property(key_response_dict)
 
 
 # S3 conditional writes (`If-None-Match: *`, `If-Match`) on PutObject: moto 5.2.1 already answers
-# 412 PreconditionFailed like AWS (moto/s3/responses.py `put_object`), so no patch is needed.
-# The check and the write are not atomic in moto; tests do not race them.
+# 412 PreconditionFailed like AWS (moto/s3/responses.py `put_object`), but its check and its write
+# are two steps on a threaded server, so two racing writers could both "create" an object. AWS
+# decides conditional writes atomically (exactly one of N racing `If-None-Match: *` wins; the
+# `s3://` state lock relies on it), so PutObject is serialized here.
+_s3_put_lock = threading.Lock()
+_moto_put_object = S3Response.put_object
+
+
+def put_object_atomically(self):
+  with _s3_put_lock:
+    return _moto_put_object(self)
+
+
+S3Response.put_object = put_object_atomically
 
 
 # -------------------------------------------------------------------------------------------

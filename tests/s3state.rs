@@ -1,0 +1,503 @@
+//! The `s3://` state backend against moto: one lock for N racing runs, stale locks, journals
+//! mirrored byte for byte, and a run that outlives its state bucket.
+
+use std::{
+  io::{Read, Write},
+  net::{Shutdown, TcpListener, TcpStream},
+  process::Command,
+  sync::{
+    atomic::{AtomicBool, Ordering},
+    Arc, Mutex,
+  },
+  time::Duration,
+};
+
+use chrono::Utc;
+use drctl::{
+  cloud::aws::StateStore,
+  state::{lock::hostname, LockError, LockHolder, LockStore, S3Location, S3State},
+};
+
+use crate::support::{moto::Moto, signal, Test};
+
+const BUCKET: &str = "drctl-state";
+const STATE: &str = "s3://drctl-state/team";
+const CACHE: &str = ".drctl/s3/drctl-state/team";
+
+fn run_args(time_scale: &str) -> Vec<String> {
+  [
+    "run",
+    "regional-failover",
+    "-p",
+    "target_region=us-west-2",
+    "--sim",
+    "--yes",
+    "--time-scale",
+    time_scale,
+    "--state",
+    STATE,
+  ]
+  .map(String::from)
+  .to_vec()
+}
+
+/// Create a bucket in moto (with boto3, as the seed script does).
+fn create_bucket(moto: &Moto, bucket: &str) {
+  let status = Command::new("python3")
+    .args([
+      "-c",
+      &format!(
+        "import boto3; boto3.client('s3', endpoint_url='{}', region_name='us-east-1')\
+         .create_bucket(Bucket='{bucket}')",
+        moto.endpoint
+      ),
+    ])
+    .envs(moto.env())
+    .status()
+    .expect("python3 runs");
+  assert!(status.success(), "create bucket {bucket}");
+}
+
+/// A test directory whose drctl reaches `endpoint` for AWS (the state bucket).
+fn s3_test(moto: &Moto, endpoint: &str) -> Test {
+  let mut test = Test::new();
+  for (key, value) in moto.env() {
+    test = test.env(&key, &value);
+  }
+  test.env("AWS_ENDPOINT_URL", endpoint)
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+  tokio::runtime::Builder::new_current_thread()
+    .enable_all()
+    .build()
+    .unwrap()
+}
+
+/// A client of the state bucket (built on `rt`, and to be used on it only).
+fn state(moto: &Moto, rt: &tokio::runtime::Runtime) -> S3State {
+  S3State {
+    location: S3Location::parse(STATE).unwrap(),
+    store: rt.block_on(StateStore::connect(&moto.settings(), "us-east-1")),
+  }
+}
+
+/// The journal objects of a run in S3, in key order.
+fn s3_records(moto: &Moto, run_id: &str) -> Vec<(String, String)> {
+  let rt = runtime();
+  let state = state(moto, &rt);
+  let prefix = state.location.journal_prefix(run_id);
+  let keys = rt.block_on(state.store.list(BUCKET, &prefix)).unwrap();
+  keys
+    .into_iter()
+    .map(|key| {
+      let (bytes, _) = rt.block_on(state.store.get(BUCKET, &key)).unwrap().unwrap();
+      (key, String::from_utf8(bytes).unwrap())
+    })
+    .collect()
+}
+
+fn lock_object(moto: &Moto) -> Option<String> {
+  let rt = runtime();
+  let state = state(moto, &rt);
+  rt.block_on(
+    state
+      .store
+      .get(BUCKET, &state.location.lock_key("regional-failover")),
+  )
+  .unwrap()
+  .map(|(bytes, _)| String::from_utf8(bytes).unwrap())
+}
+
+fn cached_run_ids(test: &Test) -> Vec<String> {
+  let mut ids: Vec<String> = std::fs::read_dir(test.path().join(CACHE).join("runs"))
+    .map(|entries| {
+      entries
+        .flatten()
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .collect()
+    })
+    .unwrap_or_default();
+  ids.sort();
+  ids
+}
+
+fn local_journal(test: &Test, run_id: &str) -> String {
+  std::fs::read_to_string(
+    test
+      .path()
+      .join(CACHE)
+      .join("runs")
+      .join(run_id)
+      .join("journal.jsonl"),
+  )
+  .unwrap()
+}
+
+/// The S3 copy of a run is the local journal, record for record, byte for byte, in order.
+fn assert_mirrored(moto: &Moto, test: &Test, run_id: &str) {
+  let local = local_journal(test, run_id);
+  let remote = s3_records(moto, run_id);
+  let lines: Vec<&str> = local.split_inclusive('\n').collect();
+  assert_eq!(remote.len(), lines.len(), "records in S3 vs local");
+  for (index, ((key, body), line)) in remote.iter().zip(&lines).enumerate() {
+    assert!(
+      key.ends_with(&format!("/journal/{:010}.json", index + 1)),
+      "{key}"
+    );
+    assert_eq!(body, line, "record {}", index + 1);
+  }
+  let joined: String = remote.iter().map(|(_, body)| body.as_str()).collect();
+  assert_eq!(joined, local);
+}
+
+#[test]
+fn racing_runs_on_one_s3_lock_let_exactly_one_proceed() {
+  let moto = Moto::start();
+  create_bucket(&moto, BUCKET);
+  let test = s3_test(&moto, &moto.endpoint);
+  for n in [2, 4, 8, 16] {
+    let before = cached_run_ids(&test);
+    let children: Vec<_> = (0..n).map(|_| test.spawn(run_args("60"))).collect();
+    let outputs: Vec<_> = children
+      .into_iter()
+      .map(|child| child.wait_with_output().unwrap())
+      .collect();
+    let codes: Vec<i32> = outputs
+      .iter()
+      .map(|output| output.status.code().unwrap_or(-1))
+      .collect();
+    let winners = codes.iter().filter(|code| **code == 0).count();
+    let refused = codes.iter().filter(|code| **code == 4).count();
+    let stderrs: Vec<String> = outputs
+      .iter()
+      .map(|output| String::from_utf8_lossy(&output.stderr).into_owned())
+      .collect();
+    assert_eq!(
+      (winners, refused),
+      (1, n - 1),
+      "{n} runs: exit codes {codes:?}\n{}",
+      stderrs.join("\n---\n")
+    );
+    let new: Vec<String> = cached_run_ids(&test)
+      .into_iter()
+      .filter(|id| !before.contains(id))
+      .collect();
+    assert_eq!(new.len(), 1, "only the winner left a run: {new:?}");
+    let winner = &new[0];
+    for (code, stderr) in codes.iter().zip(&stderrs) {
+      if *code == 4 {
+        assert!(
+          stderr.contains(&format!("locked by run {winner}")),
+          "{stderr}"
+        );
+        assert!(stderr.contains("host "), "{stderr}");
+      }
+    }
+    assert!(lock_object(&moto).is_none(), "the winner released the lock");
+    assert_mirrored(&moto, &test, winner);
+  }
+}
+
+#[test]
+fn a_killed_holder_leaves_a_stale_s3_lock_that_unlock_breaks() {
+  let moto = Moto::start();
+  create_bucket(&moto, BUCKET);
+  let test = s3_test(&moto, &moto.endpoint);
+  let mut first = test.spawn(run_args("20"));
+  test.wait_for(
+    Duration::from_secs(30),
+    "the lock object and the run",
+    || lock_object(&moto).is_some() && !cached_run_ids(&test).is_empty(),
+  );
+  signal(&first, "KILL");
+  let _ = first.wait();
+  let holder = cached_run_ids(&test).pop().unwrap();
+  assert!(lock_object(&moto).unwrap().contains(&holder));
+
+  let refused = test.run_args(run_args("20")).status(4);
+  let stderr = refused.stderr();
+  assert!(
+    stderr.contains(&format!("locked by run {holder}")),
+    "{stderr}"
+  );
+  assert!(stderr.contains("the lock is stale"), "{stderr}");
+  assert!(stderr.contains("is gone"), "{stderr}");
+  assert!(
+    stderr.contains("drctl unlock regional-failover"),
+    "{stderr}"
+  );
+
+  let unlock = test
+    .run_args(["unlock", "regional-failover", "--state", STATE])
+    .status(0);
+  assert!(
+    unlock
+      .stdout()
+      .contains(&format!("was held by run {holder}")),
+    "{}",
+    unlock.stdout()
+  );
+  assert!(lock_object(&moto).is_none());
+  let again = test
+    .run_args(["unlock", "regional-failover", "--state", STATE])
+    .status(0);
+  assert!(again.stdout().contains("was not locked"));
+}
+
+#[test]
+fn a_finished_runs_journal_is_in_s3_in_order_and_byte_identical() {
+  let moto = Moto::start();
+  create_bucket(&moto, BUCKET);
+  let test = s3_test(&moto, &moto.endpoint);
+  test.run_args(run_args("200")).status(0);
+  let run_id = cached_run_ids(&test).pop().unwrap();
+  assert_mirrored(&moto, &test, &run_id);
+  assert!(lock_object(&moto).is_none());
+
+  // Another operator, with an empty cache, sees the run through the bucket.
+  let other = s3_test(&moto, &moto.endpoint);
+  let runs = other.run_args(["runs", "--state", STATE]).status(0);
+  assert!(runs.stdout().contains(&run_id), "{}", runs.stdout());
+  assert!(runs.stdout().contains("succeeded"), "{}", runs.stdout());
+  let status = other
+    .run_args(["status", &run_id, "--state", STATE])
+    .status(0);
+  assert!(status.stdout().contains("succeeded"), "{}", status.stdout());
+  assert_eq!(
+    local_journal(&other, &run_id),
+    local_journal(&test, &run_id)
+  );
+
+  // Sync is idempotent, and it notices an S3 record that differs from the local one.
+  let sync = test
+    .run_args(["state", "sync", &run_id, "--state", STATE])
+    .status(0);
+  assert!(sync.stdout().contains("in sync"), "{}", sync.stdout());
+  let rt = runtime();
+  let state = state(&moto, &rt);
+  let key = state.location.record_key(&run_id, 2);
+  rt.block_on(state.store.delete(BUCKET, &key)).unwrap();
+  rt.block_on(state.store.put_if_absent(
+    BUCKET,
+    &key,
+    b"{\"seq\":2,\"crc\":\"deadbeef\"}\n".to_vec(),
+  ))
+  .unwrap();
+  let conflict = test.run_args(["state", "sync", "--state", STATE]).status(1);
+  assert!(
+    conflict.stdout().contains("CONFLICT seq 2: local crc"),
+    "{}",
+    conflict.stdout()
+  );
+  assert!(
+    conflict.stdout().contains("S3 has crc deadbeef"),
+    "{}",
+    conflict.stdout()
+  );
+}
+
+/// A loopback TCP proxy that can drop every connection, standing in for a state bucket in a
+/// region that just failed.
+struct Proxy {
+  port: u16,
+  up: Arc<AtomicBool>,
+  open: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Proxy {
+  fn start(target: u16) -> Proxy {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let up = Arc::new(AtomicBool::new(true));
+    let open = Arc::new(Mutex::new(Vec::<TcpStream>::new()));
+    let (accept_up, accept_open) = (up.clone(), open.clone());
+    std::thread::spawn(move || {
+      for client in listener.incoming().flatten() {
+        if !accept_up.load(Ordering::SeqCst) {
+          let _ = client.shutdown(Shutdown::Both);
+          continue;
+        }
+        let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
+          continue;
+        };
+        {
+          let mut open = accept_open.lock().unwrap();
+          open.push(client.try_clone().unwrap());
+          open.push(server.try_clone().unwrap());
+        }
+        for (mut from, mut to) in [
+          (client.try_clone().unwrap(), server.try_clone().unwrap()),
+          (server, client),
+        ] {
+          std::thread::spawn(move || {
+            let mut buffer = [0u8; 16 * 1024];
+            loop {
+              match from.read(&mut buffer) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                  if to.write_all(&buffer[..n]).is_err() {
+                    break;
+                  }
+                }
+              }
+            }
+            let _ = to.shutdown(Shutdown::Both);
+          });
+        }
+      }
+    });
+    Proxy { port, up, open }
+  }
+
+  fn endpoint(&self) -> String {
+    format!("http://127.0.0.1:{}", self.port)
+  }
+
+  /// Refuse new connections and cut the open ones.
+  fn outage(&self) {
+    self.up.store(false, Ordering::SeqCst);
+    for stream in self.open.lock().unwrap().drain(..) {
+      let _ = stream.shutdown(Shutdown::Both);
+    }
+  }
+
+  fn restore(&self) {
+    self.up.store(true, Ordering::SeqCst);
+  }
+}
+
+#[test]
+fn a_run_outlives_its_state_bucket_and_sync_pushes_the_rest() {
+  let moto = Moto::start();
+  create_bucket(&moto, BUCKET);
+  let proxy = Proxy::start(moto.port);
+  let test = s3_test(&moto, &proxy.endpoint());
+  let child = test.spawn(run_args("40"));
+  test.wait_for(Duration::from_secs(30), "the first records in S3", || {
+    cached_run_ids(&test)
+      .pop()
+      .is_some_and(|run_id| s3_records(&moto, &run_id).len() >= 2)
+  });
+  proxy.outage();
+  let output = child.wait_with_output().unwrap();
+  let stderr = String::from_utf8_lossy(&output.stderr);
+  assert_eq!(output.status.code(), Some(0), "{stderr}");
+  assert!(
+    stderr.contains("cannot write the journal to the state bucket s3://drctl-state/team"),
+    "{stderr}"
+  );
+  assert!(stderr.contains("drctl state sync"), "{stderr}");
+  let run_id = cached_run_ids(&test).pop().unwrap();
+  let unsynced = test
+    .path()
+    .join(CACHE)
+    .join("runs")
+    .join(&run_id)
+    .join("s3-unsynced.json");
+  assert!(unsynced.exists(), "the run recorded what is unsynced");
+  let local_records = local_journal(&test, &run_id).lines().count();
+  let in_s3 = s3_records(&moto, &run_id).len();
+  assert!(in_s3 < local_records, "{in_s3} of {local_records} in S3");
+  assert!(local_journal(&test, &run_id).contains("\"run_finished\""));
+
+  proxy.restore();
+  let sync = test.run_args(["state", "sync", "--state", STATE]).status(0);
+  assert!(
+    sync.stdout().contains(&format!(
+      "run {run_id}: pushed {} record(s) (seq {}..{local_records}), {in_s3} already in S3",
+      local_records - in_s3,
+      in_s3 + 1
+    )),
+    "{}",
+    sync.stdout()
+  );
+  // The lock the run could not release is released once its journal is safe.
+  assert!(
+    sync.stdout().contains(&format!(
+      "released the lock of `regional-failover` left by finished run {run_id}"
+    )),
+    "{}",
+    sync.stdout()
+  );
+  assert!(lock_object(&moto).is_none());
+  assert!(!unsynced.exists());
+  assert_mirrored(&moto, &test, &run_id);
+  let again = test
+    .run_args(["state", "sync", &run_id, "--state", STATE])
+    .status(0);
+  assert!(
+    again.stdout().contains(&format!(
+      "run {run_id}: in sync ({local_records} record(s) verified)"
+    )),
+    "{}",
+    again.stdout()
+  );
+}
+
+fn holder(run_id: &str) -> LockHolder {
+  LockHolder {
+    run_id: run_id.into(),
+    runbook: "regional-failover".into(),
+    host: hostname(),
+    pid: std::process::id(),
+    started_at: Utc::now(),
+    lease_expires_at: Utc::now(),
+  }
+}
+
+#[tokio::test]
+async fn the_s3_lock_is_taken_over_on_resume_and_lost_when_overwritten() {
+  let moto = Moto::start();
+  create_bucket(&moto, BUCKET);
+  let state = S3State {
+    location: S3Location::parse(STATE).unwrap(),
+    store: StateStore::connect(&moto.settings(), "us-east-1").await,
+  };
+  let locks = LockStore::S3(state.clone());
+  let lease = Duration::from_secs(60);
+  let mut first = locks.acquire(holder("run-1"), lease).await.unwrap();
+  match locks.acquire(holder("run-2"), lease).await {
+    Err(LockError::Held { holder, stale }) => {
+      assert_eq!(holder.run_id, "run-1");
+      assert!(stale.is_none());
+    }
+    other => panic!("{other:?}"),
+  }
+  first.renew().await.unwrap();
+
+  // A resume of run-1 takes the lock over; the old holder's next renewal finds out.
+  let resumed = locks.acquire(holder("run-1"), lease).await.unwrap();
+  let err = first.renew().await.unwrap_err();
+  assert!(matches!(err, LockError::Lost { .. }), "{err:?}");
+  assert!(err.to_string().contains("LOST THE LOCK"), "{err}");
+  // Releasing a lock we lost leaves the new holder's in place (same run id: released).
+  assert_eq!(
+    locks
+      .holder("regional-failover")
+      .await
+      .unwrap()
+      .unwrap()
+      .run_id,
+    "run-1"
+  );
+  resumed.release().await.unwrap();
+  assert!(locks.holder("regional-failover").await.unwrap().is_none());
+
+  // An expired lease is stale.
+  let mut old = holder("run-3");
+  old.host = "elsewhere".into();
+  let held = locks.acquire(old, Duration::from_millis(1)).await.unwrap();
+  tokio::time::sleep(Duration::from_millis(20)).await;
+  match locks.acquire(holder("run-4"), lease).await {
+    Err(LockError::Held { stale, .. }) => {
+      assert!(stale.unwrap().contains("lease expired"))
+    }
+    other => panic!("{other:?}"),
+  }
+  // Broken under its holder: the renewal reports the loss.
+  let broken = locks.unlock("regional-failover").await.unwrap().unwrap();
+  assert_eq!(broken.run_id, "run-3");
+  let mut held = held;
+  assert!(matches!(held.renew().await, Err(LockError::Lost { .. })));
+}
