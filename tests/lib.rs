@@ -8,6 +8,7 @@ mod cli;
 mod crash;
 mod failover;
 mod locks;
+mod notify;
 mod s3state;
 mod sandbox;
 mod validate;

@@ -96,6 +96,20 @@ pub struct Ctx<'a> {
   pub cancel: tokio::sync::watch::Receiver<bool>,
   /// Planning: look once, never wait (a wait that is not yet satisfied reports what it saw).
   pub single_probe: bool,
+  /// Facts about the run as a whole, for notifications ("failover done in 4m10s, RTO 15m").
+  pub run: RunFacts<'a>,
+}
+
+/// What a step may know about the run around it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunFacts<'a> {
+  /// The runbook's name.
+  pub runbook: &'a str,
+  /// The runbook's RTO target.
+  pub rto: Option<Duration>,
+  /// Backend time from the incident start (default: the run's start) to this step's start: the
+  /// RTO clock as the step sees it.
+  pub elapsed: Duration,
 }
 
 impl Ctx<'_> {

@@ -3,21 +3,43 @@
 //! A notification is a side effect, so it is an effect: a dry run never sends one, and it is
 //! journalled like any other change. `observe` cannot see whether a message was delivered, so a
 //! crash between sending and journalling may send it twice — except to PagerDuty, whose
-//! `dedup_key` (derived from run id and step) makes the repeat a no-op.
+//! `dedup_key` (derived from run id and step, so the same across retries and resumes) makes the
+//! repeat a no-op on PagerDuty's side.
+//!
+//! Delivery: each POST has a timeout (`with.timeout`, default 10s). A 429 or 5xx answer and a
+//! transport failure are retryable (the engine retries them with the step's backoff); any other
+//! non-2xx answer (400, 401, 404...) is final: sending the same request again will not fix it.
+//!
+//! A failed notification fails its step, and a failed step aborts the run by default. A
+//! notification must not decide whether a recovery succeeded, so the idiom is:
+//!
+//! ```yaml
+//! - id: notify
+//!   action: notify.slack
+//!   needs: [verify-secondary]
+//!   with: { webhook: "${{ secrets.SLACK_WEBHOOK_URL }}", text: "...", status: succeeded }
+//!   on_failure: continue   # a lost message does not fail the failover
+//!   recovery: false        # nor does its delivery time count toward the RTO
+//! ```
+//!
+//! Leave `on_failure` at its default only when the page *is* the point (an escalation that
+//! must reach a human before anything else happens).
 
 use std::{collections::BTreeMap, time::Duration};
 
-use serde_json::json;
+use hmac::{KeyInit, Mac};
+use serde_json::{json, Value as Json};
 
 use super::{
-  ActionDef, ActionError, ActionResult, Args, Behaviour, Ctx, Effect, Observation, Observed,
+  human, ActionDef, ActionError, ActionResult, Args, Behaviour, Ctx, Effect, Observation, Observed,
   Outcome,
 };
 use crate::{
   cloud::HttpRequest,
-  runbook::{ActionSpec, FieldKind, FieldSpec},
+  runbook::{format_duration, ActionSpec, FieldKind, FieldSpec},
 };
 
+/// Default timeout of one POST.
 const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `scheme://host` of a URL: webhook paths carry secrets, so only the host is ever shown.
@@ -28,8 +50,17 @@ pub fn url_host(url: &str) -> String {
   format!("{scheme}://{host}")
 }
 
+const TIMEOUT_FIELD: FieldSpec = FieldSpec::optional(
+  "timeout",
+  FieldKind::Duration,
+  "Timeout of one POST (default 10s); retries follow the step's retry policy",
+);
+
+/// POST `body` and classify the answer: 2xx is delivered, 429/5xx retryable, anything else
+/// final.
 async fn post(
   ctx: &Ctx<'_>,
+  args: &Args,
   url: &str,
   headers: BTreeMap<String, String>,
   body: String,
@@ -43,7 +74,7 @@ async fn post(
     url: url.to_string(),
     headers,
     body: Some(body),
-    timeout: TIMEOUT,
+    timeout: args.opt_duration("timeout").unwrap_or(TIMEOUT),
   };
   let response = ctx.cloud.http.send(&request).await?;
   let host = url_host(url);
@@ -54,7 +85,7 @@ async fn post(
       response.status
     ))),
     status => Err(ActionError::failed(format!(
-      "POST {host} answered {status}"
+      "POST {host} answered {status} (not retried)"
     ))),
   }
 }
@@ -73,7 +104,8 @@ pub const SLACK: ActionDef = ActionDef {
   spec: &ActionSpec {
     name: "notify.slack",
     mutating: true,
-    doc: "Post a message to a Slack incoming webhook.",
+    doc: "Post a message to a Slack incoming webhook (Block Kit: status, runbook, region, RTO \
+          achieved vs target, report).",
     fields: &[
       FieldSpec::required(
         "webhook",
@@ -81,6 +113,28 @@ pub const SLACK: ActionDef = ActionDef {
         "Incoming webhook URL (use ${{ secrets.X }})",
       ),
       FieldSpec::required("text", FieldKind::String, "Message text (mrkdwn)"),
+      FieldSpec::optional(
+        "status",
+        FieldKind::String,
+        "Headline status: succeeded, failed, breached (shown with an icon) or any text",
+      ),
+      FieldSpec::optional(
+        "runbook",
+        FieldKind::String,
+        "Runbook shown (default: this run's runbook)",
+      ),
+      FieldSpec::optional("region", FieldKind::String, "Region shown"),
+      FieldSpec::optional(
+        "rto",
+        FieldKind::String,
+        "RTO shown (default: the RTO clock at this step against the runbook's target)",
+      ),
+      FieldSpec::optional(
+        "report",
+        FieldKind::String,
+        "Report URL or path (default: the `drctl report RUN_ID` command)",
+      ),
+      TIMEOUT_FIELD,
     ],
     mutating_operations: &[],
     outputs: &[],
@@ -90,6 +144,65 @@ pub const SLACK: ActionDef = ActionDef {
 
 struct Slack;
 
+/// The headline of a status: an icon for the verdicts drctl knows, the author's text otherwise.
+fn headline(status: &str) -> String {
+  let icon = match status.to_ascii_lowercase().as_str() {
+    "succeeded" | "success" | "ok" | "met" | "resolved" => "\u{2705}",
+    "failed" | "failure" | "error" => "\u{274c}",
+    "breached" | "warning" => "\u{26a0}\u{fe0f}",
+    "interrupted" | "running" | "started" => "\u{23f3}",
+    _ => return status.to_string(),
+  };
+  format!("{icon} {status}")
+}
+
+/// "4m10s of 15m target" from the RTO clock, or the author's text.
+fn rto_text(ctx: &Ctx<'_>, args: &Args) -> String {
+  match (args.opt_str("rto"), ctx.run.rto) {
+    (Some(text), _) => text.to_string(),
+    (None, Some(target)) => format!(
+      "{} of {} target",
+      human(ctx.run.elapsed),
+      format_duration(target)
+    ),
+    (None, None) => format!("{} (no target)", human(ctx.run.elapsed)),
+  }
+}
+
+/// The webhook body: `text` (the notification fallback) and Block Kit blocks.
+fn slack_payload(ctx: &Ctx<'_>, args: &Args) -> ActionResult<Json> {
+  let text = args.str("text")?;
+  let runbook = args.opt_str("runbook").unwrap_or(ctx.run.runbook);
+  let title = match args.opt_str("status") {
+    Some(status) => format!("{} \u{2014} {runbook}", headline(status)),
+    None => runbook.to_string(),
+  };
+  let report = match args.opt_str("report") {
+    Some(url) if url.starts_with("https://") || url.starts_with("http://") => {
+      format!("<{url}|Open the report>")
+    }
+    Some(path) => format!("`{path}`"),
+    None => format!("`drctl report {}`", ctx.run_id),
+  };
+  let mut fields = vec![json!({ "type": "mrkdwn", "text": format!("*Runbook*\n{runbook}") })];
+  if let Some(region) = args.opt_str("region") {
+    fields.push(json!({ "type": "mrkdwn", "text": format!("*Region*\n{region}") }));
+  }
+  fields.push(json!({ "type": "mrkdwn", "text": format!("*RTO*\n{}", rto_text(ctx, args)) }));
+  fields.push(json!({ "type": "mrkdwn", "text": format!("*Report*\n{report}") }));
+  Ok(json!({
+    "text": text,
+    "blocks": [
+      { "type": "header", "text": { "type": "plain_text", "text": title, "emoji": true } },
+      { "type": "section", "text": { "type": "mrkdwn", "text": text } },
+      { "type": "section", "fields": fields },
+      { "type": "context", "elements": [
+        { "type": "mrkdwn", "text": format!("drctl run `{}` \u{b7} step `{}`", ctx.run_id, ctx.step_id) },
+      ] },
+    ],
+  }))
+}
+
 #[async_trait::async_trait]
 impl Effect for Slack {
   async fn observe(&self, _ctx: &Ctx<'_>, args: &Args) -> ActionResult<Observation> {
@@ -97,12 +210,15 @@ impl Effect for Slack {
   }
 
   async fn apply(&self, ctx: &Ctx<'_>, args: &Args) -> ActionResult<Option<String>> {
-    let text = args.str("text")?;
-    let body = json!({
-      "text": text,
-      "blocks": [{ "type": "section", "text": { "type": "mrkdwn", "text": text } }],
-    });
-    post(ctx, args.str("webhook")?, BTreeMap::new(), body.to_string()).await?;
+    let body = slack_payload(ctx, args)?;
+    post(
+      ctx,
+      args,
+      args.str("webhook")?,
+      BTreeMap::new(),
+      body.to_string(),
+    )
+    .await?;
     Ok(None)
   }
 
@@ -126,7 +242,8 @@ pub const PAGERDUTY: ActionDef = ActionDef {
     name: "notify.pagerduty",
     mutating: true,
     doc: "Trigger or resolve a PagerDuty incident (Events API v2). The dedup_key defaults to one \
-          derived from the run id and step, so retries and resumes never page twice.",
+          derived from the run id and step, so retries and resumes never page twice; a resolve \
+          step passes the trigger's key (`${{ steps.ID.outputs.dedup_key }}`).",
     fields: &[
       FieldSpec::required(
         "routing_key",
@@ -154,11 +271,20 @@ pub const PAGERDUTY: ActionDef = ActionDef {
         FieldKind::String,
         "Source of the event (default drctl)",
       ),
+      FieldSpec::optional("component", FieldKind::String, "Component (trigger only)"),
+      FieldSpec::optional("group", FieldKind::String, "Logical group (trigger only)"),
+      FieldSpec::optional("class", FieldKind::String, "Event class (trigger only)"),
+      FieldSpec::optional(
+        "custom_details",
+        FieldKind::Any,
+        "Free-form details (default: runbook, run id and step)",
+      ),
       FieldSpec::optional(
         "url",
         FieldKind::String,
         "Events API URL (default https://events.pagerduty.com/v2/enqueue)",
       ),
+      TIMEOUT_FIELD,
     ],
     mutating_operations: &[],
     outputs: &["dedup_key"],
@@ -170,11 +296,42 @@ struct PagerDuty;
 
 const PAGERDUTY_URL: &str = "https://events.pagerduty.com/v2/enqueue";
 
+/// Stable for a (run, step): the same on every attempt and after a resume, so PagerDuty folds a
+/// repeated trigger into the open incident instead of paging again.
 fn dedup_key(ctx: &Ctx<'_>, args: &Args) -> String {
   args
     .opt_str("dedup_key")
     .map(str::to_string)
     .unwrap_or_else(|| format!("drctl/{}/{}", ctx.run_id, ctx.step_id))
+}
+
+/// The Events API v2 body. `payload` only on a trigger (resolve and acknowledge take the key).
+fn pagerduty_payload(ctx: &Ctx<'_>, args: &Args) -> ActionResult<Json> {
+  let action = args.opt_str("event_action").unwrap_or("trigger");
+  let mut body = json!({
+    "routing_key": args.str("routing_key")?,
+    "event_action": action,
+    "dedup_key": dedup_key(ctx, args),
+  });
+  if action == "trigger" {
+    let details = args.json("custom_details").cloned().unwrap_or_else(
+      || json!({ "runbook": ctx.run.runbook, "run_id": ctx.run_id, "step": ctx.step_id }),
+    );
+    let mut payload = json!({
+      "summary": args.str("summary")?,
+      "source": args.opt_str("source").unwrap_or("drctl"),
+      "severity": args.opt_str("severity").unwrap_or("error"),
+      "custom_details": details,
+    });
+    for key in ["component", "group", "class"] {
+      if let Some(value) = args.opt_str(key) {
+        payload[key] = json!(value);
+      }
+    }
+    body["payload"] = payload;
+    body["client"] = json!("drctl");
+  }
+  Ok(body)
 }
 
 #[async_trait::async_trait]
@@ -187,22 +344,9 @@ impl Effect for PagerDuty {
   }
 
   async fn apply(&self, ctx: &Ctx<'_>, args: &Args) -> ActionResult<Option<String>> {
-    let action = args.opt_str("event_action").unwrap_or("trigger");
-    let key = dedup_key(ctx, args);
-    let mut body = json!({
-      "routing_key": args.str("routing_key")?,
-      "event_action": action,
-      "dedup_key": key,
-    });
-    if action == "trigger" {
-      body["payload"] = json!({
-        "summary": args.str("summary")?,
-        "source": args.opt_str("source").unwrap_or("drctl"),
-        "severity": args.opt_str("severity").unwrap_or("error"),
-      });
-    }
+    let body = pagerduty_payload(ctx, args)?;
     let url = args.opt_str("url").unwrap_or(PAGERDUTY_URL);
-    post(ctx, url, BTreeMap::new(), body.to_string()).await?;
+    post(ctx, args, url, BTreeMap::new(), body.to_string()).await?;
     Ok(None)
   }
 
@@ -229,7 +373,8 @@ pub const WEBHOOK: ActionDef = ActionDef {
   spec: &ActionSpec {
     name: "notify.webhook",
     mutating: true,
-    doc: "POST a JSON body to a URL, with custom headers.",
+    doc: "POST a JSON body to a URL, with custom headers and an optional HMAC-SHA256 signature \
+          of the exact body bytes.",
     fields: &[
       FieldSpec::required("url", FieldKind::String, "URL to POST to"),
       FieldSpec::optional(
@@ -238,6 +383,17 @@ pub const WEBHOOK: ActionDef = ActionDef {
         "JSON body (default: run id and step)",
       ),
       FieldSpec::optional("headers", FieldKind::StringMap, "Extra headers"),
+      FieldSpec::optional(
+        "hmac_secret",
+        FieldKind::String,
+        "Sign the body with HMAC-SHA256 under this key (use ${{ secrets.X }})",
+      ),
+      FieldSpec::optional(
+        "signature_header",
+        FieldKind::String,
+        "Header carrying `sha256=<hex>` (default X-Drctl-Signature)",
+      ),
+      TIMEOUT_FIELD,
     ],
     mutating_operations: &[],
     outputs: &["status"],
@@ -246,6 +402,19 @@ pub const WEBHOOK: ActionDef = ActionDef {
 };
 
 struct Webhook;
+
+const SIGNATURE_HEADER: &str = "X-Drctl-Signature";
+
+/// `sha256=<lower-case hex of HMAC-SHA256(secret, body)>`.
+pub fn signature(secret: &str, body: &[u8]) -> String {
+  // HMAC takes keys of any length (long ones are hashed first), so this cannot fail.
+  let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret.as_bytes())
+    .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
+  mac.update(body);
+  let digest = mac.finalize().into_bytes();
+  let hex: String = digest.iter().map(|byte| format!("{byte:02x}")).collect();
+  format!("sha256={hex}")
+}
 
 #[async_trait::async_trait]
 impl Effect for Webhook {
@@ -257,14 +426,17 @@ impl Effect for Webhook {
     let body = args
       .json("body")
       .cloned()
-      .unwrap_or_else(|| json!({ "run_id": ctx.run_id, "step": ctx.step_id }));
-    let status = post(
-      ctx,
-      args.str("url")?,
-      args.string_map("headers"),
-      body.to_string(),
-    )
-    .await?;
+      .unwrap_or_else(|| json!({ "run_id": ctx.run_id, "step": ctx.step_id }))
+      .to_string();
+    let mut headers = args.string_map("headers");
+    if let Some(secret) = args.opt_str("hmac_secret") {
+      let name = args
+        .opt_str("signature_header")
+        .unwrap_or(SIGNATURE_HEADER)
+        .to_string();
+      headers.insert(name, signature(secret, body.as_bytes()));
+    }
+    let status = post(ctx, args, args.str("url")?, headers, body).await?;
     Ok(Some(status.to_string()))
   }
 
@@ -283,7 +455,24 @@ impl Effect for Webhook {
 
 #[cfg(test)]
 mod tests {
-  use super::url_host;
+  use super::*;
+
+  #[test]
+  fn signature_matches_rfc_4231_case_2() {
+    // RFC 4231, test case 2: key "Jefe", data "what do ya want for nothing?".
+    assert_eq!(
+      signature("Jefe", b"what do ya want for nothing?"),
+      "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+    );
+  }
+
+  #[test]
+  fn headlines_mark_known_verdicts() {
+    assert_eq!(headline("succeeded"), "\u{2705} succeeded");
+    assert_eq!(headline("breached"), "\u{26a0}\u{fe0f} breached");
+    assert_eq!(headline("failed"), "\u{274c} failed");
+    assert_eq!(headline("DNS flipped"), "DNS flipped");
+  }
 
   #[test]
   fn only_the_host_of_a_webhook_is_shown() {

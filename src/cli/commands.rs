@@ -322,6 +322,8 @@ impl Approver for TerminalApprover {
     }
     let question = format!("\n? approve step `{step}`: {prompt} [y/N] ");
     tokio::task::spawn_blocking(move || {
+      // The live view must not draw over the question.
+      let _paused = super::live::Paused::new();
       eprint!("{question}");
       let mut answer = String::new();
       std::io::stdin()
@@ -475,7 +477,7 @@ async fn finish(
     Output::Text => out(&render::summary(&outcome.timeline)),
     Output::Json => out(&format!(
       "{}\n",
-      serde_json::json!({"event": "summary", "status": outcome.status, "timeline": render::timeline_json(&outcome.timeline)})
+      serde_json::json!({"ts": Utc::now(), "event": "summary", "step": null, "status": outcome.status, "timeline": render::timeline_json(&outcome.timeline)})
     )),
   }
   Ok(status_code(outcome.status))

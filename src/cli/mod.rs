@@ -14,6 +14,7 @@ use crate::state::RunStatus;
 
 mod commands;
 pub mod config;
+mod live;
 mod render;
 mod sandbox;
 mod state;

@@ -53,6 +53,20 @@ pub fn observer(output: Output, plan: &Plan, cloud: &Cloud, run_id: &str) -> Arc
       if let Some(rpo) = runbook.objectives.rpo {
         header.push_str(&format!(" · RPO {}", format_duration(rpo)));
       }
+      if live_view() {
+        let board = super::live::Board::new(
+          redactor.redact(&header),
+          &runbook
+            .steps
+            .iter()
+            .map(|step| step.id.clone())
+            .collect::<Vec<_>>(),
+          runbook.objectives.rto,
+          scale,
+        );
+        let color = std::env::var_os("NO_COLOR").is_none();
+        return Arc::new(super::live::LiveTty::start(board, redactor, color));
+      }
       eprintln!("{}", redactor.redact(&header));
       let width = runbook
         .steps
@@ -75,6 +89,14 @@ pub fn observer(output: Output, plan: &Plan, cloud: &Cloud, run_id: &str) -> Arc
       })
     }
   }
+}
+
+/// The redrawn view is for a person at a terminal: stderr is a TTY that understands cursor
+/// movement, and `DRCTL_PROGRESS=plain` was not asked for (then: one line per event).
+fn live_view() -> bool {
+  std::io::stderr().is_terminal()
+    && std::env::var("TERM").map_or(true, |term| term != "dumb")
+    && std::env::var("DRCTL_PROGRESS").map_or(true, |mode| mode != "plain")
 }
 
 impl LiveText {
@@ -243,8 +265,26 @@ impl Observer for LiveText {
 }
 
 impl Observer for LiveJson {
+  /// Every line has `ts`, `event`, `step` (null for the run's own events) and `status` (what
+  /// the event says about the step or the run), plus the journal record's own fields.
   fn record(&self, record: &Record) {
     let mut value = serde_json::to_value(record).unwrap_or_default();
+    let status = match &record.event {
+      Event::RunStarted { .. } | Event::RunResumed { .. } | Event::StepStarted { .. } => "running",
+      Event::StepIntent { .. } => "applying",
+      Event::StepSucceeded { .. } => "succeeded",
+      Event::StepFailed {
+        will_retry: true, ..
+      } => "retrying",
+      Event::StepFailed { .. } => "failed",
+      Event::StepSkipped { .. } => "skipped",
+      Event::RunInterrupted { .. } => "interrupted",
+      Event::RunFinished { status, .. } => status.as_str(),
+    };
+    if let Some(fields) = value.as_object_mut() {
+      fields.entry("step").or_insert(serde_json::Value::Null);
+      fields.insert("status".into(), status.into());
+    }
     self.redactor.redact_json(&mut value);
     super::out(&format!("{value}\n"));
   }

@@ -25,7 +25,7 @@ use chrono::{DateTime, Utc};
 use tokio::{sync::watch, task::JoinSet};
 
 use crate::{
-  actions::{ActionDef, ActionError, Args, Behaviour, Ctx, Observed, Outcome},
+  actions::{ActionDef, ActionError, Args, Behaviour, Ctx, Observed, Outcome, RunFacts},
   cloud::Cloud,
   plan::{bind_call, evaluate_when, Plan, RunValues},
   runbook::{format_duration, OnFailure, Step},
@@ -131,6 +131,25 @@ impl Shared {
       id: self.options.run_id.clone(),
       started_at: self.started_at.to_rfc3339(),
       elapsed: self.cloud.clock.to_modelled(wall),
+    }
+  }
+
+  /// The RTO clock now: backend time since the run's start, plus (unscaled) how long before
+  /// the run the incident began.
+  fn rto_clock(&self) -> Duration {
+    let before = self
+      .options
+      .incident_start
+      .and_then(|incident| (self.started_at - incident).to_std().ok())
+      .unwrap_or_default();
+    self.run_values().elapsed + before
+  }
+
+  fn run_facts(&self) -> RunFacts<'_> {
+    RunFacts {
+      runbook: &self.plan.runbook.name,
+      rto: self.plan.runbook.objectives.rto,
+      elapsed: self.rto_clock(),
     }
   }
 
@@ -734,6 +753,7 @@ async fn run_step(
     progress: &progress,
     cancel: cancel.clone(),
     single_probe: false,
+    run: shared.run_facts(),
   };
   // An intent from before a crash: this step may already have applied its change.
   let mut intent_loss: Option<Option<u64>> = intents.get(&step.id).copied();
@@ -919,6 +939,7 @@ async fn rollback(
       progress: &progress,
       cancel: cancel.clone(),
       single_probe: false,
+      run: shared.run_facts(),
     };
     let work = async {
       let (def, args) = bind_call(call, &scope).map_err(ActionError::failed)?;

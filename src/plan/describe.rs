@@ -135,6 +135,11 @@ pub async fn describe(plan: &Plan, cloud: &Cloud) -> PlanReport {
           progress: &progress,
           cancel: cancel.clone(),
           single_probe: true,
+          run: crate::actions::RunFacts {
+            runbook: &runbook.name,
+            rto: runbook.objectives.rto,
+            elapsed: Duration::ZERO,
+          },
         };
         match probe(def, &ctx, &args).await {
           Ok(super::Probe {

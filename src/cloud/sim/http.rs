@@ -1,6 +1,12 @@
 //! Simulated HTTP: probes of the world's endpoints (served by an ECS service, or resolved
 //! through a Route 53 failover name) and notifications (POSTs to Slack, PagerDuty and declared
 //! webhooks), which are recorded in the operation log instead of being sent.
+//!
+//! One exception: a POST to a loopback host (`127.0.0.1`, `localhost`, `[::1]`, any port) is
+//! recorded *and* passed through to the real HTTP client, and the real answer is returned. That
+//! is how a test (or an operator trying a runbook out) points a notification at a capture
+//! server on the same machine and sees the exact bytes drctl sends, while the rest of the run
+//! stays simulated. Nothing off the machine is ever contacted from `--sim`.
 
 use std::{
   collections::{BTreeMap, BTreeSet},
@@ -20,6 +26,18 @@ use crate::cloud::{CloudError, CloudResult, ErrorKind, Http, HttpRequest, HttpRe
 
 const SLACK_HOST: &str = "hooks.slack.com";
 const PAGERDUTY_HOST: &str = "events.pagerduty.com";
+
+/// Whether a `host[:port]` is this machine: notifications to it are really sent.
+fn is_loopback(host: &str) -> bool {
+  let name = match host.strip_prefix('[') {
+    Some(rest) => rest.split(']').next().unwrap_or_default(),
+    None => host.split(':').next().unwrap_or_default(),
+  };
+  name == "localhost"
+    || name
+      .parse::<std::net::IpAddr>()
+      .is_ok_and(|ip| ip.is_loopback())
+}
 
 /// Header names whose values are credentials whatever the redaction list says.
 const SECRET_HEADERS: [&str; 5] = [
@@ -223,7 +241,9 @@ impl Http for SimCloud {
       }
       "POST" => {
         let key = format!("{scheme}://{host}{path}");
-        let allowed = host == SLACK_HOST
+        let loopback = is_loopback(&host);
+        let allowed = loopback
+          || host == SLACK_HOST
           || host == PAGERDUTY_HOST
           || self.sim.peek(|state, _| state.http.webhooks.contains(&key));
         if !allowed {
@@ -262,6 +282,10 @@ impl Http for SimCloud {
           .collect();
         let detail = json!({ "headers": headers, "body": request.body });
         let op = self.sim.commit("http", "POST", None, &target, detail)?;
+        if loopback {
+          let real = crate::cloud::http::ReqwestHttp::new()?;
+          return real.send(request).await;
+        }
         if host == PAGERDUTY_HOST {
           let dedup_key = request
             .body
@@ -315,5 +339,14 @@ mod tests {
     assert_eq!(endpoint_key("ftp://h/x"), None);
     assert_eq!(endpoint_key("https:///x"), None);
     assert_eq!(endpoint_key("nonsense"), None);
+  }
+
+  #[test]
+  fn only_loopback_hosts_are_passed_through() {
+    assert!(is_loopback("127.0.0.1:8080"));
+    assert!(is_loopback("localhost"));
+    assert!(is_loopback("[::1]:9000"));
+    assert!(!is_loopback("hooks.slack.com"));
+    assert!(!is_loopback("10.0.0.1:80"));
   }
 }

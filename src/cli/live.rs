@@ -1,0 +1,517 @@
+//! The live view of a run on a terminal: one row per step with its state and elapsed time, the
+//! RTO clock against its target, and what a waiting step is waiting on — redrawn in place.
+//!
+//! Split in two so the drawing is testable without a terminal: [`Board`] folds journal records
+//! and waits into the state of the run, and [`frame`] turns a board and an instant into text.
+//! [`LiveTty`] is the [`Observer`] that owns a board and redraws it on every event and on a
+//! ticker (so clocks move while nothing happens), erasing the previous frame with ANSI codes.
+//! Only used when stderr is a terminal and the output is text; otherwise the plain
+//! one-line-per-event renderer runs.
+
+use std::{
+  io::Write,
+  sync::{
+    atomic::{AtomicBool, Ordering},
+    Arc, Mutex, Weak,
+  },
+  time::Duration,
+};
+
+use chrono::{DateTime, Utc};
+
+use crate::{
+  actions::human,
+  engine::Observer,
+  runbook::format_duration,
+  state::{journal::Phase, Event, Record, Redactor},
+};
+
+/// How often the clocks are redrawn while no event arrives.
+const TICK: Duration = Duration::from_millis(250);
+
+/// Set while a prompt owns the terminal (an approval): the view does not draw over it.
+static PAUSED: AtomicBool = AtomicBool::new(false);
+
+/// Holds the live view still while it lives (an approval prompt is on screen).
+pub struct Paused;
+
+impl Paused {
+  pub fn new() -> Paused {
+    PAUSED.store(true, Ordering::SeqCst);
+    Paused
+  }
+}
+
+impl Drop for Paused {
+  fn drop(&mut self) {
+    PAUSED.store(false, Ordering::SeqCst);
+  }
+}
+
+/// Where a step stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepState {
+  Pending,
+  Running,
+  Waiting,
+  Retrying,
+  Succeeded,
+  Failed,
+  Skipped,
+}
+
+impl StepState {
+  fn word(self) -> &'static str {
+    match self {
+      StepState::Pending => "pending",
+      StepState::Running => "running",
+      StepState::Waiting => "waiting",
+      StepState::Retrying => "retrying",
+      StepState::Succeeded => "succeeded",
+      StepState::Failed => "failed",
+      StepState::Skipped => "skipped",
+    }
+  }
+
+  fn mark(self) -> (&'static str, &'static str) {
+    match self {
+      StepState::Pending => ("·", "2"),
+      StepState::Running => ("▶", "36"),
+      StepState::Waiting => ("…", "36"),
+      StepState::Retrying => ("!", "33"),
+      StepState::Succeeded => ("✓", "32"),
+      StepState::Failed => ("✗", "31"),
+      StepState::Skipped => ("-", "2"),
+    }
+  }
+}
+
+/// One row of the view.
+#[derive(Debug, Clone)]
+pub struct StepRow {
+  pub id: String,
+  pub state: StepState,
+  pub attempt: u32,
+  pub started: Option<DateTime<Utc>>,
+  pub ended: Option<DateTime<Utc>>,
+  /// What the step is waiting on, and since when.
+  pub waiting: Option<(String, DateTime<Utc>)>,
+  /// The last summary or error.
+  pub note: String,
+}
+
+/// The state of a run as the view shows it.
+#[derive(Debug, Clone)]
+pub struct Board {
+  pub title: String,
+  pub steps: Vec<StepRow>,
+  pub rto: Option<Duration>,
+  /// When the RTO clock started (the incident start; default the run's first record).
+  pub clock_start: Option<DateTime<Utc>>,
+  /// Backend time runs this many times faster than the wall (the simulator).
+  pub scale: f64,
+  /// `Some(status)` once the run finished or was interrupted: the clock stops.
+  pub finished: Option<(String, DateTime<Utc>)>,
+}
+
+impl Board {
+  pub fn new(title: String, steps: &[String], rto: Option<Duration>, scale: f64) -> Board {
+    Board {
+      title,
+      steps: steps
+        .iter()
+        .map(|id| StepRow {
+          id: id.clone(),
+          state: StepState::Pending,
+          attempt: 0,
+          started: None,
+          ended: None,
+          waiting: None,
+          note: String::new(),
+        })
+        .collect(),
+      rto,
+      clock_start: None,
+      scale,
+      finished: None,
+    }
+  }
+
+  fn row(&mut self, id: &str) -> Option<&mut StepRow> {
+    self.steps.iter_mut().find(|row| row.id == id)
+  }
+
+  /// Fold one journal record in. Rollback records annotate the row without changing its state.
+  pub fn apply(&mut self, record: &Record) {
+    let ts = record.ts;
+    match &record.event {
+      Event::RunStarted { incident_start, .. } => {
+        self.clock_start = Some(*incident_start.min(&ts));
+      }
+      Event::RunResumed { .. } => {
+        self.finished = None;
+        self.clock_start.get_or_insert(ts);
+      }
+      Event::StepStarted {
+        step,
+        attempt,
+        phase,
+      } => {
+        if let Some(row) = self.row(step) {
+          if *phase == Phase::Rollback {
+            row.note = "rolling back".into();
+          } else {
+            row.state = StepState::Running;
+            row.attempt = *attempt;
+            row.started.get_or_insert(ts);
+            row.ended = None;
+            row.waiting = None;
+          }
+        }
+      }
+      Event::StepIntent { step, change, .. } => {
+        if let Some(row) = self.row(step) {
+          row.note.clone_from(change);
+        }
+      }
+      Event::StepSucceeded {
+        step,
+        summary,
+        phase,
+        ..
+      } => {
+        if let Some(row) = self.row(step) {
+          if *phase == Phase::Rollback {
+            row.note = format!("rolled back: {summary}");
+          } else {
+            row.state = StepState::Succeeded;
+            row.ended = Some(ts);
+            row.waiting = None;
+            row.note.clone_from(summary);
+          }
+        }
+      }
+      Event::StepFailed {
+        step,
+        error,
+        will_retry,
+        phase,
+        ..
+      } => {
+        if let Some(row) = self.row(step) {
+          row.waiting = None;
+          row.note.clone_from(&error.message);
+          if *phase == Phase::Run {
+            if *will_retry {
+              row.state = StepState::Retrying;
+            } else {
+              row.state = StepState::Failed;
+              row.ended = Some(ts);
+            }
+          }
+        }
+      }
+      Event::StepSkipped { step, reason } => {
+        if let Some(row) = self.row(step) {
+          row.state = StepState::Skipped;
+          row.note.clone_from(reason);
+        }
+      }
+      Event::RunInterrupted { signal } => {
+        self.finished = Some((format!("interrupted ({signal})"), ts));
+      }
+      Event::RunFinished { status, .. } => {
+        self.finished = Some((status.as_str().to_string(), ts));
+      }
+    }
+  }
+
+  /// A step reports what it is waiting on.
+  pub fn waiting(&mut self, step: &str, status: &str, now: DateTime<Utc>) {
+    if let Some(row) = self.row(step) {
+      row.state = StepState::Waiting;
+      row.waiting = Some((status.to_string(), now));
+    }
+  }
+
+  /// Backend time between two instants.
+  fn span(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Duration {
+    (to - from).to_std().unwrap_or_default().mul_f64(self.scale)
+  }
+}
+
+/// The frame for `board` at `now`. Pure: the same board and instant give the same text.
+pub fn frame(board: &Board, now: DateTime<Utc>, color: bool) -> String {
+  let paint = |code: &str, text: &str| {
+    if color {
+      format!("\x1b[{code}m{text}\x1b[0m")
+    } else {
+      text.to_string()
+    }
+  };
+  let end = board.finished.as_ref().map_or(now, |(_, at)| *at);
+  let mut text = format!("{}\n", board.title);
+  let elapsed = board
+    .clock_start
+    .map(|start| board.span(start, end))
+    .unwrap_or_default();
+  let mut clock = format!("RTO clock {}", human(elapsed));
+  match board.rto {
+    Some(target) => {
+      let share = elapsed.as_secs_f64() / target.as_secs_f64().max(f64::EPSILON);
+      const WIDTH: usize = 20;
+      // Saturating float-to-int casts: a share above 1 fills the bar.
+      let filled = ((share * WIDTH as f64).round() as usize).min(WIDTH);
+      let bar = format!("{}{}", "█".repeat(filled), "░".repeat(WIDTH - filled));
+      let verdict = if elapsed > target {
+        paint("31", "BREACHED")
+      } else {
+        format!("{}%", (share * 100.0).floor() as u64)
+      };
+      clock.push_str(&format!(
+        " / target {}  [{bar}] {verdict}",
+        format_duration(target)
+      ));
+    }
+    None => clock.push_str(" (no RTO target)"),
+  }
+  if let Some((status, _)) = &board.finished {
+    clock.push_str(&format!("  · run {status}"));
+  }
+  text.push_str(&clock);
+  text.push('\n');
+  let width = board
+    .steps
+    .iter()
+    .map(|row| row.id.len())
+    .max()
+    .unwrap_or(4);
+  for row in &board.steps {
+    let (mark, code) = row.state.mark();
+    let time = match (row.started, row.ended) {
+      (Some(start), Some(stop)) => human(board.span(start, stop)),
+      (Some(start), None) if board.finished.is_none() => human(board.span(start, now)),
+      (Some(start), None) => human(board.span(start, end)),
+      _ => String::new(),
+    };
+    let detail = match (&row.waiting, row.state) {
+      (Some((status, since)), StepState::Waiting) => {
+        format!("{status}, {}", human(board.span(*since, end)))
+      }
+      _ if row.state == StepState::Pending => String::new(),
+      _ => row.note.clone(),
+    };
+    let attempt = if row.attempt > 1 {
+      format!(" (attempt {})", row.attempt)
+    } else {
+      String::new()
+    };
+    let line = format!(
+      "  {} {:<width$}  {:<9} {:>7}  {detail}{attempt}",
+      paint(code, mark),
+      row.id,
+      row.state.word(),
+      time,
+    );
+    text.push_str(line.trim_end());
+    text.push('\n');
+  }
+  text
+}
+
+struct Inner {
+  board: Mutex<Board>,
+  redactor: Redactor,
+  color: bool,
+  /// Lines of the frame on screen (erased before the next one).
+  drawn: Mutex<usize>,
+  done: AtomicBool,
+}
+
+impl Inner {
+  fn draw(&self) {
+    if PAUSED.load(Ordering::SeqCst) {
+      // The prompt scrolled the old frame away: start a fresh one below it afterwards.
+      *self.drawn.lock().unwrap_or_else(|p| p.into_inner()) = 0;
+      return;
+    }
+    let text = {
+      let board = self.board.lock().unwrap_or_else(|p| p.into_inner());
+      self.redactor.redact(&frame(&board, Utc::now(), self.color))
+    };
+    let mut drawn = self.drawn.lock().unwrap_or_else(|p| p.into_inner());
+    let mut stderr = std::io::stderr().lock();
+    if *drawn > 0 {
+      // Up to the first line of the previous frame, then clear to the end of the screen.
+      let _ = write!(stderr, "\x1b[{}F\x1b[J", *drawn);
+    }
+    let _ = write!(stderr, "{text}");
+    let _ = stderr.flush();
+    *drawn = text.lines().count();
+  }
+}
+
+/// The live view as an [`Observer`].
+pub struct LiveTty {
+  inner: Arc<Inner>,
+}
+
+impl LiveTty {
+  pub fn start(board: Board, redactor: Redactor, color: bool) -> LiveTty {
+    let inner = Arc::new(Inner {
+      board: Mutex::new(board),
+      redactor,
+      color,
+      drawn: Mutex::new(0),
+      done: AtomicBool::new(false),
+    });
+    let weak: Weak<Inner> = Arc::downgrade(&inner);
+    // The ticker ends with the run (or when the view is dropped).
+    std::thread::spawn(move || loop {
+      std::thread::sleep(TICK);
+      let Some(inner) = weak.upgrade() else { break };
+      if inner.done.load(Ordering::SeqCst) {
+        break;
+      }
+      inner.draw();
+    });
+    LiveTty { inner }
+  }
+}
+
+impl Observer for LiveTty {
+  fn record(&self, record: &Record) {
+    let finished = matches!(
+      record.event,
+      Event::RunFinished { .. } | Event::RunInterrupted { .. }
+    );
+    self
+      .inner
+      .board
+      .lock()
+      .unwrap_or_else(|p| p.into_inner())
+      .apply(record);
+    self.inner.draw();
+    if finished {
+      self.inner.done.store(true, Ordering::SeqCst);
+    }
+  }
+
+  fn waiting(&self, step: &str, status: &str) {
+    self
+      .inner
+      .board
+      .lock()
+      .unwrap_or_else(|p| p.into_inner())
+      .waiting(step, status, Utc::now());
+    self.inner.draw();
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+  use crate::state::{RunStatus, StepError};
+
+  fn at(secs: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(1_790_000_000 + secs, 0).unwrap()
+  }
+
+  fn record(secs: i64, event: Event) -> Record {
+    Record {
+      seq: 0,
+      ts: at(secs),
+      event,
+    }
+  }
+
+  fn board() -> Board {
+    let steps = ["verify-outage", "promote-db", "scale-app", "flip-dns"].map(String::from);
+    let mut board = Board::new(
+      "drctl run r1 · regional-failover · backend sim".into(),
+      &steps,
+      Some(Duration::from_secs(15 * 60)),
+      1.0,
+    );
+    board.clock_start = Some(at(0));
+    board
+  }
+
+  #[test]
+  fn a_frame_shows_states_times_the_rto_clock_and_the_wait() {
+    let mut board = board();
+    let started = |step: &str, secs| {
+      record(
+        secs,
+        Event::StepStarted {
+          step: step.into(),
+          attempt: 1,
+          phase: Phase::Run,
+        },
+      )
+    };
+    board.apply(&started("verify-outage", 0));
+    board.apply(&record(
+      4,
+      Event::StepSucceeded {
+        step: "verify-outage".into(),
+        attempt: 1,
+        summary: "hc-primary is unhealthy".into(),
+        changed: false,
+        phase: Phase::Run,
+        outputs: Default::default(),
+        data_loss_ms: None,
+      },
+    ));
+    board.apply(&started("promote-db", 5));
+    board.waiting("promote-db", "replica status: modifying", at(20));
+    board.apply(&started("scale-app", 5));
+    board.apply(&record(
+      30,
+      Event::StepFailed {
+        step: "scale-app".into(),
+        attempt: 1,
+        error: StepError {
+          message: "ThrottlingException".into(),
+          code: None,
+          request_id: None,
+          http_status: None,
+          retryable: true,
+        },
+        will_retry: true,
+        backoff_ms: Some(2000),
+        phase: Phase::Run,
+      },
+    ));
+    let text = frame(&board, at(150), false);
+    assert_eq!(
+      text,
+      "drctl run r1 · regional-failover · backend sim\n\
+       RTO clock 2m30s / target 15m  [███░░░░░░░░░░░░░░░░░] 16%\n\
+       \x20 ✓ verify-outage  succeeded      4s  hc-primary is unhealthy\n\
+       \x20 … promote-db     waiting     2m25s  replica status: modifying, 2m10s\n\
+       \x20 ! scale-app      retrying    2m25s  ThrottlingException\n\
+       \x20 · flip-dns       pending\n"
+    );
+  }
+
+  #[test]
+  fn the_clock_stops_at_the_end_and_shows_a_breach() {
+    let mut board = board();
+    board.apply(&record(
+      1000,
+      Event::RunFinished {
+        status: RunStatus::Breached,
+        rto_achieved_ms: Some(1_000_000),
+        rpo_achieved_ms: None,
+        failed_step: None,
+      },
+    ));
+    let text = frame(&board, at(5000), false);
+    assert!(
+      text
+        .contains("RTO clock 16m40s / target 15m  [████████████████████] BREACHED  · run breached"),
+      "{text}"
+    );
+  }
+}

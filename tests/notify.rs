@@ -1,0 +1,407 @@
+//! Notifications against a capture server on loopback, through the real binary on `--sim` (the
+//! simulator passes POSTs to loopback hosts through to the real HTTP client): exact payloads,
+//! retries on 5xx but not 4xx, one PagerDuty dedup_key across a kill and a resume. Also the
+//! plain (non-TTY) and JSON-lines progress outputs.
+
+use std::{
+  collections::{BTreeMap, BTreeSet, VecDeque},
+  io::{BufRead, BufReader, Read, Write},
+  net::TcpListener,
+  sync::{Arc, Condvar, Mutex},
+  time::Duration,
+};
+
+use crate::support::{signal, Test};
+
+/// One request the capture server saw.
+#[derive(Debug, Clone)]
+struct Captured {
+  method: String,
+  path: String,
+  /// Lower-cased names.
+  headers: BTreeMap<String, String>,
+  body: String,
+}
+
+#[derive(Default)]
+struct Script {
+  /// Statuses to answer, in order; 200 once they run out.
+  statuses: VecDeque<u16>,
+  /// Hold the answer to the next request until released.
+  hold_next: bool,
+  released: bool,
+}
+
+/// A tiny HTTP/1.1 server on 127.0.0.1 recording every request.
+struct Capture {
+  port: u16,
+  seen: Arc<Mutex<Vec<Captured>>>,
+  script: Arc<(Mutex<Script>, Condvar)>,
+}
+
+impl Capture {
+  fn start(statuses: &[u16]) -> Capture {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let script = Arc::new((
+      Mutex::new(Script {
+        statuses: statuses.iter().copied().collect(),
+        ..Script::default()
+      }),
+      Condvar::new(),
+    ));
+    let (seen_in, script_in) = (seen.clone(), script.clone());
+    std::thread::spawn(move || {
+      for stream in listener.incoming() {
+        let Ok(mut stream) = stream else { continue };
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+          continue;
+        }
+        let mut parts = line.split_whitespace();
+        let method = parts.next().unwrap_or_default().to_string();
+        let path = parts.next().unwrap_or_default().to_string();
+        let mut headers = BTreeMap::new();
+        loop {
+          let mut header = String::new();
+          reader.read_line(&mut header).unwrap();
+          let header = header.trim_end();
+          if header.is_empty() {
+            break;
+          }
+          let (name, value) = header.split_once(':').unwrap();
+          headers.insert(name.to_ascii_lowercase(), value.trim().to_string());
+        }
+        let length: usize = headers
+          .get("content-length")
+          .map_or(0, |length| length.parse().unwrap());
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).unwrap();
+        seen_in.lock().unwrap().push(Captured {
+          method,
+          path,
+          headers,
+          body: String::from_utf8(body).unwrap(),
+        });
+        let status = {
+          let (lock, wake) = &*script_in;
+          let mut script = lock.lock().unwrap();
+          if script.hold_next {
+            script.hold_next = false;
+            while !script.released {
+              script = wake.wait(script).unwrap();
+            }
+          }
+          script.statuses.pop_front().unwrap_or(200)
+        };
+        let body = r#"{"status":"success"}"#;
+        let _ = write!(
+          stream,
+          "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+          body.len()
+        );
+      }
+    });
+    Capture { port, seen, script }
+  }
+
+  fn url(&self, path: &str) -> String {
+    format!("http://127.0.0.1:{}{path}", self.port)
+  }
+
+  fn seen(&self) -> Vec<Captured> {
+    self.seen.lock().unwrap().clone()
+  }
+
+  fn hold_next(&self) {
+    self.script.0.lock().unwrap().hold_next = true;
+  }
+
+  fn release(&self) {
+    let (lock, wake) = &*self.script;
+    lock.lock().unwrap().released = true;
+    wake.notify_all();
+  }
+}
+
+fn runbook(steps: &str) -> String {
+  format!(
+    "apiVersion: drctl/v1\nkind: Runbook\nmetadata: {{ name: notify-test }}\n\
+     objectives: {{ rto: 15m }}\n\
+     defaults: {{ timeout: 1m, retry: {{ attempts: 3, backoff: 1s }} }}\nsteps:\n{steps}"
+  )
+}
+
+fn run_args(extra: &[&str]) -> Vec<String> {
+  let mut args: Vec<String> = ["run", "notify.yaml", "--sim", "--yes", "--time-scale", "20"]
+    .map(String::from)
+    .to_vec();
+  args.extend(extra.iter().map(|arg| arg.to_string()));
+  args
+}
+
+/// HMAC-SHA256, computed here independently of drctl (RFC 2104 over the `sha2` crate).
+fn hmac_sha256_hex(key: &[u8], message: &[u8]) -> String {
+  use sha2::{Digest, Sha256};
+  let mut block = [0u8; 64];
+  block[..key.len()].copy_from_slice(key);
+  let pad = |byte: u8| block.iter().map(|b| b ^ byte).collect::<Vec<u8>>();
+  let inner = Sha256::new()
+    .chain_update(pad(0x36))
+    .chain_update(message)
+    .finalize();
+  let outer = Sha256::new()
+    .chain_update(pad(0x5c))
+    .chain_update(inner)
+    .finalize();
+  outer.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+#[test]
+fn slack_pagerduty_and_webhook_payloads_are_exact() {
+  let capture = Capture::start(&[200, 202, 202, 200]);
+  let steps = format!(
+    r#"  - id: slack
+    action: notify.slack
+    with:
+      webhook: "{slack}"
+      text: "Failover to us-west-2 complete"
+      status: succeeded
+      region: us-west-2
+      rto: "4m10s of 15m target"
+      report: "https://reports.example.com/r/1"
+  - id: page
+    action: notify.pagerduty
+    needs: [slack]
+    with: {{ routing_key: "${{{{ secrets.PD_KEY }}}}", summary: "Failover started", severity: critical, url: "{pd}" }}
+  - id: resolve
+    action: notify.pagerduty
+    needs: [page]
+    with: {{ routing_key: "${{{{ secrets.PD_KEY }}}}", summary: "Failover done", event_action: resolve, dedup_key: "${{{{ steps.page.outputs.dedup_key }}}}", url: "{pd}" }}
+  - id: hook
+    action: notify.webhook
+    needs: [resolve]
+    with:
+      url: "{hook}"
+      headers: {{ X-Team: sre }}
+      hmac_secret: "${{{{ secrets.HOOK_SECRET }}}}"
+      body: {{ event: failover, region: us-west-2 }}
+"#,
+    slack = capture.url("/services/T0/B0/x"),
+    pd = capture.url("/v2/enqueue"),
+    hook = capture.url("/hook"),
+  );
+  let test = Test::new()
+    .file("notify.yaml", &runbook(&steps))
+    .env("PD_KEY", "pd-routing-key")
+    .env("HOOK_SECRET", "hook-secret");
+  test.run_args(run_args(&[])).status(0);
+  let run_id = test.run_ids().pop().unwrap();
+  let seen = capture.seen();
+  assert_eq!(seen.len(), 4, "{seen:#?}");
+  assert!(seen.iter().all(|request| request.method == "POST"));
+  let paths: Vec<&str> = seen.iter().map(|request| request.path.as_str()).collect();
+  assert_eq!(
+    paths,
+    ["/services/T0/B0/x", "/v2/enqueue", "/v2/enqueue", "/hook"]
+  );
+
+  assert_eq!(
+    seen[0].body,
+    format!(
+      r#"{{"blocks":[{{"text":{{"emoji":true,"text":"✅ succeeded — notify-test","type":"plain_text"}},"type":"header"}},{{"text":{{"text":"Failover to us-west-2 complete","type":"mrkdwn"}},"type":"section"}},{{"fields":[{{"text":"*Runbook*\nnotify-test","type":"mrkdwn"}},{{"text":"*Region*\nus-west-2","type":"mrkdwn"}},{{"text":"*RTO*\n4m10s of 15m target","type":"mrkdwn"}},{{"text":"*Report*\n<https://reports.example.com/r/1|Open the report>","type":"mrkdwn"}}],"type":"section"}},{{"elements":[{{"text":"drctl run `{run_id}` · step `slack`","type":"mrkdwn"}}],"type":"context"}}],"text":"Failover to us-west-2 complete"}}"#
+    )
+  );
+  assert_eq!(
+    seen[1].body,
+    format!(
+      r#"{{"client":"drctl","dedup_key":"drctl/{run_id}/page","event_action":"trigger","payload":{{"custom_details":{{"run_id":"{run_id}","runbook":"notify-test","step":"page"}},"severity":"critical","source":"drctl","summary":"Failover started"}},"routing_key":"pd-routing-key"}}"#
+    )
+  );
+  assert_eq!(
+    seen[2].body,
+    format!(
+      r#"{{"dedup_key":"drctl/{run_id}/page","event_action":"resolve","routing_key":"pd-routing-key"}}"#
+    )
+  );
+  let hook = &seen[3];
+  assert_eq!(hook.body, r#"{"event":"failover","region":"us-west-2"}"#);
+  assert_eq!(hook.headers["content-type"], "application/json");
+  assert_eq!(hook.headers["x-team"], "sre");
+  assert_eq!(
+    hook.headers["x-drctl-signature"],
+    format!(
+      "sha256={}",
+      hmac_sha256_hex(b"hook-secret", hook.body.as_bytes())
+    )
+  );
+  // Secrets never reach the journal.
+  let journal = test.journal(&run_id);
+  assert!(!journal.contains("pd-routing-key") && !journal.contains("hook-secret"));
+}
+
+const HOOK_STEP: &str = "  - id: hook\n    action: notify.webhook\n    with: { url: \"URL\" }\n";
+
+#[test]
+fn a_server_error_is_retried_and_then_succeeds() {
+  let capture = Capture::start(&[500, 200]);
+  let test = Test::new().file(
+    "notify.yaml",
+    &runbook(&HOOK_STEP.replace("URL", &capture.url("/hook"))),
+  );
+  let run = test.run_args(run_args(&[])).status(0);
+  let seen = capture.seen();
+  assert_eq!(seen.len(), 2, "{seen:#?}");
+  assert_eq!(seen[0].body, seen[1].body);
+  assert!(run.stderr().contains("answered 500"), "{}", run.stderr());
+}
+
+#[test]
+fn a_client_error_is_not_retried() {
+  let capture = Capture::start(&[400, 200, 200]);
+  let test = Test::new().file(
+    "notify.yaml",
+    &runbook(&HOOK_STEP.replace("URL", &capture.url("/hook"))),
+  );
+  let run = test.run_args(run_args(&[])).status(1);
+  assert_eq!(capture.seen().len(), 1);
+  assert!(
+    run.stderr().contains("answered 400 (not retried)"),
+    "{}",
+    run.stderr()
+  );
+}
+
+#[test]
+fn a_failed_notification_with_on_failure_continue_does_not_fail_the_run() {
+  let capture = Capture::start(&[404]);
+  let step = format!(
+    "{}    on_failure: continue\n    recovery: false\n",
+    HOOK_STEP.replace("URL", &capture.url("/hook"))
+  );
+  let test = Test::new().file("notify.yaml", &runbook(&step));
+  test.run_args(run_args(&[])).status(0);
+  assert_eq!(capture.seen().len(), 1);
+}
+
+#[test]
+fn a_pagerduty_trigger_resumed_after_a_kill_keeps_one_dedup_key() {
+  let capture = Capture::start(&[]);
+  capture.hold_next();
+  let step = format!(
+    "  - id: page\n    action: notify.pagerduty\n    with: {{ routing_key: rk, summary: down, url: \"{}\" }}\n",
+    capture.url("/v2/enqueue")
+  );
+  let test = Test::new().file("notify.yaml", &runbook(&step));
+  let mut child = test.spawn(run_args(&[]));
+  test.wait_for(Duration::from_secs(30), "the first trigger", || {
+    !capture.seen().is_empty()
+  });
+  signal(&child, "KILL");
+  let _ = child.wait();
+  capture.release();
+  let run_id = test.run_ids().pop().unwrap();
+  let journal = test.journal(&run_id);
+  assert!(journal.contains(r#""event":"step_intent""#), "{journal}");
+  assert!(!journal.contains("run_finished"), "{journal}");
+
+  test
+    .run_args(["resume", run_id.as_str(), "--yes"])
+    .status(0);
+  // Resuming a finished run sends nothing more.
+  test.run_args(["resume", run_id.as_str(), "--yes"]);
+  let seen = capture.seen();
+  let keys: BTreeSet<String> = seen
+    .iter()
+    .map(|request| {
+      let body: serde_json::Value = serde_json::from_str(&request.body).unwrap();
+      assert_eq!(body["event_action"], "trigger");
+      body["dedup_key"].as_str().unwrap().to_string()
+    })
+    .collect();
+  assert_eq!(
+    keys,
+    BTreeSet::from([format!("drctl/{run_id}/page")]),
+    "{seen:#?}"
+  );
+  assert!(seen.len() <= 2, "{seen:#?}");
+}
+
+#[test]
+fn without_a_terminal_progress_is_one_plain_line_per_event() {
+  let capture = Capture::start(&[]);
+  let test = Test::new().file(
+    "notify.yaml",
+    &runbook(&HOOK_STEP.replace("URL", &capture.url("/hook"))),
+  );
+  let run = test.run_args(run_args(&[])).status(0);
+  let stderr = run.stderr();
+  assert!(!stderr.contains('\x1b'), "no ANSI codes: {stderr}");
+  let lines: Vec<&str> = stderr
+    .lines()
+    .filter(|line| line.starts_with('['))
+    .collect();
+  assert!(
+    lines
+      .iter()
+      .any(|line| line.contains("▶ hook") && line.contains("started")),
+    "{stderr}"
+  );
+  assert!(
+    lines
+      .iter()
+      .any(|line| line.contains("✓ hook") && line.contains("posted to http://127.0.0.1")),
+    "{stderr}"
+  );
+  assert!(
+    lines.last().unwrap().contains("finished: succeeded"),
+    "{stderr}"
+  );
+}
+
+#[test]
+fn json_output_streams_events_with_ts_event_step_and_status_then_a_summary() {
+  let capture = Capture::start(&[500, 200]);
+  let test = Test::new().file(
+    "notify.yaml",
+    &runbook(&HOOK_STEP.replace("URL", &capture.url("/hook"))),
+  );
+  let run = test.run_args(run_args(&["--output", "json"])).status(0);
+  let events: Vec<serde_json::Value> = run
+    .stdout()
+    .lines()
+    .map(|line| serde_json::from_str(line).unwrap())
+    .collect();
+  for event in &events {
+    for field in ["ts", "event", "step", "status"] {
+      assert!(event.get(field).is_some(), "{field} missing in {event}");
+    }
+  }
+  let names: Vec<(&str, &str)> = events
+    .iter()
+    .map(|event| {
+      (
+        event["event"].as_str().unwrap(),
+        event["status"].as_str().unwrap(),
+      )
+    })
+    .collect();
+  assert_eq!(
+    names,
+    [
+      ("run_started", "running"),
+      ("step_started", "running"),
+      ("step_intent", "applying"),
+      ("step_failed", "retrying"),
+      ("step_started", "running"),
+      ("step_intent", "applying"),
+      ("step_succeeded", "succeeded"),
+      ("run_finished", "succeeded"),
+      ("summary", "succeeded"),
+    ]
+  );
+  assert_eq!(events[1]["step"], "hook");
+  assert_eq!(events[0]["step"], serde_json::Value::Null);
+}
