@@ -8,6 +8,7 @@ mod cli;
 mod crash;
 mod failover;
 mod locks;
+mod report;
 mod s3state;
 mod sandbox;
 mod validate;
