@@ -373,7 +373,7 @@ pub fn human(secs: f64) -> String {
   if whole < 60 {
     format!("{whole}s")
   } else if whole < 3600 {
-    if whole % 60 == 0 {
+    if whole.is_multiple_of(60) {
       format!("{}m", whole / 60)
     } else {
       format!("{}m{:02}s", whole / 60, whole % 60)
