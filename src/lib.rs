@@ -10,5 +10,6 @@ pub mod cli;
 pub mod cloud;
 pub mod engine;
 pub mod plan;
+pub mod report;
 pub mod runbook;
 pub mod state;

@@ -9,6 +9,7 @@ mod crash;
 mod failover;
 mod locks;
 mod notify;
+mod report;
 mod s3state;
 mod sandbox;
 mod validate;

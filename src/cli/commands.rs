@@ -204,6 +204,7 @@ pub async fn dispatch(cli: Cli) -> Result<i32, Error> {
       accept_data_loss,
     } => resume(&ctx, &run_id, yes, max_parallel, accept_data_loss).await,
     Command::Status { run_id } => status(&ctx, run_id.as_deref()).await,
+    Command::Report(args) => super::report::report(&ctx, &args).await,
     Command::Runs => runs(&ctx).await,
     Command::Unlock { runbook } => unlock(&ctx, &runbook).await,
     Command::Sandbox { command } => sandbox::command(ctx.store.root(), ctx.output, &command),

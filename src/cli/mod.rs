@@ -16,6 +16,7 @@ mod commands;
 pub mod config;
 mod live;
 mod render;
+mod report;
 mod sandbox;
 mod state;
 
@@ -123,6 +124,8 @@ pub enum Command {
   },
   /// Show a run (default: the latest).
   Status { run_id: Option<String> },
+  /// Render a run's report (Markdown, JSON, JUnit XML or HTML).
+  Report(report::ReportArgs),
   /// List runs.
   Runs,
   /// Break the lock of a runbook (by name or path).

@@ -178,6 +178,12 @@ impl Plan {
   }
 }
 
+/// Names of the secrets (`${{ secrets.X }}`) a runbook references, e.g. so a report can redact
+/// their values.
+pub fn referenced_secrets(runbook: &Runbook) -> Vec<String> {
+  referenced(runbook, Namespace::Secrets)
+}
+
 /// Names referenced in a namespace anywhere in the runbook.
 fn referenced(runbook: &Runbook, namespace: Namespace) -> Vec<String> {
   fn visit_arg(arg: &Arg, out: &mut Vec<Reference>) {
