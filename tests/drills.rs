@@ -49,9 +49,7 @@ fn list_shows_the_shipped_drills_with_next_fire_times() {
 #[test]
 fn run_records_history_with_rto_and_rpo_against_targets() {
   let test = with_drills();
-  let output = test
-    .run_args(["drill", "run", "quarterly-regional-failover"])
-    .run();
+  let output = test.run_args(["drill", "run", "quarterly-regional-failover"]);
   let stdout = output.stdout();
   assert_eq!(output.code(), 0, "{stdout}{}", output.stderr());
   assert!(
@@ -74,7 +72,7 @@ fn run_records_history_with_rto_and_rpo_against_targets() {
     ))
     .exists());
 
-  let output = test.run_args(["drill", "history"]).run();
+  let output = test.run_args(["drill", "history"]);
   let stdout = output.stdout();
   assert_eq!(output.code(), 0, "{stdout}{}", output.stderr());
   assert!(stdout.contains("quarterly-regional-failover"), "{stdout}");
@@ -83,15 +81,13 @@ fn run_records_history_with_rto_and_rpo_against_targets() {
   assert!(stdout.contains("(5m)"), "{stdout}");
   assert!(stdout.contains("no runs yet"), "{stdout}");
 
-  let output = test
-    .run_args([
-      "drill",
-      "history",
-      "quarterly-regional-failover",
-      "--output",
-      "json",
-    ])
-    .run();
+  let output = test.run_args([
+    "drill",
+    "history",
+    "quarterly-regional-failover",
+    "--output",
+    "json",
+  ]);
   let rows: serde_json::Value = serde_json::from_str(&output.stdout()).unwrap();
   assert_eq!(rows.as_array().unwrap().len(), 1);
   assert_eq!(rows[0]["entry"]["run_id"], run_id);
@@ -100,9 +96,7 @@ fn run_records_history_with_rto_and_rpo_against_targets() {
 #[test]
 fn scheduler_once_fires_nothing_on_first_sight_and_exits() {
   let test = with_drills();
-  let output = test
-    .run_args(["scheduler", "--once", "--jitter", "0s"])
-    .run();
+  let output = test.run_args(["scheduler", "--once", "--jitter", "0s"]);
   assert_eq!(output.code(), 0, "{}", output.stderr());
   assert!(test
     .path()
