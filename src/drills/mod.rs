@@ -64,9 +64,9 @@ pub fn judge(drill: &Drill, status: RunStatus, timeline: &Timeline) -> (&'static
   }
   let result = if reasons.is_empty() {
     "passed"
-  } else if status == RunStatus::Failed {
-    "failed"
-  } else if reasons.iter().any(|reason| reason.starts_with("required")) {
+  } else if status == RunStatus::Failed
+    || reasons.iter().any(|reason| reason.starts_with("required"))
+  {
     "failed"
   } else {
     "breached"
