@@ -8,6 +8,7 @@
 pub mod actions;
 pub mod cli;
 pub mod cloud;
+pub mod drills;
 pub mod engine;
 pub mod plan;
 pub mod report;

@@ -23,7 +23,7 @@ fn shipped_runbooks_validate() {
     "{}",
     run.stdout()
   );
-  assert!(run.stdout().contains("3 runbook(s), 0 invalid"));
+  assert!(run.stdout().contains("4 runbook(s), 0 invalid"));
 }
 
 #[test]

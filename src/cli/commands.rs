@@ -56,6 +56,18 @@ pub enum Backend {
 }
 
 impl Context {
+  /// The same settings with another backend (a drill's `target`).
+  pub(super) fn with_backend(&self, backend: Backend) -> Context {
+    Context {
+      file: self.file.clone(),
+      runbooks: self.runbooks.clone(),
+      store: self.store.clone(),
+      output: self.output,
+      backend,
+      state: self.state.clone(),
+    }
+  }
+
   fn new(global: &GlobalArgs) -> Result<Context, Error> {
     let (file, _) = read_config(global.config.as_deref()).map_err(Error::Usage)?;
     let runbooks = file
@@ -209,6 +221,8 @@ pub async fn dispatch(cli: Cli) -> Result<i32, Error> {
     Command::Unlock { runbook } => unlock(&ctx, &runbook).await,
     Command::Sandbox { command } => sandbox::command(ctx.store.root(), ctx.output, &command),
     Command::State { command } => super::state::dispatch(&ctx, command).await,
+    Command::Drill { command } => super::drill::dispatch(&ctx, command).await,
+    Command::Scheduler(args) => super::drill::scheduler(&ctx, &args).await,
   }
 }
 
@@ -289,6 +303,22 @@ fn validate(ctx: &Context, paths: &[PathBuf]) -> Result<i32, Error> {
 }
 
 async fn dry_run(ctx: &Context, plan: &Plan) -> Result<i32, Error> {
+  let (report, cloud) = plan_report(ctx, plan).await?;
+  match ctx.output {
+    Output::Json => out(&format!(
+      "{}\n",
+      serde_json::to_string_pretty(&report).unwrap_or_default()
+    )),
+    Output::Text => out(&render::plan_text(&report, &cloud)),
+  }
+  Ok(0)
+}
+
+/// Probe read-only and describe what a run of `plan` would change (`drctl plan`, dry-run drills).
+pub(super) async fn plan_report(
+  ctx: &Context,
+  plan: &Plan,
+) -> Result<(plan::PlanReport, Cloud), Error> {
   let dir = std::env::temp_dir().join(format!(
     "drctl-plan-{}-{:04x}",
     std::process::id(),
@@ -299,14 +329,7 @@ async fn dry_run(ctx: &Context, plan: &Plan) -> Result<i32, Error> {
     .await?;
   let report = plan::describe(plan, &cloud).await;
   let _ = std::fs::remove_dir_all(&dir);
-  match ctx.output {
-    Output::Json => out(&format!(
-      "{}\n",
-      serde_json::to_string_pretty(&report).unwrap_or_default()
-    )),
-    Output::Text => out(&render::plan_text(&report, &cloud)),
-  }
-  Ok(0)
+  Ok((report, cloud))
 }
 
 /// Approvals on a terminal.
@@ -394,6 +417,21 @@ fn parse_time(text: &str) -> Result<DateTime<Utc>, Error> {
 }
 
 async fn run(ctx: &Context, plan: Plan, args: &RunArgs) -> Result<i32, Error> {
+  let outcome = execute(ctx, plan, args, None).await?;
+  render_summary(ctx, &outcome);
+  Ok(status_code(outcome.status))
+}
+
+/// Run a bound plan on the context's backend: take the lock, journal (mirrored to an `s3://`
+/// state), run the engine, release the lock (kept when interrupted: the run is to be resumed).
+/// Shared by `run`, `failover`, `drill run` and the scheduler. `signals` is the interrupt count
+/// to obey (default: this run's own SIGINT/SIGTERM handler).
+pub(super) async fn execute(
+  ctx: &Context,
+  plan: Plan,
+  args: &RunArgs,
+  signals: Option<watch::Receiver<u32>>,
+) -> Result<engine::RunOutcome, Error> {
   let incident_start = args.incident_start.as_deref().map(parse_time).transpose()?;
   let run_id = ctx.store.new_run_id();
   let holder = LockHolder {
@@ -434,20 +472,18 @@ async fn run(ctx: &Context, plan: Plan, args: &RunArgs) -> Result<i32, Error> {
       accept_data_loss: args.accept_data_loss,
       incident_start,
     };
-    engine::start(
-      plan.clone(),
-      cloud,
-      journal,
-      options,
-      operator(observer, &run_id),
-    )
-    .await
-    .map_err(|err| Error::Failed(err.to_string()))
+    let mut operator = operator(observer, &run_id);
+    if let Some(signals) = signals {
+      operator.signals = signals;
+    }
+    engine::start(plan.clone(), cloud, journal, options, operator)
+      .await
+      .map_err(|err| Error::Failed(err.to_string()))
   };
   let outcome = result.await;
   let location = s3.as_ref().map(|s3| s3.location.to_string());
   super::state::finish_mirror(mirror, location.as_deref().unwrap_or_default(), &run_id).await;
-  finish(ctx, renewal.stop().await, outcome).await
+  release(renewal.stop().await, outcome).await
 }
 
 /// Render the outcome, release the lock (kept when interrupted: the run is to be resumed), and
@@ -457,6 +493,16 @@ async fn finish(
   lock: Option<HeldLock>,
   outcome: Result<engine::RunOutcome, Error>,
 ) -> Result<i32, Error> {
+  let outcome = release(lock, outcome).await?;
+  render_summary(ctx, &outcome);
+  Ok(status_code(outcome.status))
+}
+
+/// Release the lock after a run (kept when interrupted: the run is to be resumed).
+async fn release(
+  lock: Option<HeldLock>,
+  outcome: Result<engine::RunOutcome, Error>,
+) -> Result<engine::RunOutcome, Error> {
   let Some(lock) = lock else {
     return Err(Error::Failed(
       "internal: the lock renewal task panicked".into(),
@@ -474,6 +520,10 @@ async fn finish(
       eprintln!("warning: {err}");
     }
   }
+  Ok(outcome)
+}
+
+pub(super) fn render_summary(ctx: &Context, outcome: &engine::RunOutcome) {
   match ctx.output {
     Output::Text => out(&render::summary(&outcome.timeline)),
     Output::Json => out(&format!(
@@ -481,7 +531,6 @@ async fn finish(
       serde_json::json!({"ts": Utc::now(), "event": "summary", "step": null, "status": outcome.status, "timeline": render::timeline_json(&outcome.timeline)})
     )),
   }
-  Ok(status_code(outcome.status))
 }
 
 async fn resume(

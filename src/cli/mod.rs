@@ -14,6 +14,7 @@ use crate::state::RunStatus;
 
 mod commands;
 pub mod config;
+mod drill;
 mod live;
 mod render;
 mod report;
@@ -144,6 +145,13 @@ pub enum Command {
     #[command(subcommand)]
     command: sandbox::SandboxCommand,
   },
+  /// Drills: list them with their next fire time, run one now, show their history.
+  Drill {
+    #[command(subcommand)]
+    command: drill::DrillCommand,
+  },
+  /// Fire due drills on their schedules until SIGINT/SIGTERM (`--once`: fire what is due, exit).
+  Scheduler(drill::SchedulerArgs),
 }
 
 /// A command's failure, with its exit code.

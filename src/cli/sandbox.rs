@@ -358,15 +358,24 @@ pub(crate) fn prepare(
   command: &crate::cli::Command,
 ) -> Result<Option<Sandbox>, Error> {
   use crate::cli::Command;
-  let Backend::Sandbox { endpoint, .. } = &mut ctx.backend else {
+  if !matches!(ctx.backend, Backend::Sandbox { .. }) {
     return Ok(None);
-  };
+  }
   if !matches!(
     command,
     Command::Plan { .. } | Command::Run { .. } | Command::Failover { .. }
   ) {
     return Ok(None);
   }
+  attach(ctx)
+}
+
+/// Point a sandbox context at the running sandbox, or start one for this command (stopped when
+/// the returned guard drops). A no-op for other backends.
+pub(crate) fn attach(ctx: &mut Context) -> Result<Option<Sandbox>, Error> {
+  let Backend::Sandbox { endpoint, .. } = &mut ctx.backend else {
+    return Ok(None);
+  };
   if let Some(record) = running(ctx.store.root()) {
     *endpoint = Some(record.endpoint);
     return Ok(None);

@@ -208,6 +208,35 @@ pub enum DiagnosticKind {
     reference: String,
     place: &'static str,
   },
+  // Drill files (`kind: Drill`, see `crate::drills`).
+  NotADrill {
+    found: String,
+  },
+  BadSchedule {
+    message: String,
+  },
+  UnknownTimeZone {
+    name: String,
+    suggestion: Option<String>,
+  },
+  UnknownRunbook {
+    name: String,
+    searched: String,
+  },
+  InvalidRunbook {
+    path: String,
+    errors: usize,
+  },
+  RunbookParam {
+    runbook: String,
+    message: String,
+    suggestion: Option<String>,
+  },
+  RunbookStep {
+    runbook: String,
+    id: String,
+    suggestion: Option<String>,
+  },
 }
 
 fn list(items: &[impl AsRef<str>]) -> String {
@@ -301,6 +330,17 @@ impl fmt::Display for DiagnosticKind {
       NotAvailableHere { reference, place } => {
         write!(f, "`{reference}` is not available in {place}")
       }
+      NotADrill { found } => write!(f, "unsupported kind `{found}`"),
+      BadSchedule { message } => write!(f, "invalid schedule: {message}"),
+      UnknownTimeZone { name, .. } => write!(f, "unknown time zone `{name}`"),
+      UnknownRunbook { name, .. } => write!(f, "unknown runbook `{name}`"),
+      InvalidRunbook { path, errors } => {
+        write!(f, "runbook {path} is invalid ({errors} error(s))")
+      }
+      RunbookParam {
+        runbook, message, ..
+      } => write!(f, "{message} (runbook `{runbook}`)"),
+      RunbookStep { runbook, id, .. } => write!(f, "runbook `{runbook}` has no step `{id}`"),
     }
   }
 }
@@ -328,11 +368,13 @@ impl DiagnosticKind {
       } => did_you_mean(suggestion).or_else(|| Some(format!("expected one of {}", list(expected)))),
       MissingKey { key, .. } => Some(format!("add `{key}:`")),
       WrongType { .. } => None,
-      InvalidName { what, .. } => Some(if matches!(*what, "step id" | "runbook name") {
-        "use lowercase letters, digits and `-`".into()
-      } else {
-        "use letters, digits, `_` and `-`".into()
-      }),
+      InvalidName { what, .. } => Some(
+        if matches!(*what, "step id" | "runbook name" | "drill name") {
+          "use lowercase letters, digits and `-`".into()
+        } else {
+          "use letters, digits, `_` and `-`".into()
+        },
+      ),
       InvalidDuration { .. } => {
         Some("write a number and a unit, e.g. `500ms`, `90s`, `5m`, `1h30m`, `1d`".into())
       }
@@ -410,6 +452,18 @@ impl DiagnosticKind {
         "vars" => "vars are resolved before any step runs".into(),
         _ => "step outputs can only be used by steps".into(),
       }),
+      NotADrill { .. } => Some("use `kind: Drill`".into()),
+      BadSchedule { .. } => Some(
+        "write `minute hour day-of-month month day-of-week` (e.g. `30 6 * * mon-fri`) or one of \
+         `@quarterly`, `@monthly`, `@weekly`, `@daily`"
+          .into(),
+      ),
+      UnknownTimeZone { suggestion, .. } => did_you_mean(suggestion)
+        .or_else(|| Some("use an IANA time zone such as `Europe/Berlin` or `UTC`".into())),
+      UnknownRunbook { searched, .. } => Some(format!("looked for {searched}")),
+      InvalidRunbook { path, .. } => Some(format!("`drctl validate {path}` shows the errors")),
+      RunbookParam { suggestion, .. } => did_you_mean(suggestion),
+      RunbookStep { suggestion, .. } => did_you_mean(suggestion),
     }
   }
 }

@@ -8,7 +8,7 @@ pub mod model;
 pub mod params;
 pub mod parse;
 pub mod schema;
-mod suggest;
+pub(crate) mod suggest;
 pub mod template;
 #[cfg(test)]
 pub(crate) mod test_catalog;

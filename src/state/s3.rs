@@ -65,7 +65,7 @@ impl S3Location {
     })
   }
 
-  fn key(&self, rest: &str) -> String {
+  pub fn key(&self, rest: &str) -> String {
     if self.prefix.is_empty() {
       rest.to_string()
     } else {

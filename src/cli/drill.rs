@@ -1,0 +1,587 @@
+//! `drctl drill list | run NAME | history [NAME]` and `drctl scheduler [--once]`.
+//!
+//! A drill run is a normal run (the same `commands::execute` as `drctl run`: lock, journal,
+//! engine, S3 mirror) on the drill's target, judged against the drill's pass criteria and
+//! recorded in the drill's history. Hooks for the parts built elsewhere:
+//! * reports: [`write_report_hook`] writes the run's summary JSON next to the history; the
+//!   report renderers (`drctl report`) turn it into the drill's `reports:` formats;
+//! * notifications: [`notify_hook`] writes which of the drill's `notify:` entries are due
+//!   (breach/failure/success); the notification layer sends them.
+
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+use chrono::{DateTime, Utc};
+use clap::{Args as ClapArgs, Subcommand};
+use tokio::sync::watch;
+
+use super::{
+  commands::{execute, plan_report, render_summary, Backend, Context},
+  out, render, sandbox, status_code, Error, Output, RunArgs,
+};
+use crate::{
+  actions::Catalog,
+  cloud::aws::AwsSettings,
+  drills::{
+    self,
+    file::{drill_files, DrillMode, TargetBackend},
+    history::{self, HistoryEntry},
+    scheduler::{ClaimStore, DrillRunner, Fire, FireOutcome, Scheduler, SystemClock},
+    Drill,
+  },
+  plan::Plan,
+  runbook::{format_duration, parse_duration},
+  state::{lock::hostname, RunStatus},
+};
+
+/// Where drill files live.
+const DRILLS_DIR: &str = "drills";
+
+#[derive(Debug, Subcommand)]
+pub enum DrillCommand {
+  /// Each drill with its schedule and next fire time (in its time zone and UTC).
+  List,
+  /// Run a drill now, judge it against its pass criteria, and record it in its history.
+  Run { name: String },
+  /// Past runs of a drill (or of every drill): result, RTO/RPO achieved vs target, trend.
+  History { name: Option<String> },
+}
+
+#[derive(Debug, Clone, ClapArgs)]
+pub struct SchedulerArgs {
+  /// Fire what is due now and exit (for cron, systemd timers, Kubernetes CronJobs).
+  #[arg(long)]
+  pub once: bool,
+  /// Wait a random delay up to this long before each drill (spreads replicas and drills).
+  #[arg(long, default_value = "30s", value_name = "DURATION")]
+  pub jitter: String,
+}
+
+pub async fn dispatch(ctx: &Context, command: DrillCommand) -> Result<i32, Error> {
+  match command {
+    DrillCommand::List => list(ctx),
+    DrillCommand::Run { name } => {
+      let drill = find(ctx, &name)?;
+      let signals = interrupts();
+      let (code, _) = run_drill(ctx, &drill, "manual", None, signals).await?;
+      Ok(code)
+    }
+    DrillCommand::History { name } => history_command(ctx, name.as_deref()).await,
+  }
+}
+
+/// Every drill in `drills/`; all errors of all files at once.
+fn load_all(ctx: &Context) -> Result<Vec<Drill>, Error> {
+  let dir = PathBuf::from(DRILLS_DIR);
+  let mut drills = Vec::new();
+  let mut errors = Vec::new();
+  for file in drill_files(&dir) {
+    match drills::load_file(&file, &ctx.runbooks, &Catalog) {
+      Ok(drill) => drills.push(drill),
+      Err(diagnostics) => errors.push(diagnostics.to_string()),
+    }
+  }
+  if !errors.is_empty() {
+    return Err(Error::Usage(errors.join("\n\n")));
+  }
+  let mut names = std::collections::HashSet::new();
+  for drill in &drills {
+    if !names.insert(drill.name.clone()) {
+      return Err(Error::Usage(format!(
+        "two drills are named `{}` in {DRILLS_DIR}/",
+        drill.name
+      )));
+    }
+  }
+  Ok(drills)
+}
+
+fn find(ctx: &Context, name: &str) -> Result<Drill, Error> {
+  let drills = load_all(ctx)?;
+  let names: Vec<String> = drills.iter().map(|drill| drill.name.clone()).collect();
+  drills
+    .into_iter()
+    .find(|drill| drill.name == name)
+    .ok_or_else(|| {
+      Error::Usage(format!(
+        "no drill `{name}` in {DRILLS_DIR}/ (drills: {})",
+        names.join(", ")
+      ))
+    })
+}
+
+fn list(ctx: &Context) -> Result<i32, Error> {
+  let drills = load_all(ctx)?;
+  let now = Utc::now();
+  let rows: Vec<serde_json::Value> = drills
+    .iter()
+    .map(|drill| {
+      let next = drill.schedule.next_after(now);
+      let last = history::read(ctx.store.root(), &drill.name).pop();
+      serde_json::json!({
+        "name": drill.name,
+        "description": drill.description,
+        "runbook": drill.runbook.name,
+        "schedule": drill.schedule.expression,
+        "timezone": drill.schedule.zone.name(),
+        "next_fire_local": next.map(|next| next.with_timezone(&drill.schedule.zone).to_rfc3339()),
+        "next_fire_utc": next.map(|next| next.to_rfc3339()),
+        "mode": drill.mode,
+        "target": drill.target.backend,
+        "last_result": last.as_ref().map(|entry| entry.result.clone()),
+        "last_run_at": last.as_ref().map(|entry| entry.started_at),
+      })
+    })
+    .collect();
+  match ctx.output {
+    Output::Json => out(&format!(
+      "{}\n",
+      serde_json::to_string_pretty(&rows).unwrap_or_default()
+    )),
+    Output::Text => {
+      if drills.is_empty() {
+        out(&format!("no drills in {DRILLS_DIR}/\n"));
+      }
+      let mut text = format!(
+        "{:<30} {:<22} {:<16} {:<27} {:<22} {}\n",
+        "DRILL", "SCHEDULE", "TIME ZONE", "NEXT (LOCAL)", "NEXT (UTC)", "LAST"
+      );
+      for drill in &drills {
+        let next = drill.schedule.next_after(now);
+        let last = history::read(ctx.store.root(), &drill.name).pop();
+        text.push_str(&format!(
+          "{:<30} {:<22} {:<16} {:<27} {:<22} {}\n",
+          drill.name,
+          drill.schedule.expression,
+          drill.schedule.zone.name(),
+          next.map_or("never".into(), |next| next
+            .with_timezone(&drill.schedule.zone)
+            .format("%Y-%m-%d %H:%M %Z")
+            .to_string()),
+          next.map_or("never".into(), |next| next
+            .format("%Y-%m-%d %H:%MZ")
+            .to_string()),
+          last.map_or("-".into(), |entry| entry.result)
+        ));
+      }
+      out(&text);
+    }
+  }
+  Ok(0)
+}
+
+/// The context a drill runs in: its target's backend.
+fn drill_context(ctx: &Context, drill: &Drill) -> Context {
+  let target = &drill.target;
+  let settings = AwsSettings {
+    profile: target.profile.clone(),
+    region: target.region.clone(),
+    endpoint_url: target.endpoint.clone(),
+  };
+  let backend = match target.backend {
+    TargetBackend::Sim => Backend::Sim {
+      world: None,
+      time_scale: target.time_scale,
+    },
+    TargetBackend::Aws => Backend::Aws(settings),
+    TargetBackend::Sandbox => Backend::Sandbox {
+      endpoint: target.endpoint.clone(),
+      settings,
+    },
+  };
+  ctx.with_backend(backend)
+}
+
+fn seconds(duration: Option<Duration>) -> Option<f64> {
+  duration.map(|duration| duration.as_secs_f64())
+}
+
+/// Run a drill now: bind, run on its target, judge, record. Returns the exit code (as for `run`:
+/// 0 passed, 1 failed, 3 breached, 130 interrupted) and the history entry.
+pub(super) async fn run_drill(
+  ctx: &Context,
+  drill: &Drill,
+  trigger: &str,
+  due: Option<DateTime<Utc>>,
+  signals: watch::Receiver<u32>,
+) -> Result<(i32, HistoryEntry), Error> {
+  let mut run_ctx = drill_context(ctx, drill);
+  // A sandbox target without an endpoint: the running sandbox, or one for this run.
+  let _sandbox = sandbox::attach(&mut run_ctx)?;
+  let plan = Plan::bind(drill.runbook.clone(), &drill.param_pairs())
+    .map_err(|err| Error::Usage(format!("drill {}: {err}", drill.name)))?;
+  let started_at = Utc::now();
+  let mut entry = HistoryEntry {
+    drill: drill.name.clone(),
+    run_id: String::new(),
+    trigger: trigger.to_string(),
+    due,
+    started_at,
+    finished_at: started_at,
+    duration_seconds: 0.0,
+    result: String::new(),
+    run_status: String::new(),
+    mode: match drill.mode {
+      DrillMode::Live => "live".into(),
+      DrillMode::DryRun => "dry-run".into(),
+    },
+    backend: format!("{:?}", drill.target.backend).to_lowercase(),
+    rto_target_seconds: seconds(drill.rto_target()),
+    rto_achieved_seconds: None,
+    rpo_target_seconds: seconds(drill.rpo_target()),
+    rpo_achieved_seconds: None,
+    reasons: Vec::new(),
+    host: hostname(),
+  };
+  let summary;
+  let code = match drill.mode {
+    DrillMode::DryRun => {
+      let (report, _) = plan_report(&run_ctx, &plan).await?;
+      entry.run_status = "planned".into();
+      if report.fits_rto == Some(false) {
+        entry.result = "breached".into();
+        entry
+          .reasons
+          .push("the critical path's budgets exceed the RTO".into());
+      } else {
+        entry.result = "passed".into();
+      }
+      summary = serde_json::to_value(&report).unwrap_or_default();
+      if ctx.output == Output::Text {
+        out(&format!(
+          "dry run: estimated {} (fits the RTO: {})\n",
+          report.estimated_duration,
+          report
+            .fits_rto
+            .map_or("no RTO".into(), |fits| fits.to_string())
+        ));
+      }
+      if entry.passed() {
+        0
+      } else {
+        3
+      }
+    }
+    DrillMode::Live => {
+      let args = RunArgs {
+        params: Vec::new(),
+        dry_run: false,
+        // Drills run unattended: approval gates are answered yes (the drill file is the approval).
+        yes: true,
+        max_parallel: 8,
+        accept_data_loss: false,
+        incident_start: None,
+      };
+      let outcome = execute(&run_ctx, plan, &args, Some(signals)).await?;
+      render_summary(ctx, &outcome);
+      let timeline = &outcome.timeline;
+      let (result, reasons) = drills::judge(drill, outcome.status, timeline);
+      entry.run_id = timeline.run_id.clone();
+      entry.run_status = outcome.status.as_str().into();
+      entry.rto_achieved_seconds = seconds(timeline.rto_achieved);
+      entry.rpo_achieved_seconds = seconds(timeline.rpo_achieved);
+      entry.result = result.into();
+      entry.reasons = reasons;
+      summary = render::timeline_json(timeline);
+      match result {
+        "passed" => 0,
+        "interrupted" => status_code(RunStatus::Interrupted),
+        "breached" => 3,
+        _ => 1,
+      }
+    }
+  };
+  entry.finished_at = Utc::now();
+  entry.duration_seconds = (entry.finished_at - started_at)
+    .to_std()
+    .unwrap_or_default()
+    .as_secs_f64();
+  history::append(ctx.store.root(), &entry).map_err(|err| {
+    Error::Failed(format!(
+      "{}: {err}",
+      history::history_path(ctx.store.root(), &drill.name).display()
+    ))
+  })?;
+  if let Some(s3) = ctx.s3_state().await {
+    if let Err(err) = history::push(&s3, &entry).await {
+      eprintln!(
+        "warning: drill history not pushed to {}: {err}",
+        s3.location
+      );
+    }
+  }
+  write_report_hook(ctx, drill, &entry, &summary);
+  notify_hook(ctx, drill, &entry);
+  if ctx.output == Output::Text {
+    out(&format!(
+      "drill {}: {}{}\n",
+      drill.name,
+      entry.result,
+      if entry.reasons.is_empty() {
+        String::new()
+      } else {
+        format!(" ({})", entry.reasons.join("; "))
+      }
+    ));
+  }
+  Ok((code, entry))
+}
+
+fn run_dir(ctx: &Context, entry: &HistoryEntry) -> PathBuf {
+  let id = if entry.run_id.is_empty() {
+    format!("dry-run-{}", entry.started_at.format("%Y%m%d-%H%M%S"))
+  } else {
+    entry.run_id.clone()
+  };
+  history::drill_dir(ctx.store.root(), &entry.drill)
+    .join("runs")
+    .join(id)
+}
+
+/// Reports hook: the run's summary (drill verdict + timeline, or the plan of a dry run) as
+/// `<state>/drills/<name>/runs/<run-id>/summary.json`, with the formats the drill asks for.
+/// The report renderers (`drctl report RUN_ID --format ...`, src/report/) produce the files.
+fn write_report_hook(
+  ctx: &Context,
+  drill: &Drill,
+  entry: &HistoryEntry,
+  summary: &serde_json::Value,
+) {
+  let dir = run_dir(ctx, entry);
+  let body = serde_json::json!({
+    "drill": drill.name,
+    "entry": entry,
+    "reports": drill.reports,
+    "summary": summary,
+  });
+  let written = std::fs::create_dir_all(&dir).and_then(|()| {
+    std::fs::write(
+      dir.join("summary.json"),
+      serde_json::to_string_pretty(&body).unwrap_or_default(),
+    )
+  });
+  if let Err(err) = written {
+    eprintln!("warning: {}: {err}", dir.display());
+  }
+}
+
+/// Notification hook: which of the drill's `notify:` entries this result triggers, written to
+/// `<state>/drills/<name>/runs/<run-id>/notify.json` for the notification layer to send.
+fn notify_hook(ctx: &Context, drill: &Drill, entry: &HistoryEntry) {
+  let event = match entry.result.as_str() {
+    "passed" => "success",
+    "breached" => "breach",
+    _ => "failure",
+  };
+  let due: Vec<_> = drill
+    .notify
+    .iter()
+    .filter(|notify| notify.on.iter().any(|on| on == event))
+    .collect();
+  if due.is_empty() {
+    return;
+  }
+  let dir = run_dir(ctx, entry);
+  let body = serde_json::json!({ "event": event, "notify": due, "entry": entry });
+  let written = std::fs::create_dir_all(&dir).and_then(|()| {
+    std::fs::write(
+      dir.join("notify.json"),
+      serde_json::to_string_pretty(&body).unwrap_or_default(),
+    )
+  });
+  if let Err(err) = written {
+    eprintln!("warning: {}: {err}", dir.display());
+  }
+}
+
+fn show(duration: Option<f64>) -> String {
+  duration.map_or("-".into(), |seconds| {
+    format_duration(Duration::from_secs_f64(seconds.max(0.0)))
+  })
+}
+
+fn delta(seconds: Option<f64>) -> String {
+  match seconds {
+    None => "-".into(),
+    Some(value) if value < 0.0 => format!("-{}", show(Some(-value))),
+    Some(value) => format!("+{}", show(Some(value))),
+  }
+}
+
+async fn history_command(ctx: &Context, name: Option<&str>) -> Result<i32, Error> {
+  let names: Vec<String> = match name {
+    Some(name) => vec![find(ctx, name)?.name],
+    None => load_all(ctx)?.into_iter().map(|drill| drill.name).collect(),
+  };
+  let s3 = ctx.s3_state().await;
+  let mut json = Vec::new();
+  let mut text = String::new();
+  for name in &names {
+    if let Some(s3) = &s3 {
+      if let Err(err) = history::pull(s3, ctx.store.root(), name).await {
+        eprintln!(
+          "warning: cannot read drill history from {}: {err}",
+          s3.location
+        );
+      }
+    }
+    let entries = history::read(ctx.store.root(), name);
+    if ctx.output == Output::Text {
+      text.push_str(&format!("{name}\n"));
+      if entries.is_empty() {
+        text.push_str("  no runs yet\n");
+        continue;
+      }
+      text.push_str(&format!(
+        "  {:<20} {:<12} {:<22} {:<22} {:<9} {:<10} {}\n",
+        "DATE (UTC)", "RESULT", "RTO (TARGET)", "RPO (TARGET)", "DURATION", "Δ PREV", "Δ MEDIAN(5)"
+      ));
+    }
+    for (index, entry) in entries.iter().enumerate() {
+      let trend = history::trend(&entries, index);
+      match ctx.output {
+        Output::Json => json.push(serde_json::json!({"entry": entry, "trend": trend})),
+        Output::Text => text.push_str(&format!(
+          "  {:<20} {:<12} {:<22} {:<22} {:<9} {:<10} {}\n",
+          entry.started_at.format("%Y-%m-%d %H:%M:%S"),
+          entry.result,
+          format!(
+            "{} ({})",
+            show(entry.rto_achieved_seconds),
+            show(entry.rto_target_seconds)
+          ),
+          format!(
+            "{} ({})",
+            show(entry.rpo_achieved_seconds),
+            show(entry.rpo_target_seconds)
+          ),
+          show(Some(entry.duration_seconds)),
+          delta(trend.rto_delta_previous_seconds),
+          delta(trend.rto_delta_median5_seconds),
+        )),
+      }
+    }
+  }
+  match ctx.output {
+    Output::Json => out(&format!(
+      "{}\n",
+      serde_json::to_string_pretty(&json).unwrap_or_default()
+    )),
+    Output::Text => out(&text),
+  }
+  Ok(0)
+}
+
+/// SIGINT/SIGTERM as an interrupt count: the first stops gracefully (the running drill stops
+/// scheduling steps and journals; the scheduler starts nothing new); the second exits at once.
+fn interrupts() -> watch::Receiver<u32> {
+  let (tx, rx) = watch::channel(0u32);
+  tokio::spawn(async move {
+    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    else {
+      return;
+    };
+    loop {
+      tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+      }
+      let count = *tx.borrow() + 1;
+      if count >= 2 {
+        eprintln!("\ninterrupted again: stopping now (an interrupted drill run can be resumed with `drctl resume`)");
+        std::process::exit(130);
+      }
+      eprintln!("\ninterrupt: finishing the current drill's in-flight calls, then stopping (press Ctrl-C again to stop now)");
+      let _ = tx.send(count);
+    }
+  });
+  rx
+}
+
+/// Runs the scheduler's fires through [`run_drill`].
+struct CliRunner<'a> {
+  ctx: &'a Context,
+  signals: watch::Receiver<u32>,
+}
+
+#[async_trait::async_trait]
+impl DrillRunner for CliRunner<'_> {
+  async fn run(&self, drill: &Drill, fire: &Fire) -> Result<i32, String> {
+    run_drill(
+      self.ctx,
+      drill,
+      "scheduler",
+      Some(fire.due),
+      self.signals.clone(),
+    )
+    .await
+    .map(|(code, _)| code)
+    .map_err(|err| match err {
+      Error::Usage(message) | Error::Locked(message) | Error::Failed(message) => message,
+    })
+  }
+}
+
+pub async fn scheduler(ctx: &Context, args: &SchedulerArgs) -> Result<i32, Error> {
+  let jitter = parse_duration(&args.jitter)
+    .map_err(|err| Error::Usage(format!("--jitter `{}`: {err}", args.jitter)))?;
+  let drills = load_all(ctx)?;
+  let claims = match ctx.s3_state().await {
+    Some(s3) => ClaimStore::S3 {
+      root: ctx.store.root().to_path_buf(),
+      s3,
+    },
+    None => ClaimStore::Local(ctx.store.root().to_path_buf()),
+  };
+  let signals = interrupts();
+  let runner = CliRunner {
+    ctx,
+    signals: signals.clone(),
+  };
+  if ctx.output == Output::Text && !args.once {
+    out(&format!(
+      "scheduler: watching {} drill(s); Ctrl-C to stop\n",
+      drills.len()
+    ));
+  }
+  let mut scheduler = Scheduler::new(drills, claims, jitter);
+  let mut worst = 0;
+  scheduler
+    .run(
+      Arc::new(SystemClock),
+      &runner,
+      signals.clone(),
+      args.once,
+      |fire, outcome| {
+        let line = match outcome {
+          FireOutcome::Ran { code } => {
+            if *code != 0 {
+              worst = *code;
+            }
+            format!("fired {} (due {}): exit {code}", fire.drill, fire.due)
+          }
+          FireOutcome::Claimed => format!(
+            "skipped {} (due {}): another scheduler claimed it",
+            fire.drill, fire.due
+          ),
+          FireOutcome::Error(err) => {
+            worst = 1;
+            format!("error firing {} (due {}): {err}", fire.drill, fire.due)
+          }
+        };
+        match ctx.output {
+          Output::Json => out(&format!(
+            "{}\n",
+            serde_json::json!({"event": "fire", "drill": fire.drill, "due": fire.due, "skipped": fire.skipped, "outcome": line})
+          )),
+          Output::Text => out(&format!("{line}\n")),
+        }
+      },
+    )
+    .await;
+  if *signals.borrow() > 0 {
+    return Ok(130);
+  }
+  // `--once` reports the worst result of what it fired; the long-running loop ends only on a
+  // signal.
+  Ok(if args.once { worst } else { 0 })
+}

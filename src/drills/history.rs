@@ -1,0 +1,225 @@
+//! Drill history: one JSON line per drill run in `<state>/drills/<name>/history.jsonl`, and with
+//! an `s3://` state also one object per run under `drills/<name>/history/` (written with
+//! `If-None-Match: *`, so replicas never overwrite each other's entries).
+
+use std::{
+  io::Write,
+  path::{Path, PathBuf},
+};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::state::S3State;
+
+/// One drill run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+  pub drill: String,
+  /// The engine run (empty for a dry run, which has no journal).
+  pub run_id: String,
+  /// `manual` (`drctl drill run`) or `scheduler`.
+  pub trigger: String,
+  /// The schedule time this run was for (scheduler runs only).
+  pub due: Option<DateTime<Utc>>,
+  pub started_at: DateTime<Utc>,
+  pub finished_at: DateTime<Utc>,
+  pub duration_seconds: f64,
+  /// `passed`, `failed`, `breached` (ran, but missed a criterion) or `interrupted`.
+  pub result: String,
+  /// The run's own status (`succeeded`, `failed`, `breached`, `interrupted`, `planned`).
+  pub run_status: String,
+  pub mode: String,
+  pub backend: String,
+  pub rto_target_seconds: Option<f64>,
+  pub rto_achieved_seconds: Option<f64>,
+  pub rpo_target_seconds: Option<f64>,
+  pub rpo_achieved_seconds: Option<f64>,
+  /// Why it did not pass, one line each.
+  #[serde(default)]
+  pub reasons: Vec<String>,
+  pub host: String,
+}
+
+impl HistoryEntry {
+  pub fn passed(&self) -> bool {
+    self.result == "passed"
+  }
+}
+
+pub fn drill_dir(state_root: &Path, drill: &str) -> PathBuf {
+  state_root.join("drills").join(drill)
+}
+
+pub fn history_path(state_root: &Path, drill: &str) -> PathBuf {
+  drill_dir(state_root, drill).join("history.jsonl")
+}
+
+/// Append an entry (flushed and fsynced).
+pub fn append(state_root: &Path, entry: &HistoryEntry) -> std::io::Result<()> {
+  let path = history_path(state_root, &entry.drill);
+  if let Some(dir) = path.parent() {
+    std::fs::create_dir_all(dir)?;
+  }
+  let mut line = serde_json::to_string(entry).map_err(std::io::Error::other)?;
+  line.push('\n');
+  let mut file = std::fs::OpenOptions::new()
+    .create(true)
+    .append(true)
+    .open(&path)?;
+  file.write_all(line.as_bytes())?;
+  file.sync_all()
+}
+
+/// A drill's history, oldest first. Lines that do not parse (a torn last line) are skipped.
+pub fn read(state_root: &Path, drill: &str) -> Vec<HistoryEntry> {
+  let text = std::fs::read_to_string(history_path(state_root, drill)).unwrap_or_default();
+  let mut entries: Vec<HistoryEntry> = text
+    .lines()
+    .filter_map(|line| serde_json::from_str(line).ok())
+    .collect();
+  entries.sort_by_key(|entry| entry.started_at);
+  entries
+}
+
+fn s3_key(s3: &S3State, entry: &HistoryEntry) -> String {
+  s3.location.key(&format!(
+    "drills/{}/history/{}-{}.json",
+    entry.drill,
+    entry.started_at.format("%Y%m%dT%H%M%S%.3fZ"),
+    if entry.run_id.is_empty() {
+      "dry-run"
+    } else {
+      &entry.run_id
+    }
+  ))
+}
+
+/// Push an entry to an `s3://` state.
+pub async fn push(s3: &S3State, entry: &HistoryEntry) -> Result<(), String> {
+  let bytes = serde_json::to_vec(entry).map_err(|err| err.to_string())?;
+  match s3
+    .store
+    .put_if_absent(&s3.location.bucket, &s3_key(s3, entry), bytes)
+    .await
+  {
+    Ok(_) | Err(crate::cloud::aws::StoreError::Conflict) => Ok(()),
+    Err(crate::cloud::aws::StoreError::Cloud(err)) => Err(err.to_string()),
+  }
+}
+
+/// Bring into the local history the entries other replicas pushed to the bucket.
+pub async fn pull(s3: &S3State, state_root: &Path, drill: &str) -> Result<usize, String> {
+  let prefix = s3.location.key(&format!("drills/{drill}/history/"));
+  let keys = s3
+    .store
+    .list(&s3.location.bucket, &prefix)
+    .await
+    .map_err(|err| err.to_string())?;
+  let known = read(state_root, drill);
+  let mut added = 0;
+  for key in keys {
+    let Some((bytes, _)) = s3
+      .store
+      .get(&s3.location.bucket, &key)
+      .await
+      .map_err(|err| err.to_string())?
+    else {
+      continue;
+    };
+    let Ok(entry) = serde_json::from_slice::<HistoryEntry>(&bytes) else {
+      continue;
+    };
+    let present = known
+      .iter()
+      .any(|k| k.run_id == entry.run_id && k.started_at == entry.started_at);
+    if !present {
+      append(state_root, &entry).map_err(|err| err.to_string())?;
+      added += 1;
+    }
+  }
+  Ok(added)
+}
+
+/// How a run compares with the ones before it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Trend {
+  /// RTO achieved minus the previous run's, in seconds.
+  pub rto_delta_previous_seconds: Option<f64>,
+  /// RTO achieved minus the median of the (up to) 5 runs before it, in seconds.
+  pub rto_delta_median5_seconds: Option<f64>,
+}
+
+/// The trend of `entries[index]` against the runs before it.
+pub fn trend(entries: &[HistoryEntry], index: usize) -> Trend {
+  let Some(current) = entries
+    .get(index)
+    .and_then(|entry| entry.rto_achieved_seconds)
+  else {
+    return Trend::default();
+  };
+  let before: Vec<f64> = entries[..index]
+    .iter()
+    .filter_map(|entry| entry.rto_achieved_seconds)
+    .collect();
+  let previous = before.last().map(|previous| current - previous);
+  let mut last5: Vec<f64> = before.iter().rev().take(5).copied().collect();
+  last5.sort_by(f64::total_cmp);
+  let median = match last5.len() {
+    0 => None,
+    n if n % 2 == 1 => Some(last5[n / 2]),
+    n => Some((last5[n / 2 - 1] + last5[n / 2]) / 2.0),
+  };
+  Trend {
+    rto_delta_previous_seconds: previous,
+    rto_delta_median5_seconds: median.map(|median| current - median),
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  fn entry(rto: f64, minute: u32) -> HistoryEntry {
+    let at = DateTime::parse_from_rfc3339(&format!("2026-01-01T00:{minute:02}:00Z"))
+      .unwrap()
+      .with_timezone(&Utc);
+    HistoryEntry {
+      drill: "d".into(),
+      run_id: format!("r{minute}"),
+      trigger: "manual".into(),
+      due: None,
+      started_at: at,
+      finished_at: at,
+      duration_seconds: 1.0,
+      result: "passed".into(),
+      run_status: "succeeded".into(),
+      mode: "live".into(),
+      backend: "sim".into(),
+      rto_target_seconds: Some(900.0),
+      rto_achieved_seconds: Some(rto),
+      rpo_target_seconds: None,
+      rpo_achieved_seconds: None,
+      reasons: vec![],
+      host: "h".into(),
+    }
+  }
+
+  #[test]
+  fn appends_reads_and_trends() {
+    let dir = tempfile::tempdir().unwrap();
+    for (minute, rto) in [100.0, 300.0, 200.0, 400.0, 500.0, 600.0, 250.0]
+      .into_iter()
+      .enumerate()
+    {
+      append(dir.path(), &entry(rto, minute as u32)).unwrap();
+    }
+    let entries = read(dir.path(), "d");
+    assert_eq!(entries.len(), 7);
+    let last = trend(&entries, 6);
+    assert_eq!(last.rto_delta_previous_seconds, Some(-350.0));
+    // The 5 before: 300, 200, 400, 500, 600 → median 400.
+    assert_eq!(last.rto_delta_median5_seconds, Some(-150.0));
+    assert_eq!(trend(&entries, 0), Trend::default());
+  }
+}

@@ -1,0 +1,120 @@
+//! Drills through the real binary: `drctl drill list`, `drill run`, `drill history`,
+//! `scheduler --once`.
+
+use crate::support::{repo, Test};
+
+/// A test directory with the shipped runbooks and drills.
+fn with_drills() -> Test {
+  let mut test = Test::new();
+  for entry in std::fs::read_dir(repo().join("drills")).unwrap() {
+    let entry = entry.unwrap();
+    let contents = std::fs::read_to_string(entry.path()).unwrap();
+    let name = format!("drills/{}", entry.file_name().to_string_lossy());
+    test = test.file(&name, &contents);
+  }
+  test
+}
+
+#[test]
+fn list_shows_the_shipped_drills_with_next_fire_times() {
+  let output = with_drills().args(["drill", "list"]).run();
+  let stdout = output.stdout();
+  assert_eq!(output.code(), 0, "{stdout}{}", output.stderr());
+  for name in [
+    "quarterly-regional-failover",
+    "monthly-backup-restore",
+    "weekly-snapshot-age",
+  ] {
+    assert!(stdout.contains(name), "{stdout}");
+  }
+  assert!(stdout.contains("Europe/Berlin"), "{stdout}");
+  let output = with_drills()
+    .args(["drill", "list", "--output", "json"])
+    .run();
+  let rows: serde_json::Value = serde_json::from_str(&output.stdout()).unwrap();
+  let rows = rows.as_array().unwrap();
+  assert_eq!(rows.len(), 3);
+  for row in rows {
+    assert!(row["next_fire_utc"].as_str().unwrap().ends_with("+00:00"));
+    assert!(row["next_fire_local"].is_string());
+  }
+  let quarterly = rows
+    .iter()
+    .find(|row| row["name"] == "quarterly-regional-failover")
+    .unwrap();
+  let next = quarterly["next_fire_utc"].as_str().unwrap();
+  assert!(next.contains("-01T00:00:00"), "{next}");
+}
+
+#[test]
+fn run_records_history_with_rto_and_rpo_against_targets() {
+  let test = with_drills();
+  let output = test.run_args(["drill", "run", "quarterly-regional-failover"]);
+  let stdout = output.stdout();
+  assert_eq!(output.code(), 0, "{stdout}{}", output.stderr());
+  assert!(
+    stdout.contains("drill quarterly-regional-failover: passed"),
+    "{stdout}"
+  );
+  let history = test
+    .path()
+    .join(".drctl/drills/quarterly-regional-failover/history.jsonl");
+  let text = std::fs::read_to_string(&history).unwrap();
+  let entry: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+  assert_eq!(entry["result"], "passed");
+  assert_eq!(entry["rto_target_seconds"], 900.0);
+  assert!(entry["rto_achieved_seconds"].as_f64().unwrap() > 0.0);
+  let run_id = entry["run_id"].as_str().unwrap();
+  assert!(test
+    .path()
+    .join(format!(
+      ".drctl/drills/quarterly-regional-failover/runs/{run_id}/summary.json"
+    ))
+    .exists());
+
+  let output = test.run_args(["drill", "history"]);
+  let stdout = output.stdout();
+  assert_eq!(output.code(), 0, "{stdout}{}", output.stderr());
+  assert!(stdout.contains("quarterly-regional-failover"), "{stdout}");
+  assert!(stdout.contains("passed"), "{stdout}");
+  assert!(stdout.contains("(15m)"), "{stdout}");
+  assert!(stdout.contains("(5m)"), "{stdout}");
+  assert!(stdout.contains("no runs yet"), "{stdout}");
+
+  let output = test.run_args([
+    "drill",
+    "history",
+    "quarterly-regional-failover",
+    "--output",
+    "json",
+  ]);
+  let rows: serde_json::Value = serde_json::from_str(&output.stdout()).unwrap();
+  assert_eq!(rows.as_array().unwrap().len(), 1);
+  assert_eq!(rows[0]["entry"]["run_id"], run_id);
+}
+
+#[test]
+fn scheduler_once_fires_nothing_on_first_sight_and_exits() {
+  let test = with_drills();
+  let output = test.run_args(["scheduler", "--once", "--jitter", "0s"]);
+  assert_eq!(output.code(), 0, "{}", output.stderr());
+  assert!(test
+    .path()
+    .join(".drctl/drills/weekly-snapshot-age/since")
+    .exists());
+}
+
+#[test]
+fn invalid_drills_are_usage_errors() {
+  let output = with_drills()
+    .file(
+      "drills/bad.yaml",
+      "apiVersion: drctl/v1\nkind: Drill\nmetadata: { name: bad }\nrunbook: nope\nschedule: \"61 * * * *\"\n",
+    )
+    .args(["drill", "list"])
+    .run();
+  assert_eq!(output.code(), 2);
+  let stderr = output.stderr();
+  assert!(stderr.contains("drills/bad.yaml:4:10"), "{stderr}");
+  assert!(stderr.contains("drills/bad.yaml:5:12"), "{stderr}");
+}
