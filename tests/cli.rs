@@ -161,15 +161,11 @@ steps:
 "#,
   );
   let run = test
-    .run_args(["run", "slow.yaml", "--sim", "--time-scale", "600"])
+    .run_args(["run", "slow.yaml", "--sim", "--time-scale", "60"])
     .status(3);
-  // At ×600 a millisecond of wall time is 0.6 s of modelled time: check the verdict, not the
-  // exact figure.
-  assert!(
-    run.stdout().contains("RTO achieved 2m0"),
-    "{}",
-    run.stdout()
-  );
+  // Scheduling delays on a loaded machine are multiplied by the time scale: check the verdict,
+  // not the exact figure.
+  assert!(run.stdout().contains("RTO achieved 2m"), "{}", run.stdout());
   assert!(
     run.stdout().contains("/ target 1m  BREACHED"),
     "{}",

@@ -353,12 +353,35 @@ fn write_report_hook(
     "reports": drill.reports,
     "summary": summary,
   });
-  let written = std::fs::create_dir_all(&dir).and_then(|()| {
+  let mut written = std::fs::create_dir_all(&dir).and_then(|()| {
     std::fs::write(
       dir.join("summary.json"),
       serde_json::to_string_pretty(&body).unwrap_or_default(),
     )
   });
+  // The drill's reports, rendered from the run's journal (a dry-run drill has no run).
+  if !entry.run_id.is_empty() && written.is_ok() {
+    match super::report::build(ctx, &entry.run_id) {
+      Ok(report) => {
+        for name in &drill.reports {
+          let Some(format) = super::report::format_named(name) else {
+            continue;
+          };
+          let path = dir.join(format!("report.{}", format.extension()));
+          written = std::fs::write(&path, crate::report::render(&report, format));
+          if written.is_err() {
+            break;
+          }
+          eprintln!("drill report written to {}", path.display());
+        }
+      }
+      Err(err) => eprintln!(
+        "warning: drill report of run {}: {}",
+        entry.run_id,
+        err.message()
+      ),
+    }
+  }
   if let Err(err) = written {
     eprintln!("warning: {}: {err}", dir.display());
   }

@@ -174,7 +174,7 @@ impl Error {
     }
   }
 
-  fn message(&self) -> &str {
+  pub(crate) fn message(&self) -> &str {
     match self {
       Error::Usage(message) | Error::Locked(message) | Error::Failed(message) => message,
     }

@@ -49,33 +49,7 @@ pub(super) async fn report(ctx: &Context, args: &ReportArgs) -> Result<i32, Erro
   let s3 = ctx.s3_state().await;
   ctx.pull_runs(s3.as_ref()).await;
   let run_id = ctx.store.find_run(&args.run_id).map_err(Error::Usage)?;
-  let records = ctx
-    .store
-    .read_journal(&run_id)
-    .map_err(|err| Error::Failed(err.to_string()))?;
-  let run_dir = ctx.store.run_dir(&run_id);
-  let api_calls = if run_dir.join("operations.jsonl").exists() {
-    let operations = crate::cloud::sim::read_operation_log(&run_dir)
-      .map_err(|err| Error::Failed(err.to_string()))?;
-    ApiCalls::count(
-      "simulator operation log",
-      operations.into_iter().map(|op| op.operation),
-    )
-  } else {
-    ApiCalls::not_recorded()
-  };
-  let redactor = records
-    .first()
-    .and_then(|record| match &record.event {
-      crate::state::Event::RunStarted { runbook_path, .. } => Some(runbook_path.clone()),
-      _ => None,
-    })
-    .map_or_else(Redactor::default, |path| redactor_for(Path::new(&path)));
-  let report = Report::from_records(&records, api_calls, &redactor).ok_or_else(|| {
-    Error::Failed(format!(
-      "run {run_id}: the journal does not start with run_started"
-    ))
-  })?;
+  let report = build(ctx, &run_id)?;
   let text = report::render(&report, args.format.into());
   match &args.out {
     Some(path) => {
@@ -93,6 +67,48 @@ pub(super) async fn report(ctx: &Context, args: &ReportArgs) -> Result<i32, Erro
     None => out(&text),
   }
   Ok(0)
+}
+
+/// Build the report of a run from its journal (and the simulator's operation log, if any).
+pub(super) fn build(ctx: &Context, run_id: &str) -> Result<Report, Error> {
+  let records = ctx
+    .store
+    .read_journal(run_id)
+    .map_err(|err| Error::Failed(err.to_string()))?;
+  let run_dir = ctx.store.run_dir(run_id);
+  let api_calls = if run_dir.join("operations.jsonl").exists() {
+    let operations = crate::cloud::sim::read_operation_log(&run_dir)
+      .map_err(|err| Error::Failed(err.to_string()))?;
+    ApiCalls::count(
+      "simulator operation log",
+      operations.into_iter().map(|op| op.operation),
+    )
+  } else {
+    ApiCalls::not_recorded()
+  };
+  let redactor = records
+    .first()
+    .and_then(|record| match &record.event {
+      crate::state::Event::RunStarted { runbook_path, .. } => Some(runbook_path.clone()),
+      _ => None,
+    })
+    .map_or_else(Redactor::default, |path| redactor_for(Path::new(&path)));
+  Report::from_records(&records, api_calls, &redactor).ok_or_else(|| {
+    Error::Failed(format!(
+      "run {run_id}: the journal does not start with run_started"
+    ))
+  })
+}
+
+/// The format named in a drill's `reports:` list.
+pub(super) fn format_named(name: &str) -> Option<Format> {
+  Some(match name {
+    "json" => Format::Json,
+    "md" => Format::Markdown,
+    "junit" => Format::Junit,
+    "html" => Format::Html,
+    _ => return None,
+  })
 }
 
 /// The redaction of the run's secrets, as far as they can be known now: the values in the
