@@ -367,11 +367,29 @@ fn plan_and_dry_run_make_no_mutating_call() {
   let test = attached(&moto);
   let (status, _) = moto.request("POST", "/moto-api/recorder/start-recording", "");
   assert_eq!(status, 200);
-  let runbooks: Vec<(&str, Vec<&str>)> = vec![
-    ("regional-failover", vec!["-p", "target_region=us-west-2"]),
-    ("failback", vec![]),
-    ("backup-restore-validation", vec![]),
-  ];
+  // Every shipped runbook, so a new one is covered without editing this test; only
+  // regional-failover has a required parameter.
+  let mut names: Vec<String> = std::fs::read_dir(crate::support::repo().join("runbooks"))
+    .unwrap()
+    .flatten()
+    .filter_map(|entry| {
+      let name = entry.file_name().to_string_lossy().into_owned();
+      name.strip_suffix(".yaml").map(str::to_string)
+    })
+    .collect();
+  names.sort();
+  assert!(names.len() >= 3, "{names:?}");
+  let runbooks: Vec<(&str, Vec<&str>)> = names
+    .iter()
+    .map(|name| {
+      let params = if name == "regional-failover" {
+        vec!["-p", "target_region=us-west-2"]
+      } else {
+        vec![]
+      };
+      (name.as_str(), params)
+    })
+    .collect();
   for (runbook, params) in &runbooks {
     let mut plan = vec!["plan", runbook, "--sandbox"];
     plan.extend(params);
