@@ -203,3 +203,49 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
   }
   files
 }
+
+#[test]
+fn backup_restore_deletes_the_temporary_instance_when_interrupted() {
+  let test = Test::new();
+  let child = test.spawn([
+    "run",
+    "backup-restore-validation",
+    "--sim",
+    "--yes",
+    "--time-scale",
+    "40",
+  ]);
+  test.wait_for(
+    std::time::Duration::from_secs(30),
+    "the restore to start",
+    || {
+      test.run_ids().first().is_some_and(|id| {
+        test.journal(id).lines().any(|line| {
+          line.contains(r#""event":"step_intent""#) && line.contains(r#""step":"restore""#)
+        })
+      })
+    },
+  );
+  crate::support::signal(&child, "INT");
+  let output = child.wait_with_output().unwrap();
+  assert_eq!(
+    output.status.code(),
+    Some(130),
+    "{}",
+    String::from_utf8_lossy(&output.stderr)
+  );
+  let run_id = test.run_ids().pop().unwrap();
+  assert_eq!(
+    test.operations(&run_id),
+    ["RestoreDBInstanceFromDBSnapshot", "DeleteDBInstance"],
+    "the always-step deleted the temporary instance"
+  );
+  let status = test.status_json(&run_id);
+  let steps = status["timeline"]["steps"].as_array().unwrap();
+  let delete = steps
+    .iter()
+    .find(|step| step["id"] == "delete-restored")
+    .unwrap();
+  assert_eq!(delete["outcome"], "succeeded");
+  assert_eq!(status["timeline"]["status"], "interrupted");
+}
