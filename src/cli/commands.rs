@@ -360,14 +360,23 @@ impl Approver for TerminalApprover {
   }
 }
 
-/// SIGINT/SIGTERM: the first asks the engine to stop gracefully; the second ends the process.
+/// SIGINT/SIGTERM of a run: the first asks the engine to stop gracefully; the second ends the
+/// process.
 fn signals(run_id: &str) -> watch::Receiver<u32> {
+  interrupts(
+    "no new steps will start; finishing in-flight calls and clean-up".into(),
+    format!("The journal is consistent; resume with `drctl resume {run_id}`"),
+  )
+}
+
+/// SIGINT/SIGTERM as an interrupt count. The first is counted (and `first` says what happens
+/// now); the second exits at once with 130 (`second` says how to recover).
+pub(super) fn interrupts(first: String, second: String) -> watch::Receiver<u32> {
   let (tx, rx) = watch::channel(0u32);
-  let run_id = run_id.to_string();
   tokio::spawn(async move {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-      Ok(term) => term,
-      Err(_) => return,
+    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    else {
+      return;
     };
     loop {
       tokio::select! {
@@ -376,10 +385,10 @@ fn signals(run_id: &str) -> watch::Receiver<u32> {
       }
       let count = *tx.borrow() + 1;
       if count >= 2 {
-        eprintln!("\ninterrupted again: stopping now. The journal is consistent; resume with `drctl resume {run_id}`");
+        eprintln!("\ninterrupted again: stopping now. {second}");
         std::process::exit(130);
       }
-      eprintln!("\ninterrupt: no new steps will start; finishing in-flight calls and clean-up (press Ctrl-C again to stop now)");
+      eprintln!("\ninterrupt: {first} (press Ctrl-C again to stop now)");
       let _ = tx.send(count);
     }
   });

@@ -497,27 +497,10 @@ async fn history_command(ctx: &Context, name: Option<&str>) -> Result<i32, Error
 /// SIGINT/SIGTERM as an interrupt count: the first stops gracefully (the running drill stops
 /// scheduling steps and journals; the scheduler starts nothing new); the second exits at once.
 fn interrupts() -> watch::Receiver<u32> {
-  let (tx, rx) = watch::channel(0u32);
-  tokio::spawn(async move {
-    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-    else {
-      return;
-    };
-    loop {
-      tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-      }
-      let count = *tx.borrow() + 1;
-      if count >= 2 {
-        eprintln!("\ninterrupted again: stopping now (an interrupted drill run can be resumed with `drctl resume`)");
-        std::process::exit(130);
-      }
-      eprintln!("\ninterrupt: finishing the current drill's in-flight calls, then stopping (press Ctrl-C again to stop now)");
-      let _ = tx.send(count);
-    }
-  });
-  rx
+  super::commands::interrupts(
+    "finishing the current drill's in-flight calls, then stopping".into(),
+    "An interrupted drill run can be resumed with `drctl resume`".into(),
+  )
 }
 
 /// Runs the scheduler's fires through [`run_drill`].
