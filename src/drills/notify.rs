@@ -302,3 +302,103 @@ impl Scope for DrillScope<'_> {
     }
   }
 }
+
+#[cfg(test)]
+mod tests {
+  use std::path::PathBuf;
+
+  use super::*;
+  use crate::actions::Catalog;
+
+  fn drill() -> Drill {
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let path = repo.join("drills/quarterly-regional-failover.yaml");
+    super::super::file::load_file(&path, &repo.join("runbooks"), &Catalog)
+      .unwrap_or_else(|diagnostics| panic!("{diagnostics}"))
+  }
+
+  fn entry(result: &str) -> HistoryEntry {
+    let now = chrono::Utc::now();
+    HistoryEntry {
+      drill: "quarterly-regional-failover".into(),
+      run_id: "run-1".into(),
+      trigger: "manual".into(),
+      due: None,
+      started_at: now,
+      finished_at: now,
+      duration_seconds: 1.0,
+      result: result.into(),
+      run_status: "succeeded".into(),
+      mode: "live".into(),
+      backend: "sim".into(),
+      rto_target_seconds: Some(900.0),
+      rto_achieved_seconds: Some(1000.0),
+      rpo_target_seconds: None,
+      rpo_achieved_seconds: None,
+      reasons: vec!["RTO 16m40s exceeds 15m".into()],
+      host: "h".into(),
+    }
+  }
+
+  fn notify(kind: &str, with: &[(&str, &str)]) -> DrillNotify {
+    DrillNotify {
+      kind: kind.into(),
+      on: vec!["breach".into()],
+      with: with
+        .iter()
+        .map(|(key, value)| (key.to_string(), value.to_string()))
+        .collect(),
+    }
+  }
+
+  fn bound(kind: &str, with_: &[(&str, &str)]) -> serde_json::Map<String, Json> {
+    let (drill, entry) = (drill(), entry("breached"));
+    let rendered = with(
+      &drill,
+      &entry,
+      "run-1",
+      Path::new("/nonexistent"),
+      &notify(kind, with_),
+    )
+    .unwrap();
+    let def = actions::lookup(&format!("notify.{kind}")).unwrap();
+    actions::bind(def.spec, &rendered).unwrap();
+    rendered
+  }
+
+  #[test]
+  fn pagerduty_defaults_to_a_stable_dedup_key_and_a_summary() {
+    let with = bound("pagerduty", &[("routing_key", "rk")]);
+    assert_eq!(
+      with["dedup_key"],
+      "drctl-drill/quarterly-regional-failover/run-1"
+    );
+    let summary = with["summary"].as_str().unwrap();
+    assert!(summary.contains("breached"), "{summary}");
+    assert_eq!(with["custom_details"]["result"], "breached");
+  }
+
+  #[test]
+  fn slack_defaults_describe_the_result_and_the_author_wins() {
+    let with = bound("slack", &[("webhook", "https://x"), ("runbook", "mine")]);
+    assert_eq!(with["status"], "breached");
+    assert_eq!(with["runbook"], "mine");
+    assert_eq!(with["rto"], "16m40s of 15m target");
+  }
+
+  #[test]
+  fn an_unset_secret_is_an_error_naming_it() {
+    let err = with(
+      &drill(),
+      &entry("breached"),
+      "run-1",
+      Path::new("/nonexistent"),
+      &notify(
+        "webhook",
+        &[("url", "${{ secrets.DRCTL_TEST_SURELY_UNSET }}")],
+      ),
+    )
+    .unwrap_err();
+    assert!(err.contains("secrets.DRCTL_TEST_SURELY_UNSET"), "{err}");
+  }
+}
