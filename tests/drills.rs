@@ -1,7 +1,10 @@
 //! Drills through the real binary: `drctl drill list`, `drill run`, `drill history`,
 //! `scheduler --once`.
 
-use crate::support::{repo, Test};
+use crate::{
+  notify::Capture,
+  support::{repo, Test},
+};
 
 /// A test directory with the shipped runbooks and drills.
 fn with_drills() -> Test {
@@ -117,4 +120,94 @@ fn invalid_drills_are_usage_errors() {
   let stderr = output.stderr();
   assert!(stderr.contains("drills/bad.yaml:4:10"), "{stderr}");
   assert!(stderr.contains("drills/bad.yaml:5:12"), "{stderr}");
+}
+
+/// A drill of `regional-failover` on the simulator with RTO target `rto` and one webhook
+/// notification to `url` on `on`.
+fn notifying_drill(rto: &str, on: &str, url: &str) -> Test {
+  Test::new().file(
+    "drills/notify-drill.yaml",
+    &format!(
+      "apiVersion: drctl/v1\nkind: Drill\nmetadata: {{ name: notify-drill }}\n\
+       runbook: regional-failover\nparams: {{ target_region: us-west-2 }}\n\
+       schedule: \"@quarterly\"\nmode: live\ntarget: {{ backend: sim }}\n\
+       pass: {{ rto: {rto} }}\n\
+       notify:\n  - kind: webhook\n    on: [{on}]\n    with: {{ url: \"{url}\" }}\n"
+    ),
+  )
+}
+
+fn notify_json(test: &Test, run_id: &str) -> serde_json::Value {
+  let path = test.path().join(format!(
+    ".drctl/drills/notify-drill/runs/{run_id}/notify.json"
+  ));
+  serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+fn last_entry(test: &Test) -> serde_json::Value {
+  let history = test.path().join(".drctl/drills/notify-drill/history.jsonl");
+  let text = std::fs::read_to_string(history).unwrap();
+  serde_json::from_str(text.lines().last().unwrap()).unwrap()
+}
+
+#[test]
+fn a_breached_drill_posts_its_history_entry_once() {
+  let capture = Capture::start(&[]);
+  let test = notifying_drill("1m", "breach", &capture.url("/hook"));
+  let output = test.run_args(["drill", "run", "notify-drill"]);
+  let stderr = output.stderr();
+  assert_eq!(output.code(), 3, "{}{stderr}", output.stdout());
+  let seen = capture.seen();
+  assert_eq!(seen.len(), 1, "{seen:?}");
+  assert_eq!(seen[0].method, "POST");
+  assert_eq!(seen[0].path, "/hook");
+  let body: serde_json::Value = serde_json::from_str(&seen[0].body).unwrap();
+  assert_eq!(body["result"], "breached");
+  assert_eq!(body["drill"], "notify-drill");
+  let entry = last_entry(&test);
+  assert_eq!(body, entry);
+  let notify = notify_json(&test, entry["run_id"].as_str().unwrap());
+  assert_eq!(notify["event"], "breach");
+  assert_eq!(notify["sent"][0]["outcome"], "sent", "{notify}");
+  assert_eq!(notify["sent"][0]["attempts"], 1);
+  assert!(
+    stderr.contains("webhook notification sent to http://127.0.0.1:"),
+    "{stderr}"
+  );
+}
+
+#[test]
+fn a_passing_drill_sends_nothing_on_breach() {
+  let capture = Capture::start(&[]);
+  let test = notifying_drill("15m", "breach", &capture.url("/hook"));
+  let output = test.run_args(["drill", "run", "notify-drill"]);
+  assert_eq!(output.code(), 0, "{}{}", output.stdout(), output.stderr());
+  assert_eq!(last_entry(&test)["result"], "passed");
+  assert!(capture.seen().is_empty(), "{:?}", capture.seen());
+}
+
+#[test]
+fn a_failing_notification_is_retried_reported_by_host_and_keeps_the_verdict() {
+  let capture = Capture::start(&[503, 503, 503]);
+  let test = notifying_drill("1m", "breach, failure", "${{ secrets.DRILL_HOOK }}")
+    .env("DRILL_HOOK", &capture.url("/hook/very-secret-token"));
+  let output = test.run_args(["drill", "run", "notify-drill"]);
+  let stderr = output.stderr();
+  assert_eq!(output.code(), 3, "{}{stderr}", output.stdout());
+  assert_eq!(capture.seen().len(), 3);
+  assert!(
+    stderr.contains("notification to http://127.0.0.1:"),
+    "{stderr}"
+  );
+  assert!(stderr.contains("answered 503"), "{stderr}");
+  assert!(!stderr.contains("very-secret-token"), "{stderr}");
+  let entry = last_entry(&test);
+  assert_eq!(entry["result"], "breached");
+  let notify = notify_json(&test, entry["run_id"].as_str().unwrap());
+  assert_eq!(notify["sent"][0]["outcome"], "failed", "{notify}");
+  assert_eq!(notify["sent"][0]["attempts"], 3);
+  assert!(
+    !notify.to_string().contains("very-secret-token"),
+    "{notify}"
+  );
 }

@@ -15,12 +15,12 @@ use crate::support::{signal, Test};
 
 /// One request the capture server saw.
 #[derive(Debug, Clone)]
-struct Captured {
-  method: String,
-  path: String,
+pub(crate) struct Captured {
+  pub(crate) method: String,
+  pub(crate) path: String,
   /// Lower-cased names.
-  headers: BTreeMap<String, String>,
-  body: String,
+  pub(crate) headers: BTreeMap<String, String>,
+  pub(crate) body: String,
 }
 
 #[derive(Default)]
@@ -33,14 +33,14 @@ struct Script {
 }
 
 /// A tiny HTTP/1.1 server on 127.0.0.1 recording every request.
-struct Capture {
+pub(crate) struct Capture {
   port: u16,
   seen: Arc<Mutex<Vec<Captured>>>,
   script: Arc<(Mutex<Script>, Condvar)>,
 }
 
 impl Capture {
-  fn start(statuses: &[u16]) -> Capture {
+  pub(crate) fn start(statuses: &[u16]) -> Capture {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -107,11 +107,11 @@ impl Capture {
     Capture { port, seen, script }
   }
 
-  fn url(&self, path: &str) -> String {
+  pub(crate) fn url(&self, path: &str) -> String {
     format!("http://127.0.0.1:{}{path}", self.port)
   }
 
-  fn seen(&self) -> Vec<Captured> {
+  pub(crate) fn seen(&self) -> Vec<Captured> {
     self.seen.lock().unwrap().clone()
   }
 

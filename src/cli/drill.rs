@@ -5,8 +5,8 @@
 //! recorded in the drill's history. Hooks for the parts built elsewhere:
 //! * reports: [`write_report_hook`] writes the run's summary JSON next to the history; the
 //!   report renderers (`drctl report`) turn it into the drill's `reports:` formats;
-//! * notifications: [`notify_hook`] writes which of the drill's `notify:` entries are due
-//!   (breach/failure/success); the notification layer sends them.
+//! * notifications: [`notify_hook`] sends the drill's `notify:` entries that are due
+//!   (breach/failure/success) and records their outcomes next to the history.
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
@@ -310,7 +310,7 @@ pub(super) async fn run_drill(
     }
   }
   write_report_hook(ctx, drill, &entry, &summary);
-  notify_hook(ctx, drill, &entry);
+  notify_hook(ctx, drill, &entry).await;
   if ctx.output == Output::Text {
     out(&format!(
       "drill {}: {}{}\n",
@@ -387,24 +387,41 @@ fn write_report_hook(
   }
 }
 
-/// Notification hook: which of the drill's `notify:` entries this result triggers, written to
-/// `<state>/drills/<name>/runs/<run-id>/notify.json` for the notification layer to send.
-fn notify_hook(ctx: &Context, drill: &Drill, entry: &HistoryEntry) {
-  let event = match entry.result.as_str() {
-    "passed" => "success",
-    "breached" => "breach",
-    _ => "failure",
-  };
-  let due: Vec<_> = drill
-    .notify
-    .iter()
-    .filter(|notify| notify.on.iter().any(|on| on == event))
-    .collect();
+/// Notifications: send the drill's `notify:` entries this result triggers (see
+/// [`drills::notify`]) and record each outcome in
+/// `<state>/drills/<name>/runs/<run-id>/notify.json`. A notification that fails is reported on
+/// stderr (by host only) and never changes the drill's verdict.
+async fn notify_hook(ctx: &Context, drill: &Drill, entry: &HistoryEntry) {
+  let due = drills::notify::due(drill, entry);
   if due.is_empty() {
     return;
   }
   let dir = run_dir(ctx, entry);
-  let body = serde_json::json!({ "event": event, "notify": due, "entry": entry });
+  let run_id = dir
+    .file_name()
+    .map(|name| name.to_string_lossy().into_owned())
+    .unwrap_or_default();
+  let sent = drills::notify::send_all(drill, entry, &run_id, &dir).await;
+  for outcome in &sent {
+    let to = outcome.host.as_deref().unwrap_or("(no destination)");
+    if outcome.sent() {
+      eprintln!(
+        "drill {}: {} notification sent to {to}",
+        drill.name, outcome.kind
+      );
+    } else {
+      eprintln!(
+        "warning: drill {}: {} notification to {to} failed after {} attempt(s): {}",
+        drill.name, outcome.kind, outcome.attempts, outcome.message
+      );
+    }
+  }
+  let body = serde_json::json!({
+    "event": drills::notify::event(&entry.result),
+    "notify": due,
+    "sent": sent,
+    "entry": entry,
+  });
   let written = std::fs::create_dir_all(&dir).and_then(|()| {
     std::fs::write(
       dir.join("notify.json"),

@@ -5,14 +5,21 @@
 //! `Transport`. Nothing is retried here: probes retry `within` their window, notifications with
 //! the step's retry policy.
 
-use std::time::{Duration, Instant};
+use std::{
+  sync::Arc,
+  time::{Duration, Instant},
+};
 
 use reqwest::{
   header::{HeaderMap, HeaderName, HeaderValue},
   Method,
 };
 
-use super::{CloudError, CloudResult, ErrorKind, Http, HttpRequest, HttpResponse};
+use super::{
+  ChangeInfo, Clock, Cloud, CloudError, CloudResult, DbInstance, DbSnapshot, Ecs, EcsService,
+  ErrorKind, GlobalCluster, HealthCheckStatus, HealthCheckUpdate, Http, HttpRequest, HttpResponse,
+  Rds, RecordChange, RecordSet, RestoreRequest, Route53, S3Object, S3,
+};
 
 const SERVICE: &str = "http";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -95,5 +102,107 @@ impl Http for ReqwestHttp {
       body,
       latency: started.elapsed(),
     })
+  }
+}
+
+/// A [`Cloud`] whose only working provider is `http`: for work that only POSTs (a drill's
+/// notifications, sent after the run, whatever the drill's target was). Every other provider
+/// answers a `Client` error without doing anything.
+pub fn http_only(http: Arc<dyn Http>) -> Cloud {
+  let unavailable = Arc::new(Unavailable);
+  Cloud {
+    rds: unavailable.clone(),
+    ecs: unavailable.clone(),
+    route53: unavailable.clone(),
+    s3: unavailable,
+    http,
+    clock: Clock::default(),
+    backend: "http".into(),
+  }
+}
+
+/// The providers of [`http_only`] other than `http`.
+struct Unavailable;
+
+// `CloudError` is the boundary's error type, returned by value like every trait method does.
+#[allow(clippy::result_large_err)]
+fn unavailable<T>(service: &str, operation: &str) -> CloudResult<T> {
+  Err(CloudError::new(
+    ErrorKind::Client,
+    service,
+    operation,
+    "not available here (only HTTP is)",
+  ))
+}
+
+#[async_trait::async_trait]
+impl Rds for Unavailable {
+  async fn describe_instance(&self, _: &str, _: &str) -> CloudResult<Option<DbInstance>> {
+    unavailable("rds", "DescribeDBInstances")
+  }
+  async fn replica_lag(&self, _: &str, _: &str) -> CloudResult<Option<Duration>> {
+    unavailable("cloudwatch", "GetMetricStatistics")
+  }
+  async fn describe_snapshots(&self, _: &str, _: &str) -> CloudResult<Vec<DbSnapshot>> {
+    unavailable("rds", "DescribeDBSnapshots")
+  }
+  async fn describe_global_cluster(&self, _: &str) -> CloudResult<Option<GlobalCluster>> {
+    unavailable("rds", "DescribeGlobalClusters")
+  }
+  async fn promote_read_replica(&self, _: &str, _: &str) -> CloudResult<()> {
+    unavailable("rds", "PromoteReadReplica")
+  }
+  async fn restore_from_snapshot(&self, _: &RestoreRequest) -> CloudResult<()> {
+    unavailable("rds", "RestoreDBInstanceFromDBSnapshot")
+  }
+  async fn delete_instance(&self, _: &str, _: &str) -> CloudResult<()> {
+    unavailable("rds", "DeleteDBInstance")
+  }
+  async fn failover_global_cluster(&self, _: &str, _: &str) -> CloudResult<()> {
+    unavailable("rds", "FailoverGlobalCluster")
+  }
+}
+
+#[async_trait::async_trait]
+impl Ecs for Unavailable {
+  async fn describe_service(&self, _: &str, _: &str, _: &str) -> CloudResult<Option<EcsService>> {
+    unavailable("ecs", "DescribeServices")
+  }
+  async fn update_desired_count(&self, _: &str, _: &str, _: &str, _: u32) -> CloudResult<()> {
+    unavailable("ecs", "UpdateService")
+  }
+}
+
+#[async_trait::async_trait]
+impl Route53 for Unavailable {
+  async fn list_record_sets(&self, _: &str, _: &str) -> CloudResult<Vec<RecordSet>> {
+    unavailable("route53", "ListResourceRecordSets")
+  }
+  async fn get_change(&self, _: &str) -> CloudResult<ChangeInfo> {
+    unavailable("route53", "GetChange")
+  }
+  async fn get_health_check_status(&self, _: &str) -> CloudResult<HealthCheckStatus> {
+    unavailable("route53", "GetHealthCheckStatus")
+  }
+  async fn change_record_sets(
+    &self,
+    _: &str,
+    _: &str,
+    _: &[RecordChange],
+  ) -> CloudResult<ChangeInfo> {
+    unavailable("route53", "ChangeResourceRecordSets")
+  }
+  async fn update_health_check(&self, _: &str, _: HealthCheckUpdate) -> CloudResult<()> {
+    unavailable("route53", "UpdateHealthCheck")
+  }
+}
+
+#[async_trait::async_trait]
+impl S3 for Unavailable {
+  async fn list_objects(&self, _: &str, _: &str, _: &str) -> CloudResult<Vec<S3Object>> {
+    unavailable("s3", "ListObjectsV2")
+  }
+  async fn head_object(&self, _: &str, _: &str, _: &str) -> CloudResult<Option<S3Object>> {
+    unavailable("s3", "HeadObject")
   }
 }

@@ -10,6 +10,7 @@
 pub mod cron;
 pub mod file;
 pub mod history;
+pub mod notify;
 pub mod scheduler;
 
 use std::time::Duration;
