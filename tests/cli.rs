@@ -173,3 +173,19 @@ steps:
   );
   assert!(run.stdout().contains("result: breached"));
 }
+
+#[test]
+fn a_live_failover_without_a_terminal_or_yes_is_refused_before_any_change() {
+  let test = Test::new();
+  let run = test
+    .run_args(["failover", "us-west-2", "--sim", "--time-scale", "200"])
+    .status(1);
+  assert!(
+    run.stderr().contains(
+      "a live failover needs the operator to confirm the target region on a terminal, or --yes"
+    ),
+    "{}",
+    run.stderr()
+  );
+  assert!(test.run_ids().is_empty(), "no run was started");
+}

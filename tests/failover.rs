@@ -249,3 +249,67 @@ fn backup_restore_deletes_the_temporary_instance_when_interrupted() {
   assert_eq!(delete["outcome"], "succeeded");
   assert_eq!(status["timeline"]["status"], "interrupted");
 }
+
+/// Flip the public record to the standby while `app-standby/api` runs no tasks, so its health
+/// check (hc-secondary) is unhealthy.
+const FLIP_TO_UNHEALTHY: &str = r#"apiVersion: drctl/v1
+kind: Runbook
+metadata: { name: flip-early }
+steps:
+  - id: flip-dns
+    action: route53.failover
+    with:
+      zone_id: Z0DRCTLEXAMPLE
+      records:
+        - { name: api.example.com, type: CNAME, set_identifier: primary, failover: PRIMARY, ttl: 60, value: api-usw2.example.com, health_check_id: hc-secondary }
+        - { name: api.example.com, type: CNAME, set_identifier: secondary, failover: SECONDARY, ttl: 60, value: api-use1.example.com, health_check_id: hc-primary }
+"#;
+
+#[test]
+fn dns_is_not_flipped_to_an_unhealthy_target() {
+  let test = Test::new().file("flip.yaml", FLIP_TO_UNHEALTHY);
+  let run = test
+    .run_args(["run", "flip.yaml", "--sim", "--time-scale", "600"])
+    .status(1);
+  assert!(
+    run.stderr().contains(
+      "refusing to send api.example.com. (primary) to api-usw2.example.com: its health check \
+       hc-secondary is unhealthy (0/16 checkers healthy); pass --force to flip anyway"
+    ),
+    "{}",
+    run.stderr()
+  );
+  let run_id = test.run_ids().pop().unwrap();
+  let operations = test.operations(&run_id);
+  assert_eq!(
+    count(&operations, "ChangeResourceRecordSets"),
+    0,
+    "{operations:?}"
+  );
+}
+
+#[test]
+fn force_flips_dns_to_an_unhealthy_target() {
+  let test = Test::new().file("flip.yaml", FLIP_TO_UNHEALTHY);
+  test
+    .run_args([
+      "run",
+      "flip.yaml",
+      "--sim",
+      "--time-scale",
+      "600",
+      "--force",
+    ])
+    .status(0);
+  let run_id = test.run_ids().pop().unwrap();
+  let operations = test.operations(&run_id);
+  assert_eq!(
+    count(&operations, "ChangeResourceRecordSets"),
+    1,
+    "{operations:?}"
+  );
+  assert!(
+    test.journal(&run_id).contains(r#""force":true"#),
+    "journalled so a resume keeps it"
+  );
+}

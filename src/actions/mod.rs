@@ -90,6 +90,9 @@ pub struct Ctx<'a> {
   /// The operator accepted losing more data than the RPO (`--accept-data-loss` or the step's
   /// `accept_data_loss: true`).
   pub accept_data_loss: bool,
+  /// The operator forced the run (`--force`): DNS may be flipped to a target whose health check
+  /// is unhealthy.
+  pub force: bool,
   /// Reports what a long wait is waiting on ("replica status: modifying").
   pub progress: &'a (dyn Fn(&str) + Send + Sync),
   /// Becomes true when the run is interrupted: waits stop early.

@@ -133,7 +133,8 @@ pub const FAILOVER: ActionDef = ActionDef {
     name: "route53.failover",
     mutating: true,
     doc: "Make DNS records match the desired state: UPSERT only the records that differ, in one \
-          atomic change batch per hosted zone, then wait until every change is INSYNC.",
+          atomic change batch per hosted zone, then wait until every change is INSYNC. Refuses to send traffic (a PRIMARY or plain record) \
+          to a target whose health check is unhealthy, unless `--force`.",
     fields: &[
       FieldSpec::optional("zone_id", FieldKind::String, "Hosted zone of the records"),
       FieldSpec::required(
@@ -241,6 +242,42 @@ async fn differing(
   Ok((out, current))
 }
 
+/// Refuse to send traffic to a target whose health check is unhealthy (unless forced). Only the
+/// records about to change and that take traffic count: a SECONDARY record is the fallback, and
+/// in a failover it usually names the region that just failed.
+async fn guard_targets(
+  ctx: &Ctx<'_>,
+  changes: &BTreeMap<String, Vec<RecordSet>>,
+) -> ActionResult<()> {
+  if ctx.force {
+    return Ok(());
+  }
+  for record in changes.values().flatten() {
+    if record.failover == Some(FailoverRole::Secondary) {
+      continue;
+    }
+    let Some(id) = &record.health_check_id else {
+      continue;
+    };
+    let status = ctx.cloud.route53.get_health_check_status(id).await?;
+    if !status.is_healthy() {
+      let which = record
+        .set_identifier
+        .as_ref()
+        .map_or(String::new(), |set| format!(" ({set})"));
+      return Err(ActionError::failed(format!(
+        "refusing to send {}{which} to {}: its health check {id} is unhealthy ({}/{} checkers \
+         healthy); pass --force to flip anyway",
+        record.name,
+        record.values.join(","),
+        status.checkers_healthy,
+        status.checkers_total
+      )));
+    }
+  }
+  Ok(())
+}
+
 fn label(record: &RecordSet) -> String {
   match &record.set_identifier {
     Some(id) => format!("{} ({id})", record.rtype),
@@ -259,6 +296,7 @@ impl Effect for Failover {
         "none",
       ));
     }
+    guard_targets(ctx, &changes).await?;
     let change = changes
       .iter()
       .map(|(zone, records)| {

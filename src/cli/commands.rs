@@ -207,6 +207,8 @@ pub async fn dispatch(cli: Cli) -> Result<i32, Error> {
       if args.dry_run {
         return dry_run(&ctx, &plan).await;
       }
+      // Before the run, so before its first mutating step.
+      super::confirm_failover(&region, args.yes)?;
       run(&ctx, plan, &args).await
     }
     Command::Resume {
@@ -214,7 +216,8 @@ pub async fn dispatch(cli: Cli) -> Result<i32, Error> {
       yes,
       max_parallel,
       accept_data_loss,
-    } => resume(&ctx, &run_id, yes, max_parallel, accept_data_loss).await,
+      force,
+    } => resume(&ctx, &run_id, yes, max_parallel, accept_data_loss, force).await,
     Command::Status { run_id } => status(&ctx, run_id.as_deref()).await,
     Command::Report(args) => super::report::report(&ctx, &args).await,
     Command::Runs => runs(&ctx).await,
@@ -479,6 +482,7 @@ pub(super) async fn execute(
       max_parallel: args.max_parallel,
       assume_yes: args.yes,
       accept_data_loss: args.accept_data_loss,
+      force: args.force,
       incident_start,
     };
     let mut operator = operator(observer, &run_id);
@@ -548,6 +552,7 @@ async fn resume(
   yes: bool,
   max_parallel: usize,
   accept_data_loss: bool,
+  force: bool,
 ) -> Result<i32, Error> {
   let s3 = ctx.s3_state().await;
   ctx.pull_runs(s3.as_ref()).await;
@@ -636,6 +641,7 @@ async fn resume(
       max_parallel,
       assume_yes: yes,
       accept_data_loss,
+      force,
       incident_start: None,
     };
     engine::resume(

@@ -269,6 +269,7 @@ pub(super) async fn run_drill(
         yes: true,
         max_parallel: 8,
         accept_data_loss: false,
+        force: false,
         incident_start: None,
       };
       let outcome = execute(&run_ctx, plan, &args, Some(signals)).await?;

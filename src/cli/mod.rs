@@ -4,7 +4,7 @@
 //! 3 succeeded but an objective was breached · 4 lock held by another run · 130 interrupted.
 
 use std::{
-  io::{IsTerminal, Write},
+  io::{BufRead, IsTerminal, Write},
   path::{Path, PathBuf},
 };
 
@@ -86,6 +86,9 @@ pub struct RunArgs {
   /// Promote replicas even when their lag exceeds the RPO.
   #[arg(long)]
   pub accept_data_loss: bool,
+  /// Flip DNS even to a target whose health check is unhealthy.
+  #[arg(long)]
+  pub force: bool,
   /// When the incident began (RFC 3339), for RTO; default: when the run starts.
   #[arg(long, value_name = "TIME")]
   pub incident_start: Option<String>,
@@ -122,6 +125,9 @@ pub enum Command {
     max_parallel: usize,
     #[arg(long)]
     accept_data_loss: bool,
+    /// Flip DNS even to a target whose health check is unhealthy.
+    #[arg(long)]
+    force: bool,
   },
   /// Show a run (default: the latest).
   Status { run_id: Option<String> },
@@ -272,4 +278,72 @@ pub(crate) fn resolve_runbook(runbooks: &Path, given: &Path) -> PathBuf {
 /// Whether someone can answer a prompt.
 pub(crate) fn interactive() -> bool {
   std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
+}
+
+/// Before a live failover: unless `--yes`, the operator types the target region on a terminal.
+pub(crate) fn confirm_failover(region: &str, yes: bool) -> Result<(), Error> {
+  if yes {
+    return Ok(());
+  }
+  if !interactive() {
+    return Err(Error::Failed(
+      "a live failover needs the operator to confirm the target region on a terminal, or --yes"
+        .into(),
+    ));
+  }
+  confirm_region(region, &mut std::io::stdin().lock(), &mut std::io::stderr())
+    .map_err(Error::Failed)
+}
+
+/// Ask on `output` for the target region and read the answer from `input`: it must be exactly
+/// `expected` (surrounding whitespace aside).
+pub(crate) fn confirm_region(
+  expected: &str,
+  input: &mut impl BufRead,
+  output: &mut impl Write,
+) -> Result<(), String> {
+  write!(
+    output,
+    "\n? fail over to {expected}: type the target region to confirm: "
+  )
+  .and_then(|()| output.flush())
+  .map_err(|err| format!("cannot ask for confirmation: {err}"))?;
+  let mut answer = String::new();
+  input
+    .read_line(&mut answer)
+    .map_err(|err| format!("cannot read the confirmation: {err}"))?;
+  if answer.trim() == expected {
+    Ok(())
+  } else {
+    Err(format!("confirmation did not match: expected {expected}"))
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::confirm_region;
+
+  fn ask(expected: &str, typed: &str) -> (Result<(), String>, String) {
+    let mut output = Vec::new();
+    let result = confirm_region(expected, &mut typed.as_bytes(), &mut output);
+    (result, String::from_utf8(output).unwrap())
+  }
+
+  #[test]
+  fn the_typed_region_confirms_a_failover() {
+    let (result, prompt) = ask("us-west-2", "us-west-2\n");
+    assert_eq!(result, Ok(()));
+    assert!(prompt.contains("type the target region"), "{prompt}");
+    assert!(prompt.contains("us-west-2"), "{prompt}");
+    assert_eq!(ask("us-west-2", "  us-west-2  \r\n").0, Ok(()));
+  }
+
+  #[test]
+  fn a_wrong_or_missing_answer_aborts() {
+    let expected = Err("confirmation did not match: expected us-west-2".to_string());
+    assert_eq!(ask("us-west-2", "us-east-1\n").0, expected);
+    assert_eq!(ask("us-west-2", "y\n").0, expected);
+    assert_eq!(ask("us-west-2", "US-WEST-2\n").0, expected);
+    assert_eq!(ask("us-west-2", "").0, expected, "end of input");
+  }
 }

@@ -160,6 +160,7 @@ pub async fn send(
     step_id: &step_id,
     rpo: drill.rpo_target(),
     accept_data_loss: false,
+    force: false,
     progress: &progress,
     cancel,
     single_probe: false,

@@ -44,6 +44,8 @@ pub struct RunOptions {
   pub assume_yes: bool,
   /// Allow promoting beyond the RPO (`--accept-data-loss`).
   pub accept_data_loss: bool,
+  /// Flip DNS even to a target whose health check is unhealthy (`--force`).
+  pub force: bool,
   /// When the incident began (`--incident-start`); default: the run's start.
   pub incident_start: Option<DateTime<Utc>>,
 }
@@ -297,6 +299,7 @@ pub async fn start(
     rto_ms: runbook.objectives.rto.map(millis),
     rpo_ms: runbook.objectives.rpo.map(millis),
     accept_data_loss: options.accept_data_loss,
+    force: options.force,
     steps: step_infos(&plan),
   };
   // The run's clock starts at its first record.
@@ -337,6 +340,7 @@ pub async fn resume(
     run_id,
     runbook_digest,
     accept_data_loss,
+    force,
     incident_start,
     ..
   } = &first.event
@@ -354,6 +358,7 @@ pub async fn resume(
   }
   options.run_id = run_id.clone();
   options.accept_data_loss |= *accept_data_loss;
+  options.force |= *force;
   options.incident_start = Some(*incident_start);
   journal.set_redactor(plan.redactor());
   let started_at = first.ts;
@@ -750,6 +755,7 @@ async fn run_step(
     step_id: &step.id,
     rpo: plan.runbook.objectives.rpo,
     accept_data_loss: shared.options.accept_data_loss || step.accept_data_loss,
+    force: shared.options.force,
     progress: &progress,
     cancel: cancel.clone(),
     single_probe: false,
@@ -936,6 +942,8 @@ async fn rollback(
       step_id: &step.id,
       rpo: plan.runbook.objectives.rpo,
       accept_data_loss: true,
+      // A rollback puts records back where they were: it is never refused.
+      force: true,
       progress: &progress,
       cancel: cancel.clone(),
       single_probe: false,

@@ -115,6 +115,7 @@ impl Harness {
         max_parallel: 8,
         assume_yes: true,
         accept_data_loss: false,
+        force: false,
         incident_start: None,
       },
     }

@@ -132,6 +132,7 @@ pub async fn describe(plan: &Plan, cloud: &Cloud) -> PlanReport {
           step_id: &step.id,
           rpo: runbook.objectives.rpo,
           accept_data_loss: step.accept_data_loss,
+          force: false,
           progress: &progress,
           cancel: cancel.clone(),
           single_probe: true,

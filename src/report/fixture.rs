@@ -49,6 +49,7 @@ pub fn records() -> Vec<Record> {
         rto_ms: Some(900_000),
         rpo_ms: Some(300_000),
         accept_data_loss: false,
+        force: false,
         steps: vec![
           step("verify-outage", "route53.health_check", &[], false),
           step(

@@ -122,6 +122,9 @@ pub enum Event {
     /// Options that change behaviour and must survive a resume.
     #[serde(default)]
     accept_data_loss: bool,
+    /// `--force`: flip DNS even to a target whose health check is unhealthy.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    force: bool,
     /// The step graph, so reports need not re-read the runbook.
     #[serde(default)]
     steps: Vec<StepInfo>,
