@@ -4,7 +4,7 @@
 //! plain (non-TTY) and JSON-lines progress outputs.
 
 use std::{
-  collections::{BTreeMap, BTreeSet, VecDeque},
+  collections::{BTreeMap, VecDeque},
   io::{BufRead, BufReader, Read, Write},
   net::TcpListener,
   sync::{Arc, Condvar, Mutex},
@@ -286,17 +286,34 @@ fn a_failed_notification_with_on_failure_continue_does_not_fail_the_run() {
   assert_eq!(capture.seen().len(), 1);
 }
 
+/// `(event_action, dedup_key)` of every PagerDuty event the capture server saw.
+fn pagerduty_events(capture: &Capture) -> Vec<(String, String)> {
+  capture
+    .seen()
+    .iter()
+    .map(|request| {
+      let body: serde_json::Value = serde_json::from_str(&request.body).unwrap();
+      (
+        body["event_action"].as_str().unwrap().to_string(),
+        body["dedup_key"].as_str().unwrap().to_string(),
+      )
+    })
+    .collect()
+}
+
 #[test]
-fn a_pagerduty_trigger_resumed_after_a_kill_keeps_one_dedup_key() {
+fn a_pagerduty_trigger_dispatched_before_a_kill_is_not_sent_again_on_resume() {
   let capture = Capture::start(&[]);
+  // The trigger arrives, but its answer never does: the process is killed while waiting.
   capture.hold_next();
-  let step = format!(
-    "  - id: page\n    action: notify.pagerduty\n    with: {{ routing_key: rk, summary: down, url: \"{}\" }}\n",
-    capture.url("/v2/enqueue")
+  let url = capture.url("/v2/enqueue");
+  let steps = format!(
+    "  - id: page\n    action: notify.pagerduty\n    with: {{ routing_key: rk, summary: down, url: \"{url}\" }}\n\
+     \x20 - id: resolve\n    action: notify.pagerduty\n    needs: [page]\n    with: {{ routing_key: rk, summary: up, event_action: resolve, dedup_key: \"${{{{ steps.page.outputs.dedup_key }}}}\", url: \"{url}\" }}\n"
   );
-  let test = Test::new().file("notify.yaml", &runbook(&step));
+  let test = Test::new().file("notify.yaml", &runbook(&steps));
   let mut child = test.spawn(run_args(&[]));
-  test.wait_for(Duration::from_secs(30), "the first trigger", || {
+  test.wait_for(Duration::from_secs(30), "the trigger", || {
     !capture.seen().is_empty()
   });
   signal(&child, "KILL");
@@ -304,29 +321,72 @@ fn a_pagerduty_trigger_resumed_after_a_kill_keeps_one_dedup_key() {
   capture.release();
   let run_id = test.run_ids().pop().unwrap();
   let journal = test.journal(&run_id);
-  assert!(journal.contains(r#""event":"step_intent""#), "{journal}");
-  assert!(!journal.contains("run_finished"), "{journal}");
+  assert!(
+    journal.contains(r#""event":"step_dispatched""#),
+    "{journal}"
+  );
+  assert!(!journal.contains("step_succeeded"), "{journal}");
 
+  let resumed = test
+    .run_args(["resume", run_id.as_str(), "--yes"])
+    .status(0);
+  let key = format!("drctl/{run_id}/page");
+  assert!(
+    resumed.stderr().contains(&format!(
+      "warning: PagerDuty trigger dispatched before the interruption, delivery unconfirmed; not sent again (dedup_key {key}"
+    )),
+    "{}",
+    resumed.stderr()
+  );
+  // Resuming a finished run sends nothing more.
+  test.run_args(["resume", run_id.as_str(), "--yes"]);
+  assert_eq!(
+    pagerduty_events(&capture),
+    [
+      ("trigger".to_string(), key.clone()),
+      ("resolve".to_string(), key)
+    ],
+    "{:#?}",
+    capture.seen()
+  );
+  let status = test.status_json(&run_id);
+  let page = status["timeline"]["steps"]
+    .as_array()
+    .unwrap()
+    .iter()
+    .find(|step| step["id"] == "page")
+    .unwrap()
+    .clone();
+  assert_eq!(page["outputs"]["delivery"], "unconfirmed", "{page}");
+}
+
+#[test]
+fn a_pagerduty_trigger_killed_before_it_was_dispatched_is_sent_on_resume() {
+  let capture = Capture::start(&[]);
+  let url = capture.url("/v2/enqueue");
+  // A slow first step holds the run before the trigger; the kill lands there, so the journal
+  // has nothing of the trigger's and the resume must send it (once).
+  let steps = format!(
+    "  - id: hold\n    action: wait.sleep\n    with: {{ duration: 30s }}\n\
+     \x20 - id: page\n    action: notify.pagerduty\n    needs: [hold]\n    with: {{ routing_key: rk, summary: down, url: \"{url}\" }}\n"
+  );
+  let test = Test::new().file("notify.yaml", &runbook(&steps));
+  let mut child = test.spawn(run_args(&[]));
+  test.wait_for(Duration::from_secs(30), "the hold step", || {
+    test
+      .run_ids()
+      .first()
+      .is_some_and(|id| test.journal(id).contains(r#""step":"hold""#))
+  });
+  signal(&child, "KILL");
+  let _ = child.wait();
+  let run_id = test.run_ids().pop().unwrap();
+  assert!(!test.journal(&run_id).contains(r#""step":"page""#));
   test
     .run_args(["resume", run_id.as_str(), "--yes"])
     .status(0);
-  // Resuming a finished run sends nothing more.
-  test.run_args(["resume", run_id.as_str(), "--yes"]);
-  let seen = capture.seen();
-  let keys: BTreeSet<String> = seen
-    .iter()
-    .map(|request| {
-      let body: serde_json::Value = serde_json::from_str(&request.body).unwrap();
-      assert_eq!(body["event_action"], "trigger");
-      body["dedup_key"].as_str().unwrap().to_string()
-    })
-    .collect();
-  assert_eq!(
-    keys,
-    BTreeSet::from([format!("drctl/{run_id}/page")]),
-    "{seen:#?}"
-  );
-  assert!(seen.len() <= 2, "{seen:#?}");
+  let key = format!("drctl/{run_id}/page");
+  assert_eq!(pagerduty_events(&capture), [("trigger".to_string(), key)]);
 }
 
 #[test]
@@ -394,9 +454,11 @@ fn json_output_streams_events_with_ts_event_step_and_status_then_a_summary() {
       ("run_started", "running"),
       ("step_started", "running"),
       ("step_intent", "applying"),
+      ("step_dispatched", "applying"),
       ("step_failed", "retrying"),
       ("step_started", "running"),
       ("step_intent", "applying"),
+      ("step_dispatched", "applying"),
       ("step_succeeded", "succeeded"),
       ("run_finished", "succeeded"),
       ("summary", "succeeded"),

@@ -101,6 +101,10 @@ pub struct Ctx<'a> {
   pub single_probe: bool,
   /// Facts about the run as a whole, for notifications ("failover done in 4m10s, RTO 15m").
   pub run: RunFacts<'a>,
+  /// Journals that a request is about to leave the process (`step_dispatched`, fsynced), so a
+  /// resumed run can tell "never sent" from "sent, answer lost". `None` where nothing is
+  /// journalled (planning, drill notifications).
+  pub dispatch: Option<&'a (dyn Fn(&str) -> Result<(), String> + Send + Sync)>,
 }
 
 /// What a step may know about the run around it.
@@ -118,6 +122,15 @@ pub struct RunFacts<'a> {
 impl Ctx<'_> {
   pub fn cancelled(&self) -> bool {
     *self.cancel.borrow()
+  }
+
+  /// Call right before sending a request that `observe` cannot see afterwards: journals the
+  /// dispatch. A journal that cannot be written stops the send (the request has not left).
+  pub fn dispatching(&self, what: &str) -> ActionResult<()> {
+    match self.dispatch {
+      Some(journal) => journal(what).map_err(|err| ActionError::failed(format!("journal: {err}"))),
+      None => Ok(()),
+    }
   }
 }
 
@@ -198,6 +211,15 @@ pub trait Effect: Send + Sync {
   async fn apply(&self, ctx: &Ctx<'_>, args: &Args) -> ActionResult<Option<String>>;
   /// `token` is `None` when the effect was already in place or underway before this process.
   async fn verify(&self, ctx: &Ctx<'_>, args: &Args, token: Option<&str>) -> ActionResult<Outcome>;
+
+  /// At-most-once delivery. Called on resume for a step whose journal shows a request was
+  /// dispatched ([`Ctx::dispatching`]) with no outcome after it: it left the process and its
+  /// answer was lost, so it may or may not have arrived. `Some(outcome)` records that outcome
+  /// without sending again — for effects where a duplicate is worse than a possible loss (a
+  /// second page to a human). `None` (the default): observe and apply again, at least once.
+  fn unconfirmed(&self, _ctx: &Ctx<'_>, _args: &Args) -> Option<Outcome> {
+    None
+  }
 }
 
 /// How an action behaves.

@@ -1,10 +1,19 @@
 //! Notifications: Slack incoming webhooks, PagerDuty Events API v2, generic JSON webhooks.
 //!
 //! A notification is a side effect, so it is an effect: a dry run never sends one, and it is
-//! journalled like any other change. `observe` cannot see whether a message was delivered, so a
-//! crash between sending and journalling may send it twice — except to PagerDuty, whose
-//! `dedup_key` (derived from run id and step, so the same across retries and resumes) makes the
-//! repeat a no-op on PagerDuty's side.
+//! journalled like any other change. `observe` cannot see whether a message was delivered, so
+//! every POST is journalled as dispatched (`step_dispatched`, fsynced) right before it leaves.
+//! After a crash, a step with an intent but no dispatch record never sent anything and sends
+//! now. A step dispatched with no outcome may or may not have been delivered:
+//!
+//! * A PagerDuty **trigger** is at most once: it is not sent again (a second page at 3 a.m. is
+//!   worse than a page whose acknowledgement was lost — and the crash that lost it is itself
+//!   visible to whoever resumes). The step is recorded as delivered-unconfirmed, with a warning
+//!   naming the `dedup_key` so the operator can look the incident up.
+//! * Resolve and acknowledge, Slack and webhooks are at least once: sent again. PagerDuty folds a
+//!   repeated resolve into the same incident by its `dedup_key` (derived from run id and step,
+//!   so the same across retries and resumes); a repeated chat message is noise, a lost one is a
+//!   team left guessing.
 //!
 //! Delivery: each POST has a timeout (`with.timeout`, default 10s). A 429 or 5xx answer and a
 //! transport failure are retryable (the engine retries them with the step's backoff); any other
@@ -76,8 +85,9 @@ async fn post(
     body: Some(body),
     timeout: args.opt_duration("timeout").unwrap_or(TIMEOUT),
   };
-  let response = ctx.cloud.http.send(&request).await?;
   let host = url_host(url);
+  ctx.dispatching(&format!("POST to {host}"))?;
+  let response = ctx.cloud.http.send(&request).await?;
   match response.status {
     200..=299 => Ok(response.status),
     429 | 500..=599 => Err(ActionError::retryable(format!(
@@ -243,7 +253,9 @@ pub const PAGERDUTY: ActionDef = ActionDef {
     mutating: true,
     doc: "Trigger or resolve a PagerDuty incident (Events API v2). The dedup_key defaults to one \
           derived from the run id and step, so retries and resumes never page twice; a resolve \
-          step passes the trigger's key (`${{ steps.ID.outputs.dedup_key }}`).",
+          step passes the trigger's key (`${{ steps.ID.outputs.dedup_key }}`). A trigger is sent \
+          at most once: one dispatched before a crash is not sent again on resume (output \
+          `delivery: unconfirmed` instead of `confirmed`).",
     fields: &[
       FieldSpec::required(
         "routing_key",
@@ -287,7 +299,7 @@ pub const PAGERDUTY: ActionDef = ActionDef {
       TIMEOUT_FIELD,
     ],
     mutating_operations: &[],
-    outputs: &["dedup_key"],
+    outputs: &["dedup_key", "delivery"],
   },
   behaviour: Behaviour::Effect(&PagerDuty),
 };
@@ -362,7 +374,25 @@ impl Effect for PagerDuty {
         "PagerDuty {} sent (dedup_key {key})",
         args.opt_str("event_action").unwrap_or("trigger")
       ))
-      .output("dedup_key", key),
+      .output("dedup_key", key)
+      .output("delivery", "confirmed"),
+    )
+  }
+
+  /// A trigger pages a human: at most once. Resolve and acknowledge are idempotent on
+  /// PagerDuty's side (same `dedup_key`), and a lost resolve leaves an incident open: resent.
+  fn unconfirmed(&self, ctx: &Ctx<'_>, args: &Args) -> Option<Outcome> {
+    if args.opt_str("event_action").unwrap_or("trigger") != "trigger" {
+      return None;
+    }
+    let key = dedup_key(ctx, args);
+    Some(
+      Outcome::new(format!(
+        "warning: PagerDuty trigger dispatched before the interruption, delivery unconfirmed; \
+         not sent again (dedup_key {key}: check the incident in PagerDuty)"
+      ))
+      .output("dedup_key", key)
+      .output("delivery", "unconfirmed"),
     )
   }
 }

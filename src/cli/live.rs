@@ -174,6 +174,11 @@ impl Board {
           row.note.clone_from(change);
         }
       }
+      Event::StepDispatched { step, what, .. } => {
+        if let Some(row) = self.row(step) {
+          row.note.clone_from(what);
+        }
+      }
       Event::StepSucceeded {
         step,
         summary,

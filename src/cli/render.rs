@@ -192,6 +192,8 @@ impl Observer for LiveText {
           &format!("{}{change}", rollback(phase)),
         );
       }
+      // The intent line already said what is being sent and where.
+      Event::StepDispatched { .. } => {}
       Event::StepSucceeded {
         step,
         summary,
@@ -271,7 +273,7 @@ impl Observer for LiveJson {
     let mut value = serde_json::to_value(record).unwrap_or_default();
     let status = match &record.event {
       Event::RunStarted { .. } | Event::RunResumed { .. } | Event::StepStarted { .. } => "running",
-      Event::StepIntent { .. } => "applying",
+      Event::StepIntent { .. } | Event::StepDispatched { .. } => "applying",
       Event::StepSucceeded { .. } => "succeeded",
       Event::StepFailed {
         will_retry: true, ..

@@ -169,6 +169,7 @@ pub async fn send(
       rto: drill.rto_target(),
       elapsed: Duration::from_secs_f64(entry.rto_achieved_seconds.unwrap_or_default().max(0.0)),
     },
+    dispatch: None,
   };
   let mut attempt = 0;
   let mut backoff = BACKOFF;

@@ -16,7 +16,7 @@
 //! * **Time.** Every wait, timeout and backoff runs on the backend's [`Clock`](crate::cloud::Clock).
 
 use std::{
-  collections::{BTreeMap, HashMap},
+  collections::{BTreeMap, HashMap, HashSet},
   sync::{Arc, Mutex},
   time::Duration,
 };
@@ -194,6 +194,8 @@ struct Prior {
   skipped: Vec<String>,
   /// Steps with an intent and no outcome after it: the data loss the intent recorded.
   intents: HashMap<String, Option<u64>>,
+  /// Steps whose request was dispatched with no outcome after it (delivery unknown).
+  dispatched: HashSet<String>,
   attempts: HashMap<String, u32>,
   rolled_back: Vec<String>,
 }
@@ -218,6 +220,22 @@ impl Prior {
         } => {
           prior.intents.insert(step.clone(), *data_loss_ms);
         }
+        Event::StepDispatched {
+          step,
+          phase: Phase::Run,
+          ..
+        } => {
+          prior.dispatched.insert(step.clone());
+        }
+        // A failure answers the dispatch before it (the request was refused or timed out, and
+        // the retry policy already decided about it).
+        Event::StepFailed {
+          step,
+          phase: Phase::Run,
+          ..
+        } => {
+          prior.dispatched.remove(step);
+        }
         Event::StepSucceeded {
           step,
           phase: Phase::Run,
@@ -230,6 +248,7 @@ impl Prior {
             prior.changed.push(step.clone());
           }
           prior.intents.remove(step);
+          prior.dispatched.remove(step);
         }
         Event::StepSucceeded {
           step,
@@ -442,6 +461,7 @@ async fn execute(
   let mut fatal: Option<JournalError> = None;
   let prior_intents = Arc::new(prior.intents);
   let prior_attempts = Arc::new(prior.attempts);
+  let prior_dispatched = Arc::new(prior.dispatched);
 
   loop {
     // Once stopping, steps that have not started never will (always-steps excepted).
@@ -520,8 +540,18 @@ async fn execute(
       };
       let intents = prior_intents.clone();
       let attempts = prior_attempts.clone();
+      let dispatched = prior_dispatched.clone();
       tasks.spawn(async move {
-        let result = run_step(&shared, i, &outputs, cancel, &intents, &attempts).await;
+        let result = run_step(
+          &shared,
+          i,
+          &outputs,
+          cancel,
+          &intents,
+          &attempts,
+          &dispatched,
+        )
+        .await;
         Finished { index: i, result }
       });
     }
@@ -652,6 +682,7 @@ async fn run_step(
   cancel: watch::Receiver<bool>,
   intents: &HashMap<String, Option<u64>>,
   attempts_before: &HashMap<String, u32>,
+  dispatched: &HashSet<String>,
 ) -> Result<StepDone, StepFailure> {
   let fatal = |err: JournalError| StepFailure { fatal: Some(err) };
   let plan = &shared.plan;
@@ -749,6 +780,7 @@ async fn run_step(
   let step_id = step.id.clone();
   let observer = shared.observer.clone();
   let progress = move |status: &str| observer.waiting(&step_id, status);
+  let dispatch = journal_dispatch(shared, &step.id, Phase::Run);
   let ctx = Ctx {
     cloud: &shared.cloud,
     run_id: &shared.options.run_id,
@@ -760,9 +792,12 @@ async fn run_step(
     cancel: cancel.clone(),
     single_probe: false,
     run: shared.run_facts(),
+    dispatch: Some(&dispatch),
   };
   // An intent from before a crash: this step may already have applied its change.
   let mut intent_loss: Option<Option<u64>> = intents.get(&step.id).copied();
+  // A request sent before a crash whose answer was lost: at-most-once effects stop there.
+  let mut unanswered = dispatched.contains(&step.id);
   let last_attempt = first_attempt + step.retry.attempts.max(1) - 1;
   let mut attempt = first_attempt;
   loop {
@@ -782,6 +817,7 @@ async fn run_step(
       &args,
       &ctx,
       &mut intent_loss,
+      std::mem::take(&mut unanswered),
     );
     let result = match tokio::time::timeout(clock.to_wall(step.timeout), work).await {
       Ok(result) => result,
@@ -853,6 +889,10 @@ async fn run_step(
 /// process or an earlier attempt): `Some(data_loss_ms)` when one exists. It decides whether a
 /// world already in its desired state counts as changed by this run, and keeps the data loss
 /// measured before the change, which the change may have erased.
+///
+/// `unanswered`: the journal shows this step's request dispatched before a crash with no outcome
+/// after it. An at-most-once effect ([`Effect::unconfirmed`]) then records its unconfirmed
+/// outcome instead of observing and applying again.
 #[allow(clippy::too_many_arguments)] // each argument is a distinct part of one attempt
 async fn attempt_action(
   shared: &Shared,
@@ -863,11 +903,18 @@ async fn attempt_action(
   args: &Args,
   ctx: &Ctx<'_>,
   intent: &mut Option<Option<u64>>,
+  unanswered: bool,
 ) -> Result<(Outcome, bool), ActionError> {
   let effect = match def.behaviour {
     Behaviour::Check(check) => return check.check(ctx, args).await.map(|outcome| (outcome, false)),
     Behaviour::Effect(effect) => effect,
   };
+  if unanswered {
+    if let Some(outcome) = effect.unconfirmed(ctx, args) {
+      tracing::warn!(step, "{}", outcome.summary);
+      return Ok((outcome, true));
+    }
+  }
   let observation = effect.observe(ctx, args).await?;
   let (token, changed, loss) = match observation.state {
     Observed::Done => (None, intent.is_some(), intent.flatten()),
@@ -900,6 +947,25 @@ async fn attempt_action(
     },
     changed,
   ))
+}
+
+/// The hook an action calls right before its request leaves ([`Ctx::dispatching`]): journals
+/// `step_dispatched`, fsynced, so a resumed run knows the request may have arrived.
+fn journal_dispatch<'a>(
+  shared: &'a Shared,
+  step: &'a str,
+  phase: Phase,
+) -> impl Fn(&str) -> Result<(), String> + Send + Sync + 'a {
+  move |what: &str| {
+    shared
+      .log(Event::StepDispatched {
+        step: step.to_string(),
+        phase,
+        what: what.to_string(),
+      })
+      .map(|_| ())
+      .map_err(|err| err.to_string())
+  }
 }
 
 /// Exponential backoff with "equal jitter": half the delay fixed, half random, so retries from
@@ -936,6 +1002,7 @@ async fn rollback(
     let observer = shared.observer.clone();
     let id = step.id.clone();
     let progress = move |status: &str| observer.waiting(&id, status);
+    let dispatch = journal_dispatch(shared, &step.id, Phase::Rollback);
     let ctx = Ctx {
       cloud: &shared.cloud,
       run_id: &shared.options.run_id,
@@ -948,6 +1015,7 @@ async fn rollback(
       cancel: cancel.clone(),
       single_probe: false,
       run: shared.run_facts(),
+      dispatch: Some(&dispatch),
     };
     let work = async {
       let (def, args) = bind_call(call, &scope).map_err(ActionError::failed)?;
@@ -961,6 +1029,7 @@ async fn rollback(
         &args,
         &ctx,
         &mut no_prior_intent,
+        false,
       )
       .await
       .map(|(outcome, _)| outcome)

@@ -784,6 +784,155 @@ async fn resume_after_a_crash_mid_verify_waits_without_applying_again() {
   assert_eq!(outcome.timeline.rpo_achieved, Some(Duration::from_secs(4)));
 }
 
+const PAGE_YAML: &str = r#"apiVersion: drctl/v1
+kind: Runbook
+metadata: { name: page }
+steps:
+  - id: page
+    action: notify.pagerduty
+    with: { routing_key: rk, summary: "region down" }
+  - id: resolve
+    action: notify.pagerduty
+    needs: [page]
+    with: { routing_key: rk, summary: "recovered", event_action: resolve, dedup_key: "${{ steps.page.outputs.dedup_key }}" }
+"#;
+
+/// Cut the journal right after the first `event` record of `step` (a crash at that instant).
+fn truncate_after(path: &Path, event: &str, step: &str) {
+  let text = std::fs::read_to_string(path).unwrap();
+  let mut kept = String::new();
+  let mut found = false;
+  for line in text.lines() {
+    kept.push_str(line);
+    kept.push('\n');
+    if line.contains(&format!("\"event\":\"{event}\""))
+      && line.contains(&format!("\"step\":\"{step}\""))
+    {
+      found = true;
+      break;
+    }
+  }
+  assert!(found, "no {event} of {step} in {text}");
+  std::fs::write(path, kept).unwrap();
+}
+
+/// The PagerDuty events the simulator received, as `(event_action, dedup_key)`.
+fn pages(h: &Harness) -> Vec<(String, String)> {
+  h.sim
+    .operation_log()
+    .iter()
+    .filter(|op| op.operation == "POST" && op.target.contains("events.pagerduty.com"))
+    .map(|op| {
+      let body: serde_json::Value =
+        serde_json::from_str(op.detail["body"].as_str().unwrap()).unwrap();
+      (
+        body["event_action"].as_str().unwrap().to_string(),
+        body["dedup_key"].as_str().unwrap().to_string(),
+      )
+    })
+    .collect()
+}
+
+/// The events expected, in order, all with the trigger step's key.
+fn events(actions: &[&str]) -> Vec<(String, String)> {
+  actions
+    .iter()
+    .map(|action| (action.to_string(), "drctl/run-1/page".to_string()))
+    .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_trigger_dispatched_before_a_crash_is_not_sent_again_on_resume() {
+  let h = Harness::new(PAGE_YAML, None, 1.0);
+  assert_eq!(h.start().await.status, RunStatus::Succeeded);
+  assert_eq!(pages(&h), events(&["trigger", "resolve"]));
+  // Killed after the trigger left the process, before its answer was journalled.
+  truncate_after(&h.journal_path(), "step_dispatched", "page");
+
+  let outcome = h.resume().await;
+  assert_eq!(outcome.status, RunStatus::Succeeded);
+  // No second trigger; the resolve (which never happened in the crashed run's journal) is sent
+  // with the same key, so the first trigger's incident is the one resolved.
+  assert_eq!(pages(&h), events(&["trigger", "resolve", "resolve"]));
+  let page = span(&outcome, "page");
+  assert_eq!(page.outcome, "succeeded");
+  assert_eq!(page.outputs["delivery"], "unconfirmed");
+  assert_eq!(page.outputs["dedup_key"], "drctl/run-1/page");
+  let summary = page.summary.as_deref().unwrap();
+  assert!(
+    summary.starts_with("warning:") && summary.contains("dedup_key drctl/run-1/page"),
+    "{summary}"
+  );
+  assert_eq!(span(&outcome, "resolve").outputs["delivery"], "confirmed");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_trigger_whose_intent_was_journalled_but_never_dispatched_is_sent_on_resume() {
+  let h = Harness::new(PAGE_YAML, None, 1.0);
+  assert_eq!(h.start().await.status, RunStatus::Succeeded);
+  // Killed after the intent, before the request left: nobody was paged by this step's record.
+  truncate_after(&h.journal_path(), "step_intent", "page");
+  let records = h.journal();
+  assert!(!records
+    .iter()
+    .any(|r| matches!(r.event, Event::StepDispatched { .. })));
+
+  let outcome = h.resume().await;
+  assert_eq!(outcome.status, RunStatus::Succeeded);
+  assert_eq!(
+    pages(&h),
+    events(&["trigger", "resolve", "trigger", "resolve"])
+  );
+  assert_eq!(span(&outcome, "page").outputs["delivery"], "confirmed");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_resolve_dispatched_before_a_crash_is_sent_again_on_resume() {
+  let h = Harness::new(PAGE_YAML, None, 1.0);
+  assert_eq!(h.start().await.status, RunStatus::Succeeded);
+  truncate_after(&h.journal_path(), "step_dispatched", "resolve");
+
+  let outcome = h.resume().await;
+  assert_eq!(outcome.status, RunStatus::Succeeded);
+  // At least once: a lost resolve would leave the incident open.
+  assert_eq!(pages(&h), events(&["trigger", "resolve", "resolve"]));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dispatch_answered_by_a_failure_is_retried_on_resume() {
+  let h = Harness::new(PAGE_YAML, None, 1.0);
+  assert_eq!(h.start().await.status, RunStatus::Succeeded);
+  // A journal where the trigger's dispatch was answered by a final failure (say a 400 that an
+  // operator fixed before resuming): the failure answers the dispatch, so the resume sends.
+  let path = h.journal_path();
+  truncate_after(&path, "step_dispatched", "page");
+  let (mut journal, _) = Journal::resume(&path).unwrap();
+  journal
+    .append(Event::StepFailed {
+      step: "page".into(),
+      attempt: 1,
+      phase: Phase::Run,
+      error: StepError {
+        message: "POST https://events.pagerduty.com answered 400 (not retried)".into(),
+        code: None,
+        request_id: None,
+        http_status: None,
+        retryable: false,
+      },
+      will_retry: false,
+      backoff_ms: None,
+    })
+    .unwrap();
+  drop(journal);
+
+  let outcome = h.resume().await;
+  assert_eq!(outcome.status, RunStatus::Succeeded);
+  assert_eq!(
+    pages(&h),
+    events(&["trigger", "resolve", "trigger", "resolve"])
+  );
+}
+
 #[tokio::test(start_paused = true)]
 async fn resume_skips_succeeded_steps() {
   let h = Harness::new(PROMOTE_YAML, None, 1.0);

@@ -141,6 +141,7 @@ pub async fn describe(plan: &Plan, cloud: &Cloud) -> PlanReport {
             rto: runbook.objectives.rto,
             elapsed: Duration::ZERO,
           },
+          dispatch: None,
         };
         match probe(def, &ctx, &args).await {
           Ok(super::Probe {

@@ -150,6 +150,17 @@ pub enum Event {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     data_loss_ms: Option<u64>,
   },
+  /// Written (fsynced) after the intent, immediately before a request whose delivery cannot be
+  /// observed afterwards (a notification) leaves the process. An intent without this record
+  /// means the request never went out; with it and no outcome after it, the request may have
+  /// been delivered and its answer lost — an at-most-once effect is then not sent again.
+  StepDispatched {
+    step: String,
+    #[serde(default, skip_serializing_if = "Phase::is_run")]
+    phase: Phase,
+    /// What went out, and where (host only: webhook URLs carry secrets).
+    what: String,
+  },
   StepSucceeded {
     step: String,
     attempt: u32,

@@ -203,7 +203,7 @@ impl Timeline {
         } => {
           intent_loss.insert(step.clone(), *ms);
         }
-        Event::StepIntent { .. } => {}
+        Event::StepIntent { .. } | Event::StepDispatched { .. } => {}
         Event::StepSucceeded {
           step,
           phase,
