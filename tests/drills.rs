@@ -211,3 +211,76 @@ fn a_failing_notification_is_retried_reported_by_host_and_keeps_the_verdict() {
     "{notify}"
   );
 }
+
+/// `notify-drill` with a Slack and a PagerDuty notification on breach, both to `capture`.
+fn slack_and_pagerduty_drill(capture: &Capture) -> Test {
+  Test::new()
+    .file(
+      "drills/notify-drill.yaml",
+      &format!(
+        "apiVersion: drctl/v1\nkind: Drill\nmetadata: {{ name: notify-drill }}\n\
+         runbook: regional-failover\nparams: {{ target_region: us-west-2 }}\n\
+         schedule: \"@quarterly\"\nmode: live\ntarget: {{ backend: sim }}\n\
+         pass: {{ rto: 1m }}\nreports: [md, html]\n\
+         notify:\n\
+         \x20 - kind: slack\n    on: [breach]\n    with: {{ webhook: \"${{{{ secrets.SLACK_HOOK }}}}\" }}\n\
+         \x20 - kind: pagerduty\n    on: [breach, failure]\n    with: {{ routing_key: \"${{{{ secrets.PD_KEY }}}}\", url: \"{pd}\" }}\n",
+        pd = capture.url("/v2/enqueue"),
+      ),
+    )
+    .env("SLACK_HOOK", &capture.url("/services/T0/B0/secret"))
+    .env("PD_KEY", "pd-routing-key")
+}
+
+#[test]
+fn a_breached_drill_sends_exact_slack_and_pagerduty_payloads() {
+  let capture = Capture::start(&[]);
+  let test = slack_and_pagerduty_drill(&capture);
+  let output = test.run_args(["drill", "run", "notify-drill"]);
+  let stderr = output.stderr();
+  assert_eq!(output.code(), 3, "{}{stderr}", output.stdout());
+  let entry = last_entry(&test);
+  assert_eq!(entry["result"], "breached");
+  let run_id = entry["run_id"].as_str().unwrap();
+  let achieved = entry["rto_achieved_seconds"].as_f64().unwrap();
+  let achieved = drctl::runbook::format_duration(std::time::Duration::from_secs_f64(achieved));
+  let reasons: Vec<&str> = entry["reasons"]
+    .as_array()
+    .unwrap()
+    .iter()
+    .map(|reason| reason.as_str().unwrap())
+    .collect();
+  assert!(!reasons.is_empty(), "{entry}");
+  let text = format!("Drill notify-drill: breached ({})", reasons.join("; "));
+  let report = format!(".drctl/drills/notify-drill/runs/{run_id}/report.html");
+  assert!(test.path().join(&report).exists(), "{report}");
+
+  let seen = capture.seen();
+  assert_eq!(seen.len(), 2, "{seen:#?}");
+  assert_eq!(seen[0].path, "/services/T0/B0/secret");
+  assert_eq!(seen[0].headers["content-type"], "application/json");
+  assert_eq!(
+    seen[0].body,
+    format!(
+      r#"{{"blocks":[{{"text":{{"emoji":true,"text":"⚠️ breached — regional-failover","type":"plain_text"}},"type":"header"}},{{"text":{{"text":"{text}","type":"mrkdwn"}},"type":"section"}},{{"fields":[{{"text":"*Runbook*\nregional-failover","type":"mrkdwn"}},{{"text":"*Region*\nus-west-2","type":"mrkdwn"}},{{"text":"*RTO*\n{achieved} of 1m target","type":"mrkdwn"}},{{"text":"*Report*\n`{report}`","type":"mrkdwn"}}],"type":"section"}},{{"elements":[{{"text":"drctl run `{run_id}` · step `notify-slack`","type":"mrkdwn"}}],"type":"context"}}],"text":"{text}"}}"#
+    )
+  );
+  assert_eq!(seen[1].path, "/v2/enqueue");
+  // custom_details is the history entry itself, serialized as drctl wrote it.
+  assert_eq!(
+    seen[1].body,
+    format!(
+      r#"{{"client":"drctl","dedup_key":"drctl-drill/notify-drill/{run_id}","event_action":"trigger","payload":{{"custom_details":{entry},"severity":"error","source":"drctl drill notify-drill","summary":"{text}"}},"routing_key":"pd-routing-key"}}"#
+    )
+  );
+  // The routing key and the webhook path are secrets: not in the history, reports or output.
+  let notify = notify_json(&test, run_id).to_string();
+  for secret in ["pd-routing-key", "/B0/secret"] {
+    assert!(!notify.contains(secret), "{notify}");
+    assert!(!stderr.contains(secret) && !output.stdout().contains(secret));
+  }
+  assert_eq!(
+    notify_json(&test, run_id)["sent"][1]["outputs"]["dedup_key"],
+    format!("drctl-drill/notify-drill/{run_id}")
+  );
+}

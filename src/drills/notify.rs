@@ -246,6 +246,9 @@ fn defaults(
       with.insert("text".into(), json!(text));
       with.insert("status".into(), json!(status));
       with.insert("runbook".into(), json!(drill.runbook.name));
+      if let Some(region) = region(drill) {
+        with.insert("region".into(), json!(region));
+      }
       with.insert("rto".into(), json!(rto_text(entry)));
       if let Some(report) = ["html", "md"]
         .iter()
@@ -273,6 +276,17 @@ fn defaults(
     _ => {}
   }
   with
+}
+
+/// The region a drill exercises: where a failover goes (`target_region`), else the region
+/// the drill's target runs in.
+fn region(drill: &Drill) -> Option<&str> {
+  drill
+    .params
+    .get("target_region")
+    .or(drill.params.get("region"))
+    .or(drill.target.region.as_ref())
+    .map(String::as_str)
 }
 
 /// "4m10s of 15m target".
@@ -385,6 +399,7 @@ mod tests {
     let with = bound("slack", &[("webhook", "https://x"), ("runbook", "mine")]);
     assert_eq!(with["status"], "breached");
     assert_eq!(with["runbook"], "mine");
+    assert_eq!(with["region"], "us-west-2");
     assert_eq!(with["rto"], "16m40s of 15m target");
   }
 
