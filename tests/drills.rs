@@ -284,3 +284,159 @@ fn a_breached_drill_sends_exact_slack_and_pagerduty_payloads() {
     format!("drctl-drill/notify-drill/{run_id}")
   );
 }
+
+// --- Schedulers sharing an `s3://` state (moto) ---------------------------------------------
+
+const S3_STATE: &str = "s3://drctl-drills/team";
+
+/// A quick drill (a 1s sleep on the simulator) fired `@quarterly`.
+const TICK_RUNBOOK: &str = "apiVersion: drctl/v1\nkind: Runbook\nmetadata: { name: tick }\n\
+  objectives: { rto: 15m }\nsteps:\n  - id: tick\n    action: wait.sleep\n    with: { duration: 1s }\n";
+const TICK_DRILL: &str = "apiVersion: drctl/v1\nkind: Drill\nmetadata: { name: tick-drill }\n\
+  runbook: tick\nschedule: \"@quarterly\"\nmode: live\ntarget: { backend: sim }\nreports: [json]\n";
+
+/// A scheduler replica: its own working directory (its own local cache), moto for the state.
+fn replica(moto: &crate::support::moto::Moto) -> Test {
+  let mut test = Test::new()
+    .file("runbooks/tick.yaml", TICK_RUNBOOK)
+    .file("drills/tick-drill.yaml", TICK_DRILL);
+  for (key, value) in moto.env() {
+    test = test.env(&key, &value);
+  }
+  test
+}
+
+fn create_bucket(moto: &crate::support::moto::Moto, bucket: &str) {
+  let status = std::process::Command::new("python3")
+    .args([
+      "-c",
+      &format!(
+        "import boto3; boto3.client('s3', endpoint_url='{}', region_name='us-east-1')\
+         .create_bucket(Bucket='{bucket}')",
+        moto.endpoint
+      ),
+    ])
+    .envs(moto.env())
+    .status()
+    .expect("python3 runs");
+  assert!(status.success(), "create bucket {bucket}");
+}
+
+fn scheduler_once(now: &str) -> Vec<String> {
+  [
+    "scheduler",
+    "--once",
+    "--jitter",
+    "0s",
+    "--now",
+    now,
+    "--state",
+    S3_STATE,
+  ]
+  .map(String::from)
+  .to_vec()
+}
+
+#[test]
+fn two_schedulers_on_one_s3_state_fire_a_quarterly_drill_once_per_quarter_over_a_year() {
+  let moto = crate::support::moto::Moto::start();
+  create_bucket(&moto, "drctl-drills");
+  let replicas = [replica(&moto), replica(&moto)];
+  // First sight: each replica starts counting from mid-December; nothing is due yet.
+  for test in &replicas {
+    let run = test
+      .run_args(scheduler_once("2026-12-15T00:00:00Z"))
+      .status(0);
+    assert!(!run.stdout().contains("fired"), "{}", run.stdout());
+  }
+  let mut fired = Vec::new();
+  let mut claimed = Vec::new();
+  // A simulated year, one tick a month; both replicas wake at the same instant and race.
+  for month in 1..=12 {
+    let now = format!("2027-{month:02}-15T00:00:00Z");
+    let children: Vec<_> = replicas
+      .iter()
+      .map(|test| test.spawn(scheduler_once(&now)))
+      .collect();
+    for child in children {
+      let output = child.wait_with_output().unwrap();
+      let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+      assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{now}: {stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+      );
+      for line in stdout.lines() {
+        if line.starts_with("fired tick-drill") {
+          fired.push(line.to_string());
+        } else if line.starts_with("skipped tick-drill") {
+          claimed.push(line.to_string());
+        }
+      }
+    }
+  }
+  let dues = |lines: &[String]| -> Vec<String> {
+    let mut dues: Vec<String> = lines
+      .iter()
+      .map(|line| {
+        line
+          .split("(due ")
+          .nth(1)
+          .unwrap()
+          .split(')')
+          .next()
+          .unwrap()
+          .to_string()
+      })
+      .collect();
+    dues.sort();
+    dues
+  };
+  let quarters: Vec<String> = ["01", "04", "07", "10"]
+    .iter()
+    .map(|month| format!("2027-{month}-01 00:00:00 UTC"))
+    .collect();
+  assert_eq!(dues(&fired), quarters, "fired: {fired:#?}");
+  // The other replica saw the same due times and found them claimed.
+  assert_eq!(dues(&claimed), quarters, "claimed: {claimed:#?}");
+  for line in &fired {
+    assert!(line.ends_with("exit 0"), "{line}");
+  }
+
+  // A third machine reads the whole history from the bucket.
+  let reader = replica(&moto);
+  let run = reader
+    .run_args([
+      "drill",
+      "history",
+      "tick-drill",
+      "--state",
+      S3_STATE,
+      "--output",
+      "json",
+    ])
+    .status(0);
+  let rows: serde_json::Value = serde_json::from_str(&run.stdout()).unwrap();
+  let mut history_dues: Vec<String> = rows
+    .as_array()
+    .unwrap()
+    .iter()
+    .map(|row| {
+      assert_eq!(row["entry"]["result"], "passed", "{row}");
+      assert_eq!(row["entry"]["trigger"], "scheduler", "{row}");
+      row["entry"]["due"].as_str().unwrap().to_string()
+    })
+    .collect();
+  history_dues.sort();
+  assert_eq!(
+    history_dues,
+    ["01", "04", "07", "10"].map(|month| format!("2027-{month}-01T00:00:00Z")),
+    "{rows:#}"
+  );
+  let text = reader
+    .run_args(["drill", "history", "tick-drill", "--state", S3_STATE])
+    .status(0)
+    .stdout();
+  assert_eq!(text.matches("passed").count(), 4, "{text}");
+}

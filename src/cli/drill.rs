@@ -25,7 +25,9 @@ use crate::{
     self,
     file::{drill_files, DrillMode, TargetBackend},
     history::{self, HistoryEntry},
-    scheduler::{ClaimStore, DrillRunner, Fire, FireOutcome, Scheduler, SystemClock},
+    scheduler::{
+      ClaimStore, Clock, DrillRunner, Fire, FireOutcome, Scheduler, SystemClock, TokioClock,
+    },
     Drill,
   },
   plan::Plan,
@@ -54,6 +56,10 @@ pub struct SchedulerArgs {
   /// Wait a random delay up to this long before each drill (spreads replicas and drills).
   #[arg(long, default_value = "30s", value_name = "DURATION")]
   pub jitter: String,
+  /// Pretend the time is this (RFC 3339) when the scheduler starts; it advances from there in
+  /// real time. Injected time, for testing schedules without waiting months.
+  #[arg(long, hide = true, value_name = "RFC3339")]
+  pub now: Option<String>,
 }
 
 pub async fn dispatch(ctx: &Context, command: DrillCommand) -> Result<i32, Error> {
@@ -548,6 +554,17 @@ impl DrillRunner for CliRunner<'_> {
 pub async fn scheduler(ctx: &Context, args: &SchedulerArgs) -> Result<i32, Error> {
   let jitter = parse_duration(&args.jitter)
     .map_err(|err| Error::Usage(format!("--jitter `{}`: {err}", args.jitter)))?;
+  let clock: Arc<dyn Clock> = match &args.now {
+    None => Arc::new(SystemClock),
+    Some(text) => {
+      let base = DateTime::parse_from_rfc3339(text).map_err(|err| {
+        Error::Usage(format!(
+          "--now `{text}`: {err} (expected RFC 3339, e.g. 2027-01-15T00:00:00Z)"
+        ))
+      })?;
+      Arc::new(TokioClock::new(base.with_timezone(&Utc)))
+    }
+  };
   let drills = load_all(ctx)?;
   let claims = match ctx.s3_state().await {
     Some(s3) => ClaimStore::S3 {
@@ -571,7 +588,7 @@ pub async fn scheduler(ctx: &Context, args: &SchedulerArgs) -> Result<i32, Error
   let mut worst = 0;
   scheduler
     .run(
-      Arc::new(SystemClock),
+      clock,
       &runner,
       signals.clone(),
       args.once,
