@@ -189,3 +189,235 @@ fn a_live_failover_without_a_terminal_or_yes_is_refused_before_any_change() {
   );
   assert!(test.run_ids().is_empty(), "no run was started");
 }
+
+// --- The live view on a real terminal -------------------------------------------------------
+
+/// Runs a command on a fresh pseudo-terminal of `COLUMNS`×`ROWS` (Python's `pty`), copies
+/// everything it wrote to the terminal to stdout, and exits with its exit code.
+const PTY_RUNNER: &str = r#"
+import fcntl, os, pty, struct, sys, termios
+cols, rows = int(sys.argv[1]), int(sys.argv[2])
+argv = sys.argv[3:]
+pid, fd = pty.fork()
+if pid == 0:
+    fcntl.ioctl(sys.stdout.fileno(), termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+    os.execv(argv[0], argv)
+out = bytearray()
+while True:
+    try:
+        data = os.read(fd, 65536)
+    except OSError:
+        break
+    if not data:
+        break
+    out += data
+_, status = os.waitpid(pid, 0)
+sys.stdout.buffer.write(bytes(out))
+sys.exit(os.waitstatus_to_exitcode(status))
+"#;
+
+const COLUMNS: usize = 80;
+
+/// What a program wrote to a terminal, and its exit code.
+struct Terminal {
+  text: String,
+  code: i32,
+}
+
+fn on_a_terminal(test: &Test, args: &[&str]) -> Terminal {
+  let output = std::process::Command::new("python3")
+    .arg("-c")
+    .arg(PTY_RUNNER)
+    .arg(COLUMNS.to_string())
+    .arg("40")
+    .arg(crate::support::BIN)
+    .args(args)
+    .current_dir(test.path())
+    .env("TERM", "xterm")
+    .env("NO_COLOR", "1")
+    .env_remove("SLACK_WEBHOOK_URL")
+    .env_remove("DRCTL_PROGRESS")
+    .output()
+    .expect("python3 runs");
+  Terminal {
+    text: String::from_utf8_lossy(&output.stdout).replace("\r\n", "\n"),
+    code: output.status.code().unwrap_or(-1),
+  }
+}
+
+/// The frames of the live view: the text between "cursor up N lines, clear to the end" codes,
+/// each checked to be exactly N lines tall (so the redraw erased all of it), and the text after
+/// the last frame.
+fn frames(text: &str) -> (Vec<String>, String) {
+  let mut pieces = Vec::new();
+  let mut ups = Vec::new();
+  let mut rest = text;
+  while let Some(at) = rest.find("\x1b[") {
+    let after = &rest[at + 2..];
+    let Some(end) = after.find("F\x1b[J") else {
+      break;
+    };
+    let Ok(lines) = after[..end].parse::<usize>() else {
+      break;
+    };
+    pieces.push(rest[..at].to_string());
+    ups.push(lines);
+    rest = &after[end + 4..];
+  }
+  assert!(!pieces.is_empty(), "no redraws: {text}");
+  for (frame, up) in pieces.iter().zip(&ups) {
+    assert_eq!(
+      frame.lines().count(),
+      *up,
+      "the redraw moved up {up} lines over a frame of another height:\n{frame}"
+    );
+  }
+  // After the last redraw: the final frame, then the summary (after a blank line).
+  let (last, summary) = rest.split_once("\n\n").unwrap_or((rest, ""));
+  pieces.push(format!("{last}\n"));
+  (pieces, summary.to_string())
+}
+
+fn row<'a>(frame: &'a str, step: &str) -> &'a str {
+  frame
+    .lines()
+    .find(|line| line.split_whitespace().nth(1) == Some(step))
+    .unwrap_or_else(|| panic!("no row for {step} in\n{frame}"))
+}
+
+/// A duration as the view prints it: `0.4s`, `17s`, `2m25s`.
+fn is_duration(text: &str) -> bool {
+  let Some(number) = text.trim_end_matches(',').strip_suffix('s') else {
+    return false;
+  };
+  !number.is_empty()
+    && number
+      .split('m')
+      .all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_digit() || c == '.'))
+}
+
+const FAILOVER_STEPS: [&str; 8] = [
+  "verify-outage",
+  "probe-public",
+  "check-replica-lag",
+  "promote-db",
+  "scale-standby",
+  "flip-dns",
+  "verify-secondary",
+  "notify",
+];
+
+/// Every frame fits the terminal, shows every step, and the RTO clock against its target; the
+/// last one shows each step's final state with its elapsed time and the clock stopped at the RTO
+/// achieved. Returns the frames.
+fn assert_live_view(terminal: &Terminal, title: &str) -> Vec<String> {
+  assert!(
+    !terminal.text.contains("[   0."),
+    "the plain renderer ran instead:\n{}",
+    terminal.text
+  );
+  let (frames, summary) = frames(&terminal.text);
+  assert!(frames.len() > 10, "only {} frames", frames.len());
+  for frame in &frames {
+    assert!(frame.starts_with(title), "{frame}");
+    for line in frame.lines() {
+      assert!(
+        line.chars().count() <= COLUMNS,
+        "wider than the terminal ({} > {COLUMNS}): {line}",
+        line.chars().count()
+      );
+    }
+    let clock = frame.lines().nth(1).unwrap();
+    assert!(
+      clock.starts_with("RTO clock ") && clock.contains(" / target 15m  ["),
+      "{clock}"
+    );
+    for step in FAILOVER_STEPS {
+      row(frame, step);
+    }
+  }
+  // States move: pending, running, waiting, succeeded.
+  let first = &frames[0];
+  assert!(row(first, "promote-db").contains("pending"), "{first}");
+  let waiting: Vec<&str> = frames
+    .iter()
+    .map(|frame| row(frame, "promote-db"))
+    .filter(|line| line.contains(" waiting "))
+    .collect();
+  assert!(!waiting.is_empty(), "promote-db never shown waiting");
+  for line in &waiting {
+    // `… promote-db  waiting  18s  replica status: modifying, still a replica, 17s`
+    let words: Vec<&str> = line.split_whitespace().collect();
+    assert!(is_duration(words[3]), "step elapsed in {line}");
+    assert!(line.contains("replica status: modifying"), "{line}");
+    assert!(is_duration(words.last().unwrap()), "wait elapsed in {line}");
+  }
+  let last = frames.last().unwrap();
+  for step in FAILOVER_STEPS {
+    let line = row(last, step);
+    let words: Vec<&str> = line.split_whitespace().collect();
+    if step == "notify" {
+      assert_eq!(words[..3], ["-", "notify", "skipped"], "{line}");
+    } else {
+      assert_eq!(words[..3], ["✓", step, "succeeded"], "{line}");
+      assert!(is_duration(words[3]), "{line}");
+    }
+  }
+  // The clock stopped at the RTO achieved that the summary reports.
+  let achieved = summary
+    .lines()
+    .find_map(|line| line.trim().strip_prefix("RTO achieved "))
+    .and_then(|rest| rest.split_whitespace().next())
+    .unwrap_or_else(|| panic!("no RTO achieved in the summary:\n{summary}"));
+  let clock = last.lines().nth(1).unwrap();
+  assert!(
+    clock.starts_with(&format!("RTO clock {achieved} / target 15m"))
+      && clock.ends_with("· run succeeded"),
+    "{clock} (achieved {achieved})"
+  );
+  frames
+}
+
+#[test]
+fn a_failover_on_a_terminal_shows_the_live_view() {
+  let test = Test::new();
+  let terminal = on_a_terminal(
+    &test,
+    &[
+      "failover",
+      "us-west-2",
+      "--sim",
+      "--yes",
+      "--time-scale",
+      "40",
+    ],
+  );
+  assert_eq!(terminal.code, 0, "{}", terminal.text);
+  let frames = assert_live_view(&terminal, "drctl run ");
+  // The header is wider than 80 columns: clipped, not wrapped.
+  assert!(
+    frames[0].lines().next().unwrap().ends_with('…'),
+    "{}",
+    frames[0]
+  );
+  assert!(terminal.text.contains("result: succeeded"));
+}
+
+#[test]
+fn a_drill_run_on_a_terminal_shows_the_live_view() {
+  let mut test = Test::new();
+  let drill =
+    std::fs::read_to_string(crate::support::repo().join("drills/quarterly-regional-failover.yaml"))
+      .unwrap();
+  test = test.file("drills/quarterly-regional-failover.yaml", &drill);
+  let terminal = on_a_terminal(&test, &["drill", "run", "quarterly-regional-failover"]);
+  assert_eq!(terminal.code, 0, "{}", terminal.text);
+  assert_live_view(&terminal, "drctl run ");
+  assert!(
+    terminal
+      .text
+      .contains("drill quarterly-regional-failover: passed"),
+    "{}",
+    terminal.text
+  );
+}

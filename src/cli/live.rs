@@ -112,6 +112,9 @@ pub struct Board {
   pub scale: f64,
   /// `Some(status)` once the run finished or was interrupted: the clock stops.
   pub finished: Option<(String, DateTime<Utc>)>,
+  /// The RTO achieved, once the run finished: the clock's final reading. (The run may end after
+  /// its last recovery step — a final notification — and that time is not part of the RTO.)
+  pub rto_achieved: Option<Duration>,
 }
 
 impl Board {
@@ -134,6 +137,7 @@ impl Board {
       clock_start: None,
       scale,
       finished: None,
+      rto_achieved: None,
     }
   }
 
@@ -150,6 +154,7 @@ impl Board {
       }
       Event::RunResumed { .. } => {
         self.finished = None;
+        self.rto_achieved = None;
         self.clock_start.get_or_insert(ts);
       }
       Event::StepStarted {
@@ -225,10 +230,28 @@ impl Board {
       Event::RunInterrupted { signal } => {
         self.finished = Some((format!("interrupted ({signal})"), ts));
       }
-      Event::RunFinished { status, .. } => {
+      Event::RunFinished {
+        status,
+        rto_achieved_ms,
+        ..
+      } => {
         self.finished = Some((status.as_str().to_string(), ts));
+        self.rto_achieved = rto_achieved_ms.map(Duration::from_millis);
       }
     }
+  }
+
+  /// A copy with every text a step reported redacted.
+  fn redacted(&self, redactor: &Redactor) -> Board {
+    let mut board = self.clone();
+    board.title = redactor.redact(&board.title);
+    for row in &mut board.steps {
+      row.note = redactor.redact(&row.note);
+      if let Some((status, _)) = &mut row.waiting {
+        *status = redactor.redact(status);
+      }
+    }
+    board
   }
 
   /// A step reports what it is waiting on.
@@ -245,8 +268,91 @@ impl Board {
   }
 }
 
-/// The frame for `board` at `now`. Pure: the same board and instant give the same text.
-pub fn frame(board: &Board, now: DateTime<Utc>, color: bool) -> String {
+/// `line` cut to `columns` visible characters (ANSI colour sequences pass through and count for
+/// nothing), with `…` marking the cut. A line wider than the terminal wraps, and the redraw
+/// moves the cursor up by *lines*, so a wrapped frame would leave its tail on screen.
+fn clip(line: &str, columns: usize) -> String {
+  let mut out = String::with_capacity(line.len());
+  let mut visible = 0;
+  let mut chars = line.chars().peekable();
+  let total = strip_ansi(line).chars().count();
+  if total <= columns {
+    return line.to_string();
+  }
+  while let Some(c) = chars.next() {
+    if c == '\x1b' {
+      out.push(c);
+      // CSI: ESC [ parameters final-byte.
+      for next in chars.by_ref() {
+        out.push(next);
+        if next.is_ascii_alphabetic() {
+          break;
+        }
+      }
+      continue;
+    }
+    if visible + 1 >= columns {
+      out.push('…');
+      // Keep a colour reset that follows, so the cut never leaves the terminal painted.
+      if line.contains('\x1b') {
+        out.push_str("\x1b[0m");
+      }
+      break;
+    }
+    out.push(c);
+    visible += 1;
+  }
+  out
+}
+
+/// `text` without ANSI CSI sequences.
+fn strip_ansi(text: &str) -> String {
+  let mut out = String::with_capacity(text.len());
+  let mut chars = text.chars();
+  while let Some(c) = chars.next() {
+    if c == '\x1b' {
+      for next in chars.by_ref() {
+        if next.is_ascii_alphabetic() {
+          break;
+        }
+      }
+    } else {
+      out.push(c);
+    }
+  }
+  out
+}
+
+/// The terminal's width in columns (stderr's), when it has one. Asked before every frame: the
+/// window may be resized while a run goes on.
+#[allow(unsafe_code)]
+fn terminal_columns() -> Option<usize> {
+  let mut size = libc::winsize {
+    ws_row: 0,
+    ws_col: 0,
+    ws_xpixel: 0,
+    ws_ypixel: 0,
+  };
+  // SAFETY: TIOCGWINSZ writes one `winsize` through the pointer, which points at a live local of
+  // that type; on failure (not a terminal) it writes nothing and returns -1.
+  let ok = unsafe { libc::ioctl(libc::STDERR_FILENO, libc::TIOCGWINSZ, &mut size) } == 0;
+  (ok && size.ws_col > 0).then_some(usize::from(size.ws_col))
+}
+
+/// The frame for `board` at `now`. Pure: the same board and instant give the same text. Lines
+/// are clipped to `columns` when the terminal's width is known.
+pub fn frame(board: &Board, now: DateTime<Utc>, color: bool, columns: Option<usize>) -> String {
+  let text = frame_lines(board, now, color, columns);
+  match columns {
+    Some(columns) => text
+      .lines()
+      .map(|line| format!("{}\n", clip(line, columns)))
+      .collect(),
+    None => text,
+  }
+}
+
+fn frame_lines(board: &Board, now: DateTime<Utc>, color: bool, columns: Option<usize>) -> String {
   let paint = |code: &str, text: &str| {
     if color {
       format!("\x1b[{code}m{text}\x1b[0m")
@@ -256,10 +362,12 @@ pub fn frame(board: &Board, now: DateTime<Utc>, color: bool) -> String {
   };
   let end = board.finished.as_ref().map_or(now, |(_, at)| *at);
   let mut text = format!("{}\n", board.title);
-  let elapsed = board
-    .clock_start
-    .map(|start| board.span(start, end))
-    .unwrap_or_default();
+  let elapsed = board.rto_achieved.unwrap_or_else(|| {
+    board
+      .clock_start
+      .map(|start| board.span(start, end))
+      .unwrap_or_default()
+  });
   let mut clock = format!("RTO clock {}", human(elapsed));
   match board.rto {
     Some(target) => {
@@ -299,17 +407,32 @@ pub fn frame(board: &Board, now: DateTime<Utc>, color: bool) -> String {
       (Some(start), None) => human(board.span(start, end)),
       _ => String::new(),
     };
-    let detail = match (&row.waiting, row.state) {
-      (Some((status, since)), StepState::Waiting) => {
-        format!("{status}, {}", human(board.span(*since, end)))
-      }
-      _ if row.state == StepState::Pending => String::new(),
-      _ => row.note.clone(),
-    };
     let attempt = if row.attempt > 1 {
       format!(" (attempt {})", row.attempt)
     } else {
       String::new()
+    };
+    let prefix = format!(
+      "  {mark} {:<width$}  {:<9} {:>7}  ",
+      row.id,
+      row.state.word(),
+      time
+    );
+    // Room left for the detail on this terminal.
+    let room = columns
+      .map(|columns| columns.saturating_sub(prefix.chars().count() + attempt.chars().count()));
+    let detail = match (&row.waiting, row.state) {
+      (Some((status, since)), StepState::Waiting) => {
+        // How long it has waited matters most: cut the status, never the time.
+        let waited = format!(", {}", human(board.span(*since, end)));
+        let status = match room {
+          Some(room) => clip(status, room.saturating_sub(waited.chars().count())),
+          None => status.clone(),
+        };
+        format!("{status}{waited}")
+      }
+      _ if row.state == StepState::Pending => String::new(),
+      _ => row.note.clone(),
     };
     let line = format!(
       "  {} {:<width$}  {:<9} {:>7}  {detail}{attempt}",
@@ -342,7 +465,10 @@ impl Inner {
     }
     let text = {
       let board = self.board.lock().unwrap_or_else(|p| p.into_inner());
-      self.redactor.redact(&frame(&board, Utc::now(), self.color))
+      // Redact before the frame is cut to the terminal's width: a cut secret would no longer
+      // match the redactor.
+      let board = board.redacted(&self.redactor);
+      frame(&board, Utc::now(), self.color, terminal_columns())
     };
     let mut drawn = self.drawn.lock().unwrap_or_else(|p| p.into_inner());
     let mut stderr = std::io::stderr().lock();
@@ -488,7 +614,7 @@ mod tests {
         phase: Phase::Run,
       },
     ));
-    let text = frame(&board, at(150), false);
+    let text = frame(&board, at(150), false, None);
     assert_eq!(
       text,
       "drctl run r1 · regional-failover · backend sim\n\
@@ -512,11 +638,72 @@ mod tests {
         failed_step: None,
       },
     ));
-    let text = frame(&board, at(5000), false);
+    let text = frame(&board, at(5000), false, None);
     assert!(
       text
         .contains("RTO clock 16m40s / target 15m  [████████████████████] BREACHED  · run breached"),
       "{text}"
+    );
+  }
+
+  #[test]
+  fn the_final_clock_is_the_rto_achieved_not_the_run_end() {
+    let mut board = board();
+    // The last recovery step ended at 6m; a final notification kept the run going to 7m.
+    board.apply(&record(
+      420,
+      Event::RunFinished {
+        status: RunStatus::Succeeded,
+        rto_achieved_ms: Some(360_000),
+        rpo_achieved_ms: None,
+        failed_step: None,
+      },
+    ));
+    let text = frame(&board, at(5000), false, None);
+    assert!(text.contains("RTO clock 6m00s / target 15m"), "{text}");
+  }
+
+  #[test]
+  fn a_narrow_terminal_cuts_the_wait_status_but_keeps_how_long() {
+    let mut board = board();
+    board.apply(&record(
+      5,
+      Event::StepStarted {
+        step: "promote-db".into(),
+        attempt: 1,
+        phase: Phase::Run,
+      },
+    ));
+    board.waiting(
+      "promote-db",
+      "replica status: modifying, still a replica of arn:aws:rds:us-east-1:123456789012:db:app-db",
+      at(20),
+    );
+    let text = frame(&board, at(150), false, Some(60));
+    let line = text
+      .lines()
+      .find(|line| line.contains("promote-db"))
+      .unwrap();
+    assert_eq!(
+      line,
+      "  … promote-db     waiting     2m25s  replica status…, 2m10s"
+    );
+  }
+
+  #[test]
+  fn lines_are_clipped_to_the_terminal_width_keeping_colours_balanced() {
+    let mut board = board();
+    board.title = "x".repeat(100);
+    let text = frame(&board, at(10), true, Some(40));
+    for line in text.lines() {
+      assert!(strip_ansi(line).chars().count() <= 40, "{line:?}");
+    }
+    let title = text.lines().next().unwrap();
+    assert_eq!(title, format!("{}…", "x".repeat(39)));
+    assert_eq!(clip("\x1b[32m✓\x1b[0m short", 40), "\x1b[32m✓\x1b[0m short");
+    assert_eq!(
+      clip("\x1b[32m✓\x1b[0m a long note", 8),
+      "\x1b[32m✓\x1b[0m a lon…\x1b[0m"
     );
   }
 }
