@@ -115,3 +115,63 @@ fn sigint_stops_gracefully_with_exit_130_and_the_run_resumes() {
   assert!(resumed.stdout().contains("result: succeeded"));
   assert_exactly_once(&test, &run_id);
 }
+
+/// Whether the run's journal has an `event` record of `step`.
+fn journalled(test: &Test, event: &str, step: &str) -> bool {
+  test.run_ids().first().is_some_and(|id| {
+    test.journal(id).lines().any(|line| {
+      line.contains(&format!(r#""event":"{event}""#))
+        && line.contains(&format!(r#""step":"{step}""#))
+    })
+  })
+}
+
+#[tokio::test]
+async fn an_interrupted_backup_restore_on_moto_deletes_its_temporary_instance() {
+  let moto = crate::support::moto::Moto::start();
+  let test = Test::new();
+  moto.attach(&test.path().join(".drctl"));
+  // The check holds the run while the temporary instance exists; Ctrl-C lands then.
+  let child = test.spawn([
+    "run",
+    "backup-restore-validation",
+    "--sandbox",
+    "--yes",
+    "-p",
+    "check_command=sleep 3",
+  ]);
+  test.wait_for(Duration::from_secs(60), "the check to start", || {
+    journalled(&test, "step_started", "check-restored")
+  });
+  let run_id = test.run_ids().pop().unwrap();
+  let cloud = drctl::cloud::aws::connect(&moto.settings())
+    .await
+    .expect("connect");
+  let temporary = format!("restore-check-{run_id}");
+  let restored = cloud
+    .rds
+    .describe_instance("us-east-1", &temporary)
+    .await
+    .unwrap();
+  assert!(restored.is_some(), "the restore made no instance");
+  signal(&child, "INT");
+  let output = child.wait_with_output().unwrap();
+  assert_eq!(
+    output.status.code(),
+    Some(130),
+    "{}",
+    String::from_utf8_lossy(&output.stderr)
+  );
+  let journal = test.journal(&run_id);
+  assert!(journal.contains("run_interrupted"), "{journal}");
+  assert!(
+    journalled(&test, "step_succeeded", "delete-restored"),
+    "{journal}"
+  );
+  let left = cloud
+    .rds
+    .describe_instance("us-east-1", &temporary)
+    .await
+    .unwrap();
+  assert!(left.is_none(), "the temporary instance remains: {left:?}");
+}
