@@ -759,6 +759,7 @@ async fn run_step(
     progress: &progress,
     cancel: cancel.clone(),
     single_probe: false,
+    expected: step.budget,
     run: shared.run_facts(),
   };
   // An intent from before a crash: this step may already have applied its change.
@@ -947,6 +948,7 @@ async fn rollback(
       progress: &progress,
       cancel: cancel.clone(),
       single_probe: false,
+      expected: None,
       run: shared.run_facts(),
     };
     let work = async {
