@@ -164,6 +164,7 @@ pub async fn send(
     progress: &progress,
     cancel,
     single_probe: false,
+    expected: None,
     run: RunFacts {
       runbook: &drill.runbook.name,
       rto: drill.rto_target(),

@@ -791,6 +791,7 @@ async fn run_step(
     progress: &progress,
     cancel: cancel.clone(),
     single_probe: false,
+    expected: step.budget,
     run: shared.run_facts(),
     dispatch: Some(&dispatch),
   };
@@ -1014,6 +1015,7 @@ async fn rollback(
       progress: &progress,
       cancel: cancel.clone(),
       single_probe: false,
+      expected: None,
       run: shared.run_facts(),
       dispatch: Some(&dispatch),
     };

@@ -136,6 +136,7 @@ pub async fn describe(plan: &Plan, cloud: &Cloud) -> PlanReport {
           progress: &progress,
           cancel: cancel.clone(),
           single_probe: true,
+          expected: None,
           run: crate::actions::RunFacts {
             runbook: &runbook.name,
             rto: runbook.objectives.rto,
