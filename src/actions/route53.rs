@@ -136,7 +136,10 @@ pub const FAILOVER: ActionDef = ActionDef {
     name: "route53.failover",
     mutating: true,
     doc: "Make DNS records match the desired state: UPSERT only the records that differ, in one \
-          atomic change batch per hosted zone, then wait until every change is INSYNC. Refuses to send traffic (a PRIMARY or plain record) \
+          atomic change batch per hosted zone (split only when a zone's changes exceed Route 53's \
+          1,000 ResourceRecord elements per request, an UPSERT counting twice), then wait until \
+          every change is INSYNC. More than 3 names in a zone are read in 300-record pages, not \
+          one request each. Refuses to send traffic (a PRIMARY or plain record) \
           to a target whose health check is unhealthy, unless `--force`.",
     fields: &[
       FieldSpec::optional("zone_id", FieldKind::String, "Hosted zone of the records"),
@@ -239,6 +242,13 @@ async fn current_records(
       }
     }
     match page.next {
+      // A listing that does not move forward would loop forever: refuse it.
+      Some(next) if start.as_ref() == Some(&next) => {
+        return Err(ActionError::failed(format!(
+          "ListResourceRecordSets of zone {zone} returned the same page twice (from {})",
+          next.name
+        )))
+      }
       Some(next) => start = Some(next),
       None => return Ok(found),
     }
