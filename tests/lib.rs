@@ -11,6 +11,7 @@ mod failover;
 mod locks;
 mod notify;
 mod report;
+mod route53_batching;
 mod s3state;
 mod sandbox;
 mod validate;

@@ -1,13 +1,16 @@
 //! Route 53: health check assertions, failover record flips, health check configuration.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::{
   poll_until, ActionDef, ActionError, ActionResult, Args, Behaviour, Check, Ctx, Effect,
   Observation, Observed, Outcome, Poll,
 };
 use crate::{
-  cloud::{normalize_dns_name, FailoverRole, HealthCheckUpdate, RecordChange, RecordSet},
+  cloud::{
+    change_batches, normalize_dns_name, FailoverRole, HealthCheckStatus, HealthCheckUpdate,
+    RecordChange, RecordSet,
+  },
   runbook::{ActionSpec, FieldKind, FieldSpec},
 };
 
@@ -133,7 +136,10 @@ pub const FAILOVER: ActionDef = ActionDef {
     name: "route53.failover",
     mutating: true,
     doc: "Make DNS records match the desired state: UPSERT only the records that differ, in one \
-          atomic change batch per hosted zone, then wait until every change is INSYNC. Refuses to send traffic (a PRIMARY or plain record) \
+          atomic change batch per hosted zone (split only when a zone's changes exceed Route 53's \
+          1,000 ResourceRecord elements per request, an UPSERT counting twice), then wait until \
+          every change is INSYNC. More than 3 names in a zone are read in 300-record pages, not \
+          one request each. Refuses to send traffic (a PRIMARY or plain record) \
           to a target whose health check is unhealthy, unless `--force`.",
     fields: &[
       FieldSpec::optional("zone_id", FieldKind::String, "Hosted zone of the records"),
@@ -202,23 +208,70 @@ fn matches(existing: &RecordSet, want: &RecordSet) -> bool {
     && norm(&existing.values) == norm(&want.values)
 }
 
-/// For each zone, the desired records that differ from what Route 53 has.
-async fn differing(
+/// Up to this many distinct names, a zone is read one `ListResourceRecordSets` per name; above
+/// it, the whole zone is read page by page (300 record sets a request). Route 53 allows 5
+/// requests per second per account, so 1,000 names read one by one would cost 200 s of the RTO;
+/// a zone of 1,000 records is 4 pages.
+const PER_NAME_READS: usize = 3;
+
+/// The zone's current record sets for the desired names, keyed as Route 53 keys them.
+async fn current_records(
   ctx: &Ctx<'_>,
-  args: &Args,
-) -> ActionResult<(BTreeMap<String, Vec<RecordSet>>, Vec<String>)> {
-  let mut out = BTreeMap::new();
+  zone: &str,
+  names: &BTreeSet<String>,
+) -> ActionResult<HashMap<(String, String, Option<String>), RecordSet>> {
+  let mut found = HashMap::new();
+  if names.len() <= PER_NAME_READS {
+    for name in names {
+      for record in ctx.cloud.route53.list_record_sets(zone, name).await? {
+        found.insert(record.key(), record);
+      }
+    }
+    return Ok(found);
+  }
+  let mut start = None;
+  loop {
+    let page = ctx
+      .cloud
+      .route53
+      .list_record_sets_page(zone, start.as_ref())
+      .await?;
+    for record in page.records {
+      if names.contains(&normalize_dns_name(&record.name)) {
+        found.insert(record.key(), record);
+      }
+    }
+    match page.next {
+      // A listing that does not move forward would loop forever: refuse it.
+      Some(next) if start.as_ref() == Some(&next) => {
+        return Err(ActionError::failed(format!(
+          "ListResourceRecordSets of zone {zone} returned the same page twice (from {})",
+          next.name
+        )))
+      }
+      Some(next) => start = Some(next),
+      None => return Ok(found),
+    }
+  }
+}
+
+/// What observe saw: per zone, the desired records that differ from what Route 53 has, and
+/// their current state in words.
+struct Differences {
+  changes: BTreeMap<String, Vec<RecordSet>>,
+  current: Vec<String>,
+}
+
+/// For each zone, the desired records that differ from what Route 53 has.
+async fn differing(ctx: &Ctx<'_>, args: &Args) -> ActionResult<Differences> {
+  let mut changes = BTreeMap::new();
   let mut current = Vec::new();
   for (zone, records) in desired(args)? {
-    let mut changes = Vec::new();
+    let names: BTreeSet<String> = records.iter().map(|record| record.name.clone()).collect();
+    let existing = current_records(ctx, &zone, &names).await?;
+    let mut zone_changes = Vec::new();
     for want in records {
-      let existing = ctx
-        .cloud
-        .route53
-        .list_record_sets(&zone, &want.name)
-        .await?;
-      let found = existing.iter().find(|record| record.key() == want.key());
-      match found {
+      match existing.get(&want.key()) {
         Some(record) if matches(record, &want) => {}
         Some(record) => {
           current.push(format!(
@@ -227,24 +280,25 @@ async fn differing(
             label(&want),
             record.values.join(",")
           ));
-          changes.push(want);
+          zone_changes.push(want);
         }
         None => {
           current.push(format!("{} {} absent", want.name, label(&want)));
-          changes.push(want);
+          zone_changes.push(want);
         }
       }
     }
-    if !changes.is_empty() {
-      out.insert(zone, changes);
+    if !zone_changes.is_empty() {
+      changes.insert(zone, zone_changes);
     }
   }
-  Ok((out, current))
+  Ok(Differences { changes, current })
 }
 
 /// Refuse to send traffic to a target whose health check is unhealthy (unless forced). Only the
 /// records about to change and that take traffic count: a SECONDARY record is the fallback, and
-/// in a failover it usually names the region that just failed.
+/// in a failover it usually names the region that just failed. Each health check is asked once,
+/// however many records share it (a fleet's records often share a regional check).
 async fn guard_targets(
   ctx: &Ctx<'_>,
   changes: &BTreeMap<String, Vec<RecordSet>>,
@@ -252,6 +306,7 @@ async fn guard_targets(
   if ctx.force {
     return Ok(());
   }
+  let mut statuses: HashMap<String, HealthCheckStatus> = HashMap::new();
   for record in changes.values().flatten() {
     if record.failover == Some(FailoverRole::Secondary) {
       continue;
@@ -259,7 +314,14 @@ async fn guard_targets(
     let Some(id) = &record.health_check_id else {
       continue;
     };
-    let status = ctx.cloud.route53.get_health_check_status(id).await?;
+    let status = match statuses.get(id) {
+      Some(status) => status.clone(),
+      None => {
+        let status = ctx.cloud.route53.get_health_check_status(id).await?;
+        statuses.insert(id.clone(), status.clone());
+        status
+      }
+    };
     if !status.is_healthy() {
       let which = record
         .set_identifier
@@ -278,6 +340,19 @@ async fn guard_targets(
   Ok(())
 }
 
+/// At most this many items of a long list in the words a step journals and prints; a fleet's
+/// thousand records would otherwise make every intent record and live line tens of kilobytes.
+const LISTED: usize = 5;
+
+fn abbreviated(items: Vec<String>) -> String {
+  let total = items.len();
+  let mut shown: Vec<String> = items.into_iter().take(LISTED).collect();
+  if total > LISTED {
+    shown.push(format!("… and {} more", total - LISTED));
+  }
+  shown.join("; ")
+}
+
 fn label(record: &RecordSet) -> String {
   match &record.set_identifier {
     Some(id) => format!("{} ({id})", record.rtype),
@@ -288,7 +363,7 @@ fn label(record: &RecordSet) -> String {
 #[async_trait::async_trait]
 impl Effect for Failover {
   async fn observe(&self, ctx: &Ctx<'_>, args: &Args) -> ActionResult<Observation> {
-    let (changes, current) = differing(ctx, args).await?;
+    let Differences { changes, current } = differing(ctx, args).await?;
     if changes.is_empty() {
       return Ok(Observation::new(
         Observed::Done,
@@ -311,38 +386,42 @@ impl Effect for Failover {
             )
           })
           .collect();
-        format!("zone {zone}: UPSERT {}", names.join("; "))
+        let batches = change_batches(upserts(records.clone())).len();
+        let batches = if batches > 1 {
+          format!(" in {batches} change batches")
+        } else {
+          String::new()
+        };
+        format!("zone {zone}: UPSERT{batches} {}", abbreviated(names))
       })
       .collect::<Vec<_>>()
       .join(" | ");
     Ok(Observation::new(
       Observed::Absent,
-      current.join("; "),
+      abbreviated(current),
       change,
     ))
   }
 
   async fn apply(&self, ctx: &Ctx<'_>, args: &Args) -> ActionResult<Option<String>> {
-    let (changes, _) = differing(ctx, args).await?;
+    // Only what still differs: after a crash between two batches of one zone, the batch that
+    // went through is not sent again.
+    let Differences { changes, .. } = differing(ctx, args).await?;
     let comment = args
       .opt_str("comment")
       .map(str::to_string)
       .unwrap_or_else(|| format!("drctl run {} step {}", ctx.run_id, ctx.step_id));
     let mut ids = Vec::new();
     for (zone, records) in changes {
-      let batch: Vec<RecordChange> = records
-        .into_iter()
-        .map(|record| RecordChange {
-          action: "UPSERT".into(),
-          record,
-        })
-        .collect();
-      let info = ctx
-        .cloud
-        .route53
-        .change_record_sets(&zone, &comment, &batch)
-        .await?;
-      ids.push(info.id);
+      // One atomic batch per zone whenever Route 53's per-request limits allow.
+      for batch in change_batches(upserts(records)) {
+        let info = ctx
+          .cloud
+          .route53
+          .change_record_sets(&zone, &comment, &batch)
+          .await?;
+        ids.push(info.id);
+      }
     }
     Ok(Some(ids.join(",")))
   }
@@ -362,8 +441,8 @@ impl Effect for Failover {
       })
       .await?;
     }
-    let (remaining, _) = differing(ctx, args).await?;
-    if !remaining.is_empty() {
+    let remaining = differing(ctx, args).await?;
+    if !remaining.changes.is_empty() {
       return Err(ActionError::retryable(
         "records still differ from the desired state after the change",
       ));
@@ -377,6 +456,16 @@ impl Effect for Failover {
       .output("changed_records", count),
     )
   }
+}
+
+fn upserts(records: Vec<RecordSet>) -> Vec<RecordChange> {
+  records
+    .into_iter()
+    .map(|record| RecordChange {
+      action: "UPSERT".into(),
+      record,
+    })
+    .collect()
 }
 
 // --- route53.set_health_check -----------------------------------------------------------------

@@ -18,7 +18,7 @@ use crate::{
   cloud::{
     aws::AwsSettings,
     sim::{Sim, SimOptions},
-    Cloud,
+    Cloud, RateLimits,
   },
   engine::{self, Approver, Operator, RunOptions},
   plan::{self, Plan},
@@ -126,8 +126,15 @@ impl Context {
     })
   }
 
-  /// Open the backend for a run whose state lives in `dir`.
+  /// Open the backend for a run whose state lives in `dir`, behind the client-side rate limits
+  /// (AWS's defaults, or drctl.yaml's `rate_limits`), whatever the backend.
   async fn open_cloud(&self, dir: &Path, secrets: Vec<String>) -> Result<Cloud, Error> {
+    let limits = RateLimits::with_overrides(&self.file.rate_limits)
+      .map_err(|err| Error::Usage(format!("drctl.yaml: {err}")))?;
+    Ok(self.open_backend(dir, secrets).await?.rate_limited(limits))
+  }
+
+  async fn open_backend(&self, dir: &Path, secrets: Vec<String>) -> Result<Cloud, Error> {
     match &self.backend {
       Backend::Sim { world, time_scale } => {
         let sim = Sim::open(&SimOptions {

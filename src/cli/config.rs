@@ -19,6 +19,11 @@ pub struct ConfigFile {
   pub failover: Option<FailoverConfig>,
   /// Settings for the `aws` backend.
   pub aws: Option<AwsConfig>,
+  /// Client-side API rate limits per API family (`route53`, `rds`, `ecs.read`, `ecs.write`,
+  /// `cloudwatch`): `{ rate, burst }`, a bare rate, or `off`. Families not named keep AWS's
+  /// documented defaults (see `cloud::limiter`).
+  #[serde(default)]
+  pub rate_limits: std::collections::BTreeMap<String, crate::cloud::LimitSetting>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -178,6 +178,13 @@ impl Route53 for Unavailable {
   async fn list_record_sets(&self, _: &str, _: &str) -> CloudResult<Vec<RecordSet>> {
     unavailable("route53", "ListResourceRecordSets")
   }
+  async fn list_record_sets_page(
+    &self,
+    _: &str,
+    _: Option<&super::RecordPageStart>,
+  ) -> CloudResult<super::RecordPage> {
+    unavailable("route53", "ListResourceRecordSets")
+  }
   async fn get_change(&self, _: &str) -> CloudResult<ChangeInfo> {
     unavailable("route53", "GetChange")
   }

@@ -26,7 +26,10 @@ use serde::{Deserialize, Serialize};
 
 pub mod aws;
 pub mod http;
+pub mod limiter;
 pub mod sim;
+
+pub use limiter::{LimitSetting, RateLimits};
 
 /// Result of a provider call.
 pub type CloudResult<T> = Result<T, CloudError>;
@@ -439,11 +442,84 @@ pub struct RecordChange {
   pub record: RecordSet,
 }
 
+/// Where a page of `ListResourceRecordSets` starts (`StartRecordName`, `StartRecordType`,
+/// `StartRecordIdentifier`), as the previous page's `NextRecord*` said.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordPageStart {
+  pub name: String,
+  #[serde(rename = "type")]
+  pub rtype: Option<String>,
+  pub set_identifier: Option<String>,
+}
+
+/// One page of a hosted zone's record sets.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct RecordPage {
+  pub records: Vec<RecordSet>,
+  /// Where the next page starts; `None` on the last page.
+  pub next: Option<RecordPageStart>,
+}
+
+/// Route 53's page size for `ListResourceRecordSets` (its default and maximum `MaxItems`).
+pub const RECORD_PAGE_SIZE: usize = 300;
+
+/// Route 53's limits on one `ChangeResourceRecordSets` request (Route 53 Developer Guide,
+/// *Quotas*, "Maximums on API requests"): at most 1,000 `ResourceRecord` elements and 32,000
+/// characters across all `Value` elements, an UPSERT counting each of its values twice.
+pub const MAX_BATCH_RECORDS: usize = 1000;
+pub const MAX_BATCH_CHARS: usize = 32_000;
+
+impl RecordChange {
+  /// What this change counts against the batch limits: (`ResourceRecord` elements, value
+  /// characters).
+  pub fn batch_weight(&self) -> (usize, usize) {
+    let factor = if self.action.eq_ignore_ascii_case("UPSERT") {
+      2
+    } else {
+      1
+    };
+    let values = self.record.values.len().max(1);
+    let chars: usize = self.record.values.iter().map(String::len).sum();
+    (values * factor, chars * factor)
+  }
+}
+
+/// Split one zone's changes into as few change batches as Route 53 accepts, in order. One batch
+/// (atomic) whenever the changes fit; a zone with more than a batch's worth gets several, each
+/// atomic on its own.
+pub fn change_batches(changes: Vec<RecordChange>) -> Vec<Vec<RecordChange>> {
+  let mut batches: Vec<Vec<RecordChange>> = Vec::new();
+  let (mut elements, mut chars) = (0, 0);
+  for change in changes {
+    let (e, c) = change.batch_weight();
+    let full = elements + e > MAX_BATCH_RECORDS || chars + c > MAX_BATCH_CHARS;
+    match batches.last_mut() {
+      Some(batch) if !full => batch.push(change),
+      _ => {
+        batches.push(vec![change]);
+        (elements, chars) = (0, 0);
+      }
+    }
+    elements += e;
+    chars += c;
+  }
+  batches
+}
+
 /// Route 53 (a global service: no region parameter).
 #[async_trait::async_trait]
 pub trait Route53: Send + Sync {
   /// `ListResourceRecordSets` filtered to one name (all types and set identifiers of it).
   async fn list_record_sets(&self, zone_id: &str, name: &str) -> CloudResult<Vec<RecordSet>>;
+  /// One `ListResourceRecordSets` request over the whole zone: up to [`RECORD_PAGE_SIZE`]
+  /// record sets from `start` (`None`: the zone's first record). One call is one request, so
+  /// a caller reading many names pays one request per page instead of one per name; the rate
+  /// limiter counts it exactly.
+  async fn list_record_sets_page(
+    &self,
+    zone_id: &str,
+    start: Option<&RecordPageStart>,
+  ) -> CloudResult<RecordPage>;
   /// `GetChange`.
   async fn get_change(&self, change_id: &str) -> CloudResult<ChangeInfo>;
   /// `GetHealthCheckStatus`, plus the check's `Disabled`/`Inverted` configuration.

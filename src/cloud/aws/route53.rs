@@ -14,7 +14,8 @@ use super::{
 };
 use crate::cloud::{
   normalize_dns_name, ChangeInfo, CloudError, CloudResult, ErrorKind, FailoverRole,
-  HealthCheckStatus, HealthCheckUpdate, RecordChange, RecordSet, Route53,
+  HealthCheckStatus, HealthCheckUpdate, RecordChange, RecordPage, RecordPageStart, RecordSet,
+  Route53, RECORD_PAGE_SIZE,
 };
 
 const SERVICE: &str = "route53";
@@ -143,6 +144,40 @@ impl Route53 for AwsRoute53 {
       }
     }
     Ok(records)
+  }
+
+  async fn list_record_sets_page(
+    &self,
+    zone_id: &str,
+    start: Option<&RecordPageStart>,
+  ) -> CloudResult<RecordPage> {
+    let output = self
+      .client
+      .list_resource_record_sets()
+      .hosted_zone_id(zone_id)
+      .max_items(i32::try_from(RECORD_PAGE_SIZE).unwrap_or(i32::MAX))
+      .set_start_record_name(start.map(|start| start.name.clone()))
+      .set_start_record_type(start.and_then(|start| start.rtype.as_deref().map(RrType::from)))
+      .set_start_record_identifier(start.and_then(|start| start.set_identifier.clone()))
+      .send()
+      .await
+      .map_err(|error| cloud_error(SERVICE, "ListResourceRecordSets", error))?;
+    let records = output
+      .resource_record_sets()
+      .iter()
+      .map(to_record)
+      .collect();
+    let next = match (output.is_truncated(), output.next_record_name()) {
+      (true, Some(name)) => Some(RecordPageStart {
+        name: name.to_owned(),
+        rtype: output
+          .next_record_type()
+          .map(|rtype| rtype.as_str().to_owned()),
+        set_identifier: output.next_record_identifier().map(str::to_owned),
+      }),
+      _ => None,
+    };
+    Ok(RecordPage { records, next })
   }
 
   async fn get_change(&self, change_id: &str) -> CloudResult<ChangeInfo> {

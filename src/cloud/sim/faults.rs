@@ -1,5 +1,8 @@
 //! Fault injection (throttling, 5xx, extra latency, hangs) from a seeded random generator, and
-//! per-service token-bucket rate limits in modelled time.
+//! token-bucket rate limits in modelled time: the world's own (`rate_limits:` per operation,
+//! API family, service or `*`) and, with `aws_rate_limits: true`, AWS's documented limits per
+//! API family ([`crate::cloud::limiter::FAMILIES`]), enforced server-side as AWS does: a call
+//! over the limit is refused with a throttling error.
 
 use std::{
   collections::BTreeMap,
@@ -8,7 +11,10 @@ use std::{
 };
 
 use super::world::FaultSpec;
-use crate::cloud::Clock;
+use crate::cloud::{
+  limiter::{aws_default, family, Bucket as Limit, LimitSetting},
+  Clock,
+};
 
 /// What the fault injector decided for one call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,19 +34,52 @@ struct Bucket {
 #[derive(Debug)]
 pub(crate) struct Faults {
   spec: BTreeMap<String, FaultSpec>,
-  limits: BTreeMap<String, f64>,
+  limits: BTreeMap<String, LimitSetting>,
+  /// Enforce AWS's documented limits for every API family the world does not override.
+  aws_limits: bool,
   rng: Mutex<fastrand::Rng>,
   buckets: Mutex<BTreeMap<(String, String), Bucket>>,
 }
 
 impl Faults {
-  pub fn new(spec: BTreeMap<String, FaultSpec>, limits: BTreeMap<String, f64>, seed: u64) -> Self {
+  pub fn new(
+    spec: BTreeMap<String, FaultSpec>,
+    limits: BTreeMap<String, LimitSetting>,
+    aws_limits: bool,
+    seed: u64,
+  ) -> Self {
     Self {
       spec,
       limits,
+      aws_limits,
       rng: Mutex::new(fastrand::Rng::with_seed(seed)),
       buckets: Mutex::new(BTreeMap::new()),
     }
+  }
+
+  /// The limit a call counts against, and the bucket's key: the most specific world entry
+  /// (operation, API family, service, `*`), else AWS's default for the family when the world
+  /// enforces AWS's limits. `None`: unlimited (or `off`).
+  fn limit_for(
+    &self,
+    service: &str,
+    operation: &str,
+    region: Option<&str>,
+  ) -> Option<(Limit, (String, String))> {
+    let family = family(service, operation);
+    let region = region.unwrap_or("global").to_string();
+    let keys = [Some(operation), family, Some(service), Some("*")];
+    for key in keys.into_iter().flatten() {
+      if let Some(setting) = self.limits.get(key) {
+        return match setting {
+          LimitSetting::Off => None,
+          LimitSetting::Limit(limit) => Some((*limit, (key.to_string(), region))),
+        };
+      }
+    }
+    let family = family.filter(|_| self.aws_limits)?;
+    // Route 53 is global: its calls carry no region, so one bucket serves the account.
+    aws_default(family).map(|limit| (limit, (family.to_string(), region)))
   }
 
   /// The faults for a call: each field from the most specific entry that sets it — the
@@ -86,13 +125,21 @@ impl Faults {
     (extra, verdict)
   }
 
-  /// Take a token from the service's bucket in this region; `false` = over the rate limit.
-  pub fn take_token(&self, service: &str, region: Option<&str>, clock: &Clock) -> bool {
-    let Some(&rate) = self.limits.get(service).or_else(|| self.limits.get("*")) else {
+  /// Take `cost` tokens from the bucket this call counts against; `false` = over the limit
+  /// (the call is refused, as AWS refuses it, and takes no token).
+  pub fn take_token(
+    &self,
+    service: &str,
+    operation: &str,
+    region: Option<&str>,
+    cost: u32,
+    clock: &Clock,
+  ) -> bool {
+    let Some((limit, key)) = self.limit_for(service, operation, region) else {
       return true;
     };
-    let capacity = rate.max(1.0);
-    let key = (service.to_string(), region.unwrap_or("global").to_string());
+    let capacity = limit.burst.max(1.0);
+    let cost = f64::from(cost);
     let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
     let now = clock.now();
     let bucket = buckets.entry(key).or_insert(Bucket {
@@ -100,13 +147,15 @@ impl Faults {
       last: now,
     });
     let refill = clock
-      .to_modelled(now.duration_since(bucket.last))
+      .to_modelled(now.saturating_duration_since(bucket.last))
       .as_secs_f64()
-      * rate;
+      * limit.rate;
     bucket.tokens = (bucket.tokens + refill).min(capacity);
     bucket.last = now;
-    if bucket.tokens >= 1.0 {
-      bucket.tokens -= 1.0;
+    // A millionth of a token of slack absorbs float rounding: a client that paced itself on
+    // the same clock must not be refused for 0.9999999 tokens.
+    if bucket.tokens + 1e-6 >= cost {
+      bucket.tokens -= cost;
       true
     } else {
       false
@@ -137,7 +186,7 @@ mod tests {
         ..FaultSpec::default()
       },
     );
-    let faults = Faults::new(spec, BTreeMap::new(), 7);
+    let faults = Faults::new(spec, BTreeMap::new(), false, 7);
     let merged = faults.lookup("rds", "PromoteReadReplica");
     assert_eq!(merged.throttle, Some(1.0));
     assert_eq!(merged.latency, Some(ModelDuration::secs(1)));
@@ -145,5 +194,50 @@ mod tests {
       faults.roll("rds", "PromoteReadReplica").1,
       Verdict::Throttle
     );
+  }
+
+  #[tokio::test(start_paused = true)]
+  async fn aws_limits_apply_per_family_and_world_entries_override_them() {
+    let clock = Clock::scaled(1.0);
+    let faults = Faults::new(BTreeMap::new(), BTreeMap::new(), true, 1);
+    // Route 53: 5 per second for the whole account.
+    for _ in 0..5 {
+      assert!(faults.take_token("route53", "GetChange", None, 1, &clock));
+    }
+    assert!(!faults.take_token("route53", "ListResourceRecordSets", None, 1, &clock));
+    tokio::time::advance(Duration::from_millis(200)).await;
+    assert!(faults.take_token("route53", "GetChange", None, 1, &clock));
+    // RDS: 300 at once per region, then 12 per second.
+    for _ in 0..300 {
+      assert!(faults.take_token("rds", "DescribeDBInstances", Some("us-west-2"), 1, &clock));
+    }
+    assert!(!faults.take_token("rds", "PromoteReadReplica", Some("us-west-2"), 1, &clock));
+    assert!(faults.take_token("rds", "PromoteReadReplica", Some("us-east-1"), 1, &clock));
+    // S3 has no family: unlimited.
+    assert!(faults.take_token("s3", "HeadObject", Some("us-west-2"), 1, &clock));
+
+    let limits = BTreeMap::from([
+      ("route53".to_string(), LimitSetting::Off),
+      (
+        "UpdateService".to_string(),
+        LimitSetting::Limit(Limit::new(1.0, 1.0)),
+      ),
+    ]);
+    let faults = Faults::new(BTreeMap::new(), limits, true, 1);
+    for _ in 0..50 {
+      assert!(faults.take_token("route53", "GetChange", None, 1, &clock));
+    }
+    assert!(faults.take_token("ecs", "UpdateService", Some("r"), 1, &clock));
+    assert!(!faults.take_token("ecs", "UpdateService", Some("r"), 1, &clock));
+    assert!(faults.take_token("ecs", "DescribeServices", Some("r"), 1, &clock));
+  }
+
+  #[test]
+  fn without_the_flag_only_world_entries_limit() {
+    let clock = Clock::scaled(1.0);
+    let faults = Faults::new(BTreeMap::new(), BTreeMap::new(), false, 1);
+    for _ in 0..1000 {
+      assert!(faults.take_token("route53", "GetChange", None, 1, &clock));
+    }
   }
 }

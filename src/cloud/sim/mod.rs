@@ -238,6 +238,7 @@ impl Sim {
       faults: Faults::new(
         file.world.faults.clone(),
         file.world.rate_limits.clone(),
+        file.world.aws_rate_limits,
         file.world.seed,
       ),
       core: Mutex::new(Core {
@@ -368,7 +369,7 @@ impl Sim {
     }
   }
 
-  fn reject(&self, service: &str, operation: &str, reject: Reject) -> CloudError {
+  pub(crate) fn reject(&self, service: &str, operation: &str, reject: Reject) -> CloudError {
     CloudError::new(
       reject.kind,
       service,
@@ -380,10 +381,39 @@ impl Sim {
     .with_request_id(self.request_id())
   }
 
-  fn refused(&self, service: &str, operation: &str, refusal: Refusal) -> CloudError {
+  /// Note a refused call in `refusals.jsonl` (best effort, not fsynced: it is a record of what
+  /// clients were told, for benchmarks and tests, not of the world's state).
+  fn record_refusal(&self, error: &CloudError) {
+    let line = serde_json::json!({
+      "at": self.now(),
+      "service": error.service,
+      "operation": error.operation,
+      "code": error.code,
+    });
+    let path = self.dir.join(REFUSALS_FILE);
+    let written = fs::OpenOptions::new()
+      .create(true)
+      .append(true)
+      .open(&path)
+      .and_then(|mut file| {
+        use std::io::Write;
+        writeln!(file, "{line}")
+      });
+    if let Err(err) = written {
+      tracing::debug!(path = %path.display(), "cannot record a refused call: {err}");
+    }
+  }
+
+  pub(crate) fn refused(&self, service: &str, operation: &str, refusal: Refusal) -> CloudError {
     let reject = match refusal {
       Refusal::Throttled(_) => {
-        Reject::new(ErrorKind::Throttling, "Throttling", 400, "Rate exceeded")
+        // The code each service really sends (ECS speaks JSON 1.1 and names it differently).
+        let code = if service == "ecs" {
+          "ThrottlingException"
+        } else {
+          "Throttling"
+        };
+        Reject::new(ErrorKind::Throttling, code, 400, "Rate exceeded")
       }
       Refusal::Failed(_) => Reject::new(
         ErrorKind::Server,
@@ -398,7 +428,9 @@ impl Sim {
         format!("no answer within {}ms", after.as_millis()),
       ),
     };
-    self.reject(service, operation, reject)
+    let error = self.reject(service, operation, reject);
+    self.record_refusal(&error);
+    error
   }
 
   /// What every call goes through before it reaches the world: the rate limit, the modelled
@@ -410,8 +442,23 @@ impl Sim {
     region: Option<&str>,
     timeout: Option<Duration>,
   ) -> Result<Duration, Refusal> {
+    self.gate_cost(service, operation, region, timeout, 1).await
+  }
+
+  /// [`Sim::gate`] for a call that stands for `cost` AWS requests (against the rate limit).
+  pub(crate) async fn gate_cost(
+    &self,
+    service: &str,
+    operation: &str,
+    region: Option<&str>,
+    timeout: Option<Duration>,
+    cost: u32,
+  ) -> Result<Duration, Refusal> {
     let base = self.timings.api_latency.0;
-    if !self.faults.take_token(service, region, &self.clock) {
+    if !self
+      .faults
+      .take_token(service, operation, region, cost, &self.clock)
+    {
       self.clock.sleep(base).await;
       return Err(Refusal::Throttled(base));
     }
@@ -523,6 +570,35 @@ impl Sim {
     tracing::debug!(seq = op.seq, service, operation, target = %op.target, "simulated operation");
     Ok(op)
   }
+}
+
+/// Calls the simulator refused (throttled, failed, timed out), one JSON line each.
+pub const REFUSALS_FILE: &str = "refusals.jsonl";
+
+/// A call the simulator refused, as recorded in [`REFUSALS_FILE`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Refused {
+  pub at: DateTime<Utc>,
+  pub service: String,
+  pub operation: String,
+  pub code: Option<String>,
+}
+
+/// The refused calls a run's simulator recorded in `dir` (none when it refused none).
+pub fn read_refusals(dir: &Path) -> Result<Vec<Refused>, SimError> {
+  let path = dir.join(REFUSALS_FILE);
+  let text = match fs::read_to_string(&path) {
+    Ok(text) => text,
+    Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+    Err(source) => return Err(SimError::Io { path, source }),
+  };
+  // Lines are written whole by one process; a torn last line (a crash) is skipped.
+  Ok(
+    text
+      .lines()
+      .filter_map(|line| serde_json::from_str(line).ok())
+      .collect(),
+  )
 }
 
 /// Read the operation log a run's simulator left in `dir` (a torn last line is ignored).

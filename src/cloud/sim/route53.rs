@@ -14,8 +14,25 @@ use super::{
 };
 use crate::cloud::{
   normalize_dns_name, ChangeInfo, CloudResult, FailoverRole, HealthCheckStatus, HealthCheckUpdate,
-  RecordChange, RecordSet, Route53,
+  RecordChange, RecordPage, RecordPageStart, RecordSet, Route53, MAX_BATCH_CHARS,
+  MAX_BATCH_RECORDS, RECORD_PAGE_SIZE,
 };
+
+/// Route 53's listing order: by name with its labels reversed (`com.example.api`), then type,
+/// then set identifier.
+fn listing_key(
+  name: &str,
+  rtype: Option<&str>,
+  set_identifier: Option<&str>,
+) -> (String, String, String) {
+  let name = normalize_dns_name(name);
+  let reversed: Vec<&str> = name.trim_end_matches('.').rsplit('.').collect();
+  (
+    reversed.join("."),
+    rtype.unwrap_or_default().to_string(),
+    set_identifier.unwrap_or_default().to_string(),
+  )
+}
 
 #[derive(Debug, Clone)]
 struct Zone {
@@ -137,6 +154,21 @@ impl Route53State {
         if changes.is_empty() {
           return Err(Reject::client("InvalidInput", "The change batch is empty."));
         }
+        let (elements, chars) = changes
+          .iter()
+          .map(RecordChange::batch_weight)
+          .fold((0, 0), |(e, c), (de, dc)| (e + de, c + dc));
+        if elements > MAX_BATCH_RECORDS {
+          return Err(invalid_batch(format!(
+            "Number of records limit of {MAX_BATCH_RECORDS} exceeded ({elements}; UPSERT counts \
+             each value twice)."
+          )));
+        }
+        if chars > MAX_BATCH_CHARS {
+          return Err(invalid_batch(format!(
+            "Number of characters limit of {MAX_BATCH_CHARS} exceeded ({chars})."
+          )));
+        }
         // Validate and apply to a copy: a batch is atomic.
         let mut records = zone.records.clone();
         for change in &changes {
@@ -231,6 +263,50 @@ impl Route53State {
     }
   }
 
+  /// One page of the zone's record sets in Route 53's listing order, from `start`.
+  fn page(&self, zone_id: &str, start: Option<&RecordPageStart>) -> Result<RecordPage, Reject> {
+    let zone_id = bare_zone_id(zone_id);
+    let zone = self
+      .zones
+      .get(zone_id)
+      .ok_or_else(|| no_such_zone(zone_id))?;
+    let mut keyed: Vec<((String, String, String), &RecordSet)> = zone
+      .records
+      .iter()
+      .map(|record| {
+        let key = listing_key(
+          &record.name,
+          Some(&record.rtype),
+          record.set_identifier.as_deref(),
+        );
+        (key, record)
+      })
+      .collect();
+    keyed.sort_by(|a, b| a.0.cmp(&b.0));
+    let from = start.map_or(0, |start| {
+      let key = listing_key(
+        &start.name,
+        start.rtype.as_deref(),
+        start.set_identifier.as_deref(),
+      );
+      keyed.partition_point(|(k, _)| *k < key)
+    });
+    let rest = &keyed[from.min(keyed.len())..];
+    let records = rest
+      .iter()
+      .take(RECORD_PAGE_SIZE)
+      .map(|(_, record)| (*record).clone())
+      .collect();
+    let next = rest
+      .get(RECORD_PAGE_SIZE)
+      .map(|(_, record)| RecordPageStart {
+        name: record.name.clone(),
+        rtype: Some(record.rtype.clone()),
+        set_identifier: record.set_identifier.clone(),
+      });
+    Ok(RecordPage { records, next })
+  }
+
   fn list(&self, zone_id: &str, name: &str) -> Result<Vec<RecordSet>, Reject> {
     let zone_id = bare_zone_id(zone_id);
     let zone = self
@@ -320,6 +396,19 @@ impl Route53 for SimCloud {
       .await
   }
 
+  async fn list_record_sets_page(
+    &self,
+    zone_id: &str,
+    start: Option<&RecordPageStart>,
+  ) -> CloudResult<RecordPage> {
+    self
+      .sim
+      .read("route53", "ListResourceRecordSets", None, |state, _now| {
+        state.route53.page(zone_id, start)
+      })
+      .await
+  }
+
   async fn get_change(&self, change_id: &str) -> CloudResult<ChangeInfo> {
     let bare = change_id.strip_prefix("/change/").unwrap_or(change_id);
     self
@@ -344,14 +433,22 @@ impl Route53 for SimCloud {
   }
 
   async fn get_health_check_status(&self, health_check_id: &str) -> CloudResult<HealthCheckStatus> {
+    let operation = "GetHealthCheckStatus";
+    // Two requests against the rate limit, as on AWS: `GetHealthCheckStatus` for the
+    // observations and `GetHealthCheck` for the configuration.
     self
       .sim
-      .read("route53", "GetHealthCheckStatus", None, |state, now| {
+      .gate_cost("route53", operation, None, None, 2)
+      .await
+      .map_err(|refusal| self.sim.refused("route53", operation, refusal))?;
+    self
+      .sim
+      .peek(|state, now| {
         state
           .health_status(health_check_id, now, 0)
           .ok_or_else(|| no_such_check(health_check_id))
       })
-      .await
+      .map_err(|reject| self.sim.reject("route53", operation, reject))
   }
 
   async fn change_record_sets(

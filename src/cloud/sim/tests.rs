@@ -856,13 +856,39 @@ async fn the_rate_limit_throttles_excess_calls() {
   let cloud = sim.cloud();
   let mut throttled = 0;
   for _ in 0..20 {
-    if let Err(err) = cloud.route53.get_health_check_status("hc-secondary").await {
+    let listed = cloud
+      .route53
+      .list_record_sets("Z0DRCTLEXAMPLE", "api.example.com")
+      .await;
+    if let Err(err) = listed {
       assert_eq!(err.kind, ErrorKind::Throttling);
+      assert_eq!(err.code.as_deref(), Some("Throttling"));
       throttled += 1;
     }
   }
   // 5 in the bucket plus 5/s refill over 20 × 20 ms of modelled latency.
   assert!((10..=15).contains(&throttled), "{throttled}");
+  // Every refusal is on record for benchmarks and tests.
+  assert_eq!(read_refusals(sim.dir()).unwrap().len(), throttled);
+  // A health check status is two requests (the status and the check's configuration), as on
+  // AWS: after a quiet second, two of them use 4 of the 5 tokens and a third is refused.
+  cloud.clock.sleep(Duration::from_secs(1)).await;
+  cloud
+    .route53
+    .get_health_check_status("hc-secondary")
+    .await
+    .unwrap();
+  cloud
+    .route53
+    .get_health_check_status("hc-secondary")
+    .await
+    .unwrap();
+  let err = cloud
+    .route53
+    .get_health_check_status("hc-secondary")
+    .await
+    .unwrap_err();
+  assert_eq!(err.kind, ErrorKind::Throttling);
   cloud.clock.sleep(Duration::from_secs(1)).await;
   cloud
     .route53

@@ -11,7 +11,7 @@ use std::{
 
 use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::cloud::{FailoverRole, SnapshotKind};
+use crate::cloud::{FailoverRole, LimitSetting, SnapshotKind};
 
 /// A modelled duration written as `90s`, `5m`, `1h30m`, `20ms` (a bare number means seconds).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
@@ -174,9 +174,18 @@ pub struct WorldSpec {
   /// Faults per API operation name (`PromoteReadReplica`), service (`rds`) or `*`.
   #[serde(default)]
   pub faults: BTreeMap<String, FaultSpec>,
-  /// Requests per modelled second per service (`route53: 5`), per account and region.
+  /// Token-bucket rate limits in modelled time, per account and region, keyed by API
+  /// operation (`ChangeResourceRecordSets`), API family (`route53`, `rds`, `ecs.read`,
+  /// `ecs.write`, `cloudwatch`), service or `*`: a rate (`route53: 5`), `{ rate, burst }`, or
+  /// `off`. A call over its limit is refused with a throttling error.
   #[serde(default)]
-  pub rate_limits: BTreeMap<String, f64>,
+  pub rate_limits: BTreeMap<String, LimitSetting>,
+  /// Enforce AWS's documented API rate limits (Route 53 5 requests/s per account, RDS 300
+  /// burst / 12 per second per region, ...; see [`crate::cloud::limiter::FAMILIES`]) for every
+  /// family `rate_limits` does not set. Independent of any runbook: the world decides how
+  /// strict its AWS is.
+  #[serde(default)]
+  pub aws_rate_limits: bool,
 }
 
 /// Modelled durations of the world's operations.
@@ -571,13 +580,6 @@ impl WorldSpec {
             ));
           }
         }
-      }
-    }
-    for (name, rate) in &self.rate_limits {
-      if !(rate.is_finite() && *rate > 0.0) {
-        return Err(format!(
-          "rate_limits.{name}: must be a positive number, got {rate}"
-        ));
       }
     }
     Ok(())
