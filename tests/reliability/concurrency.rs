@@ -27,8 +27,8 @@ struct Backend<'a> {
 }
 
 impl Backend<'_> {
-  /// `failover` at this time scale on this backend's state. At 60× a failover holds the lock
-  /// for about 6 s, far longer than 16 processes take to start and try it.
+  /// `failover` at this time scale on this backend's state. At 100× a failover holds the lock
+  /// for about 4 s, far longer than 16 processes take to start and try it.
   fn failover(&self, time_scale: &str) -> Vec<String> {
     let mut args: Vec<String> = [
       "failover",
@@ -80,14 +80,17 @@ impl Backend<'_> {
   }
 }
 
-pub fn run(_config: &Config) -> Vec<Figure> {
+pub fn run(config: &Config) -> Vec<Figure> {
+  // The full configuration races every level several times: a lock that lets two through now
+  // and then is the failure this section exists to catch.
+  let rounds = if config.full { 5 } else { 1 };
   let mut figures = Vec::new();
   let local = Backend {
     name: "local",
     test: Test::new(),
     moto: None,
   };
-  figures.extend(backend_figures(&local));
+  figures.extend(backend_figures(&local, rounds));
 
   let moto = Moto::start();
   s3::create_bucket(&moto, s3::BUCKET);
@@ -96,14 +99,26 @@ pub fn run(_config: &Config) -> Vec<Figure> {
     test: s3::s3_test(&moto, &moto.endpoint),
     moto: Some(&moto),
   };
-  figures.extend(backend_figures(&remote));
+  figures.extend(backend_figures(&remote, rounds));
   figures
 }
 
-fn backend_figures(backend: &Backend) -> Vec<Figure> {
+fn backend_figures(backend: &Backend, rounds: usize) -> Vec<Figure> {
   let mut figures = Vec::new();
   for n in LEVELS {
-    figures.push(race(backend, n));
+    let results: Vec<Figure> = (0..rounds).map(|_| race(backend, n)).collect();
+    let met = results.iter().filter(|figure| figure.met).count();
+    // The first round that missed, else the last one, with how many rounds met the target.
+    let mut shown = results
+      .iter()
+      .find(|figure| !figure.met)
+      .unwrap_or(&results[results.len() - 1])
+      .clone();
+    if rounds > 1 {
+      shown.name = format!("{} ({met}/{rounds} rounds)", shown.name);
+      shown.met = met == rounds;
+    }
+    figures.push(shown);
   }
   figures.push(stale(backend));
   figures
@@ -114,7 +129,7 @@ fn race(backend: &Backend, n: usize) -> Figure {
   let name = format!("{}: {n} at once", backend.name);
   let target = format!("1 ran, {} exit 4 naming it", n - 1);
   let before = backend.run_ids();
-  let args = backend.failover("60");
+  let args = backend.failover("100");
   let children: Vec<_> = (0..n).map(|_| backend.test.spawn(&args)).collect();
   let outputs: Vec<_> = children
     .into_iter()

@@ -70,7 +70,7 @@ fn scenario(outage: Outage) -> Vec<Figure> {
     "--sim",
     "--yes",
     "--time-scale",
-    "40",
+    "60",
     "--state",
     STATE,
   ];
