@@ -7,8 +7,8 @@
 //! get where it was sent: zero leaks from a secret that never travelled would prove nothing.
 //!
 //! The canary is then counted — raw, base64 (all three alignments), URL-encoded and JSON-escaped
-//! — in the stdout and stderr of every process (text and `--output json`, with `DRCTL_LOG=debug`
-//! logs in text and JSON), every file under the state directory (journals, the simulator's world
+//! — in the stdout and stderr of every process (text and `--output json`; `DRCTL_LOG=debug` text
+//! logs and `DRCTL_LOG=trace` JSON logs, every crate's; `plan` and `run --dry-run` too), every file under the state directory (journals, the simulator's world
 //! and operation log, locks), `drctl status`/`runs`, and every report format
 //! (`drctl report RUN --format json|md|junit|html`, to stdout and to a file).
 
@@ -296,6 +296,25 @@ pub fn run(config: &Config) -> Vec<Figure> {
   for output in ["text", "json"] {
     let code = succeed.run(&succeed.run_args(&hook, 0, output));
     tally_run(&mut activity, &succeed, code, 0);
+  }
+  // The dry-run views of the same runbook: `plan` and `run --dry-run` describe every change.
+  for output in ["text", "json"] {
+    let mut plan: Vec<String> = ["plan", "secrets.yaml", "--sim", "-p"]
+      .map(String::from)
+      .to_vec();
+    plan.extend([format!("hook={hook}"), "--output".into(), output.into()]);
+    let mut dry_run = succeed.run_args(&hook, 0, output);
+    dry_run.push("--dry-run".into());
+    for args in [plan, dry_run] {
+      let code = succeed.run(&args);
+      if code != 0 {
+        eprintln!(
+          "   secrets: `drctl {}` exited {code}:\n{}",
+          args.join(" "),
+          succeed.last_stderr()
+        );
+      }
+    }
   }
   scenarios.push(succeed);
 
