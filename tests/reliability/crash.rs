@@ -59,14 +59,14 @@ type Reported = Vec<(u64, String, Option<String>)>;
 const FINISH_LIMIT: Duration = Duration::from_secs(180);
 
 pub fn run(config: &Config) -> Vec<Figure> {
-  let mut figures = Vec::new();
+  let mut figures = vec![checker_catches_damage()];
   let sim_kills = if config.full { 500 } else { 40 };
   let sim = campaign(config, &Target::Sim, sim_kills, 3);
-  figures.extend(sim.figures("sim", sim_kills));
+  figures.extend(sim.figures(Target::Sim.name(), sim_kills));
   let moto_kills = if config.full { 50 } else { 4 };
   if moto_kills > 0 {
     let moto = campaign(config, &Target::Moto, moto_kills, 2);
-    figures.extend(moto.figures("moto", moto_kills));
+    figures.extend(moto.figures(Target::Moto.name(), moto_kills));
   }
   figures
 }
@@ -83,6 +83,13 @@ enum Target {
 const SIM_SCALES: [(&str, u64); 2] = [("200", 2_500), ("1000", 700)];
 
 impl Target {
+  fn name(&self) -> &'static str {
+    match self {
+      Target::Sim => "sim",
+      Target::Moto => "moto",
+    }
+  }
+
   /// The failover's command line and up to how long after its start a process is killed.
   fn failover(&self, rng: &mut fastrand::Rng) -> (Vec<String>, u64) {
     let (mut args, window): (Vec<String>, u64) = match self {
@@ -117,7 +124,10 @@ impl Target {
 /// Totals over many runs.
 #[derive(Default)]
 struct Tally {
+  /// Runs killed at least once (or that failed).
   runs: usize,
+  /// Runs that finished before their first kill came.
+  unkilled: usize,
   kills: usize,
   /// Kills that landed between a mutating step's intent and its outcome.
   kills_in_flight: usize,
@@ -135,11 +145,17 @@ struct Tally {
 
 impl Tally {
   fn add(&mut self, run: RunTally) {
-    self.runs += 1;
+    // A run that ended before its first kill tested nothing about crashes: it is counted apart
+    // (unless it failed, which counts against the target like any other failure).
+    if run.kills == 0 && run.succeeded {
+      self.unkilled += 1;
+    } else {
+      self.runs += 1;
+      self.succeeded += usize::from(run.succeeded);
+    }
     self.kills += run.kills;
     self.kills_in_flight += run.kills_in_flight;
     self.restarts += run.restarts;
-    self.succeeded += usize::from(run.succeeded);
     self.breached += usize::from(run.breached);
     self.duplicates += run.duplicates;
     self.missing_effects += run.missing_effects;
@@ -184,6 +200,11 @@ impl Tally {
         format!("{}/{} ({percent:.0} %)", self.succeeded, self.runs),
         "100 %",
         self.runs > 0 && self.succeeded == self.runs,
+      ),
+      Figure::info(
+        SECTION,
+        format!("{backend}: runs that ended before a kill (not counted)"),
+        self.unkilled,
       ),
       Figure::info(
         SECTION,
@@ -258,7 +279,15 @@ fn campaign(config: &Config, target: &Target, kills: usize, workers: usize) -> T
               crash_run(target, &mut rng, Some(&moto))
             }
           };
-          made.fetch_add(run.kills, Ordering::SeqCst);
+          let before = made.fetch_add(run.kills, Ordering::SeqCst);
+          // A line every 50 kills, so a long full run shows it is alive.
+          if (before + run.kills) / 50 > before / 50 {
+            eprintln!(
+              "   crash/{}: {} kills so far",
+              target.name(),
+              before + run.kills
+            );
+          }
           tally.lock().unwrap().add(run);
         }
       });
@@ -515,4 +544,57 @@ fn crash_run(target: &Target, rng: &mut fastrand::Rng, moto: Option<&Moto>) -> R
     let _ = test.dir.keep();
   }
   tally
+}
+
+/// The journal checks must be able to fail: a finished run's journal, damaged three ways (a record
+/// dropped, two swapped, one byte changed), is rejected by the strict reader and shows records
+/// lost against the original.
+fn checker_catches_damage() -> Figure {
+  let name = "journal checker rejects dropped/swapped/altered records";
+  let test = Test::new();
+  let run = test.run_args([
+    "failover",
+    "us-west-2",
+    "--sim",
+    "--yes",
+    "--time-scale",
+    "1000",
+  ]);
+  let Some(run_id) = test.run_ids().pop() else {
+    return Figure::new(
+      SECTION,
+      name,
+      format!("no run (exit {})", run.code()),
+      "3/3",
+      false,
+    );
+  };
+  let path = journal_path(&test, &run_id);
+  let Ok(original) = journal::strict(&path) else {
+    return Figure::new(
+      SECTION,
+      name,
+      "the intact journal was rejected",
+      "3/3",
+      false,
+    );
+  };
+  let lines: Vec<String> = original.iter().map(|line| line.text.clone()).collect();
+  let middle = lines.len() / 2;
+  let mut dropped = lines.clone();
+  dropped.remove(middle);
+  let mut swapped = lines.clone();
+  swapped.swap(middle, middle + 1);
+  let mut altered = lines.clone();
+  // One byte of the timestamp: 2026 becomes 3026, so the content no longer matches its CRC.
+  altered[middle] = altered[middle].replacen("\"ts\":\"2", "\"ts\":\"3", 1);
+  let mut caught = 0;
+  for damaged in [dropped, swapped, altered] {
+    let file = test.path().join("damaged.jsonl");
+    std::fs::write(&file, damaged.concat()).expect("write the damaged journal");
+    let rejected = journal::strict(&file).is_err();
+    let lost = journal::lost(&original, &journal::durable(&file));
+    caught += usize::from(rejected && lost > 0);
+  }
+  Figure::new(SECTION, name, format!("{caught}/3"), "3/3", caught == 3)
 }
