@@ -137,7 +137,17 @@ impl Check for ReplicaStatus {
       )));
     };
     let lag = ctx.cloud.rds.replica_lag(region, &instance.id).await?;
-    if let Some(limit) = args.opt_duration("max_lag") {
+    let max_lag = args.opt_duration("max_lag");
+    // `--accept-data-loss` (or `accept_data_loss: true`) is the operator saying the lag is known
+    // and accepted: a pre-flight lag check must not stop the failover that the promotion guard
+    // would let through. The lag is still measured and reported.
+    let beyond = max_lag.is_some_and(|limit| lag.is_none_or(|lag| lag > limit));
+    let accepted = if beyond && ctx.accept_data_loss {
+      " (beyond max_lag: accepted, --accept-data-loss)"
+    } else {
+      ""
+    };
+    if let Some(limit) = max_lag.filter(|_| !ctx.accept_data_loss) {
       match lag {
         Some(lag) if lag > limit => {
           return Err(ActionError::failed(format!(
@@ -159,13 +169,16 @@ impl Check for ReplicaStatus {
     }
     let lag_text = lag.map_or("unknown".to_string(), human);
     Ok(
-      Outcome::new(format!("{}, lag {lag_text}", describe_instance(&instance)))
-        .output("status", &instance.status)
-        .output("source", source)
-        .output(
-          "lag_seconds",
-          lag.map_or(String::new(), |lag| lag.as_secs().to_string()),
-        ),
+      Outcome::new(format!(
+        "{}, lag {lag_text}{accepted}",
+        describe_instance(&instance)
+      ))
+      .output("status", &instance.status)
+      .output("source", source)
+      .output(
+        "lag_seconds",
+        lag.map_or(String::new(), |lag| lag.as_secs().to_string()),
+      ),
     )
   }
 }

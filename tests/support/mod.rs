@@ -205,4 +205,9 @@ pub fn signal(child: &Child, signal: &str) {
   assert!(status.success());
 }
 
+pub mod capture;
+pub mod journal;
 pub mod moto;
+pub mod proxy;
+pub mod recording;
+pub mod s3;
