@@ -185,6 +185,8 @@ pub fn load(
   runbooks: &Path,
   catalog: &dyn ActionCatalog,
 ) -> Result<Drill, Diagnostics> {
+  // A byte-order mark (Windows editors write one) is not part of the content.
+  let text = text.strip_prefix('\u{feff}').unwrap_or(text);
   let document = parse_document(text);
   let mut checker = Checker {
     path,
@@ -197,7 +199,8 @@ pub fn load(
     Some(root) => checker.drill(root, runbooks, catalog),
     None => {
       if checker.errors.is_empty() {
-        checker.report(Span::default(), 1, String::new(), DiagnosticKind::Empty);
+        // An empty file still gets a position: its start.
+        checker.report(Span { line: 1, column: 1 }, 1, String::new(), DiagnosticKind::Empty);
       }
       None
     }

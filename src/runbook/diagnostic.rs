@@ -481,6 +481,24 @@ pub struct Diagnostics {
 
 impl Diagnostics {
   pub fn new(path: PathBuf, source: String, mut items: Vec<Diagnostic>) -> Diagnostics {
+    // The YAML scanner places an error at the end of the input on the line after the last one
+    // (and an empty value at the end on its own line); point at the end of the last line
+    // instead, so that every position is one the user can find in the file.
+    let lines: Vec<&str> = source.split('\n').collect();
+    for item in &mut items {
+      if item.span.line == 0 {
+        continue;
+      }
+      let last = lines.len().max(1);
+      if item.span.line > last {
+        item.span.line = last;
+        item.span.column = usize::MAX;
+      }
+      let length = lines
+        .get(item.span.line - 1)
+        .map_or(0, |line| line.strip_suffix('\r').unwrap_or(line).chars().count());
+      item.span.column = item.span.column.clamp(1, length + 1);
+    }
     // In file order; stable, so errors at one position keep the order they were found in.
     items.sort_by_key(|item| item.span);
     let line_starts = std::iter::once(0)
