@@ -72,28 +72,7 @@ pub fn load(
 ) -> Result<Runbook, Diagnostics> {
   let text = match std::str::from_utf8(bytes) {
     Ok(text) => text,
-    Err(error) => {
-      let valid = String::from_utf8_lossy(&bytes[..error.valid_up_to()]);
-      let line = valid.matches('\n').count() + 1;
-      let column = valid
-        .rsplit('\n')
-        .next()
-        .map_or(0, |last| last.chars().count())
-        + 1;
-      let diagnostic = Diagnostic {
-        path: path.to_path_buf(),
-        span: Span { line, column },
-        width: 1,
-        key: String::new(),
-        kind: DiagnosticKind::NotUtf8,
-      };
-      let source = String::from_utf8_lossy(bytes).into_owned();
-      return Err(Diagnostics::new(
-        path.to_path_buf(),
-        source,
-        vec![diagnostic],
-      ));
-    }
+    Err(error) => return Err(Diagnostics::not_utf8(path, bytes, error.valid_up_to())),
   };
   // A byte-order mark (Windows editors write one) is not part of the content.
   let text = text.strip_prefix('\u{feff}').unwrap_or(text);
@@ -107,7 +86,12 @@ pub fn load(
     None => {
       if checker.errors.is_empty() {
         // An empty file still gets a position: its start.
-        checker.report(Span { line: 1, column: 1 }, 1, String::new(), DiagnosticKind::Empty);
+        checker.report(
+          Span { line: 1, column: 1 },
+          1,
+          String::new(),
+          DiagnosticKind::Empty,
+        );
       }
       None
     }
@@ -1531,7 +1515,9 @@ mod tests {
   fn a_nul_byte_is_an_error_not_the_end_of_the_file() {
     let yaml = format!("{HEADER}steps: []\n\0garbage: [\n");
     assert_eq!(spans(yaml.as_bytes()), vec![(5, 1)]);
-    assert!(matches!(&kinds(&yaml)[0], DiagnosticKind::Syntax { message } if message.contains("U+0000")));
+    assert!(
+      matches!(&kinds(&yaml)[0], DiagnosticKind::Syntax { message } if message.contains("U+0000"))
+    );
   }
 
   #[test]

@@ -147,7 +147,7 @@ fn fuzz_budget(config: &Config) -> (u64, Duration) {
   let executions = std::env::var("DRCTL_FUZZ_EXECUTIONS")
     .ok()
     .and_then(|value| value.parse().ok())
-    .unwrap_or(if config.full { 100_000 } else { 3_000 });
+    .unwrap_or(if config.full { 100_000 } else { 10_000 });
   let seconds = std::env::var("DRCTL_FUZZ_SECONDS")
     .ok()
     .and_then(|value| value.parse().ok())
@@ -254,7 +254,8 @@ fn runbook_fixtures() -> Vec<Case> {
         .expect("fixtures are under the repository")
         .to_string_lossy()
         .into_owned();
-      let expected = std::fs::read_to_string(fixture.with_extension("expected")).unwrap_or_default();
+      let expected =
+        std::fs::read_to_string(fixture.with_extension("expected")).unwrap_or_default();
       let run = validate(&relative);
       let mut case = judge(relative.clone(), &run, &relative, Some(&expected));
       // The binary prints exactly the fixture's diagnostics, nothing more.
@@ -276,7 +277,8 @@ fn drill_fixtures() -> Vec<Case> {
         .to_string_lossy()
         .into_owned();
       let bytes = std::fs::read(&fixture).expect("read the drill fixture");
-      let expected = std::fs::read_to_string(fixture.with_extension("expected")).unwrap_or_default();
+      let expected =
+        std::fs::read_to_string(fixture.with_extension("expected")).unwrap_or_default();
       // The fixture's diagnostics name it by its path in the repository; here it is `drills/NAME`.
       let expected = expected.replace("tests/fixtures/drills/invalid/", "drills/");
       let test = Test::new();
@@ -315,31 +317,32 @@ fn huge_runbook(steps: usize) -> (String, usize) {
 fn generated_cases() -> Vec<Case> {
   let dir = tempfile::tempdir().expect("a temporary directory");
   let mut cases = Vec::new();
-  let mut check = |name: &str, contents: Vec<u8>, expected: &str, position: Option<(usize, usize)>| {
-    let path = dir.path().join(name);
-    std::fs::write(&path, contents).expect("write the generated case");
-    let file = path.to_string_lossy().into_owned();
-    let started = Instant::now();
-    let run = validate(&file);
-    let elapsed = started.elapsed();
-    let mut case = judge(format!("generated {name}"), &run, &file, None);
-    let stderr = run.stderr();
-    case.expected_message = stderr.contains(expected);
-    if let Some(position) = position {
-      let found = error_blocks(&stderr)
-        .iter()
-        .find(|block| block.contains(expected))
-        .and_then(|block| has_position(block, &file));
-      case.positioned &= found == Some(position);
-    }
-    case.detail = format!(
-      "exit {} in {:.1}s\n--- stderr\n{}--- expected message\n{expected} at {position:?}",
-      run.code(),
-      elapsed.as_secs_f64(),
-      truncate(&stderr, 4000)
-    );
-    cases.push(case);
-  };
+  let mut check =
+    |name: &str, contents: Vec<u8>, expected: &str, position: Option<(usize, usize)>| {
+      let path = dir.path().join(name);
+      std::fs::write(&path, contents).expect("write the generated case");
+      let file = path.to_string_lossy().into_owned();
+      let started = Instant::now();
+      let run = validate(&file);
+      let elapsed = started.elapsed();
+      let mut case = judge(format!("generated {name}"), &run, &file, None);
+      let stderr = run.stderr();
+      case.expected_message = stderr.contains(expected);
+      if let Some(position) = position {
+        let found = error_blocks(&stderr)
+          .iter()
+          .find(|block| block.contains(expected))
+          .and_then(|block| has_position(block, &file));
+        case.positioned &= found == Some(position);
+      }
+      case.detail = format!(
+        "exit {} in {:.1}s\n--- stderr\n{}--- expected message\n{expected} at {position:?}",
+        run.code(),
+        elapsed.as_secs_f64(),
+        truncate(&stderr, 4000)
+      );
+      cases.push(case);
+    };
 
   // Thousands of steps (about 2.5 MB): the one error at the very end is still found and placed.
   let (text, line) = huge_runbook(30_000);
@@ -389,7 +392,9 @@ fn generated_cases() -> Vec<Case> {
   );
 
   // A billion laughs: aliases are refused before anything expands.
-  let mut text = String::from("apiVersion: drctl/v1\nkind: Runbook\nmetadata: { name: laughs }\nvars:\n  a0: &a0 lol\n");
+  let mut text = String::from(
+    "apiVersion: drctl/v1\nkind: Runbook\nmetadata: { name: laughs }\nvars:\n  a0: &a0 lol\n",
+  );
   for level in 1..10 {
     let previous = format!("*a{}", level - 1);
     text.push_str(&format!(
@@ -419,7 +424,8 @@ fn generated_cases() -> Vec<Case> {
     "control character U+0000 is not allowed",
     Some((1, 1)),
   );
-  let mut text = b"apiVersion: drctl/v1\nkind: Runbook\nmetadata: { name: nul }\nsteps: []\n".to_vec();
+  let mut text =
+    b"apiVersion: drctl/v1\nkind: Runbook\nmetadata: { name: nul }\nsteps: []\n".to_vec();
   text.extend_from_slice(b"\0unknown: [\n");
   check(
     "nul_then_garbage.yaml",
