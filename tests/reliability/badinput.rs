@@ -399,7 +399,7 @@ fn generated_cases() -> Vec<Case> {
     let previous = format!("*a{}", level - 1);
     text.push_str(&format!(
       "  a{level}: &a{level} [{}]\n",
-      vec![previous.as_str(); 10].join(", ")
+      [previous.as_str(); 10].join(", ")
     ));
   }
   text.push_str("steps: []\n");
