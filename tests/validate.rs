@@ -1,6 +1,6 @@
 //! `drctl validate`: the shipped runbooks are valid; every malformed fixture is reported exactly.
 
-use crate::support::{repo, Run, BIN};
+use crate::support::{repo, Run, Test, BIN};
 
 fn validate(path: &str) -> Run {
   Run(
@@ -36,7 +36,7 @@ fn every_malformed_runbook_exits_2_with_its_exact_diagnostics() {
     .filter(|path| path.extension().is_some_and(|ext| ext == "yaml"))
     .collect();
   fixtures.sort();
-  assert!(fixtures.len() >= 15, "only {} fixtures", fixtures.len());
+  assert!(fixtures.len() >= 50, "only {} fixtures", fixtures.len());
   for fixture in fixtures {
     let relative = fixture
       .strip_prefix(repo())
@@ -64,4 +64,39 @@ fn a_typo_a_cycle_and_an_unknown_reference_are_reported_together() {
   assert!(stderr.contains("unknown parameter `params.regoin`"));
   assert!(stderr.contains("three_errors.yaml:18:81"));
   assert!(stderr.contains("error: 3 errors in"));
+}
+
+/// Drill files are validated when drills are loaded (`drctl drill list`): each malformed drill,
+/// alone in `drills/`, exits 2 with its exact diagnostics (named by its path there).
+#[test]
+fn every_malformed_drill_exits_2_with_its_exact_diagnostics() {
+  let dir = repo().join("tests/fixtures/drills/invalid");
+  let mut fixtures: Vec<_> = std::fs::read_dir(&dir)
+    .unwrap()
+    .flatten()
+    .map(|entry| entry.path())
+    .filter(|path| path.extension().is_some_and(|ext| ext == "yaml"))
+    .collect();
+  fixtures.sort();
+  assert!(
+    fixtures.len() >= 15,
+    "only {} drill fixtures",
+    fixtures.len()
+  );
+  for fixture in fixtures {
+    let name = fixture.file_name().unwrap().to_string_lossy().into_owned();
+    let expected = std::fs::read_to_string(fixture.with_extension("expected"))
+      .unwrap()
+      .replace("tests/fixtures/drills/invalid/", "drills/");
+    let test = Test::new();
+    std::fs::create_dir_all(test.path().join("drills")).unwrap();
+    std::fs::copy(&fixture, test.path().join("drills").join(&name)).unwrap();
+    let run = test.run_args(["drill", "list"]).status(2);
+    assert!(
+      run.stderr().contains(expected.trim_end()),
+      "diagnostics of {name}\n--- expected\n{expected}\n--- got\n{}",
+      run.stderr()
+    );
+    assert!(!run.stderr().contains("panicked"), "{name}");
+  }
 }

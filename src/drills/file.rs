@@ -160,8 +160,11 @@ pub fn load_file(
   runbooks: &Path,
   catalog: &dyn ActionCatalog,
 ) -> Result<Drill, Diagnostics> {
-  match std::fs::read_to_string(path) {
-    Ok(text) => load(path, &text, runbooks, catalog),
+  match std::fs::read(path) {
+    Ok(bytes) => match std::str::from_utf8(&bytes) {
+      Ok(text) => load(path, text, runbooks, catalog),
+      Err(error) => Err(Diagnostics::not_utf8(path, &bytes, error.valid_up_to())),
+    },
     Err(error) => Err(Diagnostics::new(
       path.to_path_buf(),
       String::new(),
@@ -185,6 +188,8 @@ pub fn load(
   runbooks: &Path,
   catalog: &dyn ActionCatalog,
 ) -> Result<Drill, Diagnostics> {
+  // A byte-order mark (Windows editors write one) is not part of the content.
+  let text = text.strip_prefix('\u{feff}').unwrap_or(text);
   let document = parse_document(text);
   let mut checker = Checker {
     path,
@@ -197,7 +202,13 @@ pub fn load(
     Some(root) => checker.drill(root, runbooks, catalog),
     None => {
       if checker.errors.is_empty() {
-        checker.report(Span::default(), 1, String::new(), DiagnosticKind::Empty);
+        // An empty file still gets a position: its start.
+        checker.report(
+          Span { line: 1, column: 1 },
+          1,
+          String::new(),
+          DiagnosticKind::Empty,
+        );
       }
       None
     }
@@ -837,9 +848,9 @@ mod tests {
     assert!(files.len() >= 3);
     for file in files {
       let relative = file.strip_prefix(repo()).unwrap();
-      let text = std::fs::read_to_string(&file).unwrap();
-      // Relative paths (tests run in the crate root), so the expected text is portable.
-      let diagnostics = load(relative, &text, Path::new("runbooks"), &Catalog).unwrap_err();
+      // Relative paths (tests run in the crate root), so the expected text is portable. Read
+      // through `load_file`: some fixtures are not UTF-8.
+      let diagnostics = load_file(relative, Path::new("runbooks"), &Catalog).unwrap_err();
       let expected = std::fs::read_to_string(file.with_extension("expected")).unwrap_or_default();
       let actual = format!("{diagnostics}\n");
       if std::env::var_os("DRCTL_BLESS").is_some() {

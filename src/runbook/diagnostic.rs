@@ -481,6 +481,24 @@ pub struct Diagnostics {
 
 impl Diagnostics {
   pub fn new(path: PathBuf, source: String, mut items: Vec<Diagnostic>) -> Diagnostics {
+    // The YAML scanner places an error at the end of the input on the line after the last one
+    // (and an empty value at the end on its own line); point at the end of the last line
+    // instead, so that every position is one the user can find in the file.
+    let lines: Vec<&str> = source.split('\n').collect();
+    for item in &mut items {
+      if item.span.line == 0 {
+        continue;
+      }
+      let last = lines.len().max(1);
+      if item.span.line > last {
+        item.span.line = last;
+        item.span.column = usize::MAX;
+      }
+      let length = lines.get(item.span.line - 1).map_or(0, |line| {
+        line.strip_suffix('\r').unwrap_or(line).chars().count()
+      });
+      item.span.column = item.span.column.clamp(1, length + 1);
+    }
     // In file order; stable, so errors at one position keep the order they were found in.
     items.sort_by_key(|item| item.span);
     let line_starts = std::iter::once(0)
@@ -492,6 +510,26 @@ impl Diagnostics {
       line_starts,
       items,
     }
+  }
+
+  /// The one error of a file that is not UTF-8, placed at the first invalid byte.
+  pub fn not_utf8(path: &std::path::Path, bytes: &[u8], valid_up_to: usize) -> Diagnostics {
+    let valid = String::from_utf8_lossy(&bytes[..valid_up_to.min(bytes.len())]);
+    let line = valid.matches('\n').count() + 1;
+    let column = valid
+      .rsplit('\n')
+      .next()
+      .map_or(0, |last| last.chars().count())
+      + 1;
+    let diagnostic = Diagnostic {
+      path: path.to_path_buf(),
+      span: Span { line, column },
+      width: 1,
+      key: String::new(),
+      kind: DiagnosticKind::NotUtf8,
+    };
+    let source = String::from_utf8_lossy(bytes).into_owned();
+    Diagnostics::new(path.to_path_buf(), source, vec![diagnostic])
   }
 
   pub fn len(&self) -> usize {
@@ -535,10 +573,15 @@ impl Diagnostics {
       writeln!(f, "{pad}--> {}:{}", item.path.display(), item.span)?;
     }
     if let Some(text) = line {
-      // Tabs are drawn as one space so the caret stays under the right character.
+      // Tabs are drawn as one space so the caret stays under the right character; other
+      // control characters (a NUL, an escape sequence) as U+FFFD, never sent to the terminal.
       let text: String = text
         .chars()
-        .map(|c| if c == '\t' { ' ' } else { c })
+        .map(|c| match c {
+          '\t' => ' ',
+          c if c.is_control() => char::REPLACEMENT_CHARACTER,
+          c => c,
+        })
         .collect();
       let length = text.chars().count();
       let start = item.span.column.saturating_sub(1).min(length);

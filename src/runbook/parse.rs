@@ -176,9 +176,45 @@ pub fn join_key(parent: &str, name: &str) -> String {
   }
 }
 
+/// The first character YAML does not allow in a stream (C0 and C1 controls other than tab,
+/// line breaks and NEL, DEL, U+FFFE/U+FFFF), with its position. The scanner stops at a NUL as if
+/// the file ended there, so without this check whatever follows a NUL would be silently ignored.
+fn forbidden_character(text: &str) -> Option<(Span, char)> {
+  let mut line = 1;
+  let mut column = 1;
+  for c in text.chars() {
+    let forbidden = matches!(c, '\u{0}'..='\u{8}' | '\u{b}' | '\u{c}' | '\u{e}'..='\u{1f}' | '\u{7f}')
+      || matches!(c, '\u{80}'..='\u{84}' | '\u{86}'..='\u{9f}' | '\u{fffe}' | '\u{ffff}');
+    if forbidden {
+      return Some((Span { line, column }, c));
+    }
+    if c == '\n' {
+      line += 1;
+      column = 1;
+    } else {
+      column += 1;
+    }
+  }
+  None
+}
+
 /// Read `text` as one YAML document.
 pub fn parse_document(text: &str) -> Document {
   let mut document = Document::default();
+  if let Some((span, c)) = forbidden_character(text) {
+    document.errors.push(ParseError {
+      span,
+      width: 1,
+      key: String::new(),
+      kind: DiagnosticKind::Syntax {
+        message: format!(
+          "control character U+{:04X} is not allowed in a YAML file",
+          u32::from(c)
+        ),
+      },
+    });
+    return document;
+  }
   let mut parser = Parser::new_from_str(text);
   let mut stack: Vec<Frame> = Vec::new();
   let mut documents = 0;

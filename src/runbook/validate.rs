@@ -72,29 +72,10 @@ pub fn load(
 ) -> Result<Runbook, Diagnostics> {
   let text = match std::str::from_utf8(bytes) {
     Ok(text) => text,
-    Err(error) => {
-      let valid = String::from_utf8_lossy(&bytes[..error.valid_up_to()]);
-      let line = valid.matches('\n').count() + 1;
-      let column = valid
-        .rsplit('\n')
-        .next()
-        .map_or(0, |last| last.chars().count())
-        + 1;
-      let diagnostic = Diagnostic {
-        path: path.to_path_buf(),
-        span: Span { line, column },
-        width: 1,
-        key: String::new(),
-        kind: DiagnosticKind::NotUtf8,
-      };
-      let source = String::from_utf8_lossy(bytes).into_owned();
-      return Err(Diagnostics::new(
-        path.to_path_buf(),
-        source,
-        vec![diagnostic],
-      ));
-    }
+    Err(error) => return Err(Diagnostics::not_utf8(path, bytes, error.valid_up_to())),
   };
+  // A byte-order mark (Windows editors write one) is not part of the content.
+  let text = text.strip_prefix('\u{feff}').unwrap_or(text);
   let document = parse_document(text);
   let mut checker = Checker::new(path, text, catalog);
   for error in document.errors {
@@ -104,7 +85,13 @@ pub fn load(
     Some(root) => checker.runbook(root),
     None => {
       if checker.errors.is_empty() {
-        checker.report(Span::default(), 1, String::new(), DiagnosticKind::Empty);
+        // An empty file still gets a position: its start.
+        checker.report(
+          Span { line: 1, column: 1 },
+          1,
+          String::new(),
+          DiagnosticKind::Empty,
+        );
       }
       None
     }
@@ -1505,6 +1492,49 @@ mod tests {
   }
 
   const HEADER: &str = "apiVersion: drctl/v1\nkind: Runbook\nmetadata: { name: t }\n";
+
+  /// The positions of the diagnostics of `yaml`.
+  fn spans(yaml: &[u8]) -> Vec<(usize, usize)> {
+    match load(Path::new("rb.yaml"), yaml, &CATALOG) {
+      Ok(_) => Vec::new(),
+      Err(diagnostics) => diagnostics
+        .iter()
+        .map(|diagnostic| (diagnostic.span.line, diagnostic.span.column))
+        .collect(),
+    }
+  }
+
+  // Found by the reliability suite's fuzzer (tests/reliability/fuzz.rs).
+  #[test]
+  fn a_byte_order_mark_is_not_part_of_the_first_key() {
+    let yaml = format!("\u{feff}{HEADER}steps: []\n");
+    check(&yaml).unwrap_or_else(|diagnostics| panic!("{diagnostics}"));
+  }
+
+  #[test]
+  fn a_nul_byte_is_an_error_not_the_end_of_the_file() {
+    let yaml = format!("{HEADER}steps: []\n\0garbage: [\n");
+    assert_eq!(spans(yaml.as_bytes()), vec![(5, 1)]);
+    assert!(
+      matches!(&kinds(&yaml)[0], DiagnosticKind::Syntax { message } if message.contains("U+0000"))
+    );
+  }
+
+  #[test]
+  fn an_error_at_the_end_of_the_input_is_placed_on_its_last_line() {
+    // The scanner puts it on line 5, after the last line.
+    let yaml = format!("{HEADER}params:\n  p: {{ type: string, allowed: ");
+    assert_eq!(spans(yaml.as_bytes()), vec![(5, 31)]);
+    let yaml = format!("{HEADER}steps: [\n");
+    let found = spans(yaml.as_bytes());
+    assert!(found.iter().all(|&(line, _)| line <= 5), "{found:?}");
+  }
+
+  #[test]
+  fn an_empty_file_is_reported_at_its_start() {
+    assert_eq!(spans(b""), vec![(1, 1)]);
+    assert_eq!(spans(b"\n\n"), vec![(1, 1)]);
+  }
 
   fn fixtures(kind: &str) -> Vec<PathBuf> {
     let dir = Path::new("tests/fixtures/runbooks").join(kind);

@@ -1,13 +1,621 @@
-//! Reliability section `faults` (placeholder until its helper lands it).
+//! Reliability section `faults`: throttling (30 %), 5xx (10 %), latency and hung calls on every
+//! backend, with the real binary.
+//!
+//! * **Simulator.** The built-in world with seeded faults on every AWS service (`rds`, `ecs`,
+//!   `route53`, `s3`; HTTP probes are left alone so that a failure is about AWS): throttling
+//!   30 %, 5xx 10 %, a hung call 1 %, and extra latency on the polled operations. Runs of
+//!   `regional-failover` as shipped (three attempts per step), of a copy with ten attempts per
+//!   step ("patient": retries that suffice), and of `backup-restore-validation`.
+//! * **SDK.** A loopback fault proxy ([`faultproxy`]) in front of a seeded moto server answers
+//!   each AWS API call, at random, with that protocol's throttling error, a 5xx, a delay, or no
+//!   answer at all; the rest it forwards. `drctl --sandbox` runs through it.
+//!
+//! Every run has an outer wall-clock deadline; a run that passes it is killed and counted as
+//! hung. For every run that fails, the error the user saw (the `✗` line on stderr) must carry
+//! the AWS error code and request id, or be the step's timeout after a hung call. Retries are
+//! counted from the journal (`step_failed` with `will_retry`). No mutating effect may be applied
+//! twice: the same operation with the same target and arguments in the simulator's operation
+//! log, or forwarded and answered 2xx by moto, more than once per run.
+//!
+//! Knobs: `DRCTL_FAULTS_SIM_RUNS` (runs per simulator scenario), `DRCTL_FAULTS_SDK_RUNS`.
 
-use crate::{Config, Figure};
+#[path = "faultproxy.rs"]
+mod faultproxy;
 
-pub fn run(_config: &Config) -> Vec<Figure> {
-  vec![Figure::new(
-    "faults",
-    "section implemented",
-    "no",
-    "yes",
-    false,
-  )]
+use std::{
+  collections::BTreeMap,
+  io::Read,
+  process::Stdio,
+  time::{Duration, Instant},
+};
+
+use crate::{
+  support::{moto::Moto, Test},
+  Config, Figure,
+};
+
+const SECTION: &str = "faults";
+
+/// The faults every AWS service of the simulated world gets (`HANG` is replaced by the hang
+/// probability of the scenario).
+const SIM_FAULTS: &str = "faults:\n\
+  \x20 rds: { throttle: 0.3, error: 0.1, hang: HANG }\n\
+  \x20 ecs: { throttle: 0.3, error: 0.1, hang: HANG }\n\
+  \x20 route53: { throttle: 0.3, error: 0.1, hang: HANG }\n\
+  \x20 s3: { throttle: 0.3, error: 0.1, hang: HANG }\n\
+  \x20 DescribeDBInstances: { latency: 3s }\n\
+  \x20 DescribeServices: { latency: 2s }\n\
+  \x20 GetChange: { latency: 5s }\n";
+
+/// The simulated world runs this much faster than the wall clock, so that a hung call reaches
+/// its step's 10-minute timeout in a second and a half.
+const TIME_SCALE: &str = "400";
+
+/// What happened to runs of one scenario.
+#[derive(Default, Debug)]
+struct Tally {
+  runs: usize,
+  completed: usize,
+  /// Runs that failed with an AWS error as the reason the user saw.
+  aws_failures: usize,
+  /// ... of which the error named the AWS code and the request id.
+  aws_failures_explained: usize,
+  /// Runs that failed because a hung call reached the step's timeout.
+  hang_timeouts: usize,
+  /// Runs that passed the outer deadline (killed by the harness).
+  hung_runs: usize,
+  /// Runs that failed for any other reason (with the reason, for the log).
+  unexplained: Vec<String>,
+  retries: usize,
+  /// AWS errors on stderr (`... failed with CODE (HTTP n) ...`), and how many named a request id.
+  errors_shown: usize,
+  errors_with_id: usize,
+  /// Failed runs whose failing step stopped with retryable error and attempts left.
+  gave_up_early: Vec<String>,
+  /// Runs that must complete (retries suffice), and how many did.
+  must_complete: usize,
+  must_complete_done: usize,
+  duplicate_effects: Vec<String>,
+}
+
+impl Tally {
+  fn add(&mut self, other: Tally) {
+    self.runs += other.runs;
+    self.completed += other.completed;
+    self.aws_failures += other.aws_failures;
+    self.aws_failures_explained += other.aws_failures_explained;
+    self.hang_timeouts += other.hang_timeouts;
+    self.hung_runs += other.hung_runs;
+    self.unexplained.extend(other.unexplained);
+    self.retries += other.retries;
+    self.errors_shown += other.errors_shown;
+    self.errors_with_id += other.errors_with_id;
+    self.gave_up_early.extend(other.gave_up_early);
+    self.must_complete += other.must_complete;
+    self.must_complete_done += other.must_complete_done;
+    self.duplicate_effects.extend(other.duplicate_effects);
+  }
+}
+
+/// One finished (or killed) run of the binary.
+struct Finished {
+  code: Option<i32>,
+  stdout: String,
+  stderr: String,
+  timed_out: bool,
+}
+
+/// Run the binary in `test`'s directory with a wall-clock deadline; kill it past the deadline.
+fn run_with_deadline(test: &Test, args: &[&str], deadline: Duration) -> Finished {
+  let mut child = test
+    .command(args)
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("drctl starts");
+  // Drain the pipes on threads so that a chatty run cannot block on a full pipe.
+  let mut stdout = child.stdout.take().expect("piped stdout");
+  let mut stderr = child.stderr.take().expect("piped stderr");
+  let out = std::thread::spawn(move || {
+    let mut text = String::new();
+    let _ = stdout.read_to_string(&mut text);
+    text
+  });
+  let err = std::thread::spawn(move || {
+    let mut text = String::new();
+    let _ = stderr.read_to_string(&mut text);
+    text
+  });
+  let started = Instant::now();
+  let mut timed_out = false;
+  let status = loop {
+    if let Ok(Some(status)) = child.try_wait() {
+      break Some(status);
+    }
+    if started.elapsed() > deadline {
+      timed_out = true;
+      let _ = child.kill();
+      break child.wait().ok();
+    }
+    std::thread::sleep(Duration::from_millis(20));
+  };
+  Finished {
+    code: status.and_then(|status| status.code()),
+    stdout: out.join().unwrap_or_default(),
+    stderr: err.join().unwrap_or_default(),
+    timed_out,
+  }
+}
+
+/// Judge one finished run from its output and journal.
+fn judge(test: &Test, finished: &Finished, label: &str, attempts: u64) -> Tally {
+  let mut tally = Tally {
+    runs: 1,
+    ..Tally::default()
+  };
+  let journal = test
+    .run_ids()
+    .last()
+    .map(|id| test.journal(id))
+    .unwrap_or_default();
+  let records: Vec<serde_json::Value> = journal
+    .lines()
+    .filter_map(|line| serde_json::from_str(line).ok())
+    .collect();
+  tally.retries = records
+    .iter()
+    .filter(|record| record["event"] == "step_failed" && record["will_retry"] == true)
+    .count();
+  // A step that stops on a retryable error must have used every attempt it had.
+  for record in &records {
+    let last = record["event"] == "step_failed" && record["will_retry"] == false;
+    let run_phase = record["phase"].as_str().is_none_or(|phase| phase == "run");
+    let retryable = record["error"]["retryable"] == true;
+    let attempt = record["attempt"].as_u64().unwrap_or(0);
+    if last && run_phase && retryable && attempt < attempts {
+      tally.gave_up_early.push(format!(
+        "{label}: step {} gave up after attempt {attempt} of {attempts}: {}",
+        record["step"], record["error"]["message"]
+      ));
+    }
+  }
+  for line in finished
+    .stderr
+    .lines()
+    .filter(|line| line.contains(" failed with "))
+  {
+    tally.errors_shown += 1;
+    if line.contains("[request id ") {
+      tally.errors_with_id += 1;
+    } else {
+      tally.unexplained.push(format!(
+        "{label}: an AWS error without a request id: {line}"
+      ));
+    }
+  }
+  if finished.timed_out {
+    tally.hung_runs = 1;
+    tally
+      .unexplained
+      .push(format!("{label}: passed the outer deadline and was killed"));
+    return tally;
+  }
+  match finished.code {
+    Some(0 | 3) => tally.completed = 1,
+    Some(1) => {
+      // The errors the user saw: `✗ step ...` progress lines (rollbacks included).
+      let failures: Vec<&str> = finished
+        .stderr
+        .lines()
+        .filter(|line| line.contains(" ✗ "))
+        .collect();
+      if failures.is_empty() {
+        tally.unexplained.push(format!(
+          "{label}: exit 1 without an error line\n{}{}",
+          finished.stdout, finished.stderr
+        ));
+      }
+      let mut aws = false;
+      let mut explained = true;
+      let mut hang = false;
+      for line in &failures {
+        if line.contains("(the step's timeout)") {
+          hang = true;
+        } else if let Some(error) = final_error(&records, line) {
+          aws = true;
+          let code = error["code"].as_str().unwrap_or_default();
+          let request_id = error["request_id"].as_str().unwrap_or_default();
+          if code.is_empty()
+            || request_id.is_empty()
+            || !line.contains(code)
+            || !line.contains(&format!("request id {request_id}"))
+          {
+            explained = false;
+            tally.unexplained.push(format!(
+              "{label}: AWS error without its code or request id: {line}"
+            ));
+          }
+        } else {
+          explained = false;
+          tally.unexplained.push(format!(
+            "{label}: a failure that is neither AWS nor a timeout: {line}"
+          ));
+        }
+      }
+      if aws {
+        tally.aws_failures = 1;
+        tally.aws_failures_explained = usize::from(explained);
+      }
+      if hang && !aws {
+        tally.hang_timeouts = 1;
+      }
+    }
+    other => tally.unexplained.push(format!(
+      "{label}: exit {other:?}\n{}{}",
+      finished.stdout, finished.stderr
+    )),
+  }
+  tally
+}
+
+/// The journal's record of the AWS error behind a `✗` line: the last `step_failed` of that step
+/// whose error has an AWS code.
+fn final_error<'a>(records: &'a [serde_json::Value], line: &str) -> Option<&'a serde_json::Value> {
+  records.iter().rev().find_map(|record| {
+    let step = record["step"].as_str()?;
+    let error = &record["error"];
+    (record["event"] == "step_failed"
+      && error["code"].is_string()
+      && line.contains(&format!(" {step} ")))
+    .then_some(error)
+  })
+}
+
+/// Mutating effects in the simulator's operation log applied more than once.
+fn sim_duplicates(test: &Test, label: &str) -> Vec<String> {
+  let Some(run_id) = test.run_ids().pop() else {
+    return Vec::new();
+  };
+  let log = std::fs::read_to_string(
+    test
+      .path()
+      .join(".drctl/runs")
+      .join(&run_id)
+      .join("operations.jsonl"),
+  )
+  .unwrap_or_default();
+  let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+  for line in log.lines() {
+    let Ok(op) = serde_json::from_str::<serde_json::Value>(line) else {
+      continue;
+    };
+    let key = format!(
+      "{} {} {} {}",
+      op["operation"], op["region"], op["target"], op["detail"]
+    );
+    *seen.entry(key).or_default() += 1;
+  }
+  seen
+    .into_iter()
+    .filter(|(_, count)| *count > 1)
+    .map(|(key, count)| format!("{label}: {key} applied {count} times"))
+    .collect()
+}
+
+fn world_with_faults(seed: u64, hang: f64) -> String {
+  let builtin = drctl::cloud::sim::BUILTIN_WORLD;
+  assert!(builtin.contains("faults: {}\n") && builtin.contains("\nseed: "));
+  let world = builtin.replace(
+    "faults: {}\n",
+    &SIM_FAULTS.replace("HANG", &hang.to_string()),
+  );
+  world
+    .lines()
+    .map(|line| {
+      if line.starts_with("seed: ") {
+        format!("seed: {seed}")
+      } else {
+        line.to_string()
+      }
+    })
+    .collect::<Vec<_>>()
+    .join("\n")
+    + "\n"
+}
+
+/// The shipped retry policy of `regional-failover`.
+const SHIPPED_RETRY: &str = "retry: { attempts: 3, backoff: 2s, max_backoff: 30s }";
+const SHIPPED_ATTEMPTS: u64 = 3;
+/// Enough attempts for a step to get through 40 % failed calls.
+const PATIENT_ATTEMPTS: u64 = 30;
+
+/// `regional-failover` with [`PATIENT_ATTEMPTS`] attempts per step: runs whose retries suffice.
+fn patient(runbook: &str) -> String {
+  assert!(
+    runbook.contains(SHIPPED_RETRY),
+    "the shipped retry policy changed"
+  );
+  runbook
+    .replace(
+      SHIPPED_RETRY,
+      &format!("retry: {{ attempts: {PATIENT_ATTEMPTS}, backoff: 1s, max_backoff: 5s }}"),
+    )
+    .replace("name: regional-failover", "name: patient-failover")
+}
+
+/// One way of running under simulated faults.
+struct Scenario {
+  name: &'static str,
+  args: &'static [&'static str],
+  hang: f64,
+  attempts: u64,
+  /// Every run must complete (its retries suffice and nothing hangs).
+  must_complete: bool,
+}
+
+const SCENARIOS: &[Scenario] = &[
+  Scenario {
+    name: "regional-failover (as shipped, 3 attempts, 1 % hangs)",
+    args: &["failover", "us-west-2", "--yes"],
+    hang: 0.01,
+    attempts: SHIPPED_ATTEMPTS,
+    must_complete: false,
+  },
+  Scenario {
+    name: "regional-failover (30 attempts, no hangs)",
+    args: &[
+      "run",
+      "runbooks/patient-failover.yaml",
+      "-p",
+      "target_region=us-west-2",
+      "--yes",
+    ],
+    hang: 0.0,
+    attempts: PATIENT_ATTEMPTS,
+    must_complete: true,
+  },
+  Scenario {
+    name: "backup-restore-validation (as shipped, 1 % hangs)",
+    args: &["run", "backup-restore-validation", "--yes"],
+    hang: 0.01,
+    attempts: SHIPPED_ATTEMPTS,
+    must_complete: false,
+  },
+];
+
+fn simulator(config: &Config, figures: &mut Vec<Figure>) -> Tally {
+  let default_runs = if config.full { 100 } else { 4 };
+  let runs = env_usize("DRCTL_FAULTS_SIM_RUNS").unwrap_or(default_runs);
+  let deadline = Duration::from_secs(90);
+  let shipped =
+    std::fs::read_to_string(crate::support::repo().join("runbooks/regional-failover.yaml"))
+      .expect("read regional-failover.yaml");
+  let mut total = Tally::default();
+  for (index, scenario) in SCENARIOS.iter().enumerate() {
+    let mut tally = Tally::default();
+    for run in 0..runs {
+      let seed = config
+        .seed
+        .wrapping_add((index as u64) << 32)
+        .wrapping_add(run as u64);
+      let test = Test::new()
+        .file("world.yaml", &world_with_faults(seed, scenario.hang))
+        .file("runbooks/patient-failover.yaml", &patient(&shipped));
+      let mut args: Vec<&str> = scenario.args.to_vec();
+      args.extend(["--sim", "world.yaml", "--time-scale", TIME_SCALE]);
+      let label = format!("sim {} (world seed {seed})", scenario.name);
+      let finished = run_with_deadline(&test, &args, deadline);
+      let mut one = judge(&test, &finished, &label, scenario.attempts);
+      one.duplicate_effects = sim_duplicates(&test, &label);
+      if scenario.must_complete {
+        one.must_complete = 1;
+        one.must_complete_done = one.completed;
+      }
+      tally.add(one);
+    }
+    figures.push(Figure::info(
+      SECTION,
+      format!(
+        "sim {}: completed · failed on AWS error · on a hang",
+        scenario.name
+      ),
+      format!(
+        "{}/{} · {} · {}",
+        tally.completed, tally.runs, tally.aws_failures, tally.hang_timeouts
+      ),
+    ));
+    total.add(tally);
+  }
+  total
+}
+
+fn env_usize(name: &str) -> Option<usize> {
+  std::env::var(name)
+    .ok()
+    .and_then(|value| value.parse().ok())
+}
+
+pub fn run(config: &Config) -> Vec<Figure> {
+  let mut figures = Vec::new();
+  let mut total = simulator(config, &mut figures);
+  let sdk = sdk(config, &mut figures);
+  total.add(sdk);
+
+  for problem in total
+    .unexplained
+    .iter()
+    .chain(&total.duplicate_effects)
+    .chain(&total.gave_up_early)
+  {
+    eprintln!("   faults: {problem}");
+  }
+  let unexplained = total.unexplained.len();
+  figures.extend([
+    Figure::info(SECTION, "runs under faults", total.runs),
+    Figure::info(SECTION, "runs completed", total.completed),
+    Figure::info(SECTION, "retries spent (journal)", total.retries),
+    Figure::new(
+      SECTION,
+      "runs whose retries suffice (×30 attempts, no hangs): completed",
+      format!("{}/{}", total.must_complete_done, total.must_complete),
+      "all",
+      total.must_complete_done == total.must_complete,
+    ),
+    Figure::new(
+      SECTION,
+      "failed runs that gave up with attempts left",
+      total.gave_up_early.len(),
+      "0",
+      total.gave_up_early.is_empty(),
+    ),
+    Figure::new(
+      SECTION,
+      "AWS errors shown to the user with code + request id",
+      format!("{}/{}", total.errors_with_id, total.errors_shown),
+      "100 %",
+      total.errors_with_id == total.errors_shown,
+    ),
+    Figure::new(
+      SECTION,
+      "failed runs: AWS errors shown with code + request id",
+      format!("{}/{}", total.aws_failures_explained, total.aws_failures),
+      "100 %",
+      total.aws_failures_explained == total.aws_failures,
+    ),
+    Figure::info(
+      SECTION,
+      "failed runs: hung call ended by the step timeout",
+      total.hang_timeouts,
+    ),
+    Figure::new(
+      SECTION,
+      "runs past the outer deadline (hung)",
+      total.hung_runs,
+      "0",
+      total.hung_runs == 0,
+    ),
+    Figure::new(
+      SECTION,
+      "failures neither AWS error nor step timeout",
+      unexplained - total.hung_runs.min(unexplained),
+      "0",
+      unexplained == total.hung_runs,
+    ),
+    Figure::new(
+      SECTION,
+      "mutating effects applied twice",
+      total.duplicate_effects.len(),
+      "0",
+      total.duplicate_effects.is_empty(),
+    ),
+  ]);
+  figures
+}
+
+/// Faults on the SDK path: 30 % throttling, 10 % 5xx, 2 % hung calls, 10 % latency spikes.
+const SDK_RATES: faultproxy::Rates = faultproxy::Rates {
+  throttle: 0.3,
+  error: 0.1,
+  hang: 0.02,
+  spike: 0.1,
+  spike_latency: Duration::from_millis(1500),
+};
+
+/// `regional-failover` (30 attempts per step) with `--sandbox` on a fresh moto behind the fault
+/// proxy, once per run.
+fn sdk(config: &Config, figures: &mut Vec<Figure>) -> Tally {
+  let runs = env_usize("DRCTL_FAULTS_SDK_RUNS").unwrap_or(if config.full { 10 } else { 1 });
+  // A hung call costs the SDK's 20 s attempt timeout; a run may meet a few.
+  let deadline = Duration::from_secs(400);
+  let shipped =
+    std::fs::read_to_string(crate::support::repo().join("runbooks/regional-failover.yaml"))
+      .expect("read regional-failover.yaml");
+  let mut tally = Tally::default();
+  let mut proxy_totals = faultproxy::Stats::default();
+  for run in 0..runs {
+    let moto = Moto::start();
+    let proxy =
+      faultproxy::FaultProxy::start(moto.port, SDK_RATES, config.seed.wrapping_add(run as u64));
+    let test = Test::new().file("runbooks/patient-failover.yaml", &patient(&shipped));
+    let state = test.path().join(".drctl");
+    moto.attach(&state);
+    // The sandbox record names moto's process (alive) and the proxy's endpoint: every call of
+    // `--sandbox` goes through the proxy.
+    let record = state.join("sandbox.json");
+    let mut sandbox: serde_json::Value =
+      serde_json::from_str(&std::fs::read_to_string(&record).expect("read sandbox.json"))
+        .expect("sandbox.json is JSON");
+    sandbox["endpoint"] = proxy.endpoint().into();
+    sandbox["port"] = proxy.port.into();
+    std::fs::write(&record, sandbox.to_string()).expect("write sandbox.json");
+
+    let label = format!("sdk regional-failover ×{PATIENT_ATTEMPTS} run {run}");
+    let started = Instant::now();
+    let finished = run_with_deadline(
+      &test,
+      &[
+        "run",
+        "runbooks/patient-failover.yaml",
+        "-p",
+        "target_region=us-west-2",
+        "--sandbox",
+        "--yes",
+      ],
+      deadline,
+    );
+    eprintln!(
+      "   faults: {label}: exit {:?} in {:.0}s",
+      finished.code,
+      started.elapsed().as_secs_f64()
+    );
+    let mut one = judge(&test, &finished, &label, PATIENT_ATTEMPTS);
+    one.must_complete = 1;
+    one.must_complete_done = one.completed;
+    // Give the proxy a moment to see the client close hung connections.
+    std::thread::sleep(Duration::from_millis(200));
+    let stats = proxy.take_stats();
+    for ((operation, body), count) in &stats.applied {
+      if *count > 1 {
+        one.duplicate_effects.push(format!(
+          "{label}: {operation} applied {count} times ({} bytes of request)",
+          body.len()
+        ));
+      }
+    }
+    proxy_totals.requests += stats.requests;
+    proxy_totals.throttled += stats.throttled;
+    proxy_totals.errors += stats.errors;
+    proxy_totals.spikes += stats.spikes;
+    proxy_totals.hung += stats.hung;
+    proxy_totals.hung_released += stats.hung_released;
+    tally.add(one);
+  }
+  figures.push(Figure::info(
+    SECTION,
+    "sdk (moto behind the fault proxy): completed · failed on AWS error · on a hang",
+    format!(
+      "{}/{} · {} · {}",
+      tally.completed, tally.runs, tally.aws_failures, tally.hang_timeouts
+    ),
+  ));
+  figures.push(Figure::info(
+    SECTION,
+    "sdk calls: throttled · 5xx · latency spikes · hung / total",
+    format!(
+      "{} · {} · {} · {} / {}",
+      proxy_totals.throttled,
+      proxy_totals.errors,
+      proxy_totals.spikes,
+      proxy_totals.hung,
+      proxy_totals.requests
+    ),
+  ));
+  figures.push(Figure::new(
+    SECTION,
+    "sdk hung calls ended by drctl (not left hanging)",
+    format!("{}/{}", proxy_totals.hung_released, proxy_totals.hung),
+    "all",
+    proxy_totals.hung_released == proxy_totals.hung,
+  ));
+  tally
 }
