@@ -110,6 +110,8 @@ async fn run_once(cloud: &Cloud, args: &actions::Args) -> bool {
     progress: &progress,
     cancel,
     single_probe: false,
+    expected: None,
+    dispatch: None,
     run: RunFacts::default(),
   };
   let observation = effect().observe(&ctx, args).await.unwrap();

@@ -688,6 +688,7 @@ mod tests {
       cancel,
       single_probe: false,
       expected,
+      dispatch: None,
       run: RunFacts::default(),
     };
     let start = tokio::time::Instant::now();
