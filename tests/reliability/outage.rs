@@ -19,9 +19,12 @@ use crate::{
 const SECTION: &str = "outage";
 
 pub fn run(_config: &Config) -> Vec<Figure> {
+  // One server for both scenarios (each run keeps its own journal objects in the bucket).
+  let moto = Moto::start();
+  s3::create_bucket(&moto, BUCKET);
   let mut figures = Vec::new();
-  figures.extend(scenario(Outage::Unreachable));
-  figures.extend(scenario(Outage::Deleted));
+  figures.extend(scenario(&moto, Outage::Unreachable));
+  figures.extend(scenario(&moto, Outage::Deleted));
   figures
 }
 
@@ -58,12 +61,10 @@ fn delete_bucket(moto: &Moto) -> bool {
     .is_ok_and(|status| status.success())
 }
 
-fn scenario(outage: Outage) -> Vec<Figure> {
+fn scenario(moto: &Moto, outage: Outage) -> Vec<Figure> {
   let label = outage.name();
-  let moto = Moto::start();
-  s3::create_bucket(&moto, BUCKET);
   let proxy = Proxy::start(moto.port);
-  let test = s3::s3_test(&moto, &proxy.endpoint());
+  let test = s3::s3_test(moto, &proxy.endpoint());
   let failover = [
     "failover",
     "us-west-2",
@@ -80,7 +81,7 @@ fn scenario(outage: Outage) -> Vec<Figure> {
   while started.elapsed() < Duration::from_secs(60) {
     run_id = s3::cached_run_ids(&test)
       .pop()
-      .filter(|id| s3::s3_records(&moto, id).len() >= 2);
+      .filter(|id| s3::s3_records(moto, id).len() >= 2);
     if run_id.is_some() {
       break;
     }
@@ -91,7 +92,7 @@ fn scenario(outage: Outage) -> Vec<Figure> {
       proxy.outage();
       true
     }
-    Outage::Deleted => delete_bucket(&moto),
+    Outage::Deleted => delete_bucket(moto),
   };
   let output = child.wait_with_output().expect("wait for drctl");
   let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
@@ -106,7 +107,7 @@ fn scenario(outage: Outage) -> Vec<Figure> {
   };
   let local = s3::cached_journal(&test, &run_id);
   let local_records = local.lines().count();
-  let in_s3_during = s3::s3_records(&moto, &run_id).len();
+  let in_s3_during = s3::s3_records(moto, &run_id).len();
   let completed = output.status.code() == Some(0)
     && local.contains(r#""event":"run_finished""#)
     && cut
@@ -132,10 +133,10 @@ fn scenario(outage: Outage) -> Vec<Figure> {
   // The bucket returns.
   match outage {
     Outage::Unreachable => proxy.restore(),
-    Outage::Deleted => s3::create_bucket(&moto, BUCKET),
+    Outage::Deleted => s3::create_bucket(moto, BUCKET),
   }
   let sync = test.run_args(["state", "sync", "--state", STATE]);
-  let remote = s3::s3_records(&moto, &run_id);
+  let remote = s3::s3_records(moto, &run_id);
   let joined: String = remote.iter().map(|(_, body)| body.as_str()).collect();
   let local_lines: Vec<&str> = local.split_inclusive('\n').collect();
   let lost = local_lines
@@ -172,7 +173,7 @@ fn scenario(outage: Outage) -> Vec<Figure> {
   ));
 
   // Another operator, with an empty cache, reads the same journal back through the bucket.
-  let other = s3::s3_test(&moto, &moto.endpoint);
+  let other = s3::s3_test(moto, &moto.endpoint);
   let status = other.run_args(["status", &run_id, "--state", STATE]);
   let pulled = s3::cached_journal(&other, &run_id);
   let again = test.run_args(["state", "sync", &run_id, "--state", STATE]);
