@@ -82,6 +82,19 @@ fn run_records_history_with_rto_and_rpo_against_targets() {
   assert!(stdout.contains("passed"), "{stdout}");
   assert!(stdout.contains("(15m)"), "{stdout}");
   assert!(stdout.contains("(5m)"), "{stdout}");
+  // Measured times read like the run summary's (`6m14s`, `9.4s`), not to the nanosecond.
+  let row = stdout.lines().find(|line| line.contains("passed")).unwrap();
+  let words: Vec<&str> = row.split_whitespace().collect();
+  let rto = words[3];
+  assert!(
+    rto.len() <= 6 && rto.ends_with('s') && !rto.contains('.'),
+    "RTO achieved `{rto}` in {row}"
+  );
+  let duration = words[7];
+  assert!(
+    duration.len() <= 6 && duration.ends_with('s'),
+    "duration `{duration}` in {row}"
+  );
   assert!(stdout.contains("no runs yet"), "{stdout}");
 
   let output = test.run_args([

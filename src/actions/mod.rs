@@ -107,8 +107,11 @@ pub struct Ctx<'a> {
   /// Journals that a request is about to leave the process (`step_dispatched`, fsynced), so a
   /// resumed run can tell "never sent" from "sent, answer lost". `None` where nothing is
   /// journalled (planning, drill notifications).
-  pub dispatch: Option<&'a (dyn Fn(&str) -> Result<(), String> + Send + Sync)>,
+  pub dispatch: Option<&'a DispatchHook<'a>>,
 }
+
+/// Journals a dispatch (`what` went out, and where); `Err` when the journal cannot be written.
+pub type DispatchHook<'a> = dyn Fn(&str) -> Result<(), String> + Send + Sync + 'a;
 
 /// What a step may know about the run around it.
 #[derive(Debug, Clone, Copy, Default)]

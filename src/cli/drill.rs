@@ -440,7 +440,16 @@ async fn notify_hook(ctx: &Context, drill: &Drill, entry: &HistoryEntry) {
   }
 }
 
+/// A measured duration (achieved RTO/RPO, run time, trend), as run summaries print it:
+/// `6m14s`, `9.4s` — not to the nanosecond.
 fn show(duration: Option<f64>) -> String {
+  duration.map_or("-".into(), |seconds| {
+    crate::actions::human(Duration::from_secs_f64(seconds.max(0.0)))
+  })
+}
+
+/// A target, as the drill file wrote it (`15m`).
+fn show_target(duration: Option<f64>) -> String {
   duration.map_or("-".into(), |seconds| {
     format_duration(Duration::from_secs_f64(seconds.max(0.0)))
   })
@@ -494,12 +503,12 @@ async fn history_command(ctx: &Context, name: Option<&str>) -> Result<i32, Error
           format!(
             "{} ({})",
             show(entry.rto_achieved_seconds),
-            show(entry.rto_target_seconds)
+            show_target(entry.rto_target_seconds)
           ),
           format!(
             "{} ({})",
             show(entry.rpo_achieved_seconds),
-            show(entry.rpo_target_seconds)
+            show_target(entry.rpo_target_seconds)
           ),
           show(Some(entry.duration_seconds)),
           delta(trend.rto_delta_previous_seconds),

@@ -5,7 +5,10 @@
 //!   scheduler wakes the moment a step finishes.
 //! * **Exactly-once effects.** A mutating step runs `observe` first, journals an intent (fsynced)
 //!   before `apply`, then `verify`. A resumed run skips succeeded steps; a step with an intent but
-//!   no outcome observes again and only applies if the effect is not already in place.
+//!   no outcome observes again and only applies if the effect is not already in place. An effect
+//!   with nothing to observe (a notification) also journals `step_dispatched` right before its
+//!   request leaves; on resume, an at-most-once effect dispatched with no outcome records its
+//!   unconfirmed outcome instead of sending again ([`Effect::unconfirmed`](crate::actions::Effect::unconfirmed)).
 //! * **Failure.** Retryable errors are retried with exponential backoff and jitter, up to the
 //!   step's attempts; the step's timeout bounds each attempt. `on_failure: abort` stops
 //!   scheduling, `continue` carries on, `rollback` runs the `rollback` action of every completed
