@@ -90,15 +90,24 @@ impl Effect for Command {
     let child = command
       .spawn()
       .map_err(|err| ActionError::failed(format!("cannot run `{program}`: {err}")))?;
-    let output = tokio::time::timeout(timeout, child.wait_with_output())
-      .await
-      .map_err(|_| {
-        ActionError::failed(format!(
-          "`{program}` did not finish within {}",
-          super::human(timeout)
-        ))
-      })?
-      .map_err(|err| ActionError::failed(format!("`{program}`: {err}")))?;
+    // An interrupt (Ctrl-C, SIGTERM) must not wait for a long check: dropping the child kills
+    // it (`kill_on_drop`), so the run's clean-up (always-steps) starts at once.
+    let mut cancel = ctx.cancel.clone();
+    let output = tokio::select! {
+      finished = tokio::time::timeout(timeout, child.wait_with_output()) => finished,
+      _ = cancel.wait_for(|cancelled| *cancelled) => {
+        return Err(ActionError::retryable(format!(
+          "interrupted while `{program}` ran; it was killed"
+        )));
+      }
+    }
+    .map_err(|_| {
+      ActionError::failed(format!(
+        "`{program}` did not finish within {}",
+        super::human(timeout)
+      ))
+    })?
+    .map_err(|err| ActionError::failed(format!("`{program}`: {err}")))?;
     let code = output.status.code().unwrap_or(-1);
     let expected = args.opt_int("expect_exit").unwrap_or(0);
     if i64::from(code) != expected {
@@ -134,5 +143,57 @@ impl Effect for Command {
         .output("exit_code", code)
         .output("stdout", result["stdout"].as_str().unwrap_or_default()),
     )
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use std::time::{Duration, Instant};
+
+  use super::*;
+  use crate::actions::RunFacts;
+
+  /// Ctrl-C during a long check kills the command at once instead of waiting for it, so the
+  /// run's clean-up (deleting a temporary instance) is not held up by a hung `psql`.
+  #[tokio::test]
+  async fn an_interrupt_kills_the_running_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = crate::cloud::sim::Sim::open(&crate::cloud::sim::SimOptions {
+      world: None,
+      time_scale: Some(1.0),
+      dir: dir.path().join("sim"),
+    })
+    .unwrap();
+    let cloud = sim.cloud();
+    let (interrupt, cancel) = tokio::sync::watch::channel(false);
+    let progress = |_: &str| {};
+    let ctx = Ctx {
+      cloud: &cloud,
+      run_id: "run-1",
+      step_id: "check",
+      rpo: None,
+      accept_data_loss: false,
+      force: false,
+      progress: &progress,
+      cancel,
+      single_probe: false,
+      expected: None,
+      dispatch: None,
+      run: RunFacts::default(),
+    };
+    let rendered = serde_json::json!({ "argv": ["sleep", "30"] });
+    let args = crate::actions::bind(COMMAND.spec, rendered.as_object().unwrap()).unwrap();
+    tokio::spawn(async move {
+      tokio::time::sleep(Duration::from_millis(200)).await;
+      interrupt.send(true).unwrap();
+    });
+    let start = Instant::now();
+    let err = Command.apply(&ctx, &args).await.unwrap_err();
+    assert!(err.to_string().contains("interrupted"), "{err}");
+    assert!(
+      start.elapsed() < Duration::from_secs(10),
+      "the command was waited for: {:?}",
+      start.elapsed()
+    );
   }
 }
