@@ -278,8 +278,11 @@ impl Limiter {
       Scope::Account => (family, String::new()),
       Scope::Region => (family, region.unwrap_or_default().to_string()),
     };
-    let now = self.clock.now();
     let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
+    // "Now" is read under the lock: read before it, a caller that lost the race would move
+    // `last` backwards and the next refill would count the same interval twice (observed: a
+    // few `DescribeServices` over the limit when 500 steps start at once).
+    let now = self.clock.now();
     let state = buckets.entry(key).or_insert(Tokens {
       tokens: bucket.burst,
       last: now,
@@ -290,7 +293,7 @@ impl Limiter {
       .as_secs_f64()
       * bucket.rate;
     state.tokens = (state.tokens + refill).min(bucket.burst);
-    state.last = now;
+    state.last = state.last.max(now);
     state.tokens -= f64::from(cost);
     if state.tokens >= 0.0 {
       Duration::ZERO
