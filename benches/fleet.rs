@@ -367,7 +367,9 @@ fn measure(dir: &Path, runbook: &str, world: &str, params: &[&str]) -> Sample {
     .count();
   let journal = std::fs::read_to_string(run_dir.join("journal.jsonl")).unwrap_or_default();
   let succeeded_steps = journal.matches("\"step_succeeded\"").count();
-  let _ = std::fs::remove_dir_all(&state);
+  if std::env::var_os("DRCTL_BENCH_KEEP").is_none() {
+    let _ = std::fs::remove_dir_all(&state);
+  }
   Sample {
     wall,
     peak_rss_kib: peak,
@@ -394,6 +396,10 @@ pub fn run(config: &Config) -> Measured {
   let fleet = if config.bench { FULL } else { SMOKE };
   let dir = tempfile::tempdir().expect("a temporary directory");
   let files = dir.path();
+  // DRCTL_BENCH_KEEP=1 keeps the generated files and every run's state, for profiling.
+  if std::env::var_os("DRCTL_BENCH_KEEP").is_some() {
+    eprintln!("   keeping {}", files.display());
+  }
   std::fs::write(files.join("fleet.yaml"), fleet_runbook(&fleet)).unwrap();
   std::fs::write(files.join("fleet-world.yaml"), fleet_world(&fleet)).unwrap();
   std::fs::write(files.join("single-world.yaml"), single_world(&fleet)).unwrap();
@@ -563,5 +569,8 @@ pub fn run(config: &Config) -> Measured {
       .collect::<Vec<_>>()
       .join(", ")
   );
+  if std::env::var_os("DRCTL_BENCH_KEEP").is_some() {
+    let _ = dir.keep();
+  }
   Measured { rows, notes }
 }

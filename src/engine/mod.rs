@@ -106,6 +106,11 @@ struct Shared {
   observer: Arc<dyn Observer>,
   approver: Arc<dyn Approver>,
   journal: Mutex<Journal>,
+  /// Group commit: the highest journal sequence number known durable. Held by the one task
+  /// that fsyncs on behalf of every record written before its fsync started.
+  durable: Mutex<u64>,
+  /// A second handle on the journal file, fsynced without holding `journal`.
+  sync_file: std::fs::File,
   records: Mutex<Vec<Record>>,
   started_at: DateTime<Utc>,
   /// Serializes approval prompts.
@@ -113,14 +118,24 @@ struct Shared {
 }
 
 impl Shared {
+  /// Journal a transition; it is durable when this returns. Concurrent steps share fsyncs
+  /// (group commit): a fleet of hundreds of steps starting at once would otherwise queue
+  /// hundreds of fsyncs, one after another, on the critical path.
   fn log(&self, event: Event) -> Result<Record, JournalError> {
-    let record = {
-      let mut journal = self
-        .journal
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-      journal.append(event)?
-    };
+    let record = self
+      .journal
+      .lock()
+      .unwrap_or_else(|poisoned| poisoned.into_inner())
+      .write(event)?;
+    let multi_thread = tokio::runtime::Handle::try_current()
+      .is_ok_and(|handle| handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if multi_thread {
+      // Waiting for the disk blocks this thread: let the runtime run other steps meanwhile
+      // (they write their records, and the next fsync covers them).
+      tokio::task::block_in_place(|| self.make_durable(record.seq))?;
+    } else {
+      self.make_durable(record.seq)?;
+    }
     self.observer.record(&record);
     self
       .records
@@ -128,6 +143,36 @@ impl Shared {
       .unwrap_or_else(|poisoned| poisoned.into_inner())
       .push(record.clone());
     Ok(record)
+  }
+
+  /// Return once record `seq` is durable: either an fsync that started after it was written
+  /// already finished, or this call fsyncs for it and every record written before.
+  fn make_durable(&self, seq: u64) -> Result<(), JournalError> {
+    let mut durable = self
+      .durable
+      .lock()
+      .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if *durable >= seq {
+      return Ok(());
+    }
+    let (upto, path) = {
+      let journal = self
+        .journal
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+      (journal.written_seq(), journal.path().to_path_buf())
+    };
+    self
+      .sync_file
+      .sync_data()
+      .map_err(|source| JournalError::Io { path, source })?;
+    *durable = upto;
+    self
+      .journal
+      .lock()
+      .unwrap_or_else(|poisoned| poisoned.into_inner())
+      .mark_durable(upto);
+    Ok(())
   }
 
   fn run_values(&self) -> RunValues {
@@ -327,12 +372,15 @@ pub async fn start(
   // The run's clock starts at its first record.
   let first = journal.append(event)?;
   observer.record(&first);
+  let sync_file = journal.sync_handle()?;
   let shared = Arc::new(Shared {
     plan,
     cloud,
     options,
     observer,
     approver,
+    durable: Mutex::new(first.seq),
+    sync_file,
     journal: Mutex::new(journal),
     started_at: first.ts,
     records: Mutex::new(vec![first]),
@@ -385,12 +433,15 @@ pub async fn resume(
   journal.set_redactor(plan.redactor());
   let started_at = first.ts;
   let prior = Prior::from_records(&records);
+  let sync_file = journal.sync_handle()?;
   let shared = Arc::new(Shared {
     plan,
     cloud,
     options,
     observer,
     approver,
+    durable: Mutex::new(journal.written_seq()),
+    sync_file,
     journal: Mutex::new(journal),
     records: Mutex::new(records),
     started_at,

@@ -274,6 +274,8 @@ pub struct Journal {
   redactor: Redactor,
   /// Where each durable line is handed for mirroring (the `s3://` backend), if anywhere.
   mirror: Option<MirrorSender>,
+  /// Lines written but not yet known durable (group commit), with their sequence numbers.
+  unsynced: Vec<(u64, String)>,
 }
 
 impl Journal {
@@ -298,6 +300,7 @@ impl Journal {
       next_seq: 1,
       redactor: Redactor::default(),
       mirror: None,
+      unsynced: Vec::new(),
     })
   }
 
@@ -324,6 +327,7 @@ impl Journal {
         next_seq,
         redactor: Redactor::default(),
         mirror: None,
+        unsynced: Vec::new(),
       },
       records,
     ))
@@ -345,6 +349,20 @@ impl Journal {
 
   /// Append an event; durable (fsynced) when this returns.
   pub fn append(&mut self, event: Event) -> Result<Record, JournalError> {
+    let record = self.write(event)?;
+    self.file.sync_data().map_err(|source| JournalError::Io {
+      path: self.path.clone(),
+      source,
+    })?;
+    self.mark_durable(record.seq);
+    Ok(record)
+  }
+
+  /// Write an event without waiting for the disk, for group commit: the record is durable only
+  /// once an fsync through [`Journal::sync_handle`] that started after this returned has
+  /// finished, and [`Journal::mark_durable`] has been told so. Nobody may act on the record
+  /// before then.
+  pub fn write(&mut self, event: Event) -> Result<Record, JournalError> {
     let record = Record {
       seq: self.next_seq,
       ts: Utc::now(),
@@ -358,19 +376,45 @@ impl Journal {
       source: io::Error::other(err),
     })?;
     line.push('\n');
-    let io_err = |source| JournalError::Io {
+    self
+      .file
+      .write_all(line.as_bytes())
+      .map_err(|source| JournalError::Io {
+        path: self.path.clone(),
+        source,
+      })?;
+    self.next_seq += 1;
+    self.unsynced.push((record.seq, line));
+    Ok(record)
+  }
+
+  /// The sequence number of the last record written (durable or not).
+  pub fn written_seq(&self) -> u64 {
+    self.next_seq - 1
+  }
+
+  /// A second handle on the journal file, to fsync it without holding the journal: while one
+  /// task waits for the disk, others keep writing, and the next fsync covers them all.
+  pub fn sync_handle(&self) -> Result<File, JournalError> {
+    self.file.try_clone().map_err(|source| JournalError::Io {
       path: self.path.clone(),
       source,
-    };
-    self.file.write_all(line.as_bytes()).map_err(io_err)?;
-    self.file.sync_data().map_err(io_err)?;
-    self.next_seq += 1;
-    // After the fsync: the local journal is the truth, the mirror only ever copies it. Sending
-    // never blocks (the uploader runs in the background).
-    if let Some(mirror) = &self.mirror {
-      mirror.send(record.seq, line);
+    })
+  }
+
+  /// Every record up to `seq` is durable (an fsync that started after it was written has
+  /// finished): hand their lines to the mirror. After the fsync: the local journal is the
+  /// truth, the mirror only ever copies it. Sending never blocks (the uploader runs in the
+  /// background).
+  pub fn mark_durable(&mut self, seq: u64) {
+    let done = self
+      .unsynced
+      .partition_point(|(line_seq, _)| *line_seq <= seq);
+    for (line_seq, line) in self.unsynced.drain(..done) {
+      if let Some(mirror) = &self.mirror {
+        mirror.send(line_seq, line);
+      }
     }
-    Ok(record)
   }
 }
 

@@ -407,13 +407,7 @@ impl Sim {
   pub(crate) fn refused(&self, service: &str, operation: &str, refusal: Refusal) -> CloudError {
     let reject = match refusal {
       Refusal::Throttled(_) => {
-        // The code each service really sends (ECS speaks JSON 1.1 and names it differently).
-        let code = if service == "ecs" {
-          "ThrottlingException"
-        } else {
-          "Throttling"
-        };
-        Reject::new(ErrorKind::Throttling, code, 400, "Rate exceeded")
+        Reject::new(ErrorKind::Throttling, "Throttling", 400, "Rate exceeded")
       }
       Refusal::Failed(_) => Reject::new(
         ErrorKind::Server,
