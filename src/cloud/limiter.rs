@@ -232,6 +232,12 @@ struct Tokens {
   /// May be negative: reservations waiting for the refill.
   tokens: f64,
   last: tokio::time::Instant,
+  /// The server's view of the same bucket: taken when a call is actually sent, never ahead of
+  /// time, with the full burst. Reservations pace callers fairly (first come, first served),
+  /// but a caller the runtime wakes late can arrive together with one paced after it; checking
+  /// this bucket at send time keeps such bunches from reaching the server.
+  sent: f64,
+  sent_last: tokio::time::Instant,
 }
 
 /// Token buckets per (family, region), on the backend's clock.
@@ -291,6 +297,8 @@ impl Limiter {
     let state = buckets.entry(key).or_insert(Tokens {
       tokens: capacity,
       last: now,
+      sent: bucket.burst,
+      sent_last: now,
     });
     let refill = self
       .clock
@@ -307,21 +315,67 @@ impl Limiter {
     }
   }
 
-  /// Wait until a call of `operation` may be sent.
+  /// Take `cost` tokens from the send-time bucket, or say how long until it has them.
+  fn take_at_send(
+    &self,
+    service: &str,
+    operation: &str,
+    region: Option<&str>,
+    cost: u32,
+  ) -> Duration {
+    let Some(family) = family(service, operation) else {
+      return Duration::ZERO;
+    };
+    let Some(bucket) = self.limits.get(family) else {
+      return Duration::ZERO;
+    };
+    let key = match scope(family) {
+      Scope::Account => (family, String::new()),
+      Scope::Region => (family, region.unwrap_or_default().to_string()),
+    };
+    let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
+    let now = self.clock.now();
+    let Some(state) = buckets.get_mut(&key) else {
+      return Duration::ZERO;
+    };
+    let refill = self
+      .clock
+      .to_modelled(now.saturating_duration_since(state.sent_last))
+      .as_secs_f64()
+      * bucket.rate;
+    state.sent = (state.sent + refill).min(bucket.burst);
+    state.sent_last = state.sent_last.max(now);
+    let cost = f64::from(cost);
+    if state.sent >= cost {
+      state.sent -= cost;
+      Duration::ZERO
+    } else {
+      Duration::try_from_secs_f64((cost - state.sent) / bucket.rate).unwrap_or(Duration::MAX)
+    }
+  }
+
+  /// Wait until a call of `operation` may be sent: its turn in the queue (a reservation), then
+  /// a token of the send-time bucket, taken just before the call leaves.
   pub async fn acquire(&self, service: &str, operation: &str, region: Option<&str>, cost: u32) {
-    let wait = self.reserve(service, operation, region, cost);
-    if !wait.is_zero() {
-      // Sleep a hair past the refill instant: the server's bucket (the simulator's, refilled
-      // on the same clock) must have the token by the time the request reaches it, whatever
-      // the rounding of the timer.
-      let margin = self.clock.to_modelled(Duration::from_millis(1));
-      tracing::trace!(
-        service,
-        operation,
-        wait_ms = wait.as_millis() as u64,
-        "rate limited"
-      );
-      self.clock.sleep(wait + margin).await;
+    // Sleep a hair past the refill instant: the server's bucket (the simulator's, refilled on
+    // the same clock) must have the token by the time the request reaches it, whatever the
+    // rounding of the timer.
+    let margin = self.clock.to_modelled(Duration::from_millis(1));
+    let mut wait = self.reserve(service, operation, region, cost);
+    loop {
+      if !wait.is_zero() {
+        tracing::trace!(
+          service,
+          operation,
+          wait_ms = wait.as_millis() as u64,
+          "rate limited"
+        );
+        self.clock.sleep(wait + margin).await;
+      }
+      wait = self.take_at_send(service, operation, region, cost);
+      if wait.is_zero() {
+        return;
+      }
     }
   }
 }
@@ -579,6 +633,53 @@ mod tests {
       limiter.reserve("route53", "GetChange", None, 1),
       Duration::ZERO
     );
+  }
+
+  /// Callers the runtime wakes late arrive together with callers paced after them. The
+  /// send-time bucket holds them back, so what leaves never exceeds what the server's bucket
+  /// (the same burst and rate, taken on arrival) allows: `burst + rate × elapsed`.
+  #[tokio::test(start_paused = true)]
+  async fn late_callers_never_send_more_than_the_server_bucket_allows() {
+    let limiter = std::sync::Arc::new(limiter(1.0, RateLimits::default()));
+    let start = tokio::time::Instant::now();
+    let sent = std::sync::Arc::new(Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for caller in 0..30u64 {
+      let (limiter, sent) = (limiter.clone(), sent.clone());
+      tasks.push(tokio::spawn(async move {
+        let wait = limiter.reserve("route53", "GetChange", None, 1);
+        // A busy runtime: the first ten callers wake 2 s after their turn, together with the
+        // callers paced then.
+        let late = if caller < 10 { 2000 } else { 0 };
+        tokio::time::sleep(wait + Duration::from_millis(late)).await;
+        loop {
+          let wait = limiter.take_at_send("route53", "GetChange", None, 1);
+          if wait.is_zero() {
+            break;
+          }
+          tokio::time::sleep(wait + Duration::from_millis(1)).await;
+        }
+        sent.lock().unwrap().push(start.elapsed());
+      }));
+    }
+    for task in tasks {
+      task.await.unwrap();
+    }
+    let mut sent = sent.lock().unwrap().clone();
+    sent.sort();
+    assert_eq!(sent.len(), 30);
+    // Route 53: burst 5, 5 per second. Within any window starting at a send, the calls sent
+    // fit the server's bucket.
+    for (i, first) in sent.iter().enumerate() {
+      for (j, last) in sent.iter().enumerate().skip(i) {
+        let allowed = 5.0 + 5.0 * (*last - *first).as_secs_f64();
+        assert!(
+          (j - i + 1) as f64 <= allowed + 1e-9,
+          "{} calls between {first:?} and {last:?}, the server allows {allowed}",
+          j - i + 1
+        );
+      }
+    }
   }
 
   #[tokio::test(start_paused = true)]
