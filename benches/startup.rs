@@ -40,6 +40,47 @@ fn generate(dir: &std::path::Path, count: usize) -> (usize, usize) {
   (bytes, lines)
 }
 
+/// CPU time (user + system) of this process's reaped children so far, from `/proc/self/stat`
+/// (`cutime` + `cstime`): on a loaded machine the wall time of a short command is mostly
+/// waiting for a core, its CPU time is not. `None` off Linux.
+fn children_cpu() -> Option<Duration> {
+  let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+  // Fields after the command name, which is in parentheses and may hold spaces.
+  let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+  // cutime and cstime are fields 16 and 17 of the whole line, 14 and 15 after `(comm)`: the
+  // line's field 3 is this list's index 0. Both count USER_HZ ticks, which Linux fixes at 100
+  // for /proc whatever the kernel's own tick rate.
+  let ticks: u64 = fields.get(13)?.parse::<u64>().ok()? + fields.get(14)?.parse::<u64>().ok()?;
+  Some(Duration::from_millis(ticks * 10))
+}
+
+/// Instructions `drctl ARGS` executes, counted by valgrind's callgrind (reproducible, unlike
+/// times on a shared machine); `None` when valgrind is not installed.
+fn instructions(test: &support::Test, args: &[&str]) -> Option<u64> {
+  let out = test.path().join("callgrind.out");
+  let output = std::process::Command::new("valgrind")
+    .arg("--tool=callgrind")
+    .arg(format!("--callgrind-out-file={}", out.display()))
+    .arg(support::BIN)
+    .args(args)
+    .current_dir(test.path())
+    .stdin(std::process::Stdio::null())
+    .output()
+    .ok()?;
+  if !output.status.success() {
+    return None;
+  }
+  // callgrind's summary line: `==PID== Collected : 158937921`.
+  String::from_utf8_lossy(&output.stderr)
+    .lines()
+    .find_map(|line| {
+      line
+        .split_once("Collected :")
+        .map(|(_, n)| n.trim().to_owned())
+    })
+    .and_then(|n| n.parse().ok())
+}
+
 fn time_command(test: &support::Test, args: &[&str]) -> Duration {
   let started = Instant::now();
   let run = test.run_args(args);
@@ -54,6 +95,11 @@ fn time_command(test: &support::Test, args: &[&str]) -> Duration {
   elapsed
 }
 
+/// What profiling found and changed (issue #6, item 5), with the instruction counts measured
+/// before and after under callgrind (`valgrind --tool=callgrind drctl validate DIR` over 100
+/// generated runbooks, 25 of each shipped one; release build).
+const PROFILE: &str = "- Profile (callgrind, release build, `drctl validate` over 100 generated runbooks, 25 of each shipped one): before, 158.9 M instructions (1.59 M per runbook): 38 % in the YAML scanner (yaml-rust2), 30 % in malloc/free, and 15.7 % in `alloc::fmt::format`, mostly 12,325 `format!` calls from the parser building a key path for every YAML node (`parent.name`, `parent[i]`) and more from the validator. Key paths are now built with one exact-size allocation (`runbook::parse::join_key`, `index_key`): 136.9 M instructions after (−13.9 %, 1.37 M per runbook). `drctl --version` executes 2.0 M instructions, 57 % of them the dynamic loader applying the 86,704 relative relocations of the PIE binary; left as is (packing them with `-z pack-relative-relocs` would require glibc ≥ 2.36 wherever drctl runs). The largest overhead of a simulated failover (P1) is not CPU (a whole run uses ~20 ms of CPU) but one `fdatasync` per journal record; see P1.";
+
 pub fn run(config: &Config) -> Measured {
   let (count, version_runs) = if config.bench { (1000, 200) } else { (40, 10) };
   let test = support::Test::new();
@@ -66,19 +112,48 @@ pub fn run(config: &Config) -> Measured {
   // output must name every file.
   let first = test.run_args(["validate", dir]);
   assert_eq!(first.code(), 0, "{}\n{}", first.stdout(), first.stderr());
+  let cpu_before = children_cpu();
   let mut validate: Vec<f64> = (0..config.repeats.max(3))
     .map(|_| time_command(&test, &["validate", dir]).as_secs_f64())
     .collect();
+  let validate_cpu = cpu_before
+    .zip(children_cpu())
+    .map(|(before, after)| (after - before).as_secs_f64() / validate.len() as f64);
   let validate_all = validate.clone();
   let validate = median(&mut validate);
 
+  let cpu_before = children_cpu();
   let mut version: Vec<f64> = (0..version_runs)
     .map(|_| time_command(&test, &["--version"]).as_secs_f64() * 1000.0)
     .collect();
+  let version_cpu = cpu_before
+    .zip(children_cpu())
+    .map(|(before, after)| (after - before).as_secs_f64() * 1000.0 / version_runs as f64);
+  // Instruction counts (bench only: valgrind runs ~50× slower): `--version`, and `validate`
+  // over 100 of the generated runbooks.
+  let counted = if config.bench {
+    let sample = generated.path().join("sample");
+    std::fs::create_dir_all(&sample).expect("create the sample directory");
+    let mut names: Vec<_> = std::fs::read_dir(dir)
+      .expect("read the generated runbooks")
+      .flatten()
+      .map(|entry| entry.path())
+      .collect();
+    names.sort();
+    // Every tenth, so the sample mixes the shipped runbooks as the whole set does.
+    for path in names.iter().step_by((names.len() / 100).max(1)).take(100) {
+      std::fs::copy(path, sample.join(path.file_name().expect("a file name")))
+        .expect("copy a runbook");
+    }
+    let sample = sample.to_str().expect("a UTF-8 temporary path").to_owned();
+    instructions(&test, &["--version"]).zip(instructions(&test, &["validate", &sample]))
+  } else {
+    None
+  };
   let version_min = version.iter().copied().fold(f64::INFINITY, f64::min);
   let version = median(&mut version);
 
-  let rows = vec![
+  let mut rows = vec![
     Row::new(
       "P4",
       format!("`drctl validate` over {count} generated runbooks"),
@@ -94,13 +169,33 @@ pub fn run(config: &Config) -> Measured {
       version < 10.0,
     ),
   ];
+  if let Some((version_ir, validate_ir)) = counted {
+    rows.push(Row::info(
+      "P4",
+      "instructions: `--version` / `validate` per runbook (callgrind)",
+      format!(
+        "{:.2} M / {:.2} M",
+        version_ir as f64 / 1e6,
+        validate_ir as f64 / 1e8
+      ),
+    ));
+  }
+  let cpu = |value: Option<f64>, unit: &str| {
+    value.map_or("n/a".to_owned(), |value| format!("{value:.1} {unit}"))
+  };
   let notes = format!(
-    "- `drctl validate DIR` over {count} runbooks ({:.1} MB, {lines} lines: the shipped \
+    "{PROFILE}\n\
+     - CPU time (user + system, from the children's `/proc` accounting): validate {} per run, \
+     `--version` {} per run. The machine is shared: the wall times above include waiting for a \
+     core.\n\
+     - `drctl validate DIR` over {count} runbooks ({:.1} MB, {lines} lines: the shipped \
      runbooks, each copy renamed with its own resource names), median of {} runs: {:.0} ms \
      (runs: {}).\n\
      - `drctl --version`, spawned {version_runs} times from the harness: median {version:.1} ms, \
      fastest {version_min:.1} ms (includes fork/exec and the dynamic loader).\n\
      - Binary: `{}`.\n",
+    cpu(validate_cpu.map(|secs| secs * 1000.0), "ms"),
+    cpu(version_cpu, "ms"),
     bytes as f64 / 1e6,
     validate_all.len(),
     validate * 1000.0,

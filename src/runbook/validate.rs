@@ -18,7 +18,7 @@ use super::{
   diagnostic::{Diagnostic, DiagnosticKind, Diagnostics},
   duration::parse_duration,
   model::*,
-  parse::{join_key, parse_document, plain_bool, Entry, Node, NodeValue, ScalarStyle},
+  parse::{index_key, join_key, parse_document, plain_bool, Entry, Node, NodeValue, ScalarStyle},
   suggest::did_you_mean,
   template::{Namespace, Reference, Template},
 };
@@ -584,7 +584,7 @@ impl<'a> Checker<'a> {
         let allowed_key = fields.key("allowed");
         if let Some(items) = self.expect_list(node, &allowed_key) {
           for (index, item) in items.iter().enumerate() {
-            let item_key = format!("{allowed_key}[{index}]");
+            let item_key = index_key(&allowed_key, index);
             if let Some(value) =
               self.param_value(item, &item_key, &entry.key, kind, "allowed value")
             {
@@ -762,7 +762,7 @@ impl<'a> Checker<'a> {
     let mut steps = Vec::new();
     let mut first_seen: HashMap<String, usize> = HashMap::new();
     for (index, item) in items.iter().enumerate() {
-      let key = format!("steps[{index}]");
+      let key = index_key("steps", index);
       let step = self.step(item, &key, index, defaults, &mut first_seen);
       steps.push(step);
     }
@@ -818,7 +818,7 @@ impl<'a> Checker<'a> {
       match &node.value {
         NodeValue::List(items) => {
           for (position, item) in items.iter().enumerate() {
-            if let Some(name) = self.expect_string(item, &format!("{needs_key}[{position}]")) {
+            if let Some(name) = self.expect_string(item, &index_key(&needs_key, position)) {
               needs.names.push((name, item.span, position));
             }
           }
@@ -1002,7 +1002,7 @@ impl<'a> Checker<'a> {
       NodeValue::List(items) => {
         let mut args = Vec::new();
         for (index, item) in items.iter().enumerate() {
-          args.push(self.arg(item, &format!("{key}[{index}]"), place)?);
+          args.push(self.arg(item, &index_key(key, index), place)?);
         }
         Arg::List(args, node.span)
       }
@@ -1133,7 +1133,7 @@ impl<'a> Checker<'a> {
         NodeValue::List(items) => {
           for (index, item) in items.iter().enumerate() {
             if item.as_scalar().is_none() || item.is_null() {
-              let item_key = format!("{key}[{index}]");
+              let item_key = index_key(key, index);
               self.at(
                 item,
                 &item_key,
@@ -1169,7 +1169,7 @@ impl<'a> Checker<'a> {
       FieldKind::Objects(fields) => match &node.value {
         NodeValue::List(items) => {
           for (index, item) in items.iter().enumerate() {
-            let item_key = format!("{key}[{index}]");
+            let item_key = index_key(key, index);
             match item.as_map() {
               Some(entries) => self.check_fields(action, fields, entries, item, &item_key),
               None => self.at(
