@@ -3,21 +3,26 @@
 //!
 //! * **Simulator.** The built-in world with seeded faults on every AWS service (`rds`, `ecs`,
 //!   `route53`, `s3`; HTTP probes are left alone so that a failure is about AWS): throttling
-//!   30 %, 5xx 10 %, a hung call 1 %, and extra latency on the polled operations. Runs of
-//!   `regional-failover` as shipped (three attempts per step), of a copy with ten attempts per
-//!   step ("patient": retries that suffice), and of `backup-restore-validation`.
+//!   30 %, 5xx 10 %, hung calls 1 %, and extra latency on the polled operations. Runs of
+//!   `regional-failover` as shipped (three attempts per step), of a copy with a hundred attempts
+//!   per step and no hangs (runs whose retries suffice: all must complete), and of
+//!   `backup-restore-validation`.
 //! * **SDK.** A loopback fault proxy ([`faultproxy`]) in front of a seeded moto server answers
-//!   each AWS API call, at random, with that protocol's throttling error, a 5xx, a delay, or no
-//!   answer at all; the rest it forwards. `drctl --sandbox` runs through it.
+//!   each AWS API call, at random, with that protocol's throttling error, a 5xx, a latency
+//!   spike, or no answer at all; the rest it forwards. `drctl --sandbox` runs the hundred-attempt
+//!   copy through it.
 //!
 //! Every run has an outer wall-clock deadline; a run that passes it is killed and counted as
-//! hung. For every run that fails, the error the user saw (the `✗` line on stderr) must carry
-//! the AWS error code and request id, or be the step's timeout after a hung call. Retries are
-//! counted from the journal (`step_failed` with `will_retry`). No mutating effect may be applied
-//! twice: the same operation with the same target and arguments in the simulator's operation
-//! log, or forwarded and answered 2xx by moto, more than once per run.
+//! hung. Every AWS error printed (`... failed with CODE (HTTP n) ... [request id ID]`) must carry
+//! its request id; for every failed run, the error the user saw (the `✗` line) must be an AWS
+//! error whose code and request id match the journal's, or a hung call's timeout. A step that
+//! stops on a retryable error must have used all its attempts. Retries are counted from the
+//! journal (`step_failed` with `will_retry`). No mutating effect may be applied twice: the same
+//! operation with the same target and arguments in the simulator's operation log, or forwarded
+//! to moto and answered 2xx, more than once per run.
 //!
-//! Knobs: `DRCTL_FAULTS_SIM_RUNS` (runs per simulator scenario), `DRCTL_FAULTS_SDK_RUNS`.
+//! Knobs: `DRCTL_FAULTS_SIM_RUNS` (runs per simulator scenario), `DRCTL_FAULTS_SDK_RUNS`,
+//! `DRCTL_FAULTS_LOG_DIR` (keep the SDK runs' output there).
 
 #[path = "faultproxy.rs"]
 mod faultproxy;
@@ -72,6 +77,8 @@ struct Tally {
   errors_with_id: usize,
   /// Failed runs whose failing step stopped with retryable error and attempts left.
   gave_up_early: Vec<String>,
+  /// Rollbacks that failed on a retryable error (the engine does not retry rollbacks).
+  rollbacks_given_up: Vec<String>,
   /// Runs that must complete (retries suffice), and how many did.
   must_complete: usize,
   must_complete_done: usize,
@@ -91,6 +98,7 @@ impl Tally {
     self.errors_shown += other.errors_shown;
     self.errors_with_id += other.errors_with_id;
     self.gave_up_early.extend(other.gave_up_early);
+    self.rollbacks_given_up.extend(other.rollbacks_given_up);
     self.must_complete += other.must_complete;
     self.must_complete_done += other.must_complete_done;
     self.duplicate_effects.extend(other.duplicate_effects);
@@ -193,6 +201,18 @@ fn judge(test: &Test, finished: &Finished, label: &str, attempts: u64) -> Tally 
       ));
     }
   }
+  // The engine tries a rollback once: count rollbacks that stopped on a retryable error.
+  for record in &records {
+    if record["event"] == "step_failed"
+      && record["phase"] == "rollback"
+      && record["error"]["retryable"] == true
+    {
+      tally.rollbacks_given_up.push(format!(
+        "{label}: rollback of {} stopped on a retryable error: {}",
+        record["step"], record["error"]["message"]
+      ));
+    }
+  }
   if finished.timed_out {
     tally.hung_runs = 1;
     tally
@@ -219,7 +239,9 @@ fn judge(test: &Test, finished: &Finished, label: &str, attempts: u64) -> Tally 
       let mut explained = true;
       let mut hang = false;
       for line in &failures {
-        if line.contains("(the step's timeout)") {
+        // A hung call ends at the step's timeout (simulator) or at the SDK's attempt timeout;
+        // either way there is no answer, so no AWS code or request id.
+        if line.contains("(the step's timeout)") || line.contains("operation attempt timeout") {
           hang = true;
         } else if let Some(error) = final_error(&records, line) {
           aws = true;
@@ -326,8 +348,9 @@ fn world_with_faults(seed: u64, hang: f64) -> String {
 /// The shipped retry policy of `regional-failover`.
 const SHIPPED_RETRY: &str = "retry: { attempts: 3, backoff: 2s, max_backoff: 30s }";
 const SHIPPED_ATTEMPTS: u64 = 3;
-/// Enough attempts for a step to get through 40 % failed calls.
-const PATIENT_ATTEMPTS: u64 = 30;
+/// Enough attempts for a step to get through 40 % failed calls: a step of five calls has an
+/// 8 % chance per attempt, so a hundred attempts all fail with a chance of 3 in 10,000.
+const PATIENT_ATTEMPTS: u64 = 100;
 
 /// `regional-failover` with [`PATIENT_ATTEMPTS`] attempts per step: runs whose retries suffice.
 fn patient(runbook: &str) -> String {
@@ -338,7 +361,7 @@ fn patient(runbook: &str) -> String {
   runbook
     .replace(
       SHIPPED_RETRY,
-      &format!("retry: {{ attempts: {PATIENT_ATTEMPTS}, backoff: 1s, max_backoff: 5s }}"),
+      &format!("retry: {{ attempts: {PATIENT_ATTEMPTS}, backoff: 250ms, max_backoff: 2s }}"),
     )
     .replace("name: regional-failover", "name: patient-failover")
 }
@@ -362,7 +385,7 @@ const SCENARIOS: &[Scenario] = &[
     must_complete: false,
   },
   Scenario {
-    name: "regional-failover (30 attempts, no hangs)",
+    name: "regional-failover (100 attempts, no hangs)",
     args: &[
       "run",
       "runbooks/patient-failover.yaml",
@@ -384,7 +407,7 @@ const SCENARIOS: &[Scenario] = &[
 ];
 
 fn simulator(config: &Config, figures: &mut Vec<Figure>) -> Tally {
-  let default_runs = if config.full { 100 } else { 4 };
+  let default_runs = if config.full { 60 } else { 2 };
   let runs = env_usize("DRCTL_FAULTS_SIM_RUNS").unwrap_or(default_runs);
   let deadline = Duration::from_secs(90);
   let shipped =
@@ -446,6 +469,7 @@ pub fn run(config: &Config) -> Vec<Figure> {
     .iter()
     .chain(&total.duplicate_effects)
     .chain(&total.gave_up_early)
+    .chain(&total.rollbacks_given_up)
   {
     eprintln!("   faults: {problem}");
   }
@@ -456,7 +480,7 @@ pub fn run(config: &Config) -> Vec<Figure> {
     Figure::info(SECTION, "retries spent (journal)", total.retries),
     Figure::new(
       SECTION,
-      "runs whose retries suffice (×30 attempts, no hangs): completed",
+      "runs whose retries suffice (×100 attempts): completed",
       format!("{}/{}", total.must_complete_done, total.must_complete),
       "all",
       total.must_complete_done == total.must_complete,
@@ -467,6 +491,11 @@ pub fn run(config: &Config) -> Vec<Figure> {
       total.gave_up_early.len(),
       "0",
       total.gave_up_early.is_empty(),
+    ),
+    Figure::info(
+      SECTION,
+      "rollbacks stopped by one retryable error (not retried)",
+      total.rollbacks_given_up.len(),
     ),
     Figure::new(
       SECTION,
@@ -512,19 +541,24 @@ pub fn run(config: &Config) -> Vec<Figure> {
   figures
 }
 
-/// Faults on the SDK path: 30 % throttling, 10 % 5xx, 2 % hung calls, 10 % latency spikes.
-const SDK_RATES: faultproxy::Rates = faultproxy::Rates {
-  throttle: 0.3,
-  error: 0.1,
-  hang: 0.02,
-  spike: 0.1,
-  spike_latency: Duration::from_millis(1500),
-};
+/// Faults on the SDK path: 30 % throttling, 10 % 5xx, 10 % latency spikes, and hung calls: the
+/// fifth call always, and 2 % of all calls in the full configuration (each costs the SDK's
+/// 20-second attempt timeout, too slow for CI's fast configuration).
+fn sdk_rates(config: &Config) -> faultproxy::Rates {
+  faultproxy::Rates {
+    throttle: 0.3,
+    error: 0.1,
+    hang: if config.full { 0.02 } else { 0.0 },
+    spike: 0.1,
+    spike_latency: Duration::from_millis(if config.full { 1500 } else { 500 }),
+    hang_nth: Some(5),
+  }
+}
 
-/// `regional-failover` (30 attempts per step) with `--sandbox` on a fresh moto behind the fault
+/// `regional-failover` (100 attempts per step) with `--sandbox` on a fresh moto behind the fault
 /// proxy, once per run.
 fn sdk(config: &Config, figures: &mut Vec<Figure>) -> Tally {
-  let runs = env_usize("DRCTL_FAULTS_SDK_RUNS").unwrap_or(if config.full { 10 } else { 1 });
+  let runs = env_usize("DRCTL_FAULTS_SDK_RUNS").unwrap_or(if config.full { 6 } else { 1 });
   // A hung call costs the SDK's 20 s attempt timeout; a run may meet a few.
   let deadline = Duration::from_secs(400);
   let shipped =
@@ -534,8 +568,11 @@ fn sdk(config: &Config, figures: &mut Vec<Figure>) -> Tally {
   let mut proxy_totals = faultproxy::Stats::default();
   for run in 0..runs {
     let moto = Moto::start();
-    let proxy =
-      faultproxy::FaultProxy::start(moto.port, SDK_RATES, config.seed.wrapping_add(run as u64));
+    let proxy = faultproxy::FaultProxy::start(
+      moto.port,
+      sdk_rates(config),
+      config.seed.wrapping_add(run as u64),
+    );
     let test = Test::new().file("runbooks/patient-failover.yaml", &patient(&shipped));
     let state = test.path().join(".drctl");
     moto.attach(&state);
@@ -568,6 +605,12 @@ fn sdk(config: &Config, figures: &mut Vec<Figure>) -> Tally {
       finished.code,
       started.elapsed().as_secs_f64()
     );
+    if let Some(dir) = std::env::var_os("DRCTL_FAULTS_LOG_DIR") {
+      let _ = std::fs::write(
+        std::path::Path::new(&dir).join(format!("sdk-run-{run}.log")),
+        format!("{}\n{}", finished.stdout, finished.stderr),
+      );
+    }
     let mut one = judge(&test, &finished, &label, PATIENT_ATTEMPTS);
     one.must_complete = 1;
     one.must_complete_done = one.completed;
