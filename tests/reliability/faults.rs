@@ -407,7 +407,7 @@ const SCENARIOS: &[Scenario] = &[
 ];
 
 fn simulator(config: &Config, figures: &mut Vec<Figure>) -> Tally {
-  let default_runs = if config.full { 60 } else { 2 };
+  let default_runs = if config.full { 40 } else { 2 };
   let runs = env_usize("DRCTL_FAULTS_SIM_RUNS").unwrap_or(default_runs);
   let deadline = Duration::from_secs(90);
   let shipped =
@@ -558,7 +558,7 @@ fn sdk_rates(config: &Config) -> faultproxy::Rates {
 /// `regional-failover` (100 attempts per step) with `--sandbox` on a fresh moto behind the fault
 /// proxy, once per run.
 fn sdk(config: &Config, figures: &mut Vec<Figure>) -> Tally {
-  let runs = env_usize("DRCTL_FAULTS_SDK_RUNS").unwrap_or(if config.full { 6 } else { 1 });
+  let runs = env_usize("DRCTL_FAULTS_SDK_RUNS").unwrap_or(if config.full { 4 } else { 1 });
   // A hung call costs the SDK's 20 s attempt timeout; a run may meet a few.
   let deadline = Duration::from_secs(400);
   let shipped =
