@@ -155,6 +155,17 @@ fn run_with_deadline(test: &Test, args: &[&str], deadline: Duration) -> Finished
   }
 }
 
+/// A progress line reporting an AWS error answer (`[  1.2s] ! step  rds DescribeDBInstances
+/// failed ...`), not a call that got no answer at all (a timeout).
+fn aws_error_line(line: &str) -> bool {
+  let progress =
+    line.trim_start().starts_with('[') && (line.contains(" ! ") || line.contains(" ✗ "));
+  let aws = [" rds ", " ecs ", " route53 ", " s3 ", " cloudwatch "]
+    .iter()
+    .any(|service| line.contains(service));
+  progress && aws && line.contains(" failed") && !line.contains("request has timed out")
+}
+
 /// Judge one finished run from its output and journal.
 fn judge(test: &Test, finished: &Finished, label: &str, attempts: u64) -> Tally {
   let mut tally = Tally {
@@ -187,17 +198,15 @@ fn judge(test: &Test, finished: &Finished, label: &str, attempts: u64) -> Tally 
       ));
     }
   }
-  for line in finished
-    .stderr
-    .lines()
-    .filter(|line| line.contains(" failed with "))
-  {
+  for line in finished.stderr.lines().filter(|line| aws_error_line(line)) {
     tally.errors_shown += 1;
-    if line.contains("[request id ") {
+    // S3 answers HEAD requests without a body, so there the HTTP status is all there is.
+    let coded = line.contains(" failed with ") || (line.contains("HeadObject failed (HTTP "));
+    if coded && line.contains("[request id ") {
       tally.errors_with_id += 1;
     } else {
       tally.unexplained.push(format!(
-        "{label}: an AWS error without a request id: {line}"
+        "{label}: an AWS error without its code or request id: {line}"
       ));
     }
   }
@@ -352,18 +361,27 @@ const SHIPPED_ATTEMPTS: u64 = 3;
 /// 8 % chance per attempt, so a hundred attempts all fail with a chance of 3 in 10,000.
 const PATIENT_ATTEMPTS: u64 = 100;
 
-/// `regional-failover` with [`PATIENT_ATTEMPTS`] attempts per step: runs whose retries suffice.
-fn patient(runbook: &str) -> String {
+/// A shipped runbook with [`PATIENT_ATTEMPTS`] attempts per step, named `name`: runs whose
+/// retries suffice.
+fn patient(runbook: &str, name: &str) -> String {
   assert!(
     runbook.contains(SHIPPED_RETRY),
     "the shipped retry policy changed"
   );
-  runbook
-    .replace(
-      SHIPPED_RETRY,
-      &format!("retry: {{ attempts: {PATIENT_ATTEMPTS}, backoff: 250ms, max_backoff: 2s }}"),
-    )
-    .replace("name: regional-failover", "name: patient-failover")
+  let patient = runbook.replace(
+    SHIPPED_RETRY,
+    &format!("retry: {{ attempts: {PATIENT_ATTEMPTS}, backoff: 250ms, max_backoff: 2s }}"),
+  );
+  let mut lines: Vec<String> = patient.lines().map(str::to_string).collect();
+  if let Some(line) = lines.iter_mut().find(|line| line.starts_with("  name: ")) {
+    *line = format!("  name: {name}");
+  }
+  lines.join("\n") + "\n"
+}
+
+fn shipped(name: &str) -> String {
+  std::fs::read_to_string(crate::support::repo().join(format!("runbooks/{name}.yaml")))
+    .unwrap_or_else(|err| panic!("read {name}.yaml: {err}"))
 }
 
 /// One way of running under simulated faults.
@@ -410,9 +428,7 @@ fn simulator(config: &Config, figures: &mut Vec<Figure>) -> Tally {
   let default_runs = if config.full { 40 } else { 2 };
   let runs = env_usize("DRCTL_FAULTS_SIM_RUNS").unwrap_or(default_runs);
   let deadline = Duration::from_secs(90);
-  let shipped =
-    std::fs::read_to_string(crate::support::repo().join("runbooks/regional-failover.yaml"))
-      .expect("read regional-failover.yaml");
+  let failover = patient(&shipped("regional-failover"), "patient-failover");
   let mut total = Tally::default();
   for (index, scenario) in SCENARIOS.iter().enumerate() {
     let mut tally = Tally::default();
@@ -423,7 +439,7 @@ fn simulator(config: &Config, figures: &mut Vec<Figure>) -> Tally {
         .wrapping_add(run as u64);
       let test = Test::new()
         .file("world.yaml", &world_with_faults(seed, scenario.hang))
-        .file("runbooks/patient-failover.yaml", &patient(&shipped));
+        .file("runbooks/patient-failover.yaml", &failover);
       let mut args: Vec<&str> = scenario.args.to_vec();
       args.extend(["--sim", "world.yaml", "--time-scale", TIME_SCALE]);
       let label = format!("sim {} (world seed {seed})", scenario.name);
@@ -499,7 +515,7 @@ pub fn run(config: &Config) -> Vec<Figure> {
     ),
     Figure::new(
       SECTION,
-      "AWS errors shown to the user with code + request id",
+      "AWS errors shown with code (S3 HEAD: status) + request id",
       format!("{}/{}", total.errors_with_id, total.errors_shown),
       "100 %",
       total.errors_with_id == total.errors_shown,
@@ -561,9 +577,8 @@ fn sdk(config: &Config, figures: &mut Vec<Figure>) -> Tally {
   let runs = env_usize("DRCTL_FAULTS_SDK_RUNS").unwrap_or(if config.full { 4 } else { 1 });
   // A hung call costs the SDK's 20 s attempt timeout; a run may meet a few.
   let deadline = Duration::from_secs(400);
-  let shipped =
-    std::fs::read_to_string(crate::support::repo().join("runbooks/regional-failover.yaml"))
-      .expect("read regional-failover.yaml");
+  let failover = patient(&shipped("regional-failover"), "patient-failover");
+  let restore = patient(&shipped("backup-restore-validation"), "patient-restore");
   let mut tally = Tally::default();
   let mut proxy_totals = faultproxy::Stats::default();
   for run in 0..runs {
@@ -573,7 +588,9 @@ fn sdk(config: &Config, figures: &mut Vec<Figure>) -> Tally {
       sdk_rates(config),
       config.seed.wrapping_add(run as u64),
     );
-    let test = Test::new().file("runbooks/patient-failover.yaml", &patient(&shipped));
+    let test = Test::new()
+      .file("runbooks/patient-failover.yaml", &failover)
+      .file("runbooks/patient-restore.yaml", &restore);
     let state = test.path().join(".drctl");
     moto.attach(&state);
     // The sandbox record names moto's process (alive) and the proxy's endpoint: every call of
@@ -586,20 +603,28 @@ fn sdk(config: &Config, figures: &mut Vec<Figure>) -> Tally {
     sandbox["port"] = proxy.port.into();
     std::fs::write(&record, sandbox.to_string()).expect("write sandbox.json");
 
-    let label = format!("sdk regional-failover ×{PATIENT_ATTEMPTS} run {run}");
+    // Every other run restores a backup (RDS restore and delete, S3 reads: S3's error format).
+    let (name, args): (&str, &[&str]) = if run % 2 == 0 {
+      (
+        "regional-failover",
+        &[
+          "run",
+          "runbooks/patient-failover.yaml",
+          "-p",
+          "target_region=us-west-2",
+          "--sandbox",
+          "--yes",
+        ],
+      )
+    } else {
+      (
+        "backup-restore-validation",
+        &["run", "runbooks/patient-restore.yaml", "--sandbox", "--yes"],
+      )
+    };
+    let label = format!("sdk {name} ×{PATIENT_ATTEMPTS} run {run}");
     let started = Instant::now();
-    let finished = run_with_deadline(
-      &test,
-      &[
-        "run",
-        "runbooks/patient-failover.yaml",
-        "-p",
-        "target_region=us-west-2",
-        "--sandbox",
-        "--yes",
-      ],
-      deadline,
-    );
+    let finished = run_with_deadline(&test, args, deadline);
     eprintln!(
       "   faults: {label}: exit {:?} in {:.0}s",
       finished.code,
@@ -635,7 +660,7 @@ fn sdk(config: &Config, figures: &mut Vec<Figure>) -> Tally {
   }
   figures.push(Figure::info(
     SECTION,
-    "sdk (moto behind the fault proxy): completed · failed on AWS error · on a hang",
+    "sdk (moto behind the fault proxy, both runbooks): completed · failed on AWS error · on a hang",
     format!(
       "{}/{} · {} · {}",
       tally.completed, tally.runs, tally.aws_failures, tally.hang_timeouts
