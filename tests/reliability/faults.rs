@@ -11,8 +11,8 @@
 //!   spike, or no answer at all; the rest it forwards. `drctl --sandbox` runs 200-attempt copies
 //!   of `regional-failover` and `backup-restore-validation` through it.
 //!
-//! Every run has an outer wall-clock deadline; a run that passes it is killed and counted as
-//! hung. Every AWS error printed (`... failed with CODE (HTTP n) ... [request id ID]`) must carry
+//! Every run is watched from outside: a run that prints nothing for two minutes (or passes a
+//! generous cap) is killed and counted as hung. Every AWS error printed (`... failed with CODE (HTTP n) ... [request id ID]`) must carry
 //! its request id; for every failed run, the error the user saw (the `✗` line) must be an AWS
 //! error whose code and request id match the journal's, or a hung call's timeout. A step that
 //! stops on a retryable error must have used all its attempts: a run whose retries suffice
@@ -31,6 +31,10 @@ use std::{
   collections::BTreeMap,
   io::Read,
   process::Stdio,
+  sync::{
+    atomic::{AtomicU64, Ordering},
+    Arc,
+  },
   time::{Duration, Instant},
 };
 
@@ -113,34 +117,51 @@ struct Finished {
   timed_out: bool,
 }
 
-/// Run the binary in `test`'s directory with a wall-clock deadline; kill it past the deadline.
-fn run_with_deadline(test: &Test, args: &[&str], deadline: Duration) -> Finished {
+/// How long a run may go without printing anything before it counts as hung. Every retry,
+/// attempt and state change prints a line; the longest silence a healthy run has is a hung call
+/// waiting for its timeout (the SDK's 20 s attempt timeout, or a step timeout of at most 45
+/// modelled minutes, 7 s at ×400).
+const STALL: Duration = Duration::from_secs(120);
+
+/// Run the binary in `test`'s directory; kill it when it prints nothing for [`STALL`] (a hung
+/// run) or passes `cap` (a backstop for a run that makes progress forever).
+fn run_with_deadline(test: &Test, args: &[&str], cap: Duration) -> Finished {
   let mut child = test
     .command(args)
     .stdout(Stdio::piped())
     .stderr(Stdio::piped())
     .spawn()
     .expect("drctl starts");
-  // Drain the pipes on threads so that a chatty run cannot block on a full pipe.
-  let mut stdout = child.stdout.take().expect("piped stdout");
-  let mut stderr = child.stderr.take().expect("piped stderr");
-  let out = std::thread::spawn(move || {
-    let mut text = String::new();
-    let _ = stdout.read_to_string(&mut text);
-    text
-  });
-  let err = std::thread::spawn(move || {
-    let mut text = String::new();
-    let _ = stderr.read_to_string(&mut text);
-    text
-  });
   let started = Instant::now();
+  // Milliseconds since `started` of the last output, updated by the threads that drain the
+  // pipes (so that a chatty run cannot block on a full pipe either).
+  let last_output = Arc::new(AtomicU64::new(0));
+  let drain = |mut pipe: Box<dyn Read + Send>| {
+    let last_output = last_output.clone();
+    std::thread::spawn(move || {
+      let mut bytes = Vec::new();
+      let mut chunk = [0u8; 4096];
+      while let Ok(read) = pipe.read(&mut chunk) {
+        if read == 0 {
+          break;
+        }
+        bytes.extend_from_slice(&chunk[..read]);
+        last_output.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+      }
+      String::from_utf8_lossy(&bytes).into_owned()
+    })
+  };
+  let out = drain(Box::new(child.stdout.take().expect("piped stdout")));
+  let err = drain(Box::new(child.stderr.take().expect("piped stderr")));
   let mut timed_out = false;
   let status = loop {
     if let Ok(Some(status)) = child.try_wait() {
       break Some(status);
     }
-    if started.elapsed() > deadline {
+    let silent = started
+      .elapsed()
+      .saturating_sub(Duration::from_millis(last_output.load(Ordering::Relaxed)));
+    if silent > STALL || started.elapsed() > cap {
       timed_out = true;
       let _ = child.kill();
       break child.wait().ok();
@@ -224,9 +245,9 @@ fn judge(test: &Test, finished: &Finished, label: &str, attempts: u64) -> Tally 
   }
   if finished.timed_out {
     tally.hung_runs = 1;
-    tally
-      .unexplained
-      .push(format!("{label}: passed the outer deadline and was killed"));
+    tally.unexplained.push(format!(
+      "{label}: stalled (no output for {STALL:?}) or passed its cap; killed"
+    ));
     return tally;
   }
   match finished.code {
@@ -428,7 +449,7 @@ const SCENARIOS: &[Scenario] = &[
 fn simulator(config: &Config, figures: &mut Vec<Figure>) -> Tally {
   let default_runs = if config.full { 40 } else { 2 };
   let runs = env_usize("DRCTL_FAULTS_SIM_RUNS").unwrap_or(default_runs);
-  let deadline = Duration::from_secs(90);
+  let deadline = Duration::from_secs(600);
   let failover = patient(&shipped("regional-failover"), "patient-failover");
   let mut total = Tally::default();
   for (index, scenario) in SCENARIOS.iter().enumerate() {
@@ -533,7 +554,7 @@ pub fn run(config: &Config) -> Vec<Figure> {
     ),
     Figure::new(
       SECTION,
-      "runs past the outer deadline (hung)",
+      "hung runs (silent for 2 min, killed)",
       total.hung_runs,
       "0",
       total.hung_runs == 0,
@@ -574,8 +595,9 @@ fn sdk_rates(config: &Config) -> faultproxy::Rates {
 /// proxy, once per run.
 fn sdk(config: &Config, figures: &mut Vec<Figure>) -> Tally {
   let runs = env_usize("DRCTL_FAULTS_SDK_RUNS").unwrap_or(if config.full { 4 } else { 1 });
-  // A hung call costs the SDK's 20 s attempt timeout; a run may meet a few.
-  let deadline = Duration::from_secs(400);
+  // A hung call costs the SDK's 20 s attempt timeout; a run may meet several, and 200 attempts
+  // of backoff: only a stall (see `STALL`) is a hung run.
+  let deadline = Duration::from_secs(1800);
   let failover = patient(&shipped("regional-failover"), "patient-failover");
   let restore = patient(&shipped("backup-restore-validation"), "patient-restore");
   let mut tally = Tally::default();
