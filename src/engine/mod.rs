@@ -586,7 +586,9 @@ async fn execute(
       states[i] = State::Running;
       running += 1;
       let shared = shared.clone();
-      let outputs = outputs.clone();
+      // Only the outputs this step may reference (validation allows `steps.X.outputs` of
+      // ancestors only): a copy of every output for every step is quadratic in a fleet.
+      let outputs = ancestor_outputs(&plan.deps, steps, i, &outputs);
       let cancel = if step.always {
         always_rx.clone()
       } else {
@@ -726,6 +728,29 @@ fn step_error(err: &ActionError) -> StepError {
     http_status: err.cloud.as_ref().and_then(|cloud| cloud.http_status),
     retryable: err.retryable,
   }
+}
+
+/// The outputs of the steps `index` depends on, transitively.
+fn ancestor_outputs(
+  deps: &[Vec<usize>],
+  steps: &[Step],
+  index: usize,
+  outputs: &HashMap<String, BTreeMap<String, String>>,
+) -> HashMap<String, BTreeMap<String, String>> {
+  let mut seen = HashSet::new();
+  let mut stack = deps[index].clone();
+  let mut found = HashMap::new();
+  while let Some(dep) = stack.pop() {
+    if !seen.insert(dep) {
+      continue;
+    }
+    stack.extend(deps[dep].iter().copied());
+    let id = &steps[dep].id;
+    if let Some(values) = outputs.get(id) {
+      found.insert(id.clone(), values.clone());
+    }
+  }
+  found
 }
 
 /// Run one step to completion (all attempts).
