@@ -265,6 +265,23 @@ impl Limiter {
     }
   }
 
+  /// The bucket an operation draws from (its family, per region or per account) and its limit;
+  /// `None` when the operation is not limited.
+  fn bucket_of(
+    &self,
+    service: &str,
+    operation: &str,
+    region: Option<&str>,
+  ) -> Option<((&'static str, String), Bucket)> {
+    let family = family(service, operation)?;
+    let bucket = self.limits.get(family)?;
+    let key = match scope(family) {
+      Scope::Account => (family, String::new()),
+      Scope::Region => (family, region.unwrap_or_default().to_string()),
+    };
+    Some((key, bucket))
+  }
+
   /// Reserve `cost` tokens of the operation's family and return how long (modelled) the caller
   /// must wait before sending. Zero when the bucket had them.
   pub fn reserve(
@@ -274,15 +291,8 @@ impl Limiter {
     region: Option<&str>,
     cost: u32,
   ) -> Duration {
-    let Some(family) = family(service, operation) else {
+    let Some((key, bucket)) = self.bucket_of(service, operation, region) else {
       return Duration::ZERO;
-    };
-    let Some(bucket) = self.limits.get(family) else {
-      return Duration::ZERO;
-    };
-    let key = match scope(family) {
-      Scope::Account => (family, String::new()),
-      Scope::Region => (family, region.unwrap_or_default().to_string()),
     };
     let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
     // "Now" is read under the lock: read before it, a caller that lost the race would move
@@ -323,15 +333,8 @@ impl Limiter {
     region: Option<&str>,
     cost: u32,
   ) -> Duration {
-    let Some(family) = family(service, operation) else {
+    let Some((key, bucket)) = self.bucket_of(service, operation, region) else {
       return Duration::ZERO;
-    };
-    let Some(bucket) = self.limits.get(family) else {
-      return Duration::ZERO;
-    };
-    let key = match scope(family) {
-      Scope::Account => (family, String::new()),
-      Scope::Region => (family, region.unwrap_or_default().to_string()),
     };
     let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
     let now = self.clock.now();
