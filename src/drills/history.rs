@@ -222,4 +222,18 @@ mod tests {
     assert_eq!(last.rto_delta_median5_seconds, Some(-150.0));
     assert_eq!(trend(&entries, 0), Trend::default());
   }
+
+  #[test]
+  fn an_entry_reads_back_exactly_as_written() {
+    // Shortest round-trip text that a fast float parser reads back one ULP off: the PagerDuty
+    // payload carries the entry as written, so history must read the same number.
+    let dir = tempfile::tempdir().unwrap();
+    let rto = 364.75772915699997;
+    append(dir.path(), &entry(rto, 0)).unwrap();
+    let entries = read(dir.path(), "d");
+    assert_eq!(entries[0].rto_achieved_seconds, Some(rto));
+    let text = std::fs::read_to_string(history_path(dir.path(), "d")).unwrap();
+    let value: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(value["rto_achieved_seconds"].as_f64(), Some(rto));
+  }
 }
