@@ -12,8 +12,8 @@
 //! * **Failure.** Retryable errors are retried with exponential backoff and jitter, up to the
 //!   step's attempts; the step's timeout bounds each attempt. `on_failure: abort` stops
 //!   scheduling, `continue` carries on, `rollback` runs the `rollback` action of every completed
-//!   mutating step in reverse order. Steps marked `always` run after a failure and after an
-//!   interrupt.
+//!   mutating step in reverse order, each under its step's timeout and retry policy. Steps
+//!   marked `always` run after a failure and after an interrupt.
 //! * **Interrupts.** On the first SIGINT/SIGTERM, no new steps start, waits end early, always-steps
 //!   run, the journal records the interrupt, and the run ends `interrupted` (resumable).
 //! * **Time.** Every wait, timeout and backoff runs on the backend's [`Clock`](crate::cloud::Clock).
@@ -31,7 +31,7 @@ use crate::{
   actions::{ActionDef, ActionError, Args, Behaviour, Ctx, Observed, Outcome, RunFacts},
   cloud::Cloud,
   plan::{bind_call, evaluate_when, Plan, RunValues},
-  runbook::{format_duration, OnFailure, Step},
+  runbook::{format_duration, ActionCall, OnFailure, Step},
   state::{
     journal::Phase, lock::hostname, Event, Journal, JournalError, Record, RunMode, RunStatus,
     StepError, StepInfo, Timeline,
@@ -1072,39 +1072,60 @@ async fn rollback(
     if already.contains(&step.id) {
       continue;
     }
+    // A failed rollback does not stop the others: each undoes its own step.
+    rollback_step(shared, step, call, outputs, cancel.clone()).await?;
+  }
+  Ok(())
+}
+
+/// One step's rollback, under the step's own timeout and retry policy: a throttled API must not
+/// leave a half-failed-over system behind when one more attempt would have put it back. The
+/// rollback action observes before it applies, so an attempt after a failed one changes nothing
+/// that is already undone.
+async fn rollback_step(
+  shared: &Arc<Shared>,
+  step: &Step,
+  call: &ActionCall,
+  outputs: &HashMap<String, BTreeMap<String, String>>,
+  cancel: watch::Receiver<bool>,
+) -> Result<(), EngineError> {
+  let plan = &shared.plan;
+  let run = shared.run_values();
+  let scope = plan.scope(&run, outputs);
+  let observer = shared.observer.clone();
+  let id = step.id.clone();
+  let progress = move |status: &str| observer.waiting(&id, status);
+  let dispatch = journal_dispatch(shared, &step.id, Phase::Rollback);
+  let ctx = Ctx {
+    cloud: &shared.cloud,
+    run_id: &shared.options.run_id,
+    step_id: &step.id,
+    rpo: plan.runbook.objectives.rpo,
+    accept_data_loss: true,
+    // A rollback puts records back where they were: it is never refused.
+    force: true,
+    progress: &progress,
+    cancel: cancel.clone(),
+    single_probe: false,
+    expected: None,
+    run: shared.run_facts(),
+    dispatch: Some(&dispatch),
+  };
+  let clock = shared.cloud.clock;
+  let attempts = step.retry.attempts.max(1);
+  for attempt in 1..=attempts {
     shared.log(Event::StepStarted {
       step: step.id.clone(),
-      attempt: 1,
+      attempt,
       phase: Phase::Rollback,
     })?;
-    let run = shared.run_values();
-    let scope = plan.scope(&run, outputs);
-    let observer = shared.observer.clone();
-    let id = step.id.clone();
-    let progress = move |status: &str| observer.waiting(&id, status);
-    let dispatch = journal_dispatch(shared, &step.id, Phase::Rollback);
-    let ctx = Ctx {
-      cloud: &shared.cloud,
-      run_id: &shared.options.run_id,
-      step_id: &step.id,
-      rpo: plan.runbook.objectives.rpo,
-      accept_data_loss: true,
-      // A rollback puts records back where they were: it is never refused.
-      force: true,
-      progress: &progress,
-      cancel: cancel.clone(),
-      single_probe: false,
-      expected: None,
-      run: shared.run_facts(),
-      dispatch: Some(&dispatch),
-    };
     let work = async {
       let (def, args) = bind_call(call, &scope).map_err(ActionError::failed)?;
       let mut no_prior_intent = None;
       attempt_action(
         shared,
         &step.id,
-        1,
+        attempt,
         Phase::Rollback,
         def,
         &args,
@@ -1115,33 +1136,43 @@ async fn rollback(
       .await
       .map(|(outcome, _)| outcome)
     };
-    let result = match tokio::time::timeout(shared.cloud.clock.to_wall(step.timeout), work).await {
+    let result = match tokio::time::timeout(clock.to_wall(step.timeout), work).await {
       Ok(result) => result,
-      Err(_) => Err(ActionError::failed("rollback timed out")),
+      Err(_) => Err(ActionError::failed(format!(
+        "rollback timed out after {} (the step's timeout)",
+        format_duration(step.timeout)
+      ))),
     };
-    match result {
+    let err = match result {
       Ok(outcome) => {
         shared.log(Event::StepSucceeded {
           step: step.id.clone(),
-          attempt: 1,
+          attempt,
           phase: Phase::Rollback,
           changed: true,
           outputs: BTreeMap::new(),
           data_loss_ms: None,
           summary: outcome.summary,
         })?;
+        return Ok(());
       }
-      Err(err) => {
-        // A failed rollback does not stop the others: each undoes its own step.
-        shared.log(Event::StepFailed {
-          step: step.id.clone(),
-          attempt: 1,
-          phase: Phase::Rollback,
-          error: step_error(&err),
-          will_retry: false,
-          backoff_ms: None,
-        })?;
-      }
+      Err(err) => err,
+    };
+    let retry = err.retryable && attempt < attempts && !*cancel.borrow();
+    let backoff = retry.then(|| backoff(step.retry.backoff, step.retry.max_backoff, attempt - 1));
+    shared.log(Event::StepFailed {
+      step: step.id.clone(),
+      attempt,
+      phase: Phase::Rollback,
+      error: step_error(&err),
+      will_retry: retry,
+      backoff_ms: backoff.map(millis),
+    })?;
+    let Some(backoff) = backoff else { break };
+    let mut cancel = cancel.clone();
+    tokio::select! {
+      _ = clock.sleep(backoff) => {}
+      _ = cancel.wait_for(|cancelled| *cancelled) => {}
     }
   }
   Ok(())

@@ -593,6 +593,149 @@ async fn on_failure_rollback_undoes_completed_mutating_steps() {
   assert_eq!(counts, vec![2, 0]);
 }
 
+/// ECS in front of the simulator's: the first `refusals` calls that scale to zero (the
+/// rollback's) are refused with a retryable 5xx before they reach the world.
+struct FlakyScaleDown {
+  inner: Arc<dyn crate::cloud::Ecs>,
+  refusals: AtomicU32,
+}
+
+#[async_trait::async_trait]
+impl crate::cloud::Ecs for FlakyScaleDown {
+  async fn describe_service(
+    &self,
+    region: &str,
+    cluster: &str,
+    service: &str,
+  ) -> crate::cloud::CloudResult<Option<crate::cloud::EcsService>> {
+    self.inner.describe_service(region, cluster, service).await
+  }
+
+  async fn update_desired_count(
+    &self,
+    region: &str,
+    cluster: &str,
+    service: &str,
+    desired_count: u32,
+  ) -> crate::cloud::CloudResult<()> {
+    let refuse = desired_count == 0
+      && self
+        .refusals
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+          left.checked_sub(1)
+        })
+        .is_ok();
+    if refuse {
+      return Err(
+        crate::cloud::CloudError::new(
+          crate::cloud::ErrorKind::Server,
+          "ecs",
+          "UpdateService",
+          "service unavailable",
+        )
+        .with_code("ServiceUnavailableException")
+        .with_status(503)
+        .with_request_id("req-flaky"),
+      );
+    }
+    self
+      .inner
+      .update_desired_count(region, cluster, service, desired_count)
+      .await
+  }
+}
+
+/// Starts `h`'s run with the rollback's first `refusals` scale-downs refused.
+async fn start_with_flaky_rollback(h: &Harness, refusals: u32) -> RunOutcome {
+  let mut cloud = h.sim.cloud();
+  cloud.ecs = Arc::new(FlakyScaleDown {
+    inner: cloud.ecs.clone(),
+    refusals: AtomicU32::new(refusals),
+  });
+  let (_tx, rx) = watch::channel(0u32);
+  start(
+    h.plan.clone(),
+    cloud,
+    Journal::create(&h.journal_path()).unwrap(),
+    h.options.clone(),
+    Operator {
+      observer: h.observer.clone(),
+      approver: h.approver.clone(),
+      signals: rx,
+    },
+  )
+  .await
+  .unwrap()
+}
+
+fn rollback_attempts(records: &[Record], step_id: &str) -> Vec<(u32, bool)> {
+  records
+    .iter()
+    .filter_map(|record| match &record.event {
+      Event::StepFailed {
+        step,
+        attempt,
+        phase: Phase::Rollback,
+        will_retry,
+        ..
+      } if step == step_id => Some((*attempt, *will_retry)),
+      Event::StepSucceeded {
+        step,
+        attempt,
+        phase: Phase::Rollback,
+        ..
+      } if step == step_id => Some((*attempt, true)),
+      _ => None,
+    })
+    .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rollback_refused_by_a_retryable_error_is_retried_with_the_steps_policy() {
+  // The default policy: 3 attempts. Two refusals, then the scale-down goes through.
+  let h = Harness::new(&failure_yaml("rollback"), None, 1.0);
+  let outcome = start_with_flaky_rollback(&h, 2).await;
+  assert_eq!(outcome.status, RunStatus::Failed);
+  let records = h.journal();
+  assert_eq!(
+    rollback_attempts(&records, "scale"),
+    vec![(1, true), (2, true), (3, true)]
+  );
+  assert_eq!(outcome.timeline.rollbacks.len(), 1);
+  assert_eq!(outcome.timeline.rollbacks[0].outcome, "rolled_back");
+  assert_eq!(outcome.timeline.rollbacks[0].attempts, 3);
+  let svc = h
+    .sim
+    .cloud()
+    .ecs
+    .describe_service("us-west-2", "app-standby", "api")
+    .await
+    .unwrap()
+    .unwrap();
+  assert_eq!(svc.desired_count, 0);
+  // The refused calls never reached the world: one scale-up, one scale-down.
+  assert_eq!(h.ops("UpdateService"), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rollback_stops_retrying_when_its_attempts_are_spent() {
+  let h = Harness::new(&failure_yaml("rollback"), None, 1.0);
+  let outcome = start_with_flaky_rollback(&h, 5).await;
+  assert_eq!(outcome.status, RunStatus::Failed);
+  let records = h.journal();
+  assert_eq!(
+    rollback_attempts(&records, "scale"),
+    vec![(1, true), (2, true), (3, false)]
+  );
+  let rollback = &outcome.timeline.rollbacks[0];
+  assert_eq!(rollback.outcome, "failed");
+  let error = rollback.error.as_ref().expect("the last error is kept");
+  assert_eq!(error.code.as_deref(), Some("ServiceUnavailableException"));
+  assert_eq!(error.request_id.as_deref(), Some("req-flaky"));
+  // Always-steps still run after a failed rollback.
+  assert_eq!(span(&outcome, "cleanup").outcome, "succeeded");
+}
+
 // --- 5. Interrupts ----------------------------------------------------------------------------
 
 #[tokio::test(start_paused = true)]

@@ -81,7 +81,7 @@ struct Tally {
   errors_with_id: usize,
   /// Failed runs whose failing step stopped with retryable error and attempts left.
   gave_up_early: Vec<String>,
-  /// Rollbacks that failed on a retryable error (the engine does not retry rollbacks).
+  /// Rollbacks that still failed on a retryable error once their step's attempts were spent.
   rollbacks_given_up: Vec<String>,
   /// Runs that must complete (retries suffice), and how many did.
   must_complete: usize,
@@ -231,14 +231,16 @@ fn judge(test: &Test, finished: &Finished, label: &str, attempts: u64) -> Tally 
       ));
     }
   }
-  // The engine tries a rollback once: count rollbacks that stopped on a retryable error.
+  // A rollback is retried with its step's policy: count rollbacks that still stopped on a
+  // retryable error (the last attempt's failure says `will_retry: false`).
   for record in &records {
     if record["event"] == "step_failed"
       && record["phase"] == "rollback"
       && record["error"]["retryable"] == true
+      && record["will_retry"] == false
     {
       tally.rollbacks_given_up.push(format!(
-        "{label}: rollback of {} stopped on a retryable error: {}",
+        "{label}: rollback of {} failed on a retryable error after its last attempt: {}",
         record["step"], record["error"]["message"]
       ));
     }
@@ -530,7 +532,7 @@ pub fn run(config: &Config) -> Vec<Figure> {
     ),
     Figure::info(
       SECTION,
-      "rollbacks stopped by one retryable error (not retried)",
+      "rollbacks failed on a retryable error after every attempt",
       total.rollbacks_given_up.len(),
     ),
     Figure::new(
