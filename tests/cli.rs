@@ -122,6 +122,44 @@ fn bad_params_are_usage_errors() {
 }
 
 #[test]
+fn a_runbook_or_drill_that_does_not_load_is_reported_once_per_error_with_exit_2() {
+  let test = Test::new()
+    .file("runbooks/empty.yaml", "")
+    .file("drills/empty.yaml", "");
+  let run = test
+    .run_args(["run", "missing.yaml", "--sim", "--yes"])
+    .status(2);
+  assert!(
+    run
+      .stderr()
+      .starts_with("error: cannot read the runbook: No such file or directory"),
+    "{}",
+    run.stderr()
+  );
+  let run = test
+    .run_args(["run", "runbooks/empty.yaml", "--sim", "--yes"])
+    .status(2);
+  assert!(
+    run
+      .stderr()
+      .starts_with("error: the runbook is empty\n --> runbooks/empty.yaml:1:1"),
+    "{}",
+    run.stderr()
+  );
+  // A drill file's own words, not a runbook's.
+  let run = test.run_args(["drill", "list"]).status(2);
+  assert!(
+    run
+      .stderr()
+      .starts_with("error: the drill file is empty\n --> drills/empty.yaml:1:1"),
+    "{}",
+    run.stderr()
+  );
+  assert!(run.stderr().contains("`kind: Drill`"), "{}", run.stderr());
+  assert!(test.run_ids().is_empty());
+}
+
+#[test]
 fn an_approval_without_a_terminal_or_yes_is_refused_clearly() {
   let test = Test::new();
   let run = test

@@ -238,7 +238,7 @@ pub async fn dispatch(cli: Cli) -> Result<i32, Error> {
 
 fn load(ctx: &Context, path: &Path) -> Result<Runbook, Error> {
   let path = resolve_runbook(&ctx.runbooks, path);
-  runbook::load_file(&path, &Catalog).map_err(|diagnostics| Error::Usage(diagnostics.to_string()))
+  runbook::load_file(&path, &Catalog).map_err(|diagnostics| Error::Invalid(diagnostics.to_string()))
 }
 
 fn bind(ctx: &Context, path: &Path, params: &[String]) -> Result<Plan, Error> {
@@ -590,7 +590,7 @@ async fn resume(
     }
   }
   let loaded = runbook::load_file(Path::new(&runbook_path), &Catalog)
-    .map_err(|diagnostics| Error::Usage(diagnostics.to_string()))?;
+    .map_err(|diagnostics| Error::Invalid(diagnostics.to_string()))?;
   let given: Vec<(String, String)> = params.into_iter().collect();
   let plan = Plan::bind(loaded, &given).map_err(|err| Error::Usage(err.to_string()))?;
   let holder = LockHolder {

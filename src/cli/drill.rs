@@ -87,7 +87,7 @@ fn load_all(ctx: &Context) -> Result<Vec<Drill>, Error> {
     }
   }
   if !errors.is_empty() {
-    return Err(Error::Usage(errors.join("\n\n")));
+    return Err(Error::Invalid(errors.join("\n\n")));
   }
   let mut names = std::collections::HashSet::new();
   for drill in &drills {
@@ -554,9 +554,7 @@ impl DrillRunner for CliRunner<'_> {
     )
     .await
     .map(|(code, _)| code)
-    .map_err(|err| match err {
-      Error::Usage(message) | Error::Locked(message) | Error::Failed(message) => message,
-    })
+    .map_err(|err| err.message().to_string())
   }
 }
 

@@ -163,8 +163,11 @@ pub enum Command {
 /// A command's failure, with its exit code.
 #[derive(Debug)]
 pub enum Error {
-  /// Bad usage, invalid runbook or parameters: exit 2. Already rendered.
+  /// Bad usage or parameters: exit 2.
   Usage(String),
+  /// A runbook or drill file that does not validate: exit 2. Its rendered diagnostics, printed
+  /// as they are (each one starts with its own `error:`).
+  Invalid(String),
   /// The lock is held: exit 4.
   Locked(String),
   /// Something went wrong running: exit 1.
@@ -174,7 +177,7 @@ pub enum Error {
 impl Error {
   pub fn code(&self) -> i32 {
     match self {
-      Error::Usage(_) => 2,
+      Error::Usage(_) | Error::Invalid(_) => 2,
       Error::Locked(_) => 4,
       Error::Failed(_) => 1,
     }
@@ -182,7 +185,10 @@ impl Error {
 
   pub(crate) fn message(&self) -> &str {
     match self {
-      Error::Usage(message) | Error::Locked(message) | Error::Failed(message) => message,
+      Error::Usage(message)
+      | Error::Invalid(message)
+      | Error::Locked(message)
+      | Error::Failed(message) => message,
     }
   }
 }
@@ -221,6 +227,10 @@ pub fn main() -> i32 {
   };
   match runtime.block_on(commands::dispatch(cli)) {
     Ok(code) => code,
+    Err(Error::Invalid(diagnostics)) => {
+      eprintln!("{}", diagnostics.trim_end());
+      2
+    }
     Err(err) => {
       eprintln!("error: {}", err.message());
       err.code()

@@ -18,7 +18,7 @@ use serde::Serialize;
 use super::cron::Schedule;
 use crate::runbook::{
   self,
-  diagnostic::{Diagnostic, DiagnosticKind, Diagnostics},
+  diagnostic::{Diagnostic, DiagnosticKind, Diagnostics, Document},
   model::{Runbook, Span},
   parse::{join_key, parse_document, Entry, Node, NodeValue},
   parse_duration,
@@ -163,7 +163,12 @@ pub fn load_file(
   match std::fs::read(path) {
     Ok(bytes) => match std::str::from_utf8(&bytes) {
       Ok(text) => load(path, text, runbooks, catalog),
-      Err(error) => Err(Diagnostics::not_utf8(path, &bytes, error.valid_up_to())),
+      Err(error) => Err(Diagnostics::not_utf8(
+        Document::Drill,
+        path,
+        &bytes,
+        error.valid_up_to(),
+      )),
     },
     Err(error) => Err(Diagnostics::new(
       path.to_path_buf(),
@@ -174,6 +179,7 @@ pub fn load_file(
         width: 1,
         key: String::new(),
         kind: DiagnosticKind::Read {
+          document: Document::Drill,
           message: error.to_string(),
         },
       }],
@@ -207,7 +213,9 @@ pub fn load(
           Span { line: 1, column: 1 },
           1,
           String::new(),
-          DiagnosticKind::Empty,
+          DiagnosticKind::Empty {
+            document: Document::Drill,
+          },
         );
       }
       None

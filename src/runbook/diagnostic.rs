@@ -56,15 +56,36 @@ fn location(diagnostic: &Diagnostic) -> String {
   }
 }
 
-/// Every way a runbook can be wrong.
+/// Which kind of file a diagnostic is about, for the messages that cannot tell from the content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Document {
+  Runbook,
+  Drill,
+}
+
+impl fmt::Display for Document {
+  fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    f.write_str(match self {
+      Document::Runbook => "runbook",
+      Document::Drill => "drill file",
+    })
+  }
+}
+
+/// Every way a runbook (or a drill file) can be wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DiagnosticKind {
   /// The file could not be read.
   Read {
+    document: Document,
     message: String,
   },
-  NotUtf8,
-  Empty,
+  NotUtf8 {
+    document: Document,
+  },
+  Empty {
+    document: Document,
+  },
   Syntax {
     message: String,
   },
@@ -257,12 +278,12 @@ impl fmt::Display for DiagnosticKind {
   fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     use DiagnosticKind::*;
     match self {
-      Read { message } => write!(f, "cannot read the runbook: {message}"),
-      NotUtf8 => f.write_str("the runbook is not valid UTF-8"),
-      Empty => f.write_str("the runbook is empty"),
+      Read { document, message } => write!(f, "cannot read the {document}: {message}"),
+      NotUtf8 { document } => write!(f, "the {document} is not valid UTF-8"),
+      Empty { document } => write!(f, "the {document} is empty"),
       Syntax { message } => write!(f, "YAML syntax error: {message}"),
       TooDeep { limit } => write!(f, "nesting is deeper than {limit} levels"),
-      MultipleDocuments => f.write_str("a runbook file holds exactly one YAML document"),
+      MultipleDocuments => f.write_str("a file holds exactly one YAML document"),
       Alias => f.write_str("YAML aliases are not supported"),
       ComplexKey => f.write_str("a mapping key must be a plain string"),
       DuplicateKey { key, .. } => write!(f, "duplicate key `{key}`"),
@@ -351,11 +372,16 @@ impl DiagnosticKind {
     use DiagnosticKind::*;
     match self {
       Read { .. } => None,
-      NotUtf8 => Some("save the file as UTF-8".into()),
-      Empty => Some("a runbook starts with `apiVersion: drctl/v1` and `kind: Runbook`".into()),
+      NotUtf8 { .. } => Some("save the file as UTF-8".into()),
+      Empty {
+        document: Document::Runbook,
+      } => Some("a runbook starts with `apiVersion: drctl/v1` and `kind: Runbook`".into()),
+      Empty {
+        document: Document::Drill,
+      } => Some("a drill file starts with `apiVersion: drctl/v1` and `kind: Drill`".into()),
       Syntax { .. } => None,
       TooDeep { .. } => Some("runbooks never need this much nesting; flatten the value".into()),
-      MultipleDocuments => Some("put each runbook in its own file".into()),
+      MultipleDocuments => Some("put each runbook and each drill in its own file".into()),
       Alias => Some("write the value out in full".into()),
       ComplexKey => None,
       DuplicateKey { first_line, .. } => Some(format!("first defined on line {first_line}")),
@@ -513,7 +539,12 @@ impl Diagnostics {
   }
 
   /// The one error of a file that is not UTF-8, placed at the first invalid byte.
-  pub fn not_utf8(path: &std::path::Path, bytes: &[u8], valid_up_to: usize) -> Diagnostics {
+  pub fn not_utf8(
+    document: Document,
+    path: &std::path::Path,
+    bytes: &[u8],
+    valid_up_to: usize,
+  ) -> Diagnostics {
     let valid = String::from_utf8_lossy(&bytes[..valid_up_to.min(bytes.len())]);
     let line = valid.matches('\n').count() + 1;
     let column = valid
@@ -526,7 +557,7 @@ impl Diagnostics {
       span: Span { line, column },
       width: 1,
       key: String::new(),
-      kind: DiagnosticKind::NotUtf8,
+      kind: DiagnosticKind::NotUtf8 { document },
     };
     let source = String::from_utf8_lossy(bytes).into_owned();
     Diagnostics::new(path.to_path_buf(), source, vec![diagnostic])

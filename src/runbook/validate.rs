@@ -15,7 +15,7 @@ use std::{
 
 use super::{
   action_spec::{ActionCatalog, ActionSpec, FieldKind, FieldSpec},
-  diagnostic::{Diagnostic, DiagnosticKind, Diagnostics},
+  diagnostic::{Diagnostic, DiagnosticKind, Diagnostics, Document},
   duration::parse_duration,
   model::*,
   parse::{index_key, join_key, parse_document, plain_bool, Entry, Node, NodeValue, ScalarStyle},
@@ -72,7 +72,14 @@ pub fn load(
 ) -> Result<Runbook, Diagnostics> {
   let text = match std::str::from_utf8(bytes) {
     Ok(text) => text,
-    Err(error) => return Err(Diagnostics::not_utf8(path, bytes, error.valid_up_to())),
+    Err(error) => {
+      return Err(Diagnostics::not_utf8(
+        Document::Runbook,
+        path,
+        bytes,
+        error.valid_up_to(),
+      ))
+    }
   };
   // A byte-order mark (Windows editors write one) is not part of the content.
   let text = text.strip_prefix('\u{feff}').unwrap_or(text);
@@ -90,7 +97,9 @@ pub fn load(
           Span { line: 1, column: 1 },
           1,
           String::new(),
-          DiagnosticKind::Empty,
+          DiagnosticKind::Empty {
+            document: Document::Runbook,
+          },
         );
       }
       None
@@ -117,6 +126,7 @@ pub fn load_file(path: &Path, catalog: &dyn ActionCatalog) -> Result<Runbook, Di
         width: 1,
         key: String::new(),
         kind: DiagnosticKind::Read {
+          document: Document::Runbook,
           message: error.to_string(),
         },
       };
