@@ -28,6 +28,14 @@ struct Sleep;
 impl Check for Sleep {
   async fn check(&self, ctx: &Ctx<'_>, args: &Args) -> ActionResult<Outcome> {
     let duration = args.duration("duration")?;
+    // `plan` probes each step once to describe it: a pause has nothing to look at, and waiting
+    // for real would hold the plan up for the whole pause.
+    if ctx.single_probe {
+      return Ok(Outcome::new(format!(
+        "would wait {}",
+        super::human(duration)
+      )));
+    }
     let mut cancel = ctx.cancel.clone();
     tokio::select! {
       _ = ctx.cloud.clock.sleep(duration) => Ok(Outcome::new(format!("waited {}", super::human(duration)))),

@@ -227,3 +227,37 @@ fn ancestors(plan: &Plan, i: usize) -> HashSet<usize> {
   }
   seen
 }
+
+#[cfg(test)]
+mod tests {
+  use std::{path::Path, time::Duration};
+
+  use super::*;
+  use crate::cloud::sim::{Sim, SimOptions};
+
+  /// Real time, not paused: a plan that slept through the pause would not finish in time.
+  #[tokio::test]
+  async fn a_plan_describes_a_pause_without_waiting_for_it() {
+    let yaml = "apiVersion: drctl/v1\nkind: Runbook\nmetadata: { name: pause }\nsteps:\n  \
+                - id: settle\n    action: wait.sleep\n    with: { duration: 1h }\n";
+    let runbook = crate::runbook::load(
+      Path::new("pause.yaml"),
+      yaml.as_bytes(),
+      &crate::actions::Catalog,
+    )
+    .unwrap();
+    let plan = Plan::bind(runbook, &[]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::open(&SimOptions {
+      world: None,
+      time_scale: Some(1.0),
+      dir: dir.path().join("sim"),
+    })
+    .unwrap();
+    let report = tokio::time::timeout(Duration::from_secs(30), describe(&plan, &sim.cloud()))
+      .await
+      .expect("the plan waited for the pause");
+    assert_eq!(report.steps[0].status, "probe_passed");
+    assert_eq!(report.steps[0].current.as_deref(), Some("would wait 1h00m"));
+  }
+}
