@@ -171,6 +171,19 @@ impl Harness {
     journal::read(&self.journal_path()).unwrap()
   }
 
+  /// The desired count of the standby service (`app-standby/api` in us-west-2) now.
+  async fn standby_desired_count(&self) -> u32 {
+    let service = self
+      .sim
+      .cloud()
+      .ecs
+      .describe_service("us-west-2", "app-standby", "api")
+      .await
+      .unwrap()
+      .expect("the standby service exists");
+    service.desired_count
+  }
+
   fn ops(&self, operation: &str) -> usize {
     self
       .sim
@@ -528,15 +541,7 @@ async fn on_failure_abort_stops_but_always_steps_run() {
   assert_eq!(span(&outcome, "cleanup").outcome, "succeeded");
   // No rollback on abort: the service stays scaled.
   assert!(outcome.timeline.rollbacks.is_empty());
-  let svc = h
-    .sim
-    .cloud()
-    .ecs
-    .describe_service("us-west-2", "app-standby", "api")
-    .await
-    .unwrap()
-    .unwrap();
-  assert_eq!(svc.desired_count, 2);
+  assert_eq!(h.standby_desired_count().await, 2);
   assert!(matches!(
     records.last().map(|r| &r.event),
     Some(Event::RunFinished {
@@ -574,15 +579,7 @@ async fn on_failure_rollback_undoes_completed_mutating_steps() {
   assert!(started(&records, "after").is_none());
   assert_eq!(outcome.timeline.rollbacks.len(), 1);
   assert_eq!(outcome.timeline.rollbacks[0].outcome, "rolled_back");
-  let svc = h
-    .sim
-    .cloud()
-    .ecs
-    .describe_service("us-west-2", "app-standby", "api")
-    .await
-    .unwrap()
-    .unwrap();
-  assert_eq!(svc.desired_count, 0);
+  assert_eq!(h.standby_desired_count().await, 0);
   let counts: Vec<u64> = h
     .sim
     .operation_log()
@@ -704,15 +701,7 @@ async fn a_rollback_refused_by_a_retryable_error_is_retried_with_the_steps_polic
   assert_eq!(outcome.timeline.rollbacks.len(), 1);
   assert_eq!(outcome.timeline.rollbacks[0].outcome, "rolled_back");
   assert_eq!(outcome.timeline.rollbacks[0].attempts, 3);
-  let svc = h
-    .sim
-    .cloud()
-    .ecs
-    .describe_service("us-west-2", "app-standby", "api")
-    .await
-    .unwrap()
-    .unwrap();
-  assert_eq!(svc.desired_count, 0);
+  assert_eq!(h.standby_desired_count().await, 0);
   // The refused calls never reached the world: one scale-up, one scale-down.
   assert_eq!(h.ops("UpdateService"), 2);
 }
