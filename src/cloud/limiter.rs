@@ -1,9 +1,11 @@
-//! Client-side rate limiting: one token bucket per AWS API family and region, in front of every
-//! provider, so a failover of hundreds of services paces its own calls instead of collecting
-//! `Throttling` errors and burning retries while the RTO clock runs.
+//! The client layer in front of every provider: client-side rate limiting (one token bucket per
+//! AWS API family and region), so a failover of hundreds of services paces its own calls instead
+//! of collecting `Throttling` errors and burning retries while the RTO clock runs; and per-call
+//! retries (below).
 //!
-//! * **Where.** [`Cloud::rate_limited`] wraps the RDS, ECS and Route 53 providers of any backend
-//!   (`aws`, `sandbox`, `sim`), so the same pacing applies to real AWS and to the simulator.
+//! * **Where.** [`Cloud::rate_limited`] wraps the RDS, ECS, Route 53 and S3 providers of any
+//!   backend (`aws`, `sandbox`, `sim`; every command opens its backend through it), so the same
+//!   pacing and retries apply to real AWS and to the simulator. S3 is retried, not limited.
 //! * **Time.** Buckets refill on the backend's [`Clock`]: against the simulator (which runs
 //!   `time_scale` times faster) a bucket of 5 requests per second lets 5 requests through per
 //!   *modelled* second, exactly what the simulator's server-side limits accept.
