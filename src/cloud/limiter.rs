@@ -1,9 +1,11 @@
-//! Client-side rate limiting: one token bucket per AWS API family and region, in front of every
-//! provider, so a failover of hundreds of services paces its own calls instead of collecting
-//! `Throttling` errors and burning retries while the RTO clock runs.
+//! The client layer in front of every provider: client-side rate limiting (one token bucket per
+//! AWS API family and region), so a failover of hundreds of services paces its own calls instead
+//! of collecting `Throttling` errors and burning retries while the RTO clock runs; and per-call
+//! retries (below).
 //!
-//! * **Where.** [`Cloud::rate_limited`] wraps the RDS, ECS and Route 53 providers of any backend
-//!   (`aws`, `sandbox`, `sim`), so the same pacing applies to real AWS and to the simulator.
+//! * **Where.** [`Cloud::rate_limited`] wraps the RDS, ECS, Route 53 and S3 providers of any
+//!   backend (`aws`, `sandbox`, `sim`; every command opens its backend through it), so the same
+//!   pacing and retries apply to real AWS and to the simulator. S3 is retried, not limited.
 //! * **Time.** Buckets refill on the backend's [`Clock`]: against the simulator (which runs
 //!   `time_scale` times faster) a bucket of 5 requests per second lets 5 requests through per
 //!   *modelled* second, exactly what the simulator's server-side limits accept.
@@ -15,21 +17,78 @@
 //!
 //! The families, and the simulator's server-side limits ([`crate::cloud::sim`]), use the same
 //! names and defaults, so `aws_rate_limits: true` in a world enforces what this module paces for.
+//!
+//! # Per-call retries
+//!
+//! The same decorators retry calls ([`Limiter::call`]), so one place does it for every backend:
+//! the SDK clients and the simulator make a single attempt per call, bounded by
+//! [`ATTEMPT_TIMEOUT`](crate::cloud::ATTEMPT_TIMEOUT). Without this layer, one throttled
+//! `DescribeDBInstances` among the dozens a promotion wait makes failed the whole step attempt.
+//!
+//! * **Reads** (`describe_*`, `get_*`, `list_*`, `head_*`, `replica_lag`) are retried on any
+//!   retryable error (`Throttling`, `Server`, `Transport`): asking again changes nothing.
+//! * **Mutating calls** are retried only on `Throttling`: the service refused the request before
+//!   it took effect. After a 5xx or a transport failure the effect may be in place, so the error
+//!   goes back to the engine, whose next attempt observes the world before applying again; that,
+//!   not a blind resend, is what keeps every effect exactly-once.
+//! * **Budget.** [`CALL_ATTEMPTS`] attempts (the SDK's standard mode makes 3; an outage throttles
+//!   harder), with exponential backoff and full jitter: before retry *n* a wait drawn uniformly
+//!   from zero to [`BACKOFF_BASE`] × 2^(n-1), at most [`BACKOFF_CAP`], on the backend's clock. So
+//!   at most 3 s of waiting per call (1.5 s expected): short next to a poll interval or a step's
+//!   budget, long enough to spread a burst of retries (jitter, not lockstep). Each attempt takes
+//!   its token from the bucket again, so retries are paced like any call. Trouble that outlasts
+//!   the budget is the engine's: the call returns its last error unchanged (code, request id)
+//!   and the step's retry policy (seconds to tens of seconds of backoff) takes over. The step's
+//!   timeout bounds everything: the engine drops the call's future.
+//! * **Visibility.** Each retry is logged at debug (`DRCTL_LOG=drctl::cloud::limiter=debug`)
+//!   with service, operation, error code and request id, and counted ([`Limiter::retries`];
+//!   the counts are logged when the backend is dropped). Every attempt is a request on the wire
+//!   and is counted as one where calls are counted: the simulator records each refused attempt
+//!   in `refusals.jsonl`, and each accepted mutating call (a retried one is accepted once) in
+//!   its operation log, from which reports count API calls.
 
 use std::{
   collections::{BTreeMap, HashMap},
   fmt,
+  future::Future,
   sync::{Arc, Mutex, PoisonError},
   time::Duration,
 };
 
 use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 
+use self::CallKind::{Mutating, Read};
 use super::{
-  ChangeInfo, Clock, Cloud, CloudResult, DbInstance, DbSnapshot, Ecs, EcsService, GlobalCluster,
-  HealthCheckStatus, HealthCheckUpdate, Rds, RecordChange, RecordPage, RecordPageStart, RecordSet,
-  RestoreRequest, Route53,
+  ChangeInfo, Clock, Cloud, CloudError, CloudResult, DbInstance, DbSnapshot, Ecs, EcsService,
+  ErrorKind, GlobalCluster, HealthCheckStatus, HealthCheckUpdate, Rds, RecordChange, RecordPage,
+  RecordPageStart, RecordSet, RestoreRequest, Route53, S3Object, S3,
 };
+
+/// Attempts per provider call, the first one included (see the module docs).
+pub const CALL_ATTEMPTS: u32 = 5;
+/// The backoff ceiling before the first retry; it doubles for each retry after.
+pub const BACKOFF_BASE: Duration = Duration::from_millis(200);
+/// The backoff ceiling never grows past this (a bound for a larger [`CALL_ATTEMPTS`]; with 5
+/// attempts the ceilings are 0.2, 0.4, 0.8 and 1.6 s).
+pub const BACKOFF_CAP: Duration = Duration::from_secs(5);
+
+/// What a call does to the world, which decides which errors a retry may follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallKind {
+  /// Read-only: retried on any retryable error.
+  Read,
+  /// Changes the world: retried only on throttling (refused before it took effect).
+  Mutating,
+}
+
+impl CallKind {
+  fn may_retry(self, error: &CloudError) -> bool {
+    match self {
+      Read => error.is_retryable(),
+      Mutating => error.kind == ErrorKind::Throttling,
+    }
+  }
+}
 
 /// A token bucket: `burst` tokens at most, refilled at `rate` per (backend) second.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -240,11 +299,16 @@ struct Tokens {
   sent_last: tokio::time::Instant,
 }
 
-/// Token buckets per (family, region), on the backend's clock.
+/// Token buckets per (family, region), on the backend's clock, and the per-call retry policy.
 pub struct Limiter {
   clock: Clock,
   limits: RateLimits,
   buckets: Mutex<HashMap<(&'static str, String), Tokens>>,
+  /// Backoff jitter. Its own generator (seeded from fastrand's thread-local one) rather than
+  /// the thread-local itself: retries run on whichever runtime thread polls them.
+  jitter: Mutex<fastrand::Rng>,
+  /// Retries made, per operation.
+  retries: Mutex<BTreeMap<String, u64>>,
 }
 
 impl fmt::Debug for Limiter {
@@ -256,13 +320,97 @@ impl fmt::Debug for Limiter {
   }
 }
 
+impl Drop for Limiter {
+  /// The run's per-call retries, in one line (a backend lives as long as its command).
+  fn drop(&mut self) {
+    let retries = self
+      .retries
+      .get_mut()
+      .unwrap_or_else(PoisonError::into_inner);
+    if !retries.is_empty() {
+      let total: u64 = retries.values().sum();
+      tracing::debug!(total, by_operation = ?retries, "provider calls retried");
+    }
+  }
+}
+
 impl Limiter {
   pub fn new(clock: Clock, limits: RateLimits) -> Limiter {
     Limiter {
       clock,
       limits,
       buckets: Mutex::new(HashMap::new()),
+      jitter: Mutex::new(fastrand::Rng::new()),
+      retries: Mutex::new(BTreeMap::new()),
     }
+  }
+
+  /// Make a provider call: take its token(s), make the attempt, and retry it by the module's
+  /// rules (reads on any retryable error, mutating calls on throttling only, at most
+  /// [`CALL_ATTEMPTS`] attempts). The result is the last attempt's, unchanged.
+  pub async fn call<T, F, Fut>(
+    &self,
+    service: &str,
+    operation: &str,
+    region: Option<&str>,
+    cost: u32,
+    kind: CallKind,
+    mut attempt: F,
+  ) -> CloudResult<T>
+  where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = CloudResult<T>>,
+  {
+    let mut made = 0;
+    loop {
+      self.acquire(service, operation, region, cost).await;
+      made += 1;
+      let error = match attempt().await {
+        Err(error) if made < CALL_ATTEMPTS && kind.may_retry(&error) => error,
+        result => return result,
+      };
+      let backoff = self.backoff(made);
+      tracing::debug!(
+        service,
+        operation,
+        code = error.code.as_deref().unwrap_or("-"),
+        request_id = error.request_id.as_deref().unwrap_or("-"),
+        attempt = made,
+        backoff_ms = backoff.as_millis() as u64,
+        "retrying a provider call: {}",
+        error.message
+      );
+      *self
+        .retries
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .entry(operation.to_string())
+        .or_default() += 1;
+      self.clock.sleep(backoff).await;
+    }
+  }
+
+  /// The wait before retry number `retry` (1, 2, ...): full jitter, uniform in zero to
+  /// `BACKOFF_BASE × 2^(retry-1)`, capped at [`BACKOFF_CAP`].
+  fn backoff(&self, retry: u32) -> Duration {
+    let ceiling = BACKOFF_BASE
+      .saturating_mul(1 << retry.saturating_sub(1).min(16))
+      .min(BACKOFF_CAP);
+    let draw = self
+      .jitter
+      .lock()
+      .unwrap_or_else(PoisonError::into_inner)
+      .f64();
+    ceiling.mul_f64(draw)
+  }
+
+  /// Retries made so far, per operation.
+  pub fn retries(&self) -> BTreeMap<String, u64> {
+    self
+      .retries
+      .lock()
+      .unwrap_or_else(PoisonError::into_inner)
+      .clone()
   }
 
   /// The bucket an operation draws from (its family, per region or per account) and its limit;
@@ -384,9 +532,10 @@ impl Limiter {
 }
 
 impl Cloud {
-  /// The same providers behind client-side rate limits (see the module docs). S3 and HTTP are
-  /// passed through: S3's limits are per prefix and thousands per second, far above drctl's
-  /// reads.
+  /// The same providers behind client-side rate limits and per-call retries (see the module
+  /// docs). S3 is not rate limited (its limits are per prefix and thousands per second, far
+  /// above drctl's reads) but its reads are retried like any other. HTTP is passed through:
+  /// probes retry `within` their own deadline, and notifications are side effects.
   pub fn rate_limited(self, limits: RateLimits) -> Cloud {
     let limiter = Arc::new(Limiter::new(self.clock, limits));
     Cloud {
@@ -400,6 +549,10 @@ impl Cloud {
       }),
       route53: Arc::new(LimitedRoute53 {
         inner: self.route53,
+        limiter: limiter.clone(),
+      }),
+      s3: Arc::new(LimitedS3 {
+        inner: self.s3,
         limiter,
       }),
       ..self
@@ -415,19 +568,28 @@ struct LimitedRds {
 #[async_trait::async_trait]
 impl Rds for LimitedRds {
   async fn describe_instance(&self, region: &str, id: &str) -> CloudResult<Option<DbInstance>> {
-    let limiter = &self.limiter;
-    limiter
-      .acquire("rds", "DescribeDBInstances", Some(region), 1)
-      .await;
-    self.inner.describe_instance(region, id).await
+    let inner = &self.inner;
+    self
+      .limiter
+      .call("rds", "DescribeDBInstances", Some(region), 1, Read, || {
+        inner.describe_instance(region, id)
+      })
+      .await
   }
 
   async fn replica_lag(&self, region: &str, id: &str) -> CloudResult<Option<Duration>> {
-    let limiter = &self.limiter;
-    limiter
-      .acquire("cloudwatch", "GetMetricStatistics", Some(region), 1)
-      .await;
-    self.inner.replica_lag(region, id).await
+    let inner = &self.inner;
+    self
+      .limiter
+      .call(
+        "cloudwatch",
+        "GetMetricStatistics",
+        Some(region),
+        1,
+        Read,
+        || inner.replica_lag(region, id),
+      )
+      .await
   }
 
   async fn describe_snapshots(
@@ -435,59 +597,74 @@ impl Rds for LimitedRds {
     region: &str,
     instance_id: &str,
   ) -> CloudResult<Vec<DbSnapshot>> {
-    let limiter = &self.limiter;
-    limiter
-      .acquire("rds", "DescribeDBSnapshots", Some(region), 1)
-      .await;
-    self.inner.describe_snapshots(region, instance_id).await
+    let inner = &self.inner;
+    self
+      .limiter
+      .call("rds", "DescribeDBSnapshots", Some(region), 1, Read, || {
+        inner.describe_snapshots(region, instance_id)
+      })
+      .await
   }
 
   async fn describe_global_cluster(&self, id: &str) -> CloudResult<Option<GlobalCluster>> {
     // A global cluster has no home region; its calls go to the provider's default region.
+    let inner = &self.inner;
     self
       .limiter
-      .acquire("rds", "DescribeGlobalClusters", None, 1)
-      .await;
-    self.inner.describe_global_cluster(id).await
+      .call("rds", "DescribeGlobalClusters", None, 1, Read, || {
+        inner.describe_global_cluster(id)
+      })
+      .await
   }
 
   async fn promote_read_replica(&self, region: &str, id: &str) -> CloudResult<()> {
-    let limiter = &self.limiter;
-    limiter
-      .acquire("rds", "PromoteReadReplica", Some(region), 1)
-      .await;
-    self.inner.promote_read_replica(region, id).await
+    let inner = &self.inner;
+    self
+      .limiter
+      .call(
+        "rds",
+        "PromoteReadReplica",
+        Some(region),
+        1,
+        Mutating,
+        || inner.promote_read_replica(region, id),
+      )
+      .await
   }
 
   async fn restore_from_snapshot(&self, request: &RestoreRequest) -> CloudResult<()> {
-    let limiter = &self.limiter;
-    limiter
-      .acquire(
+    let inner = &self.inner;
+    let region = Some(request.region.as_str());
+    self
+      .limiter
+      .call(
         "rds",
         "RestoreDBInstanceFromDBSnapshot",
-        Some(&request.region),
+        region,
         1,
+        Mutating,
+        || inner.restore_from_snapshot(request),
       )
-      .await;
-    self.inner.restore_from_snapshot(request).await
+      .await
   }
 
   async fn delete_instance(&self, region: &str, id: &str) -> CloudResult<()> {
-    let limiter = &self.limiter;
-    limiter
-      .acquire("rds", "DeleteDBInstance", Some(region), 1)
-      .await;
-    self.inner.delete_instance(region, id).await
+    let inner = &self.inner;
+    self
+      .limiter
+      .call("rds", "DeleteDBInstance", Some(region), 1, Mutating, || {
+        inner.delete_instance(region, id)
+      })
+      .await
   }
 
   async fn failover_global_cluster(&self, id: &str, target_cluster_arn: &str) -> CloudResult<()> {
+    let inner = &self.inner;
     self
       .limiter
-      .acquire("rds", "FailoverGlobalCluster", None, 1)
-      .await;
-    self
-      .inner
-      .failover_global_cluster(id, target_cluster_arn)
+      .call("rds", "FailoverGlobalCluster", None, 1, Mutating, || {
+        inner.failover_global_cluster(id, target_cluster_arn)
+      })
       .await
   }
 }
@@ -505,11 +682,13 @@ impl Ecs for LimitedEcs {
     cluster: &str,
     service: &str,
   ) -> CloudResult<Option<EcsService>> {
-    let limiter = &self.limiter;
-    limiter
-      .acquire("ecs", "DescribeServices", Some(region), 1)
-      .await;
-    self.inner.describe_service(region, cluster, service).await
+    let inner = &self.inner;
+    self
+      .limiter
+      .call("ecs", "DescribeServices", Some(region), 1, Read, || {
+        inner.describe_service(region, cluster, service)
+      })
+      .await
   }
 
   async fn update_desired_count(
@@ -519,13 +698,12 @@ impl Ecs for LimitedEcs {
     service: &str,
     desired_count: u32,
   ) -> CloudResult<()> {
-    let limiter = &self.limiter;
-    limiter
-      .acquire("ecs", "UpdateService", Some(region), 1)
-      .await;
+    let inner = &self.inner;
     self
-      .inner
-      .update_desired_count(region, cluster, service, desired_count)
+      .limiter
+      .call("ecs", "UpdateService", Some(region), 1, Mutating, || {
+        inner.update_desired_count(region, cluster, service, desired_count)
+      })
       .await
   }
 }
@@ -538,11 +716,13 @@ struct LimitedRoute53 {
 #[async_trait::async_trait]
 impl Route53 for LimitedRoute53 {
   async fn list_record_sets(&self, zone_id: &str, name: &str) -> CloudResult<Vec<RecordSet>> {
-    let limiter = &self.limiter;
-    limiter
-      .acquire("route53", "ListResourceRecordSets", None, 1)
-      .await;
-    self.inner.list_record_sets(zone_id, name).await
+    let inner = &self.inner;
+    self
+      .limiter
+      .call("route53", "ListResourceRecordSets", None, 1, Read, || {
+        inner.list_record_sets(zone_id, name)
+      })
+      .await
   }
 
   async fn list_record_sets_page(
@@ -550,26 +730,35 @@ impl Route53 for LimitedRoute53 {
     zone_id: &str,
     start: Option<&RecordPageStart>,
   ) -> CloudResult<RecordPage> {
-    let limiter = &self.limiter;
-    limiter
-      .acquire("route53", "ListResourceRecordSets", None, 1)
-      .await;
-    self.inner.list_record_sets_page(zone_id, start).await
+    let inner = &self.inner;
+    self
+      .limiter
+      .call("route53", "ListResourceRecordSets", None, 1, Read, || {
+        inner.list_record_sets_page(zone_id, start)
+      })
+      .await
   }
 
   async fn get_change(&self, change_id: &str) -> CloudResult<ChangeInfo> {
-    self.limiter.acquire("route53", "GetChange", None, 1).await;
-    self.inner.get_change(change_id).await
+    let inner = &self.inner;
+    self
+      .limiter
+      .call("route53", "GetChange", None, 1, Read, || {
+        inner.get_change(change_id)
+      })
+      .await
   }
 
   async fn get_health_check_status(&self, health_check_id: &str) -> CloudResult<HealthCheckStatus> {
     // Two requests: `GetHealthCheckStatus` for the observations and `GetHealthCheck` for the
     // `Disabled`/`Inverted` configuration (every provider makes both).
+    let inner = &self.inner;
     self
       .limiter
-      .acquire("route53", "GetHealthCheckStatus", None, 2)
-      .await;
-    self.inner.get_health_check_status(health_check_id).await
+      .call("route53", "GetHealthCheckStatus", None, 2, Read, || {
+        inner.get_health_check_status(health_check_id)
+      })
+      .await
   }
 
   async fn change_record_sets(
@@ -578,13 +767,17 @@ impl Route53 for LimitedRoute53 {
     comment: &str,
     changes: &[RecordChange],
   ) -> CloudResult<ChangeInfo> {
+    let inner = &self.inner;
     self
       .limiter
-      .acquire("route53", "ChangeResourceRecordSets", None, 1)
-      .await;
-    self
-      .inner
-      .change_record_sets(zone_id, comment, changes)
+      .call(
+        "route53",
+        "ChangeResourceRecordSets",
+        None,
+        1,
+        Mutating,
+        || inner.change_record_sets(zone_id, comment, changes),
+      )
       .await
   }
 
@@ -593,20 +786,274 @@ impl Route53 for LimitedRoute53 {
     health_check_id: &str,
     update: HealthCheckUpdate,
   ) -> CloudResult<()> {
+    let inner = &self.inner;
     self
       .limiter
-      .acquire("route53", "UpdateHealthCheck", None, 1)
-      .await;
+      .call("route53", "UpdateHealthCheck", None, 1, Mutating, || {
+        inner.update_health_check(health_check_id, update)
+      })
+      .await
+  }
+}
+
+/// S3 has no family, so the limiter lets its calls straight through; what it adds is the
+/// per-call retry of reads.
+struct LimitedS3 {
+  inner: Arc<dyn S3>,
+  limiter: Arc<Limiter>,
+}
+
+#[async_trait::async_trait]
+impl S3 for LimitedS3 {
+  async fn list_objects(
+    &self,
+    region: &str,
+    bucket: &str,
+    prefix: &str,
+  ) -> CloudResult<Vec<S3Object>> {
+    let inner = &self.inner;
     self
-      .inner
-      .update_health_check(health_check_id, update)
+      .limiter
+      .call("s3", "ListObjectsV2", Some(region), 1, Read, || {
+        inner.list_objects(region, bucket, prefix)
+      })
+      .await
+  }
+
+  async fn head_object(
+    &self,
+    region: &str,
+    bucket: &str,
+    key: &str,
+  ) -> CloudResult<Option<S3Object>> {
+    let inner = &self.inner;
+    self
+      .limiter
+      .call("s3", "HeadObject", Some(region), 1, Read, || {
+        inner.head_object(region, bucket, key)
+      })
       .await
   }
 }
 
 #[cfg(test)]
 mod tests {
+  use std::{
+    collections::VecDeque,
+    sync::atomic::{AtomicU32, Ordering},
+  };
+
   use super::*;
+
+  /// An RDS provider that answers from a script: each call takes the next answer (`None`:
+  /// success; past the end: success). Errors carry a request id naming the call (`req-3`).
+  #[derive(Default)]
+  struct Scripted {
+    answers: Mutex<VecDeque<Option<ErrorKind>>>,
+    calls: AtomicU32,
+  }
+
+  impl Scripted {
+    fn new(answers: impl IntoIterator<Item = Option<ErrorKind>>) -> Arc<Scripted> {
+      Arc::new(Scripted {
+        answers: Mutex::new(answers.into_iter().collect()),
+        calls: AtomicU32::new(0),
+      })
+    }
+
+    fn calls(&self) -> u32 {
+      self.calls.load(Ordering::SeqCst)
+    }
+
+    // `CloudResult` is what every provider returns (see `cloud::aws`).
+    #[allow(clippy::result_large_err)]
+    fn answer(&self, operation: &str) -> CloudResult<()> {
+      let call = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+      match self.answers.lock().unwrap().pop_front().flatten() {
+        None => Ok(()),
+        Some(kind) => {
+          let code = match kind {
+            ErrorKind::Throttling => "Throttling",
+            ErrorKind::Server => "InternalFailure",
+            ErrorKind::Transport => "RequestTimeout",
+            _ => "InvalidDBInstanceState",
+          };
+          Err(
+            CloudError::new(kind, "rds", operation, "scripted")
+              .with_code(code)
+              .with_request_id(format!("req-{call}")),
+          )
+        }
+      }
+    }
+  }
+
+  #[async_trait::async_trait]
+  impl Rds for Scripted {
+    async fn describe_instance(&self, _: &str, _: &str) -> CloudResult<Option<DbInstance>> {
+      self.answer("DescribeDBInstances").map(|()| None)
+    }
+    async fn replica_lag(&self, _: &str, _: &str) -> CloudResult<Option<Duration>> {
+      unimplemented!()
+    }
+    async fn describe_snapshots(&self, _: &str, _: &str) -> CloudResult<Vec<DbSnapshot>> {
+      unimplemented!()
+    }
+    async fn describe_global_cluster(&self, _: &str) -> CloudResult<Option<GlobalCluster>> {
+      unimplemented!()
+    }
+    async fn promote_read_replica(&self, _: &str, _: &str) -> CloudResult<()> {
+      self.answer("PromoteReadReplica")
+    }
+    async fn restore_from_snapshot(&self, _: &RestoreRequest) -> CloudResult<()> {
+      unimplemented!()
+    }
+    async fn delete_instance(&self, _: &str, _: &str) -> CloudResult<()> {
+      unimplemented!()
+    }
+    async fn failover_global_cluster(&self, _: &str, _: &str) -> CloudResult<()> {
+      unimplemented!()
+    }
+  }
+
+  /// The scripted provider behind the limiter's decorator, as `Cloud::rate_limited` builds it.
+  fn limited(scripted: &Arc<Scripted>, limits: RateLimits) -> (LimitedRds, Arc<Limiter>) {
+    let limiter = Arc::new(Limiter::new(Clock::default(), limits));
+    let rds = LimitedRds {
+      inner: scripted.clone(),
+      limiter: limiter.clone(),
+    };
+    (rds, limiter)
+  }
+
+  #[tokio::test(start_paused = true)]
+  async fn a_throttled_read_is_retried_until_it_succeeds() {
+    let scripted = Scripted::new([Some(ErrorKind::Throttling); 3]);
+    let (rds, limiter) = limited(&scripted, RateLimits::default());
+    let start = tokio::time::Instant::now();
+    let described = rds.describe_instance("us-west-2", "db").await;
+    assert_eq!(described, Ok(None));
+    assert_eq!(
+      scripted.calls(),
+      4,
+      "three throttled attempts, then the answer"
+    );
+    assert_eq!(limiter.retries()["DescribeDBInstances"], 3);
+    // Full jitter: at most 0.2 + 0.4 + 0.8 s of backoff.
+    assert!(
+      start.elapsed() <= Duration::from_millis(1400),
+      "{:?}",
+      start.elapsed()
+    );
+  }
+
+  #[tokio::test(start_paused = true)]
+  async fn a_read_is_retried_on_5xx_and_transport_failures_too() {
+    let scripted = Scripted::new([Some(ErrorKind::Server), Some(ErrorKind::Transport)]);
+    let (rds, _) = limited(&scripted, RateLimits::default());
+    assert_eq!(rds.describe_instance("us-west-2", "db").await, Ok(None));
+    assert_eq!(scripted.calls(), 3);
+  }
+
+  #[tokio::test(start_paused = true)]
+  async fn a_read_gives_up_after_the_last_attempt_with_that_attempts_error() {
+    let scripted = Scripted::new([Some(ErrorKind::Throttling); 10]);
+    let (rds, limiter) = limited(&scripted, RateLimits::default());
+    let err = rds.describe_instance("us-west-2", "db").await.unwrap_err();
+    assert_eq!(scripted.calls(), CALL_ATTEMPTS);
+    // The error is the last attempt's, as the provider returned it: code and request id.
+    let last = format!("req-{CALL_ATTEMPTS}");
+    assert_eq!(err.code.as_deref(), Some("Throttling"));
+    assert_eq!(err.request_id.as_deref(), Some(last.as_str()));
+    assert_eq!(
+      err.to_string(),
+      format!("rds DescribeDBInstances failed with Throttling: scripted [request id {last}]")
+    );
+    assert_eq!(
+      limiter.retries()["DescribeDBInstances"],
+      u64::from(CALL_ATTEMPTS - 1)
+    );
+  }
+
+  #[tokio::test(start_paused = true)]
+  async fn a_mutating_call_is_retried_on_throttling_only() {
+    // Throttled: refused before it took effect, so sent again.
+    let scripted = Scripted::new([Some(ErrorKind::Throttling); 2]);
+    let (rds, _) = limited(&scripted, RateLimits::default());
+    assert_eq!(rds.promote_read_replica("us-west-2", "db").await, Ok(()));
+    assert_eq!(scripted.calls(), 3);
+    // A 5xx or a transport failure may come after the effect: back to the engine at once.
+    for kind in [ErrorKind::Server, ErrorKind::Transport] {
+      let scripted = Scripted::new([Some(kind)]);
+      let (rds, limiter) = limited(&scripted, RateLimits::default());
+      let err = rds
+        .promote_read_replica("us-west-2", "db")
+        .await
+        .unwrap_err();
+      assert_eq!(scripted.calls(), 1, "{kind:?}");
+      assert_eq!(err.kind, kind);
+      assert_eq!(err.request_id.as_deref(), Some("req-1"));
+      assert!(limiter.retries().is_empty());
+    }
+  }
+
+  #[tokio::test(start_paused = true)]
+  async fn errors_a_retry_cannot_help_are_returned_at_once() {
+    let scripted = Scripted::new([Some(ErrorKind::InvalidState)]);
+    let (rds, _) = limited(&scripted, RateLimits::default());
+    let err = rds.describe_instance("us-west-2", "db").await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::InvalidState);
+    assert_eq!(scripted.calls(), 1);
+  }
+
+  #[tokio::test(start_paused = true)]
+  async fn each_retry_takes_a_token_again() {
+    // RDS at one request per second: the five attempts are paced a second apart, whatever
+    // the (shorter) backoff.
+    let limits = RateLimits::with_overrides(&BTreeMap::from([(
+      "rds".to_string(),
+      LimitSetting::Limit(Bucket::new(1.0, 1.0)),
+    )]))
+    .unwrap();
+    let scripted = Scripted::new([Some(ErrorKind::Throttling); 4]);
+    let (rds, _) = limited(&scripted, limits);
+    let start = tokio::time::Instant::now();
+    assert_eq!(rds.describe_instance("us-west-2", "db").await, Ok(None));
+    assert_eq!(scripted.calls(), 5);
+    assert!(
+      start.elapsed() >= Duration::from_secs(4),
+      "{:?}",
+      start.elapsed()
+    );
+  }
+
+  #[tokio::test(start_paused = true)]
+  async fn backoff_is_full_jitter_under_a_doubling_ceiling_on_the_backend_clock() {
+    let limiter = Limiter::new(Clock::scaled(40.0), RateLimits::default());
+    for retry in 1..=8 {
+      let ceiling = (BACKOFF_BASE * 2u32.pow(retry - 1)).min(BACKOFF_CAP);
+      for _ in 0..50 {
+        assert!(limiter.backoff(retry) <= ceiling);
+      }
+    }
+    // Waits are modelled time: against a simulator at ×40, five attempts of an unlimited
+    // service take at most 3 s / 40 of the wall.
+    let calls = AtomicU32::new(0);
+    let start = tokio::time::Instant::now();
+    let result: CloudResult<()> = limiter
+      .call("s3", "HeadObject", Some("us-west-2"), 1, Read, || async {
+        calls.fetch_add(1, Ordering::SeqCst);
+        Err(CloudError::new(ErrorKind::Server, "s3", "HeadObject", "x"))
+      })
+      .await;
+    assert!(result.is_err());
+    assert_eq!(calls.load(Ordering::SeqCst), CALL_ATTEMPTS);
+    assert!(
+      start.elapsed() <= Duration::from_millis(76),
+      "{:?}",
+      start.elapsed()
+    );
+  }
 
   fn limiter(scale: f64, limits: RateLimits) -> Limiter {
     Limiter::new(Clock::scaled(scale), limits)

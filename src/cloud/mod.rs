@@ -13,9 +13,15 @@
 //!   change batch that differs). Actions additionally `observe` before they `apply`, so a mutating
 //!   call is only repeated after a crash between the call and its journalled outcome.
 //! * Errors are [`CloudError`]: the service's error code, the HTTP status, the request id and
-//!   whether a retry can help. The provider does **not** retry throttling or 5xx itself beyond
-//!   what the transport needs (see `aws/`); the engine's retry policy decides, so retries never
-//!   multiply.
+//!   whether a retry can help. A backend's provider makes **one attempt** per call, bounded by
+//!   [`ATTEMPT_TIMEOUT`] (the SDK by its configuration, the simulator in modelled time), so a hung
+//!   endpoint becomes a retryable `Transport` error on every backend alike.
+//! * Retries happen in two layers, each with its own job (see [`limiter`] for the rules):
+//!   **per call**, in the client layer every backend is wrapped in ([`Cloud::rate_limited`]): a
+//!   read is retried on any retryable error, a mutating call only on `Throttling` (refused before
+//!   it took effect), a few times with short jittered backoff; and **per step**, by the engine's
+//!   retry policy, which re-observes the world before applying again. A call that exhausts its
+//!   attempts returns its last error unchanged (code and request id), for the engine to decide.
 //! * A mutating call that returns an error leaves the step's checkpoint at "intent": on resume
 //!   the action observes the world again before deciding whether to apply.
 
@@ -33,6 +39,12 @@ pub use limiter::{LimitSetting, RateLimits};
 
 /// Result of a provider call.
 pub type CloudResult<T> = Result<T, CloudError>;
+
+/// How long one attempt of a provider call (send and read the whole answer) may take before it
+/// counts as a hung endpoint and fails with a retryable `Transport` error. The SDK clients are
+/// configured with it; the simulator applies it in modelled time, so that a hung call ends the
+/// same way on every backend instead of waiting for the step's timeout.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// What kind of failure a provider call met; decides retryability.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -456,6 +456,8 @@ steps:
 
 #[tokio::test(start_paused = true)]
 async fn a_hanging_call_times_out_after_the_step_timeout() {
+  // The step's timeout is shorter than the provider's attempt timeout (20 s), which would
+  // otherwise end the hung call first.
   let world = world_with("faults: { DescribeDBInstances: { hang: 1.0 } }");
   let yaml = r#"apiVersion: drctl/v1
 kind: Runbook
@@ -464,7 +466,7 @@ steps:
   - id: lag
     action: rds.replica_status
     with: { region: us-west-2, instance: app-db-replica }
-    timeout: 45s
+    timeout: 15s
     retry: { attempts: 1 }
 "#;
   let h = Harness::new(yaml, Some(&world), 1.0);
@@ -474,8 +476,8 @@ steps:
     .expect("the run hung");
   let took = begin.elapsed();
   assert_eq!(outcome.status, RunStatus::Failed);
-  assert!(took >= Duration::from_secs(45), "took {took:?}");
-  assert!(took < Duration::from_secs(46), "took {took:?}");
+  assert!(took >= Duration::from_secs(15), "took {took:?}");
+  assert!(took < Duration::from_secs(16), "took {took:?}");
   let records = h.journal();
   let failed = failures(&records, "lag");
   assert_eq!(failed.len(), 1);
@@ -484,7 +486,7 @@ steps:
     "{:?}",
     failed[0].0
   );
-  assert!(failed[0].0.message.contains("45s"), "{:?}", failed[0].0);
+  assert!(failed[0].0.message.contains("15s"), "{:?}", failed[0].0);
 }
 
 // --- 4. on_failure ----------------------------------------------------------------------------

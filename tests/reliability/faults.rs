@@ -12,14 +12,19 @@
 //!   of `regional-failover` and `backup-restore-validation` through it.
 //!
 //! Every run is watched from outside: a run that prints nothing for two minutes (or passes a
-//! generous cap) is killed and counted as hung. Every AWS error printed (`... failed with CODE (HTTP n) ... [request id ID]`) must carry
-//! its request id; for every failed run, the error the user saw (the `✗` line) must be an AWS
-//! error whose code and request id match the journal's, or a hung call's timeout. A step that
-//! stops on a retryable error must have used all its attempts: a run whose retries suffice
-//! completes (with 40 % of calls failing, the shipped three attempts often do not suffice). Retries are counted from the
-//! journal (`step_failed` with `will_retry`). No mutating effect may be applied twice: the same
-//! operation with the same target and arguments in the simulator's operation log, or forwarded
-//! to moto and answered 2xx, more than once per run.
+//! generous cap) is killed and counted as hung. Every AWS error printed (`... failed with CODE
+//! (HTTP n) ... [request id ID]`) must carry its request id; for every failed run, the error the
+//! user saw (the `✗` line) must be an AWS error whose code and request id match the journal's,
+//! or a hung call's timeout (the attempt timeout, 20 s on both backends, or the step's). A step
+//! that stops on a retryable error must have used all its attempts: a run whose retries suffice
+//! completes. Calls are retried at the provider boundary first (reads on any retryable error,
+//! mutating calls on throttling, five attempts), so with 40 % of calls failing a read still
+//! fails about 1 % of the time and a mutating call about 11 % (its 5xx and timeouts are the
+//! engine's to retry). Step retries are counted from the journal (`step_failed` with
+//! `will_retry`), per-call retries from drctl's debug log (`retrying a provider call`). No
+//! mutating effect may be applied twice: the same operation with the same target and arguments
+//! in the simulator's operation log, or forwarded to moto and answered 2xx, more than once per
+//! run.
 //!
 //! Knobs: `DRCTL_FAULTS_SIM_RUNS` (runs per simulator scenario), `DRCTL_FAULTS_SDK_RUNS`,
 //! `DRCTL_FAULTS_LOG_DIR` (keep the SDK runs' output there).
@@ -56,8 +61,8 @@ const SIM_FAULTS: &str = "faults:\n\
   \x20 DescribeServices: { latency: 2s }\n\
   \x20 GetChange: { latency: 5s }\n";
 
-/// The simulated world runs this much faster than the wall clock, so that a hung call reaches
-/// its step's 10-minute timeout in a second and a half.
+/// The simulated world runs this much faster than the wall clock, so that a run's modelled
+/// minutes take seconds (a hung call's 20 s attempt timeout is 50 ms).
 const TIME_SCALE: &str = "400";
 
 /// What happened to runs of one scenario.
@@ -69,13 +74,15 @@ struct Tally {
   aws_failures: usize,
   /// ... of which the error named the AWS code and the request id.
   aws_failures_explained: usize,
-  /// Runs that failed because a hung call reached the step's timeout.
+  /// Runs that failed because a hung call timed out (its attempt timeout or the step's).
   hang_timeouts: usize,
   /// Runs that passed the outer deadline (killed by the harness).
   hung_runs: usize,
   /// Runs that failed for any other reason (with the reason, for the log).
   unexplained: Vec<String>,
   retries: usize,
+  /// Calls retried at the provider boundary (drctl's debug log).
+  call_retries: usize,
   /// AWS errors on stderr (`... failed with CODE (HTTP n) ...`), and how many named a request id.
   errors_shown: usize,
   errors_with_id: usize,
@@ -99,6 +106,7 @@ impl Tally {
     self.hung_runs += other.hung_runs;
     self.unexplained.extend(other.unexplained);
     self.retries += other.retries;
+    self.call_retries += other.call_retries;
     self.errors_shown += other.errors_shown;
     self.errors_with_id += other.errors_with_id;
     self.gave_up_early.extend(other.gave_up_early);
@@ -119,8 +127,7 @@ struct Finished {
 
 /// How long a run may go without printing anything before it counts as hung. Every retry,
 /// attempt and state change prints a line; the longest silence a healthy run has is a hung call
-/// waiting for its timeout (the SDK's 20 s attempt timeout, or a step timeout of at most 45
-/// modelled minutes, 7 s at ×400).
+/// waiting for its 20 s attempt timeout (on the SDK path: 50 ms in the simulator at ×400).
 const STALL: Duration = Duration::from_secs(120);
 
 /// Run the binary in `test`'s directory; kill it when it prints nothing for [`STALL`] (a hung
@@ -128,6 +135,8 @@ const STALL: Duration = Duration::from_secs(120);
 fn run_with_deadline(test: &Test, args: &[&str], cap: Duration) -> Finished {
   let mut child = test
     .command(args)
+    // Per-call retries are logged at debug: counted from stderr.
+    .env("DRCTL_LOG", "warn,drctl::cloud::limiter=debug")
     .stdout(Stdio::piped())
     .stderr(Stdio::piped())
     .spawn()
@@ -206,6 +215,11 @@ fn judge(test: &Test, finished: &Finished, label: &str, attempts: u64) -> Tally 
     .iter()
     .filter(|record| record["event"] == "step_failed" && record["will_retry"] == true)
     .count();
+  tally.call_retries = finished
+    .stderr
+    .lines()
+    .filter(|line| line.contains("retrying a provider call"))
+    .count();
   // A step that stops on a retryable error must have used every attempt it had.
   for record in &records {
     let last = record["event"] == "step_failed" && record["will_retry"] == false;
@@ -271,9 +285,13 @@ fn judge(test: &Test, finished: &Finished, label: &str, attempts: u64) -> Tally 
       let mut explained = true;
       let mut hang = false;
       for line in &failures {
-        // A hung call ends at the step's timeout (simulator) or at the SDK's attempt timeout;
-        // either way there is no answer, so no AWS code or request id.
-        if line.contains("(the step's timeout)") || line.contains("operation attempt timeout") {
+        // A hung call ends at its attempt timeout: the SDK's (no answer, so no AWS code or
+        // request id) or the simulator's, which models it as a `RequestTimeout`; or at the
+        // step's timeout if that comes first.
+        if line.contains("(the step's timeout)")
+          || line.contains("operation attempt timeout")
+          || line.contains("failed with RequestTimeout")
+        {
           hang = true;
         } else if let Some(error) = final_error(&records, line) {
           aws = true;
@@ -380,9 +398,9 @@ fn world_with_faults(seed: u64, hang: f64) -> String {
 /// The shipped retry policy of `regional-failover`.
 const SHIPPED_RETRY: &str = "retry: { attempts: 3, backoff: 2s, max_backoff: 30s }";
 const SHIPPED_ATTEMPTS: u64 = 3;
-/// Attempts per step for runs meant to get through: a call fails 40 % of the time and an attempt
-/// of `flip-dns` makes about eight calls, each of which restarts the attempt when it fails, so
-/// an attempt succeeds about 2 % of the time (the engine retries steps, not calls).
+/// Attempts per step for runs meant to get through: a call fails 40 % of the time, and a
+/// mutating call that meets a 5xx (10 %) restarts its step's attempt (only throttling is
+/// retried per call), so a step of several mutating calls may need many attempts.
 const PATIENT_ATTEMPTS: u64 = 200;
 
 /// A shipped runbook with [`PATIENT_ATTEMPTS`] attempts per step, named `name`: runs whose
@@ -517,7 +535,12 @@ pub fn run(config: &Config) -> Vec<Figure> {
   figures.extend([
     Figure::info(SECTION, "runs under faults", total.runs),
     Figure::info(SECTION, "runs completed", total.completed),
-    Figure::info(SECTION, "retries spent (journal)", total.retries),
+    Figure::info(SECTION, "step retries spent (journal)", total.retries),
+    Figure::info(
+      SECTION,
+      "per-call retries (provider boundary, debug log)",
+      total.call_retries,
+    ),
     Figure::info(
       SECTION,
       "runs with 200 attempts per step: completed",
@@ -551,7 +574,7 @@ pub fn run(config: &Config) -> Vec<Figure> {
     ),
     Figure::info(
       SECTION,
-      "failed runs: hung call ended by the step timeout",
+      "failed runs: on a hung call (attempt or step timeout)",
       total.hang_timeouts,
     ),
     Figure::new(
@@ -563,7 +586,7 @@ pub fn run(config: &Config) -> Vec<Figure> {
     ),
     Figure::new(
       SECTION,
-      "failures neither AWS error nor step timeout",
+      "failures neither AWS error nor timeout",
       unexplained - total.hung_runs.min(unexplained),
       "0",
       unexplained == total.hung_runs,

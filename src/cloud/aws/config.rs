@@ -9,6 +9,7 @@ use std::{
 use aws_config::{retry::RetryConfig, timeout::TimeoutConfig, BehaviorVersion, Region, SdkConfig};
 
 use super::AwsSettings;
+use crate::cloud::ATTEMPT_TIMEOUT;
 
 /// Route 53 is a global service; its API lives in us-east-1.
 pub(crate) const ROUTE53_REGION: &str = "us-east-1";
@@ -17,9 +18,6 @@ pub(crate) const FALLBACK_REGION: &str = "us-east-1";
 
 /// A TCP/TLS connect that takes longer than this is a dead endpoint.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-/// One attempt (send + read the whole response) that takes longer is a hung endpoint: it
-/// becomes a `Transport` error the engine may retry.
-const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Load the shared configuration the standard way (environment, shared config and credentials
 /// files, SSO, web identity, ECS container and EC2 instance roles), with `--profile`,
@@ -28,7 +26,9 @@ const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(20);
 /// from the result.
 pub(crate) async fn load(settings: &AwsSettings) -> SdkConfig {
   let mut loader = aws_config::defaults(BehaviorVersion::latest())
-    // SDK retries off: the engine's retry policy owns retries (see the module doc of `aws`).
+    // SDK retries off: drctl's client layer and the engine own retries (see the module doc of
+    // `aws`). One attempt that takes longer than `ATTEMPT_TIMEOUT` is a hung endpoint: it
+    // becomes a `Transport` error that may be retried.
     .retry_config(RetryConfig::standard().with_max_attempts(1))
     .timeout_config(
       TimeoutConfig::builder()

@@ -10,12 +10,20 @@
 //!
 //! * **The SDK does not retry.** Every client is built with `RetryConfig::standard()` and one
 //!   attempt. Throttling, 5xx and transport failures come back as a [`CloudError`] whose kind
-//!   says it is retryable.
-//! * **The engine retries**, with the step's retry policy (attempts, backoff, max backoff), on
-//!   [`CloudError::is_retryable`]. One layer retrying means the counts never multiply (three SDK
-//!   attempts inside each of three engine attempts would be nine calls against a throttled API).
-//! * **Timeouts** bound every attempt: 3 s to connect, 20 s for the whole attempt. A hung
-//!   endpoint becomes a `Transport` error the engine can retry, inside the step's own timeout.
+//!   says it is retryable. The SDK's retry would apply the same rules to every operation; drctl
+//!   needs different ones for reads and writes, and the same ones on the simulator.
+//! * **drctl's client layer retries calls** ([`crate::cloud::limiter`], the rate-limit decorators
+//!   every backend is wrapped in): a read on any retryable error, a mutating call only on
+//!   `Throttling` (refused before it took effect), up to
+//!   [`CALL_ATTEMPTS`](crate::cloud::limiter::CALL_ATTEMPTS) attempts with jittered backoff,
+//!   each attempt taking its rate-limit token again.
+//! * **The engine retries steps**, with the step's retry policy (attempts, backoff, max backoff),
+//!   on [`CloudError::is_retryable`]: a call that used its attempts, or a mutating call that met a
+//!   5xx or a transport failure (it may have taken effect), fails the attempt, and the next one
+//!   observes the world before applying again. Only the two layers multiply: the SDK adds none.
+//! * **Timeouts** bound every attempt: 3 s to connect, [`crate::cloud::ATTEMPT_TIMEOUT`] (20 s)
+//!   for the whole attempt. A hung endpoint becomes a `Transport` error that can be retried,
+//!   inside the step's own timeout.
 //! * Waiting for an effect (`available`, `INSYNC`, running count) is the actions' `verify`
 //!   loop, not a retry.
 

@@ -10,6 +10,9 @@
 //!   every accepted mutating call, fsynced before the call returns success. Opening an existing
 //!   dir replays the log at the recorded times. The log is the single source of truth: an
 //!   effect exists iff its line is complete, so "each effect exactly once" is checkable from it.
+//! * **Client.** Each AWS call makes one attempt, as the SDK clients do, and an attempt that
+//!   hangs fails after [`ATTEMPT_TIMEOUT`] (modelled) with a retryable `RequestTimeout`, as the
+//!   SDK's attempt timeout does. Retries are the client layer's ([`crate::cloud::limiter`]).
 //! * **Secrets.** Strings given to [`Sim::set_redactions`] never reach the files: they are
 //!   replaced by `***` in everything persisted and in error messages.
 
@@ -33,7 +36,7 @@ use self::{
   state::{Reject, WorldState},
   world::{Timings, WorldSpec},
 };
-use super::{Clock, Cloud, CloudError, CloudResult, ErrorKind};
+use super::{Clock, Cloud, CloudError, CloudResult, ErrorKind, ATTEMPT_TIMEOUT};
 
 mod ecs;
 mod faults;
@@ -429,6 +432,10 @@ impl Sim {
 
   /// What every call goes through before it reaches the world: the rate limit, the modelled
   /// latency and the injected faults. Returns the modelled latency the call took.
+  ///
+  /// `timeout` is the client's: a call that hangs, or whose latency passes it, fails with
+  /// `RequestTimeout` once it has elapsed (modelled). AWS calls pass [`ATTEMPT_TIMEOUT`], what
+  /// the SDK clients are configured with; HTTP requests their own.
   pub(crate) async fn gate(
     &self,
     service: &str,
@@ -495,7 +502,7 @@ impl Sim {
     F: FnOnce(&WorldState, DateTime<Utc>) -> Result<T, Reject> + Send,
   {
     self
-      .gate(service, operation, region, None)
+      .gate(service, operation, region, Some(ATTEMPT_TIMEOUT))
       .await
       .map_err(|refusal| self.refused(service, operation, refusal))?;
     self
@@ -503,7 +510,8 @@ impl Sim {
       .map_err(|reject| self.reject(service, operation, reject))
   }
 
-  /// A mutating call: gate, then [`Sim::commit`].
+  /// A mutating call: gate, then [`Sim::commit`]. A call that times out in the gate took no
+  /// effect (the simulator does not model an answer lost after the effect).
   pub(crate) async fn mutate(
     &self,
     service: &str,
@@ -513,7 +521,7 @@ impl Sim {
     detail: serde_json::Value,
   ) -> CloudResult<Operation> {
     self
-      .gate(service, operation, region, None)
+      .gate(service, operation, region, Some(ATTEMPT_TIMEOUT))
       .await
       .map_err(|refusal| self.refused(service, operation, refusal))?;
     self.commit(service, operation, region, target, detail)

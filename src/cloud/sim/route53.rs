@@ -14,7 +14,7 @@ use super::{
 };
 use crate::cloud::{
   normalize_dns_name, ChangeInfo, CloudResult, FailoverRole, HealthCheckStatus, HealthCheckUpdate,
-  RecordChange, RecordPage, RecordPageStart, RecordSet, Route53, MAX_BATCH_CHARS,
+  RecordChange, RecordPage, RecordPageStart, RecordSet, Route53, ATTEMPT_TIMEOUT, MAX_BATCH_CHARS,
   MAX_BATCH_RECORDS, RECORD_PAGE_SIZE,
 };
 
@@ -438,7 +438,7 @@ impl Route53 for SimCloud {
     // observations and `GetHealthCheck` for the configuration.
     self
       .sim
-      .gate_cost("route53", operation, None, None, 2)
+      .gate_cost("route53", operation, None, Some(ATTEMPT_TIMEOUT), 2)
       .await
       .map_err(|refusal| self.sim.refused("route53", operation, refusal))?;
     self

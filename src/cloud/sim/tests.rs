@@ -808,10 +808,12 @@ async fn error_faults_are_server_errors_and_are_not_logged() {
   let sim = open_with(tmp.path(), "faults:\n  rds: { error: 1.0, latency: 2s }\n");
   let cloud = sim.cloud();
   let start = cloud.clock.now();
-  let err = cloud
+  let call = cloud
     .rds
-    .promote_read_replica("us-west-2", "app-db-replica")
+    .promote_read_replica("us-west-2", "app-db-replica");
+  let err = tokio::time::timeout(Duration::from_secs(3600), call)
     .await
+    .expect("the call hung")
     .unwrap_err();
   assert_eq!(err.kind, ErrorKind::Server);
   assert_eq!(err.code.as_deref(), Some("InternalFailure"));
@@ -826,19 +828,45 @@ async fn error_faults_are_server_errors_and_are_not_logged() {
     .unwrap();
 }
 
+/// A hung AWS call ends as the SDK's attempt timeout ends it: a retryable `RequestTimeout`
+/// after `ATTEMPT_TIMEOUT` of modelled time, not a wait until the step's timeout.
 #[tokio::test(start_paused = true)]
-async fn a_hang_fault_never_returns() {
+async fn a_hung_call_fails_after_the_attempt_timeout() {
   let tmp = TempDir::new().unwrap();
-  let sim = open_with(tmp.path(), "faults:\n  PromoteReadReplica: { hang: 1.0 }\n");
+  let sim = open_with(
+    tmp.path(),
+    "faults:\n  PromoteReadReplica: { hang: 1.0 }\n  DescribeDBInstances: { hang: 1.0 }\n",
+  );
   let cloud = sim.cloud();
+  let start = cloud.clock.now();
+  let call = cloud.rds.describe_instance("us-west-2", "app-db-replica");
+  let err = tokio::time::timeout(Duration::from_secs(3600), call)
+    .await
+    .expect("the call hung")
+    .unwrap_err();
+  let took = cloud.clock.elapsed_since(start);
+  assert!(
+    took >= ATTEMPT_TIMEOUT && took < ATTEMPT_TIMEOUT + Duration::from_secs(1),
+    "{took:?}"
+  );
+  assert_eq!(err.kind, ErrorKind::Transport);
+  assert!(err.is_retryable());
+  assert_eq!(err.code.as_deref(), Some("RequestTimeout"));
+  assert!(err.request_id.is_some(), "{err:?}");
+  // A hung mutating call times out the same way, and takes no effect.
+  let start = cloud.clock.now();
   let call = cloud
     .rds
     .promote_read_replica("us-west-2", "app-db-replica");
-  assert!(tokio::time::timeout(Duration::from_secs(3600), call)
+  let err = tokio::time::timeout(Duration::from_secs(3600), call)
     .await
-    .is_err());
+    .expect("the call hung")
+    .unwrap_err();
+  let took = cloud.clock.elapsed_since(start);
+  assert!(took < ATTEMPT_TIMEOUT + Duration::from_secs(1), "{took:?}");
+  assert_eq!(err.kind, ErrorKind::Transport);
   assert!(sim.operation_log().is_empty());
-  // An HTTP probe with a timeout times out instead of hanging.
+  // An HTTP probe times out after its own timeout.
   let sim = open_with(&tmp.path().join("b"), "faults:\n  GET: { hang: 1.0 }\n");
   let err = sim
     .cloud()
@@ -847,6 +875,39 @@ async fn a_hang_fault_never_returns() {
     .await
     .unwrap_err();
   assert_eq!(err.kind, ErrorKind::Transport);
+}
+
+/// Behind the client layer every backend gets, a read that keeps hanging is tried
+/// `CALL_ATTEMPTS` times, each attempt ended by the attempt timeout and recorded as refused, and
+/// the caller gets the last attempt's error.
+#[tokio::test(start_paused = true)]
+async fn behind_the_client_layer_a_hung_read_is_retried_then_fails() {
+  use crate::cloud::{limiter::CALL_ATTEMPTS, RateLimits};
+  let tmp = TempDir::new().unwrap();
+  let sim = open_with(
+    tmp.path(),
+    "faults:\n  DescribeDBInstances: { hang: 1.0 }\n",
+  );
+  let cloud = sim.cloud().rate_limited(RateLimits::default());
+  let start = cloud.clock.now();
+  let call = cloud.rds.describe_instance("us-west-2", "app-db-replica");
+  let err = tokio::time::timeout(Duration::from_secs(3600), call)
+    .await
+    .expect("the call hung")
+    .unwrap_err();
+  let took = cloud.clock.elapsed_since(start);
+  assert_eq!(err.code.as_deref(), Some("RequestTimeout"));
+  let refused = read_refusals(sim.dir()).unwrap();
+  assert_eq!(refused.len(), CALL_ATTEMPTS as usize, "{refused:?}");
+  assert!(refused
+    .iter()
+    .all(|refusal| refusal.operation == "DescribeDBInstances"));
+  // Five attempt timeouts, and at most 3 s of backoff between them.
+  let attempts = ATTEMPT_TIMEOUT * CALL_ATTEMPTS;
+  assert!(
+    took >= attempts && took < attempts + Duration::from_secs(4),
+    "{took:?}"
+  );
 }
 
 #[tokio::test(start_paused = true)]

@@ -422,7 +422,9 @@ pub struct FaultSpec {
   /// Extra modelled latency.
   #[serde(default)]
   pub latency: Option<ModelDuration>,
-  /// Probability that the call never returns.
+  /// Probability that the call gets no answer: an AWS call then fails with `RequestTimeout`
+  /// after the attempt timeout ([`crate::cloud::ATTEMPT_TIMEOUT`], modelled), as an SDK call
+  /// does; an HTTP request after its own timeout, or never if it has none.
   #[serde(default)]
   pub hang: Option<f64>,
 }
