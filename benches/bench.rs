@@ -83,15 +83,32 @@ fn main() -> ExitCode {
     .and_then(|value| value.parse().ok())
     .unwrap_or(if bench { 5 } else { 1 });
   let config = Config { bench, repeats };
+  // DRCTL_BENCH_SECTIONS=P3 (or `P3,P4`): only the sections whose name starts with one of these,
+  // to re-measure one figure without the slow peer section. BENCHMARKS.md is then not written:
+  // it would lose the other sections' figures.
+  let only: Option<Vec<String>> = std::env::var("DRCTL_BENCH_SECTIONS").ok().map(|value| {
+    value
+      .split(',')
+      .map(|prefix| prefix.trim().to_string())
+      .filter(|prefix| !prefix.is_empty())
+      .collect()
+  });
+  let selected = |name: &str| {
+    only.as_ref().is_none_or(|prefixes| {
+      prefixes
+        .iter()
+        .any(|prefix| name.starts_with(prefix.as_str()))
+    })
+  };
 
   let mut measured = Vec::new();
-  for (name, section) in SECTIONS {
+  for (name, section) in SECTIONS.iter().filter(|(name, _)| selected(name)) {
     eprintln!("── {name}");
     measured.push((*name, section(&config)));
   }
   let markdown = render(&config, &measured);
   print!("{markdown}");
-  if bench {
+  if bench && only.is_none() {
     let path = support::repo().join("BENCHMARKS.md");
     std::fs::write(&path, &markdown).expect("BENCHMARKS.md is writable");
     eprintln!("wrote {}", path.display());
