@@ -18,7 +18,7 @@ use serde::Serialize;
 use super::cron::Schedule;
 use crate::runbook::{
   self,
-  diagnostic::{Diagnostic, DiagnosticKind, Diagnostics, Document},
+  diagnostic::{source_text, Diagnostic, DiagnosticKind, Diagnostics, Document},
   model::{Runbook, Span},
   parse::{join_key, parse_document, Entry, Node, NodeValue},
   parse_duration,
@@ -160,31 +160,10 @@ pub fn load_file(
   runbooks: &Path,
   catalog: &dyn ActionCatalog,
 ) -> Result<Drill, Diagnostics> {
-  match std::fs::read(path) {
-    Ok(bytes) => match std::str::from_utf8(&bytes) {
-      Ok(text) => load(path, text, runbooks, catalog),
-      Err(error) => Err(Diagnostics::not_utf8(
-        Document::Drill,
-        path,
-        &bytes,
-        error.valid_up_to(),
-      )),
-    },
-    Err(error) => Err(Diagnostics::new(
-      path.to_path_buf(),
-      String::new(),
-      vec![Diagnostic {
-        path: path.to_path_buf(),
-        span: Span::default(),
-        width: 1,
-        key: String::new(),
-        kind: DiagnosticKind::Read {
-          document: Document::Drill,
-          message: error.to_string(),
-        },
-      }],
-    )),
-  }
+  let bytes =
+    std::fs::read(path).map_err(|error| Diagnostics::unreadable(Document::Drill, path, &error))?;
+  let text = source_text(Document::Drill, path, &bytes)?;
+  load(path, text, runbooks, catalog)
 }
 
 /// Validate a drill's text. `runbooks` is the directory runbook names are looked up in.

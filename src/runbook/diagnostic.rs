@@ -72,6 +72,25 @@ impl fmt::Display for Document {
   }
 }
 
+/// A runbook's or drill file's bytes as the parser reads them: UTF-8 (else the one diagnostic,
+/// at the first invalid byte) without a leading byte-order mark, which Windows editors write
+/// and which is not part of the content.
+pub fn source_text<'a>(
+  document: Document,
+  path: &std::path::Path,
+  bytes: &'a [u8],
+) -> Result<&'a str, Diagnostics> {
+  match std::str::from_utf8(bytes) {
+    Ok(text) => Ok(text.strip_prefix('\u{feff}').unwrap_or(text)),
+    Err(error) => Err(Diagnostics::not_utf8(
+      document,
+      path,
+      bytes,
+      error.valid_up_to(),
+    )),
+  }
+}
+
 /// Every way a runbook (or a drill file) can be wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DiagnosticKind {
@@ -536,6 +555,25 @@ impl Diagnostics {
       line_starts,
       items,
     }
+  }
+
+  /// The one error of a file that could not be read (missing, a directory, no permission).
+  pub fn unreadable(
+    document: Document,
+    path: &std::path::Path,
+    error: &std::io::Error,
+  ) -> Diagnostics {
+    let diagnostic = Diagnostic {
+      path: path.to_path_buf(),
+      span: Span::default(),
+      width: 1,
+      key: String::new(),
+      kind: DiagnosticKind::Read {
+        document,
+        message: error.to_string(),
+      },
+    };
+    Diagnostics::new(path.to_path_buf(), String::new(), vec![diagnostic])
   }
 
   /// The one error of a file that is not UTF-8, placed at the first invalid byte.

@@ -15,7 +15,7 @@ use std::{
 
 use super::{
   action_spec::{ActionCatalog, ActionSpec, FieldKind, FieldSpec},
-  diagnostic::{Diagnostic, DiagnosticKind, Diagnostics, Document},
+  diagnostic::{source_text, Diagnostic, DiagnosticKind, Diagnostics, Document},
   duration::parse_duration,
   model::*,
   parse::{index_key, join_key, parse_document, plain_bool, Entry, Node, NodeValue, ScalarStyle},
@@ -70,19 +70,7 @@ pub fn load(
   bytes: &[u8],
   catalog: &dyn ActionCatalog,
 ) -> Result<Runbook, Diagnostics> {
-  let text = match std::str::from_utf8(bytes) {
-    Ok(text) => text,
-    Err(error) => {
-      return Err(Diagnostics::not_utf8(
-        Document::Runbook,
-        path,
-        bytes,
-        error.valid_up_to(),
-      ))
-    }
-  };
-  // A byte-order mark (Windows editors write one) is not part of the content.
-  let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+  let text = source_text(Document::Runbook, path, bytes)?;
   let document = parse_document(text);
   let mut checker = Checker::new(path, text, catalog);
   for error in document.errors {
@@ -117,26 +105,9 @@ pub fn load(
 
 /// Read and validate a runbook file; a read error is reported as a diagnostic too.
 pub fn load_file(path: &Path, catalog: &dyn ActionCatalog) -> Result<Runbook, Diagnostics> {
-  match std::fs::read(path) {
-    Ok(bytes) => load(path, &bytes, catalog),
-    Err(error) => {
-      let diagnostic = Diagnostic {
-        path: path.to_path_buf(),
-        span: Span::default(),
-        width: 1,
-        key: String::new(),
-        kind: DiagnosticKind::Read {
-          document: Document::Runbook,
-          message: error.to_string(),
-        },
-      };
-      Err(Diagnostics::new(
-        path.to_path_buf(),
-        String::new(),
-        vec![diagnostic],
-      ))
-    }
-  }
+  let bytes = std::fs::read(path)
+    .map_err(|error| Diagnostics::unreadable(Document::Runbook, path, &error))?;
+  load(path, &bytes, catalog)
 }
 
 /// Where a template is used, which decides what it may reference.
