@@ -8,7 +8,7 @@
 use std::sync::{Arc, Mutex};
 
 use drctl::{
-  actions::{self, Behaviour, Ctx, Effect, Observed, RunFacts},
+  actions::{self, Behaviour, Ctx, Effect, Observed},
   cloud::{
     aws,
     sim::{read_refusals, Sim, SimOptions, BUILTIN_WORLD},
@@ -100,20 +100,7 @@ fn effect() -> &'static dyn Effect {
 async fn run_once(cloud: &Cloud, args: &actions::Args) -> bool {
   let progress = |_: &str| {};
   let (_cancel_tx, cancel) = tokio::sync::watch::channel(false);
-  let ctx = Ctx {
-    cloud,
-    run_id: "test-run",
-    step_id: "flip-dns",
-    rpo: None,
-    accept_data_loss: false,
-    force: false,
-    progress: &progress,
-    cancel,
-    single_probe: false,
-    expected: None,
-    dispatch: None,
-    run: RunFacts::default(),
-  };
+  let ctx = Ctx::new(cloud, "test-run", "flip-dns", &progress, cancel);
   let observation = effect().observe(&ctx, args).await.unwrap();
   let token = match observation.state {
     Observed::Absent => {

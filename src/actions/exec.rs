@@ -151,7 +151,6 @@ mod tests {
   use std::time::{Duration, Instant};
 
   use super::*;
-  use crate::actions::RunFacts;
 
   /// Ctrl-C during a long check kills the command at once instead of waiting for it, so the
   /// run's clean-up (deleting a temporary instance) is not held up by a hung `psql`.
@@ -167,20 +166,7 @@ mod tests {
     let cloud = sim.cloud();
     let (interrupt, cancel) = tokio::sync::watch::channel(false);
     let progress = |_: &str| {};
-    let ctx = Ctx {
-      cloud: &cloud,
-      run_id: "run-1",
-      step_id: "check",
-      rpo: None,
-      accept_data_loss: false,
-      force: false,
-      progress: &progress,
-      cancel,
-      single_probe: false,
-      expected: None,
-      dispatch: None,
-      run: RunFacts::default(),
-    };
+    let ctx = Ctx::new(&cloud, "run-1", "check", &progress, cancel);
     let rendered = serde_json::json!({ "argv": ["sleep", "30"] });
     let args = crate::actions::bind(COMMAND.spec, rendered.as_object().unwrap()).unwrap();
     tokio::spawn(async move {

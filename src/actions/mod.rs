@@ -113,6 +113,33 @@ pub struct Ctx<'a> {
 /// Journals a dispatch (`what` went out, and where); `Err` when the journal cannot be written.
 pub type DispatchHook<'a> = dyn Fn(&str) -> Result<(), String> + Send + Sync + 'a;
 
+impl<'a> Ctx<'a> {
+  /// A context with no guards relaxed, no budget, no dispatch journal and no run facts: what a
+  /// caller outside the engine starts from, setting the fields it knows with `..Ctx::new(..)`.
+  pub fn new(
+    cloud: &'a Cloud,
+    run_id: &'a str,
+    step_id: &'a str,
+    progress: &'a (dyn Fn(&str) + Send + Sync),
+    cancel: tokio::sync::watch::Receiver<bool>,
+  ) -> Ctx<'a> {
+    Ctx {
+      cloud,
+      run_id,
+      step_id,
+      rpo: None,
+      accept_data_loss: false,
+      force: false,
+      progress,
+      cancel,
+      single_probe: false,
+      expected: None,
+      run: RunFacts::default(),
+      dispatch: None,
+    }
+  }
+}
+
 /// What a step may know about the run around it.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RunFacts<'a> {
@@ -681,18 +708,8 @@ mod tests {
     let (_cancel, cancel) = tokio::sync::watch::channel(false);
     let progress = |_: &str| {};
     let ctx = Ctx {
-      cloud: &cloud,
-      run_id: "run-1",
-      step_id: "promote-db",
-      rpo: None,
-      accept_data_loss: false,
-      force: false,
-      progress: &progress,
-      cancel,
-      single_probe: false,
       expected,
-      dispatch: None,
-      run: RunFacts::default(),
+      ..Ctx::new(&cloud, "run-1", "promote-db", &progress, cancel)
     };
     let start = tokio::time::Instant::now();
     let looks = std::cell::Cell::new(0u32);

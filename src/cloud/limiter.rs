@@ -894,25 +894,25 @@ mod tests {
       self.answer("DescribeDBInstances").map(|()| None)
     }
     async fn replica_lag(&self, _: &str, _: &str) -> CloudResult<Option<Duration>> {
-      unimplemented!()
+      self.answer("GetMetricStatistics").map(|()| None)
     }
     async fn describe_snapshots(&self, _: &str, _: &str) -> CloudResult<Vec<DbSnapshot>> {
-      unimplemented!()
+      self.answer("DescribeDBSnapshots").map(|()| Vec::new())
     }
     async fn describe_global_cluster(&self, _: &str) -> CloudResult<Option<GlobalCluster>> {
-      unimplemented!()
+      self.answer("DescribeGlobalClusters").map(|()| None)
     }
     async fn promote_read_replica(&self, _: &str, _: &str) -> CloudResult<()> {
       self.answer("PromoteReadReplica")
     }
     async fn restore_from_snapshot(&self, _: &RestoreRequest) -> CloudResult<()> {
-      unimplemented!()
+      self.answer("RestoreDBInstanceFromDBSnapshot")
     }
     async fn delete_instance(&self, _: &str, _: &str) -> CloudResult<()> {
-      unimplemented!()
+      self.answer("DeleteDBInstance")
     }
     async fn failover_global_cluster(&self, _: &str, _: &str) -> CloudResult<()> {
-      unimplemented!()
+      self.answer("FailoverGlobalCluster")
     }
   }
 

@@ -155,22 +155,13 @@ pub async fn send(
   let progress = |_: &str| {};
   let step_id = format!("notify-{}", notify.kind);
   let ctx = Ctx {
-    cloud,
-    run_id,
-    step_id: &step_id,
     rpo: drill.rpo_target(),
-    accept_data_loss: false,
-    force: false,
-    progress: &progress,
-    cancel,
-    single_probe: false,
-    expected: None,
     run: RunFacts {
       runbook: &drill.runbook.name,
       rto: drill.rto_target(),
       elapsed: Duration::from_secs_f64(entry.rto_achieved_seconds.unwrap_or_default().max(0.0)),
     },
-    dispatch: None,
+    ..Ctx::new(cloud, run_id, &step_id, &progress, cancel)
   };
   let mut attempt = 0;
   let mut backoff = BACKOFF;

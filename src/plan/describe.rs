@@ -127,22 +127,15 @@ pub async fn describe(plan: &Plan, cloud: &Cloud) -> PlanReport {
       Ok(Some((def, args))) => {
         let progress = |_: &str| {};
         let ctx = Ctx {
-          cloud,
-          run_id: "plan",
-          step_id: &step.id,
           rpo: runbook.objectives.rpo,
           accept_data_loss: step.accept_data_loss,
-          force: false,
-          progress: &progress,
-          cancel: cancel.clone(),
           single_probe: true,
-          expected: None,
           run: crate::actions::RunFacts {
             runbook: &runbook.name,
             rto: runbook.objectives.rto,
             elapsed: Duration::ZERO,
           },
-          dispatch: None,
+          ..Ctx::new(cloud, "plan", &step.id, &progress, cancel.clone())
         };
         match probe(def, &ctx, &args).await {
           Ok(super::Probe {
