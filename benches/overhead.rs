@@ -1,6 +1,6 @@
 //! P1, engine overhead: `regional-failover.yaml` on the simulator, with the AWS operations
 //! modelled at the hand-run runbook's durations (promote 5 m, standby scale-up 2 m, DNS 1 m;
-//! `../shared/reference/dr-runbook.md`), scaled down by the world's `time_scale`.
+//! `docs/hand-run-runbook.md`), scaled down by the world's `time_scale`.
 //!
 //! The wall time of the whole `drctl run` process (start-up, journal fsyncs and the report
 //! included), multiplied back by the time scale, is compared with

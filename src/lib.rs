@@ -1,6 +1,6 @@
 //! drctl: a disaster-recovery and failover runbook engine.
 //!
-//! The crate is organised by phase (see DESIGN.md): `runbook` (parse, validate) → `plan` (bind
+//! The crate is organised by phase (see ARCHITECTURE.md): `runbook` (parse, validate) → `plan` (bind
 //! parameters, probe, order the graph) → `engine` (run a plan, journal every transition) with
 //! `actions` acting on the `cloud` provider boundary, `state` keeping journals and locks, and
 //! `report` rendering results. `cli` is a thin layer over all of them.

@@ -23,7 +23,7 @@ fn shipped_runbooks_validate() {
     "{}",
     run.stdout()
   );
-  assert!(run.stdout().contains("4 runbook(s), 0 invalid"));
+  assert!(run.stdout().contains("4 file(s), 0 invalid"));
 }
 
 #[test]
@@ -99,4 +99,46 @@ fn every_malformed_drill_exits_2_with_its_exact_diagnostics() {
     );
     assert!(!run.stderr().contains("panicked"), "{name}");
   }
+}
+
+#[test]
+fn drill_files_validate_as_drills_beside_runbooks() {
+  let test = Test::new();
+  let drills = test.path().join("drills");
+  std::fs::create_dir_all(&drills).unwrap();
+  for entry in std::fs::read_dir(repo().join("drills")).unwrap() {
+    let entry = entry.unwrap();
+    std::fs::copy(entry.path(), drills.join(entry.file_name())).unwrap();
+  }
+  let run = test.run_args(["validate", "drills", "runbooks"]).status(0);
+  assert!(
+    run
+      .stdout()
+      .contains("ok    drills/quarterly-regional-failover.yaml (drill of regional-failover)"),
+    "{}",
+    run.stdout()
+  );
+  assert!(
+    run.stdout().contains("7 file(s), 0 invalid"),
+    "{}",
+    run.stdout()
+  );
+
+  // A broken drill gets the drill file's diagnostics, not a runbook's.
+  std::fs::write(
+    drills.join("broken.yaml"),
+    "apiVersion: drctl/v1\nkind: Drill\nmetadata: { name: broken }\nrunbook: no-such-runbook\nschedule: \"@weekly\"\n",
+  )
+  .unwrap();
+  let run = test.run_args(["validate", "drills/broken.yaml"]).status(2);
+  assert!(
+    run.stderr().contains("drills/broken.yaml:4:"),
+    "{}",
+    run.stderr()
+  );
+  assert!(
+    !run.stderr().contains("unsupported kind"),
+    "{}",
+    run.stderr()
+  );
 }

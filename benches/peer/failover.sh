@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regional failover with the aws CLI: the script a team writes from the hand-run DR runbook
-# (../../../shared/reference/dr-runbook.md), step by step, one after another. drctl's benchmark
+# (docs/hand-run-runbook.md), step by step, one after another. drctl's benchmark
 # (benches/peer.rs) runs it against a seeded moto server, next to `drctl run regional-failover`.
 #
 #   TARGET_REGION=us-west-2 PUBLIC_URL=https://api.example.com/health \

@@ -1,6 +1,6 @@
 //! The command line: parse arguments, call one function, render, pick the exit code.
 //!
-//! Exit codes (DESIGN.md): 0 succeeded · 1 a step failed · 2 usage or validation error ·
+//! Exit codes (ARCHITECTURE.md): 0 succeeded · 1 a step failed · 2 usage or validation error ·
 //! 3 succeeded but an objective was breached · 4 lock held by another run · 130 interrupted.
 
 use std::{
