@@ -241,7 +241,7 @@ impl Shared {
       .incident_start
       .and_then(|incident| (self.started_at - incident).to_std().ok())
       .unwrap_or_default();
-    self.run_values().elapsed + before
+    self.run_values().elapsed.saturating_add(before)
   }
 
   fn run_facts(&self) -> RunFacts<'_> {
@@ -250,6 +250,26 @@ impl Shared {
       rto: self.plan.runbook.objectives.rto,
       elapsed: self.rto_clock(),
     }
+  }
+
+  /// The attempt number of `step`'s latest `step_started` (phase run) in this journal, or 1.
+  fn last_attempt(&self, step: &str) -> u32 {
+    let records = self
+      .records
+      .lock()
+      .unwrap_or_else(|poisoned| poisoned.into_inner());
+    records
+      .iter()
+      .rev()
+      .find_map(|record| match &record.event {
+        Event::StepStarted {
+          step: id,
+          attempt,
+          phase: Phase::Run,
+        } if id == step => Some(*attempt),
+        _ => None,
+      })
+      .unwrap_or(1)
   }
 
   fn timeline(&self) -> Option<Timeline> {
@@ -554,6 +574,8 @@ async fn execute(
   let (_always_tx, always_rx) = watch::channel(false);
   let max_parallel = shared.options.max_parallel.max(1);
   let mut tasks: JoinSet<Finished> = JoinSet::new();
+  // Which step each task runs: a task that panics returns only its id.
+  let mut task_steps: HashMap<tokio::task::Id, usize> = HashMap::new();
   let mut running = 0usize;
   let mut stopping = false;
   let mut interrupted: Option<String> = None;
@@ -650,7 +672,7 @@ async fn execute(
       let intents = prior_intents.clone();
       let attempts = prior_attempts.clone();
       let dispatched = prior_dispatched.clone();
-      tasks.spawn(async move {
+      let task = tasks.spawn(async move {
         let result = run_step(
           &shared,
           i,
@@ -663,6 +685,7 @@ async fn execute(
         .await;
         Finished { index: i, result }
       });
+      task_steps.insert(task.id(), i);
     }
     if running == 0 {
       if !states.contains(&State::Pending) {
@@ -678,21 +701,24 @@ async fn execute(
       continue;
     }
     tokio::select! {
-      joined = tasks.join_next() => {
+      joined = tasks.join_next_with_id() => {
         let Some(joined) = joined else { continue };
         running -= 1;
-        let finished = match joined {
-          Ok(finished) => finished,
-          // A step task panicked: treat as a failed step rather than losing the run.
-          Err(err) => {
-            tracing::error!("a step task ended abnormally: {err}");
-            stopping = true;
-            continue;
+        let (i, result, crashed) = match joined {
+          Ok((id, finished)) => {
+            task_steps.remove(&id);
+            (finished.index, finished.result, false)
+          }
+          Err(join) => {
+            // Every task is spawned above with its step recorded.
+            let Some(i) = task_steps.remove(&join.id()) else {
+              continue;
+            };
+            (i, journal_crash(&shared, &steps[i], join).await, true)
           }
         };
-        let i = finished.index;
         let step = &steps[i];
-        match finished.result {
+        match result {
           Ok(done) if done.skipped => states[i] = State::Skipped,
           Ok(done) => {
             states[i] = State::Succeeded;
@@ -708,7 +734,9 @@ async fn execute(
               states[i] = State::Failed { blocks: true };
               continue;
             }
-            let blocks = step.on_failure != OnFailure::Continue || step.always;
+            // A crash is a bug in drctl, not a failure the runbook planned for: it always
+            // stops the run, whatever `on_failure` says.
+            let blocks = crashed || step.on_failure != OnFailure::Continue || step.always;
             states[i] = State::Failed { blocks };
             if interrupted.is_none() && blocks && !step.always {
               failed_step.get_or_insert_with(|| step.id.clone());
@@ -770,6 +798,52 @@ async fn execute(
     .timeline()
     .ok_or_else(|| EngineError::Resume("journal lost its first record".into()))?;
   Ok(RunOutcome { status, timeline })
+}
+
+/// A step's task ended abnormally (it panicked): journal the step as failed, so that the run
+/// fails and its always-steps run, and a resume retries the step (observing before it applies,
+/// as after any crash: the panic may have struck after the change was made).
+async fn journal_crash(
+  shared: &Shared,
+  step: &Step,
+  join: tokio::task::JoinError,
+) -> Result<StepDone, StepFailure> {
+  let why = if join.is_panic() {
+    let payload = join.into_panic();
+    payload
+      .downcast_ref::<&str>()
+      .map(|text| (*text).to_string())
+      .or_else(|| payload.downcast_ref::<String>().cloned())
+      .unwrap_or_else(|| "no message".into())
+  } else {
+    "it was cancelled".into()
+  };
+  let message = format!(
+    "internal error: the step's task panicked ({why}); this is a bug in drctl. \
+     The step's change may or may not have been made: `drctl resume` observes it again \
+     before applying"
+  );
+  tracing::error!(step = %step.id, "{message}");
+  let attempt = shared.last_attempt(&step.id);
+  let logged = shared
+    .log(Event::StepFailed {
+      step: step.id.clone(),
+      attempt,
+      phase: Phase::Run,
+      error: StepError {
+        message,
+        code: None,
+        request_id: None,
+        http_status: None,
+        retryable: false,
+      },
+      will_retry: false,
+      backoff_ms: None,
+    })
+    .await;
+  Err(StepFailure {
+    fatal: logged.err(),
+  })
 }
 
 fn step_error(err: &ActionError) -> StepError {
@@ -949,6 +1023,7 @@ async fn run_step(
       })
       .await
       .map_err(fatal)?;
+    crash_hook::strike(&shared.cloud.backend, &step.id, crash_hook::Point::Start);
     let work = attempt_action(
       shared,
       &step.id,
@@ -1079,9 +1154,15 @@ async fn attempt_action(
         .await
         .map_err(|err| ActionError::failed(format!("journal: {err}")))?;
       *intent = Some(loss);
+      if phase == Phase::Run {
+        crash_hook::strike(&shared.cloud.backend, step, crash_hook::Point::Apply);
+      }
       (effect.apply(ctx, args).await?, true, loss)
     }
   };
+  if phase == Phase::Run {
+    crash_hook::strike(&shared.cloud.backend, step, crash_hook::Point::Verify);
+  }
   let outcome = effect.verify(ctx, args, token.as_deref()).await?;
   let data_loss = outcome.data_loss.or(loss.map(Duration::from_millis));
   Ok((
@@ -1248,5 +1329,6 @@ async fn rollback_step(
   Ok(())
 }
 
+mod crash_hook;
 #[cfg(test)]
 mod tests;

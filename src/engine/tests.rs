@@ -1342,3 +1342,123 @@ fn steps_waiting_for_the_journal_do_not_hold_threads() {
   // handed over.
   assert!(most <= 5, "{most} runtime threads");
 }
+
+// --- A step that ends abnormally ---------------------------------------------------------------
+
+/// A promotion (step `id`), a step that needs it, and an always-step that needs that one.
+fn crash_yaml(id: &str) -> String {
+  format!(
+    r#"apiVersion: drctl/v1
+kind: Runbook
+metadata: {{ name: crash }}
+steps:
+  - id: {id}
+    action: rds.promote_replica
+    with: {{ region: us-west-2, instance: app-db-replica }}
+    timeout: 20m
+  - id: after
+    action: wait.sleep
+    needs: [{id}]
+    with: {{ duration: 10s }}
+  - id: cleanup
+    action: wait.sleep
+    needs: [after]
+    always: true
+    with: {{ duration: 1s }}
+"#
+  )
+}
+
+const POINTS: [crash_hook::Point; 3] = [
+  crash_hook::Point::Start,
+  crash_hook::Point::Apply,
+  crash_hook::Point::Verify,
+];
+
+#[tokio::test(start_paused = true)]
+async fn a_step_that_panics_fails_the_run_and_always_steps_still_run() {
+  for (n, point) in POINTS.into_iter().enumerate() {
+    let id = format!("panics-{n}");
+    crash_hook::arm(&id, point);
+    let h = Harness::new(&crash_yaml(&id), None, 1.0);
+    let outcome = h.start().await;
+    assert_eq!(outcome.status, RunStatus::Failed, "{point:?}");
+    assert_eq!(outcome.timeline.failed_step.as_deref(), Some(id.as_str()));
+    assert_eq!(span(&outcome, &id).outcome, "failed", "{point:?}");
+    assert_eq!(span(&outcome, "cleanup").outcome, "succeeded", "{point:?}");
+    let records = h.journal();
+    assert!(
+      started(&records, "after").is_none(),
+      "{point:?}: a later step started"
+    );
+    let failed = failures(&records, &id);
+    assert_eq!(failed.len(), 1, "{point:?}: {failed:?}");
+    let (error, will_retry, _) = failed[0];
+    assert!(!will_retry);
+    assert!(!error.retryable);
+    assert!(
+      error
+        .message
+        .starts_with("internal error: the step's task panicked")
+        && error.message.contains("test-only panic"),
+      "{point:?}: {}",
+      error.message
+    );
+    assert!(matches!(
+      records.last().map(|r| &r.event),
+      Some(Event::RunFinished {
+        status: RunStatus::Failed,
+        failed_step: Some(step),
+        ..
+      }) if *step == id
+    ));
+  }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_run_whose_step_panicked_resumes_to_completion_applying_once() {
+  for (n, point) in POINTS.into_iter().enumerate() {
+    let id = format!("resumes-{n}");
+    crash_hook::arm(&id, point);
+    let h = Harness::new(&crash_yaml(&id), None, 1.0);
+    assert_eq!(h.start().await.status, RunStatus::Failed, "{point:?}");
+    let outcome = h.resume().await;
+    assert_eq!(outcome.status, RunStatus::Succeeded, "{point:?}");
+    assert_eq!(span(&outcome, &id).outcome, "succeeded", "{point:?}");
+    assert_eq!(span(&outcome, "after").outcome, "succeeded", "{point:?}");
+    assert_eq!(h.ops("PromoteReadReplica"), 1, "{point:?}");
+  }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_always_step_fails_the_run() {
+  crash_hook::arm("cleanup-panics", crash_hook::Point::Start);
+  let yaml = crash_yaml("promote").replace("id: cleanup", "id: cleanup-panics");
+  let h = Harness::new(&yaml, None, 1.0);
+  let outcome = h.start().await;
+  assert_eq!(outcome.status, RunStatus::Failed);
+  assert_eq!(span(&outcome, "promote").outcome, "succeeded");
+  assert_eq!(span(&outcome, "cleanup-panics").outcome, "failed");
+  assert_eq!(
+    outcome.timeline.failed_step.as_deref(),
+    Some("cleanup-panics")
+  );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panic_in_an_on_failure_continue_step_still_fails_the_run() {
+  crash_hook::arm("continues", crash_hook::Point::Start);
+  let yaml = crash_yaml("continues").replace(
+    "    timeout: 20m\n",
+    "    timeout: 20m\n    on_failure: continue\n",
+  );
+  let h = Harness::new(&yaml, None, 1.0);
+  let outcome = h.start().await;
+  assert_eq!(outcome.status, RunStatus::Failed);
+  assert_eq!(span(&outcome, "continues").outcome, "failed");
+  assert!(
+    started(&h.journal(), "after").is_none(),
+    "a later step started"
+  );
+  assert_eq!(span(&outcome, "cleanup").outcome, "succeeded");
+}
