@@ -14,4 +14,5 @@ mod report;
 mod route53_batching;
 mod s3state;
 mod sandbox;
+mod step_crash;
 mod validate;

@@ -90,3 +90,21 @@ pub(crate) fn strike(backend: &str, step: &str, point: Point) {
     );
   }
 }
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn the_hook_strikes_once_and_only_on_the_simulator() {
+    arm("hook-guard", Point::Apply);
+    for backend in ["aws", "sandbox", "http"] {
+      strike(backend, "hook-guard", Point::Apply);
+    }
+    strike("sim", "hook-guard", Point::Start);
+    strike("sim", "other-step", Point::Apply);
+    let struck = std::panic::catch_unwind(|| strike("sim", "hook-guard", Point::Apply));
+    assert!(struck.is_err(), "the armed point did not strike");
+    strike("sim", "hook-guard", Point::Apply);
+  }
+}
