@@ -125,6 +125,23 @@ impl<'de> Deserialize<'de> for ModelDuration {
   }
 }
 
+/// The largest world file the simulator reads: 10 MiB, the limit for runbooks and drill files.
+pub const MAX_WORLD_BYTES: u64 = crate::runbook::diagnostic::MAX_SOURCE_BYTES;
+
+/// Read a world file's text, refusing one larger than [`MAX_WORLD_BYTES`] before reading it.
+/// The error says what is wrong (without the path).
+pub fn read_world_file(path: &std::path::Path) -> Result<String, String> {
+  use crate::runbook::diagnostic::{format_bytes, read_bounded, BoundedRead};
+  let bytes = read_bounded(path, MAX_WORLD_BYTES).map_err(|error| match error {
+    BoundedRead::Io(error) => format!("cannot read the world file: {error}"),
+    BoundedRead::TooLarge => format!(
+      "the world file is larger than {}, the most drctl reads",
+      format_bytes(MAX_WORLD_BYTES)
+    ),
+  })?;
+  String::from_utf8(bytes).map_err(|_| "the world file is not valid UTF-8".to_string())
+}
+
 fn default_time_scale() -> f64 {
   40.0
 }
