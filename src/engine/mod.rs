@@ -314,7 +314,6 @@ struct Prior {
   /// Steps whose request was dispatched with no outcome after it (delivery unknown).
   dispatched: HashSet<String>,
   attempts: HashMap<String, u32>,
-  rolled_back: Vec<String>,
 }
 
 impl Prior {
@@ -367,12 +366,15 @@ impl Prior {
           prior.intents.remove(step);
           prior.dispatched.remove(step);
         }
+        // A rolled-back step's change is undone: a resume runs it again, as if it had never
+        // run (or the failed step would be retried against a world without that change).
         Event::StepSucceeded {
           step,
           phase: Phase::Rollback,
           ..
         } => {
-          prior.rolled_back.push(step.clone());
+          prior.succeeded.remove(step);
+          prior.changed.retain(|id| id != step);
         }
         Event::StepSkipped { step, .. } => prior.skipped.push(step.clone()),
         _ => {}
@@ -602,14 +604,7 @@ async fn execute(
     // Rollback runs once the in-flight steps have finished, before always-steps.
     if stopping && rollback_wanted && !rollback_done && running == 0 && interrupted.is_none() {
       rollback_done = true;
-      rollback(
-        &shared,
-        &changed_order,
-        &outputs,
-        &prior.rolled_back,
-        always_rx.clone(),
-      )
-      .await?;
+      rollback(&shared, &changed_order, &outputs, always_rx.clone()).await?;
     }
     // Launch what is ready.
     for &i in &plan.order {
@@ -1202,21 +1197,18 @@ pub fn backoff(base: Duration, max: Duration, retry: u32) -> Duration {
   half + half.mul_f64(fastrand::f64())
 }
 
-/// Run the rollback of every completed mutating step, newest first.
+/// Run the rollback of every completed mutating step, newest first. (A step rolled back by an
+/// earlier process is not among them: a resume runs it again first.)
 async fn rollback(
   shared: &Arc<Shared>,
   changed_order: &[usize],
   outputs: &HashMap<String, BTreeMap<String, String>>,
-  already: &[String],
   cancel: watch::Receiver<bool>,
 ) -> Result<(), EngineError> {
   let plan = shared.plan.clone();
   for &i in changed_order.iter().rev() {
     let step = plan.step(i);
     let Some(call) = &step.rollback else { continue };
-    if already.contains(&step.id) {
-      continue;
-    }
     // A failed rollback does not stop the others: each undoes its own step.
     rollback_step(shared, step, call, outputs, cancel.clone()).await?;
   }

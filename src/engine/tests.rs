@@ -1462,3 +1462,41 @@ async fn a_panic_in_an_on_failure_continue_step_still_fails_the_run() {
   );
   assert_eq!(span(&outcome, "cleanup").outcome, "succeeded");
 }
+
+/// A run rolled back after a step panicked, then resumed: the rolled-back step runs again (its
+/// change was undone), so the resumed run completes the failover instead of retrying the failed
+/// step against a world whose earlier changes are gone.
+#[tokio::test(start_paused = true)]
+async fn resume_after_a_rollback_runs_the_rolled_back_steps_again() {
+  crash_hook::arm("promote-rolls-back", crash_hook::Point::Start);
+  let yaml = r#"apiVersion: drctl/v1
+kind: Runbook
+metadata: { name: rolls-back }
+steps:
+  - id: scale
+    action: ecs.scale_service
+    with: { region: us-west-2, cluster: app-standby, service: api, desired_count: 2 }
+    rollback:
+      action: ecs.scale_service
+      with: { region: us-west-2, cluster: app-standby, service: api, desired_count: 0 }
+  - id: promote-rolls-back
+    action: rds.promote_replica
+    needs: [scale]
+    with: { region: us-west-2, instance: app-db-replica }
+    on_failure: rollback
+"#;
+  let h = Harness::new(yaml, None, 1.0);
+  let outcome = h.start().await;
+  assert_eq!(outcome.status, RunStatus::Failed);
+  assert_eq!(outcome.timeline.rollbacks[0].outcome, "rolled_back");
+  assert_eq!(h.standby_desired_count().await, 0);
+  let outcome = h.resume().await;
+  assert_eq!(outcome.status, RunStatus::Succeeded);
+  assert_eq!(span(&outcome, "scale").outcome, "succeeded");
+  assert_eq!(
+    h.standby_desired_count().await,
+    2,
+    "the rolled-back scale-up was not redone"
+  );
+  assert_eq!(h.ops("PromoteReadReplica"), 1);
+}
