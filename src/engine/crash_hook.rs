@@ -21,6 +21,8 @@ pub(crate) enum Point {
   Apply,
   /// An effect is applied (or found in place); its `verify` has not been called.
   Verify,
+  /// A rollback attempt's `step_started` is journalled; its action has not run.
+  Rollback,
 }
 
 impl Point {
@@ -29,6 +31,7 @@ impl Point {
       "start" => Some(Point::Start),
       "apply" => Some(Point::Apply),
       "verify" => Some(Point::Verify),
+      "rollback" => Some(Point::Rollback),
       _ => None,
     }
   }
@@ -38,6 +41,7 @@ impl Point {
       Point::Start => "start",
       Point::Apply => "apply",
       Point::Verify => "verify",
+      Point::Rollback => "rollback",
     }
   }
 }

@@ -252,8 +252,8 @@ impl Shared {
     }
   }
 
-  /// The attempt number of `step`'s latest `step_started` (phase run) in this journal, or 1.
-  fn last_attempt(&self, step: &str) -> u32 {
+  /// The attempt number of `step`'s latest `step_started` in `phase` in this journal, or 1.
+  fn last_attempt(&self, step: &str, phase: Phase) -> u32 {
     let records = self
       .records
       .lock()
@@ -265,8 +265,8 @@ impl Shared {
         Event::StepStarted {
           step: id,
           attempt,
-          phase: Phase::Run,
-        } if id == step => Some(*attempt),
+          phase: started,
+        } if id == step && *started == phase => Some(*attempt),
         _ => None,
       })
       .unwrap_or(1)
@@ -709,7 +709,8 @@ async fn execute(
             let Some(i) = task_steps.remove(&join.id()) else {
               continue;
             };
-            (i, journal_crash(&shared, &steps[i], join).await, true)
+            let logged = journal_crash(&shared, &steps[i], Phase::Run, join).await;
+            (i, Err(StepFailure { fatal: logged.err() }), true)
           }
         };
         let step = &steps[i];
@@ -795,14 +796,15 @@ async fn execute(
   Ok(RunOutcome { status, timeline })
 }
 
-/// A step's task ended abnormally (it panicked): journal the step as failed, so that the run
-/// fails and its always-steps run, and a resume retries the step (observing before it applies,
-/// as after any crash: the panic may have struck after the change was made).
+/// A step's task ended abnormally (it panicked): journal the step (in `phase`) as failed, so
+/// that the run fails and its always-steps run, and a resume retries the step (observing before
+/// it applies, as after any crash: the panic may have struck after the change was made).
 async fn journal_crash(
   shared: &Shared,
   step: &Step,
+  phase: Phase,
   join: tokio::task::JoinError,
-) -> Result<StepDone, StepFailure> {
+) -> Result<(), JournalError> {
   let why = if join.is_panic() {
     let payload = join.into_panic();
     payload
@@ -819,12 +821,12 @@ async fn journal_crash(
      before applying"
   );
   tracing::error!(step = %step.id, "{message}");
-  let attempt = shared.last_attempt(&step.id);
-  let logged = shared
+  let attempt = shared.last_attempt(&step.id, phase);
+  shared
     .log(Event::StepFailed {
       step: step.id.clone(),
       attempt,
-      phase: Phase::Run,
+      phase,
       error: StepError {
         message,
         code: None,
@@ -835,10 +837,8 @@ async fn journal_crash(
       will_retry: false,
       backoff_ms: None,
     })
-    .await;
-  Err(StepFailure {
-    fatal: logged.err(),
-  })
+    .await
+    .map(|_| ())
 }
 
 fn step_error(err: &ActionError) -> StepError {
@@ -1208,9 +1208,27 @@ async fn rollback(
   let plan = shared.plan.clone();
   for &i in changed_order.iter().rev() {
     let step = plan.step(i);
-    let Some(call) = &step.rollback else { continue };
-    // A failed rollback does not stop the others: each undoes its own step.
-    rollback_step(shared, step, call, outputs, cancel.clone()).await?;
+    if step.rollback.is_none() {
+      continue;
+    }
+    // A failed rollback does not stop the others: each undoes its own step. Nor does one that
+    // panics: each runs in its own task, as steps do.
+    let task = tokio::spawn({
+      let shared = shared.clone();
+      let outputs = outputs.clone();
+      let cancel = cancel.clone();
+      async move {
+        let step = shared.plan.step(i);
+        match &step.rollback {
+          Some(call) => rollback_step(&shared, step, call, &outputs, cancel).await,
+          None => Ok(()),
+        }
+      }
+    });
+    match task.await {
+      Ok(done) => done?,
+      Err(join) => journal_crash(shared, step, Phase::Rollback, join).await?,
+    }
   }
   Ok(())
 }
@@ -1258,6 +1276,7 @@ async fn rollback_step(
         phase: Phase::Rollback,
       })
       .await?;
+    crash_hook::strike(&shared.cloud.backend, &step.id, crash_hook::Point::Rollback);
     let work = async {
       let (def, args) = bind_call(call, &scope).map_err(ActionError::failed)?;
       let mut no_prior_intent = None;

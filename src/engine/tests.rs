@@ -1500,3 +1500,61 @@ steps:
   );
   assert_eq!(h.ops("PromoteReadReplica"), 1);
 }
+
+/// A rollback whose task panics: the other rollbacks and the always-steps still run, the run
+/// ends failed, and the journal says why.
+#[tokio::test(start_paused = true)]
+async fn a_panicking_rollback_fails_its_step_and_the_run_goes_on() {
+  crash_hook::arm("undo-panics", crash_hook::Point::Rollback);
+  crash_hook::arm("promote-then-undo", crash_hook::Point::Start);
+  let yaml = r#"apiVersion: drctl/v1
+kind: Runbook
+metadata: { name: undo-panics }
+steps:
+  - id: scale
+    action: ecs.scale_service
+    with: { region: us-west-2, cluster: app-standby, service: api, desired_count: 2 }
+    rollback:
+      action: ecs.scale_service
+      with: { region: us-west-2, cluster: app-standby, service: api, desired_count: 0 }
+  - id: undo-panics
+    action: ecs.scale_service
+    needs: [scale]
+    with: { region: us-west-2, cluster: app-standby, service: api, desired_count: 3 }
+    rollback:
+      action: ecs.scale_service
+      with: { region: us-west-2, cluster: app-standby, service: api, desired_count: 2 }
+  - id: promote-then-undo
+    action: rds.promote_replica
+    needs: [undo-panics]
+    with: { region: us-west-2, instance: app-db-replica }
+    on_failure: rollback
+  - id: cleanup
+    action: wait.sleep
+    needs: [promote-then-undo]
+    always: true
+    with: { duration: 1s }
+"#;
+  let h = Harness::new(yaml, None, 1.0);
+  let outcome = h.start().await;
+  assert_eq!(outcome.status, RunStatus::Failed);
+  assert_eq!(span(&outcome, "cleanup").outcome, "succeeded");
+  let records = h.journal();
+  let rollback_failure = records.iter().find_map(|record| match &record.event {
+    Event::StepFailed {
+      step,
+      phase: Phase::Rollback,
+      error,
+      ..
+    } if step == "undo-panics" => Some(error.message.clone()),
+    _ => None,
+  });
+  assert!(
+    rollback_failure
+      .as_deref()
+      .is_some_and(|message| message.starts_with("internal error: the step's task panicked")),
+    "{rollback_failure:?}"
+  );
+  // The older step's rollback still ran.
+  assert_eq!(h.standby_desired_count().await, 0);
+}
