@@ -575,6 +575,35 @@ mod tests {
     }
   }
 
+  /// A journal whose time scale (or incident start) makes its durations overflow renders with
+  /// saturated durations instead of panicking in the timeline.
+  #[test]
+  fn a_journal_with_an_absurd_time_scale_renders() {
+    use crate::{
+      report::{ApiCalls, Report},
+      state::{Event, Redactor},
+    };
+    let mut records = fixture::records();
+    if let Event::RunStarted {
+      time_scale,
+      incident_start,
+      ..
+    } = &mut records[0].event
+    {
+      *time_scale = 1e300;
+      *incident_start = chrono::DateTime::<chrono::Utc>::MIN_UTC;
+    }
+    let report = Report::from_records(
+      &records,
+      ApiCalls::count("simulator operation log", ["PromoteReadReplica"]),
+      &Redactor::default(),
+    )
+    .unwrap();
+    let html = render(&report);
+    assert!(html.len() < 1_000_000, "{} bytes", html.len());
+    test_xml::check_well_formed(&gantt(&report));
+  }
+
   #[test]
   fn tick_steps_stay_round_and_about_ten_per_axis() {
     const DAY: f64 = 86_400.0;
