@@ -264,7 +264,8 @@ impl Board {
 
   /// Backend time between two instants.
   fn span(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Duration {
-    (to - from).to_std().unwrap_or_default().mul_f64(self.scale)
+    let wall = (to - from).to_std().unwrap_or_default();
+    crate::cloud::Clock::scaled(self.scale).to_modelled(wall)
   }
 }
 

@@ -107,10 +107,8 @@ impl LiveText {
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
       let start = *started.get_or_insert(record.ts);
-      (record.ts - start)
-        .to_std()
-        .unwrap_or_default()
-        .mul_f64(self.scale)
+      let wall = (record.ts - start).to_std().unwrap_or_default();
+      crate::cloud::Clock::scaled(self.scale).to_modelled(wall)
     };
     let mark = if self.color {
       format!("\x1b[{color}m{mark}\x1b[0m")

@@ -633,14 +633,14 @@ impl Clock {
     self.scale
   }
 
-  /// Wall time that a modelled duration takes.
+  /// Wall time that a modelled duration takes (saturating at `Duration::MAX`).
   pub fn to_wall(&self, modelled: Duration) -> Duration {
-    modelled.div_f64(self.scale)
+    saturating_secs(modelled.as_secs_f64() / self.scale)
   }
 
-  /// Modelled time that a wall duration represents.
+  /// Modelled time that a wall duration represents (saturating at `Duration::MAX`).
   pub fn to_modelled(&self, wall: Duration) -> Duration {
-    wall.mul_f64(self.scale)
+    saturating_secs(wall.as_secs_f64() * self.scale)
   }
 
   /// Sleep for a modelled duration.
@@ -657,6 +657,12 @@ impl Clock {
   pub fn elapsed_since(&self, start: tokio::time::Instant) -> Duration {
     self.to_modelled(start.elapsed())
   }
+}
+
+/// `secs` seconds as a duration; beyond what a `Duration` holds, `Duration::MAX` (`Duration`'s
+/// own float conversions panic there). `secs` is never negative or NaN: durations and scales are.
+fn saturating_secs(secs: f64) -> Duration {
+  Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX)
 }
 
 /// Serialize durations as integer milliseconds.
@@ -677,6 +683,25 @@ pub mod duration_ms {
 #[cfg(test)]
 mod tests {
   use super::*;
+
+  /// A timeout of `18446744073709551615s` at `--time-scale 1` used to panic converting to wall
+  /// time, taking its step's task down with it.
+  #[test]
+  fn clock_conversions_saturate_instead_of_panicking() {
+    let huge = Duration::from_secs(u64::MAX);
+    assert_eq!(Clock::scaled(1.0).to_wall(huge), Duration::MAX);
+    assert_eq!(Clock::scaled(0.5).to_wall(huge), Duration::MAX);
+    assert_eq!(Clock::scaled(1000.0).to_modelled(huge), Duration::MAX);
+    assert_eq!(Clock::scaled(1.0).to_modelled(Duration::MAX), Duration::MAX);
+    assert_eq!(
+      Clock::scaled(40.0).to_wall(Duration::from_secs(400)),
+      Duration::from_secs(10)
+    );
+    assert_eq!(
+      Clock::scaled(40.0).to_modelled(Duration::from_secs(10)),
+      Duration::from_secs(400)
+    );
+  }
 
   #[test]
   fn health_follows_the_18_percent_rule() {

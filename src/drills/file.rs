@@ -18,7 +18,7 @@ use serde::Serialize;
 use super::cron::Schedule;
 use crate::runbook::{
   self,
-  diagnostic::{source_text, Diagnostic, DiagnosticKind, Diagnostics, Document},
+  diagnostic::{read_source, source_text, Diagnostic, DiagnosticKind, Diagnostics, Document},
   model::{Runbook, Span},
   parse::{join_key, parse_document, Entry, Node, NodeValue},
   parse_duration,
@@ -160,8 +160,7 @@ pub fn load_file(
   runbooks: &Path,
   catalog: &dyn ActionCatalog,
 ) -> Result<Drill, Diagnostics> {
-  let bytes =
-    std::fs::read(path).map_err(|error| Diagnostics::unreadable(Document::Drill, path, &error))?;
+  let bytes = read_source(Document::Drill, path)?;
   let text = source_text(Document::Drill, path, &bytes)?;
   load(path, text, runbooks, catalog)
 }

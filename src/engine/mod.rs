@@ -241,7 +241,7 @@ impl Shared {
       .incident_start
       .and_then(|incident| (self.started_at - incident).to_std().ok())
       .unwrap_or_default();
-    self.run_values().elapsed + before
+    self.run_values().elapsed.saturating_add(before)
   }
 
   fn run_facts(&self) -> RunFacts<'_> {
@@ -250,6 +250,26 @@ impl Shared {
       rto: self.plan.runbook.objectives.rto,
       elapsed: self.rto_clock(),
     }
+  }
+
+  /// The attempt number of `step`'s latest `step_started` in `phase` in this journal, or 1.
+  fn last_attempt(&self, step: &str, phase: Phase) -> u32 {
+    let records = self
+      .records
+      .lock()
+      .unwrap_or_else(|poisoned| poisoned.into_inner());
+    records
+      .iter()
+      .rev()
+      .find_map(|record| match &record.event {
+        Event::StepStarted {
+          step: id,
+          attempt,
+          phase: started,
+        } if id == step && *started == phase => Some(*attempt),
+        _ => None,
+      })
+      .unwrap_or(1)
   }
 
   fn timeline(&self) -> Option<Timeline> {
@@ -294,7 +314,6 @@ struct Prior {
   /// Steps whose request was dispatched with no outcome after it (delivery unknown).
   dispatched: HashSet<String>,
   attempts: HashMap<String, u32>,
-  rolled_back: Vec<String>,
 }
 
 impl Prior {
@@ -347,12 +366,15 @@ impl Prior {
           prior.intents.remove(step);
           prior.dispatched.remove(step);
         }
+        // A rolled-back step's change is undone: a resume runs it again, as if it had never
+        // run (or the failed step would be retried against a world without that change).
         Event::StepSucceeded {
           step,
           phase: Phase::Rollback,
           ..
         } => {
-          prior.rolled_back.push(step.clone());
+          prior.succeeded.remove(step);
+          prior.changed.retain(|id| id != step);
         }
         Event::StepSkipped { step, .. } => prior.skipped.push(step.clone()),
         _ => {}
@@ -554,6 +576,8 @@ async fn execute(
   let (_always_tx, always_rx) = watch::channel(false);
   let max_parallel = shared.options.max_parallel.max(1);
   let mut tasks: JoinSet<Finished> = JoinSet::new();
+  // Which step each task runs: a task that panics returns only its id.
+  let mut task_steps: HashMap<tokio::task::Id, usize> = HashMap::new();
   let mut running = 0usize;
   let mut stopping = false;
   let mut interrupted: Option<String> = None;
@@ -580,14 +604,7 @@ async fn execute(
     // Rollback runs once the in-flight steps have finished, before always-steps.
     if stopping && rollback_wanted && !rollback_done && running == 0 && interrupted.is_none() {
       rollback_done = true;
-      rollback(
-        &shared,
-        &changed_order,
-        &outputs,
-        &prior.rolled_back,
-        always_rx.clone(),
-      )
-      .await?;
+      rollback(&shared, &changed_order, &outputs, always_rx.clone()).await?;
     }
     // Launch what is ready.
     for &i in &plan.order {
@@ -650,7 +667,7 @@ async fn execute(
       let intents = prior_intents.clone();
       let attempts = prior_attempts.clone();
       let dispatched = prior_dispatched.clone();
-      tasks.spawn(async move {
+      let task = tasks.spawn(async move {
         let result = run_step(
           &shared,
           i,
@@ -663,6 +680,7 @@ async fn execute(
         .await;
         Finished { index: i, result }
       });
+      task_steps.insert(task.id(), i);
     }
     if running == 0 {
       if !states.contains(&State::Pending) {
@@ -678,21 +696,25 @@ async fn execute(
       continue;
     }
     tokio::select! {
-      joined = tasks.join_next() => {
+      joined = tasks.join_next_with_id() => {
         let Some(joined) = joined else { continue };
         running -= 1;
-        let finished = match joined {
-          Ok(finished) => finished,
-          // A step task panicked: treat as a failed step rather than losing the run.
-          Err(err) => {
-            tracing::error!("a step task ended abnormally: {err}");
-            stopping = true;
-            continue;
+        let (i, result, crashed) = match joined {
+          Ok((id, finished)) => {
+            task_steps.remove(&id);
+            (finished.index, finished.result, false)
+          }
+          Err(join) => {
+            // Every task is spawned above with its step recorded.
+            let Some(i) = task_steps.remove(&join.id()) else {
+              continue;
+            };
+            let logged = journal_crash(&shared, &steps[i], Phase::Run, join).await;
+            (i, Err(StepFailure { fatal: logged.err() }), true)
           }
         };
-        let i = finished.index;
         let step = &steps[i];
-        match finished.result {
+        match result {
           Ok(done) if done.skipped => states[i] = State::Skipped,
           Ok(done) => {
             states[i] = State::Succeeded;
@@ -708,7 +730,9 @@ async fn execute(
               states[i] = State::Failed { blocks: true };
               continue;
             }
-            let blocks = step.on_failure != OnFailure::Continue || step.always;
+            // A crash is a bug in drctl, not a failure the runbook planned for: it always
+            // stops the run, whatever `on_failure` says.
+            let blocks = crashed || step.on_failure != OnFailure::Continue || step.always;
             states[i] = State::Failed { blocks };
             if interrupted.is_none() && blocks && !step.always {
               failed_step.get_or_insert_with(|| step.id.clone());
@@ -770,6 +794,51 @@ async fn execute(
     .timeline()
     .ok_or_else(|| EngineError::Resume("journal lost its first record".into()))?;
   Ok(RunOutcome { status, timeline })
+}
+
+/// A step's task ended abnormally (it panicked): journal the step (in `phase`) as failed, so
+/// that the run fails and its always-steps run, and a resume retries the step (observing before
+/// it applies, as after any crash: the panic may have struck after the change was made).
+async fn journal_crash(
+  shared: &Shared,
+  step: &Step,
+  phase: Phase,
+  join: tokio::task::JoinError,
+) -> Result<(), JournalError> {
+  let why = if join.is_panic() {
+    let payload = join.into_panic();
+    payload
+      .downcast_ref::<&str>()
+      .map(|text| (*text).to_string())
+      .or_else(|| payload.downcast_ref::<String>().cloned())
+      .unwrap_or_else(|| "no message".into())
+  } else {
+    "it was cancelled".into()
+  };
+  let message = format!(
+    "internal error: the step's task panicked ({why}); this is a bug in drctl. \
+     The step's change may or may not have been made: `drctl resume` observes it again \
+     before applying"
+  );
+  tracing::error!(step = %step.id, "{message}");
+  let attempt = shared.last_attempt(&step.id, phase);
+  shared
+    .log(Event::StepFailed {
+      step: step.id.clone(),
+      attempt,
+      phase,
+      error: StepError {
+        message,
+        code: None,
+        request_id: None,
+        http_status: None,
+        retryable: false,
+      },
+      will_retry: false,
+      backoff_ms: None,
+    })
+    .await
+    .map(|_| ())
 }
 
 fn step_error(err: &ActionError) -> StepError {
@@ -949,6 +1018,7 @@ async fn run_step(
       })
       .await
       .map_err(fatal)?;
+    crash_hook::strike(&shared.cloud.backend, &step.id, crash_hook::Point::Start);
     let work = attempt_action(
       shared,
       &step.id,
@@ -1079,9 +1149,15 @@ async fn attempt_action(
         .await
         .map_err(|err| ActionError::failed(format!("journal: {err}")))?;
       *intent = Some(loss);
+      if phase == Phase::Run {
+        crash_hook::strike(&shared.cloud.backend, step, crash_hook::Point::Apply);
+      }
       (effect.apply(ctx, args).await?, true, loss)
     }
   };
+  if phase == Phase::Run {
+    crash_hook::strike(&shared.cloud.backend, step, crash_hook::Point::Verify);
+  }
   let outcome = effect.verify(ctx, args, token.as_deref()).await?;
   let data_loss = outcome.data_loss.or(loss.map(Duration::from_millis));
   Ok((
@@ -1121,23 +1197,38 @@ pub fn backoff(base: Duration, max: Duration, retry: u32) -> Duration {
   half + half.mul_f64(fastrand::f64())
 }
 
-/// Run the rollback of every completed mutating step, newest first.
+/// Run the rollback of every completed mutating step, newest first. (A step rolled back by an
+/// earlier process is not among them: a resume runs it again first.)
 async fn rollback(
   shared: &Arc<Shared>,
   changed_order: &[usize],
   outputs: &HashMap<String, BTreeMap<String, String>>,
-  already: &[String],
   cancel: watch::Receiver<bool>,
 ) -> Result<(), EngineError> {
   let plan = shared.plan.clone();
   for &i in changed_order.iter().rev() {
     let step = plan.step(i);
-    let Some(call) = &step.rollback else { continue };
-    if already.contains(&step.id) {
+    if step.rollback.is_none() {
       continue;
     }
-    // A failed rollback does not stop the others: each undoes its own step.
-    rollback_step(shared, step, call, outputs, cancel.clone()).await?;
+    // A failed rollback does not stop the others: each undoes its own step. Nor does one that
+    // panics: each runs in its own task, as steps do.
+    let task = tokio::spawn({
+      let shared = shared.clone();
+      let outputs = outputs.clone();
+      let cancel = cancel.clone();
+      async move {
+        let step = shared.plan.step(i);
+        match &step.rollback {
+          Some(call) => rollback_step(&shared, step, call, &outputs, cancel).await,
+          None => Ok(()),
+        }
+      }
+    });
+    match task.await {
+      Ok(done) => done?,
+      Err(join) => journal_crash(shared, step, Phase::Rollback, join).await?,
+    }
   }
   Ok(())
 }
@@ -1185,6 +1276,7 @@ async fn rollback_step(
         phase: Phase::Rollback,
       })
       .await?;
+    crash_hook::strike(&shared.cloud.backend, &step.id, crash_hook::Point::Rollback);
     let work = async {
       let (def, args) = bind_call(call, &scope).map_err(ActionError::failed)?;
       let mut no_prior_intent = None;
@@ -1248,5 +1340,6 @@ async fn rollback_step(
   Ok(())
 }
 
+mod crash_hook;
 #[cfg(test)]
 mod tests;

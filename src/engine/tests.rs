@@ -1342,3 +1342,219 @@ fn steps_waiting_for_the_journal_do_not_hold_threads() {
   // handed over.
   assert!(most <= 5, "{most} runtime threads");
 }
+
+// --- A step that ends abnormally ---------------------------------------------------------------
+
+/// A promotion (step `id`), a step that needs it, and an always-step that needs that one.
+fn crash_yaml(id: &str) -> String {
+  format!(
+    r#"apiVersion: drctl/v1
+kind: Runbook
+metadata: {{ name: crash }}
+steps:
+  - id: {id}
+    action: rds.promote_replica
+    with: {{ region: us-west-2, instance: app-db-replica }}
+    timeout: 20m
+  - id: after
+    action: wait.sleep
+    needs: [{id}]
+    with: {{ duration: 10s }}
+  - id: cleanup
+    action: wait.sleep
+    needs: [after]
+    always: true
+    with: {{ duration: 1s }}
+"#
+  )
+}
+
+const POINTS: [crash_hook::Point; 3] = [
+  crash_hook::Point::Start,
+  crash_hook::Point::Apply,
+  crash_hook::Point::Verify,
+];
+
+#[tokio::test(start_paused = true)]
+async fn a_step_that_panics_fails_the_run_and_always_steps_still_run() {
+  for (n, point) in POINTS.into_iter().enumerate() {
+    let id = format!("panics-{n}");
+    crash_hook::arm(&id, point);
+    let h = Harness::new(&crash_yaml(&id), None, 1.0);
+    let outcome = h.start().await;
+    assert_eq!(outcome.status, RunStatus::Failed, "{point:?}");
+    assert_eq!(outcome.timeline.failed_step.as_deref(), Some(id.as_str()));
+    assert_eq!(span(&outcome, &id).outcome, "failed", "{point:?}");
+    assert_eq!(span(&outcome, "cleanup").outcome, "succeeded", "{point:?}");
+    let records = h.journal();
+    assert!(
+      started(&records, "after").is_none(),
+      "{point:?}: a later step started"
+    );
+    let failed = failures(&records, &id);
+    assert_eq!(failed.len(), 1, "{point:?}: {failed:?}");
+    let (error, will_retry, _) = failed[0];
+    assert!(!will_retry);
+    assert!(!error.retryable);
+    assert!(
+      error
+        .message
+        .starts_with("internal error: the step's task panicked")
+        && error.message.contains("test-only panic"),
+      "{point:?}: {}",
+      error.message
+    );
+    assert!(matches!(
+      records.last().map(|r| &r.event),
+      Some(Event::RunFinished {
+        status: RunStatus::Failed,
+        failed_step: Some(step),
+        ..
+      }) if *step == id
+    ));
+  }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_run_whose_step_panicked_resumes_to_completion_applying_once() {
+  for (n, point) in POINTS.into_iter().enumerate() {
+    let id = format!("resumes-{n}");
+    crash_hook::arm(&id, point);
+    let h = Harness::new(&crash_yaml(&id), None, 1.0);
+    assert_eq!(h.start().await.status, RunStatus::Failed, "{point:?}");
+    let outcome = h.resume().await;
+    assert_eq!(outcome.status, RunStatus::Succeeded, "{point:?}");
+    assert_eq!(span(&outcome, &id).outcome, "succeeded", "{point:?}");
+    assert_eq!(span(&outcome, "after").outcome, "succeeded", "{point:?}");
+    assert_eq!(h.ops("PromoteReadReplica"), 1, "{point:?}");
+  }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_always_step_fails_the_run() {
+  crash_hook::arm("cleanup-panics", crash_hook::Point::Start);
+  let yaml = crash_yaml("promote").replace("id: cleanup", "id: cleanup-panics");
+  let h = Harness::new(&yaml, None, 1.0);
+  let outcome = h.start().await;
+  assert_eq!(outcome.status, RunStatus::Failed);
+  assert_eq!(span(&outcome, "promote").outcome, "succeeded");
+  assert_eq!(span(&outcome, "cleanup-panics").outcome, "failed");
+  assert_eq!(
+    outcome.timeline.failed_step.as_deref(),
+    Some("cleanup-panics")
+  );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panic_in_an_on_failure_continue_step_still_fails_the_run() {
+  crash_hook::arm("continues", crash_hook::Point::Start);
+  let yaml = crash_yaml("continues").replace(
+    "    timeout: 20m\n",
+    "    timeout: 20m\n    on_failure: continue\n",
+  );
+  let h = Harness::new(&yaml, None, 1.0);
+  let outcome = h.start().await;
+  assert_eq!(outcome.status, RunStatus::Failed);
+  assert_eq!(span(&outcome, "continues").outcome, "failed");
+  assert!(
+    started(&h.journal(), "after").is_none(),
+    "a later step started"
+  );
+  assert_eq!(span(&outcome, "cleanup").outcome, "succeeded");
+}
+
+/// A run rolled back after a step panicked, then resumed: the rolled-back step runs again (its
+/// change was undone), so the resumed run completes the failover instead of retrying the failed
+/// step against a world whose earlier changes are gone.
+#[tokio::test(start_paused = true)]
+async fn resume_after_a_rollback_runs_the_rolled_back_steps_again() {
+  crash_hook::arm("promote-rolls-back", crash_hook::Point::Start);
+  let yaml = r#"apiVersion: drctl/v1
+kind: Runbook
+metadata: { name: rolls-back }
+steps:
+  - id: scale
+    action: ecs.scale_service
+    with: { region: us-west-2, cluster: app-standby, service: api, desired_count: 2 }
+    rollback:
+      action: ecs.scale_service
+      with: { region: us-west-2, cluster: app-standby, service: api, desired_count: 0 }
+  - id: promote-rolls-back
+    action: rds.promote_replica
+    needs: [scale]
+    with: { region: us-west-2, instance: app-db-replica }
+    on_failure: rollback
+"#;
+  let h = Harness::new(yaml, None, 1.0);
+  let outcome = h.start().await;
+  assert_eq!(outcome.status, RunStatus::Failed);
+  assert_eq!(outcome.timeline.rollbacks[0].outcome, "rolled_back");
+  assert_eq!(h.standby_desired_count().await, 0);
+  let outcome = h.resume().await;
+  assert_eq!(outcome.status, RunStatus::Succeeded);
+  assert_eq!(span(&outcome, "scale").outcome, "succeeded");
+  assert_eq!(
+    h.standby_desired_count().await,
+    2,
+    "the rolled-back scale-up was not redone"
+  );
+  assert_eq!(h.ops("PromoteReadReplica"), 1);
+}
+
+/// A rollback whose task panics: the other rollbacks and the always-steps still run, the run
+/// ends failed, and the journal says why.
+#[tokio::test(start_paused = true)]
+async fn a_panicking_rollback_fails_its_step_and_the_run_goes_on() {
+  crash_hook::arm("undo-panics", crash_hook::Point::Rollback);
+  crash_hook::arm("promote-then-undo", crash_hook::Point::Start);
+  let yaml = r#"apiVersion: drctl/v1
+kind: Runbook
+metadata: { name: undo-panics }
+steps:
+  - id: scale
+    action: ecs.scale_service
+    with: { region: us-west-2, cluster: app-standby, service: api, desired_count: 2 }
+    rollback:
+      action: ecs.scale_service
+      with: { region: us-west-2, cluster: app-standby, service: api, desired_count: 0 }
+  - id: undo-panics
+    action: ecs.scale_service
+    needs: [scale]
+    with: { region: us-west-2, cluster: app-standby, service: api, desired_count: 3 }
+    rollback:
+      action: ecs.scale_service
+      with: { region: us-west-2, cluster: app-standby, service: api, desired_count: 2 }
+  - id: promote-then-undo
+    action: rds.promote_replica
+    needs: [undo-panics]
+    with: { region: us-west-2, instance: app-db-replica }
+    on_failure: rollback
+  - id: cleanup
+    action: wait.sleep
+    needs: [promote-then-undo]
+    always: true
+    with: { duration: 1s }
+"#;
+  let h = Harness::new(yaml, None, 1.0);
+  let outcome = h.start().await;
+  assert_eq!(outcome.status, RunStatus::Failed);
+  assert_eq!(span(&outcome, "cleanup").outcome, "succeeded");
+  let records = h.journal();
+  let rollback_failure = records.iter().find_map(|record| match &record.event {
+    Event::StepFailed {
+      step,
+      phase: Phase::Rollback,
+      error,
+      ..
+    } if step == "undo-panics" => Some(error.message.clone()),
+    _ => None,
+  });
+  assert!(
+    rollback_failure
+      .as_deref()
+      .is_some_and(|message| message.starts_with("internal error: the step's task panicked")),
+    "{rollback_failure:?}"
+  );
+  // The older step's rollback still ran.
+  assert_eq!(h.standby_desired_count().await, 0);
+}

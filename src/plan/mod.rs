@@ -148,7 +148,8 @@ impl Plan {
         .map(|&dep| (finish[dep], Some(dep)))
         .max_by_key(|(end, _)| *end)
         .unwrap_or((Duration::ZERO, None));
-      finish[i] = start + steps[i].budget.unwrap_or_default();
+      // Saturating: budgets are bounded at validation, but a fleet of them may still add up.
+      finish[i] = start.saturating_add(steps[i].budget.unwrap_or_default());
       via[i] = from;
     }
     let Some(last) = (0..steps.len()).max_by_key(|&i| (finish[i], std::cmp::Reverse(i))) else {
@@ -398,7 +399,31 @@ pub(crate) async fn probe(
 
 #[cfg(test)]
 mod tests {
-  use super::topological;
+  use std::{path::Path, time::Duration};
+
+  use super::{topological, Plan};
+
+  /// Two budgets in a chain whose sum overflows a `Duration` (validation now bounds each one;
+  /// the critical path must not panic whatever the runbook holds).
+  #[test]
+  fn the_critical_path_saturates_instead_of_overflowing() {
+    let yaml = "apiVersion: drctl/v1\nkind: Runbook\nmetadata: { name: long }\nsteps:\n  \
+                - { id: a, action: wait.sleep, with: { duration: 1s }, budget: 1s }\n  \
+                - { id: b, action: wait.sleep, needs: [a], with: { duration: 1s }, budget: 1s }\n";
+    let mut runbook = crate::runbook::load(
+      Path::new("long.yaml"),
+      yaml.as_bytes(),
+      &crate::actions::Catalog,
+    )
+    .unwrap();
+    for step in &mut runbook.steps {
+      step.budget = Some(Duration::from_secs(u64::MAX));
+    }
+    let plan = Plan::bind(runbook, &[]).unwrap();
+    let (path, total) = plan.critical_path_by_budget();
+    assert_eq!(path, ["a", "b"]);
+    assert_eq!(total, Duration::MAX);
+  }
 
   #[test]
   fn topological_order_prefers_declaration_order_and_detects_cycles() {

@@ -70,17 +70,34 @@ fn span(step: &StepReport, end_of_run: f64, placed: &[(String, f64)]) -> (f64, f
   (start, end)
 }
 
-/// A tick interval giving at most about ten ticks over `max` seconds.
+/// Most ticks an axis gets ([`tick_step`] aims for ten): the report stays a page however long
+/// the run or its RTO.
+const MAX_TICKS: usize = 12;
+
+/// A tick interval giving at most ten ticks over `max` seconds: a round number of seconds,
+/// minutes or hours up to half a day, then 1, 2 or 5 times a power of ten days.
 fn tick_step(max: f64) -> f64 {
+  const DAY: f64 = 86_400.0;
   const STEPS: [f64; 17] = [
     1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0,
     10800.0, 21600.0, 43200.0,
   ];
-  STEPS
-    .iter()
-    .copied()
+  if let Some(step) = STEPS.iter().copied().find(|step| max / step <= 10.0) {
+    return step;
+  }
+  let days = max / DAY / 10.0;
+  if !days.is_finite() {
+    return f64::MAX;
+  }
+  let mut power = 1.0;
+  while power * 10.0 < days {
+    power *= 10.0;
+  }
+  [1.0, 2.0, 5.0, 10.0]
+    .into_iter()
+    .map(|factor| factor * power * DAY)
     .find(|step| max / step <= 10.0)
-    .unwrap_or(86400.0)
+    .unwrap_or(10.0 * power * DAY)
 }
 
 /// The SVG Gantt chart.
@@ -139,8 +156,10 @@ pub fn gantt(report: &Report) -> String {
     "<line x1=\"{LABEL}\" y1=\"{bottom}\" x2=\"{:.1}\" y2=\"{bottom}\"/>",
     LABEL + chart
   );
-  let mut at = 0.0;
-  while at <= domain + 1e-9 {
+  for at in (0..=MAX_TICKS)
+    .map(|n| n as f64 * tick)
+    .take_while(|at| *at <= domain + 1e-9)
+  {
     let tx = x(at);
     let _ = writeln!(
       svg,
@@ -151,7 +170,6 @@ pub fn gantt(report: &Report) -> String {
       bottom + 18.0,
       esc(&human(at))
     );
-    at += tick;
   }
   svg.push_str("</g>\n");
   // One bar per step.
@@ -535,6 +553,71 @@ mod tests {
     );
     assert!(svg.contains(">14m</text>"), "{svg}");
     assert!(svg.contains(">12m</text>"), "{svg}");
+  }
+
+  /// A 1000-day RTO (and, worse, a run that lasted a century) drew one tick per day: the
+  /// report grew with the RTO instead of staying a page.
+  #[test]
+  fn a_huge_rto_draws_a_bounded_number_of_ticks() {
+    const DAY: f64 = 86_400.0;
+    for duration in [None, Some(36_500.0 * DAY)] {
+      let mut report = fixture::report();
+      report.objectives[0].target_seconds = Some(1000.0 * DAY);
+      if duration.is_some() {
+        report.duration_seconds = duration;
+      }
+      let html = render(&report);
+      assert!(html.len() < 1_000_000, "{} bytes", html.len());
+      let svg = gantt(&report);
+      test_xml::check_well_formed(&svg);
+      let ticks = svg.matches("<line class=\"tick\"").count();
+      assert!((2..=12).contains(&ticks), "{ticks} ticks");
+    }
+  }
+
+  /// A journal whose time scale (or incident start) makes its durations overflow renders with
+  /// saturated durations instead of panicking in the timeline.
+  #[test]
+  fn a_journal_with_an_absurd_time_scale_renders() {
+    use crate::{
+      report::{ApiCalls, Report},
+      state::{Event, Redactor},
+    };
+    let mut records = fixture::records();
+    if let Event::RunStarted {
+      time_scale,
+      incident_start,
+      ..
+    } = &mut records[0].event
+    {
+      *time_scale = 1e300;
+      *incident_start = chrono::DateTime::<chrono::Utc>::MIN_UTC;
+    }
+    let report = Report::from_records(
+      &records,
+      ApiCalls::count("simulator operation log", ["PromoteReadReplica"]),
+      &Redactor::default(),
+    )
+    .unwrap();
+    let html = render(&report);
+    assert!(html.len() < 1_000_000, "{} bytes", html.len());
+    test_xml::check_well_formed(&gantt(&report));
+  }
+
+  #[test]
+  fn tick_steps_stay_round_and_about_ten_per_axis() {
+    const DAY: f64 = 86_400.0;
+    assert_eq!(tick_step(600.0), 60.0);
+    assert_eq!(tick_step(5.0 * DAY), 43_200.0);
+    assert_eq!(tick_step(10.0 * DAY), DAY);
+    assert_eq!(tick_step(15.0 * DAY), 2.0 * DAY);
+    assert_eq!(tick_step(1000.0 * DAY), 100.0 * DAY);
+    assert_eq!(tick_step(1001.0 * DAY), 200.0 * DAY);
+    for max in [1.0, 59.0, 7.0 * DAY, 1000.0 * DAY, 1e12, f64::MAX] {
+      let step = tick_step(max);
+      assert!(step.is_finite() && step > 0.0, "{max}: {step}");
+      assert!(max / step <= 10.0, "{max}: {step}");
+    }
   }
 
   #[test]

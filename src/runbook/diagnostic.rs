@@ -72,6 +72,58 @@ impl fmt::Display for Document {
   }
 }
 
+/// The largest runbook or drill file drctl reads: 10 MiB. The largest real ones are a few
+/// kilobytes; a bigger file is a mistake (a log, a dump) that would otherwise be read whole into
+/// memory and parsed.
+pub const MAX_SOURCE_BYTES: u64 = 10 * 1024 * 1024;
+
+/// Read a runbook or drill file, at most [`MAX_SOURCE_BYTES`] ([`read_bounded`]).
+pub fn read_source(document: Document, path: &std::path::Path) -> Result<Vec<u8>, Diagnostics> {
+  read_bounded(path, MAX_SOURCE_BYTES).map_err(|error| match error {
+    BoundedRead::Io(error) => Diagnostics::unreadable(document, path, &error),
+    BoundedRead::TooLarge => Diagnostics::too_large(document, path, MAX_SOURCE_BYTES),
+  })
+}
+
+/// Why [`read_bounded`] returned no bytes.
+#[derive(Debug)]
+pub enum BoundedRead {
+  Io(std::io::Error),
+  /// Larger than the limit.
+  TooLarge,
+}
+
+/// Read a whole file of at most `limit` bytes: the size is checked before reading (the file's
+/// metadata) and while reading (a file that grows, or a FIFO, is never read past the limit), so a
+/// huge file costs nothing. The one bounded reader for the files users give drctl.
+pub fn read_bounded(path: &std::path::Path, limit: u64) -> Result<Vec<u8>, BoundedRead> {
+  use std::io::Read;
+  let file = std::fs::File::open(path).map_err(BoundedRead::Io)?;
+  let metadata = file.metadata().map_err(BoundedRead::Io)?;
+  if metadata.is_file() && metadata.len() > limit {
+    return Err(BoundedRead::TooLarge);
+  }
+  let mut bytes = Vec::new();
+  file
+    .take(limit.saturating_add(1))
+    .read_to_end(&mut bytes)
+    .map_err(BoundedRead::Io)?;
+  if bytes.len() as u64 > limit {
+    return Err(BoundedRead::TooLarge);
+  }
+  Ok(bytes)
+}
+
+/// `bytes` as a human reads a file-size limit: `10 MiB`.
+pub fn format_bytes(bytes: u64) -> String {
+  const MIB: u64 = 1024 * 1024;
+  if bytes.is_multiple_of(MIB) {
+    format!("{} MiB", bytes / MIB)
+  } else {
+    format!("{bytes} bytes")
+  }
+}
+
 /// A runbook's or drill file's bytes as the parser reads them: UTF-8 (else the one diagnostic,
 /// at the first invalid byte) without a leading byte-order mark, which Windows editors write
 /// and which is not part of the content.
@@ -101,6 +153,11 @@ pub enum DiagnosticKind {
   },
   NotUtf8 {
     document: Document,
+  },
+  /// Larger than [`MAX_SOURCE_BYTES`]; not read.
+  TooLarge {
+    document: Document,
+    limit: u64,
   },
   Empty {
     document: Document,
@@ -299,6 +356,11 @@ impl fmt::Display for DiagnosticKind {
     match self {
       Read { document, message } => write!(f, "cannot read the {document}: {message}"),
       NotUtf8 { document } => write!(f, "the {document} is not valid UTF-8"),
+      TooLarge { document, limit } => write!(
+        f,
+        "the {document} is larger than {}, the most drctl reads",
+        format_bytes(*limit)
+      ),
       Empty { document } => write!(f, "the {document} is empty"),
       Syntax { message } => write!(f, "YAML syntax error: {message}"),
       TooDeep { limit } => write!(f, "nesting is deeper than {limit} levels"),
@@ -391,6 +453,9 @@ impl DiagnosticKind {
     use DiagnosticKind::*;
     match self {
       Read { .. } => None,
+      TooLarge { .. } => {
+        Some("is this the file you meant? runbooks and drill files are small YAML".into())
+      }
       NotUtf8 { .. } => Some("save the file as UTF-8".into()),
       Empty {
         document: Document::Runbook,
@@ -576,6 +641,18 @@ impl Diagnostics {
     Diagnostics::new(path.to_path_buf(), String::new(), vec![diagnostic])
   }
 
+  /// The one error of a file larger than `limit` bytes (not read).
+  pub fn too_large(document: Document, path: &std::path::Path, limit: u64) -> Diagnostics {
+    let diagnostic = Diagnostic {
+      path: path.to_path_buf(),
+      span: Span::default(),
+      width: 1,
+      key: String::new(),
+      kind: DiagnosticKind::TooLarge { document, limit },
+    };
+    Diagnostics::new(path.to_path_buf(), String::new(), vec![diagnostic])
+  }
+
   /// The one error of a file that is not UTF-8, placed at the first invalid byte.
   pub fn not_utf8(
     document: Document,
@@ -700,3 +777,25 @@ impl fmt::Display for Diagnostics {
 }
 
 impl std::error::Error for Diagnostics {}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn a_bounded_read_takes_up_to_the_limit_and_refuses_more() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("file");
+    std::fs::write(&path, "1234").unwrap();
+    assert_eq!(read_bounded(&path, 4).unwrap(), b"1234");
+    assert!(matches!(read_bounded(&path, 3), Err(BoundedRead::TooLarge)));
+    assert!(matches!(
+      read_bounded(&dir.path().join("missing"), 4),
+      Err(BoundedRead::Io(_))
+    ));
+    let refused = read_source(Document::Drill, &path).map(|_| ());
+    assert!(refused.is_ok());
+    assert_eq!(format_bytes(MAX_SOURCE_BYTES), "10 MiB");
+    assert_eq!(format_bytes(1000), "1000 bytes");
+  }
+}

@@ -3,8 +3,15 @@
 //! A duration is one or more `NUMBER UNIT` parts with units in decreasing order, each at most once;
 //! a number may have a fraction (`1.5s`). [`format_duration`] writes the inverse, so
 //! `parse_duration(&format_duration(d)) == Ok(d)` for any duration with whole nanoseconds.
+//!
+//! No duration is longer than [`MAX_DURATION`] (366 days): a timeout, budget, objective, backoff
+//! or wait beyond a year is a typo, and a bound keeps every sum and conversion of durations
+//! (clock scaling, critical paths, deadlines) far from overflow.
 
 use std::time::Duration;
+
+/// The longest duration a runbook, drill file or parameter may give: 366 days.
+pub const MAX_DURATION: Duration = Duration::from_secs(366 * 86_400);
 
 const UNITS: [(&str, u128); 5] = [
   ("d", 86_400_000_000_000),
@@ -14,7 +21,13 @@ const UNITS: [(&str, u128); 5] = [
   ("ms", 1_000_000),
 ];
 
-/// Parse a duration such as `1h30m`. The error says what is wrong, without repeating the input.
+/// Why a duration is refused when it is longer than [`MAX_DURATION`].
+fn too_long() -> String {
+  format!("longer than the maximum, {}", format_duration(MAX_DURATION))
+}
+
+/// Parse a duration such as `1h30m`, at most [`MAX_DURATION`]. The error says what is wrong,
+/// without repeating the input.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
   let text = text.trim();
   if text.is_empty() {
@@ -49,9 +62,13 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     }
     last_unit = Some(unit_index);
     let nanos = scale(number, UNITS[unit_index].1)?;
-    total = total.checked_add(nanos).ok_or("duration is too large")?;
+    total = total.checked_add(nanos).ok_or_else(too_long)?;
   }
-  let secs = u64::try_from(total / 1_000_000_000).map_err(|_| "duration is too large")?;
+  if total > MAX_DURATION.as_nanos() {
+    return Err(too_long());
+  }
+  // At most MAX_DURATION's seconds, far below u64::MAX.
+  let secs = (total / 1_000_000_000) as u64;
   // The remainder of a division by 10^9 always fits in u32.
   let nanos = (total % 1_000_000_000) as u32;
   Ok(Duration::new(secs, nanos))
@@ -63,10 +80,8 @@ fn scale(number: &str, unit: u128) -> Result<u128, String> {
   if whole.is_empty() || fraction.contains('.') || (number.contains('.') && fraction.is_empty()) {
     return Err(format!("`{number}` is not a number"));
   }
-  let whole: u128 = whole
-    .parse()
-    .map_err(|_| "duration is too large".to_string())?;
-  let mut nanos = whole.checked_mul(unit).ok_or("duration is too large")?;
+  let whole: u128 = whole.parse().map_err(|_| too_long())?;
+  let mut nanos = whole.checked_mul(unit).ok_or_else(too_long)?;
   let mut place = unit;
   for digit in fraction.chars() {
     place /= 10;
@@ -74,9 +89,7 @@ fn scale(number: &str, unit: u128) -> Result<u128, String> {
       return Err("durations are precise to the nanosecond".into());
     }
     let digit = u128::from(digit.to_digit(10).unwrap_or(0));
-    nanos = nanos
-      .checked_add(digit * place)
-      .ok_or("duration is too large")?;
+    nanos = nanos.checked_add(digit * place).ok_or_else(too_long)?;
   }
   Ok(nanos)
 }
@@ -159,6 +172,29 @@ mod tests {
     }
     assert!(parse_duration("99999999999999999999999999999999999999d").is_err());
     assert!(parse_duration("999999999999999999d").is_err());
+  }
+
+  #[test]
+  fn nothing_longer_than_the_maximum_parses() {
+    assert_eq!(parse_duration("366d"), Ok(MAX_DURATION));
+    assert_eq!(
+      parse_duration("365d23h59m59.999999999s").map(|d| d < MAX_DURATION),
+      Ok(true)
+    );
+    for long in [
+      "366d1ms",
+      "367d",
+      "8784h1s",
+      "18446744073709551615s",
+      "18446744073709551616s",
+      "99999999999999999999999999999999999999d",
+    ] {
+      assert_eq!(
+        parse_duration(long),
+        Err("longer than the maximum, 366d".to_string()),
+        "{long}"
+      );
+    }
   }
 
   #[test]

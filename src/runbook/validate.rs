@@ -15,7 +15,7 @@ use std::{
 
 use super::{
   action_spec::{ActionCatalog, ActionSpec, FieldKind, FieldSpec},
-  diagnostic::{source_text, Diagnostic, DiagnosticKind, Diagnostics, Document},
+  diagnostic::{read_source, source_text, Diagnostic, DiagnosticKind, Diagnostics, Document},
   duration::parse_duration,
   model::*,
   parse::{index_key, join_key, parse_document, plain_bool, Entry, Node, NodeValue, ScalarStyle},
@@ -105,8 +105,7 @@ pub fn load(
 
 /// Read and validate a runbook file; a read error is reported as a diagnostic too.
 pub fn load_file(path: &Path, catalog: &dyn ActionCatalog) -> Result<Runbook, Diagnostics> {
-  let bytes = std::fs::read(path)
-    .map_err(|error| Diagnostics::unreadable(Document::Runbook, path, &error))?;
+  let bytes = read_source(Document::Runbook, path)?;
   load(path, &bytes, catalog)
 }
 

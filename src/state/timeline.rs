@@ -72,7 +72,7 @@ impl Timeline {
   /// Backend time from run start to `ts`.
   pub fn offset(&self, ts: DateTime<Utc>) -> Duration {
     let wall = (ts - self.started_at).to_std().unwrap_or_default();
-    wall.mul_f64(self.time_scale)
+    crate::cloud::Clock::scaled(self.time_scale).to_modelled(wall)
   }
 
   /// Whether the RTO target was met (None when there is no target or nothing was achieved).
@@ -304,7 +304,7 @@ impl Timeline {
         .iter()
         .filter_map(|span| span.ended)
         .max()
-        .map(|end| before_start + end)
+        .map(|end| before_start.saturating_add(end))
     } else {
       None
     };

@@ -17,6 +17,7 @@ mod faults;
 mod guards;
 mod outage;
 mod secrets;
+mod stepcrash;
 
 use std::{process::ExitCode, time::Instant};
 
@@ -73,6 +74,7 @@ const SECTIONS: &[(&str, Section)] = &[
   ("guards", guards::run),
   ("secrets", secrets::run),
   ("outage", outage::run),
+  ("stepcrash", stepcrash::run),
 ];
 
 fn main() -> ExitCode {

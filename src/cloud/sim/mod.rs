@@ -180,13 +180,10 @@ impl Sim {
       file
     } else {
       let (spec, source) = match &options.world {
-        Some(path) => {
-          let text = fs::read_to_string(path).map_err(|source| SimError::Io {
-            path: path.clone(),
-            source,
-          })?;
-          (WorldSpec::from_yaml(&text), path.clone())
-        }
+        Some(path) => (
+          world::read_world_file(path).and_then(|text| WorldSpec::from_yaml(&text)),
+          path.clone(),
+        ),
         None => (
           WorldSpec::from_yaml(BUILTIN_WORLD),
           PathBuf::from("<built-in world>"),

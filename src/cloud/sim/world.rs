@@ -11,7 +11,10 @@ use std::{
 
 use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::cloud::{FailoverRole, LimitSetting, SnapshotKind};
+use crate::{
+  cloud::{FailoverRole, LimitSetting, SnapshotKind},
+  runbook::duration::MAX_DURATION,
+};
 
 /// A modelled duration written as `90s`, `5m`, `1h30m`, `20ms` (a bare number means seconds).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
@@ -65,7 +68,23 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     rest = &rest[unit_len..];
     total += number * seconds_per_unit;
   }
-  Duration::try_from_secs_f64(total).map_err(|_| format!("invalid duration `{text}`: out of range"))
+  Duration::try_from_secs_f64(total)
+    .ok()
+    .and_then(within_bound)
+    .ok_or_else(|| format!("invalid duration `{text}`: {}", too_long()))
+}
+
+/// A modelled duration, if it is at most [`MAX_DURATION`] (the bound runbooks have too: the
+/// simulator adds and scales these).
+fn within_bound(duration: Duration) -> Option<Duration> {
+  (duration <= MAX_DURATION).then_some(duration)
+}
+
+fn too_long() -> String {
+  format!(
+    "longer than the maximum, {}",
+    crate::runbook::format_duration(MAX_DURATION)
+  )
 }
 
 /// Render a duration the way [`parse_duration`] reads it back.
@@ -106,23 +125,43 @@ impl<'de> Deserialize<'de> for ModelDuration {
       }
 
       fn visit_u64<E: de::Error>(self, value: u64) -> Result<ModelDuration, E> {
-        Ok(ModelDuration(Duration::from_secs(value)))
+        within_bound(Duration::from_secs(value))
+          .map(ModelDuration)
+          .ok_or_else(|| E::custom(too_long()))
       }
 
       fn visit_i64<E: de::Error>(self, value: i64) -> Result<ModelDuration, E> {
-        u64::try_from(value)
-          .map(|secs| ModelDuration(Duration::from_secs(secs)))
-          .map_err(|_| E::custom("a duration cannot be negative"))
+        let secs = u64::try_from(value).map_err(|_| E::custom("a duration cannot be negative"))?;
+        self.visit_u64(secs)
       }
 
       fn visit_f64<E: de::Error>(self, value: f64) -> Result<ModelDuration, E> {
-        Duration::try_from_secs_f64(value)
+        let duration = Duration::try_from_secs_f64(value)
+          .map_err(|_| E::custom("a duration must be a non-negative number of seconds"))?;
+        within_bound(duration)
           .map(ModelDuration)
-          .map_err(|_| E::custom("a duration must be a non-negative number of seconds"))
+          .ok_or_else(|| E::custom(too_long()))
       }
     }
     deserializer.deserialize_any(Visitor)
   }
+}
+
+/// The largest world file the simulator reads: 10 MiB, the limit for runbooks and drill files.
+pub const MAX_WORLD_BYTES: u64 = crate::runbook::diagnostic::MAX_SOURCE_BYTES;
+
+/// Read a world file's text, refusing one larger than [`MAX_WORLD_BYTES`] before reading it.
+/// The error says what is wrong (without the path).
+pub fn read_world_file(path: &std::path::Path) -> Result<String, String> {
+  use crate::runbook::diagnostic::{format_bytes, read_bounded, BoundedRead};
+  let bytes = read_bounded(path, MAX_WORLD_BYTES).map_err(|error| match error {
+    BoundedRead::Io(error) => format!("cannot read the world file: {error}"),
+    BoundedRead::TooLarge => format!(
+      "the world file is larger than {}, the most drctl reads",
+      format_bytes(MAX_WORLD_BYTES)
+    ),
+  })?;
+  String::from_utf8(bytes).map_err(|_| "the world file is not valid UTF-8".to_string())
 }
 
 fn default_time_scale() -> f64 {
@@ -746,6 +785,32 @@ mod tests {
     assert_eq!(format_duration(Duration::from_secs(5400)), "1h30m");
     assert_eq!(format_duration(Duration::from_millis(20)), "20ms");
     assert_eq!(format_duration(Duration::ZERO), "0ms");
+  }
+
+  /// World durations are bounded like runbook ones: the simulator adds and scales them.
+  #[test]
+  fn world_durations_are_at_most_366_days() {
+    assert_eq!(parse_duration("366d").unwrap(), MAX_DURATION);
+    for long in ["367d", "18446744073709551615s", "1e300s"] {
+      assert!(parse_duration(long).is_err(), "{long}");
+    }
+    for (timing, accepted) in [
+      ("promote: 366d", true),
+      ("promote: 31622401", false),
+      ("promote: 31622400.5", false),
+      ("promote: 18446744073709551615", false),
+      ("promote: 90", true),
+    ] {
+      let yaml = format!("timings: {{ {timing} }}\n");
+      let result = WorldSpec::from_yaml(&yaml);
+      assert_eq!(result.is_ok(), accepted, "{timing}: {result:?}");
+      if let Err(message) = result {
+        assert!(
+          message.contains("longer than the maximum, 366d"),
+          "{message}"
+        );
+      }
+    }
   }
 
   #[test]
