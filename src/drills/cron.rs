@@ -656,7 +656,7 @@ impl Schedule {
         // In a gap: it ends at the first minute whose wall-clock time is past this one.
         let end = self.gap_end(wall);
         let jump = self.wall(end) - self.wall(end - 1) - 1;
-        let fires = if jump <= LATE_WAKEUP_MINUTES - 1 || (!wildcard && jump < DST_CHANGE_MINUTES) {
+        let fires = if jump < LATE_WAKEUP_MINUTES || (!wildcard && jump < DST_CHANGE_MINUTES) {
           Some(end)
         } else {
           None
