@@ -426,9 +426,9 @@ pub struct Schedule {
   pub zone: Tz,
 }
 
-/// How far ahead `next_after` looks: a valid expression that matches no day in this many
-/// years (`0 0 31 2 *`) never fires.
-const HORIZON_DAYS: i64 = 366 * 8;
+/// How far ahead `next_after` looks: the Gregorian calendar repeats every 400 years, so an
+/// expression that matches no day in that many (`0 0 31 2 *`) never fires.
+const HORIZON_DAYS: i64 = 146_097;
 
 /// How far around an instant a clock change can reach back or ahead (the largest offset changes
 /// in the time zone database are a day).
@@ -998,6 +998,22 @@ mod tests {
     assert_eq!(
       fires("15 * * * *", zone, "2026-10-03T14:00:00Z", 2),
       ["2026-10-03T14:45:00+00:00", "2026-10-03T16:15:00+00:00"]
+    );
+  }
+
+  #[test]
+  fn a_clock_change_at_quarter_to() {
+    // The Chatham Islands (UTC+12:45) go from 02:45 to 03:45 on 2028-09-24, a Sunday: a
+    // wildcard job for hour 3 runs from 03:45, on the new time.
+    let zone = chrono_tz::Pacific::Chatham;
+    assert_eq!(
+      fires("* 3 * * */6", zone, "2028-09-23T02:45:29Z", 2),
+      ["2028-09-23T14:00:00+00:00", "2028-09-23T14:01:00+00:00"]
+    );
+    // A fixed-time job due at 03:00 runs when the gap ends.
+    assert_eq!(
+      fires("0 3 * * *", zone, "2028-09-23T02:45:29Z", 2),
+      ["2028-09-23T14:00:00+00:00", "2028-09-24T13:15:00+00:00"]
     );
   }
 
