@@ -1,11 +1,28 @@
 //! Drill schedules: 5-field cron expressions (`minute hour day-of-month month day-of-week`) with
-//! ranges, lists, steps and names, the macros `@yearly`, `@quarterly`, `@monthly`, `@weekly`,
-//! `@daily` and `@hourly`, evaluated in an IANA time zone.
+//! ranges, lists, steps and names, the macros `@yearly`, `@monthly`, `@weekly`, `@daily` and
+//! `@hourly` (and drctl's own `@quarterly`), evaluated in an IANA time zone exactly as Debian's
+//! cron (Vixie cron 3.0 with Debian's patches) runs them with `TZ` set to that zone:
 //!
-//! Day matching follows Vixie cron: when both day-of-month and day-of-week are restricted, a
-//! day matches if either does. Daylight-saving transitions, in the schedule's zone:
-//! * a local time that happens twice (autumn) fires once, at its first occurrence;
-//! * a local time that does not exist (spring) fires when the gap ends (02:30 → 03:00).
+//! * Parsing follows entry.c: `*` is the field's whole range (0-7 for day of week, 7 = Sunday),
+//!   any positive step, no step after a single value (`5/15` is refused). drctl also refuses a
+//!   backwards range (`5-1`), which entry.c accepts as matching nothing.
+//! * Day matching follows cron.c's `find_jobs`: when the day-of-month or the day-of-week field
+//!   starts with `*` (entry.c's DOM_STAR / DOW_STAR, so `*/3` too) a day must match both;
+//!   otherwise either.
+//! * Clock changes follow cron.c's main loop, which compares the local minute it wakes at with
+//!   the one it expected. A job whose minute or hour field starts with `*` (MIN_STAR / HR_STAR,
+//!   and `@hourly`) is a wildcard job; the rest are fixed-time jobs.
+//!   - forward by 5-179 minutes (a daylight-saving gap): fixed-time jobs due in the gap run when
+//!     it ends, once; wildcard jobs run only on the new time;
+//!   - back by at most 180 minutes: fixed-time jobs run in the first pass of the repeated time
+//!     only, wildcard jobs in both;
+//!   - forward by 1-4 minutes (to cron.c, a late wake-up): everything due in them runs at its end;
+//!   - any larger change is a clock jump: nothing skipped is caught up, a repeated time runs again.
+//!
+//! Fire times are computed, never simulated minute by minute: [`Schedule::next_after`] walks the
+//! matching wall-clock minutes from where a clock change could reach back, and
+//! [`Schedule::latest_due`] counts whole days at once and resolves minute by minute only the
+//! partial days at its ends and the days of a clock change.
 
 use std::fmt;
 
@@ -434,10 +451,10 @@ const HORIZON_DAYS: i64 = 146_097;
 /// in the time zone database are a day).
 const CHANGE_REACH_HOURS: i64 = 26;
 
-/// Debian's cron classifies a clock change by how far the local minute moved: more than 5 and at
-/// most 180 minutes forward, or at most 180 back, is a daylight-saving change (cron.c's "case 2"
-/// and "case 0"); a forward jump of 2-5 minutes is a late wake-up; anything larger is a clock
-/// jump that just runs what matches the new time.
+/// Debian's cron classifies a clock change by how far the local minute moved between two
+/// wake-ups (one more than the minutes skipped): 6-180 forward, or 0-179 back, is a
+/// daylight-saving change (cron.c's "case 2" and "case 0"); 2-5 forward is a late wake-up
+/// ("case 1"); anything larger is a clock jump that just runs what matches the new time.
 const LATE_WAKEUP_MINUTES: i64 = 5;
 const DST_CHANGE_MINUTES: i64 = 180;
 
