@@ -459,3 +459,77 @@ fn a_drill_run_on_a_terminal_shows_the_live_view() {
     terminal.text
   );
 }
+
+#[test]
+fn global_flags_that_mean_nothing_for_a_command_are_refused() {
+  for (args, flag) in [
+    (vec!["schema", "--sim"], "--sim"),
+    (vec!["schema", "--aws"], "--aws"),
+    (vec!["schema", "--region", "us-east-1"], "--region"),
+    (vec!["runs", "--sandbox"], "--sandbox"),
+    (vec!["runs", "--time-scale", "5"], "--time-scale"),
+    (vec!["runs", "--profile", "prod"], "--profile"),
+    (vec!["report", "--aws"], "--aws"),
+    (vec!["report", "--region", "eu-west-1"], "--region"),
+    (vec!["unlock", "regional-failover", "--sim"], "--sim"),
+    (
+      vec!["unlock", "regional-failover", "--profile", "prod"],
+      "--profile",
+    ),
+    (vec!["status", "--time-scale", "3"], "--time-scale"),
+    (vec!["validate", "--aws"], "--aws"),
+  ] {
+    let output = Test::new().args(args.clone()).run();
+    assert_eq!(output.code(), 2, "{args:?}: {}", output.stdout());
+    let command = args[0];
+    assert!(
+      output
+        .stderr()
+        .starts_with(&format!("error: {flag} has no effect on `drctl {command}`")),
+      "{args:?}: {}",
+      output.stderr()
+    );
+  }
+  // --time-scale is the simulator's, --profile/--region AWS's.
+  let output = Test::new()
+    .args(["plan", "snapshot-age", "--aws", "--time-scale", "5"])
+    .run();
+  assert_eq!(output.code(), 2, "{}", output.stdout());
+  assert!(
+    output
+      .stderr()
+      .starts_with("error: --time-scale has no effect on the aws backend"),
+    "{}",
+    output.stderr()
+  );
+  let output = Test::new()
+    .args(["plan", "snapshot-age", "--sim", "--region", "us-east-1"])
+    .run();
+  assert_eq!(output.code(), 2, "{}", output.stdout());
+  assert!(
+    output
+      .stderr()
+      .starts_with("error: --region has no effect on the sim backend"),
+    "{}",
+    output.stderr()
+  );
+}
+
+#[test]
+fn report_defaults_to_the_latest_run() {
+  let test = Test::new();
+  let output = test.run_args(["run", "snapshot-age", "--sim", "--yes"]);
+  assert_eq!(output.code(), 0, "{}{}", output.stdout(), output.stderr());
+  let run_id = test.run_ids().pop().unwrap();
+  let output = test.run_args(["report", "--format", "json"]);
+  assert_eq!(output.code(), 0, "{}{}", output.stdout(), output.stderr());
+  let report: serde_json::Value = serde_json::from_str(&output.stdout()).unwrap();
+  assert_eq!(report["run_id"], run_id.as_str(), "{report}");
+  let output = Test::new().args(["report"]).run();
+  assert_eq!(output.code(), 2);
+  assert!(
+    output.stderr().starts_with("error: no runs in"),
+    "{}",
+    output.stderr()
+  );
+}

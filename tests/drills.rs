@@ -453,3 +453,67 @@ fn two_schedulers_on_one_s3_state_fire_a_quarterly_drill_once_per_quarter_over_a
     .stdout();
   assert_eq!(text.matches("passed").count(), 4, "{text}");
 }
+
+/// The shipped weekly drill with its target on `backend`.
+fn weekly_on(backend: &str) -> Test {
+  let drill = std::fs::read_to_string(repo().join("drills/weekly-snapshot-age.yaml"))
+    .unwrap()
+    .replace(
+      "  backend: sim\n",
+      &format!("  backend: {backend}\n  region: us-east-1\n"),
+    );
+  Test::new().file("drills/weekly-snapshot-age.yaml", &drill)
+}
+
+#[test]
+fn a_backend_flag_less_safe_than_the_drill_file_is_refused() {
+  for (target, flag) in [("sim", "--sandbox"), ("sim", "--aws"), ("sandbox", "--aws")] {
+    let output = weekly_on(target).run_args(["drill", "run", "weekly-snapshot-age", flag]);
+    assert_eq!(output.code(), 2, "{target} {flag}: {}", output.stdout());
+    let backend = flag.trim_start_matches("--");
+    assert_eq!(
+      output.stderr(),
+      format!(
+        "error: drill weekly-snapshot-age targets {target} in its file; {flag} would run it on \
+         {backend}, which is less safe: change the drill file's target to do that\n"
+      )
+    );
+    assert!(!output.stdout().contains("passed"), "{}", output.stdout());
+  }
+}
+
+#[test]
+fn a_backend_flag_may_move_a_drill_to_a_safer_backend_and_says_so() {
+  let test = weekly_on("aws");
+  let output = test.run_args(["drill", "run", "weekly-snapshot-age", "--sim"]);
+  let stdout = output.stdout();
+  assert_eq!(output.code(), 0, "{stdout}{}", output.stderr());
+  assert!(
+    stdout.starts_with(
+      "drill weekly-snapshot-age: targets aws in its file; running on sim, as --sim asks\n"
+    ),
+    "{stdout}"
+  );
+  assert!(
+    stdout.contains("drill weekly-snapshot-age: passed"),
+    "{stdout}"
+  );
+  let history = std::fs::read_to_string(
+    test
+      .path()
+      .join(".drctl/drills/weekly-snapshot-age/history.jsonl"),
+  )
+  .unwrap();
+  assert!(history.contains(r#""backend":"sim""#), "{history}");
+}
+
+#[test]
+fn time_scale_on_a_drill_that_does_not_run_on_the_simulator_is_refused() {
+  let output =
+    weekly_on("aws").run_args(["drill", "run", "weekly-snapshot-age", "--time-scale", "10"]);
+  assert_eq!(output.code(), 2, "{}", output.stdout());
+  assert_eq!(
+    output.stderr(),
+    "error: --time-scale sets the simulator's speed, and drill weekly-snapshot-age runs on aws\n"
+  );
+}

@@ -6,6 +6,7 @@ mod support;
 mod aws_adapters;
 mod cli;
 mod crash;
+mod cron_reference;
 mod docs;
 mod drills;
 mod failover;

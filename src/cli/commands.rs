@@ -38,6 +38,8 @@ pub struct Context {
   pub backend: Backend,
   /// Where runs and locks live (`store` is its local cache for an `s3://` state).
   pub state: super::state::StateBackend,
+  /// The global flags as given (a drill weighs `--sim`/`--sandbox`/`--aws` against its target).
+  pub global: GlobalArgs,
 }
 
 /// Which AWS a run talks to.
@@ -65,6 +67,7 @@ impl Context {
       output: self.output,
       backend,
       state: self.state.clone(),
+      global: self.global.clone(),
     }
   }
 
@@ -123,7 +126,20 @@ impl Context {
       output: global.output,
       backend,
       state,
+      global: global.clone(),
     })
+  }
+
+  /// A run id given (or a unique prefix), or the latest run.
+  pub(super) fn run_or_latest(&self, run_id: Option<&str>) -> Result<String, Error> {
+    match run_id {
+      Some(id) => self.store.find_run(id).map_err(Error::Usage),
+      None => self
+        .store
+        .run_ids()
+        .pop()
+        .ok_or_else(|| Error::Usage(format!("no runs in {}", self.store.runs_dir().display()))),
+    }
   }
 
   /// Open the backend for a run whose state lives in `dir`, behind the client-side rate limits
@@ -164,6 +180,7 @@ impl Context {
 
 pub async fn dispatch(cli: Cli) -> Result<i32, Error> {
   let mut ctx = Context::new(&cli.global)?;
+  super::check_global_flags(&cli.global, &cli.command, &ctx)?;
   // With `--sandbox`: the server this command runs against, stopped when this guard drops
   // (after the command, whether it succeeded or not).
   let _sandbox = sandbox::prepare(&mut ctx, &cli.command)?;
@@ -653,6 +670,7 @@ async fn resume(
       store: ctx.store.clone(),
       output: ctx.output,
       state: ctx.state.clone(),
+      global: ctx.global.clone(),
     };
     let cloud = resumed_ctx
       .open_cloud(&run_dir, plan.secrets.values().cloned().collect())
@@ -693,14 +711,7 @@ async fn resume(
 async fn status(ctx: &Context, run_id: Option<&str>) -> Result<i32, Error> {
   let s3 = ctx.s3_state().await;
   ctx.pull_runs(s3.as_ref()).await;
-  let run_id = match run_id {
-    Some(id) => ctx.store.find_run(id).map_err(Error::Usage)?,
-    None => ctx
-      .store
-      .run_ids()
-      .pop()
-      .ok_or_else(|| Error::Usage(format!("no runs in {}", ctx.store.runs_dir().display())))?,
-  };
+  let run_id = ctx.run_or_latest(run_id)?;
   let records = ctx
     .store
     .read_journal(&run_id)

@@ -175,22 +175,96 @@ fn list(ctx: &Context) -> Result<i32, Error> {
   Ok(0)
 }
 
-/// The context a drill runs in: its target's backend.
-fn drill_context(ctx: &Context, drill: &Drill) -> Context {
-  let target = &drill.target;
-  let settings = AwsSettings {
-    profile: target.profile.clone(),
-    region: target.region.clone(),
-    endpoint_url: target.endpoint.clone(),
+fn backend_name(backend: TargetBackend) -> &'static str {
+  match backend {
+    TargetBackend::Sim => "sim",
+    TargetBackend::Sandbox => "sandbox",
+    TargetBackend::Aws => "aws",
+  }
+}
+
+/// How much a backend can affect: the simulator nothing, the sandbox a local server, AWS the
+/// world.
+fn reach(backend: TargetBackend) -> u8 {
+  match backend {
+    TargetBackend::Sim => 0,
+    TargetBackend::Sandbox => 1,
+    TargetBackend::Aws => 2,
+  }
+}
+
+/// The backend `--sim`, `--sandbox` or `--aws` asks for, if one does.
+fn flag_backend(ctx: &Context) -> Option<TargetBackend> {
+  let global = &ctx.global;
+  if global.aws {
+    Some(TargetBackend::Aws)
+  } else if global.sandbox {
+    Some(TargetBackend::Sandbox)
+  } else {
+    global.sim.as_ref().map(|_| TargetBackend::Sim)
+  }
+}
+
+/// The backend a drill runs on: its target's, or a safer one a flag asks for (never a less safe
+/// one: the drill file is what was reviewed). Flags that would mean nothing there are refused.
+fn drill_backend(ctx: &Context, drill: &Drill) -> Result<TargetBackend, Error> {
+  let target = drill.target.backend;
+  let backend = match flag_backend(ctx) {
+    Some(flag) if reach(flag) > reach(target) => {
+      let name = backend_name(flag);
+      return Err(Error::Usage(format!(
+        "drill {} targets {} in its file; --{name} would run it on {name}, which is less safe: \
+         change the drill file's target to do that",
+        drill.name,
+        backend_name(target)
+      )));
+    }
+    Some(flag) => flag,
+    None => target,
   };
-  let backend = match target.backend {
+  if ctx.global.time_scale.is_some() && backend != TargetBackend::Sim {
+    return Err(Error::Usage(format!(
+      "--time-scale sets the simulator's speed, and drill {} runs on {}",
+      drill.name,
+      backend_name(backend)
+    )));
+  }
+  let s3_state = matches!(ctx.state, super::state::StateBackend::S3 { .. });
+  if let Some(flag) = super::aws_flags(&ctx.global).first() {
+    if backend == TargetBackend::Sim && !s3_state {
+      return Err(Error::Usage(format!(
+        "{flag} configures AWS access, and drill {} runs on sim with a local state",
+        drill.name
+      )));
+    }
+  }
+  Ok(backend)
+}
+
+/// The context a drill runs in: its backend (see [`drill_backend`]), with the target's AWS
+/// settings under `--profile`/`--region`.
+fn drill_context(ctx: &Context, drill: &Drill, backend: TargetBackend) -> Context {
+  let target = &drill.target;
+  let global = &ctx.global;
+  let moved = backend != target.backend;
+  let settings = AwsSettings {
+    profile: global.profile.clone().or_else(|| target.profile.clone()),
+    region: global.region.clone().or_else(|| target.region.clone()),
+    // The target's endpoint is for the target's backend, not the one a flag moved it to.
+    endpoint_url: target.endpoint.clone().filter(|_| !moved),
+  };
+  let backend = match backend {
     TargetBackend::Sim => Backend::Sim {
-      world: None,
-      time_scale: target.time_scale,
+      world: global
+        .sim
+        .as_ref()
+        .filter(|world| !world.is_empty())
+        .map(PathBuf::from),
+      time_scale: global.time_scale.or(target.time_scale),
     },
     TargetBackend::Aws => Backend::Aws(settings),
     TargetBackend::Sandbox => Backend::Sandbox {
-      endpoint: target.endpoint.clone(),
+      endpoint: target.endpoint.clone().filter(|_| !moved),
       settings,
     },
   };
@@ -210,7 +284,17 @@ pub(super) async fn run_drill(
   due: Option<DateTime<Utc>>,
   signals: watch::Receiver<u32>,
 ) -> Result<(i32, HistoryEntry), Error> {
-  let mut run_ctx = drill_context(ctx, drill);
+  let backend = drill_backend(ctx, drill)?;
+  if backend != drill.target.backend && ctx.output == Output::Text {
+    out(&format!(
+      "drill {}: targets {} in its file; running on {}, as --{} asks\n",
+      drill.name,
+      backend_name(drill.target.backend),
+      backend_name(backend),
+      backend_name(backend)
+    ));
+  }
+  let mut run_ctx = drill_context(ctx, drill, backend);
   // A sandbox target without an endpoint: the running sandbox, or one for this run.
   let _sandbox = sandbox::attach(&mut run_ctx)?;
   let plan = Plan::bind(drill.runbook.clone(), &drill.param_pairs())
@@ -230,7 +314,7 @@ pub(super) async fn run_drill(
       DrillMode::Live => "live".into(),
       DrillMode::DryRun => "dry-run".into(),
     },
-    backend: format!("{:?}", drill.target.backend).to_lowercase(),
+    backend: backend_name(backend).into(),
     rto_target_seconds: seconds(drill.rto_target()),
     rto_achieved_seconds: None,
     rpo_target_seconds: seconds(drill.rpo_target()),
@@ -573,6 +657,10 @@ pub async fn scheduler(ctx: &Context, args: &SchedulerArgs) -> Result<i32, Error
     }
   };
   let drills = load_all(ctx)?;
+  // A flag no drill could honour is refused before anything fires.
+  for drill in &drills {
+    drill_backend(ctx, drill)?;
+  }
   let claims = match ctx.s3_state().await {
     Some(s3) => ClaimStore::S3 {
       root: ctx.store.root().to_path_buf(),

@@ -251,6 +251,144 @@ fn init_tracing(output: Output) {
   };
 }
 
+/// What a command does with the global backend and AWS flags.
+enum FlagUse {
+  /// Reads neither the state nor the cloud (`schema`, `validate`, `graph`).
+  Nothing,
+  /// Reads the state only: AWS flags matter for an `s3://` state.
+  State,
+  /// Talks to the backend (`plan`, `run`, `failover`).
+  Cloud,
+  /// Talks to the backend the run's journal names (`resume`): AWS flags only.
+  Journal,
+  /// Weighs the flags itself (`drill run`, `scheduler`, `sandbox`).
+  Own,
+}
+
+fn flag_use(command: &Command) -> (FlagUse, &'static str) {
+  match command {
+    Command::Validate { .. } => (FlagUse::Nothing, "validate"),
+    Command::Schema => (FlagUse::Nothing, "schema"),
+    Command::Graph { .. } => (FlagUse::Nothing, "graph"),
+    Command::Status { .. } => (FlagUse::State, "status"),
+    Command::Report(_) => (FlagUse::State, "report"),
+    Command::Runs => (FlagUse::State, "runs"),
+    Command::Unlock { .. } => (FlagUse::State, "unlock"),
+    Command::State { .. } => (FlagUse::State, "state"),
+    Command::Drill {
+      command: drill::DrillCommand::List,
+    } => (FlagUse::State, "drill list"),
+    Command::Drill {
+      command: drill::DrillCommand::History { .. },
+    } => (FlagUse::State, "drill history"),
+    Command::Plan { .. } => (FlagUse::Cloud, "plan"),
+    Command::Run { .. } => (FlagUse::Cloud, "run"),
+    Command::Failover { .. } => (FlagUse::Cloud, "failover"),
+    Command::Drill {
+      command: drill::DrillCommand::Run { .. },
+    } => (FlagUse::Own, "drill run"),
+    Command::Scheduler(_) => (FlagUse::Own, "scheduler"),
+    Command::Resume { .. } => (FlagUse::Journal, "resume"),
+    Command::Sandbox { .. } => (FlagUse::Own, "sandbox"),
+  }
+}
+
+/// The backend flags given, by name.
+fn backend_flags(global: &GlobalArgs) -> Vec<&'static str> {
+  let mut flags = Vec::new();
+  if global.sim.is_some() {
+    flags.push("--sim");
+  }
+  if global.aws {
+    flags.push("--aws");
+  }
+  if global.sandbox {
+    flags.push("--sandbox");
+  }
+  if global.time_scale.is_some() {
+    flags.push("--time-scale");
+  }
+  flags
+}
+
+/// The AWS access flags given, by name.
+pub(crate) fn aws_flags(global: &GlobalArgs) -> Vec<&'static str> {
+  let mut flags = Vec::new();
+  if global.profile.is_some() {
+    flags.push("--profile");
+  }
+  if global.region.is_some() {
+    flags.push("--region");
+  }
+  flags
+}
+
+/// A global flag is never ignored: one that means nothing for the command is refused (exit 2).
+pub(crate) fn check_global_flags(
+  global: &GlobalArgs,
+  command: &Command,
+  ctx: &commands::Context,
+) -> Result<(), Error> {
+  let s3_state = matches!(ctx.state, state::StateBackend::S3 { .. });
+  let (usage, name) = flag_use(command);
+  // `failover REGION` shares its argument's name with `--region`: clap fills both.
+  let mut global = global.clone();
+  if let Command::Failover { region, .. } = command {
+    if global.region.as_ref() == Some(region) {
+      global.region = None;
+    }
+  }
+  let global = &global;
+  let refuse = |flag: &str, why: &str| {
+    Err(Error::Usage(format!(
+      "{flag} has no effect on `drctl {name}` ({why})"
+    )))
+  };
+  match usage {
+    FlagUse::Own => Ok(()),
+    FlagUse::Journal => match backend_flags(global).first() {
+      Some(flag) => refuse(flag, "a run resumes on the backend it started on"),
+      None => Ok(()),
+    },
+    FlagUse::Nothing => match backend_flags(global)
+      .into_iter()
+      .chain(aws_flags(global))
+      .next()
+    {
+      Some(flag) => refuse(flag, "it reads neither the state nor the cloud"),
+      None => Ok(()),
+    },
+    FlagUse::State => {
+      if let Some(flag) = backend_flags(global).first() {
+        return refuse(flag, "it only reads the state");
+      }
+      match aws_flags(global).first() {
+        Some(flag) if !s3_state => refuse(flag, "it only reads the local state"),
+        _ => Ok(()),
+      }
+    }
+    FlagUse::Cloud => {
+      let backend = match ctx.backend {
+        commands::Backend::Sim { .. } => "sim",
+        commands::Backend::Aws(_) => "aws",
+        commands::Backend::Sandbox { .. } => "sandbox",
+      };
+      if global.time_scale.is_some() && backend != "sim" {
+        return Err(Error::Usage(format!(
+          "--time-scale has no effect on the {backend} backend (it sets the simulator's speed)"
+        )));
+      }
+      match aws_flags(global).first() {
+        Some(flag) if backend == "sim" && !s3_state => Err(Error::Usage(format!(
+          "{flag} has no effect on the sim backend (it configures AWS access, and the state \
+           is local)"
+        ))),
+        _ => Ok(()),
+      }
+    }
+  }
+}
+
 /// Print to stdout; a closed pipe (`drctl runs | head`) is not an error.
 pub(crate) fn out(text: &str) {
   let mut stdout = std::io::stdout().lock();

@@ -16,8 +16,8 @@ use crate::{
 /// `drctl report` arguments.
 #[derive(Debug, Clone, ClapArgs)]
 pub struct ReportArgs {
-  /// The run (its id or a unique prefix).
-  pub run_id: String,
+  /// The run (its id or a unique prefix; default: the latest).
+  pub run_id: Option<String>,
   /// Report format.
   #[arg(long, short = 'f', value_enum, default_value_t = ReportFormat::Md)]
   pub format: ReportFormat,
@@ -48,7 +48,7 @@ impl From<ReportFormat> for Format {
 pub(super) async fn report(ctx: &Context, args: &ReportArgs) -> Result<i32, Error> {
   let s3 = ctx.s3_state().await;
   ctx.pull_runs(s3.as_ref()).await;
-  let run_id = ctx.store.find_run(&args.run_id).map_err(Error::Usage)?;
+  let run_id = ctx.run_or_latest(args.run_id.as_deref())?;
   let report = build(ctx, &run_id)?;
   let text = report::render(&report, args.format.into());
   match &args.out {

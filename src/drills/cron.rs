@@ -1,15 +1,32 @@
 //! Drill schedules: 5-field cron expressions (`minute hour day-of-month month day-of-week`) with
-//! ranges, lists, steps and names, the macros `@yearly`, `@quarterly`, `@monthly`, `@weekly`,
-//! `@daily` and `@hourly`, evaluated in an IANA time zone.
+//! ranges, lists, steps and names, the macros `@yearly`, `@monthly`, `@weekly`, `@daily` and
+//! `@hourly` (and drctl's own `@quarterly`), evaluated in an IANA time zone exactly as Debian's
+//! cron (Vixie cron 3.0 with Debian's patches) runs them with `TZ` set to that zone:
 //!
-//! Day matching follows Vixie cron: when both day-of-month and day-of-week are restricted, a
-//! day matches if either does. Daylight-saving transitions, in the schedule's zone:
-//! * a local time that happens twice (autumn) fires once, at its first occurrence;
-//! * a local time that does not exist (spring) fires when the gap ends (02:30 → 03:00).
+//! * Parsing follows entry.c: `*` is the field's whole range (0-7 for day of week, 7 = Sunday),
+//!   any positive step, no step after a single value (`5/15` is refused). drctl also refuses a
+//!   backwards range (`5-1`), which entry.c accepts as matching nothing.
+//! * Day matching follows cron.c's `find_jobs`: when the day-of-month or the day-of-week field
+//!   starts with `*` (entry.c's DOM_STAR / DOW_STAR, so `*/3` too) a day must match both;
+//!   otherwise either.
+//! * Clock changes follow cron.c's main loop, which compares the local minute it wakes at with
+//!   the one it expected. A job whose minute or hour field starts with `*` (MIN_STAR / HR_STAR,
+//!   and `@hourly`) is a wildcard job; the rest are fixed-time jobs.
+//!   - forward by 5-179 minutes (a daylight-saving gap): fixed-time jobs due in the gap run when
+//!     it ends, once; wildcard jobs run only on the new time;
+//!   - back by at most 180 minutes: fixed-time jobs run in the first pass of the repeated time
+//!     only, wildcard jobs in both;
+//!   - forward by 1-4 minutes (to cron.c, a late wake-up): everything due in them runs at its end;
+//!   - any larger change is a clock jump: nothing skipped is caught up, a repeated time runs again.
+//!
+//! Fire times are computed, never simulated minute by minute: [`Schedule::next_after`] walks the
+//! matching wall-clock minutes from where a clock change could reach back, and
+//! [`Schedule::latest_due`] counts whole days at once and resolves minute by minute only the
+//! partial days at its ends and the days of a clock change.
 
 use std::fmt;
 
-use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, Offset, TimeZone, Utc};
 use chrono_tz::Tz;
 
 /// A cron expression that failed to parse: what is wrong and where, as a character offset and
@@ -91,7 +108,8 @@ const FIELDS: [FieldSpec; 5] = [
   },
 ];
 
-/// A parsed 5-field expression: one bit per allowed value of each field.
+/// A parsed 5-field expression: one bit per allowed value of each field, and the flags Debian's
+/// cron keeps beside them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cron {
   minutes: u64,
@@ -100,8 +118,13 @@ pub struct Cron {
   months: u64,
   /// Sunday is bit 0 (and 7 is folded onto it).
   days_of_week: u64,
-  dom_restricted: bool,
-  dow_restricted: bool,
+  /// The day-of-month field starts with `*` (`*`, `*/2`): the two day fields are then ANDed.
+  dom_star: bool,
+  /// The day-of-week field starts with `*`.
+  dow_star: bool,
+  /// The minute or the hour field starts with `*`: a "wildcard" job, which runs on the new time
+  /// across a clock change instead of being caught up or kept from repeating.
+  wildcard: bool,
 }
 
 impl Cron {
@@ -148,14 +171,16 @@ impl Cron {
     if days_of_week & (1 << 7) != 0 {
       days_of_week = (days_of_week & !(1 << 7)) | 1;
     }
+    let starred = |index: usize| fields[index].1.starts_with('*');
     Ok(Cron {
       minutes: bits[0],
       hours: bits[1],
       days_of_month: bits[2],
       months: bits[3],
       days_of_week,
-      dom_restricted: fields[2].1 != "*",
-      dow_restricted: fields[4].1 != "*",
+      dom_star: starred(2),
+      dow_star: starred(4),
+      wildcard: starred(0) || starred(1),
     })
   }
 
@@ -165,11 +190,115 @@ impl Cron {
     }
     let dom = self.days_of_month & (1 << day.day()) != 0;
     let dow = self.days_of_week & (1 << day.weekday().num_days_from_sunday()) != 0;
-    match (self.dom_restricted, self.dow_restricted) {
-      (true, true) => dom || dow,
-      _ => dom && dow,
+    if self.dom_star || self.dow_star {
+      dom && dow
+    } else {
+      dom || dow
     }
   }
+
+  /// The first matching wall-clock minute at or after `from`, within `limit` (both in minutes of
+  /// naive local time since 1970-01-01 00:00).
+  fn next_match(&self, from: i64, limit: i64) -> Option<i64> {
+    let mut day = from.div_euclid(MINUTES_PER_DAY);
+    let mut start = from.rem_euclid(MINUTES_PER_DAY);
+    while day * MINUTES_PER_DAY <= limit {
+      if self.matches_day(naive_day(day)?) {
+        if let Some(at) = self.first_time_from(start) {
+          let minute = day * MINUTES_PER_DAY + at;
+          return (minute <= limit).then_some(minute);
+        }
+      }
+      day += 1;
+      start = 0;
+    }
+    None
+  }
+
+  /// The last matching wall-clock minute at or before `from`, not before `limit`.
+  fn prev_match(&self, from: i64, limit: i64) -> Option<i64> {
+    let mut day = from.div_euclid(MINUTES_PER_DAY);
+    let mut end = from.rem_euclid(MINUTES_PER_DAY);
+    while (day + 1) * MINUTES_PER_DAY > limit {
+      if self.matches_day(naive_day(day)?) {
+        if let Some(at) = self.last_time_until(end) {
+          let minute = day * MINUTES_PER_DAY + at;
+          return (minute >= limit).then_some(minute);
+        }
+      }
+      day -= 1;
+      end = MINUTES_PER_DAY - 1;
+    }
+    None
+  }
+
+  /// The first matching time of day (minutes after midnight) at or after `start`.
+  fn first_time_from(&self, start: i64) -> Option<i64> {
+    let (hour, minute) = (start / 60, start % 60);
+    let first_hour = next_bit(self.hours, hour)?;
+    let first_minute = if first_hour == hour {
+      match next_bit(self.minutes, minute) {
+        Some(minute) => minute,
+        None => return next_bit(self.hours, hour + 1).map(|h| h * 60 + self.first_minute()),
+      }
+    } else {
+      self.first_minute()
+    };
+    Some(first_hour * 60 + first_minute)
+  }
+
+  /// The last matching time of day at or before `end`.
+  fn last_time_until(&self, end: i64) -> Option<i64> {
+    let (hour, minute) = (end / 60, end % 60);
+    let last_hour = prev_bit(self.hours, hour)?;
+    let last_minute = if last_hour == hour {
+      match prev_bit(self.minutes, minute) {
+        Some(minute) => minute,
+        None => return prev_bit(self.hours, hour - 1).map(|h| h * 60 + self.last_minute()),
+      }
+    } else {
+      self.last_minute()
+    };
+    Some(last_hour * 60 + last_minute)
+  }
+
+  fn first_minute(&self) -> i64 {
+    // A parsed field has at least one value: every item sets a bit or is an error.
+    i64::from(self.minutes.trailing_zeros())
+  }
+
+  fn last_minute(&self) -> i64 {
+    63 - i64::from(self.minutes.leading_zeros())
+  }
+
+  /// How many times a matching day fires when the clock runs normally.
+  fn fires_per_day(&self) -> u64 {
+    u64::from(self.hours.count_ones()) * u64::from(self.minutes.count_ones())
+  }
+}
+
+const MINUTES_PER_DAY: i64 = 24 * 60;
+
+/// The lowest set bit of `mask` at or above `from` (`from` may be past the top).
+fn next_bit(mask: u64, from: i64) -> Option<i64> {
+  if !(0..64).contains(&from) {
+    return None;
+  }
+  let rest = mask >> from;
+  (rest != 0).then(|| from + i64::from(rest.trailing_zeros()))
+}
+
+/// The highest set bit of `mask` at or below `from`.
+fn prev_bit(mask: u64, from: i64) -> Option<i64> {
+  if !(0..64).contains(&from) {
+    return None;
+  }
+  let rest = mask << (63 - from);
+  (rest != 0).then(|| from - i64::from(rest.leading_zeros()))
+}
+
+fn naive_day(day: i64) -> Option<NaiveDate> {
+  NaiveDate::from_ymd_opt(1970, 1, 1)?.checked_add_signed(Duration::try_days(day)?)
 }
 
 /// The fields of an expression with their character offsets.
@@ -220,17 +349,19 @@ fn parse_item(item: &str, offset: usize, spec: &FieldSpec) -> Result<u64, CronEr
     None => (item, None),
   };
   let step_offset = offset + range.chars().count() + 1;
+  let step_text = step;
   let step = match step {
     None => 1,
+    // As in Debian's cron, any positive step: one past the range keeps only its start.
     Some(text) => match text.parse::<u32>() {
-      Ok(step) if step >= 1 && step <= spec.max => step,
+      Ok(step) if step >= 1 && text.bytes().all(|b| b.is_ascii_digit()) => step,
       _ => {
         return Err(error(
           step_offset,
           text.chars().count(),
           format!(
-            "invalid step `{text}` in the {} field (expected 1-{})",
-            spec.name, spec.max
+            "invalid step `{text}` in the {} field (expected a number from 1)",
+            spec.name
           ),
         ))
       }
@@ -251,14 +382,24 @@ fn parse_item(item: &str, offset: usize, spec: &FieldSpec) -> Result<u64, CronEr
     (low_value, high_value)
   } else {
     let value = parse_value(range, offset, spec)?;
-    // `5/15` means "from 5, every 15".
-    (value, if step > 1 { spec.max } else { value })
+    if step_text.is_some() {
+      // Debian's cron refuses a step after a single value; other crons read `5/15` as `5-max/15`.
+      return Err(error(
+        offset,
+        item.chars().count(),
+        format!(
+          "a step needs a range: write `{range}-{}/{}` or `*/{}` in the {} field",
+          spec.max, step, step, spec.name
+        ),
+      ));
+    }
+    (value, value)
   };
   let mut bits = 0u64;
   let mut value = low;
   while value <= high {
     bits |= 1 << value;
-    value += step;
+    value = value.saturating_add(step);
   }
   Ok(bits)
 }
@@ -270,7 +411,11 @@ fn parse_value(text: &str, offset: usize, spec: &FieldSpec) -> Result<u32, CronE
     return Ok(spec.names_from + index as u32);
   }
   match text.parse::<u32>() {
-    Ok(value) if (spec.min..=spec.max).contains(&value) => Ok(value),
+    Ok(value)
+      if (spec.min..=spec.max).contains(&value) && text.bytes().all(|b| b.is_ascii_digit()) =>
+    {
+      Ok(value)
+    }
     _ => Err(CronError {
       offset,
       width: text.chars().count().max(1),
@@ -298,9 +443,37 @@ pub struct Schedule {
   pub zone: Tz,
 }
 
-/// How far ahead `next_after` looks: a valid expression that matches no day in this many
-/// years (`0 0 31 2 *`) never fires.
-const HORIZON_DAYS: u32 = 366 * 8;
+/// How far ahead `next_after` looks: the Gregorian calendar repeats every 400 years, so an
+/// expression that matches no day in that many (`0 0 31 2 *`) never fires.
+const HORIZON_DAYS: i64 = 146_097;
+
+/// How far around an instant a clock change can reach back or ahead (the largest offset changes
+/// in the time zone database are a day).
+const CHANGE_REACH_HOURS: i64 = 26;
+
+/// Debian's cron classifies a clock change by how far the local minute moved between two
+/// wake-ups (one more than the minutes skipped): 6-180 forward, or 0-179 back, is a
+/// daylight-saving change (cron.c's "case 2" and "case 0"); 2-5 forward is a late wake-up
+/// ("case 1"); anything larger is a clock jump that just runs what matches the new time.
+const LATE_WAKEUP_MINUTES: i64 = 5;
+const DST_CHANGE_MINUTES: i64 = 180;
+
+/// The instants one matching wall-clock minute fires at, in UTC minutes since the epoch.
+struct Resolved {
+  /// Its first instant (or, in a gap, where the gap ends): never decreases as the wall-clock
+  /// minute increases.
+  first: i64,
+  /// Its last instant (the second of a repeated minute): never decreases either.
+  last: i64,
+  fires: [Option<i64>; 2],
+}
+
+/// Counts the candidate minutes a search resolves, to keep searches bounded (see the tests).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Work {
+  pub candidates: u64,
+  pub days: u64,
+}
 
 impl Schedule {
   pub fn new(expression: &str, zone: Tz) -> Result<Schedule, CronError> {
@@ -313,67 +486,254 @@ impl Schedule {
 
   /// The first fire time strictly after `after`; `None` when it never fires again.
   pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    let mut day = after.with_timezone(&self.zone).date_naive();
-    // Start a day early: the local date of `after` may be past a fire time the zone maps later.
-    day = day.pred_opt().unwrap_or(day);
-    for _ in 0..HORIZON_DAYS {
-      if self.cron.matches_day(day) {
-        for hour in (0..24).filter(|hour| self.cron.hours & (1 << hour) != 0) {
-          for minute in (0..60).filter(|minute| self.cron.minutes & (1 << minute) != 0) {
-            let Some(local) = day.and_hms_opt(hour, minute, 0) else {
-              continue;
-            };
-            if let Some(instant) = self.resolve(local) {
-              if instant > after {
-                return Some(instant);
-              }
-            }
-          }
-        }
-      }
-      day = day.succ_opt()?;
-    }
-    None
+    self
+      .next_minute_after(utc_minute(after), &mut Work::default())
+      .and_then(from_utc_minute)
   }
 
   /// The last fire time at or before `now` that is after `since`, and how many earlier fire times
-  /// in that interval it stands for (missed runs that are not caught up).
+  /// in that interval it stands for (missed runs that are not caught up). Computed directly: the
+  /// work grows with the number of days in the interval, not the number of fire times.
   pub fn latest_due(
     &self,
     since: DateTime<Utc>,
     now: DateTime<Utc>,
   ) -> Option<(DateTime<Utc>, u64)> {
-    let mut latest = None;
-    let mut count = 0u64;
-    let mut cursor = since;
-    while let Some(next) = self.next_after(cursor) {
-      if next > now {
-        break;
-      }
-      latest = Some(next);
-      count += 1;
-      cursor = next;
-    }
-    latest.map(|due| (due, count.saturating_sub(1)))
+    self.latest_due_counting(since, now, &mut Work::default())
   }
 
-  /// A local time to an instant: the first of two (autumn), the end of the gap (spring).
-  fn resolve(&self, local: NaiveDateTime) -> Option<DateTime<Utc>> {
-    match self.zone.from_local_datetime(&local) {
-      chrono::LocalResult::Single(time) => Some(time.with_timezone(&Utc)),
-      chrono::LocalResult::Ambiguous(first, _) => Some(first.with_timezone(&Utc)),
-      chrono::LocalResult::None => (1..=180).find_map(|minutes| {
-        match self
+  /// [`Schedule::latest_due`], adding the work it did to `work`.
+  pub fn latest_due_counting(
+    &self,
+    since: DateTime<Utc>,
+    now: DateTime<Utc>,
+    work: &mut Work,
+  ) -> Option<(DateTime<Utc>, u64)> {
+    let (since, now) = (utc_minute(since), utc_minute(now));
+    let due = self.last_minute_between(since, now, work)?;
+    let count = self.count_between(since, now, work);
+    Some((from_utc_minute(due)?, count.saturating_sub(1)))
+  }
+
+  /// The zone's UTC offset at a UTC minute, in whole minutes.
+  fn offset(&self, utc: i64) -> i64 {
+    let seconds = from_utc_minute(utc).map_or(0, |time| {
+      i64::from(
+        self
           .zone
-          .from_local_datetime(&(local + Duration::minutes(minutes)))
-        {
-          chrono::LocalResult::Single(time) => Some(time.with_timezone(&Utc)),
-          chrono::LocalResult::Ambiguous(first, _) => Some(first.with_timezone(&Utc)),
-          chrono::LocalResult::None => None,
+          .offset_from_utc_datetime(&time.naive_utc())
+          .fix()
+          .local_minus_utc(),
+      )
+    });
+    seconds.div_euclid(60)
+  }
+
+  fn wall(&self, utc: i64) -> i64 {
+    utc + self.offset(utc)
+  }
+
+  /// The first fire minute after UTC minute `after`.
+  fn next_minute_after(&self, after: i64, work: &mut Work) -> Option<i64> {
+    // A clock set back in the coming hours repeats wall-clock minutes before the current one.
+    let here = self.offset(after);
+    let lowest = (1..=CHANGE_REACH_HOURS)
+      .map(|hours| self.offset(after + hours * 60))
+      .min()
+      .unwrap_or(here);
+    let from = self.wall(after) - (here - lowest).max(0);
+    let limit = from + HORIZON_DAYS * MINUTES_PER_DAY;
+    let mut best: Option<i64> = None;
+    let mut wall = self.cron.next_match(from, limit)?;
+    loop {
+      let resolved = self.resolve(wall, work);
+      if best.is_some_and(|best| resolved.first >= best) {
+        return best;
+      }
+      for fire in resolved.fires.into_iter().flatten() {
+        if fire > after && best.is_none_or(|best| fire < best) {
+          best = Some(fire);
         }
-      }),
+      }
+      match self.cron.next_match(wall + 1, limit) {
+        Some(next) => wall = next,
+        None => return best,
+      }
     }
   }
+
+  /// The last fire minute in `(since, now]`.
+  fn last_minute_between(&self, since: i64, now: i64, work: &mut Work) -> Option<i64> {
+    // A clock set back in the past hours means wall-clock minutes after the current one happened.
+    let here = self.offset(now);
+    let highest = (1..=CHANGE_REACH_HOURS)
+      .map(|hours| self.offset(now - hours * 60))
+      .max()
+      .unwrap_or(here);
+    let from = self.wall(now) + (highest - here).max(0);
+    let limit = self.wall(since) - CHANGE_REACH_HOURS * 60;
+    let mut best: Option<i64> = None;
+    let mut wall = self.cron.prev_match(from, limit)?;
+    loop {
+      let resolved = self.resolve(wall, work);
+      if resolved.last <= since || best.is_some_and(|best| resolved.last <= best) {
+        return best;
+      }
+      for fire in resolved.fires.into_iter().flatten() {
+        if fire > since && fire <= now && best.is_none_or(|best| fire > best) {
+          best = Some(fire);
+        }
+      }
+      match self.cron.prev_match(wall - 1, limit) {
+        Some(next) => wall = next,
+        None => return best,
+      }
+    }
+  }
+
+  /// How many distinct fire minutes fall in `(since, now]`. A day whose clock runs normally and
+  /// that lies wholly inside counts its matches at once; the others (the ends, clock changes) are
+  /// resolved minute by minute.
+  fn count_between(&self, since: i64, now: i64, work: &mut Work) -> u64 {
+    if now <= since {
+      return 0;
+    }
+    let reach = CHANGE_REACH_HOURS * 60;
+    let first_day = (self.wall(since) - reach).div_euclid(MINUTES_PER_DAY);
+    let last_day = (self.wall(now) + reach).div_euclid(MINUTES_PER_DAY);
+    let mut count = 0u64;
+    let mut resolved_fires = std::collections::BTreeSet::new();
+    for day in first_day..=last_day {
+      work.days += 1;
+      let Some(date) = naive_day(day) else { continue };
+      if !self.cron.matches_day(date) {
+        continue;
+      }
+      let start = day * MINUTES_PER_DAY;
+      if let Some((first, last)) = self.plain_day(start) {
+        if first > since && last <= now {
+          count += self.cron.fires_per_day();
+          continue;
+        }
+        if last <= since || first > now {
+          continue;
+        }
+      }
+      let end = start + MINUTES_PER_DAY - 1;
+      let mut wall = self.cron.next_match(start, end);
+      while let Some(minute) = wall {
+        let resolved = self.resolve(minute, work);
+        for fire in resolved.fires.into_iter().flatten() {
+          if fire > since && fire <= now {
+            resolved_fires.insert(fire);
+          }
+        }
+        wall = self.cron.next_match(minute + 1, end);
+      }
+    }
+    count + resolved_fires.len() as u64
+  }
+
+  /// For a day (its first wall-clock minute) on which the clock runs normally, before, through and
+  /// right after it: its first and last minute as UTC minutes.
+  fn plain_day(&self, start: i64) -> Option<(i64, i64)> {
+    let offset = self.offset(start - self.offset(start));
+    let first = start - offset;
+    let last = first + MINUTES_PER_DAY - 1;
+    let steady = [first - 1, first + MINUTES_PER_DAY / 2, last, last + 1]
+      .iter()
+      .all(|&utc| self.offset(utc) == offset);
+    steady.then_some((first, last))
+  }
+
+  /// Where a matching wall-clock minute fires, as Debian's cron does when its clock changes:
+  /// * a minute that happens once fires then;
+  /// * a minute that happens twice (the clock went back at most 3 hours) fires the first time,
+  ///   and the second time too for a wildcard job;
+  /// * a minute that does not happen (the clock went forward) fires when the gap ends, except
+  ///   for a wildcard job in a daylight-saving gap (over 5 minutes, under 3 hours), and except
+  ///   in a larger jump, where nothing is caught up.
+  fn resolve(&self, wall: i64, work: &mut Work) -> Resolved {
+    work.candidates += 1;
+    let wildcard = self.cron.wildcard;
+    // Each offset the zone has around this wall time gives a candidate instant; those whose
+    // offset is in force then are where the wall time happens.
+    let around = [self.offset(wall - self.offset(wall)), self.offset(wall)];
+    let mut instants: Vec<i64> = (-CHANGE_REACH_HOURS..=CHANGE_REACH_HOURS)
+      .step_by(CHANGE_REACH_HOURS as usize)
+      .map(|hours| self.offset(wall - hours * 60))
+      .chain(around)
+      .map(|offset| wall - offset)
+      .filter(|&utc| self.wall(utc) == wall)
+      .collect();
+    instants.sort_unstable();
+    instants.dedup();
+    match instants.as_slice() {
+      [] => {
+        // In a gap: it ends at the first minute whose wall-clock time is past this one.
+        let end = self.gap_end(wall);
+        let jump = self.wall(end) - self.wall(end - 1) - 1;
+        let fires = if jump < LATE_WAKEUP_MINUTES || (!wildcard && jump < DST_CHANGE_MINUTES) {
+          Some(end)
+        } else {
+          None
+        };
+        Resolved {
+          first: end,
+          last: end,
+          fires: [fires, None],
+        }
+      }
+      [once] => Resolved {
+        first: *once,
+        last: *once,
+        fires: [Some(*once), None],
+      },
+      [first, .., last] => {
+        let back = self.offset(*first) - self.offset(*last);
+        let again = wildcard || back > DST_CHANGE_MINUTES;
+        Resolved {
+          first: *first,
+          last: *last,
+          fires: [Some(*first), again.then_some(*last)],
+        }
+      }
+    }
+  }
+
+  /// The first UTC minute whose wall-clock time is after `wall`, for a wall time in a gap.
+  fn gap_end(&self, wall: i64) -> i64 {
+    // Before the gap the wall clock is behind `wall`, after it ahead: bisect between.
+    let mut low = wall - self.offset(wall - CHANGE_REACH_HOURS * 60) - 1;
+    let mut high = wall - self.offset(wall + CHANGE_REACH_HOURS * 60) + 1;
+    if low > high {
+      std::mem::swap(&mut low, &mut high);
+    }
+    while self.wall(low) > wall && low > high - 4 * CHANGE_REACH_HOURS * 60 {
+      low -= 60;
+    }
+    while self.wall(high) <= wall && high < low + 4 * CHANGE_REACH_HOURS * 60 {
+      high += 60;
+    }
+    while high - low > 1 {
+      let middle = low + (high - low) / 2;
+      if self.wall(middle) > wall {
+        high = middle;
+      } else {
+        low = middle;
+      }
+    }
+    high
+  }
+}
+
+/// An instant as whole minutes since the epoch (rounded down).
+fn utc_minute(time: DateTime<Utc>) -> i64 {
+  time.timestamp().div_euclid(60)
+}
+
+fn from_utc_minute(minute: i64) -> Option<DateTime<Utc>> {
+  DateTime::from_timestamp(minute.checked_mul(60)?, 0)
 }
 
 #[cfg(test)]
@@ -452,8 +812,13 @@ mod tests {
       ]
     );
     assert_eq!(
-      fires("5/30 0 1 1 *", Tz::UTC, "2026-01-01T00:00:00Z", 2),
+      fires("5-59/30 0 1 1 *", Tz::UTC, "2026-01-01T00:00:00Z", 2),
       ["2026-01-01T00:05:00+00:00", "2026-01-01T00:35:00+00:00"]
+    );
+    // A step past the range keeps its start, as in Debian's cron.
+    assert_eq!(
+      fires("*/60 */24 1 1 *", Tz::UTC, "2026-01-01T00:00:00Z", 1),
+      ["2027-01-01T00:00:00+00:00"]
     );
     // Sunday as 7; day-of-month or day-of-week when both are restricted.
     assert_eq!(
@@ -514,6 +879,162 @@ mod tests {
   }
 
   #[test]
+  fn a_day_field_starting_with_a_star_is_anded_with_the_other() {
+    // `*/3` in day-of-week starts with `*`: both day fields must match (a 10th that is a Sunday,
+    // Wednesday or Saturday), not either. 2026-03-11 is the next Wednesday.
+    assert_eq!(
+      fires("1 10 10 * */3", Tz::UTC, "2026-03-01T00:00:00Z", 3),
+      [
+        "2026-05-10T10:01:00+00:00",
+        "2026-06-10T10:01:00+00:00",
+        "2026-10-10T10:01:00+00:00"
+      ]
+    );
+    // The same in day-of-month: `*/2` and Monday means odd days that are Mondays.
+    assert_eq!(
+      fires("0 0 */2 * mon", Tz::UTC, "2026-03-01T00:00:00Z", 2),
+      ["2026-03-09T00:00:00+00:00", "2026-03-23T00:00:00+00:00"]
+    );
+    // Neither starts with `*`: either matches.
+    assert_eq!(
+      fires("0 0 10 * wed", Tz::UTC, "2026-03-01T00:00:00Z", 2),
+      ["2026-03-04T00:00:00+00:00", "2026-03-10T00:00:00+00:00"]
+    );
+  }
+
+  #[test]
+  fn new_york_spring_forward_2026_03_08() {
+    let zone = chrono_tz::America::New_York;
+    // 02:00-02:59 EST does not exist: a fixed-time job due then runs when the gap ends, 03:00 EDT.
+    assert_eq!(
+      fires("30 2 * * *", zone, "2026-03-07T12:00:00Z", 2),
+      ["2026-03-08T07:00:00+00:00", "2026-03-09T06:30:00+00:00"]
+    );
+    // A job whose minute or hour field starts with `*` runs on the new time: 02:30 is skipped,
+    // 03:30 EDT runs as usual.
+    assert_eq!(
+      fires("30 * * * *", zone, "2026-03-08T06:00:00Z", 3),
+      [
+        "2026-03-08T06:30:00+00:00",
+        "2026-03-08T07:30:00+00:00",
+        "2026-03-08T08:30:00+00:00"
+      ]
+    );
+    assert_eq!(
+      fires("*/20 2 * * *", zone, "2026-03-08T06:00:00Z", 2),
+      ["2026-03-09T06:00:00+00:00", "2026-03-09T06:20:00+00:00"]
+    );
+  }
+
+  #[test]
+  fn new_york_fall_back_2026_11_01() {
+    let zone = chrono_tz::America::New_York;
+    // 01:00-01:59 happens twice: a fixed-time job runs once, in the first (EDT).
+    assert_eq!(
+      fires("30 1 * * *", zone, "2026-10-31T12:00:00Z", 2),
+      ["2026-11-01T05:30:00+00:00", "2026-11-02T06:30:00+00:00"]
+    );
+    // Starting inside the repeated hour, it does not run again that day.
+    assert_eq!(
+      fires("45 1 * * *", zone, "2026-11-01T06:10:00Z", 1),
+      ["2026-11-02T06:45:00+00:00"]
+    );
+    // A job whose minute or hour field starts with `*` runs in both.
+    assert_eq!(
+      fires("30 * * * *", zone, "2026-11-01T05:00:00Z", 3),
+      [
+        "2026-11-01T05:30:00+00:00",
+        "2026-11-01T06:30:00+00:00",
+        "2026-11-01T07:30:00+00:00"
+      ]
+    );
+    assert_eq!(
+      fires("*/30 1 * * *", zone, "2026-11-01T05:00:00Z", 5),
+      [
+        "2026-11-01T05:30:00+00:00",
+        "2026-11-01T06:00:00+00:00",
+        "2026-11-01T06:30:00+00:00",
+        "2026-11-02T06:00:00+00:00",
+        "2026-11-02T06:30:00+00:00"
+      ]
+    );
+  }
+
+  #[test]
+  fn latest_due_of_a_minutely_drill_six_months_behind_is_computed_directly() {
+    let schedule = Schedule::new("* * * * *", chrono_tz::America::New_York).unwrap();
+    let since = utc("2026-01-01T00:00:30Z");
+    let now = utc("2026-07-01T12:34:56Z");
+    let mut work = Work::default();
+    let (due, skipped) = schedule.latest_due_counting(since, now, &mut work).unwrap();
+    assert_eq!(due, utc("2026-07-01T12:34:00Z"));
+    // Every minute in between fires once: 2026-03-08 loses an hour of wall-clock time, but a
+    // wildcard job simply runs on the new time.
+    let minutes = (utc("2026-07-01T12:34:00Z") - utc("2026-01-01T00:01:00Z")).num_minutes() + 1;
+    assert_eq!(skipped, minutes as u64 - 1);
+    // 260,000 fire times, decided from a few thousand candidates (the partial days at both ends,
+    // and the day of the clock change), not one per fire time.
+    assert!(work.candidates < 6_000, "{work:?}");
+    assert!(work.days < 200, "{work:?}");
+  }
+
+  #[test]
+  fn latest_due_counts_a_fixed_job_once_across_both_changes() {
+    // 02:30 does not exist on 2026-03-08 (it runs at 03:00) and 01:30 twice on 2026-11-01 (it
+    // runs once): 365 days, 365 fire times.
+    let schedule = Schedule::new("30 1,2 * * *", chrono_tz::America::New_York).unwrap();
+    let (due, skipped) = schedule
+      .latest_due(utc("2026-01-01T12:00:00Z"), utc("2027-01-01T12:00:00Z"))
+      .unwrap();
+    assert_eq!(due, utc("2027-01-01T07:30:00Z"));
+    assert_eq!(skipped, 2 * 365 - 1);
+    // In the missing hour, the fixed-time job's two minutes run once, at 03:00; the wildcard
+    // job's do not run. Both run twice on 2026-03-09.
+    let (since, now) = (utc("2026-03-07T12:00:00Z"), utc("2026-03-09T12:00:00Z"));
+    let fixed = Schedule::new("0,30 2 * * *", chrono_tz::America::New_York).unwrap();
+    assert_eq!(fixed.latest_due(since, now).unwrap().1, 3 - 1);
+    let wildcard = Schedule::new("*/30 2 * * *", chrono_tz::America::New_York).unwrap();
+    assert_eq!(wildcard.latest_due(since, now).unwrap().1, 2 - 1);
+    // In the repeated hour the wildcard job runs twice: every UTC hour has its :30.
+    let hourly = Schedule::new("30 * * * *", chrono_tz::America::New_York).unwrap();
+    let (_, skipped) = hourly
+      .latest_due(utc("2026-10-31T12:00:00Z"), utc("2026-11-02T12:00:00Z"))
+      .unwrap();
+    assert_eq!(skipped, 48 - 1);
+  }
+
+  #[test]
+  fn a_half_hour_daylight_saving_change() {
+    // Lord Howe Island moves its clocks by 30 minutes: 02:00 becomes 02:30 on 2026-10-04.
+    let zone = chrono_tz::Australia::Lord_Howe;
+    assert_eq!(
+      fires("15 2 * * *", zone, "2026-10-03T12:00:00Z", 1),
+      ["2026-10-03T15:30:00+00:00"]
+    );
+    // 01:15 (14:45 UTC) runs, 02:15 does not exist, 03:15 runs on the new time.
+    assert_eq!(
+      fires("15 * * * *", zone, "2026-10-03T14:00:00Z", 2),
+      ["2026-10-03T14:45:00+00:00", "2026-10-03T16:15:00+00:00"]
+    );
+  }
+
+  #[test]
+  fn a_clock_change_at_quarter_to() {
+    // The Chatham Islands (UTC+12:45) go from 02:45 to 03:45 on 2028-09-24, a Sunday: a
+    // wildcard job for hour 3 runs from 03:45, on the new time.
+    let zone = chrono_tz::Pacific::Chatham;
+    assert_eq!(
+      fires("* 3 * * */6", zone, "2028-09-23T02:45:29Z", 2),
+      ["2028-09-23T14:00:00+00:00", "2028-09-23T14:01:00+00:00"]
+    );
+    // A fixed-time job due at 03:00 runs when the gap ends.
+    assert_eq!(
+      fires("0 3 * * *", zone, "2028-09-23T02:45:29Z", 2),
+      ["2028-09-23T14:00:00+00:00", "2028-09-24T13:15:00+00:00"]
+    );
+  }
+
+  #[test]
   fn errors_point_at_the_field() {
     let error = Cron::parse("0 25 * * *").unwrap_err();
     assert_eq!((error.offset, error.width), (2, 2));
@@ -522,6 +1043,14 @@ mod tests {
     assert_eq!((error.offset, error.width), (8, 3));
     let error = Cron::parse("*/0 * * * *").unwrap_err();
     assert_eq!((error.offset, error.width), (2, 1));
+    // Debian's cron refuses a step after a single value (others read it as `5-59/15`).
+    let error = Cron::parse("0 5/15 * * *").unwrap_err();
+    assert_eq!((error.offset, error.width), (2, 4));
+    assert_eq!(
+      error.message,
+      "a step needs a range: write `5-23/15` or `*/15` in the hour field"
+    );
+    assert!(Cron::parse("+5 * * * *").is_err());
     let error = Cron::parse("0 0 * *").unwrap_err();
     assert!(error.message.starts_with("expected 5 fields"));
     let error = Cron::parse("@yearlyy").unwrap_err();

@@ -2,7 +2,9 @@
 //!
 //! * [`due`] is a pure function of the drills, when each last fired, and `now`.
 //! * After downtime, a drill that missed several fire times fires **once**, for the latest one
-//!   (never a storm of missed runs); the skipped ones are counted and logged.
+//!   (never a storm of missed runs); the skipped ones are counted and logged. Both come from
+//!   [`super::cron::Schedule::latest_due`], which counts whole days at once, so a per-minute
+//!   drill months behind decides at once.
 //! * Before running a fire, the scheduler claims `(drill, due time)` with an atomic create: a
 //!   local `O_EXCL` file `<state>/drills/<name>/claims/<due>`, or an S3 object written with
 //!   `If-None-Match: *`. Two schedulers sharing a state therefore run each fire exactly once.
