@@ -5,6 +5,7 @@ mod support;
 
 mod aws_adapters;
 mod cli;
+mod completions;
 mod crash;
 mod drills;
 mod failover;
@@ -14,4 +15,5 @@ mod report;
 mod route53_batching;
 mod s3state;
 mod sandbox;
+mod schema;
 mod validate;

@@ -169,14 +169,9 @@ pub async fn dispatch(cli: Cli) -> Result<i32, Error> {
   let _sandbox = sandbox::prepare(&mut ctx, &cli.command)?;
   match cli.command {
     Command::Validate { paths } => validate(&ctx, &paths),
-    Command::Schema => {
-      let schema = runbook::json_schema(&crate::actions::specs());
-      out(&format!(
-        "{}\n",
-        serde_json::to_string_pretty(&schema).unwrap_or_default()
-      ));
-      Ok(0)
-    }
+    Command::Schema { kind } => Ok(super::docs::schema(kind)),
+    Command::Completions { shell } => Ok(super::docs::completions(shell)),
+    Command::Man => super::docs::man(),
     Command::Graph { runbook } => {
       let runbook = load(&ctx, &runbook)?;
       out(&render::mermaid(&runbook));
