@@ -11,6 +11,7 @@ mod drills;
 mod failover;
 mod locks;
 mod notify;
+mod operator;
 mod report;
 mod route53_batching;
 mod s3state;

@@ -18,7 +18,7 @@ use crate::{
   cloud::{
     aws::AwsSettings,
     sim::{Sim, SimOptions},
-    Cloud, RateLimits,
+    CallerIdentity, Cloud, RateLimits,
   },
   engine::{self, Approver, Operator, RunOptions},
   plan::{self, Plan},
@@ -124,6 +124,24 @@ impl Context {
       backend,
       state,
     })
+  }
+
+  /// Who the backend's credentials act as, for the journal. `None` (with a warning) when the
+  /// backend cannot say: the run goes on, and its first AWS call will report a credentials
+  /// problem in full.
+  async fn caller_identity(&self) -> Option<CallerIdentity> {
+    let identity = match &self.backend {
+      Backend::Sim { .. } => return Some(crate::cloud::sim::caller_identity()),
+      Backend::Aws(settings) => crate::cloud::aws::caller_identity(settings).await,
+      Backend::Sandbox {
+        endpoint: Some(endpoint),
+        settings,
+      } => crate::cloud::aws::sandbox::caller_identity(endpoint, settings).await,
+      Backend::Sandbox { endpoint: None, .. } => return None,
+    };
+    identity
+      .map_err(|err| tracing::warn!(error = %err, "cannot tell who the credentials belong to"))
+      .ok()
   }
 
   /// Open the backend for a run whose state lives in `dir`, behind the client-side rate limits
@@ -486,6 +504,7 @@ pub(super) async fn execute(
       accept_data_loss: args.accept_data_loss,
       force: args.force,
       incident_start,
+      caller: ctx.caller_identity().await,
     };
     let mut operator = operator(observer, &run_id);
     if let Some(signals) = signals {
@@ -645,6 +664,8 @@ async fn resume(
       accept_data_loss,
       force,
       incident_start: None,
+      // A resumed run keeps the identity its `run_started` recorded.
+      caller: None,
     };
     engine::resume(
       plan,
