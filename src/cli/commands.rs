@@ -18,7 +18,7 @@ use crate::{
   cloud::{
     aws::AwsSettings,
     sim::{Sim, SimOptions},
-    Cloud, RateLimits,
+    CallerIdentity, Cloud, RateLimits,
   },
   engine::{self, Approver, Operator, RunOptions},
   plan::{self, Plan},
@@ -142,6 +142,24 @@ impl Context {
     }
   }
 
+  /// Who the backend's credentials act as, for the journal. `None` (with a warning) when the
+  /// backend cannot say: the run goes on, and its first AWS call will report a credentials
+  /// problem in full.
+  async fn caller_identity(&self) -> Option<CallerIdentity> {
+    let identity = match &self.backend {
+      Backend::Sim { .. } => return Some(crate::cloud::sim::caller_identity()),
+      Backend::Aws(settings) => crate::cloud::aws::caller_identity(settings).await,
+      Backend::Sandbox {
+        endpoint: Some(endpoint),
+        settings,
+      } => crate::cloud::aws::sandbox::caller_identity(endpoint, settings).await,
+      Backend::Sandbox { endpoint: None, .. } => return None,
+    };
+    identity
+      .map_err(|err| tracing::warn!(error = %err, "cannot tell who the credentials belong to"))
+      .ok()
+  }
+
   /// Open the backend for a run whose state lives in `dir`, behind the client-side rate limits
   /// (AWS's defaults, or drctl.yaml's `rate_limits`), whatever the backend.
   async fn open_cloud(&self, dir: &Path, secrets: Vec<String>) -> Result<Cloud, Error> {
@@ -186,14 +204,9 @@ pub async fn dispatch(cli: Cli) -> Result<i32, Error> {
   let _sandbox = sandbox::prepare(&mut ctx, &cli.command)?;
   match cli.command {
     Command::Validate { paths } => validate(&ctx, &paths),
-    Command::Schema => {
-      let schema = runbook::json_schema(&crate::actions::specs());
-      out(&format!(
-        "{}\n",
-        serde_json::to_string_pretty(&schema).unwrap_or_default()
-      ));
-      Ok(0)
-    }
+    Command::Schema { kind } => Ok(super::docs::schema(kind)),
+    Command::Completions { shell } => Ok(super::docs::completions(shell)),
+    Command::Man => super::docs::man(),
     Command::Graph { runbook } => {
       let runbook = load(&ctx, &runbook)?;
       out(&render::mermaid(&runbook));
@@ -530,6 +543,7 @@ pub(super) async fn execute(
       accept_data_loss: args.accept_data_loss,
       force: args.force,
       incident_start,
+      caller: ctx.caller_identity().await,
     };
     let mut operator = operator(observer, &run_id);
     if let Some(signals) = signals {
@@ -690,6 +704,8 @@ async fn resume(
       accept_data_loss,
       force,
       incident_start: None,
+      // A resumed run keeps the identity its `run_started` recorded.
+      caller: None,
     };
     engine::resume(
       plan,

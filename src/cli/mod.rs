@@ -14,6 +14,7 @@ use crate::state::RunStatus;
 
 mod commands;
 pub mod config;
+mod docs;
 mod drill;
 mod live;
 mod render;
@@ -142,8 +143,12 @@ pub enum Command {
     #[command(subcommand)]
     command: state::StateCommand,
   },
-  /// Print the JSON Schema of the runbook format.
-  Schema,
+  /// Print the JSON Schema (draft 2020-12) of runbook files, or of drill files.
+  Schema {
+    /// Which files the schema describes.
+    #[arg(long, value_enum, default_value_t = docs::SchemaKind::Runbook)]
+    kind: docs::SchemaKind,
+  },
   /// Print a runbook's step graph as a Mermaid flowchart.
   Graph { runbook: PathBuf },
   /// Start, stop or inspect the local sandbox (moto server seeded with the built-in world).
@@ -158,6 +163,13 @@ pub enum Command {
   },
   /// Fire due drills on their schedules until SIGINT/SIGTERM (`--once`: fire what is due, exit).
   Scheduler(drill::SchedulerArgs),
+  /// Print a shell completion script (e.g. `source <(drctl completions bash)`).
+  Completions {
+    #[arg(value_enum)]
+    shell: clap_complete::Shell,
+  },
+  /// Print the man page (roff; `drctl man | man -l -`).
+  Man,
 }
 
 /// A command's failure, with its exit code.

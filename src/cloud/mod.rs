@@ -67,6 +67,16 @@ pub enum ErrorKind {
   DryRun,
 }
 
+/// Who a backend's credentials belong to: STS `GetCallerIdentity` on AWS and the sandbox, a
+/// fixed simulated identity on the simulator. Recorded in the journal and shown in reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallerIdentity {
+  /// The 12-digit account id.
+  pub account: String,
+  /// The caller's ARN (`arn:aws:iam::123456789012:user/alice`, or an assumed role's session).
+  pub arn: String,
+}
+
 /// A typed provider error: never flattened to a string before the retry policy has seen it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CloudError {

@@ -56,10 +56,10 @@ pub const MACROS: &[(&str, &str)] = &[
   ("@hourly", "0 * * * *"),
 ];
 
-const MONTHS: &[&str] = &[
+pub const MONTHS: &[&str] = &[
   "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
 ];
-const DAYS: &[&str] = &["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
+pub const DAYS: &[&str] = &["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
 
 struct FieldSpec {
   name: &'static str,

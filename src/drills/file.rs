@@ -14,6 +14,7 @@ use std::{
 
 use chrono_tz::Tz;
 use serde::Serialize;
+use serde_json::{json, Value};
 
 use super::cron::Schedule;
 use crate::runbook::{
@@ -224,6 +225,140 @@ pub fn drill_files(dir: &Path) -> Vec<PathBuf> {
     .collect();
   files.sort();
   files
+}
+
+/// The JSON Schema (draft 2020-12) of drill files, for editors and `drctl schema --kind drill`,
+/// built from the tables the validator below reads. What it cannot see: whether the runbook
+/// exists and accepts the `params` and `pass.steps_must_succeed` given, and a cron range that
+/// runs backwards (`12-3`).
+pub fn json_schema() -> Value {
+  let mut defs = runbook::schema::common_defs();
+  defs.insert("cron".into(), cron_schema());
+  let strings = |values: &[&str]| json!({ "enum": values });
+  json!({
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$id": "https://drctl.dev/schema/drill-v1.json",
+    "title": "drctl drill",
+    "description": "A drill: a runbook run on a schedule and judged against pass criteria.",
+    "type": "object",
+    "additionalProperties": false,
+    "required": ["apiVersion", "kind", "metadata", "runbook", "schedule"],
+    "properties": {
+      "apiVersion": { "const": API_VERSION },
+      "kind": { "const": "Drill" },
+      "metadata": {
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["name"],
+        "properties": {
+          "name": { "type": "string", "pattern": runbook::schema::ID_PATTERN },
+          "description": { "$ref": "#/$defs/text" }
+        }
+      },
+      "runbook": { "description": "A runbook path, or a name in the runbooks directory.", "$ref": "#/$defs/text" },
+      "params": {
+        "description": "The runbook's parameters.",
+        "type": "object",
+        "additionalProperties": { "type": ["string", "number", "boolean", "null"] }
+      },
+      "schedule": {
+        "description": "A cron expression or macro (UTC), or `{ cron, timezone }`.",
+        "oneOf": [
+          { "$ref": "#/$defs/cron" },
+          {
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["cron"],
+            "properties": {
+              "cron": { "$ref": "#/$defs/cron" },
+              "timezone": {
+                "description": "An IANA time zone (default UTC).",
+                "enum": chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name()).collect::<Vec<_>>()
+              }
+            }
+          }
+        ]
+      },
+      "mode": strings(MODES),
+      "target": {
+        "type": "object",
+        "additionalProperties": false,
+        "properties": {
+          "backend": strings(BACKENDS),
+          "profile": { "$ref": "#/$defs/text" },
+          "region": { "$ref": "#/$defs/text" },
+          "endpoint": { "$ref": "#/$defs/text" },
+          "time_scale": { "type": "number", "exclusiveMinimum": 0 }
+        }
+      },
+      "pass": {
+        "type": "object",
+        "additionalProperties": false,
+        "properties": {
+          "rto": { "$ref": "#/$defs/duration" },
+          "rpo": { "$ref": "#/$defs/duration" },
+          "steps_must_succeed": { "type": "array", "items": { "$ref": "#/$defs/text" } }
+        }
+      },
+      "notify": {
+        "type": "array",
+        "items": {
+          "type": "object",
+          "additionalProperties": false,
+          "required": ["kind"],
+          "properties": {
+            "kind": strings(NOTIFY_KINDS),
+            "on": { "type": "array", "items": strings(NOTIFY_ON) },
+            "with": { "type": "object", "additionalProperties": { "$ref": "#/$defs/text" } }
+          }
+        }
+      },
+      "reports": { "type": "array", "items": strings(REPORT_FORMATS) }
+    },
+    "$defs": defs
+  })
+}
+
+/// A 5-field cron expression (values within each field's range, names case-insensitive, steps
+/// of at least 1) or a macro.
+fn cron_schema() -> Value {
+  // Any capitalisation of a name, as the parser lower-cases it.
+  let names = |names: &[&str]| -> Vec<String> {
+    names
+      .iter()
+      .map(|name| {
+        name
+          .chars()
+          .map(|c| format!("[{}{}]", c, c.to_ascii_uppercase()))
+          .collect()
+      })
+      .collect()
+  };
+  let field = |values: &str, named: Vec<String>| {
+    let value = std::iter::once(format!("0*(?:{values})"))
+      .chain(named)
+      .collect::<Vec<_>>()
+      .join("|");
+    let item = format!(r"(?:\*|(?:{value})(?:-(?:{value}))?)(?:/0*[1-9][0-9]*)?");
+    format!("{item}(?:,{item})*")
+  };
+  let fields = [
+    field("[0-9]|[1-5][0-9]", Vec::new()),
+    field("[0-9]|1[0-9]|2[0-3]", Vec::new()),
+    field("[1-9]|[12][0-9]|3[01]", Vec::new()),
+    field("[1-9]|1[0-2]", names(super::cron::MONTHS)),
+    field("[0-7]", names(super::cron::DAYS)),
+  ];
+  let macros = super::cron::MACROS
+    .iter()
+    .map(|(name, _)| name.to_string())
+    .collect::<Vec<_>>()
+    .join("|");
+  json!({
+    "description": "`m h dom mon dow` (Vixie cron) or a macro such as `@daily`.",
+    "type": "string",
+    "pattern": format!(r"^\s*(?:{macros}|{})\s*$", fields.join(r"\s+"))
+  })
 }
 
 struct Checker<'a> {

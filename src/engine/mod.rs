@@ -51,6 +51,8 @@ pub struct RunOptions {
   pub force: bool,
   /// When the incident began (`--incident-start`); default: the run's start.
   pub incident_start: Option<DateTime<Utc>>,
+  /// Who the backend's credentials act as, for the journal (`None`: unknown).
+  pub caller: Option<crate::cloud::CallerIdentity>,
 }
 
 /// Asks a human to approve a step.
@@ -432,7 +434,8 @@ pub async fn start(
     time_scale: cloud.clock.scale(),
     incident_start: options.incident_start.unwrap_or(now),
     host: hostname(),
-    user: std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
+    user: crate::state::os_user(),
+    caller: options.caller.clone(),
     pid: std::process::id(),
     rto_ms: runbook.objectives.rto.map(millis),
     rpo_ms: runbook.objectives.rpo.map(millis),

@@ -117,6 +117,7 @@ impl Harness {
         accept_data_loss: false,
         force: false,
         incident_start: None,
+        caller: None,
       },
     }
   }

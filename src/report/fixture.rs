@@ -6,13 +6,15 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 
 use super::{ApiCalls, Report};
+use crate::cloud::CallerIdentity;
 use crate::state::{Event, Phase, Record, Redactor, RunMode, RunStatus, StepError, StepInfo};
 
 /// A summary that must come out escaped in every format.
 pub const HOSTILE: &str = "<script>alert(\"x\")</script> & <b>bold</b>";
 
 fn start() -> DateTime<Utc> {
-  Utc.with_ymd_and_hms(2024, 3, 1, 3, 0, 0).single().unwrap()
+  // With nanoseconds, as the journal records them: reports show whole seconds.
+  Utc.with_ymd_and_hms(2024, 3, 1, 3, 0, 0).single().unwrap() + Duration::nanoseconds(123_456_789)
 }
 
 fn step(id: &str, action: &str, needs: &[&str], mutating: bool) -> StepInfo {
@@ -45,6 +47,10 @@ pub fn records() -> Vec<Record> {
         incident_start: start() - Duration::seconds(60),
         host: "ops-1".into(),
         user: "alice".into(),
+        caller: Some(CallerIdentity {
+          account: "123456789012".into(),
+          arn: "arn:aws:iam::123456789012:user/alice".into(),
+        }),
         pid: 42,
         rto_ms: Some(900_000),
         rpo_ms: Some(300_000),

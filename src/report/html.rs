@@ -294,6 +294,7 @@ pub fn render(report: &Report) -> String {
     ("Mode", report.mode.clone()),
     ("Backend", report.backend.clone()),
     ("User", report.user.clone()),
+    ("Cloud identity", super::caller_text(report)),
     ("Host", report.host.clone()),
     ("Started", report.started_at.to_rfc3339()),
     ("Finished", finished),

@@ -29,6 +29,7 @@ mod tests {
       "mode",
       "backend",
       "user",
+      "caller",
       "host",
       "started_at",
       "finished_at",

@@ -204,6 +204,7 @@ pub fn render(report: &Report) -> String {
     ("mode".into(), report.mode.clone()),
     ("backend".into(), report.backend.clone()),
     ("user".into(), report.user.clone()),
+    ("cloud_identity".into(), super::caller_text(report)),
     ("host".into(), report.host.clone()),
     ("started_at".into(), report.started_at.to_rfc3339()),
     ("critical_path".into(), report.critical_path.join(" ")),

@@ -21,8 +21,9 @@
 //! | `run_id`, `runbook`, `runbook_path` | which run of which runbook |
 //! | `status` | `succeeded`, `breached`, `failed`, `interrupted`, or `running` (no end recorded) |
 //! | `mode`, `backend`, `time_scale` | `live`/`dry-run`; `sim`, `aws`, `sandbox`; simulated-time factor |
-//! | `user`, `host` | who started the run, where |
-//! | `started_at`, `finished_at`, `incident_start` | RFC 3339 wall-clock times |
+//! | `user`, `host` | who started the run (the operating-system account), where |
+//! | `caller` | who the backend's credentials act as: `account`, `arn` (STS `GetCallerIdentity`; the simulator's stand-in); `null` when not recorded |
+//! | `started_at`, `finished_at`, `incident_start` | RFC 3339 wall-clock times, to the second |
 //! | `duration_seconds` | backend time from run start to its end (`null` while running) |
 //! | `incident_lead_seconds` | how long before the run the incident began (counts toward RTO) |
 //! | `resumed`, `failed_step` | how often the run was resumed; the step that failed it |
@@ -35,7 +36,7 @@
 
 use std::{collections::BTreeMap, fmt::Write as _, time::Duration};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::state::{Record, Redactor, StepError, StepSpan, Timeline};
@@ -79,6 +80,19 @@ pub fn render(report: &Report, format: Format) -> String {
   }
 }
 
+/// A wall-clock time as reports show it: to the second (the journal keeps the nanoseconds).
+fn to_the_second(time: DateTime<Utc>) -> DateTime<Utc> {
+  time.trunc_subsecs(0)
+}
+
+/// Who the backend's credentials acted as, for the text formats: `ARN (account N)`, or `-`.
+pub fn caller_text(report: &Report) -> String {
+  report.caller.as_ref().map_or_else(
+    || "-".into(),
+    |caller| format!("{} (account {})", caller.arn, caller.account),
+  )
+}
+
 /// A run, as a report tells it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
@@ -91,6 +105,7 @@ pub struct Report {
   pub backend: String,
   pub time_scale: f64,
   pub user: String,
+  pub caller: Option<crate::cloud::CallerIdentity>,
   pub host: String,
   pub started_at: DateTime<Utc>,
   pub finished_at: Option<DateTime<Utc>>,
@@ -277,10 +292,11 @@ impl Report {
       backend: timeline.backend.clone(),
       time_scale: timeline.time_scale,
       user: timeline.user.clone(),
+      caller: timeline.caller.clone(),
       host: timeline.host.clone(),
-      started_at: timeline.started_at,
-      finished_at: timeline.finished_at,
-      incident_start: timeline.incident_start,
+      started_at: to_the_second(timeline.started_at),
+      finished_at: timeline.finished_at.map(to_the_second),
+      incident_start: to_the_second(timeline.incident_start),
       duration_seconds: seconds(timeline.finished_at.map(|end| timeline.offset(end))),
       incident_lead_seconds: round_ms(incident_lead.as_secs_f64()),
       resumed: timeline.resumed,
@@ -462,6 +478,36 @@ mod tests {
     assert_eq!(error.request_id.as_deref(), Some("req-42"));
     assert!(report.api_calls.recorded);
     assert_eq!(report.api_calls.by_operation["PromoteReadReplica"], 1);
+  }
+
+  /// The journal keeps nanoseconds; every format shows whole seconds, and the operator: the OS
+  /// user and the cloud caller identity.
+  #[test]
+  fn every_format_shows_times_to_the_second_and_who_ran_it() {
+    let report = fixture::report();
+    assert_eq!(report.started_at.timestamp_subsec_nanos(), 0);
+    for format in [Format::Json, Format::Markdown, Format::Junit, Format::Html] {
+      let text = render(&report, format);
+      assert!(!text.contains("03:00:00.1"), "{format:?}: {text}");
+      assert!(!text.contains(".123456789"), "{format:?}");
+      assert!(
+        text.contains("2024-03-01T03:00:00+00:00") || text.contains("2024-03-01T03:00:00Z"),
+        "{format:?}: {text}"
+      );
+      assert!(text.contains("alice"), "{format:?}");
+      assert!(
+        text.contains("arn:aws:iam::123456789012:user/alice"),
+        "{format:?}: {text}"
+      );
+      assert!(text.contains("123456789012"), "{format:?}");
+    }
+    let markdown = render(&report, Format::Markdown);
+    assert!(
+      markdown.contains(
+        "| Cloud identity | arn:aws:iam::123456789012:user/alice (account 123456789012) |"
+      ),
+      "{markdown}"
+    );
   }
 
   #[test]

@@ -74,6 +74,22 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
   Ok(Duration::new(secs, nanos))
 }
 
+/// The regular expression (ECMA-262 and Python `re` alike) of the texts [`parse_duration`]
+/// accepts, apart from the range check ("duration is too large"): each unit at most once,
+/// largest first, each fraction no finer than a nanosecond, surrounding whitespace trimmed.
+/// It matches the empty string too; the JSON Schema excludes blank text separately.
+pub fn duration_pattern() -> String {
+  let parts: String = UNITS
+    .iter()
+    .map(|(name, nanos)| {
+      // A fraction digit is kept while its place value is at least a nanosecond.
+      let digits = nanos.ilog10();
+      format!(r"([0-9]+(\.[0-9]{{1,{digits}}})?{name})?")
+    })
+    .collect();
+  format!(r"^\s*{parts}\s*$")
+}
+
 /// `number` (digits with at most one `.`) times `unit` nanoseconds.
 fn scale(number: &str, unit: u128) -> Result<u128, String> {
   let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));

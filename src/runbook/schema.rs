@@ -1,37 +1,90 @@
 //! The JSON Schema (draft 2020-12) of the runbook format, for editors and `drctl schema`.
 //!
-//! Each step's `with` is constrained per action with `if`/`then` on the `action` constant. The
-//! schema is looser than the validator in one way: any scalar may be a `${{ }}` template, whose
-//! type is only known once rendered, and references are not checked.
+//! Generated from the same tables the validator reads: the action table (each step's `with` is
+//! constrained per action with `if`/`then` on the `action` constant), the duration grammar and
+//! the id rules. It accepts exactly what `drctl validate` accepts, except for what a schema
+//! cannot see:
+//!
+//! * references: `needs` cycles and unknown steps, duplicate step ids, a default outside its
+//!   `allowed` values, `${{ }}` template syntax and the names templates refer to;
+//! * a duration too large to represent;
+//! * what the YAML reader refuses before any runbook rule applies (syntax errors, duplicate keys,
+//!   aliases, nesting deeper than 64 levels, several documents).
+//!
+//! Any scalar a template may stand in for (`${{ params.x }}`) is accepted where the rendered
+//! value is checked at run time, as the validator does.
 
 use serde_json::{json, Map, Value};
 
 use super::action_spec::{ActionSpec, FieldKind, FieldSpec};
+use super::duration::duration_pattern;
 
-const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ms|d|h|m|s))+$";
-const NAME_PATTERN: &str = "^[a-z0-9-]+$";
+/// Step ids and runbook names (the validator's `valid_id`).
+pub const ID_PATTERN: &str = "^[a-z0-9-]+$";
+/// Parameter and variable names (the validator's `valid_name`).
+const NAME_PATTERN: &str = "^[A-Za-z0-9_-]+$";
+/// An integer as text (`"3"`): the validator reads a value's text, so a quoted number counts.
+const INTEGER_TEXT: &str = r"^\s*[+-]?[0-9]+\s*$";
+/// The largest `retry` attempts (a `u32`).
+const MAX_ATTEMPTS: u64 = u32::MAX as u64;
+
+/// The `$defs` shared by the runbook and drill schemas: `duration`, `text` (a non-null scalar)
+/// and `template`.
+pub fn common_defs() -> Map<String, Value> {
+  let defs = json!({
+    "duration": {
+      "description": "A duration such as `500ms`, `90s`, `5m`, `1h30m` or `1d`: units largest first, each at most once.",
+      "type": "string",
+      "pattern": duration_pattern(),
+      "not": { "pattern": r"^\s*$" }
+    },
+    "text": {
+      "description": "A string (numbers and booleans are read as their text).",
+      "type": ["string", "number", "boolean"]
+    },
+    "template": {
+      "description": "A `${{ }}` template, checked once rendered.",
+      "type": "string",
+      "pattern": r"\$\{\{"
+    }
+  });
+  match defs {
+    Value::Object(map) => map,
+    _ => Map::new(),
+  }
+}
 
 /// The schema of a runbook whose steps use the actions in `catalog`.
 pub fn json_schema(catalog: &[ActionSpec]) -> Value {
-  let mut actions = Map::new();
-  for spec in catalog {
-    actions.insert(spec.name.to_string(), with_schema(spec.fields, spec.doc));
-  }
-  let names: Vec<&str> = catalog.iter().map(|spec| spec.name).collect();
-  let conditions: Vec<Value> = catalog
-    .iter()
-    .map(|spec| {
-      json!({
-        "if": { "properties": { "action": { "const": spec.name } }, "required": ["action"] },
-        "then": { "properties": { "with": { "$ref": format!("#/$defs/actions/{}", spec.name) } } }
-      })
-    })
-    .collect();
-  let action = json!({
-    "description": "The action to run.",
-    "enum": names,
-    "x-doc": catalog.iter().map(|spec| (spec.name.to_string(), Value::from(spec.doc))).collect::<Map<_, _>>()
-  });
+  let mut defs = common_defs();
+  defs.extend(
+    [
+      (
+        "id",
+        json!({ "type": ["string", "integer"], "pattern": ID_PATTERN, "minimum": 0 }),
+      ),
+      ("name", json!({ "type": "string", "pattern": NAME_PATTERN })),
+      ("action", action_schema(catalog)),
+      (
+        "with_by_action",
+        json!({ "allOf": with_conditions(catalog) }),
+      ),
+      ("retry", retry_schema()),
+      ("param", param_schema()),
+      ("call", call_schema()),
+      ("step", step_schema()),
+      (
+        "actions",
+        Value::Object(
+          catalog
+            .iter()
+            .map(|spec| (spec.name.to_string(), with_schema(spec.fields, spec.doc)))
+            .collect(),
+        ),
+      ),
+    ]
+    .map(|(name, schema)| (name.to_string(), schema)),
+  );
   json!({
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "$id": "https://drctl.dev/schema/runbook-v1.json",
@@ -41,31 +94,31 @@ pub fn json_schema(catalog: &[ActionSpec]) -> Value {
     "additionalProperties": false,
     "required": ["apiVersion", "kind", "metadata", "steps"],
     "properties": {
-      "apiVersion": { "const": "drctl/v1" },
+      "apiVersion": { "const": super::validate::API_VERSION },
       "kind": { "const": "Runbook" },
       "metadata": {
         "type": "object",
         "additionalProperties": false,
         "required": ["name"],
         "properties": {
-          "name": { "type": "string", "pattern": NAME_PATTERN, "description": "The runbook's name." },
-          "description": { "type": "string" }
+          "name": { "$ref": "#/$defs/id", "description": "The runbook's name." },
+          "description": { "$ref": "#/$defs/text" }
         }
       },
       "params": {
         "description": "Parameters, given with `-p NAME=VALUE`.",
-        "type": "object",
-        "propertyNames": { "pattern": "^[A-Za-z0-9_-]+$" },
+        "type": ["object", "null"],
+        "propertyNames": { "$ref": "#/$defs/name" },
         "additionalProperties": { "$ref": "#/$defs/param" }
       },
       "vars": {
         "description": "Named values (templates over params, objectives and env).",
-        "type": "object",
-        "propertyNames": { "pattern": "^[A-Za-z0-9_-]+$" },
-        "additionalProperties": { "$ref": "#/$defs/scalar" }
+        "type": ["object", "null"],
+        "propertyNames": { "$ref": "#/$defs/name" },
+        "additionalProperties": { "$ref": "#/$defs/text" }
       },
       "objectives": {
-        "type": "object",
+        "type": ["object", "null"],
         "additionalProperties": false,
         "properties": {
           "rto": { "$ref": "#/$defs/duration", "description": "Recovery time objective." },
@@ -73,7 +126,7 @@ pub fn json_schema(catalog: &[ActionSpec]) -> Value {
         }
       },
       "defaults": {
-        "type": "object",
+        "type": ["object", "null"],
         "additionalProperties": false,
         "properties": {
           "timeout": { "$ref": "#/$defs/duration" },
@@ -82,39 +135,56 @@ pub fn json_schema(catalog: &[ActionSpec]) -> Value {
       },
       "steps": { "type": "array", "items": { "$ref": "#/$defs/step" } }
     },
-    "$defs": {
-      "duration": {
-        "type": "string",
-        "pattern": DURATION_PATTERN,
-        "description": "A duration such as `500ms`, `90s`, `5m`, `1h30m` or `1d`."
-      },
-      "template": { "type": "string", "pattern": r"\$\{\{", "description": "A `${{ }}` template." },
-      "scalar": { "type": ["string", "number", "boolean"] },
-      "retry": {
-        "oneOf": [
-          { "type": "integer", "minimum": 1, "description": "Total attempts." },
-          {
-            "type": "object",
-            "additionalProperties": false,
-            "properties": {
-              "attempts": { "type": "integer", "minimum": 1 },
-              "backoff": { "$ref": "#/$defs/duration" },
-              "max_backoff": { "$ref": "#/$defs/duration" }
-            }
-          }
-        ]
-      },
-      "param": param_schema(),
-      "call": {
+    "$defs": defs
+  })
+}
+
+fn action_schema(catalog: &[ActionSpec]) -> Value {
+  json!({
+    "description": "The action to run.",
+    "enum": catalog.iter().map(|spec| spec.name).collect::<Vec<_>>(),
+    "x-doc": catalog
+      .iter()
+      .map(|spec| (spec.name.to_string(), Value::from(spec.doc)))
+      .collect::<Map<_, _>>()
+  })
+}
+
+/// One `if action == NAME then with: <NAME's fields>` per action. `with` may be left out (or
+/// empty) only when the action has no required field.
+fn with_conditions(catalog: &[ActionSpec]) -> Vec<Value> {
+  catalog
+    .iter()
+    .map(|spec| {
+      let reference = json!({ "$ref": format!("#/$defs/actions/{}", spec.name) });
+      let then = if spec.fields.iter().any(|field| field.required) {
+        json!({ "properties": { "with": reference }, "required": ["with"] })
+      } else {
+        json!({ "properties": { "with": { "anyOf": [{ "type": "null" }, reference] } } })
+      };
+      json!({
+        "if": { "properties": { "action": { "const": spec.name } }, "required": ["action"] },
+        "then": then
+      })
+    })
+    .collect()
+}
+
+fn retry_schema() -> Value {
+  let attempts = json!({ "type": "integer", "minimum": 1, "maximum": MAX_ATTEMPTS });
+  json!({
+    "oneOf": [
+      { "description": "Total attempts.", "allOf": [attempts] },
+      {
         "type": "object",
         "additionalProperties": false,
-        "required": ["action"],
-        "properties": { "action": action, "with": { "type": "object" } },
-        "allOf": conditions
-      },
-      "step": step_schema(),
-      "actions": actions
-    }
+        "properties": {
+          "attempts": attempts,
+          "backoff": { "$ref": "#/$defs/duration" },
+          "max_backoff": { "$ref": "#/$defs/duration" }
+        }
+      }
+    ]
   })
 }
 
@@ -132,41 +202,54 @@ fn param_schema() -> Value {
     "properties": {
       "type": { "enum": ["string", "int", "bool", "duration"] },
       "required": { "type": "boolean" },
-      "default": { "$ref": "#/$defs/scalar" },
-      "allowed": { "type": "array", "items": { "$ref": "#/$defs/scalar" } },
-      "description": { "type": "string" }
+      "default": { "$ref": "#/$defs/text" },
+      "allowed": { "type": "array", "items": { "$ref": "#/$defs/text" } },
+      "description": { "$ref": "#/$defs/text" }
     },
     "allOf": [
-      typed("int", json!({ "type": "integer" })),
-      typed("bool", json!({ "type": "boolean" })),
+      typed("int", json!({ "anyOf": [{ "type": "integer" }, { "type": "string", "pattern": INTEGER_TEXT }] })),
+      typed("bool", json!({ "anyOf": [{ "type": "boolean" }, { "enum": ["true", "false"] }] })),
       typed("duration", json!({ "$ref": "#/$defs/duration" })),
     ]
   })
 }
 
+/// A rollback: an action and its `with`.
+fn call_schema() -> Value {
+  json!({
+    "type": "object",
+    "additionalProperties": false,
+    "required": ["action"],
+    "properties": {
+      "action": { "$ref": "#/$defs/action" },
+      "with": { "type": ["object", "null"] }
+    },
+    "$ref": "#/$defs/with_by_action"
+  })
+}
+
 fn step_schema() -> Value {
-  let duration = json!({ "$ref": "#/$defs/duration" });
   json!({
     "type": "object",
     "additionalProperties": false,
     "required": ["id", "action"],
     "properties": {
-      "id": { "type": "string", "pattern": NAME_PATTERN, "description": "Unique step id." },
-      "name": { "type": "string" },
-      "action": { "$ref": "#/$defs/call/properties/action" },
-      "with": { "type": "object" },
+      "id": { "$ref": "#/$defs/id", "description": "Unique step id." },
+      "name": { "$ref": "#/$defs/text" },
+      "action": { "$ref": "#/$defs/action" },
+      "with": { "type": ["object", "null"] },
       "needs": {
         "description": "Steps that must succeed first.",
         "oneOf": [
-          { "type": "array", "items": { "type": "string", "pattern": NAME_PATTERN } },
-          { "type": "string", "pattern": NAME_PATTERN }
+          { "type": "array", "items": { "$ref": "#/$defs/id" } },
+          { "$ref": "#/$defs/id" }
         ]
       },
       "when": {
         "description": "Run the step only when this renders to `true`.",
-        "type": ["string", "boolean"]
+        "$ref": "#/$defs/text"
       },
-      "timeout": duration,
+      "timeout": { "$ref": "#/$defs/duration" },
       "retry": { "$ref": "#/$defs/retry" },
       "budget": { "$ref": "#/$defs/duration", "description": "Expected duration, for the plan." },
       "on_failure": { "enum": ["abort", "continue", "rollback"] },
@@ -179,7 +262,7 @@ fn step_schema() -> Value {
             "type": "object",
             "additionalProperties": false,
             "required": ["prompt"],
-            "properties": { "prompt": { "type": "string" } }
+            "properties": { "prompt": { "$ref": "#/$defs/text" } }
           }
         ]
       },
@@ -187,7 +270,7 @@ fn step_schema() -> Value {
       "always": { "type": "boolean", "description": "Run even after a failure." },
       "accept_data_loss": { "type": "boolean", "description": "Allow data loss beyond the RPO." }
     },
-    "allOf": { "$ref": "#/$defs/call/allOf" }
+    "$ref": "#/$defs/with_by_action"
   })
 }
 
@@ -211,21 +294,32 @@ fn with_schema(fields: &[FieldSpec], doc: &str) -> Value {
   })
 }
 
-fn or_template(schema: Value) -> Value {
-  json!({ "anyOf": [schema, { "$ref": "#/$defs/template" }] })
+fn or_template(schemas: &[Value]) -> Value {
+  let mut any: Vec<Value> = schemas.to_vec();
+  any.push(json!({ "$ref": "#/$defs/template" }));
+  json!({ "anyOf": any })
 }
 
+/// What the validator's `check_field` accepts for a field of this kind.
 fn field_schema(field: &FieldSpec) -> Value {
   let mut schema = match field.kind {
-    FieldKind::String => json!({ "$ref": "#/$defs/scalar" }),
-    FieldKind::Int => or_template(json!({ "type": "integer" })),
-    FieldKind::Bool => or_template(json!({ "type": "boolean" })),
-    FieldKind::Duration => or_template(json!({ "$ref": "#/$defs/duration" })),
-    FieldKind::Enum(values) => or_template(json!({ "enum": values })),
-    FieldKind::StringList => json!({ "type": "array", "items": { "$ref": "#/$defs/scalar" } }),
-    FieldKind::StringMap => {
-      json!({ "type": "object", "additionalProperties": { "$ref": "#/$defs/scalar" } })
-    }
+    FieldKind::String => json!({ "$ref": "#/$defs/text" }),
+    FieldKind::Int => or_template(&[
+      json!({ "type": "integer" }),
+      json!({ "type": "string", "pattern": INTEGER_TEXT }),
+    ]),
+    FieldKind::Bool => or_template(&[
+      json!({ "type": "boolean" }),
+      json!({ "enum": ["true", "false"] }),
+    ]),
+    FieldKind::Duration => or_template(&[json!({ "$ref": "#/$defs/duration" })]),
+    FieldKind::Enum(values) => or_template(&[json!({ "enum": values })]),
+    FieldKind::StringList => json!({ "type": "array", "items": { "$ref": "#/$defs/text" } }),
+    // A map's values may be empty (`~`), unlike a field's own value.
+    FieldKind::StringMap => json!({
+      "type": "object",
+      "additionalProperties": { "type": ["string", "number", "boolean", "null"] }
+    }),
     FieldKind::Objects(fields) => json!({ "type": "array", "items": with_schema(fields, "") }),
     FieldKind::Any => json!({}),
   };
@@ -254,7 +348,9 @@ mod tests {
       promote["properties"]["max_lag"]["description"],
       "Refuse to promote beyond this lag."
     );
-    let conditions = schema["$defs"]["call"]["allOf"].as_array().unwrap();
+    let conditions = schema["$defs"]["with_by_action"]["allOf"]
+      .as_array()
+      .unwrap();
     assert_eq!(conditions.len(), CATALOG.len());
     assert_eq!(
       conditions[1]["if"]["properties"]["action"]["const"],
@@ -264,6 +360,8 @@ mod tests {
       conditions[1]["then"]["properties"]["with"]["$ref"],
       "#/$defs/actions/rds.promote_replica"
     );
+    assert_eq!(conditions[1]["then"]["required"], json!(["with"]));
+    assert_eq!(schema["$defs"]["step"]["$ref"], "#/$defs/with_by_action");
     let expect = &schema["$defs"]["actions"]["route53.health_check"]["properties"]["expect"];
     assert_eq!(expect["anyOf"][0]["enum"], json!(["healthy", "unhealthy"]));
   }

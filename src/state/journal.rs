@@ -113,7 +113,12 @@ pub enum Event {
     time_scale: f64,
     incident_start: DateTime<Utc>,
     host: String,
+    /// The operating-system account that started the run.
     user: String,
+    /// Who the backend's credentials act as (STS `GetCallerIdentity`; the simulator's stand-in).
+    /// Absent in journals written before it was recorded, or when the backend could not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    caller: Option<crate::cloud::CallerIdentity>,
     pid: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     rto_ms: Option<u64>,

@@ -17,6 +17,7 @@
 pub mod journal;
 pub mod lock;
 pub mod mirror;
+pub mod operator;
 pub mod redact;
 pub mod s3;
 pub mod store;
@@ -27,6 +28,7 @@ pub use journal::{
 };
 pub use lock::{HeldLock, LeaseKeeper, Lock, LockError, LockHolder, LockStore};
 pub use mirror::{JournalMirror, MirrorReport};
+pub use operator::os_user;
 pub use redact::Redactor;
 pub use s3::{S3Location, S3State, SyncReport};
 pub use store::{RunSummary, Store};

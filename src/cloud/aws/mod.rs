@@ -35,7 +35,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use super::{http::ReqwestHttp, Clock, Cloud, CloudError, Http};
+use super::{http::ReqwestHttp, CallerIdentity, Clock, Cloud, CloudError, Http};
 
 mod config;
 mod ecs;
@@ -45,6 +45,7 @@ mod route53;
 mod s3;
 pub mod sandbox;
 pub mod state_store;
+mod sts;
 
 pub use state_store::{StateStore, StoreError};
 
@@ -68,6 +69,11 @@ pub async fn connect(settings: &AwsSettings) -> Result<Cloud, CloudError> {
 }
 
 /// The providers over one loaded SDK configuration.
+/// Who the credentials `settings` resolve to act as (STS `GetCallerIdentity`).
+pub async fn caller_identity(settings: &AwsSettings) -> Result<CallerIdentity, CloudError> {
+  sts::caller_identity(&config::load(settings).await).await
+}
+
 fn cloud_from(sdk: &aws_config::SdkConfig, http: Arc<dyn Http>, backend: &str) -> Cloud {
   Cloud {
     rds: Arc::new(rds::AwsRds::new(sdk)),

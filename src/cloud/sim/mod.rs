@@ -36,7 +36,7 @@ use self::{
   state::{Reject, WorldState},
   world::{Timings, WorldSpec},
 };
-use super::{Clock, Cloud, CloudError, CloudResult, ErrorKind, ATTEMPT_TIMEOUT};
+use super::{CallerIdentity, Clock, Cloud, CloudError, CloudResult, ErrorKind, ATTEMPT_TIMEOUT};
 
 mod ecs;
 mod faults;
@@ -584,6 +584,15 @@ pub struct Refused {
 }
 
 /// The refused calls a run's simulator recorded in `dir` (none when it refused none).
+/// The simulator's stand-in for STS `GetCallerIdentity`: no credentials are involved, so the
+/// identity says so rather than looking like a real account.
+pub fn caller_identity() -> CallerIdentity {
+  CallerIdentity {
+    account: "000000000000".into(),
+    arn: "arn:aws:iam::000000000000:user/drctl-simulator".into(),
+  }
+}
+
 pub fn read_refusals(dir: &Path) -> Result<Vec<Refused>, SimError> {
   let path = dir.join(REFUSALS_FILE);
   let text = match fs::read_to_string(&path) {

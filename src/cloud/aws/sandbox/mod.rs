@@ -20,7 +20,9 @@ use aws_config::Region;
 use aws_sdk_s3::config::{Credentials, SharedCredentialsProvider};
 
 use super::{config, AwsSettings};
-use crate::cloud::{http::ReqwestHttp, Cloud, CloudResult, Http, HttpRequest, HttpResponse};
+use crate::cloud::{
+  http::ReqwestHttp, CallerIdentity, Cloud, CloudResult, Http, HttpRequest, HttpResponse,
+};
 
 /// The patched moto server (see its module doc for every patch and route).
 pub const LAUNCHER_PY: &str = include_str!("launcher.py");
@@ -68,6 +70,21 @@ pub fn write_scripts(dir: &Path) -> std::io::Result<Scripts> {
 /// `--profile` is ignored (the sandbox has its own credentials); `--region` still sets the
 /// default region.
 pub async fn connect(endpoint: &str, settings: &AwsSettings) -> CloudResult<Cloud> {
+  let sdk = sdk_config(endpoint, settings).await;
+  let http = SandboxHttp::new(Arc::new(ReqwestHttp::new()?), endpoint);
+  Ok(super::cloud_from(&sdk, Arc::new(http), "sandbox"))
+}
+
+/// Who the sandbox says the caller is (moto answers `GetCallerIdentity` for its fixed account).
+pub async fn caller_identity(
+  endpoint: &str,
+  settings: &AwsSettings,
+) -> CloudResult<CallerIdentity> {
+  super::sts::caller_identity(&sdk_config(endpoint, settings).await).await
+}
+
+/// The SDK configuration for the sandbox at `endpoint`: its fixed credentials and a region.
+async fn sdk_config(endpoint: &str, settings: &AwsSettings) -> aws_config::SdkConfig {
   let settings = AwsSettings {
     profile: None,
     region: settings.region.clone().or_else(|| Some(REGION.to_owned())),
@@ -81,14 +98,12 @@ pub async fn connect(endpoint: &str, settings: &AwsSettings) -> CloudResult<Clou
     "drctl-sandbox",
   );
   // The sandbox never uses the operator's AWS credentials, whatever the environment holds.
-  let sdk = config::load(&settings)
+  config::load(&settings)
     .await
     .into_builder()
     .credentials_provider(SharedCredentialsProvider::new(credentials))
     .region(Region::new(settings.region.clone().unwrap_or_default()))
-    .build();
-  let http = SandboxHttp::new(Arc::new(ReqwestHttp::new()?), endpoint);
-  Ok(super::cloud_from(&sdk, Arc::new(http), "sandbox"))
+    .build()
 }
 
 /// [`Http`] for the sandbox: world endpoints and notifications go to the launcher; everything
