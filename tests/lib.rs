@@ -8,6 +8,7 @@ mod cli;
 mod crash;
 mod drills;
 mod failover;
+mod http;
 mod locks;
 mod notify;
 mod report;

@@ -221,6 +221,16 @@ fn field_schema(field: &FieldSpec) -> Value {
     FieldKind::Int => or_template(json!({ "type": "integer" })),
     FieldKind::Bool => or_template(json!({ "type": "boolean" })),
     FieldKind::Duration => or_template(json!({ "$ref": "#/$defs/duration" })),
+    FieldKind::ByteSize => or_template(json!({
+      "anyOf": [
+        { "type": "integer", "minimum": 1 },
+        { "type": "string", "pattern": "^[0-9]+ ?(B|KiB|MiB|GiB)?$" },
+      ]
+    })),
+    FieldKind::NotificationUrl => or_template(json!({
+      "type": "string",
+      "pattern": "^(https://|http://(127\\.|localhost[:/]|localhost$|\\[::1\\]))",
+    })),
     FieldKind::Enum(values) => or_template(json!({ "enum": values })),
     FieldKind::StringList => json!({ "type": "array", "items": { "$ref": "#/$defs/scalar" } }),
     FieldKind::StringMap => {

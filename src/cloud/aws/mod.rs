@@ -63,8 +63,11 @@ pub struct AwsSettings {
 /// Build the AWS-backed [`Cloud`]. No request is sent yet: credentials are resolved on the
 /// first call, so a missing credential is reported by the first step that needs one.
 pub async fn connect(settings: &AwsSettings) -> Result<Cloud, CloudError> {
+  // First: it checks that an `SSL_CERT_FILE` the SDK will also trust yields a certificate (the
+  // SDK's own loader asserts that, in a debug build, while the configuration loads).
+  let http = ReqwestHttp::new()?;
   let sdk = config::load(settings).await;
-  Ok(cloud_from(&sdk, Arc::new(ReqwestHttp::new()?), "aws"))
+  Ok(cloud_from(&sdk, Arc::new(http), "aws"))
 }
 
 /// The providers over one loaded SDK configuration.

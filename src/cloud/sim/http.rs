@@ -188,11 +188,15 @@ impl SimCloud {
         status: 429,
         body: "Too Many Requests".into(),
         latency,
+        truncated: false,
+        location: None,
       }),
       Refusal::Failed(latency) => Ok(HttpResponse {
         status: 500,
         body: "Internal Server Error".into(),
         latency,
+        truncated: false,
+        location: None,
       }),
       Refusal::TimedOut(after) => Err(self.transport(
         method,
@@ -235,6 +239,8 @@ impl Http for SimCloud {
               body
             },
             latency,
+            truncated: false,
+            location: None,
           }),
           Err(message) => Err(self.transport(&method, message)),
         }
@@ -302,12 +308,16 @@ impl Http for SimCloud {
             status: 202,
             body: body.to_string(),
             latency,
+            truncated: false,
+            location: None,
           })
         } else {
           Ok(HttpResponse {
             status: 200,
             body: "ok".into(),
             latency,
+            truncated: false,
+            location: None,
           })
         }
       }

@@ -80,6 +80,8 @@ pub async fn connect(endpoint: &str, settings: &AwsSettings) -> CloudResult<Clou
     None,
     "drctl-sandbox",
   );
+  // Before the SDK loads: see `aws::connect`.
+  let real_http = ReqwestHttp::new()?;
   // The sandbox never uses the operator's AWS credentials, whatever the environment holds.
   let sdk = config::load(&settings)
     .await
@@ -87,7 +89,7 @@ pub async fn connect(endpoint: &str, settings: &AwsSettings) -> CloudResult<Clou
     .credentials_provider(SharedCredentialsProvider::new(credentials))
     .region(Region::new(settings.region.clone().unwrap_or_default()))
     .build();
-  let http = SandboxHttp::new(Arc::new(ReqwestHttp::new()?), endpoint);
+  let http = SandboxHttp::new(Arc::new(real_http), endpoint);
   Ok(super::cloud_from(&sdk, Arc::new(http), "sandbox"))
 }
 
