@@ -6,49 +6,9 @@
 use std::sync::atomic::Ordering;
 
 use crate::support::{
-  origin::{Origin, Reply},
+  origin::{aws_test, run_with, Origin, Reply},
   tls::{ConnectProxy, TestCa, TlsOrigin},
-  Run, Test,
 };
-
-/// A test on the `aws` backend that can never reach AWS (no credentials, no metadata service,
-/// no shared config).
-pub(crate) fn aws_test() -> Test {
-  Test::new()
-    .env("AWS_REGION", "us-east-1")
-    .env("AWS_ACCESS_KEY_ID", "testing")
-    .env("AWS_SECRET_ACCESS_KEY", "testing")
-    .env("AWS_EC2_METADATA_DISABLED", "true")
-    .env("AWS_CONFIG_FILE", "/nonexistent")
-    .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
-}
-
-/// The variables that choose proxies and trust: removed from the environment of every run,
-/// then set as each test asks.
-const NETWORK_ENV: [&str; 10] = [
-  "HTTPS_PROXY",
-  "https_proxy",
-  "HTTP_PROXY",
-  "http_proxy",
-  "ALL_PROXY",
-  "all_proxy",
-  "NO_PROXY",
-  "no_proxy",
-  "SSL_CERT_FILE",
-  "SSL_CERT_DIR",
-];
-
-/// `drctl run check.yaml --aws --yes` with exactly these of [`NETWORK_ENV`] set.
-pub(crate) fn run_with(test: &Test, network: &[(&str, &str)]) -> Run {
-  let mut command = test.command(RUN);
-  for name in NETWORK_ENV {
-    command.env_remove(name);
-  }
-  for (name, value) in network {
-    command.env(name, value);
-  }
-  Run(command.output().expect("drctl runs"))
-}
 
 /// A runbook of one `http.check` step with these `with` lines (each `key: value`).
 pub(crate) fn check_runbook(with: &[String]) -> String {
@@ -59,8 +19,6 @@ pub(crate) fn check_runbook(with: &[String]) -> String {
      \x20 - id: probe\n    action: http.check\n    with:\n{with}"
   )
 }
-
-pub(crate) const RUN: [&str; 4] = ["run", "check.yaml", "--aws", "--yes"];
 
 #[test]
 fn a_check_follows_no_redirect_by_default() {

@@ -13,6 +13,7 @@ mod support;
 mod badinput;
 mod concurrency;
 mod crash;
+mod exfiltration;
 mod faults;
 mod guards;
 mod outage;
@@ -73,6 +74,7 @@ const SECTIONS: &[(&str, Section)] = &[
   ("guards", guards::run),
   ("secrets", secrets::run),
   ("outage", outage::run),
+  ("exfiltration", exfiltration::run),
 ];
 
 fn main() -> ExitCode {

@@ -2,7 +2,8 @@
 //! routes all of 127/8 to `lo`, so two addresses are two hosts to a client). It records every
 //! request and every byte it received, and answers each with the next scripted [`Reply`]:
 //! a status, a redirect, or a large body streamed without holding it in memory. The far end of
-//! the redirect, body-cap and proxy tests.
+//! the redirect, body-cap and proxy tests, which run on the `aws` backend ([`aws_test`]) so that
+//! requests go through the real HTTP provider.
 
 use std::{
   collections::{BTreeMap, VecDeque},
@@ -13,6 +14,51 @@ use std::{
     Arc, Mutex,
   },
 };
+
+use super::{Run, Test};
+
+/// `drctl run check.yaml --aws --yes`: the real HTTP provider, with no AWS call unless the
+/// runbook makes one.
+pub const RUN: [&str; 4] = ["run", "check.yaml", "--aws", "--yes"];
+
+/// A test on the `aws` backend that can never reach AWS (no credentials, no metadata service,
+/// no shared config).
+pub fn aws_test() -> Test {
+  Test::new()
+    .env("AWS_REGION", "us-east-1")
+    .env("AWS_ACCESS_KEY_ID", "testing")
+    .env("AWS_SECRET_ACCESS_KEY", "testing")
+    .env("AWS_EC2_METADATA_DISABLED", "true")
+    .env("AWS_CONFIG_FILE", "/nonexistent")
+    .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+}
+
+/// The variables that choose proxies and trust: removed from the environment of every run,
+/// then set as each test asks.
+pub const NETWORK_ENV: [&str; 10] = [
+  "HTTPS_PROXY",
+  "https_proxy",
+  "HTTP_PROXY",
+  "http_proxy",
+  "ALL_PROXY",
+  "all_proxy",
+  "NO_PROXY",
+  "no_proxy",
+  "SSL_CERT_FILE",
+  "SSL_CERT_DIR",
+];
+
+/// `drctl run check.yaml --aws --yes` with exactly these of [`NETWORK_ENV`] set.
+pub fn run_with(test: &Test, network: &[(&str, &str)]) -> Run {
+  let mut command = test.command(RUN);
+  for name in NETWORK_ENV {
+    command.env_remove(name);
+  }
+  for (name, value) in network {
+    command.env(name, value);
+  }
+  Run(command.output().expect("drctl runs"))
+}
 
 /// One request the origin saw.
 #[derive(Debug, Clone)]
