@@ -18,6 +18,10 @@
 //! Delivery: each POST has a timeout (`with.timeout`, default 10s). A 429 or 5xx answer and a
 //! transport failure are retryable (the engine retries them with the step's backoff); any other
 //! non-2xx answer (400, 401, 404...) is final: sending the same request again will not fix it.
+//! A redirect is never followed (it would carry the body, headers and signature wherever it
+//! points) and is final too, naming only the scheme and host of its `Location`. URLs are https,
+//! or http to a loopback host ([`FieldKind::NotificationUrl`]: checked at validation when
+//! literal, when bound once rendered).
 //!
 //! A failed notification fails its step, and a failed step aborts the run by default. A
 //! notification must not decide whether a recovery succeeded, so the idiom is:

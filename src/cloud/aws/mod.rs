@@ -26,6 +26,15 @@
 //!   inside the step's own timeout.
 //! * Waiting for an effect (`available`, `INSYNC`, running count) is the actions' `verify`
 //!   loop, not a retry.
+//!
+//! # Trust and proxies
+//!
+//! The SDK's default HTTPS client (hyper 1 + rustls) is kept: it trusts the OS store, or
+//! exactly `SSL_CERT_FILE`/`SSL_CERT_DIR` when set, and — with `BehaviorVersion::latest()`, as
+//! `config::load` asks — reads `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY` from the
+//! environment. Both match the HTTP provider's ([`super::http`]), so no client of its own is
+//! configured here. [`connect`] checks the certificate variables first: the SDK's loader asserts
+//! (in a debug build) that they yield a certificate, and otherwise trusts nothing.
 
 // `CloudError` is the provider boundary's error type and every trait method returns it by value;
 // the helpers here return the same type rather than a boxed one the callers would unbox.
