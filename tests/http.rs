@@ -136,6 +136,22 @@ fn a_check_body_is_cut_at_its_cap() {
   let test = aws_test().file("check.yaml", &runbook(&["max_body: 16MiB"]));
   run_with(&test, &[]).status(0);
 
+  // A check that passes on a cut body says so.
+  origin.script(vec![Reply::Large {
+    size,
+    tail: "THE-END".into(),
+  }]);
+  let test = aws_test().file(
+    "check.yaml",
+    &check_runbook(&[format!("url: \"{}\"", origin.url("/big"))]),
+  );
+  let run = run_with(&test, &[]).status(0);
+  assert!(
+    run.stderr().contains("(body cut at 1MiB)"),
+    "{}",
+    run.stderr()
+  );
+
   // A bad size is a validation error at its line and column.
   let test = aws_test().file("check.yaml", &runbook(&["max_body: 4 parsecs"]));
   let run = test.run_args(["validate", "check.yaml"]).status(2);

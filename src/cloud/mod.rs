@@ -607,7 +607,9 @@ pub trait S3: Send + Sync {
 #[async_trait::async_trait]
 pub trait Http: Send + Sync {
   /// Send a request. A non-2xx status is a response, not an error; errors are transport
-  /// failures and timeouts (`ErrorKind::Transport`).
+  /// failures and timeouts (`ErrorKind::Transport`). A provider follows only the redirects
+  /// `request.redirects` allows (a 3xx it does not follow is the response, with `location`),
+  /// and reads at most `request.max_body` bytes of the body (`truncated` when it cut).
   async fn send(&self, request: &HttpRequest) -> CloudResult<HttpResponse>;
 }
 

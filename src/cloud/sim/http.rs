@@ -27,16 +27,16 @@ use crate::cloud::{CloudError, CloudResult, ErrorKind, Http, HttpRequest, HttpRe
 const SLACK_HOST: &str = "hooks.slack.com";
 const PAGERDUTY_HOST: &str = "events.pagerduty.com";
 
-/// Whether a `host[:port]` is this machine: notifications to it are really sent.
-fn is_loopback(host: &str) -> bool {
-  let name = match host.strip_prefix('[') {
-    Some(rest) => rest.split(']').next().unwrap_or_default(),
-    None => host.split(':').next().unwrap_or_default(),
-  };
-  name == "localhost"
-    || name
-      .parse::<std::net::IpAddr>()
-      .is_ok_and(|ip| ip.is_loopback())
+/// Whether a URL's host is this machine: notifications to it are really sent.
+fn is_loopback(url: &str) -> bool {
+  url::Url::parse(url.trim())
+    .ok()
+    .and_then(|url| {
+      url
+        .host()
+        .map(|host| crate::runbook::url::is_loopback(&host))
+    })
+    .unwrap_or(false)
 }
 
 /// Header names whose values are credentials whatever the redaction list says.
@@ -247,7 +247,7 @@ impl Http for SimCloud {
       }
       "POST" => {
         let key = format!("{scheme}://{host}{path}");
-        let loopback = is_loopback(&host);
+        let loopback = is_loopback(&request.url);
         let allowed = loopback
           || host == SLACK_HOST
           || host == PAGERDUTY_HOST
@@ -353,10 +353,11 @@ mod tests {
 
   #[test]
   fn only_loopback_hosts_are_passed_through() {
-    assert!(is_loopback("127.0.0.1:8080"));
-    assert!(is_loopback("localhost"));
-    assert!(is_loopback("[::1]:9000"));
-    assert!(!is_loopback("hooks.slack.com"));
-    assert!(!is_loopback("10.0.0.1:80"));
+    assert!(is_loopback("http://127.0.0.1:8080/x"));
+    assert!(is_loopback("http://localhost/"));
+    assert!(is_loopback("http://[::1]:9000"));
+    assert!(!is_loopback("https://hooks.slack.com/services/x"));
+    assert!(!is_loopback("http://10.0.0.1:80"));
+    assert!(!is_loopback("http://127.0.0.1@evil.example.com/"));
   }
 }
