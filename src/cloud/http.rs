@@ -96,6 +96,16 @@ impl TrustRoots {
 }
 
 impl ReqwestHttp {
+  /// One provider for the whole process, built on first use: building one loads the trust
+  /// store (a few hundred certificates), too slow to repeat per request. The environment it
+  /// reads (`SSL_CERT_FILE`, proxies) is the process's, which does not change.
+  // `CloudError` is the boundary's error type, returned by value like every trait method does.
+  #[allow(clippy::result_large_err)]
+  pub fn shared() -> CloudResult<Self> {
+    static SHARED: std::sync::OnceLock<CloudResult<ReqwestHttp>> = std::sync::OnceLock::new();
+    SHARED.get_or_init(ReqwestHttp::new).clone()
+  }
+
   // `CloudError` is the boundary's error type, returned by value like every trait method does.
   #[allow(clippy::result_large_err)]
   pub fn new() -> CloudResult<Self> {

@@ -289,7 +289,7 @@ impl Http for SimCloud {
         let detail = json!({ "headers": headers, "body": request.body });
         let op = self.sim.commit("http", "POST", None, &target, detail)?;
         if loopback {
-          let real = crate::cloud::http::ReqwestHttp::new()?;
+          let real = crate::cloud::http::ReqwestHttp::shared()?;
           return real.send(request).await;
         }
         if host == PAGERDUTY_HOST {
