@@ -7,7 +7,7 @@ use drctl::cloud::{
   aws::{self, StateStore, StoreError},
   http::ReqwestHttp,
   Cloud, ErrorKind, FailoverRole, HealthCheckUpdate, Http, HttpRequest, RecordChange, RecordSet,
-  RestoreRequest, SnapshotKind,
+  Redirects, RestoreRequest, SnapshotKind, DEFAULT_MAX_BODY,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -686,6 +686,8 @@ async fn http_provider_statuses_and_timeouts() {
     headers: BTreeMap::from([("x-drctl".to_owned(), "probe".to_owned())]),
     body: (method == "POST").then(|| "{}".to_owned()),
     timeout,
+    redirects: Redirects::None,
+    max_body: DEFAULT_MAX_BODY,
   };
 
   let ok = serve_once(200, Duration::ZERO).await;

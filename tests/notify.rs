@@ -11,7 +11,10 @@ use std::{
   time::Duration,
 };
 
-use crate::support::{signal, Test};
+use crate::support::{
+  origin::{Origin, Reply},
+  repo, signal, Test,
+};
 
 /// One request the capture server saw.
 #[derive(Debug, Clone)]
@@ -230,11 +233,15 @@ fn slack_pagerduty_and_webhook_payloads_are_exact() {
   assert_eq!(hook.body, r#"{"event":"failover","region":"us-west-2"}"#);
   assert_eq!(hook.headers["content-type"], "application/json");
   assert_eq!(hook.headers["x-team"], "sre");
+  let timestamp = &hook.headers["x-drctl-timestamp"];
   assert_eq!(
     hook.headers["x-drctl-signature"],
     format!(
       "sha256={}",
-      hmac_sha256_hex(b"hook-secret", hook.body.as_bytes())
+      hmac_sha256_hex(
+        b"hook-secret",
+        format!("{timestamp}.{}", hook.body).as_bytes()
+      )
     )
   );
   // Secrets never reach the journal.
@@ -466,4 +473,181 @@ fn json_output_streams_events_with_ts_event_step_and_status_then_a_summary() {
   );
   assert_eq!(events[1]["step"], "hook");
   assert_eq!(events[0]["step"], serde_json::Value::Null);
+}
+
+#[test]
+fn notifications_never_follow_a_redirect() {
+  let far = Origin::start("127.0.0.2", vec![]);
+  for status in [301, 302, 303, 307, 308] {
+    let near = Origin::start(
+      "127.0.0.1",
+      vec![Reply::Redirect(status, far.url("/services/T9/B9/stolen")); 3],
+    );
+    let steps = format!(
+      r#"  - id: slack
+    action: notify.slack
+    on_failure: continue
+    with: {{ webhook: "{slack}", text: "hello" }}
+  - id: page
+    action: notify.pagerduty
+    on_failure: continue
+    with: {{ routing_key: "${{{{ secrets.PD_KEY }}}}", summary: "down", url: "{pd}" }}
+  - id: hook
+    action: notify.webhook
+    on_failure: continue
+    with:
+      url: "{hook}"
+      headers: {{ X-Api-Key: "${{{{ secrets.API_KEY }}}}" }}
+      hmac_secret: "${{{{ secrets.HOOK_SECRET }}}}"
+"#,
+      slack = near.url("/services/T0/B0/x"),
+      pd = near.url("/v2/enqueue"),
+      hook = near.url("/hook"),
+    );
+    let test = Test::new()
+      .file("notify.yaml", &runbook(&steps))
+      .env("PD_KEY", "pd-routing-key")
+      .env("API_KEY", "api-key-5e1")
+      .env("HOOK_SECRET", "hook-secret");
+    let run = test.run_args(run_args(&[])).status(0);
+    let stderr = run.stderr();
+    let refusal = format!(
+      "POST {} answered {status}, a redirect to {} (redirects are not followed)",
+      near.url(""),
+      far.url("/…")
+    );
+    assert_eq!(stderr.matches(&refusal).count(), 3, "{status}: {stderr}");
+    assert!(!stderr.contains("stolen"), "{stderr}");
+    // Each was sent once (a redirect is final, not retried), and only to the first host.
+    assert_eq!(near.seen().len(), 3, "{:#?}", near.seen());
+  }
+  assert_eq!(far.bytes_received(), 0, "{:#?}", far.seen());
+}
+
+#[test]
+fn http_notification_urls_are_refused_unless_loopback() {
+  // A literal URL: refused at validation, at its line and column.
+  let steps = "  - id: hook\n    action: notify.webhook\n    with: { url: \"http://hooks.example.com/x\" }\n\
+               \x20 - id: slack\n    action: notify.slack\n    with: { webhook: \"http://127.0.0.1:9/x\", text: hi }\n";
+  let test = Test::new().file("notify.yaml", &runbook(steps));
+  let run = test.run_args(["validate", "notify.yaml"]).status(2);
+  let stderr = run.stderr();
+  assert!(stderr.contains("notify.yaml:9:18"), "{stderr}");
+  assert!(
+    stderr.contains(
+      "field `url` expects an https:// URL (http:// only to a loopback host), found `http://hooks.example.com/…`"
+    ),
+    "{stderr}"
+  );
+  // The loopback one is fine.
+  assert!(!stderr.contains("notify.yaml:12:"), "{stderr}");
+
+  // A templated one: refused when rendered, naming the host but not the rest of the URL.
+  let capture = Capture::start(&[]);
+  let steps =
+    "  - id: hook\n    action: notify.webhook\n    with: { url: \"${{ secrets.HOOK_URL }}\" }\n";
+  let test = Test::new()
+    .file("notify.yaml", &runbook(steps))
+    .env("HOOK_URL", "http://hooks.example.com/secret-path-3f1");
+  let run = test.run_args(run_args(&[])).status(1);
+  let stderr = run.stderr();
+  assert!(
+    stderr.contains(
+      "`with.url` must be an https:// URL (http:// only to a loopback host), not http://hooks.example.com"
+    ),
+    "{stderr}"
+  );
+  assert!(!stderr.contains("secret-path-3f1"), "{stderr}");
+  assert!(capture.seen().is_empty());
+}
+
+/// The README's receiver-side verification snippet, run with python3 over `(body, timestamp,
+/// signature)`; prints what `verify` returned.
+fn readme_verify(secret: &str, body: &str, timestamp: &str, signature: &str) -> String {
+  let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+  let (_, after) = readme
+    .split_once("<!-- webhook-verification -->")
+    .expect("the README marks its verification snippet");
+  let snippet = after
+    .split_once("```python\n")
+    .and_then(|(_, code)| code.split_once("```"))
+    .map(|(code, _)| code)
+    .expect("a python block after the marker");
+  let program = format!(
+    "{snippet}\nimport os\nprint(verify(os.environb[b'SECRET'], os.environb[b'BODY'], \
+     os.environ['TIMESTAMP'], os.environ['SIGNATURE']))\n"
+  );
+  let output = std::process::Command::new("python3")
+    .args(["-c", &program])
+    .env("SECRET", secret)
+    .env("BODY", body)
+    .env("TIMESTAMP", timestamp)
+    .env("SIGNATURE", signature)
+    .output()
+    .expect("python3 runs");
+  assert!(
+    output.status.success(),
+    "{}",
+    String::from_utf8_lossy(&output.stderr)
+  );
+  String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
+#[test]
+fn webhook_signatures_cover_a_timestamp_and_the_readme_verifies_them() {
+  let capture = Capture::start(&[]);
+  let steps = format!(
+    "  - id: hook\n    action: notify.webhook\n    with: {{ url: \"{}\", hmac_secret: \"${{{{ secrets.HOOK_SECRET }}}}\", body: {{ event: drill }} }}\n",
+    capture.url("/hook")
+  );
+  let test = Test::new()
+    .file("notify.yaml", &runbook(&steps))
+    .env("HOOK_SECRET", "hook-secret");
+  test.run_args(run_args(&[])).status(0);
+  let hook = capture.seen().pop().unwrap();
+  let timestamp = hook.headers["x-drctl-timestamp"].clone();
+  let now = chrono::Utc::now().timestamp();
+  let sent: i64 = timestamp.parse().unwrap();
+  assert!((now - 60..=now).contains(&sent), "{timestamp} vs {now}");
+  let signature = hook.headers["x-drctl-signature"].clone();
+  // Recomputed here, independently of drctl: HMAC-SHA256 over `timestamp.body`.
+  assert_eq!(
+    signature,
+    format!(
+      "sha256={}",
+      hmac_sha256_hex(
+        b"hook-secret",
+        format!("{timestamp}.{}", hook.body).as_bytes()
+      )
+    )
+  );
+
+  assert_eq!(
+    readme_verify("hook-secret", &hook.body, &timestamp, &signature),
+    "True"
+  );
+  // Another key, another body, a replayed signature under a fresh timestamp: refused.
+  assert_eq!(
+    readme_verify("other", &hook.body, &timestamp, &signature),
+    "False"
+  );
+  assert_eq!(
+    readme_verify("hook-secret", "{}", &timestamp, &signature),
+    "False"
+  );
+  let later = (sent + 5).to_string();
+  assert_eq!(
+    readme_verify("hook-secret", &hook.body, &later, &signature),
+    "False"
+  );
+  // An old (replayed) request whose signature is right: refused for its age.
+  let old = (sent - 3600).to_string();
+  let old_signature = format!(
+    "sha256={}",
+    hmac_sha256_hex(b"hook-secret", format!("{old}.{}", hook.body).as_bytes())
+  );
+  assert_eq!(
+    readme_verify("hook-secret", &hook.body, &old, &old_signature),
+    "False"
+  );
 }

@@ -7,8 +7,8 @@ use super::{
   Poll,
 };
 use crate::{
-  cloud::{HttpRequest, HttpResponse},
-  runbook::{ActionSpec, FieldKind, FieldSpec},
+  cloud::{http::MAX_REDIRECTS, HttpRequest, HttpResponse, Redirects, DEFAULT_MAX_BODY},
+  runbook::{format_byte_size, url::shown, ActionSpec, FieldKind, FieldSpec},
 };
 
 pub const CHECK: ActionDef = ActionDef {
@@ -44,6 +44,17 @@ pub const CHECK: ActionDef = ActionDef {
         "Per-request timeout (default 10s)",
       ),
       FieldSpec::optional("headers", FieldKind::StringMap, "Request headers"),
+      FieldSpec::optional(
+        "follow_redirects",
+        FieldKind::Bool,
+        "Follow redirects within the same origin (scheme, host, port), up to 10 (default \
+         false: a 3xx is the answer); never to another origin",
+      ),
+      FieldSpec::optional(
+        "max_body",
+        FieldKind::ByteSize,
+        "Read at most this much of the body (default 1MiB); the rest is not read",
+      ),
     ],
     mutating_operations: &[],
     outputs: &["status", "latency_ms"],
@@ -53,14 +64,21 @@ pub const CHECK: ActionDef = ActionDef {
 
 struct HttpCheck;
 
-fn judge(args: &Args, response: &HttpResponse) -> Result<(), String> {
+fn judge(args: &Args, request: &HttpRequest, response: &HttpResponse) -> Result<(), String> {
   let expect = args.opt_int("expect_status").unwrap_or(200);
   if i64::from(response.status) != expect {
-    return Err(format!("status {}, expected {expect}", response.status));
+    return Err(format!(
+      "status {}, expected {expect}{}",
+      response.status,
+      unfollowed(request, response)
+    ));
   }
   if let Some(needle) = args.opt_str("body_contains") {
     if !response.body.contains(needle) {
-      return Err(format!("body does not contain `{needle}`"));
+      return Err(format!(
+        "body does not contain `{needle}`{}",
+        cut(request, response)
+      ));
     }
   }
   if let Some(max) = args.opt_duration("max_latency") {
@@ -75,6 +93,33 @@ fn judge(args: &Args, response: &HttpResponse) -> Result<(), String> {
   Ok(())
 }
 
+/// Why a redirect the response carries was not followed (empty when it carries none).
+fn unfollowed(request: &HttpRequest, response: &HttpResponse) -> String {
+  let Some(location) = response.location.as_deref() else {
+    return String::new();
+  };
+  let Ok(to) = url::Url::parse(location) else {
+    return String::new();
+  };
+  let why = match request.redirects {
+    Redirects::None => String::new(),
+    Redirects::SameOrigin => match url::Url::parse(&request.url) {
+      Ok(from) if from.origin() == to.origin() => format!(": more than {MAX_REDIRECTS} in a row"),
+      _ => ": another origin".into(),
+    },
+  };
+  format!(" (redirect to {} not followed{why})", shown(&to))
+}
+
+/// ` (body cut at 1MiB)` when the body was longer than the cap.
+fn cut(request: &HttpRequest, response: &HttpResponse) -> String {
+  if response.truncated {
+    format!(" (body cut at {})", format_byte_size(request.max_body))
+  } else {
+    String::new()
+  }
+}
+
 #[async_trait::async_trait]
 impl Check for HttpCheck {
   async fn check(&self, ctx: &Ctx<'_>, args: &Args) -> ActionResult<Outcome> {
@@ -87,12 +132,18 @@ impl Check for HttpCheck {
       timeout: args
         .opt_duration("timeout")
         .unwrap_or(Duration::from_secs(10)),
+      redirects: if args.opt_bool("follow_redirects").unwrap_or(false) {
+        Redirects::SameOrigin
+      } else {
+        Redirects::None
+      },
+      max_body: args.opt_u64("max_body").unwrap_or(DEFAULT_MAX_BODY),
     };
     let within = args.opt_duration("within");
     let start = ctx.cloud.clock.now();
     let response = poll_until(ctx, || async {
       let verdict = match ctx.cloud.http.send(&request).await {
-        Ok(response) => judge(args, &response).map(|()| response),
+        Ok(response) => judge(args, &request, &response).map(|()| response),
         Err(err) => Err(err.to_string()),
       };
       match verdict {
@@ -108,9 +159,10 @@ impl Check for HttpCheck {
     .await?;
     Ok(
       Outcome::new(format!(
-        "GET {url}: {} in {}",
+        "GET {url}: {} in {}{}",
         response.status,
-        human(response.latency)
+        human(response.latency),
+        cut(&request, &response)
       ))
       .output("status", response.status)
       .output("latency_ms", response.latency.as_millis()),

@@ -362,6 +362,11 @@ impl Args {
     self.opt_int(key).ok_or_else(|| Self::missing(key))
   }
 
+  /// A non-negative integer field (a [`FieldKind::ByteSize`] is bound to one).
+  pub fn opt_u64(&self, key: &str) -> Option<u64> {
+    self.0.get(key).and_then(Json::as_u64)
+  }
+
   pub fn opt_bool(&self, key: &str) -> Option<bool> {
     self.0.get(key).and_then(Json::as_bool)
   }
@@ -495,6 +500,22 @@ fn bind_value(kind: FieldKind, value: &Json, path: &str) -> Result<Json, String>
       let duration =
         crate::runbook::parse_duration(text.trim()).map_err(|err| format!("`{path}`: {err}"))?;
       Json::from(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX))
+    }
+    FieldKind::ByteSize => {
+      let text = text()?;
+      let size =
+        crate::runbook::parse_byte_size(&text).map_err(|err| format!("`{path}`: {err}"))?;
+      Json::from(size)
+    }
+    FieldKind::NotificationUrl => {
+      let text = text()?;
+      if let Err(shown) = crate::runbook::url::check_notification_url(&text) {
+        return Err(format!(
+          "`{path}` must be {}, not {shown}",
+          crate::runbook::url::NOTIFICATION_URL
+        ));
+      }
+      Json::String(text)
     }
     FieldKind::Enum(allowed) => {
       let text = text()?;

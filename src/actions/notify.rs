@@ -18,6 +18,10 @@
 //! Delivery: each POST has a timeout (`with.timeout`, default 10s). A 429 or 5xx answer and a
 //! transport failure are retryable (the engine retries them with the step's backoff); any other
 //! non-2xx answer (400, 401, 404...) is final: sending the same request again will not fix it.
+//! A redirect is never followed (it would carry the body, headers and signature wherever it
+//! points) and is final too, naming only the scheme and host of its `Location`. URLs are https,
+//! or http to a loopback host ([`FieldKind::NotificationUrl`]: checked at validation when
+//! literal, when bound once rendered).
 //!
 //! A failed notification fails its step, and a failed step aborts the run by default. A
 //! notification must not decide whether a recovery succeeded, so the idiom is:
@@ -44,8 +48,8 @@ use super::{
   Outcome,
 };
 use crate::{
-  cloud::HttpRequest,
-  runbook::{format_duration, ActionSpec, FieldKind, FieldSpec},
+  cloud::{HttpRequest, Redirects, DEFAULT_MAX_BODY},
+  runbook::{format_duration, url::shown, ActionSpec, FieldKind, FieldSpec},
 };
 
 /// Default timeout of one POST.
@@ -84,12 +88,23 @@ async fn post(
     headers,
     body: Some(body),
     timeout: args.opt_duration("timeout").unwrap_or(TIMEOUT),
+    // A redirect would take the body, the headers and the signature to wherever it points.
+    redirects: Redirects::None,
+    max_body: DEFAULT_MAX_BODY,
   };
   let host = url_host(url);
   ctx.dispatching(&format!("POST to {host}"))?;
   let response = ctx.cloud.http.send(&request).await?;
+  let redirect = response
+    .location
+    .as_deref()
+    .and_then(|location| url::Url::parse(location).ok());
   match response.status {
     200..=299 => Ok(response.status),
+    status @ 300..=399 if redirect.is_some() => Err(ActionError::failed(format!(
+      "POST {host} answered {status}, a redirect to {} (redirects are not followed)",
+      redirect.as_ref().map(shown).unwrap_or_default()
+    ))),
     429 | 500..=599 => Err(ActionError::retryable(format!(
       "POST {host} answered {}",
       response.status
@@ -119,8 +134,8 @@ pub const SLACK: ActionDef = ActionDef {
     fields: &[
       FieldSpec::required(
         "webhook",
-        FieldKind::String,
-        "Incoming webhook URL (use ${{ secrets.X }})",
+        FieldKind::NotificationUrl,
+        "Incoming webhook URL (use ${{ secrets.X }}); https, or http to a loopback host",
       ),
       FieldSpec::required("text", FieldKind::String, "Message text (mrkdwn)"),
       FieldSpec::optional(
@@ -293,8 +308,9 @@ pub const PAGERDUTY: ActionDef = ActionDef {
       ),
       FieldSpec::optional(
         "url",
-        FieldKind::String,
-        "Events API URL (default https://events.pagerduty.com/v2/enqueue)",
+        FieldKind::NotificationUrl,
+        "Events API URL (default https://events.pagerduty.com/v2/enqueue); https, or http to a \
+         loopback host",
       ),
       TIMEOUT_FIELD,
     ],
@@ -404,9 +420,14 @@ pub const WEBHOOK: ActionDef = ActionDef {
     name: "notify.webhook",
     mutating: true,
     doc: "POST a JSON body to a URL, with custom headers and an optional HMAC-SHA256 signature \
-          of the exact body bytes.",
+          of `TIMESTAMP.BODY` (the Unix time in X-Drctl-Timestamp, then the exact body bytes), \
+          so that a receiver can refuse stale or replayed requests.",
     fields: &[
-      FieldSpec::required("url", FieldKind::String, "URL to POST to"),
+      FieldSpec::required(
+        "url",
+        FieldKind::NotificationUrl,
+        "URL to POST to: https, or http to a loopback host",
+      ),
       FieldSpec::optional(
         "body",
         FieldKind::Any,
@@ -421,7 +442,8 @@ pub const WEBHOOK: ActionDef = ActionDef {
       FieldSpec::optional(
         "signature_header",
         FieldKind::String,
-        "Header carrying `sha256=<hex>` (default X-Drctl-Signature)",
+        "Header carrying `sha256=<hex>` (default X-Drctl-Signature); the timestamp is always in \
+         X-Drctl-Timestamp",
       ),
       TIMEOUT_FIELD,
     ],
@@ -434,16 +456,24 @@ pub const WEBHOOK: ActionDef = ActionDef {
 struct Webhook;
 
 const SIGNATURE_HEADER: &str = "X-Drctl-Signature";
+/// The header carrying the Unix time (seconds) the signature covers.
+pub const TIMESTAMP_HEADER: &str = "X-Drctl-Timestamp";
 
-/// `sha256=<lower-case hex of HMAC-SHA256(secret, body)>`.
-pub fn signature(secret: &str, body: &[u8]) -> String {
+/// `sha256=<lower-case hex of HMAC-SHA256(secret, message)>`.
+pub fn signature(secret: &str, message: &[u8]) -> String {
   // HMAC takes keys of any length (long ones are hashed first), so this cannot fail.
   let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret.as_bytes())
     .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
-  mac.update(body);
+  mac.update(message);
   let digest = mac.finalize().into_bytes();
   let hex: String = digest.iter().map(|byte| format!("{byte:02x}")).collect();
   format!("sha256={hex}")
+}
+
+/// What a webhook signature covers: `TIMESTAMP.BODY`, so that a captured request cannot be
+/// replayed later under a fresh timestamp.
+pub fn signed_message(timestamp: i64, body: &str) -> String {
+  format!("{timestamp}.{body}")
 }
 
 #[async_trait::async_trait]
@@ -464,7 +494,11 @@ impl Effect for Webhook {
         .opt_str("signature_header")
         .unwrap_or(SIGNATURE_HEADER)
         .to_string();
-      headers.insert(name, signature(secret, body.as_bytes()));
+      // Wall-clock time, whatever the backend's clock: the receiver compares it with its own.
+      let timestamp = chrono::Utc::now().timestamp();
+      let message = signed_message(timestamp, &body);
+      headers.insert(TIMESTAMP_HEADER.into(), timestamp.to_string());
+      headers.insert(name, signature(secret, message.as_bytes()));
     }
     let status = post(ctx, args, args.str("url")?, headers, body).await?;
     Ok(Some(status.to_string()))
@@ -493,6 +527,15 @@ mod tests {
     assert_eq!(
       signature("Jefe", b"what do ya want for nothing?"),
       "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+    );
+  }
+
+  #[test]
+  fn a_signature_covers_the_timestamp_then_the_body() {
+    assert_eq!(signed_message(1_700_000_000, "{}"), "1700000000.{}");
+    assert_ne!(
+      signature("k", signed_message(1, "{}").as_bytes()),
+      signature("k", signed_message(2, "{}").as_bytes())
     );
   }
 

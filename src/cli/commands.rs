@@ -182,17 +182,26 @@ impl Context {
       }
       Backend::Aws(settings) => crate::cloud::aws::connect(settings)
         .await
-        .map_err(|err| Error::Failed(format!("cannot reach AWS: {err}"))),
+        .map_err(|err| connect_error("cannot reach AWS", err)),
       Backend::Sandbox {
         endpoint: Some(endpoint),
         settings,
       } => crate::cloud::aws::sandbox::connect(endpoint, settings)
         .await
-        .map_err(|err| Error::Failed(format!("cannot reach the sandbox: {err}"))),
+        .map_err(|err| connect_error("cannot reach the sandbox", err)),
       Backend::Sandbox { endpoint: None, .. } => Err(Error::Failed(
         "internal: the sandbox was not started before the command".into(),
       )),
     }
+  }
+}
+
+/// A backend that cannot be built: a `Client` error is the environment's configuration (an
+/// unreadable `SSL_CERT_FILE`), a usage error; anything else failed.
+fn connect_error(what: &str, err: crate::cloud::CloudError) -> Error {
+  match err.kind {
+    crate::cloud::ErrorKind::Client => Error::Usage(format!("{what}: {}", err.message)),
+    _ => Error::Failed(format!("{what}: {err}")),
   }
 }
 

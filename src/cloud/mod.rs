@@ -393,15 +393,47 @@ pub struct HttpRequest {
   pub body: Option<String>,
   #[serde(with = "duration_ms")]
   pub timeout: Duration,
+  /// Which redirects the provider follows; the 3xx it does not follow is the response.
+  #[serde(default)]
+  pub redirects: Redirects,
+  /// Read at most this many bytes of the response body; the rest is never read.
+  #[serde(default = "default_max_body")]
+  pub max_body: u64,
+}
+
+/// The body cap of a request that does not choose one: 1 MiB.
+pub const DEFAULT_MAX_BODY: u64 = 1024 * 1024;
+
+fn default_max_body() -> u64 {
+  DEFAULT_MAX_BODY
+}
+
+/// Which redirects a request follows. Headers (an API key, a signature) and the body go with a
+/// followed redirect, so a redirect to another host is never followed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Redirects {
+  /// None: a 3xx is the response (notifications always; checks by default).
+  #[default]
+  None,
+  /// Only to the same origin (scheme, host and port), at most 10 in a row.
+  SameOrigin,
 }
 
 /// An HTTP response.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HttpResponse {
   pub status: u16,
+  /// The body, up to the request's `max_body` bytes (lossily decoded as UTF-8).
   pub body: String,
   #[serde(with = "duration_ms")]
   pub latency: Duration,
+  /// Whether the body was longer than `max_body` and cut there.
+  #[serde(default)]
+  pub truncated: bool,
+  /// The `Location` header of a 3xx that was not followed, resolved against the request URL.
+  #[serde(default)]
+  pub location: Option<String>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -585,7 +617,9 @@ pub trait S3: Send + Sync {
 #[async_trait::async_trait]
 pub trait Http: Send + Sync {
   /// Send a request. A non-2xx status is a response, not an error; errors are transport
-  /// failures and timeouts (`ErrorKind::Transport`).
+  /// failures and timeouts (`ErrorKind::Transport`). A provider follows only the redirects
+  /// `request.redirects` allows (a 3xx it does not follow is the response, with `location`),
+  /// and reads at most `request.max_body` bytes of the body (`truncated` when it cut).
   async fn send(&self, request: &HttpRequest) -> CloudResult<HttpResponse>;
 }
 

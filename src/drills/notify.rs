@@ -85,7 +85,7 @@ pub async fn send_all(
   if due.is_empty() {
     return Vec::new();
   }
-  let http: Arc<dyn Http> = match crate::cloud::http::ReqwestHttp::new() {
+  let http: Arc<dyn Http> = match crate::cloud::http::ReqwestHttp::shared() {
     Ok(http) => Arc::new(http),
     Err(err) => {
       return due

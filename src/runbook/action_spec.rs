@@ -11,6 +11,10 @@ pub enum FieldKind {
   Int,
   Bool,
   Duration,
+  /// A byte size (`512KiB`, `4MiB`; see [`super::size`]), bound to a number of bytes.
+  ByteSize,
+  /// A URL a notification is POSTed to: https, or http to a loopback host (see [`super::url`]).
+  NotificationUrl,
   /// One of the listed strings.
   Enum(&'static [&'static str]),
   /// A list of strings.

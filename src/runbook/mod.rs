@@ -8,10 +8,12 @@ pub mod model;
 pub mod params;
 pub mod parse;
 pub mod schema;
+pub mod size;
 pub(crate) mod suggest;
 pub mod template;
 #[cfg(test)]
 pub(crate) mod test_catalog;
+pub mod url;
 pub mod validate;
 
 pub use action_spec::{ActionCatalog, ActionSpec, FieldKind, FieldSpec};
@@ -21,4 +23,5 @@ pub use model::*;
 pub use params::bind_params;
 pub use parse::SpanIndex;
 pub use schema::json_schema;
+pub use size::{format_byte_size, parse_byte_size};
 pub use validate::{load, load_file};

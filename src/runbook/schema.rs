@@ -313,6 +313,14 @@ fn field_schema(field: &FieldSpec) -> Value {
       json!({ "enum": ["true", "false"] }),
     ]),
     FieldKind::Duration => or_template(&[json!({ "$ref": "#/$defs/duration" })]),
+    FieldKind::ByteSize => or_template(&[
+      json!({ "type": "integer", "minimum": 1 }),
+      json!({ "type": "string", "pattern": "^[0-9]+ ?(B|KiB|MiB|GiB)?$" }),
+    ]),
+    FieldKind::NotificationUrl => or_template(&[json!({
+      "type": "string",
+      "pattern": "^(https://|http://(127\\.|localhost[:/]|localhost$|\\[::1\\]))",
+    })]),
     FieldKind::Enum(values) => or_template(&[json!({ "enum": values })]),
     FieldKind::StringList => json!({ "type": "array", "items": { "$ref": "#/$defs/text" } }),
     // A map's values may be empty (`~`), unlike a field's own value.

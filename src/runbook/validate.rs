@@ -1069,7 +1069,12 @@ impl<'a> Checker<'a> {
           mismatch(self, "a string", node.describe().into());
         }
       }
-      FieldKind::Int | FieldKind::Bool | FieldKind::Duration | FieldKind::Enum(_) => {
+      FieldKind::Int
+      | FieldKind::Bool
+      | FieldKind::Duration
+      | FieldKind::ByteSize
+      | FieldKind::NotificationUrl
+      | FieldKind::Enum(_) => {
         if node.as_scalar().is_none() {
           return mismatch(self, expected_text(spec.kind), node.describe().into());
         }
@@ -1091,6 +1096,20 @@ impl<'a> Checker<'a> {
                   reason,
                 },
               );
+            }
+          }
+          FieldKind::ByteSize => {
+            if let Err(reason) = super::size::parse_byte_size(text) {
+              mismatch(
+                self,
+                expected_text(spec.kind),
+                format!("`{text}` ({reason})"),
+              );
+            }
+          }
+          FieldKind::NotificationUrl => {
+            if let Err(shown) = super::url::check_notification_url(text) {
+              mismatch(self, expected_text(spec.kind), format!("`{shown}`"));
             }
           }
           FieldKind::Enum(allowed) if !allowed.contains(&text) => {
@@ -1426,6 +1445,8 @@ fn expected_text(kind: FieldKind) -> &'static str {
     FieldKind::Int => "an integer",
     FieldKind::Bool => "`true` or `false`",
     FieldKind::Duration => "a duration",
+    FieldKind::ByteSize => "a byte size such as `512KiB` or `4MiB`",
+    FieldKind::NotificationUrl => super::url::NOTIFICATION_URL,
     FieldKind::Enum(_) => "one of its allowed values",
     FieldKind::StringList => "a list of strings",
     FieldKind::StringMap => "a mapping of strings",

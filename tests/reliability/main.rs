@@ -13,6 +13,7 @@ mod support;
 mod badinput;
 mod concurrency;
 mod crash;
+mod exfiltration;
 mod faults;
 mod guards;
 mod outage;
@@ -75,6 +76,7 @@ const SECTIONS: &[(&str, Section)] = &[
   ("secrets", secrets::run),
   ("outage", outage::run),
   ("stepcrash", stepcrash::run),
+  ("exfiltration", exfiltration::run),
 ];
 
 fn main() -> ExitCode {

@@ -208,6 +208,8 @@ pub fn signal(child: &Child, signal: &str) {
 pub mod capture;
 pub mod journal;
 pub mod moto;
+pub mod origin;
 pub mod proxy;
 pub mod recording;
 pub mod s3;
+pub mod tls;

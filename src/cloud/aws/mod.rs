@@ -26,6 +26,15 @@
 //!   inside the step's own timeout.
 //! * Waiting for an effect (`available`, `INSYNC`, running count) is the actions' `verify`
 //!   loop, not a retry.
+//!
+//! # Trust and proxies
+//!
+//! The SDK's default HTTPS client (hyper 1 + rustls) is kept: it trusts the OS store, or
+//! exactly `SSL_CERT_FILE`/`SSL_CERT_DIR` when set, and — with `BehaviorVersion::latest()`, as
+//! `config::load` asks — reads `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY` from the
+//! environment. Both match the HTTP provider's ([`super::http`]), so no client of its own is
+//! configured here. [`connect`] checks the certificate variables first: the SDK's loader asserts
+//! (in a debug build) that they yield a certificate, and otherwise trusts nothing.
 
 // `CloudError` is the provider boundary's error type and every trait method returns it by value;
 // the helpers here return the same type rather than a boxed one the callers would unbox.
@@ -64,8 +73,11 @@ pub struct AwsSettings {
 /// Build the AWS-backed [`Cloud`]. No request is sent yet: credentials are resolved on the
 /// first call, so a missing credential is reported by the first step that needs one.
 pub async fn connect(settings: &AwsSettings) -> Result<Cloud, CloudError> {
+  // First: it checks that an `SSL_CERT_FILE` the SDK will also trust yields a certificate (the
+  // SDK's own loader asserts that, in a debug build, while the configuration loads).
+  let http = ReqwestHttp::new()?;
   let sdk = config::load(settings).await;
-  Ok(cloud_from(&sdk, Arc::new(ReqwestHttp::new()?), "aws"))
+  Ok(cloud_from(&sdk, Arc::new(http), "aws"))
 }
 
 /// The providers over one loaded SDK configuration.

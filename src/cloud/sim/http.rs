@@ -27,16 +27,16 @@ use crate::cloud::{CloudError, CloudResult, ErrorKind, Http, HttpRequest, HttpRe
 const SLACK_HOST: &str = "hooks.slack.com";
 const PAGERDUTY_HOST: &str = "events.pagerduty.com";
 
-/// Whether a `host[:port]` is this machine: notifications to it are really sent.
-fn is_loopback(host: &str) -> bool {
-  let name = match host.strip_prefix('[') {
-    Some(rest) => rest.split(']').next().unwrap_or_default(),
-    None => host.split(':').next().unwrap_or_default(),
-  };
-  name == "localhost"
-    || name
-      .parse::<std::net::IpAddr>()
-      .is_ok_and(|ip| ip.is_loopback())
+/// Whether a URL's host is this machine: notifications to it are really sent.
+fn is_loopback(url: &str) -> bool {
+  url::Url::parse(url.trim())
+    .ok()
+    .and_then(|url| {
+      url
+        .host()
+        .map(|host| crate::runbook::url::is_loopback(&host))
+    })
+    .unwrap_or(false)
 }
 
 /// Header names whose values are credentials whatever the redaction list says.
@@ -188,11 +188,15 @@ impl SimCloud {
         status: 429,
         body: "Too Many Requests".into(),
         latency,
+        truncated: false,
+        location: None,
       }),
       Refusal::Failed(latency) => Ok(HttpResponse {
         status: 500,
         body: "Internal Server Error".into(),
         latency,
+        truncated: false,
+        location: None,
       }),
       Refusal::TimedOut(after) => Err(self.transport(
         method,
@@ -235,13 +239,15 @@ impl Http for SimCloud {
               body
             },
             latency,
+            truncated: false,
+            location: None,
           }),
           Err(message) => Err(self.transport(&method, message)),
         }
       }
       "POST" => {
         let key = format!("{scheme}://{host}{path}");
-        let loopback = is_loopback(&host);
+        let loopback = is_loopback(&request.url);
         let allowed = loopback
           || host == SLACK_HOST
           || host == PAGERDUTY_HOST
@@ -283,7 +289,7 @@ impl Http for SimCloud {
         let detail = json!({ "headers": headers, "body": request.body });
         let op = self.sim.commit("http", "POST", None, &target, detail)?;
         if loopback {
-          let real = crate::cloud::http::ReqwestHttp::new()?;
+          let real = crate::cloud::http::ReqwestHttp::shared()?;
           return real.send(request).await;
         }
         if host == PAGERDUTY_HOST {
@@ -302,12 +308,16 @@ impl Http for SimCloud {
             status: 202,
             body: body.to_string(),
             latency,
+            truncated: false,
+            location: None,
           })
         } else {
           Ok(HttpResponse {
             status: 200,
             body: "ok".into(),
             latency,
+            truncated: false,
+            location: None,
           })
         }
       }
@@ -343,10 +353,11 @@ mod tests {
 
   #[test]
   fn only_loopback_hosts_are_passed_through() {
-    assert!(is_loopback("127.0.0.1:8080"));
-    assert!(is_loopback("localhost"));
-    assert!(is_loopback("[::1]:9000"));
-    assert!(!is_loopback("hooks.slack.com"));
-    assert!(!is_loopback("10.0.0.1:80"));
+    assert!(is_loopback("http://127.0.0.1:8080/x"));
+    assert!(is_loopback("http://localhost/"));
+    assert!(is_loopback("http://[::1]:9000"));
+    assert!(!is_loopback("https://hooks.slack.com/services/x"));
+    assert!(!is_loopback("http://10.0.0.1:80"));
+    assert!(!is_loopback("http://127.0.0.1@evil.example.com/"));
   }
 }

@@ -6,7 +6,8 @@ use tempfile::TempDir;
 
 use super::*;
 use crate::cloud::{
-  FailoverRole, HealthCheckUpdate, HttpRequest, RecordChange, RecordSet, RestoreRequest,
+  FailoverRole, HealthCheckUpdate, HttpRequest, RecordChange, RecordSet, Redirects, RestoreRequest,
+  DEFAULT_MAX_BODY,
 };
 
 const MIN: u64 = 60;
@@ -45,6 +46,8 @@ fn get(url: &str) -> HttpRequest {
     headers: BTreeMap::new(),
     body: None,
     timeout: Duration::from_secs(10),
+    redirects: Redirects::None,
+    max_body: DEFAULT_MAX_BODY,
   }
 }
 
@@ -55,6 +58,8 @@ fn post(url: &str, body: &str) -> HttpRequest {
     headers: BTreeMap::from([("Content-Type".to_string(), "application/json".to_string())]),
     body: Some(body.into()),
     timeout: Duration::from_secs(10),
+    redirects: Redirects::None,
+    max_body: DEFAULT_MAX_BODY,
   }
 }
 

@@ -70,8 +70,10 @@ pub fn write_scripts(dir: &Path) -> std::io::Result<Scripts> {
 /// `--profile` is ignored (the sandbox has its own credentials); `--region` still sets the
 /// default region.
 pub async fn connect(endpoint: &str, settings: &AwsSettings) -> CloudResult<Cloud> {
+  // Before the SDK loads: see `aws::connect`.
+  let real_http = ReqwestHttp::new()?;
   let sdk = sdk_config(endpoint, settings).await;
-  let http = SandboxHttp::new(Arc::new(ReqwestHttp::new()?), endpoint);
+  let http = SandboxHttp::new(Arc::new(real_http), endpoint);
   Ok(super::cloud_from(&sdk, Arc::new(http), "sandbox"))
 }
 
