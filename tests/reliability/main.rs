@@ -15,6 +15,7 @@ mod concurrency;
 mod crash;
 mod faults;
 mod guards;
+mod orphans;
 mod outage;
 mod secrets;
 
@@ -73,6 +74,7 @@ const SECTIONS: &[(&str, Section)] = &[
   ("guards", guards::run),
   ("secrets", secrets::run),
   ("outage", outage::run),
+  ("orphans", orphans::run),
 ];
 
 fn main() -> ExitCode {

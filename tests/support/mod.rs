@@ -208,6 +208,7 @@ pub fn signal(child: &Child, signal: &str) {
 pub mod capture;
 pub mod journal;
 pub mod moto;
+pub mod procs;
 pub mod proxy;
 pub mod recording;
 pub mod s3;
