@@ -11,6 +11,7 @@ pub mod cloud;
 pub mod drills;
 pub mod engine;
 pub mod plan;
+pub mod process_group;
 pub mod report;
 pub mod runbook;
 pub mod state;

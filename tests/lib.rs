@@ -16,6 +16,7 @@ mod limits;
 mod locks;
 mod notify;
 mod operator;
+mod orphans;
 mod report;
 mod route53_batching;
 mod s3state;

@@ -108,10 +108,17 @@ pub struct Ctx<'a> {
   /// resumed run can tell "never sent" from "sent, answer lost". `None` where nothing is
   /// journalled (planning, drill notifications).
   pub dispatch: Option<&'a DispatchHook<'a>>,
+  /// Journals the process group a command started (`process_started`, fsynced). `None` where
+  /// nothing is journalled.
+  pub processes: Option<&'a ProcessHook<'a>>,
 }
 
 /// Journals a dispatch (`what` went out, and where); `Err` when the journal cannot be written.
 pub type DispatchHook<'a> = dyn Fn(&str) -> Result<(), String> + Send + Sync + 'a;
+
+/// Journals a started process group (its pgid and its leader's start time); `Err` when the
+/// journal cannot be written.
+pub type ProcessHook<'a> = dyn Fn(u32, u64) -> Result<(), String> + Send + Sync + 'a;
 
 impl<'a> Ctx<'a> {
   /// A context with no guards relaxed, no budget, no dispatch journal and no run facts: what a
@@ -136,6 +143,7 @@ impl<'a> Ctx<'a> {
       expected: None,
       run: RunFacts::default(),
       dispatch: None,
+      processes: None,
     }
   }
 }
@@ -150,6 +158,9 @@ pub struct RunFacts<'a> {
   /// Backend time from the incident start (default: the run's start) to this step's start: the
   /// RTO clock as the step sees it.
   pub elapsed: Duration,
+  /// The runbook's secrets by the environment variable each is read from: a command never
+  /// inherits those variables (`exec.command`).
+  pub secrets: Option<&'a BTreeMap<String, String>>,
 }
 
 impl Ctx<'_> {
@@ -162,6 +173,17 @@ impl Ctx<'_> {
   pub fn dispatching(&self, what: &str) -> ActionResult<()> {
     match self.dispatch {
       Some(journal) => journal(what).map_err(|err| ActionError::failed(format!("journal: {err}"))),
+      None => Ok(()),
+    }
+  }
+
+  /// Call right after a command started its process group: journals it, so that a drctl
+  /// killed before it could stop the group leaves a record of it.
+  pub fn process_started(&self, pgid: u32, leader_start: u64) -> ActionResult<()> {
+    match self.processes {
+      Some(journal) => {
+        journal(pgid, leader_start).map_err(|err| ActionError::failed(format!("journal: {err}")))
+      }
       None => Ok(()),
     }
   }

@@ -22,10 +22,11 @@ use crate::{
   },
   engine::{self, Approver, Operator, RunOptions},
   plan::{self, Plan},
+  process_group::{self, RecordedGroup, Survivor},
   runbook::{self, Runbook},
   state::{
     lock::{hostname, HeldLock, LeaseKeeper, Lock, LockError, LockHolder},
-    Event, Journal, RunStatus, Store, Timeline,
+    Event, Journal, Record, RunStatus, Store, Timeline,
   },
 };
 
@@ -441,7 +442,9 @@ fn signals(run_id: &str) -> watch::Receiver<u32> {
 }
 
 /// SIGINT/SIGTERM as an interrupt count. The first is counted (and `first` says what happens
-/// now); the second exits at once with 130 (`second` says how to recover).
+/// now). The second SIGKILLs every command's process group and the sandbox at once, and the run
+/// then ends without its always-steps, returning through `main` with 130 (`second` says how to
+/// recover); later ones kill again whatever was started since.
 pub(super) fn interrupts(first: String, second: String) -> watch::Receiver<u32> {
   let (tx, rx) = watch::channel(0u32);
   tokio::spawn(async move {
@@ -454,12 +457,16 @@ pub(super) fn interrupts(first: String, second: String) -> watch::Receiver<u32> 
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
       }
-      let count = *tx.borrow() + 1;
+      let count = tx.borrow().saturating_add(1);
       if count >= 2 {
-        eprintln!("\ninterrupted again: stopping now. {second}");
-        std::process::exit(130);
+        let killed = crate::process_group::kill_all();
+        eprintln!(
+          "\ninterrupted again: stopping now ({killed} process group(s) killed, always-steps cut \
+           short). {second}"
+        );
+      } else {
+        eprintln!("\ninterrupt: {first} (press Ctrl-C again to stop now)");
       }
-      eprintln!("\ninterrupt: {first} (press Ctrl-C again to stop now)");
       let _ = tx.send(count);
     }
   });
@@ -669,6 +676,8 @@ async fn resume(
     .await
     .map_err(locked)?;
   let renewal = renew_lease(lock);
+  // Now that this process owns the run, what its killed predecessor left running goes.
+  kill_left_behind(&run_id, &records);
   let mut mirror = None;
   let result = async {
     let run_dir = ctx.store.run_dir(&run_id);
@@ -733,6 +742,60 @@ async fn resume(
   finish(ctx, renewal.stop().await, outcome).await
 }
 
+/// The processes a run's commands left running after its drctl went away (SIGKILLed): see
+/// [`process_group::left_behind`].
+/// Only groups recorded by a drctl on this host count (a run may have moved hosts through an
+/// `s3://` state; pids mean nothing elsewhere).
+fn left_behind(run_id: &str, records: &[Record]) -> (Vec<Survivor>, Vec<RecordedGroup>) {
+  let this_host = hostname();
+  let mut on_this_host = false;
+  let mut groups = Vec::new();
+  let mut owners = Vec::new();
+  for record in records {
+    match &record.event {
+      Event::ProcessStarted {
+        pgid, leader_start, ..
+      } if on_this_host => groups.push(RecordedGroup {
+        pgid: *pgid,
+        leader_start: *leader_start,
+      }),
+      Event::RunStarted { pid, host, .. } | Event::RunResumed { pid, host, .. } => {
+        on_this_host = *host == this_host;
+        if on_this_host {
+          owners.push(*pid);
+        }
+      }
+      _ => {}
+    }
+  }
+  (process_group::left_behind(run_id, &groups, &owners), groups)
+}
+
+/// Kill what a run's killed drctl left running, and say so.
+fn kill_left_behind(run_id: &str, records: &[Record]) {
+  let (survivors, groups) = left_behind(run_id, records);
+  if survivors.is_empty() {
+    return;
+  }
+  process_group::kill_survivors(&survivors, &groups);
+  eprintln!(
+    "killed {} processes left behind by the interrupted run (process groups {})",
+    survivors.len(),
+    pgid_list(&survivors)
+  );
+}
+
+/// `"1234, 1240"`: the distinct process groups of `survivors`.
+fn pgid_list(survivors: &[Survivor]) -> String {
+  let pgids: std::collections::BTreeSet<u32> =
+    survivors.iter().map(|survivor| survivor.pgid).collect();
+  pgids
+    .iter()
+    .map(u32::to_string)
+    .collect::<Vec<_>>()
+    .join(", ")
+}
+
 async fn status(ctx: &Context, run_id: Option<&str>) -> Result<i32, Error> {
   let s3 = ctx.s3_state().await;
   ctx.pull_runs(s3.as_ref()).await;
@@ -761,6 +824,7 @@ async fn status(ctx: &Context, run_id: Option<&str>) -> Result<i32, Error> {
   let running = holder
     .as_ref()
     .is_some_and(|holder| holder.run_id == run_id && holder.staleness(Utc::now()).is_none());
+  let (survivors, _) = left_behind(&run_id, &records);
   match ctx.output {
     Output::Json => out(&format!(
       "{}\n",
@@ -769,6 +833,7 @@ async fn status(ctx: &Context, run_id: Option<&str>) -> Result<i32, Error> {
         "running": running,
         "timeline": render::timeline_json(&timeline),
         "operations": operations,
+        "left_behind": survivors,
       }))
       .unwrap_or_default()
     )),
@@ -778,6 +843,20 @@ async fn status(ctx: &Context, run_id: Option<&str>) -> Result<i32, Error> {
         text.push_str("  (still running)\n");
       } else if timeline.status.is_none() || timeline.status == Some(RunStatus::Interrupted) {
         text.push_str(&format!("  resume it with: drctl resume {run_id}\n"));
+      }
+      if !survivors.is_empty() {
+        text.push_str(&format!(
+          "  left behind: {} processes of this run still run without it (process groups {}); \
+           `drctl resume {run_id}` kills them\n",
+          survivors.len(),
+          pgid_list(&survivors)
+        ));
+        for survivor in &survivors {
+          text.push_str(&format!(
+            "    pid {:>7}  {}\n",
+            survivor.pid, survivor.command
+          ));
+        }
       }
       if !operations.is_empty() {
         text.push_str(&format!(

@@ -179,6 +179,7 @@ impl Board {
           row.note.clone_from(change);
         }
       }
+      Event::ProcessStarted { .. } => {}
       Event::StepDispatched { step, what, .. } => {
         if let Some(row) = self.row(step) {
           row.note.clone_from(what);

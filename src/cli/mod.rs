@@ -237,7 +237,10 @@ pub fn main() -> i32 {
       return 1;
     }
   };
-  match runtime.block_on(commands::dispatch(cli)) {
+  let result = runtime.block_on(commands::dispatch(cli));
+  // Whatever still runs in a command's process group does not outlive drctl.
+  crate::process_group::kill_all();
+  match result {
     Ok(code) => code,
     Err(Error::Invalid(diagnostics)) => {
       eprintln!("{}", diagnostics.trim_end());

@@ -191,7 +191,7 @@ impl Observer for LiveText {
         );
       }
       // The intent line already said what is being sent and where.
-      Event::StepDispatched { .. } => {}
+      Event::StepDispatched { .. } | Event::ProcessStarted { .. } => {}
       Event::StepSucceeded {
         step,
         summary,
@@ -271,7 +271,9 @@ impl Observer for LiveJson {
     let mut value = serde_json::to_value(record).unwrap_or_default();
     let status = match &record.event {
       Event::RunStarted { .. } | Event::RunResumed { .. } | Event::StepStarted { .. } => "running",
-      Event::StepIntent { .. } | Event::StepDispatched { .. } => "applying",
+      Event::StepIntent { .. } | Event::StepDispatched { .. } | Event::ProcessStarted { .. } => {
+        "applying"
+      }
       Event::StepSucceeded { .. } => "succeeded",
       Event::StepFailed {
         will_retry: true, ..

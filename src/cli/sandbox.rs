@@ -21,7 +21,20 @@ use super::{
   commands::{Backend, Context},
   out, Error, Output,
 };
-use crate::cloud::aws::sandbox::{self, ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY};
+use crate::{
+  cloud::aws::sandbox::{self, ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY},
+  process_group::{self, ChildGroup, RecordedGroup, Signal},
+};
+
+/// Whether a server outlives the drctl that started it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lifetime {
+  /// Stopped with the command (`--sandbox` without `up`). The launcher also watches drctl and
+  /// exits when it is gone, so a SIGKILLed drctl does not leave it running.
+  Command,
+  /// Left running for later commands (`drctl sandbox up`).
+  Detached,
+}
 
 /// How long the server may take to import moto and answer.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(90);
@@ -41,9 +54,14 @@ pub enum SandboxCommand {
 /// `<state>/sandbox.json`: the sandbox `up` started.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SandboxRecord {
+  /// The launcher's pid, which is also its process group's id.
   pub pid: u32,
   pub endpoint: String,
   pub port: u16,
+  /// The launcher's start time (`/proc/PID/stat` field 22), so `down` never signals a process
+  /// that reused the pid. Absent in records written before it was kept.
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  pub start_time: Option<u64>,
 }
 
 fn record_path(state: &Path) -> PathBuf {
@@ -85,28 +103,41 @@ fn ping(port: u16) -> bool {
   response.starts_with("HTTP/1.1 200") || response.starts_with("HTTP/1.0 200")
 }
 
-/// A sandbox server this process started.
+/// A sandbox server this process started, in its own process group: the group is killed when
+/// this is stopped or dropped, and by the second interrupt ([`process_group::kill_all`]).
 pub struct Sandbox {
   pub record: SandboxRecord,
-  child: Option<Child>,
+  child: Option<(Child, ChildGroup)>,
 }
+
+/// How long the server may take to exit on SIGTERM before its group is SIGKILLed.
+const STOP_GRACE: Duration = Duration::from_secs(5);
 
 impl Sandbox {
   pub fn endpoint(&self) -> &str {
     &self.record.endpoint
   }
 
-  /// Stop the server (also done on drop).
+  /// Stop the server and everything in its process group (also done on drop).
   pub fn stop(&mut self) {
-    if let Some(mut child) = self.child.take() {
-      let _ = child.kill();
-      let _ = child.wait();
+    let Some((mut child, group)) = self.child.take() else {
+      return;
+    };
+    group.signal(Signal::Term);
+    let deadline = Instant::now() + STOP_GRACE;
+    while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+      std::thread::sleep(Duration::from_millis(20));
     }
+    // Dropping the group SIGKILLs whatever is left of it.
+    drop(group);
+    let _ = child.wait();
   }
 
   /// Let the server outlive this process (`drctl sandbox up`).
   fn detach(mut self) -> SandboxRecord {
-    self.child = None;
+    if let Some((_, group)) = self.child.take() {
+      group.release();
+    }
     self.record.clone()
   }
 }
@@ -146,7 +177,7 @@ fn sandbox_env(command: &mut Command) -> &mut Command {
 
 /// Start a seeded server. Its output goes to `log` (or nowhere). The scripts are written to a
 /// temporary directory that is removed once the server runs and the seed is done.
-pub fn start(log: Option<&Path>) -> Result<Sandbox, Error> {
+pub fn start(log: Option<&Path>, lifetime: Lifetime) -> Result<Sandbox, Error> {
   if !moto_installed() {
     return Err(Error::Usage(format!(
       "the sandbox needs moto server and boto3 for python3 (`python3 -c 'import moto.server'` \
@@ -158,12 +189,12 @@ pub fn start(log: Option<&Path>) -> Result<Sandbox, Error> {
     std::process::id(),
     fastrand::u16(..)
   ));
-  let result = start_in(&scripts_dir, log);
+  let result = start_in(&scripts_dir, log, lifetime);
   let _ = std::fs::remove_dir_all(&scripts_dir);
   result
 }
 
-fn start_in(scripts_dir: &Path, log: Option<&Path>) -> Result<Sandbox, Error> {
+fn start_in(scripts_dir: &Path, log: Option<&Path>, lifetime: Lifetime) -> Result<Sandbox, Error> {
   let scripts = sandbox::write_scripts(scripts_dir)
     .map_err(|err| Error::Failed(format!("sandbox: {}: {err}", scripts_dir.display())))?;
   let port = free_loopback_port()?;
@@ -186,23 +217,29 @@ fn start_in(scripts_dir: &Path, log: Option<&Path>) -> Result<Sandbox, Error> {
     .stdin(Stdio::null())
     .stdout(stdout)
     .stderr(stderr);
+  if lifetime == Lifetime::Command {
+    command.args(["--parent", &std::process::id().to_string()]);
+  }
   // Its own process group: a Ctrl-C at the terminal reaches drctl, which stops the server itself
-  // (or, after `up`, leaves it running as asked).
+  // (or, after `up`, leaves it running as asked), and stopping kills the whole group.
   std::os::unix::process::CommandExt::process_group(&mut command, 0);
   let child = sandbox_env(&mut command)
     .spawn()
     .map_err(|err| Error::Failed(format!("sandbox: cannot start python3: {err}")))?;
+  let pid = child.id();
+  let group = ChildGroup::adopt(pid);
   let mut sandbox = Sandbox {
     record: SandboxRecord {
-      pid: child.id(),
+      pid,
       endpoint,
       port,
+      start_time: process_group::start_time(pid),
     },
-    child: Some(child),
+    child: Some((child, group)),
   };
   let started = Instant::now();
   while !ping(port) {
-    if let Some(child) = sandbox.child.as_mut() {
+    if let Some((child, _)) = sandbox.child.as_mut() {
       if let Ok(Some(status)) = child.try_wait() {
         return Err(Error::Failed(format!(
           "sandbox: the moto launcher exited with {status} before answering{}",
@@ -276,7 +313,7 @@ fn up(state: &Path, output: Output) -> Result<i32, Error> {
   }
   std::fs::create_dir_all(state)
     .map_err(|err| Error::Failed(format!("{}: {err}", state.display())))?;
-  let sandbox = start(Some(&state.join("sandbox.log")))?;
+  let sandbox = start(Some(&state.join("sandbox.log")), Lifetime::Detached)?;
   let json = serde_json::to_string_pretty(&sandbox.record)
     .map_err(|err| Error::Failed(format!("sandbox: {err}")))?;
   let path = record_path(state);
@@ -308,16 +345,7 @@ fn down(state: &Path, output: Output) -> Result<i32, Error> {
     );
     return Ok(0);
   };
-  if process_alive(record.pid) {
-    let _ = Command::new("kill")
-      .arg(record.pid.to_string())
-      .stderr(Stdio::null())
-      .status();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while process_alive(record.pid) && Instant::now() < deadline {
-      std::thread::sleep(Duration::from_millis(50));
-    }
-  }
+  stop_recorded(&record);
   let _ = std::fs::remove_file(&path);
   print(
     output,
@@ -328,6 +356,33 @@ fn down(state: &Path, output: Output) -> Result<i32, Error> {
     serde_json::json!({"running": false, "stopped": record.pid}),
   );
   Ok(0)
+}
+
+/// Stop the server a record names, with its whole process group: SIGTERM, then SIGKILL after
+/// [`STOP_GRACE`]. A record without a start time (written by an older drctl) names only the
+/// launcher, signalled while its pid is alive.
+fn stop_recorded(record: &SandboxRecord) {
+  let Some(leader_start) = record.start_time else {
+    if process_alive(record.pid) {
+      let _ = Command::new("kill")
+        .arg(record.pid.to_string())
+        .stderr(Stdio::null())
+        .status();
+    }
+    return;
+  };
+  let group = RecordedGroup {
+    pgid: record.pid,
+    leader_start,
+  };
+  if !process_group::signal_recorded(group, Signal::Term) {
+    return;
+  }
+  let deadline = Instant::now() + STOP_GRACE;
+  while process_group::start_time(record.pid) == Some(leader_start) && Instant::now() < deadline {
+    std::thread::sleep(Duration::from_millis(50));
+  }
+  process_group::signal_recorded(group, Signal::Kill);
 }
 
 fn status(state: &Path, output: Output) -> Result<i32, Error> {
@@ -380,7 +435,7 @@ pub(crate) fn attach(ctx: &mut Context) -> Result<Option<Sandbox>, Error> {
     *endpoint = Some(record.endpoint);
     return Ok(None);
   }
-  let sandbox = start(None)?;
+  let sandbox = start(None, Lifetime::Command)?;
   *endpoint = Some(sandbox.endpoint().to_owned());
   Ok(Some(sandbox))
 }

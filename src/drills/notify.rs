@@ -160,6 +160,7 @@ pub async fn send(
       runbook: &drill.runbook.name,
       rto: drill.rto_target(),
       elapsed: Duration::from_secs_f64(entry.rto_achieved_seconds.unwrap_or_default().max(0.0)),
+      ..RunFacts::default()
     },
     ..Ctx::new(cloud, run_id, &step_id, &progress, cancel)
   };

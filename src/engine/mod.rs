@@ -15,7 +15,8 @@
 //!   mutating step in reverse order, each under its step's timeout and retry policy. Steps
 //!   marked `always` run after a failure and after an interrupt.
 //! * **Interrupts.** On the first SIGINT/SIGTERM, no new steps start, waits end early, always-steps
-//!   run, the journal records the interrupt, and the run ends `interrupted` (resumable).
+//!   run, the journal records the interrupt, and the run ends `interrupted` (resumable). A second
+//!   one cuts always-steps short as well: none starts, running ones are cancelled.
 //! * **Time.** Every wait, timeout and backoff runs on the backend's [`Clock`](crate::cloud::Clock).
 
 use std::{
@@ -251,6 +252,7 @@ impl Shared {
       runbook: &self.plan.runbook.name,
       rto: self.plan.runbook.objectives.rto,
       elapsed: self.rto_clock(),
+      secrets: Some(&self.plan.secrets),
     }
   }
 
@@ -575,8 +577,9 @@ async fn execute(
     }
   }
   let (cancel_tx, cancel_rx) = watch::channel(false);
-  // Always-steps keep going after the first interrupt; a second one ends the process (cli).
-  let (_always_tx, always_rx) = watch::channel(false);
+  // Always-steps keep going after the first interrupt; a second one cuts them short too (the
+  // cli has already killed every command's process group by then).
+  let (always_tx, always_rx) = watch::channel(false);
   let max_parallel = shared.options.max_parallel.max(1);
   let mut tasks: JoinSet<Finished> = JoinSet::new();
   // Which step each task runs: a task that panics returns only its id.
@@ -584,6 +587,8 @@ async fn execute(
   let mut running = 0usize;
   let mut stopping = false;
   let mut interrupted: Option<String> = None;
+  // A second interrupt: always-steps that have not started never will.
+  let mut cut_short = false;
   // A closed signal channel (its sender dropped) is not an interrupt; stop polling it, or
   // `changed()` returns at once forever and the scheduler spins.
   let mut signals_open = true;
@@ -599,7 +604,7 @@ async fn execute(
     // Once stopping, steps that have not started never will (always-steps excepted).
     if stopping {
       for (i, step) in steps.iter().enumerate() {
-        if states[i] == State::Pending && !step.always {
+        if states[i] == State::Pending && (!step.always || cut_short) {
           states[i] = State::Cancelled;
         }
       }
@@ -750,13 +755,21 @@ async fn execute(
           }
         }
       }
-      changed = signals.changed(), if interrupted.is_none() && signals_open => {
+      changed = signals.changed(), if signals_open && !cut_short => {
         if changed.is_err() {
           signals_open = false;
-        } else if *signals.borrow() > 0 {
+          continue;
+        }
+        let count = *signals.borrow();
+        if count > 0 && interrupted.is_none() {
           interrupted = Some("SIGINT".into());
           stopping = true;
           let _ = cancel_tx.send(true);
+        }
+        if count >= 2 {
+          interrupted = Some("SIGINT twice: always-steps cut short".into());
+          cut_short = true;
+          let _ = always_tx.send(true);
         }
       }
     }
@@ -992,6 +1005,7 @@ async fn run_step(
   let observer = shared.observer.clone();
   let progress = move |status: &str| observer.waiting(&step_id, status);
   let dispatch = journal_dispatch(shared, &step.id, Phase::Run);
+  let processes = journal_processes(shared, &step.id, Phase::Run);
   let ctx = Ctx {
     cloud: &shared.cloud,
     run_id: &shared.options.run_id,
@@ -1005,6 +1019,7 @@ async fn run_step(
     expected: step.budget,
     run: shared.run_facts(),
     dispatch: Some(&dispatch),
+    processes: Some(&processes),
   };
   // An intent from before a crash: this step may already have applied its change.
   let mut intent_loss: Option<Option<u64>> = intents.get(&step.id).copied();
@@ -1191,6 +1206,26 @@ fn journal_dispatch<'a>(
   }
 }
 
+/// The hook a command calls once its process group exists ([`Ctx::process_started`]): journals
+/// `process_started`, fsynced, so the group is known even if drctl is SIGKILLed next.
+fn journal_processes<'a>(
+  shared: &'a Shared,
+  step: &'a str,
+  phase: Phase,
+) -> impl Fn(u32, u64) -> Result<(), String> + Send + Sync + 'a {
+  move |pgid: u32, leader_start: u64| {
+    shared
+      .log_blocking(Event::ProcessStarted {
+        step: step.to_string(),
+        phase,
+        pgid,
+        leader_start,
+      })
+      .map(|_| ())
+      .map_err(|err| err.to_string())
+  }
+}
+
 /// Exponential backoff with "equal jitter": half the delay fixed, half random, so retries from
 /// many runs spread out but never collapse to zero.
 pub fn backoff(base: Duration, max: Duration, retry: u32) -> Duration {
@@ -1254,6 +1289,7 @@ async fn rollback_step(
   let id = step.id.clone();
   let progress = move |status: &str| observer.waiting(&id, status);
   let dispatch = journal_dispatch(shared, &step.id, Phase::Rollback);
+  let processes = journal_processes(shared, &step.id, Phase::Rollback);
   let ctx = Ctx {
     cloud: &shared.cloud,
     run_id: &shared.options.run_id,
@@ -1268,6 +1304,7 @@ async fn rollback_step(
     expected: None,
     run: shared.run_facts(),
     dispatch: Some(&dispatch),
+    processes: Some(&processes),
   };
   let clock = shared.cloud.clock;
   let attempts = step.retry.attempts.max(1);

@@ -774,6 +774,59 @@ steps:
     .any(|r| matches!(r.event, Event::RunFinished { .. })));
 }
 
+/// A second interrupt cuts always-steps short: the running one is cancelled, the one after it
+/// never starts, and the run still journals its interrupt and returns (no process exit).
+#[tokio::test(start_paused = true)]
+async fn a_second_interrupt_cuts_always_steps_short() {
+  let yaml = r#"apiVersion: drctl/v1
+kind: Runbook
+metadata: { name: interrupt-twice }
+steps:
+  - id: long
+    action: wait.sleep
+    with: { duration: 1h }
+  - id: cleanup
+    action: wait.sleep
+    needs: [long]
+    always: true
+    with: { duration: 1h }
+  - id: after-cleanup
+    action: wait.sleep
+    needs: [cleanup]
+    always: true
+    with: { duration: 1s }
+"#;
+  let h = Harness::new(yaml, None, 1.0);
+  let (tx, rx) = watch::channel(0u32);
+  tokio::spawn(async move {
+    tokio::time::sleep(2 * MIN).await;
+    tx.send(1).unwrap();
+    tokio::time::sleep(3 * MIN).await;
+    tx.send(2).unwrap();
+    tokio::time::sleep(Duration::from_secs(24 * 3600)).await;
+  });
+  let begin = Instant::now();
+  let outcome = h.start_with(rx).await;
+  let took = begin.elapsed();
+  assert_eq!(outcome.status, RunStatus::Interrupted);
+  assert!(
+    took < 6 * MIN,
+    "the always-step was not cut short: {took:?}"
+  );
+  let records = h.journal();
+  assert!(started(&records, "cleanup").is_some());
+  assert!(succeeded(&records, "cleanup").is_none());
+  assert!(started(&records, "after-cleanup").is_none());
+  let signal = records.iter().find_map(|r| match &r.event {
+    Event::RunInterrupted { signal } => Some(signal.clone()),
+    _ => None,
+  });
+  assert!(
+    signal.as_deref().is_some_and(|s| s.contains("twice")),
+    "{signal:?}"
+  );
+}
+
 // --- 6. Approvals -----------------------------------------------------------------------------
 
 const APPROVAL_YAML: &str = r#"apiVersion: drctl/v1

@@ -134,6 +134,7 @@ pub async fn describe(plan: &Plan, cloud: &Cloud) -> PlanReport {
             runbook: &runbook.name,
             rto: runbook.objectives.rto,
             elapsed: Duration::ZERO,
+            ..crate::actions::RunFacts::default()
           },
           ..Ctx::new(cloud, "plan", &step.id, &progress, cancel.clone())
         };

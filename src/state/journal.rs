@@ -194,6 +194,17 @@ pub enum Event {
     step: String,
     reason: String,
   },
+  /// Written right after a command (`exec.command`) started as the leader of its own process
+  /// group. A drctl that is SIGKILLed cannot kill the group: `status` reports the survivors and
+  /// `resume` kills them. `leader_start` is the leader's start time (clock ticks after boot,
+  /// `/proc/PID/stat` field 22), so a reused pgid is not mistaken for the group.
+  ProcessStarted {
+    step: String,
+    #[serde(default, skip_serializing_if = "Phase::is_run")]
+    phase: Phase,
+    pgid: u32,
+    leader_start: u64,
+  },
   RunInterrupted {
     signal: String,
   },

@@ -206,7 +206,7 @@ impl Timeline {
         } => {
           intent_loss.insert(step.clone(), *ms);
         }
-        Event::StepIntent { .. } | Event::StepDispatched { .. } => {}
+        Event::StepIntent { .. } | Event::StepDispatched { .. } | Event::ProcessStarted { .. } => {}
         Event::StepSucceeded {
           step,
           phase,

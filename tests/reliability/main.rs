@@ -16,6 +16,7 @@ mod crash;
 mod exfiltration;
 mod faults;
 mod guards;
+mod orphans;
 mod outage;
 mod secrets;
 mod stepcrash;
@@ -77,6 +78,7 @@ const SECTIONS: &[(&str, Section)] = &[
   ("outage", outage::run),
   ("stepcrash", stepcrash::run),
   ("exfiltration", exfiltration::run),
+  ("orphans", orphans::run),
 ];
 
 fn main() -> ExitCode {

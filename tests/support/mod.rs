@@ -209,6 +209,7 @@ pub mod capture;
 pub mod journal;
 pub mod moto;
 pub mod origin;
+pub mod procs;
 pub mod proxy;
 pub mod recording;
 pub mod s3;

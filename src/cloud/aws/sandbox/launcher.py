@@ -612,11 +612,24 @@ def control_app(app):
   return wrapped
 
 
+def watch_parent(parent: int) -> None:
+  """Exit, with the whole process group, once `parent` is no longer our parent: the drctl that
+  started this server for one command was killed (SIGKILL leaves it no chance to stop us)."""
+  while os.getppid() == parent:
+    time.sleep(0.25)
+  os.killpg(0, 9)
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--host", default="127.0.0.1")
   parser.add_argument("--port", type=int, required=True)
+  parser.add_argument(
+    "--parent", type=int, help="exit when this process (the drctl that started us) is gone"
+  )
   args = parser.parse_args()
+  if args.parent:
+    threading.Thread(target=watch_parent, args=(args.parent,), daemon=True).start()
   if args.host not in ("127.0.0.1", "localhost", "::1"):
     parser.error("the sandbox binds to loopback only")
   app = control_app(DomainDispatcherApplication(create_backend_app))
