@@ -283,7 +283,9 @@ enum FlagUse {
 fn flag_use(command: &Command) -> (FlagUse, &'static str) {
   match command {
     Command::Validate { .. } => (FlagUse::Nothing, "validate"),
-    Command::Schema => (FlagUse::Nothing, "schema"),
+    Command::Schema { .. } => (FlagUse::Nothing, "schema"),
+    Command::Completions { .. } => (FlagUse::Nothing, "completions"),
+    Command::Man => (FlagUse::Nothing, "man"),
     Command::Graph { .. } => (FlagUse::Nothing, "graph"),
     Command::Status { .. } => (FlagUse::State, "status"),
     Command::Report(_) => (FlagUse::State, "report"),
