@@ -224,7 +224,17 @@ pub async fn dispatch(cli: Cli) -> Result<i32, Error> {
       max_parallel,
       accept_data_loss,
       force,
-    } => resume(&ctx, &run_id, yes, max_parallel, accept_data_loss, force).await,
+      params,
+    } => {
+      let again = parse_params(&params)?;
+      let options = ResumeOptions {
+        yes,
+        max_parallel,
+        accept_data_loss,
+        force,
+      };
+      resume(&ctx, &run_id, options, &again).await
+    }
     Command::Status { run_id } => status(&ctx, run_id.as_deref()).await,
     Command::Report(args) => super::report::report(&ctx, &args).await,
     Command::Runs => runs(&ctx).await,
@@ -238,7 +248,21 @@ pub async fn dispatch(cli: Cli) -> Result<i32, Error> {
 
 fn load(ctx: &Context, path: &Path) -> Result<Runbook, Error> {
   let path = resolve_runbook(&ctx.runbooks, path);
-  runbook::load_file(&path, &Catalog).map_err(|diagnostics| Error::Invalid(diagnostics.to_string()))
+  let runbook = runbook::load_file(&path, &Catalog)
+    .map_err(|diagnostics| Error::Invalid(diagnostics.to_string()))?;
+  print_warnings(&runbook);
+  Ok(runbook)
+}
+
+/// Print a runbook's validation warnings (to stderr): what validates but is unsafe.
+fn print_warnings(runbook: &Runbook) {
+  for warning in runbook::validate::warnings(runbook) {
+    let hint = warning
+      .hint()
+      .map(|hint| format!("\n  = hint: {hint}"))
+      .unwrap_or_default();
+    eprintln!("warning: {warning}\n  = key: {}{hint}", warning.key);
+  }
 }
 
 fn bind(ctx: &Context, path: &Path, params: &[String]) -> Result<Plan, Error> {
@@ -288,6 +312,7 @@ fn validate(ctx: &Context, paths: &[PathBuf]) -> Result<i32, Error> {
   for file in &files {
     match runbook::load_file(file, &Catalog) {
       Ok(runbook) => {
+        print_warnings(&runbook);
         report.push(serde_json::json!({"path": file.display().to_string(), "ok": true, "steps": runbook.steps.len()}));
         if ctx.output == Output::Text {
           out(&format!(
@@ -452,6 +477,7 @@ pub(super) async fn execute(
   signals: Option<watch::Receiver<u32>>,
 ) -> Result<engine::RunOutcome, Error> {
   let incident_start = args.incident_start.as_deref().map(parse_time).transpose()?;
+  warn_missing_secrets(&plan);
   let run_id = ctx.store.new_run_id();
   let holder = LockHolder {
     run_id: run_id.clone(),
@@ -473,9 +499,7 @@ pub(super) async fn execute(
   let result = async {
     std::fs::create_dir_all(&run_dir)
       .map_err(|err| Error::Failed(format!("{}: {err}", run_dir.display())))?;
-    let cloud = ctx
-      .open_cloud(&run_dir, plan.secrets.values().cloned().collect())
-      .await?;
+    let cloud = ctx.open_cloud(&run_dir, plan.secret_values()).await?;
     let mut journal = Journal::create(&ctx.store.journal_path(&run_id))
       .map_err(|err| Error::Failed(err.to_string()))?;
     mirror = super::state::start_mirror(ctx, s3.as_ref(), &run_id);
@@ -553,14 +577,33 @@ pub(super) fn render_summary(ctx: &Context, outcome: &engine::RunOutcome) {
   }
 }
 
-async fn resume(
-  ctx: &Context,
-  run_id: &str,
+/// `drctl resume`'s flags.
+struct ResumeOptions {
   yes: bool,
   max_parallel: usize,
   accept_data_loss: bool,
   force: bool,
+}
+
+/// Warn about every secret a run renders that the environment does not set (it renders empty).
+fn warn_missing_secrets(plan: &Plan) {
+  for name in &plan.missing_secrets {
+    eprintln!("warning: secret `{name}` is not set in the environment; it renders empty");
+  }
+}
+
+async fn resume(
+  ctx: &Context,
+  run_id: &str,
+  options: ResumeOptions,
+  again: &[(String, String)],
 ) -> Result<i32, Error> {
+  let ResumeOptions {
+    yes,
+    max_parallel,
+    accept_data_loss,
+    force,
+  } = options;
   let s3 = ctx.s3_state().await;
   ctx.pull_runs(s3.as_ref()).await;
   let run_id = ctx.store.find_run(run_id).map_err(Error::Usage)?;
@@ -591,8 +634,9 @@ async fn resume(
   }
   let loaded = runbook::load_file(Path::new(&runbook_path), &Catalog)
     .map_err(|diagnostics| Error::Invalid(diagnostics.to_string()))?;
-  let given: Vec<(String, String)> = params.into_iter().collect();
-  let plan = Plan::bind(loaded, &given).map_err(|err| Error::Usage(err.to_string()))?;
+  let plan = engine::bind_resumed(loaded, &params, again)
+    .map_err(|errors| Error::Usage(format!("run {run_id}: {}", errors.join("\n"))))?;
+  warn_missing_secrets(&plan);
   let holder = LockHolder {
     run_id: run_id.clone(),
     runbook: runbook.clone(),
@@ -633,7 +677,7 @@ async fn resume(
       state: ctx.state.clone(),
     };
     let cloud = resumed_ctx
-      .open_cloud(&run_dir, plan.secrets.values().cloned().collect())
+      .open_cloud(&run_dir, plan.secret_values())
       .await?;
     let (mut journal, records) =
       Journal::resume(&journal_path).map_err(|err| Error::Failed(err.to_string()))?;

@@ -134,7 +134,8 @@ fn param_schema() -> Value {
       "required": { "type": "boolean" },
       "default": { "$ref": "#/$defs/scalar" },
       "allowed": { "type": "array", "items": { "$ref": "#/$defs/scalar" } },
-      "description": { "type": "string" }
+      "description": { "type": "string" },
+      "secret": { "type": "boolean", "description": "Redact the value from every output, like a secret" }
     },
     "allOf": [
       typed("int", json!({ "type": "integer" })),
@@ -266,6 +267,13 @@ mod tests {
     );
     let expect = &schema["$defs"]["actions"]["route53.health_check"]["properties"]["expect"];
     assert_eq!(expect["anyOf"][0]["enum"], json!(["healthy", "unhealthy"]));
+  }
+
+  #[test]
+  fn a_param_may_be_declared_secret() {
+    let param = param_schema();
+    assert_eq!(param["properties"]["secret"]["type"], "boolean");
+    assert_eq!(param["additionalProperties"], json!(false));
   }
 
   #[test]
