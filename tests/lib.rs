@@ -10,6 +10,7 @@ mod drills;
 mod failover;
 mod locks;
 mod notify;
+mod redaction;
 mod report;
 mod route53_batching;
 mod s3state;
