@@ -377,6 +377,8 @@ fn skeleton(structure: &[&str]) -> String {
     // The checksum field every line carries.
     text.push_str(",\"crc\":\"\"}\n");
   }
+  // JSON's literals, which the JSON views of a run (`--output json`, reports) also hold.
+  text.push_str("null true false\n");
   for word in structure {
     text.push_str(word);
     text.push('\n');
@@ -616,6 +618,7 @@ mod tests {
       ("deadbeef", "run id, timestamp, number or checksum"),
       ("succeeded", "structure"),
       ("step_started", "structure"),
+      ("null", "structure"),
       ("runbook_digest", "structure"),
       ("\"event\":", "structure"),
       ("promote-db", "structure"),

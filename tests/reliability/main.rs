@@ -16,6 +16,7 @@ mod crash;
 mod faults;
 mod guards;
 mod outage;
+mod secret_corpus;
 mod secrets;
 
 use std::{process::ExitCode, time::Instant};
@@ -72,6 +73,7 @@ const SECTIONS: &[(&str, Section)] = &[
   ("concurrency", concurrency::run),
   ("guards", guards::run),
   ("secrets", secrets::run),
+  ("secret-corpus", secret_corpus::run),
   ("outage", outage::run),
 ];
 
