@@ -289,7 +289,11 @@ fn on_a_terminal(test: &Test, args: &[&str]) -> Terminal {
 fn frames(text: &str) -> (Vec<String>, String) {
   let mut pieces = Vec::new();
   let mut ups = Vec::new();
+  // Warnings (an unset secret) are printed before the live view starts.
   let mut rest = text;
+  while rest.starts_with("warning: ") {
+    rest = rest.split_once('\n').map_or("", |(_, after)| after);
+  }
   while let Some(at) = rest.find("\x1b[") {
     let after = &rest[at + 2..];
     let Some(end) = after.find("F\x1b[J") else {

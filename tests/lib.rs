@@ -17,6 +17,7 @@ mod locks;
 mod notify;
 mod operator;
 mod orphans;
+mod redaction;
 mod report;
 mod route53_batching;
 mod s3state;

@@ -264,7 +264,17 @@ pub async fn dispatch(cli: Cli) -> Result<i32, Error> {
       max_parallel,
       accept_data_loss,
       force,
-    } => resume(&ctx, &run_id, yes, max_parallel, accept_data_loss, force).await,
+      params,
+    } => {
+      let again = parse_params(&params)?;
+      let options = ResumeOptions {
+        yes,
+        max_parallel,
+        accept_data_loss,
+        force,
+      };
+      resume(&ctx, &run_id, options, &again).await
+    }
     Command::Status { run_id } => status(&ctx, run_id.as_deref()).await,
     Command::Report(args) => super::report::report(&ctx, &args).await,
     Command::Runs => runs(&ctx).await,
@@ -278,7 +288,21 @@ pub async fn dispatch(cli: Cli) -> Result<i32, Error> {
 
 fn load(ctx: &Context, path: &Path) -> Result<Runbook, Error> {
   let path = resolve_runbook(&ctx.runbooks, path);
-  runbook::load_file(&path, &Catalog).map_err(|diagnostics| Error::Invalid(diagnostics.to_string()))
+  let runbook = runbook::load_file(&path, &Catalog)
+    .map_err(|diagnostics| Error::Invalid(diagnostics.to_string()))?;
+  print_warnings(&runbook);
+  Ok(runbook)
+}
+
+/// Print a runbook's validation warnings (to stderr): what validates but is unsafe.
+fn print_warnings(runbook: &Runbook) {
+  for warning in runbook::validate::warnings(runbook) {
+    let hint = warning
+      .hint()
+      .map(|hint| format!("\n  = hint: {hint}"))
+      .unwrap_or_default();
+    eprintln!("warning: {warning}\n  = key: {}{hint}", warning.key);
+  }
 }
 
 fn bind(ctx: &Context, path: &Path, params: &[String]) -> Result<Plan, Error> {
@@ -331,7 +355,10 @@ fn validate(ctx: &Context, paths: &[PathBuf]) -> Result<i32, Error> {
       crate::drills::file::load_file(file, &ctx.runbooks, &Catalog)
         .map(|drill| format!("drill of {}", drill.runbook.name))
     } else {
-      runbook::load_file(file, &Catalog).map(|runbook| format!("{} steps", runbook.steps.len()))
+      runbook::load_file(file, &Catalog).map(|runbook| {
+        print_warnings(&runbook);
+        format!("{} steps", runbook.steps.len())
+      })
     };
     match checked {
       Ok(summary) => {
@@ -520,6 +547,7 @@ pub(super) async fn execute(
   signals: Option<watch::Receiver<u32>>,
 ) -> Result<engine::RunOutcome, Error> {
   let incident_start = args.incident_start.as_deref().map(parse_time).transpose()?;
+  warn_missing_secrets(&plan);
   let run_id = ctx.store.new_run_id();
   let holder = LockHolder {
     run_id: run_id.clone(),
@@ -541,9 +569,7 @@ pub(super) async fn execute(
   let result = async {
     std::fs::create_dir_all(&run_dir)
       .map_err(|err| Error::Failed(format!("{}: {err}", run_dir.display())))?;
-    let cloud = ctx
-      .open_cloud(&run_dir, plan.secrets.values().cloned().collect())
-      .await?;
+    let cloud = ctx.open_cloud(&run_dir, plan.secret_values()).await?;
     let mut journal = Journal::create(&ctx.store.journal_path(&run_id))
       .map_err(|err| Error::Failed(err.to_string()))?;
     mirror = super::state::start_mirror(ctx, s3.as_ref(), &run_id);
@@ -622,14 +648,33 @@ pub(super) fn render_summary(ctx: &Context, outcome: &engine::RunOutcome) {
   }
 }
 
-async fn resume(
-  ctx: &Context,
-  run_id: &str,
+/// `drctl resume`'s flags.
+struct ResumeOptions {
   yes: bool,
   max_parallel: usize,
   accept_data_loss: bool,
   force: bool,
+}
+
+/// Warn about every secret a run renders that the environment does not set (it renders empty).
+fn warn_missing_secrets(plan: &Plan) {
+  for name in &plan.missing_secrets {
+    eprintln!("warning: secret `{name}` is not set in the environment; it renders empty");
+  }
+}
+
+async fn resume(
+  ctx: &Context,
+  run_id: &str,
+  options: ResumeOptions,
+  again: &[(String, String)],
 ) -> Result<i32, Error> {
+  let ResumeOptions {
+    yes,
+    max_parallel,
+    accept_data_loss,
+    force,
+  } = options;
   let s3 = ctx.s3_state().await;
   ctx.pull_runs(s3.as_ref()).await;
   let run_id = ctx.store.find_run(run_id).map_err(Error::Usage)?;
@@ -660,8 +705,9 @@ async fn resume(
   }
   let loaded = runbook::load_file(Path::new(&runbook_path), &Catalog)
     .map_err(|diagnostics| Error::Invalid(diagnostics.to_string()))?;
-  let given: Vec<(String, String)> = params.into_iter().collect();
-  let plan = Plan::bind(loaded, &given).map_err(|err| Error::Usage(err.to_string()))?;
+  let plan = engine::bind_resumed(loaded, &params, again)
+    .map_err(|errors| Error::Usage(format!("run {run_id}: {}", errors.join("\n"))))?;
+  warn_missing_secrets(&plan);
   let holder = LockHolder {
     run_id: run_id.clone(),
     runbook: runbook.clone(),
@@ -705,7 +751,7 @@ async fn resume(
       global: ctx.global.clone(),
     };
     let cloud = resumed_ctx
-      .open_cloud(&run_dir, plan.secrets.values().cloned().collect())
+      .open_cloud(&run_dir, plan.secret_values())
       .await?;
     let (mut journal, records) =
       Journal::resume(&journal_path).map_err(|err| Error::Failed(err.to_string()))?;

@@ -129,6 +129,9 @@ pub enum Command {
     /// Flip DNS even to a target whose health check is unhealthy.
     #[arg(long)]
     force: bool,
+    /// Give again a parameter the journal holds only redacted (a secret one); repeatable.
+    #[arg(short = 'p', long = "param", value_name = "KEY=VALUE")]
+    params: Vec<String>,
   },
   /// Show a run (default: the latest).
   Status { run_id: Option<String> },

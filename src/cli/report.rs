@@ -122,6 +122,6 @@ fn redactor_for(runbook_path: &Path) -> Redactor {
   Redactor::new(
     crate::plan::referenced_secrets(&runbook)
       .into_iter()
-      .filter_map(|name| std::env::var(name).ok()),
+      .filter_map(|name| Some((format!("secrets.{name}"), std::env::var(name).ok()?))),
   )
 }

@@ -508,7 +508,8 @@ pub async fn resume(
   options.incident_start = Some(*incident_start);
   journal.set_redactor(plan.redactor());
   let started_at = first.ts;
-  let prior = Prior::from_records(&records);
+  let mut prior = Prior::from_records(&records);
+  secrets::recover_outputs(&plan, &mut prior)?;
   let sync_file = journal.sync_handle()?;
   let shared = Arc::new(Shared {
     plan,
@@ -1381,5 +1382,8 @@ async fn rollback_step(
 }
 
 mod crash_hook;
+mod secrets;
 #[cfg(test)]
 mod tests;
+
+pub use secrets::bind_resumed;

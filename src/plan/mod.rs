@@ -115,7 +115,28 @@ impl Plan {
     if !errors.is_empty() {
       return Err(PlanError { errors });
     }
+    plan.refuse_unsafe_secrets()?;
     Ok(plan)
+  }
+
+  /// A secret that redaction could not keep out of the journal stops the run before it starts.
+  fn refuse_unsafe_secrets(&self) -> Result<(), PlanError> {
+    let runbook = &self.runbook;
+    let path = runbook.path.display().to_string();
+    let mut structure = vec![runbook.name.as_str(), path.as_str()];
+    for step in &runbook.steps {
+      structure.push(&step.id);
+      structure.push(&step.call.action);
+      if let Some(rollback) = &step.rollback {
+        structure.push(&rollback.action);
+      }
+    }
+    self
+      .redactor()
+      .refuse_unsafe(&structure)
+      .map_err(|err| PlanError {
+        errors: vec![err.to_string()],
+      })
   }
 
   /// Parameter values for the journal and reports, with secrets redacted.
@@ -128,8 +149,25 @@ impl Plan {
       .collect()
   }
 
+  /// Redacts the referenced secrets and the values of `secret: true` parameters.
   pub fn redactor(&self) -> Redactor {
-    Redactor::new(self.secrets.values().cloned())
+    let secrets = self
+      .secrets
+      .iter()
+      .map(|(name, value)| (format!("secrets.{name}"), value.clone()));
+    let params = self.runbook.params.iter().filter(|param| param.secret);
+    let params = params.filter_map(|param| {
+      let value = self.params.get(&param.name)?;
+      Some((format!("params.{}", param.name), value.to_string()))
+    });
+    Redactor::new(secrets.chain(params))
+  }
+
+  /// The values to scrub from what the backend itself persists (the simulator's files).
+  pub fn secret_values(&self) -> Vec<String> {
+    let params = self.runbook.params.iter().filter(|param| param.secret);
+    let params = params.filter_map(|param| Some(self.params.get(&param.name)?.to_string()));
+    self.secrets.values().cloned().chain(params).collect()
   }
 
   pub fn step(&self, index: usize) -> &Step {
@@ -185,8 +223,8 @@ pub fn referenced_secrets(runbook: &Runbook) -> Vec<String> {
   referenced(runbook, Namespace::Secrets)
 }
 
-/// Names referenced in a namespace anywhere in the runbook.
-fn referenced(runbook: &Runbook, namespace: Namespace) -> Vec<String> {
+/// Every template reference of a step: its call, rollback, `when:` and approval prompt.
+pub fn step_references(step: &Step) -> Vec<Reference> {
   fn visit_arg(arg: &Arg, out: &mut Vec<Reference>) {
     match arg {
       Arg::Template(template, _) => out.extend(template.references().into_iter().cloned()),
@@ -198,20 +236,27 @@ fn referenced(runbook: &Runbook, namespace: Namespace) -> Vec<String> {
     call.with.values().for_each(|arg| visit_arg(arg, out));
   }
   let mut references = Vec::new();
+  visit_call(&step.call, &mut references);
+  if let Some(rollback) = &step.rollback {
+    visit_call(rollback, &mut references);
+  }
+  if let Some(when) = &step.when {
+    references.extend(when.references().into_iter().cloned());
+  }
+  if let Some(approval) = &step.approval {
+    references.extend(approval.prompt.references().into_iter().cloned());
+  }
+  references
+}
+
+/// Names referenced in a namespace anywhere in the runbook.
+fn referenced(runbook: &Runbook, namespace: Namespace) -> Vec<String> {
+  let mut references = Vec::new();
   for (_, template) in &runbook.vars {
     references.extend(template.references().into_iter().cloned());
   }
   for step in &runbook.steps {
-    visit_call(&step.call, &mut references);
-    if let Some(rollback) = &step.rollback {
-      visit_call(rollback, &mut references);
-    }
-    if let Some(when) = &step.when {
-      references.extend(when.references().into_iter().cloned());
-    }
-    if let Some(approval) = &step.approval {
-      references.extend(approval.prompt.references().into_iter().cloned());
-    }
+    references.extend(step_references(step));
   }
   let mut names: Vec<String> = references
     .into_iter()

@@ -513,7 +513,7 @@ mod tests {
   #[test]
   fn redacts_every_string() {
     let records = fixture::records();
-    let redactor = Redactor::new(["hunter2-secret".to_string()]);
+    let redactor = Redactor::new([("secrets.S".to_string(), "hunter2-secret".to_string())]);
     let report = Report::from_records(&records, ApiCalls::not_recorded(), &redactor).unwrap();
     let text = serde_json::to_string(&report).unwrap();
     assert!(!text.contains("hunter2-secret"), "{text}");

@@ -169,6 +169,11 @@ pub enum DiagnosticKind {
     limit: usize,
   },
   MultipleDocuments,
+  /// A warning, not an error: a secret in a command line, which every local user can read.
+  SecretInArgv {
+    /// `secrets.X` or `params.x`.
+    reference: String,
+  },
   Alias,
   ComplexKey,
   DuplicateKey {
@@ -443,6 +448,10 @@ impl fmt::Display for DiagnosticKind {
         runbook, message, ..
       } => write!(f, "{message} (runbook `{runbook}`)"),
       RunbookStep { runbook, id, .. } => write!(f, "runbook `{runbook}` has no step `{id}`"),
+      SecretInArgv { reference } => write!(
+        f,
+        "secret `{reference}` in an `exec.command` argv: any local user can read a command line"
+      ),
     }
   }
 }
@@ -574,6 +583,10 @@ impl DiagnosticKind {
       InvalidRunbook { path, .. } => Some(format!("`drctl validate {path}` shows the errors")),
       RunbookParam { suggestion, .. } => did_you_mean(suggestion),
       RunbookStep { suggestion, .. } => did_you_mean(suggestion),
+      SecretInArgv { reference } => Some(format!(
+        "pass it in `env:` instead (`env: {{ TOKEN: \"${{{{ {reference} }}}}\" }}`) and use \
+         `$TOKEN` in the command"
+      )),
     }
   }
 }

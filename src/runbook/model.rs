@@ -99,6 +99,9 @@ pub struct Param {
   /// Empty = anything of the right type.
   pub allowed: Vec<Value>,
   pub description: Option<String>,
+  /// `secret: true`: the value is redacted from every output like a `${{ secrets.X }}`, and is
+  /// not journalled (a resume needs it given again).
+  pub secret: bool,
   pub span: Span,
 }
 

@@ -42,9 +42,15 @@ pub fn bind_params(
       errors.push(format!("parameter `{name}` is given more than once"));
       continue;
     }
+    // A secret parameter's value is never echoed back.
+    let shown = if param.secret {
+      "a secret value".to_string()
+    } else {
+      format!("`{text}`")
+    };
     let Some(value) = parse_value(text, param.kind) else {
       errors.push(format!(
-        "parameter `{name}` must be {}, got `{text}`",
+        "parameter `{name}` must be {}, got {shown}",
         match param.kind {
           ParamType::String => "a string",
           ParamType::Int => "an integer",
@@ -56,7 +62,7 @@ pub fn bind_params(
     };
     if !param.allowed.is_empty() && !param.allowed.contains(&value) {
       errors.push(format!(
-        "parameter `{name}` must be one of {}, got `{text}`",
+        "parameter `{name}` must be one of {}, got {shown}",
         quoted(param.allowed.iter().map(Value::to_string))
       ));
       continue;

@@ -204,7 +204,8 @@ fn param_schema() -> Value {
       "required": { "type": "boolean" },
       "default": { "$ref": "#/$defs/text" },
       "allowed": { "type": "array", "items": { "$ref": "#/$defs/text" } },
-      "description": { "$ref": "#/$defs/text" }
+      "description": { "$ref": "#/$defs/text" },
+      "secret": { "type": "boolean", "description": "Redact the value from every output, like a secret" }
     },
     "allOf": [
       typed("int", json!({ "anyOf": [{ "type": "integer" }, { "type": "string", "pattern": INTEGER_TEXT }] })),
@@ -372,6 +373,13 @@ mod tests {
     assert_eq!(schema["$defs"]["step"]["$ref"], "#/$defs/with_by_action");
     let expect = &schema["$defs"]["actions"]["route53.health_check"]["properties"]["expect"];
     assert_eq!(expect["anyOf"][0]["enum"], json!(["healthy", "unhealthy"]));
+  }
+
+  #[test]
+  fn a_param_may_be_declared_secret() {
+    let param = param_schema();
+    assert_eq!(param["properties"]["secret"]["type"], "boolean");
+    assert_eq!(param["additionalProperties"], json!(false));
   }
 
   #[test]

@@ -37,7 +37,14 @@ const TOP_KEYS: &[&str] = &[
   "steps",
 ];
 const METADATA_KEYS: &[&str] = &["name", "description"];
-const PARAM_KEYS: &[&str] = &["type", "required", "default", "allowed", "description"];
+const PARAM_KEYS: &[&str] = &[
+  "type",
+  "required",
+  "default",
+  "allowed",
+  "description",
+  "secret",
+];
 const OBJECTIVE_KEYS: &[&str] = &["rto", "rpo"];
 const DEFAULTS_KEYS: &[&str] = &["timeout", "retry"];
 const RETRY_KEYS: &[&str] = &["attempts", "backoff", "max_backoff"];
@@ -107,6 +114,62 @@ pub fn load(
 pub fn load_file(path: &Path, catalog: &dyn ActionCatalog) -> Result<Runbook, Diagnostics> {
   let bytes = read_source(Document::Runbook, path)?;
   load(path, &bytes, catalog)
+}
+
+/// What validates but is unsafe, as diagnostics to print as warnings: a secret
+/// (`${{ secrets.X }}` or a `secret: true` parameter) in an `exec.command` argv, where every
+/// local user can read it in the process list.
+pub fn warnings(runbook: &Runbook) -> Vec<Diagnostic> {
+  let secret_params: HashSet<&str> = runbook
+    .params
+    .iter()
+    .filter(|param| param.secret)
+    .map(|param| param.name.as_str())
+    .collect();
+  let mut found = Vec::new();
+  for (index, step) in runbook.steps.iter().enumerate() {
+    let calls = [
+      Some((&step.call, "")),
+      step.rollback.as_ref().map(|call| (call, ".rollback")),
+    ];
+    for (call, place) in calls.into_iter().flatten() {
+      if call.action != "exec.command" {
+        continue;
+      }
+      let Some(Arg::List(items, _)) = call.with.get("argv") else {
+        continue;
+      };
+      for (item_index, item) in items.iter().enumerate() {
+        let Arg::Template(template, span) = item else {
+          continue;
+        };
+        for reference in template.references() {
+          let name = reference
+            .path
+            .first()
+            .map(String::as_str)
+            .unwrap_or_default();
+          let secret = match reference.namespace {
+            Namespace::Secrets => true,
+            Namespace::Params => secret_params.contains(name),
+            _ => false,
+          };
+          if secret {
+            found.push(Diagnostic {
+              path: runbook.path.clone(),
+              span: *span,
+              width: 1,
+              key: format!("steps[{index}]{place}.with.argv[{item_index}]"),
+              kind: DiagnosticKind::SecretInArgv {
+                reference: format!("{}.{name}", reference.namespace.as_str()),
+              },
+            });
+          }
+        }
+      }
+    }
+  }
+  found
 }
 
 /// Where a template is used, which decides what it may reference.
@@ -555,6 +618,10 @@ impl<'a> Checker<'a> {
       let description = fields
         .get("description")
         .and_then(|node| self.expect_string(node, &fields.key("description")));
+      let secret = fields
+        .get("secret")
+        .and_then(|node| self.expect_bool(node, &fields.key("secret")))
+        .unwrap_or(false);
       let Some(kind) = kind else { continue };
       let default = fields.get("default").and_then(|node| {
         self.param_value(node, &fields.key("default"), &entry.key, kind, "default")
@@ -593,6 +660,7 @@ impl<'a> Checker<'a> {
         default,
         allowed,
         description,
+        secret,
         span: entry.key_span,
       });
     }

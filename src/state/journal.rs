@@ -244,6 +244,13 @@ pub enum JournalError {
   },
   #[error("journal {path}: empty (the run never started)")]
   Empty { path: PathBuf },
+  /// Redaction could not make a record safe to write (fail closed: nothing was written).
+  #[error("journal {path}: {leak}; stopping the run")]
+  Unredactable {
+    path: PathBuf,
+    #[source]
+    leak: super::redact::Leak,
+  },
 }
 
 /// Encode a record as one line (without the newline): the record's JSON with a `crc` field
@@ -385,8 +392,16 @@ impl Journal {
       event,
     };
     // Secrets are scrubbed from the event before it is checksummed and written, so no journal
-    // line ever holds one, whoever built the event.
-    let record = self.redactor.redact_record(record);
+    // line ever holds one, whoever built the event; a record that redaction cannot make safe
+    // is not written at all (and the sequence number is not spent).
+    let record =
+      self
+        .redactor
+        .redact_record(record)
+        .map_err(|leak| JournalError::Unredactable {
+          path: self.path.clone(),
+          leak,
+        })?;
     let mut line = encode(&record).map_err(|err| JournalError::Io {
       path: self.path.clone(),
       source: io::Error::other(err),
@@ -534,7 +549,10 @@ mod tests {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("journal.jsonl");
     let mut journal = Journal::create(&path).unwrap();
-    journal.set_redactor(Redactor::new(["s3cr3t-\"quoted\"".to_string()]));
+    journal.set_redactor(Redactor::new([(
+      "secrets.S".to_string(),
+      "s3cr3t-\"quoted\"".to_string(),
+    )]));
     journal
       .append(Event::StepSkipped {
         step: "x".into(),
@@ -549,6 +567,38 @@ mod tests {
           step: "x".into(),
           reason: "token *** leaked".into()
         }
+    );
+  }
+
+  #[test]
+  fn a_record_redaction_cannot_make_safe_is_not_written_and_the_journal_stays_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.jsonl");
+    let mut journal = Journal::create(&path).unwrap();
+    journal.append(started()).unwrap();
+    let year = Utc::now().format("%Y").to_string();
+    journal.set_redactor(Redactor::new([
+      ("secrets.YEAR".to_string(), year.clone()),
+      ("secrets.TOKEN".to_string(), "t0ken-value".to_string()),
+    ]));
+    let err = journal
+      .append(Event::StepSkipped {
+        step: "x".into(),
+        reason: "t0ken-value".into(),
+      })
+      .unwrap_err();
+    assert!(matches!(err, JournalError::Unredactable { .. }), "{err}");
+    assert!(err.to_string().contains("secrets.YEAR"), "{err}");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(!text.contains("t0ken-value"), "{text}");
+    assert_eq!(text.lines().count(), 1, "{text}");
+    // The journal is still whole: the next record follows the last good one.
+    journal.set_redactor(Redactor::default());
+    journal.append(started()).unwrap();
+    let records = read(&path).unwrap();
+    assert_eq!(
+      records.iter().map(|record| record.seq).collect::<Vec<_>>(),
+      [1, 2]
     );
   }
 

@@ -18,6 +18,7 @@ mod faults;
 mod guards;
 mod orphans;
 mod outage;
+mod secret_corpus;
 mod secrets;
 mod stepcrash;
 
@@ -75,6 +76,7 @@ const SECTIONS: &[(&str, Section)] = &[
   ("concurrency", concurrency::run),
   ("guards", guards::run),
   ("secrets", secrets::run),
+  ("secret-corpus", secret_corpus::run),
   ("outage", outage::run),
   ("stepcrash", stepcrash::run),
   ("exfiltration", exfiltration::run),

@@ -82,31 +82,35 @@ steps:
 
 /// The forms a leaked canary could take.
 fn forms() -> Vec<(&'static str, String)> {
+  forms_of(CANARY)
+}
+
+/// The forms a leaked secret could take: raw, URL-encoded, JSON-escaped, base64 (the
+/// characters that depend on the secret alone, at each alignment).
+pub(crate) fn forms_of(secret: &str) -> Vec<(&'static str, String)> {
+  let json = serde_json::to_string(secret).unwrap();
   let mut forms = vec![
-    ("raw", CANARY.to_string()),
-    ("url-encoded", url_encode(CANARY)),
-    (
-      "json",
-      serde_json::to_string(CANARY)
-        .unwrap()
-        .trim_matches('"')
-        .to_string(),
-    ),
+    ("raw", secret.to_string()),
+    ("url-encoded", url_encode(secret)),
+    ("json", json[1..json.len() - 1].to_string()),
   ];
-  // Base64 of the canary at each of the three alignments it can have inside a longer text: the
-  // characters that depend on the canary alone.
+  // Base64 of the secret at each of the three alignments it can have inside a longer text: the
+  // characters that depend on the secret alone.
   for offset in 0..3 {
     let mut bytes = vec![b'x'; offset];
-    bytes.extend(CANARY.as_bytes());
+    bytes.extend(secret.as_bytes());
     let encoded = base64(&bytes);
-    let skip = (offset * 4).div_ceil(3);
+    // Character i covers bits [6i, 6i + 6): those wholly inside the secret's bits.
+    let (start, end) = (offset * 8, (offset + secret.len()) * 8);
     let core: String = encoded
       .chars()
-      .skip(skip)
-      .take(encoded.len().saturating_sub(skip + 4))
+      .enumerate()
+      .filter(|(i, _)| 6 * i >= start && 6 * i + 6 <= end)
+      .map(|(_, c)| c)
       .collect();
     forms.push(("base64", core));
   }
+  forms.retain(|(_, form)| !form.is_empty());
   forms.sort();
   forms.dedup_by(|a, b| a.1 == b.1);
   forms
@@ -143,7 +147,7 @@ fn base64(bytes: &[u8]) -> String {
 }
 
 /// Occurrences of every form of the canary in `text`.
-fn occurrences(text: &str, forms: &[(&'static str, String)]) -> usize {
+pub(crate) fn occurrences(text: &str, forms: &[(&'static str, String)]) -> usize {
   forms
     .iter()
     .map(|(_, form)| text.matches(form.as_str()).count())
@@ -255,7 +259,7 @@ impl Scenario {
   }
 }
 
-fn wait_until(child: &mut std::process::Child, limit: Duration) -> Option<i32> {
+pub(crate) fn wait_until(child: &mut std::process::Child, limit: Duration) -> Option<i32> {
   let start = Instant::now();
   loop {
     if let Ok(Some(status)) = child.try_wait() {
@@ -497,7 +501,7 @@ fn tally_run(activity: &mut Activity, scenario: &Scenario, code: i32, expected: 
   }
 }
 
-fn walk(dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn walk(dir: &Path) -> Vec<PathBuf> {
   let mut files = Vec::new();
   for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
     let path = entry.path();
