@@ -277,6 +277,10 @@ fn skeleton(structure: &[&str]) -> String {
       incident_start: epoch,
       host: String::new(),
       user: String::new(),
+      caller: Some(crate::cloud::CallerIdentity {
+        account: String::new(),
+        arn: String::new(),
+      }),
       pid: 0,
       rto_ms: Some(0),
       rpo_ms: Some(0),
@@ -296,6 +300,7 @@ fn skeleton(structure: &[&str]) -> String {
       incident_start: epoch,
       host: String::new(),
       user: String::new(),
+      caller: None,
       pid: 0,
       rto_ms: None,
       rpo_ms: None,
@@ -333,6 +338,12 @@ fn skeleton(structure: &[&str]) -> String {
         step: String::new(),
         phase,
         what: String::new(),
+      },
+      Event::ProcessStarted {
+        step: String::new(),
+        phase,
+        pgid: 0,
+        leader_start: 0,
       },
       Event::StepSucceeded {
         step: String::new(),
