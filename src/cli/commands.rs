@@ -24,7 +24,8 @@ use crate::{
   plan::{self, Plan},
   runbook::{self, Runbook},
   state::{
-    lock::{hostname, HeldLock, LeaseKeeper, Lock, LockError, LockHolder},
+    lock::{HeldLock, LeaseKeeper, Lock, LockError, LockHolder},
+    store::{check_name, create_private_dir, NameKind},
     Event, Journal, RunStatus, Store, Timeline,
   },
 };
@@ -228,7 +229,7 @@ pub async fn dispatch(cli: Cli) -> Result<i32, Error> {
     Command::Status { run_id } => status(&ctx, run_id.as_deref()).await,
     Command::Report(args) => super::report::report(&ctx, &args).await,
     Command::Runs => runs(&ctx).await,
-    Command::Unlock { runbook } => unlock(&ctx, &runbook).await,
+    Command::Unlock { runbook, force } => unlock(&ctx, &runbook, force).await,
     Command::Sandbox { command } => sandbox::command(ctx.store.root(), ctx.output, &command),
     Command::State { command } => super::state::dispatch(&ctx, command).await,
     Command::Drill { command } => super::drill::dispatch(&ctx, command).await,
@@ -420,7 +421,7 @@ fn renew_lease(lock: HeldLock) -> LeaseKeeper {
 
 fn locked(err: LockError) -> Error {
   match err {
-    LockError::Held { .. } => Error::Locked(err.to_string()),
+    LockError::Held { .. } | LockError::Live { .. } => Error::Locked(err.to_string()),
     other => Error::Failed(other.to_string()),
   }
 }
@@ -453,14 +454,7 @@ pub(super) async fn execute(
 ) -> Result<engine::RunOutcome, Error> {
   let incident_start = args.incident_start.as_deref().map(parse_time).transpose()?;
   let run_id = ctx.store.new_run_id();
-  let holder = LockHolder {
-    run_id: run_id.clone(),
-    runbook: plan.runbook.name.clone(),
-    host: hostname(),
-    pid: std::process::id(),
-    started_at: Utc::now(),
-    lease_expires_at: Utc::now(),
-  };
+  let holder = LockHolder::this_process(&run_id, &plan.runbook.name);
   let s3 = ctx.s3_state().await;
   let lock = ctx
     .lock_store(s3.as_ref())
@@ -471,7 +465,7 @@ pub(super) async fn execute(
   let run_dir = ctx.store.run_dir(&run_id);
   let mut mirror = None;
   let result = async {
-    std::fs::create_dir_all(&run_dir)
+    create_private_dir(&run_dir)
       .map_err(|err| Error::Failed(format!("{}: {err}", run_dir.display())))?;
     let cloud = ctx
       .open_cloud(&run_dir, plan.secrets.values().cloned().collect())
@@ -580,32 +574,29 @@ async fn resume(
       journal_path.display()
     )));
   };
-  if let Some(timeline) = Timeline::from_records(&records) {
-    if let Some(status @ (RunStatus::Succeeded | RunStatus::Breached)) = timeline.status {
-      out(&format!(
-        "run {run_id} already finished: {}\n",
-        status.as_str()
-      ));
-      return Ok(status_code(status));
-    }
+  if let Some(code) = finished_already(&journal_path, &run_id)? {
+    return Ok(code);
   }
   let loaded = runbook::load_file(Path::new(&runbook_path), &Catalog)
     .map_err(|diagnostics| Error::Invalid(diagnostics.to_string()))?;
   let given: Vec<(String, String)> = params.into_iter().collect();
   let plan = Plan::bind(loaded, &given).map_err(|err| Error::Usage(err.to_string()))?;
-  let holder = LockHolder {
-    run_id: run_id.clone(),
-    runbook: runbook.clone(),
-    host: hostname(),
-    pid: std::process::id(),
-    started_at: Utc::now(),
-    lease_expires_at: Utc::now(),
-  };
+  // The lock before the journal is opened for writing: a live holder (the run itself, or
+  // another resume of it) is never joined (exit 4, naming it).
   let lock = ctx
     .lock_store(s3.as_ref())
-    .acquire(holder, Lock::DEFAULT_LEASE)
+    .acquire(
+      LockHolder::this_process(&run_id, &runbook),
+      Lock::DEFAULT_LEASE,
+    )
     .await
     .map_err(locked)?;
+  // What was read above may be stale by now: a racing resume may have finished the run and
+  // released the lock before we took it.
+  if let Some(code) = finished_already(&journal_path, &run_id)? {
+    let _ = lock.release().await;
+    return Ok(code);
+  }
   let renewal = renew_lease(lock);
   let mut mirror = None;
   let result = async {
@@ -666,6 +657,22 @@ async fn resume(
   let location = s3.as_ref().map(|s3| s3.location.to_string());
   super::state::finish_mirror(mirror, location.as_deref().unwrap_or_default(), &run_id).await;
   finish(ctx, renewal.stop().await, outcome).await
+}
+
+/// If the run's journal says it succeeded (or breached), say so; its exit code.
+fn finished_already(journal_path: &Path, run_id: &str) -> Result<Option<i32>, Error> {
+  let records =
+    crate::state::journal::read(journal_path).map_err(|err| Error::Failed(err.to_string()))?;
+  match Timeline::from_records(&records).and_then(|timeline| timeline.status) {
+    Some(status @ (RunStatus::Succeeded | RunStatus::Breached)) => {
+      out(&format!(
+        "run {run_id} already finished: {}\n",
+        status.as_str()
+      ));
+      Ok(Some(status_code(status)))
+    }
+    _ => Ok(None),
+  }
 }
 
 async fn status(ctx: &Context, run_id: Option<&str>) -> Result<i32, Error> {
@@ -785,21 +792,30 @@ async fn runs(ctx: &Context) -> Result<i32, Error> {
   Ok(0)
 }
 
-async fn unlock(ctx: &Context, runbook: &str) -> Result<i32, Error> {
+/// `drctl unlock [--force] RUNBOOK`: break a stale lock (a live holder's only with `--force`).
+async fn unlock(ctx: &Context, runbook: &str, force: bool) -> Result<i32, Error> {
   // Accept a runbook path as well as its name.
   let name = if runbook.ends_with(".yaml") || runbook.ends_with(".yml") {
     load(ctx, Path::new(runbook))?.name
   } else {
     runbook.to_string()
   };
+  check_name(NameKind::Runbook, &name).map_err(Error::Usage)?;
   let s3 = ctx.s3_state().await;
   match ctx
     .lock_store(s3.as_ref())
-    .unlock(&name)
+    .unlock(&name, force)
     .await
-    .map_err(|err| Error::Failed(err.to_string()))?
+    .map_err(locked)?
   {
     Some(holder) => {
+      if force && holder.staleness(Utc::now()).is_none() {
+        eprintln!(
+          "warning: broke the lock of a live holder (run {} on {}, pid {}); it goes on acting \
+           until it notices",
+          holder.run_id, holder.host, holder.pid
+        );
+      }
       out(&format!(
         "unlocked `{name}` (was held by run {} on {}, pid {}, started {})\n",
         holder.run_id,

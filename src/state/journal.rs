@@ -12,14 +12,15 @@
 use std::{
   collections::BTreeMap,
   fs::{File, OpenOptions},
-  io::{self, Read, Seek, SeekFrom, Write},
+  io::{self, Read, Write},
+  os::unix::fs::OpenOptionsExt,
   path::{Path, PathBuf},
 };
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{mirror::MirrorSender, redact::Redactor};
+use super::{mirror::MirrorSender, redact::Redactor, store::create_private_dir};
 
 /// How a run acts on the world.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -286,11 +287,13 @@ impl Journal {
       source,
     };
     if let Some(parent) = path.parent() {
-      std::fs::create_dir_all(parent).map_err(io_err)?;
+      create_private_dir(parent).map_err(io_err)?;
     }
     let file = OpenOptions::new()
       .create_new(true)
       .append(true)
+      .mode(0o600)
+      .custom_flags(libc::O_NOFOLLOW)
       .open(path)
       .map_err(io_err)?;
     sync_dir(path);
@@ -311,13 +314,16 @@ impl Journal {
       path: path.to_path_buf(),
       source,
     };
-    let mut file = OpenOptions::new()
+    // Append mode: every write lands at the end of the file as it is then, never over a record
+    // someone else appended after we read it. (The lock keeps a second writer out; this keeps
+    // a mistake in that from destroying records.)
+    let file = OpenOptions::new()
       .read(true)
-      .write(true)
+      .append(true)
+      .custom_flags(libc::O_NOFOLLOW)
       .open(path)
       .map_err(io_err)?;
     file.set_len(valid_len).map_err(io_err)?;
-    file.seek(SeekFrom::End(0)).map_err(io_err)?;
     file.sync_all().map_err(io_err)?;
     let next_seq = records.last().map_or(1, |record| record.seq + 1);
     Ok((
@@ -574,6 +580,41 @@ mod tests {
     let record = journal.append(started()).unwrap();
     assert_eq!(record.seq, 2);
     assert_eq!(read(&path).unwrap().len(), 2);
+  }
+
+  #[test]
+  fn a_resumed_journal_appends_after_records_written_behind_its_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.jsonl");
+    let mut journal = Journal::create(&path).unwrap();
+    journal.append(started()).unwrap();
+    drop(journal);
+    let (mut resumed, _) = Journal::resume(&path).unwrap();
+    // Another writer appends after the resume read the journal: the resumed journal's next
+    // line must land after it, not over it.
+    let mut other = Journal::create(&dir.path().join("other.jsonl")).unwrap();
+    let line = encode(&other.append(started()).unwrap()).unwrap() + "\n";
+    OpenOptions::new()
+      .append(true)
+      .open(&path)
+      .unwrap()
+      .write_all(line.as_bytes())
+      .unwrap();
+    resumed.append(started()).unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(text.lines().count(), 3, "{text}");
+    assert!(text.contains(&line), "{text}");
+  }
+
+  #[test]
+  fn journals_are_private_files() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("runs/r/journal.jsonl");
+    Journal::create(&path).unwrap();
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&path), 0o600);
+    assert_eq!(mode(path.parent().unwrap()), 0o700);
   }
 
   #[test]
