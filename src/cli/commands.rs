@@ -330,16 +330,15 @@ pub(super) async fn plan_report(
   ctx: &Context,
   plan: &Plan,
 ) -> Result<(plan::PlanReport, Cloud), Error> {
-  let dir = std::env::temp_dir().join(format!(
-    "drctl-plan-{}-{:04x}",
-    std::process::id(),
-    fastrand::u16(..)
-  ));
+  // A fresh private directory (mkdtemp), removed when `dir` drops.
+  let dir = tempfile::Builder::new()
+    .prefix("drctl-plan-")
+    .tempdir()
+    .map_err(|err| Error::Failed(format!("cannot create a temporary directory: {err}")))?;
   let cloud = ctx
-    .open_cloud(&dir, plan.secrets.values().cloned().collect())
+    .open_cloud(dir.path(), plan.secrets.values().cloned().collect())
     .await?;
   let report = plan::describe(plan, &cloud).await;
-  let _ = std::fs::remove_dir_all(&dir);
   Ok((report, cloud))
 }
 

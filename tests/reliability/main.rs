@@ -16,6 +16,7 @@ mod crash;
 mod faults;
 mod guards;
 mod outage;
+mod resumerace;
 mod secrets;
 
 use std::{process::ExitCode, time::Instant};
@@ -73,6 +74,7 @@ const SECTIONS: &[(&str, Section)] = &[
   ("guards", guards::run),
   ("secrets", secrets::run),
   ("outage", outage::run),
+  ("resumerace", resumerace::run),
 ];
 
 fn main() -> ExitCode {

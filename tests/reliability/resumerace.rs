@@ -1,0 +1,344 @@
+//! Resume races: `drctl resume` of a run while that run is alive, and 2, 4 and 8 resumes of a
+//! killed run racing each other, on one local state directory (`regional-failover.yaml` on the
+//! simulator at 100×, so a run or a resume holds its lock for a few seconds, far longer than
+//! the racers take to start).
+//!
+//! What is measured, per race:
+//! * **proceeded**: how many processes ran the run. Counted in the journal itself (its
+//!   `run_resumed` records), not from exit codes: exactly one for a killed run, none while the
+//!   run is alive. Every other process must exit 4 naming the live holder (its run id, host,
+//!   pid and start).
+//! * **duplicate effects**: from the simulator's operation log (`drctl status --output json`),
+//!   a failover makes exactly one `PromoteReadReplica`, one `UpdateService` and one
+//!   `ChangeResourceRecordSets`; anything beyond one of each is a duplicate, and none missing
+//!   is a target too.
+//! * **journal records lost or overwritten**: the records durable before the race (every
+//!   complete line with a valid CRC) must all be in the final journal at the same position,
+//!   byte for byte, and the final journal must read strictly (tests/support/journal.rs): every
+//!   line complete with a valid CRC, seq 1, 2, 3, ...
+//!
+//! A killed run is killed (SIGKILL) once its first mutating step has journalled its intent, so
+//! the winning resume has an effect in flight to observe before it applies anything.
+
+use std::{
+  process::{Child, Output},
+  time::{Duration, Instant},
+};
+
+use crate::{
+  support::{count, journal, Test},
+  Config, Figure,
+};
+
+const SECTION: &str = "resumerace";
+const LEVELS: [usize; 3] = [2, 4, 8];
+/// How many resumes race the live run.
+const LIVE_RACERS: usize = 4;
+const EFFECTS: [&str; 3] = [
+  "PromoteReadReplica",
+  "UpdateService",
+  "ChangeResourceRecordSets",
+];
+const FAILOVER: [&str; 6] = [
+  "failover",
+  "us-west-2",
+  "--sim",
+  "--yes",
+  "--time-scale",
+  "100",
+];
+/// A run or resume that is not killed must finish within this.
+const FINISH_LIMIT: Duration = Duration::from_secs(120);
+
+pub fn run(config: &Config) -> Vec<Figure> {
+  let rounds = if config.full { 5 } else { 1 };
+  let mut totals = Totals::default();
+  let mut figures = Vec::new();
+  let live: Vec<Race> = (0..rounds).map(|_| live_race()).collect();
+  figures.push(race_figure(
+    &format!("resume ×{LIVE_RACERS} racing the live run"),
+    &live,
+    0,
+    LIVE_RACERS,
+  ));
+  live.iter().for_each(|race| totals.add(race));
+  for n in LEVELS {
+    let races: Vec<Race> = (0..rounds).map(|_| killed_race(n)).collect();
+    figures.push(race_figure(
+      &format!("{n} resumes of a killed run at once"),
+      &races,
+      1,
+      n - 1,
+    ));
+    races.iter().for_each(|race| totals.add(race));
+  }
+  figures.push(Figure::new(
+    SECTION,
+    "duplicate effects (all races)",
+    totals.duplicates,
+    "0",
+    totals.duplicates == 0,
+  ));
+  figures.push(Figure::new(
+    SECTION,
+    "missing effects (all races)",
+    totals.missing,
+    "0",
+    totals.missing == 0,
+  ));
+  figures.push(Figure::new(
+    SECTION,
+    format!(
+      "journal records lost or overwritten (of {} checked)",
+      totals.checked
+    ),
+    totals.lost,
+    "0",
+    totals.lost == 0,
+  ));
+  figures.push(Figure::new(
+    SECTION,
+    "final journals that fail the strict check",
+    totals.bad_journals,
+    "0",
+    totals.bad_journals == 0,
+  ));
+  figures
+}
+
+/// What one race came to.
+#[derive(Debug, Default)]
+struct Race {
+  /// `run_resumed` records the racers added to the journal.
+  proceeded: usize,
+  /// Racers that exited 4 naming the live holder.
+  refused_naming: usize,
+  duplicates: usize,
+  missing: usize,
+  checked: usize,
+  lost: usize,
+  strict_ok: bool,
+  /// What went wrong, for the log.
+  trouble: Vec<String>,
+}
+
+#[derive(Default)]
+struct Totals {
+  duplicates: usize,
+  missing: usize,
+  checked: usize,
+  lost: usize,
+  bad_journals: usize,
+}
+
+impl Totals {
+  fn add(&mut self, race: &Race) {
+    self.duplicates += race.duplicates;
+    self.missing += race.missing;
+    self.checked += race.checked;
+    self.lost += race.lost;
+    self.bad_journals += usize::from(!race.strict_ok);
+  }
+}
+
+fn race_figure(name: &str, races: &[Race], proceed: usize, refuse: usize) -> Figure {
+  let met = |race: &Race| race.proceeded == proceed && race.refused_naming == refuse;
+  let good = races.iter().filter(|race| met(race)).count();
+  let shown = races
+    .iter()
+    .find(|race| !met(race))
+    .unwrap_or(&races[races.len() - 1]);
+  for race in races {
+    for trouble in &race.trouble {
+      eprintln!("   {name}: {trouble}");
+    }
+  }
+  let mut label = name.to_string();
+  if races.len() > 1 {
+    label = format!("{label} ({good}/{} rounds)", races.len());
+  }
+  Figure::new(
+    SECTION,
+    label,
+    format!(
+      "{} proceeded, {} exit 4 naming the holder",
+      shown.proceeded, shown.refused_naming
+    ),
+    format!("{proceed} proceeded, {refuse} exit 4 naming the holder"),
+    good == races.len(),
+  )
+}
+
+fn journal_path(test: &Test, run_id: &str) -> std::path::PathBuf {
+  test
+    .path()
+    .join(".drctl/runs")
+    .join(run_id)
+    .join("journal.jsonl")
+}
+
+/// Start a failover and wait until it holds the lock and its journal has `event` (or any
+/// record). Its run id, or `None` if it never got there.
+fn start_failover(test: &Test, event: Option<&str>) -> (Child, Option<String>) {
+  let child = test.spawn(FAILOVER);
+  let lock = test.path().join(".drctl/locks/regional-failover.lock");
+  let start = Instant::now();
+  while start.elapsed() < Duration::from_secs(60) {
+    let id = test.run_ids().pop();
+    if let Some(id) = id {
+      let text = test.journal(&id);
+      let ready = match event {
+        Some(event) => text.contains(&format!(r#""event":"{event}""#)),
+        None => !text.is_empty(),
+      };
+      if ready && lock.exists() {
+        return (child, Some(id));
+      }
+    }
+    std::thread::sleep(Duration::from_millis(5));
+  }
+  (child, None)
+}
+
+/// Start `n` resumes of `run_id` at once and wait for them.
+fn resumes(test: &Test, run_id: &str, n: usize) -> Vec<(u32, Output)> {
+  let children: Vec<Child> = (0..n)
+    .map(|_| test.spawn(["resume", run_id, "--yes"]))
+    .collect();
+  children
+    .into_iter()
+    .map(|child| {
+      let pid = child.id();
+      (pid, wait(child))
+    })
+    .collect()
+}
+
+fn wait(child: Child) -> Output {
+  let pid = child.id();
+  let start = Instant::now();
+  let output = child.wait_with_output().expect("wait for drctl");
+  if start.elapsed() > FINISH_LIMIT {
+    eprintln!("   process {pid} took {:?}", start.elapsed());
+  }
+  output
+}
+
+/// Whether a refused racer named the holder (`run ID (host H, pid P, started T)`).
+fn names_holder(output: &Output, run_id: &str, holder_pid: Option<u32>) -> bool {
+  let stderr = String::from_utf8_lossy(&output.stderr);
+  output.status.code() == Some(4)
+    && stderr.contains(&format!("run {run_id} (host "))
+    && stderr.contains("started ")
+    && holder_pid.is_none_or(|pid| stderr.contains(&format!("pid {pid},")))
+}
+
+/// Check the run's effects and journal after a race, against the records durable before it.
+fn check(test: &Test, run_id: &str, before: &[journal::Line], race: &mut Race) {
+  let operations = test.operations(run_id);
+  for effect in EFFECTS {
+    match count(&operations, effect) {
+      0 => race.missing += 1,
+      n => race.duplicates += n - 1,
+    }
+  }
+  if race.duplicates + race.missing > 0 {
+    race.trouble.push(format!("operations {operations:?}"));
+  }
+  race.checked += before.len();
+  match journal::strict(&journal_path(test, run_id)) {
+    Ok(after) => {
+      race.strict_ok = true;
+      race.lost += journal::lost(before, &after);
+      race.proceeded = after
+        .iter()
+        .filter(|line| line.event == "run_resumed")
+        .count();
+      if !after.iter().any(|line| line.event == "run_finished") {
+        race.trouble.push("the run did not finish".into());
+      }
+    }
+    Err(err) => {
+      race.trouble.push(format!("journal: {err}"));
+      race.lost += before.len();
+    }
+  }
+}
+
+/// Resumes racing the live run: all are refused, the run goes on alone.
+fn live_race() -> Race {
+  let test = Test::new();
+  let mut race = Race::default();
+  let (child, run_id) = start_failover(&test, None);
+  let Some(run_id) = run_id else {
+    race.trouble.push("the failover never started".into());
+    let _ = wait(child);
+    return race;
+  };
+  let holder_pid = child.id();
+  let before = journal::durable(&journal_path(&test, &run_id));
+  let outputs = resumes(&test, &run_id, LIVE_RACERS);
+  let run = wait(child);
+  if run.status.code() != Some(0) {
+    race.trouble.push(format!(
+      "the live run exited {:?}: {}",
+      run.status.code(),
+      String::from_utf8_lossy(&run.stderr).trim()
+    ));
+  }
+  for (_, output) in &outputs {
+    if names_holder(output, &run_id, Some(holder_pid)) {
+      race.refused_naming += 1;
+    } else {
+      race.trouble.push(format!(
+        "a resume exited {:?}: {}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).trim()
+      ));
+    }
+  }
+  check(&test, &run_id, &before, &mut race);
+  race
+}
+
+/// `n` resumes of a killed run: one proceeds, the others are refused naming it.
+fn killed_race(n: usize) -> Race {
+  let test = Test::new();
+  let mut race = Race::default();
+  let (mut child, run_id) = start_failover(&test, Some("step_intent"));
+  let _ = child.kill();
+  let _ = child.wait();
+  let Some(run_id) = run_id else {
+    race
+      .trouble
+      .push("the failover never journalled an intent".into());
+    return race;
+  };
+  let before = journal::durable(&journal_path(&test, &run_id));
+  let outputs = resumes(&test, &run_id, n);
+  let winners: Vec<u32> = outputs
+    .iter()
+    .filter(|(_, output)| output.status.code() == Some(0))
+    .map(|(pid, _)| *pid)
+    .collect();
+  let winner = match winners.as_slice() {
+    [pid] => Some(*pid),
+    _ => None,
+  };
+  for (pid, output) in &outputs {
+    if Some(*pid) == winner {
+      continue;
+    }
+    if winner.is_some() && names_holder(output, &run_id, winner) {
+      race.refused_naming += 1;
+    } else {
+      race.trouble.push(format!(
+        "a resume exited {:?}: {}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).trim()
+      ));
+    }
+  }
+  check(&test, &run_id, &before, &mut race);
+  race
+}
