@@ -296,6 +296,7 @@ impl Journal {
       .custom_flags(libc::O_NOFOLLOW)
       .open(path)
       .map_err(io_err)?;
+    file.lock().map_err(io_err)?;
     sync_dir(path);
     Ok(Journal {
       path: path.to_path_buf(),
@@ -323,6 +324,8 @@ impl Journal {
       .custom_flags(libc::O_NOFOLLOW)
       .open(path)
       .map_err(io_err)?;
+    // Held for the journal's life (see `writer_absent`); waits for a pull in progress.
+    file.lock().map_err(io_err)?;
     file.set_len(valid_len).map_err(io_err)?;
     file.sync_all().map_err(io_err)?;
     let next_seq = records.last().map_or(1, |record| record.seq + 1);
@@ -421,6 +424,38 @@ impl Journal {
         mirror.send(line_seq, line);
       }
     }
+  }
+}
+
+/// Proof that no process writes a journal, while it lives (see [`writer_absent`]).
+#[derive(Debug)]
+pub struct NoWriter {
+  _file: Option<File>,
+}
+
+/// If no process is writing the journal at `path`, a guard (an exclusive `flock`) that keeps
+/// a writer from opening it until dropped; `None` while a writer has it open (a [`Journal`]
+/// holds that `flock` for its whole life). For appending records pulled from elsewhere: a
+/// journal being written is its own truth and is never appended to behind its writer's back.
+/// A journal that does not exist has no writer.
+pub fn writer_absent(path: &Path) -> Result<Option<NoWriter>, JournalError> {
+  let io_err = |source| JournalError::Io {
+    path: path.to_path_buf(),
+    source,
+  };
+  let file = match OpenOptions::new()
+    .append(true)
+    .custom_flags(libc::O_NOFOLLOW)
+    .open(path)
+  {
+    Ok(file) => file,
+    Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Some(NoWriter { _file: None })),
+    Err(err) => return Err(io_err(err)),
+  };
+  match file.try_lock() {
+    Ok(()) => Ok(Some(NoWriter { _file: Some(file) })),
+    Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+    Err(std::fs::TryLockError::Error(err)) => Err(io_err(err)),
   }
 }
 
@@ -604,6 +639,32 @@ mod tests {
     let text = std::fs::read_to_string(&path).unwrap();
     assert_eq!(text.lines().count(), 3, "{text}");
     assert!(text.contains(&line), "{text}");
+  }
+
+  #[test]
+  fn a_journal_being_written_is_not_appended_to_by_a_pull() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.jsonl");
+    assert!(
+      writer_absent(&path).unwrap().is_some(),
+      "no journal, no writer"
+    );
+    let mut journal = Journal::create(&path).unwrap();
+    journal.append(started()).unwrap();
+    assert!(
+      writer_absent(&path).unwrap().is_none(),
+      "its writer holds it"
+    );
+    drop(journal);
+    let guard = writer_absent(&path).unwrap();
+    assert!(guard.is_some());
+    drop(guard);
+    let (_resumed, records) = Journal::resume(&path).unwrap();
+    assert_eq!(records.len(), 1);
+    assert!(
+      writer_absent(&path).unwrap().is_none(),
+      "a resumed journal too"
+    );
   }
 
   #[test]

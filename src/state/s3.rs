@@ -534,6 +534,11 @@ pub async fn pull_runs(state: &S3State, store: &Store) -> Result<Vec<String>, Sy
   let mut pulled = Vec::new();
   for (run_id, seqs) in runs {
     let path = store.journal_path(&run_id);
+    // A run a process on this machine is writing (a resume racing this pull) is skipped: its
+    // local journal is ahead of the bucket, and appending here would duplicate its records.
+    let Some(_no_writer) = journal::writer_absent(&path)? else {
+      continue;
+    };
     let last = match journal::read_lines(&path) {
       Ok(lines) => lines.last().map_or(0, |(seq, _)| *seq),
       Err(JournalError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => 0,

@@ -1,7 +1,7 @@
 //! Resume races: `drctl resume` of a run while that run is alive, and 2, 4 and 8 resumes of a
-//! killed run racing each other, on one local state directory (`regional-failover.yaml` on the
-//! simulator at 100×, so a run or a resume holds its lock for a few seconds, far longer than
-//! the racers take to start).
+//! killed run racing each other, on one local state directory and on one `s3://` state (moto)
+//! (`regional-failover.yaml` on the simulator at 100×, so a run or a resume holds its lock for a
+//! few seconds, far longer than the racers take to start).
 //!
 //! What is measured, per race:
 //! * **proceeded**: how many processes ran the run. Counted in the journal itself (its
@@ -17,6 +17,9 @@
 //!   byte for byte, and the final journal must read strictly (tests/support/journal.rs): every
 //!   line complete with a valid CRC, seq 1, 2, 3, ...
 //!
+//! The fast configuration races once per case (on S3: the live run and 4 resumes); the full one
+//! five times per case, 2, 4 and 8 on both states.
+//!
 //! A killed run is killed (SIGKILL) once its first mutating step has journalled its intent, so
 //! the winning resume has an effect in flight to observe before it applies anything.
 
@@ -26,7 +29,12 @@ use std::{
 };
 
 use crate::{
-  support::{count, journal, Test},
+  support::{
+    count, journal,
+    moto::Moto,
+    s3::{self, CACHE, STATE},
+    Test,
+  },
   Config, Figure,
 };
 
@@ -54,24 +62,17 @@ pub fn run(config: &Config) -> Vec<Figure> {
   let rounds = if config.full { 5 } else { 1 };
   let mut totals = Totals::default();
   let mut figures = Vec::new();
-  let live: Vec<Race> = (0..rounds).map(|_| live_race()).collect();
-  figures.push(race_figure(
-    &format!("resume ×{LIVE_RACERS} racing the live run"),
-    &live,
-    0,
-    LIVE_RACERS,
+  figures.extend(state_figures(&State::Local, &LEVELS, rounds, &mut totals));
+  let moto = Moto::start();
+  s3::create_bucket(&moto, s3::BUCKET);
+  // Races on S3 take a few round trips more each: the fast configuration races 4 there.
+  let s3_levels: &[usize] = if config.full { &LEVELS } else { &[4] };
+  figures.extend(state_figures(
+    &State::S3(&moto),
+    s3_levels,
+    rounds,
+    &mut totals,
   ));
-  live.iter().for_each(|race| totals.add(race));
-  for n in LEVELS {
-    let races: Vec<Race> = (0..rounds).map(|_| killed_race(n)).collect();
-    figures.push(race_figure(
-      &format!("{n} resumes of a killed run at once"),
-      &races,
-      1,
-      n - 1,
-    ));
-    races.iter().for_each(|race| totals.add(race));
-  }
   figures.push(Figure::new(
     SECTION,
     "duplicate effects (all races)",
@@ -103,6 +104,107 @@ pub fn run(config: &Config) -> Vec<Figure> {
     "0",
     totals.bad_journals == 0,
   ));
+  figures
+}
+
+/// Where the races' state lives.
+enum State<'a> {
+  Local,
+  S3(&'a Moto),
+}
+
+impl State<'_> {
+  fn name(&self) -> &'static str {
+    match self {
+      State::Local => "local",
+      State::S3(_) => "s3",
+    }
+  }
+
+  fn test(&self) -> Test {
+    match self {
+      State::Local => Test::new(),
+      State::S3(moto) => s3::s3_test(moto, &moto.endpoint),
+    }
+  }
+
+  fn args(&self, args: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
+    if let State::S3(_) = self {
+      args.extend(["--state".into(), STATE.into()]);
+    }
+    args
+  }
+
+  fn run_ids(&self, test: &Test) -> Vec<String> {
+    match self {
+      State::Local => test.run_ids(),
+      State::S3(_) => s3::cached_run_ids(test),
+    }
+  }
+
+  fn journal_path(&self, test: &Test, run_id: &str) -> std::path::PathBuf {
+    let root = match self {
+      State::Local => test.path().join(".drctl"),
+      State::S3(_) => test.path().join(CACHE),
+    };
+    root.join("runs").join(run_id).join("journal.jsonl")
+  }
+
+  fn locked(&self, test: &Test) -> bool {
+    match self {
+      State::Local => test
+        .path()
+        .join(".drctl/locks/regional-failover.lock")
+        .exists(),
+      State::S3(moto) => s3::lock_object(moto).is_some(),
+    }
+  }
+
+  /// The simulator's operation names, in order.
+  fn operations(&self, test: &Test, run_id: &str) -> Vec<String> {
+    let run = test.run_args(self.args(&["status", run_id, "--output", "json"]));
+    let status: serde_json::Value = serde_json::from_str(&run.stdout()).unwrap_or_default();
+    status["operations"]
+      .as_array()
+      .map(|ops| {
+        ops
+          .iter()
+          .filter_map(|op| op["operation"].as_str().map(str::to_string))
+          .collect()
+      })
+      .unwrap_or_default()
+  }
+}
+
+fn state_figures(
+  state: &State,
+  levels: &[usize],
+  rounds: usize,
+  totals: &mut Totals,
+) -> Vec<Figure> {
+  let mut figures = Vec::new();
+  let live: Vec<Race> = (0..rounds).map(|_| live_race(state)).collect();
+  figures.push(race_figure(
+    &format!(
+      "{}: resume ×{LIVE_RACERS} racing the live run",
+      state.name()
+    ),
+    &live,
+    0,
+    LIVE_RACERS,
+  ));
+  live.iter().for_each(|race| totals.add(race));
+  for &n in levels {
+    let races: Vec<Race> = (0..rounds).map(|_| killed_race(state, n)).collect();
+    figures.push(race_figure(
+      &format!("{}: {n} resumes of a killed run at once", state.name()),
+      &races,
+      1,
+      n - 1,
+    ));
+    races.iter().for_each(|race| totals.add(race));
+  }
   figures
 }
 
@@ -169,29 +271,19 @@ fn race_figure(name: &str, races: &[Race], proceed: usize, refuse: usize) -> Fig
   )
 }
 
-fn journal_path(test: &Test, run_id: &str) -> std::path::PathBuf {
-  test
-    .path()
-    .join(".drctl/runs")
-    .join(run_id)
-    .join("journal.jsonl")
-}
-
 /// Start a failover and wait until it holds the lock and its journal has `event` (or any
 /// record). Its run id, or `None` if it never got there.
-fn start_failover(test: &Test, event: Option<&str>) -> (Child, Option<String>) {
-  let child = test.spawn(FAILOVER);
-  let lock = test.path().join(".drctl/locks/regional-failover.lock");
+fn start_failover(state: &State, test: &Test, event: Option<&str>) -> (Child, Option<String>) {
+  let child = test.spawn(state.args(&FAILOVER));
   let start = Instant::now();
   while start.elapsed() < Duration::from_secs(60) {
-    let id = test.run_ids().pop();
-    if let Some(id) = id {
-      let text = test.journal(&id);
+    if let Some(id) = state.run_ids(test).pop() {
+      let text = std::fs::read_to_string(state.journal_path(test, &id)).unwrap_or_default();
       let ready = match event {
         Some(event) => text.contains(&format!(r#""event":"{event}""#)),
         None => !text.is_empty(),
       };
-      if ready && lock.exists() {
+      if ready && state.locked(test) {
         return (child, Some(id));
       }
     }
@@ -201,9 +293,9 @@ fn start_failover(test: &Test, event: Option<&str>) -> (Child, Option<String>) {
 }
 
 /// Start `n` resumes of `run_id` at once and wait for them.
-fn resumes(test: &Test, run_id: &str, n: usize) -> Vec<(u32, Output)> {
+fn resumes(state: &State, test: &Test, run_id: &str, n: usize) -> Vec<(u32, Output)> {
   let children: Vec<Child> = (0..n)
-    .map(|_| test.spawn(["resume", run_id, "--yes"]))
+    .map(|_| test.spawn(state.args(&["resume", run_id, "--yes"])))
     .collect();
   children
     .into_iter()
@@ -234,8 +326,8 @@ fn names_holder(output: &Output, run_id: &str, holder_pid: Option<u32>) -> bool 
 }
 
 /// Check the run's effects and journal after a race, against the records durable before it.
-fn check(test: &Test, run_id: &str, before: &[journal::Line], race: &mut Race) {
-  let operations = test.operations(run_id);
+fn check(state: &State, test: &Test, run_id: &str, before: &[journal::Line], race: &mut Race) {
+  let operations = state.operations(test, run_id);
   for effect in EFFECTS {
     match count(&operations, effect) {
       0 => race.missing += 1,
@@ -246,7 +338,7 @@ fn check(test: &Test, run_id: &str, before: &[journal::Line], race: &mut Race) {
     race.trouble.push(format!("operations {operations:?}"));
   }
   race.checked += before.len();
-  match journal::strict(&journal_path(test, run_id)) {
+  match journal::strict(&state.journal_path(test, run_id)) {
     Ok(after) => {
       race.strict_ok = true;
       race.lost += journal::lost(before, &after);
@@ -266,18 +358,18 @@ fn check(test: &Test, run_id: &str, before: &[journal::Line], race: &mut Race) {
 }
 
 /// Resumes racing the live run: all are refused, the run goes on alone.
-fn live_race() -> Race {
-  let test = Test::new();
+fn live_race(state: &State) -> Race {
+  let test = state.test();
   let mut race = Race::default();
-  let (child, run_id) = start_failover(&test, None);
+  let (child, run_id) = start_failover(state, &test, None);
   let Some(run_id) = run_id else {
     race.trouble.push("the failover never started".into());
     let _ = wait(child);
     return race;
   };
   let holder_pid = child.id();
-  let before = journal::durable(&journal_path(&test, &run_id));
-  let outputs = resumes(&test, &run_id, LIVE_RACERS);
+  let before = journal::durable(&state.journal_path(&test, &run_id));
+  let outputs = resumes(state, &test, &run_id, LIVE_RACERS);
   let run = wait(child);
   if run.status.code() != Some(0) {
     race.trouble.push(format!(
@@ -297,15 +389,15 @@ fn live_race() -> Race {
       ));
     }
   }
-  check(&test, &run_id, &before, &mut race);
+  check(state, &test, &run_id, &before, &mut race);
   race
 }
 
 /// `n` resumes of a killed run: one proceeds, the others are refused naming it.
-fn killed_race(n: usize) -> Race {
-  let test = Test::new();
+fn killed_race(state: &State, n: usize) -> Race {
+  let test = state.test();
   let mut race = Race::default();
-  let (mut child, run_id) = start_failover(&test, Some("step_intent"));
+  let (mut child, run_id) = start_failover(state, &test, Some("step_intent"));
   let _ = child.kill();
   let _ = child.wait();
   let Some(run_id) = run_id else {
@@ -314,8 +406,8 @@ fn killed_race(n: usize) -> Race {
       .push("the failover never journalled an intent".into());
     return race;
   };
-  let before = journal::durable(&journal_path(&test, &run_id));
-  let outputs = resumes(&test, &run_id, n);
+  let before = journal::durable(&state.journal_path(&test, &run_id));
+  let outputs = resumes(state, &test, &run_id, n);
   let winners: Vec<u32> = outputs
     .iter()
     .filter(|(_, output)| output.status.code() == Some(0))
@@ -339,6 +431,6 @@ fn killed_race(n: usize) -> Race {
       ));
     }
   }
-  check(&test, &run_id, &before, &mut race);
+  check(state, &test, &run_id, &before, &mut race);
   race
 }
