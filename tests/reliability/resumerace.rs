@@ -4,10 +4,12 @@
 //! few seconds, far longer than the racers take to start).
 //!
 //! What is measured, per race:
-//! * **proceeded**: how many processes ran the run. Counted in the journal itself (its
-//!   `run_resumed` records), not from exit codes: exactly one for a killed run, none while the
-//!   run is alive. Every other process must exit 4 naming the live holder (its run id, host,
-//!   pid and start).
+//! * **proceeded**: how many processes ran the run (to completion: exit 0, or 3 when the
+//!   kill-to-resume gap at 100× pushed the RTO past its target). Counted in the journal itself
+//!   (its `run_resumed` records), not from exit codes: exactly one for a killed run, none while
+//!   the run is alive. Every other process must exit 4 naming the live holder (its run id,
+//!   host, pid and start), or — a racer that only got to the lock after the winner had finished
+//!   and released it — report the run as already finished, changing nothing.
 //! * **duplicate effects**: from the simulator's operation log (`drctl status --output json`),
 //!   a failover makes exactly one `PromoteReadReplica`, one `UpdateService` and one
 //!   `ChangeResourceRecordSets`; anything beyond one of each is a duplicate, and none missing
@@ -215,6 +217,8 @@ struct Race {
   proceeded: usize,
   /// Racers that exited 4 naming the live holder.
   refused_naming: usize,
+  /// Racers that came after the winner had finished and said so.
+  late: usize,
   duplicates: usize,
   missing: usize,
   checked: usize,
@@ -244,7 +248,7 @@ impl Totals {
 }
 
 fn race_figure(name: &str, races: &[Race], proceed: usize, refuse: usize) -> Figure {
-  let met = |race: &Race| race.proceeded == proceed && race.refused_naming == refuse;
+  let met = |race: &Race| race.proceeded == proceed && race.refused_naming + race.late == refuse;
   let good = races.iter().filter(|race| met(race)).count();
   let shown = races
     .iter()
@@ -263,10 +267,16 @@ fn race_figure(name: &str, races: &[Race], proceed: usize, refuse: usize) -> Fig
     SECTION,
     label,
     format!(
-      "{} proceeded, {} exit 4 naming the holder",
-      shown.proceeded, shown.refused_naming
+      "{} proceeded, {} exit 4 naming the holder{}",
+      shown.proceeded,
+      shown.refused_naming,
+      if shown.late > 0 {
+        format!(", {} found it finished", shown.late)
+      } else {
+        String::new()
+      }
     ),
-    format!("{proceed} proceeded, {refuse} exit 4 naming the holder"),
+    format!("{proceed} proceeded, {refuse} exit 4 naming the holder (or found it finished)"),
     good == races.len(),
   )
 }
@@ -314,6 +324,18 @@ fn wait(child: Child) -> Output {
     eprintln!("   process {pid} took {:?}", start.elapsed());
   }
   output
+}
+
+/// Whether a run (or resume) ran to completion: exit 0, or 3 when the time between the kill
+/// and the resume, multiplied by the time scale, pushed the RTO past its target (time the
+/// outage really lasted; the crash section counts those the same way).
+fn completed(output: &Output) -> bool {
+  matches!(output.status.code(), Some(0 | 3))
+}
+
+/// Whether a resume found the run already finished (it came after the winner released).
+fn found_finished(output: &Output) -> bool {
+  String::from_utf8_lossy(&output.stdout).contains("already finished")
 }
 
 /// Whether a refused racer named the holder (`run ID (host H, pid P, started T)`).
@@ -371,7 +393,7 @@ fn live_race(state: &State) -> Race {
   let before = journal::durable(&state.journal_path(&test, &run_id));
   let outputs = resumes(state, &test, &run_id, LIVE_RACERS);
   let run = wait(child);
-  if run.status.code() != Some(0) {
+  if !completed(&run) {
     race.trouble.push(format!(
       "the live run exited {:?}: {}",
       run.status.code(),
@@ -410,7 +432,7 @@ fn killed_race(state: &State, n: usize) -> Race {
   let outputs = resumes(state, &test, &run_id, n);
   let winners: Vec<u32> = outputs
     .iter()
-    .filter(|(_, output)| output.status.code() == Some(0))
+    .filter(|(_, output)| completed(output) && !found_finished(output))
     .map(|(pid, _)| *pid)
     .collect();
   let winner = match winners.as_slice() {
@@ -423,6 +445,8 @@ fn killed_race(state: &State, n: usize) -> Race {
     }
     if winner.is_some() && names_holder(output, &run_id, winner) {
       race.refused_naming += 1;
+    } else if found_finished(output) {
+      race.late += 1;
     } else {
       race.trouble.push(format!(
         "a resume exited {:?}: {}",
