@@ -77,3 +77,266 @@ fn a_killed_holder_leaves_a_stale_lock_that_unlock_breaks() {
   let again = test.run_args(["unlock", "regional-failover"]).status(0);
   assert!(again.stdout().contains("was not locked"));
 }
+
+/// The three effects of a failover, each to be applied exactly once.
+const EFFECTS: [&str; 3] = [
+  "PromoteReadReplica",
+  "UpdateService",
+  "ChangeResourceRecordSets",
+];
+
+#[test]
+fn resuming_a_live_run_exits_4_naming_the_holder_and_changes_nothing() {
+  let test = Test::new();
+  let first = test.spawn(SLOW);
+  let holder = wait_for_holder(&test);
+  let journal = test
+    .path()
+    .join(".drctl/runs")
+    .join(&holder)
+    .join("journal.jsonl");
+  let before = crate::support::journal::durable(&journal);
+
+  let resume = test.run_args(["resume", &holder, "--yes"]).status(4);
+  let stderr = resume.stderr();
+  assert!(stderr.contains(&format!("run {holder} (host ")), "{stderr}");
+  assert!(stderr.contains(&format!("pid {}", first.id())), "{stderr}");
+  assert!(stderr.contains("still running"), "{stderr}");
+  assert!(stderr.contains("started "), "{stderr}");
+
+  let output = first.wait_with_output().unwrap();
+  assert_eq!(
+    output.status.code(),
+    Some(0),
+    "{}",
+    String::from_utf8_lossy(&output.stderr)
+  );
+  let after = crate::support::journal::strict(&journal).unwrap();
+  assert_eq!(crate::support::journal::lost(&before, &after), 0);
+  assert!(
+    after.iter().all(|line| line.event != "run_resumed"),
+    "the refused resume wrote to the journal"
+  );
+  let operations = test.operations(&holder);
+  for effect in EFFECTS {
+    assert_eq!(
+      crate::support::count(&operations, effect),
+      1,
+      "{effect}: {operations:?}"
+    );
+  }
+}
+
+#[test]
+fn unlock_refuses_a_live_holder_unless_forced() {
+  let test = Test::new();
+  let mut first = test.spawn(SLOW);
+  let holder = wait_for_holder(&test);
+  let refused = test.run_args(["unlock", "regional-failover"]).status(4);
+  let stderr = refused.stderr();
+  assert!(stderr.contains(&format!("run {holder} (host ")), "{stderr}");
+  assert!(stderr.contains(&format!("pid {}", first.id())), "{stderr}");
+  assert!(stderr.contains("unlock --force"), "{stderr}");
+  assert!(lock_file(&test).exists(), "the live holder's lock is kept");
+
+  let forced = test
+    .run_args(["unlock", "--force", "regional-failover"])
+    .status(0);
+  assert!(
+    forced
+      .stdout()
+      .contains(&format!("was held by run {holder}")),
+    "{}",
+    forced.stdout()
+  );
+  assert!(!lock_file(&test).exists());
+  signal(&first, "KILL");
+  let _ = first.wait();
+}
+
+#[test]
+fn a_reused_pid_does_not_keep_a_dead_holders_lock_alive() {
+  let test = Test::new();
+  let mut first = test.spawn(SLOW);
+  let holder = wait_for_holder(&test);
+  signal(&first, "KILL");
+  let _ = first.wait();
+  // The dead holder's pid now belongs to another, live process (one that started later).
+  let mut other = std::process::Command::new("sleep")
+    .arg("60")
+    .spawn()
+    .unwrap();
+  let mut lock: serde_json::Value =
+    serde_json::from_str(&std::fs::read_to_string(lock_file(&test)).unwrap()).unwrap();
+  lock["pid"] = other.id().into();
+  std::fs::write(lock_file(&test), lock.to_string()).unwrap();
+
+  let refused = test.run_args(SLOW).status(4);
+  let stderr = refused.stderr();
+  assert!(
+    stderr.contains(&format!("locked by run {holder}")),
+    "{stderr}"
+  );
+  assert!(stderr.contains("the lock is stale"), "{stderr}");
+  assert!(
+    stderr.contains("its pid now belongs to another process"),
+    "{stderr}"
+  );
+  // ... so its own run may take it over.
+  test
+    .run_args(["resume", &holder, "--yes", "--time-scale", "1000"])
+    .status(0);
+  let _ = other.kill();
+  let _ = other.wait();
+}
+
+#[test]
+fn run_ids_and_names_cannot_reach_outside_the_state_directory() {
+  let test = Test::new();
+  test
+    .run_args([
+      "failover",
+      "us-west-2",
+      "--sim",
+      "--yes",
+      "--time-scale",
+      "1000",
+    ])
+    .status(0);
+  let run_id = test.run_ids().pop().unwrap();
+  // A journal outside the state directory, where `.drctl/runs/../../x` points.
+  let outside = test.path().join("x");
+  std::fs::create_dir_all(&outside).unwrap();
+  std::fs::write(outside.join("journal.jsonl"), test.journal(&run_id)).unwrap();
+  for args in [
+    vec!["status", "../../x"],
+    vec!["report", "../../x"],
+    vec!["resume", "../../x", "--yes"],
+    vec!["status", "/etc/passwd"],
+    vec!["report", "x/../../../x"],
+  ] {
+    let run = test.run_args(&args).status(2);
+    assert!(
+      run.stderr().contains("is not a valid run id"),
+      "{args:?}: {}",
+      run.stderr()
+    );
+    assert!(run.stdout().is_empty(), "{args:?}: {}", run.stdout());
+  }
+  // `unlock ../../victim` would remove `victim.lock` next to the state directory.
+  let victim = test.path().join("victim.lock");
+  std::fs::write(&victim, "{}").unwrap();
+  for name in ["../../victim", "a/b", "..", ""] {
+    let run = test.run_args(["unlock", name]).status(2);
+    assert!(
+      run.stderr().contains("is not a valid runbook name"),
+      "{name}: {}",
+      run.stderr()
+    );
+  }
+  assert!(
+    victim.exists(),
+    "unlock reached outside the state directory"
+  );
+  for command in ["run", "history"] {
+    let run = test.run_args(["drill", command, "../x"]).status(2);
+    assert!(
+      run.stderr().contains("is not a valid drill name"),
+      "{command}: {}",
+      run.stderr()
+    );
+  }
+  // A valid id still works.
+  test.run_args(["status", &run_id]).status(0);
+}
+
+/// Run drctl under `umask 000`, which must not loosen the modes of what it creates.
+fn run_umask_000(test: &Test, args: &[&str]) -> std::process::Output {
+  std::process::Command::new("sh")
+    .args(["-c", "umask 000; exec \"$@\"", "sh", crate::support::BIN])
+    .args(args)
+    .current_dir(test.path())
+    .env("NO_COLOR", "1")
+    .stdin(std::process::Stdio::null())
+    .output()
+    .unwrap()
+}
+
+fn mode(path: &std::path::Path) -> u32 {
+  use std::os::unix::fs::PermissionsExt;
+  std::fs::metadata(path)
+    .unwrap_or_else(|err| panic!("{}: {err}", path.display()))
+    .permissions()
+    .mode()
+    & 0o777
+}
+
+#[test]
+fn state_is_private_even_under_umask_000() {
+  let test = Test::new().file(
+    "drills/weekly-snapshot-age.yaml",
+    &std::fs::read_to_string(crate::support::repo().join("drills/weekly-snapshot-age.yaml"))
+      .unwrap(),
+  );
+  let output = run_umask_000(
+    &test,
+    &[
+      "failover",
+      "us-west-2",
+      "--sim",
+      "--yes",
+      "--time-scale",
+      "1000",
+    ],
+  );
+  assert_eq!(
+    output.status.code(),
+    Some(0),
+    "{}",
+    String::from_utf8_lossy(&output.stderr)
+  );
+  let run_id = test.run_ids().pop().unwrap();
+  let state = test.path().join(".drctl");
+  let run_dir = state.join("runs").join(&run_id);
+  for dir in [
+    state.clone(),
+    state.join("runs"),
+    run_dir.clone(),
+    state.join("locks"),
+  ] {
+    assert_eq!(mode(&dir), 0o700, "{}", dir.display());
+  }
+  for file in ["journal.jsonl", "world.json", "operations.jsonl"] {
+    assert_eq!(mode(&run_dir.join(file)), 0o600, "{file}");
+  }
+
+  // A lock, while its run holds it.
+  let mut child = std::process::Command::new("sh")
+    .args(["-c", "umask 000; exec \"$@\"", "sh", crate::support::BIN])
+    .args(SLOW)
+    .current_dir(test.path())
+    .stdin(std::process::Stdio::null())
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
+  test.wait_for(Duration::from_secs(20), "the lock", || {
+    lock_file(&test).exists()
+  });
+  assert_eq!(mode(&lock_file(&test)), 0o600);
+  signal(&child, "KILL");
+  let _ = child.wait();
+
+  // Drill history.
+  let output = run_umask_000(&test, &["drill", "run", "weekly-snapshot-age"]);
+  assert_eq!(
+    output.status.code(),
+    Some(0),
+    "{}",
+    String::from_utf8_lossy(&output.stderr)
+  );
+  let drill_dir = state.join("drills/weekly-snapshot-age");
+  assert_eq!(mode(&state.join("drills")), 0o700);
+  assert_eq!(mode(&drill_dir), 0o700);
+  assert_eq!(mode(&drill_dir.join("history.jsonl")), 0o600);
+}

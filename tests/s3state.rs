@@ -12,10 +12,9 @@ use std::{
   time::Duration,
 };
 
-use chrono::Utc;
 use drctl::{
   cloud::aws::StateStore,
-  state::{lock::hostname, LockError, LockHolder, LockStore, S3Location, S3State},
+  state::{LockError, LockHolder, LockStore, S3Location, S3State},
 };
 
 use crate::support::{moto::Moto, signal, Test};
@@ -436,13 +435,15 @@ fn a_run_outlives_its_state_bucket_and_sync_pushes_the_rest() {
 }
 
 fn holder(run_id: &str) -> LockHolder {
+  LockHolder::this_process(run_id, "regional-failover")
+}
+
+/// A holder on this host whose process is gone (a pid beyond pid_max).
+fn dead_holder(run_id: &str) -> LockHolder {
   LockHolder {
-    run_id: run_id.into(),
-    runbook: "regional-failover".into(),
-    host: hostname(),
-    pid: std::process::id(),
-    started_at: Utc::now(),
-    lease_expires_at: Utc::now(),
+    pid: 4_000_000,
+    pid_start: None,
+    ..holder(run_id)
   }
 }
 
@@ -465,9 +466,39 @@ async fn the_s3_lock_is_taken_over_on_resume_and_lost_when_overwritten() {
     other => panic!("{other:?}"),
   }
   first.renew().await.unwrap();
+  // A resume of run-1 while run-1 is alive is refused, and the lock is left as it was.
+  match locks.acquire(holder("run-1"), lease).await {
+    Err(LockError::Live { holder, .. }) => assert_eq!(holder.run_id, "run-1"),
+    other => panic!("{other:?}"),
+  }
+  first.renew().await.unwrap();
+  // ... and so is `unlock` without force.
+  assert!(matches!(
+    locks.unlock("regional-failover", false).await,
+    Err(LockError::Live { .. })
+  ));
+  first.release().await.unwrap();
 
-  // A resume of run-1 takes the lock over; the old holder's next renewal finds out.
-  let resumed = locks.acquire(holder("run-1"), lease).await.unwrap();
+  // Of resumes of a dead run-1, exactly one takes the lock over; the old holder's next
+  // renewal finds out.
+  let mut first = locks.acquire(dead_holder("run-1"), lease).await.unwrap();
+  let racers: Vec<_> = (0..4)
+    .map(|_| {
+      let locks = locks.clone();
+      tokio::spawn(async move { locks.acquire(holder("run-1"), lease).await })
+    })
+    .collect();
+  let mut won = Vec::new();
+  let mut refused = 0;
+  for racer in racers {
+    match racer.await.unwrap() {
+      Ok(lock) => won.push(lock),
+      Err(LockError::Live { .. }) => refused += 1,
+      Err(other) => panic!("{other:?}"),
+    }
+  }
+  assert_eq!((won.len(), refused), (1, 3));
+  let resumed = won.pop().unwrap();
   let err = first.renew().await.unwrap_err();
   assert!(matches!(err, LockError::Lost { .. }), "{err:?}");
   assert!(err.to_string().contains("LOST THE LOCK"), "{err}");
@@ -496,7 +527,11 @@ async fn the_s3_lock_is_taken_over_on_resume_and_lost_when_overwritten() {
     other => panic!("{other:?}"),
   }
   // Broken under its holder: the renewal reports the loss.
-  let broken = locks.unlock("regional-failover").await.unwrap().unwrap();
+  let broken = locks
+    .unlock("regional-failover", false)
+    .await
+    .unwrap()
+    .unwrap();
   assert_eq!(broken.run_id, "run-3");
   let mut held = held;
   assert!(matches!(held.renew().await, Err(LockError::Lost { .. })));

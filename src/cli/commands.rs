@@ -26,6 +26,7 @@ use crate::{
   runbook::{self, Runbook},
   state::{
     lock::{hostname, HeldLock, LeaseKeeper, Lock, LockError, LockHolder},
+    store::{check_name, create_private_dir, NameKind},
     Event, Journal, Record, RunStatus, Store, Timeline,
   },
 };
@@ -278,7 +279,7 @@ pub async fn dispatch(cli: Cli) -> Result<i32, Error> {
     Command::Status { run_id } => status(&ctx, run_id.as_deref()).await,
     Command::Report(args) => super::report::report(&ctx, &args).await,
     Command::Runs => runs(&ctx).await,
-    Command::Unlock { runbook } => unlock(&ctx, &runbook).await,
+    Command::Unlock { runbook, force } => unlock(&ctx, &runbook, force).await,
     Command::Sandbox { command } => sandbox::command(ctx.store.root(), ctx.output, &command),
     Command::State { command } => super::state::dispatch(&ctx, command).await,
     Command::Drill { command } => super::drill::dispatch(&ctx, command).await,
@@ -418,16 +419,15 @@ pub(super) async fn plan_report(
   ctx: &Context,
   plan: &Plan,
 ) -> Result<(plan::PlanReport, Cloud), Error> {
-  let dir = std::env::temp_dir().join(format!(
-    "drctl-plan-{}-{:04x}",
-    std::process::id(),
-    fastrand::u16(..)
-  ));
+  // A fresh private directory (mkdtemp), removed when `dir` drops.
+  let dir = tempfile::Builder::new()
+    .prefix("drctl-plan-")
+    .tempdir()
+    .map_err(|err| Error::Failed(format!("cannot create a temporary directory: {err}")))?;
   let cloud = ctx
-    .open_cloud(&dir, plan.secrets.values().cloned().collect())
+    .open_cloud(dir.path(), plan.secrets.values().cloned().collect())
     .await?;
   let report = plan::describe(plan, &cloud).await;
-  let _ = std::fs::remove_dir_all(&dir);
   Ok((report, cloud))
 }
 
@@ -515,7 +515,7 @@ fn renew_lease(lock: HeldLock) -> LeaseKeeper {
 
 fn locked(err: LockError) -> Error {
   match err {
-    LockError::Held { .. } => Error::Locked(err.to_string()),
+    LockError::Held { .. } | LockError::Live { .. } => Error::Locked(err.to_string()),
     other => Error::Failed(other.to_string()),
   }
 }
@@ -549,14 +549,7 @@ pub(super) async fn execute(
   let incident_start = args.incident_start.as_deref().map(parse_time).transpose()?;
   warn_missing_secrets(&plan);
   let run_id = ctx.store.new_run_id();
-  let holder = LockHolder {
-    run_id: run_id.clone(),
-    runbook: plan.runbook.name.clone(),
-    host: hostname(),
-    pid: std::process::id(),
-    started_at: Utc::now(),
-    lease_expires_at: Utc::now(),
-  };
+  let holder = LockHolder::this_process(&run_id, &plan.runbook.name);
   let s3 = ctx.s3_state().await;
   let lock = ctx
     .lock_store(s3.as_ref())
@@ -567,7 +560,7 @@ pub(super) async fn execute(
   let run_dir = ctx.store.run_dir(&run_id);
   let mut mirror = None;
   let result = async {
-    std::fs::create_dir_all(&run_dir)
+    create_private_dir(&run_dir)
       .map_err(|err| Error::Failed(format!("{}: {err}", run_dir.display())))?;
     let cloud = ctx.open_cloud(&run_dir, plan.secret_values()).await?;
     let mut journal = Journal::create(&ctx.store.journal_path(&run_id))
@@ -694,33 +687,30 @@ async fn resume(
       journal_path.display()
     )));
   };
-  if let Some(timeline) = Timeline::from_records(&records) {
-    if let Some(status @ (RunStatus::Succeeded | RunStatus::Breached)) = timeline.status {
-      out(&format!(
-        "run {run_id} already finished: {}\n",
-        status.as_str()
-      ));
-      return Ok(status_code(status));
-    }
+  if let Some(code) = finished_already(&journal_path, &run_id)? {
+    return Ok(code);
   }
   let loaded = runbook::load_file(Path::new(&runbook_path), &Catalog)
     .map_err(|diagnostics| Error::Invalid(diagnostics.to_string()))?;
   let plan = engine::bind_resumed(loaded, &params, again)
     .map_err(|errors| Error::Usage(format!("run {run_id}: {}", errors.join("\n"))))?;
   warn_missing_secrets(&plan);
-  let holder = LockHolder {
-    run_id: run_id.clone(),
-    runbook: runbook.clone(),
-    host: hostname(),
-    pid: std::process::id(),
-    started_at: Utc::now(),
-    lease_expires_at: Utc::now(),
-  };
+  // The lock before the journal is opened for writing: a live holder (the run itself, or
+  // another resume of it) is never joined (exit 4, naming it).
   let lock = ctx
     .lock_store(s3.as_ref())
-    .acquire(holder, Lock::DEFAULT_LEASE)
+    .acquire(
+      LockHolder::this_process(&run_id, &runbook),
+      Lock::DEFAULT_LEASE,
+    )
     .await
     .map_err(locked)?;
+  // What was read above may be stale by now: a racing resume may have finished the run and
+  // released the lock before we took it.
+  if let Some(code) = finished_already(&journal_path, &run_id)? {
+    let _ = lock.release().await;
+    return Ok(code);
+  }
   let renewal = renew_lease(lock);
   // Now that this process owns the run, what its killed predecessor left running goes.
   kill_left_behind(&run_id, &records);
@@ -840,6 +830,22 @@ fn pgid_list(survivors: &[Survivor]) -> String {
     .map(u32::to_string)
     .collect::<Vec<_>>()
     .join(", ")
+}
+
+/// If the run's journal says it succeeded (or breached), say so; its exit code.
+fn finished_already(journal_path: &Path, run_id: &str) -> Result<Option<i32>, Error> {
+  let records =
+    crate::state::journal::read(journal_path).map_err(|err| Error::Failed(err.to_string()))?;
+  match Timeline::from_records(&records).and_then(|timeline| timeline.status) {
+    Some(status @ (RunStatus::Succeeded | RunStatus::Breached)) => {
+      out(&format!(
+        "run {run_id} already finished: {}\n",
+        status.as_str()
+      ));
+      Ok(Some(status_code(status)))
+    }
+    _ => Ok(None),
+  }
 }
 
 async fn status(ctx: &Context, run_id: Option<&str>) -> Result<i32, Error> {
@@ -968,21 +974,30 @@ async fn runs(ctx: &Context) -> Result<i32, Error> {
   Ok(0)
 }
 
-async fn unlock(ctx: &Context, runbook: &str) -> Result<i32, Error> {
+/// `drctl unlock [--force] RUNBOOK`: break a stale lock (a live holder's only with `--force`).
+async fn unlock(ctx: &Context, runbook: &str, force: bool) -> Result<i32, Error> {
   // Accept a runbook path as well as its name.
   let name = if runbook.ends_with(".yaml") || runbook.ends_with(".yml") {
     load(ctx, Path::new(runbook))?.name
   } else {
     runbook.to_string()
   };
+  check_name(NameKind::Runbook, &name).map_err(Error::Usage)?;
   let s3 = ctx.s3_state().await;
   match ctx
     .lock_store(s3.as_ref())
-    .unlock(&name)
+    .unlock(&name, force)
     .await
-    .map_err(|err| Error::Failed(err.to_string()))?
+    .map_err(locked)?
   {
     Some(holder) => {
+      if force && holder.staleness(Utc::now()).is_none() {
+        eprintln!(
+          "warning: broke the lock of a live holder (run {} on {}, pid {}); it goes on acting \
+           until it notices",
+          holder.run_id, holder.host, holder.pid
+        );
+      }
       out(&format!(
         "unlocked `{name}` (was held by run {} on {}, pid {}, started {})\n",
         holder.run_id,

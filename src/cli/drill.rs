@@ -102,6 +102,8 @@ fn load_all(ctx: &Context) -> Result<Vec<Drill>, Error> {
 }
 
 fn find(ctx: &Context, name: &str) -> Result<Drill, Error> {
+  crate::state::store::check_name(crate::state::store::NameKind::Drill, name)
+    .map_err(Error::Usage)?;
   let drills = load_all(ctx)?;
   let names: Vec<String> = drills.iter().map(|drill| drill.name.clone()).collect();
   drills
@@ -444,7 +446,7 @@ fn write_report_hook(
     "reports": drill.reports,
     "summary": summary,
   });
-  let mut written = std::fs::create_dir_all(&dir).and_then(|()| {
+  let mut written = crate::state::store::create_private_dir(&dir).and_then(|()| {
     std::fs::write(
       dir.join("summary.json"),
       serde_json::to_string_pretty(&body).unwrap_or_default(),
@@ -513,7 +515,7 @@ async fn notify_hook(ctx: &Context, drill: &Drill, entry: &HistoryEntry) {
     "sent": sent,
     "entry": entry,
   });
-  let written = std::fs::create_dir_all(&dir).and_then(|()| {
+  let written = crate::state::store::create_private_dir(&dir).and_then(|()| {
     std::fs::write(
       dir.join("notify.json"),
       serde_json::to_string_pretty(&body).unwrap_or_default(),

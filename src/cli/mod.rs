@@ -139,8 +139,13 @@ pub enum Command {
   Report(report::ReportArgs),
   /// List runs.
   Runs,
-  /// Break the lock of a runbook (by name or path).
-  Unlock { runbook: String },
+  /// Break the stale lock of a runbook (by name or path).
+  Unlock {
+    runbook: String,
+    /// Break it even though its holder is alive (it goes on acting until it notices).
+    #[arg(long)]
+    force: bool,
+  },
   /// Work with the s3:// state (`drctl state sync [RUN_ID]`).
   State {
     #[command(subcommand)]

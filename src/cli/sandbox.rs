@@ -184,14 +184,16 @@ pub fn start(log: Option<&Path>, lifetime: Lifetime) -> Result<Sandbox, Error> {
        failed); install them with:\n  {PIP_INSTALL}"
     )));
   }
-  let scripts_dir = std::env::temp_dir().join(format!(
-    "drctl-sandbox-{}-{:04x}",
-    std::process::id(),
-    fastrand::u16(..)
-  ));
-  let result = start_in(&scripts_dir, log, lifetime);
-  let _ = std::fs::remove_dir_all(&scripts_dir);
-  result
+  // A fresh private directory (mkdtemp), removed when `scripts_dir` drops.
+  let scripts_dir = tempfile::Builder::new()
+    .prefix("drctl-sandbox-")
+    .tempdir()
+    .map_err(|err| {
+      Error::Failed(format!(
+        "sandbox: cannot create a temporary directory: {err}"
+      ))
+    })?;
+  start_in(scripts_dir.path(), log, lifetime)
 }
 
 fn start_in(scripts_dir: &Path, log: Option<&Path>, lifetime: Lifetime) -> Result<Sandbox, Error> {

@@ -272,7 +272,8 @@ async fn release_finished_locks(
       locks.holder(&summary.runbook).await,
       Ok(Some(holder)) if holder.run_id == report.run_id
     );
-    if held_by_it && locks.unlock(&summary.runbook).await.is_ok() {
+    // Forced: the holder's run is finished, so it no longer acts whether or not it is alive.
+    if held_by_it && locks.unlock(&summary.runbook, true).await.is_ok() {
       released.push(format!(
         "released the lock of `{}` left by finished run {}",
         summary.runbook, report.run_id

@@ -4,6 +4,7 @@
 
 use std::{
   io::Write,
+  os::unix::fs::OpenOptionsExt,
   path::{Path, PathBuf},
 };
 
@@ -59,13 +60,14 @@ pub fn history_path(state_root: &Path, drill: &str) -> PathBuf {
 pub fn append(state_root: &Path, entry: &HistoryEntry) -> std::io::Result<()> {
   let path = history_path(state_root, &entry.drill);
   if let Some(dir) = path.parent() {
-    std::fs::create_dir_all(dir)?;
+    crate::state::store::create_private_dir(dir)?;
   }
   let mut line = serde_json::to_string(entry).map_err(std::io::Error::other)?;
   line.push('\n');
   let mut file = std::fs::OpenOptions::new()
     .create(true)
     .append(true)
+    .mode(0o600)
     .open(&path)?;
   file.write_all(line.as_bytes())?;
   file.sync_all()

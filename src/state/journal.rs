@@ -12,14 +12,15 @@
 use std::{
   collections::BTreeMap,
   fs::{File, OpenOptions},
-  io::{self, Read, Seek, SeekFrom, Write},
+  io::{self, Read, Write},
+  os::unix::fs::OpenOptionsExt,
   path::{Path, PathBuf},
 };
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{mirror::MirrorSender, redact::Redactor};
+use super::{mirror::MirrorSender, redact::Redactor, store::create_private_dir};
 
 /// How a run acts on the world.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -309,13 +310,16 @@ impl Journal {
       source,
     };
     if let Some(parent) = path.parent() {
-      std::fs::create_dir_all(parent).map_err(io_err)?;
+      create_private_dir(parent).map_err(io_err)?;
     }
     let file = OpenOptions::new()
       .create_new(true)
       .append(true)
+      .mode(0o600)
+      .custom_flags(libc::O_NOFOLLOW)
       .open(path)
       .map_err(io_err)?;
+    file.lock().map_err(io_err)?;
     sync_dir(path);
     Ok(Journal {
       path: path.to_path_buf(),
@@ -334,13 +338,18 @@ impl Journal {
       path: path.to_path_buf(),
       source,
     };
-    let mut file = OpenOptions::new()
+    // Append mode: every write lands at the end of the file as it is then, never over a record
+    // someone else appended after we read it. (The lock keeps a second writer out; this keeps
+    // a mistake in that from destroying records.)
+    let file = OpenOptions::new()
       .read(true)
-      .write(true)
+      .append(true)
+      .custom_flags(libc::O_NOFOLLOW)
       .open(path)
       .map_err(io_err)?;
+    // Held for the journal's life (see `writer_absent`); waits for a pull in progress.
+    file.lock().map_err(io_err)?;
     file.set_len(valid_len).map_err(io_err)?;
-    file.seek(SeekFrom::End(0)).map_err(io_err)?;
     file.sync_all().map_err(io_err)?;
     let next_seq = records.last().map_or(1, |record| record.seq + 1);
     Ok((
@@ -446,6 +455,38 @@ impl Journal {
         mirror.send(line_seq, line);
       }
     }
+  }
+}
+
+/// Proof that no process writes a journal, while it lives (see [`writer_absent`]).
+#[derive(Debug)]
+pub struct NoWriter {
+  _file: Option<File>,
+}
+
+/// If no process is writing the journal at `path`, a guard (an exclusive `flock`) that keeps
+/// a writer from opening it until dropped; `None` while a writer has it open (a [`Journal`]
+/// holds that `flock` for its whole life). For appending records pulled from elsewhere: a
+/// journal being written is its own truth and is never appended to behind its writer's back.
+/// A journal that does not exist has no writer.
+pub fn writer_absent(path: &Path) -> Result<Option<NoWriter>, JournalError> {
+  let io_err = |source| JournalError::Io {
+    path: path.to_path_buf(),
+    source,
+  };
+  let file = match OpenOptions::new()
+    .append(true)
+    .custom_flags(libc::O_NOFOLLOW)
+    .open(path)
+  {
+    Ok(file) => file,
+    Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Some(NoWriter { _file: None })),
+    Err(err) => return Err(io_err(err)),
+  };
+  match file.try_lock() {
+    Ok(()) => Ok(Some(NoWriter { _file: Some(file) })),
+    Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+    Err(std::fs::TryLockError::Error(err)) => Err(io_err(err)),
   }
 }
 
@@ -640,6 +681,67 @@ mod tests {
     let record = journal.append(started()).unwrap();
     assert_eq!(record.seq, 2);
     assert_eq!(read(&path).unwrap().len(), 2);
+  }
+
+  #[test]
+  fn a_resumed_journal_appends_after_records_written_behind_its_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.jsonl");
+    let mut journal = Journal::create(&path).unwrap();
+    journal.append(started()).unwrap();
+    drop(journal);
+    let (mut resumed, _) = Journal::resume(&path).unwrap();
+    // Another writer appends after the resume read the journal: the resumed journal's next
+    // line must land after it, not over it.
+    let mut other = Journal::create(&dir.path().join("other.jsonl")).unwrap();
+    let line = encode(&other.append(started()).unwrap()).unwrap() + "\n";
+    OpenOptions::new()
+      .append(true)
+      .open(&path)
+      .unwrap()
+      .write_all(line.as_bytes())
+      .unwrap();
+    resumed.append(started()).unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(text.lines().count(), 3, "{text}");
+    assert!(text.contains(&line), "{text}");
+  }
+
+  #[test]
+  fn a_journal_being_written_is_not_appended_to_by_a_pull() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.jsonl");
+    assert!(
+      writer_absent(&path).unwrap().is_some(),
+      "no journal, no writer"
+    );
+    let mut journal = Journal::create(&path).unwrap();
+    journal.append(started()).unwrap();
+    assert!(
+      writer_absent(&path).unwrap().is_none(),
+      "its writer holds it"
+    );
+    drop(journal);
+    let guard = writer_absent(&path).unwrap();
+    assert!(guard.is_some());
+    drop(guard);
+    let (_resumed, records) = Journal::resume(&path).unwrap();
+    assert_eq!(records.len(), 1);
+    assert!(
+      writer_absent(&path).unwrap().is_none(),
+      "a resumed journal too"
+    );
+  }
+
+  #[test]
+  fn journals_are_private_files() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("runs/r/journal.jsonl");
+    Journal::create(&path).unwrap();
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&path), 0o600);
+    assert_eq!(mode(path.parent().unwrap()), 0o700);
   }
 
   #[test]

@@ -1,16 +1,30 @@
 //! One lock per runbook: a second run of the same runbook is refused while one holds it.
 //!
-//! A lock is a file created with `O_EXCL` holding its holder (run id, host, pid, start time) and a
+//! A lock is a file holding its holder (run id, host, pid and that process's start time) and a
 //! lease expiry that the holder renews. It is stale when its lease expired, or when its holder
-//! ran on this host and that process is gone. A stale lock is still refused — the operator sees
-//! who died holding it and breaks it with `drctl unlock` — except by `resume` of the very run
-//! that holds it, which takes it over.
+//! ran on this host and that process is gone — a pid alone is not enough, since pids are
+//! reused, so the holder's start time (and the boot it counts from) must match too. A stale
+//! lock is still refused — the operator sees who died holding it and breaks it with
+//! `drctl unlock` — except by `resume` of the very run that holds it, which takes it over. A
+//! live holder is never taken over, and `unlock` refuses to break it unless forced.
+//!
+//! Invariants (local directory):
+//! * A lock is created where there is none with `link(2)` of a fully written private file, so
+//!   exactly one of N racing runs creates it and nobody ever reads it half-written.
+//! * Every change to an existing lock file (takeover, renewal, release, unlock) happens under
+//!   an exclusive `flock(2)` of the locks directory: read, decide, replace or delete, as one
+//!   step. So of N resumes racing to take over one stale lock exactly one wins; the others
+//!   find the winner's live holder and are refused. The kernel drops the guard when its holder
+//!   dies, so a crash never leaves it held.
+//! * Private files are created with `O_EXCL | O_NOFOLLOW` and mode 0600, never at a
+//!   predictable name a symlink could be planted on.
 
 use std::{
-  fs::OpenOptions,
+  fs::{File, OpenOptions, TryLockError},
   io::{self, Write},
+  os::unix::fs::OpenOptionsExt,
   path::{Path, PathBuf},
-  time::Duration,
+  time::{Duration, Instant},
 };
 
 use chrono::{DateTime, Utc};
@@ -19,6 +33,7 @@ use serde::{Deserialize, Serialize};
 use super::{
   journal::sync_dir,
   s3::{self, S3Lock, S3State},
+  store::create_private_dir,
 };
 
 /// Who holds a lock.
@@ -28,15 +43,44 @@ pub struct LockHolder {
   pub runbook: String,
   pub host: String,
   pub pid: u32,
+  /// When the holder process started, as the kernel counts it (Linux: clock ticks since boot,
+  /// `/proc/PID/stat` field 22). With `boot_id` it tells a live holder from a later process
+  /// that was given the same pid. Absent in locks written before it was recorded, and where
+  /// there is no `/proc`: the pid alone is checked then.
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  pub pid_start: Option<u64>,
+  /// The boot `pid_start` counts from (`/proc/sys/kernel/random/boot_id`).
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  pub boot_id: Option<String>,
   pub started_at: DateTime<Utc>,
   pub lease_expires_at: DateTime<Utc>,
 }
 
 impl LockHolder {
+  /// This process as the holder of `runbook` for `run_id` (the lease is set on acquisition).
+  pub fn this_process(run_id: &str, runbook: &str) -> LockHolder {
+    let pid = std::process::id();
+    LockHolder {
+      run_id: run_id.to_string(),
+      runbook: runbook.to_string(),
+      host: hostname(),
+      pid,
+      pid_start: proc_stat(pid).map(|stat| stat.start),
+      boot_id: boot_id(),
+      started_at: Utc::now(),
+      lease_expires_at: Utc::now(),
+    }
+  }
+
   /// Why the holder is stale, if it is.
   pub fn staleness(&self, now: DateTime<Utc>) -> Option<String> {
-    if self.host == hostname() && !process_alive(self.pid) {
-      return Some(format!("process {} on {} is gone", self.pid, self.host));
+    if self.host == hostname() {
+      if let Some(why) = self.process_gone() {
+        return Some(format!(
+          "process {} on {} is gone{why}",
+          self.pid, self.host
+        ));
+      }
     }
     if self.lease_expires_at < now {
       return Some(format!(
@@ -46,6 +90,68 @@ impl LockHolder {
     }
     None
   }
+
+  /// On this host: `Some` (with a detail, maybe empty) when the holder process no longer
+  /// exists — no process has its pid, or the one that has it started at another time (the pid
+  /// was reused), or the host rebooted since, or it is a zombie.
+  fn process_gone(&self) -> Option<&'static str> {
+    if let (Some(theirs), Some(ours)) = (&self.boot_id, boot_id()) {
+      if *theirs != ours {
+        return Some(" (the host rebooted since)");
+      }
+    }
+    if !has_proc() {
+      return (!process_alive(self.pid)).then_some("");
+    }
+    match proc_stat(self.pid) {
+      None => Some(""),
+      Some(stat) if stat.zombie => Some(""),
+      Some(stat) if self.pid_start.is_some_and(|start| start != stat.start) => {
+        Some(" (its pid now belongs to another process)")
+      }
+      Some(_) => None,
+    }
+  }
+
+  /// Whether `self`, a holder found in place, may be replaced by `wanted`: only by a resume of
+  /// the same run, and only once the holder is stale. Otherwise the error to report.
+  pub(crate) fn check_takeover(&self, wanted: &LockHolder) -> Result<(), LockError> {
+    let stale = self.staleness(Utc::now());
+    if self.run_id != wanted.run_id {
+      return Err(LockError::Held {
+        holder: Box::new(self.clone()),
+        stale,
+      });
+    }
+    match stale {
+      Some(_) => Ok(()),
+      None => Err(LockError::Live {
+        holder: Box::new(self.clone()),
+        refused: Refused::Resume,
+      }),
+    }
+  }
+
+  /// Whether `unlock` may break this holder's lock (`force`: even a live one).
+  pub(crate) fn check_unlock(&self, force: bool) -> Result<(), LockError> {
+    if force || self.staleness(Utc::now()).is_some() {
+      Ok(())
+    } else {
+      Err(LockError::Live {
+        holder: Box::new(self.clone()),
+        refused: Refused::Unlock,
+      })
+    }
+  }
+}
+
+/// What a live holder's lock was not allowed to be used for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+  /// `drctl resume` of the run that holds it.
+  Resume,
+  /// `drctl unlock` without `--force`.
+  Unlock,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +161,13 @@ pub enum LockError {
     holder: Box<LockHolder>,
     /// Why the holder looks dead, when it does.
     stale: Option<String>,
+  },
+  /// The holder is alive (its process exists on this host with its start time, or its lease
+  /// has not expired): it is not taken over, nor broken without `--force`.
+  #[error("{}", live_message(.holder, *.refused))]
+  Live {
+    holder: Box<LockHolder>,
+    refused: Refused,
   },
   #[error("lock {path}: {source}")]
   Io {
@@ -98,14 +211,22 @@ fn lost_message(runbook: &str, path: &Path, now_held_by: Option<&LockHolder>) ->
   )
 }
 
-fn held_message(holder: &LockHolder, stale: Option<&str>) -> String {
-  let mut message = format!(
-    "runbook `{}` is locked by run {} (host {}, pid {}, started {})",
-    holder.runbook,
+/// `run ID (host H, pid P, started T)`: who holds a lock, as every message names it.
+fn describe(holder: &LockHolder) -> String {
+  format!(
+    "run {} (host {}, pid {}, started {})",
     holder.run_id,
     holder.host,
     holder.pid,
     holder.started_at.format("%Y-%m-%d %H:%M:%SZ"),
+  )
+}
+
+fn held_message(holder: &LockHolder, stale: Option<&str>) -> String {
+  let mut message = format!(
+    "runbook `{}` is locked by {}",
+    holder.runbook,
+    describe(holder)
   );
   match stale {
     Some(reason) => message.push_str(&format!(
@@ -115,6 +236,25 @@ fn held_message(holder: &LockHolder, stale: Option<&str>) -> String {
     None => message.push_str("\n  wait for it to finish, or watch it with `drctl status`"),
   }
   message
+}
+
+fn live_message(holder: &LockHolder, refused: Refused) -> String {
+  match refused {
+    Refused::Resume => format!(
+      "{} is still running and holds the lock of runbook `{}`; a live run cannot be resumed\n  \
+       wait for it to finish, or watch it with `drctl status {}`",
+      describe(holder),
+      holder.runbook,
+      holder.run_id
+    ),
+    Refused::Unlock => format!(
+      "runbook `{}` is locked by {}, which is alive; refusing to break its lock\n  wait for it \
+       to finish, or, once you know it no longer acts, `drctl unlock --force {}`",
+      holder.runbook,
+      describe(holder),
+      holder.runbook
+    ),
+  }
 }
 
 /// A held lock. Dropping it does not release it (a crashed holder must look like one); call
@@ -130,15 +270,15 @@ impl Lock {
   /// The default lease: renewed every third of it while the run is alive.
   pub const DEFAULT_LEASE: Duration = Duration::from_secs(10 * 60);
 
-  /// Take the lock for `holder.runbook` in `dir`, or report who holds it. A lock held by the same
-  /// run id (a resume) is taken over.
+  /// Take the lock for `holder.runbook` in `dir`, or report who holds it. A stale lock held by
+  /// the same run id (a resume) is taken over; a live one is not ([`LockError::Live`]).
   pub fn acquire(dir: &Path, holder: LockHolder, lease: Duration) -> Result<Lock, LockError> {
     let path = lock_path(dir, &holder.runbook);
     let io_err = |source| LockError::Io {
       path: path.clone(),
       source,
     };
-    std::fs::create_dir_all(dir).map_err(io_err)?;
+    create_private_dir(dir).map_err(io_err)?;
     let mut holder = holder;
     holder.lease_expires_at = Utc::now() + lease;
     let text =
@@ -153,24 +293,18 @@ impl Lock {
           });
         }
         Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
+          let _guard = DirGuard::take(dir)?;
           let current = match read_holder(&path)? {
             Some(current) => current,
             // Released between our create and our read: try again.
             None => continue,
           };
-          if current.run_id == holder.run_id {
-            let lock = Lock {
-              path,
-              holder,
-              lease,
-            };
-            lock.write()?;
-            return Ok(lock);
-          }
-          let stale = current.staleness(Utc::now());
-          return Err(LockError::Held {
-            holder: Box::new(current),
-            stale,
+          current.check_takeover(&holder)?;
+          replace_with(&path, text.as_bytes()).map_err(io_err)?;
+          return Ok(Lock {
+            path,
+            holder,
+            lease,
           });
         }
         Err(err) => return Err(io_err(err)),
@@ -195,14 +329,12 @@ impl Lock {
     };
     let text =
       serde_json::to_string_pretty(&self.holder).map_err(|err| io_err(io::Error::other(err)))?;
-    let tmp = self.path.with_extension("lock.tmp");
-    std::fs::write(&tmp, text).map_err(io_err)?;
-    std::fs::rename(&tmp, &self.path).map_err(io_err)?;
-    Ok(())
+    replace_with(&self.path, text.as_bytes()).map_err(io_err)
   }
 
   /// Release the lock (only if we still hold it).
   pub fn release(self) -> Result<(), LockError> {
+    let _guard = DirGuard::take(self.path.parent().unwrap_or(Path::new(".")))?;
     match read_holder(&self.path)? {
       Some(current) if current.run_id == self.holder.run_id => std::fs::remove_file(&self.path)
         .map_err(|source| LockError::Io {
@@ -210,6 +342,69 @@ impl Lock {
           source,
         }),
       _ => Ok(()),
+    }
+  }
+}
+
+/// How long a change to a lock file waits for another one in progress in the same directory
+/// (each holds the guard for a read and a rename: microseconds, unless its process is stopped).
+const GUARD_WAIT: Duration = Duration::from_secs(10);
+
+/// The exclusive `flock(2)` of a locks directory that serializes every change to an existing
+/// lock file in it, across processes; released when dropped, or by the kernel when its
+/// process dies.
+struct DirGuard {
+  _dir: File,
+}
+
+impl DirGuard {
+  fn take(dir: &Path) -> Result<DirGuard, LockError> {
+    let io_err = |source| LockError::Io {
+      path: dir.to_path_buf(),
+      source,
+    };
+    let handle = File::open(dir).map_err(io_err)?;
+    let deadline = Instant::now() + GUARD_WAIT;
+    loop {
+      match handle.try_lock() {
+        Ok(()) => return Ok(DirGuard { _dir: handle }),
+        Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
+          std::thread::sleep(Duration::from_millis(2));
+        }
+        Err(TryLockError::WouldBlock) => {
+          return Err(LockError::Contended {
+            path: dir.to_path_buf(),
+          })
+        }
+        Err(TryLockError::Error(err)) => return Err(io_err(err)),
+      }
+    }
+  }
+}
+
+/// A new private file next to `path` holding `contents`, fsynced: created with
+/// `O_EXCL | O_NOFOLLOW` at an unpredictable name, mode 0600. Its path.
+fn write_private(path: &Path, contents: &[u8]) -> io::Result<PathBuf> {
+  let private = path.with_extension(format!(
+    "lock.{}.{:016x}.tmp",
+    std::process::id(),
+    fastrand::u64(..)
+  ));
+  let written = OpenOptions::new()
+    .write(true)
+    .create_new(true)
+    .mode(0o600)
+    .custom_flags(libc::O_NOFOLLOW)
+    .open(&private)
+    .and_then(|mut file| {
+      file.write_all(contents)?;
+      file.sync_all()
+    });
+  match written {
+    Ok(()) => Ok(private),
+    Err(err) => {
+      let _ = std::fs::remove_file(&private);
+      Err(err)
     }
   }
 }
@@ -222,22 +417,23 @@ impl Lock {
 /// atomic and refuses an existing name). A crash can leave the private file behind, never a
 /// partial lock.
 fn create_with(path: &Path, contents: &[u8]) -> io::Result<()> {
-  let private = path.with_extension(format!(
-    "lock.{}.{:08x}.tmp",
-    std::process::id(),
-    fastrand::u32(..)
-  ));
-  let result = (|| {
-    let mut file = OpenOptions::new()
-      .write(true)
-      .create_new(true)
-      .open(&private)?;
-    file.write_all(contents)?;
-    file.sync_all()?;
-    std::fs::hard_link(&private, path)
-  })();
+  let private = write_private(path, contents)?;
+  let result = std::fs::hard_link(&private, path);
   let _ = std::fs::remove_file(&private);
   if result.is_ok() {
+    sync_dir(path);
+  }
+  result
+}
+
+/// Replace the lock file at `path` with `contents` in one step (a private file renamed over
+/// it). Callers hold the [`DirGuard`].
+fn replace_with(path: &Path, contents: &[u8]) -> io::Result<()> {
+  let private = write_private(path, contents)?;
+  let result = std::fs::rename(&private, path);
+  if result.is_err() {
+    let _ = std::fs::remove_file(&private);
+  } else {
     sync_dir(path);
   }
   result
@@ -278,11 +474,12 @@ impl LockStore {
     }
   }
 
-  /// Break the lock of `runbook`, returning who held it.
-  pub async fn unlock(&self, runbook: &str) -> Result<Option<LockHolder>, LockError> {
+  /// Break the lock of `runbook`, returning who held it. A live holder's lock is only broken
+  /// with `force` ([`LockError::Live`] otherwise).
+  pub async fn unlock(&self, runbook: &str, force: bool) -> Result<Option<LockHolder>, LockError> {
     match self {
-      LockStore::Local(dir) => unlock(dir, runbook),
-      LockStore::S3(state) => s3::unlock(state, runbook).await,
+      LockStore::Local(dir) => unlock(dir, runbook, force),
+      LockStore::S3(state) => s3::unlock(state, runbook, force).await,
     }
   }
 }
@@ -371,17 +568,29 @@ pub fn holder(dir: &Path, runbook: &str) -> Result<Option<LockHolder>, LockError
   read_holder(&lock_path(dir, runbook))
 }
 
-/// Break the lock of `runbook`, returning who held it.
-pub fn unlock(dir: &Path, runbook: &str) -> Result<Option<LockHolder>, LockError> {
+/// Break the lock of `runbook`, returning who held it: refused while the holder is alive,
+/// unless `force`. Under the directory's guard, so a takeover cannot slip in between the check
+/// and the removal.
+pub fn unlock(dir: &Path, runbook: &str, force: bool) -> Result<Option<LockHolder>, LockError> {
   let path = lock_path(dir, runbook);
+  if !dir.exists() {
+    return Ok(None);
+  }
+  let _guard = DirGuard::take(dir)?;
   let holder = match read_holder(&path) {
     Ok(holder) => holder,
     // An unreadable lock is still breakable: that is what unlock is for.
     Err(LockError::Unreadable { .. }) => None,
     Err(err) => return Err(err),
   };
+  if let Some(holder) = &holder {
+    holder.check_unlock(force)?;
+  }
   match std::fs::remove_file(&path) {
-    Ok(()) => Ok(holder),
+    Ok(()) => {
+      sync_dir(&path);
+      Ok(holder)
+    }
     Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
     Err(source) => Err(LockError::Io { path, source }),
   }
@@ -414,7 +623,8 @@ pub fn hostname() -> String {
     .unwrap_or_else(|| "localhost".into())
 }
 
-/// Whether a process with this pid exists on this host.
+/// Whether a process with this pid exists on this host (any process: see
+/// [`LockHolder::staleness`] for whether it is the holder).
 #[allow(unsafe_code)]
 pub fn process_alive(pid: u32) -> bool {
   let Ok(pid) = libc::pid_t::try_from(pid) else {
@@ -428,18 +638,61 @@ pub fn process_alive(pid: u32) -> bool {
   result == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
+/// What `/proc/PID/stat` says about a process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ProcStat {
+  /// Field 22, `starttime`: clock ticks after boot.
+  start: u64,
+  /// State `Z` (or `X`): dead, waiting to be reaped.
+  zombie: bool,
+}
+
+/// Whether this host has a Linux `/proc` to read process start times from.
+fn has_proc() -> bool {
+  Path::new("/proc/self/stat").exists()
+}
+
+/// `/proc/PID/stat` of a process, `None` if there is no such process (or no `/proc`).
+fn proc_stat(pid: u32) -> Option<ProcStat> {
+  if pid == 0 {
+    return None;
+  }
+  let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+  parse_proc_stat(&text)
+}
+
+/// Parse a `/proc/PID/stat` line. Field 2 (the command name, in parentheses) may itself hold
+/// spaces and parentheses, so the fields are counted from the last `)`: field 3 is the state,
+/// field 22 the start time.
+fn parse_proc_stat(text: &str) -> Option<ProcStat> {
+  let rest = &text[text.rfind(')')? + 1..];
+  let fields: Vec<&str> = rest.split_whitespace().collect();
+  let state = fields.first()?;
+  let start = fields.get(22 - 3)?.parse().ok()?;
+  Some(ProcStat {
+    start,
+    zombie: matches!(*state, "Z" | "X"),
+  })
+}
+
+/// This boot's id (`/proc/sys/kernel/random/boot_id`), if the host has one.
+fn boot_id() -> Option<String> {
+  std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+    .ok()
+    .map(|id| id.trim().to_string())
+    .filter(|id| !id.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
   use super::*;
 
   fn holder(run_id: &str, pid: u32) -> LockHolder {
     LockHolder {
-      run_id: run_id.into(),
-      runbook: "regional-failover".into(),
-      host: hostname(),
       pid,
-      started_at: Utc::now(),
-      lease_expires_at: Utc::now(),
+      pid_start: proc_stat(pid).map(|stat| stat.start),
+      lease_expires_at: Utc::now() + chrono::Duration::hours(1),
+      ..LockHolder::this_process(run_id, "regional-failover")
     }
   }
 
@@ -535,7 +788,9 @@ mod tests {
     };
     assert!(stale.as_deref().unwrap().contains("is gone"));
     assert!(err.to_string().contains("drctl unlock regional-failover"));
-    let broken = unlock(dir.path(), "regional-failover").unwrap().unwrap();
+    let broken = unlock(dir.path(), "regional-failover", false)
+      .unwrap()
+      .unwrap();
     assert_eq!(broken.run_id, "run-dead");
     Lock::acquire(
       dir.path(),
@@ -563,5 +818,158 @@ mod tests {
     )
     .unwrap();
     assert_eq!(lock.holder().pid, std::process::id());
+  }
+
+  #[test]
+  fn a_live_run_is_not_taken_over_by_its_own_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let live = Lock::acquire(
+      dir.path(),
+      holder("run-1", std::process::id()),
+      Lock::DEFAULT_LEASE,
+    )
+    .unwrap();
+    let err = Lock::acquire(
+      dir.path(),
+      holder("run-1", std::process::id()),
+      Lock::DEFAULT_LEASE,
+    )
+    .unwrap_err();
+    let LockError::Live { holder, refused } = &err else {
+      panic!("{err:?}")
+    };
+    assert_eq!(
+      (holder.run_id.as_str(), *refused),
+      ("run-1", Refused::Resume)
+    );
+    let message = err.to_string();
+    assert!(message.contains("run run-1 (host "), "{message}");
+    assert!(message.contains("still running"), "{message}");
+    assert_eq!(
+      read_holder(&live.path).unwrap().unwrap(),
+      *live.holder(),
+      "the live holder's lock is untouched"
+    );
+  }
+
+  #[test]
+  fn racing_resumes_take_a_stale_lock_over_exactly_once() {
+    // A killed run's lock, and sixteen resumes of that run racing for it, many times: exactly
+    // one takes it over, every other finds the winner alive.
+    for _ in 0..20 {
+      let dir = tempfile::tempdir().unwrap();
+      let _ = Lock::acquire(dir.path(), holder("run-1", 4_000_000), Lock::DEFAULT_LEASE).unwrap();
+      let results: Vec<Result<Lock, LockError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..16)
+          .map(|_| {
+            let dir = dir.path();
+            scope.spawn(move || {
+              Lock::acquire(
+                dir,
+                holder("run-1", std::process::id()),
+                Duration::from_secs(60),
+              )
+            })
+          })
+          .collect();
+        handles
+          .into_iter()
+          .map(|handle| handle.join().unwrap())
+          .collect()
+      });
+      let taken = results.iter().filter(|result| result.is_ok()).count();
+      let refused = results
+        .iter()
+        .filter(|result| matches!(result, Err(LockError::Live { .. })))
+        .count();
+      assert_eq!((taken, refused), (1, 15), "{results:?}");
+      let leftovers = std::fs::read_dir(dir.path()).unwrap().count();
+      assert_eq!(leftovers, 1, "only the lock file remains");
+    }
+  }
+
+  #[test]
+  fn a_reused_pid_or_a_reboot_makes_a_holder_stale() {
+    // Our own pid, alive, but recorded with another start time: the pid was reused.
+    let mut reused = holder("run-1", std::process::id());
+    assert_eq!(reused.staleness(Utc::now()), None);
+    reused.pid_start = reused.pid_start.map(|start| start + 1);
+    let why = reused.staleness(Utc::now()).unwrap();
+    assert!(
+      why.contains("its pid now belongs to another process"),
+      "{why}"
+    );
+    let mut rebooted = holder("run-1", std::process::id());
+    rebooted.boot_id = Some("another-boot".into());
+    let why = rebooted.staleness(Utc::now()).unwrap();
+    assert!(why.contains("rebooted"), "{why}");
+    // A holder on another host is judged by its lease only.
+    let mut remote = holder("run-1", 4_000_000);
+    remote.host = "elsewhere".into();
+    remote.lease_expires_at = Utc::now() + chrono::Duration::seconds(60);
+    assert_eq!(remote.staleness(Utc::now()), None);
+  }
+
+  #[test]
+  fn proc_stat_fields_are_counted_from_the_last_parenthesis() {
+    let line = "4242 (evil) 1 2 3 (x) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 \
+                987654 1000 200 18446744073709551615";
+    assert_eq!(
+      parse_proc_stat(line),
+      Some(ProcStat {
+        start: 987654,
+        zombie: false
+      })
+    );
+    let zombie = "7 (sh) Z 1 7 7 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 55 0 0";
+    assert!(parse_proc_stat(zombie).unwrap().zombie);
+    assert_eq!(parse_proc_stat("garbage"), None);
+    let ours = proc_stat(std::process::id()).unwrap();
+    assert!(!ours.zombie);
+  }
+
+  #[test]
+  fn unlock_refuses_a_live_holder_unless_forced() {
+    let dir = tempfile::tempdir().unwrap();
+    let _live = Lock::acquire(
+      dir.path(),
+      holder("run-1", std::process::id()),
+      Lock::DEFAULT_LEASE,
+    )
+    .unwrap();
+    let err = unlock(dir.path(), "regional-failover", false).unwrap_err();
+    assert!(
+      matches!(
+        err,
+        LockError::Live {
+          refused: Refused::Unlock,
+          ..
+        }
+      ),
+      "{err:?}"
+    );
+    assert!(err.to_string().contains("unlock --force"), "{err}");
+    assert!(holder_of(dir.path()).is_some());
+    let broken = unlock(dir.path(), "regional-failover", true)
+      .unwrap()
+      .unwrap();
+    assert_eq!(broken.run_id, "run-1");
+    assert!(holder_of(dir.path()).is_none());
+  }
+
+  fn holder_of(dir: &Path) -> Option<LockHolder> {
+    super::holder(dir, "regional-failover").unwrap()
+  }
+
+  #[test]
+  fn lock_files_and_their_directories_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let locks = dir.path().join("state/locks");
+    let lock = Lock::acquire(&locks, holder("run-1", 4_000_000), Lock::DEFAULT_LEASE).unwrap();
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&lock.path), 0o600);
+    assert_eq!(mode(&locks), 0o700);
+    assert_eq!(mode(&dir.path().join("state")), 0o700);
   }
 }

@@ -23,6 +23,7 @@ use std::{
   collections::{BTreeMap, BTreeSet},
   fmt,
   io::Write,
+  os::unix::fs::OpenOptionsExt,
   path::{Path, PathBuf},
   time::Duration,
 };
@@ -32,7 +33,7 @@ use chrono::Utc;
 use super::{
   journal::{self, JournalError},
   lock::{LockError, LockHolder},
-  store::Store,
+  store::{self, Store},
 };
 use crate::cloud::{
   aws::{StateStore, StoreError},
@@ -135,8 +136,8 @@ pub struct S3Lock {
 const ACQUIRE_ROUNDS: usize = 8;
 
 impl S3Lock {
-  /// Take the lock, or report who holds it. A lock held by the same run id (a resume) is taken
-  /// over with a conditional overwrite.
+  /// Take the lock, or report who holds it. A stale lock held by the same run id (a resume) is
+  /// taken over with a conditional overwrite; a live one is not ([`LockError::Live`]).
   pub async fn acquire(
     state: &S3State,
     holder: LockHolder,
@@ -170,14 +171,10 @@ impl S3Lock {
         // Released between our write and our read: try again.
         continue;
       };
-      let current = parse_holder(&bytes, state, &key)?;
-      if current.run_id != holder.run_id {
-        let stale = current.staleness(Utc::now());
-        return Err(LockError::Held {
-          holder: Box::new(current),
-          stale,
-        });
-      }
+      // A takeover is a conditional overwrite of the very object we judged stale: of N racing
+      // resumes exactly one `If-Match` succeeds; the others go round again and find the
+      // winner alive.
+      parse_holder(&bytes, state, &key)?.check_takeover(&holder)?;
       match store.put_if_match(bucket, &key, body.clone(), &etag).await {
         Ok(etag) => {
           return Ok(S3Lock {
@@ -282,8 +279,14 @@ pub async fn holder(state: &S3State, runbook: &str) -> Result<Option<LockHolder>
   }
 }
 
-/// Break the lock of `runbook` in S3, returning who held it.
-pub async fn unlock(state: &S3State, runbook: &str) -> Result<Option<LockHolder>, LockError> {
+/// Break the lock of `runbook` in S3, returning who held it: refused while the holder is alive,
+/// unless `force`. Read-then-delete, like [`S3Lock::release`]: a takeover in that one round trip
+/// would be deleted with it.
+pub async fn unlock(
+  state: &S3State,
+  runbook: &str,
+  force: bool,
+) -> Result<Option<LockHolder>, LockError> {
   let key = state.location.lock_key(runbook);
   let Some((bytes, _)) = state
     .store
@@ -294,7 +297,10 @@ pub async fn unlock(state: &S3State, runbook: &str) -> Result<Option<LockHolder>
     return Ok(None);
   };
   // An unreadable lock is still breakable: that is what unlock is for.
-  let holder = serde_json::from_slice(&bytes).ok();
+  let holder: Option<LockHolder> = serde_json::from_slice(&bytes).ok();
+  if let Some(holder) = &holder {
+    holder.check_unlock(force)?;
+  }
   state
     .store
     .delete(&state.location.bucket, &key)
@@ -517,6 +523,10 @@ pub async fn pull_runs(state: &S3State, store: &Store) -> Result<Vec<String>, Sy
     else {
       continue;
     };
+    // A run id from the bucket becomes a local path: one that could leave the cache is skipped.
+    if store::check_name(store::NameKind::RunId, run_id).is_err() {
+      continue;
+    }
     if let Some(seq) = parse_record_key(key, &state.location.journal_prefix(run_id)) {
       runs.entry(run_id.to_string()).or_default().insert(seq);
     }
@@ -524,6 +534,11 @@ pub async fn pull_runs(state: &S3State, store: &Store) -> Result<Vec<String>, Sy
   let mut pulled = Vec::new();
   for (run_id, seqs) in runs {
     let path = store.journal_path(&run_id);
+    // A run a process on this machine is writing (a resume racing this pull) is skipped: its
+    // local journal is ahead of the bucket, and appending here would duplicate its records.
+    let Some(_no_writer) = journal::writer_absent(&path)? else {
+      continue;
+    };
     let last = match journal::read_lines(&path) {
       Ok(lines) => lines.last().map_or(0, |(seq, _)| *seq),
       Err(JournalError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => 0,
@@ -562,11 +577,13 @@ pub async fn pull_runs(state: &S3State, store: &Store) -> Result<Vec<String>, Sy
     }
     let local_err = |err: std::io::Error| SyncError::Local(format!("{}: {err}", path.display()));
     if let Some(dir) = path.parent() {
-      std::fs::create_dir_all(dir).map_err(local_err)?;
+      store::create_private_dir(dir).map_err(local_err)?;
     }
     let mut file = std::fs::OpenOptions::new()
       .create(true)
       .append(true)
+      .mode(0o600)
+      .custom_flags(libc::O_NOFOLLOW)
       .open(&path)
       .map_err(local_err)?;
     file.write_all(text.as_bytes()).map_err(local_err)?;

@@ -1,4 +1,8 @@
 //! The local state directory: where runs and locks live, and how to list them.
+//!
+//! Run ids, runbook names and drill names become file names in it, so every one a user gives
+//! is checked first ([`check_name`]): one path component of letters, digits, `-` and `_`, so
+//! that nothing it names can lie outside the state directory.
 
 use std::path::{Path, PathBuf};
 
@@ -65,8 +69,9 @@ impl Store {
     }
   }
 
-  /// Find a run by id or unique prefix.
+  /// Find a run by id or unique prefix (checked first: see [`check_name`]).
   pub fn find_run(&self, id: &str) -> Result<String, String> {
+    check_name(NameKind::RunId, id)?;
     if self.journal_path(id).exists() {
       return Ok(id.to_string());
     }
@@ -97,6 +102,7 @@ impl Store {
       .flatten()
       .filter(|entry| entry.path().join("journal.jsonl").exists())
       .filter_map(|entry| entry.file_name().into_string().ok())
+      .filter(|id| check_name(NameKind::RunId, id).is_ok())
       .collect();
     ids.sort();
     ids
@@ -119,6 +125,62 @@ impl Store {
       })
       .collect()
   }
+}
+
+/// Create a state directory (and its missing parents) readable by its owner only: 0700 whatever
+/// the umask (a umask can only take bits away).
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+  use std::os::unix::fs::DirBuilderExt;
+  std::fs::DirBuilder::new()
+    .recursive(true)
+    .mode(0o700)
+    .create(dir)
+}
+
+/// What a name given by the user names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameKind {
+  RunId,
+  Runbook,
+  Drill,
+}
+
+impl NameKind {
+  fn as_str(&self) -> &'static str {
+    match self {
+      NameKind::RunId => "run id",
+      NameKind::Runbook => "runbook name",
+      NameKind::Drill => "drill name",
+    }
+  }
+}
+
+/// The longest name accepted (run ids are 20 characters; runbook and drill names are short).
+const MAX_NAME_LEN: usize = 128;
+
+/// Check a run id, runbook or drill name given by the user before it becomes part of a path:
+/// 1 to 128 ASCII letters, digits, `-` and `_` (no `/`, no `.`, so no `..`). `Err` is the
+/// message for the user.
+pub fn check_name(kind: NameKind, name: &str) -> Result<(), String> {
+  let valid = !name.is_empty()
+    && name.len() <= MAX_NAME_LEN
+    && name
+      .bytes()
+      .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+  if valid {
+    return Ok(());
+  }
+  let shown: String = name.chars().take(MAX_NAME_LEN).collect();
+  Err(format!(
+    "`{}` is not a valid {}: use 1 to {MAX_NAME_LEN} letters, digits, `-` and `_`{}",
+    shown.escape_debug(),
+    kind.as_str(),
+    match kind {
+      NameKind::RunId => " (list runs with `drctl runs`)",
+      NameKind::Runbook => " (the runbook's metadata.name, or the path of its file)",
+      NameKind::Drill => " (list drills with `drctl drill list`)",
+    }
+  ))
 }
 
 /// Summarize a journal.
@@ -160,4 +222,26 @@ pub fn summarize(run_id: &str, records: &[Record]) -> RunSummary {
     }
   }
   summary
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn names_that_could_leave_the_state_directory_are_refused() {
+    for name in ["20261201-204523-4252", "regional-failover", "a_b", "X"] {
+      assert_eq!(check_name(NameKind::RunId, name), Ok(()), "{name}");
+    }
+    for name in [
+      "", "..", ".", "../x", "a/b", "/etc", "a.lock", "a\0b", "a b", "é",
+    ] {
+      let err = check_name(NameKind::Runbook, name).unwrap_err();
+      assert!(err.contains("is not a valid runbook name"), "{err}");
+    }
+    assert!(check_name(NameKind::Drill, &"a".repeat(129)).is_err());
+    let store = Store::new("/nonexistent-state");
+    let err = store.find_run("../../x").unwrap_err();
+    assert!(err.starts_with("`../../x` is not a valid run id"), "{err}");
+  }
 }

@@ -19,6 +19,7 @@ mod guards;
 mod orphans;
 mod outage;
 mod secret_corpus;
+mod resumerace;
 mod secrets;
 mod stepcrash;
 
@@ -81,6 +82,7 @@ const SECTIONS: &[(&str, Section)] = &[
   ("stepcrash", stepcrash::run),
   ("exfiltration", exfiltration::run),
   ("orphans", orphans::run),
+  ("resumerace", resumerace::run),
 ];
 
 fn main() -> ExitCode {

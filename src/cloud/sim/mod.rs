@@ -160,10 +160,13 @@ impl Sim {
   /// the built-in world) if the directory holds none yet.
   pub fn open(options: &SimOptions) -> Result<Arc<Sim>, SimError> {
     let dir = options.dir.clone();
-    fs::create_dir_all(&dir).map_err(|source| SimError::Io {
-      path: dir.clone(),
-      source,
-    })?;
+    // The run directory is state: private (0700), like the rest of it.
+    std::os::unix::fs::DirBuilderExt::mode(fs::DirBuilder::new().recursive(true), 0o700)
+      .create(&dir)
+      .map_err(|source| SimError::Io {
+        path: dir.clone(),
+        source,
+      })?;
     let existing = dir.join(persist::WORLD_FILE).exists();
     let file = if existing {
       let file = persist::read_world(&dir)?;
@@ -391,14 +394,15 @@ impl Sim {
       "code": error.code,
     });
     let path = self.dir.join(REFUSALS_FILE);
-    let written = fs::OpenOptions::new()
-      .create(true)
-      .append(true)
-      .open(&path)
-      .and_then(|mut file| {
-        use std::io::Write;
-        writeln!(file, "{line}")
-      });
+    let written = std::os::unix::fs::OpenOptionsExt::mode(
+      fs::OpenOptions::new().create(true).append(true),
+      0o600,
+    )
+    .open(&path)
+    .and_then(|mut file| {
+      use std::io::Write;
+      writeln!(file, "{line}")
+    });
     if let Err(err) = written {
       tracing::debug!(path = %path.display(), "cannot record a refused call: {err}");
     }

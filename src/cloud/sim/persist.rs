@@ -5,6 +5,7 @@
 use std::{
   fs::{self, File, OpenOptions},
   io::{self, Write},
+  os::unix::fs::OpenOptionsExt,
   path::{Path, PathBuf},
 };
 
@@ -55,7 +56,16 @@ pub(crate) fn write_world(dir: &Path, file: &WorldFile) -> Result<(), SimError> 
     message: err.to_string(),
   })?;
   {
-    let mut out = File::create(&tmp).map_err(io_error(&tmp))?;
+    // State is private (0600), and the temporary name is ours alone: a leftover from a crash
+    // is replaced, a symlink planted there is not followed.
+    let _ = fs::remove_file(&tmp);
+    let mut out = OpenOptions::new()
+      .write(true)
+      .create_new(true)
+      .mode(0o600)
+      .custom_flags(libc::O_NOFOLLOW)
+      .open(&tmp)
+      .map_err(io_error(&tmp))?;
     out.write_all(&bytes).map_err(io_error(&tmp))?;
     out.sync_all().map_err(io_error(&tmp))?;
   }
@@ -166,6 +176,8 @@ impl OpLog {
     let file = OpenOptions::new()
       .create(true)
       .append(true)
+      .mode(0o600)
+      .custom_flags(libc::O_NOFOLLOW)
       .open(&path)
       .map_err(io_error(&path))?;
     let len = file.metadata().map_err(io_error(&path))?.len();
