@@ -3,6 +3,7 @@
 use std::{
   path::{Path, PathBuf},
   sync::Arc,
+  time::Duration,
 };
 
 use chrono::{DateTime, Utc};
@@ -18,13 +19,14 @@ use crate::{
   cloud::{
     aws::AwsSettings,
     sim::{Sim, SimOptions},
-    Cloud, RateLimits,
+    Cloud, MutationFence, RateLimits,
   },
   engine::{self, Approver, Operator, RunOptions},
   plan::{self, Plan},
   runbook::{self, Runbook},
   state::{
-    lock::{hostname, HeldLock, LeaseKeeper, Lock, LockError, LockHolder},
+    journal::create_dir_all_durable,
+    lock::{hostname, HeldLock, LeaseKeeper, LeaseTerms, LockError, LockHolder},
     Event, Journal, RunStatus, Store, Timeline,
   },
 };
@@ -128,10 +130,20 @@ impl Context {
 
   /// Open the backend for a run whose state lives in `dir`, behind the client-side rate limits
   /// (AWS's defaults, or drctl.yaml's `rate_limits`), whatever the backend.
-  async fn open_cloud(&self, dir: &Path, secrets: Vec<String>) -> Result<Cloud, Error> {
+  /// The backend, behind the client layer, refusing mutating calls once `fence` closes.
+  async fn open_cloud(
+    &self,
+    dir: &Path,
+    secrets: Vec<String>,
+    fence: &MutationFence,
+  ) -> Result<Cloud, Error> {
     let limits = RateLimits::with_overrides(&self.file.rate_limits)
       .map_err(|err| Error::Usage(format!("drctl.yaml: {err}")))?;
-    Ok(self.open_backend(dir, secrets).await?.rate_limited(limits))
+    let backend = Cloud {
+      fence: fence.clone(),
+      ..self.open_backend(dir, secrets).await?
+    };
+    Ok(backend.rate_limited(limits))
   }
 
   async fn open_backend(&self, dir: &Path, secrets: Vec<String>) -> Result<Cloud, Error> {
@@ -335,7 +347,11 @@ pub(super) async fn plan_report(
     fastrand::u16(..)
   ));
   let cloud = ctx
-    .open_cloud(&dir, plan.secrets.values().cloned().collect())
+    .open_cloud(
+      &dir,
+      plan.secrets.values().cloned().collect(),
+      &MutationFence::default(),
+    )
     .await?;
   let report = plan::describe(plan, &cloud).await;
   let _ = std::fs::remove_dir_all(&dir);
@@ -413,9 +429,32 @@ fn operator(observer: Arc<dyn engine::Observer>, run_id: &str) -> Operator {
   }
 }
 
-/// Keep a lock's lease alive while the run goes on.
-fn renew_lease(lock: HeldLock) -> LeaseKeeper {
-  lock.keep_alive(Lock::DEFAULT_LEASE / 3)
+/// Keep a lock's lease alive while the run goes on; `fence` closes when it is lost or expires.
+fn renew_lease(lock: HeldLock, fence: &MutationFence) -> LeaseKeeper {
+  lock.keep_alive(lease_terms().renew_every, fence.clone())
+}
+
+/// The lock's lease and renewal interval: [`LeaseTerms::DEFAULT`], or a lease of
+/// `DRCTL_LOCK_LEASE` (a duration such as `6s`, renewed every third of it). Undocumented on
+/// purpose: the reliability suite shortens the lease to steal locks within seconds; in
+/// production a short lease only makes a slow state store stop a failover sooner.
+fn lease_terms() -> LeaseTerms {
+  std::env::var("DRCTL_LOCK_LEASE")
+    .ok()
+    .and_then(|text| crate::runbook::parse_duration(&text).ok())
+    .filter(|lease| *lease >= Duration::from_secs(1))
+    .map_or(LeaseTerms::DEFAULT, LeaseTerms::with_lease)
+}
+
+/// What the engine's error means for the exit code: a lost lock is 4 (someone else holds it),
+/// everything else 1.
+fn engine_failed(err: engine::EngineError) -> Error {
+  match &err {
+    engine::EngineError::Fenced { reason, .. } if reason.is_lock_loss() => {
+      Error::Locked(err.to_string())
+    }
+    _ => Error::Failed(err.to_string()),
+  }
 }
 
 fn locked(err: LockError) -> Error {
@@ -464,17 +503,18 @@ pub(super) async fn execute(
   let s3 = ctx.s3_state().await;
   let lock = ctx
     .lock_store(s3.as_ref())
-    .acquire(holder, Lock::DEFAULT_LEASE)
+    .acquire(holder, lease_terms().lease)
     .await
     .map_err(locked)?;
-  let renewal = renew_lease(lock);
+  let fence = MutationFence::default();
+  let renewal = renew_lease(lock, &fence);
   let run_dir = ctx.store.run_dir(&run_id);
   let mut mirror = None;
   let result = async {
-    std::fs::create_dir_all(&run_dir)
+    create_dir_all_durable(&run_dir)
       .map_err(|err| Error::Failed(format!("{}: {err}", run_dir.display())))?;
     let cloud = ctx
-      .open_cloud(&run_dir, plan.secrets.values().cloned().collect())
+      .open_cloud(&run_dir, plan.secrets.values().cloned().collect(), &fence)
       .await?;
     let mut journal = Journal::create(&ctx.store.journal_path(&run_id))
       .map_err(|err| Error::Failed(err.to_string()))?;
@@ -498,7 +538,7 @@ pub(super) async fn execute(
     }
     engine::start(plan.clone(), cloud, journal, options, operator)
       .await
-      .map_err(|err| Error::Failed(err.to_string()))
+      .map_err(engine_failed)
   };
   let outcome = result.await;
   let location = s3.as_ref().map(|s3| s3.location.to_string());
@@ -603,10 +643,11 @@ async fn resume(
   };
   let lock = ctx
     .lock_store(s3.as_ref())
-    .acquire(holder, Lock::DEFAULT_LEASE)
+    .acquire(holder, lease_terms().lease)
     .await
     .map_err(locked)?;
-  let renewal = renew_lease(lock);
+  let fence = MutationFence::default();
+  let renewal = renew_lease(lock, &fence);
   let mut mirror = None;
   let result = async {
     let run_dir = ctx.store.run_dir(&run_id);
@@ -633,7 +674,7 @@ async fn resume(
       state: ctx.state.clone(),
     };
     let cloud = resumed_ctx
-      .open_cloud(&run_dir, plan.secrets.values().cloned().collect())
+      .open_cloud(&run_dir, plan.secrets.values().cloned().collect(), &fence)
       .await?;
     let (mut journal, records) =
       Journal::resume(&journal_path).map_err(|err| Error::Failed(err.to_string()))?;
@@ -660,7 +701,7 @@ async fn resume(
       operator(observer, &run_id),
     )
     .await
-    .map_err(|err| Error::Failed(err.to_string()))
+    .map_err(engine_failed)
   };
   let outcome = result.await;
   let location = s3.as_ref().map(|s3| s3.location.to_string());

@@ -5,6 +5,13 @@
 //! ran on this host and that process is gone. A stale lock is still refused — the operator sees
 //! who died holding it and breaks it with `drctl unlock` — except by `resume` of the very run
 //! that holds it, which takes it over.
+//!
+//! Renewal is compare-and-swap: the lock file also carries a token drawn at each acquisition
+//! (`token`), and a renewal replaces the file only if it still names this run *and* this token,
+//! atomically (rename of a private file) while holding an advisory lock on the locks directory
+//! that `unlock` and a same-run takeover also take. A renewal that finds anything else reports
+//! [`LockError::Lost`]: the lock was broken or taken, and the run must stop mutating (see
+//! [`HeldLock::keep_alive`] and [`crate::cloud::MutationFence`]).
 
 use std::{
   fs::OpenOptions,
@@ -20,6 +27,27 @@ use super::{
   journal::sync_dir,
   s3::{self, S3Lock, S3State},
 };
+use crate::cloud::{FenceReason, MutationFence};
+
+/// How long a lock's lease lasts, and how often its holder renews it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseTerms {
+  pub lease: Duration,
+  pub renew_every: Duration,
+}
+
+impl LeaseTerms {
+  /// A ten-minute lease, renewed every third of it: two renewals may fail before it expires.
+  pub const DEFAULT: LeaseTerms = LeaseTerms::with_lease(Lock::DEFAULT_LEASE);
+
+  /// A lease of `lease`, renewed every third of it.
+  pub const fn with_lease(lease: Duration) -> LeaseTerms {
+    LeaseTerms {
+      lease,
+      renew_every: Duration::from_nanos((lease.as_nanos() / 3) as u64),
+    }
+  }
+}
 
 /// Who holds a lock.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -124,6 +152,25 @@ pub struct Lock {
   path: PathBuf,
   holder: LockHolder,
   lease: Duration,
+  /// Drawn at acquisition and written into the file: a renewal replaces the file only while it
+  /// still carries it (a takeover by a resume of the same run id draws another).
+  token: String,
+}
+
+/// What a lock file holds: its holder and the token of the acquisition that wrote it. Readers
+/// that only want the holder ignore the token.
+#[derive(Debug, Serialize, Deserialize)]
+struct LockFile {
+  #[serde(flatten)]
+  holder: LockHolder,
+  /// Absent in lock files written before renewal was compare-and-swap.
+  #[serde(default)]
+  token: String,
+}
+
+/// A fresh acquisition token.
+fn new_token() -> String {
+  format!("{:016x}", fastrand::u64(..))
 }
 
 impl Lock {
@@ -141,8 +188,8 @@ impl Lock {
     std::fs::create_dir_all(dir).map_err(io_err)?;
     let mut holder = holder;
     holder.lease_expires_at = Utc::now() + lease;
-    let text =
-      serde_json::to_string_pretty(&holder).map_err(|err| io_err(io::Error::other(err)))?;
+    let token = new_token();
+    let text = lock_text(&holder, &token).map_err(io_err)?;
     loop {
       match create_with(&path, text.as_bytes()) {
         Ok(()) => {
@@ -150,6 +197,7 @@ impl Lock {
             path,
             holder,
             lease,
+            token,
           });
         }
         Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
@@ -163,7 +211,12 @@ impl Lock {
               path,
               holder,
               lease,
+              token,
             };
+            let _guard = DirGuard::lock(dir).map_err(|source| LockError::Io {
+              path: lock.path.clone(),
+              source,
+            })?;
             lock.write()?;
             return Ok(lock);
           }
@@ -182,34 +235,117 @@ impl Lock {
     &self.holder
   }
 
-  /// Extend the lease (called periodically by the engine).
+  /// Extend the lease, compare-and-swap: only if the file still names this run and this
+  /// acquisition's token. Otherwise the lock is [`LockError::Lost`] (broken with `drctl unlock`,
+  /// or taken by another run or another resume of this one) and the file is left as it is.
   pub fn renew(&mut self) -> Result<(), LockError> {
-    self.holder.lease_expires_at = Utc::now() + self.lease;
-    self.write()
+    let io_err = |source| LockError::Io {
+      path: self.path.clone(),
+      source,
+    };
+    let _guard = DirGuard::lock(self.dir()).map_err(io_err)?;
+    self.expect_ours()?;
+    let mut renewed = self.holder.clone();
+    renewed.lease_expires_at = Utc::now() + self.lease;
+    let previous = std::mem::replace(&mut self.holder, renewed);
+    if let Err(err) = self.write() {
+      self.holder = previous;
+      return Err(err);
+    }
+    Ok(())
   }
 
+  fn dir(&self) -> &Path {
+    self.path.parent().unwrap_or(Path::new("."))
+  }
+
+  /// `Ok` when the lock file is still the one this acquisition wrote (run id and token).
+  fn expect_ours(&self) -> Result<(), LockError> {
+    let current = match read_file(&self.path) {
+      Ok(current) => current,
+      // Not something we wrote (we write whole files only): someone else's.
+      Err(LockError::Unreadable { .. }) => None,
+      Err(err) => return Err(err),
+    };
+    match current {
+      Some(file) if file.holder.run_id == self.holder.run_id && file.token == self.token => Ok(()),
+      other => Err(LockError::Lost {
+        runbook: self.holder.runbook.clone(),
+        path: self.path.clone(),
+        now_held_by: other.map(|file| Box::new(file.holder)),
+      }),
+    }
+  }
+
+  /// Replace the lock file with our holder, atomically: a private file, fsynced, renamed over
+  /// it, then the directory fsynced. Callers hold the directory's [`DirGuard`].
   fn write(&self) -> Result<(), LockError> {
     let io_err = |source| LockError::Io {
       path: self.path.clone(),
       source,
     };
-    let text =
-      serde_json::to_string_pretty(&self.holder).map_err(|err| io_err(io::Error::other(err)))?;
-    let tmp = self.path.with_extension("lock.tmp");
-    std::fs::write(&tmp, text).map_err(io_err)?;
-    std::fs::rename(&tmp, &self.path).map_err(io_err)?;
+    let text = lock_text(&self.holder, &self.token).map_err(io_err)?;
+    let private = write_private(&self.path, text.as_bytes()).map_err(io_err)?;
+    let renamed = std::fs::rename(&private, &self.path);
+    if renamed.is_err() {
+      let _ = std::fs::remove_file(&private);
+    }
+    renamed.map_err(io_err)?;
+    sync_dir(&self.path);
     Ok(())
   }
 
-  /// Release the lock (only if we still hold it).
+  /// Release the lock (only if this acquisition still holds it).
   pub fn release(self) -> Result<(), LockError> {
-    match read_holder(&self.path)? {
-      Some(current) if current.run_id == self.holder.run_id => std::fs::remove_file(&self.path)
-        .map_err(|source| LockError::Io {
-          path: self.path.clone(),
-          source,
-        }),
-      _ => Ok(()),
+    let io_err = |source| LockError::Io {
+      path: self.path.clone(),
+      source,
+    };
+    let _guard = DirGuard::lock(self.dir()).map_err(io_err)?;
+    match self.expect_ours() {
+      Ok(()) => {
+        std::fs::remove_file(&self.path).map_err(io_err)?;
+        sync_dir(&self.path);
+        Ok(())
+      }
+      Err(LockError::Lost { .. }) => Ok(()),
+      Err(err) => Err(err),
+    }
+  }
+}
+
+/// The text of a lock file.
+fn lock_text(holder: &LockHolder, token: &str) -> io::Result<String> {
+  serde_json::to_string_pretty(&LockFile {
+    holder: holder.clone(),
+    token: token.to_string(),
+  })
+  .map_err(io::Error::other)
+}
+
+/// An exclusive advisory lock (`flock`) on a locks directory, held while a lock file is
+/// replaced or removed, so that a renewal's check of the file and its replacement are one step
+/// to every other renewal, takeover and `unlock`. Creating a lock (`link(2)`, which refuses an
+/// existing name) needs no guard. Released on drop (closing the descriptor).
+struct DirGuard {
+  _dir: std::fs::File,
+}
+
+impl DirGuard {
+  #[allow(unsafe_code)]
+  fn lock(dir: &Path) -> io::Result<DirGuard> {
+    use std::os::fd::AsRawFd;
+    let handle = std::fs::File::open(dir)?;
+    loop {
+      // SAFETY: flock on a descriptor we own; it touches no memory.
+      let result = unsafe { libc::flock(handle.as_raw_fd(), libc::LOCK_EX) };
+      if result == 0 {
+        return Ok(DirGuard { _dir: handle });
+      }
+      let err = io::Error::last_os_error();
+      if err.kind() != io::ErrorKind::Interrupted {
+        return Err(err);
+      }
     }
   }
 }
@@ -222,25 +358,38 @@ impl Lock {
 /// atomic and refuses an existing name). A crash can leave the private file behind, never a
 /// partial lock.
 fn create_with(path: &Path, contents: &[u8]) -> io::Result<()> {
-  let private = path.with_extension(format!(
-    "lock.{}.{:08x}.tmp",
-    std::process::id(),
-    fastrand::u32(..)
-  ));
-  let result = (|| {
-    let mut file = OpenOptions::new()
-      .write(true)
-      .create_new(true)
-      .open(&private)?;
-    file.write_all(contents)?;
-    file.sync_all()?;
-    std::fs::hard_link(&private, path)
-  })();
+  let private = write_private(path, contents)?;
+  let result = std::fs::hard_link(&private, path);
   let _ = std::fs::remove_file(&private);
   if result.is_ok() {
     sync_dir(path);
   }
   result
+}
+
+/// Write `contents` to a new private file next to `path` (created new, never an existing one),
+/// fsynced; returns its path. Removed again if writing fails.
+fn write_private(path: &Path, contents: &[u8]) -> io::Result<PathBuf> {
+  let private = path.with_extension(format!(
+    "lock.{}.{:08x}.tmp",
+    std::process::id(),
+    fastrand::u32(..)
+  ));
+  let written = (|| {
+    let mut file = OpenOptions::new()
+      .write(true)
+      .create_new(true)
+      .open(&private)?;
+    file.write_all(contents)?;
+    file.sync_all()
+  })();
+  match written {
+    Ok(()) => Ok(private),
+    Err(err) => {
+      let _ = std::fs::remove_file(&private);
+      Err(err)
+    }
+  }
 }
 
 /// Where locks live: one interface for the local directory and the `s3://` bucket.
@@ -311,30 +460,57 @@ impl HeldLock {
     }
   }
 
-  /// Renew the lease every `every` in the background until [`LeaseKeeper::stop`]. A lost lock
-  /// is announced loudly on stderr and no longer renewed; a store that does not answer is
-  /// warned about once and tried again next time.
-  pub fn keep_alive(self, every: Duration) -> LeaseKeeper {
+  /// Renew the lease every `every` in the background until [`LeaseKeeper::stop`], holding
+  /// `fence` open only as long as the lease lasts:
+  /// * a renewal that finds the lock taken or broken ([`LockError::Lost`]) closes the fence at
+  ///   once (it is announced loudly on stderr) and renewing stops;
+  /// * a store that does not answer is warned about once and tried again next time; the run
+  ///   goes on (its journal is local) until the lease it last renewed runs out, then the fence
+  ///   closes ([`FenceReason::LeaseExpired`]): another operator may by then hold the lock.
+  ///
+  /// The lease is followed on the monotonic clock from the moment each renewal was written, and
+  /// every mutating call checks it too ([`MutationFence::check`]), so no call leaves after it
+  /// ends, even while a renewal hangs. So a loss is seen within `every` of the steal, an
+  /// unreachable store within the lease.
+  pub fn keep_alive(self, every: Duration, fence: MutationFence) -> LeaseKeeper {
     let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
       let mut lock = self;
-      let mut renewing = true;
+      fence.hold_lease_until(lease_deadline(lock.holder()));
       let mut warned = false;
+      let mut next = tokio::time::Instant::now() + every;
       loop {
+        let deadline = fence.lease_until().unwrap_or(next);
         tokio::select! {
           _ = &mut stopped => return lock,
-          () = tokio::time::sleep(every), if renewing => match lock.renew().await {
-            Ok(()) => warned = false,
-            Err(err @ LockError::Lost { .. }) => {
-              tracing::error!("{err}");
-              eprintln!("\nWARNING: {err}\n");
-              renewing = false;
-            }
-            Err(err) => {
-              tracing::warn!("cannot renew the lock lease: {err}");
-              if !warned {
-                warned = true;
-                eprintln!("warning: cannot renew the lock lease (will try again): {err}");
+          () = tokio::time::sleep_until(deadline), if fence.reason().is_none() => {
+            // Closes the fence (the lease is over) unless a renewal moved the deadline.
+            let _ = fence.check();
+          }
+          () = tokio::time::sleep_until(next), if fence.reason().is_none() => {
+            next += every;
+            // A renewal that hangs past the lease is abandoned: the lease is over anyway.
+            let renewal = tokio::time::timeout_at(deadline, lock.renew()).await;
+            match renewal {
+              Ok(Ok(())) => {
+                warned = false;
+                fence.hold_lease_until(lease_deadline(lock.holder()));
+              }
+              Ok(Err(err @ LockError::Lost { .. })) => {
+                eprintln!("\nLOCK LOST: {err}\n  no further mutating call will be made\n");
+                fence.close(FenceReason::LockLost(err.to_string()));
+              }
+              Ok(Err(err)) => {
+                tracing::warn!("cannot renew the lock lease: {err}");
+                if !warned {
+                  warned = true;
+                  eprintln!(
+                    "warning: cannot renew the lock lease (will try again until it expires): {err}"
+                  );
+                }
+              }
+              Err(_) => {
+                let _ = fence.check();
               }
             }
           },
@@ -343,6 +519,14 @@ impl HeldLock {
     });
     LeaseKeeper { stop, task }
   }
+}
+
+/// The end of a holder's lease on the monotonic clock: what is left of it now.
+fn lease_deadline(holder: &LockHolder) -> tokio::time::Instant {
+  let left = (holder.lease_expires_at - Utc::now())
+    .to_std()
+    .unwrap_or(Duration::ZERO);
+  tokio::time::Instant::now() + left
 }
 
 /// A lock whose lease is being renewed in the background.
@@ -374,6 +558,11 @@ pub fn holder(dir: &Path, runbook: &str) -> Result<Option<LockHolder>, LockError
 /// Break the lock of `runbook`, returning who held it.
 pub fn unlock(dir: &Path, runbook: &str) -> Result<Option<LockHolder>, LockError> {
   let path = lock_path(dir, runbook);
+  let _guard = match DirGuard::lock(dir) {
+    Ok(guard) => Some(guard),
+    Err(err) if err.kind() == io::ErrorKind::NotFound => None,
+    Err(source) => return Err(LockError::Io { path, source }),
+  };
   let holder = match read_holder(&path) {
     Ok(holder) => holder,
     // An unreadable lock is still breakable: that is what unlock is for.
@@ -388,6 +577,10 @@ pub fn unlock(dir: &Path, runbook: &str) -> Result<Option<LockHolder>, LockError
 }
 
 fn read_holder(path: &Path) -> Result<Option<LockHolder>, LockError> {
+  read_file(path).map(|file| file.map(|file| file.holder))
+}
+
+fn read_file(path: &Path) -> Result<Option<LockFile>, LockError> {
   match std::fs::read_to_string(path) {
     Ok(text) => serde_json::from_str(&text)
       .map(Some)
@@ -563,5 +756,161 @@ mod tests {
     )
     .unwrap();
     assert_eq!(lock.holder().pid, std::process::id());
+  }
+
+  #[test]
+  fn a_renewal_does_not_take_back_a_lock_that_unlock_gave_to_another_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut first = Lock::acquire(
+      dir.path(),
+      holder("run-1", std::process::id()),
+      Lock::DEFAULT_LEASE,
+    )
+    .unwrap();
+    unlock(dir.path(), "regional-failover").unwrap();
+    let _second = Lock::acquire(
+      dir.path(),
+      holder("run-2", std::process::id()),
+      Lock::DEFAULT_LEASE,
+    )
+    .unwrap();
+    let err = first.renew().unwrap_err();
+    match &err {
+      LockError::Lost { now_held_by, .. } => {
+        assert_eq!(now_held_by.as_ref().unwrap().run_id, "run-2");
+      }
+      other => panic!("{other:?}"),
+    }
+    assert!(err.to_string().contains("LOST THE LOCK"), "{err}");
+    let current = super::holder(dir.path(), "regional-failover")
+      .unwrap()
+      .unwrap();
+    assert_eq!(
+      current.run_id, "run-2",
+      "the renewal overwrote the new holder"
+    );
+    // Releasing a lost lock leaves the new holder's alone.
+    first.release().unwrap();
+    assert_eq!(
+      super::holder(dir.path(), "regional-failover")
+        .unwrap()
+        .unwrap()
+        .run_id,
+      "run-2"
+    );
+  }
+
+  #[test]
+  fn a_renewal_after_a_broken_lock_does_not_recreate_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut lock = Lock::acquire(
+      dir.path(),
+      holder("run-1", std::process::id()),
+      Lock::DEFAULT_LEASE,
+    )
+    .unwrap();
+    unlock(dir.path(), "regional-failover").unwrap();
+    assert!(matches!(
+      lock.renew(),
+      Err(LockError::Lost {
+        now_held_by: None,
+        ..
+      })
+    ));
+    assert!(super::holder(dir.path(), "regional-failover")
+      .unwrap()
+      .is_none());
+  }
+
+  #[test]
+  fn a_takeover_by_another_resume_of_the_same_run_makes_the_old_renewal_fail() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut old = Lock::acquire(
+      dir.path(),
+      holder("run-1", std::process::id()),
+      Lock::DEFAULT_LEASE,
+    )
+    .unwrap();
+    let _new = Lock::acquire(
+      dir.path(),
+      holder("run-1", std::process::id()),
+      Lock::DEFAULT_LEASE,
+    )
+    .unwrap();
+    assert!(matches!(old.renew(), Err(LockError::Lost { .. })));
+  }
+
+  #[test]
+  fn a_renewal_extends_the_lease_of_a_lock_still_ours() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut lock = Lock::acquire(
+      dir.path(),
+      holder("run-1", std::process::id()),
+      Duration::from_secs(60),
+    )
+    .unwrap();
+    let before = lock.holder().lease_expires_at;
+    std::thread::sleep(Duration::from_millis(5));
+    lock.renew().unwrap();
+    let on_disk = super::holder(dir.path(), "regional-failover")
+      .unwrap()
+      .unwrap();
+    assert!(on_disk.lease_expires_at > before);
+    assert_eq!(on_disk, *lock.holder());
+    lock.renew().unwrap();
+    let leftovers = std::fs::read_dir(dir.path()).unwrap().count();
+    assert_eq!(leftovers, 1, "no private files are left behind");
+  }
+
+  #[tokio::test(start_paused = true)]
+  async fn the_keeper_closes_the_fence_within_one_renewal_of_a_steal() {
+    let dir = tempfile::tempdir().unwrap();
+    let lock = Lock::acquire(
+      dir.path(),
+      holder("run-1", std::process::id()),
+      Duration::from_secs(6),
+    )
+    .unwrap();
+    let fence = MutationFence::default();
+    let keeper = HeldLock::Local(lock).keep_alive(Duration::from_secs(2), fence.clone());
+    tokio::time::sleep(Duration::from_millis(4_500)).await;
+    assert_eq!(fence.check(), Ok(()), "renewals kept the lease");
+    unlock(dir.path(), "regional-failover").unwrap();
+    let stolen = tokio::time::Instant::now();
+    let reason = fence.closed().await;
+    assert!(
+      stolen.elapsed() <= Duration::from_secs(2),
+      "{:?}",
+      stolen.elapsed()
+    );
+    assert!(matches!(reason, FenceReason::LockLost(_)), "{reason:?}");
+    assert!(keeper.stop().await.is_some());
+  }
+
+  #[tokio::test(start_paused = true)]
+  async fn an_unrenewable_lease_closes_the_fence_when_it_runs_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let locks = dir.path().join("locks");
+    let lock = Lock::acquire(
+      &locks,
+      holder("run-1", std::process::id()),
+      Duration::from_secs(6),
+    )
+    .unwrap();
+    // The store stops answering: the directory is gone (renewals fail with an I/O error, not
+    // with a loss).
+    std::fs::remove_dir_all(&locks).unwrap();
+    let fence = MutationFence::default();
+    let started = tokio::time::Instant::now();
+    let keeper = HeldLock::Local(lock).keep_alive(Duration::from_secs(2), fence.clone());
+    tokio::time::sleep(Duration::from_millis(5_000)).await;
+    assert_eq!(fence.check(), Ok(()), "the lease is not over yet");
+    assert_eq!(fence.closed().await, FenceReason::LeaseExpired);
+    let took = started.elapsed();
+    assert!(
+      took <= Duration::from_secs(6) && took >= Duration::from_millis(5_900),
+      "{took:?}"
+    );
+    assert!(keeper.stop().await.is_some());
   }
 }
