@@ -241,7 +241,7 @@ impl Observer for LiveText {
       Event::RunInterrupted { signal } => {
         self.line(record, "■", "33", "run", &format!("interrupted ({signal})"));
       }
-      Event::LockLost { reason } => {
+      Event::LockLost { reason, .. } => {
         self.line(record, "■", "31", "run", &format!("stopped: {reason}"));
       }
       Event::RunFinished { status, .. } => {

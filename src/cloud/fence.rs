@@ -78,6 +78,8 @@ struct Inner {
 #[derive(Default)]
 struct FenceState {
   reason: Option<FenceReason>,
+  /// When it closed (wall clock, for the record).
+  closed_at: Option<chrono::DateTime<chrono::Utc>>,
   /// The lease's end on the monotonic clock, once someone holds one.
   lease_until: Option<Instant>,
 }
@@ -109,6 +111,7 @@ impl MutationFence {
     }
     tracing::error!("no further mutating call: {reason}");
     state.reason = Some(reason);
+    state.closed_at = Some(chrono::Utc::now());
     drop(state);
     self.inner.closed.send_replace(true);
     true
@@ -135,6 +138,7 @@ impl MutationFence {
     match state.lease_until {
       Some(deadline) if Instant::now() >= deadline => {
         state.reason = Some(FenceReason::LeaseExpired);
+        state.closed_at = Some(chrono::Utc::now());
         drop(state);
         tracing::error!("no further mutating call: {}", FenceReason::LeaseExpired);
         self.inner.closed.send_replace(true);
@@ -142,6 +146,11 @@ impl MutationFence {
       }
       _ => Ok(()),
     }
+  }
+
+  /// When the fence closed (wall clock), if it did.
+  pub fn closed_at(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+    self.state().closed_at
   }
 
   /// Why the fence is closed, if it is (without checking the lease).

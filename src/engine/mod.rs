@@ -103,18 +103,25 @@ pub enum EngineError {
   #[error("cannot resume: {0}")]
   Resume(String),
   /// The mutation fence closed: the run stopped before any further mutating call.
-  #[error("{}", fenced_message(.run_id, .reason))]
-  Fenced { run_id: String, reason: FenceReason },
+  #[error("{}", fenced_message(.run_id, .reason, .at))]
+  Fenced {
+    run_id: String,
+    reason: FenceReason,
+    /// When the fence closed.
+    at: DateTime<Utc>,
+  },
 }
 
-fn fenced_message(run_id: &str, reason: &FenceReason) -> String {
+fn fenced_message(run_id: &str, reason: &FenceReason, at: &DateTime<Utc>) -> String {
   let when = if reason.is_lock_loss() {
     "once the other holder is done"
   } else {
     "once the journal's disk is writable again"
   };
   format!(
-    "run {run_id} stopped, no further mutating call was made (always-steps and rollbacks      included): {reason}\n  resume it with `drctl resume {run_id}` {when}"
+    "run {run_id} stopped at {}, no further mutating call was made (always-steps and \
+     rollbacks included): {reason}\n  resume it with `drctl resume {run_id}` {when}",
+    at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
   )
 }
 
@@ -849,6 +856,7 @@ async fn fence_stopped(shared: &Shared, reason: FenceReason) -> Result<RunOutcom
     if let Err(err) = shared
       .log(Event::LockLost {
         reason: reason.to_string(),
+        detected_at: shared.fence().closed_at().unwrap_or_else(Utc::now),
       })
       .await
     {
@@ -858,6 +866,7 @@ async fn fence_stopped(shared: &Shared, reason: FenceReason) -> Result<RunOutcom
   Err(EngineError::Fenced {
     run_id: shared.options.run_id.clone(),
     reason,
+    at: shared.fence().closed_at().unwrap_or_else(Utc::now),
   })
 }
 

@@ -1409,7 +1409,7 @@ async fn a_lost_lock_stops_the_run_before_any_further_mutating_call_always_steps
   );
   assert!(matches!(
     records.last().map(|r| &r.event),
-    Some(Event::LockLost { reason }) if reason.contains("thief")
+    Some(Event::LockLost { reason, .. }) if reason.contains("thief")
   ));
   assert!(!records
     .iter()

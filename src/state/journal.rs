@@ -205,6 +205,8 @@ pub enum Event {
   /// run stopped before any further mutating call (always-steps included). Resumable.
   LockLost {
     reason: String,
+    /// When the loss was detected (the fence closed); no mutating call left after it.
+    detected_at: DateTime<Utc>,
   },
   RunFinished {
     status: RunStatus,

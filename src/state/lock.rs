@@ -24,7 +24,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{
-  journal::sync_dir,
+  journal::{create_dir_all_durable, sync_dir},
   s3::{self, S3Lock, S3State},
 };
 use crate::cloud::{FenceReason, MutationFence};
@@ -185,7 +185,7 @@ impl Lock {
       path: path.clone(),
       source,
     };
-    std::fs::create_dir_all(dir).map_err(io_err)?;
+    create_dir_all_durable(dir).map_err(io_err)?;
     let mut holder = holder;
     holder.lease_expires_at = Utc::now() + lease;
     let token = new_token();

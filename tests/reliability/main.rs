@@ -13,8 +13,10 @@ mod support;
 mod badinput;
 mod concurrency;
 mod crash;
+mod diskfull;
 mod faults;
 mod guards;
+mod lockloss;
 mod outage;
 mod secrets;
 
@@ -73,6 +75,8 @@ const SECTIONS: &[(&str, Section)] = &[
   ("guards", guards::run),
   ("secrets", secrets::run),
   ("outage", outage::run),
+  ("lockloss", lockloss::run),
+  ("diskfull", diskfull::run),
 ];
 
 fn main() -> ExitCode {
