@@ -877,7 +877,9 @@ mod tests {
     assert_eq!(fence.check(), Ok(()), "renewals kept the lease");
     unlock(dir.path(), "regional-failover").unwrap();
     let stolen = tokio::time::Instant::now();
-    let reason = fence.closed().await;
+    let reason = tokio::time::timeout(Duration::from_secs(60), fence.closed())
+      .await
+      .expect("the loss is noticed");
     assert!(
       stolen.elapsed() <= Duration::from_secs(2),
       "{:?}",
@@ -905,7 +907,10 @@ mod tests {
     let keeper = HeldLock::Local(lock).keep_alive(Duration::from_secs(2), fence.clone());
     tokio::time::sleep(Duration::from_millis(5_000)).await;
     assert_eq!(fence.check(), Ok(()), "the lease is not over yet");
-    assert_eq!(fence.closed().await, FenceReason::LeaseExpired);
+    let reason = tokio::time::timeout(Duration::from_secs(60), fence.closed())
+      .await
+      .expect("the expiry is noticed");
+    assert_eq!(reason, FenceReason::LeaseExpired);
     let took = started.elapsed();
     assert!(
       took <= Duration::from_secs(6) && took >= Duration::from_millis(5_900),
