@@ -340,3 +340,43 @@ fn state_is_private_even_under_umask_000() {
   assert_eq!(mode(&drill_dir), 0o700);
   assert_eq!(mode(&drill_dir.join("history.jsonl")), 0o600);
 }
+
+#[test]
+fn a_run_whose_lock_is_taken_by_another_run_stops_exits_4_and_is_resumable() {
+  // Renewed every second: the loss is noticed within about a second.
+  let test = Test::new().env("DRCTL_LOCK_LEASE", "3s");
+  let first = test.spawn(SLOW);
+  let run_id = wait_for_holder(&test);
+  // `drctl unlock`, then another run takes the lock: the running one must not take it back.
+  let thief = serde_json::json!({
+    "run_id": "thief-run",
+    "runbook": "regional-failover",
+    "host": "elsewhere",
+    "pid": 1,
+    "started_at": chrono::Utc::now(),
+    "lease_expires_at": chrono::Utc::now() + chrono::Duration::hours(1),
+  });
+  std::fs::remove_file(lock_file(&test)).unwrap();
+  std::fs::write(lock_file(&test), thief.to_string()).unwrap();
+  let robbed = first.wait_with_output().unwrap();
+  let stderr = String::from_utf8_lossy(&robbed.stderr);
+  assert_eq!(robbed.status.code(), Some(4), "{stderr}");
+  assert!(stderr.contains("thief-run"), "{stderr}");
+  assert!(
+    stderr.contains(&format!("drctl resume {run_id}")),
+    "{stderr}"
+  );
+  let lock = std::fs::read_to_string(lock_file(&test)).unwrap();
+  assert!(
+    lock.contains("thief-run"),
+    "the lock was taken back: {lock}"
+  );
+  assert!(
+    test.journal(&run_id).contains("\"event\":\"lock_lost\""),
+    "{}",
+    test.journal(&run_id)
+  );
+  // The other holder is done: the robbed run resumes to the end.
+  std::fs::remove_file(lock_file(&test)).unwrap();
+  test.run_args(["resume", run_id.as_str()]).status(0);
+}

@@ -3,6 +3,7 @@
 use std::{
   path::{Path, PathBuf},
   sync::Arc,
+  time::Duration,
 };
 
 use chrono::{DateTime, Utc};
@@ -18,14 +19,14 @@ use crate::{
   cloud::{
     aws::AwsSettings,
     sim::{Sim, SimOptions},
-    CallerIdentity, Cloud, RateLimits,
+    CallerIdentity, Cloud, MutationFence, RateLimits,
   },
   engine::{self, Approver, Operator, RunOptions},
   plan::{self, Plan},
   process_group::{self, RecordedGroup, Survivor},
   runbook::{self, Runbook},
   state::{
-    lock::{hostname, HeldLock, LeaseKeeper, Lock, LockError, LockHolder},
+    lock::{hostname, HeldLock, LeaseKeeper, LeaseTerms, LockError, LockHolder},
     store::{check_name, create_private_dir, NameKind},
     Event, Journal, Record, RunStatus, Store, Timeline,
   },
@@ -164,10 +165,20 @@ impl Context {
 
   /// Open the backend for a run whose state lives in `dir`, behind the client-side rate limits
   /// (AWS's defaults, or drctl.yaml's `rate_limits`), whatever the backend.
-  async fn open_cloud(&self, dir: &Path, secrets: Vec<String>) -> Result<Cloud, Error> {
+  /// The backend, behind the client layer, refusing mutating calls once `fence` closes.
+  async fn open_cloud(
+    &self,
+    dir: &Path,
+    secrets: Vec<String>,
+    fence: &MutationFence,
+  ) -> Result<Cloud, Error> {
     let limits = RateLimits::with_overrides(&self.file.rate_limits)
       .map_err(|err| Error::Usage(format!("drctl.yaml: {err}")))?;
-    Ok(self.open_backend(dir, secrets).await?.rate_limited(limits))
+    let backend = Cloud {
+      fence: fence.clone(),
+      ..self.open_backend(dir, secrets).await?
+    };
+    Ok(backend.rate_limited(limits))
   }
 
   async fn open_backend(&self, dir: &Path, secrets: Vec<String>) -> Result<Cloud, Error> {
@@ -425,7 +436,7 @@ pub(super) async fn plan_report(
     .tempdir()
     .map_err(|err| Error::Failed(format!("cannot create a temporary directory: {err}")))?;
   let cloud = ctx
-    .open_cloud(dir.path(), plan.secrets.values().cloned().collect())
+    .open_cloud(dir.path(), plan.secret_values(), &MutationFence::default())
     .await?;
   let report = plan::describe(plan, &cloud).await;
   Ok((report, cloud))
@@ -508,9 +519,32 @@ fn operator(observer: Arc<dyn engine::Observer>, run_id: &str) -> Operator {
   }
 }
 
-/// Keep a lock's lease alive while the run goes on.
-fn renew_lease(lock: HeldLock) -> LeaseKeeper {
-  lock.keep_alive(Lock::DEFAULT_LEASE / 3)
+/// Keep a lock's lease alive while the run goes on; `fence` closes when it is lost or expires.
+fn renew_lease(lock: HeldLock, fence: &MutationFence) -> LeaseKeeper {
+  lock.keep_alive(lease_terms().renew_every, fence.clone())
+}
+
+/// The lock's lease and renewal interval: [`LeaseTerms::DEFAULT`], or a lease of
+/// `DRCTL_LOCK_LEASE` (a duration such as `6s`, renewed every third of it). Undocumented on
+/// purpose: the reliability suite shortens the lease to steal locks within seconds; in
+/// production a short lease only makes a slow state store stop a failover sooner.
+fn lease_terms() -> LeaseTerms {
+  std::env::var("DRCTL_LOCK_LEASE")
+    .ok()
+    .and_then(|text| crate::runbook::parse_duration(&text).ok())
+    .filter(|lease| *lease >= Duration::from_secs(1))
+    .map_or(LeaseTerms::DEFAULT, LeaseTerms::with_lease)
+}
+
+/// What the engine's error means for the exit code: a lost lock is 4 (someone else holds it),
+/// everything else 1.
+fn engine_failed(err: engine::EngineError) -> Error {
+  match &err {
+    engine::EngineError::Fenced { reason, .. } if reason.is_lock_loss() => {
+      Error::Locked(err.to_string())
+    }
+    _ => Error::Failed(err.to_string()),
+  }
 }
 
 fn locked(err: LockError) -> Error {
@@ -553,16 +587,19 @@ pub(super) async fn execute(
   let s3 = ctx.s3_state().await;
   let lock = ctx
     .lock_store(s3.as_ref())
-    .acquire(holder, Lock::DEFAULT_LEASE)
+    .acquire(holder, lease_terms().lease)
     .await
     .map_err(locked)?;
-  let renewal = renew_lease(lock);
+  let fence = MutationFence::default();
+  let renewal = renew_lease(lock, &fence);
   let run_dir = ctx.store.run_dir(&run_id);
   let mut mirror = None;
   let result = async {
     create_private_dir(&run_dir)
       .map_err(|err| Error::Failed(format!("{}: {err}", run_dir.display())))?;
-    let cloud = ctx.open_cloud(&run_dir, plan.secret_values()).await?;
+    let cloud = ctx
+      .open_cloud(&run_dir, plan.secret_values(), &fence)
+      .await?;
     let mut journal = Journal::create(&ctx.store.journal_path(&run_id))
       .map_err(|err| Error::Failed(err.to_string()))?;
     mirror = super::state::start_mirror(ctx, s3.as_ref(), &run_id);
@@ -586,7 +623,7 @@ pub(super) async fn execute(
     }
     engine::start(plan.clone(), cloud, journal, options, operator)
       .await
-      .map_err(|err| Error::Failed(err.to_string()))
+      .map_err(engine_failed)
   };
   let outcome = result.await;
   let location = s3.as_ref().map(|s3| s3.location.to_string());
@@ -701,7 +738,7 @@ async fn resume(
     .lock_store(s3.as_ref())
     .acquire(
       LockHolder::this_process(&run_id, &runbook),
-      Lock::DEFAULT_LEASE,
+      lease_terms().lease,
     )
     .await
     .map_err(locked)?;
@@ -711,7 +748,8 @@ async fn resume(
     let _ = lock.release().await;
     return Ok(code);
   }
-  let renewal = renew_lease(lock);
+  let fence = MutationFence::default();
+  let renewal = renew_lease(lock, &fence);
   // Now that this process owns the run, what its killed predecessor left running goes.
   kill_left_behind(&run_id, &records);
   let mut mirror = None;
@@ -741,7 +779,7 @@ async fn resume(
       global: ctx.global.clone(),
     };
     let cloud = resumed_ctx
-      .open_cloud(&run_dir, plan.secret_values())
+      .open_cloud(&run_dir, plan.secret_values(), &fence)
       .await?;
     let (mut journal, records) =
       Journal::resume(&journal_path).map_err(|err| Error::Failed(err.to_string()))?;
@@ -770,7 +808,7 @@ async fn resume(
       operator(observer, &run_id),
     )
     .await
-    .map_err(|err| Error::Failed(err.to_string()))
+    .map_err(engine_failed)
   };
   let outcome = result.await;
   let location = s3.as_ref().map(|s3| s3.location.to_string());

@@ -231,6 +231,9 @@ impl Board {
       Event::RunInterrupted { signal } => {
         self.finished = Some((format!("interrupted ({signal})"), ts));
       }
+      Event::LockLost { .. } => {
+        self.finished = Some(("stopped: lock lost".to_string(), ts));
+      }
       Event::RunFinished {
         status,
         rto_achieved_ms,

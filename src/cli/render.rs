@@ -239,6 +239,9 @@ impl Observer for LiveText {
       Event::RunInterrupted { signal } => {
         self.line(record, "■", "33", "run", &format!("interrupted ({signal})"));
       }
+      Event::LockLost { reason, .. } => {
+        self.line(record, "■", "31", "run", &format!("stopped: {reason}"));
+      }
       Event::RunFinished { status, .. } => {
         self.line(
           record,
@@ -281,6 +284,7 @@ impl Observer for LiveJson {
       Event::StepFailed { .. } => "failed",
       Event::StepSkipped { .. } => "skipped",
       Event::RunInterrupted { .. } => "interrupted",
+      Event::LockLost { .. } => "lock_lost",
       Event::RunFinished { status, .. } => status.as_str(),
     };
     if let Some(fields) = value.as_object_mut() {

@@ -295,6 +295,7 @@ pub fn http_only(http: Arc<dyn Http>) -> Cloud {
     http,
     clock: Clock::default(),
     backend: "http".into(),
+    fence: Default::default(),
   }
 }
 

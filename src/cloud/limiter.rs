@@ -40,6 +40,12 @@
 //!   the budget is the engine's: the call returns its last error unchanged (code, request id)
 //!   and the step's retry policy (seconds to tens of seconds of backoff) takes over. The step's
 //!   timeout bounds everything: the engine drops the call's future.
+//! * **Fence.** Right before each attempt of a mutating call leaves, the run's
+//!   [`MutationFence`] is checked: once the run has lost its lock, outlived its lease or
+//!   cannot write its journal, the call is refused unsent with an `ErrorKind::Fenced` error
+//!   (never retried). Every provider of every backend passes through here, so this is the one
+//!   place a mutating provider call can be stopped; the engine checks the same fence before
+//!   effects that are not provider calls (commands, notifications).
 //! * **Visibility.** Each retry is logged at debug (`DRCTL_LOG=drctl::cloud::limiter=debug`)
 //!   with service, operation, error code and request id, and counted ([`Limiter::retries`];
 //!   the counts are logged when the backend is dropped). Every attempt is a request on the wire
@@ -60,8 +66,8 @@ use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 use self::CallKind::{Mutating, Read};
 use super::{
   ChangeInfo, Clock, Cloud, CloudError, CloudResult, DbInstance, DbSnapshot, Ecs, EcsService,
-  ErrorKind, GlobalCluster, HealthCheckStatus, HealthCheckUpdate, Rds, RecordChange, RecordPage,
-  RecordPageStart, RecordSet, RestoreRequest, Route53, S3Object, S3,
+  ErrorKind, GlobalCluster, HealthCheckStatus, HealthCheckUpdate, MutationFence, Rds, RecordChange,
+  RecordPage, RecordPageStart, RecordSet, RestoreRequest, Route53, S3Object, S3,
 };
 
 /// Attempts per provider call, the first one included (see the module docs).
@@ -309,6 +315,8 @@ pub struct Limiter {
   jitter: Mutex<fastrand::Rng>,
   /// Retries made, per operation.
   retries: Mutex<BTreeMap<String, u64>>,
+  /// Checked right before every attempt of a mutating call.
+  fence: MutationFence,
 }
 
 impl fmt::Debug for Limiter {
@@ -342,12 +350,20 @@ impl Limiter {
       buckets: Mutex::new(HashMap::new()),
       jitter: Mutex::new(fastrand::Rng::new()),
       retries: Mutex::new(BTreeMap::new()),
+      fence: MutationFence::default(),
     }
+  }
+
+  /// The same limiter, refusing mutating calls once `fence` closes.
+  pub fn with_fence(mut self, fence: MutationFence) -> Limiter {
+    self.fence = fence;
+    self
   }
 
   /// Make a provider call: take its token(s), make the attempt, and retry it by the module's
   /// rules (reads on any retryable error, mutating calls on throttling only, at most
-  /// [`CALL_ATTEMPTS`] attempts). The result is the last attempt's, unchanged.
+  /// [`CALL_ATTEMPTS`] attempts). The result is the last attempt's, unchanged. A mutating
+  /// attempt is not sent once the fence is closed (an `ErrorKind::Fenced` error).
   pub async fn call<T, F, Fut>(
     &self,
     service: &str,
@@ -364,6 +380,17 @@ impl Limiter {
     let mut made = 0;
     loop {
       self.acquire(service, operation, region, cost).await;
+      if kind == Mutating {
+        // Last thing before the request leaves: the pacing wait above can be long.
+        self.fence.check().map_err(|reason| {
+          CloudError::new(
+            ErrorKind::Fenced,
+            service,
+            operation,
+            format!("not sent: {reason}"),
+          )
+        })?;
+      }
       made += 1;
       let error = match attempt().await {
         Err(error) if made < CALL_ATTEMPTS && kind.may_retry(&error) => error,
@@ -537,7 +564,7 @@ impl Cloud {
   /// above drctl's reads) but its reads are retried like any other. HTTP is passed through:
   /// probes retry `within` their own deadline, and notifications are side effects.
   pub fn rate_limited(self, limits: RateLimits) -> Cloud {
-    let limiter = Arc::new(Limiter::new(self.clock, limits));
+    let limiter = Arc::new(Limiter::new(self.clock, limits).with_fence(self.fence.clone()));
     Cloud {
       rds: Arc::new(LimitedRds {
         inner: self.rds,
@@ -844,6 +871,7 @@ mod tests {
   };
 
   use super::*;
+  use crate::cloud::FenceReason;
 
   /// An RDS provider that answers from a script: each call takes the next answer (`None`:
   /// success; past the end: success). Errors carry a request id naming the call (`req-3`).
@@ -973,6 +1001,49 @@ mod tests {
       limiter.retries()["DescribeDBInstances"],
       u64::from(CALL_ATTEMPTS - 1)
     );
+  }
+
+  #[tokio::test(start_paused = true)]
+  async fn a_closed_fence_stops_mutating_calls_before_they_leave_and_reads_go_on() {
+    let scripted = Scripted::new([Some(ErrorKind::Throttling)]);
+    let fence = MutationFence::default();
+    let limiter =
+      Arc::new(Limiter::new(Clock::default(), RateLimits::default()).with_fence(fence.clone()));
+    let rds = LimitedRds {
+      inner: scripted.clone(),
+      limiter,
+    };
+    // Throttled once, then the fence closes during the backoff: the retry is not sent.
+    let promote = tokio::spawn(async move {
+      let result = rds.promote_read_replica("us-west-2", "db").await;
+      (rds, result)
+    });
+    tokio::task::yield_now().await;
+    assert_eq!(scripted.calls(), 1);
+    fence.close(FenceReason::LockLost("taken by run r2".into()));
+    let (rds, result) = promote.await.unwrap();
+    let err = result.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Fenced);
+    assert!(!err.is_retryable());
+    assert_eq!(err.operation, "PromoteReadReplica");
+    assert!(err.message.contains("taken by run r2"), "{}", err.message);
+    assert_eq!(
+      scripted.calls(),
+      1,
+      "nothing was sent after the fence closed"
+    );
+    assert_eq!(
+      rds
+        .delete_instance("us-west-2", "db")
+        .await
+        .unwrap_err()
+        .kind,
+      ErrorKind::Fenced
+    );
+    assert_eq!(scripted.calls(), 1);
+    // Reads are not mutations: they still go out.
+    assert_eq!(rds.describe_instance("us-west-2", "db").await, Ok(None));
+    assert_eq!(scripted.calls(), 2);
   }
 
   #[tokio::test(start_paused = true)]

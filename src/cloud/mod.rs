@@ -31,10 +31,12 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 pub mod aws;
+pub mod fence;
 pub mod http;
 pub mod limiter;
 pub mod sim;
 
+pub use fence::{FenceReason, MutationFence};
 pub use limiter::{LimitSetting, RateLimits};
 
 /// Result of a provider call.
@@ -65,6 +67,9 @@ pub enum ErrorKind {
   Client,
   /// The call was refused before it was sent because this is a dry run.
   DryRun,
+  /// The call was refused before it was sent because the run's [`MutationFence`] is closed
+  /// (the lock was lost, the lease expired, or the journal cannot be written). Not retryable.
+  Fenced,
 }
 
 /// Who a backend's credentials belong to: STS `GetCallerIdentity` on AWS and the sandbox, a
@@ -635,6 +640,9 @@ pub struct Cloud {
   pub clock: Clock,
   /// A short name for reports: `sim`, `aws`, `sandbox`.
   pub backend: String,
+  /// The run's mutation fence: every mutating call checks it right before it leaves (the
+  /// client layer of [`Cloud::rate_limited`] for provider calls, the engine for the rest).
+  pub fence: MutationFence,
 }
 
 impl fmt::Debug for Cloud {

@@ -18,6 +18,12 @@
 //!   run, the journal records the interrupt, and the run ends `interrupted` (resumable). A second
 //!   one cuts always-steps short as well: none starts, running ones are cancelled.
 //! * **Time.** Every wait, timeout and backoff runs on the backend's [`Clock`](crate::cloud::Clock).
+//! * **Fence.** When the run's [`MutationFence`] closes (its lock was lost, its lease expired,
+//!   or its journal cannot be written; the engine closes it itself on a journal failure), the
+//!   run stops at once: nothing new starts, always-steps and rollbacks included, every wait is
+//!   cancelled, and no mutating call leaves (the fence is checked before every `apply`, every
+//!   dispatch, and by the client layer before every mutating provider call). A lost lock is
+//!   journalled (`lock_lost`); the run ends with [`EngineError::Fenced`] and can be resumed.
 
 use std::{
   collections::{BTreeMap, HashMap, HashSet},
@@ -30,7 +36,7 @@ use tokio::{sync::watch, task::JoinSet};
 
 use crate::{
   actions::{ActionDef, ActionError, Args, Behaviour, Ctx, Observed, Outcome, RunFacts},
-  cloud::Cloud,
+  cloud::{Cloud, FenceReason, MutationFence},
   plan::{bind_call, evaluate_when, Plan, RunValues},
   runbook::{format_duration, ActionCall, OnFailure, Step},
   state::{
@@ -99,6 +105,27 @@ pub enum EngineError {
   Journal(#[from] JournalError),
   #[error("cannot resume: {0}")]
   Resume(String),
+  /// The mutation fence closed: the run stopped before any further mutating call.
+  #[error("{}", fenced_message(.run_id, .reason, .at))]
+  Fenced {
+    run_id: String,
+    reason: FenceReason,
+    /// When the fence closed.
+    at: DateTime<Utc>,
+  },
+}
+
+fn fenced_message(run_id: &str, reason: &FenceReason, at: &DateTime<Utc>) -> String {
+  let when = if reason.is_lock_loss() {
+    "once the other holder is done"
+  } else {
+    "once the journal's disk is writable again"
+  };
+  format!(
+    "run {run_id} stopped at {}, no further mutating call was made (always-steps and \
+     rollbacks included): {reason}\n  resume it with `drctl resume {run_id}` {when}",
+    at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+  )
 }
 
 /// Shared between the scheduler and the step tasks.
@@ -135,32 +162,44 @@ impl Shared {
   /// run's 60 MB peak RSS. Now the two workers, plus one blocking thread for the fsync, serve
   /// every step.
   async fn log(&self, event: Event) -> Result<Record, JournalError> {
-    let record = self.write(event)?;
-    self.make_durable(record.seq).await?;
+    let record = self.write(event).map_err(|err| self.journal_failed(err))?;
+    self
+      .make_durable(record.seq)
+      .await
+      .map_err(|err| self.journal_failed(err))?;
     self.observer.record(&record);
     Ok(record)
+  }
+
+  /// A journal write or fsync failed: nothing may be changed that the journal cannot record, so
+  /// the fence closes (the journal has already cut itself back to a good record).
+  fn journal_failed(&self, err: JournalError) -> JournalError {
+    self
+      .fence()
+      .close(FenceReason::JournalUnwritable(err.to_string()));
+    err
+  }
+
+  fn fence(&self) -> &MutationFence {
+    &self.cloud.fence
   }
 
   /// [`Shared::log`] for synchronous callers (the dispatch hook actions call right before a
   /// request leaves): fsyncs on its own rather than joining the group commit, blocking the
   /// thread. Rare (notifications), so it cannot multiply threads.
   fn log_blocking(&self, event: Event) -> Result<Record, JournalError> {
-    let record = self.write(event)?;
-    let sync = || {
-      self
-        .sync_file
-        .sync_data()
-        .map_err(|source| JournalError::Io {
-          path: self.journal_path(),
-          source,
-        })
-    };
+    let record = self.write(event).map_err(|err| self.journal_failed(err))?;
+    let sync = || self.sync_file.sync_data();
     let multi_thread = tokio::runtime::Handle::try_current()
       .is_ok_and(|handle| handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-    if multi_thread {
-      tokio::task::block_in_place(sync)?;
+    let synced = if multi_thread {
+      tokio::task::block_in_place(sync)
     } else {
-      sync()?;
+      sync()
+    };
+    if let Err(source) = synced {
+      let err = self.sync_failed(source);
+      return Err(self.journal_failed(err));
     }
     self
       .journal
@@ -187,13 +226,13 @@ impl Shared {
     Ok(record)
   }
 
-  fn journal_path(&self) -> std::path::PathBuf {
+  /// An fsync failed: the journal cuts itself back to its last durable record.
+  fn sync_failed(&self, source: std::io::Error) -> JournalError {
     self
       .journal
       .lock()
       .unwrap_or_else(|poisoned| poisoned.into_inner())
-      .path()
-      .to_path_buf()
+      .sync_failed(source)
   }
 
   /// Return once record `seq` is durable: either an fsync that started after it was written
@@ -203,21 +242,29 @@ impl Shared {
     if *durable >= seq {
       return Ok(());
     }
-    let upto = self
-      .journal
-      .lock()
-      .unwrap_or_else(|poisoned| poisoned.into_inner())
-      .written_seq();
+    let upto = {
+      let journal = self
+        .journal
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+      // An fsync failed while this record waited: it was cut away with everything unsynced.
+      if let Some(why) = journal.broken() {
+        return Err(JournalError::Io {
+          path: journal.path().to_path_buf(),
+          source: std::io::Error::other(format!("not durable: a journal fsync failed ({why})")),
+        });
+      }
+      journal.written_seq()
+    };
     // On the blocking pool: no runtime worker waits for the disk, and the group commit keeps it
     // to one fsync (one thread) at a time.
     let file = Arc::clone(&self.sync_file);
     let synced = tokio::task::spawn_blocking(move || file.sync_data())
       .await
       .unwrap_or_else(|join| Err(std::io::Error::other(join)));
-    synced.map_err(|source| JournalError::Io {
-      path: self.journal_path(),
-      source,
-    })?;
+    if let Err(source) = synced {
+      return Err(self.sync_failed(source));
+    }
     *durable = upto;
     self
       .journal
@@ -579,8 +626,10 @@ async fn execute(
   }
   let (cancel_tx, cancel_rx) = watch::channel(false);
   // Always-steps keep going after the first interrupt; a second one cuts them short too (the
-  // cli has already killed every command's process group by then).
+  // cli has already killed every command's process group by then), and so does a closed fence.
   let (always_tx, always_rx) = watch::channel(false);
+  let fence = shared.fence().clone();
+  let mut fenced: Option<FenceReason> = None;
   let max_parallel = shared.options.max_parallel.max(1);
   let mut tasks: JoinSet<Finished> = JoinSet::new();
   // Which step each task runs: a task that panics returns only its id.
@@ -602,16 +651,30 @@ async fn execute(
   let prior_dispatched = Arc::new(prior.dispatched);
 
   loop {
-    // Once stopping, steps that have not started never will (always-steps excepted).
+    if fenced.is_none() {
+      fenced = fence.reason();
+      if fenced.is_some() {
+        stop_everything(&cancel_tx, &always_tx);
+        stopping = true;
+      }
+    }
+    // Once stopping, steps that have not started never will (always-steps excepted, unless
+    // the fence closed).
     if stopping {
       for (i, step) in steps.iter().enumerate() {
-        if states[i] == State::Pending && (!step.always || cut_short) {
+        if states[i] == State::Pending && (!step.always || cut_short || fenced.is_some()) {
           states[i] = State::Cancelled;
         }
       }
     }
     // Rollback runs once the in-flight steps have finished, before always-steps.
-    if stopping && rollback_wanted && !rollback_done && running == 0 && interrupted.is_none() {
+    if stopping
+      && rollback_wanted
+      && !rollback_done
+      && running == 0
+      && interrupted.is_none()
+      && fenced.is_none()
+    {
       rollback_done = true;
       rollback(&shared, &changed_order, &outputs, always_rx.clone()).await?;
     }
@@ -756,6 +819,9 @@ async fn execute(
           }
         }
       }
+      _ = fence.closed(), if fenced.is_none() => {
+        // Picked up at the top of the loop.
+      }
       changed = signals.changed(), if signals_open && !cut_short => {
         if changed.is_err() {
           signals_open = false;
@@ -776,6 +842,9 @@ async fn execute(
     }
   }
 
+  if let Some(reason) = fenced.or_else(|| fence.reason()) {
+    return fence_stopped(&shared, reason).await;
+  }
   if let Some(err) = fatal {
     return Err(err.into());
   }
@@ -856,6 +925,34 @@ async fn journal_crash(
     })
     .await
     .map(|_| ())
+}
+
+/// Cancel every step, always-steps included: the fence closed.
+fn stop_everything(cancel: &watch::Sender<bool>, always: &watch::Sender<bool>) {
+  let _ = cancel.send(true);
+  let _ = always.send(true);
+}
+
+/// End a run whose fence closed: journal a lost lock (a journal that cannot be written has
+/// nothing more to say) and report it.
+async fn fence_stopped(shared: &Shared, reason: FenceReason) -> Result<RunOutcome, EngineError> {
+  if reason.is_lock_loss() {
+    // Best effort: the journal is local and still ours, but the run is over either way.
+    if let Err(err) = shared
+      .log(Event::LockLost {
+        reason: reason.to_string(),
+        detected_at: shared.fence().closed_at().unwrap_or_else(Utc::now),
+      })
+      .await
+    {
+      tracing::error!("cannot journal the lost lock: {err}");
+    }
+  }
+  Err(EngineError::Fenced {
+    run_id: shared.options.run_id.clone(),
+    reason,
+    at: shared.fence().closed_at().unwrap_or_else(Utc::now),
+  })
 }
 
 fn step_error(err: &ActionError) -> StepError {
@@ -1168,6 +1265,9 @@ async fn attempt_action(
         .await
         .map_err(|err| ActionError::failed(format!("journal: {err}")))?;
       *intent = Some(loss);
+      // Right before the effect leaves: the intent's fsync may have taken long enough for the
+      // lock to be lost.
+      shared.fence().check().map_err(fenced)?;
       if phase == Phase::Run {
         crash_hook::strike(&shared.cloud.backend, step, crash_hook::Point::Apply);
       }
@@ -1188,6 +1288,11 @@ async fn attempt_action(
   ))
 }
 
+/// The step error of an effect the fence stopped before it left.
+fn fenced(reason: FenceReason) -> ActionError {
+  ActionError::failed(format!("not applied: {reason}"))
+}
+
 /// The hook an action calls right before its request leaves ([`Ctx::dispatching`]): journals
 /// `step_dispatched`, fsynced, so a resumed run knows the request may have arrived.
 fn journal_dispatch<'a>(
@@ -1196,6 +1301,10 @@ fn journal_dispatch<'a>(
   phase: Phase,
 ) -> impl Fn(&str) -> Result<(), String> + Send + Sync + 'a {
   move |what: &str| {
+    shared
+      .fence()
+      .check()
+      .map_err(|reason| format!("not sent: {reason}"))?;
     shared
       .log_blocking(Event::StepDispatched {
         step: step.to_string(),

@@ -1612,3 +1612,128 @@ steps:
   // The older step's rollback still ran.
   assert_eq!(h.standby_desired_count().await, 0);
 }
+// --- Mutation fence ----------------------------------------------------------------------------
+
+const FENCED_YAML: &str = r#"apiVersion: drctl/v1
+kind: Runbook
+metadata: { name: fenced }
+steps:
+  - id: long
+    action: wait.sleep
+    timeout: 2h
+    with: { duration: 1h }
+  - id: scale
+    action: ecs.scale_service
+    needs: [long]
+    with: { region: us-west-2, cluster: app-standby, service: api, desired_count: 2 }
+  - id: cleanup
+    action: ecs.scale_service
+    needs: [scale]
+    always: true
+    with: { region: us-west-2, cluster: app-standby, service: api, desired_count: 0 }
+"#;
+
+#[tokio::test(start_paused = true)]
+async fn a_lost_lock_stops_the_run_before_any_further_mutating_call_always_steps_included() {
+  let h = Harness::new(FENCED_YAML, None, 1.0);
+  let cloud = h.sim.cloud();
+  let fence = cloud.fence.clone();
+  tokio::spawn(async move {
+    tokio::time::sleep(2 * MIN).await;
+    fence.close(FenceReason::LockLost("it is now held by run thief".into()));
+  });
+  let (_tx, rx) = watch::channel(0u32);
+  let begin = Instant::now();
+  let result = start(
+    h.plan.clone(),
+    cloud,
+    Journal::create(&h.journal_path()).unwrap(),
+    h.options.clone(),
+    Operator {
+      observer: h.observer.clone(),
+      approver: h.approver.clone(),
+      signals: rx,
+    },
+  )
+  .await;
+  let err = result.expect_err("a fenced run is an error");
+  assert!(
+    matches!(
+      &err,
+      EngineError::Fenced {
+        reason: FenceReason::LockLost(_),
+        ..
+      }
+    ),
+    "{err:?}"
+  );
+  assert!(err.to_string().contains("drctl resume run-1"), "{err}");
+  assert!(begin.elapsed() < 3 * MIN, "the wait was not cut short");
+  assert_eq!(h.ops("UpdateService"), 0, "no mutating call after the loss");
+  let records = h.journal();
+  assert!(started(&records, "scale").is_none());
+  assert!(
+    started(&records, "cleanup").is_none(),
+    "the always-step ran"
+  );
+  assert!(matches!(
+    records.last().map(|r| &r.event),
+    Some(Event::LockLost { reason, .. }) if reason.contains("thief")
+  ));
+  assert!(!records
+    .iter()
+    .any(|r| matches!(r.event, Event::RunFinished { .. })));
+
+  // Resumable once the other holder is done.
+  let outcome = h.resume().await;
+  assert_eq!(outcome.status, RunStatus::Succeeded, "{:#?}", h.journal());
+  assert_eq!(h.standby_desired_count().await, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_effect_is_not_applied_once_the_fence_is_closed() {
+  let yaml = r#"apiVersion: drctl/v1
+kind: Runbook
+metadata: { name: fenced }
+steps:
+  - id: scale
+    action: ecs.scale_service
+    with: { region: us-west-2, cluster: app-standby, service: api, desired_count: 2 }
+"#;
+  let h = Harness::new(yaml, None, 1.0);
+  let cloud = h.sim.cloud();
+  // A lease that ran out before the run began: the first check closes the fence.
+  cloud.fence.hold_lease_until(Instant::now());
+  let (_tx, rx) = watch::channel(0u32);
+  let err = start(
+    h.plan.clone(),
+    cloud,
+    Journal::create(&h.journal_path()).unwrap(),
+    h.options.clone(),
+    Operator {
+      observer: h.observer.clone(),
+      approver: h.approver.clone(),
+      signals: rx,
+    },
+  )
+  .await
+  .expect_err("a fenced run is an error");
+  assert!(
+    matches!(
+      &err,
+      EngineError::Fenced {
+        reason: FenceReason::LeaseExpired,
+        ..
+      }
+    ),
+    "{err:?}"
+  );
+  assert_eq!(h.ops("UpdateService"), 0);
+  let records = h.journal();
+  let failure = failures(&records, "scale");
+  assert!(
+    failure[0].0.message.contains("not applied"),
+    "{:?}",
+    failure
+  );
+}

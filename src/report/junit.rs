@@ -208,6 +208,10 @@ pub fn render(report: &Report) -> String {
     ("host".into(), report.host.clone()),
     ("started_at".into(), report.started_at.to_rfc3339()),
     ("critical_path".into(), report.critical_path.join(" ")),
+    (
+      "always_steps_not_run_when".into(),
+      super::AlwaysStepsNotRun::note(),
+    ),
   ];
   if let Some(finished) = report.finished_at {
     properties.push(("finished_at".into(), finished.to_rfc3339()));

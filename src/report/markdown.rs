@@ -176,6 +176,7 @@ pub fn render(report: &Report) -> String {
       }
     }
   }
+  let _ = writeln!(md, "\n> Note: {}.", super::AlwaysStepsNotRun::note());
   md
 }
 

@@ -33,6 +33,7 @@
 //! | `steps[]`, `rollbacks[]` | `id`, `action`, `mutating`, `recovery`, `needs`, `outcome`, `critical`, `attempts`, `changed`, `start_seconds`, `end_seconds`, `duration_seconds`, `budget_seconds`, `data_loss_seconds`, `summary`, `error` (`message`, `code`, `request_id`, `http_status`, `retryable`), `outputs` |
 //! | `outputs` | step id → output name → value, for steps that produced outputs |
 //! | `api_calls` | `recorded` (false: the backend kept no log), `source`, `total`, `by_operation` (operation name → count of mutating calls) |
+//! | `always_steps_not_run_when` | the cases in which `always: true` steps do not run: `lock_lost`, `journal_unwritable`, `second_signal` (the same in every report) |
 
 use std::{collections::BTreeMap, fmt::Write as _, time::Duration};
 
@@ -121,6 +122,45 @@ pub struct Report {
   pub rollbacks: Vec<StepReport>,
   pub outputs: BTreeMap<String, BTreeMap<String, String>>,
   pub api_calls: ApiCalls,
+  pub always_steps_not_run_when: Vec<AlwaysStepsNotRun>,
+}
+
+/// A case in which `always: true` steps do not run. Every report names them all, so that a
+/// clean-up that did not happen is never read as one that was forgotten, or as one that ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlwaysStepsNotRun {
+  /// The run's lock was taken or broken, or its lease expired: another run owns the world.
+  LockLost,
+  /// The journal could not be written: nothing may change that it cannot record.
+  JournalUnwritable,
+  /// A second SIGINT/SIGTERM: the process stops at once.
+  SecondSignal,
+}
+
+impl AlwaysStepsNotRun {
+  pub const ALL: [AlwaysStepsNotRun; 3] = [
+    AlwaysStepsNotRun::LockLost,
+    AlwaysStepsNotRun::JournalUnwritable,
+    AlwaysStepsNotRun::SecondSignal,
+  ];
+
+  pub fn describe(self) -> &'static str {
+    match self {
+      AlwaysStepsNotRun::LockLost => "the run lost its lock (another run now owns the world)",
+      AlwaysStepsNotRun::JournalUnwritable => "its journal could not be written",
+      AlwaysStepsNotRun::SecondSignal => "a second interrupt stopped it at once",
+    }
+  }
+
+  /// The sentence every human-readable report carries.
+  pub fn note() -> String {
+    let cases: Vec<&str> = Self::ALL.iter().map(|case| case.describe()).collect();
+    format!(
+      "always-steps run after a failure and after a first interrupt, but not when {}",
+      cases.join("; when ")
+    )
+  }
 }
 
 /// An objective (RTO or RPO): its target, what the run achieved, and the verdict.
@@ -311,6 +351,7 @@ impl Report {
       rollbacks,
       outputs,
       api_calls,
+      always_steps_not_run_when: AlwaysStepsNotRun::ALL.to_vec(),
     }
   }
 
@@ -508,6 +549,26 @@ mod tests {
       ),
       "{markdown}"
     );
+  }
+
+  #[test]
+  fn every_format_names_the_cases_in_which_always_steps_do_not_run() {
+    let report = fixture::report();
+    let json: serde_json::Value = serde_json::from_str(&json::render(&report)).unwrap();
+    assert_eq!(
+      json["always_steps_not_run_when"],
+      serde_json::json!(["lock_lost", "journal_unwritable", "second_signal"])
+    );
+    for format in [Format::Markdown, Format::Html, Format::Junit] {
+      let text = render(&report, format);
+      for words in [
+        "lost its lock",
+        "journal could not be written",
+        "second interrupt",
+      ] {
+        assert!(text.contains(words), "{format:?} lacks `{words}`:\n{text}");
+      }
+    }
   }
 
   #[test]

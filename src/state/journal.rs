@@ -8,11 +8,20 @@
 //!   match). Reading ignores such a last line, and reopening for append truncates it away.
 //! * A bad line anywhere else is corruption: reading fails and names the line. It is never
 //!   silently skipped, because a skipped `step_succeeded` would repeat an effect.
+//! * A write or fsync that fails (disk full, I/O error) leaves the file ending at a good record:
+//!   a failed write is cut back to where it began, a failed fsync back to the last record known
+//!   durable (after a failed fsync the kernel may have dropped the pages it could not write, so
+//!   nothing written since the last good fsync is trusted). The journal is then *broken*: it
+//!   refuses every later record, so nothing can be journalled past the failure, and the run
+//!   stops before any further mutating call (the engine closes its mutation fence). A resume
+//!   once the disk is back continues from that good record.
+//! * Creating a journal makes its directory entry durable too: every directory created on the
+//!   way, and the file's own entry, are fsynced in their parents.
 
 use std::{
   collections::BTreeMap,
   fs::{File, OpenOptions},
-  io::{self, Read, Write},
+  io::{self, Read, Seek, SeekFrom, Write},
   os::unix::fs::OpenOptionsExt,
   path::{Path, PathBuf},
 };
@@ -209,6 +218,13 @@ pub enum Event {
   RunInterrupted {
     signal: String,
   },
+  /// The run's lock was taken or broken by someone else, or its lease expired unrenewed: the
+  /// run stopped before any further mutating call (always-steps included). Resumable.
+  LockLost {
+    reason: String,
+    /// When the loss was detected (the fence closed); no mutating call left after it.
+    detected_at: DateTime<Utc>,
+  },
   RunFinished {
     status: RunStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -300,6 +316,12 @@ pub struct Journal {
   mirror: Option<MirrorSender>,
   /// Lines written but not yet known durable (group commit), with their sequence numbers.
   unsynced: Vec<(u64, String)>,
+  /// Bytes of whole records written (the file's good length).
+  len: u64,
+  /// Bytes of records known durable.
+  durable_len: u64,
+  /// Why the journal refuses records: a write or fsync failed (see the module docs).
+  broken: Option<String>,
 }
 
 impl Journal {
@@ -328,6 +350,9 @@ impl Journal {
       redactor: Redactor::default(),
       mirror: None,
       unsynced: Vec::new(),
+      len: 0,
+      durable_len: 0,
+      broken: None,
     })
   }
 
@@ -360,6 +385,9 @@ impl Journal {
         redactor: Redactor::default(),
         mirror: None,
         unsynced: Vec::new(),
+        len: valid_len,
+        durable_len: valid_len,
+        broken: None,
       },
       records,
     ))
@@ -382,10 +410,9 @@ impl Journal {
   /// Append an event; durable (fsynced) when this returns.
   pub fn append(&mut self, event: Event) -> Result<Record, JournalError> {
     let record = self.write(event)?;
-    self.file.sync_data().map_err(|source| JournalError::Io {
-      path: self.path.clone(),
-      source,
-    })?;
+    if let Err(source) = self.file.sync_data() {
+      return Err(self.sync_failed(source));
+    }
     self.mark_durable(record.seq);
     Ok(record)
   }
@@ -395,6 +422,12 @@ impl Journal {
   /// finished, and [`Journal::mark_durable`] has been told so. Nobody may act on the record
   /// before then.
   pub fn write(&mut self, event: Event) -> Result<Record, JournalError> {
+    if let Some(why) = &self.broken {
+      return Err(JournalError::Io {
+        path: self.path.clone(),
+        source: io::Error::other(format!("not written: an earlier write failed ({why})")),
+      });
+    }
     let record = Record {
       seq: self.next_seq,
       ts: Utc::now(),
@@ -416,16 +449,57 @@ impl Journal {
       source: io::Error::other(err),
     })?;
     line.push('\n');
-    self
-      .file
-      .write_all(line.as_bytes())
-      .map_err(|source| JournalError::Io {
+    if let Err(source) = self.file.write_all(line.as_bytes()) {
+      // Part of the line may be in the file: cut it away, so the journal ends at a good record.
+      self.cut_back_to(self.len);
+      self.broken = Some(source.to_string());
+      return Err(JournalError::Io {
         path: self.path.clone(),
         source,
-      })?;
+      });
+    }
+    self.len += line.len() as u64;
     self.next_seq += 1;
     self.unsynced.push((record.seq, line));
     Ok(record)
+  }
+
+  /// An fsync of the journal failed: nothing written since the last good fsync is trusted, so
+  /// the file is cut back to the last durable record and the journal refuses records from now
+  /// on. Returns the error to report.
+  pub fn sync_failed(&mut self, source: io::Error) -> JournalError {
+    self.cut_back_to(self.durable_len);
+    self.len = self.durable_len;
+    if let Some((first, _)) = self.unsynced.first() {
+      self.next_seq = *first;
+    }
+    self.unsynced.clear();
+    self.broken = Some(source.to_string());
+    JournalError::Io {
+      path: self.path.clone(),
+      source,
+    }
+  }
+
+  /// Why the journal refuses records, if it does (a write or fsync failed).
+  pub fn broken(&self) -> Option<&str> {
+    self.broken.as_deref()
+  }
+
+  /// Truncate the file to `len` (best effort: if even that fails, the torn tail is what a
+  /// reader ignores and a resume truncates) and make the truncation durable.
+  fn cut_back_to(&mut self, len: u64) {
+    let cut = self
+      .file
+      .set_len(len)
+      .and_then(|()| self.file.seek(SeekFrom::Start(len)).map(|_| ()))
+      .and_then(|()| self.file.sync_all());
+    if let Err(err) = cut {
+      tracing::error!(
+        "journal {}: cannot cut back a failed write: {err}",
+        self.path.display()
+      );
+    }
   }
 
   /// The sequence number of the last record written (durable or not).
@@ -451,6 +525,7 @@ impl Journal {
       .unsynced
       .partition_point(|(line_seq, _)| *line_seq <= seq);
     for (line_seq, line) in self.unsynced.drain(..done) {
+      self.durable_len += line.len() as u64;
       if let Some(mirror) = &self.mirror {
         mirror.send(line_seq, line);
       }

@@ -35,6 +35,27 @@ use super::{
   s3::{self, S3Lock, S3State},
   store::create_private_dir,
 };
+use crate::cloud::{FenceReason, MutationFence};
+
+/// How long a lock's lease lasts, and how often its holder renews it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseTerms {
+  pub lease: Duration,
+  pub renew_every: Duration,
+}
+
+impl LeaseTerms {
+  /// A ten-minute lease, renewed every third of it: two renewals may fail before it expires.
+  pub const DEFAULT: LeaseTerms = LeaseTerms::with_lease(Lock::DEFAULT_LEASE);
+
+  /// A lease of `lease`, renewed every third of it.
+  pub const fn with_lease(lease: Duration) -> LeaseTerms {
+    LeaseTerms {
+      lease,
+      renew_every: Duration::from_nanos((lease.as_nanos() / 3) as u64),
+    }
+  }
+}
 
 /// Who holds a lock.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -264,6 +285,25 @@ pub struct Lock {
   path: PathBuf,
   holder: LockHolder,
   lease: Duration,
+  /// Drawn at acquisition and written into the file: a renewal replaces the file only while it
+  /// still carries it (a takeover by a resume of the same run id draws another).
+  token: String,
+}
+
+/// What a lock file holds: its holder and the token of the acquisition that wrote it. Readers
+/// that only want the holder ignore the token.
+#[derive(Debug, Serialize, Deserialize)]
+struct LockFile {
+  #[serde(flatten)]
+  holder: LockHolder,
+  /// Absent in lock files written before renewal was compare-and-swap.
+  #[serde(default)]
+  token: String,
+}
+
+/// A fresh acquisition token.
+fn new_token() -> String {
+  format!("{:016x}", fastrand::u64(..))
 }
 
 impl Lock {
@@ -281,8 +321,8 @@ impl Lock {
     create_private_dir(dir).map_err(io_err)?;
     let mut holder = holder;
     holder.lease_expires_at = Utc::now() + lease;
-    let text =
-      serde_json::to_string_pretty(&holder).map_err(|err| io_err(io::Error::other(err)))?;
+    let token = new_token();
+    let text = lock_text(&holder, &token).map_err(io_err)?;
     loop {
       match create_with(&path, text.as_bytes()) {
         Ok(()) => {
@@ -290,6 +330,7 @@ impl Lock {
             path,
             holder,
             lease,
+            token,
           });
         }
         Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
@@ -305,6 +346,7 @@ impl Lock {
             path,
             holder,
             lease,
+            token,
           });
         }
         Err(err) => return Err(io_err(err)),
@@ -316,34 +358,80 @@ impl Lock {
     &self.holder
   }
 
-  /// Extend the lease (called periodically by the engine).
+  /// Extend the lease, compare-and-swap: only if the file still names this run and this
+  /// acquisition's token. Otherwise the lock is [`LockError::Lost`] (broken with `drctl unlock`,
+  /// or taken by another run or another resume of this one) and the file is left as it is.
   pub fn renew(&mut self) -> Result<(), LockError> {
-    self.holder.lease_expires_at = Utc::now() + self.lease;
-    self.write()
+    let _guard = DirGuard::take(self.dir())?;
+    self.expect_ours()?;
+    let mut renewed = self.holder.clone();
+    renewed.lease_expires_at = Utc::now() + self.lease;
+    let previous = std::mem::replace(&mut self.holder, renewed);
+    if let Err(err) = self.write() {
+      self.holder = previous;
+      return Err(err);
+    }
+    Ok(())
   }
 
+  fn dir(&self) -> &Path {
+    self.path.parent().unwrap_or(Path::new("."))
+  }
+
+  /// `Ok` when the lock file is still the one this acquisition wrote (run id and token).
+  fn expect_ours(&self) -> Result<(), LockError> {
+    let current = match read_file(&self.path) {
+      Ok(current) => current,
+      // Not something we wrote (we write whole files only): someone else's.
+      Err(LockError::Unreadable { .. }) => None,
+      Err(err) => return Err(err),
+    };
+    match current {
+      Some(file) if file.holder.run_id == self.holder.run_id && file.token == self.token => Ok(()),
+      other => Err(LockError::Lost {
+        runbook: self.holder.runbook.clone(),
+        path: self.path.clone(),
+        now_held_by: other.map(|file| Box::new(file.holder)),
+      }),
+    }
+  }
+
+  /// Replace the lock file with our holder, atomically: a private file, fsynced, renamed over
+  /// it, then the directory fsynced. Callers hold the directory's [`DirGuard`].
   fn write(&self) -> Result<(), LockError> {
     let io_err = |source| LockError::Io {
       path: self.path.clone(),
       source,
     };
-    let text =
-      serde_json::to_string_pretty(&self.holder).map_err(|err| io_err(io::Error::other(err)))?;
+    let text = lock_text(&self.holder, &self.token).map_err(io_err)?;
     replace_with(&self.path, text.as_bytes()).map_err(io_err)
   }
 
-  /// Release the lock (only if we still hold it).
+  /// Release the lock (only if this acquisition still holds it).
   pub fn release(self) -> Result<(), LockError> {
-    let _guard = DirGuard::take(self.path.parent().unwrap_or(Path::new(".")))?;
-    match read_holder(&self.path)? {
-      Some(current) if current.run_id == self.holder.run_id => std::fs::remove_file(&self.path)
-        .map_err(|source| LockError::Io {
+    let _guard = DirGuard::take(self.dir())?;
+    match self.expect_ours() {
+      Ok(()) => {
+        std::fs::remove_file(&self.path).map_err(|source| LockError::Io {
           path: self.path.clone(),
           source,
-        }),
-      _ => Ok(()),
+        })?;
+        sync_dir(&self.path);
+        Ok(())
+      }
+      Err(LockError::Lost { .. }) => Ok(()),
+      Err(err) => Err(err),
     }
   }
+}
+
+/// The text of a lock file.
+fn lock_text(holder: &LockHolder, token: &str) -> io::Result<String> {
+  serde_json::to_string_pretty(&LockFile {
+    holder: holder.clone(),
+    token: token.to_string(),
+  })
+  .map_err(io::Error::other)
 }
 
 /// How long a change to a lock file waits for another one in progress in the same directory
@@ -508,30 +596,57 @@ impl HeldLock {
     }
   }
 
-  /// Renew the lease every `every` in the background until [`LeaseKeeper::stop`]. A lost lock
-  /// is announced loudly on stderr and no longer renewed; a store that does not answer is
-  /// warned about once and tried again next time.
-  pub fn keep_alive(self, every: Duration) -> LeaseKeeper {
+  /// Renew the lease every `every` in the background until [`LeaseKeeper::stop`], holding
+  /// `fence` open only as long as the lease lasts:
+  /// * a renewal that finds the lock taken or broken ([`LockError::Lost`]) closes the fence at
+  ///   once (it is announced loudly on stderr) and renewing stops;
+  /// * a store that does not answer is warned about once and tried again next time; the run
+  ///   goes on (its journal is local) until the lease it last renewed runs out, then the fence
+  ///   closes ([`FenceReason::LeaseExpired`]): another operator may by then hold the lock.
+  ///
+  /// The lease is followed on the monotonic clock from the moment each renewal was written, and
+  /// every mutating call checks it too ([`MutationFence::check`]), so no call leaves after it
+  /// ends, even while a renewal hangs. So a loss is seen within `every` of the steal, an
+  /// unreachable store within the lease.
+  pub fn keep_alive(self, every: Duration, fence: MutationFence) -> LeaseKeeper {
     let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
       let mut lock = self;
-      let mut renewing = true;
+      fence.hold_lease_until(lease_deadline(lock.holder()));
       let mut warned = false;
+      let mut next = tokio::time::Instant::now() + every;
       loop {
+        let deadline = fence.lease_until().unwrap_or(next);
         tokio::select! {
           _ = &mut stopped => return lock,
-          () = tokio::time::sleep(every), if renewing => match lock.renew().await {
-            Ok(()) => warned = false,
-            Err(err @ LockError::Lost { .. }) => {
-              tracing::error!("{err}");
-              eprintln!("\nWARNING: {err}\n");
-              renewing = false;
-            }
-            Err(err) => {
-              tracing::warn!("cannot renew the lock lease: {err}");
-              if !warned {
-                warned = true;
-                eprintln!("warning: cannot renew the lock lease (will try again): {err}");
+          () = tokio::time::sleep_until(deadline), if fence.reason().is_none() => {
+            // Closes the fence (the lease is over) unless a renewal moved the deadline.
+            let _ = fence.check();
+          }
+          () = tokio::time::sleep_until(next), if fence.reason().is_none() => {
+            next += every;
+            // A renewal that hangs past the lease is abandoned: the lease is over anyway.
+            let renewal = tokio::time::timeout_at(deadline, lock.renew()).await;
+            match renewal {
+              Ok(Ok(())) => {
+                warned = false;
+                fence.hold_lease_until(lease_deadline(lock.holder()));
+              }
+              Ok(Err(err @ LockError::Lost { .. })) => {
+                eprintln!("\nLOCK LOST: {err}\n  no further mutating call will be made\n");
+                fence.close(FenceReason::LockLost(err.to_string()));
+              }
+              Ok(Err(err)) => {
+                tracing::warn!("cannot renew the lock lease: {err}");
+                if !warned {
+                  warned = true;
+                  eprintln!(
+                    "warning: cannot renew the lock lease (will try again until it expires): {err}"
+                  );
+                }
+              }
+              Err(_) => {
+                let _ = fence.check();
               }
             }
           },
@@ -540,6 +655,14 @@ impl HeldLock {
     });
     LeaseKeeper { stop, task }
   }
+}
+
+/// The end of a holder's lease on the monotonic clock: what is left of it now.
+fn lease_deadline(holder: &LockHolder) -> tokio::time::Instant {
+  let left = (holder.lease_expires_at - Utc::now())
+    .to_std()
+    .unwrap_or(Duration::ZERO);
+  tokio::time::Instant::now() + left
 }
 
 /// A lock whose lease is being renewed in the background.
@@ -597,6 +720,10 @@ pub fn unlock(dir: &Path, runbook: &str, force: bool) -> Result<Option<LockHolde
 }
 
 fn read_holder(path: &Path) -> Result<Option<LockHolder>, LockError> {
+  read_file(path).map(|file| file.map(|file| file.holder))
+}
+
+fn read_file(path: &Path) -> Result<Option<LockFile>, LockError> {
   match std::fs::read_to_string(path) {
     Ok(text) => serde_json::from_str(&text)
       .map(Some)

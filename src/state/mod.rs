@@ -26,7 +26,7 @@ pub mod timeline;
 pub use journal::{
   Event, Journal, JournalError, Phase, Record, RunMode, RunStatus, StepError, StepInfo,
 };
-pub use lock::{HeldLock, LeaseKeeper, Lock, LockError, LockHolder, LockStore};
+pub use lock::{HeldLock, LeaseKeeper, LeaseTerms, Lock, LockError, LockHolder, LockStore};
 pub use mirror::{JournalMirror, MirrorReport};
 pub use operator::os_user;
 pub use redact::Redactor;

@@ -249,17 +249,15 @@ impl S3Lock {
     // Read-then-delete: a conditional DeleteObject is not used because S3-compatible stores
     // (moto among them) do not all honour it. The window is one round trip, and only a run
     // that takes the lock in it (after our lease was seen expired) is affected.
+    // "Still ours" is our last write's ETag, not the run id: a resume of this same run that
+    // took the lock over wrote another object, and that one is not ours to delete.
     match current {
-      Some((bytes, _))
-        if parse_holder(&bytes, &self.state, &self.key)?.run_id == self.holder.run_id =>
-      {
-        self
-          .state
-          .store
-          .delete(bucket, &self.key)
-          .await
-          .map_err(|source| remote(&self.state, &self.key, source))
-      }
+      Some((_, etag)) if etag == self.etag => self
+        .state
+        .store
+        .delete(bucket, &self.key)
+        .await
+        .map_err(|source| remote(&self.state, &self.key, source)),
       _ => Ok(()),
     }
   }

@@ -131,10 +131,26 @@ impl Store {
 /// the umask (a umask can only take bits away).
 pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
   use std::os::unix::fs::DirBuilderExt;
+  // The directories this creates, outermost first once reversed.
+  let mut missing = Vec::new();
+  let mut probe = Some(dir);
+  while let Some(candidate) = probe {
+    if candidate.as_os_str().is_empty() || candidate.is_dir() {
+      break;
+    }
+    missing.push(candidate);
+    probe = candidate.parent();
+  }
   std::fs::DirBuilder::new()
     .recursive(true)
     .mode(0o700)
-    .create(dir)
+    .create(dir)?;
+  // Each new directory is made durable in its parent, so a crash cannot lose the directory of
+  // a file that was fsynced inside it.
+  for created in missing.iter().rev() {
+    super::journal::sync_dir(created);
+  }
+  Ok(())
 }
 
 /// What a name given by the user names.

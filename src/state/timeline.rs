@@ -266,7 +266,8 @@ impl Timeline {
           timeline.finished_at = Some(record.ts);
           timeline.failed_step = failed_step.clone();
         }
-        Event::RunStarted { .. } => {}
+        // The run stopped without an outcome (resumable), like a killed one.
+        Event::RunStarted { .. } | Event::LockLost { .. } => {}
       }
     }
     timeline.compute_objectives();

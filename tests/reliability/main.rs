@@ -13,13 +13,15 @@ mod support;
 mod badinput;
 mod concurrency;
 mod crash;
+mod diskfull;
 mod exfiltration;
 mod faults;
 mod guards;
+mod lockloss;
 mod orphans;
 mod outage;
-mod secret_corpus;
 mod resumerace;
+mod secret_corpus;
 mod secrets;
 mod stepcrash;
 
@@ -83,6 +85,8 @@ const SECTIONS: &[(&str, Section)] = &[
   ("exfiltration", exfiltration::run),
   ("orphans", orphans::run),
   ("resumerace", resumerace::run),
+  ("lockloss", lockloss::run),
+  ("diskfull", diskfull::run),
 ];
 
 fn main() -> ExitCode {

@@ -112,3 +112,29 @@ pub fn cached_journal(test: &Test, run_id: &str) -> String {
   )
   .unwrap_or_default()
 }
+
+/// Replace the lock object of `regional-failover` with `body` (a thief taking it, as
+/// `drctl unlock` and another run would), conditionally on the ETag it has now. `false` when
+/// there was no lock or the write lost a race.
+pub fn steal_lock_object(moto: &Moto, body: &str) -> bool {
+  let rt = runtime();
+  let state = state(moto, &rt);
+  let key = state.location.lock_key("regional-failover");
+  let Some((_, etag)) = rt.block_on(state.store.get(BUCKET, &key)).ok().flatten() else {
+    return false;
+  };
+  rt.block_on(
+    state
+      .store
+      .put_if_match(BUCKET, &key, body.as_bytes().to_vec(), &etag),
+  )
+  .is_ok()
+}
+
+/// Delete the lock object of `regional-failover` (its holder finished).
+pub fn delete_lock_object(moto: &Moto) {
+  let rt = runtime();
+  let state = state(moto, &rt);
+  let key = state.location.lock_key("regional-failover");
+  let _ = rt.block_on(state.store.delete(BUCKET, &key));
+}

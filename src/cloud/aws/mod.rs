@@ -95,6 +95,7 @@ fn cloud_from(sdk: &aws_config::SdkConfig, http: Arc<dyn Http>, backend: &str) -
     http,
     clock: Clock::default(),
     backend: backend.to_owned(),
+    fence: Default::default(),
   }
 }
 

@@ -270,6 +270,7 @@ impl Sim {
       http: providers,
       clock: self.clock,
       backend: "sim".into(),
+      fence: Default::default(),
     }
   }
 
