@@ -139,7 +139,7 @@ pub struct ProcStat {
   /// Field 22: when the process started, in clock ticks after boot. With the pid it names one
   /// process for the life of the machine.
   pub start_time: u64,
-  /// Exited and not yet reaped.
+  /// Exited and not yet reaped (state `Z`, or `X` while being reaped).
   pub zombie: bool,
 }
 
@@ -151,7 +151,7 @@ fn parse_stat(pid: u32, text: &str) -> Option<ProcStat> {
   // `fields[0]` is field 3 (state), so field N is `fields[N - 3]`.
   Some(ProcStat {
     pid,
-    zombie: *fields.first()? == "Z",
+    zombie: matches!(*fields.first()?, "Z" | "X"),
     ppid: fields.get(1)?.parse().ok()?,
     pgrp: fields.get(2)?.parse().ok()?,
     start_time: fields.get(19)?.parse().ok()?,
@@ -316,6 +316,9 @@ mod tests {
       }
     );
     assert!(parse_stat(1, "1 (init) Z 0 1").is_none(), "too short");
+    let zombie = "7 (sh) Z 1 7 7 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 55 0 0";
+    assert!(parse_stat(7, zombie).unwrap().zombie);
+    assert!(!super::stat(std::process::id()).unwrap().zombie);
     assert!(parse_stat(1, "no parenthesis").is_none());
   }
 

@@ -149,6 +149,7 @@ impl Harness {
   }
 
   async fn resume(&self) -> RunOutcome {
+    let_the_killed_run_go().await;
     let (journal, records) = Journal::resume(&self.journal_path()).unwrap();
     let (_tx, rx) = watch::channel(0u32);
     resume(
@@ -1142,6 +1143,7 @@ async fn resume_refuses_a_changed_runbook() {
   let crashed = tokio::time::timeout(Duration::from_secs(1), h.start()).await;
   assert!(crashed.is_err());
   h.plan = Arc::new(plan(&PROMOTE_YAML.replace("20m", "25m"), &[]));
+  let_the_killed_run_go().await;
   let (journal, records) = Journal::resume(&h.journal_path()).unwrap();
   let (_tx, rx) = watch::channel(0u32);
   let err = resume(
@@ -1736,4 +1738,13 @@ steps:
     "{:?}",
     failure
   );
+}
+
+/// A run "killed" by dropping its future leaves its aborted step tasks for the runtime to drop,
+/// and with them the journal's file and its writer's `flock`: let them go, as a killed
+/// process's descriptors go, before the journal is reopened.
+async fn let_the_killed_run_go() {
+  for _ in 0..100 {
+    tokio::task::yield_now().await;
+  }
 }

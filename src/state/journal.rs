@@ -261,6 +261,9 @@ pub enum JournalError {
   },
   #[error("journal {path}: empty (the run never started)")]
   Empty { path: PathBuf },
+  /// Another process holds the journal open for writing (a live run of it).
+  #[error("journal {path}: another process is writing it (a live run?)")]
+  Busy { path: PathBuf },
   /// Redaction could not make a record safe to write (fail closed: nothing was written).
   #[error("journal {path}: {leak}; stopping the run")]
   Unredactable {
@@ -372,8 +375,9 @@ impl Journal {
       .custom_flags(libc::O_NOFOLLOW)
       .open(path)
       .map_err(io_err)?;
-    // Held for the journal's life (see `writer_absent`); waits for a pull in progress.
-    file.lock().map_err(io_err)?;
+    // Held for the journal's life (see `writer_absent`). A pull holds it for moments only, so
+    // wait a little for one; a writer holds it for its life, so never wait for that.
+    lock_for_writing(&file, path)?;
     file.set_len(valid_len).map_err(io_err)?;
     file.sync_all().map_err(io_err)?;
     let next_seq = records.last().map_or(1, |record| record.seq + 1);
@@ -528,6 +532,34 @@ impl Journal {
       self.durable_len += line.len() as u64;
       if let Some(mirror) = &self.mirror {
         mirror.send(line_seq, line);
+      }
+    }
+  }
+}
+
+/// How long [`Journal::resume`] waits for the journal's `flock` (a pull holds it for moments).
+const WRITER_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Take the journal's exclusive `flock`, waiting at most [`WRITER_LOCK_WAIT`]: a journal still
+/// locked after that has a live writer ([`JournalError::Busy`]), never a reason to hang.
+fn lock_for_writing(file: &File, path: &Path) -> Result<(), JournalError> {
+  let deadline = std::time::Instant::now() + WRITER_LOCK_WAIT;
+  loop {
+    match file.try_lock() {
+      Ok(()) => return Ok(()),
+      Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+      }
+      Err(std::fs::TryLockError::WouldBlock) => {
+        return Err(JournalError::Busy {
+          path: path.to_path_buf(),
+        })
+      }
+      Err(std::fs::TryLockError::Error(source)) => {
+        return Err(JournalError::Io {
+          path: path.to_path_buf(),
+          source,
+        })
       }
     }
   }

@@ -35,7 +35,10 @@ use super::{
   s3::{self, S3Lock, S3State},
   store::create_private_dir,
 };
-use crate::cloud::{FenceReason, MutationFence};
+use crate::{
+  cloud::{FenceReason, MutationFence},
+  process_group,
+};
 
 /// How long a lock's lease lasts, and how often its holder renews it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,7 +89,7 @@ impl LockHolder {
       runbook: runbook.to_string(),
       host: hostname(),
       pid,
-      pid_start: proc_stat(pid).map(|stat| stat.start),
+      pid_start: process_group::start_time(pid),
       boot_id: boot_id(),
       started_at: Utc::now(),
       lease_expires_at: Utc::now(),
@@ -124,10 +127,10 @@ impl LockHolder {
     if !has_proc() {
       return (!process_alive(self.pid)).then_some("");
     }
-    match proc_stat(self.pid) {
+    match process_group::stat(self.pid) {
       None => Some(""),
       Some(stat) if stat.zombie => Some(""),
-      Some(stat) if self.pid_start.is_some_and(|start| start != stat.start) => {
+      Some(stat) if self.pid_start.is_some_and(|start| start != stat.start_time) => {
         Some(" (its pid now belongs to another process)")
       }
       Some(_) => None,
@@ -765,41 +768,9 @@ pub fn process_alive(pid: u32) -> bool {
   result == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
-/// What `/proc/PID/stat` says about a process.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct ProcStat {
-  /// Field 22, `starttime`: clock ticks after boot.
-  start: u64,
-  /// State `Z` (or `X`): dead, waiting to be reaped.
-  zombie: bool,
-}
-
 /// Whether this host has a Linux `/proc` to read process start times from.
 fn has_proc() -> bool {
   Path::new("/proc/self/stat").exists()
-}
-
-/// `/proc/PID/stat` of a process, `None` if there is no such process (or no `/proc`).
-fn proc_stat(pid: u32) -> Option<ProcStat> {
-  if pid == 0 {
-    return None;
-  }
-  let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-  parse_proc_stat(&text)
-}
-
-/// Parse a `/proc/PID/stat` line. Field 2 (the command name, in parentheses) may itself hold
-/// spaces and parentheses, so the fields are counted from the last `)`: field 3 is the state,
-/// field 22 the start time.
-fn parse_proc_stat(text: &str) -> Option<ProcStat> {
-  let rest = &text[text.rfind(')')? + 1..];
-  let fields: Vec<&str> = rest.split_whitespace().collect();
-  let state = fields.first()?;
-  let start = fields.get(22 - 3)?.parse().ok()?;
-  Some(ProcStat {
-    start,
-    zombie: matches!(*state, "Z" | "X"),
-  })
 }
 
 /// This boot's id (`/proc/sys/kernel/random/boot_id`), if the host has one.
@@ -817,7 +788,7 @@ mod tests {
   fn holder(run_id: &str, pid: u32) -> LockHolder {
     LockHolder {
       pid,
-      pid_start: proc_stat(pid).map(|stat| stat.start),
+      pid_start: process_group::start_time(pid),
       lease_expires_at: Utc::now() + chrono::Duration::hours(1),
       ..LockHolder::this_process(run_id, "regional-failover")
     }
@@ -1035,24 +1006,6 @@ mod tests {
     remote.host = "elsewhere".into();
     remote.lease_expires_at = Utc::now() + chrono::Duration::seconds(60);
     assert_eq!(remote.staleness(Utc::now()), None);
-  }
-
-  #[test]
-  fn proc_stat_fields_are_counted_from_the_last_parenthesis() {
-    let line = "4242 (evil) 1 2 3 (x) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 \
-                987654 1000 200 18446744073709551615";
-    assert_eq!(
-      parse_proc_stat(line),
-      Some(ProcStat {
-        start: 987654,
-        zombie: false
-      })
-    );
-    let zombie = "7 (sh) Z 1 7 7 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 55 0 0";
-    assert!(parse_proc_stat(zombie).unwrap().zombie);
-    assert_eq!(parse_proc_stat("garbage"), None);
-    let ours = proc_stat(std::process::id()).unwrap();
-    assert!(!ours.zombie);
   }
 
   #[test]
