@@ -183,9 +183,7 @@ fn a_reused_pid_does_not_keep_a_dead_holders_lock_alive() {
     "{stderr}"
   );
   // ... so its own run may take it over.
-  test
-    .run_args(["resume", &holder, "--yes", "--time-scale", "1000"])
-    .status(0);
+  test.run_args(["resume", &holder, "--yes"]).status(0);
   let _ = other.kill();
   let _ = other.wait();
 }

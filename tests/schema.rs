@@ -34,6 +34,8 @@ enum Beyond {
   DefaultNotAllowed,
   /// A cron range that runs backwards (`12-3`).
   CronRange,
+  /// A duration over the 366-day maximum: a pattern sees its units, not its sum.
+  DurationBound,
   /// drctl refuses YAML aliases; a schema sees them expanded.
   Alias,
   /// The YAML reader refuses the file (syntax, encoding, duplicate keys, several documents), so
@@ -51,6 +53,10 @@ const RUNBOOK_EXCEPTIONS: &[(&str, Beyond)] = &[
   (
     "tests/fixtures/runbooks/invalid/duplicate_key_in_step.yaml",
     Beyond::NotYaml,
+  ),
+  (
+    "tests/fixtures/runbooks/invalid/duration_too_long.yaml",
+    Beyond::DurationBound,
   ),
   (
     "tests/fixtures/runbooks/invalid/duplicate_step_id.yaml",

@@ -93,11 +93,8 @@ pub(super) fn build(ctx: &Context, run_id: &str) -> Result<Report, Error> {
       _ => None,
     })
     .map_or_else(Redactor::default, |path| redactor_for(Path::new(&path)));
-  Report::from_records(&records, api_calls, &redactor).ok_or_else(|| {
-    Error::Failed(format!(
-      "run {run_id}: the journal does not start with run_started"
-    ))
-  })
+  Report::from_records(&records, api_calls, &redactor)
+    .map_err(|why| Error::Failed(format!("run {run_id}: {why}")))
 }
 
 /// The format named in a drill's `reports:` list.

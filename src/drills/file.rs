@@ -339,7 +339,8 @@ fn cron_schema() -> Value {
       .chain(named)
       .collect::<Vec<_>>()
       .join("|");
-    let item = format!(r"(?:\*|(?:{value})(?:-(?:{value}))?)(?:/0*[1-9][0-9]*)?");
+    // A step only after `*` or a range (`5/15` is refused, as Debian's cron refuses it).
+    let item = format!(r"(?:(?:\*|(?:{value})-(?:{value}))(?:/0*[1-9][0-9]*)?|(?:{value}))");
     format!("{item}(?:,{item})*")
   };
   let fields = [

@@ -270,15 +270,17 @@ impl ApiCalls {
 }
 
 impl Report {
-  /// Build a report from a run's journal. `None` when the journal does not start with
-  /// `run_started`. Every string passes through `redactor`.
+  /// Build a report from a run's journal. An error when the journal does not start with
+  /// `run_started`, or when redaction cannot make the report safe (it fails closed: no report
+  /// rather than one that might hold a secret). Every string passes through `redactor`.
   pub fn from_records(
     records: &[Record],
     api_calls: ApiCalls,
     redactor: &Redactor,
-  ) -> Option<Report> {
-    let timeline = Timeline::from_records(records)?;
-    Some(Report::from_timeline(&timeline, api_calls).redacted(redactor))
+  ) -> Result<Report, String> {
+    let timeline = Timeline::from_records(records)
+      .ok_or_else(|| "the journal does not start with run_started".to_string())?;
+    Report::from_timeline(&timeline, api_calls).redacted(redactor)
   }
 
   /// Build a report from a timeline (no redaction: see [`Report::redacted`]).
@@ -355,16 +357,18 @@ impl Report {
     }
   }
 
-  /// The same report with every string value passed through `redactor`.
-  pub fn redacted(self, redactor: &Redactor) -> Report {
+  /// The same report with every string value passed through `redactor`, keys included. Fails
+  /// closed: when the redacted report is no longer a report (a secret is part of its structure),
+  /// there is no report, never the unredacted one.
+  pub fn redacted(self, redactor: &Redactor) -> Result<Report, String> {
     if redactor.is_empty() {
-      return self;
+      return Ok(self);
     }
-    let Ok(mut value) = serde_json::to_value(&self) else {
-      return self;
-    };
+    let refused =
+      || "a secret is part of the report's structure; refusing to render it".to_string();
+    let mut value = serde_json::to_value(&self).map_err(|_| refused())?;
     redactor.redact_json(&mut value);
-    serde_json::from_value(value).unwrap_or(self)
+    serde_json::from_value(value).map_err(|_| refused())
   }
 
   pub fn objective(&self, name: &str) -> Option<&Objective> {
@@ -579,6 +583,19 @@ mod tests {
     let text = serde_json::to_string(&report).unwrap();
     assert!(!text.contains("hunter2-secret"), "{text}");
     assert!(text.contains("***"), "{text}");
+  }
+
+  #[test]
+  fn a_report_that_redaction_breaks_is_refused_not_rendered_unredacted() {
+    let records = fixture::records();
+    // `status` is a key of every report: redacting it leaves no report. The run's other
+    // secret must not come out in clear because of that.
+    let redactor = Redactor::new([
+      ("secrets.KEY".to_string(), "status".to_string()),
+      ("secrets.S".to_string(), "hunter2-secret".to_string()),
+    ]);
+    let refused = Report::from_records(&records, ApiCalls::not_recorded(), &redactor);
+    assert!(refused.is_err(), "{refused:?}");
   }
 
   #[test]
