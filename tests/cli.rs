@@ -482,6 +482,10 @@ fn global_flags_that_mean_nothing_for_a_command_are_refused() {
     ),
     (vec!["status", "--time-scale", "3"], "--time-scale"),
     (vec!["validate", "--aws"], "--aws"),
+    (vec!["sandbox", "status", "--sim"], "--sim"),
+    (vec!["sandbox", "up", "--aws"], "--aws"),
+    (vec!["sandbox", "down", "--time-scale", "5"], "--time-scale"),
+    (vec!["sandbox", "up", "--profile", "prod"], "--profile"),
   ] {
     let output = Test::new().args(args.clone()).run();
     assert_eq!(output.code(), 2, "{args:?}: {}", output.stdout());

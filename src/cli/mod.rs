@@ -284,8 +284,11 @@ enum FlagUse {
   Cloud,
   /// Talks to the backend the run's journal names (`resume`): AWS flags only.
   Journal,
-  /// Weighs the flags itself (`drill run`, `scheduler`, `sandbox`).
+  /// Weighs the flags itself (`drill run`, `scheduler`).
   Own,
+  /// The local sandbox (`sandbox up|down|status`): `--region` sets its default region; it has
+  /// its own credentials and world.
+  Sandbox,
 }
 
 fn flag_use(command: &Command) -> (FlagUse, &'static str) {
@@ -314,7 +317,7 @@ fn flag_use(command: &Command) -> (FlagUse, &'static str) {
     } => (FlagUse::Own, "drill run"),
     Command::Scheduler(_) => (FlagUse::Own, "scheduler"),
     Command::Resume { .. } => (FlagUse::Journal, "resume"),
-    Command::Sandbox { .. } => (FlagUse::Own, "sandbox"),
+    Command::Sandbox { .. } => (FlagUse::Sandbox, "sandbox"),
   }
 }
 
@@ -371,6 +374,18 @@ pub(crate) fn check_global_flags(
   };
   match usage {
     FlagUse::Own => Ok(()),
+    FlagUse::Sandbox => {
+      let backend = backend_flags(global)
+        .into_iter()
+        .find(|flag| *flag != "--sandbox");
+      match backend {
+        Some(flag) => refuse(flag, "the sandbox is its own backend, a moto server"),
+        None if global.profile.is_some() => {
+          refuse("--profile", "the sandbox has its own credentials")
+        }
+        None => Ok(()),
+      }
+    }
     FlagUse::Journal => match backend_flags(global).first() {
       Some(flag) => refuse(flag, "a run resumes on the backend it started on"),
       None => Ok(()),
