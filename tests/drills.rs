@@ -517,3 +517,29 @@ fn time_scale_on_a_drill_that_does_not_run_on_the_simulator_is_refused() {
     "error: --time-scale sets the simulator's speed, and drill weekly-snapshot-age runs on aws\n"
   );
 }
+
+#[test]
+fn drill_history_with_absurd_durations_is_shown_not_a_panic() {
+  // A history file is state anyone with access can edit; a value no `Duration` holds must not
+  // take `drill history` down.
+  let test = with_drills();
+  test
+    .run_args(["drill", "run", "weekly-snapshot-age"])
+    .status(0);
+  let history = test
+    .path()
+    .join(".drctl/drills/weekly-snapshot-age/history.jsonl");
+  let text = std::fs::read_to_string(&history).unwrap();
+  let mut entry: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+  entry["duration_seconds"] = serde_json::json!(1e300);
+  entry["rpo_achieved_seconds"] = serde_json::json!(1e300);
+  entry["rpo_target_seconds"] = serde_json::json!(1e300);
+  std::fs::write(&history, format!("{entry}\n")).unwrap();
+  let output = test.run_args(["drill", "history", "weekly-snapshot-age"]);
+  assert_eq!(output.code(), 0, "{}{}", output.stdout(), output.stderr());
+  assert!(
+    output.stdout().contains("weekly-snapshot-age"),
+    "{}",
+    output.stdout()
+  );
+}

@@ -530,14 +530,14 @@ async fn notify_hook(ctx: &Context, drill: &Drill, entry: &HistoryEntry) {
 /// `6m14s`, `9.4s` — not to the nanosecond.
 fn show(duration: Option<f64>) -> String {
   duration.map_or("-".into(), |seconds| {
-    crate::actions::human(Duration::from_secs_f64(seconds.max(0.0)))
+    crate::actions::human(crate::runbook::from_seconds_saturating(seconds))
   })
 }
 
 /// A target, as the drill file wrote it (`15m`).
 fn show_target(duration: Option<f64>) -> String {
   duration.map_or("-".into(), |seconds| {
-    format_duration(Duration::from_secs_f64(seconds.max(0.0)))
+    format_duration(crate::runbook::from_seconds_saturating(seconds))
   })
 }
 

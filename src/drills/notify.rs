@@ -159,7 +159,9 @@ pub async fn send(
     run: RunFacts {
       runbook: &drill.runbook.name,
       rto: drill.rto_target(),
-      elapsed: Duration::from_secs_f64(entry.rto_achieved_seconds.unwrap_or_default().max(0.0)),
+      elapsed: crate::runbook::from_seconds_saturating(
+        entry.rto_achieved_seconds.unwrap_or_default(),
+      ),
       ..RunFacts::default()
     },
     ..Ctx::new(cloud, run_id, &step_id, &progress, cancel)
@@ -284,7 +286,7 @@ fn region(drill: &Drill) -> Option<&str> {
 
 /// "4m10s of 15m target".
 fn rto_text(entry: &HistoryEntry) -> String {
-  let show = |seconds: f64| format_duration(Duration::from_secs_f64(seconds.max(0.0)));
+  let show = |seconds: f64| format_duration(crate::runbook::from_seconds_saturating(seconds));
   match (entry.rto_achieved_seconds, entry.rto_target_seconds) {
     (Some(achieved), Some(target)) => format!("{} of {} target", show(achieved), show(target)),
     (Some(achieved), None) => format!("{} (no target)", show(achieved)),

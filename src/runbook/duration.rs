@@ -110,6 +110,16 @@ fn scale(number: &str, unit: u128) -> Result<u128, String> {
   Ok(nanos)
 }
 
+/// `seconds` read back from a file (a report, drill history) as a duration: negative or NaN is
+/// zero, and beyond what a `Duration` holds is `Duration::MAX` (`Duration::from_secs_f64` panics
+/// there, and such files are state anyone with access can edit).
+pub fn from_seconds_saturating(seconds: f64) -> Duration {
+  if seconds.is_nan() || seconds <= 0.0 {
+    return Duration::ZERO;
+  }
+  Duration::try_from_secs_f64(seconds).unwrap_or(Duration::MAX)
+}
+
 /// Write a duration the way a runbook would: `5m`, `1h30m`, `42s`, `1.5s`, `250ms`, `0s`.
 pub fn format_duration(duration: Duration) -> String {
   let nanos = duration.as_nanos();
@@ -152,6 +162,15 @@ fn decimal(value: u128, unit: u128) -> String {
 #[cfg(test)]
 mod tests {
   use super::*;
+
+  #[test]
+  fn seconds_from_files_saturate_instead_of_panicking() {
+    assert_eq!(from_seconds_saturating(1e300), Duration::MAX);
+    assert_eq!(from_seconds_saturating(f64::INFINITY), Duration::MAX);
+    assert_eq!(from_seconds_saturating(f64::NAN), Duration::ZERO);
+    assert_eq!(from_seconds_saturating(-3.0), Duration::ZERO);
+    assert_eq!(from_seconds_saturating(1.5), Duration::from_millis(1500));
+  }
 
   #[test]
   fn parses_the_documented_forms() {
