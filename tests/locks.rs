@@ -374,7 +374,19 @@ fn a_run_whose_lock_is_taken_by_another_run_stops_exits_4_and_is_resumable() {
     "{}",
     test.journal(&run_id)
   );
+  // It is not shown as still running: it stopped for its lock, and says how to go on.
+  assert_eq!(test.status_json(&run_id)["timeline"]["status"], "lock_lost");
+  let text = test
+    .run_args(["status", run_id.as_str()])
+    .status(0)
+    .stdout();
+  assert!(
+    text.contains(&format!("resume it with: drctl resume {run_id}")),
+    "{text}"
+  );
+  assert!(!text.contains("still running"), "{text}");
   // The other holder is done: the robbed run resumes to the end.
   std::fs::remove_file(lock_file(&test)).unwrap();
   test.run_args(["resume", run_id.as_str()]).status(0);
+  assert_eq!(test.status_json(&run_id)["timeline"]["status"], "succeeded");
 }

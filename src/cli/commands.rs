@@ -660,7 +660,7 @@ async fn release(
       return Err(err);
     }
   };
-  if outcome.status != RunStatus::Interrupted {
+  if !outcome.status.is_resumable() {
     if let Err(err) = lock.release().await {
       eprintln!("warning: {err}");
     }
@@ -931,7 +931,7 @@ async fn status(ctx: &Context, run_id: Option<&str>) -> Result<i32, Error> {
       let mut text = render::summary(&timeline);
       if running {
         text.push_str("  (still running)\n");
-      } else if timeline.status.is_none() || timeline.status == Some(RunStatus::Interrupted) {
+      } else if timeline.status.is_none_or(|status| status.is_resumable()) {
         text.push_str(&format!("  resume it with: drctl resume {run_id}\n"));
       }
       if !survivors.is_empty() {

@@ -220,6 +220,7 @@ pub fn status_code(status: RunStatus) -> i32 {
     RunStatus::Failed => 1,
     RunStatus::Breached => 3,
     RunStatus::Interrupted => 130,
+    RunStatus::LockLost => 4,
   }
 }
 

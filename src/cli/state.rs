@@ -262,9 +262,7 @@ async fn release_finished_locks(
       continue;
     };
     let summary = crate::state::store::summarize(&report.run_id, &records);
-    let finished = summary
-      .status
-      .is_some_and(|status| status != crate::state::RunStatus::Interrupted);
+    let finished = summary.status.is_some_and(|status| !status.is_resumable());
     if !finished {
       continue;
     }

@@ -29,6 +29,12 @@ pub fn judge(drill: &Drill, status: RunStatus, timeline: &Timeline) -> (&'static
   let mut reasons = Vec::new();
   match status {
     RunStatus::Interrupted => return ("interrupted", vec!["the run was interrupted".into()]),
+    RunStatus::LockLost => {
+      return (
+        "interrupted",
+        vec!["the run lost its lock to another run and stopped".into()],
+      )
+    }
     RunStatus::Failed => reasons.push(match &timeline.failed_step {
       Some(step) => format!("step `{step}` failed"),
       None => "the run failed".into(),

@@ -49,6 +49,10 @@ pub enum RunStatus {
   Failed,
   /// Stopped by SIGINT/SIGTERM; resumable.
   Interrupted,
+  /// Stopped because another run took its lock or its lease expired (the `lock_lost` record):
+  /// no mutating call after that; resumable once the other holder is done. Never written in
+  /// a `run_finished` record, only read off the journal.
+  LockLost,
 }
 
 impl RunStatus {
@@ -58,7 +62,13 @@ impl RunStatus {
       RunStatus::Breached => "breached",
       RunStatus::Failed => "failed",
       RunStatus::Interrupted => "interrupted",
+      RunStatus::LockLost => "lock_lost",
     }
+  }
+
+  /// The run stopped without an outcome and `drctl resume` continues it.
+  pub fn is_resumable(&self) -> bool {
+    matches!(self, RunStatus::Interrupted | RunStatus::LockLost)
   }
 }
 

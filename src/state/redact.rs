@@ -369,6 +369,7 @@ fn skeleton(structure: &[&str]) -> String {
     RunStatus::Breached,
     RunStatus::Failed,
     RunStatus::Interrupted,
+    RunStatus::LockLost,
   ] {
     events.push(Event::RunFinished {
       status,

@@ -230,6 +230,10 @@ pub fn summarize(run_id: &str, records: &[Record]) -> RunSummary {
         summary.status = Some(RunStatus::Interrupted);
         summary.finished_at = Some(record.ts);
       }
+      Event::LockLost { .. } => {
+        summary.status = Some(RunStatus::LockLost);
+        summary.finished_at = Some(record.ts);
+      }
       Event::RunResumed { .. } => {
         summary.status = None;
         summary.finished_at = None;

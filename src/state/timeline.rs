@@ -266,8 +266,12 @@ impl Timeline {
           timeline.finished_at = Some(record.ts);
           timeline.failed_step = failed_step.clone();
         }
-        // The run stopped without an outcome (resumable), like a killed one.
-        Event::RunStarted { .. } | Event::LockLost { .. } => {}
+        // Stopped before any further mutating call: resumable once the other holder is done.
+        Event::LockLost { .. } => {
+          timeline.status = Some(RunStatus::LockLost);
+          timeline.finished_at = Some(record.ts);
+        }
+        Event::RunStarted { .. } => {}
       }
     }
     timeline.compute_objectives();
