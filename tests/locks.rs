@@ -337,6 +337,37 @@ fn state_is_private_even_under_umask_000() {
   assert_eq!(mode(&state.join("drills")), 0o700);
   assert_eq!(mode(&drill_dir), 0o700);
   assert_eq!(mode(&drill_dir.join("history.jsonl")), 0o600);
+  // A scheduler tick (its first-seen record and claims).
+  let output = run_umask_000(&test, &["scheduler", "--once"]);
+  assert!(
+    output.status.success(),
+    "{}",
+    String::from_utf8_lossy(&output.stderr)
+  );
+  // Every file and directory drctl left in the state, whatever wrote it: the drill's summary,
+  // reports and notification record included.
+  let mut pending = vec![state.clone()];
+  let mut files = 0;
+  while let Some(dir) = pending.pop() {
+    assert_eq!(mode(&dir), 0o700, "{}", dir.display());
+    for entry in std::fs::read_dir(&dir).unwrap() {
+      let path = entry.unwrap().path();
+      if path.is_dir() {
+        pending.push(path);
+      } else {
+        assert_eq!(mode(&path), 0o600, "{}", path.display());
+        files += 1;
+      }
+    }
+  }
+  assert!(
+    std::fs::read_dir(drill_dir.join("runs"))
+      .unwrap()
+      .flatten()
+      .any(|run| run.path().join("summary.json").exists()),
+    "the drill wrote no summary to check"
+  );
+  assert!(files > 8, "{files} files");
 }
 
 #[test]

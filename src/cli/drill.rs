@@ -447,8 +447,8 @@ fn write_report_hook(
     "summary": summary,
   });
   let mut written = crate::state::store::create_private_dir(&dir).and_then(|()| {
-    std::fs::write(
-      dir.join("summary.json"),
+    crate::state::store::write_private(
+      &dir.join("summary.json"),
       serde_json::to_string_pretty(&body).unwrap_or_default(),
     )
   });
@@ -461,7 +461,8 @@ fn write_report_hook(
             continue;
           };
           let path = dir.join(format!("report.{}", format.extension()));
-          written = std::fs::write(&path, crate::report::render(&report, format));
+          written =
+            crate::state::store::write_private(&path, crate::report::render(&report, format));
           if written.is_err() {
             break;
           }
@@ -516,8 +517,8 @@ async fn notify_hook(ctx: &Context, drill: &Drill, entry: &HistoryEntry) {
     "entry": entry,
   });
   let written = crate::state::store::create_private_dir(&dir).and_then(|()| {
-    std::fs::write(
-      dir.join("notify.json"),
+    crate::state::store::write_private(
+      &dir.join("notify.json"),
       serde_json::to_string_pretty(&body).unwrap_or_default(),
     )
   });

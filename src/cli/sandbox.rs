@@ -203,7 +203,10 @@ fn start_in(scripts_dir: &Path, log: Option<&Path>, lifetime: Lifetime) -> Resul
   let endpoint = format!("http://127.0.0.1:{port}");
   let (stdout, stderr) = match log {
     Some(path) => {
-      let file = std::fs::File::create(path)
+      let file = crate::state::store::private_file()
+        .create(true)
+        .truncate(true)
+        .open(path)
         .map_err(|err| Error::Failed(format!("sandbox: {}: {err}", path.display())))?;
       let copy = file
         .try_clone()
@@ -313,13 +316,14 @@ fn up(state: &Path, output: Output) -> Result<i32, Error> {
     );
     return Ok(0);
   }
-  std::fs::create_dir_all(state)
+  crate::state::store::create_private_dir(state)
     .map_err(|err| Error::Failed(format!("{}: {err}", state.display())))?;
   let sandbox = start(Some(&state.join("sandbox.log")), Lifetime::Detached)?;
   let json = serde_json::to_string_pretty(&sandbox.record)
     .map_err(|err| Error::Failed(format!("sandbox: {err}")))?;
   let path = record_path(state);
-  std::fs::write(&path, json).map_err(|err| Error::Failed(format!("{}: {err}", path.display())))?;
+  crate::state::store::write_private(&path, json)
+    .map_err(|err| Error::Failed(format!("{}: {err}", path.display())))?;
   let record = sandbox.detach();
   print(
     output,

@@ -168,10 +168,9 @@ impl ClaimStore {
     {
       return time.with_timezone(&Utc);
     }
-    let _ = std::fs::create_dir_all(&dir);
+    let _ = crate::state::store::create_private_dir(&dir);
     // Create-new: if another replica wrote it first, theirs stands (read it back).
-    let written = std::fs::OpenOptions::new()
-      .write(true)
+    let written = crate::state::store::private_file()
       .create_new(true)
       .open(&since)
       .and_then(|mut file| {
@@ -197,10 +196,10 @@ fn claim_local(
   body: &str,
 ) -> Result<bool, String> {
   let dir = history::drill_dir(root, drill).join("claims");
-  std::fs::create_dir_all(&dir).map_err(|err| format!("{}: {err}", dir.display()))?;
+  crate::state::store::create_private_dir(&dir)
+    .map_err(|err| format!("{}: {err}", dir.display()))?;
   let path = dir.join(claim_name(due));
-  match std::fs::OpenOptions::new()
-    .write(true)
+  match crate::state::store::private_file()
     .create_new(true)
     .open(&path)
   {

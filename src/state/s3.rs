@@ -603,7 +603,7 @@ pub(crate) fn mark_unsynced(store: &Store, run_id: &str, first_seq: u64, reason:
     "reason": reason,
     "since": Utc::now(),
   });
-  let _ = std::fs::write(unsynced_path(store, run_id), format!("{text}\n"));
+  let _ = store::write_private(&unsynced_path(store, run_id), format!("{text}\n"));
 }
 
 pub(crate) fn clear_unsynced(store: &Store, run_id: &str) {

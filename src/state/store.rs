@@ -153,6 +153,27 @@ pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
   Ok(())
 }
 
+/// Options that open a state file for writing readable by its owner only: 0600 whatever the
+/// umask, and never through a symbolic link planted at its path.
+pub fn private_file() -> std::fs::OpenOptions {
+  use std::os::unix::fs::OpenOptionsExt;
+  let mut options = std::fs::OpenOptions::new();
+  options
+    .write(true)
+    .mode(0o600)
+    .custom_flags(libc::O_NOFOLLOW);
+  options
+}
+
+/// Write a whole state file (a drill's summary, report or notification record, the sandbox
+/// record): created 0600, truncated if it exists (and made 0600 if an older drctl left it wider).
+pub fn write_private(path: &Path, contents: impl AsRef<[u8]>) -> std::io::Result<()> {
+  use std::{io::Write, os::unix::fs::PermissionsExt};
+  let mut file = private_file().create(true).truncate(true).open(path)?;
+  file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+  file.write_all(contents.as_ref())
+}
+
 /// What a name given by the user names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NameKind {
