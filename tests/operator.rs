@@ -107,3 +107,62 @@ fn an_aws_run_records_the_sts_caller_identity() {
     "{event}"
   );
 }
+
+/// A resume records who resumed the run, beside who started it: the journal's `run_resumed`,
+/// `status`, and every report format.
+#[test]
+fn a_resume_records_who_resumed_the_run() {
+  let test = Test::new().file(
+    "resumable.yaml",
+    r#"apiVersion: drctl/v1
+kind: Runbook
+metadata: { name: resumable }
+steps:
+  - id: wait-for-marker
+    action: exec.command
+    retry: { attempts: 1 }
+    with:
+      argv: [sh, -c, 'test -e marker']
+"#,
+  );
+  test.run_args(["run", "resumable.yaml", "--yes"]).status(1);
+  let id = test.run_ids().pop().unwrap();
+  std::fs::write(test.path().join("marker"), "").unwrap();
+  let resumed = test.run_args(["resume", id.as_str()]).status(0);
+  let user = whoami();
+  let said = format!("{}{}", resumed.stdout(), resumed.stderr());
+  assert!(said.contains(&format!("by {user}")), "{said}");
+  let journal = test.journal(&id);
+  let record: Value = journal
+    .lines()
+    .map(|line| serde_json::from_str::<Value>(line).unwrap())
+    .find(|record| record["event"] == "run_resumed")
+    .expect("a run_resumed record");
+  assert_eq!(record["user"], user.as_str(), "{record}");
+  assert_eq!(record["caller"]["account"], "000000000000", "{record}");
+  let report: Value = serde_json::from_str(
+    &test
+      .run_args(["report", id.as_str(), "--format", "json"])
+      .status(0)
+      .stdout(),
+  )
+  .unwrap();
+  let by = &report["resumed_by"];
+  assert_eq!(by.as_array().map(Vec::len), Some(1), "{report}");
+  assert_eq!(by[0]["user"], user.as_str());
+  let at = by[0]["at"].as_str().unwrap();
+  assert!(!at.contains('.'), "to the second: {at}");
+  let at = chrono::DateTime::parse_from_rfc3339(at)
+    .unwrap()
+    .to_rfc3339();
+  for format in ["md", "html", "junit"] {
+    let text = test
+      .run_args(["report", id.as_str(), "--format", format])
+      .status(0)
+      .stdout();
+    assert!(
+      text.contains(&format!("1 time(s): {at} by {user}")),
+      "{format}: {text}"
+    );
+  }
+}

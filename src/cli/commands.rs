@@ -796,8 +796,8 @@ async fn resume(
       accept_data_loss,
       force,
       incident_start: None,
-      // A resumed run keeps the identity its `run_started` recorded.
-      caller: None,
+      // Who resumes it, journalled beside who started it (`run_started` keeps that).
+      caller: resumed_ctx.caller_identity().await,
     };
     engine::resume(
       plan,

@@ -149,13 +149,20 @@ impl Observer for LiveText {
       Event::RunStarted { .. } => {
         self.line(record, "●", "1", "run", "started");
       }
-      Event::RunResumed { host, pid } => {
+      Event::RunResumed {
+        host, pid, user, ..
+      } => {
+        let by = if user.is_empty() {
+          String::new()
+        } else {
+          format!(" by {user}")
+        };
         self.line(
           record,
           "●",
           "1",
           "run",
-          &format!("resumed on {host} (pid {pid})"),
+          &format!("resumed on {host} (pid {pid}){by}"),
         );
       }
       Event::StepStarted {

@@ -575,6 +575,8 @@ pub async fn resume(
     .log(Event::RunResumed {
       host: hostname(),
       pid: std::process::id(),
+      user: crate::state::os_user(),
+      caller: shared.options.caller.clone(),
     })
     .await?;
   execute(shared, prior, signals).await

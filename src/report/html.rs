@@ -302,7 +302,7 @@ pub fn render(report: &Report) -> String {
     ("Duration", human_opt(report.duration_seconds)),
   ];
   if report.resumed > 0 {
-    rows.push(("Resumed", format!("{} time(s)", report.resumed)));
+    rows.push(("Resumed", super::resumed_text(report)));
   }
   if let Some(step) = &report.failed_step {
     rows.push(("Failed step", step.clone()));

@@ -216,6 +216,9 @@ pub fn render(report: &Report) -> String {
   if let Some(finished) = report.finished_at {
     properties.push(("finished_at".into(), finished.to_rfc3339()));
   }
+  if report.resumed > 0 {
+    properties.push(("resumed".into(), super::resumed_text(report)));
+  }
   if report.api_calls.recorded {
     for (operation, calls) in &report.api_calls.by_operation {
       properties.push((format!("api_calls.{operation}"), calls.to_string()));

@@ -64,7 +64,7 @@ pub fn render(report: &Report) -> String {
     let _ = writeln!(md, "| {name} | {} |", cell(&value));
   }
   if report.resumed > 0 {
-    let _ = writeln!(md, "| Resumed | {} time(s) |", report.resumed);
+    let _ = writeln!(md, "| Resumed | {} |", cell(&super::resumed_text(report)));
   }
   if let Some(step) = &report.failed_step {
     let _ = writeln!(md, "| Failed step | {} |", cell(step));

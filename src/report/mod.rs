@@ -19,7 +19,7 @@
 //! |---|---|
 //! | `schema` | always `drctl.report/v1`; a change to the fields below bumps it |
 //! | `run_id`, `runbook`, `runbook_path` | which run of which runbook |
-//! | `status` | `succeeded`, `breached`, `failed`, `interrupted`, or `running` (no end recorded) |
+//! | `status` | `succeeded`, `breached`, `failed`, `interrupted`, `lock_lost` (stopped: another run took its lock), or `running` (no end recorded) |
 //! | `mode`, `backend`, `time_scale` | `live`/`dry-run`; `sim`, `aws`, `sandbox`; simulated-time factor |
 //! | `user`, `host` | who started the run (the operating-system account), where |
 //! | `caller` | who the backend's credentials act as: `account`, `arn` (STS `GetCallerIdentity`; the simulator's stand-in); `null` when not recorded |
@@ -27,6 +27,7 @@
 //! | `duration_seconds` | backend time from run start to its end (`null` while running) |
 //! | `incident_lead_seconds` | how long before the run the incident began (counts toward RTO) |
 //! | `resumed`, `failed_step` | how often the run was resumed; the step that failed it |
+//! | `resumed_by[]` | each resume, oldest first: `at`, `host`, `user`, `caller` (as for the start) |
 //! | `params` | parameter values, secrets redacted |
 //! | `objectives[]` | `name` (`RTO`/`RPO`), `target_seconds`, `achieved_seconds`, `verdict` (`met`, `breached`, `not_measured`, `no_target`) |
 //! | `critical_path[]` | step ids of the chain that determined the run's length |
@@ -86,6 +87,32 @@ fn to_the_second(time: DateTime<Utc>) -> DateTime<Utc> {
   time.trunc_subsecs(0)
 }
 
+/// Who resumed the run, for the text formats: `2 time(s): T by alice as ARN on host; …`.
+pub fn resumed_text(report: &Report) -> String {
+  let each = report.resumed_by.iter().map(|resume| {
+    let who = if resume.user.is_empty() {
+      "an unrecorded user"
+    } else {
+      resume.user.as_str()
+    };
+    let identity = resume
+      .caller
+      .as_ref()
+      .map_or_else(String::new, |caller| format!(" as {}", caller.arn));
+    format!(
+      "{} by {who}{identity} on {}",
+      resume.at.to_rfc3339(),
+      resume.host
+    )
+  });
+  let each: Vec<String> = each.collect();
+  if each.is_empty() {
+    format!("{} time(s)", report.resumed)
+  } else {
+    format!("{} time(s): {}", report.resumed, each.join("; "))
+  }
+}
+
 /// Who the backend's credentials acted as, for the text formats: `ARN (account N)`, or `-`.
 pub fn caller_text(report: &Report) -> String {
   report.caller.as_ref().map_or_else(
@@ -114,6 +141,9 @@ pub struct Report {
   pub duration_seconds: Option<f64>,
   pub incident_lead_seconds: f64,
   pub resumed: u32,
+  /// Who resumed the run, oldest first.
+  #[serde(default)]
+  pub resumed_by: Vec<crate::state::Resumption>,
   pub failed_step: Option<String>,
   pub params: BTreeMap<String, String>,
   pub objectives: Vec<Objective>,
@@ -342,6 +372,14 @@ impl Report {
       duration_seconds: seconds(timeline.finished_at.map(|end| timeline.offset(end))),
       incident_lead_seconds: round_ms(incident_lead.as_secs_f64()),
       resumed: timeline.resumed,
+      resumed_by: timeline
+        .resumed_by
+        .iter()
+        .map(|resume| crate::state::Resumption {
+          at: to_the_second(resume.at),
+          ..resume.clone()
+        })
+        .collect(),
       failed_step: timeline.failed_step.clone(),
       params: timeline.params.clone(),
       objectives: vec![

@@ -157,6 +157,12 @@ pub enum Event {
   RunResumed {
     host: String,
     pid: u32,
+    /// The operating-system account that resumed the run (absent in older journals).
+    #[serde(default)]
+    user: String,
+    /// Who the credentials of the resuming process act as, when the backend could say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    caller: Option<crate::cloud::CallerIdentity>,
   },
   StepStarted {
     step: String,

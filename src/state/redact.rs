@@ -311,6 +311,8 @@ fn skeleton(structure: &[&str]) -> String {
     Event::RunResumed {
       host: String::new(),
       pid: 0,
+      user: String::new(),
+      caller: None,
     },
     Event::RunInterrupted {
       signal: String::new(),

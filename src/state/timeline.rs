@@ -41,6 +41,16 @@ impl StepSpan {
   }
 }
 
+/// One `drctl resume` of a run: when, where and by whom.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct Resumption {
+  pub at: DateTime<Utc>,
+  pub host: String,
+  /// The operating-system account (empty in journals written before it was recorded).
+  pub user: String,
+  pub caller: Option<crate::cloud::CallerIdentity>,
+}
+
 /// A run, as its journal tells it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Timeline {
@@ -66,6 +76,8 @@ pub struct Timeline {
   pub steps: Vec<StepSpan>,
   pub rollbacks: Vec<StepSpan>,
   pub resumed: u32,
+  /// Who resumed the run, oldest first (`resumed` of them).
+  pub resumed_by: Vec<Resumption>,
   pub failed_step: Option<String>,
 }
 
@@ -175,13 +187,22 @@ impl Timeline {
       steps: steps.iter().map(span).collect(),
       rollbacks: Vec::new(),
       resumed: 0,
+      resumed_by: Vec::new(),
       failed_step: None,
     };
     let mut intent_loss: BTreeMap<String, u64> = BTreeMap::new();
     for record in &records[1..] {
       let at = timeline.offset(record.ts);
       match &record.event {
-        Event::RunResumed { .. } => {
+        Event::RunResumed {
+          host, user, caller, ..
+        } => {
+          timeline.resumed_by.push(Resumption {
+            at: record.ts,
+            host: host.clone(),
+            user: user.clone(),
+            caller: caller.clone(),
+          });
           timeline.resumed += 1;
           timeline.status = None;
           timeline.finished_at = None;
