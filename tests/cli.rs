@@ -541,3 +541,48 @@ fn report_defaults_to_the_latest_run() {
     output.stderr()
   );
 }
+
+/// `failover REGION` and the global `--region` are two arguments: `--region` after `failover`
+/// is the AWS default region (refused on the simulator, where it means nothing), and it never
+/// changes the region failed over to.
+#[test]
+fn failover_region_and_the_region_flag_are_separate_arguments() {
+  let output = Test::new()
+    .args([
+      "failover",
+      "us-west-2",
+      "--dry-run",
+      "--region",
+      "eu-west-1",
+    ])
+    .run();
+  assert_eq!(output.code(), 2, "{}", output.stderr());
+  assert!(
+    output
+      .stderr()
+      .starts_with("error: --region has no effect on the sim backend"),
+    "{}",
+    output.stderr()
+  );
+  // On AWS (a closed loopback endpoint): accepted, and the target is still us-west-2.
+  let output = crate::support::origin::aws_test()
+    .args([
+      "failover",
+      "us-west-2",
+      "--dry-run",
+      "--aws",
+      "--region",
+      "eu-west-1",
+      "--output",
+      "json",
+    ])
+    .run();
+  assert!(
+    !output.stderr().contains("unexpected argument"),
+    "{}",
+    output.stderr()
+  );
+  let said = format!("{}{}", output.stdout(), output.stderr());
+  assert!(said.contains("\"target_region\": \"us-west-2\""), "{said}");
+  assert!(!said.contains("eu-west-1\""), "{said}");
+}

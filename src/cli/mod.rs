@@ -113,6 +113,8 @@ pub enum Command {
   },
   /// Fail over to REGION with the runbook configured in drctl.yaml.
   Failover {
+    /// Its own id: the global `--region` (the AWS default region) is another argument.
+    #[arg(id = "target_region", value_name = "REGION")]
     region: String,
     #[command(flatten)]
     args: RunArgs,
@@ -360,14 +362,6 @@ pub(crate) fn check_global_flags(
 ) -> Result<(), Error> {
   let s3_state = matches!(ctx.state, state::StateBackend::S3 { .. });
   let (usage, name) = flag_use(command);
-  // `failover REGION` shares its argument's name with `--region`: clap fills both.
-  let mut global = global.clone();
-  if let Command::Failover { region, .. } = command {
-    if global.region.as_ref() == Some(region) {
-      global.region = None;
-    }
-  }
-  let global = &global;
   let refuse = |flag: &str, why: &str| {
     Err(Error::Usage(format!(
       "{flag} has no effect on `drctl {name}` ({why})"
