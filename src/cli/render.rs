@@ -370,12 +370,24 @@ pub fn summary(timeline: &Timeline) -> String {
     timeline.rto_target,
     timeline.rto_met(),
   ));
-  text.push_str(&objective(
-    "RPO",
-    timeline.rpo_achieved,
-    timeline.rpo_target,
-    timeline.rpo_met(),
-  ));
+  match &timeline.rpo_unknown {
+    // No bound to show: say so, with what is known, and never "met".
+    Some(basis) => text.push_str(&format!(
+      "  RPO achieved unknown / target {}  {}\n    basis: {basis}\n",
+      timeline.rpo_target.map_or("-".into(), format_duration),
+      if timeline.rpo_target.is_some() {
+        "NOT MET (unknown)"
+      } else {
+        "no target"
+      }
+    )),
+    None => text.push_str(&objective(
+      "RPO",
+      timeline.rpo_achieved,
+      timeline.rpo_target,
+      timeline.rpo_met(),
+    )),
+  }
   if timeline.time_scale != 1.0 {
     text.push_str(&format!(
       "  (times are simulated: the world ran ×{} faster than the wall clock)\n",
@@ -414,7 +426,7 @@ pub fn timeline_json(timeline: &Timeline) -> serde_json::Value {
         "summary": step.summary,
         "error": step.error,
         "outputs": step.outputs,
-        "data_loss_seconds": secs(step.data_loss),
+        "data_loss_seconds": secs(step.data_loss.as_ref().and_then(|loss| loss.bound())),
       })
     })
     .collect();
@@ -441,6 +453,7 @@ pub fn timeline_json(timeline: &Timeline) -> serde_json::Value {
       "rpo_target_seconds": secs(timeline.rpo_target),
       "rpo_achieved_seconds": secs(timeline.rpo_achieved),
       "rpo_met": timeline.rpo_met(),
+      "rpo_unknown": timeline.rpo_unknown,
     },
     "critical_path": timeline.critical_path(),
     "steps": steps,

@@ -604,7 +604,7 @@ impl Rds for LimitedRds {
       .await
   }
 
-  async fn replica_lag(&self, region: &str, id: &str) -> CloudResult<Option<Duration>> {
+  async fn replica_lag(&self, region: &str, id: &str) -> CloudResult<crate::cloud::ReplicaLag> {
     let inner = &self.inner;
     self
       .limiter
@@ -921,8 +921,13 @@ mod tests {
     async fn describe_instance(&self, _: &str, _: &str) -> CloudResult<Option<DbInstance>> {
       self.answer("DescribeDBInstances").map(|()| None)
     }
-    async fn replica_lag(&self, _: &str, _: &str) -> CloudResult<Option<Duration>> {
-      self.answer("GetMetricStatistics").map(|()| None)
+    async fn replica_lag(&self, _: &str, _: &str) -> CloudResult<crate::cloud::ReplicaLag> {
+      self
+        .answer("GetMetricStatistics")
+        .map(|()| crate::cloud::ReplicaLag::Unknown {
+          reason: crate::cloud::LagUnknown::NoDatapoint,
+          last: None,
+        })
     }
     async fn describe_snapshots(&self, _: &str, _: &str) -> CloudResult<Vec<DbSnapshot>> {
       self.answer("DescribeDBSnapshots").map(|()| Vec::new())
