@@ -804,3 +804,42 @@ async fn a_stale_replica_lag_reads_as_unknown() {
     "a five-minute-old datapoint read as {lag:?}"
   );
 }
+
+/// An Aurora global database secondary's RPO lag is read from the engine's own metric,
+/// `AuroraGlobalDBRPOLag` (milliseconds, `DBClusterIdentifier`), with the same rules.
+#[tokio::test]
+async fn aurora_rpo_lag_reads_the_engines_own_metric() {
+  let moto = Moto::start();
+  let cloud = cloud(&moto).await;
+  let lag = cloud
+    .rds
+    .get_global_rpo_lag(WEST, "app-aurora-usw2")
+    .await
+    .unwrap();
+  assert_eq!(lag.measured(), Some(Duration::from_millis(800)), "{lag:?}");
+  let spec = serde_json::json!({
+    "region": WEST,
+    "namespace": "AWS/RDS",
+    "metric": "AuroraGlobalDBRPOLag",
+    "dimensions": { "DBClusterIdentifier": "aurora-stopped" },
+    "points": [[240.0, 900.0], [60.0, -1.0]],
+    "unit": "Milliseconds",
+  });
+  let (status, body) = moto.request("POST", "/drctl-sandbox/metrics", &spec.to_string());
+  assert_eq!(status, 200, "{body}");
+  let lag = cloud
+    .rds
+    .get_global_rpo_lag(WEST, "aurora-stopped")
+    .await
+    .unwrap();
+  assert!(
+    matches!(
+      lag,
+      ReplicaLag::Unknown {
+        reason: LagUnknown::Stopped { .. },
+        last: Some(last),
+      } if last.lag == Duration::from_millis(900)
+    ),
+    "{lag:?}"
+  );
+}

@@ -84,6 +84,11 @@ async fn guarded_lag(
     .rds
     .replica_lag(&instance.region, &instance.id)
     .await?;
+  guard_lag(ctx, args, &instance.id, lag)
+}
+
+/// Check a lag already read, of the replica (or Aurora secondary) `id`, against the limit.
+fn guard_lag(ctx: &Ctx<'_>, args: &Args, id: &str, lag: ReplicaLag) -> ActionResult<ReplicaLag> {
   // No limit (no `max_lag`, no RPO): nothing to prove; the lag is still reported.
   let Some(limit) = lag_limit(ctx, args) else {
     return Ok(lag);
@@ -91,17 +96,16 @@ async fn guarded_lag(
   if ctx.accept_data_loss {
     return Ok(lag);
   }
-  match (lag.measured(), limit) {
-    (Some(measured), limit) if measured > limit => Err(ActionError::failed(format!(
-      "replica `{}` lags its source by {}, more than the RPO of {}: promoting it would lose more \
-       data than the runbook allows; refusing (pass --accept-data-loss, or set \
-       `accept_data_loss: true` on the step, to promote anyway)",
-      instance.id,
+  match lag.measured() {
+    Some(measured) if measured > limit => Err(ActionError::failed(format!(
+      "replica `{id}` lags its source by {}, more than the RPO of {}: making it the writer would \
+       lose more data than the runbook allows; refusing (pass --accept-data-loss, or set \
+       `accept_data_loss: true` on the step, to go on anyway)",
       human(measured),
       human(limit)
     ))),
-    (Some(_), _) => Ok(lag),
-    (None, limit) => Err(unknown_lag_error(&instance.id, &lag, limit)),
+    Some(_) => Ok(lag),
+    None => Err(unknown_lag_error(id, &lag, limit)),
   }
 }
 
@@ -553,7 +557,9 @@ pub const FAILOVER_GLOBAL_CLUSTER: ActionDef = ActionDef {
     name: "rds.failover_global_cluster",
     mutating: true,
     doc:
-      "Fail an Aurora global database over to a secondary cluster and wait until it is the writer.",
+      "Fail an Aurora global database over to a secondary cluster and wait until it is the writer. \
+          Refuses when the secondary's AuroraGlobalDBRPOLag is beyond max_lag (default: the \
+          runbook's RPO) or unknown.",
     fields: &[
       FieldSpec::required(
         "global_cluster",
@@ -565,9 +571,14 @@ pub const FAILOVER_GLOBAL_CLUSTER: ActionDef = ActionDef {
         FieldKind::String,
         "ARN of the cluster to make the writer",
       ),
+      FieldSpec::optional(
+        "max_lag",
+        FieldKind::Duration,
+        "Refuse to fail over beyond this AuroraGlobalDBRPOLag (default: objectives.rpo)",
+      ),
     ],
     mutating_operations: &["FailoverGlobalCluster"],
-    outputs: &["writer"],
+    outputs: &["writer", "data_loss_seconds"],
   },
   behaviour: Behaviour::Effect(&FailoverGlobalCluster),
 };
@@ -602,7 +613,20 @@ impl Effect for FailoverGlobalCluster {
     } else if cluster.status != "available" {
       Observation::new(Observed::InProgress, current, change)
     } else {
-      Observation::new(Observed::Absent, current, change)
+      // The engine's own measure of what the secondary is missing: its RPO lag, read before
+      // the failover erases it, and guarded like a replica's lag.
+      let region = crate::cloud::arn_region(target).unwrap_or_default();
+      let secondary = crate::cloud::arn_resource_name(target);
+      let lag = ctx.cloud.rds.get_global_rpo_lag(region, secondary).await?;
+      let lag = guard_lag(ctx, args, secondary, lag)?;
+      Observation {
+        data_loss: Some(data_loss(&lag)),
+        ..Observation::new(
+          Observed::Absent,
+          format!("{current}, RPO lag {lag}"),
+          change,
+        )
+      }
     })
   }
 

@@ -339,6 +339,9 @@ impl Rds for Unavailable {
   async fn failover_global_cluster(&self, _: &str, _: &str) -> CloudResult<()> {
     unavailable("rds", "FailoverGlobalCluster")
   }
+  async fn get_global_rpo_lag(&self, _: &str, _: &str) -> CloudResult<crate::cloud::ReplicaLag> {
+    unavailable("cloudwatch", "GetMetricStatistics")
+  }
 }
 
 #[async_trait::async_trait]

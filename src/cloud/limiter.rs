@@ -694,6 +694,25 @@ impl Rds for LimitedRds {
       })
       .await
   }
+
+  async fn get_global_rpo_lag(
+    &self,
+    region: &str,
+    cluster_id: &str,
+  ) -> CloudResult<crate::cloud::ReplicaLag> {
+    let inner = &self.inner;
+    self
+      .limiter
+      .call(
+        "cloudwatch",
+        "GetMetricStatistics",
+        Some(region),
+        1,
+        Read,
+        || inner.get_global_rpo_lag(region, cluster_id),
+      )
+      .await
+  }
 }
 
 struct LimitedEcs {
@@ -946,6 +965,9 @@ mod tests {
     }
     async fn failover_global_cluster(&self, _: &str, _: &str) -> CloudResult<()> {
       self.answer("FailoverGlobalCluster")
+    }
+    async fn get_global_rpo_lag(&self, _: &str, _: &str) -> CloudResult<crate::cloud::ReplicaLag> {
+      self.replica_lag("", "").await
     }
   }
 

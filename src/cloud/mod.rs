@@ -474,6 +474,10 @@ pub trait Rds: Send + Sync {
   async fn delete_instance(&self, region: &str, id: &str) -> CloudResult<()>;
   /// `FailoverGlobalCluster` to the member cluster `target_cluster_arn`. Mutating.
   async fn failover_global_cluster(&self, id: &str, target_cluster_arn: &str) -> CloudResult<()>;
+  /// An Aurora global database secondary's RPO lag: CloudWatch `AWS/RDS`
+  /// `AuroraGlobalDBRPOLag` (milliseconds) of the secondary cluster (`DBClusterIdentifier`),
+  /// in its own region, classified like [`Rds::replica_lag`]. Read-only.
+  async fn get_global_rpo_lag(&self, region: &str, cluster_id: &str) -> CloudResult<ReplicaLag>;
 }
 
 /// ECS.
@@ -741,6 +745,11 @@ pub fn arn_region(arn: &str) -> Option<&str> {
     .strip_prefix("arn:")
     .and_then(|rest| rest.split(':').nth(2))
     .filter(|region| !region.is_empty())
+}
+
+/// The resource name at the end of an ARN (`arn:aws:rds:REGION:ACCOUNT:cluster:NAME` → `NAME`).
+pub fn arn_resource_name(arn: &str) -> &str {
+  arn.rsplit(':').next().unwrap_or(arn)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1831,3 +1831,37 @@ fn an_old_journal_without_the_unknown_field_still_reports_its_rpo() {
   assert_eq!(data_loss_ms, Some(4000));
   assert_eq!(data_loss_unknown, None);
 }
+
+const AURORA_YAML: &str = r#"apiVersion: drctl/v1
+kind: Runbook
+metadata: { name: aurora }
+objectives: { rpo: 5m }
+steps:
+  - id: global
+    action: rds.failover_global_cluster
+    with: { global_cluster: app-global, target_cluster_arn: "arn:aws:rds:us-west-2:123456789012:cluster:app-aurora-usw2" }
+    timeout: 20m
+"#;
+
+/// The Aurora failover measures the secondary's AuroraGlobalDBRPOLag: the RPO achieved while
+/// the primary's region is up, unknown (and refused unless accepted) once it is down.
+#[tokio::test(start_paused = true)]
+async fn aurora_failover_uses_the_global_rpo_lag() {
+  let h = Harness::new(AURORA_YAML, None, 1.0);
+  let outcome = h.start().await;
+  assert_eq!(outcome.status, RunStatus::Succeeded);
+  assert_eq!(outcome.timeline.rpo_achieved, Some(Duration::from_secs(1)));
+
+  let h = Harness::new(AURORA_YAML, Some(&source_down_world()), 1.0);
+  let outcome = h.start().await;
+  assert_eq!(outcome.status, RunStatus::Failed);
+  assert_eq!(h.ops("FailoverGlobalCluster"), 0);
+
+  let mut h = Harness::new(AURORA_YAML, Some(&source_down_world()), 1.0);
+  h.options.accept_data_loss = true;
+  let outcome = h.start().await;
+  assert_eq!(outcome.status, RunStatus::Breached);
+  assert_eq!(h.ops("FailoverGlobalCluster"), 1);
+  let basis = outcome.timeline.rpo_unknown.clone().unwrap();
+  assert!(basis.contains("replication stopped at"), "{basis}");
+}

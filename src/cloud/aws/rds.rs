@@ -288,6 +288,27 @@ impl Rds for AwsRds {
       .map_err(|error| cloud_error(SERVICE, "FailoverGlobalCluster", error))?;
     Ok(())
   }
+
+  async fn get_global_rpo_lag(&self, region: &str, cluster_id: &str) -> CloudResult<ReplicaLag> {
+    let now = SystemTime::now();
+    let points = self
+      .lag_datapoints(
+        region,
+        "AuroraGlobalDBRPOLag",
+        "DBClusterIdentifier",
+        cluster_id,
+        now,
+      )
+      .await?
+      .into_iter()
+      // The metric is in milliseconds; a negative value keeps its sign.
+      .map(|point| LagDatapoint {
+        seconds: point.seconds / 1000.0,
+        ..point
+      })
+      .collect::<Vec<_>>();
+    Ok(ReplicaLag::from_datapoints(&points, now.into()))
+  }
 }
 
 #[cfg(test)]

@@ -106,34 +106,50 @@ impl Instance {
     now: DateTime<Utc>,
     source_down: bool,
   ) -> (Vec<LagDatapoint>, DateTime<Utc>) {
-    let modelled_now = model.created_at + chrono_duration(model.elapsed(model.created_at, now));
     let mut current = self.clone();
     if !current.settle(model, now) || current.replica_of.is_none() {
-      return (Vec::new(), modelled_now);
+      return modelled_datapoints(model, now, None, source_down);
     }
-    let Some(lag) = current.lag else {
-      return (Vec::new(), modelled_now);
-    };
-    let period = chrono_duration(LAG_PERIOD);
-    let lookback = chrono_duration(LAG_LOOKBACK);
-    let stopped_until = model.created_at + period * STOPPED_PERIODS;
-    // Periods counted from the world's creation, the newest at or before now.
-    let newest = (modelled_now - model.created_at).num_seconds() / period.num_seconds().max(1);
-    let points = (0..=lookback.num_seconds() / period.num_seconds().max(1))
-      .map(|back| model.created_at + period * i32::try_from(newest - back).unwrap_or(i32::MIN))
-      .filter(|at| !source_down || *at < stopped_until)
-      .map(|at| LagDatapoint {
-        at,
-        seconds: if source_down && at >= model.created_at {
-          -1.0
-        } else {
-          lag.as_secs_f64()
-        },
-      })
-      .collect();
-    (points, modelled_now)
+    modelled_datapoints(model, now, current.lag, source_down)
   }
 }
+
+/// A lag metric's datapoints over the last [`LAG_LOOKBACK`] as the world publishes them, and
+/// the modelled now they are read at (see [`Instance::lag_datapoints`]). `lag: None`: nothing is
+/// published.
+fn modelled_datapoints(
+  model: &Model,
+  now: DateTime<Utc>,
+  lag: Option<Duration>,
+  source_down: bool,
+) -> (Vec<LagDatapoint>, DateTime<Utc>) {
+  let modelled_now = model.created_at + chrono_duration(model.elapsed(model.created_at, now));
+  let Some(lag) = lag else {
+    return (Vec::new(), modelled_now);
+  };
+  let period = chrono_duration(LAG_PERIOD);
+  let lookback = chrono_duration(LAG_LOOKBACK);
+  let stopped_until = model.created_at + period * STOPPED_PERIODS;
+  // Periods counted from the world's creation, the newest at or before now.
+  let newest = (modelled_now - model.created_at).num_seconds() / period.num_seconds().max(1);
+  let points = (0..=lookback.num_seconds() / period.num_seconds().max(1))
+    .map(|back| model.created_at + period * i32::try_from(newest - back).unwrap_or(i32::MIN))
+    .filter(|at| !source_down || *at < stopped_until)
+    .map(|at| LagDatapoint {
+      at,
+      seconds: if source_down && at >= model.created_at {
+        -1.0
+      } else {
+        lag.as_secs_f64()
+      },
+    })
+    .collect();
+  (points, modelled_now)
+}
+
+/// The RPO lag the world's Aurora global database secondaries report while their primary's
+/// region is up (Aurora replicates across regions in about a second).
+const AURORA_RPO_LAG: Duration = Duration::from_secs(1);
 
 /// How many periods a replica whose source failed reports -1 before its datapoints stop.
 const STOPPED_PERIODS: i32 = 2;
@@ -541,5 +557,41 @@ impl Rds for SimCloud {
       )
       .await
       .map(drop)
+  }
+
+  async fn get_global_rpo_lag(&self, region: &str, cluster_id: &str) -> CloudResult<ReplicaLag> {
+    self
+      .sim
+      .read(
+        "cloudwatch",
+        "GetMetricStatistics",
+        Some(region),
+        |state, now| {
+          // A secondary (not the writer) of a global cluster, in `region`: the metric is
+          // published for it alone, in its own region.
+          let secondary_of = state.rds.globals.values().find_map(|global| {
+            let view = global.view(&state.model, now);
+            let is_secondary = view.members.iter().any(|member| {
+              !member.is_writer
+                && crate::cloud::arn_region(&member.cluster_arn) == Some(region)
+                && crate::cloud::arn_resource_name(&member.cluster_arn) == cluster_id
+            });
+            is_secondary.then_some(view)
+          });
+          let (lag, source_down) = match &secondary_of {
+            Some(global) => (
+              Some(AURORA_RPO_LAG),
+              global
+                .writer()
+                .and_then(crate::cloud::arn_region)
+                .is_some_and(|writer| state.region_in_outage(writer)),
+            ),
+            None => (None, false),
+          };
+          let (points, modelled_now) = modelled_datapoints(&state.model, now, lag, source_down);
+          Ok(ReplicaLag::from_datapoints(&points, modelled_now))
+        },
+      )
+      .await
   }
 }

@@ -131,6 +131,16 @@ def main() -> None:
       Engine="aurora-postgresql",
       GlobalClusterIdentifier="app-global",
     )["DBCluster"]
+    # The secondary's RPO lag (AuroraGlobalDBRPOLag, milliseconds, published in its own
+    # region), a minute apart like the replica's ReplicaLag above.
+    post(args.endpoint, "metrics", {
+      "region": STANDBY,
+      "namespace": "AWS/RDS",
+      "metric": "AuroraGlobalDBRPOLag",
+      "dimensions": {"DBClusterIdentifier": "app-aurora-usw2"},
+      "points": [[seconds_ago, 800.0] for seconds_ago in range(180, -LAG_HOURS * 3600, -60)],
+      "unit": "Milliseconds",
+    })
     out["global_cluster"] = {
       "id": "app-global",
       "primary_cluster_arn": primary_cluster["DBClusterArn"],
