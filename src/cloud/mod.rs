@@ -996,4 +996,66 @@ mod tests {
       "rds PromoteReadReplica failed with Throttling (HTTP 400): Rate exceeded [request id req-1]"
     );
   }
+
+  /// The lag rules at their edges: exactly two periods old is current, a second more is stale;
+  /// a NaN is no measurement; datapoints come in any order.
+  #[test]
+  fn lag_classification_at_the_edges() {
+    let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+    let ago = |secs: i64| now - chrono::Duration::seconds(secs);
+    let point = |secs: i64, seconds: f64| LagDatapoint {
+      at: ago(secs),
+      seconds,
+    };
+    assert_eq!(
+      ReplicaLag::from_datapoints(&[point(120, 3.0)], now).measured(),
+      Some(Duration::from_secs(3))
+    );
+    assert_eq!(
+      ReplicaLag::from_datapoints(&[point(121, 3.0)], now),
+      ReplicaLag::Unknown {
+        reason: LagUnknown::Stale { newest: ago(121) },
+        last: Some(LagMeasurement {
+          lag: Duration::from_secs(3),
+          at: ago(121)
+        }),
+      }
+    );
+    // Unordered: the newest decides; the first -1 after the last measurement is "since".
+    let lag = ReplicaLag::from_datapoints(
+      &[
+        point(60, -1.0),
+        point(240, 2.0),
+        point(180, -1.0),
+        point(300, 4.0),
+      ],
+      now,
+    );
+    assert_eq!(
+      lag,
+      ReplicaLag::Unknown {
+        reason: LagUnknown::Stopped { since: ago(180) },
+        last: Some(LagMeasurement {
+          lag: Duration::from_secs(2),
+          at: ago(240)
+        }),
+      }
+    );
+    assert_eq!(
+      lag.to_string(),
+      "unknown: replication stopped at 2027-01-15T07:57:00Z (the lag metric reads negative); \
+       last measured lag 2s at 2027-01-15T07:56:00Z"
+    );
+    assert_eq!(
+      ReplicaLag::from_datapoints(&[point(30, f64::NAN)], now),
+      ReplicaLag::Unknown {
+        reason: LagUnknown::Stopped { since: ago(30) },
+        last: None,
+      }
+    );
+    assert_eq!(
+      ReplicaLag::from_datapoints(&[], now).to_string(),
+      "unknown: no lag datapoint in the last 15m; no earlier measurement"
+    );
+  }
 }
