@@ -552,3 +552,32 @@ pub fn mermaid(runbook: &Runbook) -> String {
 fn node(id: &str) -> String {
   id.replace('-', "_")
 }
+
+#[cfg(test)]
+mod rpo_tests {
+  use super::*;
+
+  /// `drctl status` and a run's summary show an unknown RPO as unknown, with its basis, and
+  /// never as met (nor as a measured `0s`).
+  #[test]
+  fn an_unknown_rpo_is_shown_with_its_basis_and_not_met() {
+    let mut timeline = Timeline::from_records(&crate::report::fixture::records()).unwrap();
+    timeline.rpo_achieved = None;
+    timeline.rpo_unknown = Some("step `promote-db`: unknown: replication stopped at T".into());
+    let text = summary(&timeline);
+    assert!(
+      text.contains("RPO achieved unknown / target 5m  NOT MET (unknown)"),
+      "{text}"
+    );
+    assert!(
+      text.contains("basis: step `promote-db`: unknown: replication stopped at T"),
+      "{text}"
+    );
+    let json = timeline_json(&timeline);
+    assert_eq!(json["objectives"]["rpo_met"], false, "{json}");
+    assert_eq!(
+      json["objectives"]["rpo_unknown"],
+      "step `promote-db`: unknown: replication stopped at T"
+    );
+  }
+}
