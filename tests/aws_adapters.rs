@@ -6,8 +6,8 @@ use std::{collections::BTreeMap, net::SocketAddr, time::Duration};
 use drctl::cloud::{
   aws::{self, StateStore, StoreError},
   http::ReqwestHttp,
-  Cloud, ErrorKind, FailoverRole, HealthCheckUpdate, Http, HttpRequest, RecordChange, RecordSet,
-  Redirects, RestoreRequest, SnapshotKind, DEFAULT_MAX_BODY,
+  Cloud, ErrorKind, FailoverRole, HealthCheckUpdate, Http, HttpRequest, LagUnknown, RecordChange,
+  RecordSet, Redirects, ReplicaLag, RestoreRequest, SnapshotKind, DEFAULT_MAX_BODY,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -76,8 +76,14 @@ async fn rds_instances_replicas_and_promotion() {
   );
 
   let lag = cloud.rds.replica_lag(WEST, "app-db-replica").await.unwrap();
-  assert_eq!(lag, Some(Duration::from_secs(4)));
-  assert_eq!(cloud.rds.replica_lag(WEST, "app-db").await.unwrap(), None);
+  assert_eq!(lag.measured(), Some(Duration::from_secs(4)), "{lag:?}");
+  assert_eq!(
+    cloud.rds.replica_lag(WEST, "app-db").await.unwrap(),
+    ReplicaLag::Unknown {
+      reason: LagUnknown::NoDatapoint,
+      last: None
+    }
+  );
 
   cloud
     .rds
@@ -726,4 +732,114 @@ async fn http_provider_statuses_and_timeouts() {
     .unwrap_err();
   assert_eq!(error.kind, ErrorKind::Transport);
   assert!(error.is_retryable());
+}
+
+/// Put `ReplicaLag` datapoints for `instance` in us-west-2, each `(seconds ago, value)`.
+fn put_replica_lag(moto: &Moto, instance: &str, points: &[(f64, f64)]) {
+  let spec = serde_json::json!({
+    "region": WEST,
+    "namespace": "AWS/RDS",
+    "metric": "ReplicaLag",
+    "dimensions": { "DBInstanceIdentifier": instance },
+    "points": points,
+  });
+  let (status, body) = moto.request("POST", "/drctl-sandbox/metrics", &spec.to_string());
+  assert_eq!(status, 200, "putting datapoints: {body}");
+}
+
+/// RDS reports ReplicaLag -1 while replication is not running (a replica whose source region
+/// failed). The adapter used to clamp it to 0s, which promoted the replica as "RPO met".
+#[tokio::test]
+async fn a_negative_replica_lag_reads_as_unknown_not_zero() {
+  let moto = Moto::start();
+  let cloud = cloud(&moto).await;
+  put_replica_lag(
+    &moto,
+    "lag-stopped",
+    &[
+      (300.0, 4.0),
+      (240.0, 5.0),
+      (180.0, -1.0),
+      (120.0, -1.0),
+      (30.0, -1.0),
+    ],
+  );
+  let lag = cloud.rds.replica_lag(WEST, "lag-stopped").await.unwrap();
+  let ReplicaLag::Unknown {
+    reason: LagUnknown::Stopped { since },
+    last: Some(last),
+  } = lag
+  else {
+    panic!("-1 read as {lag:?}");
+  };
+  assert_eq!(
+    last.lag,
+    Duration::from_secs(5),
+    "the last non-negative datapoint"
+  );
+  assert!(since > last.at, "stopped after the last measurement");
+  assert!(lag.to_string().contains("replication stopped at"), "{lag}");
+}
+
+/// A datapoint older than two one-minute periods says nothing about now; the adapter used to
+/// accept one up to ten minutes old as the current lag.
+#[tokio::test]
+async fn a_stale_replica_lag_reads_as_unknown() {
+  let moto = Moto::start();
+  let cloud = cloud(&moto).await;
+  put_replica_lag(
+    &moto,
+    "lag-stale",
+    &[(420.0, 3.0), (360.0, 3.0), (300.0, 3.0)],
+  );
+  let lag = cloud.rds.replica_lag(WEST, "lag-stale").await.unwrap();
+  assert!(
+    matches!(
+      lag,
+      ReplicaLag::Unknown {
+        reason: LagUnknown::Stale { .. },
+        last: Some(_),
+      }
+    ),
+    "a five-minute-old datapoint read as {lag:?}"
+  );
+}
+
+/// An Aurora global database secondary's RPO lag is read from the engine's own metric,
+/// `AuroraGlobalDBRPOLag` (milliseconds, `DBClusterIdentifier`), with the same rules.
+#[tokio::test]
+async fn aurora_rpo_lag_reads_the_engines_own_metric() {
+  let moto = Moto::start();
+  let cloud = cloud(&moto).await;
+  let lag = cloud
+    .rds
+    .get_global_rpo_lag(WEST, "app-aurora-usw2")
+    .await
+    .unwrap();
+  assert_eq!(lag.measured(), Some(Duration::from_millis(800)), "{lag:?}");
+  let spec = serde_json::json!({
+    "region": WEST,
+    "namespace": "AWS/RDS",
+    "metric": "AuroraGlobalDBRPOLag",
+    "dimensions": { "DBClusterIdentifier": "aurora-stopped" },
+    "points": [[240.0, 900.0], [60.0, -1.0]],
+    "unit": "Milliseconds",
+  });
+  let (status, body) = moto.request("POST", "/drctl-sandbox/metrics", &spec.to_string());
+  assert_eq!(status, 200, "{body}");
+  let lag = cloud
+    .rds
+    .get_global_rpo_lag(WEST, "aurora-stopped")
+    .await
+    .unwrap();
+  assert!(
+    matches!(
+      lag,
+      ReplicaLag::Unknown {
+        reason: LagUnknown::Stopped { .. },
+        last: Some(last),
+      } if last.lag == Duration::from_millis(900)
+    ),
+    "{lag:?}"
+  );
 }

@@ -194,8 +194,9 @@ impl Ctx<'_> {
 pub struct Outcome {
   pub summary: String,
   pub outputs: BTreeMap<String, String>,
-  /// A data-loss window this step measured (replica lag, backup age): feeds RPO achieved.
-  pub data_loss: Option<Duration>,
+  /// A data-loss window this step measured (replica lag, backup age), or why it could not:
+  /// feeds RPO achieved.
+  pub data_loss: Option<crate::state::DataLoss>,
 }
 
 impl Outcome {
@@ -212,7 +213,7 @@ impl Outcome {
   }
 
   pub fn data_loss(mut self, window: Option<Duration>) -> Self {
-    self.data_loss = window;
+    self.data_loss = window.map(crate::state::DataLoss::Bounded);
     self
   }
 }
@@ -237,8 +238,9 @@ pub struct Observation {
   pub current: String,
   /// The change `apply` would make ("promote app-db-replica to a standalone instance").
   pub change: String,
-  /// The data-loss window the change would incur, measured now (it may be gone afterwards).
-  pub data_loss: Option<Duration>,
+  /// The data-loss window the change would incur, measured now (it may be gone afterwards), or
+  /// why it cannot be measured.
+  pub data_loss: Option<crate::state::DataLoss>,
 }
 
 impl Observation {

@@ -9,8 +9,9 @@ use super::{
   Observation, Observed, Outcome, Poll,
 };
 use crate::{
-  cloud::{DbInstance, RestoreRequest, SnapshotKind},
+  cloud::{DbInstance, ReplicaLag, RestoreRequest, SnapshotKind},
   runbook::{ActionSpec, FieldKind, FieldSpec},
+  state::DataLoss,
 };
 
 const REGION: FieldSpec =
@@ -52,39 +53,59 @@ fn lag_limit(ctx: &Ctx<'_>, args: &Args) -> Option<Duration> {
   args.opt_duration("max_lag").or(ctx.rpo)
 }
 
-/// Check a replica's lag against the limit; `Ok(lag)` when within it or accepted.
+/// The data loss a promotion at this lag incurs: the measured lag, or, when the lag is unknown,
+/// no bound, with the basis the report gives for it.
+fn data_loss(lag: &ReplicaLag) -> DataLoss {
+  match lag {
+    ReplicaLag::Measured(measurement) => DataLoss::Bounded(measurement.lag),
+    ReplicaLag::Unknown { .. } => DataLoss::Unknown(lag.to_string()),
+  }
+}
+
+/// Why an unknown lag stops the step: the lag metric's words, and the way out.
+fn unknown_lag_error(id: &str, lag: &ReplicaLag, limit: Duration) -> ActionError {
+  ActionError::failed(format!(
+    "the lag of replica `{id}` is {lag}: cannot prove it is within {}; refusing (pass \
+     --accept-data-loss, or set `accept_data_loss: true` on the step, to go on without proof; \
+     the RPO achieved is then reported as unknown)",
+    human(limit)
+  ))
+}
+
+/// Read a replica's lag and check it against the limit; `Ok(lag)` when within it or accepted.
+/// An unknown lag fails closed: a negative, stale or missing datapoint is no proof of anything.
 async fn guarded_lag(
   ctx: &Ctx<'_>,
   args: &Args,
   instance: &DbInstance,
-) -> ActionResult<Option<Duration>> {
+) -> ActionResult<ReplicaLag> {
   let lag = ctx
     .cloud
     .rds
     .replica_lag(&instance.region, &instance.id)
     .await?;
+  guard_lag(ctx, args, &instance.id, lag)
+}
+
+/// Check a lag already read, of the replica (or Aurora secondary) `id`, against the limit.
+fn guard_lag(ctx: &Ctx<'_>, args: &Args, id: &str, lag: ReplicaLag) -> ActionResult<ReplicaLag> {
+  // No limit (no `max_lag`, no RPO): nothing to prove; the lag is still reported.
   let Some(limit) = lag_limit(ctx, args) else {
     return Ok(lag);
   };
   if ctx.accept_data_loss {
     return Ok(lag);
   }
-  match lag {
-    Some(lag) if lag > limit => Err(ActionError::failed(format!(
-      "replica `{}` lags its source by {}, more than the RPO of {}: promoting it would lose more \
-       data than the runbook allows; refusing (pass --accept-data-loss, or set \
-       `accept_data_loss: true` on the step, to promote anyway)",
-      instance.id,
-      human(lag),
+  match lag.measured() {
+    Some(measured) if measured > limit => Err(ActionError::failed(format!(
+      "replica `{id}` lags its source by {}, more than the RPO of {}: making it the writer would \
+       lose more data than the runbook allows; refusing (pass --accept-data-loss, or set \
+       `accept_data_loss: true` on the step, to go on anyway)",
+      human(measured),
       human(limit)
     ))),
-    Some(lag) => Ok(Some(lag)),
-    None => Err(ActionError::retryable(format!(
-      "no ReplicaLag datapoint for `{}` in the last minutes: cannot prove the lag is within the \
-       RPO of {} (pass --accept-data-loss to promote without proof)",
-      instance.id,
-      human(limit)
-    ))),
+    Some(_) => Ok(lag),
+    None => Err(unknown_lag_error(id, &lag, limit)),
   }
 }
 
@@ -141,43 +162,40 @@ impl Check for ReplicaStatus {
     // `--accept-data-loss` (or `accept_data_loss: true`) is the operator saying the lag is known
     // and accepted: a pre-flight lag check must not stop the failover that the promotion guard
     // would let through. The lag is still measured and reported.
-    let beyond = max_lag.is_some_and(|limit| lag.is_none_or(|lag| lag > limit));
+    let beyond = max_lag.is_some_and(|limit| lag.measured().is_none_or(|lag| lag > limit));
     let accepted = if beyond && ctx.accept_data_loss {
       " (beyond max_lag: accepted, --accept-data-loss)"
     } else {
       ""
     };
     if let Some(limit) = max_lag.filter(|_| !ctx.accept_data_loss) {
-      match lag {
-        Some(lag) if lag > limit => {
+      match lag.measured() {
+        Some(measured) if measured > limit => {
           return Err(ActionError::failed(format!(
             "replica `{}` lags {} behind, more than {}",
             instance.id,
-            human(lag),
+            human(measured),
             human(limit)
           )))
         }
-        None => {
-          return Err(ActionError::retryable(format!(
-            "no ReplicaLag datapoint for `{}`: cannot prove the lag is within {}",
-            instance.id,
-            human(limit)
-          )))
-        }
+        // Not retried: a -1 or a stale datapoint will not turn into proof by asking again
+        // seconds later, and a retry loop would only delay the failure the operator must see.
+        None => return Err(unknown_lag_error(&instance.id, &lag, limit)),
         Some(_) => {}
       }
     }
-    let lag_text = lag.map_or("unknown".to_string(), human);
     Ok(
       Outcome::new(format!(
-        "{}, lag {lag_text}{accepted}",
+        "{}, lag {lag}{accepted}",
         describe_instance(&instance)
       ))
       .output("status", &instance.status)
       .output("source", source)
       .output(
         "lag_seconds",
-        lag.map_or(String::new(), |lag| lag.as_secs().to_string()),
+        lag
+          .measured()
+          .map_or(String::new(), |lag| lag.as_secs().to_string()),
       ),
     )
   }
@@ -235,9 +253,9 @@ impl Effect for PromoteReplica {
       )));
     }
     let lag = guarded_lag(ctx, args, &instance).await?;
-    let current = format!("{current}, lag {}", lag.map_or("unknown".into(), human));
+    let current = format!("{current}, lag {lag}");
     Ok(Observation {
-      data_loss: lag,
+      data_loss: Some(data_loss(&lag)),
       ..Observation::new(Observed::Absent, current, change)
     })
   }
@@ -539,7 +557,9 @@ pub const FAILOVER_GLOBAL_CLUSTER: ActionDef = ActionDef {
     name: "rds.failover_global_cluster",
     mutating: true,
     doc:
-      "Fail an Aurora global database over to a secondary cluster and wait until it is the writer.",
+      "Fail an Aurora global database over to a secondary cluster and wait until it is the writer. \
+          Refuses when the secondary's AuroraGlobalDBRPOLag is beyond max_lag (default: the \
+          runbook's RPO) or unknown.",
     fields: &[
       FieldSpec::required(
         "global_cluster",
@@ -551,9 +571,14 @@ pub const FAILOVER_GLOBAL_CLUSTER: ActionDef = ActionDef {
         FieldKind::String,
         "ARN of the cluster to make the writer",
       ),
+      FieldSpec::optional(
+        "max_lag",
+        FieldKind::Duration,
+        "Refuse to fail over beyond this AuroraGlobalDBRPOLag (default: objectives.rpo)",
+      ),
     ],
     mutating_operations: &["FailoverGlobalCluster"],
-    outputs: &["writer"],
+    outputs: &["writer", "data_loss_seconds"],
   },
   behaviour: Behaviour::Effect(&FailoverGlobalCluster),
 };
@@ -588,7 +613,20 @@ impl Effect for FailoverGlobalCluster {
     } else if cluster.status != "available" {
       Observation::new(Observed::InProgress, current, change)
     } else {
-      Observation::new(Observed::Absent, current, change)
+      // The engine's own measure of what the secondary is missing: its RPO lag, read before
+      // the failover erases it, and guarded like a replica's lag.
+      let region = crate::cloud::arn_region(target).unwrap_or_default();
+      let secondary = crate::cloud::arn_resource_name(target);
+      let lag = ctx.cloud.rds.get_global_rpo_lag(region, secondary).await?;
+      let lag = guard_lag(ctx, args, secondary, lag)?;
+      Observation {
+        data_loss: Some(data_loss(&lag)),
+        ..Observation::new(
+          Observed::Absent,
+          format!("{current}, RPO lag {lag}"),
+          change,
+        )
+      }
     })
   }
 

@@ -597,6 +597,7 @@ mod tests {
         phase: Phase::Run,
         outputs: Default::default(),
         data_loss_ms: None,
+        data_loss_unknown: None,
       },
     ));
     board.apply(&started("promote-db", 5));

@@ -377,12 +377,24 @@ pub fn summary(timeline: &Timeline) -> String {
     timeline.rto_target,
     timeline.rto_met(),
   ));
-  text.push_str(&objective(
-    "RPO",
-    timeline.rpo_achieved,
-    timeline.rpo_target,
-    timeline.rpo_met(),
-  ));
+  match &timeline.rpo_unknown {
+    // No bound to show: say so, with what is known, and never "met".
+    Some(basis) => text.push_str(&format!(
+      "  RPO achieved unknown / target {}  {}\n    basis: {basis}\n",
+      timeline.rpo_target.map_or("-".into(), format_duration),
+      if timeline.rpo_target.is_some() {
+        "NOT MET (unknown)"
+      } else {
+        "no target"
+      }
+    )),
+    None => text.push_str(&objective(
+      "RPO",
+      timeline.rpo_achieved,
+      timeline.rpo_target,
+      timeline.rpo_met(),
+    )),
+  }
   if timeline.time_scale != 1.0 {
     text.push_str(&format!(
       "  (times are simulated: the world ran ×{} faster than the wall clock)\n",
@@ -421,7 +433,7 @@ pub fn timeline_json(timeline: &Timeline) -> serde_json::Value {
         "summary": step.summary,
         "error": step.error,
         "outputs": step.outputs,
-        "data_loss_seconds": secs(step.data_loss),
+        "data_loss_seconds": secs(step.data_loss.as_ref().and_then(|loss| loss.bound())),
       })
     })
     .collect();
@@ -448,6 +460,7 @@ pub fn timeline_json(timeline: &Timeline) -> serde_json::Value {
       "rpo_target_seconds": secs(timeline.rpo_target),
       "rpo_achieved_seconds": secs(timeline.rpo_achieved),
       "rpo_met": timeline.rpo_met(),
+      "rpo_unknown": timeline.rpo_unknown,
     },
     "critical_path": timeline.critical_path(),
     "steps": steps,
@@ -545,4 +558,33 @@ pub fn mermaid(runbook: &Runbook) -> String {
 
 fn node(id: &str) -> String {
   id.replace('-', "_")
+}
+
+#[cfg(test)]
+mod rpo_tests {
+  use super::*;
+
+  /// `drctl status` and a run's summary show an unknown RPO as unknown, with its basis, and
+  /// never as met (nor as a measured `0s`).
+  #[test]
+  fn an_unknown_rpo_is_shown_with_its_basis_and_not_met() {
+    let mut timeline = Timeline::from_records(&crate::report::fixture::records()).unwrap();
+    timeline.rpo_achieved = None;
+    timeline.rpo_unknown = Some("step `promote-db`: unknown: replication stopped at T".into());
+    let text = summary(&timeline);
+    assert!(
+      text.contains("RPO achieved unknown / target 5m  NOT MET (unknown)"),
+      "{text}"
+    );
+    assert!(
+      text.contains("basis: step `promote-db`: unknown: replication stopped at T"),
+      "{text}"
+    );
+    let json = timeline_json(&timeline);
+    assert_eq!(json["objectives"]["rpo_met"], false, "{json}");
+    assert_eq!(
+      json["objectives"]["rpo_unknown"],
+      "step `promote-db`: unknown: replication stopped at T"
+    );
+  }
 }

@@ -318,7 +318,7 @@ impl Rds for Unavailable {
   async fn describe_instance(&self, _: &str, _: &str) -> CloudResult<Option<DbInstance>> {
     unavailable("rds", "DescribeDBInstances")
   }
-  async fn replica_lag(&self, _: &str, _: &str) -> CloudResult<Option<Duration>> {
+  async fn replica_lag(&self, _: &str, _: &str) -> CloudResult<crate::cloud::ReplicaLag> {
     unavailable("cloudwatch", "GetMetricStatistics")
   }
   async fn describe_snapshots(&self, _: &str, _: &str) -> CloudResult<Vec<DbSnapshot>> {
@@ -338,6 +338,9 @@ impl Rds for Unavailable {
   }
   async fn failover_global_cluster(&self, _: &str, _: &str) -> CloudResult<()> {
     unavailable("rds", "FailoverGlobalCluster")
+  }
+  async fn get_global_rpo_lag(&self, _: &str, _: &str) -> CloudResult<crate::cloud::ReplicaLag> {
+    unavailable("cloudwatch", "GetMetricStatistics")
   }
 }
 

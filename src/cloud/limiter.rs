@@ -604,7 +604,7 @@ impl Rds for LimitedRds {
       .await
   }
 
-  async fn replica_lag(&self, region: &str, id: &str) -> CloudResult<Option<Duration>> {
+  async fn replica_lag(&self, region: &str, id: &str) -> CloudResult<crate::cloud::ReplicaLag> {
     let inner = &self.inner;
     self
       .limiter
@@ -692,6 +692,25 @@ impl Rds for LimitedRds {
       .call("rds", "FailoverGlobalCluster", None, 1, Mutating, || {
         inner.failover_global_cluster(id, target_cluster_arn)
       })
+      .await
+  }
+
+  async fn get_global_rpo_lag(
+    &self,
+    region: &str,
+    cluster_id: &str,
+  ) -> CloudResult<crate::cloud::ReplicaLag> {
+    let inner = &self.inner;
+    self
+      .limiter
+      .call(
+        "cloudwatch",
+        "GetMetricStatistics",
+        Some(region),
+        1,
+        Read,
+        || inner.get_global_rpo_lag(region, cluster_id),
+      )
       .await
   }
 }
@@ -921,8 +940,13 @@ mod tests {
     async fn describe_instance(&self, _: &str, _: &str) -> CloudResult<Option<DbInstance>> {
       self.answer("DescribeDBInstances").map(|()| None)
     }
-    async fn replica_lag(&self, _: &str, _: &str) -> CloudResult<Option<Duration>> {
-      self.answer("GetMetricStatistics").map(|()| None)
+    async fn replica_lag(&self, _: &str, _: &str) -> CloudResult<crate::cloud::ReplicaLag> {
+      self
+        .answer("GetMetricStatistics")
+        .map(|()| crate::cloud::ReplicaLag::Unknown {
+          reason: crate::cloud::LagUnknown::NoDatapoint,
+          last: None,
+        })
     }
     async fn describe_snapshots(&self, _: &str, _: &str) -> CloudResult<Vec<DbSnapshot>> {
       self.answer("DescribeDBSnapshots").map(|()| Vec::new())
@@ -941,6 +965,9 @@ mod tests {
     }
     async fn failover_global_cluster(&self, _: &str, _: &str) -> CloudResult<()> {
       self.answer("FailoverGlobalCluster")
+    }
+    async fn get_global_rpo_lag(&self, _: &str, _: &str) -> CloudResult<crate::cloud::ReplicaLag> {
+      self.replica_lag("", "").await
     }
   }
 

@@ -30,6 +30,8 @@ use std::{collections::BTreeMap, fmt, sync::Arc, time::Duration};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::runbook::format_duration;
+
 pub mod aws;
 pub mod fence;
 pub mod http;
@@ -450,9 +452,10 @@ pub struct HttpResponse {
 pub trait Rds: Send + Sync {
   /// `DescribeDBInstances` for one identifier; `Ok(None)` when it does not exist.
   async fn describe_instance(&self, region: &str, id: &str) -> CloudResult<Option<DbInstance>>;
-  /// The replica's lag behind its source (CloudWatch `AWS/RDS ReplicaLag`, newest datapoint).
-  /// `Ok(None)` when no datapoint is available.
-  async fn replica_lag(&self, region: &str, id: &str) -> CloudResult<Option<Duration>>;
+  /// The replica's lag behind its source (CloudWatch `AWS/RDS ReplicaLag`, one-minute maxima
+  /// over the last [`LAG_LOOKBACK`], classified by [`ReplicaLag::from_datapoints`]): a negative,
+  /// stale or missing newest datapoint is `Unknown`, never zero.
+  async fn replica_lag(&self, region: &str, id: &str) -> CloudResult<ReplicaLag>;
   /// `DescribeDBSnapshots` for an instance (automated and manual).
   async fn describe_snapshots(
     &self,
@@ -471,6 +474,10 @@ pub trait Rds: Send + Sync {
   async fn delete_instance(&self, region: &str, id: &str) -> CloudResult<()>;
   /// `FailoverGlobalCluster` to the member cluster `target_cluster_arn`. Mutating.
   async fn failover_global_cluster(&self, id: &str, target_cluster_arn: &str) -> CloudResult<()>;
+  /// An Aurora global database secondary's RPO lag: CloudWatch `AWS/RDS`
+  /// `AuroraGlobalDBRPOLag` (milliseconds) of the secondary cluster (`DBClusterIdentifier`),
+  /// in its own region, classified like [`Rds::replica_lag`]. Read-only.
+  async fn get_global_rpo_lag(&self, region: &str, cluster_id: &str) -> CloudResult<ReplicaLag>;
 }
 
 /// ECS.
@@ -732,9 +739,197 @@ pub mod duration_ms {
   }
 }
 
+/// The region named in an ARN (`arn:aws:rds:REGION:ACCOUNT:cluster:NAME`).
+pub fn arn_region(arn: &str) -> Option<&str> {
+  arn
+    .strip_prefix("arn:")
+    .and_then(|rest| rest.split(':').nth(2))
+    .filter(|region| !region.is_empty())
+}
+
+/// The resource name at the end of an ARN (`arn:aws:rds:REGION:ACCOUNT:cluster:NAME` → `NAME`).
+pub fn arn_resource_name(arn: &str) -> &str {
+  arn.rsplit(':').next().unwrap_or(arn)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Replication lag
+// ---------------------------------------------------------------------------------------------
+
+/// How often RDS publishes `ReplicaLag` (and Aurora `AuroraGlobalDBRPOLag`): one datapoint a
+/// minute. A lag read asks for one-minute periods.
+pub const LAG_PERIOD: Duration = Duration::from_secs(60);
+
+/// A datapoint older than this many periods says nothing about now: the metric stopped being
+/// published (the source or the replica is gone, or CloudWatch is not receiving it).
+pub const LAG_STALE_PERIODS: u32 = 2;
+
+/// How far back a lag read looks: far enough to find the last healthy measurement after
+/// replication stopped, and to tell "stale" from "no datapoint".
+pub const LAG_LOOKBACK: Duration = Duration::from_secs(15 * 60);
+
+/// One datapoint of a lag metric: the period's start and its maximum, in seconds. A negative
+/// value is what RDS reports while replication is not running (-1 for MySQL and MariaDB).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LagDatapoint {
+  pub at: DateTime<Utc>,
+  pub seconds: f64,
+}
+
+/// A non-negative lag measured at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LagMeasurement {
+  #[serde(with = "duration_ms")]
+  pub lag: Duration,
+  pub at: DateTime<Utc>,
+}
+
+/// Why a replica's lag is unknown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "reason")]
+pub enum LagUnknown {
+  /// The newest datapoint is negative: replication is not running (a replica whose source
+  /// region failed shows this), since the first of the trailing negative datapoints.
+  Stopped { since: DateTime<Utc> },
+  /// The newest datapoint is older than [`LAG_STALE_PERIODS`] periods.
+  Stale { newest: DateTime<Utc> },
+  /// No datapoint at all in the last [`LAG_LOOKBACK`].
+  NoDatapoint,
+}
+
+/// A replica's lag behind its source, read from its lag metric. Never a guess: anything but a
+/// current, non-negative newest datapoint is [`ReplicaLag::Unknown`], not zero.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplicaLag {
+  /// The newest datapoint, current and non-negative.
+  Measured(LagMeasurement),
+  /// The lag cannot be known now; `last` is the newest non-negative datapoint in the lookback.
+  Unknown {
+    reason: LagUnknown,
+    last: Option<LagMeasurement>,
+  },
+}
+
+impl ReplicaLag {
+  /// Classify a lag metric's datapoints (any order) as read at `now`.
+  pub fn from_datapoints(points: &[LagDatapoint], now: DateTime<Utc>) -> ReplicaLag {
+    let healthy = |point: &&LagDatapoint| point.seconds.is_finite() && point.seconds >= 0.0;
+    let last = points
+      .iter()
+      .filter(healthy)
+      .max_by_key(|point| point.at)
+      .map(|point| LagMeasurement {
+        lag: saturating_secs(point.seconds),
+        at: point.at,
+      });
+    let Some(newest) = points.iter().max_by_key(|point| point.at) else {
+      return ReplicaLag::Unknown {
+        reason: LagUnknown::NoDatapoint,
+        last,
+      };
+    };
+    let stale_after = LAG_PERIOD * LAG_STALE_PERIODS;
+    let age = (now - newest.at).to_std().unwrap_or_default();
+    if age > stale_after {
+      return ReplicaLag::Unknown {
+        reason: LagUnknown::Stale { newest: newest.at },
+        last,
+      };
+    }
+    if !healthy(&newest) {
+      // The first negative datapoint after the last healthy one: when replication stopped.
+      let since = points
+        .iter()
+        .filter(|point| !healthy(point))
+        .filter(|point| last.is_none_or(|last| point.at > last.at))
+        .map(|point| point.at)
+        .min()
+        .unwrap_or(newest.at);
+      return ReplicaLag::Unknown {
+        reason: LagUnknown::Stopped { since },
+        last,
+      };
+    }
+    // `newest` is healthy, so `last` is it.
+    ReplicaLag::Measured(LagMeasurement {
+      lag: saturating_secs(newest.seconds),
+      at: newest.at,
+    })
+  }
+
+  /// The measured lag; `None` when unknown.
+  pub fn measured(&self) -> Option<Duration> {
+    match self {
+      ReplicaLag::Measured(measurement) => Some(measurement.lag),
+      ReplicaLag::Unknown { .. } => None,
+    }
+  }
+}
+
+fn lag_time(at: DateTime<Utc>) -> String {
+  at.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+impl fmt::Display for ReplicaLag {
+  /// `4s (measured at T)`, or `unknown: replication stopped at T; last measured lag 4s at T'`:
+  /// the basis a report gives for an RPO it cannot bound.
+  fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    match self {
+      ReplicaLag::Measured(m) => write!(
+        f,
+        "{} (measured at {})",
+        format_duration(m.lag),
+        lag_time(m.at)
+      ),
+      ReplicaLag::Unknown { reason, last } => {
+        f.write_str("unknown: ")?;
+        match reason {
+          LagUnknown::Stopped { since } => write!(
+            f,
+            "replication stopped at {} (the lag metric reads negative)",
+            lag_time(*since)
+          )?,
+          LagUnknown::Stale { newest } => write!(
+            f,
+            "the newest lag datapoint, from {}, is older than {} periods of {}",
+            lag_time(*newest),
+            LAG_STALE_PERIODS,
+            format_duration(LAG_PERIOD)
+          )?,
+          LagUnknown::NoDatapoint => write!(
+            f,
+            "no lag datapoint in the last {}",
+            format_duration(LAG_LOOKBACK)
+          )?,
+        }
+        match last {
+          Some(m) => write!(
+            f,
+            "; last measured lag {} at {}",
+            format_duration(m.lag),
+            lag_time(m.at)
+          ),
+          None => f.write_str("; no earlier measurement"),
+        }
+      }
+    }
+  }
+}
+
 #[cfg(test)]
 mod tests {
   use super::*;
+
+  #[test]
+  fn arn_region_reads_the_fourth_field() {
+    assert_eq!(
+      arn_region("arn:aws:rds:us-west-2:123456789012:cluster:app-global-usw2"),
+      Some("us-west-2")
+    );
+    assert_eq!(arn_region("app-global-usw2"), None);
+    assert_eq!(arn_region("arn:aws:rds::123:global-cluster:x"), None);
+  }
 
   /// A timeout of `18446744073709551615s` at `--time-scale 1` used to panic converting to wall
   /// time, taking its step's task down with it.
@@ -799,6 +994,68 @@ mod tests {
     assert_eq!(
       err.to_string(),
       "rds PromoteReadReplica failed with Throttling (HTTP 400): Rate exceeded [request id req-1]"
+    );
+  }
+
+  /// The lag rules at their edges: exactly two periods old is current, a second more is stale;
+  /// a NaN is no measurement; datapoints come in any order.
+  #[test]
+  fn lag_classification_at_the_edges() {
+    let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+    let ago = |secs: i64| now - chrono::Duration::seconds(secs);
+    let point = |secs: i64, seconds: f64| LagDatapoint {
+      at: ago(secs),
+      seconds,
+    };
+    assert_eq!(
+      ReplicaLag::from_datapoints(&[point(120, 3.0)], now).measured(),
+      Some(Duration::from_secs(3))
+    );
+    assert_eq!(
+      ReplicaLag::from_datapoints(&[point(121, 3.0)], now),
+      ReplicaLag::Unknown {
+        reason: LagUnknown::Stale { newest: ago(121) },
+        last: Some(LagMeasurement {
+          lag: Duration::from_secs(3),
+          at: ago(121)
+        }),
+      }
+    );
+    // Unordered: the newest decides; the first -1 after the last measurement is "since".
+    let lag = ReplicaLag::from_datapoints(
+      &[
+        point(60, -1.0),
+        point(240, 2.0),
+        point(180, -1.0),
+        point(300, 4.0),
+      ],
+      now,
+    );
+    assert_eq!(
+      lag,
+      ReplicaLag::Unknown {
+        reason: LagUnknown::Stopped { since: ago(180) },
+        last: Some(LagMeasurement {
+          lag: Duration::from_secs(2),
+          at: ago(240)
+        }),
+      }
+    );
+    assert_eq!(
+      lag.to_string(),
+      "unknown: replication stopped at 2027-01-15T07:57:00Z (the lag metric reads negative); \
+       last measured lag 2s at 2027-01-15T07:56:00Z"
+    );
+    assert_eq!(
+      ReplicaLag::from_datapoints(&[point(30, f64::NAN)], now),
+      ReplicaLag::Unknown {
+        reason: LagUnknown::Stopped { since: ago(30) },
+        last: None,
+      }
+    );
+    assert_eq!(
+      ReplicaLag::from_datapoints(&[], now).to_string(),
+      "unknown: no lag datapoint in the last 15m; no earlier measurement"
     );
   }
 }

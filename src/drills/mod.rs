@@ -51,6 +51,13 @@ pub fn judge(drill: &Drill, status: RunStatus, timeline: &Timeline) -> (&'static
       ));
     }
   }
+  // An RPO that could not be measured is never within the target.
+  if let (Some(target), Some(basis)) = (drill.rpo_target(), &timeline.rpo_unknown) {
+    reasons.push(format!(
+      "RPO unknown ({basis}): cannot show it is within the target {}",
+      seconds(target)
+    ));
+  }
   if let (Some(target), Some(achieved)) = (drill.rpo_target(), timeline.rpo_achieved) {
     if achieved > target {
       reasons.push(format!(
@@ -79,4 +86,41 @@ pub fn judge(drill: &Drill, status: RunStatus, timeline: &Timeline) -> (&'static
     "breached"
   };
   (result, reasons)
+}
+
+#[cfg(test)]
+mod judge_tests {
+  use std::path::{Path, PathBuf};
+
+  use super::*;
+  use crate::actions::Catalog;
+
+  /// A drill whose own pass criteria hold the RPO (its runbook sets none): a run whose RPO is
+  /// unknown must not pass it.
+  #[test]
+  fn a_drill_with_an_rpo_target_does_not_pass_an_unknown_rpo() {
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let text = "apiVersion: drctl/v1\nkind: Drill\nmetadata: { name: rpo-drill }\n\
+                runbook: regional-failover\nparams: { target_region: us-west-2 }\n\
+                schedule: \"@quarterly\"\nmode: live\ntarget: { backend: sim }\n\
+                pass: { rpo: 5m }\n";
+    let drill = file::load(
+      Path::new("drills/rpo-drill.yaml"),
+      text,
+      &repo.join("runbooks"),
+      &Catalog,
+    )
+    .unwrap_or_else(|diagnostics| panic!("{diagnostics}"));
+    let mut timeline = Timeline::from_records(&crate::report::fixture::records()).unwrap();
+    timeline.rpo_achieved = None;
+    timeline.rpo_unknown = Some("step `promote-db`: unknown: replication stopped at T".into());
+    let (result, reasons) = judge(&drill, RunStatus::Succeeded, &timeline);
+    assert_eq!(result, "breached", "{reasons:?}");
+    assert!(
+      reasons
+        .iter()
+        .any(|reason| reason.contains("replication stopped at T")),
+      "{reasons:?}"
+    );
+  }
 }

@@ -40,8 +40,8 @@ use crate::{
   plan::{bind_call, evaluate_when, Plan, RunValues},
   runbook::{format_duration, ActionCall, OnFailure, Step},
   state::{
-    journal::Phase, lock::hostname, Event, Journal, JournalError, Record, RunMode, RunStatus,
-    StepError, StepInfo, Timeline,
+    journal::Phase, lock::hostname, DataLoss, Event, Journal, JournalError, Record, RunMode,
+    RunStatus, StepError, StepInfo, Timeline,
   },
 };
 
@@ -361,7 +361,7 @@ struct Prior {
   changed: Vec<String>,
   skipped: Vec<String>,
   /// Steps with an intent and no outcome after it: the data loss the intent recorded.
-  intents: HashMap<String, Option<u64>>,
+  intents: HashMap<String, Option<DataLoss>>,
   /// Steps whose request was dispatched with no outcome after it (delivery unknown).
   dispatched: HashSet<String>,
   attempts: HashMap<String, u32>,
@@ -383,9 +383,13 @@ impl Prior {
           step,
           phase: Phase::Run,
           data_loss_ms,
+          data_loss_unknown,
           ..
         } => {
-          prior.intents.insert(step.clone(), *data_loss_ms);
+          prior.intents.insert(
+            step.clone(),
+            DataLoss::from_journal(*data_loss_ms, data_loss_unknown.as_ref()),
+          );
         }
         Event::StepDispatched {
           step,
@@ -999,7 +1003,7 @@ async fn run_step(
   index: usize,
   outputs: &HashMap<String, BTreeMap<String, String>>,
   cancel: watch::Receiver<bool>,
-  intents: &HashMap<String, Option<u64>>,
+  intents: &HashMap<String, Option<DataLoss>>,
   attempts_before: &HashMap<String, u32>,
   dispatched: &HashSet<String>,
 ) -> Result<StepDone, StepFailure> {
@@ -1122,7 +1126,7 @@ async fn run_step(
     processes: Some(&processes),
   };
   // An intent from before a crash: this step may already have applied its change.
-  let mut intent_loss: Option<Option<u64>> = intents.get(&step.id).copied();
+  let mut intent_loss: Option<Option<DataLoss>> = intents.get(&step.id).cloned();
   // A request sent before a crash whose answer was lost: at-most-once effects stop there.
   let mut unanswered = dispatched.contains(&step.id);
   let last_attempt = first_attempt + step.retry.attempts.max(1) - 1;
@@ -1158,10 +1162,15 @@ async fn run_step(
     match result {
       Ok((outcome, changed)) => {
         let mut outputs = outcome.outputs;
-        if let Some(loss) = outcome.data_loss {
+        if let Some(loss) = &outcome.data_loss {
+          // An unknown loss is an empty value, never `0`.
           outputs
             .entry("data_loss_seconds".into())
-            .or_insert_with(|| loss.as_secs().to_string());
+            .or_insert_with(|| {
+              loss
+                .bound()
+                .map_or(String::new(), |loss| loss.as_secs().to_string())
+            });
         }
         shared
           .log(Event::StepSucceeded {
@@ -1170,8 +1179,9 @@ async fn run_step(
             phase: Phase::Run,
             changed,
             outputs: outputs.clone(),
-            data_loss_ms: outcome.data_loss.map(millis),
+            data_loss_ms: DataLoss::journal_ms(outcome.data_loss.as_ref()),
             summary: outcome.summary,
+            data_loss_unknown: DataLoss::journal_unknown(outcome.data_loss.as_ref()),
           })
           .await
           .map_err(fatal)?;
@@ -1233,7 +1243,7 @@ async fn attempt_action(
   def: &ActionDef,
   args: &Args,
   ctx: &Ctx<'_>,
-  intent: &mut Option<Option<u64>>,
+  intent: &mut Option<Option<DataLoss>>,
   unanswered: bool,
 ) -> Result<(Outcome, bool), ActionError> {
   let effect = match def.behaviour {
@@ -1248,25 +1258,26 @@ async fn attempt_action(
   }
   let observation = effect.observe(ctx, args).await?;
   let (token, changed, loss) = match observation.state {
-    Observed::Done => (None, intent.is_some(), intent.flatten()),
+    Observed::Done => (None, intent.is_some(), intent.clone().flatten()),
     Observed::InProgress => (
       None,
       true,
-      intent.flatten().or(observation.data_loss.map(millis)),
+      intent.clone().flatten().or(observation.data_loss.clone()),
     ),
     Observed::Absent => {
-      let loss = observation.data_loss.map(millis);
+      let loss = observation.data_loss.clone();
       shared
         .log(Event::StepIntent {
           step: step.to_string(),
           attempt,
           phase,
           change: observation.change.clone(),
-          data_loss_ms: loss,
+          data_loss_ms: DataLoss::journal_ms(loss.as_ref()),
+          data_loss_unknown: DataLoss::journal_unknown(loss.as_ref()),
         })
         .await
         .map_err(|err| ActionError::failed(format!("journal: {err}")))?;
-      *intent = Some(loss);
+      *intent = Some(loss.clone());
       // Right before the effect leaves: the intent's fsync may have taken long enough for the
       // lock to be lost.
       shared.fence().check().map_err(fenced)?;
@@ -1280,7 +1291,7 @@ async fn attempt_action(
     crash_hook::strike(&shared.cloud.backend, step, crash_hook::Point::Verify);
   }
   let outcome = effect.verify(ctx, args, token.as_deref()).await?;
-  let data_loss = outcome.data_loss.or(loss.map(Duration::from_millis));
+  let data_loss = outcome.data_loss.clone().or(loss);
   Ok((
     Outcome {
       data_loss,
@@ -1463,6 +1474,7 @@ async fn rollback_step(
             changed: true,
             outputs: BTreeMap::new(),
             data_loss_ms: None,
+            data_loss_unknown: None,
             summary: outcome.summary,
           })
           .await?;

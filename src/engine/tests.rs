@@ -1748,3 +1748,120 @@ async fn let_the_killed_run_go() {
     tokio::task::yield_now().await;
   }
 }
+
+// --- honest RPO -------------------------------------------------------------------------------
+
+/// The built-in world with the replica's source region (us-east-1) in outage.
+fn source_down_world() -> String {
+  crate::cloud::sim::BUILTIN_WORLD.replace("outages: []", "outages: [us-east-1]")
+}
+
+/// With the source region down the replica's lag is unknown (ReplicaLag -1). The promotion
+/// guard used to read that as 0s and promote with "RPO met"; it must fail closed.
+#[tokio::test(start_paused = true)]
+async fn promoting_with_the_source_region_down_fails_closed() {
+  let h = Harness::new(PROMOTE_YAML, Some(&source_down_world()), 1.0);
+  let outcome = h.start().await;
+  assert_eq!(outcome.status, RunStatus::Failed, "promoted on unknown lag");
+  assert_eq!(h.ops("PromoteReadReplica"), 0);
+  let error = span(&outcome, "promote").error.clone().unwrap();
+  assert!(
+    error.message.contains("replication stopped at"),
+    "{}",
+    error.message
+  );
+  assert!(!error.retryable, "an unknown lag is not retried");
+}
+
+/// Accepting data loss promotes anyway, and the RPO achieved is then unknown with its basis:
+/// never "met", so the run is breached (exit 3), not succeeded.
+#[tokio::test(start_paused = true)]
+async fn accepted_unknown_lag_reports_rpo_unknown_and_breached() {
+  let mut h = Harness::new(PROMOTE_YAML, Some(&source_down_world()), 1.0);
+  h.options.accept_data_loss = true;
+  let outcome = h.start().await;
+  assert_eq!(outcome.status, RunStatus::Breached);
+  assert_eq!(h.ops("PromoteReadReplica"), 1);
+  assert_eq!(outcome.timeline.rpo_met(), Some(false));
+  assert_eq!(outcome.timeline.rpo_achieved, None);
+  let basis = outcome.timeline.rpo_unknown.clone().unwrap();
+  assert!(basis.contains("replication stopped at"), "{basis}");
+  assert!(basis.contains("last measured lag 4s"), "{basis}");
+  assert_eq!(
+    span(&outcome, "promote")
+      .outputs
+      .get("data_loss_seconds")
+      .map(String::as_str),
+    Some(""),
+    "an unknown loss is not 0"
+  );
+  let report = crate::report::Report::from_timeline(
+    &outcome.timeline,
+    crate::report::ApiCalls::not_recorded(),
+  );
+  let rpo = report.objective("RPO").unwrap();
+  assert_eq!(rpo.verdict, crate::report::Verdict::Unknown);
+  for format in [
+    crate::report::Format::Json,
+    crate::report::Format::Markdown,
+    crate::report::Format::Junit,
+    crate::report::Format::Html,
+  ] {
+    let text = crate::report::render(&report, format);
+    assert!(
+      text.contains("replication stopped at"),
+      "{format:?}: {text}"
+    );
+  }
+}
+
+/// A journal written before `data_loss_unknown` existed still reports its measured RPO.
+#[test]
+fn an_old_journal_without_the_unknown_field_still_reports_its_rpo() {
+  let line = r#"{"seq":3,"ts":"2026-11-22T10:00:00Z","event":"step_succeeded","step":"promote","attempt":1,"changed":true,"outputs":{},"data_loss_ms":4000,"summary":"ok"}"#;
+  let record: Record = serde_json::from_str(line).unwrap();
+  let Event::StepSucceeded {
+    data_loss_ms,
+    data_loss_unknown,
+    ..
+  } = record.event
+  else {
+    panic!("{record:?}");
+  };
+  assert_eq!(data_loss_ms, Some(4000));
+  assert_eq!(data_loss_unknown, None);
+}
+
+const AURORA_YAML: &str = r#"apiVersion: drctl/v1
+kind: Runbook
+metadata: { name: aurora }
+objectives: { rpo: 5m }
+steps:
+  - id: global
+    action: rds.failover_global_cluster
+    with: { global_cluster: app-global, target_cluster_arn: "arn:aws:rds:us-west-2:123456789012:cluster:app-aurora-usw2" }
+    timeout: 20m
+"#;
+
+/// The Aurora failover measures the secondary's AuroraGlobalDBRPOLag: the RPO achieved while
+/// the primary's region is up, unknown (and refused unless accepted) once it is down.
+#[tokio::test(start_paused = true)]
+async fn aurora_failover_uses_the_global_rpo_lag() {
+  let h = Harness::new(AURORA_YAML, None, 1.0);
+  let outcome = h.start().await;
+  assert_eq!(outcome.status, RunStatus::Succeeded);
+  assert_eq!(outcome.timeline.rpo_achieved, Some(Duration::from_secs(1)));
+
+  let h = Harness::new(AURORA_YAML, Some(&source_down_world()), 1.0);
+  let outcome = h.start().await;
+  assert_eq!(outcome.status, RunStatus::Failed);
+  assert_eq!(h.ops("FailoverGlobalCluster"), 0);
+
+  let mut h = Harness::new(AURORA_YAML, Some(&source_down_world()), 1.0);
+  h.options.accept_data_loss = true;
+  let outcome = h.start().await;
+  assert_eq!(outcome.status, RunStatus::Breached);
+  assert_eq!(h.ops("FailoverGlobalCluster"), 1);
+  let basis = outcome.timeline.rpo_unknown.clone().unwrap();
+  assert!(basis.contains("replication stopped at"), "{basis}");
+}

@@ -96,6 +96,7 @@ pub fn records() -> Vec<Record> {
         changed: false,
         outputs: BTreeMap::new(),
         data_loss_ms: None,
+        data_loss_unknown: None,
         summary: "primary unhealthy (token hunter2-secret)".into(),
       },
     ),
@@ -166,6 +167,7 @@ pub fn records() -> Vec<Record> {
         changed: true,
         outputs: BTreeMap::from([("endpoint".to_string(), "db.example".to_string())]),
         data_loss_ms: Some(4000),
+        data_loss_unknown: None,
         summary: HOSTILE.into(),
       },
     ),
@@ -225,6 +227,7 @@ pub fn succeeded_report() -> Report {
           changed: true,
           outputs: BTreeMap::new(),
           data_loss_ms: None,
+          data_loss_unknown: None,
           summary: "3/3 running".into(),
         };
       }
@@ -236,6 +239,7 @@ pub fn succeeded_report() -> Report {
           changed: false,
           outputs: BTreeMap::new(),
           data_loss_ms: None,
+          data_loss_unknown: None,
           summary: "posted".into(),
         };
       }

@@ -254,6 +254,7 @@ fn verdict_class(verdict: Verdict) -> &'static str {
     Verdict::Breached => "breached",
     Verdict::NotMeasured => "not-measured",
     Verdict::NoTarget => "no-target",
+    Verdict::Unknown => "breached",
   }
 }
 
@@ -326,7 +327,7 @@ pub fn render(report: &Report) -> String {
       "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"{}\">{}</td></tr>",
       esc(&objective.name),
       esc(&human_opt(objective.target_seconds)),
-      esc(&human_opt(objective.achieved_seconds)),
+      esc(&objective.achieved_text()),
       verdict_class(objective.verdict),
       esc(objective.verdict.as_str())
     );

@@ -163,12 +163,22 @@ pub fn render(report: &Report) -> String {
       Verdict::NoTarget => {
         CaseResult::Skipped(format!("the runbook sets no {} target", objective.name))
       }
+      Verdict::Unknown => CaseResult::Failed {
+        message: format!(
+          "{} not met: achieved {} against a target of {}",
+          objective.name,
+          objective.achieved_text(),
+          human_opt(objective.target_seconds)
+        ),
+        kind: "ObjectiveUnknown".into(),
+        body: String::new(),
+      },
     };
     count(&result);
     let out = format!(
       "target: {} · achieved: {} · verdict: {}\n",
       human_opt(objective.target_seconds),
-      human_opt(objective.achieved_seconds),
+      objective.achieved_text(),
       objective.verdict.as_str()
     );
     testcase(

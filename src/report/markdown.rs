@@ -94,6 +94,7 @@ pub fn render(report: &Report) -> String {
     let verdict = match objective.verdict {
       Verdict::Met => "met".to_string(),
       Verdict::Breached => "**BREACHED**".to_string(),
+      Verdict::Unknown => "**UNKNOWN** (not met)".to_string(),
       other => other.as_str().to_string(),
     };
     let _ = writeln!(
@@ -101,7 +102,7 @@ pub fn render(report: &Report) -> String {
       "| {} | {} | {} | {verdict} |",
       cell(&objective.name),
       human_opt(objective.target_seconds),
-      human_opt(objective.achieved_seconds),
+      cell(&objective.achieved_text()),
     );
   }
 

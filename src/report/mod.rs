@@ -29,7 +29,7 @@
 //! | `resumed`, `failed_step` | how often the run was resumed; the step that failed it |
 //! | `resumed_by[]` | each resume, oldest first: `at`, `host`, `user`, `caller` (as for the start) |
 //! | `params` | parameter values, secrets redacted |
-//! | `objectives[]` | `name` (`RTO`/`RPO`), `target_seconds`, `achieved_seconds`, `verdict` (`met`, `breached`, `not_measured`, `no_target`) |
+//! | `objectives[]` | `name` (`RTO`/`RPO`), `target_seconds`, `achieved_seconds`, `verdict` (`met`, `breached`, `not_measured`, `no_target`, `unknown`: never met, counts as breached), `basis` (with `unknown` only: what is known instead of a bound) |
 //! | `critical_path[]` | step ids of the chain that determined the run's length |
 //! | `steps[]`, `rollbacks[]` | `id`, `action`, `mutating`, `recovery`, `needs`, `outcome`, `critical`, `attempts`, `changed`, `start_seconds`, `end_seconds`, `duration_seconds`, `budget_seconds`, `data_loss_seconds`, `summary`, `error` (`message`, `code`, `request_id`, `http_status`, `retryable`), `outputs` |
 //! | `outputs` | step id → output name → value, for steps that produced outputs |
@@ -41,7 +41,7 @@ use std::{collections::BTreeMap, fmt::Write as _, time::Duration};
 use chrono::{DateTime, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::state::{Record, Redactor, StepError, StepSpan, Timeline};
+use crate::state::{DataLoss, Record, Redactor, StepError, StepSpan, Timeline};
 
 pub mod html;
 pub mod json;
@@ -200,6 +200,20 @@ pub struct Objective {
   pub target_seconds: Option<f64>,
   pub achieved_seconds: Option<f64>,
   pub verdict: Verdict,
+  /// With the verdict `unknown`: what is known instead of a bound ("step `promote`: unknown:
+  /// replication stopped at T; last measured lag L at T'"). Absent otherwise.
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  pub basis: Option<String>,
+}
+
+impl Objective {
+  /// What was achieved, in words: a duration, `-`, or `unknown (BASIS)`.
+  pub fn achieved_text(&self) -> String {
+    match &self.basis {
+      Some(basis) if self.verdict == Verdict::Unknown => format!("unknown ({basis})"),
+      _ => human_opt(self.achieved_seconds),
+    }
+  }
 }
 
 /// Whether an objective held.
@@ -213,6 +227,9 @@ pub enum Verdict {
   NotMeasured,
   /// The runbook sets no target.
   NoTarget,
+  /// There is a target, but what was achieved could not be bounded (a replica's lag was
+  /// unknown and the operator accepted data loss). Never met: counts as a breach (exit 3).
+  Unknown,
 }
 
 impl Verdict {
@@ -222,6 +239,7 @@ impl Verdict {
       Verdict::Breached => "breached",
       Verdict::NotMeasured => "not measured",
       Verdict::NoTarget => "no target",
+      Verdict::Unknown => "unknown",
     }
   }
 }
@@ -330,7 +348,7 @@ impl Report {
       end_seconds: seconds(span.ended),
       duration_seconds: seconds(span.duration()),
       budget_seconds: seconds(span.budget),
-      data_loss_seconds: seconds(span.data_loss),
+      data_loss_seconds: seconds(span.data_loss.as_ref().and_then(DataLoss::bound)),
       summary: span.summary.clone(),
       error: span.error.as_ref().map(error_report),
       outputs: span.outputs.clone(),
@@ -383,8 +401,13 @@ impl Report {
       failed_step: timeline.failed_step.clone(),
       params: timeline.params.clone(),
       objectives: vec![
-        objective("RTO", timeline.rto_target, timeline.rto_achieved),
-        objective("RPO", timeline.rpo_target, timeline.rpo_achieved),
+        objective("RTO", timeline.rto_target, timeline.rto_achieved, None),
+        objective(
+          "RPO",
+          timeline.rpo_target,
+          timeline.rpo_achieved,
+          timeline.rpo_unknown.as_deref(),
+        ),
       ],
       critical_path,
       steps,
@@ -434,7 +457,27 @@ fn error_report(error: &StepError) -> ErrorReport {
   }
 }
 
-fn objective(name: &str, target: Option<Duration>, achieved: Option<Duration>) -> Objective {
+/// `unknown`: the basis of an achieved value that could not be bounded (it wins over any
+/// bound measured by other steps: the run's data loss is then unknown).
+fn objective(
+  name: &str,
+  target: Option<Duration>,
+  achieved: Option<Duration>,
+  unknown: Option<&str>,
+) -> Objective {
+  if let Some(basis) = unknown {
+    return Objective {
+      name: name.into(),
+      target_seconds: seconds(target),
+      achieved_seconds: None,
+      verdict: if target.is_some() {
+        Verdict::Unknown
+      } else {
+        Verdict::NoTarget
+      },
+      basis: Some(basis.to_string()),
+    };
+  }
   let verdict = match (target, achieved) {
     (None, _) => Verdict::NoTarget,
     (Some(_), None) => Verdict::NotMeasured,
@@ -446,6 +489,7 @@ fn objective(name: &str, target: Option<Duration>, achieved: Option<Duration>) -
     target_seconds: seconds(target),
     achieved_seconds: seconds(achieved),
     verdict,
+    basis: None,
   }
 }
 

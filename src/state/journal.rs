@@ -180,6 +180,10 @@ pub enum Event {
     change: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     data_loss_ms: Option<u64>,
+    /// Set instead of `data_loss_ms` when the data loss could not be measured: the basis the
+    /// report gives ("replication stopped at T; last measured lag L"). Absent in older journals.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    data_loss_unknown: Option<String>,
   },
   /// Written (fsynced) after the intent, immediately before a request whose delivery cannot be
   /// observed afterwards (a notification) leaves the process. An intent without this record
@@ -204,6 +208,9 @@ pub enum Event {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     data_loss_ms: Option<u64>,
     summary: String,
+    /// As in `step_intent`: the basis of a data loss that could not be measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    data_loss_unknown: Option<String>,
   },
   StepFailed {
     step: String,

@@ -32,4 +32,4 @@ pub use operator::os_user;
 pub use redact::Redactor;
 pub use s3::{S3Location, S3State, SyncReport};
 pub use store::{RunSummary, Store};
-pub use timeline::{Resumption, StepSpan, Timeline};
+pub use timeline::{DataLoss, Resumption, StepSpan, Timeline};

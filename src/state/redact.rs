@@ -335,6 +335,7 @@ fn skeleton(structure: &[&str]) -> String {
         phase,
         change: String::new(),
         data_loss_ms: Some(0),
+        data_loss_unknown: Some(String::new()),
       },
       Event::StepDispatched {
         step: String::new(),
@@ -354,6 +355,7 @@ fn skeleton(structure: &[&str]) -> String {
         changed: true,
         outputs: [(String::new(), String::new())].into(),
         data_loss_ms: Some(0),
+        data_loss_unknown: Some(String::new()),
         summary: String::new(),
       },
       Event::StepFailed {
@@ -610,6 +612,7 @@ mod tests {
         changed: false,
         outputs: [("t0ken-value".to_string(), "x t0ken-value".to_string())].into(),
         data_loss_ms: None,
+        data_loss_unknown: None,
         summary: "dGhlIHQwa2VuLXZhbHVl".into(),
       }))
       .unwrap();

@@ -13,6 +13,54 @@ use serde::Serialize;
 
 use super::journal::{Event, Phase, Record, RunMode, RunStatus, StepError, StepInfo};
 
+/// The data a step's change loses (or lost): a bound measured before it, or, when it could not
+/// be measured, the basis on which it is unknown. An unknown loss is never zero.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DataLoss {
+  /// At most this much: the replica's lag at promotion, a backup's age.
+  Bounded(Duration),
+  /// Not measured; the text says what is known ("replication stopped at T; last measured lag
+  /// L").
+  Unknown(String),
+}
+
+impl DataLoss {
+  /// From a journal record's `data_loss_ms` and `data_loss_unknown` (an unknown wins: it is
+  /// only written when nothing could be measured).
+  pub fn from_journal(ms: Option<u64>, unknown: Option<&String>) -> Option<DataLoss> {
+    match (unknown, ms) {
+      (Some(basis), _) => Some(DataLoss::Unknown(basis.clone())),
+      (None, Some(ms)) => Some(DataLoss::Bounded(Duration::from_millis(ms))),
+      (None, None) => None,
+    }
+  }
+
+  /// The journal's `data_loss_ms`: a bound in milliseconds.
+  pub fn journal_ms(loss: Option<&DataLoss>) -> Option<u64> {
+    match loss {
+      Some(DataLoss::Bounded(bound)) => Some(u64::try_from(bound.as_millis()).unwrap_or(u64::MAX)),
+      _ => None,
+    }
+  }
+
+  /// The journal's `data_loss_unknown`: the basis of an unknown loss.
+  pub fn journal_unknown(loss: Option<&DataLoss>) -> Option<String> {
+    match loss {
+      Some(DataLoss::Unknown(basis)) => Some(basis.clone()),
+      _ => None,
+    }
+  }
+
+  /// The bound, when there is one.
+  pub fn bound(&self) -> Option<Duration> {
+    match self {
+      DataLoss::Bounded(bound) => Some(*bound),
+      DataLoss::Unknown(_) => None,
+    }
+  }
+}
+
 /// A step's life in a run.
 #[derive(Debug, Clone, Serialize)]
 pub struct StepSpan {
@@ -31,7 +79,7 @@ pub struct StepSpan {
   pub summary: Option<String>,
   pub error: Option<StepError>,
   pub outputs: BTreeMap<String, String>,
-  pub data_loss: Option<Duration>,
+  pub data_loss: Option<DataLoss>,
   pub budget: Option<Duration>,
 }
 
@@ -71,7 +119,11 @@ pub struct Timeline {
   pub rto_target: Option<Duration>,
   pub rpo_target: Option<Duration>,
   pub rto_achieved: Option<Duration>,
+  /// The largest measured data-loss bound of the run's steps.
   pub rpo_achieved: Option<Duration>,
+  /// Set when a step's data loss could not be measured: the RPO achieved is then unknown (no
+  /// bound), and this is its basis. The verdict is never "met".
+  pub rpo_unknown: Option<String>,
   /// Steps in graph declaration order.
   pub steps: Vec<StepSpan>,
   pub rollbacks: Vec<StepSpan>,
@@ -93,8 +145,13 @@ impl Timeline {
     Some(self.rto_achieved? <= self.rto_target?)
   }
 
+  /// Whether the RPO target was met. An unknown RPO is not met: nothing proves the target held.
   pub fn rpo_met(&self) -> Option<bool> {
-    Some(self.rpo_achieved? <= self.rpo_target?)
+    let target = self.rpo_target?;
+    if self.rpo_unknown.is_some() {
+      return Some(false);
+    }
+    Some(self.rpo_achieved? <= target)
   }
 
   /// Whether an objective was missed.
@@ -184,13 +241,14 @@ impl Timeline {
       rpo_target: rpo_ms.map(Duration::from_millis),
       rto_achieved: None,
       rpo_achieved: None,
+      rpo_unknown: None,
       steps: steps.iter().map(span).collect(),
       rollbacks: Vec::new(),
       resumed: 0,
       resumed_by: Vec::new(),
       failed_step: None,
     };
-    let mut intent_loss: BTreeMap<String, u64> = BTreeMap::new();
+    let mut intent_loss: BTreeMap<String, DataLoss> = BTreeMap::new();
     for record in &records[1..] {
       let at = timeline.offset(record.ts);
       match &record.event {
@@ -221,11 +279,14 @@ impl Timeline {
         }
         Event::StepIntent {
           step,
-          data_loss_ms: Some(ms),
+          data_loss_ms,
+          data_loss_unknown,
           phase: Phase::Run,
           ..
-        } => {
-          intent_loss.insert(step.clone(), *ms);
+        } if data_loss_ms.is_some() || data_loss_unknown.is_some() => {
+          if let Some(loss) = DataLoss::from_journal(*data_loss_ms, data_loss_unknown.as_ref()) {
+            intent_loss.insert(step.clone(), loss);
+          }
         }
         Event::StepIntent { .. } | Event::StepDispatched { .. } | Event::ProcessStarted { .. } => {}
         Event::StepSucceeded {
@@ -235,9 +296,11 @@ impl Timeline {
           outputs,
           data_loss_ms,
           summary,
+          data_loss_unknown,
           ..
         } => {
-          let loss = data_loss_ms.or_else(|| intent_loss.get(step).copied());
+          let loss = DataLoss::from_journal(*data_loss_ms, data_loss_unknown.as_ref())
+            .or_else(|| intent_loss.get(step).cloned());
           if let Some(span) = timeline.span_mut(step, *phase) {
             span.ended = Some(at);
             span.outcome = if *phase == Phase::Rollback {
@@ -250,7 +313,7 @@ impl Timeline {
             span.outputs = outputs.clone();
             span.summary = Some(summary.clone());
             span.error = None;
-            span.data_loss = loss.map(Duration::from_millis);
+            span.data_loss = loss;
           }
         }
         Event::StepFailed {
@@ -337,6 +400,14 @@ impl Timeline {
     } else {
       None
     };
-    self.rpo_achieved = self.steps.iter().filter_map(|span| span.data_loss).max();
+    self.rpo_achieved = self
+      .steps
+      .iter()
+      .filter_map(|span| span.data_loss.as_ref()?.bound())
+      .max();
+    self.rpo_unknown = self.steps.iter().find_map(|span| match &span.data_loss {
+      Some(DataLoss::Unknown(basis)) => Some(format!("step `{}`: {basis}", span.id)),
+      _ => None,
+    });
   }
 }

@@ -21,6 +21,7 @@ mod lockloss;
 mod orphans;
 mod outage;
 mod resumerace;
+mod rpo_unknown;
 mod secret_corpus;
 mod secrets;
 mod stepcrash;
@@ -87,6 +88,7 @@ const SECTIONS: &[(&str, Section)] = &[
   ("resumerace", resumerace::run),
   ("lockloss", lockloss::run),
   ("diskfull", diskfull::run),
+  ("rpo-unknown", rpo_unknown::run),
 ];
 
 fn main() -> ExitCode {

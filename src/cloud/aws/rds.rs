@@ -1,6 +1,6 @@
 //! RDS (instances, snapshots, Aurora global databases) and the CloudWatch `ReplicaLag` metric.
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use aws_config::{Region, SdkConfig};
 use aws_sdk_cloudwatch::types::{Dimension, Statistic};
@@ -12,14 +12,11 @@ use super::{
   to_chrono,
 };
 use crate::cloud::{
-  CloudResult, DbInstance, DbSnapshot, ErrorKind, GlobalCluster, GlobalClusterMember, Rds,
-  RestoreRequest, SnapshotKind,
+  CloudResult, DbInstance, DbSnapshot, ErrorKind, GlobalCluster, GlobalClusterMember, LagDatapoint,
+  Rds, ReplicaLag, RestoreRequest, SnapshotKind, LAG_LOOKBACK, LAG_PERIOD,
 };
 
 const SERVICE: &str = "rds";
-/// How far back `replica_lag` looks for a datapoint. RDS publishes `ReplicaLag` every minute;
-/// older than this, the metric says nothing about now.
-const LAG_WINDOW: Duration = Duration::from_secs(10 * 60);
 
 pub(crate) struct AwsRds {
   rds: RegionalClients<aws_sdk_rds::Client>,
@@ -42,6 +39,45 @@ impl AwsRds {
         aws_sdk_cloudwatch::Client::from_conf(config)
       }),
     }
+  }
+
+  /// One-minute maxima of an `AWS/RDS` lag metric over the last [`LAG_LOOKBACK`], in seconds
+  /// as CloudWatch holds them (negative values kept: they mean replication is not running).
+  async fn lag_datapoints(
+    &self,
+    region: &str,
+    metric: &str,
+    dimension: &str,
+    id: &str,
+    now: SystemTime,
+  ) -> CloudResult<Vec<LagDatapoint>> {
+    let dimension = Dimension::builder().name(dimension).value(id).build();
+    let output = self
+      .cloudwatch
+      .get(region)
+      .get_metric_statistics()
+      .namespace("AWS/RDS")
+      .metric_name(metric)
+      .dimensions(dimension)
+      .start_time((now - LAG_LOOKBACK).into())
+      .end_time(now.into())
+      .period(i32::try_from(LAG_PERIOD.as_secs()).unwrap_or(60))
+      .statistics(Statistic::Maximum)
+      .send()
+      .await
+      .map_err(|error| cloud_error("cloudwatch", "GetMetricStatistics", error))?;
+    Ok(
+      output
+        .datapoints()
+        .iter()
+        .filter_map(|point| {
+          Some(LagDatapoint {
+            at: to_chrono(point.timestamp()?)?,
+            seconds: point.maximum()?,
+          })
+        })
+        .collect(),
+    )
   }
 
   /// Global clusters are visible from every region; ask the configured one.
@@ -74,14 +110,6 @@ fn to_instance(region: &str, instance: &aws_sdk_rds::types::DbInstance) -> DbIns
   }
 }
 
-/// The region named in an ARN (`arn:aws:rds:REGION:ACCOUNT:cluster:NAME`).
-fn arn_region(arn: &str) -> Option<&str> {
-  arn
-    .strip_prefix("arn:")
-    .and_then(|rest| rest.split(':').nth(2))
-    .filter(|region| !region.is_empty())
-}
-
 #[async_trait::async_trait]
 impl Rds for AwsRds {
   async fn describe_instance(&self, region: &str, id: &str) -> CloudResult<Option<DbInstance>> {
@@ -101,32 +129,12 @@ impl Rds for AwsRds {
     }))
   }
 
-  async fn replica_lag(&self, region: &str, id: &str) -> CloudResult<Option<Duration>> {
+  async fn replica_lag(&self, region: &str, id: &str) -> CloudResult<ReplicaLag> {
     let now = SystemTime::now();
-    let dimension = Dimension::builder()
-      .name("DBInstanceIdentifier")
-      .value(id)
-      .build();
-    let output = self
-      .cloudwatch
-      .get(region)
-      .get_metric_statistics()
-      .namespace("AWS/RDS")
-      .metric_name("ReplicaLag")
-      .dimensions(dimension)
-      .start_time((now - LAG_WINDOW).into())
-      .end_time(now.into())
-      .period(60)
-      .statistics(Statistic::Maximum)
-      .send()
-      .await
-      .map_err(|error| cloud_error("cloudwatch", "GetMetricStatistics", error))?;
-    let newest = output
-      .datapoints()
-      .iter()
-      .filter_map(|point| Some((point.timestamp()?, point.maximum()?)))
-      .max_by_key(|(timestamp, _)| (timestamp.secs(), timestamp.subsec_nanos()));
-    Ok(newest.map(|(_, seconds)| Duration::from_secs_f64(seconds.max(0.0))))
+    let points = self
+      .lag_datapoints(region, "ReplicaLag", "DBInstanceIdentifier", id, now)
+      .await?;
+    Ok(ReplicaLag::from_datapoints(&points, now.into()))
   }
 
   async fn describe_snapshots(
@@ -266,7 +274,7 @@ impl Rds for AwsRds {
 
   async fn failover_global_cluster(&self, id: &str, target_cluster_arn: &str) -> CloudResult<()> {
     // Fail over from the target's region: the old writer's region may be the one that is down.
-    let region = arn_region(target_cluster_arn)
+    let region = crate::cloud::arn_region(target_cluster_arn)
       .map(str::to_owned)
       .unwrap_or_else(|| self.global_region());
     self
@@ -280,22 +288,33 @@ impl Rds for AwsRds {
       .map_err(|error| cloud_error(SERVICE, "FailoverGlobalCluster", error))?;
     Ok(())
   }
+
+  async fn get_global_rpo_lag(&self, region: &str, cluster_id: &str) -> CloudResult<ReplicaLag> {
+    let now = SystemTime::now();
+    let points = self
+      .lag_datapoints(
+        region,
+        "AuroraGlobalDBRPOLag",
+        "DBClusterIdentifier",
+        cluster_id,
+        now,
+      )
+      .await?
+      .into_iter()
+      // The metric is in milliseconds; a negative value keeps its sign.
+      .map(|point| LagDatapoint {
+        seconds: point.seconds / 1000.0,
+        ..point
+      })
+      .collect::<Vec<_>>();
+    Ok(ReplicaLag::from_datapoints(&points, now.into()))
+  }
 }
 
 #[cfg(test)]
 mod tests {
   use super::*;
   use crate::cloud::CloudError;
-
-  #[test]
-  fn arn_region_reads_the_fourth_field() {
-    assert_eq!(
-      arn_region("arn:aws:rds:us-west-2:123456789012:cluster:app-global-usw2"),
-      Some("us-west-2")
-    );
-    assert_eq!(arn_region("app-global-usw2"), None);
-    assert_eq!(arn_region("arn:aws:rds::123:global-cluster:x"), None);
-  }
 
   #[test]
   fn an_error_kind_is_kept() {

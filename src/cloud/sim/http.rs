@@ -118,6 +118,13 @@ impl HttpState {
   }
 }
 
+impl HttpState {
+  /// Whether the world lists `region` in outage (read through [`WorldState::region_in_outage`]).
+  pub(super) fn in_outage(&self, region: &str) -> bool {
+    self.outages.contains(region)
+  }
+}
+
 impl WorldState {
   /// Answer a GET: `(status, body)`, or why the request could not be delivered.
   pub(crate) fn serve(
@@ -146,7 +153,7 @@ impl WorldState {
           &service.cluster,
           &service.service,
         );
-        if self.http.outages.contains(&service.region) {
+        if self.region_in_outage(&service.region) {
           Ok((
             503,
             format!("service unavailable: {} is in outage", service.region),

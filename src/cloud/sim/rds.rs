@@ -12,7 +12,8 @@ use super::{
   Operation, SimCloud,
 };
 use crate::cloud::{
-  CloudResult, DbInstance, DbSnapshot, GlobalCluster, GlobalClusterMember, Rds, RestoreRequest,
+  CloudResult, DbInstance, DbSnapshot, GlobalCluster, GlobalClusterMember, LagDatapoint, Rds,
+  ReplicaLag, RestoreRequest, LAG_LOOKBACK, LAG_PERIOD,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -93,13 +94,73 @@ impl Instance {
     })
   }
 
-  fn lag(&self, model: &Model, now: DateTime<Utc>) -> Option<Duration> {
+  /// The replica's `ReplicaLag` datapoints over the last [`LAG_LOOKBACK`], one a period, in
+  /// modelled time from the world's creation (so the metric follows the time scale). While its
+  /// source region is up, every datapoint holds the replica's lag. When that region is in
+  /// outage (from the world's creation: outages are part of the world), replication stops:
+  /// datapoints from then on read -1 for [`STOPPED_PERIODS`] periods, then RDS publishes none.
+  /// Empty for an instance that is not (or no longer) a replica.
+  fn lag_datapoints(
+    &self,
+    model: &Model,
+    now: DateTime<Utc>,
+    source_down: bool,
+  ) -> (Vec<LagDatapoint>, DateTime<Utc>) {
     let mut current = self.clone();
     if !current.settle(model, now) || current.replica_of.is_none() {
-      return None;
+      return modelled_datapoints(model, now, None, source_down);
     }
-    current.lag
+    modelled_datapoints(model, now, current.lag, source_down)
   }
+}
+
+/// A lag metric's datapoints over the last [`LAG_LOOKBACK`] as the world publishes them, and
+/// the modelled now they are read at (see [`Instance::lag_datapoints`]). `lag: None`: nothing is
+/// published.
+fn modelled_datapoints(
+  model: &Model,
+  now: DateTime<Utc>,
+  lag: Option<Duration>,
+  source_down: bool,
+) -> (Vec<LagDatapoint>, DateTime<Utc>) {
+  let modelled_now = model.created_at + chrono_duration(model.elapsed(model.created_at, now));
+  let Some(lag) = lag else {
+    return (Vec::new(), modelled_now);
+  };
+  let period = chrono_duration(LAG_PERIOD);
+  let lookback = chrono_duration(LAG_LOOKBACK);
+  let stopped_until = model.created_at + period * STOPPED_PERIODS;
+  // Periods counted from the world's creation, the newest at or before now.
+  let newest = (modelled_now - model.created_at).num_seconds() / period.num_seconds().max(1);
+  let points = (0..=lookback.num_seconds() / period.num_seconds().max(1))
+    .map(|back| model.created_at + period * i32::try_from(newest - back).unwrap_or(i32::MIN))
+    .filter(|at| !source_down || *at < stopped_until)
+    .map(|at| LagDatapoint {
+      at,
+      seconds: if source_down && at >= model.created_at {
+        -1.0
+      } else {
+        lag.as_secs_f64()
+      },
+    })
+    .collect();
+  (points, modelled_now)
+}
+
+/// The RPO lag the world's Aurora global database secondaries report while their primary's
+/// region is up (Aurora replicates across regions in about a second).
+const AURORA_RPO_LAG: Duration = Duration::from_secs(1);
+
+/// How many periods a replica whose source failed reports -1 before its datapoints stop.
+const STOPPED_PERIODS: i32 = 2;
+
+fn chrono_duration(duration: Duration) -> chrono::Duration {
+  chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::MAX)
+}
+
+/// The source region of a replica: the region in its source's ARN, else its own.
+fn source_region<'a>(replica_region: &'a str, replica_of: &'a str) -> &'a str {
+  crate::cloud::arn_region(replica_of).unwrap_or(replica_region)
 }
 
 #[derive(Debug, Clone)]
@@ -391,7 +452,7 @@ impl Rds for SimCloud {
       .await
   }
 
-  async fn replica_lag(&self, region: &str, id: &str) -> CloudResult<Option<Duration>> {
+  async fn replica_lag(&self, region: &str, id: &str) -> CloudResult<ReplicaLag> {
     self
       .sim
       .read(
@@ -399,13 +460,19 @@ impl Rds for SimCloud {
         "GetMetricStatistics",
         Some(region),
         |state, now| {
-          Ok(
-            state
-              .rds
-              .instances
-              .get(&(region.to_string(), id.to_string()))
-              .and_then(|instance| instance.lag(&state.model, now)),
-          )
+          let Some(instance) = state
+            .rds
+            .instances
+            .get(&(region.to_string(), id.to_string()))
+          else {
+            return Ok(ReplicaLag::from_datapoints(&[], now));
+          };
+          let source_down = instance
+            .replica_of
+            .as_deref()
+            .is_some_and(|source| state.region_in_outage(source_region(region, source)));
+          let (points, modelled_now) = instance.lag_datapoints(&state.model, now, source_down);
+          Ok(ReplicaLag::from_datapoints(&points, modelled_now))
         },
       )
       .await
@@ -490,5 +557,41 @@ impl Rds for SimCloud {
       )
       .await
       .map(drop)
+  }
+
+  async fn get_global_rpo_lag(&self, region: &str, cluster_id: &str) -> CloudResult<ReplicaLag> {
+    self
+      .sim
+      .read(
+        "cloudwatch",
+        "GetMetricStatistics",
+        Some(region),
+        |state, now| {
+          // A secondary (not the writer) of a global cluster, in `region`: the metric is
+          // published for it alone, in its own region.
+          let secondary_of = state.rds.globals.values().find_map(|global| {
+            let view = global.view(&state.model, now);
+            let is_secondary = view.members.iter().any(|member| {
+              !member.is_writer
+                && crate::cloud::arn_region(&member.cluster_arn) == Some(region)
+                && crate::cloud::arn_resource_name(&member.cluster_arn) == cluster_id
+            });
+            is_secondary.then_some(view)
+          });
+          let (lag, source_down) = match &secondary_of {
+            Some(global) => (
+              Some(AURORA_RPO_LAG),
+              global
+                .writer()
+                .and_then(crate::cloud::arn_region)
+                .is_some_and(|writer| state.region_in_outage(writer)),
+            ),
+            None => (None, false),
+          };
+          let (points, modelled_now) = modelled_datapoints(&state.model, now, lag, source_down);
+          Ok(ReplicaLag::from_datapoints(&points, modelled_now))
+        },
+      )
+      .await
   }
 }

@@ -130,6 +130,14 @@ impl WorldState {
   }
 }
 
+impl WorldState {
+  /// Whether `region` is down (the world's `outages`): the one place the simulator decides it.
+  /// Its HTTP endpoints answer 503, and a read replica whose source is there stops replicating.
+  pub(crate) fn region_in_outage(&self, region: &str) -> bool {
+    self.http.in_outage(region)
+  }
+}
+
 /// Read a field of an operation's `detail`.
 pub(crate) fn detail_str<'a>(op: &'a Operation, field: &str) -> Result<&'a str, Reject> {
   op.detail

@@ -87,7 +87,8 @@ async fn promote_moves_modifying_to_available_and_clears_replica_of() {
       .rds
       .replica_lag("us-west-2", "app-db-replica")
       .await
-      .unwrap(),
+      .unwrap()
+      .measured(),
     Some(Duration::from_secs(4))
   );
 
@@ -127,7 +128,8 @@ async fn promote_moves_modifying_to_available_and_clears_replica_of() {
       .rds
       .replica_lag("us-west-2", "app-db-replica")
       .await
-      .unwrap(),
+      .unwrap()
+      .measured(),
     None
   );
 
@@ -1082,4 +1084,73 @@ async fn a_world_can_follow_paused_tokio_time() {
     .unwrap()
     .unwrap();
   assert!(after.is_standalone_available());
+}
+
+/// The built-in world with its source region (us-east-1) in outage.
+fn open_source_down(dir: &Path) -> Arc<Sim> {
+  let world = BUILTIN_WORLD.replace("outages: []", "outages: [us-east-1]");
+  std::fs::create_dir_all(dir).unwrap();
+  let path = dir.join("world.yaml");
+  std::fs::write(&path, world).unwrap();
+  Sim::open(&SimOptions {
+    world: Some(path),
+    time_scale: Some(1.0),
+    dir: dir.join("state"),
+  })
+  .unwrap()
+}
+
+/// A replica whose source region failed used to read its seeded lag (4s) as if replication
+/// still ran: its ReplicaLag must read -1 (unknown, replication stopped), not a lag.
+#[tokio::test(start_paused = true)]
+async fn a_replica_whose_source_region_is_down_has_no_measured_lag() {
+  let tmp = TempDir::new().unwrap();
+  let sim = open_source_down(tmp.path());
+  sim.follow_tokio_time();
+  let cloud = sim.cloud();
+  let lag = cloud
+    .rds
+    .replica_lag("us-west-2", "app-db-replica")
+    .await
+    .unwrap();
+  let crate::cloud::ReplicaLag::Unknown { reason, last } = lag else {
+    panic!("a lag was measured with the source region down: {lag:?}");
+  };
+  assert!(
+    matches!(reason, crate::cloud::LagUnknown::Stopped { .. }),
+    "{reason:?}"
+  );
+  assert_eq!(last.map(|last| last.lag), Some(Duration::from_secs(4)));
+  assert!(lag.to_string().contains("replication stopped at"), "{lag}");
+
+  // Two periods later the -1 datapoints stop: stale; past the lookback, none at all.
+  sim.advance(Duration::from_secs(5 * MIN));
+  let lag = cloud
+    .rds
+    .replica_lag("us-west-2", "app-db-replica")
+    .await
+    .unwrap();
+  assert!(
+    matches!(
+      lag,
+      crate::cloud::ReplicaLag::Unknown {
+        reason: crate::cloud::LagUnknown::Stale { .. },
+        ..
+      }
+    ),
+    "{lag:?}"
+  );
+  sim.advance(Duration::from_secs(20 * MIN));
+  let lag = cloud
+    .rds
+    .replica_lag("us-west-2", "app-db-replica")
+    .await
+    .unwrap();
+  assert_eq!(
+    lag,
+    crate::cloud::ReplicaLag::Unknown {
+      reason: crate::cloud::LagUnknown::NoDatapoint,
+      last: None
+    }
+  );
 }

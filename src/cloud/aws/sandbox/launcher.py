@@ -23,6 +23,10 @@ Besides the AWS APIs, the server answers the sandbox's own routes under `/drctl-
 * `POST /drctl-sandbox/rekey` renames generated ids (see `rekey` below); `seed.py` uses it.
 * `POST /drctl-sandbox/health?id=HC&healthy=false` (also `/drctl-test/health`) overrides
   whether the endpoint behind health check HC answers, for adapter tests.
+* `POST /drctl-sandbox/metrics` with `{"region", "namespace", "metric", "dimensions": {NAME:
+  VALUE}, "points": [[SECONDS_AGO, VALUE], ...]}` puts CloudWatch datapoints timed relative to
+  now, the way RDS publishes them: a replica whose source failed reads -1, then its
+  datapoints stop (stale), then there are none.
 """
 
 import argparse
@@ -607,9 +611,40 @@ def control_app(app):
         return _answer(start_response, "200 OK", rekey(json.loads(_read_body(environ) or b"{}")))
       except (ValueError, KeyError, AttributeError) as error:
         return _answer(start_response, "400 Bad Request", f"cannot re-key: {error}")
+    if route == "metrics" and method == "POST":
+      try:
+        count = put_metrics(json.loads(_read_body(environ) or b"{}"))
+      except (ValueError, KeyError, TypeError, AttributeError) as error:
+        return _answer(start_response, "400 Bad Request", f"bad metrics document: {error}")
+      return _answer(start_response, "200 OK", {"put": count})
     return _answer(start_response, "404 Not Found", "unknown sandbox route")
 
   return wrapped
+
+
+def put_metrics(spec: dict) -> int:
+  """Put datapoints into moto's CloudWatch as `PutMetricData` would, each timed `SECONDS_AGO`
+  before now (CloudWatch keeps negative values as they are: -1 is what RDS reports while
+  replication is not running)."""
+  from moto.cloudwatch import models as cloudwatch_models
+
+  backend = cloudwatch_models.cloudwatch_backends[ACCOUNT][spec["region"]]
+  # Naive UTC, as moto's request parser hands `Timestamp` and `StartTime` to the backend.
+  now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+  dimensions = [{"Name": name, "Value": value} for name, value in spec["dimensions"].items()]
+  data = [
+    {
+      "MetricName": spec["metric"],
+      "Dimensions": dimensions,
+      "Timestamp": now - datetime.timedelta(seconds=float(ago)),
+      "Value": float(value),
+      "Unit": spec.get("unit", "Seconds"),
+    }
+    for ago, value in spec["points"]
+  ]
+  with _lock:
+    backend.put_metric_data(spec["namespace"], data)
+  return len(data)
 
 
 def watch_parent(parent: int) -> None:

@@ -10,7 +10,6 @@ Progress goes to stderr; stdout carries only the JSON document.
 
 import argparse
 import base64
-import datetime
 import hashlib
 import json
 import os
@@ -29,9 +28,18 @@ PRIMARY_CHECK = "hc-primary"
 SECONDARY_CHECK = "hc-secondary"
 
 
+# How long the seeded replica keeps publishing a current ReplicaLag.
+LAG_HOURS = 24
+
+
 def rekey(endpoint: str, spec: dict) -> None:
+  post(endpoint, "rekey", spec)
+
+
+def post(endpoint: str, route: str, spec: dict) -> None:
+  """POST a JSON document to one of the sandbox's own routes."""
   request = urllib.request.Request(
-    f"{endpoint}/drctl-sandbox/rekey",
+    f"{endpoint}/drctl-sandbox/{route}",
     data=json.dumps(spec).encode(),
     headers={"Content-Type": "application/json"},
     method="POST",
@@ -93,20 +101,17 @@ def main() -> None:
   log(f"rds: app-db, app-db-replica, {len(snapshots)} snapshots")
 
   # --- CloudWatch: ReplicaLag of the replica (4 s) ----------------------------------------
-  now = datetime.datetime.now(datetime.timezone.utc)
-  client("cloudwatch", STANDBY).put_metric_data(
-    Namespace="AWS/RDS",
-    MetricData=[
-      {
-        "MetricName": "ReplicaLag",
-        "Dimensions": [{"Name": "DBInstanceIdentifier", "Value": "app-db-replica"}],
-        "Timestamp": now - datetime.timedelta(seconds=seconds_ago),
-        "Value": 4.0,
-        "Unit": "Seconds",
-      }
-      for seconds_ago in (180, 120, 60)
-    ],
-  )
+  # RDS publishes ReplicaLag every minute, and drctl treats a datapoint older than two periods
+  # as unknown lag. moto publishes nothing by itself, so the seed puts one datapoint a minute
+  # from three minutes ago to LAG_HOURS ahead: a sandbox session reads a current 4 s lag
+  # throughout (CloudWatch's GetMetricStatistics only returns datapoints before its EndTime).
+  post(args.endpoint, "metrics", {
+    "region": STANDBY,
+    "namespace": "AWS/RDS",
+    "metric": "ReplicaLag",
+    "dimensions": {"DBInstanceIdentifier": "app-db-replica"},
+    "points": [[seconds_ago, 4.0] for seconds_ago in range(180, -LAG_HOURS * 3600, -60)],
+  })
   out["rds"]["replica_lag_seconds"] = 4
 
   # --- Aurora global database app-global --------------------------------------------------
@@ -126,6 +131,16 @@ def main() -> None:
       Engine="aurora-postgresql",
       GlobalClusterIdentifier="app-global",
     )["DBCluster"]
+    # The secondary's RPO lag (AuroraGlobalDBRPOLag, milliseconds, published in its own
+    # region), a minute apart like the replica's ReplicaLag above.
+    post(args.endpoint, "metrics", {
+      "region": STANDBY,
+      "namespace": "AWS/RDS",
+      "metric": "AuroraGlobalDBRPOLag",
+      "dimensions": {"DBClusterIdentifier": "app-aurora-usw2"},
+      "points": [[seconds_ago, 800.0] for seconds_ago in range(180, -LAG_HOURS * 3600, -60)],
+      "unit": "Milliseconds",
+    })
     out["global_cluster"] = {
       "id": "app-global",
       "primary_cluster_arn": primary_cluster["DBClusterArn"],
