@@ -339,6 +339,9 @@ impl Rds for Unavailable {
   async fn failover_global_cluster(&self, _: &str, _: &str) -> CloudResult<()> {
     unavailable("rds", "FailoverGlobalCluster")
   }
+  async fn create_read_replica(&self, _: &crate::cloud::ReplicaRequest) -> CloudResult<()> {
+    unavailable("rds", "CreateDBInstanceReadReplica")
+  }
 }
 
 #[async_trait::async_trait]

@@ -694,6 +694,21 @@ impl Rds for LimitedRds {
       })
       .await
   }
+  async fn create_read_replica(&self, request: &super::ReplicaRequest) -> CloudResult<()> {
+    let inner = &self.inner;
+    let region = Some(request.region.as_str());
+    self
+      .limiter
+      .call(
+        "rds",
+        "CreateDBInstanceReadReplica",
+        region,
+        1,
+        Mutating,
+        || inner.create_read_replica(request),
+      )
+      .await
+  }
 }
 
 struct LimitedEcs {
@@ -941,6 +956,9 @@ mod tests {
     }
     async fn failover_global_cluster(&self, _: &str, _: &str) -> CloudResult<()> {
       self.answer("FailoverGlobalCluster")
+    }
+    async fn create_read_replica(&self, _: &crate::cloud::ReplicaRequest) -> CloudResult<()> {
+      self.answer("CreateDBInstanceReadReplica")
     }
   }
 

@@ -21,6 +21,8 @@ enum Phase {
   Promoting(DateTime<Utc>),
   Restoring(DateTime<Utc>),
   Deleting(DateTime<Utc>),
+  /// `CreateDBInstanceReadReplica` accepted then: `creating` until `create_replica` has passed.
+  Creating(DateTime<Utc>),
 }
 
 #[derive(Debug, Clone)]
@@ -35,6 +37,9 @@ struct Instance {
   replica_of: Option<String>,
   lag: Option<Duration>,
   phase: Phase,
+  /// For a replica this world created: when its creation started. Its lag is then the time
+  /// the creation took, caught up over `replica_catch_up`, on top of the steady lag.
+  created: Option<DateTime<Utc>>,
 }
 
 impl Instance {
@@ -59,6 +64,13 @@ impl Instance {
         true
       }
       Phase::Deleting(since) => !model.done(since, now, model.timings.delete.0),
+      Phase::Creating(since) => {
+        if model.done(since, now, model.timings.create_replica.0) {
+          self.phase = Phase::Steady;
+          self.status = "available".into();
+        }
+        true
+      }
     }
   }
 
@@ -80,6 +92,10 @@ impl Instance {
         }
       }
       Phase::Deleting(_) => "deleting".into(),
+      Phase::Creating(_) => {
+        endpoint = None;
+        "creating".into()
+      }
     };
     Some(DbInstance {
       id: current.id,
@@ -91,14 +107,6 @@ impl Instance {
       port: current.port,
       replica_of: current.replica_of,
     })
-  }
-
-  fn lag(&self, model: &Model, now: DateTime<Utc>) -> Option<Duration> {
-    let mut current = self.clone();
-    if !current.settle(model, now) || current.replica_of.is_none() {
-      return None;
-    }
-    current.lag
   }
 }
 
@@ -182,6 +190,7 @@ impl RdsState {
             None
           },
           phase: Phase::Steady,
+          created: None,
         };
         (key, value)
       })
@@ -322,6 +331,7 @@ impl RdsState {
           replica_of: None,
           lag: None,
           phase: Phase::Restoring(now),
+          created: None,
         };
         self.instances.insert(key, instance);
         Ok(())
@@ -372,6 +382,7 @@ impl RdsState {
         }
         Ok(())
       }
+      "CreateDBInstanceReadReplica" => self.create_replica(op, model),
       other => Err(Reject::client(
         "InvalidAction",
         format!("rds has no operation {other}"),
@@ -404,7 +415,14 @@ impl Rds for SimCloud {
               .rds
               .instances
               .get(&(region.to_string(), id.to_string()))
-              .and_then(|instance| instance.lag(&state.model, now)),
+              .and_then(|instance| {
+                let writes_stopped = instance
+                  .replica_of
+                  .as_deref()
+                  .map(|source| source_region(source).unwrap_or(region))
+                  .is_some_and(|source| state.ecs.stopped_in(&state.model, now, source));
+                instance.lag_now(&state.model, now, writes_stopped)
+              }),
           )
         },
       )
@@ -490,5 +508,124 @@ impl Rds for SimCloud {
       )
       .await
       .map(drop)
+  }
+
+  async fn create_read_replica(&self, request: &crate::cloud::ReplicaRequest) -> CloudResult<()> {
+    let detail = serde_json::to_value(request).unwrap_or_default();
+    self
+      .sim
+      .mutate(
+        "rds",
+        "CreateDBInstanceReadReplica",
+        Some(&request.region),
+        &request.instance_id,
+        detail,
+      )
+      .await
+      .map(drop)
+  }
+}
+
+/// The lag a replica this world creates has once it has caught up, while its source takes
+/// writes.
+const CREATED_REPLICA_STEADY_LAG: Duration = Duration::from_secs(1);
+
+/// The region of an RDS ARN (`arn:aws:rds:REGION:ACCOUNT:db:ID`); `None` for a bare identifier.
+fn source_region(source: &str) -> Option<&str> {
+  source
+    .strip_prefix("arn:")
+    .and_then(|rest| rest.split(':').nth(2))
+    .filter(|region| !region.is_empty())
+}
+
+impl Instance {
+  /// The `ReplicaLag` a replica reports now. While its source region's application has stopped
+  /// writing (`writes_stopped`), the steady lag drains to zero; a replica this world created
+  /// first works off the backlog of its creation. `None` while creating (no datapoints yet), and
+  /// for an instance that is not a replica.
+  fn lag_now(&self, model: &Model, now: DateTime<Utc>, writes_stopped: bool) -> Option<Duration> {
+    let mut current = self.clone();
+    if !current.settle(model, now) || current.replica_of.is_none() {
+      return None;
+    }
+    if matches!(current.phase, Phase::Creating(_)) {
+      return None;
+    }
+    let steady = if writes_stopped {
+      Duration::ZERO
+    } else {
+      current.lag?
+    };
+    let backlog = current.created.map_or(Duration::ZERO, |since| {
+      let create = model.timings.create_replica.0;
+      let caught_up = model.elapsed(since, now).saturating_sub(create);
+      let catch_up = model.timings.replica_catch_up.0;
+      if catch_up.is_zero() || caught_up >= catch_up {
+        Duration::ZERO
+      } else {
+        create.mul_f64(1.0 - caught_up.as_secs_f64() / catch_up.as_secs_f64())
+      }
+    });
+    Some(backlog + steady)
+  }
+}
+
+impl RdsState {
+  /// `CreateDBInstanceReadReplica`: a new replica of an available source, named by its ARN as
+  /// AWS reports a cross-region source (`ReadReplicaSourceDBInstanceIdentifier`).
+  fn create_replica(&mut self, op: &Operation, model: &Model) -> Applied {
+    let now = op.at;
+    let request: crate::cloud::ReplicaRequest = serde_json::from_value(op.detail.clone())
+      .map_err(|err| Reject::client("InvalidParameterValue", err.to_string()))?;
+    if !valid_instance_id(&request.instance_id) {
+      return Err(Reject::client(
+        "InvalidParameterValue",
+        format!(
+          "DBInstanceIdentifier `{}` is not a valid identifier.",
+          request.instance_id
+        ),
+      ));
+    }
+    let key = (request.region.clone(), request.instance_id.clone());
+    if self.instances.contains_key(&key) {
+      return Err(Reject::client(
+        "DBInstanceAlreadyExists",
+        format!("DB instance already exists: {}", request.instance_id),
+      ));
+    }
+    let source = self
+      .instances
+      .get(&(request.source_region.clone(), request.source_id.clone()))
+      .ok_or_else(|| instance_not_found(&request.source_id))?;
+    if source.phase != Phase::Steady || source.status != "available" {
+      return Err(Reject::invalid_state(
+        "InvalidDBInstanceState",
+        format!("DB Instance {} is not in available state.", source.id),
+      ));
+    }
+    let instance = Instance {
+      id: request.instance_id.clone(),
+      region: request.region.clone(),
+      engine: source.engine.clone(),
+      class: request
+        .instance_class
+        .clone()
+        .unwrap_or_else(|| source.class.clone()),
+      status: "creating".into(),
+      endpoint: Some(format!(
+        "{}.csim01.{}.rds.amazonaws.com",
+        request.instance_id, request.region
+      )),
+      port: source.port,
+      replica_of: Some(format!(
+        "arn:aws:rds:{}:{}:db:{}",
+        source.region, model.account, source.id
+      )),
+      lag: Some(CREATED_REPLICA_STEADY_LAG),
+      phase: Phase::Creating(now),
+      created: Some(now),
+    };
+    self.instances.insert(key, instance);
+    Ok(())
   }
 }
