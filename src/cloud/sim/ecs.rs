@@ -339,6 +339,27 @@ impl Ecs for SimCloud {
   }
 }
 
+impl EcsState {
+  /// The services as a world file declares them, as they stand at `now`.
+  pub fn export_services(
+    &self,
+    model: &Model,
+    now: DateTime<Utc>,
+  ) -> Vec<super::world::ServiceSpec> {
+    self
+      .services
+      .values()
+      .map(|service| super::world::ServiceSpec {
+        region: service.region.clone(),
+        cluster: service.cluster.clone(),
+        name: service.name.clone(),
+        desired: service.rollout.to,
+        running: Some(service.progress(model, now).0),
+      })
+      .collect()
+  }
+}
+
 #[cfg(test)]
 mod tests {
   use super::*;

@@ -629,3 +629,36 @@ impl RdsState {
     Ok(())
   }
 }
+
+impl RdsState {
+  /// The instances as a world file declares them, as they stand at `now` (settled; a
+  /// replica's current lag becomes its `replica_lag`). Snapshots and global clusters are the
+  /// world's own: the world file keeps them.
+  pub fn export_instances(
+    &self,
+    model: &Model,
+    now: DateTime<Utc>,
+  ) -> Vec<super::world::InstanceSpec> {
+    self
+      .instances
+      .values()
+      .filter_map(|instance| {
+        let view = instance.view(model, now)?;
+        let replica_lag = instance
+          .lag_now(model, now, false)
+          .map(|lag| super::world::ModelDuration(Duration::from_secs(lag.as_secs())));
+        Some(super::world::InstanceSpec {
+          id: view.id,
+          region: view.region,
+          engine: view.engine,
+          class: view.instance_class,
+          status: view.status,
+          endpoint: view.endpoint,
+          port: view.port,
+          replica_of: view.replica_of,
+          replica_lag,
+        })
+      })
+      .collect()
+  }
+}
