@@ -1317,6 +1317,7 @@ mod tests {
     assert_eq!(family("ecs", "DescribeServices"), Some("ecs.read"));
     assert_eq!(family("ecs", "UpdateService"), Some("ecs.write"));
     assert_eq!(family("rds", "PromoteReadReplica"), Some("rds"));
+    assert_eq!(family("rds", "CreateDBInstanceReadReplica"), Some("rds"));
     assert_eq!(family("s3", "ListObjectsV2"), None);
     assert_eq!(aws_default("route53"), Some(Bucket::new(5.0, 5.0)));
   }

@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import sys
+import time
 import urllib.request
 import uuid
 
@@ -73,6 +74,22 @@ def main() -> None:
     SourceDBInstanceIdentifier=source_arn,
     DBInstanceClass="db.r6g.large",
   )
+  # CloudWatch: ReplicaLag of the replica (4 s), published before the replica becomes
+  # `available` (the launcher publishes a first datapoint then only for a replica that has none).
+  now = datetime.datetime.now(datetime.timezone.utc)
+  client("cloudwatch", STANDBY).put_metric_data(
+    Namespace="AWS/RDS",
+    MetricData=[
+      {
+        "MetricName": "ReplicaLag",
+        "Dimensions": [{"Name": "DBInstanceIdentifier", "Value": "app-db-replica"}],
+        "Timestamp": now - datetime.timedelta(seconds=seconds_ago),
+        "Value": 4.0,
+        "Unit": "Seconds",
+      }
+      for seconds_ago in (180, 120, 60)
+    ],
+  )
   older = rds_east.create_db_snapshot(
     DBInstanceIdentifier="app-db", DBSnapshotIdentifier="app-db-manual-2026-11-21"
   )
@@ -90,24 +107,17 @@ def main() -> None:
     "manual_snapshot": newer["DBSnapshot"]["DBSnapshotIdentifier"],
     "older_manual_snapshot": older["DBSnapshot"]["DBSnapshotIdentifier"],
   }
-  log(f"rds: app-db, app-db-replica, {len(snapshots)} snapshots")
-
-  # --- CloudWatch: ReplicaLag of the replica (4 s) ----------------------------------------
-  now = datetime.datetime.now(datetime.timezone.utc)
-  client("cloudwatch", STANDBY).put_metric_data(
-    Namespace="AWS/RDS",
-    MetricData=[
-      {
-        "MetricName": "ReplicaLag",
-        "Dimensions": [{"Name": "DBInstanceIdentifier", "Value": "app-db-replica"}],
-        "Timestamp": now - datetime.timedelta(seconds=seconds_ago),
-        "Value": 4.0,
-        "Unit": "Seconds",
-      }
-      for seconds_ago in (180, 120, 60)
-    ],
-  )
   out["rds"]["replica_lag_seconds"] = 4
+  # The replica is `creating` for a moment, as on AWS (launcher.py): runs start once it is
+  # available.
+  for _ in range(100):
+    status = rds_west.describe_db_instances(DBInstanceIdentifier="app-db-replica")[
+      "DBInstances"
+    ][0]["DBInstanceStatus"]
+    if status == "available":
+      break
+    time.sleep(0.1)
+  log(f"rds: app-db, app-db-replica, {len(snapshots)} snapshots")
 
   # --- Aurora global database app-global --------------------------------------------------
   try:
