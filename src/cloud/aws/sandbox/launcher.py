@@ -195,6 +195,10 @@ def create_db_instance_read_replica(self, db_kwargs):
             {
               "MetricName": "ReplicaLag",
               "Dimensions": [{"Name": "DBInstanceIdentifier", "Value": database_id}],
+              # A second in the past, naive UTC as moto keeps it: a query ending now drops
+              # the current second (moto truncates EndTime), and CloudWatch's datapoints
+              # describe time already past anyway.
+              "Timestamp": _utcnow().replace(tzinfo=None) - datetime.timedelta(seconds=1),
               "Value": 0.0,
               "Unit": "Seconds",
             }
