@@ -1,8 +1,9 @@
 //! Crash anywhere: `drctl failover` on `regional-failover.yaml`, SIGKILLed at seeded random
 //! instants — the first process, then the `drctl resume` that follows it, and so on — and finally
 //! resumed to completion. On the simulator (each run its own world) and against moto through the
-//! AWS SDK (`--sandbox`, each run its own server). The same for `drctl run failback` on the
-//! simulator, on the world a completed failover left (`Sim::world_now`).
+//! AWS SDK (`--sandbox`, each run its own server). The same for `drctl run failback`, after a
+//! completed failover: on the simulator on the world it left (`Sim::world_now`), and on moto on
+//! the same server (counting only the failback's requests).
 //!
 //! What is measured, per run:
 //! * **resumed to completion**: the last `drctl resume` exits 0 (or 3) and the journal ends
@@ -83,6 +84,9 @@ pub fn run(config: &Config) -> Vec<Figure> {
   let failback_kills = if config.full { 200 } else { 8 };
   let failback = campaign(config, &Target::SimFailback, failback_kills, 2);
   figures.extend(failback.figures(Target::SimFailback.name(), failback_kills));
+  let moto_failback_kills = if config.full { 20 } else { 2 };
+  let moto_failback = campaign(config, &Target::MotoFailback, moto_failback_kills, 1);
+  figures.extend(moto_failback.figures(Target::MotoFailback.name(), moto_failback_kills));
   figures
 }
 
@@ -92,6 +96,8 @@ enum Target {
   Moto,
   /// `drctl run failback` on the simulator, on the world a finished failover left.
   SimFailback,
+  /// `drctl run failback --sandbox` on the moto server a finished failover changed.
+  MotoFailback,
 }
 
 /// Simulator time scales a run may get, with the wall time a failover takes at each (so kill
@@ -108,6 +114,7 @@ impl Target {
       Target::Sim => "sim",
       Target::Moto => "moto",
       Target::SimFailback => "sim failback",
+      Target::MotoFailback => "moto failback",
     }
   }
 
@@ -115,7 +122,7 @@ impl Target {
   fn runbook(&self) -> &'static str {
     match self {
       Target::Sim | Target::Moto => "regional-failover",
-      Target::SimFailback => "failback",
+      Target::SimFailback | Target::MotoFailback => "failback",
     }
   }
 
@@ -123,7 +130,7 @@ impl Target {
   fn effects(&self) -> Vec<(&'static str, usize)> {
     match self {
       Target::Sim | Target::Moto => EFFECTS.iter().map(|effect| (*effect, 1)).collect(),
-      Target::SimFailback => FAILBACK_EFFECTS.to_vec(),
+      Target::SimFailback | Target::MotoFailback => FAILBACK_EFFECTS.to_vec(),
     }
   }
 
@@ -132,6 +139,16 @@ impl Target {
   fn prepare(&self, test: &Test) -> Option<std::path::PathBuf> {
     match self {
       Target::Sim | Target::Moto => None,
+      Target::MotoFailback => {
+        let failover = test.run_args(["failover", "us-west-2", "--sandbox", "--yes"]);
+        assert_eq!(
+          failover.code(),
+          0,
+          "the failover before the failback: {}",
+          failover.stderr()
+        );
+        None
+      }
       Target::SimFailback => {
         let failover = test.run_args([
           "failover",
@@ -161,6 +178,12 @@ impl Target {
     world: Option<&std::path::Path>,
   ) -> (Vec<String>, u64) {
     let (mut args, window): (Vec<String>, u64) = match self {
+      Target::MotoFailback => (
+        ["run", "failback", "--sandbox", "--yes"]
+          .map(String::from)
+          .to_vec(),
+        6_000,
+      ),
       Target::SimFailback => {
         let (scale, window) = FAILBACK_SCALES[rng.usize(..FAILBACK_SCALES.len())];
         let world = world.expect("a failback starts from the world a failover left");
@@ -358,7 +381,7 @@ fn campaign(config: &Config, target: &Target, kills: usize, workers: usize) -> T
           );
           let run = match target {
             Target::Sim | Target::SimFailback => crash_run(target, &mut rng, None),
-            Target::Moto => {
+            Target::Moto | Target::MotoFailback => {
               let moto = Moto::start();
               crash_run(target, &mut rng, Some(&moto))
             }
@@ -488,6 +511,10 @@ fn crash_run(target: &Target, rng: &mut fastrand::Rng, moto: Option<&Moto>) -> R
     recording::start(moto);
   }
   let world = target.prepare(&test);
+  if let Some(moto) = moto {
+    // Count the requests of the run under test only, not those of a failover before it.
+    recording::start(moto);
+  }
   // The failover a failback starts from is not one of the runs under test.
   let prepared = test.run_ids();
   let (failover, window_ms) = target.failover(rng, world.as_deref());
