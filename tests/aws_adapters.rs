@@ -843,3 +843,61 @@ async fn aurora_rpo_lag_reads_the_engines_own_metric() {
     "{lag:?}"
   );
 }
+
+/// `CreateDBInstanceReadReplica` across regions through the SDK: the source named by its ARN,
+/// the replica `creating` then `available` with a `ReplicaLag` datapoint, a repeat refused as
+/// `DBInstanceAlreadyExists` (the launcher's patch (i): moto would replace the instance).
+#[tokio::test]
+async fn rds_cross_region_read_replica_is_created_once_and_becomes_available() {
+  let moto = Moto::start();
+  let cloud = cloud(&moto).await;
+  let request = drctl::cloud::ReplicaRequest {
+    region: WEST.into(),
+    instance_id: "app-db-second".into(),
+    source_region: EAST.into(),
+    source_id: "app-db".into(),
+    instance_class: None,
+    tags: BTreeMap::from([("drctl:run-id".to_string(), "r1".to_string())]),
+  };
+  cloud.rds.create_read_replica(&request).await.unwrap();
+  let created = cloud
+    .rds
+    .describe_instance(WEST, "app-db-second")
+    .await
+    .unwrap()
+    .unwrap();
+  assert_eq!(created.status, "creating");
+  assert_eq!(
+    created.replica_of.as_deref(),
+    Some("arn:aws:rds:us-east-1:123456789012:db:app-db")
+  );
+  assert!(
+    eventually(Duration::from_secs(10), || async {
+      cloud
+        .rds
+        .describe_instance(WEST, "app-db-second")
+        .await
+        .unwrap()
+        .is_some_and(|instance| instance.status == "available")
+    })
+    .await,
+    "the replica never became available"
+  );
+  let lag = cloud.rds.replica_lag(WEST, "app-db-second").await.unwrap();
+  assert_eq!(lag.measured(), Some(Duration::ZERO), "{lag:?}");
+  let again = cloud.rds.create_read_replica(&request).await.unwrap_err();
+  assert_eq!(
+    again.code.as_deref(),
+    Some("DBInstanceAlreadyExists"),
+    "{again}"
+  );
+  assert!(again.request_id.is_some(), "{again}");
+  // A source that does not exist is named in the error.
+  let missing = drctl::cloud::ReplicaRequest {
+    instance_id: "app-db-third".into(),
+    source_id: "no-such-db".into(),
+    ..request
+  };
+  let err = cloud.rds.create_read_replica(&missing).await.unwrap_err();
+  assert_eq!(err.kind, ErrorKind::NotFound, "{err}");
+}

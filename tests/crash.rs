@@ -116,6 +116,65 @@ fn sigint_stops_gracefully_with_exit_130_and_the_run_resumes() {
   assert_exactly_once(&test, &run_id);
 }
 
+/// The failback, killed between the intent and the outcome of a step, resumes and applies each
+/// of its effects exactly once: on the world a finished failover left.
+#[test]
+fn a_failback_killed_between_intent_and_outcome_applies_each_effect_once() {
+  let test = Test::new();
+  test.run_args(FAILOVER).status(0);
+  let failover = test.run_ids().pop().unwrap();
+  let world = test.world_after(&failover);
+  for (step, at) in [("create-home-replica", 0), ("promote-home", 1)] {
+    let test = Test::new();
+    let before = test.run_ids();
+    let mut child = test.spawn([
+      "run",
+      "failback",
+      "--sim",
+      world.to_str().unwrap(),
+      "--yes",
+      "--time-scale",
+      "600",
+    ]);
+    let intent = |test: &Test| {
+      let ids: Vec<String> = test
+        .run_ids()
+        .into_iter()
+        .filter(|id| !before.contains(id))
+        .collect();
+      ids.first().is_some_and(|id| {
+        test.journal(id).lines().any(|line| {
+          line.contains(r#""event":"step_intent""#) && line.contains(&format!(r#""step":"{step}""#))
+        })
+      })
+    };
+    test.wait_for(Duration::from_secs(60), step, || intent(&test));
+    signal(&child, "KILL");
+    let _ = child.wait();
+    let run_id = test.new_run(&before);
+    assert!(
+      !test.journal(&run_id).contains("run_finished"),
+      "killed at {step} ({at})"
+    );
+    test.run_args(resume_args(&run_id)).status(0);
+    let operations = test.operations(&run_id);
+    for (operation, times) in [
+      ("CreateDBInstanceReadReplica", 2),
+      ("UpdateService", 1),
+      ("PromoteReadReplica", 1),
+      ("ChangeResourceRecordSets", 1),
+      ("DeleteDBInstance", 1),
+    ] {
+      assert_eq!(
+        count(&operations, operation),
+        times,
+        "killed at {step}: {operation} in {operations:?}"
+      );
+    }
+    assert_eq!(test.status_json(&run_id)["timeline"]["status"], "succeeded");
+  }
+}
+
 /// Whether the run's journal has an `event` record of `step`.
 fn journalled(test: &Test, event: &str, step: &str) -> bool {
   test.run_ids().first().is_some_and(|id| {

@@ -140,20 +140,162 @@ fn backup_restore_deletes_the_temporary_instance_when_the_check_fails() {
   assert_eq!(delete["outcome"], "succeeded");
 }
 
+/// With nothing to fail back from (the built-in world's writer is home, its standby a replica),
+/// failback refuses before it changes anything.
 #[test]
-fn failback_runs_green_on_the_built_in_world() {
+fn failback_on_the_built_in_world_refuses_with_nothing_to_fail_back_from() {
+  let test = Test::new();
+  let run = test
+    .run_args(["run", "failback", "--sim", "--yes", "--time-scale", "600"])
+    .status(1);
+  assert!(
+    run
+      .stderr()
+      .contains("`app-db-replica` is not a standalone available instance"),
+    "{}",
+    run.stderr()
+  );
+  let run_id = test.run_ids().pop().unwrap();
+  assert_eq!(test.operations(&run_id), Vec::<String>::new());
+}
+
+/// What `drctl failover us-west-2` leaves, `drctl run failback` returns: the writes made in the
+/// standby region reach home through a replica of the standby writer, promoted once writes have
+/// stopped and its lag is zero, and the standby region gets its replica back under the name the
+/// next failover promotes, which then succeeds too.
+#[test]
+fn failback_after_a_failover_brings_the_writer_home_and_the_standby_replica_back() {
   let test = Test::new();
   test
-    .run_args(["run", "failback", "--sim", "--yes", "--time-scale", "600"])
+    .run_args([
+      "failover",
+      "us-west-2",
+      "--sim",
+      "--yes",
+      "--time-scale",
+      "600",
+    ])
     .status(0);
-  let run_id = test.run_ids().pop().unwrap();
-  let operations = test.operations(&run_id);
-  assert_eq!(count(&operations, "UpdateHealthCheck"), 1, "{operations:?}");
-  assert_eq!(
-    count(&operations, "ChangeResourceRecordSets"),
-    0,
-    "records already point home"
+  let failover = test.run_ids().pop().unwrap();
+  let after_failover = test.world_after(&failover);
+  let before = test.run_ids();
+  let world = after_failover.to_str().unwrap();
+  let run = test
+    .run_args([
+      "run",
+      "failback",
+      "--sim",
+      world,
+      "--yes",
+      "--time-scale",
+      "600",
+    ])
+    .status(0);
+  assert!(
+    run.stdout().contains("result: succeeded"),
+    "{}",
+    run.stdout()
   );
+  let failback = test.new_run(&before);
+  let operations = test.operations(&failback);
+  for (operation, times) in [
+    ("CreateDBInstanceReadReplica", 2),
+    ("PromoteReadReplica", 1),
+    ("DeleteDBInstance", 1),
+    ("ChangeResourceRecordSets", 1),
+    ("UpdateHealthCheck", 1),
+    ("UpdateService", 1),
+  ] {
+    assert_eq!(
+      count(&operations, operation),
+      times,
+      "{operation} in {operations:?}"
+    );
+  }
+  let order: Vec<&str> = operations
+    .iter()
+    .map(String::as_str)
+    .filter(|op| {
+      [
+        "CreateDBInstanceReadReplica",
+        "UpdateService",
+        "PromoteReadReplica",
+        "ChangeResourceRecordSets",
+        "DeleteDBInstance",
+      ]
+      .contains(op)
+    })
+    .collect();
+  assert_eq!(
+    order,
+    [
+      "CreateDBInstanceReadReplica",
+      "UpdateService",
+      "PromoteReadReplica",
+      "ChangeResourceRecordSets",
+      "DeleteDBInstance",
+      "CreateDBInstanceReadReplica"
+    ],
+    "writes stop before the promotion, DNS follows it, the standby replica comes last"
+  );
+
+  // The roles at the end: the home writer is the promoted replica, the standby replicates it.
+  let home_writer = format!("app-db-{failback}");
+  let world: serde_json::Value =
+    serde_json::from_str(&std::fs::read_to_string(test.world_after(&failback)).unwrap()).unwrap();
+  let instance = |region: &str, id: &str| {
+    world["rds"]["instances"]
+      .as_array()
+      .unwrap()
+      .iter()
+      .find(|instance| instance["region"] == region && instance["id"] == id)
+      .cloned()
+      .unwrap_or_else(|| panic!("no {id} in {region}: {world}"))
+  };
+  let home = instance("us-east-1", &home_writer);
+  assert_eq!(home["status"], "available");
+  assert!(
+    home["replica_of"].is_null(),
+    "the home writer is standalone: {home}"
+  );
+  let standby = instance("us-west-2", "app-db-replica");
+  assert_eq!(standby["status"], "available");
+  assert_eq!(
+    standby["replica_of"],
+    format!("arn:aws:rds:us-east-1:123456789012:db:{home_writer}")
+  );
+  let services = world["ecs"]["services"].as_array().unwrap();
+  let standby_service = services
+    .iter()
+    .find(|service| service["region"] == "us-west-2")
+    .unwrap();
+  assert_eq!(
+    standby_service["desired"], 0,
+    "writes stay stopped in the standby region"
+  );
+
+  // The next failover works with what the failback left, once the next game day inverts the
+  // primary's health check again (the failback put it back to normal).
+  let after_failback = test.world_after(&failback);
+  let mut next: serde_json::Value =
+    serde_json::from_str(&std::fs::read_to_string(&after_failback).unwrap()).unwrap();
+  for check in next["route53"]["health_checks"].as_array_mut().unwrap() {
+    if check["id"] == "hc-primary" {
+      check["inverted"] = true.into();
+    }
+  }
+  std::fs::write(&after_failback, next.to_string()).unwrap();
+  test
+    .run_args([
+      "failover",
+      "us-west-2",
+      "--sim",
+      after_failback.to_str().unwrap(),
+      "--yes",
+      "--time-scale",
+      "600",
+    ])
+    .status(0);
 }
 
 #[test]

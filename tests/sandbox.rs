@@ -551,3 +551,58 @@ fn sandbox_up_status_and_down() {
   assert!(status.stdout().contains("no sandbox running"));
   assert!(!Path::new(&test.path().join(".drctl/sandbox.json")).exists());
 }
+
+/// On moto through the SDK: `drctl failover us-west-2`, then `drctl run failback` on the same
+/// server. The failback creates the home replica of the standby writer, stops the standby
+/// service, promotes the home replica, points DNS home and recreates `app-db-replica` as the
+/// replica of the new home writer.
+#[tokio::test]
+async fn failback_after_a_failover_on_moto_brings_the_writer_home() {
+  let moto = Moto::start();
+  let test = attached(&moto);
+  test
+    .run_args(["failover", "us-west-2", "--sandbox", "--yes"])
+    .status(0);
+  let before = test.run_ids();
+  let run = test
+    .run_args(["run", "failback", "--sandbox", "--yes"])
+    .status(0);
+  assert!(
+    run.stdout().contains("result: succeeded"),
+    "{}",
+    run.stdout()
+  );
+  let failback = test.new_run(&before);
+  let home_writer = format!("app-db-{failback}");
+
+  let cloud = cloud(&moto).await;
+  let home = cloud
+    .rds
+    .describe_instance(EAST, &home_writer)
+    .await
+    .unwrap()
+    .unwrap();
+  assert!(home.is_standalone_available(), "{home:?}");
+  let standby = cloud
+    .rds
+    .describe_instance(WEST, "app-db-replica")
+    .await
+    .unwrap()
+    .unwrap();
+  assert_eq!(
+    standby.replica_of,
+    Some(format!(
+      "arn:aws:rds:us-east-1:123456789012:db:{home_writer}"
+    )),
+    "{standby:?}"
+  );
+  let service = cloud
+    .ecs
+    .describe_service(WEST, "app-standby", "api")
+    .await
+    .unwrap()
+    .unwrap();
+  assert!(service.is_steady_at(0), "{service:?}");
+  let (status, body) = moto.request("GET", "/drctl-sandbox/app/api.example.com/health", "");
+  assert_eq!((status, body.as_str()), (200, "ok"));
+}

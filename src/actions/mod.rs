@@ -316,6 +316,7 @@ pub static ACTIONS: &[ActionDef] = &[
   exec::COMMAND,
   wait::SLEEP,
   wait::UNTIL,
+  rds::CREATE_REPLICA,
 ];
 
 /// Look an action up by name.

@@ -122,11 +122,14 @@ pub const REPLICA_STATUS: ActionDef = ActionDef {
       INSTANCE,
       FieldSpec::optional("max_lag", FieldKind::Duration, "Fail when the replica lags more than this"),
       FieldSpec::optional("role", FieldKind::Enum(&["replica", "standalone"]), "What the instance must be (default replica)"),
+      FieldSpec::optional("within", FieldKind::Duration, "Keep checking until it passes or this has passed (waits for a replica to catch up)"),
+      FieldSpec::optional("source", FieldKind::String, "The replica must replicate this instance (ARN, or identifier in source_region): anything else does not hold its writes and is refused unless --accept-data-loss"),
+      FieldSpec::optional("source_region", FieldKind::String, "Region of `source` when it is an identifier (default: region)"),
     ],
     mutating_operations: &[],
     outputs: &["status", "source", "lag_seconds"],
   },
-  behaviour: Behaviour::Check(&ReplicaStatus),
+  behaviour: Behaviour::Check(&PolledReplicaStatus),
 };
 
 struct ReplicaStatus;
@@ -664,5 +667,576 @@ impl Effect for FailoverGlobalCluster {
     })
     .await?;
     Ok(Outcome::new(format!("{target} is the writer of `{id}`")).output("writer", target))
+  }
+}
+
+// --- rds.create_replica -----------------------------------------------------------------------
+
+/// A source instance, named by ARN (`arn:PARTITION:rds:REGION:ACCOUNT:db:ID`) or by identifier
+/// and region.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct SourceRef {
+  region: String,
+  id: String,
+}
+
+impl SourceRef {
+  /// `source` (an ARN or an identifier) and `source_region` (for an identifier; default
+  /// `default_region`) from a step's arguments.
+  fn from_args(args: &Args, default_region: &str) -> ActionResult<SourceRef> {
+    let source = args.str("source")?;
+    let given_region = args.opt_str("source_region");
+    match parse_db_arn(source) {
+      Some(arn) => match given_region {
+        Some(region) if region != arn.region => Err(ActionError::failed(format!(
+          "`with.source_region` is {region} but the ARN `{source}` names {}",
+          arn.region
+        ))),
+        _ => Ok(arn),
+      },
+      None if source.starts_with("arn:") => Err(ActionError::failed(format!(
+        "`with.source`: `{source}` is not an RDS DB instance ARN \
+         (arn:aws:rds:REGION:ACCOUNT:db:ID)"
+      ))),
+      None => Ok(SourceRef {
+        region: given_region.unwrap_or(default_region).to_string(),
+        id: source.to_string(),
+      }),
+    }
+  }
+
+  /// Whether a replica's `ReadReplicaSourceDBInstanceIdentifier` names this instance: its ARN
+  /// (how AWS reports a source in another region), or its bare identifier (a source in the
+  /// replica's own region).
+  fn is_named_by(&self, replica_of: &str, replica_region: &str) -> bool {
+    match parse_db_arn(replica_of) {
+      Some(arn) => arn == *self,
+      None => replica_of == self.id && replica_region == self.region,
+    }
+  }
+}
+
+impl std::fmt::Display for SourceRef {
+  fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    write!(f, "`{}` in {}", self.id, self.region)
+  }
+}
+
+/// The region and identifier in an RDS DB instance ARN.
+fn parse_db_arn(arn: &str) -> Option<SourceRef> {
+  let parts: Vec<&str> = arn.split(':').collect();
+  match parts.as_slice() {
+    ["arn", _partition, "rds", region, _account, "db", id]
+      if !region.is_empty() && !id.is_empty() =>
+    {
+      Some(SourceRef {
+        region: (*region).to_string(),
+        id: (*id).to_string(),
+      })
+    }
+    _ => None,
+  }
+}
+
+/// Whether `instance` is a read replica of `source`.
+fn replicates(instance: &DbInstance, source: &SourceRef) -> bool {
+  instance
+    .replica_of
+    .as_deref()
+    .is_some_and(|replica_of| source.is_named_by(replica_of, &instance.region))
+}
+
+pub const CREATE_REPLICA: ActionDef = ActionDef {
+  spec: &ActionSpec {
+    name: "rds.create_replica",
+    mutating: true,
+    doc:
+      "Create a (cross-region) read replica of a source instance and wait until it is available. \
+          A replica of that source already under that name is success; any other instance under \
+          that name is refused.",
+    fields: &[
+      FieldSpec::required(
+        "region",
+        FieldKind::String,
+        "Region to create the replica in",
+      ),
+      FieldSpec::required(
+        "instance",
+        FieldKind::String,
+        "Identifier of the new replica",
+      ),
+      FieldSpec::required(
+        "source",
+        FieldKind::String,
+        "The source instance: its ARN, or its identifier in source_region",
+      ),
+      FieldSpec::optional(
+        "source_region",
+        FieldKind::String,
+        "Region of the source when `source` is an identifier (default: region)",
+      ),
+      FieldSpec::optional(
+        "instance_class",
+        FieldKind::String,
+        "Instance class of the replica (default: the source's)",
+      ),
+    ],
+    mutating_operations: &["CreateDBInstanceReadReplica"],
+    outputs: &["instance", "source", "endpoint"],
+  },
+  behaviour: Behaviour::Effect(&CreateReplica),
+};
+
+struct CreateReplica;
+
+#[async_trait::async_trait]
+impl Effect for CreateReplica {
+  async fn observe(&self, ctx: &Ctx<'_>, args: &Args) -> ActionResult<Observation> {
+    let region = args.str("region")?;
+    let id = args.str("instance")?;
+    let source = SourceRef::from_args(args, region)?;
+    let change = format!("create `{id}` in {region}, a read replica of {source}");
+    let Some(instance) = ctx.cloud.rds.describe_instance(region, id).await? else {
+      let source_instance = describe(ctx, &source.region, &source.id).await?;
+      return Ok(Observation::new(
+        Observed::Absent,
+        format!(
+          "`{id}` does not exist in {region}; source {}",
+          describe_instance(&source_instance)
+        ),
+        change,
+      ));
+    };
+    let current = describe_instance(&instance);
+    if !replicates(&instance, &source) {
+      return Err(ActionError::failed(format!(
+        "`{id}` already exists in {region} and is not a read replica of {source} ({current}): \
+         it does not hold the source's data; refusing to take it for the replica (choose \
+         another identifier, or remove it first)"
+      )));
+    }
+    Ok(if instance.status == "available" {
+      Observation::new(Observed::Done, current, "none: the replica exists")
+    } else if TRANSITIONAL.contains(&instance.status.as_str()) {
+      Observation::new(Observed::InProgress, current, change)
+    } else {
+      return Err(ActionError::failed(format!(
+        "the replica `{id}` is {}: it will not become available on its own",
+        instance.status
+      )));
+    })
+  }
+
+  async fn apply(&self, ctx: &Ctx<'_>, args: &Args) -> ActionResult<Option<String>> {
+    let region = args.str("region")?;
+    let source = SourceRef::from_args(args, region)?;
+    let request = crate::cloud::ReplicaRequest {
+      region: region.to_string(),
+      instance_id: args.str("instance")?.to_string(),
+      source_region: source.region,
+      source_id: source.id,
+      instance_class: args.opt_str("instance_class").map(str::to_string),
+      tags: BTreeMap::from([
+        ("drctl:run-id".to_string(), ctx.run_id.to_string()),
+        ("drctl:step".to_string(), ctx.step_id.to_string()),
+      ]),
+    };
+    ctx.cloud.rds.create_read_replica(&request).await?;
+    Ok(None)
+  }
+
+  async fn verify(
+    &self,
+    ctx: &Ctx<'_>,
+    args: &Args,
+    _token: Option<&str>,
+  ) -> ActionResult<Outcome> {
+    let region = args.str("region")?;
+    let id = args.str("instance")?;
+    let source = SourceRef::from_args(args, region)?;
+    let instance = poll_until(ctx, || async {
+      let instance = describe(ctx, region, id).await?;
+      if !replicates(&instance, &source) {
+        return Err(ActionError::failed(format!(
+          "`{id}` is not a read replica of {source} ({})",
+          describe_instance(&instance)
+        )));
+      }
+      Ok(if instance.status == "available" {
+        Poll::Ready(instance)
+      } else {
+        Poll::Pending(format!("replica status: {}", instance.status))
+      })
+    })
+    .await?;
+    Ok(
+      Outcome::new(format!("`{id}` is an available read replica of {source}"))
+        .output("instance", id)
+        .output("source", instance.replica_of.unwrap_or_default())
+        .output("endpoint", instance.endpoint.unwrap_or_default()),
+    )
+  }
+}
+
+// --- rds.replica_status: `within` and `source` --------------------------------------------------
+
+/// `rds.replica_status` with its `source` guard and its `within` polling around the one-look
+/// check ([`ReplicaStatus`]), whose lag logic it leaves as it is.
+struct PolledReplicaStatus;
+
+#[async_trait::async_trait]
+impl Check for PolledReplicaStatus {
+  async fn check(&self, ctx: &Ctx<'_>, args: &Args) -> ActionResult<Outcome> {
+    let within = args.opt_duration("within");
+    let start = ctx.cloud.clock.now();
+    poll_until(ctx, || async {
+      // A refusal by the guard is final: a standalone instance does not become a replica of
+      // the source by waiting.
+      if let Some(accepted) = source_guard(ctx, args).await? {
+        return Ok(Poll::Ready(accepted));
+      }
+      match ReplicaStatus.check(ctx, args).await {
+        Ok(outcome) => Ok(Poll::Ready(outcome)),
+        Err(err) => match within {
+          Some(within) if ctx.cloud.clock.elapsed_since(start) < within => {
+            Ok(Poll::Pending(err.message))
+          }
+          _ => Err(err),
+        },
+      }
+    })
+    .await
+  }
+}
+
+/// With `source`: an instance that is not a read replica of it does not hold the writes made on
+/// the source, so it is refused; with `--accept-data-loss` it is accepted as it is
+/// (`Ok(Some(outcome))`). `Ok(None)`: no `source`, or the instance replicates it; the replica
+/// check decides.
+async fn source_guard(ctx: &Ctx<'_>, args: &Args) -> ActionResult<Option<Outcome>> {
+  if args.opt_str("source").is_none() {
+    return Ok(None);
+  }
+  let region = args.str("region")?;
+  let source = SourceRef::from_args(args, region)?;
+  let instance = describe(ctx, region, args.str("instance")?).await?;
+  if replicates(&instance, &source) {
+    return Ok(None);
+  }
+  let current = describe_instance(&instance);
+  if ctx.accept_data_loss {
+    return Ok(Some(
+      Outcome::new(format!(
+        "{current}: not a read replica of {source}, so without the writes made there \
+         (accepted: --accept-data-loss)"
+      ))
+      .output("status", &instance.status)
+      .output("source", instance.replica_of.unwrap_or_default())
+      .output("lag_seconds", ""),
+    ));
+  }
+  Err(ActionError::failed(format!(
+    "`{}` is not a read replica of {source} ({current}): it does not hold the writes made on \
+     {source}; refusing (pass --accept-data-loss to go on without them)",
+    instance.id
+  )))
+}
+
+#[cfg(test)]
+mod tests {
+  use std::sync::Arc;
+
+  use super::*;
+  use crate::cloud::sim::{Sim, SimOptions};
+
+  const MIN: u64 = 60;
+
+  /// The built-in world at scale 1, following paused tokio time.
+  fn world(dir: &std::path::Path) -> Arc<Sim> {
+    let sim = Sim::open(&SimOptions {
+      world: None,
+      time_scale: Some(1.0),
+      dir: dir.join("sim"),
+    })
+    .unwrap();
+    sim.follow_tokio_time();
+    sim
+  }
+
+  fn args(json: serde_json::Value, def: &ActionDef) -> Args {
+    crate::actions::bind(def.spec, json.as_object().unwrap()).unwrap()
+  }
+
+  fn effect(def: &ActionDef) -> &'static dyn Effect {
+    match def.behaviour {
+      Behaviour::Effect(effect) => effect,
+      Behaviour::Check(_) => unreachable!("{} is an effect", def.spec.name),
+    }
+  }
+
+  fn check(def: &ActionDef) -> &'static dyn Check {
+    match def.behaviour {
+      Behaviour::Check(check) => check,
+      Behaviour::Effect(_) => unreachable!("{} is a check", def.spec.name),
+    }
+  }
+
+  fn home_replica() -> serde_json::Value {
+    serde_json::json!({
+      "region": "us-west-2",
+      "instance": "app-db-second",
+      "source": "arn:aws:rds:us-east-1:123456789012:db:app-db",
+    })
+  }
+
+  #[test]
+  fn sources_are_read_from_an_arn_or_an_identifier_and_a_region() {
+    let arn = args(home_replica(), &CREATE_REPLICA);
+    let source = SourceRef::from_args(&arn, "us-west-2").unwrap();
+    assert_eq!(source.region, "us-east-1");
+    assert_eq!(source.id, "app-db");
+    assert!(source.is_named_by("arn:aws:rds:us-east-1:123456789012:db:app-db", "us-west-2"));
+    assert!(!source.is_named_by("arn:aws:rds:us-west-2:123456789012:db:app-db", "us-west-2"));
+    assert!(
+      !source.is_named_by("app-db", "us-west-2"),
+      "an id names its own region"
+    );
+    assert!(source.is_named_by("app-db", "us-east-1"));
+    let by_id = args(
+      serde_json::json!({"region": "us-east-1", "instance": "x", "source": "app-db-replica", "source_region": "us-west-2"}),
+      &CREATE_REPLICA,
+    );
+    let source = SourceRef::from_args(&by_id, "us-east-1").unwrap();
+    assert_eq!(
+      (source.region.as_str(), source.id.as_str()),
+      ("us-west-2", "app-db-replica")
+    );
+    let clash = args(
+      serde_json::json!({"region": "us-east-1", "instance": "x", "source": "arn:aws:rds:us-east-1:1:db:a", "source_region": "us-west-2"}),
+      &CREATE_REPLICA,
+    );
+    let err = SourceRef::from_args(&clash, "us-east-1").unwrap_err();
+    assert!(err.message.contains("names us-east-1"), "{err}");
+    let bad = args(
+      serde_json::json!({"region": "us-east-1", "instance": "x", "source": "arn:aws:rds:us-east-1:1:cluster:a"}),
+      &CREATE_REPLICA,
+    );
+    let err = SourceRef::from_args(&bad, "us-east-1").unwrap_err();
+    assert!(err.message.contains("not an RDS DB instance ARN"), "{err}");
+  }
+
+  #[tokio::test(start_paused = true)]
+  async fn create_replica_creates_once_waits_until_available_and_is_then_done() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = world(dir.path());
+    let cloud = sim.cloud();
+    let (_cancel, cancel) = tokio::sync::watch::channel(false);
+    let progress = |_: &str| {};
+    let ctx = Ctx::new(&cloud, "run-1", "create-home-replica", &progress, cancel);
+    let args = args(home_replica(), &CREATE_REPLICA);
+    let create = effect(&CREATE_REPLICA);
+
+    let before = create.observe(&ctx, &args).await.unwrap();
+    assert_eq!(before.state, Observed::Absent, "{before:?}");
+    assert!(
+      before.current.contains("app-db: available, standalone"),
+      "{before:?}"
+    );
+    create.apply(&ctx, &args).await.unwrap();
+    let during = create.observe(&ctx, &args).await.unwrap();
+    assert_eq!(during.state, Observed::InProgress, "{during:?}");
+    assert!(during.current.contains("creating"), "{during:?}");
+    let lag = cloud
+      .rds
+      .replica_lag("us-west-2", "app-db-second")
+      .await
+      .unwrap();
+    assert_eq!(
+      lag.measured(),
+      None,
+      "no datapoint while creating: {lag:?}"
+    );
+
+    let started = tokio::time::Instant::now();
+    let outcome = create.verify(&ctx, &args, None).await.unwrap();
+    let took = started.elapsed();
+    assert!(
+      took >= Duration::from_secs(15 * MIN) && took < Duration::from_secs(16 * MIN),
+      "{took:?}"
+    );
+    assert_eq!(
+      outcome.outputs["source"],
+      "arn:aws:rds:us-east-1:123456789012:db:app-db"
+    );
+    assert!(!outcome.outputs["endpoint"].is_empty());
+    let after = create.observe(&ctx, &args).await.unwrap();
+    assert_eq!(after.state, Observed::Done, "{after:?}");
+    let ops: Vec<String> = sim
+      .operation_log()
+      .into_iter()
+      .map(|op| op.operation)
+      .collect();
+    assert_eq!(ops, ["CreateDBInstanceReadReplica"]);
+
+    // Its lag starts at the creation's 15 minutes and falls to the steady second over the
+    // 5-minute catch-up.
+    let lag = || async {
+      cloud
+        .rds
+        .replica_lag("us-west-2", "app-db-second")
+        .await
+        .unwrap()
+        .measured()
+        .expect("a measured lag once available")
+    };
+    assert!(
+      lag().await > Duration::from_secs(14 * MIN),
+      "{:?}",
+      lag().await
+    );
+    cloud.clock.sleep(Duration::from_secs(150)).await;
+    let halfway = lag().await;
+    assert!(
+      halfway > Duration::from_secs(6 * MIN) && halfway < Duration::from_secs(8 * MIN),
+      "{halfway:?}"
+    );
+    cloud.clock.sleep(Duration::from_secs(3 * MIN)).await;
+    assert_eq!(lag().await, Duration::from_secs(1));
+    // Writes stop in the source's region (its service scaled to 0): the lag drains to zero.
+    cloud
+      .ecs
+      .update_desired_count("us-east-1", "app-primary", "api", 0)
+      .await
+      .unwrap();
+    cloud.clock.sleep(Duration::from_secs(MIN)).await;
+    assert_eq!(lag().await, Duration::ZERO);
+  }
+
+  #[tokio::test(start_paused = true)]
+  async fn create_replica_refuses_an_instance_that_is_not_a_replica_of_the_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = world(dir.path());
+    let cloud = sim.cloud();
+    let (_cancel, cancel) = tokio::sync::watch::channel(false);
+    let progress = |_: &str| {};
+    let ctx = Ctx::new(&cloud, "run-1", "create-home-replica", &progress, cancel);
+    // `app-db` exists in us-east-1 as a standalone writer: not a replica of app-db-replica.
+    let args = args(
+      serde_json::json!({"region": "us-east-1", "instance": "app-db", "source": "app-db-replica", "source_region": "us-west-2"}),
+      &CREATE_REPLICA,
+    );
+    let err = effect(&CREATE_REPLICA)
+      .observe(&ctx, &args)
+      .await
+      .unwrap_err();
+    assert!(!err.retryable);
+    assert_eq!(
+      err.message,
+      "`app-db` already exists in us-east-1 and is not a read replica of `app-db-replica` in \
+       us-west-2 (app-db: available, standalone): it does not hold the source's data; refusing \
+       to take it for the replica (choose another identifier, or remove it first)"
+    );
+    assert!(sim.operation_log().is_empty());
+  }
+
+  #[tokio::test(start_paused = true)]
+  async fn replica_status_with_source_refuses_another_database_unless_data_loss_is_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = world(dir.path());
+    let cloud = sim.cloud();
+    let (_cancel, cancel) = tokio::sync::watch::channel(false);
+    let progress = |_: &str| {};
+    let ctx = Ctx::new(
+      &cloud,
+      "run-1",
+      "home-db-holds-the-writes",
+      &progress,
+      cancel.clone(),
+    );
+    let status = check(&REPLICA_STATUS);
+    let standalone = args(
+      serde_json::json!({"region": "us-east-1", "instance": "app-db", "source": "app-db-replica", "source_region": "us-west-2", "within": "10m"}),
+      &REPLICA_STATUS,
+    );
+    let started = tokio::time::Instant::now();
+    let err = status.check(&ctx, &standalone).await.unwrap_err();
+    assert!(
+      started.elapsed() < Duration::from_secs(MIN),
+      "a refusal is not waited on"
+    );
+    assert!(
+      err
+        .message
+        .contains("does not hold the writes made on `app-db-replica` in us-west-2"),
+      "{err}"
+    );
+    assert!(err.message.contains("--accept-data-loss"), "{err}");
+    let accepting = Ctx {
+      accept_data_loss: true,
+      ..Ctx::new(
+        &cloud,
+        "run-1",
+        "home-db-holds-the-writes",
+        &progress,
+        cancel,
+      )
+    };
+    let outcome = status.check(&accepting, &standalone).await.unwrap();
+    assert!(
+      outcome.summary.contains("accepted: --accept-data-loss"),
+      "{outcome:?}"
+    );
+    // The real replica of the source passes.
+    let replica = args(
+      serde_json::json!({"region": "us-west-2", "instance": "app-db-replica", "source": "app-db", "source_region": "us-east-1", "max_lag": "5m"}),
+      &REPLICA_STATUS,
+    );
+    let outcome = status.check(&ctx, &replica).await.unwrap();
+    assert_eq!(outcome.outputs["lag_seconds"], "4");
+  }
+
+  #[tokio::test(start_paused = true)]
+  async fn replica_status_within_waits_until_the_new_replica_has_caught_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = world(dir.path());
+    let cloud = sim.cloud();
+    let (_cancel, cancel) = tokio::sync::watch::channel(false);
+    let progress = |_: &str| {};
+    let ctx = Ctx::new(&cloud, "run-1", "wait", &progress, cancel);
+    let create = effect(&CREATE_REPLICA);
+    let created = args(home_replica(), &CREATE_REPLICA);
+    create.apply(&ctx, &created).await.unwrap();
+    let caught_up = args(
+      serde_json::json!({"region": "us-west-2", "instance": "app-db-second", "source": "arn:aws:rds:us-east-1:123456789012:db:app-db", "max_lag": "30s", "within": "1h"}),
+      &REPLICA_STATUS,
+    );
+    let started = tokio::time::Instant::now();
+    let outcome = check(&REPLICA_STATUS)
+      .check(&ctx, &caught_up)
+      .await
+      .unwrap();
+    let took = started.elapsed();
+    // 15 minutes creating, then the lag falls below 30 s a little before the 5-minute catch-up
+    // ends.
+    assert!(
+      took > Duration::from_secs(19 * MIN) && took < Duration::from_secs(21 * MIN),
+      "{took:?}"
+    );
+    assert!(
+      outcome.outputs["lag_seconds"].parse::<u64>().unwrap() <= 30,
+      "{outcome:?}"
+    );
+    // Without `within` it is one look: a replica still creating fails at once.
+    let dir = tempfile::tempdir().unwrap();
+    let sim = world(dir.path());
+    let cloud = sim.cloud();
+    let (_cancel, cancel) = tokio::sync::watch::channel(false);
+    let ctx = Ctx::new(&cloud, "run-1", "wait", &progress, cancel);
+    create.apply(&ctx, &created).await.unwrap();
+    let once = args(
+      serde_json::json!({"region": "us-west-2", "instance": "app-db-second", "max_lag": "30s"}),
+      &REPLICA_STATUS,
+    );
+    assert!(check(&REPLICA_STATUS).check(&ctx, &once).await.is_err());
   }
 }

@@ -342,6 +342,9 @@ impl Rds for Unavailable {
   async fn get_global_rpo_lag(&self, _: &str, _: &str) -> CloudResult<crate::cloud::ReplicaLag> {
     unavailable("cloudwatch", "GetMetricStatistics")
   }
+  async fn create_read_replica(&self, _: &crate::cloud::ReplicaRequest) -> CloudResult<()> {
+    unavailable("rds", "CreateDBInstanceReadReplica")
+  }
 }
 
 #[async_trait::async_trait]

@@ -713,6 +713,22 @@ impl Rds for LimitedRds {
       )
       .await
   }
+
+  async fn create_read_replica(&self, request: &super::ReplicaRequest) -> CloudResult<()> {
+    let inner = &self.inner;
+    let region = Some(request.region.as_str());
+    self
+      .limiter
+      .call(
+        "rds",
+        "CreateDBInstanceReadReplica",
+        region,
+        1,
+        Mutating,
+        || inner.create_read_replica(request),
+      )
+      .await
+  }
 }
 
 struct LimitedEcs {
@@ -968,6 +984,9 @@ mod tests {
     }
     async fn get_global_rpo_lag(&self, _: &str, _: &str) -> CloudResult<crate::cloud::ReplicaLag> {
       self.replica_lag("", "").await
+    }
+    async fn create_read_replica(&self, _: &crate::cloud::ReplicaRequest) -> CloudResult<()> {
+      self.answer("CreateDBInstanceReadReplica")
     }
   }
 
@@ -1326,6 +1345,7 @@ mod tests {
     assert_eq!(family("ecs", "DescribeServices"), Some("ecs.read"));
     assert_eq!(family("ecs", "UpdateService"), Some("ecs.write"));
     assert_eq!(family("rds", "PromoteReadReplica"), Some("rds"));
+    assert_eq!(family("rds", "CreateDBInstanceReadReplica"), Some("rds"));
     assert_eq!(family("s3", "ListObjectsV2"), None);
     assert_eq!(aws_default("route53"), Some(Bucket::new(5.0, 5.0)));
   }

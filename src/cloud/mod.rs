@@ -443,6 +443,22 @@ pub struct HttpResponse {
   pub location: Option<String>,
 }
 
+/// Parameters for creating a (cross-region) read replica of an instance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplicaRequest {
+  /// Where the replica is created.
+  pub region: String,
+  /// The replica's identifier.
+  pub instance_id: String,
+  /// The source instance's region (`SourceRegion`) and identifier; providers name the source by
+  /// its ARN, as `CreateDBInstanceReadReplica` requires across regions.
+  pub source_region: String,
+  pub source_id: String,
+  pub instance_class: Option<String>,
+  /// Tags put on the new replica (drctl marks what it created with `drctl:run-id`).
+  pub tags: BTreeMap<String, String>,
+}
+
 // ---------------------------------------------------------------------------------------------
 // Service traits
 // ---------------------------------------------------------------------------------------------
@@ -478,6 +494,10 @@ pub trait Rds: Send + Sync {
   /// `AuroraGlobalDBRPOLag` (milliseconds) of the secondary cluster (`DBClusterIdentifier`),
   /// in its own region, classified like [`Rds::replica_lag`]. Read-only.
   async fn get_global_rpo_lag(&self, region: &str, cluster_id: &str) -> CloudResult<ReplicaLag>;
+  /// `CreateDBInstanceReadReplica` of `request.source_id` (in `request.source_region`) into
+  /// `request.region`. Mutating; `DBInstanceAlreadyExists` on a repeat, so the action observes
+  /// first. The replica is `creating` until it is `available`, then catches up on its source.
+  async fn create_read_replica(&self, request: &ReplicaRequest) -> CloudResult<()>;
 }
 
 /// ECS.

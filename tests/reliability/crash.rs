@@ -1,7 +1,9 @@
 //! Crash anywhere: `drctl failover` on `regional-failover.yaml`, SIGKILLed at seeded random
 //! instants — the first process, then the `drctl resume` that follows it, and so on — and finally
 //! resumed to completion. On the simulator (each run its own world) and against moto through the
-//! AWS SDK (`--sandbox`, each run its own server).
+//! AWS SDK (`--sandbox`, each run its own server). The same for `drctl run failback`, after a
+//! completed failover: on the simulator on the world it left (`Sim::world_now`), and on moto on
+//! the same server (counting only the failback's requests).
 //!
 //! What is measured, per run:
 //! * **resumed to completion**: the last `drctl resume` exits 0 (or 3) and the journal ends
@@ -52,6 +54,17 @@ const EFFECTS: [&str; 3] = [
   "UpdateService",
   "ChangeResourceRecordSets",
 ];
+/// The effects of a failback and how many times each is applied: two replicas (home, then the
+/// standby one again), one write stop, one promotion, one DNS change, one health check reset,
+/// one retired standby writer.
+const FAILBACK_EFFECTS: [(&str, usize); 6] = [
+  ("CreateDBInstanceReadReplica", 2),
+  ("UpdateService", 1),
+  ("PromoteReadReplica", 1),
+  ("ChangeResourceRecordSets", 1),
+  ("UpdateHealthCheck", 1),
+  ("DeleteDBInstance", 1),
+];
 /// The events a process printed with a sequence number: (seq, event, step).
 type Reported = Vec<(u64, String, Option<String>)>;
 
@@ -68,6 +81,12 @@ pub fn run(config: &Config) -> Vec<Figure> {
     let moto = campaign(config, &Target::Moto, moto_kills, 2);
     figures.extend(moto.figures(Target::Moto.name(), moto_kills));
   }
+  let failback_kills = if config.full { 200 } else { 8 };
+  let failback = campaign(config, &Target::SimFailback, failback_kills, 2);
+  figures.extend(failback.figures(Target::SimFailback.name(), failback_kills));
+  let moto_failback_kills = if config.full { 20 } else { 2 };
+  let moto_failback = campaign(config, &Target::MotoFailback, moto_failback_kills, 1);
+  figures.extend(moto_failback.figures(Target::MotoFailback.name(), moto_failback_kills));
   figures
 }
 
@@ -75,24 +94,112 @@ pub fn run(config: &Config) -> Vec<Figure> {
 enum Target {
   Sim,
   Moto,
+  /// `drctl run failback` on the simulator, on the world a finished failover left.
+  SimFailback,
+  /// `drctl run failback --sandbox` on the moto server a finished failover changed.
+  MotoFailback,
 }
 
 /// Simulator time scales a run may get, with the wall time a failover takes at each (so kill
 /// instants are drawn over the whole run): at 200× the promotion's wait dominates, at 1000× the
 /// probes, intents and journal writes take a larger share of the wall time.
 const SIM_SCALES: [(&str, u64); 2] = [("200", 2_500), ("1000", 700)];
+/// The same for a failback, which waits through two replica creations and catch-ups (about 50
+/// modelled minutes): about 5 s at 600×, 3 s at 1000×.
+const FAILBACK_SCALES: [(&str, u64); 2] = [("600", 5_500), ("1000", 3_500)];
 
 impl Target {
   fn name(&self) -> &'static str {
     match self {
       Target::Sim => "sim",
       Target::Moto => "moto",
+      Target::SimFailback => "sim failback",
+      Target::MotoFailback => "moto failback",
     }
   }
 
-  /// The failover's command line and up to how long after its start a process is killed.
-  fn failover(&self, rng: &mut fastrand::Rng) -> (Vec<String>, u64) {
+  /// The runbook the runs are of (its lock is what a restart breaks).
+  fn runbook(&self) -> &'static str {
+    match self {
+      Target::Sim | Target::Moto => "regional-failover",
+      Target::SimFailback | Target::MotoFailback => "failback",
+    }
+  }
+
+  /// The effects a run applies, each with how many times.
+  fn effects(&self) -> Vec<(&'static str, usize)> {
+    match self {
+      Target::Sim | Target::Moto => EFFECTS.iter().map(|effect| (*effect, 1)).collect(),
+      Target::SimFailback | Target::MotoFailback => FAILBACK_EFFECTS.to_vec(),
+    }
+  }
+
+  /// What the crashed run starts from: for a failback, a failover run to completion (never
+  /// killed) and the world it left, as a world file.
+  fn prepare(&self, test: &Test) -> Option<std::path::PathBuf> {
+    match self {
+      Target::Sim | Target::Moto => None,
+      Target::MotoFailback => {
+        let failover = test.run_args(["failover", "us-west-2", "--sandbox", "--yes"]);
+        assert_eq!(
+          failover.code(),
+          0,
+          "the failover before the failback: {}",
+          failover.stderr()
+        );
+        None
+      }
+      Target::SimFailback => {
+        let failover = test.run_args([
+          "failover",
+          "us-west-2",
+          "--sim",
+          "--yes",
+          "--time-scale",
+          "1000",
+        ]);
+        assert_eq!(
+          failover.code(),
+          0,
+          "the failover before the failback: {}",
+          failover.stderr()
+        );
+        let run_id = test.run_ids().pop().expect("the failover's run");
+        Some(test.world_after(&run_id))
+      }
+    }
+  }
+
+  /// The run's command line and up to how long after its start a process is killed. `world`:
+  /// the world file a failback starts from.
+  fn failover(
+    &self,
+    rng: &mut fastrand::Rng,
+    world: Option<&std::path::Path>,
+  ) -> (Vec<String>, u64) {
     let (mut args, window): (Vec<String>, u64) = match self {
+      Target::MotoFailback => (
+        ["run", "failback", "--sandbox", "--yes"]
+          .map(String::from)
+          .to_vec(),
+        6_000,
+      ),
+      Target::SimFailback => {
+        let (scale, window) = FAILBACK_SCALES[rng.usize(..FAILBACK_SCALES.len())];
+        let world = world.expect("a failback starts from the world a failover left");
+        (
+          vec![
+            "run".into(),
+            "failback".into(),
+            "--sim".into(),
+            world.display().to_string(),
+            "--yes".into(),
+            "--time-scale".into(),
+            scale.into(),
+          ],
+          window,
+        )
+      }
       Target::Sim => {
         let (scale, window) = SIM_SCALES[rng.usize(..SIM_SCALES.len())];
         (
@@ -273,8 +380,8 @@ fn campaign(config: &Config, target: &Target, kills: usize, workers: usize) -> T
             config.seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
           );
           let run = match target {
-            Target::Sim => crash_run(target, &mut rng, None),
-            Target::Moto => {
+            Target::Sim | Target::SimFailback => crash_run(target, &mut rng, None),
+            Target::Moto | Target::MotoFailback => {
               let moto = Moto::start();
               crash_run(target, &mut rng, Some(&moto))
             }
@@ -338,12 +445,14 @@ fn sigkill(child: &mut Child) {
   let _ = child.wait();
 }
 
-/// The newest run with at least one durable journal record.
-fn current_run(test: &Test) -> Option<String> {
+/// The newest run with at least one durable journal record, other than the `prepared` ones (the
+/// failover a failback starts from).
+fn current_run(test: &Test, prepared: &[String]) -> Option<String> {
   test
     .run_ids()
     .into_iter()
     .rev()
+    .filter(|id| !prepared.contains(id))
     .find(|id| !journal::durable(&journal_path(test, id)).is_empty())
 }
 
@@ -401,7 +510,14 @@ fn crash_run(target: &Target, rng: &mut fastrand::Rng, moto: Option<&Moto>) -> R
     moto.attach(&test.path().join(".drctl"));
     recording::start(moto);
   }
-  let (failover, window_ms) = target.failover(rng);
+  let world = target.prepare(&test);
+  if let Some(moto) = moto {
+    // Count the requests of the run under test only, not those of a failover before it.
+    recording::start(moto);
+  }
+  // The failover a failback starts from is not one of the runs under test.
+  let prepared = test.run_ids();
+  let (failover, window_ms) = target.failover(rng, world.as_deref());
   let max_kills = rng.usize(1..=4);
   let mut snapshots: Vec<(String, Vec<journal::Line>)> = Vec::new();
   let mut reports: Vec<(String, Reported)> = Vec::new();
@@ -416,7 +532,7 @@ fn crash_run(target: &Target, rng: &mut fastrand::Rng, moto: Option<&Moto>) -> R
     }
     sigkill(&mut process.child);
     tally.kills += 1;
-    match current_run(&test) {
+    match current_run(&test, &prepared) {
       Some(run_id) => {
         let durable = journal::durable(&journal_path(&test, &run_id));
         tally.kills_in_flight += usize::from(in_flight(&durable));
@@ -439,7 +555,7 @@ fn crash_run(target: &Target, rng: &mut fastrand::Rng, moto: Option<&Moto>) -> R
         // Killed before the run's first record: nothing to resume. The operator breaks the
         // dead process's lock and starts over.
         tally.restarts += 1;
-        test.run_args(["unlock", "regional-failover"]);
+        test.run_args(["unlock", target.runbook()]);
         number += 1;
         process = spawn(&test, &failover, number);
       }
@@ -455,10 +571,10 @@ fn crash_run(target: &Target, rng: &mut fastrand::Rng, moto: Option<&Moto>) -> R
   }
   if reported(&process.stdout).is_empty() {
     // Nothing to add: a process that printed nothing reported nothing.
-  } else if let Some(run_id) = current_run(&test) {
+  } else if let Some(run_id) = current_run(&test, &prepared) {
     reports.push((run_id, reported(&process.stdout)));
   }
-  let Some(run_id) = current_run(&test) else {
+  let Some(run_id) = current_run(&test, &prepared) else {
     tally.failure = Some("no run has a journal".into());
     let _ = test.dir.keep();
     return tally;
@@ -518,17 +634,17 @@ fn crash_run(target: &Target, rng: &mut fastrand::Rng, moto: Option<&Moto>) -> R
     Some(moto) => recording::operations(moto),
     None => test.operations(&run_id),
   };
+  let effects = target.effects();
   let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
   for operation in &operations {
-    if let Some(effect) = EFFECTS.iter().find(|effect| **effect == operation) {
+    if let Some((effect, _)) = effects.iter().find(|(effect, _)| *effect == operation) {
       *counts.entry(effect).or_default() += 1;
     }
   }
-  for effect in EFFECTS {
-    match counts.get(effect).copied().unwrap_or(0) {
-      0 => tally.missing_effects += 1,
-      n => tally.duplicates += n - 1,
-    }
+  for (effect, expected) in effects {
+    let made = counts.get(effect).copied().unwrap_or(0);
+    tally.missing_effects += expected.saturating_sub(made);
+    tally.duplicates += made.saturating_sub(expected);
   }
   if (tally.duplicates > 0 || tally.missing_effects > 0 || tally.lost > 0)
     && tally.failure.is_none()

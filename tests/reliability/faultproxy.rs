@@ -77,6 +77,7 @@ const MUTATING: &[&str] = &[
   "DeleteDBInstance",
   "FailoverGlobalCluster",
   "UpdateHealthCheck",
+  "CreateDBInstanceReadReplica",
 ];
 
 impl FaultProxy {

@@ -214,3 +214,33 @@ pub mod proxy;
 pub mod recording;
 pub mod s3;
 pub mod tls;
+
+impl Test {
+  /// The simulated world a finished `--sim` run left behind, written as a world file in the
+  /// test directory: what the next runbook (a failback after a failover) starts from.
+  pub fn world_after(&self, run_id: &str) -> PathBuf {
+    let sim = drctl::cloud::sim::Sim::open(&drctl::cloud::sim::SimOptions {
+      world: None,
+      time_scale: None,
+      dir: self.path().join(".drctl/runs").join(run_id),
+    })
+    .expect("open the run's simulated world");
+    let world = sim.world_now().expect("the world as it stands");
+    let path = self.path().join(format!("world-after-{run_id}.yaml"));
+    // JSON is YAML: the world file reader takes it as it is.
+    std::fs::write(&path, serde_json::to_string_pretty(&world).unwrap()).unwrap();
+    path
+  }
+
+  /// The one run that is not among `before` (run ids made within the same second need not
+  /// sort in the order they were made).
+  pub fn new_run(&self, before: &[String]) -> String {
+    let mut new: Vec<String> = self
+      .run_ids()
+      .into_iter()
+      .filter(|id| !before.contains(id))
+      .collect();
+    assert_eq!(new.len(), 1, "exactly one new run: {new:?}");
+    new.remove(0)
+  }
+}

@@ -6,7 +6,10 @@ use super::moto::Moto;
 /// Start recording every request the server gets (and forget what was recorded before).
 pub fn start(moto: &Moto) {
   let _ = moto.request("POST", "/moto-api/recorder/stop-recording", "");
-  let _ = moto.request("POST", "/moto-api/recorder/clear-recording", "");
+  // moto 5.2 has no clear-recording route (it answers 404 and keeps the log): an empty upload
+  // replaces the log.
+  let (status, body) = moto.request("POST", "/moto-api/recorder/upload-recording", "");
+  assert_eq!(status, 200, "empty the moto recording: {body}");
   let (status, body) = moto.request("POST", "/moto-api/recorder/start-recording", "");
   assert_eq!(status, 200, "start the moto recorder: {body}");
 }

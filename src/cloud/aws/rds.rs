@@ -309,6 +309,56 @@ impl Rds for AwsRds {
       .collect::<Vec<_>>();
     Ok(ReplicaLag::from_datapoints(&points, now.into()))
   }
+
+  async fn create_read_replica(&self, request: &crate::cloud::ReplicaRequest) -> CloudResult<()> {
+    // Across regions `SourceDBInstanceIdentifier` must be the source's ARN (RDS API Reference,
+    // *CreateDBInstanceReadReplica*), read here from the source region so that the partition and
+    // account are the source's own. `SourceRegion` is not a wire parameter: the AWS CLI and
+    // boto turn it into `PreSignedUrl`, which RDS only reads in GovCloud and China regions (and
+    // for encrypted sources, which then also need `KmsKeyId`); this SDK sends the ARN alone, as
+    // the API asks in the commercial regions.
+    let source = self
+      .rds
+      .get(&request.source_region)
+      .describe_db_instances()
+      .db_instance_identifier(&request.source_id)
+      .send()
+      .await
+      .map_err(|error| cloud_error(SERVICE, "DescribeDBInstances", error))?;
+    let source_arn = source
+      .db_instances()
+      .first()
+      .and_then(|db| db.db_instance_arn())
+      .map(str::to_owned)
+      .ok_or_else(|| {
+        crate::cloud::CloudError::new(
+          ErrorKind::NotFound,
+          SERVICE,
+          "CreateDBInstanceReadReplica",
+          format!(
+            "source DB instance {} has no ARN in {}",
+            request.source_id, request.source_region
+          ),
+        )
+      })?;
+    let tags = request
+      .tags
+      .iter()
+      .map(|(key, value)| Tag::builder().key(key).value(value).build())
+      .collect::<Vec<_>>();
+    self
+      .rds
+      .get(&request.region)
+      .create_db_instance_read_replica()
+      .db_instance_identifier(&request.instance_id)
+      .source_db_instance_identifier(source_arn)
+      .set_db_instance_class(request.instance_class.clone())
+      .set_tags((!tags.is_empty()).then_some(tags))
+      .send()
+      .await
+      .map_err(|error| cloud_error(SERVICE, "CreateDBInstanceReadReplica", error))?;
+    Ok(())
+  }
 }
 
 #[cfg(test)]

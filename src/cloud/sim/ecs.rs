@@ -223,6 +223,18 @@ impl EcsState {
       .map_or(0, |service| service.progress(model, now).0)
   }
 
+  /// Whether the application in `region` has stopped writing: the region has services and
+  /// none of them runs a task (the writes a replica of that region's database receives come
+  /// from them).
+  pub fn stopped_in(&self, model: &Model, now: DateTime<Utc>, region: &str) -> bool {
+    let mut services = self
+      .services
+      .values()
+      .filter(|service| service.region == region)
+      .peekable();
+    services.peek().is_some() && services.all(|service| service.progress(model, now).0 == 0)
+  }
+
   pub fn apply(&mut self, op: &Operation, model: &Model) -> Applied {
     if op.operation != "UpdateService" {
       return Err(Reject::client(
@@ -324,6 +336,27 @@ impl Ecs for SimCloud {
       )
       .await
       .map(drop)
+  }
+}
+
+impl EcsState {
+  /// The services as a world file declares them, as they stand at `now`.
+  pub fn export_services(
+    &self,
+    model: &Model,
+    now: DateTime<Utc>,
+  ) -> Vec<super::world::ServiceSpec> {
+    self
+      .services
+      .values()
+      .map(|service| super::world::ServiceSpec {
+        region: service.region.clone(),
+        cluster: service.cluster.clone(),
+        name: service.name.clone(),
+        desired: service.rollout.to,
+        running: Some(service.progress(model, now).0),
+      })
+      .collect()
   }
 }
 

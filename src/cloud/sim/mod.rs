@@ -618,3 +618,20 @@ pub fn read_refusals(dir: &Path) -> Result<Vec<Refused>, SimError> {
 pub fn read_operation_log(dir: &Path) -> Result<Vec<Operation>, SimError> {
   persist::read_log(dir).map(|contents| contents.ops)
 }
+
+impl Sim {
+  /// This world as it stands now, as a world file: its RDS instances, ECS services, Route 53
+  /// records and health checks in their current state, the rest as the world was created. A
+  /// new world opened from it continues where this one is (a failback on the world a failover
+  /// left); only the operation log, and transitions still under way, stay behind.
+  pub fn world_now(&self) -> Result<WorldSpec, SimError> {
+    let mut world = persist::read_world(&self.dir)?.world;
+    let now = self.now();
+    let core = lock(&self.core);
+    let state = &core.state;
+    world.rds.instances = state.rds.export_instances(&state.model, now);
+    world.ecs.services = state.ecs.export_services(&state.model, now);
+    world.route53 = state.route53.export();
+    Ok(world)
+  }
+}

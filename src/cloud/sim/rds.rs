@@ -22,6 +22,8 @@ enum Phase {
   Promoting(DateTime<Utc>),
   Restoring(DateTime<Utc>),
   Deleting(DateTime<Utc>),
+  /// `CreateDBInstanceReadReplica` accepted then: `creating` until `create_replica` has passed.
+  Creating(DateTime<Utc>),
 }
 
 #[derive(Debug, Clone)]
@@ -36,6 +38,9 @@ struct Instance {
   replica_of: Option<String>,
   lag: Option<Duration>,
   phase: Phase,
+  /// For a replica this world created: when its creation started. Its lag is then the time
+  /// the creation took, caught up over `replica_catch_up`, on top of the steady lag.
+  created: Option<DateTime<Utc>>,
 }
 
 impl Instance {
@@ -60,6 +65,13 @@ impl Instance {
         true
       }
       Phase::Deleting(since) => !model.done(since, now, model.timings.delete.0),
+      Phase::Creating(since) => {
+        if model.done(since, now, model.timings.create_replica.0) {
+          self.phase = Phase::Steady;
+          self.status = "available".into();
+        }
+        true
+      }
     }
   }
 
@@ -81,6 +93,10 @@ impl Instance {
         }
       }
       Phase::Deleting(_) => "deleting".into(),
+      Phase::Creating(_) => {
+        endpoint = None;
+        "creating".into()
+      }
     };
     Some(DbInstance {
       id: current.id,
@@ -99,18 +115,17 @@ impl Instance {
   /// source region is up, every datapoint holds the replica's lag. When that region is in
   /// outage (from the world's creation: outages are part of the world), replication stops:
   /// datapoints from then on read -1 for [`STOPPED_PERIODS`] periods, then RDS publishes none.
-  /// Empty for an instance that is not (or no longer) a replica.
+  /// Empty for an instance that is not (or no longer) a replica, or is still being created.
+  /// The lag itself is [`Instance::lag_now`]'s (catch-up, writes stopped).
   fn lag_datapoints(
     &self,
     model: &Model,
     now: DateTime<Utc>,
     source_down: bool,
+    writes_stopped: bool,
   ) -> (Vec<LagDatapoint>, DateTime<Utc>) {
-    let mut current = self.clone();
-    if !current.settle(model, now) || current.replica_of.is_none() {
-      return modelled_datapoints(model, now, None, source_down);
-    }
-    modelled_datapoints(model, now, current.lag, source_down)
+    let lag = self.lag_now(model, now, writes_stopped);
+    modelled_datapoints(model, now, lag, source_down)
   }
 }
 
@@ -243,6 +258,7 @@ impl RdsState {
             None
           },
           phase: Phase::Steady,
+          created: None,
         };
         (key, value)
       })
@@ -383,6 +399,7 @@ impl RdsState {
           replica_of: None,
           lag: None,
           phase: Phase::Restoring(now),
+          created: None,
         };
         self.instances.insert(key, instance);
         Ok(())
@@ -433,6 +450,7 @@ impl RdsState {
         }
         Ok(())
       }
+      "CreateDBInstanceReadReplica" => self.create_replica(op, model),
       other => Err(Reject::client(
         "InvalidAction",
         format!("rds has no operation {other}"),
@@ -467,11 +485,15 @@ impl Rds for SimCloud {
           else {
             return Ok(ReplicaLag::from_datapoints(&[], now));
           };
-          let source_down = instance
+          let source = instance
             .replica_of
             .as_deref()
-            .is_some_and(|source| state.region_in_outage(source_region(region, source)));
-          let (points, modelled_now) = instance.lag_datapoints(&state.model, now, source_down);
+            .map(|source| source_region(region, source));
+          let source_down = source.is_some_and(|source| state.region_in_outage(source));
+          let writes_stopped =
+            source.is_some_and(|source| state.ecs.stopped_in(&state.model, now, source));
+          let (points, modelled_now) =
+            instance.lag_datapoints(&state.model, now, source_down, writes_stopped);
           Ok(ReplicaLag::from_datapoints(&points, modelled_now))
         },
       )
@@ -593,5 +615,149 @@ impl Rds for SimCloud {
         },
       )
       .await
+  }
+
+  async fn create_read_replica(&self, request: &crate::cloud::ReplicaRequest) -> CloudResult<()> {
+    let detail = serde_json::to_value(request).unwrap_or_default();
+    self
+      .sim
+      .mutate(
+        "rds",
+        "CreateDBInstanceReadReplica",
+        Some(&request.region),
+        &request.instance_id,
+        detail,
+      )
+      .await
+      .map(drop)
+  }
+}
+
+/// The lag a replica this world creates has once it has caught up, while its source takes
+/// writes.
+const CREATED_REPLICA_STEADY_LAG: Duration = Duration::from_secs(1);
+
+impl Instance {
+  /// The `ReplicaLag` a replica reports now. While its source region's application has stopped
+  /// writing (`writes_stopped`), the steady lag drains to zero; a replica this world created
+  /// first works off the backlog of its creation. `None` while creating (no datapoints yet), and
+  /// for an instance that is not a replica.
+  fn lag_now(&self, model: &Model, now: DateTime<Utc>, writes_stopped: bool) -> Option<Duration> {
+    let mut current = self.clone();
+    if !current.settle(model, now) || current.replica_of.is_none() {
+      return None;
+    }
+    if matches!(current.phase, Phase::Creating(_)) {
+      return None;
+    }
+    let steady = if writes_stopped {
+      Duration::ZERO
+    } else {
+      current.lag?
+    };
+    let backlog = current.created.map_or(Duration::ZERO, |since| {
+      let create = model.timings.create_replica.0;
+      let caught_up = model.elapsed(since, now).saturating_sub(create);
+      let catch_up = model.timings.replica_catch_up.0;
+      if catch_up.is_zero() || caught_up >= catch_up {
+        Duration::ZERO
+      } else {
+        create.mul_f64(1.0 - caught_up.as_secs_f64() / catch_up.as_secs_f64())
+      }
+    });
+    Some(backlog + steady)
+  }
+}
+
+impl RdsState {
+  /// `CreateDBInstanceReadReplica`: a new replica of an available source, named by its ARN as
+  /// AWS reports a cross-region source (`ReadReplicaSourceDBInstanceIdentifier`).
+  fn create_replica(&mut self, op: &Operation, model: &Model) -> Applied {
+    let now = op.at;
+    let request: crate::cloud::ReplicaRequest = serde_json::from_value(op.detail.clone())
+      .map_err(|err| Reject::client("InvalidParameterValue", err.to_string()))?;
+    if !valid_instance_id(&request.instance_id) {
+      return Err(Reject::client(
+        "InvalidParameterValue",
+        format!(
+          "DBInstanceIdentifier `{}` is not a valid identifier.",
+          request.instance_id
+        ),
+      ));
+    }
+    let key = (request.region.clone(), request.instance_id.clone());
+    if self.instances.contains_key(&key) {
+      return Err(Reject::client(
+        "DBInstanceAlreadyExists",
+        format!("DB instance already exists: {}", request.instance_id),
+      ));
+    }
+    let source = self
+      .instances
+      .get(&(request.source_region.clone(), request.source_id.clone()))
+      .ok_or_else(|| instance_not_found(&request.source_id))?;
+    if source.phase != Phase::Steady || source.status != "available" {
+      return Err(Reject::invalid_state(
+        "InvalidDBInstanceState",
+        format!("DB Instance {} is not in available state.", source.id),
+      ));
+    }
+    let instance = Instance {
+      id: request.instance_id.clone(),
+      region: request.region.clone(),
+      engine: source.engine.clone(),
+      class: request
+        .instance_class
+        .clone()
+        .unwrap_or_else(|| source.class.clone()),
+      status: "creating".into(),
+      endpoint: Some(format!(
+        "{}.csim01.{}.rds.amazonaws.com",
+        request.instance_id, request.region
+      )),
+      port: source.port,
+      replica_of: Some(format!(
+        "arn:aws:rds:{}:{}:db:{}",
+        source.region, model.account, source.id
+      )),
+      lag: Some(CREATED_REPLICA_STEADY_LAG),
+      phase: Phase::Creating(now),
+      created: Some(now),
+    };
+    self.instances.insert(key, instance);
+    Ok(())
+  }
+}
+
+impl RdsState {
+  /// The instances as a world file declares them, as they stand at `now` (settled; a
+  /// replica's current lag becomes its `replica_lag`). Snapshots and global clusters are the
+  /// world's own: the world file keeps them.
+  pub fn export_instances(
+    &self,
+    model: &Model,
+    now: DateTime<Utc>,
+  ) -> Vec<super::world::InstanceSpec> {
+    self
+      .instances
+      .values()
+      .filter_map(|instance| {
+        let view = instance.view(model, now)?;
+        let replica_lag = instance
+          .lag_now(model, now, false)
+          .map(|lag| super::world::ModelDuration(Duration::from_secs(lag.as_secs())));
+        Some(super::world::InstanceSpec {
+          id: view.id,
+          region: view.region,
+          engine: view.engine,
+          class: view.instance_class,
+          status: view.status,
+          endpoint: view.endpoint,
+          port: view.port,
+          replica_of: view.replica_of,
+          replica_lag,
+        })
+      })
+      .collect()
   }
 }

@@ -493,3 +493,45 @@ impl Route53 for SimCloud {
       .map(drop)
   }
 }
+
+impl Route53State {
+  /// The zones and health checks as a world file declares them, as they stand now.
+  pub fn export(&self) -> super::world::Route53Spec {
+    let hosted_zones = self
+      .zones
+      .iter()
+      .map(|(id, zone)| super::world::ZoneSpec {
+        id: id.clone(),
+        name: zone.name.clone(),
+        records: zone
+          .records
+          .iter()
+          .map(|record| super::world::RecordSpec {
+            name: record.name.clone(),
+            rtype: record.rtype.clone(),
+            set_identifier: record.set_identifier.clone(),
+            failover: record.failover,
+            ttl: record.ttl,
+            values: record.values.clone(),
+            health_check_id: record.health_check_id.clone(),
+          })
+          .collect(),
+      })
+      .collect();
+    let health_checks = self
+      .health_checks
+      .iter()
+      .map(|(id, check)| super::world::HealthCheckSpec {
+        id: id.clone(),
+        target: check.target.clone(),
+        inverted: check.inverted,
+        disabled: check.disabled,
+        checkers: check.checkers,
+      })
+      .collect();
+    super::world::Route53Spec {
+      hosted_zones,
+      health_checks,
+    }
+  }
+}

@@ -26,6 +26,8 @@ pub(crate) struct Model {
   pub created_at: DateTime<Utc>,
   pub time_scale: f64,
   pub timings: Timings,
+  /// The world's account id (in the ARNs the world hands out).
+  pub account: String,
 }
 
 impl Model {
@@ -100,6 +102,7 @@ impl WorldState {
       created_at,
       time_scale,
       timings: spec.timings.clone(),
+      account: spec.account.clone(),
     };
     WorldState {
       rds: RdsState::new(&spec.rds, &model),

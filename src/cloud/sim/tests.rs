@@ -1154,3 +1154,56 @@ async fn a_replica_whose_source_region_is_down_has_no_measured_lag() {
     }
   );
 }
+
+/// `world_now` is the world as it stands: a new world opened from it continues where this one
+/// is (the promoted replica standalone, the scaled service at its count, the flipped record).
+#[tokio::test(start_paused = true)]
+async fn world_now_continues_where_the_world_stands() {
+  let tmp = TempDir::new().unwrap();
+  let sim = open(&tmp.path().join("first"));
+  let cloud = sim.cloud();
+  cloud
+    .rds
+    .promote_read_replica("us-west-2", "app-db-replica")
+    .await
+    .unwrap();
+  cloud
+    .ecs
+    .update_desired_count("us-west-2", "app-standby", "api", 2)
+    .await
+    .unwrap();
+  sim.advance(Duration::from_secs(10 * MIN));
+  let world = sim.world_now().unwrap();
+  world.validate().unwrap();
+  let path = tmp.path().join("after.yaml");
+  std::fs::write(&path, serde_json::to_string(&world).unwrap()).unwrap();
+  let next = Sim::open(&SimOptions {
+    world: Some(path),
+    time_scale: None,
+    dir: tmp.path().join("next"),
+  })
+  .unwrap();
+  let cloud = next.cloud();
+  let replica = cloud
+    .rds
+    .describe_instance("us-west-2", "app-db-replica")
+    .await
+    .unwrap()
+    .unwrap();
+  assert!(replica.is_standalone_available(), "{replica:?}");
+  let standby = cloud
+    .ecs
+    .describe_service("us-west-2", "app-standby", "api")
+    .await
+    .unwrap()
+    .unwrap();
+  assert!(standby.is_steady_at(2), "{standby:?}");
+  let writer = cloud
+    .rds
+    .describe_instance("us-east-1", "app-db")
+    .await
+    .unwrap()
+    .unwrap();
+  assert!(writer.is_standalone_available());
+  assert!(next.operation_log().is_empty(), "the log stays behind");
+}

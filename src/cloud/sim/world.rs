@@ -239,6 +239,12 @@ pub struct Timings {
   pub delete: ModelDuration,
   pub global_failover: ModelDuration,
   pub api_latency: ModelDuration,
+  /// `CreateDBInstanceReadReplica`: how long a new replica is `creating` (AWS copies a snapshot
+  /// of the source across regions first).
+  pub create_replica: ModelDuration,
+  /// How long a new replica then takes to catch up: its lag starts at the creation time and
+  /// falls to the steady lag over this.
+  pub replica_catch_up: ModelDuration,
 }
 
 impl Default for Timings {
@@ -252,6 +258,8 @@ impl Default for Timings {
       delete: ModelDuration::secs(240),
       global_failover: ModelDuration::secs(60),
       api_latency: ModelDuration::millis(20),
+      create_replica: ModelDuration::secs(900),
+      replica_catch_up: ModelDuration::secs(300),
     }
   }
 }
@@ -643,6 +651,8 @@ timings:
   delete: 4m
   global_failover: 1m
   api_latency: 20ms
+  create_replica: 15m
+  replica_catch_up: 5m
 rds:
   instances:
     - id: app-db

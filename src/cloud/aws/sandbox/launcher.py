@@ -52,7 +52,8 @@ import moto
 from moto.core.responses import ActionResult
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from moto.rds import models as rds_models
-from moto.rds.exceptions import DBInstanceNotFoundError, RDSClientError
+from moto.cloudwatch import models as cloudwatch_models
+from moto.rds.exceptions import DBInstanceAlreadyExists, DBInstanceNotFoundError, RDSClientError
 from moto.rds.responses import RDSResponse
 from moto.route53 import models as route53_models
 from moto.route53.exceptions import Route53ClientError
@@ -151,6 +152,75 @@ def remove_replica(self, replica) -> None:
 
 
 rds_models.DBInstance.remove_replica = remove_replica
+
+
+# -------------------------------------------------------------------------------------------
+# (i) RDS CreateDBInstanceReadReplica. AWS: the new replica is `creating` ("The instance is
+# being created. The instance is inaccessible while it is being created.", RDS User Guide,
+# *Viewing Amazon RDS DB instance status*) while RDS snapshots the source and copies it across
+# regions, then `available` once replication runs (*Working with DB instance read replicas*,
+# *Creating a read replica*); CloudWatch then publishes its `ReplicaLag`. An identifier that is
+# taken is refused with `DBInstanceAlreadyExists`. moto makes the replica `available` at once,
+# silently replaces an instance of the same name, and publishes no metric. Here the replica is
+# `creating` for REPLICA_CREATION_SECONDS, then `available` with a first `ReplicaLag` datapoint
+# of 0 (nothing writes in the sandbox), unless one was put for it already (seed.py puts 4 s).
+# -------------------------------------------------------------------------------------------
+REPLICA_CREATION_SECONDS = 1.5
+REPLICA_LAG_HOURS = 24
+_original_create_replica = rds_models.RDSBackend.create_db_instance_read_replica
+
+
+def _has_replica_lag(region: str, instance_id: str) -> bool:
+  backend = cloudwatch_models.cloudwatch_backends[ACCOUNT][region]
+  for datum in backend.metric_data:
+    if datum.namespace == "AWS/RDS" and datum.name == "ReplicaLag" and any(
+      dimension.value == instance_id for dimension in datum.dimensions
+    ):
+      return True
+  return False
+
+
+def create_db_instance_read_replica(self, db_kwargs):
+  database_id = db_kwargs["db_instance_identifier"]
+  if database_id in self.databases:
+    raise DBInstanceAlreadyExists()
+  replica = _original_create_replica(self, db_kwargs)
+  replica.status = "creating"
+  region = self.region_name
+
+  def settle() -> None:
+    with _lock:
+      if replica.status != "creating":
+        return
+      # The datapoint first: whoever sees `available` finds the metric too.
+      if not _has_replica_lag(region, database_id):
+        cloudwatch_models.cloudwatch_backends[ACCOUNT][region].put_metric_data(
+          namespace="AWS/RDS",
+          # One a minute, as RDS publishes it, for REPLICA_LAG_HOURS (drctl reads a datapoint
+          # older than two periods as unknown lag): the first a second in the past, naive UTC
+          # as moto keeps it (a query ending now drops the current second, as moto truncates
+          # EndTime); later ones appear as their time passes.
+          metric_data=[
+            {
+              "MetricName": "ReplicaLag",
+              "Dimensions": [{"Name": "DBInstanceIdentifier", "Value": database_id}],
+              "Timestamp": _utcnow().replace(tzinfo=None)
+              + datetime.timedelta(seconds=minute * 60 - 1),
+              "Value": 0.0,
+              "Unit": "Seconds",
+            }
+            for minute in range(REPLICA_LAG_HOURS * 60)
+          ],
+        )
+      replica.status = "available"
+
+  timer = threading.Timer(REPLICA_CREATION_SECONDS, settle)
+  timer.daemon = True
+  timer.start()
+  return replica
+
+
+rds_models.RDSBackend.create_db_instance_read_replica = create_db_instance_read_replica
 
 
 # -------------------------------------------------------------------------------------------

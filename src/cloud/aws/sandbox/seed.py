@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import sys
+import time
 import urllib.request
 import uuid
 
@@ -81,6 +82,19 @@ def main() -> None:
     SourceDBInstanceIdentifier=source_arn,
     DBInstanceClass="db.r6g.large",
   )
+  # CloudWatch: ReplicaLag of the replica (4 s), published before the replica becomes
+  # `available` (the launcher publishes a first datapoint then only for a replica that has none).
+  # RDS publishes ReplicaLag every minute, and drctl treats a datapoint older than two periods
+  # as unknown lag. moto publishes nothing by itself, so the seed puts one datapoint a minute
+  # from three minutes ago to LAG_HOURS ahead: a sandbox session reads a current 4 s lag
+  # throughout (CloudWatch's GetMetricStatistics only returns datapoints before its EndTime).
+  post(args.endpoint, "metrics", {
+    "region": STANDBY,
+    "namespace": "AWS/RDS",
+    "metric": "ReplicaLag",
+    "dimensions": {"DBInstanceIdentifier": "app-db-replica"},
+    "points": [[seconds_ago, 4.0] for seconds_ago in range(180, -LAG_HOURS * 3600, -60)],
+  })
   older = rds_east.create_db_snapshot(
     DBInstanceIdentifier="app-db", DBSnapshotIdentifier="app-db-manual-2026-11-21"
   )
@@ -98,21 +112,17 @@ def main() -> None:
     "manual_snapshot": newer["DBSnapshot"]["DBSnapshotIdentifier"],
     "older_manual_snapshot": older["DBSnapshot"]["DBSnapshotIdentifier"],
   }
-  log(f"rds: app-db, app-db-replica, {len(snapshots)} snapshots")
-
-  # --- CloudWatch: ReplicaLag of the replica (4 s) ----------------------------------------
-  # RDS publishes ReplicaLag every minute, and drctl treats a datapoint older than two periods
-  # as unknown lag. moto publishes nothing by itself, so the seed puts one datapoint a minute
-  # from three minutes ago to LAG_HOURS ahead: a sandbox session reads a current 4 s lag
-  # throughout (CloudWatch's GetMetricStatistics only returns datapoints before its EndTime).
-  post(args.endpoint, "metrics", {
-    "region": STANDBY,
-    "namespace": "AWS/RDS",
-    "metric": "ReplicaLag",
-    "dimensions": {"DBInstanceIdentifier": "app-db-replica"},
-    "points": [[seconds_ago, 4.0] for seconds_ago in range(180, -LAG_HOURS * 3600, -60)],
-  })
   out["rds"]["replica_lag_seconds"] = 4
+  # The replica is `creating` for a moment, as on AWS (launcher.py): runs start once it is
+  # available.
+  for _ in range(100):
+    status = rds_west.describe_db_instances(DBInstanceIdentifier="app-db-replica")[
+      "DBInstances"
+    ][0]["DBInstanceStatus"]
+    if status == "available":
+      break
+    time.sleep(0.1)
+  log(f"rds: app-db, app-db-replica, {len(snapshots)} snapshots")
 
   # --- Aurora global database app-global --------------------------------------------------
   try:
