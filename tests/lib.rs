@@ -23,5 +23,6 @@ mod route53_batching;
 mod s3state;
 mod sandbox;
 mod schema;
+mod state_format;
 mod step_crash;
 mod validate;
