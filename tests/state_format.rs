@@ -194,6 +194,7 @@ fn a_journal_from_a_newer_drctl_is_refused_and_nothing_is_written() {
     vec!["report", INTERRUPTED, "--format", "md"],
     vec!["resume", INTERRUPTED, "--yes"],
     vec!["runs"],
+    vec!["runs", "--output", "json"],
   ] {
     assert_refused(&test, &args, CURRENT + 1);
   }
@@ -267,7 +268,7 @@ mod shared_bucket {
   use crate::support::{
     moto::Moto,
     repo,
-    s3::{create_bucket, s3_test, BUCKET, STATE},
+    s3::{create_bucket, s3_test, BUCKET, CACHE, STATE},
     Test,
   };
 
@@ -443,5 +444,20 @@ mod shared_bucket {
       &entry.to_string(),
     );
     assert_refused(&test, &bucket, &["drill", "history", DRILL], CURRENT + 1);
+
+    // A local journal a newer drctl wrote is not pushed by `state sync`.
+    let run_id = objects
+      .keys()
+      .find_map(|key| key.split("/runs/").nth(1)?.split('/').next())
+      .unwrap()
+      .to_string();
+    let path = test
+      .path()
+      .join(CACHE)
+      .join("runs")
+      .join(&run_id)
+      .join("journal.jsonl");
+    super::restamp_lines(&path, |line| stamp_journal_line(line, CURRENT + 1));
+    assert_refused(&test, &bucket, &["state", "sync", &run_id], CURRENT + 1);
   }
 }

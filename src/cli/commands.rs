@@ -986,7 +986,12 @@ async fn runs(ctx: &Context) -> Result<i32, Error> {
         .iter()
         .map(|run| match run {
           Ok(summary) => serde_json::to_value(summary).unwrap_or_default(),
-          Err(err) => serde_json::json!({"error": err.to_string()}),
+          Err(err) => {
+            if matches!(err, JournalError::NewerFormat(_)) {
+              eprintln!("error: {err}");
+            }
+            serde_json::json!({"error": err.to_string()})
+          }
         })
         .collect();
       out(&format!(

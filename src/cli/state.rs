@@ -162,6 +162,8 @@ async fn sync(ctx: &Context, run_id: Option<&str>) -> Result<i32, Error> {
   };
   let mut reports = Vec::new();
   let mut failed = false;
+  // A journal a newer drctl wrote is not pushed (nor anything of it checked): exit 2.
+  let mut newer = false;
   for run_id in &run_ids {
     match s3::sync_run(&s3, &ctx.store, run_id).await {
       Ok(report) => {
@@ -170,6 +172,10 @@ async fn sync(ctx: &Context, run_id: Option<&str>) -> Result<i32, Error> {
       }
       Err(err) => {
         failed = true;
+        newer |= matches!(
+          err,
+          s3::SyncError::Journal(JournalError::NewerFormat(_)) | s3::SyncError::NewerFormat(_)
+        );
         reports.push(Err((run_id.clone(), err.to_string())));
       }
     }
@@ -207,7 +213,7 @@ async fn sync(ctx: &Context, run_id: Option<&str>) -> Result<i32, Error> {
       out(&text);
     }
   }
-  Ok(i32::from(failed))
+  Ok(if newer { 2 } else { i32::from(failed) })
 }
 
 fn report_json(report: &SyncReport) -> serde_json::Value {
