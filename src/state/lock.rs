@@ -18,6 +18,9 @@
 //!   dies, so a crash never leaves it held.
 //! * Private files are created with `O_EXCL | O_NOFOLLOW` and mode 0600, never at a
 //!   predictable name a symlink could be planted on.
+//! * A lock carries its format (`state::format`). One a newer drctl wrote is refused as it is
+//!   ([`LockError::NewerFormat`]): never taken over, broken (even with `--force`) or released;
+//!   to its own holder's renewal it is a lost lock.
 
 use std::{
   fs::{File, OpenOptions, TryLockError},
