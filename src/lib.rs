@@ -10,6 +10,7 @@ pub mod cli;
 pub mod cloud;
 pub mod drills;
 pub mod engine;
+pub mod format;
 pub mod plan;
 pub mod process_group;
 pub mod report;

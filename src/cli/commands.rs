@@ -28,7 +28,7 @@ use crate::{
   state::{
     lock::{hostname, HeldLock, LeaseKeeper, LeaseTerms, LockError, LockHolder},
     store::{check_name, create_private_dir, NameKind},
-    Event, Journal, Record, RunStatus, Store, Timeline,
+    Event, Journal, JournalError, Record, RunStatus, Store, Timeline,
   },
 };
 
@@ -550,6 +550,7 @@ fn engine_failed(err: engine::EngineError) -> Error {
 fn locked(err: LockError) -> Error {
   match err {
     LockError::Held { .. } | LockError::Live { .. } => Error::Locked(err.to_string()),
+    LockError::NewerFormat(newer) => Error::Usage(newer.to_string()),
     other => Error::Failed(other.to_string()),
   }
 }
@@ -706,11 +707,10 @@ async fn resume(
     force,
   } = options;
   let s3 = ctx.s3_state().await;
-  ctx.pull_runs(s3.as_ref()).await;
+  ctx.pull_runs(s3.as_ref()).await?;
   let run_id = ctx.store.find_run(run_id).map_err(Error::Usage)?;
   let journal_path = ctx.store.journal_path(&run_id);
-  let records =
-    crate::state::journal::read(&journal_path).map_err(|err| Error::Failed(err.to_string()))?;
+  let records = crate::state::journal::read(&journal_path).map_err(super::state::journal_error)?;
   let Some(Event::RunStarted {
     runbook_path,
     params,
@@ -727,6 +727,9 @@ async fn resume(
   if let Some(code) = finished_already(&journal_path, &run_id)? {
     return Ok(code);
   }
+  // A world a newer drctl wrote is refused before anything is written (the lock included).
+  crate::cloud::sim::check_world_format(&ctx.store.run_dir(&run_id))
+    .map_err(super::state::sim_error)?;
   let loaded = runbook::load_file(Path::new(&runbook_path), &Catalog)
     .map_err(|diagnostics| Error::Invalid(diagnostics.to_string()))?;
   let plan = engine::bind_resumed(loaded, &params, again)
@@ -782,7 +785,7 @@ async fn resume(
       .open_cloud(&run_dir, plan.secret_values(), &fence)
       .await?;
     let (mut journal, records) =
-      Journal::resume(&journal_path).map_err(|err| Error::Failed(err.to_string()))?;
+      Journal::resume(&journal_path).map_err(super::state::journal_error)?;
     mirror = super::state::start_mirror(ctx, s3.as_ref(), &run_id);
     if let Some(mirror) = &mirror {
       journal.set_mirror(mirror.sender());
@@ -872,8 +875,7 @@ fn pgid_list(survivors: &[Survivor]) -> String {
 
 /// If the run's journal says it succeeded (or breached), say so; its exit code.
 fn finished_already(journal_path: &Path, run_id: &str) -> Result<Option<i32>, Error> {
-  let records =
-    crate::state::journal::read(journal_path).map_err(|err| Error::Failed(err.to_string()))?;
+  let records = crate::state::journal::read(journal_path).map_err(super::state::journal_error)?;
   match Timeline::from_records(&records).and_then(|timeline| timeline.status) {
     Some(status @ (RunStatus::Succeeded | RunStatus::Breached)) => {
       out(&format!(
@@ -888,12 +890,12 @@ fn finished_already(journal_path: &Path, run_id: &str) -> Result<Option<i32>, Er
 
 async fn status(ctx: &Context, run_id: Option<&str>) -> Result<i32, Error> {
   let s3 = ctx.s3_state().await;
-  ctx.pull_runs(s3.as_ref()).await;
+  ctx.pull_runs(s3.as_ref()).await?;
   let run_id = ctx.run_or_latest(run_id)?;
   let records = ctx
     .store
     .read_journal(&run_id)
-    .map_err(|err| Error::Failed(err.to_string()))?;
+    .map_err(super::state::journal_error)?;
   let timeline = Timeline::from_records(&records).ok_or_else(|| {
     Error::Failed(format!(
       "run {run_id}: the journal does not start with run_started"
@@ -901,7 +903,7 @@ async fn status(ctx: &Context, run_id: Option<&str>) -> Result<i32, Error> {
   })?;
   let run_dir = ctx.store.run_dir(&run_id);
   let operations = if run_dir.join("operations.jsonl").exists() {
-    crate::cloud::sim::read_operation_log(&run_dir).map_err(|err| Error::Failed(err.to_string()))?
+    crate::cloud::sim::read_operation_log(&run_dir).map_err(super::state::sim_error)?
   } else {
     Vec::new()
   };
@@ -972,15 +974,24 @@ async fn status(ctx: &Context, run_id: Option<&str>) -> Result<i32, Error> {
 
 async fn runs(ctx: &Context) -> Result<i32, Error> {
   let s3 = ctx.s3_state().await;
-  ctx.pull_runs(s3.as_ref()).await;
+  ctx.pull_runs(s3.as_ref()).await?;
   let runs = ctx.store.runs();
+  // Every run is listed; one a newer drctl wrote is named, and makes the exit code 2.
+  let newer = runs
+    .iter()
+    .any(|run| matches!(run, Err(JournalError::NewerFormat(_))));
   match ctx.output {
     Output::Json => {
       let list: Vec<serde_json::Value> = runs
         .iter()
         .map(|run| match run {
           Ok(summary) => serde_json::to_value(summary).unwrap_or_default(),
-          Err(err) => serde_json::json!({"error": err.to_string()}),
+          Err(err) => {
+            if matches!(err, JournalError::NewerFormat(_)) {
+              eprintln!("error: {err}");
+            }
+            serde_json::json!({"error": err.to_string()})
+          }
         })
         .collect();
       out(&format!(
@@ -1009,7 +1020,7 @@ async fn runs(ctx: &Context) -> Result<i32, Error> {
       }
     }
   }
-  Ok(0)
+  Ok(if newer { 2 } else { 0 })
 }
 
 /// `drctl unlock [--force] RUNBOOK`: break a stale lock (a live holder's only with `--force`).

@@ -120,11 +120,16 @@ fn find(ctx: &Context, name: &str) -> Result<Drill, Error> {
 fn list(ctx: &Context) -> Result<i32, Error> {
   let drills = load_all(ctx)?;
   let now = Utc::now();
+  // Each drill's last run, read once (a history a newer drctl wrote refuses the command).
+  let lasts = drills
+    .iter()
+    .map(|drill| Ok(read_history(ctx, &drill.name)?.pop()))
+    .collect::<Result<Vec<_>, Error>>()?;
   let rows: Vec<serde_json::Value> = drills
     .iter()
-    .map(|drill| {
+    .zip(&lasts)
+    .map(|(drill, last)| {
       let next = drill.schedule.next_after(now);
-      let last = history::read(ctx.store.root(), &drill.name).pop();
       serde_json::json!({
         "name": drill.name,
         "description": drill.description,
@@ -153,9 +158,8 @@ fn list(ctx: &Context) -> Result<i32, Error> {
         "{:<30} {:<22} {:<16} {:<27} {:<22} {}\n",
         "DRILL", "SCHEDULE", "TIME ZONE", "NEXT (LOCAL)", "NEXT (UTC)", "LAST"
       );
-      for drill in &drills {
+      for (drill, last) in drills.iter().zip(&lasts) {
         let next = drill.schedule.next_after(now);
-        let last = history::read(ctx.store.root(), &drill.name).pop();
         text.push_str(&format!(
           "{:<30} {:<22} {:<16} {:<27} {:<22} {}\n",
           drill.name,
@@ -168,7 +172,9 @@ fn list(ctx: &Context) -> Result<i32, Error> {
           next.map_or("never".into(), |next| next
             .format("%Y-%m-%d %H:%MZ")
             .to_string()),
-          last.map_or("-".into(), |entry| entry.result)
+          last
+            .as_ref()
+            .map_or("-".into(), |entry| entry.result.clone())
         ));
       }
       out(&text);
@@ -560,14 +566,18 @@ async fn history_command(ctx: &Context, name: Option<&str>) -> Result<i32, Error
   let mut text = String::new();
   for name in &names {
     if let Some(s3) = &s3 {
-      if let Err(err) = history::pull(s3, ctx.store.root(), name).await {
-        eprintln!(
+      match history::pull(s3, ctx.store.root(), name).await {
+        Ok(_) => {}
+        Err(history::HistoryError::NewerFormat(newer)) => {
+          return Err(Error::Usage(newer.to_string()))
+        }
+        Err(err) => eprintln!(
           "warning: cannot read drill history from {}: {err}",
           s3.location
-        );
+        ),
       }
     }
-    let entries = history::read(ctx.store.root(), name);
+    let entries = read_history(ctx, name)?;
     if ctx.output == Output::Text {
       text.push_str(&format!("{name}\n"));
       if entries.is_empty() {
@@ -723,4 +733,9 @@ pub async fn scheduler(ctx: &Context, args: &SchedulerArgs) -> Result<i32, Error
   // `--once` reports the worst result of what it fired; the long-running loop ends only on a
   // signal.
   Ok(if args.once { worst } else { 0 })
+}
+
+/// A drill's history, oldest first; one a newer drctl wrote refuses the command (exit 2).
+fn read_history(ctx: &Context, drill: &str) -> Result<Vec<HistoryEntry>, Error> {
+  history::read(ctx.store.root(), drill).map_err(|newer| Error::Usage(newer.to_string()))
 }

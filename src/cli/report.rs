@@ -47,7 +47,7 @@ impl From<ReportFormat> for Format {
 
 pub(super) async fn report(ctx: &Context, args: &ReportArgs) -> Result<i32, Error> {
   let s3 = ctx.s3_state().await;
-  ctx.pull_runs(s3.as_ref()).await;
+  ctx.pull_runs(s3.as_ref()).await?;
   let run_id = ctx.run_or_latest(args.run_id.as_deref())?;
   let report = build(ctx, &run_id)?;
   let text = report::render(&report, args.format.into());
@@ -74,11 +74,11 @@ pub(super) fn build(ctx: &Context, run_id: &str) -> Result<Report, Error> {
   let records = ctx
     .store
     .read_journal(run_id)
-    .map_err(|err| Error::Failed(err.to_string()))?;
+    .map_err(super::state::journal_error)?;
   let run_dir = ctx.store.run_dir(run_id);
   let api_calls = if run_dir.join("operations.jsonl").exists() {
-    let operations = crate::cloud::sim::read_operation_log(&run_dir)
-      .map_err(|err| Error::Failed(err.to_string()))?;
+    let operations =
+      crate::cloud::sim::read_operation_log(&run_dir).map_err(super::state::sim_error)?;
     ApiCalls::count(
       "simulator operation log",
       operations.into_iter().map(|op| op.operation),

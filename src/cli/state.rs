@@ -13,7 +13,7 @@ use super::{commands::Context, out, Error, Output};
 use crate::{
   cloud::aws::{AwsSettings, StateStore},
   state::{
-    journal,
+    journal::{self, JournalError},
     lock::LockStore,
     s3::{self, S3Location, S3State, SyncReport},
     JournalMirror, Store,
@@ -81,16 +81,20 @@ impl Context {
   }
 
   /// Bring into the local cache the runs (and records) others pushed to the bucket. A bucket
-  /// that does not answer is a warning: the cache still holds what this machine knows.
-  pub(super) async fn pull_runs(&self, s3: Option<&S3State>) {
-    let Some(s3) = s3 else { return };
-    if let Err(err) = s3::pull_runs(s3, &self.store).await {
-      eprintln!(
+  /// that does not answer is a warning: the cache still holds what this machine knows. A record
+  /// a newer drctl wrote refuses the command (exit 2), with nothing pulled.
+  pub(super) async fn pull_runs(&self, s3: Option<&S3State>) -> Result<(), Error> {
+    let Some(s3) = s3 else { return Ok(()) };
+    match s3::pull_runs(s3, &self.store).await {
+      Ok(_) => {}
+      Err(s3::SyncError::NewerFormat(newer)) => return Err(Error::Usage(newer.to_string())),
+      Err(err) => eprintln!(
         "warning: cannot read runs from {} ({err}); showing the local cache {}",
         s3.location,
         self.store.root().display()
-      );
+      ),
     }
+    Ok(())
   }
 }
 
@@ -158,6 +162,8 @@ async fn sync(ctx: &Context, run_id: Option<&str>) -> Result<i32, Error> {
   };
   let mut reports = Vec::new();
   let mut failed = false;
+  // A journal a newer drctl wrote is not pushed (nor anything of it checked): exit 2.
+  let mut newer = false;
   for run_id in &run_ids {
     match s3::sync_run(&s3, &ctx.store, run_id).await {
       Ok(report) => {
@@ -166,6 +172,10 @@ async fn sync(ctx: &Context, run_id: Option<&str>) -> Result<i32, Error> {
       }
       Err(err) => {
         failed = true;
+        newer |= matches!(
+          err,
+          s3::SyncError::Journal(JournalError::NewerFormat(_)) | s3::SyncError::NewerFormat(_)
+        );
         reports.push(Err((run_id.clone(), err.to_string())));
       }
     }
@@ -203,7 +213,7 @@ async fn sync(ctx: &Context, run_id: Option<&str>) -> Result<i32, Error> {
       out(&text);
     }
   }
-  Ok(i32::from(failed))
+  Ok(if newer { 2 } else { i32::from(failed) })
 }
 
 fn report_json(report: &SyncReport) -> serde_json::Value {
@@ -279,4 +289,20 @@ async fn release_finished_locks(
     }
   }
   released
+}
+
+/// A journal that cannot be read: exit 2 when a newer drctl wrote it, 1 otherwise.
+pub(super) fn journal_error(err: JournalError) -> Error {
+  match err {
+    JournalError::NewerFormat(newer) => Error::Usage(newer.to_string()),
+    other => Error::Failed(other.to_string()),
+  }
+}
+
+/// A simulator world that cannot be read: exit 2 when a newer drctl wrote it, 1 otherwise.
+pub(super) fn sim_error(err: crate::cloud::sim::SimError) -> Error {
+  match err {
+    crate::cloud::sim::SimError::NewerFormat(newer) => Error::Usage(newer.to_string()),
+    other => Error::Failed(other.to_string()),
+  }
 }

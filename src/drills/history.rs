@@ -1,6 +1,7 @@
 //! Drill history: one JSON line per drill run in `<state>/drills/<name>/history.jsonl`, and with
 //! an `s3://` state also one object per run under `drills/<name>/history/` (written with
-//! `If-None-Match: *`, so replicas never overwrite each other's entries).
+//! `If-None-Match: *`, so replicas never overwrite each other's entries). Each entry carries its
+//! format (`state::format`); one written by a newer drctl is refused, never skipped.
 
 use std::{
   io::Write,
@@ -11,7 +12,21 @@ use std::{
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::state::S3State;
+use crate::state::{
+  format::{self, FormatIssue, NewerFormat},
+  S3State,
+};
+
+/// Why a drill's history cannot be read or pulled.
+#[derive(Debug, thiserror::Error)]
+pub enum HistoryError {
+  /// An entry was written by a newer drctl: refused (nothing was pulled).
+  #[error(transparent)]
+  NewerFormat(NewerFormat),
+  /// The bucket did not answer, or the local file could not be written.
+  #[error("{0}")]
+  Io(String),
+}
 
 /// One drill run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -62,7 +77,8 @@ pub fn append(state_root: &Path, entry: &HistoryEntry) -> std::io::Result<()> {
   if let Some(dir) = path.parent() {
     crate::state::store::create_private_dir(dir)?;
   }
-  let mut line = serde_json::to_string(entry).map_err(std::io::Error::other)?;
+  let mut line = serde_json::to_string(&format::stamped(format::Kind::History, entry))
+    .map_err(std::io::Error::other)?;
   line.push('\n');
   let mut file = std::fs::OpenOptions::new()
     .create(true)
@@ -73,15 +89,38 @@ pub fn append(state_root: &Path, entry: &HistoryEntry) -> std::io::Result<()> {
   file.sync_all()
 }
 
-/// A drill's history, oldest first. Lines that do not parse (a torn last line) are skipped.
-pub fn read(state_root: &Path, drill: &str) -> Vec<HistoryEntry> {
-  let text = std::fs::read_to_string(history_path(state_root, drill)).unwrap_or_default();
-  let mut entries: Vec<HistoryEntry> = text
-    .lines()
-    .filter_map(|line| serde_json::from_str(line).ok())
-    .collect();
+/// A drill's history, oldest first. Lines that do not parse (a torn last line) are skipped; an
+/// entry a newer drctl wrote is refused.
+pub fn read(state_root: &Path, drill: &str) -> Result<Vec<HistoryEntry>, NewerFormat> {
+  let path = history_path(state_root, drill);
+  let text = std::fs::read_to_string(&path).unwrap_or_default();
+  let mut entries = Vec::new();
+  for line in text.lines() {
+    if let Some(entry) = parse_entry(line.as_bytes(), &path.display())? {
+      entries.push(entry);
+    }
+  }
   entries.sort_by_key(|entry| entry.started_at);
-  entries
+  Ok(entries)
+}
+
+/// One entry as written (a line, or an object in S3): `None` when it is not an entry.
+fn parse_entry(
+  bytes: &[u8],
+  location: &dyn std::fmt::Display,
+) -> Result<Option<HistoryEntry>, NewerFormat> {
+  let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes) else {
+    return Ok(None);
+  };
+  match format::read(format::Kind::History, &value) {
+    Ok(_) => Ok(serde_json::from_value(value).ok()),
+    Err(FormatIssue::Newer { found }) => Err(NewerFormat {
+      kind: format::Kind::History,
+      location: location.to_string(),
+      found,
+    }),
+    Err(FormatIssue::Invalid(_)) => Ok(None),
+  }
 }
 
 fn s3_key(s3: &S3State, entry: &HistoryEntry) -> String {
@@ -99,7 +138,8 @@ fn s3_key(s3: &S3State, entry: &HistoryEntry) -> String {
 
 /// Push an entry to an `s3://` state.
 pub async fn push(s3: &S3State, entry: &HistoryEntry) -> Result<(), String> {
-  let bytes = serde_json::to_vec(entry).map_err(|err| err.to_string())?;
+  let bytes = serde_json::to_vec(&format::stamped(format::Kind::History, entry))
+    .map_err(|err| err.to_string())?;
   match s3
     .store
     .put_if_absent(&s3.location.bucket, &s3_key(s3, entry), bytes)
@@ -110,37 +150,43 @@ pub async fn push(s3: &S3State, entry: &HistoryEntry) -> Result<(), String> {
   }
 }
 
-/// Bring into the local history the entries other replicas pushed to the bucket.
-pub async fn pull(s3: &S3State, state_root: &Path, drill: &str) -> Result<usize, String> {
+/// Bring into the local history the entries other replicas pushed to the bucket. Every entry
+/// is read before any is added: one a newer drctl wrote stops the pull with nothing added.
+pub async fn pull(s3: &S3State, state_root: &Path, drill: &str) -> Result<usize, HistoryError> {
+  let remote = |err: crate::cloud::CloudError| HistoryError::Io(err.to_string());
   let prefix = s3.location.key(&format!("drills/{drill}/history/"));
   let keys = s3
     .store
     .list(&s3.location.bucket, &prefix)
     .await
-    .map_err(|err| err.to_string())?;
-  let known = read(state_root, drill);
-  let mut added = 0;
+    .map_err(remote)?;
+  let known = read(state_root, drill).map_err(HistoryError::NewerFormat)?;
+  let mut missing: Vec<HistoryEntry> = Vec::new();
   for key in keys {
     let Some((bytes, _)) = s3
       .store
       .get(&s3.location.bucket, &key)
       .await
-      .map_err(|err| err.to_string())?
+      .map_err(remote)?
     else {
       continue;
     };
-    let Ok(entry) = serde_json::from_slice::<HistoryEntry>(&bytes) else {
+    let url = format!("s3://{}/{key}", s3.location.bucket);
+    let Some(entry) = parse_entry(&bytes, &url).map_err(HistoryError::NewerFormat)? else {
       continue;
     };
     let present = known
       .iter()
+      .chain(&missing)
       .any(|k| k.run_id == entry.run_id && k.started_at == entry.started_at);
     if !present {
-      append(state_root, &entry).map_err(|err| err.to_string())?;
-      added += 1;
+      missing.push(entry);
     }
   }
-  Ok(added)
+  for entry in &missing {
+    append(state_root, entry).map_err(|err| HistoryError::Io(err.to_string()))?;
+  }
+  Ok(missing.len())
 }
 
 /// How a run compares with the ones before it.
@@ -216,7 +262,7 @@ mod tests {
     {
       append(dir.path(), &entry(rto, minute as u32)).unwrap();
     }
-    let entries = read(dir.path(), "d");
+    let entries = read(dir.path(), "d").unwrap();
     assert_eq!(entries.len(), 7);
     let last = trend(&entries, 6);
     assert_eq!(last.rto_delta_previous_seconds, Some(-350.0));
@@ -232,7 +278,7 @@ mod tests {
     let dir = tempfile::tempdir().unwrap();
     let rto = 364.75772915699997;
     append(dir.path(), &entry(rto, 0)).unwrap();
-    let entries = read(dir.path(), "d");
+    let entries = read(dir.path(), "d").unwrap();
     assert_eq!(entries[0].rto_achieved_seconds, Some(rto));
     let text = std::fs::read_to_string(history_path(dir.path(), "d")).unwrap();
     let value: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();

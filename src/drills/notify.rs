@@ -230,7 +230,12 @@ fn defaults(
   } else {
     format!("{headline} ({})", entry.reasons.join("; "))
   };
-  let entry_json = serde_json::to_value(entry).unwrap_or_default();
+  // The entry as its history line holds it, format included.
+  let entry_json = serde_json::to_value(crate::state::format::stamped(
+    crate::state::format::Kind::History,
+    entry,
+  ))
+  .unwrap_or_default();
   let mut with = serde_json::Map::new();
   match kind {
     "slack" => {

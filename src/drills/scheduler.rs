@@ -115,6 +115,7 @@ impl ClaimStore {
   /// Claim `(drill, due)`: `Ok(true)` if this process won it, `Ok(false)` if another did.
   pub async fn claim(&self, drill: &str, due: DateTime<Utc>) -> Result<bool, String> {
     let body = serde_json::json!({
+      "format": crate::state::format::Kind::Claim.current(),
       "host": hostname(),
       "pid": std::process::id(),
       "claimed_at": Utc::now(),

@@ -29,7 +29,12 @@ use std::{
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{mirror::MirrorSender, redact::Redactor, store::create_private_dir};
+use super::{
+  format::{self, FormatIssue, NewerFormat},
+  mirror::MirrorSender,
+  redact::Redactor,
+  store::create_private_dir,
+};
 
 /// How a run acts on the world.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -294,19 +299,24 @@ pub enum JournalError {
     #[source]
     leak: super::redact::Leak,
   },
+  /// A record in a format newer than this drctl reads (see `state::format`): refused, never
+  /// skipped nor cut away as torn.
+  #[error(transparent)]
+  NewerFormat(NewerFormat),
 }
 
-/// Encode a record as one line (without the newline): the record's JSON with a `crc` field
-/// holding the CRC-32 of that JSON without it. Keys are sorted (serde_json's default map), so
-/// re-encoding the parsed line reproduces the checksummed text exactly.
-fn encode(record: &Record) -> Result<String, serde_json::Error> {
-  let value = serde_json::to_value(record)?;
-  let text = serde_json::to_string(&value)?;
-  let crc = crc32fast::hash(text.as_bytes());
-  let serde_json::Value::Object(mut map) = value else {
+/// Encode a record of a journal in `format` as one line (without the newline): the record's
+/// JSON with its `format`, and a `crc` field holding the CRC-32 of that JSON without it. Keys
+/// are sorted (serde_json's default map), so re-encoding the parsed line reproduces the
+/// checksummed text exactly.
+fn encode(record: &Record, journal_format: u32) -> Result<String, serde_json::Error> {
+  let serde_json::Value::Object(mut map) = serde_json::to_value(record)? else {
     // A struct with a flattened enum always serializes as an object.
     unreachable!("a journal record serializes as an object")
   };
+  map.insert(format::FIELD.into(), journal_format.into());
+  let text = serde_json::to_string(&map)?;
+  let crc = crc32fast::hash(text.as_bytes());
   map.insert(
     "crc".into(),
     serde_json::Value::String(format!("{crc:08x}")),
@@ -314,10 +324,36 @@ fn encode(record: &Record) -> Result<String, serde_json::Error> {
   serde_json::to_string(&map)
 }
 
-/// Decode one line; `Err` says why it is not a valid record.
-fn decode(line: &str) -> Result<Record, String> {
+/// Why a line is not a record this drctl reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum DecodeError {
+  /// A record in a newer format (whatever its checksum: a newer drctl may checksum otherwise).
+  Newer { found: u64 },
+  /// Not a valid record (torn, if it is the last line; corrupt otherwise).
+  Invalid(String),
+}
+
+impl From<String> for DecodeError {
+  fn from(reason: String) -> DecodeError {
+    DecodeError::Invalid(reason)
+  }
+}
+
+impl From<&str> for DecodeError {
+  fn from(reason: &str) -> DecodeError {
+    DecodeError::Invalid(reason.to_string())
+  }
+}
+
+/// Decode one line (without its newline): the record and its format.
+pub(crate) fn decode(line: &str) -> Result<(Record, u32), DecodeError> {
   let mut value: serde_json::Value =
     serde_json::from_str(line).map_err(|err| format!("not JSON: {err}"))?;
+  let record_format = match format::read(format::Kind::Journal, &value) {
+    Ok(record_format) => record_format,
+    Err(FormatIssue::Newer { found }) => return Err(DecodeError::Newer { found }),
+    Err(FormatIssue::Invalid(why)) => return Err(DecodeError::Invalid(why)),
+  };
   let map = value.as_object_mut().ok_or("not a JSON object")?;
   let crc = map
     .remove("crc")
@@ -326,9 +362,10 @@ fn decode(line: &str) -> Result<Record, String> {
   let text = serde_json::to_string(&value).map_err(|err| err.to_string())?;
   let actual = format!("{:08x}", crc32fast::hash(text.as_bytes()));
   if actual != crc {
-    return Err(format!("checksum {crc} does not match content ({actual})"));
+    return Err(format!("checksum {crc} does not match content ({actual})").into());
   }
-  serde_json::from_value(value).map_err(|err| format!("unknown record: {err}"))
+  let record = serde_json::from_value(value).map_err(|err| format!("unknown record: {err}"))?;
+  Ok((record, record_format))
 }
 
 /// An open journal, positioned for appending.
@@ -348,6 +385,8 @@ pub struct Journal {
   durable_len: u64,
   /// Why the journal refuses records: a write or fsync failed (see the module docs).
   broken: Option<String>,
+  /// The format its records are written in: the journal's own, kept for its whole life.
+  format: u32,
 }
 
 impl Journal {
@@ -379,12 +418,17 @@ impl Journal {
       len: 0,
       durable_len: 0,
       broken: None,
+      format: format::Kind::Journal.current(),
     })
   }
 
   /// Open an existing journal to continue it: read every record, truncate a torn last line.
   pub fn resume(path: &Path) -> Result<(Journal, Vec<Record>), JournalError> {
-    let (records, valid_len) = read_with_len(path)?;
+    let Contents {
+      records,
+      valid_len,
+      format,
+    } = read_contents(path)?;
     let io_err = |source| JournalError::Io {
       path: path.to_path_buf(),
       source,
@@ -415,6 +459,7 @@ impl Journal {
         len: valid_len,
         durable_len: valid_len,
         broken: None,
+        format,
       },
       records,
     ))
@@ -471,7 +516,7 @@ impl Journal {
           path: self.path.clone(),
           leak,
         })?;
-    let mut line = encode(&record).map_err(|err| JournalError::Io {
+    let mut line = encode(&record, self.format).map_err(|err| JournalError::Io {
       path: self.path.clone(),
       source: io::Error::other(err),
     })?;
@@ -622,13 +667,15 @@ pub fn writer_absent(path: &Path) -> Result<Option<NoWriter>, JournalError> {
 
 /// Read every valid record of a journal (ignoring a torn last line).
 pub fn read(path: &Path) -> Result<Vec<Record>, JournalError> {
-  read_with_len(path).map(|(records, _)| records)
+  read_contents(path).map(|contents| contents.records)
 }
 
 /// Every valid record's sequence number and exact line (with its newline), as written: what
 /// the `s3://` backend mirrors byte for byte.
 pub fn read_lines(path: &Path) -> Result<Vec<(u64, String)>, JournalError> {
-  let (records, valid_len) = read_with_len(path)?;
+  let Contents {
+    records, valid_len, ..
+  } = read_contents(path)?;
   let io_err = |source| JournalError::Io {
     path: path.to_path_buf(),
     source,
@@ -646,8 +693,17 @@ pub fn read_lines(path: &Path) -> Result<Vec<(u64, String)>, JournalError> {
   )
 }
 
-/// Records plus the byte length of the valid prefix.
-fn read_with_len(path: &Path) -> Result<(Vec<Record>, u64), JournalError> {
+/// What reading a journal found.
+struct Contents {
+  records: Vec<Record>,
+  /// The byte length of the valid prefix.
+  valid_len: u64,
+  /// The journal's format: the newest of its records'.
+  format: u32,
+}
+
+/// Read a journal's valid records.
+fn read_contents(path: &Path) -> Result<Contents, JournalError> {
   let io_err = |source| JournalError::Io {
     path: path.to_path_buf(),
     source,
@@ -657,6 +713,7 @@ fn read_with_len(path: &Path) -> Result<(Vec<Record>, u64), JournalError> {
     .and_then(|mut file| file.read_to_end(&mut bytes))
     .map_err(io_err)?;
   let mut records = Vec::new();
+  let mut journal_format = format::FIRST;
   let mut offset = 0usize;
   let mut line_no = 0usize;
   while offset < bytes.len() {
@@ -669,14 +726,25 @@ fn read_with_len(path: &Path) -> Result<(Vec<Record>, u64), JournalError> {
     let next = offset + line.len() + usize::from(complete);
     let is_last = next >= bytes.len();
     let decoded = std::str::from_utf8(line)
-      .map_err(|err| err.to_string())
+      .map_err(|err| DecodeError::Invalid(err.to_string()))
       .and_then(decode);
     match decoded {
-      Ok(record) if complete => records.push(record),
+      Ok((record, record_format)) if complete => {
+        journal_format = journal_format.max(record_format);
+        records.push(record);
+      }
       // A line without its newline is torn even if it parses: the fsync did not finish.
       Ok(_) => break,
+      // Whole or not, first or last: a newer drctl wrote it, so this one cannot judge it.
+      Err(DecodeError::Newer { found }) => {
+        return Err(JournalError::NewerFormat(NewerFormat {
+          kind: format::Kind::Journal,
+          location: path.display().to_string(),
+          found,
+        }))
+      }
       Err(_) if is_last => break,
-      Err(reason) => {
+      Err(DecodeError::Invalid(reason)) => {
         return Err(JournalError::Corrupt {
           path: path.to_path_buf(),
           line: line_no,
@@ -691,7 +759,11 @@ fn read_with_len(path: &Path) -> Result<(Vec<Record>, u64), JournalError> {
       path: path.to_path_buf(),
     });
   }
-  Ok((records, offset as u64))
+  Ok(Contents {
+    records,
+    valid_len: offset as u64,
+    format: journal_format,
+  })
 }
 
 /// Make a file's creation durable by syncing its directory (best effort).
@@ -824,7 +896,7 @@ mod tests {
     // Another writer appends after the resume read the journal: the resumed journal's next
     // line must land after it, not over it.
     let mut other = Journal::create(&dir.path().join("other.jsonl")).unwrap();
-    let line = encode(&other.append(started()).unwrap()).unwrap() + "\n";
+    let line = encode(&other.append(started()).unwrap(), 1).unwrap() + "\n";
     OpenOptions::new()
       .append(true)
       .open(&path)
@@ -918,5 +990,82 @@ mod tests {
     let path = dir.path().join("journal.jsonl");
     std::fs::write(&path, "").unwrap();
     assert!(matches!(read(&path), Err(JournalError::Empty { .. })));
+  }
+
+  /// A journal's lines, each stamped with `found` as a newer drctl would write it.
+  fn restamp(path: &Path, found: u64, lines: std::ops::RangeFrom<usize>) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut out = String::new();
+    for (index, line) in text.lines().enumerate() {
+      let mut value: serde_json::Value = serde_json::from_str(line).unwrap();
+      if lines.contains(&index) {
+        let map = value.as_object_mut().unwrap();
+        map.remove("crc");
+        map.insert("format".into(), found.into());
+        let crc = crc32fast::hash(serde_json::to_string(&map).unwrap().as_bytes());
+        map.insert("crc".into(), format!("{crc:08x}").into());
+      }
+      out.push_str(&value.to_string());
+      out.push('\n');
+    }
+    std::fs::write(path, out).unwrap();
+  }
+
+  #[test]
+  fn every_record_carries_the_journals_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.jsonl");
+    let mut journal = Journal::create(&path).unwrap();
+    journal.append(started()).unwrap();
+    journal.append(started()).unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    for line in text.lines() {
+      let value: serde_json::Value = serde_json::from_str(line).unwrap();
+      assert_eq!(value["format"], 1, "{line}");
+    }
+    assert_eq!(read(&path).unwrap().len(), 2);
+  }
+
+  #[test]
+  fn a_newer_record_is_refused_wherever_it_is_and_never_cut_away() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.jsonl");
+    let mut journal = Journal::create(&path).unwrap();
+    for _ in 0..3 {
+      journal.append(started()).unwrap();
+    }
+    drop(journal);
+    // The last line only: a reader that took it for a torn line would cut it away on resume.
+    restamp(&path, 2, 2..);
+    let before = std::fs::read(&path).unwrap();
+    for err in [
+      read(&path).unwrap_err(),
+      Journal::resume(&path).unwrap_err(),
+    ] {
+      match err {
+        JournalError::NewerFormat(newer) => assert_eq!(newer.found, 2),
+        other => panic!("expected a newer format, got {other}"),
+      }
+    }
+    assert_eq!(std::fs::read(&path).unwrap(), before, "the journal changed");
+    // Every line, and with a format this drctl cannot even count to.
+    restamp(&path, u64::MAX, 0..);
+    assert!(matches!(read(&path), Err(JournalError::NewerFormat(_))));
+  }
+
+  #[test]
+  fn a_record_with_a_format_that_is_no_number_is_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.jsonl");
+    let mut journal = Journal::create(&path).unwrap();
+    journal.append(started()).unwrap();
+    journal.append(started()).unwrap();
+    drop(journal);
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replacen("\"format\":1", "\"format\":\"x\"", 1)).unwrap();
+    assert!(matches!(
+      read(&path),
+      Err(JournalError::Corrupt { line: 1, .. })
+    ));
   }
 }

@@ -18,6 +18,9 @@
 //!   dies, so a crash never leaves it held.
 //! * Private files are created with `O_EXCL | O_NOFOLLOW` and mode 0600, never at a
 //!   predictable name a symlink could be planted on.
+//! * A lock carries its format (`state::format`). One a newer drctl wrote is refused as it is
+//!   ([`LockError::NewerFormat`]): never taken over, broken (even with `--force`) or released;
+//!   to its own holder's renewal it is a lost lock.
 
 use std::{
   fs::{File, OpenOptions, TryLockError},
@@ -31,6 +34,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{
+  format::{self, NewerFormat},
   journal::sync_dir,
   s3::{self, S3Lock, S3State},
   store::create_private_dir,
@@ -218,6 +222,10 @@ pub enum LockError {
   /// Every attempt lost a race without learning who won.
   #[error("lock {path}: contended (it changed under every attempt); try again")]
   Contended { path: PathBuf },
+  /// The lock was written by a newer drctl: it is neither taken over nor broken, even with
+  /// `--force` (see `state::format`).
+  #[error(transparent)]
+  NewerFormat(NewerFormat),
 }
 
 fn lost_message(runbook: &str, path: &Path, now_held_by: Option<&LockHolder>) -> String {
@@ -293,15 +301,43 @@ pub struct Lock {
   token: String,
 }
 
-/// What a lock file holds: its holder and the token of the acquisition that wrote it. Readers
-/// that only want the holder ignore the token.
+/// What a lock file holds: its format, its holder and the token of the acquisition that wrote
+/// it. Readers that only want the holder ignore the token.
 #[derive(Debug, Serialize, Deserialize)]
 struct LockFile {
+  /// Absent in lock files written before formats were recorded (format 1).
+  #[serde(default = "first_format")]
+  format: u32,
   #[serde(flatten)]
   holder: LockHolder,
   /// Absent in lock files written before renewal was compare-and-swap.
   #[serde(default)]
   token: String,
+}
+
+fn first_format() -> u32 {
+  format::FIRST
+}
+
+/// Parse a lock as the local file or the S3 object holds it: refused when a newer drctl wrote
+/// it, unreadable when it is not a lock.
+pub(crate) fn parse_lock<T: serde::de::DeserializeOwned>(
+  bytes: &[u8],
+  location: &Path,
+) -> Result<T, LockError> {
+  let unreadable = |reason: String| LockError::Unreadable {
+    path: location.to_path_buf(),
+    reason,
+  };
+  let value: serde_json::Value =
+    serde_json::from_slice(bytes).map_err(|err| unreadable(err.to_string()))?;
+  if let Err(issue) = format::read(format::Kind::Lock, &value) {
+    return Err(match issue.newer(format::Kind::Lock, location.display()) {
+      Some(newer) => LockError::NewerFormat(newer),
+      None => unreadable(issue.to_string()),
+    });
+  }
+  serde_json::from_value(value).map_err(|err| unreadable(err.to_string()))
 }
 
 /// A fresh acquisition token.
@@ -385,8 +421,8 @@ impl Lock {
   fn expect_ours(&self) -> Result<(), LockError> {
     let current = match read_file(&self.path) {
       Ok(current) => current,
-      // Not something we wrote (we write whole files only): someone else's.
-      Err(LockError::Unreadable { .. }) => None,
+      // Not something we wrote (we write whole files only, in our format): someone else's.
+      Err(LockError::Unreadable { .. } | LockError::NewerFormat(_)) => None,
       Err(err) => return Err(err),
     };
     match current {
@@ -431,6 +467,7 @@ impl Lock {
 /// The text of a lock file.
 fn lock_text(holder: &LockHolder, token: &str) -> io::Result<String> {
   serde_json::to_string_pretty(&LockFile {
+    format: format::Kind::Lock.current(),
     holder: holder.clone(),
     token: token.to_string(),
   })
@@ -727,13 +764,8 @@ fn read_holder(path: &Path) -> Result<Option<LockHolder>, LockError> {
 }
 
 fn read_file(path: &Path) -> Result<Option<LockFile>, LockError> {
-  match std::fs::read_to_string(path) {
-    Ok(text) => serde_json::from_str(&text)
-      .map(Some)
-      .map_err(|err| LockError::Unreadable {
-        path: path.to_path_buf(),
-        reason: err.to_string(),
-      }),
+  match std::fs::read(path) {
+    Ok(bytes) => parse_lock(&bytes, path).map(Some),
     Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
     Err(source) => Err(LockError::Io {
       path: path.to_path_buf(),
@@ -1051,5 +1083,42 @@ mod tests {
     assert_eq!(mode(&lock.path), 0o600);
     assert_eq!(mode(&locks), 0o700);
     assert_eq!(mode(&dir.path().join("state")), 0o700);
+  }
+
+  /// Rewrite the lock file of `dir` as a newer drctl would have written it.
+  fn restamp_newer(dir: &Path) -> Vec<u8> {
+    let path = lock_path(dir, "regional-failover");
+    let mut value: serde_json::Value =
+      serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(value["format"], 1, "{value}");
+    value["format"] = 2.into();
+    let bytes = serde_json::to_vec_pretty(&value).unwrap();
+    std::fs::write(&path, &bytes).unwrap();
+    bytes
+  }
+
+  #[test]
+  fn a_lock_a_newer_drctl_wrote_is_not_taken_broken_renewed_or_released() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut lock = Lock::acquire(
+      dir.path(),
+      holder("run-1", std::process::id()),
+      Lock::DEFAULT_LEASE,
+    )
+    .unwrap();
+    let newer = restamp_newer(dir.path());
+    let path = lock_path(dir.path(), "regional-failover");
+    let refused = |err: LockError| match err {
+      LockError::NewerFormat(newer) => assert_eq!(newer.found, 2),
+      other => panic!("expected a newer format, got {other}"),
+    };
+    // A resume of the very run it names, even with a dead pid (stale), is refused.
+    refused(Lock::acquire(dir.path(), holder("run-1", u32::MAX), Lock::DEFAULT_LEASE).unwrap_err());
+    refused(unlock(dir.path(), "regional-failover", true).unwrap_err());
+    refused(super::holder(dir.path(), "regional-failover").unwrap_err());
+    // Not ours any more: renewing finds it lost, releasing leaves it.
+    assert!(matches!(lock.renew(), Err(LockError::Lost { .. })));
+    lock.release().unwrap();
+    assert_eq!(std::fs::read(&path).unwrap(), newer);
   }
 }

@@ -10,10 +10,14 @@
 //! locks/<runbook>.lock            the lock of a running runbook
 //! ```
 //!
+//! Every journal record, lock, drill history entry and claim carries its format version; a drctl
+//! refuses one newer than it reads, before writing anything (see `format`).
+//!
 //! With `--state s3://bucket/prefix` the same layout lives in the local cache
 //! `<root>/s3/<bucket>/<prefix>/` (journals, the simulator's files), the lock lives in the
 //! bucket, and every journal record is mirrored there (see `s3` and `mirror`).
 
+pub use crate::format;
 pub mod journal;
 pub mod lock;
 pub mod mirror;

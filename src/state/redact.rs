@@ -390,8 +390,8 @@ fn skeleton(structure: &[&str]) -> String {
       event,
     };
     text.push_str(&serde_json::to_string(&record).unwrap_or_default());
-    // The checksum field every line carries.
-    text.push_str(",\"crc\":\"\"}\n");
+    // The checksum and format fields every line carries.
+    text.push_str(",\"crc\":\"\",\"format\":0}\n");
   }
   // JSON's literals, which the JSON views of a run (`--output json`, reports) also hold.
   text.push_str("null true false\n");
@@ -639,6 +639,8 @@ mod tests {
       ("runbook_digest", "structure"),
       ("\"event\":", "structure"),
       ("promote-db", "structure"),
+      // The format every record carries (`state::format`).
+      ("\"format\":", "structure"),
     ];
     for (value, reason) in cases {
       let err = redactor(&[("secrets.S", value)])

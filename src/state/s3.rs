@@ -16,6 +16,9 @@
 //! * The lock is created with `If-None-Match: *` and renewed or taken over with `If-Match`, so
 //!   exactly one of N racing runs holds it, and a holder whose object was overwritten finds out
 //!   on its next renewal.
+//! * Every object carries its format (`state::format`). A lock, a record to pull or a history
+//!   entry that a newer drctl wrote is refused (exit 2): never taken over, broken, or pulled
+//!   into the local cache, where it would pass for this drctl's own.
 //! * The local journal (in the cache directory `<state root>/s3/<bucket>/<prefix>/`) is always
 //!   written first: a run is never blocked by a bucket it cannot reach.
 
@@ -31,8 +34,9 @@ use std::{
 use chrono::Utc;
 
 use super::{
+  format::{self, NewerFormat},
   journal::{self, JournalError},
-  lock::{LockError, LockHolder},
+  lock::{self, LockError, LockHolder},
   store::{self, Store},
 };
 use crate::cloud::{
@@ -294,8 +298,13 @@ pub async fn unlock(
   else {
     return Ok(None);
   };
-  // An unreadable lock is still breakable: that is what unlock is for.
-  let holder: Option<LockHolder> = serde_json::from_slice(&bytes).ok();
+  // An unreadable lock is still breakable: that is what unlock is for. One a newer drctl
+  // wrote is not: this drctl cannot tell whether its holder lives.
+  let holder = match parse_holder(&bytes, state, &key) {
+    Ok(holder) => Some(holder),
+    Err(LockError::Unreadable { .. }) => None,
+    Err(err) => return Err(err),
+  };
   if let Some(holder) = &holder {
     holder.check_unlock(force)?;
   }
@@ -319,17 +328,16 @@ fn remote(state: &S3State, key: &str, source: CloudError) -> LockError {
 }
 
 fn holder_bytes(holder: &LockHolder, key: &str) -> Result<Vec<u8>, LockError> {
-  serde_json::to_vec_pretty(holder).map_err(|err| LockError::Unreadable {
-    path: PathBuf::from(key),
-    reason: err.to_string(),
+  serde_json::to_vec_pretty(&format::stamped(format::Kind::Lock, holder)).map_err(|err| {
+    LockError::Unreadable {
+      path: PathBuf::from(key),
+      reason: err.to_string(),
+    }
   })
 }
 
 fn parse_holder(bytes: &[u8], state: &S3State, key: &str) -> Result<LockHolder, LockError> {
-  serde_json::from_slice(bytes).map_err(|err| LockError::Unreadable {
-    path: s3_url(state, key),
-    reason: err.to_string(),
-  })
+  lock::parse_lock(bytes, &s3_url(state, key))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -349,6 +357,9 @@ pub enum SyncError {
   },
   #[error("{0}")]
   Local(String),
+  /// A record in the bucket was written by a newer drctl: nothing was pulled.
+  #[error(transparent)]
+  NewerFormat(#[from] NewerFormat),
 }
 
 /// A record whose S3 copy differs from the local line.
@@ -501,8 +512,9 @@ pub async fn sync_run(
 
 /// Copy into the local cache the journal records that are in S3 but not here (runs started by
 /// other operators or replicas, or progress made elsewhere). Only records that extend a local
-/// journal contiguously are added; a local journal is never rewritten. Returns the runs that
-/// got records.
+/// journal contiguously are added; a local journal is never rewritten. Every record is read
+/// before any is written: one that a newer drctl wrote ([`SyncError::NewerFormat`]) stops the
+/// pull with nothing written. Returns the runs that got records.
 pub async fn pull_runs(state: &S3State, store: &Store) -> Result<Vec<String>, SyncError> {
   let prefix = state.location.runs_prefix();
   let keys = state
@@ -529,12 +541,12 @@ pub async fn pull_runs(state: &S3State, store: &Store) -> Result<Vec<String>, Sy
       runs.entry(run_id.to_string()).or_default().insert(seq);
     }
   }
-  let mut pulled = Vec::new();
+  let mut pulls = Vec::new();
   for (run_id, seqs) in runs {
     let path = store.journal_path(&run_id);
     // A run a process on this machine is writing (a resume racing this pull) is skipped: its
     // local journal is ahead of the bucket, and appending here would duplicate its records.
-    let Some(_no_writer) = journal::writer_absent(&path)? else {
+    let Some(no_writer) = journal::writer_absent(&path)? else {
       continue;
     };
     let last = match journal::read_lines(&path) {
@@ -543,52 +555,78 @@ pub async fn pull_runs(state: &S3State, store: &Store) -> Result<Vec<String>, Sy
       Err(JournalError::Empty { .. }) => 0,
       Err(err) => return Err(err.into()),
     };
-    let mut text = String::new();
-    let mut seq = last + 1;
-    while seqs.contains(&seq) {
-      let key = state.location.record_key(&run_id, seq);
-      let Some((bytes, _)) = state
-        .store
-        .get(&state.location.bucket, &key)
-        .await
-        .map_err(|source| SyncError::Remote {
-          location: format!("s3://{}/{key}", state.location.bucket),
-          source,
-        })?
-      else {
-        break;
-      };
-      let line = String::from_utf8(bytes).map_err(|_| {
-        SyncError::Local(format!("s3://{}/{key}: not UTF-8", state.location.bucket))
-      })?;
-      if !line.ends_with('\n') {
-        return Err(SyncError::Local(format!(
-          "s3://{}/{key}: not a journal line",
-          state.location.bucket
-        )));
-      }
-      text.push_str(&line);
-      seq += 1;
+    let text = fetch_records(state, &run_id, last + 1, &seqs).await?;
+    if !text.is_empty() {
+      pulls.push((run_id, path, text, no_writer));
     }
-    if text.is_empty() {
-      continue;
-    }
-    let local_err = |err: std::io::Error| SyncError::Local(format!("{}: {err}", path.display()));
-    if let Some(dir) = path.parent() {
-      store::create_private_dir(dir).map_err(local_err)?;
-    }
-    let mut file = std::fs::OpenOptions::new()
-      .create(true)
-      .append(true)
-      .mode(0o600)
-      .custom_flags(libc::O_NOFOLLOW)
-      .open(&path)
-      .map_err(local_err)?;
-    file.write_all(text.as_bytes()).map_err(local_err)?;
-    file.sync_all().map_err(local_err)?;
+  }
+  let mut pulled = Vec::new();
+  for (run_id, path, text, _no_writer) in pulls {
+    append_pulled(&path, &text)?;
     pulled.push(run_id);
   }
   Ok(pulled)
+}
+
+/// The journal lines of `run_id` in S3 from `first` on, as long as they are contiguous: each
+/// checked to be a journal line in a format this drctl reads.
+async fn fetch_records(
+  state: &S3State,
+  run_id: &str,
+  first: u64,
+  seqs: &BTreeSet<u64>,
+) -> Result<String, SyncError> {
+  let mut text = String::new();
+  let mut seq = first;
+  while seqs.contains(&seq) {
+    let key = state.location.record_key(run_id, seq);
+    let url = format!("s3://{}/{key}", state.location.bucket);
+    let Some((bytes, _)) = state
+      .store
+      .get(&state.location.bucket, &key)
+      .await
+      .map_err(|source| SyncError::Remote {
+        location: url.clone(),
+        source,
+      })?
+    else {
+      break;
+    };
+    let line =
+      String::from_utf8(bytes).map_err(|_| SyncError::Local(format!("{url}: not UTF-8")))?;
+    let Some(body) = line.strip_suffix('\n') else {
+      return Err(SyncError::Local(format!("{url}: not a journal line")));
+    };
+    if let Err(journal::DecodeError::Newer { found }) = journal::decode(body) {
+      return Err(SyncError::NewerFormat(NewerFormat {
+        kind: format::Kind::Journal,
+        location: url,
+        found,
+      }));
+    }
+    text.push_str(&line);
+    seq += 1;
+  }
+  Ok(text)
+}
+
+/// Append pulled lines to a local journal (created if need be), durably.
+// The error `pull_runs` returns, made once per pull: its size costs nothing.
+#[allow(clippy::result_large_err)]
+fn append_pulled(path: &Path, text: &str) -> Result<(), SyncError> {
+  let local_err = |err: std::io::Error| SyncError::Local(format!("{}: {err}", path.display()));
+  if let Some(dir) = path.parent() {
+    store::create_private_dir(dir).map_err(local_err)?;
+  }
+  let mut file = std::fs::OpenOptions::new()
+    .create(true)
+    .append(true)
+    .mode(0o600)
+    .custom_flags(libc::O_NOFOLLOW)
+    .open(path)
+    .map_err(local_err)?;
+  file.write_all(text.as_bytes()).map_err(local_err)?;
+  file.sync_all().map_err(local_err)
 }
 
 /// The file that says which records of a run the mirror could not push.
@@ -599,6 +637,7 @@ pub fn unsynced_path(store: &Store, run_id: &str) -> PathBuf {
 /// Record that records from `first_seq` on are not in S3 (best effort: the mirror is advisory).
 pub(crate) fn mark_unsynced(store: &Store, run_id: &str, first_seq: u64, reason: &str) {
   let text = serde_json::json!({
+    "format": format::Kind::Journal.current(),
     "first_unsynced_seq": first_seq,
     "reason": reason,
     "since": Utc::now(),

@@ -93,6 +93,9 @@ pub enum SimError {
     #[source]
     source: std::io::Error,
   },
+  /// The run's world was written by a newer drctl (see `crate::format`).
+  #[error(transparent)]
+  NewerFormat(crate::format::NewerFormat),
 }
 
 /// Where "now" comes from for state transitions.
@@ -616,6 +619,7 @@ pub fn read_refusals(dir: &Path) -> Result<Vec<Refused>, SimError> {
 
 /// Read the operation log a run's simulator left in `dir` (a torn last line is ignored).
 pub fn read_operation_log(dir: &Path) -> Result<Vec<Operation>, SimError> {
+  persist::check_world_format(dir)?;
   persist::read_log(dir).map(|contents| contents.ops)
 }
 
@@ -634,4 +638,10 @@ impl Sim {
     world.route53 = state.route53.export();
     Ok(world)
   }
+}
+
+/// Refuse a run directory whose world a newer drctl wrote ([`SimError::NewerFormat`]), before
+/// anything is written for the run (a resume checks it before it takes the lock).
+pub fn check_world_format(dir: &Path) -> Result<(), SimError> {
+  persist::check_world_format(dir)
 }

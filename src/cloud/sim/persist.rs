@@ -16,7 +16,8 @@ use super::{world::WorldSpec, Operation, SimError};
 
 pub(crate) const WORLD_FILE: &str = "world.json";
 pub(crate) const LOG_FILE: &str = "operations.jsonl";
-const FORMAT_VERSION: u32 = 1;
+/// The format of `world.json` (and of the `operations.jsonl` beside it).
+const FORMAT_VERSION: u32 = crate::format::Kind::SimWorld.current();
 
 /// `world.json`: the world as it was created.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -79,7 +80,32 @@ fn sync_dir(dir: &Path) -> Result<(), SimError> {
     .map_err(io_error(dir))
 }
 
+/// Refuse a `world.json` a newer drctl wrote (before its fields are judged: a newer world may
+/// have fields this drctl does not know). A run directory without one passes.
+pub(crate) fn check_world_format(dir: &Path) -> Result<(), SimError> {
+  let path = dir.join(WORLD_FILE);
+  let text = match fs::read_to_string(&path) {
+    Ok(text) => text,
+    Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
+    Err(err) => return Err(io_error(&path)(err)),
+  };
+  let version = serde_json::from_str::<serde_json::Value>(&text)
+    .ok()
+    .and_then(|value| value.get("version").and_then(serde_json::Value::as_u64));
+  match version {
+    Some(found) if found > u64::from(FORMAT_VERSION) => {
+      Err(SimError::NewerFormat(crate::format::NewerFormat {
+        kind: crate::format::Kind::SimWorld,
+        location: path.display().to_string(),
+        found,
+      }))
+    }
+    _ => Ok(()),
+  }
+}
+
 pub(crate) fn read_world(dir: &Path) -> Result<WorldFile, SimError> {
+  check_world_format(dir)?;
   let path = dir.join(WORLD_FILE);
   let text = fs::read_to_string(&path).map_err(io_error(&path))?;
   let file: WorldFile = serde_json::from_str(&text).map_err(|err| SimError::World {

@@ -674,6 +674,9 @@ rds:
   snapshots:
     - { id: "rds:app-db-2026-11-22-03-00", instance: app-db, region: us-east-1, kind: automated, age: 3h }
     - { id: app-db-manual-2026-11-21, instance: app-db, region: us-east-1, kind: manual, age: 26h }
+    # The DR plan's cross-region copy of the newest snapshot (CopyDBSnapshot keeps the source
+    # instance's identifier; a copy is a manual snapshot).
+    - { id: app-db-copy-2026-11-22-03-00, instance: app-db, region: us-west-2, kind: manual, age: 2h }
   global_clusters:
     - id: app-global
       members:

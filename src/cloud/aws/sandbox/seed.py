@@ -101,6 +101,12 @@ def main() -> None:
   newer = rds_east.create_db_snapshot(
     DBInstanceIdentifier="app-db", DBSnapshotIdentifier="app-db-manual-2026-11-22"
   )
+  # The DR plan's cross-region copy of the newest snapshot, in the standby region.
+  copy = rds_west.copy_db_snapshot(
+    SourceDBSnapshotIdentifier=newer["DBSnapshot"]["DBSnapshotArn"],
+    TargetDBSnapshotIdentifier="app-db-copy-2026-11-22",
+    SourceRegion=PRIMARY,
+  )
   snapshots = rds_east.describe_db_snapshots(DBInstanceIdentifier="app-db")["DBSnapshots"]
   out["rds"] = {
     "instance": "app-db",
@@ -111,6 +117,7 @@ def main() -> None:
     ],
     "manual_snapshot": newer["DBSnapshot"]["DBSnapshotIdentifier"],
     "older_manual_snapshot": older["DBSnapshot"]["DBSnapshotIdentifier"],
+    "standby_copy": copy["DBSnapshot"]["DBSnapshotIdentifier"],
   }
   out["rds"]["replica_lag_seconds"] = 4
   # The replica is `creating` for a moment, as on AWS (launcher.py): runs start once it is
@@ -122,7 +129,7 @@ def main() -> None:
     if status == "available":
       break
     time.sleep(0.1)
-  log(f"rds: app-db, app-db-replica, {len(snapshots)} snapshots")
+  log(f"rds: app-db, app-db-replica, {len(snapshots)} snapshots, 1 copy in {STANDBY}")
 
   # --- Aurora global database app-global --------------------------------------------------
   try:
