@@ -215,11 +215,20 @@ fn claim_local(
   }
 }
 
+/// What became of a fire the runner was given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+  /// It ran: its exit code (as for `drctl run`).
+  Ran(i32),
+  /// A freeze held it back (recorded as skipped in the drill's history): why.
+  Skipped(String),
+}
+
 /// Runs one fire of a drill and records its result (history, reports, notifications).
 #[async_trait::async_trait]
 pub trait DrillRunner: Send + Sync {
-  /// The run's exit code (as for `drctl run`), or why it could not run.
-  async fn run(&self, drill: &Drill, fire: &Fire) -> Result<i32, String>;
+  /// What became of it, or why it could not run.
+  async fn run(&self, drill: &Drill, fire: &Fire) -> Result<Verdict, String>;
 }
 
 /// What the scheduler did with a fire.
@@ -230,6 +239,10 @@ pub enum FireOutcome {
   },
   /// Another scheduler claimed it.
   Claimed,
+  /// Claimed, but held back by a freeze (and recorded as skipped): why. Not a failure.
+  Skipped {
+    reason: String,
+  },
   Error(String),
 }
 
@@ -301,7 +314,8 @@ impl Scheduler {
           }
           match self.drills.iter().find(|drill| drill.name == fire.drill) {
             Some(drill) => match runner.run(drill, &fire).await {
-              Ok(code) => FireOutcome::Ran { code },
+              Ok(Verdict::Ran(code)) => FireOutcome::Ran { code },
+              Ok(Verdict::Skipped(reason)) => FireOutcome::Skipped { reason },
               Err(err) => FireOutcome::Error(err),
             },
             None => FireOutcome::Error(format!("drill `{}` vanished", fire.drill)),
@@ -392,9 +406,9 @@ mod tests {
 
   #[async_trait::async_trait]
   impl DrillRunner for Recorder {
-    async fn run(&self, _drill: &Drill, fire: &Fire) -> Result<i32, String> {
+    async fn run(&self, _drill: &Drill, fire: &Fire) -> Result<Verdict, String> {
       self.fires.lock().unwrap().push(fire.due);
-      Ok(0)
+      Ok(Verdict::Ran(0))
     }
   }
 

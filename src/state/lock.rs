@@ -1,4 +1,8 @@
-//! One lock per runbook: a second run of the same runbook is refused while one holds it.
+//! One lock per lock group: a second live run of any runbook of the group (a failback while a
+//! failover runs, or a second failover) is refused while one holds it. A runbook names its group
+//! with `metadata.lock_group`; every runbook that does not shares the group `default`, so by
+//! default one state runs one incident at a time. The lock file (or object) is named after the
+//! group and names the holder's runbook.
 //!
 //! A lock is a file holding its holder (run id, host, pid and that process's start time) and a
 //! lease expiry that the holder renews. It is stale when its lease expired, or when its holder
@@ -33,7 +37,7 @@ use serde::{Deserialize, Serialize};
 use super::{
   journal::sync_dir,
   s3::{self, S3Lock, S3State},
-  store::create_private_dir,
+  store::{check_name, create_private_dir, NameKind},
 };
 use crate::{
   cloud::{FenceReason, MutationFence},
@@ -65,6 +69,11 @@ impl LeaseTerms {
 pub struct LockHolder {
   pub run_id: String,
   pub runbook: String,
+  /// The lock group held (the holder runbook's `metadata.lock_group`). Absent in locks written
+  /// before locks were per group, which were named after their runbook: read back as the name
+  /// of the lock file.
+  #[serde(default)]
+  pub group: String,
   pub host: String,
   pub pid: u32,
   /// When the holder process started, as the kernel counts it (Linux: clock ticks since boot,
@@ -81,12 +90,14 @@ pub struct LockHolder {
 }
 
 impl LockHolder {
-  /// This process as the holder of `runbook` for `run_id` (the lease is set on acquisition).
-  pub fn this_process(run_id: &str, runbook: &str) -> LockHolder {
+  /// This process as the holder of the lock group `group` for `run_id` of `runbook` (the lease
+  /// is set on acquisition).
+  pub fn this_process(run_id: &str, runbook: &str, group: &str) -> LockHolder {
     let pid = std::process::id();
     LockHolder {
       run_id: run_id.to_string(),
       runbook: runbook.to_string(),
+      group: group.to_string(),
       host: hostname(),
       pid,
       pid_start: process_group::start_time(pid),
@@ -208,10 +219,11 @@ pub enum LockError {
     #[source]
     source: Box<crate::cloud::CloudError>,
   },
-  /// Our lock object was overwritten or deleted: someone else may be running the runbook.
-  #[error("{}", lost_message(.runbook, .path, .now_held_by.as_deref()))]
+  /// Our lock object was overwritten or deleted: someone else may be running a runbook of the
+  /// group.
+  #[error("{}", lost_message(.group, .path, .now_held_by.as_deref()))]
   Lost {
-    runbook: String,
+    group: String,
     path: PathBuf,
     now_held_by: Option<Box<LockHolder>>,
   },
@@ -220,16 +232,16 @@ pub enum LockError {
   Contended { path: PathBuf },
 }
 
-fn lost_message(runbook: &str, path: &Path, now_held_by: Option<&LockHolder>) -> String {
+fn lost_message(group: &str, path: &Path, now_held_by: Option<&LockHolder>) -> String {
   let by = match now_held_by {
     Some(holder) => format!(
-      "it is now held by run {} (host {}, pid {})",
-      holder.run_id, holder.host, holder.pid
+      "it is now held by run {} of runbook `{}` (host {}, pid {})",
+      holder.run_id, holder.runbook, holder.host, holder.pid
     ),
     None => "it was broken (`drctl unlock`)".to_string(),
   };
   format!(
-    "LOST THE LOCK of runbook `{runbook}` ({}): {by}; another run may now act on the same \
+    "LOST THE LOCK of lock group `{group}` ({}): {by}; another run may now act on the same \
      resources — check before going on",
     path.display()
   )
@@ -246,16 +258,21 @@ fn describe(holder: &LockHolder) -> String {
   )
 }
 
+/// `run ID (host H, pid P, started T) of runbook `R``.
+fn describe_run(holder: &LockHolder) -> String {
+  format!("{} of runbook `{}`", describe(holder), holder.runbook)
+}
+
 fn held_message(holder: &LockHolder, stale: Option<&str>) -> String {
   let mut message = format!(
-    "runbook `{}` is locked by {}",
-    holder.runbook,
-    describe(holder)
+    "lock group `{}` is locked by {}",
+    holder.group,
+    describe_run(holder)
   );
   match stale {
     Some(reason) => message.push_str(&format!(
       "\n  the lock is stale: {reason}\n  resume it with `drctl resume {}`, or break it with `drctl unlock {}`",
-      holder.run_id, holder.runbook
+      holder.run_id, holder.group
     )),
     None => message.push_str("\n  wait for it to finish, or watch it with `drctl status`"),
   }
@@ -265,18 +282,18 @@ fn held_message(holder: &LockHolder, stale: Option<&str>) -> String {
 fn live_message(holder: &LockHolder, refused: Refused) -> String {
   match refused {
     Refused::Resume => format!(
-      "{} is still running and holds the lock of runbook `{}`; a live run cannot be resumed\n  \
-       wait for it to finish, or watch it with `drctl status {}`",
-      describe(holder),
-      holder.runbook,
+      "{} is still running and holds the lock of lock group `{}`; a live run cannot be \
+       resumed\n  wait for it to finish, or watch it with `drctl status {}`",
+      describe_run(holder),
+      holder.group,
       holder.run_id
     ),
     Refused::Unlock => format!(
-      "runbook `{}` is locked by {}, which is alive; refusing to break its lock\n  wait for it \
-       to finish, or, once you know it no longer acts, `drctl unlock --force {}`",
-      holder.runbook,
-      describe(holder),
-      holder.runbook
+      "lock group `{}` is locked by {}, which is alive; refusing to break its lock\n  wait for \
+       it to finish, or, once you know it no longer acts, `drctl unlock --force {}`",
+      holder.group,
+      describe_run(holder),
+      holder.group
     ),
   }
 }
@@ -313,10 +330,10 @@ impl Lock {
   /// The default lease: renewed every third of it while the run is alive.
   pub const DEFAULT_LEASE: Duration = Duration::from_secs(10 * 60);
 
-  /// Take the lock for `holder.runbook` in `dir`, or report who holds it. A stale lock held by
-  /// the same run id (a resume) is taken over; a live one is not ([`LockError::Live`]).
+  /// Take the lock of the group `holder.group` in `dir`, or report who holds it. A stale lock
+  /// held by the same run id (a resume) is taken over; a live one is not ([`LockError::Live`]).
   pub fn acquire(dir: &Path, holder: LockHolder, lease: Duration) -> Result<Lock, LockError> {
-    let path = lock_path(dir, &holder.runbook);
+    let path = lock_path(dir, &holder.group);
     let io_err = |source| LockError::Io {
       path: path.clone(),
       source,
@@ -392,7 +409,7 @@ impl Lock {
     match current {
       Some(file) if file.holder.run_id == self.holder.run_id && file.token == self.token => Ok(()),
       other => Err(LockError::Lost {
-        runbook: self.holder.runbook.clone(),
+        group: self.holder.group.clone(),
         path: self.path.clone(),
         now_held_by: other.map(|file| Box::new(file.holder)),
       }),
@@ -475,7 +492,7 @@ impl DirGuard {
 
 /// A new private file next to `path` holding `contents`, fsynced: created with
 /// `O_EXCL | O_NOFOLLOW` at an unpredictable name, mode 0600. Its path.
-fn write_private(path: &Path, contents: &[u8]) -> io::Result<PathBuf> {
+pub(super) fn write_private(path: &Path, contents: &[u8]) -> io::Result<PathBuf> {
   let private = path.with_extension(format!(
     "lock.{}.{:016x}.tmp",
     std::process::id(),
@@ -519,7 +536,7 @@ fn create_with(path: &Path, contents: &[u8]) -> io::Result<()> {
 
 /// Replace the lock file at `path` with `contents` in one step (a private file renamed over
 /// it). Callers hold the [`DirGuard`].
-fn replace_with(path: &Path, contents: &[u8]) -> io::Result<()> {
+pub(super) fn replace_with(path: &Path, contents: &[u8]) -> io::Result<()> {
   let private = write_private(path, contents)?;
   let result = std::fs::rename(&private, path);
   if result.is_err() {
@@ -547,7 +564,7 @@ pub enum HeldLock {
 }
 
 impl LockStore {
-  /// Take the lock for `holder.runbook`, or report who holds it (see [`Lock::acquire`]).
+  /// Take the lock of `holder.group`, or report who holds it (see [`Lock::acquire`]).
   pub async fn acquire(&self, holder: LockHolder, lease: Duration) -> Result<HeldLock, LockError> {
     match self {
       LockStore::Local(dir) => Lock::acquire(dir, holder, lease).map(HeldLock::Local),
@@ -557,21 +574,41 @@ impl LockStore {
     }
   }
 
-  /// Who holds the lock of `runbook`, if anyone.
-  pub async fn holder(&self, runbook: &str) -> Result<Option<LockHolder>, LockError> {
+  /// Who holds the lock of the lock group `group`, if anyone.
+  pub async fn holder(&self, group: &str) -> Result<Option<LockHolder>, LockError> {
     match self {
-      LockStore::Local(dir) => holder(dir, runbook),
-      LockStore::S3(state) => s3::holder(state, runbook).await,
+      LockStore::Local(dir) => holder(dir, group),
+      LockStore::S3(state) => s3::holder(state, group).await,
     }
   }
 
-  /// Break the lock of `runbook`, returning who held it. A live holder's lock is only broken
-  /// with `force` ([`LockError::Live`] otherwise).
-  pub async fn unlock(&self, runbook: &str, force: bool) -> Result<Option<LockHolder>, LockError> {
+  /// Break the lock of the lock group `group`, returning who held it. A live holder's lock is
+  /// only broken with `force` ([`LockError::Live`] otherwise).
+  pub async fn unlock(&self, group: &str, force: bool) -> Result<Option<LockHolder>, LockError> {
     match self {
-      LockStore::Local(dir) => unlock(dir, runbook, force),
-      LockStore::S3(state) => s3::unlock(state, runbook, force).await,
+      LockStore::Local(dir) => unlock(dir, group, force),
+      LockStore::S3(state) => s3::unlock(state, group, force).await,
     }
+  }
+
+  /// The holder of every lock in the store, by group (stale ones too: see
+  /// [`LockHolder::staleness`]). A lock that cannot be read is left out: it names no run.
+  pub async fn holders(&self) -> Result<Vec<LockHolder>, LockError> {
+    match self {
+      LockStore::Local(dir) => holders(dir),
+      LockStore::S3(state) => s3::holders(state).await,
+    }
+  }
+
+  /// The lock `run_id` holds, if it holds one (whatever its group).
+  pub async fn held_by(&self, run_id: &str) -> Result<Option<LockHolder>, LockError> {
+    Ok(
+      self
+        .holders()
+        .await?
+        .into_iter()
+        .find(|holder| holder.run_id == run_id),
+    )
   }
 }
 
@@ -684,21 +721,52 @@ impl LeaseKeeper {
   }
 }
 
-/// Where the lock of `runbook` lives.
-pub fn lock_path(dir: &Path, runbook: &str) -> PathBuf {
-  dir.join(format!("{runbook}.lock"))
+/// Where the lock of the lock group `group` lives.
+pub fn lock_path(dir: &Path, group: &str) -> PathBuf {
+  dir.join(format!("{group}.lock"))
 }
 
-/// Who holds the lock of `runbook`, if anyone.
-pub fn holder(dir: &Path, runbook: &str) -> Result<Option<LockHolder>, LockError> {
-  read_holder(&lock_path(dir, runbook))
+/// Who holds the lock of the lock group `group`, if anyone.
+pub fn holder(dir: &Path, group: &str) -> Result<Option<LockHolder>, LockError> {
+  read_holder(&lock_path(dir, group))
 }
 
-/// Break the lock of `runbook`, returning who held it: refused while the holder is alive,
-/// unless `force`. Under the directory's guard, so a takeover cannot slip in between the check
-/// and the removal.
-pub fn unlock(dir: &Path, runbook: &str, force: bool) -> Result<Option<LockHolder>, LockError> {
-  let path = lock_path(dir, runbook);
+/// The holders of every readable lock file in `dir` (`<group>.lock`), by group.
+pub fn holders(dir: &Path) -> Result<Vec<LockHolder>, LockError> {
+  let entries = match std::fs::read_dir(dir) {
+    Ok(entries) => entries,
+    Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+    Err(source) => {
+      return Err(LockError::Io {
+        path: dir.to_path_buf(),
+        source,
+      })
+    }
+  };
+  let mut groups: Vec<String> = entries
+    .flatten()
+    .filter_map(|entry| entry.file_name().into_string().ok())
+    .filter_map(|name| name.strip_suffix(".lock").map(str::to_string))
+    .filter(|group| check_name(NameKind::LockGroup, group).is_ok())
+    .collect();
+  groups.sort();
+  let mut found = Vec::new();
+  for group in groups {
+    match holder(dir, &group) {
+      Ok(Some(holder)) => found.push(holder),
+      // Released since the listing, or not ours to judge: it names no run.
+      Ok(None) | Err(LockError::Unreadable { .. }) => {}
+      Err(err) => return Err(err),
+    }
+  }
+  Ok(found)
+}
+
+/// Break the lock of the lock group `group`, returning who held it: refused while the holder is
+/// alive, unless `force`. Under the directory's guard, so a takeover cannot slip in between the
+/// check and the removal.
+pub fn unlock(dir: &Path, group: &str, force: bool) -> Result<Option<LockHolder>, LockError> {
+  let path = lock_path(dir, group);
   if !dir.exists() {
     return Ok(None);
   }
@@ -726,10 +794,22 @@ fn read_holder(path: &Path) -> Result<Option<LockHolder>, LockError> {
   read_file(path).map(|file| file.map(|file| file.holder))
 }
 
+/// A lock written before locks were per group names no group: its file's name is its key.
+pub(crate) fn fill_group(holder: &mut LockHolder, path: &Path) {
+  if holder.group.is_empty() {
+    if let Some(stem) = path.file_stem().and_then(|stem| stem.to_str()) {
+      holder.group = stem.to_string();
+    }
+  }
+}
+
 fn read_file(path: &Path) -> Result<Option<LockFile>, LockError> {
   match std::fs::read_to_string(path) {
-    Ok(text) => serde_json::from_str(&text)
-      .map(Some)
+    Ok(text) => serde_json::from_str::<LockFile>(&text)
+      .map(|mut file| {
+        fill_group(&mut file.holder, path);
+        Some(file)
+      })
       .map_err(|err| LockError::Unreadable {
         path: path.to_path_buf(),
         reason: err.to_string(),
@@ -790,7 +870,7 @@ mod tests {
       pid,
       pid_start: process_group::start_time(pid),
       lease_expires_at: Utc::now() + chrono::Duration::hours(1),
-      ..LockHolder::this_process(run_id, "regional-failover")
+      ..LockHolder::this_process(run_id, "regional-failover", "default")
     }
   }
 
@@ -885,10 +965,8 @@ mod tests {
       panic!("{err:?}")
     };
     assert!(stale.as_deref().unwrap().contains("is gone"));
-    assert!(err.to_string().contains("drctl unlock regional-failover"));
-    let broken = unlock(dir.path(), "regional-failover", false)
-      .unwrap()
-      .unwrap();
+    assert!(err.to_string().contains("drctl unlock default"));
+    let broken = unlock(dir.path(), "default", false).unwrap().unwrap();
     assert_eq!(broken.run_id, "run-dead");
     Lock::acquire(
       dir.path(),
@@ -1017,7 +1095,7 @@ mod tests {
       Lock::DEFAULT_LEASE,
     )
     .unwrap();
-    let err = unlock(dir.path(), "regional-failover", false).unwrap_err();
+    let err = unlock(dir.path(), "default", false).unwrap_err();
     assert!(
       matches!(
         err,
@@ -1030,15 +1108,13 @@ mod tests {
     );
     assert!(err.to_string().contains("unlock --force"), "{err}");
     assert!(holder_of(dir.path()).is_some());
-    let broken = unlock(dir.path(), "regional-failover", true)
-      .unwrap()
-      .unwrap();
+    let broken = unlock(dir.path(), "default", true).unwrap().unwrap();
     assert_eq!(broken.run_id, "run-1");
     assert!(holder_of(dir.path()).is_none());
   }
 
   fn holder_of(dir: &Path) -> Option<LockHolder> {
-    super::holder(dir, "regional-failover").unwrap()
+    super::holder(dir, "default").unwrap()
   }
 
   #[test]
