@@ -36,13 +36,15 @@ fn lock_file(test: &Test, group: &str) -> std::path::PathBuf {
   test.path().join(format!(".drctl/locks/{group}.lock"))
 }
 
-/// Wait until a run holds the lock of `default` and has started its journal; its run id.
+/// Wait until a run holds a lock (whatever it is keyed by) and has started its journal; its run
+/// id.
 fn wait_for_failover(test: &Test) -> String {
+  let locks = test.path().join(".drctl/locks");
   test.wait_for(
     Duration::from_secs(20),
     "the failover to take the lock and start",
     || {
-      lock_file(test, "default").exists()
+      std::fs::read_dir(&locks).is_ok_and(|mut files| files.next().is_some())
         && test.run_ids().iter().any(|id| !test.journal(id).is_empty())
     },
   );

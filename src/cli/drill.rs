@@ -305,9 +305,18 @@ pub(super) async fn run_drill(
       backend_name(backend)
     ));
   }
+  // Before anything is started for it (a sandbox): a held-back drill only leaves its record.
+  let frozen = match drill.mode {
+    DrillMode::Live => super::freeze::drill_frozen(ctx).await,
+    DrillMode::DryRun => Vec::new(),
+  };
   let mut run_ctx = drill_context(ctx, drill, backend);
   // A sandbox target without an endpoint: the running sandbox, or one for this run.
-  let _sandbox = sandbox::attach(&mut run_ctx)?;
+  let _sandbox = if frozen.is_empty() {
+    sandbox::attach(&mut run_ctx)?
+  } else {
+    None
+  };
   let plan = Plan::bind(drill.runbook.clone(), &drill.param_pairs())
     .map_err(|err| Error::Usage(format!("drill {}: {err}", drill.name)))?;
   let started_at = Utc::now();
@@ -333,11 +342,8 @@ pub(super) async fn run_drill(
     reasons: Vec::new(),
     host: hostname(),
   };
-  if drill.mode == DrillMode::Live {
-    let frozen = super::freeze::drill_frozen(ctx).await;
-    if !frozen.is_empty() {
-      return skip_drill(ctx, drill, entry, frozen).await;
-    }
+  if !frozen.is_empty() {
+    return skip_drill(ctx, drill, entry, frozen).await;
   }
   let summary;
   let code = match drill.mode {
