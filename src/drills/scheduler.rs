@@ -503,6 +503,53 @@ mod tests {
     assert_eq!(claimed, 4);
   }
 
+  /// Holds back every fire, as a runner does while a freeze is in force.
+  #[derive(Default)]
+  struct Frozen {
+    asked: Mutex<Vec<DateTime<Utc>>>,
+  }
+
+  #[async_trait::async_trait]
+  impl DrillRunner for Frozen {
+    async fn run(&self, _drill: &Drill, fire: &Fire) -> Result<Verdict, String> {
+      self.asked.lock().unwrap().push(fire.due);
+      Ok(Verdict::Skipped("frozen by alice: CHG-42".into()))
+    }
+  }
+
+  #[tokio::test(start_paused = true)]
+  async fn a_fire_held_back_by_a_freeze_is_skipped_once_and_never_retried() {
+    let state = tempfile::tempdir().unwrap();
+    let claims = ClaimStore::Local(state.path().to_path_buf());
+    let mut scheduler = Scheduler::new(vec![quarterly()], claims, Duration::ZERO);
+    let runner = Frozen::default();
+    let shutdown = no_shutdown();
+    scheduler
+      .tick(utc("2025-12-15T00:00:00Z"), &runner, &shutdown)
+      .await;
+    let mut outcomes = Vec::new();
+    let mut now = utc("2026-01-01T00:00:00Z");
+    // After the freeze lifts (the next ticks), January is not fired again: it was dealt with.
+    while now < utc("2026-03-31T00:00:00Z") {
+      outcomes.extend(scheduler.tick(now, &runner, &shutdown).await);
+      now += chrono::Duration::hours(6);
+    }
+    assert_eq!(
+      outcomes,
+      [(
+        Fire {
+          drill: "quarterly-regional-failover".into(),
+          due: utc("2026-01-01T00:00:00Z"),
+          skipped: 0,
+        },
+        FireOutcome::Skipped {
+          reason: "frozen by alice: CHG-42".into()
+        }
+      )]
+    );
+    assert_eq!(runner.asked.lock().unwrap().len(), 1);
+  }
+
   #[tokio::test(start_paused = true)]
   async fn the_loop_sleeps_on_tokio_time() {
     let state = tempfile::tempdir().unwrap();
