@@ -142,6 +142,15 @@ fn a_scheduled_live_drill_is_skipped_during_a_freeze_and_recorded_with_the_reaso
   );
   let shown = test.run_args(["freeze"]).status(0).stdout();
   assert!(shown.contains(": CHG-42 database upgrade"), "{shown}");
+  {
+    use std::os::unix::fs::PermissionsExt;
+    let freeze = std::fs::metadata(test.path().join(".drctl/freeze.json")).unwrap();
+    assert_eq!(
+      freeze.permissions().mode() & 0o777,
+      0o600,
+      "the freeze is private"
+    );
+  }
   assert!(
     test
       .run_args(["drill", "list"])
@@ -365,4 +374,55 @@ fn on_an_s3_state_a_freeze_and_a_failover_hold_back_what_other_machines_start() 
   );
   signal(&failover, "KILL");
   let _ = failover.wait();
+}
+
+#[test]
+fn a_live_lock_of_an_older_drctl_refuses_a_failback_until_unlocked_by_its_runbook_name() {
+  let test = Test::new();
+  // What an older drctl wrote for its failover: named after the runbook, no group in it, held
+  // on another host with a lease running for another hour.
+  let old = serde_json::json!({
+    "run_id": "20261201-000000-0ld0",
+    "runbook": "regional-failover",
+    "host": "ops-old",
+    "pid": 1,
+    "started_at": chrono::Utc::now(),
+    "lease_expires_at": chrono::Utc::now() + chrono::Duration::hours(1),
+  });
+  let legacy = test.path().join(".drctl/locks/regional-failover.lock");
+  std::fs::create_dir_all(legacy.parent().unwrap()).unwrap();
+  std::fs::write(&legacy, old.to_string()).unwrap();
+  let refused = test
+    .run_args(["run", "failback", "--sim", "--yes"])
+    .status(4);
+  assert!(
+    refused
+      .stderr()
+      .contains("locked by run 20261201-000000-0ld0 (host ops-old"),
+    "{}",
+    refused.stderr()
+  );
+  assert!(
+    test.run_ids().is_empty(),
+    "the refused failback left no run"
+  );
+  assert!(
+    !lock_file(&test, "default").exists(),
+    "nor its group's lock"
+  );
+  test.run_args(["unlock", "regional-failover"]).status(4);
+  let forced = test
+    .run_args(["unlock", "--force", "regional-failover"])
+    .status(0);
+  assert!(
+    forced
+      .stdout()
+      .contains("was held by run 20261201-000000-0ld0"),
+    "{}",
+    forced.stdout()
+  );
+  assert!(!legacy.exists());
+  test
+    .run_args(["run", "failback", "--sim", "--yes"])
+    .status(0);
 }

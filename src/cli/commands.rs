@@ -1034,15 +1034,16 @@ fn lock_group_of(ctx: &Context, name: &str) -> Result<String, Error> {
 /// `drctl unlock [--force] GROUP|RUNBOOK`: break a stale lock (a live holder's only with
 /// `--force`).
 async fn unlock(ctx: &Context, target: &str, force: bool) -> Result<i32, Error> {
-  let name = lock_group_of(ctx, target)?;
-  check_name(NameKind::LockGroup, &name).map_err(Error::Usage)?;
+  let group = lock_group_of(ctx, target)?;
+  check_name(NameKind::LockGroup, &group).map_err(Error::Usage)?;
   let s3 = ctx.s3_state().await;
-  match ctx
-    .lock_store(s3.as_ref())
-    .unlock(&name, force)
-    .await
-    .map_err(locked)?
-  {
+  let locks = ctx.lock_store(s3.as_ref());
+  // An older drctl's lock of the runbook `target` (named after it, no group in it) is what
+  // `drctl unlock RUNBOOK` meant to it: that one goes first.
+  let legacy = check_name(NameKind::LockGroup, target).is_ok()
+    && matches!(locks.holder(target).await, Ok(Some(holder)) if holder.legacy);
+  let name = if legacy { target.to_string() } else { group };
+  match locks.unlock(&name, force).await.map_err(locked)? {
     Some(holder) => {
       if force && holder.staleness(Utc::now()).is_none() {
         eprintln!(

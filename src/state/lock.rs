@@ -74,6 +74,10 @@ pub struct LockHolder {
   /// of the lock file.
   #[serde(default)]
   pub group: String,
+  /// Read from a lock that named no group: an older drctl's lock of one runbook, which this
+  /// drctl cannot place in a group (see [`LockStore::acquire`]). Never written.
+  #[serde(skip)]
+  pub legacy: bool,
   pub host: String,
   pub pid: u32,
   /// When the holder process started, as the kernel counts it (Linux: clock ticks since boot,
@@ -98,6 +102,7 @@ impl LockHolder {
       run_id: run_id.to_string(),
       runbook: runbook.to_string(),
       group: group.to_string(),
+      legacy: false,
       host: hostname(),
       pid,
       pid_start: process_group::start_time(pid),
@@ -565,13 +570,40 @@ pub enum HeldLock {
 
 impl LockStore {
   /// Take the lock of `holder.group`, or report who holds it (see [`Lock::acquire`]).
+  ///
+  /// A live lock an older drctl wrote (one per runbook, naming no group) may be a run of any
+  /// group, so it refuses every acquisition, as the holder of the group would: while a state
+  /// is shared across an upgrade, a failback started by this drctl never runs beside a failover
+  /// started by the older one. Checked once our own lock is held, so a run of this drctl that
+  /// starts later sees ours.
   pub async fn acquire(&self, holder: LockHolder, lease: Duration) -> Result<HeldLock, LockError> {
-    match self {
+    let wanted = holder.clone();
+    let lock = match self {
       LockStore::Local(dir) => Lock::acquire(dir, holder, lease).map(HeldLock::Local),
       LockStore::S3(state) => S3Lock::acquire(state, holder, lease)
         .await
         .map(HeldLock::S3),
+    }?;
+    match self.check_legacy(&wanted).await {
+      Ok(()) => Ok(lock),
+      Err(err) => {
+        let _ = lock.release().await;
+        Err(err)
+      }
     }
+  }
+
+  /// `Err` when an older drctl's lock forbids `wanted`: a live one of another run (held), or a
+  /// live one of the same run (a live run is not resumed). Stale ones of other runs are no
+  /// concern of this run: their groups are unknown, and `drctl unlock` breaks them.
+  async fn check_legacy(&self, wanted: &LockHolder) -> Result<(), LockError> {
+    for found in self.holders().await? {
+      let live = found.staleness(Utc::now()).is_none();
+      if found.legacy && (live || found.run_id == wanted.run_id) {
+        found.check_takeover(wanted)?;
+      }
+    }
+    Ok(())
   }
 
   /// Who holds the lock of the lock group `group`, if anyone.
@@ -797,6 +829,7 @@ fn read_holder(path: &Path) -> Result<Option<LockHolder>, LockError> {
 /// A lock written before locks were per group names no group: its file's name is its key.
 pub(crate) fn fill_group(holder: &mut LockHolder, path: &Path) {
   if holder.group.is_empty() {
+    holder.legacy = true;
     if let Some(stem) = path.file_stem().and_then(|stem| stem.to_str()) {
       holder.group = stem.to_string();
     }
@@ -1115,6 +1148,41 @@ mod tests {
 
   fn holder_of(dir: &Path) -> Option<LockHolder> {
     super::holder(dir, "default").unwrap()
+  }
+
+  #[tokio::test]
+  async fn a_live_lock_of_an_older_drctl_refuses_every_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LockStore::Local(dir.path().to_path_buf());
+    // An older drctl's lock: named after its runbook, no group in it, its holder alive.
+    let mut old = serde_json::to_value(holder("run-old", std::process::id())).unwrap();
+    old.as_object_mut().unwrap().remove("group");
+    std::fs::write(lock_path(dir.path(), "regional-failover"), old.to_string()).unwrap();
+    let err = store
+      .acquire(holder("run-new", std::process::id()), Lock::DEFAULT_LEASE)
+      .await
+      .unwrap_err();
+    let LockError::Held { holder: found, .. } = &err else {
+      panic!("{err:?}")
+    };
+    assert_eq!(found.run_id, "run-old");
+    assert!(
+      err.to_string().contains("of runbook `regional-failover`"),
+      "{err}"
+    );
+    assert!(
+      super::holder(dir.path(), "default").unwrap().is_none(),
+      "the refused run released the lock it took"
+    );
+    // Once that holder is stale (its process gone), it refuses nothing.
+    old["pid"] = 4_000_000.into();
+    old.as_object_mut().unwrap().remove("pid_start");
+    std::fs::write(lock_path(dir.path(), "regional-failover"), old.to_string()).unwrap();
+    let lock = store
+      .acquire(holder("run-new", std::process::id()), Lock::DEFAULT_LEASE)
+      .await
+      .unwrap();
+    assert_eq!(lock.holder().group, "default");
   }
 
   #[test]
