@@ -13,6 +13,7 @@ mod drills;
 mod failover;
 mod http;
 mod limits;
+mod lockgroup;
 mod locks;
 mod notify;
 mod operator;

@@ -99,13 +99,9 @@ fn s3_records(moto: &Moto, run_id: &str) -> Vec<(String, String)> {
 fn lock_object(moto: &Moto) -> Option<String> {
   let rt = runtime();
   let state = state(moto, &rt);
-  rt.block_on(
-    state
-      .store
-      .get(BUCKET, &state.location.lock_key("regional-failover")),
-  )
-  .unwrap()
-  .map(|(bytes, _)| String::from_utf8(bytes).unwrap())
+  rt.block_on(state.store.get(BUCKET, &state.location.lock_key("default")))
+    .unwrap()
+    .map(|(bytes, _)| String::from_utf8(bytes).unwrap())
 }
 
 fn cached_run_ids(test: &Test) -> Vec<String> {
@@ -222,10 +218,7 @@ fn a_killed_holder_leaves_a_stale_s3_lock_that_unlock_breaks() {
   );
   assert!(stderr.contains("the lock is stale"), "{stderr}");
   assert!(stderr.contains("is gone"), "{stderr}");
-  assert!(
-    stderr.contains("drctl unlock regional-failover"),
-    "{stderr}"
-  );
+  assert!(stderr.contains("drctl unlock default"), "{stderr}");
 
   let unlock = test
     .run_args(["unlock", "regional-failover", "--state", STATE])
@@ -414,7 +407,7 @@ fn a_run_outlives_its_state_bucket_and_sync_pushes_the_rest() {
   // The lock the run could not release is released once its journal is safe.
   assert!(
     sync.stdout().contains(&format!(
-      "released the lock of `regional-failover` left by finished run {run_id}"
+      "released the lock of lock group `default` left by finished run {run_id} of `regional-failover`"
     )),
     "{}",
     sync.stdout()
@@ -435,7 +428,7 @@ fn a_run_outlives_its_state_bucket_and_sync_pushes_the_rest() {
 }
 
 fn holder(run_id: &str) -> LockHolder {
-  LockHolder::this_process(run_id, "regional-failover")
+  LockHolder::this_process(run_id, "regional-failover", "default")
 }
 
 /// A holder on this host whose process is gone (a pid beyond pid_max).
@@ -474,7 +467,7 @@ async fn the_s3_lock_is_taken_over_on_resume_and_lost_when_overwritten() {
   first.renew().await.unwrap();
   // ... and so is `unlock` without force.
   assert!(matches!(
-    locks.unlock("regional-failover", false).await,
+    locks.unlock("default", false).await,
     Err(LockError::Live { .. })
   ));
   first.release().await.unwrap();
@@ -504,16 +497,11 @@ async fn the_s3_lock_is_taken_over_on_resume_and_lost_when_overwritten() {
   assert!(err.to_string().contains("LOST THE LOCK"), "{err}");
   // Releasing a lock we lost leaves the new holder's in place (same run id: released).
   assert_eq!(
-    locks
-      .holder("regional-failover")
-      .await
-      .unwrap()
-      .unwrap()
-      .run_id,
+    locks.holder("default").await.unwrap().unwrap().run_id,
     "run-1"
   );
   resumed.release().await.unwrap();
-  assert!(locks.holder("regional-failover").await.unwrap().is_none());
+  assert!(locks.holder("default").await.unwrap().is_none());
 
   // An expired lease is stale.
   let mut old = holder("run-3");
@@ -527,11 +515,7 @@ async fn the_s3_lock_is_taken_over_on_resume_and_lost_when_overwritten() {
     other => panic!("{other:?}"),
   }
   // Broken under its holder: the renewal reports the loss.
-  let broken = locks
-    .unlock("regional-failover", false)
-    .await
-    .unwrap()
-    .unwrap();
+  let broken = locks.unlock("default", false).await.unwrap().unwrap();
   assert_eq!(broken.run_id, "run-3");
   let mut held = held;
   assert!(matches!(held.renew().await, Err(LockError::Lost { .. })));

@@ -385,11 +385,11 @@ mod shared_bucket {
     }
 
     // A newer drctl holds the lock: this one neither takes it over nor breaks it.
-    let mut holder = LockHolder::this_process(NEWER_RUN, "regional-failover");
+    let mut holder = LockHolder::this_process(NEWER_RUN, "regional-failover", "default");
     holder.lease_expires_at = chrono::Utc::now() - chrono::Duration::hours(1);
     let mut lock = serde_json::to_value(&holder).unwrap();
     lock["format"] = (CURRENT + 1).into();
-    let lock_key = bucket.state.location.lock_key("regional-failover");
+    let lock_key = bucket.state.location.lock_key("default");
     bucket.put(&lock_key, &lock.to_string());
     let failover = [
       "run",

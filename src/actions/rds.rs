@@ -1051,11 +1051,7 @@ mod tests {
       .replica_lag("us-west-2", "app-db-second")
       .await
       .unwrap();
-    assert_eq!(
-      lag.measured(),
-      None,
-      "no datapoint while creating: {lag:?}"
-    );
+    assert_eq!(lag.measured(), None, "no datapoint while creating: {lag:?}");
 
     let started = tokio::time::Instant::now();
     let outcome = create.verify(&ctx, &args, None).await.unwrap();

@@ -295,6 +295,8 @@ pub async fn dispatch(cli: Cli) -> Result<i32, Error> {
     Command::State { command } => super::state::dispatch(&ctx, command).await,
     Command::Drill { command } => super::drill::dispatch(&ctx, command).await,
     Command::Scheduler(args) => super::drill::scheduler(&ctx, &args).await,
+    Command::Freeze { reason } => super::freeze::freeze(&ctx, reason.as_deref()).await,
+    Command::Unfreeze => super::freeze::unfreeze(&ctx).await,
   }
 }
 
@@ -584,7 +586,7 @@ pub(super) async fn execute(
   let incident_start = args.incident_start.as_deref().map(parse_time).transpose()?;
   warn_missing_secrets(&plan);
   let run_id = ctx.store.new_run_id();
-  let holder = LockHolder::this_process(&run_id, &plan.runbook.name);
+  let holder = LockHolder::this_process(&run_id, &plan.runbook.name, &plan.runbook.lock_group);
   let s3 = ctx.s3_state().await;
   let lock = ctx
     .lock_store(s3.as_ref())
@@ -740,7 +742,7 @@ async fn resume(
   let lock = ctx
     .lock_store(s3.as_ref())
     .acquire(
-      LockHolder::this_process(&run_id, &runbook),
+      LockHolder::this_process(&run_id, &runbook, &plan.runbook.lock_group),
       lease_terms().lease,
     )
     .await
@@ -909,10 +911,11 @@ async fn status(ctx: &Context, run_id: Option<&str>) -> Result<i32, Error> {
   };
   let holder = ctx
     .lock_store(s3.as_ref())
-    .holder(&timeline.runbook)
+    .held_by(&run_id)
     .await
     .ok()
     .flatten();
+  let frozen = super::freeze::active(ctx, s3.as_ref()).await;
   let running = holder
     .as_ref()
     .is_some_and(|holder| holder.run_id == run_id && holder.staleness(Utc::now()).is_none());
@@ -926,6 +929,7 @@ async fn status(ctx: &Context, run_id: Option<&str>) -> Result<i32, Error> {
         "timeline": render::timeline_json(&timeline),
         "operations": operations,
         "left_behind": survivors,
+        "frozen": super::freeze::frozen_json(&frozen),
       }))
       .unwrap_or_default()
     )),
@@ -950,6 +954,7 @@ async fn status(ctx: &Context, run_id: Option<&str>) -> Result<i32, Error> {
           ));
         }
       }
+      text.push_str(&super::freeze::frozen_text(&frozen));
       if !operations.is_empty() {
         text.push_str(&format!(
           "\nOperations ({} mutating calls in the simulated world)\n",
@@ -1023,22 +1028,38 @@ async fn runs(ctx: &Context) -> Result<i32, Error> {
   Ok(if newer { 2 } else { 0 })
 }
 
-/// `drctl unlock [--force] RUNBOOK`: break a stale lock (a live holder's only with `--force`).
-async fn unlock(ctx: &Context, runbook: &str, force: bool) -> Result<i32, Error> {
-  // Accept a runbook path as well as its name.
-  let name = if runbook.ends_with(".yaml") || runbook.ends_with(".yml") {
-    load(ctx, Path::new(runbook))?.name
-  } else {
-    runbook.to_string()
-  };
-  check_name(NameKind::Runbook, &name).map_err(Error::Usage)?;
+/// The lock group `drctl unlock NAME` means: a runbook file's group, the group of the runbook
+/// `NAME` in the runbooks directory, or else the group named `NAME`.
+fn lock_group_of(ctx: &Context, name: &str) -> Result<String, Error> {
+  if name.ends_with(".yaml") || name.ends_with(".yml") {
+    return Ok(load(ctx, Path::new(name))?.lock_group);
+  }
+  check_name(NameKind::LockGroup, name).map_err(Error::Usage)?;
+  let path = super::resolve_runbook(&ctx.runbooks, Path::new(name));
+  if path.is_file() {
+    return Ok(load(ctx, &path)?.lock_group);
+  }
+  Ok(name.to_string())
+}
+
+/// `drctl unlock [--force] GROUP|RUNBOOK`: break a stale lock (a live holder's only with
+/// `--force`).
+async fn unlock(ctx: &Context, target: &str, force: bool) -> Result<i32, Error> {
+  let group = lock_group_of(ctx, target)?;
+  check_name(NameKind::LockGroup, &group).map_err(Error::Usage)?;
   let s3 = ctx.s3_state().await;
-  match ctx
-    .lock_store(s3.as_ref())
-    .unlock(&name, force)
-    .await
-    .map_err(locked)?
-  {
+  let locks = ctx.lock_store(s3.as_ref());
+  // An older drctl's lock of the runbook `target` (named after it, no group in it) is what
+  // `drctl unlock RUNBOOK` meant to it: that one goes first.
+  // One a newer drctl wrote under that name is neither broken nor looked past (exit 2).
+  let legacy = check_name(NameKind::LockGroup, target).is_ok()
+    && match locks.holder(target).await {
+      Ok(holder) => holder.is_some_and(|holder| holder.legacy),
+      Err(err @ LockError::NewerFormat(_)) => return Err(locked(err)),
+      Err(_) => false,
+    };
+  let name = if legacy { target.to_string() } else { group };
+  match locks.unlock(&name, force).await.map_err(locked)? {
     Some(holder) => {
       if force && holder.staleness(Utc::now()).is_none() {
         eprintln!(
@@ -1048,8 +1069,10 @@ async fn unlock(ctx: &Context, runbook: &str, force: bool) -> Result<i32, Error>
         );
       }
       out(&format!(
-        "unlocked `{name}` (was held by run {} on {}, pid {}, started {})\n",
+        "unlocked lock group `{name}` (was held by run {} of runbook `{}` on {}, pid {}, started \
+         {})\n",
         holder.run_id,
+        holder.runbook,
         holder.host,
         holder.pid,
         holder.started_at.format("%Y-%m-%d %H:%M:%SZ")
@@ -1057,7 +1080,7 @@ async fn unlock(ctx: &Context, runbook: &str, force: bool) -> Result<i32, Error>
       Ok(0)
     }
     None => {
-      out(&format!("`{name}` was not locked\n"));
+      out(&format!("lock group `{name}` was not locked\n"));
       Ok(0)
     }
   }

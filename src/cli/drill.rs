@@ -27,6 +27,7 @@ use crate::{
     history::{self, HistoryEntry},
     scheduler::{
       ClaimStore, Clock, DrillRunner, Fire, FireOutcome, Scheduler, SystemClock, TokioClock,
+      Verdict,
     },
     Drill,
   },
@@ -64,7 +65,7 @@ pub struct SchedulerArgs {
 
 pub async fn dispatch(ctx: &Context, command: DrillCommand) -> Result<i32, Error> {
   match command {
-    DrillCommand::List => list(ctx),
+    DrillCommand::List => list(ctx).await,
     DrillCommand::Run { name } => {
       let drill = find(ctx, &name)?;
       let signals = interrupts();
@@ -117,7 +118,7 @@ fn find(ctx: &Context, name: &str) -> Result<Drill, Error> {
     })
 }
 
-fn list(ctx: &Context) -> Result<i32, Error> {
+async fn list(ctx: &Context) -> Result<i32, Error> {
   let drills = load_all(ctx)?;
   let now = Utc::now();
   // Each drill's last run, read once (a history a newer drctl wrote refuses the command).
@@ -125,6 +126,8 @@ fn list(ctx: &Context) -> Result<i32, Error> {
     .iter()
     .map(|drill| Ok(read_history(ctx, &drill.name)?.pop()))
     .collect::<Result<Vec<_>, Error>>()?;
+  // What holds live drills back right now (nothing: an empty list).
+  let frozen = super::freeze::drill_frozen(ctx).await;
   let rows: Vec<serde_json::Value> = drills
     .iter()
     .zip(&lasts)
@@ -142,6 +145,8 @@ fn list(ctx: &Context) -> Result<i32, Error> {
         "target": drill.target.backend,
         "last_result": last.as_ref().map(|entry| entry.result.clone()),
         "last_run_at": last.as_ref().map(|entry| entry.started_at),
+        // A live drill that fired now would be skipped for these reasons.
+        "frozen": if drill.mode == DrillMode::Live { frozen.clone() } else { Vec::new() },
       })
     })
     .collect();
@@ -154,10 +159,14 @@ fn list(ctx: &Context) -> Result<i32, Error> {
       if drills.is_empty() {
         out(&format!("no drills in {DRILLS_DIR}/\n"));
       }
-      let mut text = format!(
+      let mut text: String = frozen
+        .iter()
+        .map(|reason| format!("live drills are frozen: {reason}\n"))
+        .collect();
+      text.push_str(&format!(
         "{:<30} {:<22} {:<16} {:<27} {:<22} {}\n",
         "DRILL", "SCHEDULE", "TIME ZONE", "NEXT (LOCAL)", "NEXT (UTC)", "LAST"
-      );
+      ));
       for (drill, last) in drills.iter().zip(&lasts) {
         let next = drill.schedule.next_after(now);
         text.push_str(&format!(
@@ -302,9 +311,18 @@ pub(super) async fn run_drill(
       backend_name(backend)
     ));
   }
+  // Before anything is started for it (a sandbox): a held-back drill only leaves its record.
+  let frozen = match drill.mode {
+    DrillMode::Live => super::freeze::drill_frozen(ctx).await,
+    DrillMode::DryRun => Vec::new(),
+  };
   let mut run_ctx = drill_context(ctx, drill, backend);
   // A sandbox target without an endpoint: the running sandbox, or one for this run.
-  let _sandbox = sandbox::attach(&mut run_ctx)?;
+  let _sandbox = if frozen.is_empty() {
+    sandbox::attach(&mut run_ctx)?
+  } else {
+    None
+  };
   let plan = Plan::bind(drill.runbook.clone(), &drill.param_pairs())
     .map_err(|err| Error::Usage(format!("drill {}: {err}", drill.name)))?;
   let started_at = Utc::now();
@@ -330,6 +348,9 @@ pub(super) async fn run_drill(
     reasons: Vec::new(),
     host: hostname(),
   };
+  if !frozen.is_empty() {
+    return skip_drill(ctx, drill, entry, frozen).await;
+  }
   let summary;
   let code = match drill.mode {
     DrillMode::DryRun => {
@@ -394,20 +415,7 @@ pub(super) async fn run_drill(
     .to_std()
     .unwrap_or_default()
     .as_secs_f64();
-  history::append(ctx.store.root(), &entry).map_err(|err| {
-    Error::Failed(format!(
-      "{}: {err}",
-      history::history_path(ctx.store.root(), &drill.name).display()
-    ))
-  })?;
-  if let Some(s3) = ctx.s3_state().await {
-    if let Err(err) = history::push(&s3, &entry).await {
-      eprintln!(
-        "warning: drill history not pushed to {}: {err}",
-        s3.location
-      );
-    }
-  }
+  record(ctx, drill, &entry).await?;
   write_report_hook(ctx, drill, &entry, &summary);
   notify_hook(ctx, drill, &entry).await;
   if ctx.output == Output::Text {
@@ -423,6 +431,49 @@ pub(super) async fn run_drill(
     ));
   }
   Ok((code, entry))
+}
+
+/// A live drill held back by a freeze: recorded in its history as skipped, with why (who froze,
+/// when and why, or which live run is in progress). It is not a failure, so no notification
+/// goes out and no report is written. Exit 4, like a run refused by a held lock.
+async fn skip_drill(
+  ctx: &Context,
+  drill: &Drill,
+  mut entry: HistoryEntry,
+  frozen: Vec<String>,
+) -> Result<(i32, HistoryEntry), Error> {
+  entry.result = history::SKIPPED.into();
+  entry.run_status = history::SKIPPED.into();
+  entry.reasons = frozen;
+  record(ctx, drill, &entry).await?;
+  if ctx.output == Output::Text {
+    out(&format!(
+      "drill {}: skipped, live drills are frozen ({})
+",
+      drill.name,
+      entry.reasons.join("; ")
+    ));
+  }
+  Ok((4, entry))
+}
+
+/// Append a drill run to its history (and push it to an `s3://` state).
+async fn record(ctx: &Context, drill: &Drill, entry: &HistoryEntry) -> Result<(), Error> {
+  history::append(ctx.store.root(), entry).map_err(|err| {
+    Error::Failed(format!(
+      "{}: {err}",
+      history::history_path(ctx.store.root(), &drill.name).display()
+    ))
+  })?;
+  if let Some(s3) = ctx.s3_state().await {
+    if let Err(err) = history::push(&s3, entry).await {
+      eprintln!(
+        "warning: drill history not pushed to {}: {err}",
+        s3.location
+      );
+    }
+  }
+  Ok(())
 }
 
 fn run_dir(ctx: &Context, entry: &HistoryEntry) -> PathBuf {
@@ -641,7 +692,7 @@ struct CliRunner<'a> {
 
 #[async_trait::async_trait]
 impl DrillRunner for CliRunner<'_> {
-  async fn run(&self, drill: &Drill, fire: &Fire) -> Result<i32, String> {
+  async fn run(&self, drill: &Drill, fire: &Fire) -> Result<Verdict, String> {
     run_drill(
       self.ctx,
       drill,
@@ -650,7 +701,13 @@ impl DrillRunner for CliRunner<'_> {
       self.signals.clone(),
     )
     .await
-    .map(|(code, _)| code)
+    .map(|(code, entry)| {
+      if entry.result == history::SKIPPED {
+        Verdict::Skipped(entry.reasons.join("; "))
+      } else {
+        Verdict::Ran(code)
+      }
+    })
     .map_err(|err| err.message().to_string())
   }
 }
@@ -710,6 +767,11 @@ pub async fn scheduler(ctx: &Context, args: &SchedulerArgs) -> Result<i32, Error
           }
           FireOutcome::Claimed => format!(
             "skipped {} (due {}): another scheduler claimed it",
+            fire.drill, fire.due
+          ),
+          // Held back by a freeze: recorded as skipped, not a failure of the scheduler.
+          FireOutcome::Skipped { reason } => format!(
+            "skipped {} (due {}): live drills are frozen ({reason})",
             fire.drill, fire.due
           ),
           FireOutcome::Error(err) => {

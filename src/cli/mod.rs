@@ -16,6 +16,7 @@ mod commands;
 pub mod config;
 mod docs;
 mod drill;
+mod freeze;
 mod live;
 mod render;
 mod report;
@@ -141,8 +142,10 @@ pub enum Command {
   Report(report::ReportArgs),
   /// List runs.
   Runs,
-  /// Break the stale lock of a runbook (by name or path).
+  /// Break the stale lock of a lock group (by group name, or by a runbook's name or path).
   Unlock {
+    /// A lock group, or a runbook (name or file) whose `metadata.lock_group` to unlock.
+    #[arg(value_name = "GROUP|RUNBOOK")]
     runbook: String,
     /// Break it even though its holder is alive (it goes on acting until it notices).
     #[arg(long)]
@@ -180,6 +183,14 @@ pub enum Command {
   },
   /// Print the man page (roff; `drctl man | man -l -`).
   Man,
+  /// Hold back live drills across the state (`--reason`), or show what holds them back now.
+  Freeze {
+    /// Why (shown to operators and recorded in the history of every drill skipped).
+    #[arg(long, value_name = "TEXT")]
+    reason: Option<String>,
+  },
+  /// Lift the freeze set with `drctl freeze --reason`.
+  Unfreeze,
 }
 
 /// A command's failure, with its exit code.
@@ -321,6 +332,8 @@ fn flag_use(command: &Command) -> (FlagUse, &'static str) {
     Command::Scheduler(_) => (FlagUse::Own, "scheduler"),
     Command::Resume { .. } => (FlagUse::Journal, "resume"),
     Command::Sandbox { .. } => (FlagUse::Sandbox, "sandbox"),
+    Command::Freeze { .. } => (FlagUse::State, "freeze"),
+    Command::Unfreeze => (FlagUse::State, "unfreeze"),
   }
 }
 

@@ -16,7 +16,7 @@ use crate::{
     journal::{self, JournalError},
     lock::LockStore,
     s3::{self, S3Location, S3State, SyncReport},
-    JournalMirror, Store,
+    FreezeStore, JournalMirror, Store,
   },
 };
 
@@ -69,6 +69,14 @@ impl Context {
         location: location.clone(),
         store: StateStore::connect_default(settings).await,
       }),
+    }
+  }
+
+  /// Where this state keeps its explicit freeze.
+  pub(super) fn freeze_store(&self, s3: Option<&S3State>) -> FreezeStore {
+    match s3 {
+      Some(s3) => FreezeStore::S3(s3.clone()),
+      None => FreezeStore::local(self.store.root()),
     }
   }
 
@@ -276,15 +284,14 @@ async fn release_finished_locks(
     if !finished {
       continue;
     }
-    let held_by_it = matches!(
-      locks.holder(&summary.runbook).await,
-      Ok(Some(holder)) if holder.run_id == report.run_id
-    );
+    let Ok(Some(holder)) = locks.held_by(&report.run_id).await else {
+      continue;
+    };
     // Forced: the holder's run is finished, so it no longer acts whether or not it is alive.
-    if held_by_it && locks.unlock(&summary.runbook, true).await.is_ok() {
+    if locks.unlock(&holder.group, true).await.is_ok() {
       released.push(format!(
-        "released the lock of `{}` left by finished run {}",
-        summary.runbook, report.run_id
+        "released the lock of lock group `{}` left by finished run {} of `{}`",
+        holder.group, report.run_id, summary.runbook
       ));
     }
   }

@@ -41,9 +41,11 @@ pub struct HistoryEntry {
   pub started_at: DateTime<Utc>,
   pub finished_at: DateTime<Utc>,
   pub duration_seconds: f64,
-  /// `passed`, `failed`, `breached` (ran, but missed a criterion) or `interrupted`.
+  /// `passed`, `failed`, `breached` (ran, but missed a criterion), `interrupted`, or
+  /// `skipped` (a live drill held back by a freeze: `reasons` says which).
   pub result: String,
-  /// The run's own status (`succeeded`, `failed`, `breached`, `interrupted`, `planned`).
+  /// The run's own status (`succeeded`, `failed`, `breached`, `interrupted`, `planned`,
+  /// `skipped`).
   pub run_status: String,
   pub mode: String,
   pub backend: String,
@@ -56,6 +58,9 @@ pub struct HistoryEntry {
   pub reasons: Vec<String>,
   pub host: String,
 }
+
+/// The `result` (and `run_status`) of a live drill that a freeze held back: it did not run.
+pub const SKIPPED: &str = "skipped";
 
 impl HistoryEntry {
   pub fn passed(&self) -> bool {
@@ -128,10 +133,12 @@ fn s3_key(s3: &S3State, entry: &HistoryEntry) -> String {
     "drills/{}/history/{}-{}.json",
     entry.drill,
     entry.started_at.format("%Y%m%dT%H%M%S%.3fZ"),
-    if entry.run_id.is_empty() {
-      "dry-run"
-    } else {
+    if !entry.run_id.is_empty() {
       &entry.run_id
+    } else if entry.result == SKIPPED {
+      SKIPPED
+    } else {
+      "dry-run"
     }
   ))
 }

@@ -215,11 +215,20 @@ fn claim_local(
   }
 }
 
+/// What became of a fire the runner was given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+  /// It ran: its exit code (as for `drctl run`).
+  Ran(i32),
+  /// A freeze held it back (recorded as skipped in the drill's history): why.
+  Skipped(String),
+}
+
 /// Runs one fire of a drill and records its result (history, reports, notifications).
 #[async_trait::async_trait]
 pub trait DrillRunner: Send + Sync {
-  /// The run's exit code (as for `drctl run`), or why it could not run.
-  async fn run(&self, drill: &Drill, fire: &Fire) -> Result<i32, String>;
+  /// What became of it, or why it could not run.
+  async fn run(&self, drill: &Drill, fire: &Fire) -> Result<Verdict, String>;
 }
 
 /// What the scheduler did with a fire.
@@ -230,6 +239,10 @@ pub enum FireOutcome {
   },
   /// Another scheduler claimed it.
   Claimed,
+  /// Claimed, but held back by a freeze (and recorded as skipped): why. Not a failure.
+  Skipped {
+    reason: String,
+  },
   Error(String),
 }
 
@@ -301,7 +314,8 @@ impl Scheduler {
           }
           match self.drills.iter().find(|drill| drill.name == fire.drill) {
             Some(drill) => match runner.run(drill, &fire).await {
-              Ok(code) => FireOutcome::Ran { code },
+              Ok(Verdict::Ran(code)) => FireOutcome::Ran { code },
+              Ok(Verdict::Skipped(reason)) => FireOutcome::Skipped { reason },
               Err(err) => FireOutcome::Error(err),
             },
             None => FireOutcome::Error(format!("drill `{}` vanished", fire.drill)),
@@ -392,9 +406,9 @@ mod tests {
 
   #[async_trait::async_trait]
   impl DrillRunner for Recorder {
-    async fn run(&self, _drill: &Drill, fire: &Fire) -> Result<i32, String> {
+    async fn run(&self, _drill: &Drill, fire: &Fire) -> Result<Verdict, String> {
       self.fires.lock().unwrap().push(fire.due);
-      Ok(0)
+      Ok(Verdict::Ran(0))
     }
   }
 
@@ -487,6 +501,53 @@ mod tests {
     }
     assert_eq!(runner.fires.lock().unwrap().len(), 4);
     assert_eq!(claimed, 4);
+  }
+
+  /// Holds back every fire, as a runner does while a freeze is in force.
+  #[derive(Default)]
+  struct Frozen {
+    asked: Mutex<Vec<DateTime<Utc>>>,
+  }
+
+  #[async_trait::async_trait]
+  impl DrillRunner for Frozen {
+    async fn run(&self, _drill: &Drill, fire: &Fire) -> Result<Verdict, String> {
+      self.asked.lock().unwrap().push(fire.due);
+      Ok(Verdict::Skipped("frozen by alice: CHG-42".into()))
+    }
+  }
+
+  #[tokio::test(start_paused = true)]
+  async fn a_fire_held_back_by_a_freeze_is_skipped_once_and_never_retried() {
+    let state = tempfile::tempdir().unwrap();
+    let claims = ClaimStore::Local(state.path().to_path_buf());
+    let mut scheduler = Scheduler::new(vec![quarterly()], claims, Duration::ZERO);
+    let runner = Frozen::default();
+    let shutdown = no_shutdown();
+    scheduler
+      .tick(utc("2025-12-15T00:00:00Z"), &runner, &shutdown)
+      .await;
+    let mut outcomes = Vec::new();
+    let mut now = utc("2026-01-01T00:00:00Z");
+    // After the freeze lifts (the next ticks), January is not fired again: it was dealt with.
+    while now < utc("2026-03-31T00:00:00Z") {
+      outcomes.extend(scheduler.tick(now, &runner, &shutdown).await);
+      now += chrono::Duration::hours(6);
+    }
+    assert_eq!(
+      outcomes,
+      [(
+        Fire {
+          drill: "quarterly-regional-failover".into(),
+          due: utc("2026-01-01T00:00:00Z"),
+          skipped: 0,
+        },
+        FireOutcome::Skipped {
+          reason: "frozen by alice: CHG-42".into()
+        }
+      )]
+    );
+    assert_eq!(runner.asked.lock().unwrap().len(), 1);
   }
 
   #[tokio::test(start_paused = true)]

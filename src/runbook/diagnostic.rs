@@ -490,6 +490,10 @@ impl DiagnosticKind {
       InvalidName { what, .. } => Some(
         if matches!(*what, "step id" | "runbook name" | "drill name") {
           "use lowercase letters, digits and `-`".into()
+        } else if *what == "lock group" {
+          "use 1 to 128 lowercase letters, digits and `-` (runbooks that must never run at the \
+           same time share one group; the default is `default`)"
+            .into()
         } else {
           "use letters, digits, `_` and `-`".into()
         },

@@ -24,6 +24,10 @@ impl fmt::Display for Span {
   }
 }
 
+/// The lock group of a runbook that declares none. Every runbook of a state shares it unless it
+/// says otherwise, so a failback and a failover of the same application can never run at once.
+pub const DEFAULT_LOCK_GROUP: &str = "default";
+
 /// A validated runbook.
 #[derive(Debug, Clone)]
 pub struct Runbook {
@@ -33,6 +37,9 @@ pub struct Runbook {
   pub source: String,
   pub name: String,
   pub description: Option<String>,
+  /// The lock group (`metadata.lock_group`, default [`DEFAULT_LOCK_GROUP`]): at most one live
+  /// run of the runbooks of one group holds the group's lock in a state at a time.
+  pub lock_group: String,
   /// In declaration order.
   pub params: Vec<Param>,
   /// `vars:` values (templates over params).

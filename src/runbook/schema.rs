@@ -102,7 +102,12 @@ pub fn json_schema(catalog: &[ActionSpec]) -> Value {
         "required": ["name"],
         "properties": {
           "name": { "$ref": "#/$defs/id", "description": "The runbook's name." },
-          "description": { "$ref": "#/$defs/text" }
+          "description": { "$ref": "#/$defs/text" },
+          "lock_group": {
+            "$ref": "#/$defs/id",
+            "maxLength": 128,
+            "description": "The lock group: at most one live run of the runbooks of a group at a time in one state (default `default`, shared by every runbook that declares none)."
+          }
         }
       },
       "params": {

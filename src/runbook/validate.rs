@@ -36,7 +36,9 @@ const TOP_KEYS: &[&str] = &[
   "defaults",
   "steps",
 ];
-const METADATA_KEYS: &[&str] = &["name", "description"];
+const METADATA_KEYS: &[&str] = &["name", "description", "lock_group"];
+/// The longest lock group accepted (the state's longest name).
+const MAX_LOCK_GROUP_LEN: usize = 128;
 const PARAM_KEYS: &[&str] = &[
   "type",
   "required",
@@ -485,9 +487,9 @@ impl<'a> Checker<'a> {
         }
       }
     }
-    let (name, description) = match top.get("metadata") {
+    let (name, description, lock_group) = match top.get("metadata") {
       Some(node) => self.metadata(node),
-      None => (None, None),
+      None => (None, None, None),
     };
     let params = match top.get("params") {
       Some(node) if !node.is_null() => self.params(node),
@@ -532,6 +534,7 @@ impl<'a> Checker<'a> {
       source: self.text.to_string(),
       name: name?,
       description,
+      lock_group: lock_group?,
       params,
       vars,
       objectives,
@@ -543,10 +546,11 @@ impl<'a> Checker<'a> {
     })
   }
 
-  fn metadata(&mut self, node: &Node) -> (Option<String>, Option<String>) {
+  /// `metadata`: the name, the description, and the lock group (`None` only when invalid).
+  fn metadata(&mut self, node: &Node) -> (Option<String>, Option<String>, Option<String>) {
     let Some(fields) = self.expect_map(node, "metadata", "metadata", METADATA_KEYS, &["name"])
     else {
-      return (None, None);
+      return (None, None, None);
     };
     let name = fields.get("name").and_then(|node| {
       let name = self.expect_string(node, "metadata.name")?;
@@ -566,7 +570,29 @@ impl<'a> Checker<'a> {
     let description = fields
       .get("description")
       .and_then(|node| self.expect_string(node, "metadata.description"));
-    (name, description)
+    let lock_group = match fields.get("lock_group") {
+      None => Some(DEFAULT_LOCK_GROUP.to_string()),
+      Some(node) => self.lock_group(node),
+    };
+    (name, description, lock_group)
+  }
+
+  /// `metadata.lock_group`: it names the lock file (or object) in the state, so it is an id of
+  /// at most [`MAX_LOCK_GROUP_LEN`] characters.
+  fn lock_group(&mut self, node: &Node) -> Option<String> {
+    let group = self.expect_string(node, "metadata.lock_group")?;
+    if !valid_id(&group) || group.len() > MAX_LOCK_GROUP_LEN {
+      self.at(
+        node,
+        "metadata.lock_group",
+        DiagnosticKind::InvalidName {
+          name: group,
+          what: "lock group",
+        },
+      );
+      return None;
+    }
+    Some(group)
   }
 
   fn params(&mut self, node: &Node) -> Vec<Param> {

@@ -1,4 +1,8 @@
-//! One lock per runbook: a second run of the same runbook is refused while one holds it.
+//! One lock per lock group: a second live run of any runbook of the group (a failback while a
+//! failover runs, or a second failover) is refused while one holds it. A runbook names its group
+//! with `metadata.lock_group`; every runbook that does not shares the group `default`, so by
+//! default one state runs one incident at a time. The lock file (or object) is named after the
+//! group and names the holder's runbook.
 //!
 //! A lock is a file holding its holder (run id, host, pid and that process's start time) and a
 //! lease expiry that the holder renews. It is stale when its lease expired, or when its holder
@@ -37,7 +41,7 @@ use super::{
   format::{self, NewerFormat},
   journal::sync_dir,
   s3::{self, S3Lock, S3State},
-  store::create_private_dir,
+  store::{check_name, create_private_dir, NameKind},
 };
 use crate::{
   cloud::{FenceReason, MutationFence},
@@ -69,6 +73,15 @@ impl LeaseTerms {
 pub struct LockHolder {
   pub run_id: String,
   pub runbook: String,
+  /// The lock group held (the holder runbook's `metadata.lock_group`). Absent in locks written
+  /// before locks were per group, which were named after their runbook: read back as the name
+  /// of the lock file.
+  #[serde(default)]
+  pub group: String,
+  /// Read from a lock that named no group: an older drctl's lock of one runbook, which this
+  /// drctl cannot place in a group (see [`LockStore::acquire`]). Never written.
+  #[serde(skip)]
+  pub legacy: bool,
   pub host: String,
   pub pid: u32,
   /// When the holder process started, as the kernel counts it (Linux: clock ticks since boot,
@@ -85,12 +98,15 @@ pub struct LockHolder {
 }
 
 impl LockHolder {
-  /// This process as the holder of `runbook` for `run_id` (the lease is set on acquisition).
-  pub fn this_process(run_id: &str, runbook: &str) -> LockHolder {
+  /// This process as the holder of the lock group `group` for `run_id` of `runbook` (the lease
+  /// is set on acquisition).
+  pub fn this_process(run_id: &str, runbook: &str, group: &str) -> LockHolder {
     let pid = std::process::id();
     LockHolder {
       run_id: run_id.to_string(),
       runbook: runbook.to_string(),
+      group: group.to_string(),
+      legacy: false,
       host: hostname(),
       pid,
       pid_start: process_group::start_time(pid),
@@ -212,10 +228,11 @@ pub enum LockError {
     #[source]
     source: Box<crate::cloud::CloudError>,
   },
-  /// Our lock object was overwritten or deleted: someone else may be running the runbook.
-  #[error("{}", lost_message(.runbook, .path, .now_held_by.as_deref()))]
+  /// Our lock object was overwritten or deleted: someone else may be running a runbook of the
+  /// group.
+  #[error("{}", lost_message(.group, .path, .now_held_by.as_deref()))]
   Lost {
-    runbook: String,
+    group: String,
     path: PathBuf,
     now_held_by: Option<Box<LockHolder>>,
   },
@@ -228,16 +245,16 @@ pub enum LockError {
   NewerFormat(NewerFormat),
 }
 
-fn lost_message(runbook: &str, path: &Path, now_held_by: Option<&LockHolder>) -> String {
+fn lost_message(group: &str, path: &Path, now_held_by: Option<&LockHolder>) -> String {
   let by = match now_held_by {
     Some(holder) => format!(
-      "it is now held by run {} (host {}, pid {})",
-      holder.run_id, holder.host, holder.pid
+      "it is now held by run {} of runbook `{}` (host {}, pid {})",
+      holder.run_id, holder.runbook, holder.host, holder.pid
     ),
     None => "it was broken (`drctl unlock`)".to_string(),
   };
   format!(
-    "LOST THE LOCK of runbook `{runbook}` ({}): {by}; another run may now act on the same \
+    "LOST THE LOCK of lock group `{group}` ({}): {by}; another run may now act on the same \
      resources — check before going on",
     path.display()
   )
@@ -254,16 +271,21 @@ fn describe(holder: &LockHolder) -> String {
   )
 }
 
+/// `run ID (host H, pid P, started T) of runbook `R``.
+fn describe_run(holder: &LockHolder) -> String {
+  format!("{} of runbook `{}`", describe(holder), holder.runbook)
+}
+
 fn held_message(holder: &LockHolder, stale: Option<&str>) -> String {
   let mut message = format!(
-    "runbook `{}` is locked by {}",
-    holder.runbook,
-    describe(holder)
+    "lock group `{}` is locked by {}",
+    holder.group,
+    describe_run(holder)
   );
   match stale {
     Some(reason) => message.push_str(&format!(
       "\n  the lock is stale: {reason}\n  resume it with `drctl resume {}`, or break it with `drctl unlock {}`",
-      holder.run_id, holder.runbook
+      holder.run_id, holder.group
     )),
     None => message.push_str("\n  wait for it to finish, or watch it with `drctl status`"),
   }
@@ -273,18 +295,18 @@ fn held_message(holder: &LockHolder, stale: Option<&str>) -> String {
 fn live_message(holder: &LockHolder, refused: Refused) -> String {
   match refused {
     Refused::Resume => format!(
-      "{} is still running and holds the lock of runbook `{}`; a live run cannot be resumed\n  \
-       wait for it to finish, or watch it with `drctl status {}`",
-      describe(holder),
-      holder.runbook,
+      "{} is still running and holds the lock of lock group `{}`; a live run cannot be \
+       resumed\n  wait for it to finish, or watch it with `drctl status {}`",
+      describe_run(holder),
+      holder.group,
       holder.run_id
     ),
     Refused::Unlock => format!(
-      "runbook `{}` is locked by {}, which is alive; refusing to break its lock\n  wait for it \
-       to finish, or, once you know it no longer acts, `drctl unlock --force {}`",
-      holder.runbook,
-      describe(holder),
-      holder.runbook
+      "lock group `{}` is locked by {}, which is alive; refusing to break its lock\n  wait for \
+       it to finish, or, once you know it no longer acts, `drctl unlock --force {}`",
+      holder.group,
+      describe_run(holder),
+      holder.group
     ),
   }
 }
@@ -349,10 +371,10 @@ impl Lock {
   /// The default lease: renewed every third of it while the run is alive.
   pub const DEFAULT_LEASE: Duration = Duration::from_secs(10 * 60);
 
-  /// Take the lock for `holder.runbook` in `dir`, or report who holds it. A stale lock held by
-  /// the same run id (a resume) is taken over; a live one is not ([`LockError::Live`]).
+  /// Take the lock of the group `holder.group` in `dir`, or report who holds it. A stale lock
+  /// held by the same run id (a resume) is taken over; a live one is not ([`LockError::Live`]).
   pub fn acquire(dir: &Path, holder: LockHolder, lease: Duration) -> Result<Lock, LockError> {
-    let path = lock_path(dir, &holder.runbook);
+    let path = lock_path(dir, &holder.group);
     let io_err = |source| LockError::Io {
       path: path.clone(),
       source,
@@ -428,7 +450,7 @@ impl Lock {
     match current {
       Some(file) if file.holder.run_id == self.holder.run_id && file.token == self.token => Ok(()),
       other => Err(LockError::Lost {
-        runbook: self.holder.runbook.clone(),
+        group: self.holder.group.clone(),
         path: self.path.clone(),
         now_held_by: other.map(|file| Box::new(file.holder)),
       }),
@@ -512,7 +534,7 @@ impl DirGuard {
 
 /// A new private file next to `path` holding `contents`, fsynced: created with
 /// `O_EXCL | O_NOFOLLOW` at an unpredictable name, mode 0600. Its path.
-fn write_private(path: &Path, contents: &[u8]) -> io::Result<PathBuf> {
+pub(super) fn write_private(path: &Path, contents: &[u8]) -> io::Result<PathBuf> {
   let private = path.with_extension(format!(
     "lock.{}.{:016x}.tmp",
     std::process::id(),
@@ -556,7 +578,7 @@ fn create_with(path: &Path, contents: &[u8]) -> io::Result<()> {
 
 /// Replace the lock file at `path` with `contents` in one step (a private file renamed over
 /// it). Callers hold the [`DirGuard`].
-fn replace_with(path: &Path, contents: &[u8]) -> io::Result<()> {
+pub(super) fn replace_with(path: &Path, contents: &[u8]) -> io::Result<()> {
   let private = write_private(path, contents)?;
   let result = std::fs::rename(&private, path);
   if result.is_err() {
@@ -584,31 +606,78 @@ pub enum HeldLock {
 }
 
 impl LockStore {
-  /// Take the lock for `holder.runbook`, or report who holds it (see [`Lock::acquire`]).
+  /// Take the lock of `holder.group`, or report who holds it (see [`Lock::acquire`]).
+  ///
+  /// A live lock an older drctl wrote (one per runbook, naming no group) may be a run of any
+  /// group, so it refuses every acquisition, as the holder of the group would: while a state
+  /// is shared across an upgrade, a failback started by this drctl never runs beside a failover
+  /// started by the older one. Checked once our own lock is held, so a run of this drctl that
+  /// starts later sees ours.
   pub async fn acquire(&self, holder: LockHolder, lease: Duration) -> Result<HeldLock, LockError> {
-    match self {
+    let wanted = holder.clone();
+    let lock = match self {
       LockStore::Local(dir) => Lock::acquire(dir, holder, lease).map(HeldLock::Local),
       LockStore::S3(state) => S3Lock::acquire(state, holder, lease)
         .await
         .map(HeldLock::S3),
+    }?;
+    match self.check_legacy(&wanted).await {
+      Ok(()) => Ok(lock),
+      Err(err) => {
+        let _ = lock.release().await;
+        Err(err)
+      }
     }
   }
 
-  /// Who holds the lock of `runbook`, if anyone.
-  pub async fn holder(&self, runbook: &str) -> Result<Option<LockHolder>, LockError> {
+  /// `Err` when an older drctl's lock forbids `wanted`: a live one of another run (held), or a
+  /// live one of the same run (a live run is not resumed). Stale ones of other runs are no
+  /// concern of this run: their groups are unknown, and `drctl unlock` breaks them.
+  async fn check_legacy(&self, wanted: &LockHolder) -> Result<(), LockError> {
+    for found in self.holders().await? {
+      let live = found.staleness(Utc::now()).is_none();
+      if found.legacy && (live || found.run_id == wanted.run_id) {
+        found.check_takeover(wanted)?;
+      }
+    }
+    Ok(())
+  }
+
+  /// Who holds the lock of the lock group `group`, if anyone.
+  pub async fn holder(&self, group: &str) -> Result<Option<LockHolder>, LockError> {
     match self {
-      LockStore::Local(dir) => holder(dir, runbook),
-      LockStore::S3(state) => s3::holder(state, runbook).await,
+      LockStore::Local(dir) => holder(dir, group),
+      LockStore::S3(state) => s3::holder(state, group).await,
     }
   }
 
-  /// Break the lock of `runbook`, returning who held it. A live holder's lock is only broken
-  /// with `force` ([`LockError::Live`] otherwise).
-  pub async fn unlock(&self, runbook: &str, force: bool) -> Result<Option<LockHolder>, LockError> {
+  /// Break the lock of the lock group `group`, returning who held it. A live holder's lock is
+  /// only broken with `force` ([`LockError::Live`] otherwise).
+  pub async fn unlock(&self, group: &str, force: bool) -> Result<Option<LockHolder>, LockError> {
     match self {
-      LockStore::Local(dir) => unlock(dir, runbook, force),
-      LockStore::S3(state) => s3::unlock(state, runbook, force).await,
+      LockStore::Local(dir) => unlock(dir, group, force),
+      LockStore::S3(state) => s3::unlock(state, group, force).await,
     }
+  }
+
+  /// The holder of every lock in the store, by group (stale ones too: see
+  /// [`LockHolder::staleness`]). A lock that cannot be read is left out: it names no run.
+  pub async fn holders(&self) -> Result<Vec<LockHolder>, LockError> {
+    match self {
+      LockStore::Local(dir) => holders(dir),
+      LockStore::S3(state) => s3::holders(state).await,
+    }
+  }
+
+  /// The lock `run_id` holds, if it holds one (whatever its group).
+  pub async fn held_by(&self, run_id: &str) -> Result<Option<LockHolder>, LockError> {
+    Ok(
+      self
+        .holders()
+        .await?
+        .into_iter()
+        .find(|holder| holder.run_id == run_id),
+    )
   }
 }
 
@@ -721,21 +790,52 @@ impl LeaseKeeper {
   }
 }
 
-/// Where the lock of `runbook` lives.
-pub fn lock_path(dir: &Path, runbook: &str) -> PathBuf {
-  dir.join(format!("{runbook}.lock"))
+/// Where the lock of the lock group `group` lives.
+pub fn lock_path(dir: &Path, group: &str) -> PathBuf {
+  dir.join(format!("{group}.lock"))
 }
 
-/// Who holds the lock of `runbook`, if anyone.
-pub fn holder(dir: &Path, runbook: &str) -> Result<Option<LockHolder>, LockError> {
-  read_holder(&lock_path(dir, runbook))
+/// Who holds the lock of the lock group `group`, if anyone.
+pub fn holder(dir: &Path, group: &str) -> Result<Option<LockHolder>, LockError> {
+  read_holder(&lock_path(dir, group))
 }
 
-/// Break the lock of `runbook`, returning who held it: refused while the holder is alive,
-/// unless `force`. Under the directory's guard, so a takeover cannot slip in between the check
-/// and the removal.
-pub fn unlock(dir: &Path, runbook: &str, force: bool) -> Result<Option<LockHolder>, LockError> {
-  let path = lock_path(dir, runbook);
+/// The holders of every readable lock file in `dir` (`<group>.lock`), by group.
+pub fn holders(dir: &Path) -> Result<Vec<LockHolder>, LockError> {
+  let entries = match std::fs::read_dir(dir) {
+    Ok(entries) => entries,
+    Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+    Err(source) => {
+      return Err(LockError::Io {
+        path: dir.to_path_buf(),
+        source,
+      })
+    }
+  };
+  let mut groups: Vec<String> = entries
+    .flatten()
+    .filter_map(|entry| entry.file_name().into_string().ok())
+    .filter_map(|name| name.strip_suffix(".lock").map(str::to_string))
+    .filter(|group| check_name(NameKind::LockGroup, group).is_ok())
+    .collect();
+  groups.sort();
+  let mut found = Vec::new();
+  for group in groups {
+    match holder(dir, &group) {
+      Ok(Some(holder)) => found.push(holder),
+      // Released since the listing, or not ours to judge: it names no run.
+      Ok(None) | Err(LockError::Unreadable { .. }) => {}
+      Err(err) => return Err(err),
+    }
+  }
+  Ok(found)
+}
+
+/// Break the lock of the lock group `group`, returning who held it: refused while the holder is
+/// alive, unless `force`. Under the directory's guard, so a takeover cannot slip in between the
+/// check and the removal.
+pub fn unlock(dir: &Path, group: &str, force: bool) -> Result<Option<LockHolder>, LockError> {
+  let path = lock_path(dir, group);
   if !dir.exists() {
     return Ok(None);
   }
@@ -763,9 +863,22 @@ fn read_holder(path: &Path) -> Result<Option<LockHolder>, LockError> {
   read_file(path).map(|file| file.map(|file| file.holder))
 }
 
+/// A lock written before locks were per group names no group: its file's name is its key.
+pub(crate) fn fill_group(holder: &mut LockHolder, path: &Path) {
+  if holder.group.is_empty() {
+    holder.legacy = true;
+    if let Some(stem) = path.file_stem().and_then(|stem| stem.to_str()) {
+      holder.group = stem.to_string();
+    }
+  }
+}
+
 fn read_file(path: &Path) -> Result<Option<LockFile>, LockError> {
   match std::fs::read(path) {
-    Ok(bytes) => parse_lock(&bytes, path).map(Some),
+    Ok(bytes) => parse_lock::<LockFile>(&bytes, path).map(|mut file| {
+      fill_group(&mut file.holder, path);
+      Some(file)
+    }),
     Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
     Err(source) => Err(LockError::Io {
       path: path.to_path_buf(),
@@ -822,7 +935,7 @@ mod tests {
       pid,
       pid_start: process_group::start_time(pid),
       lease_expires_at: Utc::now() + chrono::Duration::hours(1),
-      ..LockHolder::this_process(run_id, "regional-failover")
+      ..LockHolder::this_process(run_id, "regional-failover", "default")
     }
   }
 
@@ -917,10 +1030,8 @@ mod tests {
       panic!("{err:?}")
     };
     assert!(stale.as_deref().unwrap().contains("is gone"));
-    assert!(err.to_string().contains("drctl unlock regional-failover"));
-    let broken = unlock(dir.path(), "regional-failover", false)
-      .unwrap()
-      .unwrap();
+    assert!(err.to_string().contains("drctl unlock default"));
+    let broken = unlock(dir.path(), "default", false).unwrap().unwrap();
     assert_eq!(broken.run_id, "run-dead");
     Lock::acquire(
       dir.path(),
@@ -1049,7 +1160,7 @@ mod tests {
       Lock::DEFAULT_LEASE,
     )
     .unwrap();
-    let err = unlock(dir.path(), "regional-failover", false).unwrap_err();
+    let err = unlock(dir.path(), "default", false).unwrap_err();
     assert!(
       matches!(
         err,
@@ -1062,15 +1173,48 @@ mod tests {
     );
     assert!(err.to_string().contains("unlock --force"), "{err}");
     assert!(holder_of(dir.path()).is_some());
-    let broken = unlock(dir.path(), "regional-failover", true)
-      .unwrap()
-      .unwrap();
+    let broken = unlock(dir.path(), "default", true).unwrap().unwrap();
     assert_eq!(broken.run_id, "run-1");
     assert!(holder_of(dir.path()).is_none());
   }
 
   fn holder_of(dir: &Path) -> Option<LockHolder> {
-    super::holder(dir, "regional-failover").unwrap()
+    super::holder(dir, "default").unwrap()
+  }
+
+  #[tokio::test]
+  async fn a_live_lock_of_an_older_drctl_refuses_every_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LockStore::Local(dir.path().to_path_buf());
+    // An older drctl's lock: named after its runbook, no group in it, its holder alive.
+    let mut old = serde_json::to_value(holder("run-old", std::process::id())).unwrap();
+    old.as_object_mut().unwrap().remove("group");
+    std::fs::write(lock_path(dir.path(), "regional-failover"), old.to_string()).unwrap();
+    let err = store
+      .acquire(holder("run-new", std::process::id()), Lock::DEFAULT_LEASE)
+      .await
+      .unwrap_err();
+    let LockError::Held { holder: found, .. } = &err else {
+      panic!("{err:?}")
+    };
+    assert_eq!(found.run_id, "run-old");
+    assert!(
+      err.to_string().contains("of runbook `regional-failover`"),
+      "{err}"
+    );
+    assert!(
+      super::holder(dir.path(), "default").unwrap().is_none(),
+      "the refused run released the lock it took"
+    );
+    // Once that holder is stale (its process gone), it refuses nothing.
+    old["pid"] = 4_000_000.into();
+    old.as_object_mut().unwrap().remove("pid_start");
+    std::fs::write(lock_path(dir.path(), "regional-failover"), old.to_string()).unwrap();
+    let lock = store
+      .acquire(holder("run-new", std::process::id()), Lock::DEFAULT_LEASE)
+      .await
+      .unwrap();
+    assert_eq!(lock.holder().group, "default");
   }
 
   #[test]
@@ -1087,7 +1231,7 @@ mod tests {
 
   /// Rewrite the lock file of `dir` as a newer drctl would have written it.
   fn restamp_newer(dir: &Path) -> Vec<u8> {
-    let path = lock_path(dir, "regional-failover");
+    let path = lock_path(dir, "default");
     let mut value: serde_json::Value =
       serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
     assert_eq!(value["format"], 1, "{value}");
@@ -1107,15 +1251,15 @@ mod tests {
     )
     .unwrap();
     let newer = restamp_newer(dir.path());
-    let path = lock_path(dir.path(), "regional-failover");
+    let path = lock_path(dir.path(), "default");
     let refused = |err: LockError| match err {
       LockError::NewerFormat(newer) => assert_eq!(newer.found, 2),
       other => panic!("expected a newer format, got {other}"),
     };
     // A resume of the very run it names, even with a dead pid (stale), is refused.
     refused(Lock::acquire(dir.path(), holder("run-1", u32::MAX), Lock::DEFAULT_LEASE).unwrap_err());
-    refused(unlock(dir.path(), "regional-failover", true).unwrap_err());
-    refused(super::holder(dir.path(), "regional-failover").unwrap_err());
+    refused(unlock(dir.path(), "default", true).unwrap_err());
+    refused(super::holder(dir.path(), "default").unwrap_err());
     // Not ours any more: renewing finds it lost, releasing leaves it.
     assert!(matches!(lock.renew(), Err(LockError::Lost { .. })));
     lock.release().unwrap();

@@ -1,5 +1,5 @@
-//! Run state: the journal of every run, the lock that keeps two runs of one runbook apart, and
-//! the directory layout that holds them.
+//! Run state: the journal of every run, the lock that keeps two live runs of one lock group
+//! apart, the freeze that holds back live drills, and the directory layout that holds them.
 //!
 //! Layout of a local state directory (default `.drctl/`):
 //!
@@ -7,7 +7,8 @@
 //! runs/<run-id>/journal.jsonl     the append-only journal (see `journal`)
 //! runs/<run-id>/world.json        the simulator's world, when the run used `--sim`
 //! runs/<run-id>/operations.jsonl  the simulator's operation log
-//! locks/<runbook>.lock            the lock of a running runbook
+//! locks/<group>.lock              the lock of a lock group, naming the runbook and run holding it
+//! freeze.json                     the explicit freeze of live drills (`drctl freeze`), if any
 //! ```
 //!
 //! Every journal record, lock, drill history entry and claim carries its format version; a drctl
@@ -18,6 +19,7 @@
 //! bucket, and every journal record is mirrored there (see `s3` and `mirror`).
 
 pub use crate::format;
+pub mod freeze;
 pub mod journal;
 pub mod lock;
 pub mod mirror;
@@ -27,6 +29,7 @@ pub mod s3;
 pub mod store;
 pub mod timeline;
 
+pub use freeze::{Freeze, FreezeStore, Frozen};
 pub use journal::{
   Event, Journal, JournalError, Phase, Record, RunMode, RunStatus, StepError, StepInfo,
 };

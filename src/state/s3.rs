@@ -4,7 +4,9 @@
 //! Layout under the prefix:
 //!
 //! ```text
-//! locks/<runbook>.lock                  the lock: a `LockHolder` as JSON, like the local lock
+//! locks/<group>.lock                    the lock of a lock group: a `LockHolder` as JSON, like the
+//!                                       local lock
+//! freeze.json                           the freeze of live drills (`drctl freeze`), if any
 //! runs/<run-id>/journal/<seq:010>.json  one object per journal record: the exact local line
 //! ```
 //!
@@ -78,8 +80,18 @@ impl S3Location {
     }
   }
 
-  pub fn lock_key(&self, runbook: &str) -> String {
-    self.key(&format!("locks/{runbook}.lock"))
+  pub fn lock_key(&self, group: &str) -> String {
+    self.key(&format!("locks/{group}.lock"))
+  }
+
+  /// Where every lock object lives.
+  pub fn locks_prefix(&self) -> String {
+    self.key("locks/")
+  }
+
+  /// The freeze of live drills (see `state::freeze`).
+  pub fn freeze_key(&self) -> String {
+    self.key("freeze.json")
   }
 
   pub fn runs_prefix(&self) -> String {
@@ -147,7 +159,7 @@ impl S3Lock {
     holder: LockHolder,
     lease: Duration,
   ) -> Result<S3Lock, LockError> {
-    let key = state.location.lock_key(&holder.runbook);
+    let key = state.location.lock_key(&holder.group);
     let mut holder = holder;
     holder.lease_expires_at = Utc::now() + lease;
     let body = holder_bytes(&holder, &key)?;
@@ -203,7 +215,7 @@ impl S3Lock {
   }
 
   /// Extend the lease, only if the object is still the one we wrote. If it is not, the lock is
-  /// lost ([`LockError::Lost`]) and someone else may be running this runbook.
+  /// lost ([`LockError::Lost`]) and someone else may be running a runbook of its group.
   pub async fn renew(&mut self) -> Result<(), LockError> {
     let mut holder = self.holder.clone();
     holder.lease_expires_at = Utc::now() + self.lease;
@@ -226,14 +238,14 @@ impl S3Lock {
           _ => None,
         };
         Err(LockError::Lost {
-          runbook: self.holder.runbook.clone(),
+          group: self.holder.group.clone(),
           path: s3_url(&self.state, &self.key),
           now_held_by: now_held_by.map(Box::new),
         })
       }
       // A missing object (broken with `drctl unlock`) answers If-Match with 404.
       Err(StoreError::Cloud(source)) if source.http_status == Some(404) => Err(LockError::Lost {
-        runbook: self.holder.runbook.clone(),
+        group: self.holder.group.clone(),
         path: s3_url(&self.state, &self.key),
         now_held_by: None,
       }),
@@ -267,9 +279,9 @@ impl S3Lock {
   }
 }
 
-/// Who holds the lock of `runbook` in S3, if anyone.
-pub async fn holder(state: &S3State, runbook: &str) -> Result<Option<LockHolder>, LockError> {
-  let key = state.location.lock_key(runbook);
+/// Who holds the lock of the lock group `group` in S3, if anyone.
+pub async fn holder(state: &S3State, group: &str) -> Result<Option<LockHolder>, LockError> {
+  let key = state.location.lock_key(group);
   match state
     .store
     .get(&state.location.bucket, &key)
@@ -281,15 +293,42 @@ pub async fn holder(state: &S3State, runbook: &str) -> Result<Option<LockHolder>
   }
 }
 
-/// Break the lock of `runbook` in S3, returning who held it: refused while the holder is alive,
-/// unless `force`. Read-then-delete, like [`S3Lock::release`]: a takeover in that one round trip
-/// would be deleted with it.
+/// The holders of every readable lock object under `locks/`, by group.
+pub async fn holders(state: &S3State) -> Result<Vec<LockHolder>, LockError> {
+  let prefix = state.location.locks_prefix();
+  let keys = state
+    .store
+    .list(&state.location.bucket, &prefix)
+    .await
+    .map_err(|source| remote(state, &prefix, source))?;
+  let mut found = Vec::new();
+  for key in keys {
+    let Some(group) = key
+      .strip_prefix(&prefix)
+      .and_then(|name| name.strip_suffix(".lock"))
+      .filter(|group| store::check_name(store::NameKind::LockGroup, group).is_ok())
+    else {
+      continue;
+    };
+    match holder(state, group).await {
+      Ok(Some(holder)) => found.push(holder),
+      // Released since the listing, or unreadable: it names no run.
+      Ok(None) | Err(LockError::Unreadable { .. }) => {}
+      Err(err) => return Err(err),
+    }
+  }
+  Ok(found)
+}
+
+/// Break the lock of the lock group `group` in S3, returning who held it: refused while the
+/// holder is alive, unless `force`. Read-then-delete, like [`S3Lock::release`]: a takeover in
+/// that one round trip would be deleted with it.
 pub async fn unlock(
   state: &S3State,
-  runbook: &str,
+  group: &str,
   force: bool,
 ) -> Result<Option<LockHolder>, LockError> {
-  let key = state.location.lock_key(runbook);
+  let key = state.location.lock_key(group);
   let Some((bytes, _)) = state
     .store
     .get(&state.location.bucket, &key)
@@ -337,7 +376,9 @@ fn holder_bytes(holder: &LockHolder, key: &str) -> Result<Vec<u8>, LockError> {
 }
 
 fn parse_holder(bytes: &[u8], state: &S3State, key: &str) -> Result<LockHolder, LockError> {
-  lock::parse_lock(bytes, &s3_url(state, key))
+  let mut holder: LockHolder = lock::parse_lock(bytes, &s3_url(state, key))?;
+  lock::fill_group(&mut holder, Path::new(key));
+  Ok(holder)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -180,6 +180,8 @@ pub enum NameKind {
   RunId,
   Runbook,
   Drill,
+  /// A runbook's `metadata.lock_group` (or a runbook name resolving to it).
+  LockGroup,
 }
 
 impl NameKind {
@@ -188,6 +190,7 @@ impl NameKind {
       NameKind::RunId => "run id",
       NameKind::Runbook => "runbook name",
       NameKind::Drill => "drill name",
+      NameKind::LockGroup => "lock group or runbook name",
     }
   }
 }
@@ -216,6 +219,9 @@ pub fn check_name(kind: NameKind, name: &str) -> Result<(), String> {
       NameKind::RunId => " (list runs with `drctl runs`)",
       NameKind::Runbook => " (the runbook's metadata.name, or the path of its file)",
       NameKind::Drill => " (list drills with `drctl drill list`)",
+      NameKind::LockGroup => {
+        " (a runbook's metadata.lock_group, default `default`; or the runbook's name or file)"
+      }
     }
   ))
 }

@@ -71,11 +71,7 @@ impl Backend<'_> {
   fn locked(&self) -> bool {
     match self.moto {
       Some(moto) => s3::lock_object(moto).is_some(),
-      None => self
-        .test
-        .path()
-        .join(".drctl/locks/regional-failover.lock")
-        .exists(),
+      None => self.test.path().join(".drctl/locks/default.lock").exists(),
     }
   }
 }
@@ -224,7 +220,7 @@ fn stale(backend: &Backend) -> Figure {
     && refused
       .stderr()
       .contains(&format!("locked by run {holder_id}"))
-    && refused.stderr().contains("drctl unlock regional-failover");
+    && refused.stderr().contains("drctl unlock default");
   let unlock = backend
     .test
     .run_args(backend.with_state(&["unlock", "regional-failover"]));

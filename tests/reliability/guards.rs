@@ -338,10 +338,7 @@ fn tty_guard() -> Vec<Figure> {
   let test = Test::new();
   let wrong = on_pty(test.path(), "us-east-1", &live);
   let runs = test.run_ids().len();
-  let lock_left = test
-    .path()
-    .join(".drctl/locks/regional-failover.lock")
-    .exists();
+  let lock_left = test.path().join(".drctl/locks/default.lock").exists();
   let (value, met) = match &wrong {
     Some(run) => (
       format!(

@@ -202,7 +202,7 @@ impl Tally {
 }
 
 fn lock_file(test: &Test) -> PathBuf {
-  test.path().join(".drctl/locks/regional-failover.lock")
+  test.path().join(".drctl/locks/default.lock")
 }
 
 /// A holder that is alive (this process) on this host, with a long lease.

@@ -155,10 +155,7 @@ impl State<'_> {
 
   fn locked(&self, test: &Test) -> bool {
     match self {
-      State::Local => test
-        .path()
-        .join(".drctl/locks/regional-failover.lock")
-        .exists(),
+      State::Local => test.path().join(".drctl/locks/default.lock").exists(),
       State::S3(moto) => s3::lock_object(moto).is_some(),
     }
   }

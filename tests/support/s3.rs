@@ -72,18 +72,14 @@ pub fn s3_records(moto: &Moto, run_id: &str) -> Vec<(String, String)> {
     .collect()
 }
 
-/// The lock object of `regional-failover`, if there is one.
+/// The lock object of the lock group `default` (the shipped runbooks' group), if there is one.
 pub fn lock_object(moto: &Moto) -> Option<String> {
   let rt = runtime();
   let state = state(moto, &rt);
-  rt.block_on(
-    state
-      .store
-      .get(BUCKET, &state.location.lock_key("regional-failover")),
-  )
-  .ok()
-  .flatten()
-  .map(|(bytes, _)| String::from_utf8_lossy(&bytes).into_owned())
+  rt.block_on(state.store.get(BUCKET, &state.location.lock_key("default")))
+    .ok()
+    .flatten()
+    .map(|(bytes, _)| String::from_utf8_lossy(&bytes).into_owned())
 }
 
 /// Run ids in the local cache of the `s3://` state, oldest first.
@@ -113,13 +109,13 @@ pub fn cached_journal(test: &Test, run_id: &str) -> String {
   .unwrap_or_default()
 }
 
-/// Replace the lock object of `regional-failover` with `body` (a thief taking it, as
+/// Replace the lock object of the lock group `default` with `body` (a thief taking it, as
 /// `drctl unlock` and another run would), conditionally on the ETag it has now. `false` when
 /// there was no lock or the write lost a race.
 pub fn steal_lock_object(moto: &Moto, body: &str) -> bool {
   let rt = runtime();
   let state = state(moto, &rt);
-  let key = state.location.lock_key("regional-failover");
+  let key = state.location.lock_key("default");
   let Some((_, etag)) = rt.block_on(state.store.get(BUCKET, &key)).ok().flatten() else {
     return false;
   };
@@ -131,10 +127,10 @@ pub fn steal_lock_object(moto: &Moto, body: &str) -> bool {
   .is_ok()
 }
 
-/// Delete the lock object of `regional-failover` (its holder finished).
+/// Delete the lock object of the lock group `default` (its holder finished).
 pub fn delete_lock_object(moto: &Moto) {
   let rt = runtime();
   let state = state(moto, &rt);
-  let key = state.location.lock_key("regional-failover");
+  let key = state.location.lock_key("default");
   let _ = rt.block_on(state.store.delete(BUCKET, &key));
 }
