@@ -339,6 +339,21 @@ impl Rds for Unavailable {
   async fn failover_global_cluster(&self, _: &str, _: &str) -> CloudResult<()> {
     unavailable("rds", "FailoverGlobalCluster")
   }
+  async fn list_instance_tags(
+    &self,
+    _: &str,
+    _: &str,
+  ) -> CloudResult<Option<std::collections::BTreeMap<String, String>>> {
+    unavailable("rds", "ListTagsForResource")
+  }
+  async fn add_instance_tags(
+    &self,
+    _: &str,
+    _: &str,
+    _: &std::collections::BTreeMap<String, String>,
+  ) -> CloudResult<()> {
+    unavailable("rds", "AddTagsToResource")
+  }
 }
 
 #[async_trait::async_trait]

@@ -694,6 +694,41 @@ impl Rds for LimitedRds {
       })
       .await
   }
+
+  async fn list_instance_tags(
+    &self,
+    region: &str,
+    id: &str,
+  ) -> CloudResult<Option<BTreeMap<String, String>>> {
+    // Two requests: `DescribeDBInstances` for the ARN, then `ListTagsForResource`.
+    let inner = &self.inner;
+    self
+      .limiter
+      .call("rds", "ListTagsForResource", Some(region), 2, Read, || {
+        inner.list_instance_tags(region, id)
+      })
+      .await
+  }
+
+  async fn add_instance_tags(
+    &self,
+    region: &str,
+    id: &str,
+    tags: &BTreeMap<String, String>,
+  ) -> CloudResult<()> {
+    let inner = &self.inner;
+    self
+      .limiter
+      .call(
+        "rds",
+        "AddTagsToResource",
+        Some(region),
+        2,
+        Mutating,
+        || inner.add_instance_tags(region, id, tags),
+      )
+      .await
+  }
 }
 
 struct LimitedEcs {
@@ -941,6 +976,21 @@ mod tests {
     }
     async fn failover_global_cluster(&self, _: &str, _: &str) -> CloudResult<()> {
       self.answer("FailoverGlobalCluster")
+    }
+    async fn list_instance_tags(
+      &self,
+      _: &str,
+      _: &str,
+    ) -> CloudResult<Option<BTreeMap<String, String>>> {
+      self.answer("ListTagsForResource").map(|()| None)
+    }
+    async fn add_instance_tags(
+      &self,
+      _: &str,
+      _: &str,
+      _: &BTreeMap<String, String>,
+    ) -> CloudResult<()> {
+      self.answer("AddTagsToResource")
     }
   }
 

@@ -471,6 +471,21 @@ pub trait Rds: Send + Sync {
   async fn delete_instance(&self, region: &str, id: &str) -> CloudResult<()>;
   /// `FailoverGlobalCluster` to the member cluster `target_cluster_arn`. Mutating.
   async fn failover_global_cluster(&self, id: &str, target_cluster_arn: &str) -> CloudResult<()>;
+  /// `ListTagsForResource` of an instance (found by `DescribeDBInstances`): its tags.
+  /// `Ok(None)` when the instance does not exist.
+  async fn list_instance_tags(
+    &self,
+    region: &str,
+    id: &str,
+  ) -> CloudResult<Option<BTreeMap<String, String>>>;
+  /// `AddTagsToResource` on an instance. Mutating, idempotent: a tag set again to the value it
+  /// has changes nothing (another value replaces it); other tags are left alone.
+  async fn add_instance_tags(
+    &self,
+    region: &str,
+    id: &str,
+    tags: &BTreeMap<String, String>,
+  ) -> CloudResult<()>;
 }
 
 /// ECS.

@@ -35,6 +35,7 @@ struct Instance {
   replica_of: Option<String>,
   lag: Option<Duration>,
   phase: Phase,
+  tags: BTreeMap<String, String>,
 }
 
 impl Instance {
@@ -182,6 +183,7 @@ impl RdsState {
             None
           },
           phase: Phase::Steady,
+          tags: BTreeMap::new(),
         };
         (key, value)
       })
@@ -322,6 +324,7 @@ impl RdsState {
           replica_of: None,
           lag: None,
           phase: Phase::Restoring(now),
+          tags: request.tags.clone(),
         };
         self.instances.insert(key, instance);
         Ok(())
@@ -370,6 +373,22 @@ impl RdsState {
         if !member.is_writer {
           global.failing_over = Some((now, target));
         }
+        Ok(())
+      }
+      "AddTagsToResource" => {
+        let region = op.region.as_deref().ok_or_else(|| missing(op, "region"))?;
+        let tags: BTreeMap<String, String> = op
+          .detail
+          .get("tags")
+          .cloned()
+          .map(serde_json::from_value)
+          .ok_or_else(|| missing(op, "tags"))?
+          .map_err(|err| Reject::client("InvalidParameterValue", err.to_string()))?;
+        let instance = self
+          .instances
+          .get_mut(&(region.to_string(), op.target.clone()))
+          .ok_or_else(|| instance_not_found(&op.target))?;
+        instance.tags.extend(tags);
         Ok(())
       }
       other => Err(Reject::client(
@@ -487,6 +506,43 @@ impl Rds for SimCloud {
         None,
         id,
         json!({ "target_cluster_arn": target_cluster_arn }),
+      )
+      .await
+      .map(drop)
+  }
+
+  async fn list_instance_tags(
+    &self,
+    region: &str,
+    id: &str,
+  ) -> CloudResult<Option<BTreeMap<String, String>>> {
+    self
+      .sim
+      .read("rds", "ListTagsForResource", Some(region), |state, now| {
+        let key = (region.to_string(), id.to_string());
+        Ok(state.rds.instances.get(&key).and_then(|instance| {
+          instance
+            .view(&state.model, now)
+            .map(|_| instance.tags.clone())
+        }))
+      })
+      .await
+  }
+
+  async fn add_instance_tags(
+    &self,
+    region: &str,
+    id: &str,
+    tags: &BTreeMap<String, String>,
+  ) -> CloudResult<()> {
+    self
+      .sim
+      .mutate(
+        "rds",
+        "AddTagsToResource",
+        Some(region),
+        id,
+        json!({ "tags": tags }),
       )
       .await
       .map(drop)
