@@ -16,6 +16,7 @@ mod commands;
 pub mod config;
 mod docs;
 mod drill;
+mod fences;
 mod live;
 mod render;
 mod report;
@@ -178,6 +179,11 @@ pub enum Command {
   },
   /// Print the man page (roff; `drctl man | man -l -`).
   Man,
+  /// Region fences a failover could not apply (the region was down): list them, apply them.
+  Fence {
+    #[command(subcommand)]
+    command: fences::FenceCommand,
+  },
 }
 
 /// A command's failure, with its exit code.
@@ -192,13 +198,15 @@ pub enum Error {
   Locked(String),
   /// Something went wrong running: exit 1.
   Failed(String),
+  /// A runbook with `refuse_pending_fences: true` while a region fence is pending: exit 4.
+  FencesPending(String),
 }
 
 impl Error {
   pub fn code(&self) -> i32 {
     match self {
       Error::Usage(_) | Error::Invalid(_) => 2,
-      Error::Locked(_) => 4,
+      Error::Locked(_) | Error::FencesPending(_) => 4,
       Error::Failed(_) => 1,
     }
   }
@@ -208,7 +216,8 @@ impl Error {
       Error::Usage(message)
       | Error::Invalid(message)
       | Error::Locked(message)
-      | Error::Failed(message) => message,
+      | Error::Failed(message)
+      | Error::FencesPending(message) => message,
     }
   }
 }
@@ -318,6 +327,12 @@ fn flag_use(command: &Command) -> (FlagUse, &'static str) {
     Command::Scheduler(_) => (FlagUse::Own, "scheduler"),
     Command::Resume { .. } => (FlagUse::Journal, "resume"),
     Command::Sandbox { .. } => (FlagUse::Sandbox, "sandbox"),
+    Command::Fence {
+      command: fences::FenceCommand::List,
+    } => (FlagUse::State, "fence list"),
+    Command::Fence {
+      command: fences::FenceCommand::Apply { .. },
+    } => (FlagUse::Cloud, "fence apply"),
   }
 }
 

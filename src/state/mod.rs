@@ -8,12 +8,14 @@
 //! runs/<run-id>/world.json        the simulator's world, when the run used `--sim`
 //! runs/<run-id>/operations.jsonl  the simulator's operation log
 //! locks/<runbook>.lock            the lock of a running runbook
+//! fences/applied.jsonl            region fences applied after their run (see `fences`)
 //! ```
 //!
 //! With `--state s3://bucket/prefix` the same layout lives in the local cache
 //! `<root>/s3/<bucket>/<prefix>/` (journals, the simulator's files), the lock lives in the
 //! bucket, and every journal record is mirrored there (see `s3` and `mirror`).
 
+pub mod fences;
 pub mod journal;
 pub mod lock;
 pub mod mirror;

@@ -10,8 +10,9 @@
 //!   (counted separately; it is time the outage really lasted).
 //! * **duplicate effects**: mutating calls beyond one per effect, from the simulator's operation
 //!   log (`drctl status --output json`) or moto's request recorder. A run makes exactly one
-//!   `PromoteReadReplica`, one `UpdateService` and one `ChangeResourceRecordSets`; none missing
-//!   is a target too.
+//!   `PromoteReadReplica`, two `UpdateService`s (the standby up, the old primary fenced to
+//!   zero), one `ChangeResourceRecordSets` and one `AddTagsToResource` (the old writer
+//!   retired); none missing is a target too.
 //! * **journal records lost**: right after each kill, every complete journal line with a valid
 //!   CRC (what the killed process had made durable), and every event it printed with a `seq`
 //!   (`--output json`, printed only after the record is fsynced), must be in the final journal at
@@ -46,11 +47,13 @@ use crate::{
 };
 
 const SECTION: &str = "crash";
-/// The three effects of a failover, each to be applied exactly once.
-const EFFECTS: [&str; 3] = [
-  "PromoteReadReplica",
-  "UpdateService",
-  "ChangeResourceRecordSets",
+/// The effects of a failover and how many calls each makes: each is applied exactly once, and
+/// `UpdateService` serves two (the standby scaled up, the old primary fenced to zero).
+const EFFECTS: [(&str, usize); 4] = [
+  ("PromoteReadReplica", 1),
+  ("UpdateService", 2),
+  ("ChangeResourceRecordSets", 1),
+  ("AddTagsToResource", 1),
 ];
 /// The events a process printed with a sequence number: (seq, event, step).
 type Reported = Vec<(u64, String, Option<String>)>;
@@ -520,15 +523,14 @@ fn crash_run(target: &Target, rng: &mut fastrand::Rng, moto: Option<&Moto>) -> R
   };
   let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
   for operation in &operations {
-    if let Some(effect) = EFFECTS.iter().find(|effect| **effect == operation) {
+    if let Some((effect, _)) = EFFECTS.iter().find(|(effect, _)| *effect == operation) {
       *counts.entry(effect).or_default() += 1;
     }
   }
-  for effect in EFFECTS {
-    match counts.get(effect).copied().unwrap_or(0) {
-      0 => tally.missing_effects += 1,
-      n => tally.duplicates += n - 1,
-    }
+  for (effect, times) in EFFECTS {
+    let n = counts.get(effect).copied().unwrap_or(0);
+    tally.missing_effects += times.saturating_sub(n);
+    tally.duplicates += n.saturating_sub(times);
   }
   if (tally.duplicates > 0 || tally.missing_effects > 0 || tally.lost > 0)
     && tally.failure.is_none()
