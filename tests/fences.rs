@@ -165,3 +165,39 @@ fn fence_apply_refuses_an_unknown_id() {
     run.stderr()
   );
 }
+
+/// A later run applies what an earlier failover left pending once it is done (never before
+/// its own recovery), and records that it did.
+#[test]
+fn a_later_run_applies_pending_fences_after_it_finishes() {
+  let test = Test::new().file("world.yaml", &outage_world("4h"));
+  test
+    .run_args([
+      "failover",
+      "us-west-2",
+      "--sim",
+      "world.yaml",
+      "--yes",
+      "--time-scale",
+      "2000",
+      "--accept-data-loss",
+    ])
+    .status(0);
+  let failover_id = test.run_ids().pop().unwrap();
+  assert_eq!(
+    test.status_json(&failover_id)["pending_fences"]
+      .as_array()
+      .unwrap()
+      .len(),
+    2
+  );
+  test.wait_for(Duration::from_secs(60), "a later run to apply them", || {
+    let later = test.run_args(["run", "snapshot-age", "--sim", "--time-scale", "600"]);
+    assert!([0, 1, 3].contains(&later.code()), "{}", later.stderr());
+    test.run_args(["fence", "list"]).stdout() == "no pending fences\n"
+  });
+  let applied = std::fs::read_to_string(test.path().join(".drctl/fences/applied.jsonl")).unwrap();
+  assert_eq!(applied.matches("\"by\":\"run ").count(), 2, "{applied}");
+  let operations = test.operations(&failover_id);
+  assert_eq!(count(&operations, "AddTagsToResource"), 1, "{operations:?}");
+}

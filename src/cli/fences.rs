@@ -80,6 +80,12 @@ pub(super) async fn apply_pending(ctx: &Context, only: Option<&str>, by: &str) -
     // On the simulator, the world of the run that left it pending (the region's outage is
     // that world's); elsewhere the account the flags name.
     let dir = ctx.store.run_dir(&fence.run_id);
+    if backend == "sim" && !dir.join("world.json").exists() {
+      // Opening it would create a fresh world: the fence would be applied in the wrong one.
+      let why = "its simulated world is not in this state directory".to_string();
+      attempt.pending.push((fence, why));
+      continue;
+    }
     let cloud = match ctx
       .open_cloud(&dir, Vec::new(), &MutationFence::default())
       .await
