@@ -201,3 +201,58 @@ fn a_later_run_applies_pending_fences_after_it_finishes() {
   let operations = test.operations(&failover_id);
   assert_eq!(count(&operations, "AddTagsToResource"), 1, "{operations:?}");
 }
+
+/// On an `s3://` state every operator sees the same fences: one left pending by a failover
+/// on one machine is listed on another (from the mirrored journal), and once applied on the
+/// first, the second sees it applied (from the bucket's create-only record). The second
+/// cannot apply a simulator fence itself: that world lives on the first machine.
+#[test]
+fn pending_fences_are_shared_through_an_s3_state() {
+  use crate::s3state::{create_bucket, s3_test};
+  const STATE: &str = "s3://drctl-state/team";
+  let moto = crate::support::moto::Moto::start();
+  create_bucket(&moto, "drctl-state");
+  let first = s3_test(&moto, &moto.endpoint).file("world.yaml", &outage_world("4h"));
+  let second = s3_test(&moto, &moto.endpoint);
+  first
+    .run_args([
+      "failover",
+      "us-west-2",
+      "--sim",
+      "world.yaml",
+      "--yes",
+      "--time-scale",
+      "2000",
+      "--accept-data-loss",
+      "--state",
+      STATE,
+    ])
+    .status(0);
+  let listed = second
+    .run_args(["fence", "list", "--state", STATE, "--output", "json"])
+    .status(0)
+    .stdout();
+  let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
+  assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
+  let refused = second
+    .run_args(["fence", "apply", "--sim", "--state", STATE])
+    .status(1);
+  assert!(
+    refused
+      .stdout()
+      .contains("its simulated world is not in this state directory"),
+    "{}",
+    refused.stdout()
+  );
+  first.wait_for(Duration::from_secs(60), "the first to apply them", || {
+    first
+      .run_args(["fence", "apply", "--sim", "--state", STATE])
+      .code()
+      == 0
+  });
+  let after = second
+    .run_args(["fence", "list", "--state", STATE])
+    .status(0)
+    .stdout();
+  assert_eq!(after, "no pending fences\n");
+}
