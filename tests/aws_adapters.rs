@@ -901,3 +901,78 @@ async fn rds_cross_region_read_replica_is_created_once_and_becomes_available() {
   let err = cloud.rds.create_read_replica(&missing).await.unwrap_err();
   assert_eq!(err.kind, ErrorKind::NotFound, "{err}");
 }
+
+/// `rds.retire_instance` through the SDK: `ListTagsForResource` and `AddTagsToResource` on the
+/// instance's ARN, once (a second observe sees it done), and `rds.replica_status role:
+/// standalone` then refuses the retired writer.
+#[tokio::test]
+async fn rds_retire_instance_tags_the_writer_once_and_it_is_refused_as_a_writer() {
+  use drctl::actions::{self, Behaviour, Ctx, Observed};
+  let moto = Moto::start();
+  let cloud = cloud(&moto).await;
+  let tags = cloud.rds.list_instance_tags(EAST, "app-db").await.unwrap();
+  assert!(
+    tags
+      .as_ref()
+      .is_some_and(|tags| !tags.contains_key("drctl:retired")),
+    "{tags:?}"
+  );
+  assert_eq!(
+    cloud
+      .rds
+      .list_instance_tags(EAST, "no-such-db")
+      .await
+      .unwrap(),
+    None
+  );
+
+  let (_cancel, cancel) = tokio::sync::watch::channel(false);
+  let progress = |_: &str| {};
+  let ctx = Ctx::new(&cloud, "run-42", "fence-source-db", &progress, cancel);
+  let retire = actions::lookup("rds.retire_instance").unwrap();
+  let Behaviour::Effect(effect) = retire.behaviour else {
+    panic!("an effect");
+  };
+  let args = actions::bind(
+    retire.spec,
+    serde_json::json!({"region": EAST, "instance": "app-db"})
+      .as_object()
+      .unwrap(),
+  )
+  .unwrap();
+  assert_eq!(
+    effect.observe(&ctx, &args).await.unwrap().state,
+    Observed::Absent
+  );
+  effect.apply(&ctx, &args).await.unwrap();
+  let outcome = effect.verify(&ctx, &args, None).await.unwrap();
+  assert!(
+    outcome.outputs["retired"].starts_with("run-42 "),
+    "{outcome:?}"
+  );
+  assert_eq!(
+    effect.observe(&ctx, &args).await.unwrap().state,
+    Observed::Done
+  );
+  let tags = cloud
+    .rds
+    .list_instance_tags(EAST, "app-db")
+    .await
+    .unwrap()
+    .unwrap();
+  assert!(tags["drctl:retired"].starts_with("run-42 "), "{tags:?}");
+
+  let status = actions::lookup("rds.replica_status").unwrap();
+  let Behaviour::Check(check) = status.behaviour else {
+    panic!("a check");
+  };
+  let standalone = actions::bind(
+    status.spec,
+    serde_json::json!({"region": EAST, "instance": "app-db", "role": "standalone"})
+      .as_object()
+      .unwrap(),
+  )
+  .unwrap();
+  let err = check.check(&ctx, &standalone).await.unwrap_err();
+  assert!(err.message.contains("was retired as a writer"), "{err}");
+}

@@ -50,7 +50,8 @@ fn plan_lists_every_step_with_its_change_and_the_critical_path_against_the_rto()
     .status(0);
   let plan: serde_json::Value = serde_json::from_str(&run.stdout()).unwrap();
   let steps = plan["steps"].as_array().unwrap();
-  assert_eq!(steps.len(), 8);
+  // The hand-run runbook's eight, and the two fences of the old primary after the flip.
+  assert_eq!(steps.len(), 10);
   let step = |id: &str| steps.iter().find(|step| step["id"] == id).unwrap().clone();
   for step in steps {
     assert!(step["mutating"].is_boolean(), "{step}");
@@ -72,6 +73,12 @@ fn plan_lists_every_step_with_its_change_and_the_critical_path_against_the_rto()
   );
   let scale = step("scale-standby");
   assert_eq!(scale["change"], "desired count 0 -> 3");
+  let retire = step("fence-source-db");
+  assert_eq!(retire["status"], "would_change");
+  assert_eq!(
+    retire["mutating_operations"],
+    serde_json::json!(["AddTagsToResource"])
+  );
   assert_eq!(step("verify-outage")["status"], "probe_passed");
   assert_eq!(step("verify-secondary")["status"], "after_dependencies");
   assert_eq!(

@@ -30,14 +30,16 @@ fn promote_intent(test: &Test) -> bool {
 
 fn assert_exactly_once(test: &Test, run_id: &str) {
   let operations = test.operations(run_id);
-  for operation in [
-    "PromoteReadReplica",
-    "UpdateService",
-    "ChangeResourceRecordSets",
+  // Two `UpdateService`s: the standby scaled up, and the old primary fenced (scaled to zero).
+  for (operation, times) in [
+    ("PromoteReadReplica", 1),
+    ("UpdateService", 2),
+    ("ChangeResourceRecordSets", 1),
+    ("AddTagsToResource", 1),
   ] {
     assert_eq!(
       count(&operations, operation),
-      1,
+      times,
       "{operation} in {operations:?}"
     );
   }

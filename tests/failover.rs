@@ -64,7 +64,8 @@ fn failover_promotes_and_scales_in_parallel_and_meets_its_objectives() {
     1,
     "{operations:?}"
   );
-  assert_eq!(count(&operations, "UpdateService"), 1, "{operations:?}");
+  // The standby scaled up, and the old primary fenced (scaled to zero).
+  assert_eq!(count(&operations, "UpdateService"), 2, "{operations:?}");
   assert_eq!(
     count(&operations, "ChangeResourceRecordSets"),
     1,

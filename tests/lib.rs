@@ -11,6 +11,7 @@ mod cron_reference;
 mod docs;
 mod drills;
 mod failover;
+mod fences;
 mod http;
 mod limits;
 mod lockgroup;

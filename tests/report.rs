@@ -113,7 +113,8 @@ fn report_renders_a_failover_in_every_format() {
     .contains(&"promote-db".into()));
   assert_eq!(json["api_calls"]["recorded"], true);
   assert_eq!(json["api_calls"]["by_operation"]["PromoteReadReplica"], 1);
-  assert_eq!(json["api_calls"]["by_operation"]["UpdateService"], 1);
+  // The standby scaled up, and the old primary fenced (scaled to zero).
+  assert_eq!(json["api_calls"]["by_operation"]["UpdateService"], 2);
   assert_eq!(
     json["api_calls"]["by_operation"]["ChangeResourceRecordSets"],
     1

@@ -41,7 +41,7 @@ fn run_args(time_scale: &str) -> Vec<String> {
 }
 
 /// Create a bucket in moto (with boto3, as the seed script does).
-fn create_bucket(moto: &Moto, bucket: &str) {
+pub(crate) fn create_bucket(moto: &Moto, bucket: &str) {
   let status = Command::new("python3")
     .args([
       "-c",
@@ -58,7 +58,7 @@ fn create_bucket(moto: &Moto, bucket: &str) {
 }
 
 /// A test directory whose drctl reaches `endpoint` for AWS (the state bucket).
-fn s3_test(moto: &Moto, endpoint: &str) -> Test {
+pub(crate) fn s3_test(moto: &Moto, endpoint: &str) -> Test {
   let mut test = Test::new();
   for (key, value) in moto.env() {
     test = test.env(&key, &value);

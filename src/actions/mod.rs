@@ -317,6 +317,7 @@ pub static ACTIONS: &[ActionDef] = &[
   wait::SLEEP,
   wait::UNTIL,
   rds::CREATE_REPLICA,
+  rds::RETIRE_INSTANCE,
 ];
 
 /// Look an action up by name.
@@ -452,6 +453,12 @@ impl Args {
 
   pub fn json(&self, key: &str) -> Option<&Json> {
     self.0.get(key)
+  }
+
+  /// Arguments bound earlier and read back as [`Args::as_json`] gave them (a pending region
+  /// fence's, from its journal): already typed, so not bound again.
+  pub fn from_bound(bound: serde_json::Map<String, Json>) -> Args {
+    Args(bound)
   }
 }
 

@@ -147,6 +147,7 @@ impl Check for ReplicaStatus {
           describe_instance(&instance)
         )));
       }
+      refuse_retired(ctx, &instance, "treat it as the writer").await?;
       return Ok(
         Outcome::new(describe_instance(&instance))
           .output("status", &instance.status)
@@ -255,6 +256,7 @@ impl Effect for PromoteReplica {
         instance.id, instance.status
       )));
     }
+    refuse_retired(ctx, &instance, "promote it").await?;
     let lag = guarded_lag(ctx, args, &instance).await?;
     let current = format!("{current}, lag {lag}");
     Ok(Observation {
@@ -1234,5 +1236,192 @@ mod tests {
       &REPLICA_STATUS,
     );
     assert!(check(&REPLICA_STATUS).check(&ctx, &once).await.is_err());
+  }
+}
+
+// --- rds.retire_instance ----------------------------------------------------------------------
+
+/// The tag that marks an instance as a retired writer (a region fence): its value says which
+/// run retired it and when. drctl refuses to treat a retired instance as a writer.
+pub const RETIRED_TAG: &str = "drctl:retired";
+
+pub const RETIRE_INSTANCE: ActionDef = ActionDef {
+  spec: &ActionSpec {
+    name: "rds.retire_instance",
+    mutating: true,
+    doc: "Mark an instance as a retired writer (tag drctl:retired with the run id and time), so \
+          drctl refuses it as a writer (rds.replica_status role: standalone, rds.promote_replica) \
+          unless --accept-data-loss. Fences the old primary after a failover; already retired is \
+          success.",
+    fields: &[REGION, INSTANCE],
+    mutating_operations: &["AddTagsToResource"],
+    outputs: &["retired"],
+  },
+  behaviour: Behaviour::Effect(&RetireInstance),
+};
+
+struct RetireInstance;
+
+/// The instance's tags; an instance that does not exist is an error.
+async fn instance_tags(
+  ctx: &Ctx<'_>,
+  region: &str,
+  id: &str,
+) -> ActionResult<BTreeMap<String, String>> {
+  ctx
+    .cloud
+    .rds
+    .list_instance_tags(region, id)
+    .await?
+    .ok_or_else(|| ActionError::failed(format!("DB instance `{id}` does not exist in {region}")))
+}
+
+#[async_trait::async_trait]
+impl Effect for RetireInstance {
+  async fn observe(&self, ctx: &Ctx<'_>, args: &Args) -> ActionResult<Observation> {
+    let id = args.str("instance")?;
+    let tags = instance_tags(ctx, args.str("region")?, id).await?;
+    Ok(match tags.get(RETIRED_TAG) {
+      Some(retired) => Observation::new(
+        Observed::Done,
+        format!("`{id}` retired ({retired})"),
+        "none: already retired",
+      ),
+      None => Observation::new(
+        Observed::Absent,
+        format!("`{id}` is not retired"),
+        format!("tag `{id}` {RETIRED_TAG}, so drctl no longer treats it as a writer"),
+      ),
+    })
+  }
+
+  async fn apply(&self, ctx: &Ctx<'_>, args: &Args) -> ActionResult<Option<String>> {
+    let value = format!("{} {}", ctx.run_id, Utc::now().format("%Y-%m-%dT%H:%M:%SZ"));
+    let tags = BTreeMap::from([(RETIRED_TAG.to_string(), value)]);
+    ctx
+      .cloud
+      .rds
+      .add_instance_tags(args.str("region")?, args.str("instance")?, &tags)
+      .await?;
+    Ok(None)
+  }
+
+  async fn verify(
+    &self,
+    ctx: &Ctx<'_>,
+    args: &Args,
+    _token: Option<&str>,
+  ) -> ActionResult<Outcome> {
+    let region = args.str("region")?;
+    let id = args.str("instance")?;
+    let retired = poll_until(ctx, || async {
+      let tags = instance_tags(ctx, region, id).await?;
+      Ok(match tags.get(RETIRED_TAG) {
+        Some(retired) => Poll::Ready(retired.clone()),
+        None => Poll::Pending(format!("`{id}` not yet tagged {RETIRED_TAG}")),
+      })
+    })
+    .await?;
+    Ok(Outcome::new(format!("`{id}` retired ({retired})")).output("retired", retired))
+  }
+}
+
+/// Refuse a retired instance (see [`RETIRED_TAG`]) where it would be used as a writer, unless
+/// the operator accepted losing data: the writes taken since it was retired are not on it.
+async fn refuse_retired(ctx: &Ctx<'_>, instance: &DbInstance, use_as: &str) -> ActionResult<()> {
+  let tags = ctx
+    .cloud
+    .rds
+    .list_instance_tags(&instance.region, &instance.id)
+    .await?
+    .unwrap_or_default();
+  match tags.get(RETIRED_TAG) {
+    Some(retired) if !ctx.accept_data_loss => Err(ActionError::failed(format!(
+      "`{}` was retired as a writer ({RETIRED_TAG}: {retired}): the writes made since it was \
+       fenced are not on it; refusing to {use_as} (pass --accept-data-loss to use it anyway)",
+      instance.id
+    ))),
+    _ => Ok(()),
+  }
+}
+
+#[cfg(test)]
+mod retire_tests {
+  use super::*;
+  use crate::cloud::sim::{Sim, SimOptions};
+
+  fn args(pairs: serde_json::Value) -> Args {
+    super::super::bind(RETIRE_INSTANCE.spec, pairs.as_object().unwrap()).unwrap()
+  }
+
+  /// `rds.retire_instance` tags the old writer once (observe, apply, verify; a second run
+  /// observes it done), and a retired instance is then refused as a writer unless the operator
+  /// accepts the data loss.
+  #[tokio::test(start_paused = true)]
+  async fn a_retired_writer_is_tagged_once_and_refused_as_a_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::open(&SimOptions {
+      world: None,
+      time_scale: None,
+      dir: dir.path().join("sim"),
+    })
+    .unwrap();
+    sim.follow_tokio_time();
+    let cloud = sim.cloud();
+    let (_cancel, cancel) = tokio::sync::watch::channel(false);
+    let progress = |_: &str| {};
+    let ctx = Ctx::new(
+      &cloud,
+      "run-7",
+      "fence-source-db",
+      &progress,
+      cancel.clone(),
+    );
+    let retire = args(serde_json::json!({"region": "us-east-1", "instance": "app-db"}));
+    let Behaviour::Effect(effect) = RETIRE_INSTANCE.behaviour else {
+      panic!("retire_instance is an effect");
+    };
+    assert_eq!(
+      effect.observe(&ctx, &retire).await.unwrap().state,
+      Observed::Absent
+    );
+    effect.apply(&ctx, &retire).await.unwrap();
+    let outcome = effect.verify(&ctx, &retire, None).await.unwrap();
+    assert!(
+      outcome.outputs["retired"].starts_with("run-7 "),
+      "{outcome:?}"
+    );
+    assert_eq!(
+      effect.observe(&ctx, &retire).await.unwrap().state,
+      Observed::Done
+    );
+    let tagged = sim
+      .operation_log()
+      .iter()
+      .filter(|op| op.operation == "AddTagsToResource")
+      .count();
+    assert_eq!(tagged, 1);
+
+    let standalone = super::super::bind(
+      REPLICA_STATUS.spec,
+      serde_json::json!({"region": "us-east-1", "instance": "app-db", "role": "standalone"})
+        .as_object()
+        .unwrap(),
+    )
+    .unwrap();
+    let err = ReplicaStatus.check(&ctx, &standalone).await.unwrap_err();
+    assert!(!err.retryable);
+    assert!(
+      err
+        .message
+        .starts_with("`app-db` was retired as a writer (drctl:retired: run-7 "),
+      "{err}"
+    );
+    assert!(err.message.contains("--accept-data-loss"), "{err}");
+    let accepted = Ctx {
+      accept_data_loss: true,
+      ..Ctx::new(&cloud, "run-8", "home-db-writable", &progress, cancel)
+    };
+    ReplicaStatus.check(&accepted, &standalone).await.unwrap();
   }
 }

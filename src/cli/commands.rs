@@ -166,7 +166,7 @@ impl Context {
   /// Open the backend for a run whose state lives in `dir`, behind the client-side rate limits
   /// (AWS's defaults, or drctl.yaml's `rate_limits`), whatever the backend.
   /// The backend, behind the client layer, refusing mutating calls once `fence` closes.
-  async fn open_cloud(
+  pub(super) async fn open_cloud(
     &self,
     dir: &Path,
     secrets: Vec<String>,
@@ -297,6 +297,7 @@ pub async fn dispatch(cli: Cli) -> Result<i32, Error> {
     Command::Scheduler(args) => super::drill::scheduler(&ctx, &args).await,
     Command::Freeze { reason } => super::freeze::freeze(&ctx, reason.as_deref()).await,
     Command::Unfreeze => super::freeze::unfreeze(&ctx).await,
+    Command::Fence { command } => super::fences::command(&ctx, command).await,
   }
 }
 
@@ -570,6 +571,17 @@ fn parse_time(text: &str) -> Result<DateTime<Utc>, Error> {
 async fn run(ctx: &Context, plan: Plan, args: &RunArgs) -> Result<i32, Error> {
   let outcome = execute(ctx, plan, args, None).await?;
   render_summary(ctx, &outcome);
+  // A later run applies the fences earlier failovers left pending, once it is done (so never
+  // delaying its own recovery). Those still pending stay listed by `drctl status`.
+  let by = format!("run {}", outcome.timeline.run_id);
+  match super::fences::apply_pending(ctx, None, &by).await {
+    Ok(attempt) => {
+      for applied in attempt.applied {
+        eprintln!("applied pending fence {}: {}", applied.id, applied.summary);
+      }
+    }
+    Err(err) => eprintln!("warning: pending fences: {}", err.message()),
+  }
   Ok(status_code(outcome.status))
 }
 
@@ -584,6 +596,9 @@ pub(super) async fn execute(
   signals: Option<watch::Receiver<u32>>,
 ) -> Result<engine::RunOutcome, Error> {
   let incident_start = args.incident_start.as_deref().map(parse_time).transpose()?;
+  if plan.runbook.refuse_pending_fences {
+    super::fences::refuse_while_pending(ctx, &plan.runbook.name).await?;
+  }
   warn_missing_secrets(&plan);
   let run_id = ctx.store.new_run_id();
   let holder = LockHolder::this_process(&run_id, &plan.runbook.name, &plan.runbook.lock_group);
@@ -920,6 +935,7 @@ async fn status(ctx: &Context, run_id: Option<&str>) -> Result<i32, Error> {
     .as_ref()
     .is_some_and(|holder| holder.run_id == run_id && holder.staleness(Utc::now()).is_none());
   let (survivors, _) = left_behind(&run_id, &records);
+  let pending_fences = super::fences::pending(ctx).await?;
   match ctx.output {
     Output::Json => out(&format!(
       "{}\n",
@@ -930,6 +946,7 @@ async fn status(ctx: &Context, run_id: Option<&str>) -> Result<i32, Error> {
         "operations": operations,
         "left_behind": survivors,
         "frozen": super::freeze::frozen_json(&frozen),
+        "pending_fences": pending_fences,
       }))
       .unwrap_or_default()
     )),
@@ -969,6 +986,16 @@ async fn status(ctx: &Context, run_id: Option<&str>) -> Result<i32, Error> {
             op.operation,
             op.target
           ));
+        }
+      }
+      if !pending_fences.is_empty() {
+        text.push_str(&format!(
+          "\nPending fences ({}: applied once their region answers; failback refuses to start \
+           until then; `drctl fence apply` tries now)\n",
+          pending_fences.len()
+        ));
+        for fence in &pending_fences {
+          text.push_str(&format!("  {}\n", super::fences::describe(fence)));
         }
       }
       out(&text);

@@ -710,6 +710,25 @@ impl DrillRunner for CliRunner<'_> {
     })
     .map_err(|err| err.message().to_string())
   }
+
+  /// Apply the region fences failovers left pending, once their region answers.
+  async fn on_tick(&self) {
+    let attempt = match super::fences::apply_pending(self.ctx, None, "scheduler").await {
+      Ok(attempt) => attempt,
+      Err(err) => {
+        eprintln!("warning: pending fences: {}", err.message());
+        return;
+      }
+    };
+    for applied in &attempt.applied {
+      if self.ctx.output == Output::Text {
+        out(&format!(
+          "applied pending fence {}: {}\n",
+          applied.id, applied.summary
+        ));
+      }
+    }
+  }
 }
 
 pub async fn scheduler(ctx: &Context, args: &SchedulerArgs) -> Result<i32, Error> {

@@ -228,6 +228,11 @@ impl Board {
           row.note.clone_from(reason);
         }
       }
+      Event::FencePending { step, region, .. } => {
+        if let Some(row) = self.row(step) {
+          row.note = format!("fence pending until {region} answers");
+        }
+      }
       Event::RunInterrupted { signal } => {
         self.finished = Some((format!("interrupted ({signal})"), ts));
       }

@@ -16,6 +16,7 @@ mod commands;
 pub mod config;
 mod docs;
 mod drill;
+mod fences;
 mod freeze;
 mod live;
 mod render;
@@ -191,6 +192,11 @@ pub enum Command {
   },
   /// Lift the freeze set with `drctl freeze --reason`.
   Unfreeze,
+  /// Region fences a failover could not apply (the region was down): list them, apply them.
+  Fence {
+    #[command(subcommand)]
+    command: fences::FenceCommand,
+  },
 }
 
 /// A command's failure, with its exit code.
@@ -205,13 +211,15 @@ pub enum Error {
   Locked(String),
   /// Something went wrong running: exit 1.
   Failed(String),
+  /// A runbook with `refuse_pending_fences: true` while a region fence is pending: exit 4.
+  FencesPending(String),
 }
 
 impl Error {
   pub fn code(&self) -> i32 {
     match self {
       Error::Usage(_) | Error::Invalid(_) => 2,
-      Error::Locked(_) => 4,
+      Error::Locked(_) | Error::FencesPending(_) => 4,
       Error::Failed(_) => 1,
     }
   }
@@ -221,7 +229,8 @@ impl Error {
       Error::Usage(message)
       | Error::Invalid(message)
       | Error::Locked(message)
-      | Error::Failed(message) => message,
+      | Error::Failed(message)
+      | Error::FencesPending(message) => message,
     }
   }
 }
@@ -334,6 +343,12 @@ fn flag_use(command: &Command) -> (FlagUse, &'static str) {
     Command::Sandbox { .. } => (FlagUse::Sandbox, "sandbox"),
     Command::Freeze { .. } => (FlagUse::State, "freeze"),
     Command::Unfreeze => (FlagUse::State, "unfreeze"),
+    Command::Fence {
+      command: fences::FenceCommand::List,
+    } => (FlagUse::State, "fence list"),
+    Command::Fence {
+      command: fences::FenceCommand::Apply { .. },
+    } => (FlagUse::Cloud, "fence apply"),
   }
 }
 

@@ -243,6 +243,13 @@ impl Observer for LiveText {
       Event::StepSkipped { step, reason } => {
         self.line(record, "-", "2", step, &format!("skipped: {reason}"))
       }
+      Event::FencePending { step, region, .. } => self.line(
+        record,
+        "!",
+        "33",
+        step,
+        &format!("fence pending: applied once {region} answers (drctl fence list)"),
+      ),
       Event::RunInterrupted { signal } => {
         self.line(record, "■", "33", "run", &format!("interrupted ({signal})"));
       }
@@ -290,6 +297,7 @@ impl Observer for LiveJson {
       } => "retrying",
       Event::StepFailed { .. } => "failed",
       Event::StepSkipped { .. } => "skipped",
+      Event::FencePending { .. } => "fence_pending",
       Event::RunInterrupted { .. } => "interrupted",
       Event::LockLost { .. } => "lock_lost",
       Event::RunFinished { status, .. } => status.as_str(),

@@ -345,6 +345,21 @@ impl Rds for Unavailable {
   async fn create_read_replica(&self, _: &crate::cloud::ReplicaRequest) -> CloudResult<()> {
     unavailable("rds", "CreateDBInstanceReadReplica")
   }
+  async fn list_instance_tags(
+    &self,
+    _: &str,
+    _: &str,
+  ) -> CloudResult<Option<std::collections::BTreeMap<String, String>>> {
+    unavailable("rds", "ListTagsForResource")
+  }
+  async fn add_instance_tags(
+    &self,
+    _: &str,
+    _: &str,
+    _: &std::collections::BTreeMap<String, String>,
+  ) -> CloudResult<()> {
+    unavailable("rds", "AddTagsToResource")
+  }
 }
 
 #[async_trait::async_trait]

@@ -729,6 +729,41 @@ impl Rds for LimitedRds {
       )
       .await
   }
+
+  async fn list_instance_tags(
+    &self,
+    region: &str,
+    id: &str,
+  ) -> CloudResult<Option<BTreeMap<String, String>>> {
+    // Two requests: `DescribeDBInstances` for the ARN, then `ListTagsForResource`.
+    let inner = &self.inner;
+    self
+      .limiter
+      .call("rds", "ListTagsForResource", Some(region), 2, Read, || {
+        inner.list_instance_tags(region, id)
+      })
+      .await
+  }
+
+  async fn add_instance_tags(
+    &self,
+    region: &str,
+    id: &str,
+    tags: &BTreeMap<String, String>,
+  ) -> CloudResult<()> {
+    let inner = &self.inner;
+    self
+      .limiter
+      .call(
+        "rds",
+        "AddTagsToResource",
+        Some(region),
+        2,
+        Mutating,
+        || inner.add_instance_tags(region, id, tags),
+      )
+      .await
+  }
 }
 
 struct LimitedEcs {
@@ -987,6 +1022,21 @@ mod tests {
     }
     async fn create_read_replica(&self, _: &crate::cloud::ReplicaRequest) -> CloudResult<()> {
       self.answer("CreateDBInstanceReadReplica")
+    }
+    async fn list_instance_tags(
+      &self,
+      _: &str,
+      _: &str,
+    ) -> CloudResult<Option<BTreeMap<String, String>>> {
+      self.answer("ListTagsForResource").map(|()| None)
+    }
+    async fn add_instance_tags(
+      &self,
+      _: &str,
+      _: &str,
+      _: &BTreeMap<String, String>,
+    ) -> CloudResult<()> {
+      self.answer("AddTagsToResource")
     }
   }
 

@@ -498,6 +498,21 @@ pub trait Rds: Send + Sync {
   /// `request.region`. Mutating; `DBInstanceAlreadyExists` on a repeat, so the action observes
   /// first. The replica is `creating` until it is `available`, then catches up on its source.
   async fn create_read_replica(&self, request: &ReplicaRequest) -> CloudResult<()>;
+  /// `ListTagsForResource` of an instance (found by `DescribeDBInstances`): its tags.
+  /// `Ok(None)` when the instance does not exist.
+  async fn list_instance_tags(
+    &self,
+    region: &str,
+    id: &str,
+  ) -> CloudResult<Option<BTreeMap<String, String>>>;
+  /// `AddTagsToResource` on an instance. Mutating, idempotent: a tag set again to the value it
+  /// has changes nothing (another value replaces it); other tags are left alone.
+  async fn add_instance_tags(
+    &self,
+    region: &str,
+    id: &str,
+    tags: &BTreeMap<String, String>,
+  ) -> CloudResult<()>;
 }
 
 /// ECS.

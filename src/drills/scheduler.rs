@@ -229,6 +229,11 @@ pub enum Verdict {
 pub trait DrillRunner: Send + Sync {
   /// What became of it, or why it could not run.
   async fn run(&self, drill: &Drill, fire: &Fire) -> Result<Verdict, String>;
+
+  /// Called on every tick (at least hourly, and with `--once`), before the due drills fire:
+  /// work that must not wait for a schedule (applying pending region fences). Its failures
+  /// are its own to report.
+  async fn on_tick(&self) {}
 }
 
 /// What the scheduler did with a fire.
@@ -354,6 +359,7 @@ impl Scheduler {
     mut on_fire: impl FnMut(&Fire, &FireOutcome),
   ) {
     loop {
+      runner.on_tick().await;
       let now = clock.now();
       for (fire, outcome) in self.tick(now, runner, &shutdown).await {
         on_fire(&fire, &outcome);

@@ -1194,7 +1194,14 @@ async fn run_step(
       Err(err) => {
         let interrupted = *cancel.borrow();
         if !err.retryable || attempt >= last_attempt || interrupted {
-          return fail(attempt, err).await;
+          let failed = fail(attempt, err).await;
+          if step.fence && !interrupted {
+            shared
+              .log(pending_fence(step, def, &args))
+              .await
+              .map_err(fatal)?;
+          }
+          return failed;
         }
         let backoff = backoff(
           step.retry.backoff,
@@ -1220,6 +1227,16 @@ async fn run_step(
         attempt += 1;
       }
     }
+  }
+}
+
+/// The journal record of a fence step that could not be applied: what to apply later, where.
+fn pending_fence(step: &Step, def: &ActionDef, args: &Args) -> Event {
+  Event::FencePending {
+    step: step.id.clone(),
+    action: def.spec.name.to_string(),
+    region: args.opt_str("region").unwrap_or_default().to_string(),
+    args: args.as_json().clone(),
   }
 }
 
@@ -1505,6 +1522,7 @@ async fn rollback_step(
 }
 
 mod crash_hook;
+pub mod region_fence;
 mod secrets;
 #[cfg(test)]
 mod tests;

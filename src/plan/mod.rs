@@ -174,8 +174,9 @@ impl Plan {
     &self.runbook.steps[index]
   }
 
-  /// The longest chain of budgets through the graph, and its length. Steps without a budget
-  /// count as zero.
+  /// The longest chain of budgets through the graph that ends in a recovery step (what the
+  /// RTO measures: a `recovery: false` step such as a fence or a final notify never extends
+  /// it), and its length. Steps without a budget count as zero.
   pub fn critical_path_by_budget(&self) -> (Vec<String>, Duration) {
     let steps = &self.runbook.steps;
     let mut finish = vec![Duration::ZERO; steps.len()];
@@ -190,7 +191,12 @@ impl Plan {
       finish[i] = start.saturating_add(steps[i].budget.unwrap_or_default());
       via[i] = from;
     }
-    let Some(last) = (0..steps.len()).max_by_key(|&i| (finish[i], std::cmp::Reverse(i))) else {
+    let ends = |recovery_only: bool| {
+      (0..steps.len())
+        .filter(move |&i| !recovery_only || steps[i].recovery)
+        .max_by_key(|&i| (finish[i], std::cmp::Reverse(i)))
+    };
+    let Some(last) = ends(true).or_else(|| ends(false)) else {
       return (Vec::new(), Duration::ZERO);
     };
     let mut path = vec![steps[last].id.clone()];
@@ -468,6 +474,28 @@ mod tests {
     let (path, total) = plan.critical_path_by_budget();
     assert_eq!(path, ["a", "b"]);
     assert_eq!(total, Duration::MAX);
+  }
+
+  /// A `recovery: false` step (a fence after the flip, a notify) does not count toward the RTO,
+  /// so it never ends the critical path the plan weighs against it, however long its budget.
+  #[test]
+  fn the_critical_path_ends_in_a_recovery_step() {
+    let yaml = "apiVersion: drctl/v1\nkind: Runbook\nmetadata: { name: fence }\nsteps:\n  \
+                - { id: flip, action: wait.sleep, with: { duration: 1s }, budget: 1m }\n  \
+                - { id: verify, action: wait.sleep, needs: [flip], with: { duration: 1s }, \
+                budget: 30s }\n  \
+                - { id: fence, action: wait.sleep, needs: [flip], with: { duration: 1s }, \
+                budget: 5m, recovery: false }\n";
+    let runbook = crate::runbook::load(
+      Path::new("fence.yaml"),
+      yaml.as_bytes(),
+      &crate::actions::Catalog,
+    )
+    .unwrap();
+    let plan = Plan::bind(runbook, &[]).unwrap();
+    let (path, total) = plan.critical_path_by_budget();
+    assert_eq!(path, ["flip", "verify"]);
+    assert_eq!(total, Duration::from_secs(90));
   }
 
   #[test]

@@ -170,6 +170,10 @@ pub enum DiagnosticKind {
   },
   MultipleDocuments,
   /// A warning, not an error: a secret in a command line, which every local user can read.
+  /// A `fence: true` step that cannot be a fence.
+  BadFence {
+    reason: &'static str,
+  },
   SecretInArgv {
     /// `secrets.X` or `params.x`.
     reference: String,
@@ -448,6 +452,7 @@ impl fmt::Display for DiagnosticKind {
         runbook, message, ..
       } => write!(f, "{message} (runbook `{runbook}`)"),
       RunbookStep { runbook, id, .. } => write!(f, "runbook `{runbook}` has no step `{id}`"),
+      BadFence { reason } => write!(f, "invalid fence: {reason}"),
       SecretInArgv { reference } => write!(
         f,
         "secret `{reference}` in an `exec.command` argv: any local user can read a command line"
@@ -587,6 +592,9 @@ impl DiagnosticKind {
       InvalidRunbook { path, .. } => Some(format!("`drctl validate {path}` shows the errors")),
       RunbookParam { suggestion, .. } => did_you_mean(suggestion),
       RunbookStep { suggestion, .. } => did_you_mean(suggestion),
+      BadFence { .. } => Some(
+        "a fence scales a service down or retires a writer in the region failed away from".into(),
+      ),
       SecretInArgv { reference } => Some(format!(
         "pass it in `env:` instead (`env: {{ TOKEN: \"${{{{ {reference} }}}}\" }}`) and use \
          `$TOKEN` in the command"

@@ -48,6 +48,10 @@ pub struct Runbook {
   pub defaults: StepDefaults,
   /// In declaration order; ids are unique and `needs` form a DAG (checked).
   pub steps: Vec<Step>,
+  /// `refuse_pending_fences: true` (a failback): a live run refuses to start while any region
+  /// fence is pending (exit 4), so traffic never returns to a region whose old writer or
+  /// services were not fenced.
+  pub refuse_pending_fences: bool,
 }
 
 impl Runbook {
@@ -217,5 +221,9 @@ pub struct Step {
   pub always: bool,
   /// Per-step override: allow data loss beyond the RPO (`rds.promote_replica`).
   pub accept_data_loss: bool,
+  /// A region fence (`fence: true`): best effort against the old primary's region. If it
+  /// cannot be applied it is journalled as pending, to be applied once the region answers,
+  /// and runbooks with `refuse_pending_fences: true` refuse to start until then.
+  pub fence: bool,
   pub span: Span,
 }

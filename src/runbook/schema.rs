@@ -138,7 +138,8 @@ pub fn json_schema(catalog: &[ActionSpec]) -> Value {
           "retry": { "$ref": "#/$defs/retry" }
         }
       },
-      "steps": { "type": "array", "items": { "$ref": "#/$defs/step" } }
+      "steps": { "type": "array", "items": { "$ref": "#/$defs/step" } },
+      "refuse_pending_fences": { "type": "boolean", "description": "Refuse to start a live run while any region fence is pending (a failback)." }
     },
     "$defs": defs
   })
@@ -274,7 +275,8 @@ fn step_schema() -> Value {
       },
       "recovery": { "type": "boolean", "description": "Whether the step counts toward RTO." },
       "always": { "type": "boolean", "description": "Run even after a failure." },
-      "accept_data_loss": { "type": "boolean", "description": "Allow data loss beyond the RPO." }
+      "accept_data_loss": { "type": "boolean", "description": "Allow data loss beyond the RPO." },
+      "fence": { "type": "boolean", "description": "A region fence: if it cannot be applied it is pending until the region answers." }
     },
     "$ref": "#/$defs/with_by_action"
   })

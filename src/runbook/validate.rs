@@ -35,6 +35,7 @@ const TOP_KEYS: &[&str] = &[
   "objectives",
   "defaults",
   "steps",
+  "refuse_pending_fences",
 ];
 const METADATA_KEYS: &[&str] = &["name", "description", "lock_group"];
 /// The longest lock group accepted (the state's longest name).
@@ -66,6 +67,7 @@ const STEP_KEYS: &[&str] = &[
   "recovery",
   "always",
   "accept_data_loss",
+  "fence",
 ];
 const ROLLBACK_KEYS: &[&str] = &["action", "with"];
 const APPROVAL_KEYS: &[&str] = &["prompt"];
@@ -529,6 +531,10 @@ impl<'a> Checker<'a> {
       None => Vec::new(),
     };
     self.check_uses(&params, &vars, &objectives, &steps);
+    let refuse_pending_fences = top
+      .get("refuse_pending_fences")
+      .and_then(|node| self.expect_bool(node, "refuse_pending_fences"))
+      .unwrap_or(false);
     Some(Runbook {
       path: self.path.to_path_buf(),
       source: self.text.to_string(),
@@ -543,6 +549,7 @@ impl<'a> Checker<'a> {
         .into_iter()
         .map(|(step, _)| step)
         .collect::<Option<Vec<_>>>()?,
+      refuse_pending_fences,
     })
   }
 
@@ -990,6 +997,10 @@ impl<'a> Checker<'a> {
     let recovery = flag("recovery", true);
     let always = flag("always", false);
     let accept_data_loss = flag("accept_data_loss", false);
+    let fence = flag("fence", false);
+    if fence {
+      self.check_fence(&fields, call.as_ref(), on_failure, recovery);
+    }
     let step = (|| {
       Some(Step {
         id: id?,
@@ -1006,10 +1017,42 @@ impl<'a> Checker<'a> {
         recovery,
         always,
         accept_data_loss,
+        fence,
         span: node.span,
       })
     })();
     (step, needs)
+  }
+
+  /// A `fence: true` step is best effort against a region that may be down: a mutating action
+  /// with a `region` (where it is pending), `on_failure: continue` (it never stops the run) and
+  /// `recovery: false` (it never counts toward the RTO).
+  fn check_fence(
+    &mut self,
+    fields: &Fields<'_>,
+    call: Option<&ActionCall>,
+    on_failure: Option<OnFailure>,
+    recovery: bool,
+  ) {
+    let Some(node) = fields.get("fence") else {
+      return;
+    };
+    let key = fields.key("fence");
+    let spec = call.and_then(|call| self.catalog.get(&call.action).copied());
+    let reason = if spec.is_some_and(|spec| !spec.mutating) {
+      Some("a fence must be a mutating action")
+    } else if spec.is_some_and(|spec| spec.field("region").is_none()) {
+      Some("a fence must be an action with a `region` (where it is pending)")
+    } else if on_failure != Some(OnFailure::Continue) {
+      Some("a fence needs `on_failure: continue` (it is best effort: it never stops the run)")
+    } else if recovery {
+      Some("a fence needs `recovery: false` (it never counts toward the RTO)")
+    } else {
+      None
+    };
+    if let Some(reason) = reason {
+      self.at(node, &key, DiagnosticKind::BadFence { reason });
+    }
   }
 
   /// `action` + `with` of a step or a rollback.
@@ -1831,5 +1874,54 @@ mod tests {
       let _ = check(input);
       let _ = check(&format!("{HEADER}{input}"));
     }
+  }
+}
+
+#[cfg(test)]
+mod fence_tests {
+  use std::path::Path;
+
+  use crate::runbook::{load, test_catalog::CATALOG};
+
+  const HEADER: &str = "apiVersion: drctl/v1\nkind: Runbook\nmetadata: { name: t }\n";
+
+  /// `fence: true` is only for a best-effort mutating step with a region: each way to get it
+  /// wrong is an error at the `fence` key; a right one is kept in the model, as is the
+  /// runbook's `refuse_pending_fences`.
+  #[test]
+  fn fence_steps_must_be_best_effort_regional_effects() {
+    let step = |extra: &str| {
+      format!(
+        "{HEADER}refuse_pending_fences: true\nsteps:\n  - id: fence-db\n    action: \
+         ecs.scale_service\n    with: {{ region: r, cluster: c, service: s, desired_count: 0 \
+         }}\n    fence: true\n{extra}"
+      )
+    };
+    let good = step("    on_failure: continue\n    recovery: false\n");
+    let runbook = load(Path::new("t.yaml"), good.as_bytes(), &CATALOG).unwrap();
+    assert!(runbook.steps[0].fence);
+    assert!(runbook.refuse_pending_fences);
+    for (extra, reason) in [
+      ("    recovery: false\n", "needs `on_failure: continue`"),
+      ("    on_failure: continue\n", "needs `recovery: false`"),
+    ] {
+      let text = step(extra);
+      let err = load(Path::new("t.yaml"), text.as_bytes(), &CATALOG)
+        .unwrap_err()
+        .to_string();
+      assert!(
+        err.contains(&format!("invalid fence: a fence {reason}")),
+        "{err}"
+      );
+      assert!(err.contains("t.yaml:9:"), "{err}");
+    }
+    let read_only = format!(
+      "{HEADER}steps:\n  - id: f\n    action: wait.sleep\n    with: {{ duration: 1s }}\n    \
+       fence: true\n    on_failure: continue\n    recovery: false\n"
+    );
+    let err = load(Path::new("t.yaml"), read_only.as_bytes(), &CATALOG)
+      .unwrap_err()
+      .to_string();
+    assert!(err.contains("a fence must be a mutating action"), "{err}");
   }
 }

@@ -262,6 +262,16 @@ pub enum Event {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     failed_step: Option<String>,
   },
+  /// A region fence (a `fence: true` step) that could not be applied: it stays pending until
+  /// a later run, the scheduler or `drctl fence apply` applies it (see `state::fences`).
+  /// Written right after the step's last `step_failed`. `args` are the step's bound
+  /// arguments, redacted like every record.
+  FencePending {
+    step: String,
+    action: String,
+    region: String,
+    args: serde_json::Map<String, serde_json::Value>,
+  },
 }
 
 /// One journal line: a sequence number, a wall-clock timestamp and the event.

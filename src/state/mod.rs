@@ -9,6 +9,7 @@
 //! runs/<run-id>/operations.jsonl  the simulator's operation log
 //! locks/<group>.lock              the lock of a lock group, naming the runbook and run holding it
 //! freeze.json                     the explicit freeze of live drills (`drctl freeze`), if any
+//! fences/applied.jsonl            region fences applied after their run (see `fences`)
 //! ```
 //!
 //! Every journal record, lock, drill history entry and claim carries its format version; a drctl
@@ -20,6 +21,7 @@
 
 pub use crate::format;
 pub mod freeze;
+pub mod fences;
 pub mod journal;
 pub mod lock;
 pub mod mirror;

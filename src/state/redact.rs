@@ -321,6 +321,14 @@ fn skeleton(structure: &[&str]) -> String {
       step: String::new(),
       reason: String::new(),
     },
+    Event::FencePending {
+      step: String::new(),
+      action: String::new(),
+      region: String::new(),
+      args: [(String::new(), serde_json::Value::String(String::new()))]
+        .into_iter()
+        .collect(),
+    },
   ];
   for phase in [Phase::Run, Phase::Rollback] {
     events.extend([

@@ -159,16 +159,22 @@ impl Timeline {
     self.rto_met() == Some(false) || self.rpo_met() == Some(false)
   }
 
-  /// The chain of steps that determined the run's length: from the step that ended last, follow
-  /// the dependency that ended last, back to a step with none.
+  /// The chain of steps that determined the recovery's length: from the recovery step that ended
+  /// last (any step, when none is), follow the dependency that ended last, back to a step with
+  /// none.
   pub fn critical_path(&self) -> Vec<String> {
     let by_id: BTreeMap<&str, &StepSpan> = self.steps.iter().map(|s| (s.id.as_str(), s)).collect();
     let mut path = Vec::new();
-    let mut current = self
-      .steps
-      .iter()
-      .filter(|step| step.ended.is_some())
-      .max_by_key(|step| step.ended);
+    // It ends at the last recovery step to end (what the RTO measures to): a later
+    // `recovery: false` step, a fence or a notify, is not on the way to recovery.
+    let last = |recovery_only: bool| {
+      self
+        .steps
+        .iter()
+        .filter(|step| step.ended.is_some() && (step.recovery || !recovery_only))
+        .max_by_key(|step| step.ended)
+    };
+    let mut current = last(true).or_else(|| last(false));
     while let Some(step) = current {
       path.push(step.id.clone());
       current = step
@@ -289,6 +295,8 @@ impl Timeline {
           }
         }
         Event::StepIntent { .. } | Event::StepDispatched { .. } | Event::ProcessStarted { .. } => {}
+        // Listed by `drctl status` and `drctl fence list` (see `state::fences`).
+        Event::FencePending { .. } => {}
         Event::StepSucceeded {
           step,
           phase,

@@ -12,8 +12,9 @@
 //!   (counted separately; it is time the outage really lasted).
 //! * **duplicate effects**: mutating calls beyond one per effect, from the simulator's operation
 //!   log (`drctl status --output json`) or moto's request recorder. A run makes exactly one
-//!   `PromoteReadReplica`, one `UpdateService` and one `ChangeResourceRecordSets`; none missing
-//!   is a target too.
+//!   `PromoteReadReplica`, two `UpdateService`s (the standby up, the old primary fenced to
+//!   zero), one `ChangeResourceRecordSets` and one `AddTagsToResource` (the old writer
+//!   retired); none missing is a target too.
 //! * **journal records lost**: right after each kill, every complete journal line with a valid
 //!   CRC (what the killed process had made durable), and every event it printed with a `seq`
 //!   (`--output json`, printed only after the record is fsynced), must be in the final journal at
@@ -48,11 +49,13 @@ use crate::{
 };
 
 const SECTION: &str = "crash";
-/// The three effects of a failover, each to be applied exactly once.
-const EFFECTS: [&str; 3] = [
-  "PromoteReadReplica",
-  "UpdateService",
-  "ChangeResourceRecordSets",
+/// The effects of a failover and how many calls each makes: each is applied exactly once, and
+/// `UpdateService` serves two (the standby scaled up, the old primary fenced to zero).
+const EFFECTS: [(&str, usize); 4] = [
+  ("PromoteReadReplica", 1),
+  ("UpdateService", 2),
+  ("ChangeResourceRecordSets", 1),
+  ("AddTagsToResource", 1),
 ];
 /// The effects of a failback and how many times each is applied: two replicas (home, then the
 /// standby one again), one write stop, one promotion, one DNS change, one health check reset,
@@ -129,7 +132,7 @@ impl Target {
   /// The effects a run applies, each with how many times.
   fn effects(&self) -> Vec<(&'static str, usize)> {
     match self {
-      Target::Sim | Target::Moto => EFFECTS.iter().map(|effect| (*effect, 1)).collect(),
+      Target::Sim | Target::Moto => EFFECTS.to_vec(),
       Target::SimFailback | Target::MotoFailback => FAILBACK_EFFECTS.to_vec(),
     }
   }

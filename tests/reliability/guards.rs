@@ -297,6 +297,9 @@ fn on_pty(dir: &Path, answer: &str, args: &[&str]) -> Option<PtyRun> {
 }
 
 fn tty_guard() -> Vec<Figure> {
+  // Promote, scale the standby up, flip DNS, and fence the old primary (scale it to zero,
+  // retire its writer).
+  const FAILOVER_CALLS: usize = 5;
   let mut figures = Vec::new();
   let live = ["failover", "us-west-2", "--sim", "--time-scale", "400"];
 
@@ -317,7 +320,10 @@ fn tty_guard() -> Vec<Figure> {
         run.code,
         calls.len()
       ),
-      run.prompted && run.runs_at_prompt == Some(0) && run.code == 0 && calls.len() == 3,
+      run.prompted
+        && run.runs_at_prompt == Some(0)
+        && run.code == 0
+        && calls.len() == FAILOVER_CALLS,
     ),
     None => ("the pty driver failed".into(), false),
   };
@@ -330,7 +336,7 @@ fn tty_guard() -> Vec<Figure> {
     SECTION,
     "tty: region asked before any step; right answer runs",
     value,
-    "asked: yes, runs before answer: 0, exit 0, 3 mutating calls",
+    "asked: yes, runs before answer: 0, exit 0, 5 mutating calls",
     met,
   ));
 
@@ -380,7 +386,7 @@ fn tty_guard() -> Vec<Figure> {
         run.code,
         calls.len()
       ),
-      !run.prompted && run.code == 0 && calls.len() == 3,
+      !run.prompted && run.code == 0 && calls.len() == FAILOVER_CALLS,
     ),
     None => ("the pty driver failed".into(), false),
   };
@@ -388,7 +394,7 @@ fn tty_guard() -> Vec<Figure> {
     SECTION,
     "tty: --yes skips the question",
     value,
-    "asked: no, exit 0, 3 mutating calls",
+    "asked: no, exit 0, 5 mutating calls",
     met,
   ));
   figures

@@ -1,6 +1,6 @@
 //! RDS (instances, snapshots, Aurora global databases) and the CloudWatch `ReplicaLag` metric.
 
-use std::time::SystemTime;
+use std::{collections::BTreeMap, time::SystemTime};
 
 use aws_config::{Region, SdkConfig};
 use aws_sdk_cloudwatch::types::{Dimension, Statistic};
@@ -358,6 +358,89 @@ impl Rds for AwsRds {
       .await
       .map_err(|error| cloud_error(SERVICE, "CreateDBInstanceReadReplica", error))?;
     Ok(())
+  }
+
+  async fn list_instance_tags(
+    &self,
+    region: &str,
+    id: &str,
+  ) -> CloudResult<Option<BTreeMap<String, String>>> {
+    let Some(arn) = self.instance_arn(region, id).await? else {
+      return Ok(None);
+    };
+    let result = self
+      .rds
+      .get(region)
+      .list_tags_for_resource()
+      .resource_name(&arn)
+      .send()
+      .await
+      .map_err(|error| cloud_error(SERVICE, "ListTagsForResource", error));
+    Ok(absent_if_not_found(result)?.map(|output| {
+      output
+        .tag_list()
+        .iter()
+        .filter_map(|tag| {
+          Some((
+            tag.key()?.to_owned(),
+            tag.value().unwrap_or_default().to_owned(),
+          ))
+        })
+        .collect()
+    }))
+  }
+
+  async fn add_instance_tags(
+    &self,
+    region: &str,
+    id: &str,
+    tags: &BTreeMap<String, String>,
+  ) -> CloudResult<()> {
+    let arn = self.instance_arn(region, id).await?.ok_or_else(|| {
+      crate::cloud::CloudError::new(
+        ErrorKind::NotFound,
+        SERVICE,
+        "AddTagsToResource",
+        format!("DB instance {id} not found"),
+      )
+      .with_code("DBInstanceNotFound")
+    })?;
+    let tags = tags
+      .iter()
+      .map(|(key, value)| Tag::builder().key(key).value(value).build())
+      .collect::<Vec<_>>();
+    self
+      .rds
+      .get(region)
+      .add_tags_to_resource()
+      .resource_name(&arn)
+      .set_tags(Some(tags))
+      .send()
+      .await
+      .map_err(|error| cloud_error(SERVICE, "AddTagsToResource", error))?;
+    Ok(())
+  }
+}
+
+impl AwsRds {
+  /// The instance's ARN, which the tagging API names it by (`DescribeDBInstances`);
+  /// `Ok(None)` when it does not exist.
+  async fn instance_arn(&self, region: &str, id: &str) -> CloudResult<Option<String>> {
+    let result = self
+      .rds
+      .get(region)
+      .describe_db_instances()
+      .db_instance_identifier(id)
+      .send()
+      .await
+      .map_err(|error| cloud_error(SERVICE, "DescribeDBInstances", error));
+    Ok(absent_if_not_found(result)?.and_then(|output| {
+      output
+        .db_instances()
+        .first()
+        .and_then(|db| db.db_instance_arn())
+        .map(str::to_owned)
+    }))
   }
 }
 

@@ -19,7 +19,7 @@ use serde_json::json;
 use super::{
   route53::MAX_DEPTH,
   state::WorldState,
-  world::{DnsRef, ServiceRef, WorldSpec},
+  world::{DnsRef, OutageSpec, ServiceRef, WorldSpec},
   Refusal, SimCloud,
 };
 use crate::cloud::{CloudError, CloudResult, ErrorKind, Http, HttpRequest, HttpResponse};
@@ -88,7 +88,7 @@ enum Target {
 pub(crate) struct HttpState {
   endpoints: BTreeMap<String, Target>,
   webhooks: BTreeSet<String>,
-  outages: BTreeSet<String>,
+  pub(super) outages: Vec<OutageSpec>,
 }
 
 impl HttpState {
@@ -113,15 +113,8 @@ impl HttpState {
         .iter()
         .filter_map(|url| endpoint_key(url))
         .collect(),
-      outages: spec.outages.iter().cloned().collect(),
+      outages: spec.outages.clone(),
     }
-  }
-}
-
-impl HttpState {
-  /// Whether the world lists `region` in outage (read through [`WorldState::region_in_outage`]).
-  pub(super) fn in_outage(&self, region: &str) -> bool {
-    self.outages.contains(region)
   }
 }
 
@@ -153,7 +146,7 @@ impl WorldState {
           &service.cluster,
           &service.service,
         );
-        if self.region_in_outage(&service.region) {
+        if self.in_outage(&service.region, now) {
           Ok((
             503,
             format!("service unavailable: {} is in outage", service.region),
@@ -209,6 +202,7 @@ impl SimCloud {
         method,
         format!("request timed out after {}ms", after.as_millis()),
       )),
+      Refusal::Unreachable => Err(self.transport(method, "could not connect".into())),
     }
   }
 }

@@ -145,6 +145,8 @@ pub(crate) enum Refusal {
   Throttled(Duration),
   Failed(Duration),
   TimedOut(Duration),
+  /// The region's endpoint cannot be reached (the region is in outage).
+  Unreachable,
 }
 
 /// The providers of one [`Sim`]: one value implements every service trait.
@@ -377,15 +379,19 @@ impl Sim {
   }
 
   pub(crate) fn reject(&self, service: &str, operation: &str, reject: Reject) -> CloudError {
-    CloudError::new(
+    let error = CloudError::new(
       reject.kind,
       service,
       operation,
       self.redact(&reject.message),
     )
-    .with_code(reject.code)
-    .with_status(reject.status)
-    .with_request_id(self.request_id())
+    .with_code(reject.code);
+    // Status 0: no HTTP exchange happened (a connection that failed), so none to report.
+    let error = match reject.status {
+      0 => error,
+      status => error.with_status(status),
+    };
+    error.with_request_id(self.request_id())
   }
 
   /// Note a refused call in `refusals.jsonl` (best effort, not fsynced: it is a record of what
@@ -429,6 +435,12 @@ impl Sim {
         408,
         format!("no answer within {}ms", after.as_millis()),
       ),
+      Refusal::Unreachable => Reject::new(
+        ErrorKind::Transport,
+        "DispatchFailure",
+        0,
+        format!("could not connect to the {service} endpoint: the region is in outage (simulated)"),
+      ),
     };
     let error = self.reject(service, operation, reject);
     self.record_refusal(&error);
@@ -461,6 +473,13 @@ impl Sim {
     cost: u32,
   ) -> Result<Duration, Refusal> {
     let base = self.timings.api_latency.0;
+    if CONTROL_PLANES.contains(&service)
+      && region.is_some_and(|region| self.region_in_outage(region))
+    {
+      // A connection that fails: refused as soon as it is tried, before any rate limit.
+      self.clock.sleep(base).await;
+      return Err(Refusal::Unreachable);
+    }
     if !self
       .faults
       .take_token(service, operation, region, cost, &self.clock)
@@ -487,6 +506,13 @@ impl Sim {
         match never {}
       }
     }
+  }
+
+  /// Whether `region` is in outage now (the world's `outages`): its control-plane calls fail as
+  /// unreachable and its endpoints answer 503. The one place that says so; not to be called
+  /// while holding the world (inside a [`Sim::read`] closure use `WorldState::in_outage`).
+  pub fn region_in_outage(&self, region: &str) -> bool {
+    self.peek(|state, now| state.in_outage(region, now))
   }
 
   /// Look at the world now, without going through the gate.
@@ -578,6 +604,10 @@ impl Sim {
     Ok(op)
   }
 }
+
+/// The services whose regional endpoints a region in outage takes down with it. CloudWatch is
+/// not among them: the standby region's metrics of a replica stay readable.
+const CONTROL_PLANES: &[&str] = &["rds", "ecs"];
 
 /// Calls the simulator refused (throttled, failed, timed out), one JSON line each.
 pub const REFUSALS_FILE: &str = "refusals.jsonl";

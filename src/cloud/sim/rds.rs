@@ -41,6 +41,7 @@ struct Instance {
   /// For a replica this world created: when its creation started. Its lag is then the time
   /// the creation took, caught up over `replica_catch_up`, on top of the steady lag.
   created: Option<DateTime<Utc>>,
+  tags: BTreeMap<String, String>,
 }
 
 impl Instance {
@@ -259,6 +260,7 @@ impl RdsState {
           },
           phase: Phase::Steady,
           created: None,
+          tags: BTreeMap::new(),
         };
         (key, value)
       })
@@ -400,6 +402,7 @@ impl RdsState {
           lag: None,
           phase: Phase::Restoring(now),
           created: None,
+          tags: request.tags.clone(),
         };
         self.instances.insert(key, instance);
         Ok(())
@@ -451,6 +454,22 @@ impl RdsState {
         Ok(())
       }
       "CreateDBInstanceReadReplica" => self.create_replica(op, model),
+      "AddTagsToResource" => {
+        let region = op.region.as_deref().ok_or_else(|| missing(op, "region"))?;
+        let tags: BTreeMap<String, String> = op
+          .detail
+          .get("tags")
+          .cloned()
+          .map(serde_json::from_value)
+          .ok_or_else(|| missing(op, "tags"))?
+          .map_err(|err| Reject::client("InvalidParameterValue", err.to_string()))?;
+        let instance = self
+          .instances
+          .get_mut(&(region.to_string(), op.target.clone()))
+          .ok_or_else(|| instance_not_found(&op.target))?;
+        instance.tags.extend(tags);
+        Ok(())
+      }
       other => Err(Reject::client(
         "InvalidAction",
         format!("rds has no operation {other}"),
@@ -489,7 +508,7 @@ impl Rds for SimCloud {
             .replica_of
             .as_deref()
             .map(|source| source_region(region, source));
-          let source_down = source.is_some_and(|source| state.region_in_outage(source));
+          let source_down = source.is_some_and(|source| state.in_outage(source, now));
           let writes_stopped =
             source.is_some_and(|source| state.ecs.stopped_in(&state.model, now, source));
           let (points, modelled_now) =
@@ -606,7 +625,7 @@ impl Rds for SimCloud {
               global
                 .writer()
                 .and_then(crate::cloud::arn_region)
-                .is_some_and(|writer| state.region_in_outage(writer)),
+                .is_some_and(|writer| state.in_outage(writer, now)),
             ),
             None => (None, false),
           };
@@ -627,6 +646,43 @@ impl Rds for SimCloud {
         Some(&request.region),
         &request.instance_id,
         detail,
+      )
+      .await
+      .map(drop)
+  }
+
+  async fn list_instance_tags(
+    &self,
+    region: &str,
+    id: &str,
+  ) -> CloudResult<Option<BTreeMap<String, String>>> {
+    self
+      .sim
+      .read("rds", "ListTagsForResource", Some(region), |state, now| {
+        let key = (region.to_string(), id.to_string());
+        Ok(state.rds.instances.get(&key).and_then(|instance| {
+          instance
+            .view(&state.model, now)
+            .map(|_| instance.tags.clone())
+        }))
+      })
+      .await
+  }
+
+  async fn add_instance_tags(
+    &self,
+    region: &str,
+    id: &str,
+    tags: &BTreeMap<String, String>,
+  ) -> CloudResult<()> {
+    self
+      .sim
+      .mutate(
+        "rds",
+        "AddTagsToResource",
+        Some(region),
+        id,
+        json!({ "tags": tags }),
       )
       .await
       .map(drop)
@@ -723,6 +779,7 @@ impl RdsState {
       lag: Some(CREATED_REPLICA_STEADY_LAG),
       phase: Phase::Creating(now),
       created: Some(now),
+      tags: request.tags.clone(),
     };
     self.instances.insert(key, instance);
     Ok(())

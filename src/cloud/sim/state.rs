@@ -134,10 +134,16 @@ impl WorldState {
 }
 
 impl WorldState {
-  /// Whether `region` is down (the world's `outages`): the one place the simulator decides it.
-  /// Its HTTP endpoints answer 503, and a read replica whose source is there stops replicating.
-  pub(crate) fn region_in_outage(&self, region: &str) -> bool {
-    self.http.in_outage(region)
+  /// Whether `region` is in outage at `now`: the world's rule, which [`super::Sim::region_in_outage`]
+  /// (for callers outside the world's lock) and the HTTP endpoints go by. A plain outage lasts
+  /// forever; a timed one ends `until` (modelled) after the world was created.
+  pub(crate) fn in_outage(&self, region: &str, now: DateTime<Utc>) -> bool {
+    let elapsed = self.model.elapsed(self.model.created_at, now);
+    self
+      .http
+      .outages
+      .iter()
+      .any(|outage| outage.region() == region && outage.until().is_none_or(|until| elapsed < until))
   }
 }
 

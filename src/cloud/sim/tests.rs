@@ -1207,3 +1207,89 @@ async fn world_now_continues_where_the_world_stands() {
   assert!(writer.is_standalone_available());
   assert!(next.operation_log().is_empty(), "the log stays behind");
 }
+
+/// The built-in world with `outages` replaced (at scale 40, paused tokio time).
+fn open_outage(dir: &Path, outages: &str) -> Arc<Sim> {
+  let world = BUILTIN_WORLD.replace("outages: []", &format!("outages: {outages}"));
+  let path = dir.join("w.yaml");
+  std::fs::write(&path, world).unwrap();
+  let sim = Sim::open(&SimOptions {
+    world: Some(path),
+    time_scale: None,
+    dir: dir.join("state"),
+  })
+  .unwrap();
+  sim.follow_tokio_time();
+  sim
+}
+
+/// A region in outage takes its control plane with it: RDS and ECS calls there fail as an
+/// unreachable endpoint does (retryable, no effect), the other region's still answer.
+#[tokio::test(start_paused = true)]
+async fn outage_regions_refuse_control_plane_calls_as_unreachable() {
+  let tmp = TempDir::new().unwrap();
+  let sim = open_outage(tmp.path(), "[us-east-1]");
+  let cloud = sim.cloud();
+  assert!(sim.region_in_outage("us-east-1"));
+  assert!(!sim.region_in_outage("us-west-2"));
+  let err = cloud
+    .ecs
+    .update_desired_count("us-east-1", "app-primary", "api", 0)
+    .await
+    .unwrap_err();
+  assert_eq!(err.kind, ErrorKind::Transport, "{err}");
+  assert!(err.is_retryable());
+  assert_eq!(err.http_status, None, "{err}");
+  assert!(err.message.contains("in outage"), "{err}");
+  let err = cloud
+    .rds
+    .describe_instance("us-east-1", "app-db")
+    .await
+    .unwrap_err();
+  assert_eq!(err.kind, ErrorKind::Transport, "{err}");
+  assert!(
+    sim.operation_log().is_empty(),
+    "no effect reached the world"
+  );
+  assert!(cloud
+    .rds
+    .describe_instance("us-west-2", "app-db-replica")
+    .await
+    .unwrap()
+    .is_some());
+}
+
+/// A timed outage ends: the region answers again (control plane and endpoints) once `until`
+/// has passed in modelled time.
+#[tokio::test(start_paused = true)]
+async fn timed_outage_regions_come_back() {
+  let tmp = TempDir::new().unwrap();
+  let sim = open_outage(tmp.path(), "[{ region: us-east-1, until: 20m }]");
+  let cloud = sim.cloud();
+  assert!(sim.region_in_outage("us-east-1"));
+  let down = cloud
+    .http
+    .send(&get("https://api-use1.example.com/health"))
+    .await
+    .unwrap();
+  assert_eq!(down.status, 503);
+  assert!(cloud
+    .ecs
+    .describe_service("us-east-1", "app-primary", "api")
+    .await
+    .is_err());
+  sim.advance(Duration::from_secs(20 * MIN));
+  assert!(!sim.region_in_outage("us-east-1"));
+  let up = cloud
+    .http
+    .send(&get("https://api-use1.example.com/health"))
+    .await
+    .unwrap();
+  assert_eq!(up.status, 200);
+  cloud
+    .ecs
+    .update_desired_count("us-east-1", "app-primary", "api", 0)
+    .await
+    .unwrap();
+  assert_eq!(sim.operation_log().len(), 1);
+}

@@ -207,9 +207,11 @@ pub struct WorldSpec {
   /// URLs that accept notification POSTs (besides Slack and PagerDuty).
   #[serde(default)]
   pub webhooks: Vec<String>,
-  /// Regions whose endpoints answer 503.
+  /// Regions in outage: their HTTP endpoints answer 503 and their control planes (RDS, ECS)
+  /// cannot be reached. `us-east-1` for the whole run, or `{ region: us-east-1, until: 20m }`
+  /// for one that answers again that long (modelled) after the world was created.
   #[serde(default)]
-  pub outages: Vec<String>,
+  pub outages: Vec<OutageSpec>,
   /// Faults per API operation name (`PromoteReadReplica`), service (`rds`) or `*`.
   #[serde(default)]
   pub faults: BTreeMap<String, FaultSpec>,
@@ -476,6 +478,65 @@ pub struct FaultSpec {
   pub hang: Option<f64>,
 }
 
+/// A region in outage (see [`WorldSpec::outages`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum OutageSpec {
+  /// `us-east-1`: down for as long as the world lives.
+  Region(String),
+  /// `{ region: us-east-1, until: 20m }`: down until that much modelled time after the world
+  /// was created, then back.
+  Until(TimedOutage),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimedOutage {
+  pub region: String,
+  pub until: ModelDuration,
+}
+
+impl OutageSpec {
+  pub fn region(&self) -> &str {
+    match self {
+      OutageSpec::Region(region) | OutageSpec::Until(TimedOutage { region, .. }) => region,
+    }
+  }
+
+  /// When the region answers again, in modelled time since the world's creation (`None`:
+  /// never).
+  pub fn until(&self) -> Option<Duration> {
+    match self {
+      OutageSpec::Region(_) => None,
+      OutageSpec::Until(timed) => Some(timed.until.0),
+    }
+  }
+}
+
+impl<'de> Deserialize<'de> for OutageSpec {
+  // By hand rather than `untagged`, so that a bad timed outage says what is wrong with it
+  // (an unknown field, a bad duration) instead of "did not match any variant".
+  fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+    struct Visitor;
+    impl<'de> de::Visitor<'de> for Visitor {
+      type Value = OutageSpec;
+
+      fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a region, or `{ region: REGION, until: DURATION }`")
+      }
+
+      fn visit_str<E: de::Error>(self, value: &str) -> Result<OutageSpec, E> {
+        Ok(OutageSpec::Region(value.to_string()))
+      }
+
+      fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<OutageSpec, A::Error> {
+        TimedOutage::deserialize(de::value::MapAccessDeserializer::new(map)).map(OutageSpec::Until)
+      }
+    }
+    deserializer.deserialize_any(Visitor)
+  }
+}
+
 impl WorldSpec {
   /// Parse a world from YAML and check its references.
   pub fn from_yaml(text: &str) -> Result<WorldSpec, String> {
@@ -574,6 +635,14 @@ impl WorldSpec {
     }
     for (i, bucket) in self.s3.buckets.iter().enumerate() {
       region(format!("s3.buckets[{i}]"), &bucket.region)?;
+    }
+    for (i, outage) in self.outages.iter().enumerate() {
+      if !(regions.is_empty() || regions.contains(outage.region())) {
+        return Err(format!(
+          "outages[{i}]: `{}` is not one of the world's regions",
+          outage.region()
+        ));
+      }
     }
     for (i, endpoint) in self.endpoints.iter().enumerate() {
       if super::http::endpoint_key(&endpoint.url).is_none() {
@@ -835,5 +904,43 @@ mod tests {
     assert!(err.contains("endpoints[0].service"), "{err}");
     let err = WorldSpec::from_yaml("faults: { '*': { throttle: 2 } }\n").unwrap_err();
     assert!(err.contains("faults.*.throttle"), "{err}");
+  }
+
+  /// A region in outage can be written as a plain region (down for good) or with `until`
+  /// (back after that much modelled time); both round-trip through the persisted JSON.
+  #[test]
+  fn outages_are_plain_regions_or_timed() {
+    let yaml = BUILTIN_WORLD.replace(
+      "outages: []",
+      "outages: [us-east-1, { region: us-west-2, until: 20m }]",
+    );
+    let world = WorldSpec::from_yaml(&yaml).unwrap();
+    assert_eq!(
+      world.outages,
+      [
+        OutageSpec::Region("us-east-1".into()),
+        OutageSpec::Until(TimedOutage {
+          region: "us-west-2".into(),
+          until: ModelDuration::secs(1200)
+        })
+      ]
+    );
+    assert_eq!(world.outages[1].until(), Some(Duration::from_secs(1200)));
+    let back: WorldSpec = serde_json::from_str(&serde_json::to_string(&world).unwrap()).unwrap();
+    assert_eq!(world, back);
+    for (bad, expected) in [
+      (
+        "outages: [{ region: us-east-1, until: soon }]",
+        "invalid duration",
+      ),
+      ("outages: [{ region: us-east-1, colour: red }]", "colour"),
+      (
+        "outages: [eu-west-9]",
+        "outages[0]: `eu-west-9` is not one of the world's regions",
+      ),
+    ] {
+      let err = WorldSpec::from_yaml(&BUILTIN_WORLD.replace("outages: []", bad)).unwrap_err();
+      assert!(err.contains(expected), "{bad}: {err}");
+    }
   }
 }

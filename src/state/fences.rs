@@ -1,0 +1,255 @@
+//! Region fences that could not be applied, and their application later.
+//!
+//! A failover fences the region it leaves (`fence: true` steps: scale its services to zero,
+//! retire its old writer). With that region down, a fence step fails; the engine then journals
+//! a `fence_pending` record in its run's journal, right after the step's last `step_failed`.
+//! Those records are the source of truth for what was left pending: nothing else has to be
+//! written for a fence to be pending, so a crash cannot lose one.
+//!
+//! A pending fence is applied later (by a later run, the scheduler or `drctl fence apply`) once
+//! its region answers. That is recorded as one JSON line in `<state>/fences/applied.jsonl`
+//! (fsynced, 0600) and, with an `s3://` state, as the object `fences/applied/<run>/<step>.json`
+//! written with `If-None-Match: *`, so every operator and scheduler replica sees it and none
+//! overwrites another's record. A fence is pending while its `fence_pending` record has no
+//! applied line with its id.
+
+use std::{
+  collections::BTreeSet,
+  io::Write,
+  os::unix::fs::OpenOptionsExt,
+  path::{Path, PathBuf},
+};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{journal::Event, S3State, Store};
+
+/// A fence step that could not be applied, as its run journalled it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingFence {
+  /// `<run-id>/<step>`: unique, and what `drctl fence apply ID` takes.
+  pub id: String,
+  /// The run that could not apply it.
+  pub run_id: String,
+  pub runbook: String,
+  /// The backend that run used (`sim`, `aws`, `sandbox`): the fence is applied on the same.
+  pub backend: String,
+  pub step: String,
+  pub action: String,
+  pub region: String,
+  /// The step's bound arguments, redacted as the journal holds them.
+  pub args: serde_json::Map<String, serde_json::Value>,
+  pub recorded_at: DateTime<Utc>,
+}
+
+/// A pending fence that was applied.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppliedFence {
+  /// The [`PendingFence::id`].
+  pub id: String,
+  pub applied_at: DateTime<Utc>,
+  /// Who applied it: `drctl fence apply`, `scheduler`, or `run <run-id>`.
+  pub by: String,
+  pub host: String,
+  /// What the action reported ("`app-db` retired (...)").
+  pub summary: String,
+}
+
+fn applied_path(root: &Path) -> PathBuf {
+  root.join("fences").join("applied.jsonl")
+}
+
+/// Every fence any run journalled as pending, oldest run first (applied ones included).
+/// Journals that cannot be read are skipped here; `drctl runs` reports them.
+pub fn recorded(store: &Store) -> Vec<PendingFence> {
+  let mut fences = Vec::new();
+  for run_id in store.run_ids() {
+    let Ok(records) = store.read_journal(&run_id) else {
+      continue;
+    };
+    let (mut runbook, mut backend) = (String::new(), String::new());
+    for record in records {
+      match record.event {
+        Event::RunStarted {
+          runbook: name,
+          backend: used,
+          ..
+        } => (runbook, backend) = (name, used),
+        Event::FencePending {
+          step,
+          action,
+          region,
+          args,
+        } => fences.push(PendingFence {
+          id: format!("{run_id}/{step}"),
+          run_id: run_id.clone(),
+          runbook: runbook.clone(),
+          backend: backend.clone(),
+          step,
+          action,
+          region,
+          args,
+          recorded_at: record.ts,
+        }),
+        _ => {}
+      }
+    }
+  }
+  fences
+}
+
+/// Every applied record in the local state. Lines that do not parse (a torn last line) are
+/// skipped.
+pub fn applied(root: &Path) -> Vec<AppliedFence> {
+  std::fs::read_to_string(applied_path(root))
+    .unwrap_or_default()
+    .lines()
+    .filter_map(|line| serde_json::from_str(line).ok())
+    .collect()
+}
+
+/// The fences still pending: journalled as pending, never applied.
+pub fn pending(store: &Store) -> Vec<PendingFence> {
+  let done: BTreeSet<String> = applied(store.root())
+    .into_iter()
+    .map(|fence| fence.id)
+    .collect();
+  recorded(store)
+    .into_iter()
+    .filter(|fence| !done.contains(&fence.id))
+    .collect()
+}
+
+/// Record a fence as applied (appended, flushed and fsynced).
+pub fn mark_applied(root: &Path, fence: &AppliedFence) -> std::io::Result<()> {
+  let path = applied_path(root);
+  if let Some(dir) = path.parent() {
+    super::store::create_private_dir(dir)?;
+  }
+  let mut line = serde_json::to_string(fence).map_err(std::io::Error::other)?;
+  line.push('\n');
+  let mut file = std::fs::OpenOptions::new()
+    .create(true)
+    .append(true)
+    .mode(0o600)
+    .open(&path)?;
+  file.write_all(line.as_bytes())?;
+  file.sync_all()
+}
+
+fn s3_key(s3: &S3State, id: &str) -> String {
+  s3.location.key(&format!("fences/applied/{id}.json"))
+}
+
+/// Push an applied record to an `s3://` state (create-only: a record already there stands).
+pub async fn push_applied(s3: &S3State, fence: &AppliedFence) -> Result<(), String> {
+  let bytes = serde_json::to_vec(fence).map_err(|err| err.to_string())?;
+  match s3
+    .store
+    .put_if_absent(&s3.location.bucket, &s3_key(s3, &fence.id), bytes)
+    .await
+  {
+    Ok(_) | Err(crate::cloud::aws::StoreError::Conflict) => Ok(()),
+    Err(crate::cloud::aws::StoreError::Cloud(err)) => Err(err.to_string()),
+  }
+}
+
+/// Bring into the local state the applied records other operators pushed to the bucket.
+pub async fn pull_applied(s3: &S3State, root: &Path) -> Result<usize, String> {
+  let prefix = s3.location.key("fences/applied/");
+  let keys = s3
+    .store
+    .list(&s3.location.bucket, &prefix)
+    .await
+    .map_err(|err| err.to_string())?;
+  let mut known: BTreeSet<String> = applied(root).into_iter().map(|fence| fence.id).collect();
+  let mut added = 0;
+  for key in keys {
+    let Some((bytes, _)) = s3
+      .store
+      .get(&s3.location.bucket, &key)
+      .await
+      .map_err(|err| err.to_string())?
+    else {
+      continue;
+    };
+    let Ok(fence) = serde_json::from_slice::<AppliedFence>(&bytes) else {
+      continue;
+    };
+    if known.insert(fence.id.clone()) {
+      mark_applied(root, &fence).map_err(|err| err.to_string())?;
+      added += 1;
+    }
+  }
+  Ok(added)
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+  use crate::state::{Journal, RunMode};
+
+  fn started(run_id: &str) -> Event {
+    Event::RunStarted {
+      run_id: run_id.into(),
+      runbook: "regional-failover".into(),
+      runbook_path: "runbooks/regional-failover.yaml".into(),
+      runbook_digest: "0".into(),
+      params: Default::default(),
+      mode: RunMode::Live,
+      backend: "sim".into(),
+      time_scale: 40.0,
+      incident_start: Utc::now(),
+      host: "h".into(),
+      user: "u".into(),
+      caller: None,
+      pid: 1,
+      rto_ms: None,
+      rpo_ms: None,
+      accept_data_loss: false,
+      force: false,
+      steps: Vec::new(),
+    }
+  }
+
+  /// A `fence_pending` record makes a fence pending; an applied line with its id (from this
+  /// process or pulled from the bucket) ends it.
+  #[test]
+  fn a_journalled_fence_is_pending_until_marked_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::new(dir.path());
+    let run_id = "20261201T000000-abcd";
+    super::super::store::create_private_dir(&store.run_dir(run_id)).unwrap();
+    let mut journal = Journal::create(&store.journal_path(run_id)).unwrap();
+    journal.append(started(run_id)).unwrap();
+    let args = serde_json::json!({"region": "us-east-1", "instance": "app-db"});
+    journal
+      .append(Event::FencePending {
+        step: "fence-source-db".into(),
+        action: "rds.retire_instance".into(),
+        region: "us-east-1".into(),
+        args: args.as_object().unwrap().clone(),
+      })
+      .unwrap();
+    drop(journal);
+    let pending = pending(&store);
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].id, format!("{run_id}/fence-source-db"));
+    assert_eq!(pending[0].backend, "sim");
+    assert_eq!(pending[0].runbook, "regional-failover");
+    mark_applied(
+      dir.path(),
+      &AppliedFence {
+        id: pending[0].id.clone(),
+        applied_at: Utc::now(),
+        by: "drctl fence apply".into(),
+        host: "h".into(),
+        summary: "`app-db` retired".into(),
+      },
+    )
+    .unwrap();
+    assert!(super::pending(&store).is_empty());
+    assert_eq!(recorded(&store).len(), 1);
+  }
+}
