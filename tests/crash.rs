@@ -162,7 +162,8 @@ fn a_failback_killed_between_intent_and_outcome_applies_each_effect_once() {
     let operations = test.operations(&run_id);
     for (operation, times) in [
       ("CreateDBInstanceReadReplica", 2),
-      ("UpdateService", 1),
+      // The home service back up (fenced to 0 by the failover), the standby's writes stopped.
+      ("UpdateService", 2),
       ("PromoteReadReplica", 1),
       ("ChangeResourceRecordSets", 1),
       ("DeleteDBInstance", 1),

@@ -205,7 +205,8 @@ fn failback_after_a_failover_brings_the_writer_home_and_the_standby_replica_back
     ("DeleteDBInstance", 1),
     ("ChangeResourceRecordSets", 1),
     ("UpdateHealthCheck", 1),
-    ("UpdateService", 1),
+    // The home service, which the failover fenced to 0, back up; the standby's writes stopped.
+    ("UpdateService", 2),
   ] {
     assert_eq!(
       count(&operations, operation),
@@ -230,6 +231,7 @@ fn failback_after_a_failover_brings_the_writer_home_and_the_standby_replica_back
   assert_eq!(
     order,
     [
+      "UpdateService",
       "CreateDBInstanceReadReplica",
       "UpdateService",
       "PromoteReadReplica",

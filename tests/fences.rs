@@ -82,9 +82,10 @@ fn fences_left_pending_by_a_failover_are_applied_once_the_region_answers() {
       // The replica's lag is unknowable with its source down; accepted, as an operator would.
       "--accept-data-loss",
     ])
-    .status(0);
+    // Accepted, the RPO is unknown, so not met: exit 3.
+    .status(3);
   assert!(
-    failover.stdout().contains("result: succeeded"),
+    failover.stdout().contains("result: breached"),
     "{}",
     failover.stdout()
   );
@@ -144,9 +145,20 @@ fn fences_left_pending_by_a_failover_are_applied_once_the_region_answers() {
   assert_eq!(applied.lines().count(), 2, "{applied}");
   assert!(applied.contains("\"by\":\"scheduler\""), "{applied}");
 
-  // Nothing pending: failback starts (and, on its own fresh world, succeeds).
+  // Nothing pending: failback starts, and on the world the failover left (its region back)
+  // succeeds.
+  let world = test.world_after(&failover_id);
+  let world = world.to_str().unwrap();
   test
-    .run_args(["run", "failback", "--sim", "--yes", "--time-scale", "600"])
+    .run_args([
+      "run",
+      "failback",
+      "--sim",
+      world,
+      "--yes",
+      "--time-scale",
+      "600",
+    ])
     .status(0);
 }
 
@@ -182,7 +194,8 @@ fn a_later_run_applies_pending_fences_after_it_finishes() {
       "2000",
       "--accept-data-loss",
     ])
-    .status(0);
+    // Accepted, the RPO is unknown, so not met: exit 3.
+    .status(3);
   let failover_id = test.run_ids().pop().unwrap();
   assert_eq!(
     test.status_json(&failover_id)["pending_fences"]
@@ -227,7 +240,8 @@ fn pending_fences_are_shared_through_an_s3_state() {
       "--state",
       STATE,
     ])
-    .status(0);
+    // Accepted, the RPO is unknown, so not met: exit 3.
+    .status(3);
   let listed = second
     .run_args(["fence", "list", "--state", STATE, "--output", "json"])
     .status(0)

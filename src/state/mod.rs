@@ -20,8 +20,8 @@
 //! bucket, and every journal record is mirrored there (see `s3` and `mirror`).
 
 pub use crate::format;
-pub mod freeze;
 pub mod fences;
+pub mod freeze;
 pub mod journal;
 pub mod lock;
 pub mod mirror;

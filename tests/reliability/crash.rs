@@ -58,11 +58,12 @@ const EFFECTS: [(&str, usize); 4] = [
   ("AddTagsToResource", 1),
 ];
 /// The effects of a failback and how many times each is applied: two replicas (home, then the
-/// standby one again), one write stop, one promotion, one DNS change, one health check reset,
-/// one retired standby writer.
+/// standby one again), the home service back up (the failover fenced it to 0) and the standby's
+/// writes stopped, one promotion, one DNS change, one health check reset, one retired standby
+/// writer.
 const FAILBACK_EFFECTS: [(&str, usize); 6] = [
   ("CreateDBInstanceReadReplica", 2),
-  ("UpdateService", 1),
+  ("UpdateService", 2),
   ("PromoteReadReplica", 1),
   ("ChangeResourceRecordSets", 1),
   ("UpdateHealthCheck", 1),

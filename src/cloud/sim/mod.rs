@@ -666,6 +666,27 @@ impl Sim {
     world.rds.instances = state.rds.export_instances(&state.model, now);
     world.ecs.services = state.ecs.export_services(&state.model, now);
     world.route53 = state.route53.export();
+    // A timed outage counts from the world's creation: the new world gets what is left of it,
+    // and none once it has ended.
+    let elapsed = state.model.elapsed(state.model.created_at, now);
+    world.outages = world
+      .outages
+      .into_iter()
+      .filter_map(|outage| match outage {
+        world::OutageSpec::Region(region) => Some(world::OutageSpec::Region(region)),
+        world::OutageSpec::Until(timed) => timed
+          .until
+          .0
+          .checked_sub(elapsed)
+          .filter(|left| !left.is_zero())
+          .map(|left| {
+            world::OutageSpec::Until(world::TimedOutage {
+              region: timed.region,
+              until: world::ModelDuration(left),
+            })
+          }),
+      })
+      .collect();
     Ok(world)
   }
 }
