@@ -1,7 +1,7 @@
 //! Format versions of what drctl keeps in its state, and the compatibility promise they carry.
 //!
-//! Every journal record, lock, drill history entry and scheduler claim carries a `format`
-//! field, locally and in an `s3://` bucket alike (the simulator's `world.json` carries its own
+//! Every journal record, lock, drill history entry, scheduler claim, freeze and applied-fence
+//! record carries a `format` field, locally and in an `s3://` bucket alike (the simulator's `world.json` carries its own
 //! `version`, which covers its `operations.jsonl`). An object without one was written before
 //! formats were recorded: it is format 1, which is what this drctl writes.
 //!
@@ -32,7 +32,7 @@ pub const FIRST: u32 = 1;
 pub enum Kind {
   /// A journal record (`runs/<id>/journal.jsonl`, `runs/<id>/journal/<seq>.json` in S3).
   Journal,
-  /// A lock (`locks/<runbook>.lock`).
+  /// A lock (`locks/<group>.lock`).
   Lock,
   /// A drill history entry (`drills/<name>/history.jsonl`, `drills/<name>/history/` in S3).
   History,
@@ -40,13 +40,24 @@ pub enum Kind {
   Claim,
   /// The simulator's world of a run (`runs/<id>/world.json`, with `operations.jsonl`).
   SimWorld,
+  /// The explicit freeze of live drills (`freeze.json`).
+  Freeze,
+  /// A record of a region fence applied after its run (`fences/applied.jsonl`,
+  /// `fences/applied/` in S3).
+  AppliedFence,
 }
 
 impl Kind {
   /// The newest format of this kind that this drctl reads, and the one it writes.
   pub const fn current(self) -> u32 {
     match self {
-      Kind::Journal | Kind::Lock | Kind::History | Kind::Claim | Kind::SimWorld => 1,
+      Kind::Journal
+      | Kind::Lock
+      | Kind::History
+      | Kind::Claim
+      | Kind::SimWorld
+      | Kind::Freeze
+      | Kind::AppliedFence => 1,
     }
   }
 
@@ -57,6 +68,8 @@ impl Kind {
       Kind::History => "drill history",
       Kind::Claim => "drill claim",
       Kind::SimWorld => "simulator world",
+      Kind::Freeze => "freeze",
+      Kind::AppliedFence => "applied fence record",
     }
   }
 }

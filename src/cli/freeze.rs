@@ -80,7 +80,10 @@ fn state_name(ctx: &Context, s3: Option<&S3State>) -> String {
 }
 
 fn failed(err: FreezeError) -> Error {
-  Error::Failed(err.to_string())
+  match err {
+    FreezeError::NewerFormat(newer) => Error::Usage(newer.to_string()),
+    other => Error::Failed(other.to_string()),
+  }
 }
 
 /// `drctl freeze --reason TEXT` freezes; `drctl freeze` shows what is in force.

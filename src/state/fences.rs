@@ -105,8 +105,24 @@ pub fn applied(root: &Path) -> Vec<AppliedFence> {
   std::fs::read_to_string(applied_path(root))
     .unwrap_or_default()
     .lines()
-    .filter_map(|line| serde_json::from_str(line).ok())
+    .filter_map(parse_applied)
     .collect()
+}
+
+/// An applied record, unless it does not parse or a newer drctl wrote it: such a fence counts
+/// as still pending (failback stays refused; applying a fence again observes it done first).
+fn parse_applied(text: &str) -> Option<AppliedFence> {
+  let value: serde_json::Value = serde_json::from_str(text).ok()?;
+  crate::format::read(crate::format::Kind::AppliedFence, &value).ok()?;
+  serde_json::from_value(value).ok()
+}
+
+/// An applied record as it is written: with its format.
+fn applied_json(fence: &AppliedFence) -> serde_json::Result<String> {
+  serde_json::to_string(&crate::format::stamped(
+    crate::format::Kind::AppliedFence,
+    fence,
+  ))
 }
 
 /// The fences still pending: journalled as pending, never applied.
@@ -127,7 +143,7 @@ pub fn mark_applied(root: &Path, fence: &AppliedFence) -> std::io::Result<()> {
   if let Some(dir) = path.parent() {
     super::store::create_private_dir(dir)?;
   }
-  let mut line = serde_json::to_string(fence).map_err(std::io::Error::other)?;
+  let mut line = applied_json(fence).map_err(std::io::Error::other)?;
   line.push('\n');
   let mut file = std::fs::OpenOptions::new()
     .create(true)
@@ -144,7 +160,9 @@ fn s3_key(s3: &S3State, id: &str) -> String {
 
 /// Push an applied record to an `s3://` state (create-only: a record already there stands).
 pub async fn push_applied(s3: &S3State, fence: &AppliedFence) -> Result<(), String> {
-  let bytes = serde_json::to_vec(fence).map_err(|err| err.to_string())?;
+  let bytes = applied_json(fence)
+    .map_err(|err| err.to_string())?
+    .into_bytes();
   match s3
     .store
     .put_if_absent(&s3.location.bucket, &s3_key(s3, &fence.id), bytes)
@@ -174,7 +192,7 @@ pub async fn pull_applied(s3: &S3State, root: &Path) -> Result<usize, String> {
     else {
       continue;
     };
-    let Ok(fence) = serde_json::from_slice::<AppliedFence>(&bytes) else {
+    let Some(fence) = std::str::from_utf8(&bytes).ok().and_then(parse_applied) else {
       continue;
     };
     if known.insert(fence.id.clone()) {
@@ -251,5 +269,16 @@ mod tests {
     .unwrap();
     assert!(super::pending(&store).is_empty());
     assert_eq!(recorded(&store).len(), 1);
+    let line = std::fs::read_to_string(applied_path(dir.path())).unwrap();
+    assert!(line.starts_with("{\"format\":1,"), "{line}");
+
+    // An applied record a newer drctl wrote is not taken for applied: the fence stays pending
+    // (failback stays refused) rather than being read as this drctl guesses.
+    std::fs::write(
+      applied_path(dir.path()),
+      line.replacen("\"format\":1,", "\"format\":2,", 1),
+    )
+    .unwrap();
+    assert_eq!(super::pending(&store).len(), 1);
   }
 }

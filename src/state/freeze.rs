@@ -112,6 +112,9 @@ pub enum FreezeError {
   Contended { path: PathBuf },
   #[error(transparent)]
   Lock(#[from] LockError),
+  /// Written by a newer drctl: neither read (live drills stay held back) nor lifted.
+  #[error(transparent)]
+  NewerFormat(crate::format::NewerFormat),
 }
 
 /// Where the explicit freeze lives.
@@ -162,10 +165,20 @@ impl FreezeStore {
   }
 
   fn parse(&self, bytes: &[u8]) -> Result<Freeze, FreezeError> {
-    serde_json::from_slice(bytes).map_err(|err| FreezeError::Unreadable {
+    use crate::format::{self, Kind};
+    let unreadable = |reason: String| FreezeError::Unreadable {
       path: self.path(),
-      reason: err.to_string(),
-    })
+      reason,
+    };
+    let value: serde_json::Value =
+      serde_json::from_slice(bytes).map_err(|err| unreadable(err.to_string()))?;
+    if let Err(issue) = format::read(Kind::Freeze, &value) {
+      return Err(match issue.newer(Kind::Freeze, self.path().display()) {
+        Some(newer) => FreezeError::NewerFormat(newer),
+        None => unreadable(issue.to_string()),
+      });
+    }
+    serde_json::from_value(value).map_err(|err| unreadable(err.to_string()))
   }
 
   async fn get_object(&self, state: &S3State) -> Result<Option<(Vec<u8>, String)>, FreezeError> {
@@ -185,7 +198,8 @@ impl FreezeStore {
 
   /// Freeze (replacing the freeze there is, if any: its new reason stands); the one replaced.
   pub async fn set(&self, freeze: &Freeze) -> Result<Option<Freeze>, FreezeError> {
-    let text = serde_json::to_vec_pretty(freeze).map_err(|err| FreezeError::Unreadable {
+    let stamped = crate::format::stamped(crate::format::Kind::Freeze, freeze);
+    let text = serde_json::to_vec_pretty(&stamped).map_err(|err| FreezeError::Unreadable {
       path: self.path(),
       reason: err.to_string(),
     })?;
@@ -320,6 +334,28 @@ mod tests {
       .await
       .unwrap()
       .is_empty());
+  }
+
+  /// The freeze carries its format; one a newer drctl wrote is neither read nor lifted, and
+  /// live drills stay held back (an error, which the scheduler takes as frozen).
+  #[tokio::test]
+  async fn a_freeze_a_newer_drctl_wrote_is_neither_read_nor_lifted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (freezes, locks) = stores(dir.path());
+    freezes.set(&Freeze::now("window")).await.unwrap();
+    let path = dir.path().join("freeze.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut value: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(value["format"], 1, "{text}");
+    value["format"] = 2.into();
+    std::fs::write(&path, value.to_string()).unwrap();
+    let newer = |err: FreezeError| match err {
+      FreezeError::NewerFormat(newer) => assert_eq!(newer.found, 2),
+      other => panic!("expected a newer format, got {other}"),
+    };
+    newer(active(&freezes, &locks, Utc::now()).await.unwrap_err());
+    newer(freezes.clear().await.unwrap_err());
+    assert!(path.exists(), "a newer drctl's freeze was lifted");
   }
 
   #[tokio::test]
