@@ -55,14 +55,34 @@ impl Store {
     self.run_dir(run_id).join("journal.jsonl")
   }
 
-  /// A new, unique, sortable run id that is also a valid RDS identifier fragment.
+  /// A new, unique run id that is also a valid RDS identifier fragment: `YYYYMMDD-HHMMSS-xxxx`.
+  ///
+  /// Ids sort in the order runs started, which is what "the latest run" means: within one
+  /// second the hex suffix climbs by a random step above every suffix that second already has
+  /// here. Once a second's suffixes run out, the next second is waited for.
   pub fn new_run_id(&self) -> String {
     loop {
-      let id = format!(
-        "{}-{:04x}",
-        Utc::now().format("%Y%m%d-%H%M%S"),
-        fastrand::u16(..)
-      );
+      let stamp = Utc::now().format("%Y%m%d-%H%M%S").to_string();
+      // Every run directory, journal written yet or not.
+      let highest = std::fs::read_dir(self.runs_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| entry.file_name().into_string().ok())
+        .filter_map(|id| {
+          let suffix = id.strip_prefix(stamp.as_str())?.strip_prefix('-')?;
+          u16::from_str_radix(suffix, 16).ok()
+        })
+        .max();
+      let suffix = match highest {
+        None => u32::from(fastrand::u16(..0x1000)),
+        Some(highest) => u32::from(highest) + fastrand::u32(1..=16),
+      };
+      if suffix > u32::from(u16::MAX) {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        continue;
+      }
+      let id = format!("{stamp}-{suffix:04x}");
       if !self.run_dir(&id).exists() {
         return id;
       }
@@ -290,5 +310,22 @@ mod tests {
     let store = Store::new("/nonexistent-state");
     let err = store.find_run("../../x").unwrap_err();
     assert!(err.starts_with("`../../x` is not a valid run id"), "{err}");
+  }
+
+  /// "The latest run" is the last id in sort order (`drctl status` with no id), so runs started
+  /// within one second must still sort in the order they started.
+  #[test]
+  fn run_ids_sort_in_the_order_runs_started_even_within_one_second() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::new(dir.path());
+    let mut started = Vec::new();
+    for _ in 0..64 {
+      let id = store.new_run_id();
+      check_name(NameKind::RunId, &id).unwrap();
+      create_private_dir(&store.run_dir(&id)).unwrap();
+      std::fs::write(store.journal_path(&id), "").unwrap();
+      started.push(id);
+    }
+    assert_eq!(store.run_ids(), started);
   }
 }
