@@ -4,6 +4,7 @@
 mod support;
 
 mod aws_adapters;
+mod browser;
 mod cli;
 mod completions;
 mod crash;
