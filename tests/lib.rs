@@ -9,6 +9,7 @@ mod cli;
 mod completions;
 mod crash;
 mod cron_reference;
+mod deploy;
 mod docs;
 mod drills;
 mod failover;
