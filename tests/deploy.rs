@@ -161,6 +161,32 @@ fn systemd_units_pass_systemd_analyze_verify() {
   );
 }
 
+#[test]
+fn the_sysusers_file_creates_the_account_the_units_run_as() {
+  let root = tempfile::tempdir().unwrap();
+  let sysusers = deploy().join("systemd/drctl.sysusers");
+  let dry_run = tool(
+    "systemd-sysusers",
+    &[
+      "--dry-run",
+      &format!("--root={}", root.path().display()),
+      sysusers.to_str().unwrap(),
+    ],
+    root.path(),
+    "apt-get install systemd",
+  );
+  assert!(dry_run.status.success(), "{}", text(&dry_run));
+  assert!(
+    text(&dry_run).contains("Creating user 'drctl'"),
+    "{}",
+    text(&dry_run)
+  );
+  for unit in ["drctl-scheduler.service", "drctl-serve.service"] {
+    let source = std::fs::read_to_string(deploy().join("systemd").join(unit)).unwrap();
+    assert!(source.contains("\nUser=drctl\n"), "{unit}");
+  }
+}
+
 /// Every YAML document in the Kubernetes manifests.
 fn manifests() -> Vec<(String, Value)> {
   let dir = deploy().join("kubernetes");
