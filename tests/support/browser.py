@@ -14,7 +14,8 @@ downloaded), then answers one JSON request per line on stdin with one JSON line 
 
 A failure is {"ok": false, "error": TEXT}; the first line is {"ok": true, "ready": VERSION} once
 the browser runs, or a failure saying what is missing. Chromium is started with its background
-networking off, so it reaches only the pages a test opens (on loopback).
+networking off and a dead proxy for anything not on loopback, so it reaches only the pages a
+test opens on loopback.
 
 Usage: python3 browser.py PROFILE_DIR
 """
@@ -50,6 +51,9 @@ CHROMIUM_FLAGS = [
     "--disable-default-apps",
     "--disable-extensions",
     "--window-size=1280,800",
+    # Belt and braces: any request that is not to loopback (which Chromium never proxies) goes to
+    # a closed loopback port and fails, instead of leaving the machine.
+    "--proxy-server=http://127.0.0.1:9",
 ]
 
 PAGE_LOAD_TIMEOUT = 60

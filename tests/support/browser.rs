@@ -1,8 +1,9 @@
 //! A real browser for tests: Debian's headless Chromium driven through Debian's chromedriver by
 //! Selenium (`tests/support/browser.py`, one JSON request and answer per line). Nothing is
 //! downloaded: the browser, the driver and Selenium are the system's (`.ci/test` installs the
-//! packages `chromium`, `chromium-driver` and `python3-selenium`). Chromium runs with its
-//! background networking off and a fresh profile, so it reaches only the pages a test opens.
+//! packages `chromium`, `chromium-driver` and `python3-selenium`). Chromium runs with a fresh
+//! profile, its background networking off and a closed loopback port as the proxy for anything
+//! not on loopback, so it reaches only the pages a test opens on loopback.
 //!
 //! Every method panics with the browser's error, so a test reads as a script:
 //! `browser.open(url); browser.click("#approve"); browser.wait_for_text("approved", LIMIT)`.
