@@ -4,10 +4,12 @@
 mod support;
 
 mod aws_adapters;
+mod browser;
 mod cli;
 mod completions;
 mod crash;
 mod cron_reference;
+mod deploy;
 mod docs;
 mod drills;
 mod failover;

@@ -205,6 +205,7 @@ pub fn signal(child: &Child, signal: &str) {
   assert!(status.success());
 }
 
+pub mod browser;
 pub mod capture;
 pub mod journal;
 pub mod moto;
