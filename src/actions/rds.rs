@@ -55,7 +55,7 @@ fn lag_limit(ctx: &Ctx<'_>, args: &Args) -> Option<Duration> {
 
 /// The data loss a promotion at this lag incurs: the measured lag, or, when the lag is unknown,
 /// no bound, with the basis the report gives for it.
-fn data_loss(lag: &ReplicaLag) -> DataLoss {
+pub(super) fn data_loss(lag: &ReplicaLag) -> DataLoss {
   match lag {
     ReplicaLag::Measured(measurement) => DataLoss::Bounded(measurement.lag),
     ReplicaLag::Unknown { .. } => DataLoss::Unknown(lag.to_string()),
@@ -63,7 +63,7 @@ fn data_loss(lag: &ReplicaLag) -> DataLoss {
 }
 
 /// Why an unknown lag stops the step: the lag metric's words, and the way out.
-fn unknown_lag_error(id: &str, lag: &ReplicaLag, limit: Duration) -> ActionError {
+pub(super) fn unknown_lag_error(id: &str, lag: &ReplicaLag, limit: Duration) -> ActionError {
   ActionError::failed(format!(
     "the lag of replica `{id}` is {lag}: cannot prove it is within {}; refusing (pass \
      --accept-data-loss, or set `accept_data_loss: true` on the step, to go on without proof; \

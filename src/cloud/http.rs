@@ -411,4 +411,11 @@ impl S3 for Unavailable {
   async fn head_object(&self, _: &str, _: &str, _: &str) -> CloudResult<Option<S3Object>> {
     unavailable("s3", "HeadObject")
   }
+  async fn get_replication_latency(
+    &self,
+    _: &str,
+    _: &crate::cloud::S3ReplicationRule,
+  ) -> CloudResult<crate::cloud::ReplicaLag> {
+    unavailable("cloudwatch", "GetMetricStatistics")
+  }
 }

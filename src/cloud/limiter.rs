@@ -931,6 +931,25 @@ impl S3 for LimitedS3 {
       })
       .await
   }
+
+  async fn get_replication_latency(
+    &self,
+    region: &str,
+    rule: &crate::cloud::S3ReplicationRule,
+  ) -> CloudResult<crate::cloud::ReplicaLag> {
+    let inner = &self.inner;
+    self
+      .limiter
+      .call(
+        "cloudwatch",
+        "GetMetricStatistics",
+        Some(region),
+        1,
+        Read,
+        || inner.get_replication_latency(region, rule),
+      )
+      .await
+  }
 }
 
 #[cfg(test)]

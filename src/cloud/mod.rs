@@ -391,6 +391,15 @@ pub struct S3Object {
   pub replication_status: Option<String>,
 }
 
+/// One S3 replication rule, as its metrics name it: the source and destination bucket names
+/// and the rule's `ID`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct S3ReplicationRule {
+  pub source_bucket: String,
+  pub destination_bucket: String,
+  pub rule_id: String,
+}
+
 /// An HTTP request made by a probe or a notification.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HttpRequest {
@@ -658,6 +667,17 @@ pub trait S3: Send + Sync {
     bucket: &str,
     key: &str,
   ) -> CloudResult<Option<S3Object>>;
+  /// How far a replication rule's destination is behind its source: CloudWatch `AWS/S3`
+  /// `ReplicationLatency` (seconds; S3 Replication metrics, on with S3 Replication Time
+  /// Control), dimensions `SourceBucket`, `DestinationBucket` and `RuleId`, published in the
+  /// **destination** bucket's region (`region`), one-minute maxima over [`LAG_LOOKBACK`],
+  /// classified by [`ReplicaLag::from_datapoints`]: a rule without metrics, or whose source
+  /// stopped publishing (its region failed), is `Unknown`, never zero. Read-only.
+  async fn get_replication_latency(
+    &self,
+    region: &str,
+    rule: &S3ReplicationRule,
+  ) -> CloudResult<ReplicaLag>;
 }
 
 /// HTTP: probes (read-only `GET`s) and notifications (`POST`s, which are side effects).

@@ -133,7 +133,7 @@ impl Instance {
 /// A lag metric's datapoints over the last [`LAG_LOOKBACK`] as the world publishes them, and
 /// the modelled now they are read at (see [`Instance::lag_datapoints`]). `lag: None`: nothing is
 /// published.
-fn modelled_datapoints(
+pub(super) fn modelled_datapoints(
   model: &Model,
   now: DateTime<Utc>,
   lag: Option<Duration>,
