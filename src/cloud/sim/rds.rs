@@ -260,7 +260,7 @@ impl RdsState {
           },
           phase: Phase::Steady,
           created: None,
-          tags: BTreeMap::new(),
+          tags: instance.tags.clone(),
         };
         (key, value)
       })
@@ -813,6 +813,7 @@ impl RdsState {
           port: view.port,
           replica_of: view.replica_of,
           replica_lag,
+          tags: instance.tags.clone(),
         })
       })
       .collect()

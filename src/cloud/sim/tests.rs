@@ -1208,6 +1208,49 @@ async fn world_now_continues_where_the_world_stands() {
   assert!(next.operation_log().is_empty(), "the log stays behind");
 }
 
+/// A world exported mid-run keeps its instances' tags: the `drctl:retired` mark a failover put
+/// on the old writer used to be lost, so a failback on that world took it for a writer again.
+#[tokio::test(start_paused = true)]
+async fn world_now_keeps_instance_tags() {
+  let tmp = TempDir::new().unwrap();
+  let sim = open(&tmp.path().join("first"));
+  let cloud = sim.cloud();
+  let tags = BTreeMap::from([("drctl:retired".to_string(), "run-1".to_string())]);
+  cloud
+    .rds
+    .add_instance_tags("us-east-1", "app-db", &tags)
+    .await
+    .unwrap();
+  let world = sim.world_now().unwrap();
+  let path = tmp.path().join("after.yaml");
+  std::fs::write(&path, serde_json::to_string(&world).unwrap()).unwrap();
+  let next = Sim::open(&SimOptions {
+    world: Some(path),
+    time_scale: None,
+    dir: tmp.path().join("next"),
+  })
+  .unwrap();
+  assert_eq!(
+    next
+      .cloud()
+      .rds
+      .list_instance_tags("us-east-1", "app-db")
+      .await
+      .unwrap(),
+    Some(tags)
+  );
+  assert_eq!(
+    next
+      .cloud()
+      .rds
+      .list_instance_tags("us-west-2", "app-db-replica")
+      .await
+      .unwrap(),
+    Some(BTreeMap::new()),
+    "an untagged instance stays untagged"
+  );
+}
+
 /// The built-in world with `outages` replaced (at scale 40, paused tokio time).
 fn open_outage(dir: &Path, outages: &str) -> Arc<Sim> {
   let world = BUILTIN_WORLD.replace("outages: []", &format!("outages: {outages}"));

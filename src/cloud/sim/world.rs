@@ -306,6 +306,9 @@ pub struct InstanceSpec {
   pub replica_of: Option<String>,
   #[serde(default)]
   pub replica_lag: Option<ModelDuration>,
+  /// The instance's tags (drctl marks a retired writer with `drctl:retired`).
+  #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+  pub tags: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
