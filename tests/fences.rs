@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use drctl::cloud::sim::BUILTIN_WORLD;
 
-use crate::support::{count, Test};
+use crate::support::{count, signal, Test};
 
 /// The built-in world with `us-east-1` really down until `until` (modelled): its health check
 /// not inverted (Route 53 sees the outage itself), its endpoints and control plane gone.
@@ -269,4 +269,94 @@ fn pending_fences_are_shared_through_an_s3_state() {
     .status(0)
     .stdout();
   assert_eq!(after, "no pending fences\n");
+}
+
+/// Only a fresh start of a failback checked for pending fences: a failback killed early and
+/// resumed after a new failover left a fence pending went on, back into a region whose old
+/// writer may still take writes. The resume refuses (exit 4, naming the fence), changes
+/// nothing, and the run stays resumable.
+#[test]
+fn a_resumed_failback_refuses_while_a_fence_that_became_pending_meanwhile_is() {
+  let test = Test::new().file("world.yaml", &outage_world("4h"));
+  test
+    .run_args([
+      "failover",
+      "us-west-2",
+      "--sim",
+      "--yes",
+      "--time-scale",
+      "600",
+    ])
+    .status(0);
+  let failover = test.run_ids().pop().unwrap();
+  let world = test.world_after(&failover);
+  let before = test.run_ids();
+  // At 40× the home service takes three seconds to scale (two modelled minutes): the failback
+  // is killed at its first effect, long before it does anything else.
+  let mut child = test.spawn([
+    "run",
+    "failback",
+    "--sim",
+    world.to_str().unwrap(),
+    "--yes",
+    "--time-scale",
+    "40",
+  ]);
+  test.wait_for(
+    Duration::from_secs(60),
+    "the failback's first intent",
+    || {
+      test
+        .run_ids()
+        .iter()
+        .filter(|id| !before.contains(id))
+        .any(|id| {
+          test.journal(id).lines().any(|line| {
+            line.contains(r#""event":"step_intent""#) && line.contains(r#""step":"scale-home""#)
+          })
+        })
+    },
+  );
+  signal(&child, "KILL");
+  let _ = child.wait();
+  let failback = test.new_run(&before);
+  test.run_args(["unlock", "failback"]).status(0);
+
+  // Meanwhile another failover, with its source region down, leaves its fences pending.
+  let before = test.run_ids();
+  test
+    .run_args([
+      "failover",
+      "us-west-2",
+      "--sim",
+      "world.yaml",
+      "--yes",
+      "--time-scale",
+      "2000",
+      "--accept-data-loss",
+    ])
+    .status(3);
+  let second = test.new_run(&before);
+  let journal_before = test.journal(&failback);
+
+  let refused = test.run_args(["resume", &failback, "--yes"]).status(4);
+  let stderr = refused.stderr();
+  assert!(
+    stderr.contains("failback refuses to resume while a region fence is pending"),
+    "{stderr}"
+  );
+  assert!(
+    stderr.contains(&format!("{second}/fence-source-db")),
+    "{stderr}"
+  );
+  assert!(
+    stderr.contains(&format!("run {failback} stays resumable")),
+    "{stderr}"
+  );
+  assert_eq!(
+    test.journal(&failback),
+    journal_before,
+    "the resume wrote nothing"
+  );
+  assert!(!test.journal(&failback).contains("run_finished"));
 }

@@ -597,7 +597,8 @@ pub(super) async fn execute(
 ) -> Result<engine::RunOutcome, Error> {
   let incident_start = args.incident_start.as_deref().map(parse_time).transpose()?;
   if plan.runbook.refuse_pending_fences {
-    super::fences::refuse_while_pending(ctx, &plan.runbook.name).await?;
+    super::fences::refuse_while_pending(ctx, &plan.runbook.name, super::fences::RunEntry::Start)
+      .await?;
   }
   warn_missing_secrets(&plan);
   let run_id = ctx.store.new_run_id();
@@ -752,6 +753,12 @@ async fn resume(
   let plan = engine::bind_resumed(loaded, &params, again)
     .map_err(|errors| Error::Usage(format!("run {run_id}: {}", errors.join("\n"))))?;
   warn_missing_secrets(&plan);
+  // Checked on every resume, not only at the start: a fence that became pending while the run
+  // was stopped (a failover ran meanwhile) means the old primary may take writes again.
+  if plan.runbook.refuse_pending_fences {
+    let entry = super::fences::RunEntry::Resume(&run_id);
+    super::fences::refuse_while_pending(ctx, &plan.runbook.name, entry).await?;
+  }
   // The lock before the journal is opened for writing: a live holder (the run itself, or
   // another resume of it) is never joined (exit 4, naming it).
   let lock = ctx

@@ -146,9 +146,22 @@ pub(super) fn describe(fence: &PendingFence) -> String {
   )
 }
 
+/// Whether a run is starting or being resumed, for [`refuse_while_pending`].
+#[derive(Debug, Clone, Copy)]
+pub(super) enum RunEntry<'a> {
+  Start,
+  /// A resume of this run id: a fence that became pending while it was stopped (a failover
+  /// ran meanwhile) holds it back as it would hold back a start.
+  Resume(&'a str),
+}
+
 /// Refuse a run of a runbook that refuses pending fences while any is pending, after one try
 /// at applying them. Exit 4, naming each.
-pub(super) async fn refuse_while_pending(ctx: &Context, runbook: &str) -> Result<(), Error> {
+pub(super) async fn refuse_while_pending(
+  ctx: &Context,
+  runbook: &str,
+  entry: RunEntry<'_>,
+) -> Result<(), Error> {
   let attempt = apply_pending(ctx, None, &format!("run of {runbook}")).await?;
   for applied in &attempt.applied {
     eprintln!("applied pending fence {}: {}", applied.id, applied.summary);
@@ -161,9 +174,16 @@ pub(super) async fn refuse_while_pending(ctx: &Context, runbook: &str) -> Result
     .iter()
     .map(|(fence, why)| format!("  {}: {why}", describe(fence)))
     .collect();
+  let (verb, after) = match entry {
+    RunEntry::Start => ("start", String::new()),
+    RunEntry::Resume(run_id) => (
+      "resume",
+      format!("; run {run_id} stays resumable and has changed nothing more"),
+    ),
+  };
   Err(Error::FencesPending(format!(
-    "{runbook} refuses to start while a region fence is pending: the old primary may still \
-     take writes. Pending:\n{}\napply them once the region answers (`drctl fence apply`)",
+    "{runbook} refuses to {verb} while a region fence is pending: the old primary may still \
+     take writes. Pending:\n{}\napply them once the region answers (`drctl fence apply`){after}",
     list.join("\n")
   )))
 }
