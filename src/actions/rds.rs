@@ -782,21 +782,70 @@ pub const CREATE_REPLICA: ActionDef = ActionDef {
         FieldKind::String,
         "Instance class of the replica (default: the source's)",
       ),
+      FieldSpec::optional(
+        "existing",
+        FieldKind::String,
+        "Use this instance (in region) instead of creating `instance` (empty: create): a replica \
+         of the source is used as it is; any other instance does not hold the source's data and \
+         is refused unless --accept-data-loss, which takes it as it is",
+      ),
     ],
     mutating_operations: &["CreateDBInstanceReadReplica"],
-    outputs: &["instance", "source", "endpoint"],
+    outputs: &["instance", "source", "endpoint", "replicates"],
   },
   behaviour: Behaviour::Effect(&CreateReplica),
 };
 
 struct CreateReplica;
 
+/// `rds.create_replica`'s `existing`, when set (an empty value is unset).
+fn existing(args: &Args) -> Option<&str> {
+  args.opt_str("existing").filter(|id| !id.is_empty())
+}
+
+/// The instance the step is about: `existing` when set, else the replica it creates.
+fn replica_id(args: &Args) -> ActionResult<&str> {
+  existing(args).map_or_else(|| args.str("instance"), Ok)
+}
+
+/// An `existing` instance that does not replicate the source: refused, naming it and what
+/// `--accept-data-loss` would do; with it, taken as it is (`Ok(())`).
+fn guard_existing(ctx: &Ctx<'_>, instance: &DbInstance, source: &SourceRef) -> ActionResult<()> {
+  if ctx.accept_data_loss {
+    return Ok(());
+  }
+  Err(ActionError::failed(format!(
+    "`{}` in {} is not a read replica of {source} ({}): it does not hold the writes made on \
+     {source}; refusing. With --accept-data-loss it is taken as it is, without those writes \
+     (the RPO achieved is then unknown), and the writer {source} is kept, neither deleted nor \
+     recreated, so that they can be recovered from it",
+    instance.id,
+    instance.region,
+    describe_instance(instance)
+  )))
+}
+
 #[async_trait::async_trait]
 impl Effect for CreateReplica {
   async fn observe(&self, ctx: &Ctx<'_>, args: &Args) -> ActionResult<Observation> {
     let region = args.str("region")?;
-    let id = args.str("instance")?;
+    let id = replica_id(args)?;
     let source = SourceRef::from_args(args, region)?;
+    if existing(args).is_some() {
+      let instance = describe(ctx, region, id).await?;
+      let current = describe_instance(&instance);
+      if !replicates(&instance, &source) {
+        guard_existing(ctx, &instance, &source)?;
+        return Ok(Observation::new(
+          Observed::Done,
+          current,
+          format!(
+            "none: `{id}` is used as it is, without the writes made on {source} (accepted: \
+             --accept-data-loss)"
+          ),
+        ));
+      }
+    }
     let change = format!("create `{id}` in {region}, a read replica of {source}");
     let Some(instance) = ctx.cloud.rds.describe_instance(region, id).await? else {
       let source_instance = describe(ctx, &source.region, &source.id).await?;
@@ -834,7 +883,7 @@ impl Effect for CreateReplica {
     let source = SourceRef::from_args(args, region)?;
     let request = crate::cloud::ReplicaRequest {
       region: region.to_string(),
-      instance_id: args.str("instance")?.to_string(),
+      instance_id: replica_id(args)?.to_string(),
       source_region: source.region,
       source_id: source.id,
       instance_class: args.opt_str("instance_class").map(str::to_string),
@@ -854,8 +903,24 @@ impl Effect for CreateReplica {
     _token: Option<&str>,
   ) -> ActionResult<Outcome> {
     let region = args.str("region")?;
-    let id = args.str("instance")?;
+    let id = replica_id(args)?;
     let source = SourceRef::from_args(args, region)?;
+    if existing(args).is_some() {
+      let instance = describe(ctx, region, id).await?;
+      if !replicates(&instance, &source) {
+        guard_existing(ctx, &instance, &source)?;
+        return Ok(
+          Outcome::new(format!(
+            "`{id}` is used as it is: not a read replica of {source}, so without the writes \
+             made there (accepted: --accept-data-loss)"
+          ))
+          .output("instance", id)
+          .output("source", instance.replica_of.unwrap_or_default())
+          .output("endpoint", instance.endpoint.unwrap_or_default())
+          .output("replicates", false),
+        );
+      }
+    }
     let instance = poll_until(ctx, || async {
       let instance = describe(ctx, region, id).await?;
       if !replicates(&instance, &source) {
@@ -875,7 +940,8 @@ impl Effect for CreateReplica {
       Outcome::new(format!("`{id}` is an available read replica of {source}"))
         .output("instance", id)
         .output("source", instance.replica_of.unwrap_or_default())
-        .output("endpoint", instance.endpoint.unwrap_or_default()),
+        .output("endpoint", instance.endpoint.unwrap_or_default())
+        .output("replicates", true),
     )
   }
 }
@@ -927,15 +993,19 @@ async fn source_guard(ctx: &Ctx<'_>, args: &Args) -> ActionResult<Option<Outcome
   }
   let current = describe_instance(&instance);
   if ctx.accept_data_loss {
-    return Ok(Some(
-      Outcome::new(format!(
-        "{current}: not a read replica of {source}, so without the writes made there \
-         (accepted: --accept-data-loss)"
-      ))
-      .output("status", &instance.status)
-      .output("source", instance.replica_of.unwrap_or_default())
-      .output("lag_seconds", ""),
-    ));
+    let mut outcome = Outcome::new(format!(
+      "{current}: not a read replica of {source}, so without the writes made there \
+       (accepted: --accept-data-loss)"
+    ))
+    .output("status", &instance.status)
+    .output("source", instance.replica_of.unwrap_or_default())
+    .output("lag_seconds", "");
+    // What it lacks cannot be measured: the RPO achieved is unknown, never met.
+    outcome.data_loss = Some(DataLoss::Unknown(format!(
+      "`{}` does not replicate {source}: the writes made there are not on it",
+      instance.id
+    )));
+    return Ok(Some(outcome));
   }
   Err(ActionError::failed(format!(
     "`{}` is not a read replica of {source} ({current}): it does not hold the writes made on \
