@@ -943,6 +943,7 @@ async fn status(ctx: &Context, run_id: Option<&str>) -> Result<i32, Error> {
     .is_some_and(|holder| holder.run_id == run_id && holder.staleness(Utc::now()).is_none());
   let (survivors, _) = left_behind(&run_id, &records);
   let pending_fences = super::fences::pending(ctx).await?;
+  let dropped_fences = crate::state::fences::dropped(&ctx.store);
   match ctx.output {
     Output::Json => out(&format!(
       "{}\n",
@@ -954,6 +955,10 @@ async fn status(ctx: &Context, run_id: Option<&str>) -> Result<i32, Error> {
         "left_behind": survivors,
         "frozen": super::freeze::frozen_json(&frozen),
         "pending_fences": pending_fences,
+        "dropped_fences": dropped_fences
+          .iter()
+          .map(|(fence, record)| serde_json::json!({ "fence": fence, "dropped": record }))
+          .collect::<Vec<_>>(),
       }))
       .unwrap_or_default()
     )),
@@ -1003,6 +1008,18 @@ async fn status(ctx: &Context, run_id: Option<&str>) -> Result<i32, Error> {
         ));
         for fence in &pending_fences {
           text.push_str(&format!("  {}\n", super::fences::describe(fence)));
+        }
+      }
+      if !dropped_fences.is_empty() {
+        text.push_str(&format!(
+          "\nDropped fences ({}: never applied, no longer waited for)\n",
+          dropped_fences.len()
+        ));
+        for (fence, record) in &dropped_fences {
+          text.push_str(&format!(
+            "  {}\n",
+            super::fences::describe_dropped(fence, record)
+          ));
         }
       }
       out(&text);
