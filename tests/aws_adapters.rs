@@ -6,8 +6,8 @@ use std::{collections::BTreeMap, net::SocketAddr, time::Duration};
 use drctl::cloud::{
   aws::{self, StateStore, StoreError},
   http::ReqwestHttp,
-  Cloud, ErrorKind, FailoverRole, HealthCheckUpdate, Http, HttpRequest, LagUnknown, RecordChange,
-  RecordSet, Redirects, ReplicaLag, RestoreRequest, SnapshotKind, DEFAULT_MAX_BODY,
+  Cloud, ErrorKind, FailoverRole, GlobalFailover, HealthCheckUpdate, Http, HttpRequest, LagUnknown,
+  RecordChange, RecordSet, Redirects, ReplicaLag, RestoreRequest, SnapshotKind, DEFAULT_MAX_BODY,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -239,7 +239,7 @@ async fn rds_global_cluster_failover() {
 
   cloud
     .rds
-    .failover_global_cluster("app-global", &secondary)
+    .failover_global_cluster("app-global", &secondary, GlobalFailover::Switchover)
     .await
     .unwrap();
   let global = cloud
@@ -1034,5 +1034,35 @@ async fn s3_replication_latency_reads_the_rules_metric_and_is_unknown_without_on
       } if last.lag == Duration::from_secs(14)
     ),
     "{lag:?}"
+  );
+}
+
+/// `FailoverGlobalCluster` through the SDK sends `AllowDataLoss` only for a failover: without
+/// it AWS performs a switchover, which it refuses while the writer's region is down.
+#[tokio::test]
+async fn global_failover_sends_allow_data_loss_only_for_a_failover() {
+  let moto = Moto::start();
+  let cloud = cloud(&moto).await;
+  let secondary = "arn:aws:rds:us-west-2:123456789012:cluster:app-aurora-usw2";
+  let primary = "arn:aws:rds:us-east-1:123456789012:cluster:app-aurora-use1";
+  cloud
+    .rds
+    .failover_global_cluster("app-global", secondary, GlobalFailover::AllowDataLoss)
+    .await
+    .unwrap();
+  cloud
+    .rds
+    .failover_global_cluster("app-global", primary, GlobalFailover::Switchover)
+    .await
+    .unwrap();
+  let (status, body) = moto.request("GET", "/drctl-sandbox/global-failovers", "");
+  assert_eq!(status, 200, "{body}");
+  let requests: serde_json::Value = serde_json::from_str(&body).unwrap();
+  assert_eq!(
+    requests,
+    serde_json::json!([
+      { "global": "app-global", "target": secondary, "allow_data_loss": true },
+      { "global": "app-global", "target": primary, "allow_data_loss": false },
+    ])
   );
 }

@@ -9,7 +9,7 @@ use super::{
   Observation, Observed, Outcome, Poll,
 };
 use crate::{
-  cloud::{DbInstance, ReplicaLag, RestoreRequest, SnapshotKind},
+  cloud::{DbInstance, GlobalFailover, ReplicaLag, RestoreRequest, SnapshotKind},
   runbook::{ActionSpec, FieldKind, FieldSpec},
   state::DataLoss,
 };
@@ -564,7 +564,8 @@ pub const FAILOVER_GLOBAL_CLUSTER: ActionDef = ActionDef {
     doc:
       "Fail an Aurora global database over to a secondary cluster and wait until it is the writer. \
           Refuses when the secondary's AuroraGlobalDBRPOLag is beyond max_lag (default: the \
-          runbook's RPO) or unknown.",
+          runbook's RPO) or unknown. A switchover while that lag is measured; a failover allowing \
+          data loss (AllowDataLoss) when it is unknown, only with --accept-data-loss.",
     fields: &[
       FieldSpec::required(
         "global_cluster",
@@ -636,10 +637,12 @@ impl Effect for FailoverGlobalCluster {
   }
 
   async fn apply(&self, ctx: &Ctx<'_>, args: &Args) -> ActionResult<Option<String>> {
+    let target = args.str("target_cluster_arn")?;
+    let mode = global_failover_mode(ctx, target).await?;
     ctx
       .cloud
       .rds
-      .failover_global_cluster(args.str("global_cluster")?, args.str("target_cluster_arn")?)
+      .failover_global_cluster(args.str("global_cluster")?, target, mode)
       .await?;
     Ok(None)
   }
@@ -669,6 +672,26 @@ impl Effect for FailoverGlobalCluster {
     })
     .await?;
     Ok(Outcome::new(format!("{target} is the writer of `{id}`")).output("writer", target))
+  }
+}
+
+/// How to make `target` the writer, from its RPO lag read right before the call: a switchover
+/// while the lag is measured (the writer replicates to it, so its region answers: nothing need be
+/// lost, and AWS performs a switchover only then); a failover allowing data loss when the lag is
+/// unknown (replication stopped: the writer's region is down, and a switchover would be refused),
+/// which only `--accept-data-loss` allows.
+async fn global_failover_mode(ctx: &Ctx<'_>, target: &str) -> ActionResult<GlobalFailover> {
+  let region = crate::cloud::arn_region(target).unwrap_or_default();
+  let secondary = crate::cloud::arn_resource_name(target);
+  let lag = ctx.cloud.rds.get_global_rpo_lag(region, secondary).await?;
+  match lag {
+    ReplicaLag::Measured(_) => Ok(GlobalFailover::Switchover),
+    ReplicaLag::Unknown { .. } if ctx.accept_data_loss => Ok(GlobalFailover::AllowDataLoss),
+    ReplicaLag::Unknown { .. } => Err(ActionError::failed(format!(
+      "the RPO lag of `{secondary}` is {lag}: its writer's region looks down, so only a failover \
+       that allows data loss (AllowDataLoss) can make it the writer; refusing (pass \
+       --accept-data-loss to fail over without proof of what is lost)"
+    ))),
   }
 }
 
@@ -1261,6 +1284,52 @@ mod tests {
     );
     let outcome = status.check(&ctx, &replica).await.unwrap();
     assert_eq!(outcome.outputs["lag_seconds"], "4");
+  }
+
+  /// With the writer's region down the secondary's RPO lag is unknown, and AWS refuses a
+  /// switchover: the action used to send one anyway (no `AllowDataLoss`), so a failover from a
+  /// dead region could never go through. It fails over with `AllowDataLoss`, and only with
+  /// `--accept-data-loss`.
+  #[tokio::test(start_paused = true)]
+  async fn a_global_failover_from_a_dead_region_allows_data_loss_only_when_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("world.yaml");
+    std::fs::write(
+      &file,
+      crate::cloud::sim::BUILTIN_WORLD.replace("outages: []", "outages: [us-east-1]"),
+    )
+    .unwrap();
+    let sim = Sim::open(&SimOptions {
+      world: Some(file),
+      time_scale: Some(1.0),
+      dir: dir.path().join("sim"),
+    })
+    .unwrap();
+    sim.follow_tokio_time();
+    let cloud = sim.cloud();
+    let (_cancel, cancel) = tokio::sync::watch::channel(false);
+    let progress = |_: &str| {};
+    let failover = effect(&FAILOVER_GLOBAL_CLUSTER);
+    let target = "arn:aws:rds:us-west-2:123456789012:cluster:app-aurora-usw2";
+    let step = args(
+      serde_json::json!({"global_cluster": "app-global", "target_cluster_arn": target}),
+      &FAILOVER_GLOBAL_CLUSTER,
+    );
+    tokio::time::advance(Duration::from_secs(5 * MIN)).await;
+    let ctx = Ctx::new(&cloud, "run-1", "failover-db", &progress, cancel.clone());
+    let err = failover.apply(&ctx, &step).await.unwrap_err();
+    assert!(err.message.contains("AllowDataLoss"), "{err}");
+    assert!(err.message.contains("--accept-data-loss"), "{err}");
+    assert!(sim.operation_log().is_empty(), "{:?}", sim.operation_log());
+    let accepting = Ctx {
+      accept_data_loss: true,
+      ..Ctx::new(&cloud, "run-1", "failover-db", &progress, cancel)
+    };
+    failover.apply(&accepting, &step).await.unwrap();
+    let log = sim.operation_log();
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert_eq!(log[0].detail["allow_data_loss"], true);
+    failover.verify(&accepting, &step, None).await.unwrap();
   }
 
   #[tokio::test(start_paused = true)]

@@ -336,7 +336,12 @@ impl Rds for Unavailable {
   async fn delete_instance(&self, _: &str, _: &str) -> CloudResult<()> {
     unavailable("rds", "DeleteDBInstance")
   }
-  async fn failover_global_cluster(&self, _: &str, _: &str) -> CloudResult<()> {
+  async fn failover_global_cluster(
+    &self,
+    _: &str,
+    _: &str,
+    _: crate::cloud::GlobalFailover,
+  ) -> CloudResult<()> {
     unavailable("rds", "FailoverGlobalCluster")
   }
   async fn get_global_rpo_lag(&self, _: &str, _: &str) -> CloudResult<crate::cloud::ReplicaLag> {

@@ -244,6 +244,18 @@ pub struct GlobalClusterMember {
   pub is_writer: bool,
 }
 
+/// How `FailoverGlobalCluster` changes the writer. Without `AllowDataLoss` the call is a
+/// *switchover*, which AWS only performs while every member, the current writer's region
+/// included, is healthy: it loses nothing. A *failover* (`AllowDataLoss=true`) is the answer to a
+/// regional outage: it promotes the target without waiting for the writer, and loses what had
+/// not replicated to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GlobalFailover {
+  Switchover,
+  AllowDataLoss,
+}
+
 /// An ECS service deployment (`PRIMARY` or `ACTIVE`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EcsDeployment {
@@ -497,8 +509,14 @@ pub trait Rds: Send + Sync {
   async fn restore_from_snapshot(&self, request: &RestoreRequest) -> CloudResult<()>;
   /// `DeleteDBInstance` (skipping the final snapshot). Mutating; `DBInstanceNotFound` once gone.
   async fn delete_instance(&self, region: &str, id: &str) -> CloudResult<()>;
-  /// `FailoverGlobalCluster` to the member cluster `target_cluster_arn`. Mutating.
-  async fn failover_global_cluster(&self, id: &str, target_cluster_arn: &str) -> CloudResult<()>;
+  /// `FailoverGlobalCluster` to the member cluster `target_cluster_arn`, as a switchover or, with
+  /// [`GlobalFailover::AllowDataLoss`], as a failover (see there). Mutating.
+  async fn failover_global_cluster(
+    &self,
+    id: &str,
+    target_cluster_arn: &str,
+    mode: GlobalFailover,
+  ) -> CloudResult<()>;
   /// An Aurora global database secondary's RPO lag: CloudWatch `AWS/RDS`
   /// `AuroraGlobalDBRPOLag` (milliseconds) of the secondary cluster (`DBClusterIdentifier`),
   /// in its own region, classified like [`Rds::replica_lag`]. Read-only.

@@ -12,8 +12,8 @@ use super::{
   to_chrono,
 };
 use crate::cloud::{
-  CloudResult, DbInstance, DbSnapshot, ErrorKind, GlobalCluster, GlobalClusterMember, LagDatapoint,
-  Rds, ReplicaLag, RestoreRequest, SnapshotKind,
+  CloudResult, DbInstance, DbSnapshot, ErrorKind, GlobalCluster, GlobalClusterMember,
+  GlobalFailover, LagDatapoint, Rds, ReplicaLag, RestoreRequest, SnapshotKind,
 };
 
 const SERVICE: &str = "rds";
@@ -247,7 +247,12 @@ impl Rds for AwsRds {
     Ok(())
   }
 
-  async fn failover_global_cluster(&self, id: &str, target_cluster_arn: &str) -> CloudResult<()> {
+  async fn failover_global_cluster(
+    &self,
+    id: &str,
+    target_cluster_arn: &str,
+    mode: GlobalFailover,
+  ) -> CloudResult<()> {
     // Fail over from the target's region: the old writer's region may be the one that is down.
     let region = crate::cloud::arn_region(target_cluster_arn)
       .map(str::to_owned)
@@ -258,6 +263,9 @@ impl Rds for AwsRds {
       .failover_global_cluster()
       .global_cluster_identifier(id)
       .target_db_cluster_identifier(target_cluster_arn)
+      // Only for a failover: AWS refuses `AllowDataLoss` together with `Switchover`, and a
+      // request with neither is a switchover.
+      .set_allow_data_loss((mode == GlobalFailover::AllowDataLoss).then_some(true))
       .send()
       .await
       .map_err(|error| cloud_error(SERVICE, "FailoverGlobalCluster", error))?;
