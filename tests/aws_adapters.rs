@@ -6,8 +6,8 @@ use std::{collections::BTreeMap, net::SocketAddr, time::Duration};
 use drctl::cloud::{
   aws::{self, StateStore, StoreError},
   http::ReqwestHttp,
-  Cloud, ErrorKind, FailoverRole, HealthCheckUpdate, Http, HttpRequest, LagUnknown, RecordChange,
-  RecordSet, Redirects, ReplicaLag, RestoreRequest, SnapshotKind, DEFAULT_MAX_BODY,
+  Cloud, ErrorKind, FailoverRole, GlobalFailover, HealthCheckUpdate, Http, HttpRequest, LagUnknown,
+  RecordChange, RecordSet, Redirects, ReplicaLag, RestoreRequest, SnapshotKind, DEFAULT_MAX_BODY,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -239,7 +239,7 @@ async fn rds_global_cluster_failover() {
 
   cloud
     .rds
-    .failover_global_cluster("app-global", &secondary)
+    .failover_global_cluster("app-global", &secondary, GlobalFailover::Switchover)
     .await
     .unwrap();
   let global = cloud
@@ -975,4 +975,94 @@ async fn rds_retire_instance_tags_the_writer_once_and_it_is_refused_as_a_writer(
   .unwrap();
   let err = check.check(&ctx, &standalone).await.unwrap_err();
   assert!(err.message.contains("was retired as a writer"), "{err}");
+}
+
+/// S3 replication's lag through the SDK: CloudWatch `AWS/S3` `ReplicationLatency` in the
+/// destination's region, named by `SourceBucket`, `DestinationBucket` and `RuleId`. The seeded
+/// rule reads its 30 s; a rule without metrics, or whose datapoints stopped (its source region
+/// failed), is unknown, never zero.
+#[tokio::test]
+async fn s3_replication_latency_reads_the_rules_metric_and_is_unknown_without_one() {
+  let moto = Moto::start();
+  let cloud = cloud(&moto).await;
+  let rule = |source: &str, rule_id: &str| drctl::cloud::S3ReplicationRule {
+    source_bucket: source.into(),
+    destination_bucket: "app-backups-usw2".into(),
+    rule_id: rule_id.into(),
+  };
+  let lag = cloud
+    .s3
+    .get_replication_latency(WEST, &rule("app-backups-use1", "backups"))
+    .await
+    .unwrap();
+  assert_eq!(lag.measured(), Some(Duration::from_secs(30)), "{lag:?}");
+  assert_eq!(
+    cloud
+      .s3
+      .get_replication_latency(WEST, &rule("app-backups-use1", "no-metrics"))
+      .await
+      .unwrap(),
+    ReplicaLag::Unknown {
+      reason: LagUnknown::NoDatapoint,
+      last: None
+    }
+  );
+  let spec = serde_json::json!({
+    "region": WEST,
+    "namespace": "AWS/S3",
+    "metric": "ReplicationLatency",
+    "dimensions": {
+      "SourceBucket": "stopped-source",
+      "DestinationBucket": "app-backups-usw2",
+      "RuleId": "backups",
+    },
+    "points": [[420.0, 12.0], [360.0, 15.0], [300.0, 14.0]],
+  });
+  let (status, body) = moto.request("POST", "/drctl-sandbox/metrics", &spec.to_string());
+  assert_eq!(status, 200, "{body}");
+  let lag = cloud
+    .s3
+    .get_replication_latency(WEST, &rule("stopped-source", "backups"))
+    .await
+    .unwrap();
+  assert!(
+    matches!(
+      lag,
+      ReplicaLag::Unknown {
+        reason: LagUnknown::Stale { .. },
+        last: Some(last),
+      } if last.lag == Duration::from_secs(14)
+    ),
+    "{lag:?}"
+  );
+}
+
+/// `FailoverGlobalCluster` through the SDK sends `AllowDataLoss` only for a failover: without
+/// it AWS performs a switchover, which it refuses while the writer's region is down.
+#[tokio::test]
+async fn global_failover_sends_allow_data_loss_only_for_a_failover() {
+  let moto = Moto::start();
+  let cloud = cloud(&moto).await;
+  let secondary = "arn:aws:rds:us-west-2:123456789012:cluster:app-aurora-usw2";
+  let primary = "arn:aws:rds:us-east-1:123456789012:cluster:app-aurora-use1";
+  cloud
+    .rds
+    .failover_global_cluster("app-global", secondary, GlobalFailover::AllowDataLoss)
+    .await
+    .unwrap();
+  cloud
+    .rds
+    .failover_global_cluster("app-global", primary, GlobalFailover::Switchover)
+    .await
+    .unwrap();
+  let (status, body) = moto.request("GET", "/drctl-sandbox/global-failovers", "");
+  assert_eq!(status, 200, "{body}");
+  let requests: serde_json::Value = serde_json::from_str(&body).unwrap();
+  assert_eq!(
+    requests,
+    serde_json::json!([
+      { "global": "app-global", "target": secondary, "allow_data_loss": true },
+      { "global": "app-global", "target": primary, "allow_data_loss": false },
+    ])
+  );
 }

@@ -458,3 +458,125 @@ fn force_flips_dns_to_an_unhealthy_target() {
     "journalled so a resume keeps it"
   );
 }
+
+/// Failback onto an existing home database (`-p home_db=ID`) that does not hold the standby
+/// writer's data: the shipped failback could never reach its `--accept-data-loss` path (the home
+/// writer was always a new replica). The old writer is refused, named, with what the flag would
+/// do; with the flag it is taken as it is, the RPO is unknown (exit 3), nothing is created or
+/// promoted, and the standby writer, the only copy of the failover's writes, is kept.
+#[test]
+fn failback_onto_the_old_writer_is_refused_unless_data_loss_is_accepted() {
+  let test = Test::new();
+  test
+    .run_args([
+      "failover",
+      "us-west-2",
+      "--sim",
+      "--yes",
+      "--time-scale",
+      "600",
+    ])
+    .status(0);
+  let failover = test.run_ids().pop().unwrap();
+  let world = test.world_after(&failover);
+  let world = world.to_str().unwrap();
+  let failback = |accept: bool| {
+    let mut args = vec![
+      "run",
+      "failback",
+      "--sim",
+      world,
+      "--yes",
+      "--time-scale",
+      "600",
+      "-p",
+      "home_db=app-db",
+    ];
+    if accept {
+      args.push("--accept-data-loss");
+    }
+    args
+  };
+
+  let before = test.run_ids();
+  let refused = test.run_args(failback(false)).status(1);
+  let output = format!("{}{}", refused.stdout(), refused.stderr());
+  assert!(
+    output.contains("`app-db` in us-east-1 is not a read replica of `app-db-replica` in us-west-2"),
+    "{output}"
+  );
+  assert!(
+    output.contains("With --accept-data-loss it is taken as it is"),
+    "{output}"
+  );
+  let run = test.new_run(&before);
+  let operations = test.operations(&run);
+  for operation in [
+    "CreateDBInstanceReadReplica",
+    "PromoteReadReplica",
+    "ChangeResourceRecordSets",
+    "DeleteDBInstance",
+  ] {
+    assert_eq!(
+      count(&operations, operation),
+      0,
+      "{operation} in {operations:?}"
+    );
+  }
+
+  let before = test.run_ids();
+  let accepted = test
+    .run_args(failback(true))
+    // The home database lacks what the standby writer took: the RPO is unknown, not met.
+    .status(3);
+  assert!(
+    accepted.stdout().contains("result: breached"),
+    "{}",
+    accepted.stdout()
+  );
+  let run = test.new_run(&before);
+  let operations = test.operations(&run);
+  for (operation, times) in [
+    ("CreateDBInstanceReadReplica", 0),
+    ("PromoteReadReplica", 0),
+    ("DeleteDBInstance", 0),
+    ("ChangeResourceRecordSets", 1),
+  ] {
+    assert_eq!(
+      count(&operations, operation),
+      times,
+      "{operation} in {operations:?}"
+    );
+  }
+  let status = test.status_json(&run);
+  let steps = status["timeline"]["steps"].as_array().unwrap();
+  let outcome = |id: &str| {
+    steps
+      .iter()
+      .find(|step| step["id"] == id)
+      .map(|step| step["outcome"].clone())
+      .unwrap_or_default()
+  };
+  assert_eq!(outcome("promote-home"), "succeeded");
+  assert_eq!(outcome("flip-dns-home"), "succeeded");
+  assert_eq!(outcome("retire-standby-writer"), "skipped");
+  assert_eq!(outcome("recreate-standby-replica"), "skipped");
+  let text = serde_json::to_string(&status).unwrap();
+  assert!(
+    text.contains("`app-db` does not replicate `app-db-replica` in us-west-2"),
+    "{text}"
+  );
+  let after: serde_json::Value =
+    serde_json::from_str(&std::fs::read_to_string(test.world_after(&run)).unwrap()).unwrap();
+  let standby = after["rds"]["instances"]
+    .as_array()
+    .unwrap()
+    .iter()
+    .find(|instance| instance["region"] == "us-west-2" && instance["id"] == "app-db-replica")
+    .cloned()
+    .unwrap();
+  assert!(
+    standby["replica_of"].is_null(),
+    "the standby writer is kept as it is: {standby}"
+  );
+}

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use drctl::cloud::sim::BUILTIN_WORLD;
 
-use crate::support::{count, Test};
+use crate::support::{count, signal, Test};
 
 /// The built-in world with `us-east-1` really down until `until` (modelled): its health check
 /// not inverted (Route 53 sees the outage itself), its endpoints and control plane gone.
@@ -269,4 +269,186 @@ fn pending_fences_are_shared_through_an_s3_state() {
     .status(0)
     .stdout();
   assert_eq!(after, "no pending fences\n");
+}
+
+/// Only a fresh start of a failback checked for pending fences: a failback killed early and
+/// resumed after a new failover left a fence pending went on, back into a region whose old
+/// writer may still take writes. The resume refuses (exit 4, naming the fence), changes
+/// nothing, and the run stays resumable.
+#[test]
+fn a_resumed_failback_refuses_while_a_fence_that_became_pending_meanwhile_is() {
+  let test = Test::new().file("world.yaml", &outage_world("4h"));
+  test
+    .run_args([
+      "failover",
+      "us-west-2",
+      "--sim",
+      "--yes",
+      "--time-scale",
+      "600",
+    ])
+    .status(0);
+  let failover = test.run_ids().pop().unwrap();
+  let world = test.world_after(&failover);
+  let before = test.run_ids();
+  // At 40× the home service takes three seconds to scale (two modelled minutes): the failback
+  // is killed at its first effect, long before it does anything else.
+  let mut child = test.spawn([
+    "run",
+    "failback",
+    "--sim",
+    world.to_str().unwrap(),
+    "--yes",
+    "--time-scale",
+    "40",
+  ]);
+  test.wait_for(
+    Duration::from_secs(60),
+    "the failback's first intent",
+    || {
+      test
+        .run_ids()
+        .iter()
+        .filter(|id| !before.contains(id))
+        .any(|id| {
+          test.journal(id).lines().any(|line| {
+            line.contains(r#""event":"step_intent""#) && line.contains(r#""step":"scale-home""#)
+          })
+        })
+    },
+  );
+  signal(&child, "KILL");
+  let _ = child.wait();
+  let failback = test.new_run(&before);
+  test.run_args(["unlock", "failback"]).status(0);
+
+  // Meanwhile another failover, with its source region down, leaves its fences pending.
+  let before = test.run_ids();
+  test
+    .run_args([
+      "failover",
+      "us-west-2",
+      "--sim",
+      "world.yaml",
+      "--yes",
+      "--time-scale",
+      "2000",
+      "--accept-data-loss",
+    ])
+    .status(3);
+  let second = test.new_run(&before);
+  let journal_before = test.journal(&failback);
+
+  let refused = test.run_args(["resume", &failback, "--yes"]).status(4);
+  let stderr = refused.stderr();
+  assert!(
+    stderr.contains("failback refuses to resume while a region fence is pending"),
+    "{stderr}"
+  );
+  assert!(
+    stderr.contains(&format!("{second}/fence-source-db")),
+    "{stderr}"
+  );
+  assert!(
+    stderr.contains(&format!("run {failback} stays resumable")),
+    "{stderr}"
+  );
+  assert_eq!(
+    test.journal(&failback),
+    journal_before,
+    "the resume wrote nothing"
+  );
+  assert!(!test.journal(&failback).contains("run_finished"));
+}
+
+/// A fence that can never apply (its region decommissioned) could not be given up: it stayed
+/// pending and held every failback back for good. `drctl fence drop ID --reason TEXT` records
+/// who dropped it and why, applies nothing, and the fence is listed as dropped, not pending.
+#[test]
+fn a_dropped_fence_is_recorded_with_who_and_why_and_no_longer_pending() {
+  let test = Test::new().file("world.yaml", &outage_world("4h"));
+  test
+    .run_args([
+      "failover",
+      "us-west-2",
+      "--sim",
+      "world.yaml",
+      "--yes",
+      "--time-scale",
+      "2000",
+      "--accept-data-loss",
+    ])
+    .status(3);
+  let failover = test.run_ids().pop().unwrap();
+  let db = format!("{failover}/fence-source-db");
+  let service = format!("{failover}/fence-source-service");
+
+  let blank = test
+    .run_args(["fence", "drop", &db, "--reason", "  "])
+    .status(2);
+  assert!(
+    blank.stderr().contains("--reason must say why"),
+    "{}",
+    blank.stderr()
+  );
+  test.run_args(["fence", "drop", &db]).status(2);
+  let unknown = test
+    .run_args([
+      "fence",
+      "drop",
+      "20260101-000000-0000/x",
+      "--reason",
+      "gone",
+    ])
+    .status(2);
+  assert!(
+    unknown
+      .stderr()
+      .contains("no pending fence `20260101-000000-0000/x`"),
+    "{}",
+    unknown.stderr()
+  );
+
+  let reason = "us-east-1 decommissioned";
+  let dropped = test
+    .run_args(["fence", "drop", &db, "--reason", reason])
+    .status(0);
+  assert!(
+    dropped
+      .stdout()
+      .starts_with(&format!("dropped {db}: {reason} (by ")),
+    "{}",
+    dropped.stdout()
+  );
+  let list = test.run_args(["fence", "list"]).status(0).stdout();
+  let (pending, dropped) = list.split_once("dropped (never applied):\n").unwrap();
+  assert!(pending.starts_with(&service), "{list}");
+  assert!(!pending.contains(&db), "{list}");
+  assert!(dropped.contains(&db) && dropped.contains(reason), "{list}");
+  let status = test.status_json(&failover);
+  assert_eq!(status["pending_fences"].as_array().unwrap().len(), 1);
+  let record = &status["dropped_fences"][0]["dropped"];
+  assert_eq!(record["id"], db.as_str());
+  assert_eq!(record["dropped"], reason);
+  assert!(!record["by"].as_str().unwrap().is_empty(), "{record}");
+  let text = test.run_args(["status", &failover]).status(0).stdout();
+  assert!(text.contains("Dropped fences (1: never applied"), "{text}");
+  // Dropped, not applied: nothing was sent (the old writer was never tagged).
+  let operations = test.operations(&failover);
+  assert_eq!(count(&operations, "AddTagsToResource"), 0, "{operations:?}");
+  // A dropped fence cannot be dropped again (it is not pending).
+  test
+    .run_args(["fence", "drop", &db, "--reason", reason])
+    .status(2);
+
+  // With both dropped, nothing is pending: failback is no longer refused for fences.
+  test
+    .run_args(["fence", "drop", &service, "--reason", reason])
+    .status(0);
+  assert!(test
+    .run_args(["fence", "list"])
+    .stdout()
+    .starts_with("no pending fences\n"));
+  let failback = test.run_args(["run", "failback", "--sim", "--yes", "--time-scale", "600"]);
+  assert_ne!(failback.code(), 4, "{}", failback.stderr());
 }

@@ -606,3 +606,72 @@ async fn failback_after_a_failover_on_moto_brings_the_writer_home() {
   let (status, body) = moto.request("GET", "/drctl-sandbox/app/api.example.com/health", "");
   assert_eq!((status, body.as_str()), (200, "ok"));
 }
+
+/// On moto through the SDK: a failback onto the old writer (`-p home_db=app-db`) is refused,
+/// naming it; with `--accept-data-loss` it takes it as it is (RPO unknown: exit 3), creates
+/// no home replica and keeps the standby writer, which alone holds the failover's writes.
+#[tokio::test]
+async fn failback_onto_the_old_writer_on_moto_keeps_the_standby_writer() {
+  let moto = Moto::start();
+  let test = attached(&moto);
+  test
+    .run_args(["failover", "us-west-2", "--sandbox", "--yes"])
+    .status(0);
+  let refused = test
+    .run_args([
+      "run",
+      "failback",
+      "--sandbox",
+      "--yes",
+      "-p",
+      "home_db=app-db",
+    ])
+    .status(1);
+  let output = format!("{}{}", refused.stdout(), refused.stderr());
+  assert!(
+    output.contains("`app-db` in us-east-1 is not a read replica of"),
+    "{output}"
+  );
+  let before = test.run_ids();
+  test
+    .run_args([
+      "run",
+      "failback",
+      "--sandbox",
+      "--yes",
+      "-p",
+      "home_db=app-db",
+      "--accept-data-loss",
+    ])
+    .status(3);
+  let failback = test.new_run(&before);
+  let cloud = cloud(&moto).await;
+  assert_eq!(
+    cloud
+      .rds
+      .describe_instance(EAST, &format!("app-db-{failback}"))
+      .await
+      .unwrap(),
+    None,
+    "no home replica was created"
+  );
+  let home = cloud
+    .rds
+    .describe_instance(EAST, "app-db")
+    .await
+    .unwrap()
+    .unwrap();
+  assert!(home.is_standalone_available(), "{home:?}");
+  let standby = cloud
+    .rds
+    .describe_instance(WEST, "app-db-replica")
+    .await
+    .unwrap()
+    .unwrap();
+  assert!(
+    standby.is_standalone_available(),
+    "the standby writer is kept: {standby:?}"
+  );
+  let (status, body) = moto.request("GET", "/drctl-sandbox/app/api.example.com/health", "");
+  assert_eq!((status, body.as_str()), (200, "ok"));
+}

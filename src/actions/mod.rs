@@ -309,6 +309,7 @@ pub static ACTIONS: &[ActionDef] = &[
   s3::OBJECT_AGE,
   s3::VERIFY_OBJECT,
   s3::REPLICATION_STATUS,
+  s3::REPLICATION_LAG,
   http::CHECK,
   notify::SLACK,
   notify::PAGERDUTY,

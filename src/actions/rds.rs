@@ -9,7 +9,7 @@ use super::{
   Observation, Observed, Outcome, Poll,
 };
 use crate::{
-  cloud::{DbInstance, ReplicaLag, RestoreRequest, SnapshotKind},
+  cloud::{DbInstance, GlobalFailover, ReplicaLag, RestoreRequest, SnapshotKind},
   runbook::{ActionSpec, FieldKind, FieldSpec},
   state::DataLoss,
 };
@@ -55,7 +55,7 @@ fn lag_limit(ctx: &Ctx<'_>, args: &Args) -> Option<Duration> {
 
 /// The data loss a promotion at this lag incurs: the measured lag, or, when the lag is unknown,
 /// no bound, with the basis the report gives for it.
-fn data_loss(lag: &ReplicaLag) -> DataLoss {
+pub(super) fn data_loss(lag: &ReplicaLag) -> DataLoss {
   match lag {
     ReplicaLag::Measured(measurement) => DataLoss::Bounded(measurement.lag),
     ReplicaLag::Unknown { .. } => DataLoss::Unknown(lag.to_string()),
@@ -63,7 +63,7 @@ fn data_loss(lag: &ReplicaLag) -> DataLoss {
 }
 
 /// Why an unknown lag stops the step: the lag metric's words, and the way out.
-fn unknown_lag_error(id: &str, lag: &ReplicaLag, limit: Duration) -> ActionError {
+pub(super) fn unknown_lag_error(id: &str, lag: &ReplicaLag, limit: Duration) -> ActionError {
   ActionError::failed(format!(
     "the lag of replica `{id}` is {lag}: cannot prove it is within {}; refusing (pass \
      --accept-data-loss, or set `accept_data_loss: true` on the step, to go on without proof; \
@@ -564,7 +564,8 @@ pub const FAILOVER_GLOBAL_CLUSTER: ActionDef = ActionDef {
     doc:
       "Fail an Aurora global database over to a secondary cluster and wait until it is the writer. \
           Refuses when the secondary's AuroraGlobalDBRPOLag is beyond max_lag (default: the \
-          runbook's RPO) or unknown.",
+          runbook's RPO) or unknown. A switchover while that lag is measured; a failover allowing \
+          data loss (AllowDataLoss) when it is unknown, only with --accept-data-loss.",
     fields: &[
       FieldSpec::required(
         "global_cluster",
@@ -636,10 +637,12 @@ impl Effect for FailoverGlobalCluster {
   }
 
   async fn apply(&self, ctx: &Ctx<'_>, args: &Args) -> ActionResult<Option<String>> {
+    let target = args.str("target_cluster_arn")?;
+    let mode = global_failover_mode(ctx, target).await?;
     ctx
       .cloud
       .rds
-      .failover_global_cluster(args.str("global_cluster")?, args.str("target_cluster_arn")?)
+      .failover_global_cluster(args.str("global_cluster")?, target, mode)
       .await?;
     Ok(None)
   }
@@ -669,6 +672,26 @@ impl Effect for FailoverGlobalCluster {
     })
     .await?;
     Ok(Outcome::new(format!("{target} is the writer of `{id}`")).output("writer", target))
+  }
+}
+
+/// How to make `target` the writer, from its RPO lag read right before the call: a switchover
+/// while the lag is measured (the writer replicates to it, so its region answers: nothing need be
+/// lost, and AWS performs a switchover only then); a failover allowing data loss when the lag is
+/// unknown (replication stopped: the writer's region is down, and a switchover would be refused),
+/// which only `--accept-data-loss` allows.
+async fn global_failover_mode(ctx: &Ctx<'_>, target: &str) -> ActionResult<GlobalFailover> {
+  let region = crate::cloud::arn_region(target).unwrap_or_default();
+  let secondary = crate::cloud::arn_resource_name(target);
+  let lag = ctx.cloud.rds.get_global_rpo_lag(region, secondary).await?;
+  match lag {
+    ReplicaLag::Measured(_) => Ok(GlobalFailover::Switchover),
+    ReplicaLag::Unknown { .. } if ctx.accept_data_loss => Ok(GlobalFailover::AllowDataLoss),
+    ReplicaLag::Unknown { .. } => Err(ActionError::failed(format!(
+      "the RPO lag of `{secondary}` is {lag}: its writer's region looks down, so only a failover \
+       that allows data loss (AllowDataLoss) can make it the writer; refusing (pass \
+       --accept-data-loss to fail over without proof of what is lost)"
+    ))),
   }
 }
 
@@ -782,21 +805,70 @@ pub const CREATE_REPLICA: ActionDef = ActionDef {
         FieldKind::String,
         "Instance class of the replica (default: the source's)",
       ),
+      FieldSpec::optional(
+        "existing",
+        FieldKind::String,
+        "Use this instance (in region) instead of creating `instance` (empty: create): a replica \
+         of the source is used as it is; any other instance does not hold the source's data and \
+         is refused unless --accept-data-loss, which takes it as it is",
+      ),
     ],
     mutating_operations: &["CreateDBInstanceReadReplica"],
-    outputs: &["instance", "source", "endpoint"],
+    outputs: &["instance", "source", "endpoint", "replicates"],
   },
   behaviour: Behaviour::Effect(&CreateReplica),
 };
 
 struct CreateReplica;
 
+/// `rds.create_replica`'s `existing`, when set (an empty value is unset).
+fn existing(args: &Args) -> Option<&str> {
+  args.opt_str("existing").filter(|id| !id.is_empty())
+}
+
+/// The instance the step is about: `existing` when set, else the replica it creates.
+fn replica_id(args: &Args) -> ActionResult<&str> {
+  existing(args).map_or_else(|| args.str("instance"), Ok)
+}
+
+/// An `existing` instance that does not replicate the source: refused, naming it and what
+/// `--accept-data-loss` would do; with it, taken as it is (`Ok(())`).
+fn guard_existing(ctx: &Ctx<'_>, instance: &DbInstance, source: &SourceRef) -> ActionResult<()> {
+  if ctx.accept_data_loss {
+    return Ok(());
+  }
+  Err(ActionError::failed(format!(
+    "`{}` in {} is not a read replica of {source} ({}): it does not hold the writes made on \
+     {source}; refusing. With --accept-data-loss it is taken as it is, without those writes \
+     (the RPO achieved is then unknown), and the writer {source} is kept, neither deleted nor \
+     recreated, so that they can be recovered from it",
+    instance.id,
+    instance.region,
+    describe_instance(instance)
+  )))
+}
+
 #[async_trait::async_trait]
 impl Effect for CreateReplica {
   async fn observe(&self, ctx: &Ctx<'_>, args: &Args) -> ActionResult<Observation> {
     let region = args.str("region")?;
-    let id = args.str("instance")?;
+    let id = replica_id(args)?;
     let source = SourceRef::from_args(args, region)?;
+    if existing(args).is_some() {
+      let instance = describe(ctx, region, id).await?;
+      let current = describe_instance(&instance);
+      if !replicates(&instance, &source) {
+        guard_existing(ctx, &instance, &source)?;
+        return Ok(Observation::new(
+          Observed::Done,
+          current,
+          format!(
+            "none: `{id}` is used as it is, without the writes made on {source} (accepted: \
+             --accept-data-loss)"
+          ),
+        ));
+      }
+    }
     let change = format!("create `{id}` in {region}, a read replica of {source}");
     let Some(instance) = ctx.cloud.rds.describe_instance(region, id).await? else {
       let source_instance = describe(ctx, &source.region, &source.id).await?;
@@ -834,7 +906,7 @@ impl Effect for CreateReplica {
     let source = SourceRef::from_args(args, region)?;
     let request = crate::cloud::ReplicaRequest {
       region: region.to_string(),
-      instance_id: args.str("instance")?.to_string(),
+      instance_id: replica_id(args)?.to_string(),
       source_region: source.region,
       source_id: source.id,
       instance_class: args.opt_str("instance_class").map(str::to_string),
@@ -854,8 +926,24 @@ impl Effect for CreateReplica {
     _token: Option<&str>,
   ) -> ActionResult<Outcome> {
     let region = args.str("region")?;
-    let id = args.str("instance")?;
+    let id = replica_id(args)?;
     let source = SourceRef::from_args(args, region)?;
+    if existing(args).is_some() {
+      let instance = describe(ctx, region, id).await?;
+      if !replicates(&instance, &source) {
+        guard_existing(ctx, &instance, &source)?;
+        return Ok(
+          Outcome::new(format!(
+            "`{id}` is used as it is: not a read replica of {source}, so without the writes \
+             made there (accepted: --accept-data-loss)"
+          ))
+          .output("instance", id)
+          .output("source", instance.replica_of.unwrap_or_default())
+          .output("endpoint", instance.endpoint.unwrap_or_default())
+          .output("replicates", false),
+        );
+      }
+    }
     let instance = poll_until(ctx, || async {
       let instance = describe(ctx, region, id).await?;
       if !replicates(&instance, &source) {
@@ -875,7 +963,8 @@ impl Effect for CreateReplica {
       Outcome::new(format!("`{id}` is an available read replica of {source}"))
         .output("instance", id)
         .output("source", instance.replica_of.unwrap_or_default())
-        .output("endpoint", instance.endpoint.unwrap_or_default()),
+        .output("endpoint", instance.endpoint.unwrap_or_default())
+        .output("replicates", true),
     )
   }
 }
@@ -927,15 +1016,19 @@ async fn source_guard(ctx: &Ctx<'_>, args: &Args) -> ActionResult<Option<Outcome
   }
   let current = describe_instance(&instance);
   if ctx.accept_data_loss {
-    return Ok(Some(
-      Outcome::new(format!(
-        "{current}: not a read replica of {source}, so without the writes made there \
-         (accepted: --accept-data-loss)"
-      ))
-      .output("status", &instance.status)
-      .output("source", instance.replica_of.unwrap_or_default())
-      .output("lag_seconds", ""),
-    ));
+    let mut outcome = Outcome::new(format!(
+      "{current}: not a read replica of {source}, so without the writes made there \
+       (accepted: --accept-data-loss)"
+    ))
+    .output("status", &instance.status)
+    .output("source", instance.replica_of.unwrap_or_default())
+    .output("lag_seconds", "");
+    // What it lacks cannot be measured: the RPO achieved is unknown, never met.
+    outcome.data_loss = Some(DataLoss::Unknown(format!(
+      "`{}` does not replicate {source}: the writes made there are not on it",
+      instance.id
+    )));
+    return Ok(Some(outcome));
   }
   Err(ActionError::failed(format!(
     "`{}` is not a read replica of {source} ({current}): it does not hold the writes made on \
@@ -1191,6 +1284,52 @@ mod tests {
     );
     let outcome = status.check(&ctx, &replica).await.unwrap();
     assert_eq!(outcome.outputs["lag_seconds"], "4");
+  }
+
+  /// With the writer's region down the secondary's RPO lag is unknown, and AWS refuses a
+  /// switchover: the action used to send one anyway (no `AllowDataLoss`), so a failover from a
+  /// dead region could never go through. It fails over with `AllowDataLoss`, and only with
+  /// `--accept-data-loss`.
+  #[tokio::test(start_paused = true)]
+  async fn a_global_failover_from_a_dead_region_allows_data_loss_only_when_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("world.yaml");
+    std::fs::write(
+      &file,
+      crate::cloud::sim::BUILTIN_WORLD.replace("outages: []", "outages: [us-east-1]"),
+    )
+    .unwrap();
+    let sim = Sim::open(&SimOptions {
+      world: Some(file),
+      time_scale: Some(1.0),
+      dir: dir.path().join("sim"),
+    })
+    .unwrap();
+    sim.follow_tokio_time();
+    let cloud = sim.cloud();
+    let (_cancel, cancel) = tokio::sync::watch::channel(false);
+    let progress = |_: &str| {};
+    let failover = effect(&FAILOVER_GLOBAL_CLUSTER);
+    let target = "arn:aws:rds:us-west-2:123456789012:cluster:app-aurora-usw2";
+    let step = args(
+      serde_json::json!({"global_cluster": "app-global", "target_cluster_arn": target}),
+      &FAILOVER_GLOBAL_CLUSTER,
+    );
+    tokio::time::advance(Duration::from_secs(5 * MIN)).await;
+    let ctx = Ctx::new(&cloud, "run-1", "failover-db", &progress, cancel.clone());
+    let err = failover.apply(&ctx, &step).await.unwrap_err();
+    assert!(err.message.contains("AllowDataLoss"), "{err}");
+    assert!(err.message.contains("--accept-data-loss"), "{err}");
+    assert!(sim.operation_log().is_empty(), "{:?}", sim.operation_log());
+    let accepting = Ctx {
+      accept_data_loss: true,
+      ..Ctx::new(&cloud, "run-1", "failover-db", &progress, cancel)
+    };
+    failover.apply(&accepting, &step).await.unwrap();
+    let log = sim.operation_log();
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert_eq!(log[0].detail["allow_data_loss"], true);
+    failover.verify(&accepting, &step, None).await.unwrap();
   }
 
   #[tokio::test(start_paused = true)]

@@ -597,7 +597,8 @@ pub(super) async fn execute(
 ) -> Result<engine::RunOutcome, Error> {
   let incident_start = args.incident_start.as_deref().map(parse_time).transpose()?;
   if plan.runbook.refuse_pending_fences {
-    super::fences::refuse_while_pending(ctx, &plan.runbook.name).await?;
+    super::fences::refuse_while_pending(ctx, &plan.runbook.name, super::fences::RunEntry::Start)
+      .await?;
   }
   warn_missing_secrets(&plan);
   let run_id = ctx.store.new_run_id();
@@ -752,6 +753,12 @@ async fn resume(
   let plan = engine::bind_resumed(loaded, &params, again)
     .map_err(|errors| Error::Usage(format!("run {run_id}: {}", errors.join("\n"))))?;
   warn_missing_secrets(&plan);
+  // Checked on every resume, not only at the start: a fence that became pending while the run
+  // was stopped (a failover ran meanwhile) means the old primary may take writes again.
+  if plan.runbook.refuse_pending_fences {
+    let entry = super::fences::RunEntry::Resume(&run_id);
+    super::fences::refuse_while_pending(ctx, &plan.runbook.name, entry).await?;
+  }
   // The lock before the journal is opened for writing: a live holder (the run itself, or
   // another resume of it) is never joined (exit 4, naming it).
   let lock = ctx
@@ -936,6 +943,7 @@ async fn status(ctx: &Context, run_id: Option<&str>) -> Result<i32, Error> {
     .is_some_and(|holder| holder.run_id == run_id && holder.staleness(Utc::now()).is_none());
   let (survivors, _) = left_behind(&run_id, &records);
   let pending_fences = super::fences::pending(ctx).await?;
+  let dropped_fences = crate::state::fences::dropped(&ctx.store);
   match ctx.output {
     Output::Json => out(&format!(
       "{}\n",
@@ -947,6 +955,10 @@ async fn status(ctx: &Context, run_id: Option<&str>) -> Result<i32, Error> {
         "left_behind": survivors,
         "frozen": super::freeze::frozen_json(&frozen),
         "pending_fences": pending_fences,
+        "dropped_fences": dropped_fences
+          .iter()
+          .map(|(fence, record)| serde_json::json!({ "fence": fence, "dropped": record }))
+          .collect::<Vec<_>>(),
       }))
       .unwrap_or_default()
     )),
@@ -996,6 +1008,18 @@ async fn status(ctx: &Context, run_id: Option<&str>) -> Result<i32, Error> {
         ));
         for fence in &pending_fences {
           text.push_str(&format!("  {}\n", super::fences::describe(fence)));
+        }
+      }
+      if !dropped_fences.is_empty() {
+        text.push_str(&format!(
+          "\nDropped fences ({}: never applied, no longer waited for)\n",
+          dropped_fences.len()
+        ));
+        for (fence, record) in &dropped_fences {
+          text.push_str(&format!(
+            "  {}\n",
+            super::fences::describe_dropped(fence, record)
+          ));
         }
       }
       out(&text);

@@ -1,4 +1,4 @@
-//! `drctl fence list|apply`, and the pending-fence checks other commands make: `status` lists
+//! `drctl fence list|apply|drop`, and the pending-fence checks other commands make: `status` lists
 //! them, a run of a runbook with `refuse_pending_fences: true` (a failback) first tries to apply
 //! them and refuses to start (exit 4) while any stays pending, and the scheduler tries them on
 //! every tick.
@@ -23,6 +23,15 @@ pub enum FenceCommand {
   /// Try to apply the pending fences (or the one with this id) now, on the backend they were
   /// recorded on; exit 1 while any stays pending.
   Apply { id: Option<String> },
+  /// Drop a pending fence that can never apply (its region was decommissioned): it is no
+  /// longer pending (failback no longer waits for it), and stays listed as dropped, with who
+  /// dropped it, when and why. The region it names is not fenced.
+  Drop {
+    id: String,
+    /// Why it can never apply (recorded and shown with it).
+    #[arg(long)]
+    reason: String,
+  },
 }
 
 /// What one try at the pending fences did.
@@ -110,6 +119,7 @@ pub(super) async fn apply_pending(
           by: by.to_string(),
           host: hostname(),
           summary: outcome.summary,
+          dropped: None,
         };
         if let Err(err) = fences::mark_applied(ctx.store.root(), &applied) {
           let why = format!("applied, but cannot be recorded: {err}");
@@ -146,9 +156,22 @@ pub(super) fn describe(fence: &PendingFence) -> String {
   )
 }
 
+/// Whether a run is starting or being resumed, for [`refuse_while_pending`].
+#[derive(Debug, Clone, Copy)]
+pub(super) enum RunEntry<'a> {
+  Start,
+  /// A resume of this run id: a fence that became pending while it was stopped (a failover
+  /// ran meanwhile) holds it back as it would hold back a start.
+  Resume(&'a str),
+}
+
 /// Refuse a run of a runbook that refuses pending fences while any is pending, after one try
 /// at applying them. Exit 4, naming each.
-pub(super) async fn refuse_while_pending(ctx: &Context, runbook: &str) -> Result<(), Error> {
+pub(super) async fn refuse_while_pending(
+  ctx: &Context,
+  runbook: &str,
+  entry: RunEntry<'_>,
+) -> Result<(), Error> {
   let attempt = apply_pending(ctx, None, &format!("run of {runbook}")).await?;
   for applied in &attempt.applied {
     eprintln!("applied pending fence {}: {}", applied.id, applied.summary);
@@ -161,26 +184,116 @@ pub(super) async fn refuse_while_pending(ctx: &Context, runbook: &str) -> Result
     .iter()
     .map(|(fence, why)| format!("  {}: {why}", describe(fence)))
     .collect();
+  let (verb, after) = match entry {
+    RunEntry::Start => ("start", String::new()),
+    RunEntry::Resume(run_id) => (
+      "resume",
+      format!("; run {run_id} stays resumable and has changed nothing more"),
+    ),
+  };
   Err(Error::FencesPending(format!(
-    "{runbook} refuses to start while a region fence is pending: the old primary may still \
-     take writes. Pending:\n{}\napply them once the region answers (`drctl fence apply`)",
+    "{runbook} refuses to {verb} while a region fence is pending: the old primary may still \
+     take writes. Pending:\n{}\napply them once the region answers (`drctl fence apply`){after}",
     list.join("\n")
   )))
+}
+
+/// One line per dropped fence, for people: what it was, who dropped it, when and why.
+pub(super) fn describe_dropped(fence: &PendingFence, record: &AppliedFence) -> String {
+  format!(
+    "{}  dropped by {} on {} at {}: {}",
+    describe(fence),
+    record.by,
+    record.host,
+    record.applied_at.format("%Y-%m-%d %H:%M:%SZ"),
+    record.dropped.as_deref().unwrap_or_default()
+  )
+}
+
+/// `drctl fence drop ID --reason TEXT`: record the pending fence `id` as dropped (locally, and
+/// in the bucket of an `s3://` state). A usage error (exit 2) for an empty reason or an id
+/// that is not pending.
+async fn drop_fence(ctx: &Context, id: &str, reason: &str) -> Result<AppliedFence, Error> {
+  let reason = reason.trim();
+  if reason.is_empty() {
+    return Err(Error::Usage(
+      "fence drop: --reason must say why the fence can never apply".into(),
+    ));
+  }
+  let Some(fence) = pending(ctx).await?.into_iter().find(|fence| fence.id == id) else {
+    return Err(Error::Usage(format!(
+      "no pending fence `{id}` (`drctl fence list` shows them)"
+    )));
+  };
+  let record = AppliedFence {
+    id: fence.id.clone(),
+    applied_at: chrono::Utc::now(),
+    by: crate::state::operator::os_user(),
+    host: hostname(),
+    summary: format!(
+      "dropped, never applied: {} in {}",
+      fence.action, fence.region
+    ),
+    dropped: Some(reason.to_string()),
+  };
+  fences::mark_applied(ctx.store.root(), &record)
+    .map_err(|err| Error::Failed(format!("fence drop: cannot record it: {err}")))?;
+  if let Some(s3) = ctx.s3_state().await {
+    fences::push_applied(&s3, &record).await.map_err(|err| {
+      Error::Failed(format!(
+        "fence drop: recorded here but not in {} ({err}); run it again",
+        s3.location
+      ))
+    })?;
+  }
+  tracing::warn!(fence = %record.id, by = %record.by, reason, "dropped a pending region fence");
+  Ok(record)
 }
 
 pub(super) async fn command(ctx: &Context, command: FenceCommand) -> Result<i32, Error> {
   match command {
     FenceCommand::List => {
       let pending = pending(ctx).await?;
+      let dropped = fences::dropped(&ctx.store);
       match ctx.output {
+        // The pending fences, as before; dropped ones are in `drctl status --output json`.
         Output::Json => out(&format!(
           "{}\n",
           serde_json::to_string_pretty(&pending).unwrap_or_default()
         )),
-        Output::Text if pending.is_empty() => out("no pending fences\n"),
-        Output::Text => out(&format!(
+        Output::Text => {
+          let mut text = if pending.is_empty() {
+            "no pending fences\n".to_string()
+          } else {
+            format!(
+              "{}\n",
+              pending.iter().map(describe).collect::<Vec<_>>().join("\n")
+            )
+          };
+          if !dropped.is_empty() {
+            text.push_str("dropped (never applied):\n");
+            for (fence, record) in &dropped {
+              text.push_str(&format!("  {}\n", describe_dropped(fence, record)));
+            }
+          }
+          out(&text);
+        }
+      }
+      Ok(0)
+    }
+    FenceCommand::Drop { id, reason } => {
+      let record = drop_fence(ctx, &id, &reason).await?;
+      match ctx.output {
+        Output::Json => out(&format!(
           "{}\n",
-          pending.iter().map(describe).collect::<Vec<_>>().join("\n")
+          serde_json::to_string_pretty(&record).unwrap_or_default()
+        )),
+        Output::Text => out(&format!(
+          "dropped {}: {} (by {} on {})\n",
+          record.id,
+          record.dropped.as_deref().unwrap_or_default(),
+          record.by,
+          record.host
         )),
       }
       Ok(0)

@@ -349,6 +349,9 @@ fn flag_use(command: &Command) -> (FlagUse, &'static str) {
     Command::Fence {
       command: fences::FenceCommand::Apply { .. },
     } => (FlagUse::Cloud, "fence apply"),
+    Command::Fence {
+      command: fences::FenceCommand::Drop { .. },
+    } => (FlagUse::State, "fence drop"),
   }
 }
 

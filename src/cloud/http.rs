@@ -336,7 +336,12 @@ impl Rds for Unavailable {
   async fn delete_instance(&self, _: &str, _: &str) -> CloudResult<()> {
     unavailable("rds", "DeleteDBInstance")
   }
-  async fn failover_global_cluster(&self, _: &str, _: &str) -> CloudResult<()> {
+  async fn failover_global_cluster(
+    &self,
+    _: &str,
+    _: &str,
+    _: crate::cloud::GlobalFailover,
+  ) -> CloudResult<()> {
     unavailable("rds", "FailoverGlobalCluster")
   }
   async fn get_global_rpo_lag(&self, _: &str, _: &str) -> CloudResult<crate::cloud::ReplicaLag> {
@@ -410,5 +415,12 @@ impl S3 for Unavailable {
   }
   async fn head_object(&self, _: &str, _: &str, _: &str) -> CloudResult<Option<S3Object>> {
     unavailable("s3", "HeadObject")
+  }
+  async fn get_replication_latency(
+    &self,
+    _: &str,
+    _: &crate::cloud::S3ReplicationRule,
+  ) -> CloudResult<crate::cloud::ReplicaLag> {
+    unavailable("cloudwatch", "GetMetricStatistics")
   }
 }

@@ -685,12 +685,17 @@ impl Rds for LimitedRds {
       .await
   }
 
-  async fn failover_global_cluster(&self, id: &str, target_cluster_arn: &str) -> CloudResult<()> {
+  async fn failover_global_cluster(
+    &self,
+    id: &str,
+    target_cluster_arn: &str,
+    mode: crate::cloud::GlobalFailover,
+  ) -> CloudResult<()> {
     let inner = &self.inner;
     self
       .limiter
       .call("rds", "FailoverGlobalCluster", None, 1, Mutating, || {
-        inner.failover_global_cluster(id, target_cluster_arn)
+        inner.failover_global_cluster(id, target_cluster_arn, mode)
       })
       .await
   }
@@ -931,6 +936,25 @@ impl S3 for LimitedS3 {
       })
       .await
   }
+
+  async fn get_replication_latency(
+    &self,
+    region: &str,
+    rule: &crate::cloud::S3ReplicationRule,
+  ) -> CloudResult<crate::cloud::ReplicaLag> {
+    let inner = &self.inner;
+    self
+      .limiter
+      .call(
+        "cloudwatch",
+        "GetMetricStatistics",
+        Some(region),
+        1,
+        Read,
+        || inner.get_replication_latency(region, rule),
+      )
+      .await
+  }
 }
 
 #[cfg(test)]
@@ -1014,7 +1038,12 @@ mod tests {
     async fn delete_instance(&self, _: &str, _: &str) -> CloudResult<()> {
       self.answer("DeleteDBInstance")
     }
-    async fn failover_global_cluster(&self, _: &str, _: &str) -> CloudResult<()> {
+    async fn failover_global_cluster(
+      &self,
+      _: &str,
+      _: &str,
+      _: crate::cloud::GlobalFailover,
+    ) -> CloudResult<()> {
       self.answer("FailoverGlobalCluster")
     }
     async fn get_global_rpo_lag(&self, _: &str, _: &str) -> CloudResult<crate::cloud::ReplicaLag> {

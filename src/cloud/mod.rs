@@ -244,6 +244,18 @@ pub struct GlobalClusterMember {
   pub is_writer: bool,
 }
 
+/// How `FailoverGlobalCluster` changes the writer. Without `AllowDataLoss` the call is a
+/// *switchover*, which AWS only performs while every member, the current writer's region
+/// included, is healthy: it loses nothing. A *failover* (`AllowDataLoss=true`) is the answer to a
+/// regional outage: it promotes the target without waiting for the writer, and loses what had
+/// not replicated to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GlobalFailover {
+  Switchover,
+  AllowDataLoss,
+}
+
 /// An ECS service deployment (`PRIMARY` or `ACTIVE`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EcsDeployment {
@@ -391,6 +403,15 @@ pub struct S3Object {
   pub replication_status: Option<String>,
 }
 
+/// One S3 replication rule, as its metrics name it: the source and destination bucket names
+/// and the rule's `ID`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct S3ReplicationRule {
+  pub source_bucket: String,
+  pub destination_bucket: String,
+  pub rule_id: String,
+}
+
 /// An HTTP request made by a probe or a notification.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HttpRequest {
@@ -488,8 +509,14 @@ pub trait Rds: Send + Sync {
   async fn restore_from_snapshot(&self, request: &RestoreRequest) -> CloudResult<()>;
   /// `DeleteDBInstance` (skipping the final snapshot). Mutating; `DBInstanceNotFound` once gone.
   async fn delete_instance(&self, region: &str, id: &str) -> CloudResult<()>;
-  /// `FailoverGlobalCluster` to the member cluster `target_cluster_arn`. Mutating.
-  async fn failover_global_cluster(&self, id: &str, target_cluster_arn: &str) -> CloudResult<()>;
+  /// `FailoverGlobalCluster` to the member cluster `target_cluster_arn`, as a switchover or, with
+  /// [`GlobalFailover::AllowDataLoss`], as a failover (see there). Mutating.
+  async fn failover_global_cluster(
+    &self,
+    id: &str,
+    target_cluster_arn: &str,
+    mode: GlobalFailover,
+  ) -> CloudResult<()>;
   /// An Aurora global database secondary's RPO lag: CloudWatch `AWS/RDS`
   /// `AuroraGlobalDBRPOLag` (milliseconds) of the secondary cluster (`DBClusterIdentifier`),
   /// in its own region, classified like [`Rds::replica_lag`]. Read-only.
@@ -658,6 +685,17 @@ pub trait S3: Send + Sync {
     bucket: &str,
     key: &str,
   ) -> CloudResult<Option<S3Object>>;
+  /// How far a replication rule's destination is behind its source: CloudWatch `AWS/S3`
+  /// `ReplicationLatency` (seconds; S3 Replication metrics, on with S3 Replication Time
+  /// Control), dimensions `SourceBucket`, `DestinationBucket` and `RuleId`, published in the
+  /// **destination** bucket's region (`region`), one-minute maxima over [`LAG_LOOKBACK`],
+  /// classified by [`ReplicaLag::from_datapoints`]: a rule without metrics, or whose source
+  /// stopped publishing (its region failed), is `Unknown`, never zero. Read-only.
+  async fn get_replication_latency(
+    &self,
+    region: &str,
+    rule: &S3ReplicationRule,
+  ) -> CloudResult<ReplicaLag>;
 }
 
 /// HTTP: probes (read-only `GET`s) and notifications (`POST`s, which are side effects).

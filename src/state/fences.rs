@@ -12,6 +12,11 @@
 //! written with `If-None-Match: *`, so every operator and scheduler replica sees it and none
 //! overwrites another's record. A fence is pending while its `fence_pending` record has no
 //! applied line with its id.
+//!
+//! A fence that can never apply (its region was decommissioned) is *dropped* by a person
+//! (`drctl fence drop ID --reason TEXT`): an applied record with `dropped` set to the reason,
+//! kept and shared like any other, so the fence is no longer pending and stays listed as
+//! dropped, with who dropped it, when and why.
 
 use std::{
   collections::BTreeSet,
@@ -54,6 +59,10 @@ pub struct AppliedFence {
   pub host: String,
   /// What the action reported ("`app-db` retired (...)").
   pub summary: String,
+  /// Set when the fence was dropped instead (`drctl fence drop`): the reason given. A dropped
+  /// fence was never applied; `by` names who dropped it.
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  pub dropped: Option<String>,
 }
 
 fn applied_path(root: &Path) -> PathBuf {
@@ -134,6 +143,22 @@ pub fn pending(store: &Store) -> Vec<PendingFence> {
   recorded(store)
     .into_iter()
     .filter(|fence| !done.contains(&fence.id))
+    .collect()
+}
+
+/// The fences that were dropped rather than applied, each with its drop record, oldest run
+/// first.
+pub fn dropped(store: &Store) -> Vec<(PendingFence, AppliedFence)> {
+  let drops: Vec<AppliedFence> = applied(store.root())
+    .into_iter()
+    .filter(|record| record.dropped.is_some())
+    .collect();
+  recorded(store)
+    .into_iter()
+    .filter_map(|fence| {
+      let record = drops.iter().find(|record| record.id == fence.id)?.clone();
+      Some((fence, record))
+    })
     .collect()
 }
 
@@ -264,6 +289,7 @@ mod tests {
         by: "drctl fence apply".into(),
         host: "h".into(),
         summary: "`app-db` retired".into(),
+        dropped: None,
       },
     )
     .unwrap();

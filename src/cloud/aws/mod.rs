@@ -46,6 +46,7 @@ use chrono::{DateTime, Utc};
 
 use super::{http::ReqwestHttp, CallerIdentity, Clock, Cloud, CloudError, Http};
 
+mod cloudwatch;
 mod config;
 mod ecs;
 mod errors;

@@ -3,17 +3,17 @@
 use std::{collections::BTreeMap, time::SystemTime};
 
 use aws_config::{Region, SdkConfig};
-use aws_sdk_cloudwatch::types::{Dimension, Statistic};
 use aws_sdk_rds::types::Tag;
 
 use super::{
+  cloudwatch,
   config::{default_region, RegionalClients},
   errors::{absent_if_not_found, cloud_error},
   to_chrono,
 };
 use crate::cloud::{
-  CloudResult, DbInstance, DbSnapshot, ErrorKind, GlobalCluster, GlobalClusterMember, LagDatapoint,
-  Rds, ReplicaLag, RestoreRequest, SnapshotKind, LAG_LOOKBACK, LAG_PERIOD,
+  CloudResult, DbInstance, DbSnapshot, ErrorKind, GlobalCluster, GlobalClusterMember,
+  GlobalFailover, LagDatapoint, Rds, ReplicaLag, RestoreRequest, SnapshotKind,
 };
 
 const SERVICE: &str = "rds";
@@ -32,16 +32,12 @@ impl AwsRds {
           .build();
         aws_sdk_rds::Client::from_conf(config)
       }),
-      cloudwatch: RegionalClients::new(sdk.clone(), |sdk, region| {
-        let config = aws_sdk_cloudwatch::config::Builder::from(sdk)
-          .region(Region::new(region.to_owned()))
-          .build();
-        aws_sdk_cloudwatch::Client::from_conf(config)
-      }),
+      cloudwatch: RegionalClients::new(sdk.clone(), cloudwatch::client),
     }
   }
 
-  /// One-minute maxima of an `AWS/RDS` lag metric over the last [`LAG_LOOKBACK`], in seconds
+  /// One-minute maxima of an `AWS/RDS` lag metric over the last
+  /// [`LAG_LOOKBACK`](crate::cloud::LAG_LOOKBACK), in seconds
   /// as CloudWatch holds them (negative values kept: they mean replication is not running).
   async fn lag_datapoints(
     &self,
@@ -51,33 +47,12 @@ impl AwsRds {
     id: &str,
     now: SystemTime,
   ) -> CloudResult<Vec<LagDatapoint>> {
-    let dimension = Dimension::builder().name(dimension).value(id).build();
-    let output = self
-      .cloudwatch
-      .get(region)
-      .get_metric_statistics()
-      .namespace("AWS/RDS")
-      .metric_name(metric)
-      .dimensions(dimension)
-      .start_time((now - LAG_LOOKBACK).into())
-      .end_time(now.into())
-      .period(i32::try_from(LAG_PERIOD.as_secs()).unwrap_or(60))
-      .statistics(Statistic::Maximum)
-      .send()
-      .await
-      .map_err(|error| cloud_error("cloudwatch", "GetMetricStatistics", error))?;
-    Ok(
-      output
-        .datapoints()
-        .iter()
-        .filter_map(|point| {
-          Some(LagDatapoint {
-            at: to_chrono(point.timestamp()?)?,
-            seconds: point.maximum()?,
-          })
-        })
-        .collect(),
-    )
+    let metric = cloudwatch::Metric {
+      namespace: "AWS/RDS",
+      name: metric,
+      dimensions: &[(dimension, id)],
+    };
+    cloudwatch::lag_datapoints(&self.cloudwatch.get(region), &metric, now).await
   }
 
   /// Global clusters are visible from every region; ask the configured one.
@@ -272,7 +247,12 @@ impl Rds for AwsRds {
     Ok(())
   }
 
-  async fn failover_global_cluster(&self, id: &str, target_cluster_arn: &str) -> CloudResult<()> {
+  async fn failover_global_cluster(
+    &self,
+    id: &str,
+    target_cluster_arn: &str,
+    mode: GlobalFailover,
+  ) -> CloudResult<()> {
     // Fail over from the target's region: the old writer's region may be the one that is down.
     let region = crate::cloud::arn_region(target_cluster_arn)
       .map(str::to_owned)
@@ -283,6 +263,9 @@ impl Rds for AwsRds {
       .failover_global_cluster()
       .global_cluster_identifier(id)
       .target_db_cluster_identifier(target_cluster_arn)
+      // Only for a failover: AWS refuses `AllowDataLoss` together with `Switchover`, and a
+      // request with neither is a switchover.
+      .set_allow_data_loss((mode == GlobalFailover::AllowDataLoss).then_some(true))
       .send()
       .await
       .map_err(|error| cloud_error(SERVICE, "FailoverGlobalCluster", error))?;

@@ -4,11 +4,12 @@ use aws_config::{Region, SdkConfig};
 use aws_sdk_s3::types::ChecksumMode;
 
 use super::{
+  cloudwatch,
   config::{s3_custom_endpoint, RegionalClients},
   errors::{absent_if_not_found, cloud_error},
   to_chrono,
 };
-use crate::cloud::{CloudResult, S3Object, S3};
+use crate::cloud::{CloudResult, ReplicaLag, S3Object, S3ReplicationRule, S3};
 
 const SERVICE: &str = "s3";
 
@@ -23,12 +24,14 @@ pub(crate) fn client(sdk: &SdkConfig, region: &str) -> aws_sdk_s3::Client {
 
 pub(crate) struct AwsS3 {
   clients: RegionalClients<aws_sdk_s3::Client>,
+  cloudwatch: RegionalClients<aws_sdk_cloudwatch::Client>,
 }
 
 impl AwsS3 {
   pub(crate) fn new(sdk: &SdkConfig) -> Self {
     Self {
       clients: RegionalClients::new(sdk.clone(), client),
+      cloudwatch: RegionalClients::new(sdk.clone(), cloudwatch::client),
     }
   }
 }
@@ -106,5 +109,25 @@ impl S3 for AwsS3 {
           .map(|status| status.as_str().to_owned()),
       }
     }))
+  }
+
+  async fn get_replication_latency(
+    &self,
+    region: &str,
+    rule: &S3ReplicationRule,
+  ) -> CloudResult<ReplicaLag> {
+    let now = std::time::SystemTime::now();
+    // S3 publishes a rule's replication metrics in the destination bucket's region.
+    let metric = cloudwatch::Metric {
+      namespace: "AWS/S3",
+      name: "ReplicationLatency",
+      dimensions: &[
+        ("SourceBucket", &rule.source_bucket),
+        ("DestinationBucket", &rule.destination_bucket),
+        ("RuleId", &rule.rule_id),
+      ],
+    };
+    let points = cloudwatch::lag_datapoints(&self.cloudwatch.get(region), &metric, now).await?;
+    Ok(ReplicaLag::from_datapoints(&points, now.into()))
   }
 }

@@ -12,8 +12,8 @@ use super::{
   Operation, SimCloud,
 };
 use crate::cloud::{
-  CloudResult, DbInstance, DbSnapshot, GlobalCluster, GlobalClusterMember, LagDatapoint, Rds,
-  ReplicaLag, RestoreRequest, LAG_LOOKBACK, LAG_PERIOD,
+  CloudResult, DbInstance, DbSnapshot, GlobalCluster, GlobalClusterMember, GlobalFailover,
+  LagDatapoint, Rds, ReplicaLag, RestoreRequest, LAG_LOOKBACK, LAG_PERIOD,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -133,7 +133,7 @@ impl Instance {
 /// A lag metric's datapoints over the last [`LAG_LOOKBACK`] as the world publishes them, and
 /// the modelled now they are read at (see [`Instance::lag_datapoints`]). `lag: None`: nothing is
 /// published.
-fn modelled_datapoints(
+pub(super) fn modelled_datapoints(
   model: &Model,
   now: DateTime<Utc>,
   lag: Option<Duration>,
@@ -260,7 +260,7 @@ impl RdsState {
           },
           phase: Phase::Steady,
           created: None,
-          tags: BTreeMap::new(),
+          tags: instance.tags.clone(),
         };
         (key, value)
       })
@@ -586,7 +586,38 @@ impl Rds for SimCloud {
       .map(drop)
   }
 
-  async fn failover_global_cluster(&self, id: &str, target_cluster_arn: &str) -> CloudResult<()> {
+  async fn failover_global_cluster(
+    &self,
+    id: &str,
+    target_cluster_arn: &str,
+    mode: GlobalFailover,
+  ) -> CloudResult<()> {
+    // AWS performs a switchover only while every member is healthy: with the writer's region
+    // down, only a failover that allows data loss goes through.
+    let writer_down = self.sim.peek(|state, now| {
+      state.rds.globals.get(id).is_some_and(|global| {
+        global
+          .view(&state.model, now)
+          .writer()
+          .and_then(crate::cloud::arn_region)
+          .is_some_and(|region| state.in_outage(region, now))
+      })
+    });
+    if writer_down && mode == GlobalFailover::Switchover {
+      return Err(
+        crate::cloud::CloudError::new(
+          crate::cloud::ErrorKind::InvalidState,
+          "rds",
+          "FailoverGlobalCluster",
+          format!(
+            "Global cluster {id} cannot switch over: its writer's region does not answer. \
+             Fail over with AllowDataLoss."
+          ),
+        )
+        .with_code("InvalidGlobalClusterStateFault")
+        .with_status(400),
+      );
+    }
     self
       .sim
       .mutate(
@@ -594,7 +625,10 @@ impl Rds for SimCloud {
         "FailoverGlobalCluster",
         None,
         id,
-        json!({ "target_cluster_arn": target_cluster_arn }),
+        json!({
+          "target_cluster_arn": target_cluster_arn,
+          "allow_data_loss": mode == GlobalFailover::AllowDataLoss,
+        }),
       )
       .await
       .map(drop)
@@ -813,6 +847,7 @@ impl RdsState {
           port: view.port,
           replica_of: view.replica_of,
           replica_lag,
+          tags: instance.tags.clone(),
         })
       })
       .collect()

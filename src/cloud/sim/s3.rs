@@ -1,19 +1,22 @@
 //! Simulated S3: read-only buckets whose objects were written `age` before the world was
-//! created.
+//! created, and the `ReplicationLatency` metric of their replication rules.
 
 use std::collections::BTreeMap;
 
 use super::{
   state::{Model, Reject},
-  world::S3Spec,
+  world::{ReplicationSpec, S3Spec},
   SimCloud,
 };
-use crate::cloud::{CloudResult, ErrorKind, S3Object, S3};
+use crate::cloud::{
+  CloudResult, ErrorKind, LagDatapoint, ReplicaLag, S3Object, S3ReplicationRule, S3,
+};
 
 #[derive(Debug, Clone)]
 struct Bucket {
   region: String,
   objects: Vec<(super::world::ObjectSpec, String)>,
+  replication: Option<ReplicationSpec>,
 }
 
 #[derive(Debug, Clone)]
@@ -47,6 +50,7 @@ impl S3State {
         let value = Bucket {
           region: bucket.region.clone(),
           objects,
+          replication: bucket.replication.clone(),
         };
         (bucket.name.clone(), value)
       })
@@ -94,6 +98,42 @@ impl S3State {
   }
 }
 
+impl S3State {
+  /// `ReplicationLatency` of `rule` as CloudWatch in `region` holds it, and the modelled now it
+  /// is read at: published in the destination bucket's region, for a rule of the world whose
+  /// names all match; one datapoint a period holding the rule's latency while the source
+  /// bucket's region is up, none from the world's creation on while it is in outage (S3 in the
+  /// failed region stops replicating and publishing). Nothing for any other rule.
+  fn replication_datapoints(
+    &self,
+    model: &Model,
+    now: chrono::DateTime<chrono::Utc>,
+    region: &str,
+    rule: &S3ReplicationRule,
+    source_down: impl Fn(&str) -> bool,
+  ) -> (Vec<LagDatapoint>, chrono::DateTime<chrono::Utc>) {
+    let source = self.buckets.get(&rule.source_bucket);
+    let spec = source
+      .and_then(|bucket| bucket.replication.as_ref())
+      .filter(|spec| {
+        spec.rule_id == rule.rule_id
+          && spec.destination == rule.destination_bucket
+          && self
+            .buckets
+            .get(&spec.destination)
+            .is_some_and(|destination| destination.region == region)
+      });
+    let down = source.is_some_and(|bucket| source_down(&bucket.region));
+    let (points, modelled_now) =
+      super::rds::modelled_datapoints(model, now, spec.map(|spec| spec.latency.0), false);
+    let points = points
+      .into_iter()
+      .filter(|point| !down || point.at < model.created_at)
+      .collect();
+    (points, modelled_now)
+  }
+}
+
 #[async_trait::async_trait]
 impl S3 for SimCloud {
   async fn list_objects(
@@ -133,6 +173,30 @@ impl S3 for SimCloud {
             .find(|object| object.key == key),
         )
       })
+      .await
+  }
+
+  async fn get_replication_latency(
+    &self,
+    region: &str,
+    rule: &S3ReplicationRule,
+  ) -> CloudResult<ReplicaLag> {
+    self
+      .sim
+      .read(
+        "cloudwatch",
+        "GetMetricStatistics",
+        Some(region),
+        |state, now| {
+          let (points, modelled_now) =
+            state
+              .s3
+              .replication_datapoints(&state.model, now, region, rule, |source| {
+                state.in_outage(source, now)
+              });
+          Ok(ReplicaLag::from_datapoints(&points, modelled_now))
+        },
+      )
       .await
   }
 }

@@ -6,8 +6,8 @@ use tempfile::TempDir;
 
 use super::*;
 use crate::cloud::{
-  FailoverRole, HealthCheckUpdate, HttpRequest, RecordChange, RecordSet, Redirects, RestoreRequest,
-  DEFAULT_MAX_BODY,
+  FailoverRole, GlobalFailover, HealthCheckUpdate, HttpRequest, RecordChange, RecordSet, Redirects,
+  RestoreRequest, DEFAULT_MAX_BODY,
 };
 
 const MIN: u64 = 60;
@@ -554,7 +554,7 @@ async fn global_cluster_fails_over_after_the_modelled_minute() {
     Some("arn:aws:rds:us-east-1:123456789012:cluster:app-aurora-use1")
   );
   rds
-    .failover_global_cluster("app-global", usw2)
+    .failover_global_cluster("app-global", usw2, GlobalFailover::Switchover)
     .await
     .unwrap();
   let during = rds
@@ -572,7 +572,10 @@ async fn global_cluster_fails_over_after_the_modelled_minute() {
   assert_eq!(after.status, "available");
   assert_eq!(after.writer(), Some(usw2));
   assert!(rds.describe_global_cluster("nope").await.unwrap().is_none());
-  let err = rds.failover_global_cluster("nope", usw2).await.unwrap_err();
+  let err = rds
+    .failover_global_cluster("nope", usw2, GlobalFailover::Switchover)
+    .await
+    .unwrap_err();
   assert_eq!(err.code.as_deref(), Some("GlobalClusterNotFoundFault"));
 }
 
@@ -1206,6 +1209,80 @@ async fn world_now_continues_where_the_world_stands() {
     .unwrap();
   assert!(writer.is_standalone_available());
   assert!(next.operation_log().is_empty(), "the log stays behind");
+}
+
+/// A world exported mid-run keeps its instances' tags: the `drctl:retired` mark a failover put
+/// on the old writer used to be lost, so a failback on that world took it for a writer again.
+#[tokio::test(start_paused = true)]
+async fn world_now_keeps_instance_tags() {
+  let tmp = TempDir::new().unwrap();
+  let sim = open(&tmp.path().join("first"));
+  let cloud = sim.cloud();
+  let tags = BTreeMap::from([("drctl:retired".to_string(), "run-1".to_string())]);
+  cloud
+    .rds
+    .add_instance_tags("us-east-1", "app-db", &tags)
+    .await
+    .unwrap();
+  let world = sim.world_now().unwrap();
+  let path = tmp.path().join("after.yaml");
+  std::fs::write(&path, serde_json::to_string(&world).unwrap()).unwrap();
+  let next = Sim::open(&SimOptions {
+    world: Some(path),
+    time_scale: None,
+    dir: tmp.path().join("next"),
+  })
+  .unwrap();
+  assert_eq!(
+    next
+      .cloud()
+      .rds
+      .list_instance_tags("us-east-1", "app-db")
+      .await
+      .unwrap(),
+    Some(tags)
+  );
+  assert_eq!(
+    next
+      .cloud()
+      .rds
+      .list_instance_tags("us-west-2", "app-db-replica")
+      .await
+      .unwrap(),
+    Some(BTreeMap::new()),
+    "an untagged instance stays untagged"
+  );
+}
+
+/// With the writer's region down, AWS refuses a switchover of an Aurora global database: only a
+/// failover with `AllowDataLoss` goes through (and says so in the operation log). The simulator
+/// used to accept a switchover from a dead region.
+#[tokio::test(start_paused = true)]
+async fn a_global_switchover_is_refused_while_the_writers_region_is_down() {
+  let tmp = TempDir::new().unwrap();
+  let sim = open_outage(tmp.path(), "[us-east-1]");
+  let rds = sim.cloud().rds;
+  let usw2 = "arn:aws:rds:us-west-2:123456789012:cluster:app-aurora-usw2";
+  let err = rds
+    .failover_global_cluster("app-global", usw2, GlobalFailover::Switchover)
+    .await
+    .unwrap_err();
+  assert_eq!(err.code.as_deref(), Some("InvalidGlobalClusterStateFault"));
+  assert!(sim.operation_log().is_empty(), "refused: nothing changed");
+  rds
+    .failover_global_cluster("app-global", usw2, GlobalFailover::AllowDataLoss)
+    .await
+    .unwrap();
+  let log = sim.operation_log();
+  assert_eq!(log.len(), 1);
+  assert_eq!(log[0].detail["allow_data_loss"], true);
+  sim.advance(Duration::from_secs(MIN));
+  let after = rds
+    .describe_global_cluster("app-global")
+    .await
+    .unwrap()
+    .unwrap();
+  assert_eq!(after.writer(), Some(usw2));
 }
 
 /// The built-in world with `outages` replaced (at scale 40, paused tokio time).

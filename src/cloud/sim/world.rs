@@ -306,6 +306,9 @@ pub struct InstanceSpec {
   pub replica_of: Option<String>,
   #[serde(default)]
   pub replica_lag: Option<ModelDuration>,
+  /// The instance's tags (drctl marks a retired writer with `drctl:retired`).
+  #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+  pub tags: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -416,6 +419,22 @@ pub struct BucketSpec {
   pub region: String,
   #[serde(default)]
   pub objects: Vec<ObjectSpec>,
+  /// The bucket's replication rule (with S3 Replication metrics on, as S3 Replication Time
+  /// Control turns them on), when it replicates to another bucket of the world.
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  pub replication: Option<ReplicationSpec>,
+}
+
+/// A bucket's replication rule: its `ReplicationLatency` metric reads `latency` while the
+/// source bucket's region is up, and stops being published while that region is in outage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplicationSpec {
+  /// The rule's `ID`.
+  pub rule_id: String,
+  /// The destination bucket (a bucket of this world, usually in another region).
+  pub destination: String,
+  pub latency: ModelDuration,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -635,6 +654,19 @@ impl WorldSpec {
     }
     for (i, bucket) in self.s3.buckets.iter().enumerate() {
       region(format!("s3.buckets[{i}]"), &bucket.region)?;
+      if let Some(replication) = &bucket.replication {
+        let known = self
+          .s3
+          .buckets
+          .iter()
+          .any(|other| other.name == replication.destination && other.name != bucket.name);
+        if !known {
+          return Err(format!(
+            "s3.buckets[{i}].replication.destination: no other bucket `{}`",
+            replication.destination
+          ));
+        }
+      }
     }
     for (i, outage) in self.outages.iter().enumerate() {
       if !(regions.is_empty() || regions.contains(outage.region())) {
@@ -793,6 +825,8 @@ s3:
           age: 27h
           sha256: "7bXnKkA3F1Yv0cJmVn3kz8tQ2mJ0Yqj1dX9Rk4b8cLk="
           replication_status: COMPLETED
+      # Cross-region replication with S3 Replication Time Control (its metrics on).
+      replication: { rule_id: backups, destination: app-backups-usw2, latency: 30s }
     - name: app-backups-usw2
       region: us-west-2
       objects:

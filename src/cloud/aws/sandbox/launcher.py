@@ -23,6 +23,8 @@ Besides the AWS APIs, the server answers the sandbox's own routes under `/drctl-
 * `POST /drctl-sandbox/rekey` renames generated ids (see `rekey` below); `seed.py` uses it.
 * `POST /drctl-sandbox/health?id=HC&healthy=false` (also `/drctl-test/health`) overrides
   whether the endpoint behind health check HC answers, for adapter tests.
+* `GET /drctl-sandbox/global-failovers` lists every `FailoverGlobalCluster` request: its global
+  cluster, target and whether it allowed data loss (a failover) or not (a switchover).
 * `POST /drctl-sandbox/metrics` with `{"region", "namespace", "metric", "dimensions": {NAME:
   VALUE}, "points": [[SECONDS_AGO, VALUE], ...]}` puts CloudWatch datapoints timed relative to
   now, the way RDS publishes them: a replica whose source failed reads -1, then its
@@ -79,6 +81,9 @@ CHECKER_REGIONS = [
 ]
 
 _lock = threading.Lock()
+# Every FailoverGlobalCluster request, as `{"global", "target", "allow_data_loss"}`
+# (`GET /drctl-sandbox/global-failovers`).
+GLOBAL_FAILOVERS: list = []
 # health check id -> whether the endpoint behind it answers (default: it does).
 ENDPOINT_HEALTH: dict[str, bool] = {}
 # change id (without `/change/`) -> submission time (epoch seconds).
@@ -247,6 +252,17 @@ def failover_global_cluster(self):
     raise RDSClientError(
       "DBClusterNotFoundFault",
       f"DB cluster {target} is not a member of global cluster {global_id}.",
+    )
+  allow_data_loss = _truthy(self._get_param("AllowDataLoss"))
+  switchover = _truthy(self._get_param("Switchover"))
+  if allow_data_loss and switchover:
+    raise RDSClientError(
+      "InvalidParameterCombination",
+      "AllowDataLoss can't be specified together with Switchover.",
+    )
+  with _lock:
+    GLOBAL_FAILOVERS.append(
+      {"global": global_id, "target": target, "allow_data_loss": allow_data_loss}
     )
   for member in members:
     member.is_writer = member is matches[0]
@@ -664,6 +680,9 @@ def control_app(app):
       return _answer(start_response, f"{code} {'OK' if code == 200 else 'Service Unavailable'}", text)
     if route.startswith("capture/") and method == "POST":
       return capture(environ, start_response, route[len("capture/"):])
+    if route == "global-failovers" and method == "GET":
+      with _lock:
+        return _answer(start_response, "200 OK", list(GLOBAL_FAILOVERS))
     if route == "captured" and method == "GET":
       with _lock:
         return _answer(start_response, "200 OK", list(CAPTURED))

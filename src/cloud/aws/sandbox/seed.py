@@ -320,7 +320,22 @@ def main() -> None:
     ChecksumAlgorithm="SHA256",
     ChecksumSHA256=objects[-1]["checksum_sha256"],
   )
-  out["s3"] = {"buckets": buckets, "objects": objects}
+  # The rule's S3 Replication metrics (S3 Replication Time Control turns them on):
+  # ReplicationLatency, seconds, published in the destination bucket's region with the
+  # SourceBucket, DestinationBucket and RuleId dimensions, a minute apart like ReplicaLag above.
+  post(args.endpoint, "metrics", {
+    "region": STANDBY,
+    "namespace": "AWS/S3",
+    "metric": "ReplicationLatency",
+    "dimensions": {
+      "SourceBucket": buckets[PRIMARY],
+      "DestinationBucket": buckets[STANDBY],
+      "RuleId": "backups",
+    },
+    "points": [[seconds_ago, 30.0] for seconds_ago in range(180, -LAG_HOURS * 3600, -60)],
+    "unit": "Seconds",
+  })
+  out["s3"] = {"buckets": buckets, "objects": objects, "replication_rule": "backups"}
   log(f"s3: {len(objects)} objects in {buckets[PRIMARY]}")
 
   json.dump(out, sys.stdout, indent=2, sort_keys=True)
