@@ -285,8 +285,9 @@ pub fn main() -> i32 {
 }
 
 fn init_tracing(output: Output) {
-  let filter = tracing_subscriber::EnvFilter::try_from_env("DRCTL_LOG")
-    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+  let directives = log_directives(std::env::var("DRCTL_LOG").ok().as_deref());
+  let filter = tracing_subscriber::EnvFilter::try_new(&directives)
+    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(log_directives(None)));
   let builder = tracing_subscriber::fmt()
     .with_env_filter(filter)
     .with_writer(std::io::stderr)
@@ -295,6 +296,29 @@ fn init_tracing(output: Output) {
     Output::Json => builder.json().try_init(),
     Output::Text => builder.try_init(),
   };
+}
+
+/// The log filter of `DRCTL_LOG` (default `warn`). The AWS SDK's own events (aws-config's
+/// instance-metadata and profile-file warnings, the smithy runtime's) are off unless
+/// `DRCTL_LOG` asks for `debug` or `trace`, or names an `aws*` target itself: drctl reports what
+/// they are about (missing credentials, a failed call) once, in its own words.
+fn log_directives(value: Option<&str>) -> String {
+  let given = value
+    .map(str::trim)
+    .filter(|value| !value.is_empty())
+    .unwrap_or("warn");
+  let directives: Vec<&str> = given.split(',').map(str::trim).collect();
+  let names_aws = directives
+    .iter()
+    .any(|directive| directive.starts_with("aws"));
+  let verbose = directives.iter().any(|directive| {
+    directive.eq_ignore_ascii_case("debug") || directive.eq_ignore_ascii_case("trace")
+  });
+  if names_aws || verbose {
+    given.to_owned()
+  } else {
+    format!("{given},aws=off")
+  }
 }
 
 /// What a command does with the global backend and AWS flags.
@@ -556,5 +580,75 @@ mod tests {
     assert_eq!(ask("us-west-2", "y\n").0, expected);
     assert_eq!(ask("us-west-2", "US-WEST-2\n").0, expected);
     assert_eq!(ask("us-west-2", "").0, expected, "end of input");
+  }
+
+  /// What a subscriber with `DRCTL_LOG=value`'s filter prints of an aws-config warning, a
+  /// drctl warning and an SDK debug event.
+  fn logged(value: Option<&str>) -> String {
+    use std::sync::{Arc, Mutex};
+    #[derive(Clone)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Buffer {
+      fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+      }
+      fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+      }
+    }
+    let buffer = Buffer(Arc::new(Mutex::new(Vec::new())));
+    let writer = buffer.clone();
+    let subscriber = tracing_subscriber::fmt()
+      .with_env_filter(tracing_subscriber::EnvFilter::new(super::log_directives(
+        value,
+      )))
+      .with_writer(move || writer.clone())
+      .with_ansi(false)
+      .finish();
+    tracing::subscriber::with_default(subscriber, || {
+      tracing::warn!(target: "aws_config::imds::region", "imds-warning");
+      tracing::warn!(target: "aws_config::profile::parser", "profile-warning");
+      tracing::warn!(target: "drctl::cli::commands", "drctl-warning");
+      tracing::debug!(target: "aws_smithy_runtime::client", "sdk-debug");
+    });
+    let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    text
+  }
+
+  /// aws-config's own warnings (instance metadata, profile files) are shown only at
+  /// `DRCTL_LOG=debug`; drctl's warnings always.
+  #[test]
+  fn aws_sdk_warnings_show_only_at_debug() {
+    for quiet in [
+      None,
+      Some("warn"),
+      Some("info"),
+      Some(""),
+      Some("warn,drctl=info"),
+    ] {
+      let text = logged(quiet);
+      assert!(text.contains("drctl-warning"), "{quiet:?}: {text}");
+      for hidden in ["imds-warning", "profile-warning", "sdk-debug"] {
+        assert!(!text.contains(hidden), "{quiet:?}: {text}");
+      }
+    }
+    for verbose in [Some("debug"), Some("TRACE")] {
+      let text = logged(verbose);
+      for shown in [
+        "imds-warning",
+        "profile-warning",
+        "drctl-warning",
+        "sdk-debug",
+      ] {
+        assert!(text.contains(shown), "{verbose:?}: {text}");
+      }
+    }
+    // A directive for the SDK itself is obeyed as written.
+    let text = logged(Some("warn,aws_config=warn"));
+    assert!(
+      text.contains("imds-warning") && !text.contains("sdk-debug"),
+      "{text}"
+    );
   }
 }
