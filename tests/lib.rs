@@ -19,6 +19,7 @@ mod locks;
 mod notify;
 mod operator;
 mod orphans;
+mod preflight;
 mod redaction;
 mod report;
 mod route53_batching;

@@ -17,7 +17,10 @@ use super::{
 use crate::{
   actions::Catalog,
   cloud::{
-    aws::AwsSettings,
+    aws::{
+      preflight::{CredentialTarget, Principal},
+      AwsSettings,
+    },
     sim::{Sim, SimOptions},
     CallerIdentity, Cloud, MutationFence, RateLimits,
   },
@@ -206,6 +209,54 @@ impl Context {
         "internal: the sandbox was not started before the command".into(),
       )),
     }
+  }
+
+  /// The credentials preflight of a run or plan of `plan` (before the lock, before any probe):
+  /// who the credentials act as, for the journal. Missing or refused credentials are a usage
+  /// error (exit 2); STS that cannot be asked is a warning, and the run goes on without an
+  /// identity (see `cloud::aws::preflight`).
+  pub(super) async fn preflight(&self, plan: &Plan) -> Result<Option<CallerIdentity>, Error> {
+    let targets = self.credential_targets(plan);
+    let checked = match &self.backend {
+      Backend::Sim { .. } => return Ok(Some(crate::cloud::sim::caller_identity())),
+      Backend::Aws(settings) => crate::cloud::aws::preflight::preflight(settings, &targets).await,
+      Backend::Sandbox {
+        endpoint: Some(endpoint),
+        settings,
+      } => crate::cloud::aws::sandbox::preflight(endpoint, settings, &targets).await,
+      Backend::Sandbox { endpoint: None, .. } => return Ok(None),
+    };
+    match checked {
+      // One target today (see `credential_targets`), so one identity.
+      Ok(identities) => Ok(identities.into_iter().next()),
+      Err(err) if err.blocks_run() => Err(Error::Usage(err.to_string())),
+      Err(err) => {
+        eprintln!("warning: {err}");
+        Ok(None)
+      }
+    }
+  }
+
+  /// The (credentials, region) pairs a run of `plan` uses: today one, the configured
+  /// credentials in the region the run targets (the failover parameter, `target_region` unless
+  /// drctl.yaml's `failover.param` names another; else the default region). Runbooks acting in
+  /// several accounts would add a pair per (role, region).
+  fn credential_targets(&self, plan: &Plan) -> Vec<CredentialTarget> {
+    let param = self
+      .file
+      .failover
+      .as_ref()
+      .and_then(|failover| failover.param.clone())
+      .unwrap_or_else(|| "target_region".into());
+    let region = plan
+      .params
+      .get(&param)
+      .map(ToString::to_string)
+      .filter(|region| !region.is_empty());
+    vec![CredentialTarget {
+      principal: Principal::Configured,
+      region,
+    }]
   }
 }
 
@@ -433,6 +484,8 @@ pub(super) async fn plan_report(
   ctx: &Context,
   plan: &Plan,
 ) -> Result<(plan::PlanReport, Cloud), Error> {
+  // Missing or expired credentials stop a plan before its first probe, as they stop a run.
+  ctx.preflight(plan).await?;
   // A fresh private directory (mkdtemp), removed when `dir` drops.
   let dir = tempfile::Builder::new()
     .prefix("drctl-plan-")
@@ -600,6 +653,8 @@ pub(super) async fn execute(
     super::fences::refuse_while_pending(ctx, &plan.runbook.name).await?;
   }
   warn_missing_secrets(&plan);
+  // Before the lock: a run whose credentials are missing or expired holds nothing.
+  let caller = ctx.preflight(&plan).await?;
   let run_id = ctx.store.new_run_id();
   let holder = LockHolder::this_process(&run_id, &plan.runbook.name, &plan.runbook.lock_group);
   let s3 = ctx.s3_state().await;
@@ -633,7 +688,7 @@ pub(super) async fn execute(
       accept_data_loss: args.accept_data_loss,
       force: args.force,
       incident_start,
-      caller: ctx.caller_identity().await,
+      caller,
     };
     let mut operator = operator(observer, &run_id);
     if let Some(signals) = signals {

@@ -206,6 +206,7 @@ pub fn signal(child: &Child, signal: &str) {
 }
 
 pub mod capture;
+pub mod fake_aws;
 pub mod journal;
 pub mod moto;
 pub mod origin;

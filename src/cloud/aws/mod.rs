@@ -49,6 +49,7 @@ use super::{http::ReqwestHttp, CallerIdentity, Clock, Cloud, CloudError, Http};
 mod config;
 mod ecs;
 mod errors;
+pub mod preflight;
 mod rds;
 mod route53;
 mod s3;
