@@ -19,6 +19,7 @@ mod locks;
 mod notify;
 mod operator;
 mod orphans;
+mod plan_codes;
 mod preflight;
 mod redaction;
 mod report;

@@ -285,14 +285,18 @@ pub async fn dispatch(cli: Cli) -> Result<i32, Error> {
       out(&render::mermaid(&runbook));
       Ok(0)
     }
-    Command::Plan { runbook, params } => {
+    Command::Plan {
+      runbook,
+      params,
+      detailed_exitcode,
+    } => {
       let plan = bind(&ctx, &runbook, &params)?;
-      dry_run(&ctx, &plan).await
+      dry_run(&ctx, &plan, detailed_exitcode).await
     }
     Command::Run { runbook, args } => {
       let plan = bind(&ctx, &runbook, &args.params)?;
       if args.dry_run {
-        return dry_run(&ctx, &plan).await;
+        return dry_run(&ctx, &plan, false).await;
       }
       run(&ctx, plan, &args).await
     }
@@ -315,7 +319,7 @@ pub async fn dispatch(cli: Cli) -> Result<i32, Error> {
       params.extend(args.params.iter().cloned());
       let plan = bind(&ctx, &runbook, &params)?;
       if args.dry_run {
-        return dry_run(&ctx, &plan).await;
+        return dry_run(&ctx, &plan, false).await;
       }
       // Before the run, so before its first mutating step.
       super::confirm_failover(&region, args.yes)?;
@@ -467,7 +471,9 @@ fn is_drill_file(path: &std::path::Path) -> bool {
   }
 }
 
-async fn dry_run(ctx: &Context, plan: &Plan) -> Result<i32, Error> {
+/// Print the plan; its exit code: 1 when a probe could not ask (the plan is incomplete); with
+/// `detailed` (`plan --detailed-exitcode`), 5 when changes are pending, else 0.
+async fn dry_run(ctx: &Context, plan: &Plan, detailed: bool) -> Result<i32, Error> {
   let (report, cloud) = plan_report(ctx, plan).await?;
   match ctx.output {
     Output::Json => out(&format!(
@@ -476,7 +482,13 @@ async fn dry_run(ctx: &Context, plan: &Plan) -> Result<i32, Error> {
     )),
     Output::Text => out(&render::plan_text(&report, &cloud)),
   }
-  Ok(0)
+  Ok(if report.probe_errors() > 0 {
+    1
+  } else if detailed && report.changes_pending() {
+    super::CHANGES_PENDING
+  } else {
+    0
+  })
 }
 
 /// Probe read-only and describe what a run of `plan` would change (`drctl plan`, dry-run drills).

@@ -26,7 +26,7 @@ mod state;
 
 /// drctl: disaster-recovery and failover runbooks, run crash-safe and timed against RTO/RPO.
 #[derive(Debug, Parser)]
-#[command(name = "drctl", version, about, long_about = None)]
+#[command(name = "drctl", version, about, long_about = None, after_help = EXIT_CODES)]
 pub struct Cli {
   #[command(flatten)]
   pub global: GlobalArgs,
@@ -102,10 +102,17 @@ pub enum Command {
   /// Validate runbooks (files or directories; default: the runbooks directory).
   Validate { paths: Vec<PathBuf> },
   /// Show what a run would do, from which current state, without changing anything.
+  ///
+  /// Exits 1 when a read-only probe could not ask (credentials, unreachable, 5xx, throttled):
+  /// the plan is incomplete. A check that answered "not yet" is not an error.
   Plan {
     runbook: PathBuf,
     #[arg(short = 'p', long = "param", value_name = "KEY=VALUE")]
     params: Vec<String>,
+    /// Exit 5 when a run would change the world (changes pending), 0 when nothing is left to
+    /// change; 1 (a probe could not ask) and 2 (usage, validation, credentials) still apply.
+    #[arg(long)]
+    detailed_exitcode: bool,
   },
   /// Run a runbook.
   Run {
@@ -234,6 +241,17 @@ impl Error {
     }
   }
 }
+
+/// `drctl --help`'s list of exit codes (the README's "Exit codes" says the same).
+const EXIT_CODES: &str = "Exit codes: 0 succeeded (plan: nothing failed to probe) · 1 a step \
+                          failed, or a plan's probe could not ask · 2 usage, validation or \
+                          credentials error · 3 succeeded but an objective was breached · 4 lock \
+                          held by another run · 5 `plan --detailed-exitcode`: changes pending · \
+                          130 interrupted (resumable)";
+
+/// `drctl plan --detailed-exitcode`: a run would change the world. Terraform says this with 2,
+/// which is drctl's validation error; 5 is the first code drctl does not use.
+pub const CHANGES_PENDING: i32 = 5;
 
 /// The exit code of a run's status.
 pub fn status_code(status: RunStatus) -> i32 {
