@@ -499,3 +499,42 @@ fn an_unreachable_sts_warns_and_the_run_goes_on() {
   );
   assert_only_loopback(&traced);
 }
+
+/// `drctl resume` of an AWS run checks the credentials before it takes the run's lock: with
+/// none, exit 2 and the same message, and the journal gains no `run_resumed`.
+#[test]
+fn a_resume_without_credentials_exits_2_before_the_lock() {
+  let mut fakes = Fakes::new(vec![Answer::caller_identity("210987654321")]);
+  fakes.set("AWS_ACCESS_KEY_ID", "AKIAPREFLIGHTTEST");
+  fakes.set("AWS_SECRET_ACCESS_KEY", "preflight-secret-value");
+  let test = Test::new().file(
+    "resumable.yaml",
+    "apiVersion: drctl/v1\nkind: Runbook\nmetadata: { name: resumable }\nsteps:\n  \
+     - id: wait-for-marker\n    action: exec.command\n    retry: { attempts: 1 }\n    \
+     with:\n      argv: [sh, -c, 'test -e marker']\n",
+  );
+  let traced = run(&test, &fakes, &["--aws", "run", "resumable.yaml", "--yes"]);
+  assert_eq!(traced.run.code(), 1, "{}", traced.run.stderr());
+  let id = test.run_ids().pop().expect("a run");
+  std::fs::write(test.path().join("marker"), "").unwrap();
+  // The credentials are gone (an expired session the operator has not renewed).
+  fakes
+    .env
+    .retain(|(key, _)| !key.starts_with("AWS_ACCESS_KEY_ID") && key != "AWS_SECRET_ACCESS_KEY");
+  let traced = run(&test, &fakes, &["resume", &id]);
+  let stderr = traced.run.stderr();
+  assert_eq!(traced.run.code(), 2, "{stderr}");
+  assert!(traced.took < WITHIN, "took {:?}: {stderr}", traced.took);
+  assert!(
+    stderr
+      .lines()
+      .any(|line| line.starts_with("error: no AWS credentials: nothing was sent to AWS")),
+    "{stderr}"
+  );
+  assert!(
+    !test.journal(&id).contains("run_resumed"),
+    "{}",
+    test.journal(&id)
+  );
+  assert_only_loopback(&traced);
+}

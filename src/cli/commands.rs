@@ -148,24 +148,6 @@ impl Context {
     }
   }
 
-  /// Who the backend's credentials act as, for the journal. `None` (with a warning) when the
-  /// backend cannot say: the run goes on, and its first AWS call will report a credentials
-  /// problem in full.
-  async fn caller_identity(&self) -> Option<CallerIdentity> {
-    let identity = match &self.backend {
-      Backend::Sim { .. } => return Some(crate::cloud::sim::caller_identity()),
-      Backend::Aws(settings) => crate::cloud::aws::caller_identity(settings).await,
-      Backend::Sandbox {
-        endpoint: Some(endpoint),
-        settings,
-      } => crate::cloud::aws::sandbox::caller_identity(endpoint, settings).await,
-      Backend::Sandbox { endpoint: None, .. } => return None,
-    };
-    identity
-      .map_err(|err| tracing::warn!(error = %err, "cannot tell who the credentials belong to"))
-      .ok()
-  }
-
   /// Open the backend for a run whose state lives in `dir`, behind the client-side rate limits
   /// (AWS's defaults, or drctl.yaml's `rate_limits`), whatever the backend.
   /// The backend, behind the client layer, refusing mutating calls once `fence` closes.
@@ -819,6 +801,31 @@ async fn resume(
   let plan = engine::bind_resumed(loaded, &params, again)
     .map_err(|errors| Error::Usage(format!("run {run_id}: {}", errors.join("\n"))))?;
   warn_missing_secrets(&plan);
+  let resumed_ctx = Context {
+    backend: match backend.as_str() {
+      "sim" => Backend::Sim {
+        world: None,
+        time_scale: None,
+      },
+      // The sandbox's world lives in the server `drctl sandbox up` started: resume there.
+      "sandbox" => sandbox::resume_backend(ctx, &run_id)?,
+      // A run resumes against the backend it started on; AWS settings come from this
+      // invocation (credentials are not journalled).
+      _ => match &ctx.backend {
+        Backend::Aws(settings) => Backend::Aws(settings.clone()),
+        Backend::Sandbox { settings, .. } => Backend::Aws(settings.clone()),
+        Backend::Sim { .. } => Backend::Aws(AwsSettings::default()),
+      },
+    },
+    file: ctx.file.clone(),
+    runbooks: ctx.runbooks.clone(),
+    store: ctx.store.clone(),
+    output: ctx.output,
+    state: ctx.state.clone(),
+    global: ctx.global.clone(),
+  };
+  // Before the lock, as for a new run: missing or expired credentials hold nothing.
+  let caller = resumed_ctx.preflight(&plan).await?;
   // The lock before the journal is opened for writing: a live holder (the run itself, or
   // another resume of it) is never joined (exit 4, naming it).
   let lock = ctx
@@ -842,29 +849,6 @@ async fn resume(
   let mut mirror = None;
   let result = async {
     let run_dir = ctx.store.run_dir(&run_id);
-    let resumed_ctx = Context {
-      backend: match backend.as_str() {
-        "sim" => Backend::Sim {
-          world: None,
-          time_scale: None,
-        },
-        // The sandbox's world lives in the server `drctl sandbox up` started: resume there.
-        "sandbox" => sandbox::resume_backend(ctx, &run_id)?,
-        // A run resumes against the backend it started on; AWS settings come from this
-        // invocation (credentials are not journalled).
-        _ => match &ctx.backend {
-          Backend::Aws(settings) => Backend::Aws(settings.clone()),
-          Backend::Sandbox { settings, .. } => Backend::Aws(settings.clone()),
-          Backend::Sim { .. } => Backend::Aws(AwsSettings::default()),
-        },
-      },
-      file: ctx.file.clone(),
-      runbooks: ctx.runbooks.clone(),
-      store: ctx.store.clone(),
-      output: ctx.output,
-      state: ctx.state.clone(),
-      global: ctx.global.clone(),
-    };
     let cloud = resumed_ctx
       .open_cloud(&run_dir, plan.secret_values(), &fence)
       .await?;
@@ -884,7 +868,7 @@ async fn resume(
       force,
       incident_start: None,
       // Who resumes it, journalled beside who started it (`run_started` keeps that).
-      caller: resumed_ctx.caller_identity().await,
+      caller,
     };
     engine::resume(
       plan,
