@@ -246,6 +246,8 @@ pub(crate) async fn check(
   let mut identities = Vec::with_capacity(targets.len());
   for target in targets {
     let region = region_of(target);
+    // Every principal is the configured credentials today; a role would be assumed here, with
+    // `resolved` as its source credentials, before asking STS who it is.
     let Principal::Configured = target.principal;
     let regional = sdk
       .to_builder()
