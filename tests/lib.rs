@@ -21,6 +21,8 @@ mod locks;
 mod notify;
 mod operator;
 mod orphans;
+mod plan_codes;
+mod preflight;
 mod redaction;
 mod report;
 mod route53_batching;

@@ -17,7 +17,10 @@ use super::{
 use crate::{
   actions::Catalog,
   cloud::{
-    aws::AwsSettings,
+    aws::{
+      preflight::{CredentialTarget, Principal},
+      AwsSettings,
+    },
     sim::{Sim, SimOptions},
     CallerIdentity, Cloud, MutationFence, RateLimits,
   },
@@ -145,24 +148,6 @@ impl Context {
     }
   }
 
-  /// Who the backend's credentials act as, for the journal. `None` (with a warning) when the
-  /// backend cannot say: the run goes on, and its first AWS call will report a credentials
-  /// problem in full.
-  async fn caller_identity(&self) -> Option<CallerIdentity> {
-    let identity = match &self.backend {
-      Backend::Sim { .. } => return Some(crate::cloud::sim::caller_identity()),
-      Backend::Aws(settings) => crate::cloud::aws::caller_identity(settings).await,
-      Backend::Sandbox {
-        endpoint: Some(endpoint),
-        settings,
-      } => crate::cloud::aws::sandbox::caller_identity(endpoint, settings).await,
-      Backend::Sandbox { endpoint: None, .. } => return None,
-    };
-    identity
-      .map_err(|err| tracing::warn!(error = %err, "cannot tell who the credentials belong to"))
-      .ok()
-  }
-
   /// Open the backend for a run whose state lives in `dir`, behind the client-side rate limits
   /// (AWS's defaults, or drctl.yaml's `rate_limits`), whatever the backend.
   /// The backend, behind the client layer, refusing mutating calls once `fence` closes.
@@ -207,6 +192,54 @@ impl Context {
       )),
     }
   }
+
+  /// The credentials preflight of a run or plan of `plan` (before the lock, before any probe):
+  /// who the credentials act as, for the journal. Missing or refused credentials are a usage
+  /// error (exit 2); STS that cannot be asked is a warning, and the run goes on without an
+  /// identity (see `cloud::aws::preflight`).
+  pub(super) async fn preflight(&self, plan: &Plan) -> Result<Option<CallerIdentity>, Error> {
+    let targets = self.credential_targets(plan);
+    let checked = match &self.backend {
+      Backend::Sim { .. } => return Ok(Some(crate::cloud::sim::caller_identity())),
+      Backend::Aws(settings) => crate::cloud::aws::preflight::preflight(settings, &targets).await,
+      Backend::Sandbox {
+        endpoint: Some(endpoint),
+        settings,
+      } => crate::cloud::aws::sandbox::preflight(endpoint, settings, &targets).await,
+      Backend::Sandbox { endpoint: None, .. } => return Ok(None),
+    };
+    match checked {
+      // One target today (see `credential_targets`), so one identity.
+      Ok(identities) => Ok(identities.into_iter().next()),
+      Err(err) if err.blocks_run() => Err(Error::Usage(err.to_string())),
+      Err(err) => {
+        eprintln!("warning: {err}");
+        Ok(None)
+      }
+    }
+  }
+
+  /// The (credentials, region) pairs a run of `plan` uses: today one, the configured
+  /// credentials in the region the run targets (the failover parameter, `target_region` unless
+  /// drctl.yaml's `failover.param` names another; else the default region). Runbooks acting in
+  /// several accounts would add a pair per (role, region).
+  fn credential_targets(&self, plan: &Plan) -> Vec<CredentialTarget> {
+    let param = self
+      .file
+      .failover
+      .as_ref()
+      .and_then(|failover| failover.param.clone())
+      .unwrap_or_else(|| "target_region".into());
+    let region = plan
+      .params
+      .get(&param)
+      .map(ToString::to_string)
+      .filter(|region| !region.is_empty());
+    vec![CredentialTarget {
+      principal: Principal::Configured,
+      region,
+    }]
+  }
 }
 
 /// A backend that cannot be built: a `Client` error is the environment's configuration (an
@@ -234,14 +267,18 @@ pub async fn dispatch(cli: Cli) -> Result<i32, Error> {
       out(&render::mermaid(&runbook));
       Ok(0)
     }
-    Command::Plan { runbook, params } => {
+    Command::Plan {
+      runbook,
+      params,
+      detailed_exitcode,
+    } => {
       let plan = bind(&ctx, &runbook, &params)?;
-      dry_run(&ctx, &plan).await
+      dry_run(&ctx, &plan, detailed_exitcode).await
     }
     Command::Run { runbook, args } => {
       let plan = bind(&ctx, &runbook, &args.params)?;
       if args.dry_run {
-        return dry_run(&ctx, &plan).await;
+        return dry_run(&ctx, &plan, false).await;
       }
       run(&ctx, plan, &args).await
     }
@@ -264,7 +301,7 @@ pub async fn dispatch(cli: Cli) -> Result<i32, Error> {
       params.extend(args.params.iter().cloned());
       let plan = bind(&ctx, &runbook, &params)?;
       if args.dry_run {
-        return dry_run(&ctx, &plan).await;
+        return dry_run(&ctx, &plan, false).await;
       }
       // Before the run, so before its first mutating step.
       super::confirm_failover(&region, args.yes)?;
@@ -416,7 +453,9 @@ fn is_drill_file(path: &std::path::Path) -> bool {
   }
 }
 
-async fn dry_run(ctx: &Context, plan: &Plan) -> Result<i32, Error> {
+/// Print the plan; its exit code: 1 when a probe could not ask (the plan is incomplete); with
+/// `detailed` (`plan --detailed-exitcode`), 5 when changes are pending, else 0.
+async fn dry_run(ctx: &Context, plan: &Plan, detailed: bool) -> Result<i32, Error> {
   let (report, cloud) = plan_report(ctx, plan).await?;
   match ctx.output {
     Output::Json => out(&format!(
@@ -425,7 +464,13 @@ async fn dry_run(ctx: &Context, plan: &Plan) -> Result<i32, Error> {
     )),
     Output::Text => out(&render::plan_text(&report, &cloud)),
   }
-  Ok(0)
+  Ok(if report.probe_errors() > 0 {
+    1
+  } else if detailed && report.changes_pending() {
+    super::CHANGES_PENDING
+  } else {
+    0
+  })
 }
 
 /// Probe read-only and describe what a run of `plan` would change (`drctl plan`, dry-run drills).
@@ -433,6 +478,8 @@ pub(super) async fn plan_report(
   ctx: &Context,
   plan: &Plan,
 ) -> Result<(plan::PlanReport, Cloud), Error> {
+  // Missing or expired credentials stop a plan before its first probe, as they stop a run.
+  ctx.preflight(plan).await?;
   // A fresh private directory (mkdtemp), removed when `dir` drops.
   let dir = tempfile::Builder::new()
     .prefix("drctl-plan-")
@@ -601,6 +648,8 @@ pub(super) async fn execute(
       .await?;
   }
   warn_missing_secrets(&plan);
+  // Before the lock: a run whose credentials are missing or expired holds nothing.
+  let caller = ctx.preflight(&plan).await?;
   let run_id = ctx.store.new_run_id();
   let holder = LockHolder::this_process(&run_id, &plan.runbook.name, &plan.runbook.lock_group);
   let s3 = ctx.s3_state().await;
@@ -634,7 +683,7 @@ pub(super) async fn execute(
       accept_data_loss: args.accept_data_loss,
       force: args.force,
       incident_start,
-      caller: ctx.caller_identity().await,
+      caller,
     };
     let mut operator = operator(observer, &run_id);
     if let Some(signals) = signals {
@@ -759,6 +808,31 @@ async fn resume(
     let entry = super::fences::RunEntry::Resume(&run_id);
     super::fences::refuse_while_pending(ctx, &plan.runbook.name, entry).await?;
   }
+  let resumed_ctx = Context {
+    backend: match backend.as_str() {
+      "sim" => Backend::Sim {
+        world: None,
+        time_scale: None,
+      },
+      // The sandbox's world lives in the server `drctl sandbox up` started: resume there.
+      "sandbox" => sandbox::resume_backend(ctx, &run_id)?,
+      // A run resumes against the backend it started on; AWS settings come from this
+      // invocation (credentials are not journalled).
+      _ => match &ctx.backend {
+        Backend::Aws(settings) => Backend::Aws(settings.clone()),
+        Backend::Sandbox { settings, .. } => Backend::Aws(settings.clone()),
+        Backend::Sim { .. } => Backend::Aws(AwsSettings::default()),
+      },
+    },
+    file: ctx.file.clone(),
+    runbooks: ctx.runbooks.clone(),
+    store: ctx.store.clone(),
+    output: ctx.output,
+    state: ctx.state.clone(),
+    global: ctx.global.clone(),
+  };
+  // Before the lock, as for a new run: missing or expired credentials hold nothing.
+  let caller = resumed_ctx.preflight(&plan).await?;
   // The lock before the journal is opened for writing: a live holder (the run itself, or
   // another resume of it) is never joined (exit 4, naming it).
   let lock = ctx
@@ -782,29 +856,6 @@ async fn resume(
   let mut mirror = None;
   let result = async {
     let run_dir = ctx.store.run_dir(&run_id);
-    let resumed_ctx = Context {
-      backend: match backend.as_str() {
-        "sim" => Backend::Sim {
-          world: None,
-          time_scale: None,
-        },
-        // The sandbox's world lives in the server `drctl sandbox up` started: resume there.
-        "sandbox" => sandbox::resume_backend(ctx, &run_id)?,
-        // A run resumes against the backend it started on; AWS settings come from this
-        // invocation (credentials are not journalled).
-        _ => match &ctx.backend {
-          Backend::Aws(settings) => Backend::Aws(settings.clone()),
-          Backend::Sandbox { settings, .. } => Backend::Aws(settings.clone()),
-          Backend::Sim { .. } => Backend::Aws(AwsSettings::default()),
-        },
-      },
-      file: ctx.file.clone(),
-      runbooks: ctx.runbooks.clone(),
-      store: ctx.store.clone(),
-      output: ctx.output,
-      state: ctx.state.clone(),
-      global: ctx.global.clone(),
-    };
     let cloud = resumed_ctx
       .open_cloud(&run_dir, plan.secret_values(), &fence)
       .await?;
@@ -824,7 +875,7 @@ async fn resume(
       force,
       incident_start: None,
       // Who resumes it, journalled beside who started it (`run_started` keeps that).
-      caller: resumed_ctx.caller_identity().await,
+      caller,
     };
     engine::resume(
       plan,

@@ -356,7 +356,13 @@ pub(super) async fn run_drill(
     DrillMode::DryRun => {
       let (report, _) = plan_report(&run_ctx, &plan).await?;
       entry.run_status = "planned".into();
-      if report.fits_rto == Some(false) {
+      let errors = report.probe_errors();
+      if errors > 0 {
+        entry.result = "failed".into();
+        entry.reasons.push(format!(
+          "{errors} step(s) could not be probed: the plan is incomplete"
+        ));
+      } else if report.fits_rto == Some(false) {
         entry.result = "breached".into();
         entry
           .reasons
@@ -374,10 +380,10 @@ pub(super) async fn run_drill(
             .map_or("no RTO".into(), |fits| fits.to_string())
         ));
       }
-      if entry.passed() {
-        0
-      } else {
-        3
+      match entry.result.as_str() {
+        "passed" => 0,
+        "breached" => 3,
+        _ => 1,
       }
     }
     DrillMode::Live => {

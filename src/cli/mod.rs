@@ -26,7 +26,7 @@ mod state;
 
 /// drctl: disaster-recovery and failover runbooks, run crash-safe and timed against RTO/RPO.
 #[derive(Debug, Parser)]
-#[command(name = "drctl", version, about, long_about = None)]
+#[command(name = "drctl", version, about, long_about = None, after_help = EXIT_CODES)]
 pub struct Cli {
   #[command(flatten)]
   pub global: GlobalArgs,
@@ -102,10 +102,17 @@ pub enum Command {
   /// Validate runbooks (files or directories; default: the runbooks directory).
   Validate { paths: Vec<PathBuf> },
   /// Show what a run would do, from which current state, without changing anything.
+  ///
+  /// Exits 1 when a read-only probe could not ask (credentials, unreachable, 5xx, throttled):
+  /// the plan is incomplete. A check that answered "not yet" is not an error.
   Plan {
     runbook: PathBuf,
     #[arg(short = 'p', long = "param", value_name = "KEY=VALUE")]
     params: Vec<String>,
+    /// Exit 5 when a run would change the world (changes pending), 0 when nothing is left to
+    /// change; 1 (a probe could not ask) and 2 (usage, validation, credentials) still apply.
+    #[arg(long)]
+    detailed_exitcode: bool,
   },
   /// Run a runbook.
   Run {
@@ -235,6 +242,17 @@ impl Error {
   }
 }
 
+/// `drctl --help`'s list of exit codes (the README's "Exit codes" says the same).
+const EXIT_CODES: &str = "Exit codes: 0 succeeded (plan: nothing failed to probe) · 1 a step \
+                          failed, or a plan's probe could not ask · 2 usage, validation or \
+                          credentials error · 3 succeeded but an objective was breached · 4 lock \
+                          held by another run · 5 `plan --detailed-exitcode`: changes pending · \
+                          130 interrupted (resumable)";
+
+/// `drctl plan --detailed-exitcode`: a run would change the world. Terraform says this with 2,
+/// which is drctl's validation error; 5 is the first code drctl does not use.
+pub const CHANGES_PENDING: i32 = 5;
+
 /// The exit code of a run's status.
 pub fn status_code(status: RunStatus) -> i32 {
   match status {
@@ -285,8 +303,9 @@ pub fn main() -> i32 {
 }
 
 fn init_tracing(output: Output) {
-  let filter = tracing_subscriber::EnvFilter::try_from_env("DRCTL_LOG")
-    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+  let directives = log_directives(std::env::var("DRCTL_LOG").ok().as_deref());
+  let filter = tracing_subscriber::EnvFilter::try_new(&directives)
+    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(log_directives(None)));
   let builder = tracing_subscriber::fmt()
     .with_env_filter(filter)
     .with_writer(std::io::stderr)
@@ -295,6 +314,29 @@ fn init_tracing(output: Output) {
     Output::Json => builder.json().try_init(),
     Output::Text => builder.try_init(),
   };
+}
+
+/// The log filter of `DRCTL_LOG` (default `warn`). The AWS SDK's own events (aws-config's
+/// instance-metadata and profile-file warnings, the smithy runtime's) are off unless
+/// `DRCTL_LOG` asks for `debug` or `trace`, or names an `aws*` target itself: drctl reports what
+/// they are about (missing credentials, a failed call) once, in its own words.
+fn log_directives(value: Option<&str>) -> String {
+  let given = value
+    .map(str::trim)
+    .filter(|value| !value.is_empty())
+    .unwrap_or("warn");
+  let directives: Vec<&str> = given.split(',').map(str::trim).collect();
+  let names_aws = directives
+    .iter()
+    .any(|directive| directive.starts_with("aws"));
+  let verbose = directives.iter().any(|directive| {
+    directive.eq_ignore_ascii_case("debug") || directive.eq_ignore_ascii_case("trace")
+  });
+  if names_aws || verbose {
+    given.to_owned()
+  } else {
+    format!("{given},aws=off")
+  }
 }
 
 /// What a command does with the global backend and AWS flags.
@@ -559,5 +601,75 @@ mod tests {
     assert_eq!(ask("us-west-2", "y\n").0, expected);
     assert_eq!(ask("us-west-2", "US-WEST-2\n").0, expected);
     assert_eq!(ask("us-west-2", "").0, expected, "end of input");
+  }
+
+  /// What a subscriber with `DRCTL_LOG=value`'s filter prints of an aws-config warning, a
+  /// drctl warning and an SDK debug event.
+  fn logged(value: Option<&str>) -> String {
+    use std::sync::{Arc, Mutex};
+    #[derive(Clone)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Buffer {
+      fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+      }
+      fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+      }
+    }
+    let buffer = Buffer(Arc::new(Mutex::new(Vec::new())));
+    let writer = buffer.clone();
+    let subscriber = tracing_subscriber::fmt()
+      .with_env_filter(tracing_subscriber::EnvFilter::new(super::log_directives(
+        value,
+      )))
+      .with_writer(move || writer.clone())
+      .with_ansi(false)
+      .finish();
+    tracing::subscriber::with_default(subscriber, || {
+      tracing::warn!(target: "aws_config::imds::region", "imds-warning");
+      tracing::warn!(target: "aws_config::profile::parser", "profile-warning");
+      tracing::warn!(target: "drctl::cli::commands", "drctl-warning");
+      tracing::debug!(target: "aws_smithy_runtime::client", "sdk-debug");
+    });
+    let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    text
+  }
+
+  /// aws-config's own warnings (instance metadata, profile files) are shown only at
+  /// `DRCTL_LOG=debug`; drctl's warnings always.
+  #[test]
+  fn aws_sdk_warnings_show_only_at_debug() {
+    for quiet in [
+      None,
+      Some("warn"),
+      Some("info"),
+      Some(""),
+      Some("warn,drctl=info"),
+    ] {
+      let text = logged(quiet);
+      assert!(text.contains("drctl-warning"), "{quiet:?}: {text}");
+      for hidden in ["imds-warning", "profile-warning", "sdk-debug"] {
+        assert!(!text.contains(hidden), "{quiet:?}: {text}");
+      }
+    }
+    for verbose in [Some("debug"), Some("TRACE")] {
+      let text = logged(verbose);
+      for shown in [
+        "imds-warning",
+        "profile-warning",
+        "drctl-warning",
+        "sdk-debug",
+      ] {
+        assert!(text.contains(shown), "{verbose:?}: {text}");
+      }
+    }
+    // A directive for the SDK itself is obeyed as written.
+    let text = logged(Some("warn,aws_config=warn"));
+    assert!(
+      text.contains("imds-warning") && !text.contains("sdk-debug"),
+      "{text}"
+    );
   }
 }

@@ -501,7 +501,7 @@ pub fn plan_text(report: &PlanReport, cloud: &Cloud) -> String {
       step.id,
       step.action,
       kind,
-      step.status.replace('_', " ")
+      step.status.as_str().replace('_', " ")
     ));
     if let Some(current) = &step.current {
       text.push_str(&format!("      now:    {current}\n"));
@@ -527,6 +527,13 @@ pub fn plan_text(report: &PlanReport, cloud: &Cloud) -> String {
     text.push_str(&format!(
       "  warning: secrets not set in the environment: {}\n",
       report.missing_secrets.join(", ")
+    ));
+  }
+  let errors = report.probe_errors();
+  if errors > 0 {
+    text.push_str(&format!(
+      "  error: {errors} step(s) could not be probed (status `error` above): this plan is \
+       incomplete\n"
     ));
   }
   text.push_str(&format!(

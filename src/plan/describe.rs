@@ -16,6 +16,45 @@ use crate::{
   runbook::format_duration,
 };
 
+/// What the plan found for one step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+  /// Its effect is not in place: a run would change the world.
+  WouldChange,
+  /// Its effect is already in place.
+  NoChange,
+  /// Its effect is under way (a promotion in progress).
+  InProgress,
+  /// A check that passes now.
+  ProbePassed,
+  /// A check that was answered and does not pass yet ("not yet": a run would wait or fail
+  /// there).
+  ProbeFailed,
+  /// Its inputs or the state it reads depend on earlier steps that change the world.
+  AfterDependencies,
+  /// Its `when:` is false.
+  Skipped,
+  /// It could not be probed: the backend could not be asked (credentials, transport, 5xx,
+  /// throttling), or the step's inputs do not render. The plan is incomplete.
+  Error,
+}
+
+impl StepStatus {
+  pub fn as_str(self) -> &'static str {
+    match self {
+      StepStatus::WouldChange => "would_change",
+      StepStatus::NoChange => "no_change",
+      StepStatus::InProgress => "in_progress",
+      StepStatus::ProbePassed => "probe_passed",
+      StepStatus::ProbeFailed => "probe_failed",
+      StepStatus::AfterDependencies => "after_dependencies",
+      StepStatus::Skipped => "skipped",
+      StepStatus::Error => "error",
+    }
+  }
+}
+
 /// One step of a plan.
 #[derive(Debug, Clone, Serialize)]
 pub struct StepPlan {
@@ -27,9 +66,7 @@ pub struct StepPlan {
   pub always: bool,
   pub recovery: bool,
   pub approval: bool,
-  /// `would_change`, `no_change`, `in_progress`, `probe_passed`, `probe_failed`,
-  /// `after_dependencies` (inputs or state depend on earlier changes), `skipped`, `error`.
-  pub status: String,
+  pub status: StepStatus,
   /// The current state, as observed.
   pub current: Option<String>,
   /// What the step would change.
@@ -86,7 +123,7 @@ pub async fn describe(plan: &Plan, cloud: &Cloud) -> PlanReport {
       always: step.always,
       recovery: step.recovery,
       approval: step.approval.is_some(),
-      status: String::new(),
+      status: StepStatus::Skipped,
       current: None,
       change: None,
       budget: step.budget.map(format_duration),
@@ -112,16 +149,16 @@ pub async fn describe(plan: &Plan, cloud: &Cloud) -> PlanReport {
       }
     });
     match bound {
-      Ok(None) => entry.status = "skipped".into(),
+      Ok(None) => entry.status = StepStatus::Skipped,
       Err(_) if upstream_changes => {
-        entry.status = "after_dependencies".into();
+        entry.status = StepStatus::AfterDependencies;
         entry.change = Some("inputs come from steps that change the world first".into());
         if mutating {
           changing.insert(i);
         }
       }
       Err(err) => {
-        entry.status = "error".into();
+        entry.status = StepStatus::Error;
         entry.current = Some(redactor.redact(&err));
       }
       Ok(Some((def, args))) => {
@@ -148,11 +185,10 @@ pub async fn describe(plan: &Plan, cloud: &Cloud) -> PlanReport {
             entry.current = Some(redactor.redact(&current));
             entry.change = Some(redactor.redact(&change));
             entry.status = match state {
-              Observed::Done => "no_change",
-              Observed::InProgress => "in_progress",
-              Observed::Absent => "would_change",
-            }
-            .into();
+              Observed::Done => StepStatus::NoChange,
+              Observed::InProgress => StepStatus::InProgress,
+              Observed::Absent => StepStatus::WouldChange,
+            };
             if state != Observed::Done {
               changing.insert(i);
             }
@@ -163,14 +199,19 @@ pub async fn describe(plan: &Plan, cloud: &Cloud) -> PlanReport {
             outputs: found,
             ..
           }) => {
-            entry.status = "probe_passed".into();
+            entry.status = StepStatus::ProbePassed;
             entry.current = Some(redactor.redact(&current));
             // Read-only probes feed later templates (a snapshot id found now is the one restored).
             outputs.insert(step.id.clone(), found);
           }
+          // The backend could not be asked: nothing was learnt, whatever comes before.
+          Err(err) if could_not_ask(&err) => {
+            entry.status = StepStatus::Error;
+            entry.current = Some(redactor.redact(&err.message));
+          }
           Err(err) if upstream_changes => {
-            entry.status = "after_dependencies".into();
-            entry.current = Some(redactor.redact(&err));
+            entry.status = StepStatus::AfterDependencies;
+            entry.current = Some(redactor.redact(&err.message));
             entry.change =
               Some("expected to pass once earlier steps have changed the world".into());
             if mutating {
@@ -179,12 +220,11 @@ pub async fn describe(plan: &Plan, cloud: &Cloud) -> PlanReport {
           }
           Err(err) => {
             entry.status = if matches!(def.behaviour, Behaviour::Check(_)) {
-              "probe_failed"
+              StepStatus::ProbeFailed
             } else {
-              "error"
-            }
-            .into();
-            entry.current = Some(redactor.redact(&err));
+              StepStatus::Error
+            };
+            entry.current = Some(redactor.redact(&err.message));
           }
         }
       }
@@ -207,6 +247,40 @@ pub async fn describe(plan: &Plan, cloud: &Cloud) -> PlanReport {
     estimated_duration_seconds: estimate.as_secs(),
     fits_rto: runbook.objectives.rto.map(|rto| estimate <= rto),
     missing_secrets: plan.missing_secrets.clone(),
+  }
+}
+
+/// Whether a probe failed because the backend could not be asked (credentials, transport,
+/// 5xx, throttling, a refused call), rather than because it answered "not there" or "not yet".
+fn could_not_ask(err: &crate::actions::ActionError) -> bool {
+  err.cloud.as_ref().is_some_and(|cloud| {
+    !matches!(
+      cloud.kind,
+      crate::cloud::ErrorKind::NotFound | crate::cloud::ErrorKind::InvalidState
+    )
+  })
+}
+
+impl PlanReport {
+  /// Steps that could not be probed: the plan is incomplete (`drctl plan` exits 1).
+  pub fn probe_errors(&self) -> usize {
+    self
+      .steps
+      .iter()
+      .filter(|step| step.status == StepStatus::Error)
+      .count()
+  }
+
+  /// Whether a run would change the world: a mutating step whose effect is not in place (or
+  /// under way, or waits on earlier changes).
+  pub fn changes_pending(&self) -> bool {
+    self.steps.iter().any(|step| {
+      step.mutating
+        && matches!(
+          step.status,
+          StepStatus::WouldChange | StepStatus::InProgress | StepStatus::AfterDependencies
+        )
+    })
   }
 }
 
@@ -251,7 +325,7 @@ mod tests {
     let report = tokio::time::timeout(Duration::from_secs(30), describe(&plan, &sim.cloud()))
       .await
       .expect("the plan waited for the pause");
-    assert_eq!(report.steps[0].status, "probe_passed");
+    assert_eq!(report.steps[0].status, StepStatus::ProbePassed);
     assert_eq!(report.steps[0].current.as_deref(), Some("would wait 1h00m"));
   }
 }

@@ -21,7 +21,7 @@ use crate::{
 
 pub mod describe;
 
-pub use describe::{describe, PlanReport, StepPlan};
+pub use describe::{describe, PlanReport, StepPlan, StepStatus};
 
 /// Parameters could not be bound.
 #[derive(Debug, thiserror::Error)]
@@ -423,28 +423,20 @@ pub(crate) async fn probe(
   def: &actions::ActionDef,
   ctx: &Ctx<'_>,
   args: &Args,
-) -> Result<Probe, String> {
+) -> Result<Probe, actions::ActionError> {
   match def.behaviour {
-    Behaviour::Effect(effect) => effect
-      .observe(ctx, args)
-      .await
-      .map(|obs| Probe {
-        state: Some(obs.state),
-        current: obs.current,
-        change: obs.change,
-        outputs: BTreeMap::new(),
-      })
-      .map_err(|err| err.message),
-    Behaviour::Check(check) => check
-      .check(ctx, args)
-      .await
-      .map(|outcome| Probe {
-        state: None,
-        current: outcome.summary,
-        change: String::new(),
-        outputs: outcome.outputs,
-      })
-      .map_err(|err| err.message),
+    Behaviour::Effect(effect) => effect.observe(ctx, args).await.map(|obs| Probe {
+      state: Some(obs.state),
+      current: obs.current,
+      change: obs.change,
+      outputs: BTreeMap::new(),
+    }),
+    Behaviour::Check(check) => check.check(ctx, args).await.map(|outcome| Probe {
+      state: None,
+      current: outcome.summary,
+      change: String::new(),
+      outputs: outcome.outputs,
+    }),
   }
 }
 

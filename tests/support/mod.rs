@@ -207,6 +207,7 @@ pub fn signal(child: &Child, signal: &str) {
 
 pub mod browser;
 pub mod capture;
+pub mod fake_aws;
 pub mod journal;
 pub mod moto;
 pub mod origin;

@@ -50,6 +50,7 @@ mod cloudwatch;
 mod config;
 mod ecs;
 mod errors;
+pub mod preflight;
 mod rds;
 mod route53;
 mod s3;

@@ -167,6 +167,28 @@ impl Http for SandboxHttp {
   }
 }
 
+/// The credentials preflight on the sandbox at `endpoint`: the same STS calls as on AWS
+/// ([`super::preflight`]), answered by moto for the sandbox's fixed credentials.
+pub async fn preflight(
+  endpoint: &str,
+  settings: &AwsSettings,
+  targets: &[super::preflight::CredentialTarget],
+) -> Result<Vec<CallerIdentity>, super::preflight::PreflightError> {
+  super::preflight::check_trust()?;
+  let deadline = tokio::time::Instant::now() + super::preflight::PREFLIGHT_DEADLINE;
+  super::preflight::check(&sdk_config(endpoint, settings).await, targets, deadline)
+    .await
+    .map_err(|failure| {
+      failure.explain(super::preflight::SourceReport {
+        sources: vec![format!(
+          "the sandbox's fixed credentials ({ACCESS_KEY_ID}) at {endpoint}"
+        )],
+        fix_missing: "restart the sandbox: `drctl sandbox down`, then `drctl sandbox up`".into(),
+        fix_refused: "restart the sandbox: `drctl sandbox down`, then `drctl sandbox up`".into(),
+      })
+    })
+}
+
 #[cfg(test)]
 mod tests {
   use super::*;
