@@ -10,6 +10,7 @@ mod crash;
 mod cron_reference;
 mod docs;
 mod drills;
+mod errors;
 mod failover;
 mod fences;
 mod http;

@@ -65,7 +65,15 @@ impl AwsRds {
       .statistics(Statistic::Maximum)
       .send()
       .await
-      .map_err(|error| cloud_error("cloudwatch", "GetMetricStatistics", error))?;
+      .map_err(|error| {
+        cloud_error(
+          "cloudwatch",
+          "GetMetricStatistics",
+          self.cloudwatch.sdk(),
+          region,
+          error,
+        )
+      })?;
     Ok(
       output
         .datapoints()
@@ -120,7 +128,15 @@ impl Rds for AwsRds {
       .db_instance_identifier(id)
       .send()
       .await
-      .map_err(|error| cloud_error(SERVICE, "DescribeDBInstances", error));
+      .map_err(|error| {
+        cloud_error(
+          SERVICE,
+          "DescribeDBInstances",
+          self.rds.sdk(),
+          region,
+          error,
+        )
+      });
     Ok(absent_if_not_found(result)?.and_then(|output| {
       output
         .db_instances()
@@ -155,7 +171,13 @@ impl Rds for AwsRds {
     let snapshots = match pages {
       Ok(snapshots) => snapshots,
       Err(error) => {
-        let error = cloud_error(SERVICE, "DescribeDBSnapshots", error);
+        let error = cloud_error(
+          SERVICE,
+          "DescribeDBSnapshots",
+          self.rds.sdk(),
+          region,
+          error,
+        );
         // AWS answers an unknown instance with an empty list; keep that meaning if a
         // compatible endpoint answers DBInstanceNotFound instead.
         if error.kind == ErrorKind::NotFound {
@@ -197,7 +219,15 @@ impl Rds for AwsRds {
       .global_cluster_identifier(id)
       .send()
       .await
-      .map_err(|error| cloud_error(SERVICE, "DescribeGlobalClusters", error));
+      .map_err(|error| {
+        cloud_error(
+          SERVICE,
+          "DescribeGlobalClusters",
+          self.rds.sdk(),
+          &self.global_region(),
+          error,
+        )
+      });
     let Some(output) = absent_if_not_found(result)? else {
       return Ok(None);
     };
@@ -234,7 +264,7 @@ impl Rds for AwsRds {
       .db_instance_identifier(id)
       .send()
       .await
-      .map_err(|error| cloud_error(SERVICE, "PromoteReadReplica", error))?;
+      .map_err(|error| cloud_error(SERVICE, "PromoteReadReplica", self.rds.sdk(), region, error))?;
     Ok(())
   }
 
@@ -254,7 +284,15 @@ impl Rds for AwsRds {
       .set_tags((!tags.is_empty()).then_some(tags))
       .send()
       .await
-      .map_err(|error| cloud_error(SERVICE, "RestoreDBInstanceFromDBSnapshot", error))?;
+      .map_err(|error| {
+        cloud_error(
+          SERVICE,
+          "RestoreDBInstanceFromDBSnapshot",
+          self.rds.sdk(),
+          &request.region,
+          error,
+        )
+      })?;
     Ok(())
   }
 
@@ -268,7 +306,7 @@ impl Rds for AwsRds {
       .delete_automated_backups(true)
       .send()
       .await
-      .map_err(|error| cloud_error(SERVICE, "DeleteDBInstance", error))?;
+      .map_err(|error| cloud_error(SERVICE, "DeleteDBInstance", self.rds.sdk(), region, error))?;
     Ok(())
   }
 
@@ -285,7 +323,15 @@ impl Rds for AwsRds {
       .target_db_cluster_identifier(target_cluster_arn)
       .send()
       .await
-      .map_err(|error| cloud_error(SERVICE, "FailoverGlobalCluster", error))?;
+      .map_err(|error| {
+        cloud_error(
+          SERVICE,
+          "FailoverGlobalCluster",
+          self.rds.sdk(),
+          &region,
+          error,
+        )
+      })?;
     Ok(())
   }
 
@@ -324,7 +370,15 @@ impl Rds for AwsRds {
       .db_instance_identifier(&request.source_id)
       .send()
       .await
-      .map_err(|error| cloud_error(SERVICE, "DescribeDBInstances", error))?;
+      .map_err(|error| {
+        cloud_error(
+          SERVICE,
+          "DescribeDBInstances",
+          self.rds.sdk(),
+          &request.source_region,
+          error,
+        )
+      })?;
     let source_arn = source
       .db_instances()
       .first()
@@ -356,7 +410,15 @@ impl Rds for AwsRds {
       .set_tags((!tags.is_empty()).then_some(tags))
       .send()
       .await
-      .map_err(|error| cloud_error(SERVICE, "CreateDBInstanceReadReplica", error))?;
+      .map_err(|error| {
+        cloud_error(
+          SERVICE,
+          "CreateDBInstanceReadReplica",
+          self.rds.sdk(),
+          &request.region,
+          error,
+        )
+      })?;
     Ok(())
   }
 
@@ -375,7 +437,15 @@ impl Rds for AwsRds {
       .resource_name(&arn)
       .send()
       .await
-      .map_err(|error| cloud_error(SERVICE, "ListTagsForResource", error));
+      .map_err(|error| {
+        cloud_error(
+          SERVICE,
+          "ListTagsForResource",
+          self.rds.sdk(),
+          region,
+          error,
+        )
+      });
     Ok(absent_if_not_found(result)?.map(|output| {
       output
         .tag_list()
@@ -417,7 +487,7 @@ impl Rds for AwsRds {
       .set_tags(Some(tags))
       .send()
       .await
-      .map_err(|error| cloud_error(SERVICE, "AddTagsToResource", error))?;
+      .map_err(|error| cloud_error(SERVICE, "AddTagsToResource", self.rds.sdk(), region, error))?;
     Ok(())
   }
 }
@@ -433,7 +503,15 @@ impl AwsRds {
       .db_instance_identifier(id)
       .send()
       .await
-      .map_err(|error| cloud_error(SERVICE, "DescribeDBInstances", error));
+      .map_err(|error| {
+        cloud_error(
+          SERVICE,
+          "DescribeDBInstances",
+          self.rds.sdk(),
+          region,
+          error,
+        )
+      });
     Ok(absent_if_not_found(result)?.and_then(|output| {
       output
         .db_instances()

@@ -56,7 +56,7 @@ impl S3 for AwsS3 {
       .send()
       .collect::<Result<Vec<_>, _>>()
       .await
-      .map_err(|error| cloud_error(SERVICE, "ListObjectsV2", error))?;
+      .map_err(|error| cloud_error(SERVICE, "ListObjectsV2", self.clients.sdk(), region, error))?;
     Ok(
       pages
         .iter()
@@ -92,7 +92,7 @@ impl S3 for AwsS3 {
       .checksum_mode(ChecksumMode::Enabled)
       .send()
       .await
-      .map_err(|error| cloud_error(SERVICE, "HeadObject", error));
+      .map_err(|error| cloud_error(SERVICE, "HeadObject", self.clients.sdk(), region, error));
     Ok(absent_if_not_found(result)?.map(|head| {
       S3Object {
         bucket: bucket.to_owned(),
