@@ -4,30 +4,7 @@
 
 use std::{net::TcpListener, process::Output};
 
-use crate::support::Test;
-
-/// Fragments of Rust `Debug` output (of the SDK's error structs) that must never reach the user.
-pub const DEBUG_SYNTAX: &[&str] = &[
-  "Some(",
-  "None,",
-  "{ ",
-  " }",
-  "DispatchFailure",
-  "ConnectorError",
-  "source:",
-  "kind:",
-  "ErrorMetadata",
-  "ConstructionFailure",
-];
-
-/// The `Debug` fragments found in `text`.
-pub fn debug_syntax(text: &str) -> Vec<&'static str> {
-  DEBUG_SYNTAX
-    .iter()
-    .copied()
-    .filter(|fragment| text.contains(fragment))
-    .collect()
-}
+use crate::support::{debug_syntax, Test};
 
 /// A loopback port with nothing listening on it: connections are refused.
 fn refused_port() -> u16 {
