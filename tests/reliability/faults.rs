@@ -12,8 +12,12 @@
 //!   of `regional-failover` and `backup-restore-validation` through it.
 //!
 //! Every run is watched from outside: a run that prints nothing for two minutes (or passes a
-//! generous cap) is killed and counted as hung. Every AWS error printed (`... failed with CODE
-//! (HTTP n) ... [request id ID]`) must carry its request id; for every failed run, the error the
+//! generous cap) is killed and counted as hung. Every AWS error printed (`SERVICE OPERATION
+//! (REGION, account ...): CODE: MESSAGE (HTTP n, request id ID)`) must carry its request id, and
+//! every AWS error shown, journalled or logged as a per-call retry must be one line with no Rust
+//! `Debug` syntax. An `AccessDenied` the proxy serves must be shown whole (IAM's message names
+//! the missing permission) with region and account, and `plan` against a refused loopback port
+//! must name the host and "connection refused". For every failed run, the error the
 //! user saw (the `✗` line) must be an AWS error whose code and request id match the journal's,
 //! or a hung call's timeout (the attempt timeout, 20 s on both backends, or the step's). A step
 //! that stops on a retryable error must have used all its attempts: a run whose retries suffice
