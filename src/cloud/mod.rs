@@ -197,6 +197,8 @@ impl fmt::Display for CloudError {
 /// nothing is cut.
 pub fn one_line(text: &str) -> String {
   let mut folded = String::with_capacity(text.len());
+  // `lines` splits at `\n` and `\r\n`; a lone `\r` would still move the cursor.
+  let text = text.replace('\r', "\n");
   for (index, line) in text.trim().lines().enumerate() {
     let line = line.trim();
     if line.is_empty() {
@@ -1093,7 +1095,7 @@ mod tests {
       ErrorKind::Client,
       "rds",
       "PromoteReadReplica",
-      format!("{permission}\n  (second line)\r\n"),
+      format!("{permission}\n  (second line)\r(third)\r\n"),
     )
     .with_code("AccessDenied")
     .with_status(403)
@@ -1103,7 +1105,7 @@ mod tests {
       err.to_string(),
       format!(
         "rds PromoteReadReplica (us-west-2, account unknown): AccessDenied: {permission} \
-         (second line) (HTTP 403, request id 1a2b)"
+         (second line) (third) (HTTP 403, request id 1a2b)"
       )
     );
     let err = err.with_account("123456789012");
