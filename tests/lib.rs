@@ -12,6 +12,7 @@ mod cron_reference;
 mod deploy;
 mod docs;
 mod drills;
+mod errors;
 mod failover;
 mod fences;
 mod http;

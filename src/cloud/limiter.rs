@@ -1120,7 +1120,7 @@ mod tests {
     assert_eq!(err.request_id.as_deref(), Some(last.as_str()));
     assert_eq!(
       err.to_string(),
-      format!("rds DescribeDBInstances failed with Throttling: scripted [request id {last}]")
+      format!("rds DescribeDBInstances: Throttling: scripted (request id {last})")
     );
     assert_eq!(
       limiter.retries()["DescribeDBInstances"],

@@ -97,6 +97,13 @@ pub struct CloudError {
   pub message: String,
   pub http_status: Option<u16>,
   pub request_id: Option<String>,
+  /// The region whose endpoint answered (or failed to): `us-east-1` for Route 53's global API.
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  pub region: Option<String>,
+  /// The account the call acted in, when something said so (the caller's ARN in an
+  /// `AccessDenied` message); never guessed.
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  pub account: Option<String>,
 }
 
 impl CloudError {
@@ -114,6 +121,8 @@ impl CloudError {
       message: message.into(),
       http_status: None,
       request_id: None,
+      region: None,
+      account: None,
     }
   }
 
@@ -139,24 +148,68 @@ impl CloudError {
       ErrorKind::Throttling | ErrorKind::Server | ErrorKind::Transport
     )
   }
+
+  pub fn with_region(mut self, region: impl Into<String>) -> Self {
+    self.region = Some(region.into());
+    self
+  }
+
+  pub fn with_account(mut self, account: impl Into<String>) -> Self {
+    self.account = Some(account.into());
+    self
+  }
 }
 
+/// One line per error, whatever the service sent:
+/// `rds PromoteReadReplica (us-west-2, account 123456789012): AccessDenied: User: ... is not
+/// authorized to perform: rds:PromoteReadReplica ... (HTTP 403, request id 1a2b)`. The
+/// parenthesis after the operation is there for calls made in a region (every AWS call);
+/// the message is kept whole, its line breaks folded into spaces.
 impl fmt::Display for CloudError {
   fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     write!(f, "{} {}", self.service, self.operation)?;
-    match &self.code {
-      Some(code) => write!(f, " failed with {code}")?,
-      None => write!(f, " failed")?,
+    if let Some(region) = &self.region {
+      match &self.account {
+        Some(account) => write!(f, " ({region}, account {account})")?,
+        None => write!(f, " ({region}, account unknown)")?,
+      }
     }
-    if let Some(status) = self.http_status {
-      write!(f, " (HTTP {status})")?;
+    f.write_str(":")?;
+    if let Some(code) = &self.code {
+      write!(f, " {code}:")?;
     }
-    write!(f, ": {}", self.message)?;
-    if let Some(request_id) = &self.request_id {
-      write!(f, " [request id {request_id}]")?;
+    let message = one_line(&self.message);
+    if message.is_empty() {
+      f.write_str(" no message")?;
+    } else {
+      write!(f, " {message}")?;
     }
-    Ok(())
+    match (self.http_status, &self.request_id) {
+      (Some(status), Some(id)) => write!(f, " (HTTP {status}, request id {id})"),
+      (Some(status), None) => write!(f, " (HTTP {status})"),
+      (None, Some(id)) => write!(f, " (request id {id})"),
+      (None, None) => Ok(()),
+    }
   }
+}
+
+/// `text` on one line: every run of whitespace that holds a line break becomes one space, and
+/// nothing is cut.
+pub fn one_line(text: &str) -> String {
+  let mut folded = String::with_capacity(text.len());
+  // `lines` splits at `\n` and `\r\n`; a lone `\r` would still move the cursor.
+  let text = text.replace('\r', "\n");
+  for (index, line) in text.trim().lines().enumerate() {
+    let line = line.trim();
+    if line.is_empty() {
+      continue;
+    }
+    if index > 0 && !folded.is_empty() {
+      folded.push(' ');
+    }
+    folded.push_str(line);
+  }
+  folded
 }
 
 impl std::error::Error for CloudError {}
@@ -1066,7 +1119,39 @@ mod tests {
     .with_request_id("req-1");
     assert_eq!(
       err.to_string(),
-      "rds PromoteReadReplica failed with Throttling (HTTP 400): Rate exceeded [request id req-1]"
+      "rds PromoteReadReplica: Throttling: Rate exceeded (HTTP 400, request id req-1)"
+    );
+  }
+
+  #[test]
+  fn error_display_names_region_and_account_and_keeps_the_whole_message_on_one_line() {
+    let permission = "User: arn:aws:sts::123456789012:assumed-role/oncall/alice is not \
+      authorized to perform: rds:PromoteReadReplica on resource: \
+      arn:aws:rds:us-west-2:123456789012:db:orders-replica because no identity-based policy \
+      allows the rds:PromoteReadReplica action";
+    let err = CloudError::new(
+      ErrorKind::Client,
+      "rds",
+      "PromoteReadReplica",
+      format!("{permission}\n  (second line)\r(third)\r\n"),
+    )
+    .with_code("AccessDenied")
+    .with_status(403)
+    .with_request_id("1a2b")
+    .with_region("us-west-2");
+    assert_eq!(
+      err.to_string(),
+      format!(
+        "rds PromoteReadReplica (us-west-2, account unknown): AccessDenied: {permission} \
+         (second line) (third) (HTTP 403, request id 1a2b)"
+      )
+    );
+    let err = err.with_account("123456789012");
+    assert!(
+      err
+        .to_string()
+        .starts_with("rds PromoteReadReplica (us-west-2, account 123456789012): AccessDenied: "),
+      "{err}"
     );
   }
 

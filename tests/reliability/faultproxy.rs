@@ -37,6 +37,9 @@ pub struct Rates {
   pub spike_latency: Duration,
   /// Also hang the AWS request with this number (1-based), so that a short run meets a hang.
   pub hang_nth: Option<u64>,
+  /// Answer every call of this operation with `AccessDenied` (403) and IAM's long message naming
+  /// the missing permission ([`denied_message`]).
+  pub deny: Option<&'static str>,
 }
 
 /// What the proxy did, for the figures.
@@ -49,6 +52,8 @@ pub struct Stats {
   pub hung: u64,
   /// Hung calls the client gave up on (closed the connection).
   pub hung_released: u64,
+  /// Calls answered `AccessDenied`.
+  pub denied: u64,
   /// Forwarded requests moto answered 2xx: (operation, request body) → count.
   pub applied: BTreeMap<(String, String), u64>,
 }
@@ -294,6 +299,7 @@ enum Fate {
   Throttle,
   Error,
   Hang,
+  Deny,
 }
 
 async fn serve(mut client: TcpStream, shared: Arc<Shared>) {
@@ -301,7 +307,11 @@ async fn serve(mut client: TcpStream, shared: Arc<Shared>) {
   while let Some(request) = read_request(&mut client, &mut buffer).await {
     let aws =
       !request.path.starts_with("/drctl-sandbox/") && !request.path.starts_with("/moto-api");
-    let (fate, spike) = if aws {
+    let service = request.service();
+    let operation = request.operation(&service);
+    let (fate, spike) = if aws && shared.rates.deny == Some(operation.as_str()) {
+      (Fate::Deny, None)
+    } else if aws {
       let rates = shared.rates;
       let number = shared.requests.fetch_add(1, Ordering::Relaxed) + 1;
       let mut rng = lock(&shared.rng);
@@ -320,8 +330,6 @@ async fn serve(mut client: TcpStream, shared: Arc<Shared>) {
     } else {
       (Fate::Pass, None)
     };
-    let service = request.service();
-    let operation = request.operation(&service);
     if aws {
       let mut stats = lock(&shared.stats);
       stats.requests += 1;
@@ -329,6 +337,7 @@ async fn serve(mut client: TcpStream, shared: Arc<Shared>) {
         Fate::Throttle => stats.throttled += 1,
         Fate::Error => stats.errors += 1,
         Fate::Hang => stats.hung += 1,
+        Fate::Deny => stats.denied += 1,
         Fate::Pass => {}
       }
       if spike.is_some() {
@@ -357,6 +366,13 @@ async fn serve(mut client: TcpStream, shared: Arc<Shared>) {
           shared.ids.fetch_add(1, Ordering::Relaxed)
         );
         aws_error(&service, &request, fate == Fate::Throttle, &id)
+      }
+      Fate::Deny => {
+        let id = format!(
+          "drctl-fault-{:08}",
+          shared.ids.fetch_add(1, Ordering::Relaxed)
+        );
+        access_denied(&service, &operation, &id)
       }
       Fate::Pass => match forward(shared.upstream, &request).await {
         Some((status, response)) => {
@@ -542,6 +558,44 @@ fn aws_error(service: &str, request: &Request, throttle: bool, id: &str) -> Vec<
   };
   format!(
     "HTTP/1.1 {status} {reason}\r\ncontent-type: {content_type}\r\nx-amzn-requestid: {id}\r\n{extra_headers}content-length: {length}\r\n\r\n{body}"
+  )
+  .into_bytes()
+}
+
+/// The account of the identity the fault proxy's `AccessDenied` answers name.
+pub const DENIED_ACCOUNT: &str = "123456789012";
+
+/// IAM's message for a call of `service:operation` that no policy allows: long, and naming the
+/// missing permission (AWS sends it whole; drctl must show it whole).
+pub fn denied_message(service: &str, operation: &str) -> String {
+  format!(
+    "User: arn:aws:sts::{DENIED_ACCOUNT}:assumed-role/drctl-oncall/alice@example.com is not \
+     authorized to perform: {service}:{operation} on resource: \
+     arn:aws:{service}:us-west-2:{DENIED_ACCOUNT}:db:app-db-replica because no identity-based \
+     policy allows the {service}:{operation} action"
+  )
+}
+
+/// `AccessDenied` (403) for `operation` in the protocol of `service`, with request id `id`.
+fn access_denied(service: &str, operation: &str, id: &str) -> Vec<u8> {
+  let message = denied_message(service, operation);
+  let (content_type, extra_headers, body) = match service {
+    "ecs" => (
+      "application/x-amz-json-1.1",
+      "x-amzn-errortype: AccessDeniedException\r\n".to_string(),
+      format!("{{\"__type\":\"AccessDeniedException\",\"message\":\"{message}\"}}"),
+    ),
+    _ => (
+      "text/xml",
+      String::new(),
+      format!(
+        "<?xml version=\"1.0\"?>\n<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>{message}</Message></Error><RequestId>{id}</RequestId></ErrorResponse>"
+      ),
+    ),
+  };
+  format!(
+    "HTTP/1.1 403 Forbidden\r\ncontent-type: {content_type}\r\nx-amzn-requestid: {id}\r\n{extra_headers}content-length: {}\r\n\r\n{body}",
+    body.len()
   )
   .into_bytes()
 }

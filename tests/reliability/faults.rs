@@ -12,8 +12,12 @@
 //!   of `regional-failover` and `backup-restore-validation` through it.
 //!
 //! Every run is watched from outside: a run that prints nothing for two minutes (or passes a
-//! generous cap) is killed and counted as hung. Every AWS error printed (`... failed with CODE
-//! (HTTP n) ... [request id ID]`) must carry its request id; for every failed run, the error the
+//! generous cap) is killed and counted as hung. Every AWS error printed (`SERVICE OPERATION
+//! (REGION, account ...): CODE: MESSAGE (HTTP n, request id ID)`) must carry its request id, and
+//! every AWS error shown, journalled or logged as a per-call retry must be one line with no Rust
+//! `Debug` syntax. An `AccessDenied` the proxy serves must be shown whole (IAM's message names
+//! the missing permission) with region and account, and `plan` against a refused loopback port
+//! must name the host and "connection refused". For every failed run, the error the
 //! user saw (the `✗` line) must be an AWS error whose code and request id match the journal's,
 //! or a hung call's timeout (the attempt timeout, 20 s on both backends, or the step's). A step
 //! that stops on a retryable error must have used all its attempts: a run whose retries suffice
@@ -83,9 +87,12 @@ struct Tally {
   retries: usize,
   /// Calls retried at the provider boundary (drctl's debug log).
   call_retries: usize,
-  /// AWS errors on stderr (`... failed with CODE (HTTP n) ...`), and how many named a request id.
+  /// AWS errors on stderr (`... (HTTP n, request id ID)`), and how many named a request id.
   errors_shown: usize,
   errors_with_id: usize,
+  /// AWS errors checked for their form (shown and journalled), and the ones that failed it.
+  errors_checked: usize,
+  unreadable: Vec<String>,
   /// Failed runs whose failing step stopped with retryable error and attempts left.
   gave_up_early: Vec<String>,
   /// Rollbacks that still failed on a retryable error once their step's attempts were spent.
@@ -109,6 +116,8 @@ impl Tally {
     self.call_retries += other.call_retries;
     self.errors_shown += other.errors_shown;
     self.errors_with_id += other.errors_with_id;
+    self.errors_checked += other.errors_checked;
+    self.unreadable.extend(other.unreadable);
     self.gave_up_early.extend(other.gave_up_early);
     self.rollbacks_given_up.extend(other.rollbacks_given_up);
     self.must_complete += other.must_complete;
@@ -186,14 +195,45 @@ fn run_with_deadline(test: &Test, args: &[&str], cap: Duration) -> Finished {
 }
 
 /// A progress line reporting an AWS error answer (`[  1.2s] ! step  rds DescribeDBInstances
-/// failed ...`), not a call that got no answer at all (a timeout).
+/// (us-west-2, account unknown): Throttling: Rate exceeded (HTTP 400, request id ...)`), not a
+/// call that got no answer at all (a timeout).
 fn aws_error_line(line: &str) -> bool {
   let progress =
     line.trim_start().starts_with('[') && (line.contains(" ! ") || line.contains(" ✗ "));
-  let aws = [" rds ", " ecs ", " route53 ", " s3 ", " cloudwatch "]
+  progress && aws_error(line).is_some() && !line.contains(": timed out after ")
+}
+
+/// The AWS error in a line, from its service on: `rds DescribeDBInstances (us-west-2, account
+/// unknown): ...` (the SDK path) or `rds DescribeDBInstances: ...` (the simulator).
+fn aws_error(line: &str) -> Option<&str> {
+  ["rds ", "ecs ", "route53 ", "s3 ", "cloudwatch ", "sts "]
     .iter()
-    .any(|service| line.contains(service));
-  progress && aws && line.contains(" failed") && !line.contains("request has timed out")
+    .filter_map(|service| {
+      line
+        .match_indices(&format!(" {service}"))
+        .find_map(|(at, _)| {
+          let error = &line[at + 1..];
+          let operation = error[service.len()..].split([' ', ':']).next()?;
+          let after = &error[service.len() + operation.len()..];
+          (operation.starts_with(|c: char| c.is_ascii_uppercase())
+            && (after.starts_with(": ") || after.starts_with(" (")))
+          .then_some(error)
+        })
+    })
+    .next()
+}
+
+/// What is wrong with the form of an AWS error the user saw (empty: nothing): it is one line,
+/// holds no Rust `Debug` syntax, and an error AWS answered keeps its request id.
+fn form_problems(error: &str) -> Vec<String> {
+  let mut problems: Vec<String> = crate::support::debug_syntax(error)
+    .into_iter()
+    .map(|fragment| format!("Debug syntax `{fragment}`"))
+    .collect();
+  if error.contains('\n') || error.contains('\r') {
+    problems.push("more than one line".to_owned());
+  }
+  problems
 }
 
 /// Judge one finished run from its output and journal.
@@ -233,11 +273,40 @@ fn judge(test: &Test, finished: &Finished, label: &str, attempts: u64) -> Tally 
       ));
     }
   }
+  // Every AWS error the user saw, and every one the journal keeps, is readable.
+  let journalled: Vec<String> = records
+    .iter()
+    .filter_map(|record| record["error"]["message"].as_str())
+    .map(|message| format!(" {message}"))
+    .collect();
+  let shown = finished
+    .stderr
+    .lines()
+    .chain(finished.stdout.lines())
+    .chain(journalled.iter().map(String::as_str))
+    .filter_map(aws_error);
+  // The per-call retries' debug lines carry the message of every fault the calls met (a
+  // hung call's timeout included).
+  let retried = finished
+    .stderr
+    .lines()
+    .filter_map(|line| line.split_once("retrying a provider call: "))
+    .map(|(_, message)| message);
+  for error in shown.chain(retried) {
+    tally.errors_checked += 1;
+    let problems = form_problems(error);
+    if !problems.is_empty() {
+      tally
+        .unreadable
+        .push(format!("{label}: {}: {error}", problems.join(", ")));
+    }
+  }
   for line in finished.stderr.lines().filter(|line| aws_error_line(line)) {
     tally.errors_shown += 1;
     // S3 answers HEAD requests without a body, so there the HTTP status is all there is.
-    let coded = line.contains(" failed with ") || (line.contains("HeadObject failed (HTTP "));
-    if coded && line.contains("[request id ") {
+    // An error AWS answered has its HTTP status next to the request id.
+    let coded = line.contains(" (HTTP ");
+    if coded && line.contains("request id ") {
       tally.errors_with_id += 1;
     } else {
       tally.unexplained.push(format!(
@@ -289,8 +358,8 @@ fn judge(test: &Test, finished: &Finished, label: &str, attempts: u64) -> Tally 
         // request id) or the simulator's, which models it as a `RequestTimeout`; or at the
         // step's timeout if that comes first.
         if line.contains("(the step's timeout)")
-          || line.contains("operation attempt timeout")
-          || line.contains("failed with RequestTimeout")
+          || line.contains(": timed out after ")
+          || line.contains(": RequestTimeout: ")
         {
           hang = true;
         } else if let Some(error) = final_error(&records, line) {
@@ -521,6 +590,7 @@ pub fn run(config: &Config) -> Vec<Figure> {
   let mut total = simulator(config, &mut figures);
   let sdk = sdk(config, &mut figures);
   total.add(sdk);
+  total.add(sdk_readable(&mut figures));
 
   for problem in total
     .unexplained
@@ -528,6 +598,7 @@ pub fn run(config: &Config) -> Vec<Figure> {
     .chain(&total.duplicate_effects)
     .chain(&total.gave_up_early)
     .chain(&total.rollbacks_given_up)
+    .chain(&total.unreadable)
   {
     eprintln!("   faults: {problem}");
   }
@@ -564,6 +635,17 @@ pub fn run(config: &Config) -> Vec<Figure> {
       format!("{}/{}", total.errors_with_id, total.errors_shown),
       "100 %",
       total.errors_with_id == total.errors_shown,
+    ),
+    Figure::new(
+      SECTION,
+      "AWS errors one line, no Rust Debug syntax (shown and journalled)",
+      format!(
+        "{}/{}",
+        total.errors_checked - total.unreadable.len(),
+        total.errors_checked
+      ),
+      "100 %",
+      total.unreadable.is_empty(),
     ),
     Figure::new(
       SECTION,
@@ -613,6 +695,7 @@ fn sdk_rates(config: &Config) -> faultproxy::Rates {
     spike: 0.1,
     spike_latency: Duration::from_millis(if config.full { 1500 } else { 500 }),
     hang_nth: Some(5),
+    deny: None,
   }
 }
 
@@ -730,6 +813,125 @@ fn sdk(config: &Config, figures: &mut Vec<Figure>) -> Tally {
     format!("{}/{}", proxy_totals.hung_released, proxy_totals.hung),
     "all",
     proxy_totals.hung_released == proxy_totals.hung,
+  ));
+  tally
+}
+
+/// The errors AWS and the network give that the random faults do not: an `AccessDenied` whose
+/// long message names the missing permission (the fault proxy answers `PromoteReadReplica` so),
+/// and a refused connection (`plan` against a loopback port nobody listens on). Each must be
+/// shown whole, on one line, with its region and account (or "account unknown").
+fn sdk_readable(figures: &mut Vec<Figure>) -> Tally {
+  let moto = Moto::start();
+  let rates = faultproxy::Rates {
+    throttle: 0.0,
+    error: 0.0,
+    hang: 0.0,
+    spike: 0.0,
+    spike_latency: Duration::ZERO,
+    hang_nth: None,
+    deny: Some("PromoteReadReplica"),
+  };
+  let proxy = faultproxy::FaultProxy::start(moto.port, rates, 0);
+  let test = Test::new();
+  let state = test.path().join(".drctl");
+  moto.attach(&state);
+  let point_sandbox_at = |endpoint: String, port: u16| {
+    let record = state.join("sandbox.json");
+    let mut sandbox: serde_json::Value =
+      serde_json::from_str(&std::fs::read_to_string(&record).expect("read sandbox.json"))
+        .expect("sandbox.json is JSON");
+    sandbox["endpoint"] = endpoint.into();
+    sandbox["port"] = port.into();
+    std::fs::write(&record, sandbox.to_string()).expect("write sandbox.json");
+  };
+  point_sandbox_at(proxy.endpoint(), proxy.port);
+  let label = "sdk regional-failover, PromoteReadReplica denied";
+  let finished = run_with_deadline(
+    &test,
+    &[
+      "run",
+      "runbooks/regional-failover.yaml",
+      "-p",
+      "target_region=us-west-2",
+      "--sandbox",
+      "--yes",
+    ],
+    Duration::from_secs(600),
+  );
+  let mut tally = judge(&test, &finished, label, 3);
+  let message = faultproxy::denied_message("rds", "PromoteReadReplica");
+  let whole = format!(
+    "rds PromoteReadReplica (us-west-2, account {}): AccessDenied: {message} (HTTP 403, request id drctl-fault-",
+    faultproxy::DENIED_ACCOUNT
+  );
+  let denied_shown = finished.code == Some(1)
+    && finished
+      .stderr
+      .lines()
+      .any(|line| line.contains(" ✗ ") && line.contains(&whole));
+  if !denied_shown {
+    tally.unreadable.push(format!(
+      "{label}: exit {:?}, no `✗` line with the whole AccessDenied error `{whole}...`\n{}{}",
+      finished.code, finished.stdout, finished.stderr
+    ));
+  }
+  figures.push(Figure::new(
+    SECTION,
+    "sdk AccessDenied shown whole: region, account, code, IAM's message, request id",
+    if denied_shown { "yes" } else { "no" },
+    "yes",
+    denied_shown,
+  ));
+
+  // Nothing listens on `refused`: every call's connection is refused.
+  let refused = std::net::TcpListener::bind("127.0.0.1:0")
+    .and_then(|listener| listener.local_addr())
+    .expect("a free loopback port")
+    .port();
+  let endpoint = format!("http://127.0.0.1:{refused}");
+  let test = Test::new().env("AWS_ENDPOINT_URL", &endpoint);
+  let public_url = format!("public_url={endpoint}/health");
+  let finished = run_with_deadline(
+    &test,
+    &[
+      "plan",
+      "runbooks/regional-failover.yaml",
+      "-p",
+      "target_region=us-west-2",
+      "-p",
+      &public_url,
+      "--aws",
+    ],
+    Duration::from_secs(600),
+  );
+  let expected = format!("127.0.0.1:{refused}: connection refused");
+  let errors: Vec<&str> = finished
+    .stdout
+    .lines()
+    .chain(finished.stderr.lines())
+    .filter_map(aws_error)
+    .collect();
+  let named = errors
+    .iter()
+    .filter(|error| error.contains("account unknown): ") && error.contains(&expected))
+    .count();
+  for error in &errors {
+    tally.errors_checked += 1;
+    let problems = form_problems(error);
+    if !problems.is_empty() {
+      tally.unreadable.push(format!(
+        "sdk plan, refused endpoint: {}: {error}",
+        problems.join(", ")
+      ));
+    }
+  }
+  figures.push(Figure::new(
+    SECTION,
+    "sdk refused connection: errors naming host and \"connection refused\"",
+    format!("{named}/{}", errors.len()),
+    "all, ≥ 1",
+    named == errors.len() && named > 0,
   ));
   tally
 }

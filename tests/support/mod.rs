@@ -246,3 +246,28 @@ impl Test {
     new.remove(0)
   }
 }
+
+/// Fragments of Rust `Debug` output (of the SDK's error structs) that must never reach the user.
+pub const DEBUG_SYNTAX: &[&str] = &[
+  "Some(",
+  "None,",
+  "{ ",
+  " }",
+  "DispatchFailure",
+  "ConnectorError",
+  "{ source:",
+  ", source:",
+  "{ kind:",
+  ", kind:",
+  "ErrorMetadata",
+  "ConstructionFailure",
+];
+
+/// The `Debug` fragments found in `text`.
+pub fn debug_syntax(text: &str) -> Vec<&'static str> {
+  DEBUG_SYNTAX
+    .iter()
+    .copied()
+    .filter(|fragment| text.contains(fragment))
+    .collect()
+}

@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use aws_config::{Region, SdkConfig};
 use aws_sdk_cloudwatch::types::{Dimension, Statistic};
 
-use super::{errors::cloud_error, to_chrono};
+use super::{config::RegionalClients, errors::cloud_error, to_chrono};
 use crate::cloud::{CloudResult, LagDatapoint, LAG_LOOKBACK, LAG_PERIOD};
 
 /// Build a CloudWatch client for `region`.
@@ -30,7 +30,8 @@ pub(crate) struct Metric<'a> {
 /// `now`, as CloudWatch holds them (negative values kept: for RDS they mean replication is not
 /// running).
 pub(crate) async fn lag_datapoints(
-  client: &aws_sdk_cloudwatch::Client,
+  clients: &RegionalClients<aws_sdk_cloudwatch::Client>,
+  region: &str,
   metric: &Metric<'_>,
   now: SystemTime,
 ) -> CloudResult<Vec<LagDatapoint>> {
@@ -39,7 +40,8 @@ pub(crate) async fn lag_datapoints(
     .iter()
     .map(|(name, value)| Dimension::builder().name(*name).value(*value).build())
     .collect();
-  let output = client
+  let output = clients
+    .get(region)
     .get_metric_statistics()
     .namespace(metric.namespace)
     .metric_name(metric.name)
@@ -50,7 +52,15 @@ pub(crate) async fn lag_datapoints(
     .statistics(Statistic::Maximum)
     .send()
     .await
-    .map_err(|error| cloud_error("cloudwatch", "GetMetricStatistics", error))?;
+    .map_err(|error| {
+      cloud_error(
+        "cloudwatch",
+        "GetMetricStatistics",
+        clients.sdk(),
+        region,
+        error,
+      )
+    })?;
   Ok(
     output
       .datapoints()

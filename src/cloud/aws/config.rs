@@ -94,3 +94,31 @@ impl<C: Clone> RegionalClients<C> {
     &self.sdk
   }
 }
+
+/// The host (and port) a client of `service` in `region` sends to, for error messages:
+/// `AWS_ENDPOINT_URL_<SERVICE>`, else the configured endpoint (`--sandbox`, `AWS_ENDPOINT_URL`),
+/// else AWS's public name (`rds.us-west-2.amazonaws.com`; Route 53's is global).
+pub(crate) fn endpoint_host(sdk: &SdkConfig, service: &str, region: &str) -> String {
+  let variable = format!(
+    "AWS_ENDPOINT_URL_{}",
+    match service {
+      "route53" => "ROUTE_53".to_owned(),
+      other => other.to_ascii_uppercase(),
+    }
+  );
+  let custom = std::env::var(variable)
+    .ok()
+    .filter(|value| !value.is_empty())
+    .or_else(|| sdk.endpoint_url().map(str::to_owned));
+  match custom {
+    Some(url) => {
+      let rest = url.split_once("://").map_or(url.as_str(), |(_, rest)| rest);
+      rest.split('/').next().unwrap_or(rest).to_owned()
+    }
+    None => match service {
+      "route53" => "route53.amazonaws.com".to_owned(),
+      "cloudwatch" => format!("monitoring.{region}.amazonaws.com"),
+      other => format!("{other}.{region}.amazonaws.com"),
+    },
+  }
+}

@@ -74,7 +74,15 @@ impl Ecs for AwsEcs {
       .services(service)
       .send()
       .await
-      .map_err(|error| cloud_error(SERVICE, "DescribeServices", error));
+      .map_err(|error| {
+        cloud_error(
+          SERVICE,
+          "DescribeServices",
+          self.clients.sdk(),
+          region,
+          error,
+        )
+      });
     // A missing cluster is `ClusterNotFoundException`; a missing service in a cluster comes
     // back as a `failures` entry with reason `MISSING`, and a deleted one as `INACTIVE`.
     let Some(output) = absent_if_not_found(result)? else {
@@ -113,7 +121,7 @@ impl Ecs for AwsEcs {
       .desired_count(desired)
       .send()
       .await
-      .map_err(|error| cloud_error(SERVICE, "UpdateService", error))?;
+      .map_err(|error| cloud_error(SERVICE, "UpdateService", self.clients.sdk(), region, error))?;
     Ok(())
   }
 }

@@ -52,7 +52,7 @@ impl AwsRds {
       name: metric,
       dimensions: &[(dimension, id)],
     };
-    cloudwatch::lag_datapoints(&self.cloudwatch.get(region), &metric, now).await
+    cloudwatch::lag_datapoints(&self.cloudwatch, region, &metric, now).await
   }
 
   /// Global clusters are visible from every region; ask the configured one.
@@ -95,7 +95,15 @@ impl Rds for AwsRds {
       .db_instance_identifier(id)
       .send()
       .await
-      .map_err(|error| cloud_error(SERVICE, "DescribeDBInstances", error));
+      .map_err(|error| {
+        cloud_error(
+          SERVICE,
+          "DescribeDBInstances",
+          self.rds.sdk(),
+          region,
+          error,
+        )
+      });
     Ok(absent_if_not_found(result)?.and_then(|output| {
       output
         .db_instances()
@@ -130,7 +138,13 @@ impl Rds for AwsRds {
     let snapshots = match pages {
       Ok(snapshots) => snapshots,
       Err(error) => {
-        let error = cloud_error(SERVICE, "DescribeDBSnapshots", error);
+        let error = cloud_error(
+          SERVICE,
+          "DescribeDBSnapshots",
+          self.rds.sdk(),
+          region,
+          error,
+        );
         // AWS answers an unknown instance with an empty list; keep that meaning if a
         // compatible endpoint answers DBInstanceNotFound instead.
         if error.kind == ErrorKind::NotFound {
@@ -172,7 +186,15 @@ impl Rds for AwsRds {
       .global_cluster_identifier(id)
       .send()
       .await
-      .map_err(|error| cloud_error(SERVICE, "DescribeGlobalClusters", error));
+      .map_err(|error| {
+        cloud_error(
+          SERVICE,
+          "DescribeGlobalClusters",
+          self.rds.sdk(),
+          &self.global_region(),
+          error,
+        )
+      });
     let Some(output) = absent_if_not_found(result)? else {
       return Ok(None);
     };
@@ -209,7 +231,7 @@ impl Rds for AwsRds {
       .db_instance_identifier(id)
       .send()
       .await
-      .map_err(|error| cloud_error(SERVICE, "PromoteReadReplica", error))?;
+      .map_err(|error| cloud_error(SERVICE, "PromoteReadReplica", self.rds.sdk(), region, error))?;
     Ok(())
   }
 
@@ -229,7 +251,15 @@ impl Rds for AwsRds {
       .set_tags((!tags.is_empty()).then_some(tags))
       .send()
       .await
-      .map_err(|error| cloud_error(SERVICE, "RestoreDBInstanceFromDBSnapshot", error))?;
+      .map_err(|error| {
+        cloud_error(
+          SERVICE,
+          "RestoreDBInstanceFromDBSnapshot",
+          self.rds.sdk(),
+          &request.region,
+          error,
+        )
+      })?;
     Ok(())
   }
 
@@ -243,7 +273,7 @@ impl Rds for AwsRds {
       .delete_automated_backups(true)
       .send()
       .await
-      .map_err(|error| cloud_error(SERVICE, "DeleteDBInstance", error))?;
+      .map_err(|error| cloud_error(SERVICE, "DeleteDBInstance", self.rds.sdk(), region, error))?;
     Ok(())
   }
 
@@ -268,7 +298,15 @@ impl Rds for AwsRds {
       .set_allow_data_loss((mode == GlobalFailover::AllowDataLoss).then_some(true))
       .send()
       .await
-      .map_err(|error| cloud_error(SERVICE, "FailoverGlobalCluster", error))?;
+      .map_err(|error| {
+        cloud_error(
+          SERVICE,
+          "FailoverGlobalCluster",
+          self.rds.sdk(),
+          &region,
+          error,
+        )
+      })?;
     Ok(())
   }
 
@@ -307,7 +345,15 @@ impl Rds for AwsRds {
       .db_instance_identifier(&request.source_id)
       .send()
       .await
-      .map_err(|error| cloud_error(SERVICE, "DescribeDBInstances", error))?;
+      .map_err(|error| {
+        cloud_error(
+          SERVICE,
+          "DescribeDBInstances",
+          self.rds.sdk(),
+          &request.source_region,
+          error,
+        )
+      })?;
     let source_arn = source
       .db_instances()
       .first()
@@ -339,7 +385,15 @@ impl Rds for AwsRds {
       .set_tags((!tags.is_empty()).then_some(tags))
       .send()
       .await
-      .map_err(|error| cloud_error(SERVICE, "CreateDBInstanceReadReplica", error))?;
+      .map_err(|error| {
+        cloud_error(
+          SERVICE,
+          "CreateDBInstanceReadReplica",
+          self.rds.sdk(),
+          &request.region,
+          error,
+        )
+      })?;
     Ok(())
   }
 
@@ -358,7 +412,15 @@ impl Rds for AwsRds {
       .resource_name(&arn)
       .send()
       .await
-      .map_err(|error| cloud_error(SERVICE, "ListTagsForResource", error));
+      .map_err(|error| {
+        cloud_error(
+          SERVICE,
+          "ListTagsForResource",
+          self.rds.sdk(),
+          region,
+          error,
+        )
+      });
     Ok(absent_if_not_found(result)?.map(|output| {
       output
         .tag_list()
@@ -400,7 +462,7 @@ impl Rds for AwsRds {
       .set_tags(Some(tags))
       .send()
       .await
-      .map_err(|error| cloud_error(SERVICE, "AddTagsToResource", error))?;
+      .map_err(|error| cloud_error(SERVICE, "AddTagsToResource", self.rds.sdk(), region, error))?;
     Ok(())
   }
 }
@@ -416,7 +478,15 @@ impl AwsRds {
       .db_instance_identifier(id)
       .send()
       .await
-      .map_err(|error| cloud_error(SERVICE, "DescribeDBInstances", error));
+      .map_err(|error| {
+        cloud_error(
+          SERVICE,
+          "DescribeDBInstances",
+          self.rds.sdk(),
+          region,
+          error,
+        )
+      });
     Ok(absent_if_not_found(result)?.and_then(|output| {
       output
         .db_instances()

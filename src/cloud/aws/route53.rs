@@ -22,6 +22,8 @@ const SERVICE: &str = "route53";
 
 pub(crate) struct AwsRoute53 {
   client: aws_sdk_route53::Client,
+  /// For error messages: the endpoint the client talks to.
+  sdk: SdkConfig,
 }
 
 impl AwsRoute53 {
@@ -31,6 +33,7 @@ impl AwsRoute53 {
       .build();
     Self {
       client: aws_sdk_route53::Client::from_conf(config),
+      sdk: sdk.clone(),
     }
   }
 }
@@ -68,7 +71,7 @@ fn to_sdk_record(record: &RecordSet) -> Result<ResourceRecordSet, CloudError> {
     .iter()
     .map(|value| ResourceRecord::builder().value(value).build())
     .collect::<Result<Vec<_>, _>>()
-    .map_err(|error| build_error(SERVICE, operation, error))?;
+    .map_err(|error| build_error(SERVICE, operation, ROUTE53_REGION, error))?;
   ResourceRecordSet::builder()
     .name(normalize_dns_name(&record.name))
     .r#type(RrType::from(record.rtype.as_str()))
@@ -81,7 +84,7 @@ fn to_sdk_record(record: &RecordSet) -> Result<ResourceRecordSet, CloudError> {
     .set_resource_records((!values.is_empty()).then_some(values))
     .set_health_check_id(record.health_check_id.clone())
     .build()
-    .map_err(|error| build_error(SERVICE, operation, error))
+    .map_err(|error| build_error(SERVICE, operation, ROUTE53_REGION, error))
 }
 
 fn to_change_info(
@@ -122,7 +125,15 @@ impl Route53 for AwsRoute53 {
         .set_start_record_identifier(start_identifier)
         .send()
         .await
-        .map_err(|error| cloud_error(SERVICE, "ListResourceRecordSets", error))?;
+        .map_err(|error| {
+          cloud_error(
+            SERVICE,
+            "ListResourceRecordSets",
+            &self.sdk,
+            ROUTE53_REGION,
+            error,
+          )
+        })?;
       let mut past_name = false;
       for record in output.resource_record_sets() {
         // The listing starts at `wanted`, so the first other name means there are no more.
@@ -161,7 +172,15 @@ impl Route53 for AwsRoute53 {
       .set_start_record_identifier(start.and_then(|start| start.set_identifier.clone()))
       .send()
       .await
-      .map_err(|error| cloud_error(SERVICE, "ListResourceRecordSets", error))?;
+      .map_err(|error| {
+        cloud_error(
+          SERVICE,
+          "ListResourceRecordSets",
+          &self.sdk,
+          ROUTE53_REGION,
+          error,
+        )
+      })?;
     let records = output
       .resource_record_sets()
       .iter()
@@ -187,7 +206,7 @@ impl Route53 for AwsRoute53 {
       .id(change_id)
       .send()
       .await
-      .map_err(|error| cloud_error(SERVICE, "GetChange", error))?;
+      .map_err(|error| cloud_error(SERVICE, "GetChange", &self.sdk, ROUTE53_REGION, error))?;
     to_change_info("GetChange", output.change_info())
   }
 
@@ -198,14 +217,22 @@ impl Route53 for AwsRoute53 {
       .health_check_id(health_check_id)
       .send()
       .await
-      .map_err(|error| cloud_error(SERVICE, "GetHealthCheckStatus", error))?;
+      .map_err(|error| {
+        cloud_error(
+          SERVICE,
+          "GetHealthCheckStatus",
+          &self.sdk,
+          ROUTE53_REGION,
+          error,
+        )
+      })?;
     let check = self
       .client
       .get_health_check()
       .health_check_id(health_check_id)
       .send()
       .await
-      .map_err(|error| cloud_error(SERVICE, "GetHealthCheck", error))?;
+      .map_err(|error| cloud_error(SERVICE, "GetHealthCheck", &self.sdk, ROUTE53_REGION, error))?;
     let config = check
       .health_check()
       .and_then(|check| check.health_check_config());
@@ -245,14 +272,14 @@ impl Route53 for AwsRoute53 {
           ))
           .resource_record_set(to_sdk_record(&change.record)?)
           .build()
-          .map_err(|error| build_error(SERVICE, operation, error))
+          .map_err(|error| build_error(SERVICE, operation, ROUTE53_REGION, error))
       })
       .collect::<Result<Vec<_>, _>>()?;
     let batch = ChangeBatch::builder()
       .set_comment((!comment.is_empty()).then(|| comment.to_owned()))
       .set_changes(Some(changes))
       .build()
-      .map_err(|error| build_error(SERVICE, operation, error))?;
+      .map_err(|error| build_error(SERVICE, operation, ROUTE53_REGION, error))?;
     let output = self
       .client
       .change_resource_record_sets()
@@ -260,7 +287,7 @@ impl Route53 for AwsRoute53 {
       .change_batch(batch)
       .send()
       .await
-      .map_err(|error| cloud_error(SERVICE, operation, error))?;
+      .map_err(|error| cloud_error(SERVICE, operation, &self.sdk, ROUTE53_REGION, error))?;
     to_change_info(operation, output.change_info())
   }
 
@@ -277,7 +304,15 @@ impl Route53 for AwsRoute53 {
       .set_inverted(update.inverted)
       .send()
       .await
-      .map_err(|error| cloud_error(SERVICE, "UpdateHealthCheck", error))?;
+      .map_err(|error| {
+        cloud_error(
+          SERVICE,
+          "UpdateHealthCheck",
+          &self.sdk,
+          ROUTE53_REGION,
+          error,
+        )
+      })?;
     Ok(())
   }
 }

@@ -59,7 +59,7 @@ impl S3 for AwsS3 {
       .send()
       .collect::<Result<Vec<_>, _>>()
       .await
-      .map_err(|error| cloud_error(SERVICE, "ListObjectsV2", error))?;
+      .map_err(|error| cloud_error(SERVICE, "ListObjectsV2", self.clients.sdk(), region, error))?;
     Ok(
       pages
         .iter()
@@ -95,7 +95,7 @@ impl S3 for AwsS3 {
       .checksum_mode(ChecksumMode::Enabled)
       .send()
       .await
-      .map_err(|error| cloud_error(SERVICE, "HeadObject", error));
+      .map_err(|error| cloud_error(SERVICE, "HeadObject", self.clients.sdk(), region, error));
     Ok(absent_if_not_found(result)?.map(|head| {
       S3Object {
         bucket: bucket.to_owned(),
@@ -127,7 +127,7 @@ impl S3 for AwsS3 {
         ("RuleId", &rule.rule_id),
       ],
     };
-    let points = cloudwatch::lag_datapoints(&self.cloudwatch.get(region), &metric, now).await?;
+    let points = cloudwatch::lag_datapoints(&self.cloudwatch, region, &metric, now).await?;
     Ok(ReplicaLag::from_datapoints(&points, now.into()))
   }
 }

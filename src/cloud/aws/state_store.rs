@@ -14,7 +14,8 @@ use aws_config::SdkConfig;
 use aws_sdk_s3::primitives::ByteStream;
 
 use super::{
-  errors::{absent_if_not_found, cloud_error},
+  config::endpoint_host,
+  errors::{absent_if_not_found, cloud_error_at},
   s3,
 };
 use crate::cloud::{CloudError, ErrorKind};
@@ -36,6 +37,9 @@ pub enum StoreError {
 #[derive(Clone, Debug)]
 pub struct StateStore {
   client: aws_sdk_s3::Client,
+  /// For error messages: the endpoint host and region the client talks to.
+  host: String,
+  region: String,
 }
 
 impl StateStore {
@@ -43,6 +47,8 @@ impl StateStore {
   pub fn new(sdk: &SdkConfig, region: &str) -> Self {
     Self {
       client: s3::client(sdk, region),
+      host: endpoint_host(sdk, SERVICE, region),
+      region: region.to_owned(),
     }
   }
 
@@ -72,7 +78,7 @@ impl StateStore {
       .key(key)
       .send()
       .await
-      .map_err(|error| cloud_error(SERVICE, "GetObject", error));
+      .map_err(|error| cloud_error_at(SERVICE, "GetObject", &self.host, &self.region, error));
     let Some(output) = absent_if_not_found(result)? else {
       return Ok(None);
     };
@@ -104,7 +110,7 @@ impl StateStore {
       .if_none_match("*")
       .send()
       .await;
-    conditional_result(result)
+    conditional_result(self, result)
   }
 
   /// Overwrite the object only if its ETag is still `etag`. Returns the new ETag.
@@ -124,7 +130,7 @@ impl StateStore {
       .if_match(etag)
       .send()
       .await;
-    conditional_result(result)
+    conditional_result(self, result)
   }
 
   /// Delete the object (deleting a missing object succeeds, as in S3).
@@ -136,7 +142,7 @@ impl StateStore {
       .key(key)
       .send()
       .await
-      .map_err(|error| cloud_error(SERVICE, "DeleteObject", error))?;
+      .map_err(|error| cloud_error_at(SERVICE, "DeleteObject", &self.host, &self.region, error))?;
     Ok(())
   }
 
@@ -151,7 +157,7 @@ impl StateStore {
       .send()
       .collect::<Result<Vec<_>, _>>()
       .await
-      .map_err(|error| cloud_error(SERVICE, "ListObjectsV2", error))?;
+      .map_err(|error| cloud_error_at(SERVICE, "ListObjectsV2", &self.host, &self.region, error))?;
     Ok(
       pages
         .iter()
@@ -167,11 +173,11 @@ type PutResult = Result<
   aws_sdk_s3::error::SdkError<aws_sdk_s3::operation::put_object::PutObjectError>,
 >;
 
-fn conditional_result(result: PutResult) -> Result<String, StoreError> {
+fn conditional_result(store: &StateStore, result: PutResult) -> Result<String, StoreError> {
   match result {
     Ok(output) => Ok(output.e_tag().unwrap_or_default().to_owned()),
     Err(error) => {
-      let error = cloud_error(SERVICE, "PutObject", error);
+      let error = cloud_error_at(SERVICE, "PutObject", &store.host, &store.region, error);
       let lost_race = matches!(
         error.code.as_deref(),
         Some("PreconditionFailed" | "ConditionalRequestConflict")

@@ -4,7 +4,7 @@
 
 use aws_config::SdkConfig;
 
-use super::errors::cloud_error;
+use super::{config::default_region, errors::cloud_error};
 use crate::cloud::{CallerIdentity, CloudError, CloudResult, ErrorKind};
 
 const SERVICE: &str = "sts";
@@ -16,7 +16,15 @@ pub(crate) async fn caller_identity(sdk: &SdkConfig) -> CloudResult<CallerIdenti
     .get_caller_identity()
     .send()
     .await
-    .map_err(|error| cloud_error(SERVICE, GET_CALLER_IDENTITY, error))?;
+    .map_err(|error| {
+      cloud_error(
+        SERVICE,
+        GET_CALLER_IDENTITY,
+        sdk,
+        &default_region(sdk),
+        error,
+      )
+    })?;
   match (output.account, output.arn) {
     (Some(account), Some(arn)) => Ok(CallerIdentity { account, arn }),
     _ => Err(CloudError::new(
