@@ -105,14 +105,19 @@ fn plan_against_a_refused_endpoint_names_the_host_on_one_line_per_error() {
   }
 }
 
+/// Without credentials the preflight stops the plan before any probe: one readable message
+/// (one fact per line, no `Debug` dump), exit 2, and no step's call was attempted.
 #[test]
-fn plan_without_credentials_says_so_on_one_line_per_error() {
+fn plan_without_credentials_stops_at_the_preflight_on_readable_lines() {
   let port = refused_port();
   let output = plan_aws(&format!("http://127.0.0.1:{port}"), false);
   let text = assert_readable(&output);
+  assert_eq!(output.status.code(), Some(2), "{text}");
+  assert!(text.contains("error: no AWS credentials"), "{text}");
+  assert!(text.contains("to fix: "), "{text}");
   let lines = aws_error_lines(&text);
-  assert!(!lines.is_empty(), "no AWS error shown:\n{text}");
-  for line in lines {
-    assert!(line.contains("): no usable credentials: "), "{line}");
-  }
+  assert!(
+    lines.is_empty(),
+    "a probe ran without credentials: {lines:?}"
+  );
 }
