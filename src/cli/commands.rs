@@ -26,6 +26,7 @@ use crate::{
   process_group::{self, RecordedGroup, Survivor},
   runbook::{self, Runbook},
   state::{
+    control::ControlAction,
     lock::{hostname, HeldLock, LeaseKeeper, LeaseTerms, LockError, LockHolder},
     store::{check_name, create_private_dir, NameKind},
     Event, Journal, JournalError, Record, RunStatus, Store, Timeline,
@@ -298,6 +299,19 @@ pub async fn dispatch(cli: Cli) -> Result<i32, Error> {
     Command::Freeze { reason } => super::freeze::freeze(&ctx, reason.as_deref()).await,
     Command::Unfreeze => super::freeze::unfreeze(&ctx).await,
     Command::Fence { command } => super::fences::command(&ctx, command).await,
+    Command::Approve {
+      run_id,
+      step,
+      reason,
+    } => super::control::submit(&ctx, &run_id, ControlAction::Approve { step }, reason),
+    Command::Deny {
+      run_id,
+      step,
+      reason,
+    } => super::control::submit(&ctx, &run_id, ControlAction::Deny { step }, reason),
+    Command::Cancel { run_id, reason } => {
+      super::control::submit(&ctx, &run_id, ControlAction::Cancel, reason)
+    }
   }
 }
 

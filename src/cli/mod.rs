@@ -14,6 +14,7 @@ use crate::state::RunStatus;
 
 mod commands;
 pub mod config;
+mod control;
 mod docs;
 mod drill;
 mod fences;
@@ -197,6 +198,29 @@ pub enum Command {
     #[command(subcommand)]
     command: fences::FenceCommand,
   },
+  /// Approve a step of a run that waits for approval (the run takes it up within a second).
+  Approve {
+    run_id: String,
+    step: String,
+    /// Why (journalled and shown in the run's reports).
+    #[arg(long, value_name = "TEXT")]
+    reason: Option<String>,
+  },
+  /// Deny a step of a run that waits for approval: the step fails (and follows `on_failure`).
+  Deny {
+    run_id: String,
+    step: String,
+    /// Why (journalled and shown in the run's reports).
+    #[arg(long, value_name = "TEXT")]
+    reason: Option<String>,
+  },
+  /// Stop a run as an interrupt does (always-steps run; resumable with `drctl resume`).
+  Cancel {
+    run_id: String,
+    /// Why (journalled and shown in the run's reports).
+    #[arg(long, value_name = "TEXT")]
+    reason: Option<String>,
+  },
 }
 
 /// A command's failure, with its exit code.
@@ -349,6 +373,9 @@ fn flag_use(command: &Command) -> (FlagUse, &'static str) {
     Command::Fence {
       command: fences::FenceCommand::Apply { .. },
     } => (FlagUse::Cloud, "fence apply"),
+    Command::Approve { .. } => (FlagUse::State, "approve"),
+    Command::Deny { .. } => (FlagUse::State, "deny"),
+    Command::Cancel { .. } => (FlagUse::State, "cancel"),
   }
 }
 

@@ -229,6 +229,9 @@ pub fn render(report: &Report) -> String {
   if report.resumed > 0 {
     properties.push(("resumed".into(), super::resumed_text(report)));
   }
+  for (i, line) in super::approvals_text(report).into_iter().enumerate() {
+    properties.push((format!("approval.{}", i + 1), line));
+  }
   if report.api_calls.recorded {
     for (operation, calls) in &report.api_calls.by_operation {
       properties.push((format!("api_calls.{operation}"), calls.to_string()));

@@ -34,6 +34,7 @@
 //! | `steps[]`, `rollbacks[]` | `id`, `action`, `mutating`, `recovery`, `needs`, `outcome`, `critical`, `attempts`, `changed`, `start_seconds`, `end_seconds`, `duration_seconds`, `budget_seconds`, `data_loss_seconds`, `summary`, `error` (`message`, `code`, `request_id`, `http_status`, `retryable`), `outputs` |
 //! | `outputs` | step id → output name → value, for steps that produced outputs |
 //! | `api_calls` | `recorded` (false: the backend kept no log), `source`, `total`, `by_operation` (operation name → count of mutating calls) |
+//! | `approvals[]` | each answer to an approval, and each cancel, in order: `step` (`null` for a cancel), `decision` (`granted`, `denied`, `refused`: it could not count under the two-person rule, `expired`, `cancel_requested`), `by`, `via` (`os_user`, `token`, `proxy_header`, `shared_token`; `null` for an expiry), `reason` (for `refused`: why), `at` |
 //! | `always_steps_not_run_when` | the cases in which `always: true` steps do not run: `lock_lost`, `journal_unwritable`, `second_signal` (the same in every report) |
 
 use std::{collections::BTreeMap, fmt::Write as _, time::Duration};
@@ -113,6 +114,15 @@ pub fn resumed_text(report: &Report) -> String {
   }
 }
 
+/// Who approved, denied or cancelled, for the text formats: one line per decision.
+pub fn approvals_text(report: &Report) -> Vec<String> {
+  report
+    .approvals
+    .iter()
+    .map(crate::state::ControlDecision::text)
+    .collect()
+}
+
 /// Who the backend's credentials acted as, for the text formats: `ARN (account N)`, or `-`.
 pub fn caller_text(report: &Report) -> String {
   report.caller.as_ref().map_or_else(
@@ -153,6 +163,9 @@ pub struct Report {
   pub outputs: BTreeMap<String, BTreeMap<String, String>>,
   pub api_calls: ApiCalls,
   pub always_steps_not_run_when: Vec<AlwaysStepsNotRun>,
+  /// Approvals granted, denied, refused (two-person rule) or expired, and cancels, in order.
+  #[serde(default)]
+  pub approvals: Vec<crate::state::ControlDecision>,
 }
 
 /// A case in which `always: true` steps do not run. Every report names them all, so that a
@@ -415,6 +428,14 @@ impl Report {
       outputs,
       api_calls,
       always_steps_not_run_when: AlwaysStepsNotRun::ALL.to_vec(),
+      approvals: timeline
+        .approvals
+        .iter()
+        .map(|decision| crate::state::ControlDecision {
+          at: to_the_second(decision.at),
+          ..decision.clone()
+        })
+        .collect(),
     }
   }
 

@@ -256,6 +256,7 @@ fn skeleton(structure: &[&str]) -> String {
     recovery: false,
     always: true,
     budget_ms: Some(0),
+    approval: true,
   };
   let error = StepError {
     message: String::new(),
