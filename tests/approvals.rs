@@ -168,3 +168,48 @@ fn a_run_killed_while_waiting_waits_again_on_resume_and_is_released_by_approve()
   let (code, stderr) = exit_code(resumed);
   assert_eq!(code, 0, "{stderr}");
 }
+
+#[test]
+fn a_waiting_run_tells_the_runbooks_notify_steps_who_can_answer_it() {
+  let capture = crate::support::capture::Capture::start(&[]);
+  let runbook = format!(
+    r#"apiVersion: drctl/v1
+kind: Runbook
+metadata: {{ name: gated }}
+steps:
+  - id: flip-dns-home
+    action: wait.sleep
+    approval: {{ prompt: "Send traffic home?" }}
+    with: {{ duration: 1s }}
+  - id: tell-the-team
+    action: notify.webhook
+    needs: [flip-dns-home]
+    recovery: false
+    with: {{ url: "{}" }}
+"#,
+    capture.url("/hook")
+  );
+  let test = Test::new().file("gated.yaml", &runbook);
+  let (child, id) = start(&test);
+  test.wait_for(LIMIT, "the approval notice", || !capture.seen().is_empty());
+  let notice: serde_json::Value = serde_json::from_str(&capture.seen()[0].body).unwrap();
+  assert_eq!(notice["event"], "approval_requested");
+  assert_eq!(notice["run_id"], id.as_str());
+  assert_eq!(notice["step"], "flip-dns-home");
+  assert_eq!(notice["prompt"], "Send traffic home?");
+  assert_eq!(
+    notice["approve"],
+    format!("drctl approve {id} flip-dns-home").as_str()
+  );
+  test.run_args(["approve", &id, "flip-dns-home"]).status(0);
+  let (code, stderr) = exit_code(child);
+  assert_eq!(code, 0, "{stderr}");
+  // Then the step itself sends its own message.
+  let seen = capture.seen();
+  assert_eq!(seen.len(), 2, "{seen:?}");
+  assert!(
+    seen[1].body.contains(r#""step":"tell-the-team""#),
+    "{}",
+    seen[1].body
+  );
+}

@@ -24,7 +24,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::Shared;
 use crate::{
-  runbook::{format_duration, Approval, Step},
+  actions::{self, ActionDef, Args, Behaviour, Ctx},
+  plan::render_with,
+  runbook::{format_duration, template::Scope, Approval, Step},
   state::{
     control::{self, ControlAction, ControlRequest, Identity},
     Event, Journal, JournalError, Record,
@@ -342,6 +344,94 @@ async fn answer(
   })
 }
 
+/// The messages that tell people a step waits for approval: one for each `notify.slack` and
+/// `notify.webhook` step of the runbook, to its target as bound now (a step whose `with`
+/// cannot be bound yet, e.g. it uses a later step's outputs, is left out). The text (Slack) or
+/// body (webhook) says which run and step wait, the prompt, and the commands that answer.
+/// PagerDuty steps are not paged: a gate is not an incident.
+pub fn notices(
+  shared: &Shared,
+  scope: &dyn Scope,
+  waiting: &Step,
+  prompt: &str,
+) -> Vec<(&'static ActionDef, Args)> {
+  let run_id = &shared.options.run_id;
+  let id = &waiting.id;
+  let text = format!(
+    "Run {run_id}: step `{id}` waits for approval: {prompt}\nAnswer with \
+     `drctl approve {run_id} {id}` or `drctl deny {run_id} {id}`."
+  );
+  let body = serde_json::json!({
+    "event": "approval_requested",
+    "run_id": run_id,
+    "runbook": shared.plan.runbook.name,
+    "step": id,
+    "prompt": prompt,
+    "approve": format!("drctl approve {run_id} {id}"),
+    "deny": format!("drctl deny {run_id} {id}"),
+  });
+  let mut found = Vec::new();
+  for step in &shared.plan.runbook.steps {
+    let (field, value) = match step.call.action.as_str() {
+      "notify.slack" => ("text", serde_json::Value::String(text.clone())),
+      "notify.webhook" => ("body", body.clone()),
+      _ => continue,
+    };
+    let bound = render_with(&step.call, scope).and_then(|mut rendered| {
+      rendered.insert(field.into(), value);
+      // Not the step's verdict: no "succeeded" headline on a question.
+      rendered.remove("status");
+      let def = actions::lookup(&step.call.action)
+        .ok_or_else(|| format!("unknown action `{}`", step.call.action))?;
+      Ok((def, actions::bind(def.spec, &rendered)?))
+    });
+    match bound {
+      Ok(notice) => found.push(notice),
+      Err(why) => tracing::warn!(
+        step = %step.id,
+        "cannot tell `{}` that step `{id}` waits for approval: {why}",
+        step.id
+      ),
+    }
+  }
+  found
+}
+
+/// Send the notices (best effort, one attempt each, bounded): not journalled, and a failure is
+/// only logged. The wait goes on meanwhile.
+async fn send_notices(shared: &Shared, step: &str, notices: Vec<(&'static ActionDef, Args)>) {
+  let (_keep, cancel) = watch::channel(false);
+  let progress = |_: &str| {};
+  for (def, args) in notices {
+    let Behaviour::Effect(effect) = def.behaviour else {
+      continue;
+    };
+    let ctx = Ctx {
+      run: shared.run_facts(),
+      ..Ctx::new(
+        &shared.cloud,
+        &shared.options.run_id,
+        step,
+        &progress,
+        cancel.clone(),
+      )
+    };
+    let sent = tokio::time::timeout(NOTICE_TIMEOUT, async {
+      let token = effect.apply(&ctx, &args).await?;
+      effect.verify(&ctx, &args, token.as_deref()).await
+    })
+    .await;
+    match sent {
+      Ok(Ok(_)) => {}
+      Ok(Err(err)) => tracing::warn!(step, "approval notice not sent: {}", err.message),
+      Err(_) => tracing::warn!(step, "approval notice not sent: timed out"),
+    }
+  }
+}
+
+/// Upper bound on one approval notice.
+const NOTICE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// The open wait `step` left in the journal (a resumed run): its `seq` and when it began.
 fn open_wait(shared: &Shared, step: &str) -> Option<(u64, DateTime<Utc>)> {
   let records = shared
@@ -360,6 +450,7 @@ pub async fn await_approval(
   step: &Step,
   approval: &Approval,
   prompt: &str,
+  notices: Vec<(&'static ActionDef, Args)>,
   mut cancel: watch::Receiver<bool>,
 ) -> Result<Verdict, JournalError> {
   let (seq, since) = match open_wait(shared, &step.id) {
@@ -410,6 +501,9 @@ pub async fn await_approval(
     let _ = cancel.wait_for(|cancelled| *cancelled).await;
   };
   tokio::pin!(interrupted);
+  let notify = send_notices(shared, &step.id, notices);
+  tokio::pin!(notify);
+  let mut notify_open = true;
   let mut terminal_open = true;
   let mut expiry_open = expiry.is_some();
   loop {
@@ -445,6 +539,9 @@ pub async fn await_approval(
           continue;
         }
         return answer(shared, &step.id, approve, &by, None, at, None).await;
+      }
+      () = &mut notify, if notify_open => {
+        notify_open = false;
       }
       () = &mut expired, if expiry_open => {
         expiry_open = false;

@@ -1086,9 +1086,11 @@ async fn run_step(
         .render(&scope)
         .unwrap_or_else(|_| approval.prompt.source().to_string());
       let prompt = plan.redactor().redact(&prompt);
-      let verdict = control::await_approval(shared, step, approval, &prompt, cancel.clone())
-        .await
-        .map_err(fatal)?;
+      let notices = control::notices(shared, &scope, step, &prompt);
+      let verdict =
+        control::await_approval(shared, step, approval, &prompt, notices, cancel.clone())
+          .await
+          .map_err(fatal)?;
       if let Some(refusal) = verdict.refusal(&step.id) {
         shared
           .log(Event::StepStarted {
