@@ -17,6 +17,10 @@
 //! * **Interrupts.** On the first SIGINT/SIGTERM, no new steps start, waits end early, always-steps
 //!   run, the journal records the interrupt, and the run ends `interrupted` (resumable). A second
 //!   one cuts always-steps short as well: none starts, running ones are cancelled.
+//! * **Approvals.** A step with `approval:` journals `approval_requested` and waits for the
+//!   first answer: its terminal, a request file from another process, its timeout, or an
+//!   interrupt (see `control`). The journal, not memory, holds the wait: a resumed run waits
+//!   again under the same record.
 //! * **Time.** Every wait, timeout and backoff runs on the backend's [`Clock`](crate::cloud::Clock).
 //! * **Fence.** When the run's [`MutationFence`] closes (its lock was lost, its lease expired,
 //!   or its journal cannot be written; the engine closes it itself on a journal failure), the
@@ -62,10 +66,13 @@ pub struct RunOptions {
   pub caller: Option<crate::cloud::CallerIdentity>,
 }
 
-/// Asks a human to approve a step.
+/// Asks a human to approve a step, on the run's own terminal. The engine races it with request
+/// files (`drctl approve|deny`, see `state::control`), the step's `approval.timeout` and
+/// interrupts; the first answer wins and the others are dropped.
 #[async_trait::async_trait]
 pub trait Approver: Send + Sync {
-  /// `Ok(true)` approved, `Ok(false)` denied, `Err` when nobody can be asked.
+  /// `Ok(true)` approved, `Ok(false)` denied, `Err` when nobody can be asked here (the engine
+  /// then waits for a request file alone).
   async fn approve(&self, step: &str, prompt: &str) -> Result<bool, String>;
 }
 
