@@ -213,3 +213,28 @@ steps:
     seen[1].body
   );
 }
+
+#[test]
+fn a_drill_with_approvals_wait_waits_for_drctl_approve_instead_of_answering_itself() {
+  let test = Test::new().file("runbooks/gated.yaml", GATED).file(
+    "drills/gated.yaml",
+    "apiVersion: drctl/v1\nkind: Drill\nmetadata: { name: gated }\nrunbook: gated\n\
+     schedule: \"@quarterly\"\nmode: live\ntarget: { backend: sim, time_scale: 600 }\n\
+     approvals: wait\n",
+  );
+  let (child, id) = waiting_run(&test, &["drill", "run", "gated"]);
+  test.run_args(["approve", &id, "flip-dns-home"]).status(0);
+  let output = child.wait_with_output().unwrap();
+  let stdout = String::from_utf8_lossy(&output.stdout);
+  assert_eq!(output.status.code(), Some(0), "{stdout}");
+  assert!(stdout.contains("drill gated: passed"), "{stdout}");
+  // Without `approvals: wait` the drill file is the approval: nothing waits.
+  let test = Test::new().file("runbooks/gated.yaml", GATED).file(
+    "drills/gated.yaml",
+    "apiVersion: drctl/v1\nkind: Drill\nmetadata: { name: gated }\nrunbook: gated\n\
+     schedule: \"@quarterly\"\nmode: live\ntarget: { backend: sim, time_scale: 600 }\n",
+  );
+  test.run_args(["drill", "run", "gated"]).status(0);
+  let id = test.run_ids().remove(0);
+  assert!(!test.journal(&id).contains("approval_requested"));
+}
