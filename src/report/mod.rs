@@ -719,3 +719,89 @@ mod tests {
     );
   }
 }
+
+#[cfg(test)]
+mod approval_tests {
+  use super::*;
+  use crate::state::{control::IdentityVia, Event};
+
+  /// The fixture's run with a refused, then a granted approval and a cancel, the reason holding
+  /// a secret and markup.
+  fn report() -> Report {
+    let mut records = fixture::records();
+    let at = records[0].ts + chrono::Duration::seconds(5);
+    let next = records.len() as u64 + 1;
+    let events = [
+      Event::ApprovalRefused {
+        step: "promote-db".into(),
+        by: "alice".into(),
+        via: IdentityVia::OsUser,
+        why: "alice started the run".into(),
+        at,
+        nonce: Some("n1".into()),
+      },
+      Event::ApprovalGranted {
+        step: "promote-db".into(),
+        by: "bob".into(),
+        via: IdentityVia::Token,
+        reason: Some("<b>lag ok</b> hunter2-secret".into()),
+        at,
+        nonce: Some("n2".into()),
+      },
+      Event::RunCancelRequested {
+        by: "carol".into(),
+        via: IdentityVia::ProxyHeader,
+        reason: None,
+        at,
+        nonce: "n3".into(),
+      },
+    ];
+    records.extend(events.into_iter().enumerate().map(|(i, event)| Record {
+      seq: next + i as u64,
+      ts: at,
+      event,
+    }));
+    let redactor = Redactor::new([("secrets.S".to_string(), "hunter2-secret".to_string())]);
+    Report::from_records(&records, ApiCalls::not_recorded(), &redactor).unwrap()
+  }
+
+  #[test]
+  fn every_format_says_who_approved_refused_or_cancelled_when_and_why() {
+    let report = report();
+    let decisions: Vec<_> = report
+      .approvals
+      .iter()
+      .map(|decision| (decision.decision, decision.by.clone().unwrap()))
+      .collect();
+    use crate::state::Decision::*;
+    assert_eq!(
+      decisions,
+      [
+        (Refused, "alice".into()),
+        (Granted, "bob".into()),
+        (CancelRequested, "carol".into())
+      ]
+    );
+    let granted = "step promote-db: granted by bob (token) at 2024-03-01T03:00:05Z";
+    for format in [Format::Json, Format::Markdown, Format::Junit, Format::Html] {
+      let text = render(&report, format);
+      assert!(!text.contains("hunter2-secret"), "{format:?}: {text}");
+      if matches!(format, Format::Junit | Format::Html) {
+        assert!(
+          !text.contains("<b>lag"),
+          "{format:?} does not escape the reason"
+        );
+      }
+      assert!(text.contains("carol"), "{format:?}: {text}");
+      if format == Format::Json {
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(json["approvals"][1]["by"], "bob");
+        assert_eq!(json["approvals"][1]["via"], "token");
+        assert_eq!(json["approvals"][1]["at"], "2024-03-01T03:00:05Z");
+        assert_eq!(json["approvals"][0]["reason"], "alice started the run");
+      } else {
+        assert!(text.contains(granted), "{format:?}: {text}");
+      }
+    }
+  }
+}
