@@ -2051,6 +2051,8 @@ steps:
     let killed = tokio::time::timeout(Duration::from_secs(60), h.start()).await;
     assert!(killed.is_err(), "the run was still waiting");
     assert_eq!(h.count(requested), 1);
+    let timeline = Timeline::from_records(&h.journal()).unwrap();
+    assert_eq!(timeline.steps[0].outcome, "awaiting_approval");
     h.submit(&approve(person("bob", IdentityVia::OsUser)))
       .unwrap();
     let outcome = h.resume().await;

@@ -56,6 +56,9 @@ fn step_result(step: &StepReport) -> CaseResult {
         .unwrap_or_else(|| "skipped".to_string()),
     ),
     "running" => CaseResult::Skipped("the run ended while this step was running".into()),
+    "awaiting_approval" => {
+      CaseResult::Skipped("the run ended while this step waited for approval".into())
+    }
     _ => CaseResult::Skipped("the run never reached this step".into()),
   }
 }

@@ -73,7 +73,8 @@ pub struct StepSpan {
   pub started: Option<Duration>,
   pub ended: Option<Duration>,
   pub attempts: u32,
-  /// `succeeded`, `failed`, `skipped`, `running`, `pending`, `rolled_back`.
+  /// `succeeded`, `failed`, `skipped`, `running`, `pending`, `rolled_back`, or
+  /// `awaiting_approval` (waiting for its approval, not started yet).
   pub outcome: String,
   pub changed: bool,
   pub summary: Option<String>,
@@ -427,7 +428,14 @@ impl Timeline {
         Event::StepIntent { .. } | Event::StepDispatched { .. } | Event::ProcessStarted { .. } => {}
         // Listed by `drctl status` and `drctl fence list` (see `state::fences`).
         Event::FencePending { .. } => {}
-        Event::ApprovalRequested { .. } | Event::ControlIgnored { .. } => {}
+        Event::ApprovalRequested { step, .. } => {
+          if let Some(span) = timeline.span_mut(step, Phase::Run) {
+            if span.started.is_none() {
+              span.outcome = "awaiting_approval".into();
+            }
+          }
+        }
+        Event::ControlIgnored { .. } => {}
         Event::ApprovalGranted { .. }
         | Event::ApprovalDenied { .. }
         | Event::ApprovalRefused { .. }
