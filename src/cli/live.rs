@@ -234,7 +234,7 @@ impl Board {
         }
       }
       Event::ApprovalRequested { step, .. } => {
-        let text = crate::state::control::describe(&record.event).map(|(_, text)| text);
+        let text = super::control::describe(&record.event).map(|(_, text)| text);
         if let (Some(row), Some(text)) = (self.row(step), text) {
           row.state = StepState::Waiting;
           row.waiting = Some((text, ts));
@@ -244,7 +244,7 @@ impl Board {
       | Event::ApprovalDenied { step, .. }
       | Event::ApprovalRefused { step, .. }
       | Event::ApprovalExpired { step, .. } => {
-        let text = crate::state::control::describe(&record.event).map(|(_, text)| text);
+        let text = super::control::describe(&record.event).map(|(_, text)| text);
         if let (Some(row), Some(text)) = (self.row(step), text) {
           row.note = text;
         }

@@ -257,7 +257,7 @@ impl Observer for LiveText {
       | Event::ApprovalExpired { .. }
       | Event::RunCancelRequested { .. }
       | Event::ControlIgnored { .. } => {
-        if let Some((step, text)) = crate::state::control::describe(&record.event) {
+        if let Some((step, text)) = super::control::describe(&record.event) {
           self.line(record, "?", "35", step.unwrap_or("run"), &text);
         }
       }

@@ -404,55 +404,6 @@ fn read_request(path: &Path) -> Result<(ControlRequest, Option<u64>), String> {
   Ok((file.request, file.wait))
 }
 
-/// What a control record says, for the text renderings (live view, log lines, reports): the
-/// step it concerns (`None`: the run) and a sentence. `None` for every other record.
-pub fn describe(event: &Event) -> Option<(Option<&str>, String)> {
-  let answer = |verb: &str, by: &str, via: &IdentityVia, reason: &Option<String>| {
-    let why = reason
-      .as_deref()
-      .map_or_else(String::new, |reason| format!(": {reason}"));
-    format!("{verb} by {by} ({}){why}", via.as_str())
-  };
-  Some(match event {
-    Event::ApprovalRequested { step, prompt, .. } => (
-      Some(step.as_str()),
-      format!("waiting for approval: {prompt}"),
-    ),
-    Event::ApprovalGranted {
-      step,
-      by,
-      via,
-      reason,
-      ..
-    } => (Some(step.as_str()), answer("approved", by, via, reason)),
-    Event::ApprovalDenied {
-      step,
-      by,
-      via,
-      reason,
-      ..
-    } => (Some(step.as_str()), answer("denied", by, via, reason)),
-    Event::ApprovalRefused {
-      step, by, via, why, ..
-    } => (
-      Some(step.as_str()),
-      format!("approval by {by} ({}) refused: {why}", via.as_str()),
-    ),
-    Event::ApprovalExpired { step, timeout_ms } => (
-      Some(step.as_str()),
-      format!(
-        "not approved within {} (approval.timeout)",
-        crate::runbook::format_duration(std::time::Duration::from_millis(*timeout_ms))
-      ),
-    ),
-    Event::RunCancelRequested {
-      by, via, reason, ..
-    } => (None, answer("cancel requested", by, via, reason)),
-    Event::ControlIgnored { nonce, why } => (None, format!("request {nonce} ignored: {why}")),
-    _ => return None,
-  })
-}
-
 #[cfg(test)]
 mod tests {
   use super::*;
