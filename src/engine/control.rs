@@ -453,6 +453,17 @@ pub async fn await_approval(
   notices: Vec<(&'static ActionDef, Args)>,
   mut cancel: watch::Receiver<bool>,
 ) -> Result<Verdict, JournalError> {
+  let standing = {
+    let records = shared
+      .records
+      .lock()
+      .unwrap_or_else(|poisoned| poisoned.into_inner());
+    control::standing_grant(&records, &step.id)
+  };
+  if standing {
+    // Approved before a crash or an interrupt, and not yet run: the approval stands.
+    return Ok(Verdict::Granted);
+  }
   let (seq, since) = match open_wait(shared, &step.id) {
     Some(open) => open,
     None => {

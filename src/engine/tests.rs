@@ -2061,6 +2061,29 @@ steps:
     assert_eq!(h.count(|e| matches!(e, Event::ApprovalGranted { .. })), 1);
   }
 
+  #[tokio::test(start_paused = true)]
+  async fn an_approval_granted_just_before_a_crash_stands_on_resume() {
+    let h = Harness::new(APPROVAL_YAML, None, 1.0).waiting();
+    let granted = |e: &Event| matches!(e, Event::ApprovalGranted { .. });
+    let approver = async {
+      h.until(1, requested).await;
+      h.submit(&approve(person("bob", IdentityVia::OsUser)))
+        .unwrap();
+      h.until(1, granted).await;
+    };
+    // Killed once the grant is journalled, before the step ends.
+    tokio::select! {
+      _ = h.start() => panic!("the run ended before it was killed"),
+      () = approver => {}
+    }
+    let outcome = tokio::time::timeout(Duration::from_secs(3600), h.resume())
+      .await
+      .expect("the resumed run asked again and waited instead of running the approved step");
+    assert_eq!(outcome.status, RunStatus::Succeeded);
+    assert_eq!(h.count(requested), 1, "asked again after the crash");
+    assert_eq!(h.count(granted), 1);
+  }
+
   const TIMEOUT_YAML: &str = r#"apiVersion: drctl/v1
 kind: Runbook
 metadata: { name: approval }

@@ -310,6 +310,31 @@ pub fn answered_since(records: &[Record], step: &str, wait: u64) -> bool {
   })
 }
 
+/// Whether `step` holds an approval not yet used: granted, and the step has had no outcome
+/// since (the run crashed or stopped between the answer and the step's end). A resumed run
+/// then runs the step without asking again.
+pub fn standing_grant(records: &[Record], step: &str) -> bool {
+  let mut granted = false;
+  for record in records {
+    match &record.event {
+      Event::ApprovalGranted { step: id, .. } if id == step => granted = true,
+      Event::ApprovalRequested { step: id, .. }
+      | Event::StepSucceeded {
+        step: id,
+        phase: super::Phase::Run,
+        ..
+      }
+      | Event::StepFailed {
+        step: id,
+        phase: super::Phase::Run,
+        ..
+      } if id == step => granted = false,
+      _ => {}
+    }
+  }
+  granted
+}
+
 /// Every nonce a journal holds: requests already dealt with.
 pub fn journalled_nonces(records: &[Record]) -> HashSet<String> {
   records
