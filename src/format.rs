@@ -45,6 +45,8 @@ pub enum Kind {
   /// A record of a region fence applied after its run (`fences/applied.jsonl`,
   /// `fences/applied/` in S3).
   AppliedFence,
+  /// A request to a run from outside it: approve, deny or cancel (`runs/<id>/requests/`).
+  ControlRequest,
 }
 
 impl Kind {
@@ -57,7 +59,8 @@ impl Kind {
       | Kind::Claim
       | Kind::SimWorld
       | Kind::Freeze
-      | Kind::AppliedFence => 1,
+      | Kind::AppliedFence
+      | Kind::ControlRequest => 1,
     }
   }
 
@@ -70,6 +73,7 @@ impl Kind {
       Kind::SimWorld => "simulator world",
       Kind::Freeze => "freeze",
       Kind::AppliedFence => "applied fence record",
+      Kind::ControlRequest => "control request",
     }
   }
 }

@@ -167,32 +167,6 @@ fn a_runbook_or_drill_that_does_not_load_is_reported_once_per_error_with_exit_2(
 }
 
 #[test]
-fn an_approval_without_a_terminal_or_yes_is_refused_clearly() {
-  // (The shipped failback's first gate comes after a failover only; a gate of its own here.)
-  let test = Test::new().file(
-    "gated.yaml",
-    r#"apiVersion: drctl/v1
-kind: Runbook
-metadata: { name: gated }
-steps:
-  - id: flip-dns-home
-    action: wait.sleep
-    approval: { prompt: "Send traffic home?" }
-    with: { duration: 1s }
-"#,
-  );
-  let run = test
-    .run_args(["run", "gated.yaml", "--sim", "--time-scale", "600"])
-    .status(1);
-  assert!(
-    run.stderr().contains("step `flip-dns-home` needs approval")
-      && run.stderr().contains("re-run with --yes"),
-    "{}",
-    run.stderr()
-  );
-}
-
-#[test]
 fn a_run_that_misses_its_rto_ends_breached_with_exit_3() {
   let test = Test::new().file(
     "slow.yaml",

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod approvals;
 mod aws_adapters;
 mod browser;
 mod cli;

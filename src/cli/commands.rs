@@ -29,6 +29,7 @@ use crate::{
   process_group::{self, RecordedGroup, Survivor},
   runbook::{self, Runbook},
   state::{
+    control::ControlAction,
     lock::{hostname, HeldLock, LeaseKeeper, LeaseTerms, LockError, LockHolder},
     store::{check_name, create_private_dir, NameKind},
     Event, Journal, JournalError, Record, RunStatus, Store, Timeline,
@@ -335,6 +336,19 @@ pub async fn dispatch(cli: Cli) -> Result<i32, Error> {
     Command::Freeze { reason } => super::freeze::freeze(&ctx, reason.as_deref()).await,
     Command::Unfreeze => super::freeze::unfreeze(&ctx).await,
     Command::Fence { command } => super::fences::command(&ctx, command).await,
+    Command::Approve {
+      run_id,
+      step,
+      reason,
+    } => super::control::submit(&ctx, &run_id, ControlAction::Approve { step }, reason),
+    Command::Deny {
+      run_id,
+      step,
+      reason,
+    } => super::control::submit(&ctx, &run_id, ControlAction::Deny { step }, reason),
+    Command::Cancel { run_id, reason } => {
+      super::control::submit(&ctx, &run_id, ControlAction::Cancel, reason)
+    }
   }
 }
 
@@ -492,23 +506,27 @@ pub(super) async fn plan_report(
   Ok((report, cloud))
 }
 
-/// Approvals on a terminal.
+/// Approvals on a terminal. Without one it answers `Err`, and the engine waits for a request
+/// file (`drctl approve|deny`) alone.
 struct TerminalApprover;
 
 #[async_trait::async_trait]
 impl Approver for TerminalApprover {
   async fn approve(&self, step: &str, prompt: &str) -> Result<bool, String> {
     if !interactive() {
+      // The engine waits for `drctl approve|deny` instead.
       return Err(format!(
-        "step `{step}` needs approval (\"{prompt}\") and there is no terminal to ask on; \
-         re-run with --yes to approve it"
+        "step `{step}` needs approval (\"{prompt}\") and there is no terminal to ask on"
       ));
     }
-    let question = format!("\n? approve step `{step}`: {prompt} [y/N] ");
+    let question =
+      format!("\n? approve step `{step}`: {prompt} [y/N] (or `drctl approve` from another shell) ");
+    // The live view must not draw over the question. Held by this future, not by the reading
+    // thread: when another answer wins (`drctl approve`), the future is dropped and the view
+    // goes on, while the thread still waits for a line nobody needs any more.
+    let _paused = super::live::Paused::new();
+    eprint!("{question}");
     tokio::task::spawn_blocking(move || {
-      // The live view must not draw over the question.
-      let _paused = super::live::Paused::new();
-      eprint!("{question}");
       let mut answer = String::new();
       std::io::stdin()
         .read_line(&mut answer)

@@ -390,8 +390,9 @@ pub(super) async fn run_drill(
       let args = RunArgs {
         params: Vec::new(),
         dry_run: false,
-        // Drills run unattended: approval gates are answered yes (the drill file is the approval).
-        yes: true,
+        // Drills run unattended: approval gates are answered yes (the drill file is the
+        // approval), unless the drill says `approvals: wait` (then `drctl approve` answers).
+        yes: drill.approvals == crate::drills::file::DrillApprovals::Yes,
         max_parallel: 8,
         accept_data_loss: false,
         force: false,

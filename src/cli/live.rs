@@ -233,6 +233,23 @@ impl Board {
           row.note = format!("fence pending until {region} answers");
         }
       }
+      Event::ApprovalRequested { step, .. } => {
+        let text = super::control::describe(&record.event).map(|(_, text)| text);
+        if let (Some(row), Some(text)) = (self.row(step), text) {
+          row.state = StepState::Waiting;
+          row.waiting = Some((text, ts));
+        }
+      }
+      Event::ApprovalGranted { step, .. }
+      | Event::ApprovalDenied { step, .. }
+      | Event::ApprovalRefused { step, .. }
+      | Event::ApprovalExpired { step, .. } => {
+        let text = super::control::describe(&record.event).map(|(_, text)| text);
+        if let (Some(row), Some(text)) = (self.row(step), text) {
+          row.note = text;
+        }
+      }
+      Event::RunCancelRequested { .. } | Event::ControlIgnored { .. } => {}
       Event::RunInterrupted { signal } => {
         self.finished = Some((format!("interrupted ({signal})"), ts));
       }

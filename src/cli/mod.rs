@@ -14,6 +14,7 @@ use crate::state::RunStatus;
 
 mod commands;
 pub mod config;
+mod control;
 mod docs;
 mod drill;
 mod fences;
@@ -203,6 +204,29 @@ pub enum Command {
   Fence {
     #[command(subcommand)]
     command: fences::FenceCommand,
+  },
+  /// Approve a step of a run that waits for approval (the run takes it up within a second).
+  Approve {
+    run_id: String,
+    step: String,
+    /// Why (journalled and shown in the run's reports).
+    #[arg(long, value_name = "TEXT")]
+    reason: Option<String>,
+  },
+  /// Deny a step of a run that waits for approval: the step fails (and follows `on_failure`).
+  Deny {
+    run_id: String,
+    step: String,
+    /// Why (journalled and shown in the run's reports).
+    #[arg(long, value_name = "TEXT")]
+    reason: Option<String>,
+  },
+  /// Stop a run as an interrupt does (always-steps run; resumable with `drctl resume`).
+  Cancel {
+    run_id: String,
+    /// Why (journalled and shown in the run's reports).
+    #[arg(long, value_name = "TEXT")]
+    reason: Option<String>,
   },
 }
 
@@ -394,6 +418,9 @@ fn flag_use(command: &Command) -> (FlagUse, &'static str) {
     Command::Fence {
       command: fences::FenceCommand::Drop { .. },
     } => (FlagUse::State, "fence drop"),
+    Command::Approve { .. } => (FlagUse::State, "approve"),
+    Command::Deny { .. } => (FlagUse::State, "deny"),
+    Command::Cancel { .. } => (FlagUse::State, "cancel"),
   }
 }
 

@@ -250,6 +250,17 @@ impl Observer for LiveText {
         step,
         &format!("fence pending: applied once {region} answers (drctl fence list)"),
       ),
+      Event::ApprovalRequested { .. }
+      | Event::ApprovalGranted { .. }
+      | Event::ApprovalDenied { .. }
+      | Event::ApprovalRefused { .. }
+      | Event::ApprovalExpired { .. }
+      | Event::RunCancelRequested { .. }
+      | Event::ControlIgnored { .. } => {
+        if let Some((step, text)) = super::control::describe(&record.event) {
+          self.line(record, "?", "35", step.unwrap_or("run"), &text);
+        }
+      }
       Event::RunInterrupted { signal } => {
         self.line(record, "■", "33", "run", &format!("interrupted ({signal})"));
       }
@@ -298,6 +309,12 @@ impl Observer for LiveJson {
       Event::StepFailed { .. } => "failed",
       Event::StepSkipped { .. } => "skipped",
       Event::FencePending { .. } => "fence_pending",
+      Event::ApprovalRequested { .. } | Event::ApprovalRefused { .. } => "awaiting_approval",
+      Event::ApprovalGranted { .. } => "approved",
+      Event::ApprovalDenied { .. } => "denied",
+      Event::ApprovalExpired { .. } => "approval_expired",
+      Event::RunCancelRequested { .. } => "cancelling",
+      Event::ControlIgnored { .. } => "request_ignored",
       Event::RunInterrupted { .. } => "interrupted",
       Event::LockLost { .. } => "lock_lost",
       Event::RunFinished { status, .. } => status.as_str(),
@@ -365,6 +382,9 @@ pub fn summary(timeline: &Timeline) -> String {
   let path = timeline.critical_path();
   if !path.is_empty() {
     text.push_str(&format!("  critical path: {}\n", path.join(" → ")));
+  }
+  for decision in &timeline.approvals {
+    text.push_str(&format!("  approval: {}\n", decision.text()));
   }
   let objective =
     |name: &str, achieved: Option<Duration>, target: Option<Duration>, met: Option<bool>| {
@@ -461,6 +481,7 @@ pub fn timeline_json(timeline: &Timeline) -> serde_json::Value {
     "status": timeline.status,
     "resumed": timeline.resumed,
     "failed_step": timeline.failed_step,
+    "approvals": timeline.approvals,
     "objectives": {
       "rto_target_seconds": secs(timeline.rto_target),
       "rto_achieved_seconds": secs(timeline.rto_achieved),

@@ -40,6 +40,7 @@ const TOP_KEYS: &[&str] = &[
   "pass",
   "notify",
   "reports",
+  "approvals",
 ];
 const METADATA_KEYS: &[&str] = &["name", "description"];
 const SCHEDULE_KEYS: &[&str] = &["cron", "timezone"];
@@ -47,6 +48,7 @@ const TARGET_KEYS: &[&str] = &["backend", "profile", "region", "endpoint", "time
 const PASS_KEYS: &[&str] = &["rto", "rpo", "steps_must_succeed"];
 const NOTIFY_KEYS: &[&str] = &["kind", "on", "with"];
 const MODES: &[&str] = &["live", "dry-run"];
+const APPROVALS: &[&str] = &["yes", "wait"];
 const BACKENDS: &[&str] = &["sim", "sandbox", "aws"];
 const NOTIFY_KINDS: &[&str] = &["slack", "pagerduty", "webhook"];
 const NOTIFY_ON: &[&str] = &["breach", "failure", "success"];
@@ -58,6 +60,16 @@ const REPORT_FORMATS: &[&str] = &["json", "md", "junit", "html"];
 pub enum DrillMode {
   Live,
   DryRun,
+}
+
+/// How a live drill answers its runbook's approval gates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DrillApprovals {
+  /// Answered yes (the drill file is the approval): the default.
+  Yes,
+  /// Each gate waits for `drctl approve|deny`, as an unattended run does.
+  Wait,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -115,6 +127,8 @@ pub struct Drill {
   pub notify: Vec<DrillNotify>,
   /// Report formats to write after each run.
   pub reports: Vec<String>,
+  /// How the runbook's approval gates are answered (`approvals:`, default `yes`).
+  pub approvals: DrillApprovals,
 }
 
 impl Drill {
@@ -280,6 +294,10 @@ pub fn json_schema() -> Value {
         ]
       },
       "mode": strings(MODES),
+      "approvals": {
+        "description": "How the runbook's approval gates are answered in a live drill: `yes` (default: the drill file is the approval) or `wait` (for `drctl approve`/`deny`).",
+        "enum": APPROVALS
+      },
       "target": {
         "type": "object",
         "additionalProperties": false,
@@ -590,6 +608,14 @@ impl Checker<'_> {
         })
         .collect()
     });
+    let approvals = match get("approvals") {
+      Some(entry) => match self.one_of(&entry.value, "approvals", APPROVALS).as_deref() {
+        Some("wait") => Some(DrillApprovals::Wait),
+        Some(_) => Some(DrillApprovals::Yes),
+        None => None,
+      },
+      None => Some(DrillApprovals::Yes),
+    };
     let (runbook_path, runbook) = runbook?;
     Some(Drill {
       path: self.path.to_path_buf(),
@@ -604,6 +630,7 @@ impl Checker<'_> {
       pass: pass?,
       notify,
       reports,
+      approvals: approvals?,
     })
   }
 

@@ -17,6 +17,10 @@
 //! * **Interrupts.** On the first SIGINT/SIGTERM, no new steps start, waits end early, always-steps
 //!   run, the journal records the interrupt, and the run ends `interrupted` (resumable). A second
 //!   one cuts always-steps short as well: none starts, running ones are cancelled.
+//! * **Approvals.** A step with `approval:` journals `approval_requested` and waits for the
+//!   first answer: its terminal, a request file from another process, its timeout, or an
+//!   interrupt (see `control`). The journal, not memory, holds the wait: a resumed run waits
+//!   again under the same record.
 //! * **Time.** Every wait, timeout and backoff runs on the backend's [`Clock`](crate::cloud::Clock).
 //! * **Fence.** When the run's [`MutationFence`] closes (its lock was lost, its lease expired,
 //!   or its journal cannot be written; the engine closes it itself on a journal failure), the
@@ -62,10 +66,13 @@ pub struct RunOptions {
   pub caller: Option<crate::cloud::CallerIdentity>,
 }
 
-/// Asks a human to approve a step.
+/// Asks a human to approve a step, on the run's own terminal. The engine races it with request
+/// files (`drctl approve|deny`, see `state::control`), the step's `approval.timeout` and
+/// interrupts; the first answer wins and the others are dropped.
 #[async_trait::async_trait]
 pub trait Approver: Send + Sync {
-  /// `Ok(true)` approved, `Ok(false)` denied, `Err` when nobody can be asked.
+  /// `Ok(true)` approved, `Ok(false)` denied, `Err` when nobody can be asked here (the engine
+  /// then waits for a request file alone).
   async fn approve(&self, step: &str, prompt: &str) -> Result<bool, String>;
 }
 
@@ -148,6 +155,8 @@ struct Shared {
   started_at: DateTime<Utc>,
   /// Serializes approval prompts.
   approvals: tokio::sync::Mutex<()>,
+  /// Requests from outside the run, and the steps waiting for an answer.
+  control: control::Control,
 }
 
 impl Shared {
@@ -456,6 +465,7 @@ pub fn step_infos(plan: &Plan) -> Vec<StepInfo> {
       budget_ms: step
         .budget
         .map(|budget| u64::try_from(budget.as_millis()).unwrap_or(u64::MAX)),
+      approval: step.approval.is_some(),
     })
     .collect()
 }
@@ -500,6 +510,7 @@ pub async fn start(
   let first = journal.append(event)?;
   observer.record(&first);
   let sync_file = journal.sync_handle()?;
+  let control = control::Control::new(&journal, std::slice::from_ref(&first));
   let shared = Arc::new(Shared {
     plan,
     cloud,
@@ -510,6 +521,7 @@ pub async fn start(
     sync_file: Arc::new(sync_file),
     journal: Mutex::new(journal),
     started_at: first.ts,
+    control,
     records: Mutex::new(vec![first]),
     approvals: tokio::sync::Mutex::new(()),
   });
@@ -562,6 +574,7 @@ pub async fn resume(
   let mut prior = Prior::from_records(&records);
   secrets::recover_outputs(&plan, &mut prior)?;
   let sync_file = journal.sync_handle()?;
+  let control = control::Control::new(&journal, &records);
   let shared = Arc::new(Shared {
     plan,
     cloud,
@@ -574,6 +587,7 @@ pub async fn resume(
     records: Mutex::new(records),
     started_at,
     approvals: tokio::sync::Mutex::new(()),
+    control,
   });
   shared
     .log(Event::RunResumed {
@@ -655,6 +669,9 @@ async fn execute(
   let prior_intents = Arc::new(prior.intents);
   let prior_attempts = Arc::new(prior.attempts);
   let prior_dispatched = Arc::new(prior.dispatched);
+  // Requests from outside (approve, deny, cancel): taken up until the run ends.
+  let (cancels_tx, mut cancels) = tokio::sync::mpsc::unbounded_channel();
+  let poller = control::AbortOnDrop(tokio::spawn(control::poll(shared.clone(), cancels_tx)));
 
   loop {
     if fenced.is_none() {
@@ -828,6 +845,14 @@ async fn execute(
       _ = fence.closed(), if fenced.is_none() => {
         // Picked up at the top of the loop.
       }
+      Some(by) = cancels.recv() => {
+        // A cancel stops the run as a first interrupt does: resumable, always-steps run.
+        if interrupted.is_none() {
+          interrupted = Some(format!("cancelled by {by}"));
+          stopping = true;
+          let _ = cancel_tx.send(true);
+        }
+      }
       changed = signals.changed(), if signals_open && !cut_short => {
         if changed.is_err() {
           signals_open = false;
@@ -848,6 +873,7 @@ async fn execute(
     }
   }
 
+  drop(poller);
   if let Some(reason) = fenced.or_else(|| fence.reason()) {
     return fence_stopped(&shared, reason).await;
   }
@@ -1067,14 +1093,12 @@ async fn run_step(
         .render(&scope)
         .unwrap_or_else(|_| approval.prompt.source().to_string());
       let prompt = plan.redactor().redact(&prompt);
-      let _turn = shared.approvals.lock().await;
-      let verdict = shared.approver.approve(&step.id, &prompt).await;
-      let refusal = match verdict {
-        Ok(true) => None,
-        Ok(false) => Some(format!("step `{}` was not approved", step.id)),
-        Err(why) => Some(why),
-      };
-      if let Some(refusal) = refusal {
+      let notices = control::notices(shared, &scope, step, &prompt);
+      let verdict =
+        control::await_approval(shared, step, approval, &prompt, notices, cancel.clone())
+          .await
+          .map_err(fatal)?;
+      if let Some(refusal) = verdict.refusal(&step.id) {
         shared
           .log(Event::StepStarted {
             step: step.id.clone(),
@@ -1521,6 +1545,7 @@ async fn rollback_step(
   Ok(())
 }
 
+mod control;
 mod crash_hook;
 pub mod region_fence;
 mod secrets;

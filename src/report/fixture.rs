@@ -27,6 +27,7 @@ fn step(id: &str, action: &str, needs: &[&str], mutating: bool) -> StepInfo {
     recovery: true,
     always: false,
     budget_ms: Some(60_000),
+    approval: false,
   }
 }
 

@@ -308,6 +308,9 @@ pub fn render(report: &Report) -> String {
   if let Some(step) = &report.failed_step {
     rows.push(("Failed step", step.clone()));
   }
+  for line in super::approvals_text(report) {
+    rows.push(("Approval", line));
+  }
   for (name, value) in rows {
     let _ = writeln!(html, "<tr><th>{name}</th><td>{}</td></tr>", esc(&value));
   }

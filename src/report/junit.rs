@@ -56,6 +56,9 @@ fn step_result(step: &StepReport) -> CaseResult {
         .unwrap_or_else(|| "skipped".to_string()),
     ),
     "running" => CaseResult::Skipped("the run ended while this step was running".into()),
+    "awaiting_approval" => {
+      CaseResult::Skipped("the run ended while this step waited for approval".into())
+    }
     _ => CaseResult::Skipped("the run never reached this step".into()),
   }
 }
@@ -228,6 +231,9 @@ pub fn render(report: &Report) -> String {
   }
   if report.resumed > 0 {
     properties.push(("resumed".into(), super::resumed_text(report)));
+  }
+  for (i, line) in super::approvals_text(report).into_iter().enumerate() {
+    properties.push((format!("approval.{}", i + 1), line));
   }
   if report.api_calls.recorded {
     for (operation, calls) in &report.api_calls.by_operation {

@@ -77,6 +77,13 @@ pub fn render(report: &Report) -> String {
     );
   }
 
+  if !report.approvals.is_empty() {
+    md.push_str("\n## Approvals\n\n");
+    for line in super::approvals_text(report) {
+      let _ = writeln!(md, "- {}", cell(&line));
+    }
+  }
+
   md.push_str("\n## Parameters\n\n");
   if report.params.is_empty() {
     md.push_str("None.\n");

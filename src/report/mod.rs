@@ -34,6 +34,7 @@
 //! | `steps[]`, `rollbacks[]` | `id`, `action`, `mutating`, `recovery`, `needs`, `outcome`, `critical`, `attempts`, `changed`, `start_seconds`, `end_seconds`, `duration_seconds`, `budget_seconds`, `data_loss_seconds`, `summary`, `error` (`message`, `code`, `request_id`, `http_status`, `retryable`), `outputs` |
 //! | `outputs` | step id → output name → value, for steps that produced outputs |
 //! | `api_calls` | `recorded` (false: the backend kept no log), `source`, `total`, `by_operation` (operation name → count of mutating calls) |
+//! | `approvals[]` | each answer to an approval, and each cancel, in order: `step` (`null` for a cancel), `decision` (`granted`, `denied`, `refused`: it could not count under the two-person rule, `expired`, `cancel_requested`), `by`, `via` (`os_user`, `token`, `proxy_header`, `shared_token`; `null` for an expiry), `reason` (for `refused`: why), `at` |
 //! | `always_steps_not_run_when` | the cases in which `always: true` steps do not run: `lock_lost`, `journal_unwritable`, `second_signal` (the same in every report) |
 
 use std::{collections::BTreeMap, fmt::Write as _, time::Duration};
@@ -113,6 +114,15 @@ pub fn resumed_text(report: &Report) -> String {
   }
 }
 
+/// Who approved, denied or cancelled, for the text formats: one line per decision.
+pub fn approvals_text(report: &Report) -> Vec<String> {
+  report
+    .approvals
+    .iter()
+    .map(crate::state::ControlDecision::text)
+    .collect()
+}
+
 /// Who the backend's credentials acted as, for the text formats: `ARN (account N)`, or `-`.
 pub fn caller_text(report: &Report) -> String {
   report.caller.as_ref().map_or_else(
@@ -153,6 +163,9 @@ pub struct Report {
   pub outputs: BTreeMap<String, BTreeMap<String, String>>,
   pub api_calls: ApiCalls,
   pub always_steps_not_run_when: Vec<AlwaysStepsNotRun>,
+  /// Approvals granted, denied, refused (two-person rule) or expired, and cancels, in order.
+  #[serde(default)]
+  pub approvals: Vec<crate::state::ControlDecision>,
 }
 
 /// A case in which `always: true` steps do not run. Every report names them all, so that a
@@ -415,6 +428,14 @@ impl Report {
       outputs,
       api_calls,
       always_steps_not_run_when: AlwaysStepsNotRun::ALL.to_vec(),
+      approvals: timeline
+        .approvals
+        .iter()
+        .map(|decision| crate::state::ControlDecision {
+          at: to_the_second(decision.at),
+          ..decision.clone()
+        })
+        .collect(),
     }
   }
 
@@ -696,5 +717,91 @@ mod tests {
       escape_xml("<a href=\"x\">&'\u{1}"),
       "&lt;a href=&quot;x&quot;&gt;&amp;&#39;\u{FFFD}"
     );
+  }
+}
+
+#[cfg(test)]
+mod approval_tests {
+  use super::*;
+  use crate::state::{control::IdentityVia, Event};
+
+  /// The fixture's run with a refused, then a granted approval and a cancel, the reason holding
+  /// a secret and markup.
+  fn report() -> Report {
+    let mut records = fixture::records();
+    let at = records[0].ts + chrono::Duration::seconds(5);
+    let next = records.len() as u64 + 1;
+    let events = [
+      Event::ApprovalRefused {
+        step: "promote-db".into(),
+        by: "alice".into(),
+        via: IdentityVia::OsUser,
+        why: "alice started the run".into(),
+        at,
+        nonce: Some("n1".into()),
+      },
+      Event::ApprovalGranted {
+        step: "promote-db".into(),
+        by: "bob".into(),
+        via: IdentityVia::Token,
+        reason: Some("<b>lag ok</b> hunter2-secret".into()),
+        at,
+        nonce: Some("n2".into()),
+      },
+      Event::RunCancelRequested {
+        by: "carol".into(),
+        via: IdentityVia::ProxyHeader,
+        reason: None,
+        at,
+        nonce: "n3".into(),
+      },
+    ];
+    records.extend(events.into_iter().enumerate().map(|(i, event)| Record {
+      seq: next + i as u64,
+      ts: at,
+      event,
+    }));
+    let redactor = Redactor::new([("secrets.S".to_string(), "hunter2-secret".to_string())]);
+    Report::from_records(&records, ApiCalls::not_recorded(), &redactor).unwrap()
+  }
+
+  #[test]
+  fn every_format_says_who_approved_refused_or_cancelled_when_and_why() {
+    let report = report();
+    let decisions: Vec<_> = report
+      .approvals
+      .iter()
+      .map(|decision| (decision.decision, decision.by.clone().unwrap()))
+      .collect();
+    use crate::state::Decision::*;
+    assert_eq!(
+      decisions,
+      [
+        (Refused, "alice".into()),
+        (Granted, "bob".into()),
+        (CancelRequested, "carol".into())
+      ]
+    );
+    let granted = "step promote-db: granted by bob (token) at 2024-03-01T03:00:05Z";
+    for format in [Format::Json, Format::Markdown, Format::Junit, Format::Html] {
+      let text = render(&report, format);
+      assert!(!text.contains("hunter2-secret"), "{format:?}: {text}");
+      if matches!(format, Format::Junit | Format::Html) {
+        assert!(
+          !text.contains("<b>lag"),
+          "{format:?} does not escape the reason"
+        );
+      }
+      assert!(text.contains("carol"), "{format:?}: {text}");
+      if format == Format::Json {
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(json["approvals"][1]["by"], "bob");
+        assert_eq!(json["approvals"][1]["via"], "token");
+        assert_eq!(json["approvals"][1]["at"], "2024-03-01T03:00:05Z");
+        assert_eq!(json["approvals"][0]["reason"], "alice started the run");
+      } else {
+        assert!(text.contains(granted), "{format:?}: {text}");
+      }
+    }
   }
 }

@@ -197,6 +197,11 @@ impl Arg {
 pub struct Approval {
   /// What the operator is asked (a template).
   pub prompt: Template,
+  /// How long to wait for an answer (modelled time, from the first `approval_requested`);
+  /// then the step fails and follows its `on_failure`. `None`: wait until answered.
+  pub timeout: Option<Duration>,
+  /// The two-person rule: the run's starter cannot approve it, nor can a shared token.
+  pub distinct_from_starter: bool,
 }
 
 #[derive(Debug, Clone)]

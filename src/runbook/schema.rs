@@ -262,14 +262,23 @@ fn step_schema() -> Value {
       "on_failure": { "enum": ["abort", "continue", "rollback"] },
       "rollback": { "$ref": "#/$defs/call", "description": "A compensating action." },
       "approval": {
-        "description": "A human gate before the step (`--yes` answers it).",
+        "description": "A human gate before the step: answered on the run's terminal, by `drctl approve`/`deny`, or `--yes`.",
         "oneOf": [
           { "type": "boolean" },
           {
             "type": "object",
             "additionalProperties": false,
-            "required": ["prompt"],
-            "properties": { "prompt": { "$ref": "#/$defs/text" } }
+            "properties": {
+              "prompt": { "$ref": "#/$defs/text" },
+              "timeout": {
+                "$ref": "#/$defs/duration",
+                "description": "How long to wait for an answer (more than zero, at most 366d); then the step fails and follows `on_failure`."
+              },
+              "distinct_from_starter": {
+                "type": "boolean",
+                "description": "Two-person rule: the run's starter, and a shared token, cannot approve it."
+              }
+            }
           }
         ]
       },

@@ -70,7 +70,7 @@ const STEP_KEYS: &[&str] = &[
   "fence",
 ];
 const ROLLBACK_KEYS: &[&str] = &["action", "with"];
-const APPROVAL_KEYS: &[&str] = &["prompt"];
+const APPROVAL_KEYS: &[&str] = &["prompt", "timeout", "distinct_from_starter"];
 const PARAM_TYPES: &[&str] = &["string", "int", "bool", "duration"];
 const ON_FAILURE: &[&str] = &["abort", "continue", "rollback"];
 const RUN_FIELDS: &[&str] = &["id", "elapsed", "started_at"];
@@ -967,6 +967,8 @@ impl<'a> Checker<'a> {
             let prompt = format!("Run step `{}`?", id.clone().unwrap_or_default());
             Some(Approval {
               prompt: Template::literal(prompt),
+              timeout: None,
+              distinct_from_starter: false,
             })
           }
           Some(false) => None,
@@ -976,17 +978,33 @@ impl<'a> Checker<'a> {
           }
         };
       }
-      let approval = self.expect_map(
-        node,
-        &approval_key,
-        "an approval",
-        APPROVAL_KEYS,
-        &["prompt"],
-      )?;
-      let prompt_node = approval.get("prompt")?;
-      let prompt =
-        self.expect_template(prompt_node, &approval.key("prompt"), Place::Step(index))?;
-      Some(Approval { prompt })
+      let approval = self.expect_map(node, &approval_key, "an approval", APPROVAL_KEYS, &[])?;
+      let prompt = match approval.get("prompt") {
+        Some(prompt_node) => {
+          self.expect_template(prompt_node, &approval.key("prompt"), Place::Step(index))?
+        }
+        None => Template::literal(format!("Run step `{}`?", id.clone().unwrap_or_default())),
+      };
+      let timeout = approval.get("timeout").and_then(|node| {
+        let key = approval.key("timeout");
+        let timeout = self.expect_duration(node, &key)?;
+        if timeout.is_zero() {
+          let text = self.expect_string(node, &key).unwrap_or_default();
+          let reason = "an approval timeout must be longer than zero".to_string();
+          self.at(node, &key, DiagnosticKind::InvalidDuration { text, reason });
+          return None;
+        }
+        Some(timeout)
+      });
+      let distinct_from_starter = approval
+        .get("distinct_from_starter")
+        .and_then(|node| self.expect_bool(node, &approval.key("distinct_from_starter")))
+        .unwrap_or(false);
+      Some(Approval {
+        prompt,
+        timeout,
+        distinct_from_starter,
+      })
     });
     let mut flag = |name: &str, default: bool| {
       fields

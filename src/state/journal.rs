@@ -30,6 +30,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{
+  control::IdentityVia,
   format::{self, FormatIssue, NewerFormat},
   mirror::MirrorSender,
   redact::Redactor,
@@ -104,6 +105,9 @@ pub struct StepInfo {
   pub always: bool,
   #[serde(default, skip_serializing_if = "Option::is_none")]
   pub budget_ms: Option<u64>,
+  /// The step has an `approval:` gate (absent in older journals: false).
+  #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+  pub approval: bool,
 }
 
 /// Which half of a step's life a record belongs to.
@@ -271,6 +275,76 @@ pub enum Event {
     action: String,
     region: String,
     args: serde_json::Map<String, serde_json::Value>,
+  },
+  /// A step with `approval:` began waiting for an answer (see `state::control`). The wait is
+  /// identified by this record's `seq`; it stays open until an `approval_granted`,
+  /// `approval_denied` or `approval_expired` of the step, across interrupts, crashes and
+  /// resumes (a resumed run waits again under the same record, its timeout counted from it).
+  ApprovalRequested {
+    step: String,
+    /// The rendered prompt (redacted like every record).
+    prompt: String,
+    /// `approval.timeout`, when the step has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    timeout_ms: Option<u64>,
+    /// `approval.distinct_from_starter`: the run's starter cannot approve it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    distinct_from_starter: bool,
+  },
+  /// A waiting step was approved; the step runs next.
+  ApprovalGranted {
+    step: String,
+    /// Who: an operating-system account, a token's person, a proxy-asserted user.
+    by: String,
+    via: IdentityVia,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+    /// When the answer was given (the record's `ts` is when the run took it up).
+    at: DateTime<Utc>,
+    /// The request file's nonce (absent for an answer typed on the run's terminal).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    nonce: Option<String>,
+  },
+  /// A waiting step was denied; the step fails and follows its `on_failure`.
+  ApprovalDenied {
+    step: String,
+    by: String,
+    via: IdentityVia,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+    at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    nonce: Option<String>,
+  },
+  /// An approval that may not count (the two-person rule): the step keeps waiting.
+  ApprovalRefused {
+    step: String,
+    by: String,
+    via: IdentityVia,
+    why: String,
+    at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    nonce: Option<String>,
+  },
+  /// Nobody answered within `approval.timeout`: the step fails and follows its `on_failure`.
+  ApprovalExpired {
+    step: String,
+    timeout_ms: u64,
+  },
+  /// Someone asked the run to stop (`drctl cancel`): it stops as on a first interrupt.
+  RunCancelRequested {
+    by: String,
+    via: IdentityVia,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+    at: DateTime<Utc>,
+    nonce: String,
+  },
+  /// A control request the run did not apply (its step no longer waits for it, it names no
+  /// approval step, it could not be read): journalled so that it is never looked at again.
+  ControlIgnored {
+    nonce: String,
+    why: String,
   },
 }
 

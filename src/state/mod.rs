@@ -7,6 +7,7 @@
 //! runs/<run-id>/journal.jsonl     the append-only journal (see `journal`)
 //! runs/<run-id>/world.json        the simulator's world, when the run used `--sim`
 //! runs/<run-id>/operations.jsonl  the simulator's operation log
+//! runs/<run-id>/requests/*.json   approve/deny/cancel requests to the run (see `control`)
 //! locks/<group>.lock              the lock of a lock group, naming the runbook and run holding it
 //! freeze.json                     the explicit freeze of live drills (`drctl freeze`), if any
 //! fences/applied.jsonl            region fences applied after their run (see `fences`)
@@ -20,6 +21,7 @@
 //! bucket, and every journal record is mirrored there (see `s3` and `mirror`).
 
 pub use crate::format;
+pub mod control;
 pub mod fences;
 pub mod freeze;
 pub mod journal;
@@ -41,4 +43,4 @@ pub use operator::os_user;
 pub use redact::Redactor;
 pub use s3::{S3Location, S3State, SyncReport};
 pub use store::{RunSummary, Store};
-pub use timeline::{DataLoss, Resumption, StepSpan, Timeline};
+pub use timeline::{ControlDecision, DataLoss, Decision, Resumption, StepSpan, Timeline};

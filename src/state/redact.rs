@@ -17,7 +17,10 @@
 
 use std::sync::Arc;
 
-use super::journal::{Event, Phase, Record, RunMode, RunStatus, StepError, StepInfo};
+use super::{
+  control::IdentityVia,
+  journal::{Event, Phase, Record, RunMode, RunStatus, StepError, StepInfo},
+};
 
 /// What a redacted secret is replaced by.
 pub const MASK: &str = "***";
@@ -256,6 +259,7 @@ fn skeleton(structure: &[&str]) -> String {
     recovery: false,
     always: true,
     budget_ms: Some(0),
+    approval: true,
   };
   let error = StepError {
     message: String::new(),
@@ -329,7 +333,62 @@ fn skeleton(structure: &[&str]) -> String {
         .into_iter()
         .collect(),
     },
+    Event::ApprovalRequested {
+      step: String::new(),
+      prompt: String::new(),
+      timeout_ms: Some(0),
+      distinct_from_starter: true,
+    },
+    Event::ApprovalExpired {
+      step: String::new(),
+      timeout_ms: 0,
+    },
+    Event::ControlIgnored {
+      nonce: String::new(),
+      why: String::new(),
+    },
   ];
+  for via in [
+    IdentityVia::OsUser,
+    IdentityVia::Token,
+    IdentityVia::ProxyHeader,
+    IdentityVia::SharedToken,
+  ] {
+    let (by, reason, nonce) = (String::new(), Some(String::new()), Some(String::new()));
+    events.extend([
+      Event::ApprovalGranted {
+        step: String::new(),
+        by: by.clone(),
+        via,
+        reason: reason.clone(),
+        at: epoch,
+        nonce: nonce.clone(),
+      },
+      Event::ApprovalDenied {
+        step: String::new(),
+        by: by.clone(),
+        via,
+        reason: reason.clone(),
+        at: epoch,
+        nonce: nonce.clone(),
+      },
+      Event::ApprovalRefused {
+        step: String::new(),
+        by: by.clone(),
+        via,
+        why: String::new(),
+        at: epoch,
+        nonce,
+      },
+      Event::RunCancelRequested {
+        by,
+        via,
+        reason,
+        at: epoch,
+        nonce: String::new(),
+      },
+    ]);
+  }
   for phase in [Phase::Run, Phase::Rollback] {
     events.extend([
       Event::StepStarted {

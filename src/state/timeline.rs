@@ -73,7 +73,8 @@ pub struct StepSpan {
   pub started: Option<Duration>,
   pub ended: Option<Duration>,
   pub attempts: u32,
-  /// `succeeded`, `failed`, `skipped`, `running`, `pending`, `rolled_back`.
+  /// `succeeded`, `failed`, `skipped`, `running`, `pending`, `rolled_back`, or
+  /// `awaiting_approval` (waiting for its approval, not started yet).
   pub outcome: String,
   pub changed: bool,
   pub summary: Option<String>,
@@ -97,6 +98,133 @@ pub struct Resumption {
   /// The operating-system account (empty in journals written before it was recorded).
   pub user: String,
   pub caller: Option<crate::cloud::CallerIdentity>,
+}
+
+/// What a control record decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+  Granted,
+  Denied,
+  /// An approval that could not count (the two-person rule); the step kept waiting.
+  Refused,
+  /// Nobody answered within `approval.timeout`.
+  Expired,
+  CancelRequested,
+}
+
+impl Decision {
+  pub fn as_str(self) -> &'static str {
+    match self {
+      Decision::Granted => "granted",
+      Decision::Denied => "denied",
+      Decision::Refused => "refused",
+      Decision::Expired => "expired",
+      Decision::CancelRequested => "cancel_requested",
+    }
+  }
+}
+
+/// An answer to a step's approval, or a cancel of the run: who, when, why.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct ControlDecision {
+  /// The step (`None`: the run, for a cancel).
+  pub step: Option<String>,
+  pub decision: Decision,
+  /// Who (`None` for an expiry).
+  pub by: Option<String>,
+  pub via: Option<super::control::IdentityVia>,
+  /// The reason given; for a refusal, why it could not count.
+  pub reason: Option<String>,
+  /// When it was given.
+  pub at: DateTime<Utc>,
+}
+
+impl ControlDecision {
+  /// From a journal record; `None` for records that decide nothing.
+  fn from_record(record: &Record) -> Option<ControlDecision> {
+    let decided = |step: &str, decision, by: &str, via, reason: &Option<String>, at| {
+      Some(ControlDecision {
+        step: Some(step.to_string()),
+        decision,
+        by: Some(by.to_string()),
+        via: Some(via),
+        reason: reason.clone(),
+        at,
+      })
+    };
+    match &record.event {
+      Event::ApprovalGranted {
+        step,
+        by,
+        via,
+        reason,
+        at,
+        ..
+      } => decided(step, Decision::Granted, by, *via, reason, *at),
+      Event::ApprovalDenied {
+        step,
+        by,
+        via,
+        reason,
+        at,
+        ..
+      } => decided(step, Decision::Denied, by, *via, reason, *at),
+      Event::ApprovalRefused {
+        step,
+        by,
+        via,
+        why,
+        at,
+        ..
+      } => decided(step, Decision::Refused, by, *via, &Some(why.clone()), *at),
+      Event::ApprovalExpired { step, .. } => Some(ControlDecision {
+        step: Some(step.clone()),
+        decision: Decision::Expired,
+        by: None,
+        via: None,
+        reason: None,
+        at: record.ts,
+      }),
+      Event::RunCancelRequested {
+        by,
+        via,
+        reason,
+        at,
+        ..
+      } => Some(ControlDecision {
+        step: None,
+        decision: Decision::CancelRequested,
+        by: Some(by.clone()),
+        via: Some(*via),
+        reason: reason.clone(),
+        at: *at,
+      }),
+      _ => None,
+    }
+  }
+
+  /// One line for the text formats: `step gate: granted by bob (os_user) at T: reason`.
+  pub fn text(&self) -> String {
+    let what = self
+      .step
+      .as_deref()
+      .map_or_else(|| "run".to_string(), |step| format!("step {step}"));
+    let by = match (&self.by, self.via) {
+      (Some(by), Some(via)) => format!(" by {by} ({})", via.as_str()),
+      (Some(by), None) => format!(" by {by}"),
+      _ => String::new(),
+    };
+    let reason = self
+      .reason
+      .as_deref()
+      .map_or_else(String::new, |reason| format!(": {reason}"));
+    format!(
+      "{what}: {}{by} at {}{reason}",
+      self.decision.as_str(),
+      self.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    )
+  }
 }
 
 /// A run, as its journal tells it.
@@ -131,6 +259,8 @@ pub struct Timeline {
   /// Who resumed the run, oldest first (`resumed` of them).
   pub resumed_by: Vec<Resumption>,
   pub failed_step: Option<String>,
+  /// Approvals granted, denied, refused or expired, and cancels, in journal order.
+  pub approvals: Vec<ControlDecision>,
 }
 
 impl Timeline {
@@ -253,6 +383,7 @@ impl Timeline {
       resumed: 0,
       resumed_by: Vec::new(),
       failed_step: None,
+      approvals: Vec::new(),
     };
     let mut intent_loss: BTreeMap<String, DataLoss> = BTreeMap::new();
     for record in &records[1..] {
@@ -297,6 +428,23 @@ impl Timeline {
         Event::StepIntent { .. } | Event::StepDispatched { .. } | Event::ProcessStarted { .. } => {}
         // Listed by `drctl status` and `drctl fence list` (see `state::fences`).
         Event::FencePending { .. } => {}
+        Event::ApprovalRequested { step, .. } => {
+          if let Some(span) = timeline.span_mut(step, Phase::Run) {
+            if span.started.is_none() {
+              span.outcome = "awaiting_approval".into();
+            }
+          }
+        }
+        Event::ControlIgnored { .. } => {}
+        Event::ApprovalGranted { .. }
+        | Event::ApprovalDenied { .. }
+        | Event::ApprovalRefused { .. }
+        | Event::ApprovalExpired { .. }
+        | Event::RunCancelRequested { .. } => {
+          timeline
+            .approvals
+            .extend(ControlDecision::from_record(record));
+        }
         Event::StepSucceeded {
           step,
           phase,

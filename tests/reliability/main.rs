@@ -10,6 +10,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod approvals;
 mod badinput;
 mod concurrency;
 mod crash;
@@ -89,6 +90,7 @@ const SECTIONS: &[(&str, Section)] = &[
   ("lockloss", lockloss::run),
   ("diskfull", diskfull::run),
   ("rpo-unknown", rpo_unknown::run),
+  ("approvals", approvals::run),
 ];
 
 fn main() -> ExitCode {
