@@ -136,7 +136,7 @@ async fn fleet_flip(cloud: Cloud, zone: &str) {
     route53: counting.clone(),
     ..cloud
   }
-  .rate_limited(RateLimits::default());
+  .rate_limited(RateLimits::default(), None);
 
   // 400 names: read in pages, changed in one atomic batch (400 UPSERTs count 800 of the
   // 1,000 ResourceRecord elements a request may hold).

@@ -157,6 +157,7 @@ impl Context {
     dir: &Path,
     secrets: Vec<String>,
     fence: &MutationFence,
+    caller: Option<&CallerIdentity>,
   ) -> Result<Cloud, Error> {
     let limits = RateLimits::with_overrides(&self.file.rate_limits)
       .map_err(|err| Error::Usage(format!("drctl.yaml: {err}")))?;
@@ -164,7 +165,8 @@ impl Context {
       fence: fence.clone(),
       ..self.open_backend(dir, secrets).await?
     };
-    Ok(backend.rate_limited(limits))
+    // AWS errors name the caller's account when AWS's message does not.
+    Ok(backend.rate_limited(limits, caller.map(|caller| caller.account.clone())))
   }
 
   async fn open_backend(&self, dir: &Path, secrets: Vec<String>) -> Result<Cloud, Error> {
@@ -493,14 +495,19 @@ pub(super) async fn plan_report(
   plan: &Plan,
 ) -> Result<(plan::PlanReport, Cloud), Error> {
   // Missing or expired credentials stop a plan before its first probe, as they stop a run.
-  ctx.preflight(plan).await?;
+  let caller = ctx.preflight(plan).await?;
   // A fresh private directory (mkdtemp), removed when `dir` drops.
   let dir = tempfile::Builder::new()
     .prefix("drctl-plan-")
     .tempdir()
     .map_err(|err| Error::Failed(format!("cannot create a temporary directory: {err}")))?;
   let cloud = ctx
-    .open_cloud(dir.path(), plan.secret_values(), &MutationFence::default())
+    .open_cloud(
+      dir.path(),
+      plan.secret_values(),
+      &MutationFence::default(),
+      caller.as_ref(),
+    )
     .await?;
   let report = plan::describe(plan, &cloud).await;
   Ok((report, cloud))
@@ -684,7 +691,7 @@ pub(super) async fn execute(
     create_private_dir(&run_dir)
       .map_err(|err| Error::Failed(format!("{}: {err}", run_dir.display())))?;
     let cloud = ctx
-      .open_cloud(&run_dir, plan.secret_values(), &fence)
+      .open_cloud(&run_dir, plan.secret_values(), &fence, caller.as_ref())
       .await?;
     let mut journal = Journal::create(&ctx.store.journal_path(&run_id))
       .map_err(|err| Error::Failed(err.to_string()))?;
@@ -875,7 +882,7 @@ async fn resume(
   let result = async {
     let run_dir = ctx.store.run_dir(&run_id);
     let cloud = resumed_ctx
-      .open_cloud(&run_dir, plan.secret_values(), &fence)
+      .open_cloud(&run_dir, plan.secret_values(), &fence, caller.as_ref())
       .await?;
     let (mut journal, records) =
       Journal::resume(&journal_path).map_err(super::state::journal_error)?;

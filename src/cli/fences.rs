@@ -101,7 +101,7 @@ pub(super) async fn apply_pending(
       continue;
     }
     let cloud = match ctx
-      .open_cloud(&dir, Vec::new(), &MutationFence::default())
+      .open_cloud(&dir, Vec::new(), &MutationFence::default(), None)
       .await
     {
       Ok(cloud) => cloud,

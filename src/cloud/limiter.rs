@@ -317,6 +317,9 @@ pub struct Limiter {
   retries: Mutex<BTreeMap<String, u64>>,
   /// Checked right before every attempt of a mutating call.
   fence: MutationFence,
+  /// The account the credentials act as (the preflight's caller identity): named in an AWS
+  /// error whose message did not name one.
+  account: Option<String>,
 }
 
 impl fmt::Debug for Limiter {
@@ -351,7 +354,14 @@ impl Limiter {
       jitter: Mutex::new(fastrand::Rng::new()),
       retries: Mutex::new(BTreeMap::new()),
       fence: MutationFence::default(),
+      account: None,
     }
+  }
+
+  /// The same limiter, naming `account` in the AWS errors it hands back.
+  pub fn with_account(mut self, account: Option<String>) -> Limiter {
+    self.account = account;
+    self
   }
 
   /// The same limiter, refusing mutating calls once `fence` closes.
@@ -394,6 +404,7 @@ impl Limiter {
       made += 1;
       let error = match attempt().await {
         Err(error) if made < CALL_ATTEMPTS && kind.may_retry(&error) => error,
+        Err(error) => return Err(self.with_caller_account(error)),
         result => return result,
       };
       let backoff = self.backoff(made);
@@ -414,6 +425,17 @@ impl Limiter {
         .entry(operation.to_string())
         .or_default() += 1;
       self.clock.sleep(backoff).await;
+    }
+  }
+
+  /// `error`, naming the caller's account if it is an AWS endpoint's (it has a region) and
+  /// names none of its own.
+  fn with_caller_account(&self, error: CloudError) -> CloudError {
+    match &self.account {
+      Some(account) if error.region.is_some() && error.account.is_none() => {
+        error.with_account(account.clone())
+      }
+      _ => error,
     }
   }
 
@@ -562,9 +584,14 @@ impl Cloud {
   /// The same providers behind client-side rate limits and per-call retries (see the module
   /// docs). S3 is not rate limited (its limits are per prefix and thousands per second, far
   /// above drctl's reads) but its reads are retried like any other. HTTP is passed through:
-  /// probes retry `within` their own deadline, and notifications are side effects.
-  pub fn rate_limited(self, limits: RateLimits) -> Cloud {
-    let limiter = Arc::new(Limiter::new(self.clock, limits).with_fence(self.fence.clone()));
+  /// probes retry `within` their own deadline, and notifications are side effects. AWS errors
+  /// name `account` (the caller identity's) when AWS's message names none.
+  pub fn rate_limited(self, limits: RateLimits, account: Option<String>) -> Cloud {
+    let limiter = Arc::new(
+      Limiter::new(self.clock, limits)
+        .with_fence(self.fence.clone())
+        .with_account(account),
+    );
     Cloud {
       rds: Arc::new(LimitedRds {
         inner: self.rds,
@@ -1098,6 +1125,42 @@ mod tests {
       "{:?}",
       start.elapsed()
     );
+  }
+
+  /// An AWS error names the account the run's credentials act as (the preflight's caller
+  /// identity) when AWS's message did not; an account the message named is kept.
+  #[tokio::test(start_paused = true)]
+  async fn an_aws_error_names_the_callers_account_unless_it_names_its_own() {
+    let limiter = Limiter::new(Clock::default(), RateLimits::default())
+      .with_account(Some("123456789012".into()));
+    let call = |error: CloudError| {
+      limiter.call(
+        "rds",
+        "PromoteReadReplica",
+        Some("us-west-2"),
+        1,
+        Mutating,
+        move || {
+          let error = error.clone();
+          async move { Err::<(), _>(error) }
+        },
+      )
+    };
+    let denied = CloudError::new(ErrorKind::Client, "rds", "PromoteReadReplica", "denied")
+      .with_region("us-west-2");
+    let err = call(denied.clone()).await.unwrap_err();
+    assert_eq!(err.account.as_deref(), Some("123456789012"));
+    assert!(
+      err
+        .to_string()
+        .contains("(us-west-2, account 123456789012)"),
+      "{err}"
+    );
+    let named = call(denied.with_account("210987654321")).await.unwrap_err();
+    assert_eq!(named.account.as_deref(), Some("210987654321"));
+    // A simulator error (no region: not an AWS endpoint) stays as it was.
+    let sim = CloudError::new(ErrorKind::Client, "rds", "PromoteReadReplica", "no");
+    assert_eq!(call(sim).await.unwrap_err().account, None);
   }
 
   #[tokio::test(start_paused = true)]

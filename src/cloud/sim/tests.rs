@@ -898,7 +898,7 @@ async fn behind_the_client_layer_a_hung_read_is_retried_then_fails() {
     tmp.path(),
     "faults:\n  DescribeDBInstances: { hang: 1.0 }\n",
   );
-  let cloud = sim.cloud().rate_limited(RateLimits::default());
+  let cloud = sim.cloud().rate_limited(RateLimits::default(), None);
   let start = cloud.clock.now();
   let call = cloud.rds.describe_instance("us-west-2", "app-db-replica");
   let err = tokio::time::timeout(Duration::from_secs(3600), call)
