@@ -298,6 +298,7 @@ pub async fn dispatch(cli: Cli) -> Result<i32, Error> {
     Command::Freeze { reason } => super::freeze::freeze(&ctx, reason.as_deref()).await,
     Command::Unfreeze => super::freeze::unfreeze(&ctx).await,
     Command::Fence { command } => super::fences::command(&ctx, command).await,
+    Command::Serve(args) => super::serve::serve(&ctx, &args).await,
   }
 }
 

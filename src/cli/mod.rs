@@ -22,6 +22,7 @@ mod live;
 mod render;
 mod report;
 mod sandbox;
+mod serve;
 mod state;
 
 /// drctl: disaster-recovery and failover runbooks, run crash-safe and timed against RTO/RPO.
@@ -197,6 +198,8 @@ pub enum Command {
     #[command(subcommand)]
     command: fences::FenceCommand,
   },
+  /// Serve the status page (runs, live runs, reports, drills), /metrics and /healthz.
+  Serve(serve::ServeArgs),
 }
 
 /// A command's failure, with its exit code.
@@ -349,6 +352,9 @@ fn flag_use(command: &Command) -> (FlagUse, &'static str) {
     Command::Fence {
       command: fences::FenceCommand::Apply { .. },
     } => (FlagUse::Cloud, "fence apply"),
+    // The scheduler beside it weighs the backend flags against each drill, as `scheduler` does.
+    Command::Serve(args) if args.scheduler => (FlagUse::Own, "serve --scheduler"),
+    Command::Serve(_) => (FlagUse::State, "serve"),
   }
 }
 
