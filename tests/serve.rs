@@ -1,0 +1,275 @@
+//! `drctl serve` through the real binary: the bind rule, and the pages in headless Chromium
+//! (screenshots of the runs list, a live run mid-flight, and a drill's trend chart, written under
+//! `target/screenshots/`), with a run's secret shown on no page.
+
+use std::{
+  io::{BufRead, BufReader},
+  path::{Path, PathBuf},
+  process::{Child, Command, Stdio},
+  time::{Duration, Instant},
+};
+
+use crate::support::{repo, Test};
+
+/// A secret the run's notification step references: no page may show it.
+const SECRET: &str = "https://hooks.slack.test/T000/B000/serve-secret-7c1d";
+
+#[test]
+fn serve_refuses_a_bind_beyond_loopback_without_a_token() {
+  let test = Test::new();
+  let output = test
+    .command(["serve", "--listen", "0.0.0.0:0"])
+    .env_remove("DRCTL_SERVE_TOKEN")
+    .output()
+    .unwrap();
+  assert_eq!(output.status.code(), Some(2), "{output:?}");
+  let stderr = String::from_utf8_lossy(&output.stderr);
+  assert_eq!(
+    stderr,
+    "error: --listen 0.0.0.0:0 is not a loopback address: set DRCTL_SERVE_TOKEN (every request \
+     must then carry `Authorization: Bearer TOKEN`), or listen on 127.0.0.1\n"
+  );
+  // An empty token is no token.
+  let output = test
+    .command(["serve", "--listen", "0.0.0.0:0"])
+    .env("DRCTL_SERVE_TOKEN", "")
+    .output()
+    .unwrap();
+  assert_eq!(output.status.code(), Some(2), "{output:?}");
+}
+
+/// A running `drctl serve`, stopped (SIGTERM) when dropped.
+struct Server {
+  child: Child,
+  url: String,
+}
+
+impl Server {
+  fn start(test: &Test) -> Server {
+    let mut child = test
+      .command(["serve", "--listen", "127.0.0.1:0"])
+      .env("SLACK_WEBHOOK_URL", SECRET)
+      .stdout(Stdio::piped())
+      .stderr(Stdio::null())
+      .spawn()
+      .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+      .read_line(&mut line)
+      .unwrap();
+    let url = line
+      .trim()
+      .strip_prefix("drctl serve: listening on ")
+      .unwrap_or_else(|| panic!("no address announced: {line:?}"))
+      .trim_end_matches('/')
+      .to_string();
+    Server { child, url }
+  }
+}
+
+impl Drop for Server {
+  fn drop(&mut self) {
+    // Not `support::signal`: the server may be gone already, and a drop must not panic.
+    let _ = Command::new("kill")
+      .args(["-TERM", &self.child.id().to_string()])
+      .status();
+    let _ = self.child.wait();
+  }
+}
+
+fn chromium(profile: &Path) -> Command {
+  let mut command = Command::new("chromium");
+  command
+    .args([
+      "--headless",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-dev-shm-usage",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+      "--hide-scrollbars",
+    ])
+    .arg(format!("--user-data-dir={}", profile.display()))
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+  command
+}
+
+/// Run Chromium to completion (at most 120 s) and return its standard output.
+fn finish(mut command: Command, what: &str) -> String {
+  let mut child = command.spawn().unwrap_or_else(|err| {
+    panic!(
+      "cannot start `chromium` ({err}): the status page tests need Debian's chromium package \
+       (apt-get install -y chromium)"
+    )
+  });
+  let start = Instant::now();
+  while child.try_wait().unwrap().is_none() {
+    if start.elapsed() > Duration::from_secs(120) {
+      let _ = child.kill();
+      let _ = child.wait();
+      panic!("chromium did not finish {what} in 120 s");
+    }
+    std::thread::sleep(Duration::from_millis(50));
+  }
+  let output = child.wait_with_output().unwrap();
+  assert!(
+    output.status.success(),
+    "chromium failed {what} ({}):\n{}",
+    output.status,
+    String::from_utf8_lossy(&output.stderr)
+  );
+  String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn dump_dom(url: &str) -> String {
+  let profile = tempfile::tempdir().unwrap();
+  let mut command = chromium(profile.path());
+  command.arg("--dump-dom").arg(url);
+  finish(command, &format!("loading {url}"))
+}
+
+fn screenshot(url: &str, file: &Path, height: u32) -> Vec<u8> {
+  let profile = tempfile::tempdir().unwrap();
+  let mut command = chromium(profile.path());
+  command
+    .arg(format!("--screenshot={}", file.display()))
+    .arg(format!("--window-size=1280,{height}"))
+    .arg(url);
+  finish(command, &format!("a screenshot of {url}"));
+  let png = std::fs::read(file).unwrap();
+  assert!(png.starts_with(b"\x89PNG"), "{} is a PNG", file.display());
+  png
+}
+
+fn screenshots_dir() -> PathBuf {
+  let dir = repo().join("target").join("screenshots");
+  std::fs::create_dir_all(&dir).unwrap();
+  dir
+}
+
+fn journal_lines(test: &Test, run_id: &str) -> usize {
+  test.journal(run_id).lines().count()
+}
+
+#[test]
+fn the_status_pages_render_in_headless_chromium_and_a_live_run_moves() {
+  let test = Test::new();
+  let shots = screenshots_dir();
+  // Drill history for the trend chart: two runs of the quarterly drill.
+  copy_drills(&test);
+  for _ in 0..2 {
+    let output = test
+      .command(["drill", "run", "quarterly-regional-failover"])
+      .env("SLACK_WEBHOOK_URL", SECRET)
+      .output()
+      .unwrap();
+    assert!(
+      matches!(output.status.code(), Some(0 | 3)),
+      "{}",
+      String::from_utf8_lossy(&output.stderr)
+    );
+  }
+  let server = Server::start(&test);
+
+  // A slow failover in another process: the live view follows its journal.
+  let before = test.run_ids();
+  let mut run = test
+    .command([
+      "failover",
+      "us-west-2",
+      "--sim",
+      "--yes",
+      "--time-scale",
+      "15",
+    ])
+    .env("SLACK_WEBHOOK_URL", SECRET)
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+  test.wait_for(Duration::from_secs(30), "the failover's journal", || {
+    test.run_ids().len() > before.len()
+  });
+  let run_id = test.new_run(&before);
+  test.wait_for(
+    Duration::from_secs(30),
+    "the failover's first steps",
+    || journal_lines(&test, &run_id) >= 3,
+  );
+  let live_url = format!("{}/runs/{run_id}", server.url);
+  let first = screenshot(&live_url, &shots.join("live-run-1.png"), 1100);
+  let lines_then = journal_lines(&test, &run_id);
+  test.wait_for(Duration::from_secs(60), "the failover to progress", || {
+    journal_lines(&test, &run_id) > lines_then + 1
+  });
+  let second = screenshot(&live_url, &shots.join("live-run-2.png"), 1100);
+  assert_ne!(
+    first, second,
+    "two screenshots of a live run a few seconds apart differ"
+  );
+  let live_dom = dump_dom(&live_url);
+  assert!(live_dom.contains("<svg class=\"gantt\""), "{live_dom}");
+  assert!(live_dom.contains("data-events="), "{live_dom}");
+
+  let status = run.wait().unwrap();
+  assert!(matches!(status.code(), Some(0 | 3)), "{status:?}");
+  // The runs list shows it once the server's background refresh has seen it end.
+  let runs_url = format!("{}/", server.url);
+  let deadline = Instant::now() + Duration::from_secs(30);
+  let runs_dom = loop {
+    let dom = dump_dom(&runs_url);
+    let row = dom
+      .split("<tr data-run=")
+      .find(|row| row.contains(&run_id))
+      .unwrap_or_default()
+      .to_string();
+    if row.contains("succeeded") || row.contains("breached") || Instant::now() > deadline {
+      break dom;
+    }
+    std::thread::sleep(Duration::from_millis(500));
+  };
+  assert!(runs_dom.contains(&run_id), "{runs_dom}");
+  screenshot(&runs_url, &shots.join("runs.png"), 800);
+
+  let drills_url = format!("{}/drills", server.url);
+  let drills_dom = dump_dom(&drills_url);
+  assert!(
+    drills_dom.contains("data-drill=\"quarterly-regional-failover\""),
+    "{drills_dom}"
+  );
+  assert!(
+    drills_dom.matches("class=\"point ").count() >= 2,
+    "{drills_dom}"
+  );
+  screenshot(&drills_url, &shots.join("drills.png"), 1000);
+
+  // No page, and no report, shows the run's secret.
+  for url in [
+    runs_url.clone(),
+    live_url.clone(),
+    format!("{live_url}/report"),
+    drills_url.clone(),
+    format!("{}/metrics", server.url),
+  ] {
+    let dom = dump_dom(&url);
+    assert!(
+      !dom.contains("serve-secret-7c1d"),
+      "{url} shows the secret:\n{dom}"
+    );
+  }
+}
+
+/// The repository's drills, into the test's directory (`drctl` reads `drills/`).
+fn copy_drills(test: &Test) {
+  let drills = test.path().join("drills");
+  std::fs::create_dir_all(&drills).unwrap();
+  for entry in std::fs::read_dir(repo().join("drills")).unwrap() {
+    let entry = entry.unwrap();
+    std::fs::copy(entry.path(), drills.join(entry.file_name())).unwrap();
+  }
+}
