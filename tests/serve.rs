@@ -46,8 +46,12 @@ struct Server {
 
 impl Server {
   fn start(test: &Test) -> Server {
+    Server::start_with(test, &[])
+  }
+
+  fn start_with(test: &Test, extra: &[&str]) -> Server {
     let mut child = test
-      .command(["serve", "--listen", "127.0.0.1:0"])
+      .command(["serve", "--listen", "127.0.0.1:0"].iter().chain(extra))
       .env("SLACK_WEBHOOK_URL", SECRET)
       .stdout(Stdio::piped())
       .stderr(Stdio::null())
@@ -72,6 +76,7 @@ impl Drop for Server {
     // Not `support::signal`: the server may be gone already, and a drop must not panic.
     let _ = Command::new("kill")
       .args(["-TERM", &self.child.id().to_string()])
+      .stderr(Stdio::null())
       .status();
     let _ = self.child.wait();
   }
@@ -272,4 +277,76 @@ fn copy_drills(test: &Test) {
     let entry = entry.unwrap();
     std::fs::copy(entry.path(), drills.join(entry.file_name())).unwrap();
   }
+}
+
+/// GET `path` from a server over plain HTTP/1.1: the status code and the body.
+fn get(url: &str, path: &str) -> (u16, String) {
+  use std::io::{Read, Write};
+  let authority = url.strip_prefix("http://").unwrap();
+  let mut stream = std::net::TcpStream::connect(authority).unwrap();
+  stream
+    .set_read_timeout(Some(Duration::from_secs(30)))
+    .unwrap();
+  write!(
+    stream,
+    "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
+  )
+  .unwrap();
+  let mut response = String::new();
+  stream.read_to_string(&mut response).unwrap();
+  let status = response
+    .split(' ')
+    .nth(1)
+    .and_then(|code| code.parse().ok())
+    .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"));
+  let body = response
+    .split_once("\r\n\r\n")
+    .map_or_else(String::new, |(_, body)| body.to_string());
+  (status, body)
+}
+
+#[test]
+fn serve_with_the_scheduler_ticks_and_reports_it_in_metrics() {
+  let test = Test::new();
+  copy_drills(&test);
+  let mut server = Server::start_with(&test, &["--scheduler", "--jitter", "0s"]);
+  let deadline = Instant::now() + Duration::from_secs(30);
+  let metrics = loop {
+    let (status, body) = get(&server.url, "/metrics");
+    assert_eq!(status, 200, "{body}");
+    if body.contains("\ndrctl_scheduler_last_tick_timestamp_seconds ") || Instant::now() > deadline
+    {
+      break body;
+    }
+    std::thread::sleep(Duration::from_millis(200));
+  };
+  let tick: f64 = metrics
+    .lines()
+    .find_map(|line| line.strip_prefix("drctl_scheduler_last_tick_timestamp_seconds "))
+    .unwrap_or_else(|| panic!("no scheduler tick in\n{metrics}"))
+    .parse()
+    .unwrap();
+  let now = std::time::SystemTime::now()
+    .duration_since(std::time::UNIX_EPOCH)
+    .unwrap()
+    .as_secs_f64();
+  assert!((now - tick).abs() < 60.0, "tick {tick}, now {now}");
+  assert!(
+    metrics.contains("drctl_drill_info{drill=\"quarterly-regional-failover\",runbook=\"regional-failover\",mode=\"live\"} 1"),
+    "{metrics}"
+  );
+  // A signal stops both, the server without waiting for anything: exit 130.
+  crate::support::signal(&server.child, "TERM");
+  let start = Instant::now();
+  let status = loop {
+    if let Some(status) = server.child.try_wait().unwrap() {
+      break status;
+    }
+    assert!(
+      start.elapsed() < Duration::from_secs(30),
+      "serve did not stop on SIGTERM"
+    );
+    std::thread::sleep(Duration::from_millis(50));
+  };
+  assert_eq!(status.code(), Some(130));
 }
