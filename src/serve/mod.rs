@@ -19,7 +19,7 @@ use std::{
   time::Duration,
 };
 
-use axum::{middleware, routing::get, Router};
+use axum::{body::Bytes, middleware, routing::get, Router};
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
@@ -65,6 +65,9 @@ struct Seen {
   /// Each drill's history (in `Site::drills` order), or why it cannot be read.
   histories: Arc<Vec<Result<Vec<HistoryEntry>, String>>>,
   last_tick: Option<DateTime<Utc>>,
+  /// The runs page, rendered when the runs or their liveness changed (10,000 rows are
+  /// megabytes of HTML: requests share this copy).
+  runs_page: Bytes,
 }
 
 /// A running server's shared state.
@@ -123,13 +126,13 @@ impl App {
   /// The local half of a refresh. `holders`: the live lock holders an `s3://` state named
   /// (`None`: read the local locks).
   fn refresh_local(&self, holders: Option<Vec<crate::state::LockHolder>>) {
-    let snapshot = match self.index.lock() {
-      Ok(mut index) => index.refresh(&self.site.store),
+    let (snapshot, parsed) = match self.index.lock() {
+      Ok(mut index) => (index.refresh(&self.site.store), index.parsed_last),
       // A refresh that panicked left the cache half-built: start it again.
       Err(poisoned) => {
         let mut index = poisoned.into_inner();
         *index = index::RunIndex::default();
-        index.refresh(&self.site.store)
+        (index.refresh(&self.site.store), index.parsed_last)
       }
     };
     let holders = holders.unwrap_or_else(|| {
@@ -150,8 +153,21 @@ impl App {
           .map_err(|newer| newer.to_string())
       })
       .collect();
+    let before = self.seen();
+    // Nothing parsed, nothing gone, the same live runs: the page is the same.
+    let unchanged = parsed == 0
+      && before.snapshot.runs.len() == snapshot.runs.len()
+      && before.snapshot.unreadable.len() == snapshot.unreadable.len()
+      && *before.live == live
+      && !before.runs_page.is_empty();
+    let runs_page = if unchanged {
+      before.runs_page
+    } else {
+      Bytes::from(pages::runs_html(&snapshot, &live))
+    };
     let seen = Seen {
       snapshot,
+      runs_page,
       live: Arc::new(live),
       histories: Arc::new(histories),
       last_tick: crate::drills::scheduler::last_tick(self.site.store.root()),
@@ -169,6 +185,7 @@ impl App {
       live: Arc::clone(&seen.live),
       histories: Arc::clone(&seen.histories),
       last_tick: seen.last_tick,
+      runs_page: seen.runs_page.clone(),
     };
     match self.seen.read() {
       Ok(seen) => read(&seen),
@@ -195,9 +212,8 @@ impl App {
   }
 
   /// The runs page as of the last refresh.
-  pub fn runs_page(&self) -> String {
-    let seen = self.seen();
-    pages::runs_html(&seen.snapshot, &seen.live)
+  pub fn runs_page(&self) -> Bytes {
+    self.seen().runs_page
   }
 
   /// Journals parsed by the last refresh (the others came from the cache).

@@ -84,7 +84,7 @@ fn known_run(app: &App, id: &str) -> Option<String> {
     .then(|| id.to_string())
 }
 
-pub async fn runs(State(app): State<Arc<App>>) -> Html<String> {
+pub async fn runs(State(app): State<Arc<App>>) -> Html<axum::body::Bytes> {
   Html(app.runs_page())
 }
 

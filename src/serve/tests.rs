@@ -581,3 +581,35 @@ fn label_values_are_escaped_per_the_text_format() {
   );
   promtool_check(&text);
 }
+
+#[tokio::test]
+async fn the_runs_page_is_rendered_again_only_when_the_runs_changed() {
+  let (_dir, store) = state_with_fixture_run();
+  let app = App::new(site(store.clone(), Vec::new()));
+  app.refresh().await;
+  let first = app.runs_page();
+  assert!(std::str::from_utf8(&first).unwrap().contains(RUN));
+  app.refresh().await;
+  assert_eq!(
+    app.runs_page().as_ptr(),
+    first.as_ptr(),
+    "nothing changed: the same page is served"
+  );
+  let other = "20240301-040000-0001";
+  let mut journal = Journal::create(&store.journal_path(other)).unwrap();
+  journal.append(fixture::records()[0].event.clone()).unwrap();
+  app.refresh().await;
+  let page = app.runs_page();
+  let text = std::str::from_utf8(&page).unwrap();
+  assert!(text.contains(other), "{text}");
+  assert!(
+    text.contains("status-unfinished"),
+    "no live lock holds it: {text}"
+  );
+  // Gone again: the page follows.
+  std::fs::remove_dir_all(store.run_dir(other)).unwrap();
+  app.refresh().await;
+  assert!(!std::str::from_utf8(&app.runs_page())
+    .unwrap()
+    .contains(other));
+}
