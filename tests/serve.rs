@@ -208,6 +208,23 @@ fn the_status_pages_render_in_headless_chromium_and_a_live_run_moves() {
   );
   let live_url = format!("{}/runs/{run_id}", server.url);
   let first = screenshot(&live_url, &shots.join("live-run-1.png"), 1100);
+  // Its lock is live: in progress on /metrics and `running` on the runs page, once the
+  // background refresh (every 2 s) has seen it.
+  let in_progress = "drctl_runs_in_progress{runbook=\"regional-failover\"} 1";
+  let deadline = Instant::now() + Duration::from_secs(20);
+  while !get(&server.url, "/metrics").1.contains(in_progress) {
+    assert!(
+      Instant::now() < deadline,
+      "the run never showed as in progress"
+    );
+    std::thread::sleep(Duration::from_millis(200));
+  }
+  let (_, runs_page) = get(&server.url, "/");
+  let row = runs_page
+    .split("<tr data-run=")
+    .find(|row| row.contains(&run_id))
+    .unwrap_or_default();
+  assert!(row.contains("status-running"), "{row}");
   let lines_then = journal_lines(&test, &run_id);
   test.wait_for(Duration::from_secs(60), "the failover to progress", || {
     journal_lines(&test, &run_id) > lines_then + 1
@@ -349,4 +366,47 @@ fn serve_with_the_scheduler_ticks_and_reports_it_in_metrics() {
     std::thread::sleep(Duration::from_millis(50));
   };
   assert_eq!(status.code(), Some(130));
+}
+
+/// A server on another host's directory (nothing local) shows the runs of an `s3://` state:
+/// pulled into its cache before it answers.
+#[test]
+fn serve_shows_the_runs_of_an_s3_state() {
+  let moto = crate::support::moto::Moto::start();
+  crate::s3state::create_bucket(&moto, "drctl-serve");
+  let state = "s3://drctl-serve/team";
+  let writer = crate::s3state::s3_test(&moto, &moto.endpoint);
+  writer
+    .run_args([
+      "run",
+      "regional-failover",
+      "-p",
+      "target_region=us-west-2",
+      "--sim",
+      "--yes",
+      "--time-scale",
+      "400",
+      "--state",
+      state,
+    ])
+    .status(0);
+  let reader = crate::s3state::s3_test(&moto, &moto.endpoint);
+  let server = Server::start_with(&reader, &["--state", state]);
+  let (status, page) = get(&server.url, "/");
+  assert_eq!(status, 200, "{page}");
+  let run_id = page
+    .split("href=\"/runs/")
+    .nth(1)
+    .and_then(|rest| rest.split('"').next())
+    .unwrap_or_else(|| panic!("no run on the runs page:\n{page}"))
+    .to_string();
+  assert!(page.contains("status-succeeded"), "{page}");
+  let (status, report) = get(&server.url, &format!("/runs/{run_id}/report"));
+  assert_eq!(status, 200, "{report}");
+  assert!(report.contains("regional-failover"), "{report}");
+  let (_, metrics) = get(&server.url, "/metrics");
+  assert!(
+    metrics.contains("drctl_runs{runbook=\"regional-failover\",status=\"succeeded\"} 1"),
+    "{metrics}"
+  );
 }
