@@ -138,6 +138,17 @@ fn dump_dom(url: &str) -> String {
   finish(command, &format!("loading {url}"))
 }
 
+/// The DOM after the page's scripts had `millis` of (virtual) time to run.
+fn dump_dom_after_scripts(url: &str, millis: u32) -> String {
+  let profile = tempfile::tempdir().unwrap();
+  let mut command = chromium(profile.path());
+  command
+    .arg(format!("--virtual-time-budget={millis}"))
+    .arg("--dump-dom")
+    .arg(url);
+  finish(command, &format!("loading {url}"))
+}
+
 fn screenshot(url: &str, file: &Path, height: u32) -> Vec<u8> {
   let profile = tempfile::tempdir().unwrap();
   let mut command = chromium(profile.path());
@@ -240,6 +251,11 @@ fn the_status_pages_render_in_headless_chromium_and_a_live_run_moves() {
 
   let status = run.wait().unwrap();
   assert!(matches!(status.code(), Some(0 | 3)), "{status:?}");
+  // In the browser, under the CSP, the live view's script subscribes to the event stream and
+  // takes the run's end from it (it marks the page finished).
+  let ended = dump_dom_after_scripts(&live_url, 5000);
+  assert!(ended.contains("<body data-finished=\"true\">"), "{ended}");
+  assert!(!ended.contains(">running<"), "{ended}");
   // The runs list shows it once the server's background refresh has seen it end.
   let runs_url = format!("{}/", server.url);
   let deadline = Instant::now() + Duration::from_secs(30);
