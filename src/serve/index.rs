@@ -4,6 +4,12 @@
 //! refresh, so a state with 10,000 finished runs costs one `stat` per run per refresh, not
 //! 10,000 parses. Requests read the last refresh; [`RunIndex::refresh`] runs in the background
 //! (and once before the server answers). Journals are only read.
+//!
+//! A row holds only what the journal's redaction already guarantees free of secrets: the
+//! runbook's name, the backend, the mode, the starting account, times, the status and the
+//! objective verdicts (a secret that could occur in a name or a status is refused before a run
+//! starts). The run pages, which show summaries, errors and parameters, go through the report
+//! builder and its redaction instead.
 
 use std::{collections::HashMap, path::Path, sync::Arc, time::SystemTime};
 
