@@ -12,6 +12,7 @@ mod support;
 mod fleet;
 mod overhead;
 mod peer;
+mod serve;
 mod startup;
 
 use std::process::ExitCode;
@@ -74,6 +75,7 @@ const SECTIONS: &[(&str, Section)] = &[
   ("P2 against the bash + aws CLI peer", peer::run),
   ("P3 fleet", fleet::run),
   ("P4 CLI", startup::run),
+  ("P5 status page", serve::run),
 ];
 
 fn main() -> ExitCode {

@@ -15,4 +15,5 @@ pub mod plan;
 pub mod process_group;
 pub mod report;
 pub mod runbook;
+pub mod serve;
 pub mod state;

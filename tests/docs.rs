@@ -23,6 +23,19 @@ const NOT_RUN: &[(&str, &str)] = &[
     "DRCTL_RELIABILITY=full cargo test --release --test reliability",
     "the full reliability configuration: tens of minutes",
   ),
+  (
+    "drctl serve",
+    "serves until stopped: `serve::the_status_pages_render_in_headless_chromium_and_a_live_run_moves`",
+  ),
+  (
+    "drctl serve --scheduler",
+    "serves until stopped: `serve::serve_with_the_scheduler_ticks_and_reports_it_in_metrics`",
+  ),
+  (
+    "DRCTL_SERVE_TOKEN=$(cat token) drctl serve --listen 0.0.0.0:8080",
+    "binds beyond loopback: `serve::tests::beyond_loopback_the_token_is_required` (0.0.0.0, \
+     reached through 127.0.0.1)",
+  ),
 ];
 
 fn read(name: &str) -> String {

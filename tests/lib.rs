@@ -31,6 +31,7 @@ mod route53_batching;
 mod s3state;
 mod sandbox;
 mod schema;
+mod serve;
 mod standby_backups;
 mod state_format;
 mod step_crash;

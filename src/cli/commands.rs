@@ -351,6 +351,7 @@ pub async fn dispatch(cli: Cli) -> Result<i32, Error> {
     Command::Cancel { run_id, reason } => {
       super::control::submit(&ctx, &run_id, ControlAction::Cancel, reason)
     }
+    Command::Serve(args) => super::serve::serve(&ctx, &args).await,
   }
 }
 

@@ -77,7 +77,7 @@ pub async fn dispatch(ctx: &Context, command: DrillCommand) -> Result<i32, Error
 }
 
 /// Every drill in `drills/`; all errors of all files at once.
-fn load_all(ctx: &Context) -> Result<Vec<Drill>, Error> {
+pub(super) fn load_all(ctx: &Context) -> Result<Vec<Drill>, Error> {
   let dir = PathBuf::from(DRILLS_DIR);
   let mut drills = Vec::new();
   let mut errors = Vec::new();
@@ -224,7 +224,7 @@ fn flag_backend(ctx: &Context) -> Option<TargetBackend> {
 
 /// The backend a drill runs on: its target's, or a safer one a flag asks for (never a less safe
 /// one: the drill file is what was reviewed). Flags that would mean nothing there are refused.
-fn drill_backend(ctx: &Context, drill: &Drill) -> Result<TargetBackend, Error> {
+pub(super) fn drill_backend(ctx: &Context, drill: &Drill) -> Result<TargetBackend, Error> {
   let target = drill.target.backend;
   let backend = match flag_backend(ctx) {
     Some(flag) if reach(flag) > reach(target) => {
@@ -739,6 +739,15 @@ impl DrillRunner for CliRunner<'_> {
 }
 
 pub async fn scheduler(ctx: &Context, args: &SchedulerArgs) -> Result<i32, Error> {
+  scheduler_with(ctx, args, interrupts()).await
+}
+
+/// The scheduler, stopping on `signals` (`drctl serve --scheduler` shares its own).
+pub(super) async fn scheduler_with(
+  ctx: &Context,
+  args: &SchedulerArgs,
+  signals: watch::Receiver<u32>,
+) -> Result<i32, Error> {
   let jitter = parse_duration(&args.jitter)
     .map_err(|err| Error::Usage(format!("--jitter `{}`: {err}", args.jitter)))?;
   let clock: Arc<dyn Clock> = match &args.now {
@@ -764,7 +773,6 @@ pub async fn scheduler(ctx: &Context, args: &SchedulerArgs) -> Result<i32, Error
     },
     None => ClaimStore::Local(ctx.store.root().to_path_buf()),
   };
-  let signals = interrupts();
   let runner = CliRunner {
     ctx,
     signals: signals.clone(),

@@ -23,6 +23,7 @@ mod live;
 mod render;
 mod report;
 mod sandbox;
+mod serve;
 mod state;
 
 /// drctl: disaster-recovery and failover runbooks, run crash-safe and timed against RTO/RPO.
@@ -228,6 +229,8 @@ pub enum Command {
     #[arg(long, value_name = "TEXT")]
     reason: Option<String>,
   },
+  /// Serve the status page (runs, live runs, reports, drills), /metrics and /healthz.
+  Serve(serve::ServeArgs),
 }
 
 /// A command's failure, with its exit code.
@@ -421,6 +424,9 @@ fn flag_use(command: &Command) -> (FlagUse, &'static str) {
     Command::Approve { .. } => (FlagUse::State, "approve"),
     Command::Deny { .. } => (FlagUse::State, "deny"),
     Command::Cancel { .. } => (FlagUse::State, "cancel"),
+    // The scheduler beside it weighs the backend flags against each drill, as `scheduler` does.
+    Command::Serve(args) if args.scheduler => (FlagUse::Own, "serve --scheduler"),
+    Command::Serve(_) => (FlagUse::State, "serve"),
   }
 }
 

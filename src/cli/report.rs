@@ -10,7 +10,7 @@ use crate::{
   actions::Catalog,
   report::{self, ApiCalls, Format, Report},
   runbook,
-  state::Redactor,
+  state::{store::Store, Redactor},
 };
 
 /// `drctl report` arguments.
@@ -71,11 +71,15 @@ pub(super) async fn report(ctx: &Context, args: &ReportArgs) -> Result<i32, Erro
 
 /// Build the report of a run from its journal (and the simulator's operation log, if any).
 pub(super) fn build(ctx: &Context, run_id: &str) -> Result<Report, Error> {
-  let records = ctx
-    .store
+  build_from(&ctx.store, run_id)
+}
+
+/// [`build`] over a store (`drctl serve`'s pages show the same report).
+pub(super) fn build_from(store: &Store, run_id: &str) -> Result<Report, Error> {
+  let records = store
     .read_journal(run_id)
     .map_err(super::state::journal_error)?;
-  let run_dir = ctx.store.run_dir(run_id);
+  let run_dir = store.run_dir(run_id);
   let api_calls = if run_dir.join("operations.jsonl").exists() {
     let operations =
       crate::cloud::sim::read_operation_log(&run_dir).map_err(super::state::sim_error)?;

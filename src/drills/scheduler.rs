@@ -188,6 +188,49 @@ impl ClaimStore {
     }
     now
   }
+
+  /// Record that a scheduler ticked at `now` (`<state>/scheduler/last_tick`, in the local state
+  /// or the `s3://` state's cache): what `drctl serve`'s
+  /// `drctl_scheduler_last_tick_timestamp_seconds` reports. Written whole and renamed into
+  /// place, so a reader never sees half of it; a failure is logged, never fatal to the tick.
+  pub fn record_tick(&self, now: DateTime<Utc>) {
+    let dir = self.root().join(TICK_DIR);
+    let body = serde_json::json!({
+      "format": TICK_FORMAT,
+      "at": now,
+      "host": hostname(),
+      "pid": std::process::id(),
+    })
+    .to_string();
+    let temp = dir.join(format!("{TICK_FILE}.{}.tmp", std::process::id()));
+    let written = crate::state::store::create_private_dir(&dir)
+      .and_then(|()| crate::state::store::write_private(&temp, &body))
+      .and_then(|()| std::fs::rename(&temp, dir.join(TICK_FILE)));
+    if let Err(err) = written {
+      let _ = std::fs::remove_file(&temp);
+      tracing::warn!(
+        "cannot record the scheduler tick in {}: {err}",
+        dir.display()
+      );
+    }
+  }
+}
+
+/// Where [`ClaimStore::record_tick`] keeps the last tick, under the state root.
+const TICK_DIR: &str = "scheduler";
+const TICK_FILE: &str = "last_tick";
+/// The tick record's format (only `at` is read).
+const TICK_FORMAT: u32 = 1;
+
+/// When a scheduler on the state at `state_root` last ticked; `None` if none ever did (or the
+/// record cannot be read).
+pub fn last_tick(state_root: &std::path::Path) -> Option<DateTime<Utc>> {
+  let text = std::fs::read_to_string(state_root.join(TICK_DIR).join(TICK_FILE)).ok()?;
+  let record: serde_json::Value = serde_json::from_str(&text).ok()?;
+  let at = record.get("at")?.as_str()?;
+  DateTime::parse_from_rfc3339(at)
+    .ok()
+    .map(|at| at.with_timezone(&Utc))
 }
 
 fn claim_local(
@@ -361,6 +404,7 @@ impl Scheduler {
     loop {
       runner.on_tick().await;
       let now = clock.now();
+      self.claims.record_tick(now);
       for (fire, outcome) in self.tick(now, runner, &shutdown).await {
         on_fire(&fire, &outcome);
       }
@@ -580,5 +624,30 @@ mod tests {
     stop.send(1).unwrap();
     task.await.unwrap();
     assert_eq!(runner.fires.lock().unwrap().len(), 4);
+  }
+
+  /// `drctl serve` reports the scheduler's last tick: every loop records one, `--once` too.
+  #[tokio::test(start_paused = true)]
+  async fn every_tick_is_recorded_in_the_state() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_eq!(last_tick(dir.path()), None);
+    let now = utc("2027-01-15T00:00:00Z");
+    let mut scheduler = Scheduler::new(
+      vec![quarterly()],
+      ClaimStore::Local(dir.path().to_path_buf()),
+      Duration::ZERO,
+    );
+    let (_tx, rx) = watch::channel(0u32);
+    let clock: Arc<dyn Clock> = Arc::new(TokioClock::new(now));
+    scheduler
+      .run(clock, &Recorder::default(), rx, true, |_, _| {})
+      .await;
+    assert_eq!(last_tick(dir.path()), Some(now));
+    // Nothing but the record itself is left behind (no temporary file).
+    let names: Vec<String> = std::fs::read_dir(dir.path().join("scheduler"))
+      .unwrap()
+      .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+      .collect();
+    assert_eq!(names, ["last_tick"]);
   }
 }

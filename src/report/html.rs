@@ -22,7 +22,8 @@ const BOTTOM: f64 = 28.0;
 /// The narrowest bar drawn, so an instant step (or one that never ran) stays visible.
 const MIN_BAR: f64 = 3.0;
 
-const CSS: &str = "
+/// The report's style sheet (also the status pages', `drctl serve`).
+pub const CSS: &str = "
 body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:2rem;color:#1d232a;background:#fff}
 h1{font-size:1.5rem;margin:0 0 .3rem}h2{font-size:1.15rem;margin:1.8rem 0 .6rem}
 .status{display:inline-block;padding:.1rem .6rem;border-radius:.8rem;font-weight:600;color:#fff}
@@ -437,7 +438,8 @@ pub fn render(report: &Report) -> String {
   html
 }
 
-fn step_table(html: &mut String, steps: &[StepReport]) {
+/// A table of steps (or rollbacks), one row each: also the live run view's (`drctl serve`).
+pub fn step_table(html: &mut String, steps: &[StepReport]) {
   html.push_str(
     "<table class=\"steps\">\n<tr><th>step</th><th>action</th><th>outcome</th><th>start</th>\
      <th>end</th><th>duration</th><th>attempts</th><th>summary / error</th></tr>\n",
