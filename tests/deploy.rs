@@ -442,15 +442,27 @@ fn scheduler_invocations() -> Vec<Vec<String>> {
       }
     }
   }
-  invocations.retain(|args| args.iter().any(|arg| arg == "scheduler"));
+  invocations.retain(|args| args.iter().any(|arg| arg == "scheduler" || arg == "serve"));
   invocations
 }
 
 #[test]
 fn scheduler_invocations_in_deploy_use_only_flags_drctl_has() {
   let invocations = scheduler_invocations();
-  assert_eq!(invocations.len(), 2, "{invocations:?}");
+  // The CronJob and the systemd service run `scheduler --once`; the Deployment
+  // (`serve --scheduler`) and the systemd serve unit run `serve`.
+  assert_eq!(invocations.len(), 4, "{invocations:?}");
+  let serves = invocations
+    .iter()
+    .filter(|args| args.iter().any(|arg| arg == "serve"))
+    .count();
+  assert_eq!(serves, 2, "{invocations:?}");
   for args in invocations {
+    let expected = if args.iter().any(|arg| arg == "serve") {
+      "Serve the status page"
+    } else {
+      "Fire what is due now and exit"
+    };
     // `--help` after the arguments: clap checks every one before it and prints the help
     // without running anything (nothing reaches the bucket).
     let output = Command::new(BIN)
@@ -459,7 +471,7 @@ fn scheduler_invocations_in_deploy_use_only_flags_drctl_has() {
       .output()
       .unwrap();
     assert!(
-      output.status.success() && text(&output).contains("Fire what is due now and exit"),
+      output.status.success() && text(&output).contains(expected),
       "{args:?}: {}",
       text(&output)
     );
