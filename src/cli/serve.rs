@@ -10,14 +10,14 @@ use tokio::sync::watch;
 use super::{commands::Context, drill, out, Error, Output};
 use crate::{
   report::Report,
-  serve::{auth::TOKEN_ENV, App, Guard, Site, Token},
+  serve::{auth::TOKEN_ENV, App, Guard, People, Site, Token},
   state::store::Store,
 };
 
 /// `drctl serve` arguments.
 #[derive(Debug, Clone, ClapArgs)]
 pub struct ServeArgs {
-  /// Address to listen on (IP:PORT). Anything but loopback needs DRCTL_SERVE_TOKEN.
+  /// Address to listen on (IP:PORT). Anything but loopback needs DRCTL_SERVE_TOKEN or --tokens.
   #[arg(long, default_value = "127.0.0.1:8080", value_name = "IP:PORT")]
   pub listen: SocketAddr,
   /// Also run the drill scheduler in this process (as `drctl scheduler` does).
@@ -31,6 +31,10 @@ pub struct ServeArgs {
     requires = "scheduler"
   )]
   pub jitter: String,
+  /// Per-person tokens: a YAML file `tokens: [{name: NAME, token_sha256: HEX}]` (mode 0600).
+  /// A request carrying one of them acts as that person.
+  #[arg(long, value_name = "FILE")]
+  pub tokens: Option<std::path::PathBuf>,
 }
 
 /// How often the runs, drill histories and locks are read again (an `s3://` state is pulled).
@@ -43,8 +47,12 @@ pub(super) async fn serve(ctx: &Context, args: &ServeArgs) -> Result<i32, Error>
   let token = std::env::var(TOKEN_ENV)
     .ok()
     .and_then(|token| Token::new(&token));
+  let people = match &args.tokens {
+    Some(path) => People::load(path).map_err(Error::Usage)?,
+    None => People::default(),
+  };
   // Refused before anything is bound.
-  Guard::new(args.listen, token.clone()).map_err(Error::Usage)?;
+  Guard::with_people(args.listen, token.clone(), people.clone()).map_err(Error::Usage)?;
   let drills = drill::load_all(ctx)?;
   if args.scheduler {
     for drill in &drills {
@@ -58,7 +66,7 @@ pub(super) async fn serve(ctx: &Context, args: &ServeArgs) -> Result<i32, Error>
     .local_addr()
     .map_err(|err| Error::Failed(format!("cannot listen on {}: {err}", args.listen)))?;
   // The Host check needs the port really bound (`:0` picks one).
-  let guard = Guard::new(bound, token).map_err(Error::Usage)?;
+  let guard = Guard::with_people(bound, token, people).map_err(Error::Usage)?;
   let s3 = ctx.s3_state().await;
   let site = Site {
     store: ctx.store.clone(),

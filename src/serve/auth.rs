@@ -4,14 +4,18 @@
 //!   refused at start (exit 2) unless `DRCTL_SERVE_TOKEN` is set, and then every request but
 //!   `/healthz` must carry `Authorization: Bearer TOKEN`.
 //! * **State-changing requests** (any method but GET and HEAD) need the token on every bind,
-//!   loopback included; without a configured token none is accepted. The server has no such
-//!   endpoint yet, so an authorized one is answered 405 by the router.
+//!   loopback included; without a configured token (shared or per-person) none is accepted.
+//!   They are the run-control endpoints (`super::control`).
 //! * **DNS rebinding.** On a loopback bind the `Host` header must name the server itself
 //!   (`127.0.0.1:PORT`, `localhost:PORT`, `[::1]:PORT`, or the bound address): a page on another
 //!   origin whose name was re-pointed at 127.0.0.1 is answered 421.
 //! * **Headers.** Every response carries a Content-Security-Policy that allows scripts only from
 //!   the server itself (the live view's one script file; no inline script), no framing, no
 //!   plugins, plus `nosniff`, `no-referrer` and `no-store`.
+//!
+//! * **Identities.** `--tokens FILE` maps per-person tokens (their SHA-256 digests) to names: a
+//!   request carrying one acts as that person ([`IdentityVia::Token`]); the shared token acts
+//!   as "shared token" ([`IdentityVia::SharedToken`]), which never satisfies a two-person rule.
 //!
 //! The token is compared in constant time: both sides are hashed (SHA-256) and the digests
 //! compared without an early exit, so neither the content nor the length of a wrong guess shows
@@ -26,6 +30,8 @@ use axum::{
   response::{IntoResponse, Response},
 };
 use sha2::{Digest, Sha256};
+
+use crate::state::control::{Identity, IdentityVia};
 
 /// The environment variable holding the token.
 pub const TOKEN_ENV: &str = "DRCTL_SERVE_TOKEN";
@@ -51,13 +57,7 @@ impl Token {
 
   /// Whether `presented` is the token, in time independent of where they differ.
   pub fn matches(&self, presented: &[u8]) -> bool {
-    let other = digest(presented);
-    self
-      .0
-      .iter()
-      .zip(other.iter())
-      .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-      == 0
+    self.matches_digest(&digest(presented))
   }
 }
 
@@ -76,19 +76,35 @@ fn digest(bytes: &[u8]) -> [u8; 32] {
 pub struct Guard {
   bound: SocketAddr,
   token: Option<Token>,
+  /// Per-person tokens (`--tokens FILE`).
+  people: People,
 }
 
 impl Guard {
   /// The rules for a server bound at `bound`. `Err` (a usage error, exit 2) for a bind beyond
   /// loopback without a token.
   pub fn new(bound: SocketAddr, token: Option<Token>) -> Result<Guard, String> {
-    if !bound.ip().is_loopback() && token.is_none() {
+    Guard::with_people(bound, token, People::default())
+  }
+
+  /// [`Guard::new`] that also accepts the per-person tokens of `people` (which, like the
+  /// shared token, let a bind beyond loopback start).
+  pub fn with_people(
+    bound: SocketAddr,
+    token: Option<Token>,
+    people: People,
+  ) -> Result<Guard, String> {
+    if !bound.ip().is_loopback() && token.is_none() && people.is_empty() {
       return Err(format!(
         "--listen {bound} is not a loopback address: set {TOKEN_ENV} (every request must then \
          carry `Authorization: Bearer TOKEN`), or listen on 127.0.0.1"
       ));
     }
-    Ok(Guard { bound, token })
+    Ok(Guard {
+      bound,
+      token,
+      people,
+    })
   }
 
   pub fn loopback(&self) -> bool {
@@ -116,16 +132,38 @@ impl Guard {
     .contains(&host)
   }
 
-  /// Whether the request carries the configured token (never, without one).
+  /// Whether the request carries a configured token, shared or a person's (never, without
+  /// one).
   pub fn authorized(&self, headers: &HeaderMap) -> bool {
-    let Some(token) = &self.token else {
-      return false;
-    };
-    headers
+    self.identity(headers).is_some()
+  }
+
+  /// Who the request's token says it is: the person whose token it carries
+  /// ([`IdentityVia::Token`]), else "shared token" ([`IdentityVia::SharedToken`]) for the
+  /// shared one; `None` without a configured token.
+  pub fn identity(&self, headers: &HeaderMap) -> Option<Identity> {
+    let presented: Vec<&[u8]> = headers
       .get_all(header::AUTHORIZATION)
       .iter()
       .filter_map(|value| value.as_bytes().strip_prefix(b"Bearer "))
-      .any(|presented| token.matches(presented))
+      .collect();
+    if let Some(name) = presented
+      .iter()
+      .find_map(|token| self.people.name_of(token))
+    {
+      return Some(Identity {
+        name: name.to_string(),
+        via: IdentityVia::Token,
+      });
+    }
+    let shared = self.token.as_ref()?;
+    presented
+      .iter()
+      .any(|token| shared.matches(token))
+      .then(|| Identity {
+        name: SHARED_NAME.to_string(),
+        via: IdentityVia::SharedToken,
+      })
   }
 
   /// What a request needs before it reaches a page: `None` to let it through.
@@ -174,11 +212,17 @@ impl IntoResponse for Refusal {
 
 /// The middleware: refuse what the guard refuses, and put the security headers on every
 /// response (refusals included).
-pub async fn protect(State(guard): State<Guard>, request: Request, next: Next) -> Response {
+/// A request let through with a token carries its [`Identity`] as an extension.
+pub async fn protect(State(guard): State<Guard>, mut request: Request, next: Next) -> Response {
   let refusal = guard.refuse(request.method(), request.uri().path(), request.headers());
   let mut response = match refusal {
     Some(refusal) => refusal.into_response(),
-    None => next.run(request).await,
+    None => {
+      if let Some(identity) = guard.identity(request.headers()) {
+        request.extensions_mut().insert(identity);
+      }
+      next.run(request).await
+    }
   };
   let headers = response.headers_mut();
   for (name, value) in [
@@ -191,6 +235,128 @@ pub async fn protect(State(guard): State<Guard>, request: Request, next: Next) -
     headers.insert(name, HeaderValue::from_static(value));
   }
   response
+}
+
+/// The name a request authenticated by the shared token acts as.
+pub const SHARED_NAME: &str = "shared token";
+
+/// Per-person tokens: each person's name and token digest.
+#[derive(Debug, Clone, Default)]
+pub struct People(Vec<(String, Token)>);
+
+/// The tokens file as written.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokensFile {
+  tokens: Vec<TokenEntry>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenEntry {
+  name: String,
+  token_sha256: String,
+}
+
+impl People {
+  pub fn is_empty(&self) -> bool {
+    self.0.is_empty()
+  }
+
+  /// Whose token `presented` is. Every digest is compared (no early exit), each in constant
+  /// time.
+  pub fn name_of(&self, presented: &[u8]) -> Option<&str> {
+    let digest = digest(presented);
+    let mut found = None;
+    for (name, token) in &self.0 {
+      if token.matches_digest(&digest) && found.is_none() {
+        found = Some(name.as_str());
+      }
+    }
+    found
+  }
+
+  /// Read a tokens file: YAML `tokens: [{name: NAME, token_sha256: HEX}]`. `Err` (a usage
+  /// error, exit 2) for a file group or others may read or write (as ssh refuses such keys),
+  /// one that does not parse (naming line and column), an empty, duplicate or reserved name,
+  /// a digest that is not 64 hex digits, or the same digest twice.
+  pub fn load(path: &std::path::Path) -> Result<People, String> {
+    let shown = path.display();
+    let metadata = std::fs::metadata(path).map_err(|err| format!("{shown}: {err}"))?;
+    {
+      use std::os::unix::fs::PermissionsExt;
+      let mode = metadata.permissions().mode() & 0o777;
+      if mode & 0o077 != 0 {
+        return Err(format!(
+          "{shown}: the tokens file is accessible by group or others (mode {mode:o}): \
+           chmod 600 it"
+        ));
+      }
+    }
+    let text = std::fs::read_to_string(path).map_err(|err| format!("{shown}: {err}"))?;
+    People::parse(&text).map_err(|why| format!("{shown}:{why}"))
+  }
+
+  /// The tokens of a file's text (errors start with `line:column: ` where known).
+  fn parse(text: &str) -> Result<People, String> {
+    let file: TokensFile = serde_yaml::from_str(text).map_err(|err| match err.location() {
+      Some(at) => format!("{}:{}: {err}", at.line(), at.column()),
+      None => format!(" {err}"),
+    })?;
+    let mut people = Vec::with_capacity(file.tokens.len());
+    for (index, entry) in file.tokens.into_iter().enumerate() {
+      let which = format!(" tokens[{index}]");
+      let name = entry.name.trim();
+      if name.is_empty() || name.chars().any(char::is_control) {
+        return Err(format!("{which}: `name` must be a non-empty line of text"));
+      }
+      if name == SHARED_NAME {
+        return Err(format!("{which}: the name `{SHARED_NAME}` is reserved"));
+      }
+      let digest = parse_hex_digest(&entry.token_sha256).ok_or_else(|| {
+        format!("{which}: `token_sha256` must be 64 hex digits (`printf %s TOKEN | sha256sum`)")
+      })?;
+      if people
+        .iter()
+        .any(|(other, _): &(String, Token)| other == name)
+      {
+        return Err(format!("{which}: `{name}` appears twice"));
+      }
+      if people
+        .iter()
+        .any(|(_, token)| token.matches_digest(&digest))
+      {
+        return Err(format!("{which}: the same token digest appears twice"));
+      }
+      people.push((name.to_string(), Token(digest)));
+    }
+    Ok(People(people))
+  }
+}
+
+fn parse_hex_digest(hex: &str) -> Option<[u8; 32]> {
+  let hex = hex.trim().as_bytes();
+  if hex.len() != 64 || !hex.iter().all(u8::is_ascii_hexdigit) {
+    return None;
+  }
+  let mut out = [0u8; 32];
+  for (byte, pair) in out.iter_mut().zip(hex.chunks(2)) {
+    let text = std::str::from_utf8(pair).ok()?;
+    *byte = u8::from_str_radix(text, 16).ok()?;
+  }
+  Some(out)
+}
+
+impl Token {
+  /// Whether `other` is this token's digest, in constant time.
+  fn matches_digest(&self, other: &[u8; 32]) -> bool {
+    self
+      .0
+      .iter()
+      .zip(other.iter())
+      .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+      == 0
+  }
 }
 
 #[cfg(test)]
@@ -333,5 +499,121 @@ mod tests {
     let guard = Guard::new(addr("0.0.0.0:1"), Token::new("hunter2-token")).unwrap();
     let shown = format!("{guard:?}");
     assert!(!shown.contains("hunter2"), "{shown}");
+  }
+
+  fn tokens_file(text: &str, mode: u32) -> (tempfile::TempDir, std::path::PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tokens.yaml");
+    std::fs::write(&path, text).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    (dir, path)
+  }
+
+  fn hex(token: &str) -> String {
+    digest(token.as_bytes())
+      .iter()
+      .map(|byte| format!("{byte:02x}"))
+      .collect()
+  }
+
+  #[test]
+  fn a_persons_token_names_the_person_and_the_shared_one_names_no_one() {
+    let text = format!(
+      "tokens:\n  - name: alice\n    token_sha256: {}\n  - name: bob\n    token_sha256: {}\n",
+      hex("alice-secret"),
+      hex("bob-secret").to_uppercase()
+    );
+    let (_dir, path) = tokens_file(&text, 0o600);
+    let people = People::load(&path).unwrap();
+    let guard =
+      Guard::with_people(addr("127.0.0.1:8080"), Token::new("shared"), people.clone()).unwrap();
+    let with = |token: &str| {
+      guard.identity(&headers(&[(
+        header::AUTHORIZATION,
+        &format!("Bearer {token}"),
+      )]))
+    };
+    assert_eq!(
+      with("alice-secret"),
+      Some(Identity {
+        name: "alice".into(),
+        via: IdentityVia::Token
+      })
+    );
+    assert_eq!(with("bob-secret").unwrap().name, "bob");
+    assert_eq!(
+      with("shared"),
+      Some(Identity {
+        name: SHARED_NAME.into(),
+        via: IdentityVia::SharedToken
+      })
+    );
+    assert_eq!(with("alice-secre"), None);
+    assert_eq!(
+      with(&hex("alice-secret")),
+      None,
+      "the digest is not the token"
+    );
+    // Per-person tokens alone let a bind beyond loopback start, and do not show in Debug.
+    let wide = Guard::with_people(addr("0.0.0.0:8080"), None, people).unwrap();
+    assert!(!format!("{wide:?}").contains(&hex("alice-secret")[..16]));
+  }
+
+  #[test]
+  fn a_tokens_file_others_can_read_or_that_is_malformed_is_refused() {
+    let good = format!("tokens:\n  - name: alice\n    token_sha256: {}\n", hex("a"));
+    for mode in [0o640, 0o604, 0o660, 0o644] {
+      let (_dir, path) = tokens_file(&good, mode);
+      let err = People::load(&path).unwrap_err();
+      assert!(err.contains("chmod 600"), "{mode:o}: {err}");
+    }
+    let (_dir, path) = tokens_file(&good, 0o400);
+    assert!(People::load(&path).is_ok());
+    let cases = [
+      (
+        "tokens:\n  - name: alice\n    token_sha256: abc\n".to_string(),
+        "64 hex digits",
+      ),
+      (
+        format!(
+          "tokens:\n  - name: alice\n    token_sha256: +{}\n",
+          &hex("a")[1..]
+        ),
+        "64 hex digits",
+      ),
+      (
+        format!(
+          "tokens:\n  - name: alice\n    token_sha256: {0}\n  - name: bob\n    token_sha256: {0}\n",
+          hex("a")
+        ),
+        "same token digest",
+      ),
+      (
+        format!(
+          "tokens:\n  - name: alice\n    token_sha256: {}\n  - name: alice\n    token_sha256: {}\n",
+          hex("a"),
+          hex("b")
+        ),
+        "appears twice",
+      ),
+      (
+        format!(
+          "tokens:\n  - name: shared token\n    token_sha256: {}\n",
+          hex("a")
+        ),
+        "reserved",
+      ),
+      (
+        format!("tokens:\n  - name: alice\n    token: {}\n", hex("a")),
+        ":3:",
+      ),
+    ];
+    for (text, expected) in cases {
+      let (_dir, path) = tokens_file(&text, 0o600);
+      let err = People::load(&path).unwrap_err();
+      assert!(err.contains(expected), "{text}: {err}");
+      assert!(err.starts_with(&path.display().to_string()), "{err}");
+    }
   }
 }

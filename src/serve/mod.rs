@@ -19,7 +19,12 @@ use std::{
   time::Duration,
 };
 
-use axum::{body::Bytes, middleware, routing::get, Router};
+use axum::{
+  body::Bytes,
+  middleware,
+  routing::{get, post},
+  Router,
+};
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
@@ -30,13 +35,14 @@ use crate::{
 };
 
 pub mod auth;
+mod control;
 pub mod index;
 pub mod metrics;
 mod pages;
 #[cfg(test)]
 mod tests;
 
-pub use auth::{Guard, Token};
+pub use auth::{Guard, People, Token};
 
 /// Builds the report of a run (its journal, the simulator's operation log, the redaction of
 /// the runbook's secrets): the `report` command's, so the two cannot differ.
@@ -233,6 +239,9 @@ pub fn router(app: Arc<App>, guard: Guard) -> Router {
     .route("/metrics", get(pages::metrics))
     .route(auth::HEALTH_PATH, get(pages::healthz))
     .route(pages::LIVE_JS_PATH, get(pages::live_js))
+    .route("/runs/{id}/approve", post(control::approve))
+    .route("/runs/{id}/deny", post(control::deny))
+    .route("/runs/{id}/cancel", post(control::cancel))
     .with_state(app)
     .layer(middleware::from_fn_with_state(guard, auth::protect))
 }

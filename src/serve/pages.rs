@@ -39,6 +39,48 @@ const LIVE_JS: &str = r#""use strict";
     events.close();
   });
 })();
+(function () {
+  var control = document.getElementById("control");
+  if (!control || !window.fetch) { return; }
+  var token = document.getElementById("control-token");
+  var reason = document.getElementById("control-reason");
+  var answer = document.getElementById("control-answer");
+  var KEY = "drctl-token";
+  try { token.value = window.sessionStorage.getItem(KEY) || ""; } catch (e) {}
+  token.addEventListener("input", function () {
+    try { window.sessionStorage.setItem(KEY, token.value); } catch (e) {}
+  });
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest ? event.target.closest("button.control") : null;
+    if (!button) { return; }
+    var action = button.getAttribute("data-action");
+    var body = {};
+    var step = button.getAttribute("data-step");
+    if (step) { body.step = step; }
+    if (reason.value.trim() !== "") { body.reason = reason.value; }
+    if (token.value === "") {
+      answer.setAttribute("data-status", "0");
+      answer.textContent = "Type your token first.";
+      return;
+    }
+    answer.removeAttribute("data-status");
+    answer.textContent = "Sending…";
+    fetch("/runs/" + encodeURIComponent(control.getAttribute("data-run")) + "/" + action, {
+      method: "POST",
+      credentials: "omit",
+      headers: { "Authorization": "Bearer " + token.value, "Content-Type": "application/json" },
+      body: JSON.stringify(body)
+    }).then(function (response) {
+      return response.text().then(function (text) {
+        answer.setAttribute("data-status", String(response.status));
+        answer.textContent = text;
+      });
+    }, function () {
+      answer.setAttribute("data-status", "0");
+      answer.textContent = "The server could not be reached.";
+    });
+  });
+})();
 "#;
 
 const EXTRA_CSS: &str = "
@@ -165,6 +207,7 @@ pub async fn run(State(app): State<Arc<App>>, Path(id): Path<String>) -> Respons
     "<h1>{} <small class=\"muted\">run <code>{id}</code></small></h1>\n\
      <p class=\"muted\">{} · {} backend · started {} by {} · <a href=\"/runs/{id}/report\">full report</a></p>\n\
      <div id=\"live\" data-events=\"/runs/{id}/events\">{}</div>\n\
+     {}\
      <script src=\"{LIVE_JS_PATH}\" defer></script>\n",
     esc(&report.runbook),
     esc(&report.mode),
@@ -172,6 +215,7 @@ pub async fn run(State(app): State<Arc<App>>, Path(id): Path<String>) -> Respons
     report.started_at.to_rfc3339(),
     esc(&report.user),
     live_fragment(&report),
+    CONTROL_FORM.replace("{id}", &id),
   );
   page(&format!("run {}", report.run_id), &body).into_response()
 }
@@ -210,6 +254,7 @@ pub fn live_fragment(report: &Report) -> String {
     );
   }
   out.push_str("</p>\n");
+  control_buttons(&mut out, report);
   out.push_str(&html::gantt(report));
   out.push_str("<h2>Steps</h2>\n");
   html::step_table(&mut out, &report.steps);
@@ -525,4 +570,34 @@ pub async fn live_js() -> Response {
     LIVE_JS,
   )
     .into_response()
+}
+
+/// The run page's token and reason fields (outside the live part, so an update keeps what was
+/// typed) and where the server's answer shows. The token stays in the browser's
+/// sessionStorage; the buttons are in [`control_buttons`]. `{id}` is the escaped run id.
+const CONTROL_FORM: &str = "<section id=\"control\" data-run=\"{id}\">\n<h2>Control</h2>\n\
+<p><label>Your token <input type=\"password\" id=\"control-token\" autocomplete=\"off\" \
+spellcheck=\"false\"/></label> <label>Reason <input type=\"text\" id=\"control-reason\" \
+maxlength=\"1000\"/></label></p>\n<p id=\"control-answer\" role=\"status\"></p>\n</section>\n";
+
+/// Approve and Deny for each step waiting for approval, and Cancel while the run is going.
+fn control_buttons(out: &mut String, report: &Report) {
+  for step in report
+    .steps
+    .iter()
+    .filter(|step| step.outcome == "awaiting_approval")
+  {
+    let id = esc(&step.id);
+    let _ = writeln!(
+      out,
+      "<p class=\"approval\" data-step=\"{id}\">Step <code>{id}</code> waits for approval: \
+       <button type=\"button\" class=\"control\" data-action=\"approve\" data-step=\"{id}\">Approve</button> \
+       <button type=\"button\" class=\"control\" data-action=\"deny\" data-step=\"{id}\">Deny</button></p>"
+    );
+  }
+  if report.status == "running" {
+    out.push_str(
+      "<p><button type=\"button\" class=\"control\" data-action=\"cancel\">Cancel run</button></p>\n",
+    );
+  }
 }

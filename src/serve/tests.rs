@@ -59,9 +59,18 @@ struct Running {
 
 impl Running {
   async fn start(site: Site, bind: &str, token: Option<&str>) -> Running {
+    Running::start_with_people(site, bind, token, People::default()).await
+  }
+
+  async fn start_with_people(
+    site: Site,
+    bind: &str,
+    token: Option<&str>,
+    people: People,
+  ) -> Running {
     let listener = tokio::net::TcpListener::bind(bind).await.unwrap();
     let bound = listener.local_addr().unwrap();
-    let guard = Guard::new(bound, token.and_then(Token::new)).unwrap();
+    let guard = Guard::with_people(bound, token.and_then(Token::new), people).unwrap();
     let app = App::new(site);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(serve(listener, Arc::clone(&app), guard, async {
@@ -264,11 +273,7 @@ async fn beyond_loopback_the_token_is_required() {
     .send()
     .await
     .unwrap();
-  assert_eq!(
-    post.status(),
-    405,
-    "authorized, but there is no state-changing endpoint"
-  );
+  assert_eq!(post.status(), 405, "authorized, but `/` takes no POST");
   server.stop().await;
 }
 
@@ -612,4 +617,227 @@ async fn the_runs_page_is_rendered_again_only_when_the_runs_changed() {
   assert!(!std::str::from_utf8(&app.runs_page())
     .unwrap()
     .contains(other));
+}
+
+/// A state holding one run still going whose first step (`verify-outage`) waits for approval.
+fn state_with_waiting_run() -> (tempfile::TempDir, Store) {
+  let dir = tempfile::tempdir().unwrap();
+  let store = Store::new(dir.path());
+  let mut journal = Journal::create(&store.journal_path(RUN)).unwrap();
+  let mut started = fixture::records().remove(0).event;
+  if let crate::state::Event::RunStarted { steps, .. } = &mut started {
+    steps[0].approval = true;
+  }
+  journal.append(started).unwrap();
+  journal
+    .append(crate::state::Event::ApprovalRequested {
+      step: "verify-outage".into(),
+      prompt: "Go?".into(),
+      timeout_ms: None,
+      distinct_from_starter: false,
+    })
+    .unwrap();
+  (dir, store)
+}
+
+/// The requests the run would pick up.
+fn requests(store: &Store) -> Vec<crate::state::control::ControlRequest> {
+  crate::state::control::read_new(&store.run_dir(RUN), &Default::default())
+    .into_iter()
+    .map(|received| received.content.unwrap().0)
+    .collect()
+}
+
+fn people(entries: &[(&str, &str)]) -> People {
+  use sha2::Digest;
+  let dir = tempfile::tempdir().unwrap();
+  let path = dir.path().join("tokens.yaml");
+  let mut text = String::from("tokens:\n");
+  for (name, token) in entries {
+    let digest: String = sha2::Sha256::digest(token.as_bytes())
+      .iter()
+      .map(|byte| format!("{byte:02x}"))
+      .collect();
+    text.push_str(&format!("  - name: {name}\n    token_sha256: {digest}\n"));
+  }
+  std::fs::write(&path, text).unwrap();
+  use std::os::unix::fs::PermissionsExt;
+  std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+  People::load(&path).unwrap()
+}
+
+async fn post(server: &Running, path: &str, token: Option<&str>, body: &str) -> (u16, String) {
+  let mut request = reqwest::Client::new()
+    .post(format!("{}{path}", server.base))
+    .header("content-type", "application/json")
+    .body(body.to_string());
+  if let Some(token) = token {
+    request = request.bearer_auth(token);
+  }
+  let response = request.send().await.unwrap();
+  let status = response.status().as_u16();
+  (status, response.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn an_approval_posted_with_a_persons_token_is_submitted_as_that_person() {
+  use crate::state::control::{ControlAction, IdentityVia};
+  let (_dir, store) = state_with_waiting_run();
+  let server = Running::start_with_people(
+    site(store.clone(), Vec::new()),
+    "127.0.0.1:0",
+    Some("shared-tok"),
+    people(&[("carol", "carol-tok-81"), ("dave", "dave-tok-27")]),
+  )
+  .await;
+  let approve = format!("/runs/{RUN}/approve");
+  let body = r#"{"step": "verify-outage", "reason": "checked the dashboards"}"#;
+
+  // No token, a wrong one, a token's prefix: 401, and nothing written.
+  for token in [None, Some("carol-tok-8"), Some("nobody")] {
+    let (status, text) = post(&server, &approve, token, body).await;
+    assert_eq!(status, 401, "{token:?}: {text}");
+  }
+  assert!(requests(&store).is_empty());
+
+  let (status, text) = post(&server, &approve, Some("carol-tok-81"), body).await;
+  assert_eq!(status, 202, "{text}");
+  assert!(text.contains("carol"), "{text}");
+  assert!(!text.contains("carol-tok-81"), "{text}");
+  let submitted = requests(&store);
+  assert_eq!(submitted.len(), 1);
+  assert_eq!(
+    submitted[0].action,
+    ControlAction::Approve {
+      step: "verify-outage".into()
+    }
+  );
+  assert_eq!(submitted[0].by.name, "carol");
+  assert_eq!(submitted[0].by.via, IdentityVia::Token);
+  assert_eq!(
+    submitted[0].reason.as_deref(),
+    Some("checked the dashboards")
+  );
+
+  // The shared token acts as "shared token", never as a person.
+  let deny = format!("/runs/{RUN}/deny");
+  let (status, text) = post(
+    &server,
+    &deny,
+    Some("shared-tok"),
+    r#"{"step": "verify-outage"}"#,
+  )
+  .await;
+  assert_eq!(status, 202, "{text}");
+  let denial = requests(&store)
+    .into_iter()
+    .find(|request| matches!(request.action, ControlAction::Deny { .. }))
+    .unwrap();
+  assert_eq!(denial.by.name, auth::SHARED_NAME);
+  assert_eq!(denial.by.via, IdentityVia::SharedToken);
+  assert_eq!(denial.reason, None);
+
+  let cancel = format!("/runs/{RUN}/cancel");
+  let (status, text) = post(&server, &cancel, Some("dave-tok-27"), "").await;
+  assert_eq!(status, 202, "{text}");
+  let cancelled = requests(&store)
+    .into_iter()
+    .find(|request| request.action == ControlAction::Cancel)
+    .unwrap();
+  assert_eq!(cancelled.by.name, "dave");
+  server.stop().await;
+}
+
+#[tokio::test]
+async fn control_endpoints_answer_bad_requests_plainly_and_refuse_get() {
+  let (_dir, store) = state_with_waiting_run();
+  let server = Running::start_with_people(
+    site(store.clone(), Vec::new()),
+    "127.0.0.1:0",
+    None,
+    people(&[("carol", "carol-tok-81")]),
+  )
+  .await;
+  let tok = Some("carol-tok-81");
+  for action in ["approve", "deny", "cancel"] {
+    let response = server.get(&format!("/runs/{RUN}/{action}")).await;
+    assert_eq!(response.status(), 405, "GET {action}");
+  }
+  let approve = format!("/runs/{RUN}/approve");
+  let cases = [
+    (approve.as_str(), "not json", 400),
+    (approve.as_str(), r#"{"reason": "no step"}"#, 400),
+    (
+      approve.as_str(),
+      r#"{"step": "verify-outage", "reason": "two\nlines"}"#,
+      400,
+    ),
+    (approve.as_str(), r#"{"step": "no-such-step"}"#, 404),
+    (approve.as_str(), r#"{"step": "promote-db"}"#, 409),
+    (
+      "/runs/20990101-000000-zzzz/approve",
+      r#"{"step": "verify-outage"}"#,
+      404,
+    ),
+    ("/runs/20990101-000000-zzzz/cancel", "", 404),
+  ];
+  for (path, body, expected) in cases {
+    let (status, text) = post(&server, path, tok, body).await;
+    assert_eq!(status, expected, "{path} {body}: {text}");
+    assert!(
+      !text.is_empty() && !text.contains('<'),
+      "a plain message: {text}"
+    );
+  }
+  assert!(requests(&store).is_empty());
+  server.stop().await;
+}
+
+#[tokio::test]
+async fn the_live_page_offers_approve_deny_and_cancel_only_where_they_apply() {
+  let (_dir, store) = state_with_waiting_run();
+  let server = Running::start(site(store, Vec::new()), "127.0.0.1:0", None).await;
+  let page = server
+    .get(&format!("/runs/{RUN}"))
+    .await
+    .text()
+    .await
+    .unwrap();
+  for expected in [
+    r#"data-action="approve" data-step="verify-outage""#,
+    r#"data-action="deny" data-step="verify-outage""#,
+    r#"data-action="cancel""#,
+    r#"<input type="password" id="control-token""#,
+    r#"id="control-reason""#,
+  ] {
+    assert!(page.contains(expected), "{expected}: {page}");
+  }
+  // Only the waiting step has buttons.
+  assert_eq!(
+    page.matches(r#"data-action="approve""#).count(),
+    1,
+    "{page}"
+  );
+  // The script reads the token from the field, keeps it in sessionStorage, sends it as a header.
+  let script = server.get(pages::LIVE_JS_PATH).await.text().await.unwrap();
+  for expected in [
+    "sessionStorage",
+    "\"Authorization\": \"Bearer \"",
+    "method: \"POST\"",
+  ] {
+    assert!(script.contains(expected), "{expected}");
+  }
+  server.stop().await;
+
+  // A run that has ended offers nothing to press.
+  let (_dir, store) = state_with_fixture_run();
+  let server = Running::start(site(store, Vec::new()), "127.0.0.1:0", None).await;
+  let page = server
+    .get(&format!("/runs/{RUN}"))
+    .await
+    .text()
+    .await
+    .unwrap();
+  assert!(!page.contains("class=\"control\""), "{page}");
+  server.stop().await;
 }
