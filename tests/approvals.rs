@@ -5,7 +5,7 @@ use std::{process::Child, time::Duration};
 
 use crate::support::{signal, Test};
 
-const GATED: &str = r#"apiVersion: drctl/v1
+pub(crate) const GATED: &str = r#"apiVersion: drctl/v1
 kind: Runbook
 metadata: { name: gated }
 steps:
@@ -23,7 +23,7 @@ steps:
 const LIMIT: Duration = Duration::from_secs(60);
 
 /// A gated run started in the background, waiting for its approval; its id.
-fn waiting_run(test: &Test, args: &[&str]) -> (Child, String) {
+pub(crate) fn waiting_run(test: &Test, args: &[&str]) -> (Child, String) {
   let child = test.spawn(args);
   test.wait_for(LIMIT, "the run to wait for approval", || {
     test

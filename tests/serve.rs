@@ -50,8 +50,15 @@ impl Server {
   }
 
   fn start_with(test: &Test, extra: &[&str]) -> Server {
-    let mut child = test
-      .command(["serve", "--listen", "127.0.0.1:0"].iter().chain(extra))
+    Server::start_with_env(test, extra, &[])
+  }
+
+  fn start_with_env(test: &Test, extra: &[&str], env: &[(&str, &str)]) -> Server {
+    let mut command = test.command(["serve", "--listen", "127.0.0.1:0"].iter().chain(extra));
+    for (name, value) in env {
+      command.env(name, value);
+    }
+    let mut child = command
       .env("SLACK_WEBHOOK_URL", SECRET)
       .stdout(Stdio::piped())
       .stderr(Stdio::null())
@@ -425,4 +432,99 @@ fn serve_shows_the_runs_of_an_s3_state() {
     metrics.contains("drctl_runs{runbook=\"regional-failover\",status=\"succeeded\"} 1"),
     "{metrics}"
   );
+}
+
+/// The person's token the approval test types into the page, and the shared one.
+const CAROL_TOKEN: &str = "carol-web-token-5e1f";
+const SHARED_TOKEN: &str = "shared-web-token-77aa";
+
+#[test]
+fn an_approval_clicked_on_the_live_page_releases_the_run_as_the_tokens_person() {
+  use crate::support::browser::Browser;
+  const LIMIT: Duration = Duration::from_secs(60);
+  // The two-person rule: the shared token is no person, so its approval is refused.
+  let runbook = crate::approvals::GATED.replace(
+    r#"approval: { prompt: "Send traffic home?" }"#,
+    r#"approval: { prompt: "Send traffic home?", distinct_from_starter: true }"#,
+  );
+  let digest = {
+    let mut hash = Command::new("sha256sum")
+      .stdin(Stdio::piped())
+      .stdout(Stdio::piped())
+      .spawn()
+      .unwrap();
+    std::io::Write::write_all(hash.stdin.as_mut().unwrap(), CAROL_TOKEN.as_bytes()).unwrap();
+    let output = hash.wait_with_output().unwrap();
+    String::from_utf8(output.stdout).unwrap()[..64].to_string()
+  };
+  let test = Test::new().file("gated.yaml", &runbook).file(
+    "tokens.yaml",
+    &format!("tokens:\n  - name: carol\n    token_sha256: {digest}\n"),
+  );
+  let tokens = test.path().join("tokens.yaml");
+  {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&tokens, std::fs::Permissions::from_mode(0o600)).unwrap();
+  }
+  let (child, id) = crate::approvals::waiting_run(
+    &test,
+    &["run", "gated.yaml", "--sim", "--time-scale", "600"],
+  );
+  let server = Server::start_with_env(
+    &test,
+    &["--tokens", tokens.to_str().unwrap()],
+    &[("DRCTL_SERVE_TOKEN", SHARED_TOKEN)],
+  );
+  let mut browser = Browser::start();
+  browser.open(&format!("{}/runs/{id}", server.url));
+  let approve = "button.control[data-action='approve'][data-step='flip-dns-home']";
+  browser.wait_for_element(approve, LIMIT);
+  browser.screenshot(&screenshots_dir().join("serve-approval-waiting.png"));
+
+  // Through the shared token: submitted, but the run refuses it and keeps waiting.
+  browser.type_into("#control-token", SHARED_TOKEN);
+  browser.click(approve);
+  browser.wait_for_text("submitted as shared token", LIMIT);
+  test.wait_for(LIMIT, "the shared token's approval to be refused", || {
+    test.journal(&id).contains(r#""event":"approval_refused""#)
+  });
+  std::thread::sleep(Duration::from_millis(500));
+  assert!(!test.journal(&id).contains(r#""event":"approval_granted""#));
+
+  // Through carol's token: granted, as carol.
+  browser.type_into("#control-token", CAROL_TOKEN);
+  browser.type_into("#control-reason", "dashboards green");
+  browser.wait_for_element(approve, LIMIT);
+  browser.click(approve);
+  browser.wait_for_text("submitted as carol", LIMIT);
+  let output = child.wait_with_output().unwrap();
+  assert_eq!(
+    output.status.code(),
+    Some(0),
+    "{}",
+    String::from_utf8_lossy(&output.stderr)
+  );
+  let journal = test.journal(&id);
+  let granted = journal
+    .lines()
+    .find(|line| line.contains(r#""event":"approval_granted""#))
+    .unwrap_or_else(|| panic!("no approval_granted: {journal}"));
+  assert!(
+    granted.contains(r#""by":"carol""#)
+      && granted.contains(r#""via":"token""#)
+      && granted.contains(r#""reason":"dashboards green""#),
+    "{granted}"
+  );
+  let refused = journal
+    .lines()
+    .find(|line| line.contains(r#""event":"approval_refused""#))
+    .unwrap();
+  assert!(refused.contains(r#""via":"shared_token""#), "{refused}");
+  // The live view takes the end from the event stream; no token shows anywhere.
+  browser.wait_for_text("succeeded", LIMIT);
+  browser.screenshot(&screenshots_dir().join("serve-approval-released.png"));
+  let dom = browser.dom();
+  for token in [CAROL_TOKEN, SHARED_TOKEN] {
+    assert!(!journal.contains(token) && !dom.contains(token), "{token}");
+  }
 }

@@ -10,6 +10,7 @@ downloaded), then answers one JSON request per line on stdin with one JSON line 
   {"cmd": "text"}                                    -> {"ok": true, "value": BODY_TEXT}
   {"cmd": "dom"}                                     -> {"ok": true, "value": PAGE_SOURCE}
   {"cmd": "screenshot", "path": PATH}                -> {"ok": true}   (PNG of the viewport)
+  {"cmd": "type", "css": SELECTOR, "text": TEXT}     -> {"ok": true}   (replaces the field's text, as keystrokes)
   {"cmd": "quit"}                                    -> {"ok": true}, then exits
 
 A failure is {"ok": false, "error": TEXT}; the first line is {"ok": true, "ready": VERSION} once
@@ -113,6 +114,11 @@ def handle(driver, request):
     if cmd == "screenshot":
         if not driver.save_screenshot(request["path"]):
             raise RuntimeError(f"could not write a screenshot to {request['path']}")
+        return {}
+    if cmd == "type":
+        field = driver.find_element(By.CSS_SELECTOR, request["css"])
+        field.clear()
+        field.send_keys(request["text"])
         return {}
     raise RuntimeError(f"unknown command `{cmd}`")
 

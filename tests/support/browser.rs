@@ -136,6 +136,14 @@ impl Browser {
     self.request(json!({ "cmd": "screenshot", "path": path }), Duration::ZERO);
   }
 
+  /// Replace the text of the field the CSS `selector` matches with `text`, typed as keystrokes.
+  pub fn type_into(&mut self, selector: &str, text: &str) {
+    self.request(
+      json!({ "cmd": "type", "css": selector, "text": text }),
+      Duration::ZERO,
+    );
+  }
+
   fn value(&mut self, request: Value) -> String {
     let answer = self.request(request, Duration::ZERO);
     answer["value"]
