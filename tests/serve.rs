@@ -528,3 +528,35 @@ fn an_approval_clicked_on_the_live_page_releases_the_run_as_the_tokens_person() 
     assert!(!journal.contains(token) && !dom.contains(token), "{token}");
   }
 }
+
+#[test]
+fn serve_refuses_a_tokens_file_others_can_read() {
+  let test = Test::new().file(
+    "tokens.yaml",
+    &format!(
+      "tokens:\n  - name: carol\n    token_sha256: {}\n",
+      "ab".repeat(32)
+    ),
+  );
+  let tokens = test.path().join("tokens.yaml");
+  {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&tokens, std::fs::Permissions::from_mode(0o644)).unwrap();
+  }
+  let output = test
+    .command([
+      "serve",
+      "--listen",
+      "127.0.0.1:0",
+      "--tokens",
+      tokens.to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+  assert_eq!(output.status.code(), Some(2), "{output:?}");
+  let stderr = String::from_utf8_lossy(&output.stderr);
+  assert!(
+    stderr.contains("tokens.yaml") && stderr.contains("chmod 600"),
+    "{stderr}"
+  );
+}

@@ -231,7 +231,12 @@ pub fn live_fragment(report: &Report) -> String {
     report
       .steps
       .iter()
-      .filter(|step| !matches!(step.outcome.as_str(), "running" | "pending"))
+      .filter(|step| {
+        !matches!(
+          step.outcome.as_str(),
+          "running" | "pending" | "awaiting_approval"
+        )
+      })
       .count(),
     report.steps.len(),
     human_opt(report.duration_seconds.or_else(|| {

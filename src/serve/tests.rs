@@ -841,3 +841,17 @@ async fn the_live_page_offers_approve_deny_and_cancel_only_where_they_apply() {
   assert!(!page.contains("class=\"control\""), "{page}");
   server.stop().await;
 }
+
+#[tokio::test]
+async fn a_step_waiting_for_approval_is_not_counted_as_done() {
+  let (_dir, store) = state_with_waiting_run();
+  let server = Running::start(site(store, Vec::new()), "127.0.0.1:0", None).await;
+  let page = server
+    .get(&format!("/runs/{RUN}"))
+    .await
+    .text()
+    .await
+    .unwrap();
+  assert!(page.contains("0 step(s) done of 4"), "{page}");
+  server.stop().await;
+}
