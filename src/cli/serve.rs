@@ -35,6 +35,10 @@ pub struct ServeArgs {
   /// A request carrying one of them acts as that person.
   #[arg(long, value_name = "FILE")]
   pub tokens: Option<std::path::PathBuf>,
+  /// A trusted reverse proxy's header naming the user (e.g. X-Forwarded-User), believed only
+  /// on requests that carry DRCTL_SERVE_TOKEN (the proxy's). Needs DRCTL_SERVE_TOKEN.
+  #[arg(long, value_name = "NAME")]
+  pub proxy_user_header: Option<String>,
 }
 
 /// How often the runs, drill histories and locks are read again (an `s3://` state is pulled).
@@ -52,7 +56,7 @@ pub(super) async fn serve(ctx: &Context, args: &ServeArgs) -> Result<i32, Error>
     None => People::default(),
   };
   // Refused before anything is bound.
-  Guard::with_people(args.listen, token.clone(), people.clone()).map_err(Error::Usage)?;
+  guard(args, args.listen, token.clone(), people.clone())?;
   let drills = drill::load_all(ctx)?;
   if args.scheduler {
     for drill in &drills {
@@ -66,7 +70,7 @@ pub(super) async fn serve(ctx: &Context, args: &ServeArgs) -> Result<i32, Error>
     .local_addr()
     .map_err(|err| Error::Failed(format!("cannot listen on {}: {err}", args.listen)))?;
   // The Host check needs the port really bound (`:0` picks one).
-  let guard = Guard::with_people(bound, token, people).map_err(Error::Usage)?;
+  let guard = guard(args, bound, token, people)?;
   let s3 = ctx.s3_state().await;
   let site = Site {
     store: ctx.store.clone(),
@@ -124,4 +128,18 @@ pub(super) async fn serve(ctx: &Context, args: &ServeArgs) -> Result<i32, Error>
 /// The `report` command's report of a run, for the pages.
 fn report_of(store: &Store, run_id: &str) -> Result<Report, String> {
   super::report::build_from(store, run_id).map_err(|err| err.message().to_string())
+}
+
+/// The access rules for `bound`, or the usage error that stops the server from starting.
+fn guard(
+  args: &ServeArgs,
+  bound: SocketAddr,
+  token: Option<Token>,
+  people: People,
+) -> Result<Guard, Error> {
+  let guard = Guard::with_people(bound, token, people).map_err(Error::Usage)?;
+  match &args.proxy_user_header {
+    Some(name) => guard.with_proxy_header(name).map_err(Error::Usage),
+    None => Ok(guard),
+  }
 }

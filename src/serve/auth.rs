@@ -78,6 +78,9 @@ pub struct Guard {
   token: Option<Token>,
   /// Per-person tokens (`--tokens FILE`).
   people: People,
+  /// A trusted reverse proxy's user header (`--proxy-user-header`), believed only on requests
+  /// carrying the shared token (the proxy's).
+  proxy_header: Option<header::HeaderName>,
 }
 
 impl Guard {
@@ -104,6 +107,7 @@ impl Guard {
       bound,
       token,
       people,
+      proxy_header: None,
     })
   }
 
@@ -157,13 +161,46 @@ impl Guard {
       });
     }
     let shared = self.token.as_ref()?;
-    presented
-      .iter()
-      .any(|token| shared.matches(token))
-      .then(|| Identity {
+    if !presented.iter().any(|token| shared.matches(token)) {
+      return None;
+    }
+    // The proxy's request: its header names the person, when it names one properly.
+    let proxied = self
+      .proxy_header
+      .as_ref()
+      .and_then(|name| headers.get(name))
+      .and_then(|value| value.to_str().ok())
+      .map(str::trim)
+      .filter(|user| {
+        !user.is_empty()
+          && user.chars().count() <= MAX_PROXY_USER_CHARS
+          && !user.chars().any(char::is_control)
+      });
+    Some(match proxied {
+      Some(user) => Identity {
+        name: user.to_string(),
+        via: IdentityVia::ProxyHeader,
+      },
+      None => Identity {
         name: SHARED_NAME.to_string(),
         via: IdentityVia::SharedToken,
-      })
+      },
+    })
+  }
+
+  /// Believe `name` (a trusted reverse proxy's user header) on requests that carry the shared
+  /// token. `Err` (a usage error) without a shared token: the header would never be believed.
+  pub fn with_proxy_header(mut self, name: &str) -> Result<Guard, String> {
+    if self.token.is_none() {
+      return Err(format!(
+        "--proxy-user-header needs {TOKEN_ENV}: the header is believed only on requests that \
+         carry that token (the proxy's)"
+      ));
+    }
+    let name = header::HeaderName::from_bytes(name.as_bytes())
+      .map_err(|_| format!("--proxy-user-header `{name}` is not an HTTP header name"))?;
+    self.proxy_header = Some(name);
+    Ok(self)
   }
 
   /// What a request needs before it reaches a page: `None` to let it through.
@@ -236,6 +273,9 @@ pub async fn protect(State(guard): State<Guard>, mut request: Request, next: Nex
   }
   response
 }
+
+/// The longest user name a proxy header may give.
+const MAX_PROXY_USER_CHARS: usize = 200;
 
 /// The name a request authenticated by the shared token acts as.
 pub const SHARED_NAME: &str = "shared token";
@@ -615,5 +655,77 @@ mod tests {
       assert!(err.contains(expected), "{text}: {err}");
       assert!(err.starts_with(&path.display().to_string()), "{err}");
     }
+  }
+
+  #[test]
+  fn a_proxy_header_is_believed_only_with_the_shared_token() {
+    let text = format!(
+      "tokens:\n  - name: alice\n    token_sha256: {}\n",
+      hex("alice-secret")
+    );
+    let (_dir, path) = tokens_file(&text, 0o600);
+    let people = People::load(&path).unwrap();
+    let err = Guard::with_people(addr("127.0.0.1:8080"), None, people.clone())
+      .unwrap()
+      .with_proxy_header("x-forwarded-user")
+      .unwrap_err();
+    assert!(err.contains("DRCTL_SERVE_TOKEN"), "{err}");
+    let guard = Guard::with_people(addr("127.0.0.1:8080"), Token::new("proxy-tok"), people)
+      .unwrap()
+      .with_proxy_header("X-Forwarded-User")
+      .unwrap();
+    let with = |pairs: &[(&str, &str)]| {
+      let mut map = HeaderMap::new();
+      for (name, value) in pairs {
+        map.append(
+          header::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+          HeaderValue::from_str(value).unwrap(),
+        );
+      }
+      guard.identity(&map)
+    };
+    assert_eq!(
+      with(&[
+        ("authorization", "Bearer proxy-tok"),
+        ("x-forwarded-user", "erin")
+      ]),
+      Some(Identity {
+        name: "erin".into(),
+        via: IdentityVia::ProxyHeader
+      })
+    );
+    // Without the proxy's token the header is nothing.
+    assert_eq!(with(&[("x-forwarded-user", "erin")]), None);
+    assert_eq!(
+      with(&[
+        ("authorization", "Bearer wrong"),
+        ("x-forwarded-user", "erin")
+      ]),
+      None
+    );
+    // A person's token is that person, whatever the header says.
+    assert_eq!(
+      with(&[
+        ("authorization", "Bearer alice-secret"),
+        ("x-forwarded-user", "erin")
+      ])
+      .unwrap()
+      .name,
+      "alice"
+    );
+    // The proxy's token without (or with an empty) header is the shared token.
+    for pairs in [
+      &[("authorization", "Bearer proxy-tok")][..],
+      &[
+        ("authorization", "Bearer proxy-tok"),
+        ("x-forwarded-user", "  "),
+      ][..],
+    ] {
+      assert_eq!(with(pairs).unwrap().via, IdentityVia::SharedToken);
+    }
+    assert!(Guard::new(addr("127.0.0.1:1"), Token::new("t"))
+      .unwrap()
+      .with_proxy_header("bad header")
+      .is_err());
   }
 }

@@ -71,6 +71,11 @@ impl Running {
     let listener = tokio::net::TcpListener::bind(bind).await.unwrap();
     let bound = listener.local_addr().unwrap();
     let guard = Guard::with_people(bound, token.and_then(Token::new), people).unwrap();
+    Running::start_guarded(site, listener, guard).await
+  }
+
+  async fn start_guarded(site: Site, listener: tokio::net::TcpListener, guard: Guard) -> Running {
+    let bound = listener.local_addr().unwrap();
     let app = App::new(site);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(serve(listener, Arc::clone(&app), guard, async {
@@ -853,5 +858,42 @@ async fn a_step_waiting_for_approval_is_not_counted_as_done() {
     .await
     .unwrap();
   assert!(page.contains("0 step(s) done of 4"), "{page}");
+  server.stop().await;
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_its_user_header_names_who_approves() {
+  use crate::state::control::IdentityVia;
+  let (_dir, store) = state_with_waiting_run();
+  let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+  let guard = Guard::new(listener.local_addr().unwrap(), Token::new("proxy-tok"))
+    .unwrap()
+    .with_proxy_header("x-forwarded-user")
+    .unwrap();
+  let server = Running::start_guarded(site(store.clone(), Vec::new()), listener, guard).await;
+  let approve = |headers: &[(&str, &str)]| {
+    let mut request = reqwest::Client::new()
+      .post(format!("{}/runs/{RUN}/approve", server.base))
+      .body(r#"{"step": "verify-outage"}"#);
+    for (name, value) in headers {
+      request = request.header(*name, *value);
+    }
+    request.send()
+  };
+  // The header alone is no identity.
+  let refused = approve(&[("x-forwarded-user", "erin")]).await.unwrap();
+  assert_eq!(refused.status(), 401);
+  assert!(requests(&store).is_empty());
+  let accepted = approve(&[
+    ("authorization", "Bearer proxy-tok"),
+    ("x-forwarded-user", "erin"),
+  ])
+  .await
+  .unwrap();
+  assert_eq!(accepted.status(), 202);
+  let submitted = requests(&store);
+  assert_eq!(submitted.len(), 1);
+  assert_eq!(submitted[0].by.name, "erin");
+  assert_eq!(submitted[0].by.via, IdentityVia::ProxyHeader);
   server.stop().await;
 }
