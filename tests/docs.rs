@@ -36,6 +36,16 @@ const NOT_RUN: &[(&str, &str)] = &[
     "binds beyond loopback: `serve::tests::beyond_loopback_the_token_is_required` (0.0.0.0, \
      reached through 127.0.0.1)",
   ),
+  (
+    "drctl serve --tokens /etc/drctl/tokens.yaml",
+    "serves until stopped, with a tokens file: \
+     `serve::an_approval_clicked_on_the_live_page_releases_the_run_as_the_tokens_person`",
+  ),
+  (
+    "printf %s \"$ALICES_TOKEN\" | sha256sum",
+    "not drctl: how the test makes the digest it writes into a tokens file (the same \
+     `sha256sum`, in `serve::an_approval_clicked_on_the_live_page_releases_the_run_as_the_tokens_person`)",
+  ),
 ];
 
 fn read(name: &str) -> String {
