@@ -449,10 +449,7 @@ impl Effect for RestoreSnapshot {
       snapshot_id: args.str("snapshot_id")?.to_string(),
       instance_id: args.str("instance")?.to_string(),
       instance_class: args.opt_str("instance_class").map(str::to_string),
-      tags: BTreeMap::from([
-        ("drctl:run-id".to_string(), ctx.run_id.to_string()),
-        ("drctl:step".to_string(), ctx.step_id.to_string()),
-      ]),
+      tags: run_tags(ctx),
     };
     ctx.cloud.rds.restore_from_snapshot(&request).await?;
     Ok(None)
@@ -910,10 +907,7 @@ impl Effect for CreateReplica {
       source_region: source.region,
       source_id: source.id,
       instance_class: args.opt_str("instance_class").map(str::to_string),
-      tags: BTreeMap::from([
-        ("drctl:run-id".to_string(), ctx.run_id.to_string()),
-        ("drctl:step".to_string(), ctx.step_id.to_string()),
-      ]),
+      tags: run_tags(ctx),
     };
     ctx.cloud.rds.create_read_replica(&request).await?;
     Ok(None)
@@ -1035,6 +1029,14 @@ async fn source_guard(ctx: &Ctx<'_>, args: &Args) -> ActionResult<Option<Outcome
      {source}; refusing (pass --accept-data-loss to go on without them)",
     instance.id
   )))
+}
+
+/// The tags drctl puts on an instance it creates: which run and step made it.
+fn run_tags(ctx: &Ctx<'_>) -> BTreeMap<String, String> {
+  BTreeMap::from([
+    ("drctl:run-id".to_string(), ctx.run_id.to_string()),
+    ("drctl:step".to_string(), ctx.step_id.to_string()),
+  ])
 }
 
 #[cfg(test)]
