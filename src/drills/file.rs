@@ -1,9 +1,10 @@
 //! Drill files (`apiVersion: drctl/v1`, `kind: Drill`): the typed model and its validation.
 //!
-//! Read with the runbook's span-keeping YAML tree and reported with the runbook's diagnostics,
-//! so a drill's errors look exactly like a runbook's: every error at once, each with
-//! `path:line:column`, the key, and a hint. The runbook a drill names is loaded and validated
-//! too, and the drill's `params` and `pass.steps_must_succeed` are checked against it.
+//! Read with the runbook validator's core (the span-keeping YAML tree, the generic readers and
+//! the diagnostics list of `runbook::validate::reader`), so a drill's errors look exactly like a
+//! runbook's: every error at once, each with `path:line:column`, the key, and a hint. The
+//! runbook a drill names is loaded and validated too, and the drill's `params` and
+//! `pass.steps_must_succeed` are checked against it.
 
 use std::{
   collections::BTreeMap,
@@ -19,12 +20,11 @@ use serde_json::{json, Value};
 use super::cron::Schedule;
 use crate::runbook::{
   self,
-  diagnostic::{read_source, source_text, Diagnostic, DiagnosticKind, Diagnostics, Document},
+  diagnostic::{read_source, source_text, DiagnosticKind, Diagnostics, Document},
   model::{Runbook, Span},
-  parse::{join_key, parse_document, Entry, Node, NodeValue},
-  parse_duration,
+  parse::{join_key, Node, NodeValue},
   suggest::did_you_mean,
-  validate::API_VERSION,
+  validate::{reader::Reader, valid_id, API_VERSION},
   ActionCatalog,
 };
 
@@ -189,39 +189,14 @@ pub fn load(
 ) -> Result<Drill, Diagnostics> {
   // A byte-order mark (Windows editors write one) is not part of the content.
   let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-  let document = parse_document(text);
   let mut checker = Checker {
-    path,
-    errors: Vec::new(),
+    reader: Reader::new(path, text),
   };
-  for error in document.errors {
-    checker.report(error.span, error.width, error.key, error.kind);
-  }
-  let drill = match &document.root {
-    Some(root) => checker.drill(root, runbooks, catalog),
-    None => {
-      if checker.errors.is_empty() {
-        // An empty file still gets a position: its start.
-        checker.report(
-          Span { line: 1, column: 1 },
-          1,
-          String::new(),
-          DiagnosticKind::Empty {
-            document: Document::Drill,
-          },
-        );
-      }
-      None
-    }
-  };
-  match drill {
-    Some(drill) if checker.errors.is_empty() => Ok(drill),
-    _ => Err(Diagnostics::new(
-      path.to_path_buf(),
-      text.to_string(),
-      checker.errors,
-    )),
-  }
+  let drill = checker
+    .reader
+    .parse(Document::Drill)
+    .and_then(|root| checker.drill(&root, runbooks, catalog));
+  checker.reader.finish(drill)
 }
 
 /// Every drill file (`*.yaml`, `*.yml`) in `dir`, sorted by file name.
@@ -380,132 +355,22 @@ fn cron_schema() -> Value {
   })
 }
 
+/// The drill walk: the shared runbook reader (positions and diagnostics) and what drill files
+/// add to it.
 struct Checker<'a> {
-  path: &'a Path,
-  errors: Vec<Diagnostic>,
+  reader: Reader<'a>,
 }
 
 impl Checker<'_> {
-  fn report(&mut self, span: Span, width: usize, key: String, kind: DiagnosticKind) {
-    self.errors.push(Diagnostic {
-      path: self.path.to_path_buf(),
-      span,
-      width: width.max(1),
-      key,
-      kind,
-    });
-  }
-
-  fn blame(&mut self, node: &Node, key: &str, kind: DiagnosticKind) {
-    self.report(node.span, node.width, key.to_string(), kind);
-  }
-
-  fn wrong_type(&mut self, node: &Node, key: &str, expected: &'static str) {
-    let found = node.describe();
-    self.blame(node, key, DiagnosticKind::WrongType { expected, found });
-  }
-
-  /// The entries of a mapping, reporting unknown keys; `None` (reported) if not a mapping.
-  fn mapping<'n>(
-    &mut self,
-    node: &'n Node,
-    key: &str,
-    known: &[&'static str],
-    context: &'static str,
-  ) -> Option<&'n [Entry]> {
-    let Some(entries) = node.as_map() else {
-      self.wrong_type(node, key, "a mapping");
-      return None;
-    };
-    for entry in entries {
-      if !known.contains(&entry.key.as_str()) {
-        self.report(
-          entry.key_span,
-          entry.key_width(),
-          join_key(key, &entry.key),
-          DiagnosticKind::UnknownKey {
-            key: entry.key.clone(),
-            context,
-            suggestion: did_you_mean(&entry.key, known.iter().copied()),
-            expected: known.to_vec(),
-          },
-        );
-      }
-    }
-    Some(entries)
-  }
-
-  fn string(&mut self, node: &Node, key: &str) -> Option<String> {
-    match &node.value {
-      NodeValue::Scalar(text, _) if !node.is_null() => Some(text.clone()),
-      _ => {
-        self.wrong_type(node, key, "a string");
-        None
-      }
-    }
-  }
-
-  fn one_of(&mut self, node: &Node, key: &str, allowed: &[&'static str]) -> Option<String> {
-    let text = self.string(node, key)?;
-    if allowed.contains(&text.as_str()) {
-      return Some(text);
-    }
-    self.blame(
-      node,
-      key,
-      DiagnosticKind::InvalidValue {
-        expected: format!("one of {}", allowed.join(", ")),
-        found: text.clone(),
-        allowed: allowed.to_vec(),
-        suggestion: did_you_mean(&text, allowed.iter().copied()),
-      },
-    );
-    None
-  }
-
-  fn duration(&mut self, node: &Node, key: &str) -> Option<Duration> {
-    let text = self.string(node, key)?;
-    match parse_duration(&text) {
-      Ok(duration) => Some(duration),
-      Err(reason) => {
-        self.blame(
-          node,
-          key,
-          DiagnosticKind::InvalidDuration {
-            text,
-            reason: reason.to_string(),
-          },
-        );
-        None
-      }
-    }
-  }
-
-  fn strings(&mut self, node: &Node, key: &str) -> Vec<(String, Node)> {
-    match &node.value {
-      NodeValue::List(items) => items
-        .iter()
-        .enumerate()
-        .filter_map(|(index, item)| {
-          let item_key = format!("{key}[{index}]");
-          self
-            .string(item, &item_key)
-            .map(|text| (text, item.clone()))
-        })
-        .collect(),
-      _ => {
-        self.wrong_type(node, key, "a list");
-        Vec::new()
-      }
-    }
-  }
-
   fn drill(&mut self, root: &Node, runbooks: &Path, catalog: &dyn ActionCatalog) -> Option<Drill> {
-    let entries = self.mapping(root, "", TOP_KEYS, "the drill")?;
+    let entries = self
+      .reader
+      .expect_map(root, "", "the drill", TOP_KEYS, &[])
+      .map(|fields| fields.entries)?;
     let get = |name: &str| entries.iter().find(|entry| entry.key == name);
     for required in ["apiVersion", "kind", "metadata", "runbook", "schedule"] {
       if get(required).is_none() {
-        self.report(
+        self.reader.report(
           root.span,
           1,
           String::new(),
@@ -517,20 +382,14 @@ impl Checker<'_> {
       }
     }
     if let Some(entry) = get("apiVersion") {
-      if let Some(found) = self.string(&entry.value, "apiVersion") {
-        if found != API_VERSION {
-          self.blame(
-            &entry.value,
-            "apiVersion",
-            DiagnosticKind::WrongApiVersion { found },
-          );
-        }
-      }
+      self.reader.expect_api_version(&entry.value);
     }
     if let Some(entry) = get("kind") {
-      if let Some(found) = self.string(&entry.value, "kind") {
+      if let Some(found) = self.reader.expect_string(&entry.value, "kind") {
         if found != "Drill" {
-          self.blame(&entry.value, "kind", DiagnosticKind::NotADrill { found });
+          self
+            .reader
+            .at(&entry.value, "kind", DiagnosticKind::NotADrill { found });
         }
       }
     }
@@ -539,10 +398,10 @@ impl Checker<'_> {
       None => (None, None),
     };
     let runbook = get("runbook").and_then(|entry| {
-      let given = self.string(&entry.value, "runbook")?;
-      let (found, searched) = resolve_runbook(&given, self.path, runbooks);
+      let given = self.reader.expect_string(&entry.value, "runbook")?;
+      let (found, searched) = resolve_runbook(&given, self.reader.path, runbooks);
       let Some(path) = found else {
-        self.blame(
+        self.reader.at(
           &entry.value,
           "runbook",
           DiagnosticKind::UnknownRunbook {
@@ -555,7 +414,7 @@ impl Checker<'_> {
       match runbook::load_file(&path, catalog) {
         Ok(runbook) => Some((path, runbook)),
         Err(diagnostics) => {
-          self.blame(
+          self.reader.at(
             &entry.value,
             "runbook",
             DiagnosticKind::InvalidRunbook {
@@ -576,7 +435,11 @@ impl Checker<'_> {
     }
     let schedule = get("schedule").and_then(|entry| self.schedule(&entry.value));
     let mode = match get("mode") {
-      Some(entry) => match self.one_of(&entry.value, "mode", MODES).as_deref() {
+      Some(entry) => match self
+        .reader
+        .expect_one_of(&entry.value, "mode", MODES)
+        .as_deref()
+      {
         Some("dry-run") => Some(DrillMode::DryRun),
         Some(_) => Some(DrillMode::Live),
         None => None,
@@ -600,16 +463,23 @@ impl Checker<'_> {
     let notify = get("notify").map_or_else(Vec::new, |entry| self.notify(&entry.value));
     let reports = get("reports").map_or_else(Vec::new, |entry| {
       self
-        .strings(&entry.value, "reports")
+        .reader
+        .expect_strings(&entry.value, "reports")
         .into_iter()
         .enumerate()
         .filter_map(|(index, (_, node))| {
-          self.one_of(&node, &format!("reports[{index}]"), REPORT_FORMATS)
+          self
+            .reader
+            .expect_one_of(&node, &format!("reports[{index}]"), REPORT_FORMATS)
         })
         .collect()
     });
     let approvals = match get("approvals") {
-      Some(entry) => match self.one_of(&entry.value, "approvals", APPROVALS).as_deref() {
+      Some(entry) => match self
+        .reader
+        .expect_one_of(&entry.value, "approvals", APPROVALS)
+        .as_deref()
+      {
         Some("wait") => Some(DrillApprovals::Wait),
         Some(_) => Some(DrillApprovals::Yes),
         None => None,
@@ -618,7 +488,7 @@ impl Checker<'_> {
     };
     let (runbook_path, runbook) = runbook?;
     Some(Drill {
-      path: self.path.to_path_buf(),
+      path: self.reader.path.to_path_buf(),
       name: name?,
       description,
       runbook_path,
@@ -635,7 +505,11 @@ impl Checker<'_> {
   }
 
   fn metadata(&mut self, node: &Node) -> (Option<String>, Option<String>) {
-    let Some(entries) = self.mapping(node, "metadata", METADATA_KEYS, "metadata") else {
+    let Some(entries) = self
+      .reader
+      .expect_map(node, "metadata", "metadata", METADATA_KEYS, &[])
+      .map(|fields| fields.entries)
+    else {
       return (None, None);
     };
     let mut name = None;
@@ -644,15 +518,11 @@ impl Checker<'_> {
       let key = join_key("metadata", &entry.key);
       match entry.key.as_str() {
         "name" => {
-          if let Some(text) = self.string(&entry.value, &key) {
-            let valid = !text.is_empty()
-              && text
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-            if valid {
+          if let Some(text) = self.reader.expect_string(&entry.value, &key) {
+            if valid_id(&text) {
               name = Some(text);
             } else {
-              self.blame(
+              self.reader.at(
                 &entry.value,
                 &key,
                 DiagnosticKind::InvalidName {
@@ -663,12 +533,12 @@ impl Checker<'_> {
             }
           }
         }
-        "description" => description = self.string(&entry.value, &key),
+        "description" => description = self.reader.expect_string(&entry.value, &key),
         _ => {}
       }
     }
     if name.is_none() && !entries.iter().any(|entry| entry.key == "name") {
-      self.report(
+      self.reader.report(
         node.span,
         1,
         "metadata".into(),
@@ -683,14 +553,16 @@ impl Checker<'_> {
 
   fn params(&mut self, node: &Node, runbook: Option<&Runbook>) -> BTreeMap<String, String> {
     let Some(entries) = node.as_map() else {
-      self.wrong_type(node, "params", "a mapping");
+      self.reader.wrong_type(node, "params", "a mapping");
       return BTreeMap::new();
     };
     let mut params = BTreeMap::new();
     for entry in entries {
       let key = join_key("params", &entry.key);
       let Some(value) = entry.value.as_scalar().map(str::to_string) else {
-        self.wrong_type(&entry.value, &key, "a string, number or boolean");
+        self
+          .reader
+          .wrong_type(&entry.value, &key, "a string, number or boolean");
         continue;
       };
       if let Some(runbook) = runbook {
@@ -705,7 +577,7 @@ impl Checker<'_> {
             } else {
               (entry.value.span, entry.value.width)
             };
-            self.report(
+            self.reader.report(
               span,
               width,
               key.clone(),
@@ -735,7 +607,7 @@ impl Checker<'_> {
   ) {
     for param in &runbook.params {
       if param.required && param.default.is_none() && !params.contains_key(&param.name) {
-        self.report(
+        self.reader.report(
           node.span,
           1,
           key.to_string(),
@@ -754,14 +626,17 @@ impl Checker<'_> {
     let (cron_node, cron_key, zone) = match &node.value {
       NodeValue::Scalar(..) => (node, "schedule".to_string(), Some(Tz::UTC)),
       NodeValue::Map(_) => {
-        let entries = self.mapping(node, "schedule", SCHEDULE_KEYS, "schedule")?;
+        let entries = self
+          .reader
+          .expect_map(node, "schedule", "schedule", SCHEDULE_KEYS, &[])
+          .map(|fields| fields.entries)?;
         let cron = entries.iter().find(|entry| entry.key == "cron");
         let zone = match entries.iter().find(|entry| entry.key == "timezone") {
           Some(entry) => self.zone(&entry.value),
           None => Some(Tz::UTC),
         };
         let Some(cron) = cron else {
-          self.report(
+          self.reader.report(
             node.span,
             1,
             "schedule".into(),
@@ -775,11 +650,13 @@ impl Checker<'_> {
         (&cron.value, "schedule.cron".to_string(), zone)
       }
       NodeValue::List(_) => {
-        self.wrong_type(node, "schedule", "a cron expression or a mapping");
+        self
+          .reader
+          .wrong_type(node, "schedule", "a cron expression or a mapping");
         return None;
       }
     };
-    let expression = self.string(cron_node, &cron_key)?;
+    let expression = self.reader.expect_string(cron_node, &cron_key)?;
     match Schedule::new(&expression, zone.unwrap_or(Tz::UTC)) {
       Ok(schedule) => zone.map(|_| schedule),
       Err(error) => {
@@ -792,7 +669,7 @@ impl Checker<'_> {
           line: cron_node.span.line,
           column: cron_node.span.column + quote + error.offset,
         };
-        self.report(
+        self.reader.report(
           span,
           error.width,
           cron_key,
@@ -806,12 +683,12 @@ impl Checker<'_> {
   }
 
   fn zone(&mut self, node: &Node) -> Option<Tz> {
-    let name = self.string(node, "schedule.timezone")?;
+    let name = self.reader.expect_string(node, "schedule.timezone")?;
     match Tz::from_str(&name) {
       Ok(zone) => Some(zone),
       Err(_) => {
         let suggestion = did_you_mean(&name, chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name()));
-        self.blame(
+        self.reader.at(
           node,
           "schedule.timezone",
           DiagnosticKind::UnknownTimeZone { name, suggestion },
@@ -822,7 +699,10 @@ impl Checker<'_> {
   }
 
   fn target(&mut self, node: &Node) -> Option<Target> {
-    let entries = self.mapping(node, "target", TARGET_KEYS, "target")?;
+    let entries = self
+      .reader
+      .expect_map(node, "target", "target", TARGET_KEYS, &[])
+      .map(|fields| fields.entries)?;
     let mut target = Target {
       backend: TargetBackend::Sim,
       profile: None,
@@ -834,15 +714,19 @@ impl Checker<'_> {
     for entry in entries {
       let key = join_key("target", &entry.key);
       match entry.key.as_str() {
-        "backend" => match self.one_of(&entry.value, &key, BACKENDS).as_deref() {
+        "backend" => match self
+          .reader
+          .expect_one_of(&entry.value, &key, BACKENDS)
+          .as_deref()
+        {
           Some("sandbox") => target.backend = TargetBackend::Sandbox,
           Some("aws") => target.backend = TargetBackend::Aws,
           Some(_) => target.backend = TargetBackend::Sim,
           None => ok = false,
         },
-        "profile" => target.profile = self.string(&entry.value, &key),
-        "region" => target.region = self.string(&entry.value, &key),
-        "endpoint" => target.endpoint = self.string(&entry.value, &key),
+        "profile" => target.profile = self.reader.expect_string(&entry.value, &key),
+        "region" => target.region = self.reader.expect_string(&entry.value, &key),
+        "endpoint" => target.endpoint = self.reader.expect_string(&entry.value, &key),
         "time_scale" => {
           match entry
             .value
@@ -852,7 +736,9 @@ impl Checker<'_> {
             Some(scale) if scale > 0.0 && scale.is_finite() => target.time_scale = Some(scale),
             _ => {
               ok = false;
-              self.wrong_type(&entry.value, &key, "a positive number");
+              self
+                .reader
+                .wrong_type(&entry.value, &key, "a positive number");
             }
           }
         }
@@ -863,26 +749,34 @@ impl Checker<'_> {
   }
 
   fn pass(&mut self, node: &Node, runbook: Option<&Runbook>) -> Option<PassCriteria> {
-    let entries = self.mapping(node, "pass", PASS_KEYS, "pass")?;
+    let entries = self
+      .reader
+      .expect_map(node, "pass", "pass", PASS_KEYS, &[])
+      .map(|fields| fields.entries)?;
     let mut pass = PassCriteria::default();
     let mut ok = true;
     for entry in entries {
       let key = join_key("pass", &entry.key);
       match entry.key.as_str() {
         "rto" => {
-          pass.rto = self.duration(&entry.value, &key);
+          pass.rto = self.reader.expect_duration(&entry.value, &key);
           ok &= pass.rto.is_some();
         }
         "rpo" => {
-          pass.rpo = self.duration(&entry.value, &key);
+          pass.rpo = self.reader.expect_duration(&entry.value, &key);
           ok &= pass.rpo.is_some();
         }
         "steps_must_succeed" => {
-          for (index, (id, item)) in self.strings(&entry.value, &key).into_iter().enumerate() {
+          for (index, (id, item)) in self
+            .reader
+            .expect_strings(&entry.value, &key)
+            .into_iter()
+            .enumerate()
+          {
             if let Some(runbook) = runbook {
               if runbook.step(&id).is_none() {
                 let ids = runbook.steps.iter().map(|step| step.id.as_str());
-                self.blame(
+                self.reader.at(
                   &item,
                   &format!("{key}[{index}]"),
                   DiagnosticKind::RunbookStep {
@@ -906,13 +800,17 @@ impl Checker<'_> {
 
   fn notify(&mut self, node: &Node) -> Vec<DrillNotify> {
     let NodeValue::List(items) = &node.value else {
-      self.wrong_type(node, "notify", "a list");
+      self.reader.wrong_type(node, "notify", "a list");
       return Vec::new();
     };
     let mut notify = Vec::new();
     for (index, item) in items.iter().enumerate() {
       let key = format!("notify[{index}]");
-      let Some(entries) = self.mapping(item, &key, NOTIFY_KEYS, "a notification") else {
+      let Some(entries) = self
+        .reader
+        .expect_map(item, &key, "a notification", NOTIFY_KEYS, &[])
+        .map(|fields| fields.entries)
+      else {
         continue;
       };
       let mut entry_out = DrillNotify {
@@ -925,16 +823,20 @@ impl Checker<'_> {
         match entry.key.as_str() {
           "kind" => {
             entry_out.kind = self
-              .one_of(&entry.value, &field, NOTIFY_KINDS)
+              .reader
+              .expect_one_of(&entry.value, &field, NOTIFY_KINDS)
               .unwrap_or_default()
           }
           "on" => {
             entry_out.on = self
-              .strings(&entry.value, &field)
+              .reader
+              .expect_strings(&entry.value, &field)
               .into_iter()
               .enumerate()
               .filter_map(|(at, (_, node))| {
-                self.one_of(&node, &format!("{field}[{at}]"), NOTIFY_ON)
+                self
+                  .reader
+                  .expect_one_of(&node, &format!("{field}[{at}]"), NOTIFY_ON)
               })
               .collect()
           }
@@ -942,19 +844,19 @@ impl Checker<'_> {
             if let Some(settings) = entry.value.as_map() {
               for setting in settings {
                 let setting_key = join_key(&field, &setting.key);
-                if let Some(value) = self.string(&setting.value, &setting_key) {
+                if let Some(value) = self.reader.expect_string(&setting.value, &setting_key) {
                   entry_out.with.insert(setting.key.clone(), value);
                 }
               }
             } else {
-              self.wrong_type(&entry.value, &field, "a mapping");
+              self.reader.wrong_type(&entry.value, &field, "a mapping");
             }
           }
           _ => {}
         }
       }
       if !entries.iter().any(|entry| entry.key == "kind") {
-        self.report(
+        self.reader.report(
           item.span,
           1,
           key.clone(),
