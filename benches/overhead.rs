@@ -302,10 +302,10 @@ pub fn run(config: &Config) -> Measured {
        ≤ 2 s, about 40 `GetChange`), see `actions::poll_interval`. Before, intervals grew to \
        15 s and the 5 m promotion was noticed at about 5m13s.\n\n\
      | run | wall (modelled s) | RTO reported (s) | wall / critical path |\n|---:|---:|---:|---:|\n{samples_text}",
-    promote = drctl::cloud::sim::world::format_duration(world(time_scale).timings.promote.0),
-    task = drctl::cloud::sim::world::format_duration(world(time_scale).timings.ecs_task_start.0),
-    dns = drctl::cloud::sim::world::format_duration(world(time_scale).timings.route53_propagation.0),
-    latency = drctl::cloud::sim::world::format_duration(world(time_scale).timings.api_latency.0),
+    promote = drctl::runbook::format_duration(world(time_scale).timings.promote.0),
+    task = drctl::runbook::format_duration(world(time_scale).timings.ecs_task_start.0),
+    dns = drctl::runbook::format_duration(world(time_scale).timings.route53_propagation.0),
+    latency = drctl::runbook::format_duration(world(time_scale).timings.api_latency.0),
     n = samples.len(),
     ms_modelled = time_scale,
     overhead = wall - critical,

@@ -678,20 +678,10 @@ where
   }
 }
 
-/// Format a duration for people: `4s`, `2m10s`, `1h05m`.
+/// Format a duration for people: `4s`, `2m10s`, `1h05m` (the message style of
+/// [`crate::runbook::format_human`]).
 pub fn human(duration: Duration) -> String {
-  let secs = duration.as_secs();
-  if secs < 60 {
-    let millis = duration.as_millis();
-    if millis < 10_000 && !millis.is_multiple_of(1000) {
-      return format!("{:.1}s", duration.as_secs_f64());
-    }
-    return format!("{secs}s");
-  }
-  if secs < 3600 {
-    return format!("{}m{:02}s", secs / 60, secs % 60);
-  }
-  format!("{}h{:02}m", secs / 3600, (secs % 3600) / 60)
+  crate::runbook::format_human(duration, crate::runbook::HumanStyle::Message)
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use crate::{
   cloud::Cloud,
   engine::Observer,
   plan::{Plan, PlanReport},
-  runbook::{format_duration, Runbook},
+  runbook::{format_duration, format_human, HumanStyle, Runbook},
   state::{journal::Phase, Event, Record, Redactor, Timeline},
 };
 
@@ -117,22 +117,11 @@ impl LiveText {
     };
     let line = format!(
       "[{:>7}] {mark} {step:<width$}  {text}",
-      clock(elapsed),
+      format_human(elapsed, HumanStyle::Clock),
       width = self.width
     );
     let mut stderr = std::io::stderr().lock();
     let _ = writeln!(stderr, "{}", self.redactor.redact(&line));
-  }
-}
-
-fn clock(elapsed: Duration) -> String {
-  let secs = elapsed.as_secs();
-  if secs < 60 {
-    format!("{:.1}s", elapsed.as_secs_f64())
-  } else if secs < 3600 {
-    format!("{}m{:02}s", secs / 60, secs % 60)
-  } else {
-    format!("{}h{:02}m", secs / 3600, (secs % 3600) / 60)
   }
 }
 

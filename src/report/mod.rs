@@ -522,29 +522,17 @@ fn seconds(duration: Option<Duration>) -> Option<f64> {
   duration.map(|duration| round_ms(duration.as_secs_f64()))
 }
 
-/// A duration for people: `850ms`, `4.2s`, `5m12s`, `1h05m`.
+/// A duration for people: `850ms`, `4.2s`, `5m12s`, `1h05m` (the report style of
+/// [`crate::runbook::format_human`]), from seconds as reports keep them; a negative one (a
+/// trend) gets its sign.
 pub fn human(secs: f64) -> String {
   if secs < 0.0 {
     return format!("-{}", human(-secs));
   }
-  if secs < 1.0 && secs > 0.0 {
-    return format!("{}ms", (secs * 1000.0).round());
-  }
-  if secs < 10.0 && secs.fract() > 0.0005 {
-    return format!("{secs:.1}s");
-  }
-  let whole = secs.round() as u64;
-  if whole < 60 {
-    format!("{whole}s")
-  } else if whole < 3600 {
-    if whole.is_multiple_of(60) {
-      format!("{}m", whole / 60)
-    } else {
-      format!("{}m{:02}s", whole / 60, whole % 60)
-    }
-  } else {
-    format!("{}h{:02}m", whole / 3600, (whole % 3600) / 60)
-  }
+  crate::runbook::format_human(
+    crate::runbook::from_seconds_saturating(secs),
+    crate::runbook::HumanStyle::Report,
+  )
 }
 
 /// `human`, or `-` when there is nothing.

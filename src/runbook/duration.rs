@@ -22,7 +22,7 @@ const UNITS: [(&str, u128); 5] = [
 ];
 
 /// Why a duration is refused when it is longer than [`MAX_DURATION`].
-fn too_long() -> String {
+pub(crate) fn too_long() -> String {
   format!("longer than the maximum, {}", format_duration(MAX_DURATION))
 }
 
@@ -159,6 +159,54 @@ fn decimal(value: u128, unit: u128) -> String {
   format!("{whole}.{}", fraction.trim_end_matches('0'))
 }
 
+/// The ways [`format_human`] writes a measured duration for people. They differ on purpose,
+/// each for where it is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HumanStyle {
+  /// Messages about a step or a wait (`4s`, `1.5s`, `2m10s`, `1h05m`): tenths below 10 s when
+  /// there is a fraction, whole seconds (truncated) from there on.
+  Message,
+  /// Reports and run summaries (`850ms`, `4.2s`, `5m`, `5m12s`, `1h05m`): milliseconds below a
+  /// second, rounded to the nearest second from 10 s, whole minutes without `00s`.
+  Report,
+  /// The live progress clock (`12.3s`, `2m10s`): tenths for the whole first minute, so it visibly
+  /// moves, then as [`HumanStyle::Message`].
+  Clock,
+}
+
+/// A measured duration for people, not to the nanosecond (that is [`format_duration`]).
+pub fn format_human(duration: Duration, style: HumanStyle) -> String {
+  let short = duration < Duration::from_secs(10);
+  if style == HumanStyle::Report && !duration.is_zero() && duration < Duration::from_secs(1) {
+    return format!("{}ms", (duration.as_secs_f64() * 1000.0).round());
+  }
+  let tenths = match style {
+    HumanStyle::Message => short && duration.subsec_millis() != 0,
+    HumanStyle::Report => short && duration.subsec_nanos() > 500_000,
+    HumanStyle::Clock => duration < Duration::from_secs(60),
+  };
+  if tenths {
+    return format!("{:.1}s", duration.as_secs_f64());
+  }
+  let secs = match style {
+    HumanStyle::Report => duration
+      .as_secs()
+      .saturating_add(u64::from(duration.subsec_nanos() >= 500_000_000)),
+    HumanStyle::Message | HumanStyle::Clock => duration.as_secs(),
+  };
+  if secs < 60 {
+    format!("{secs}s")
+  } else if secs < 3600 {
+    if style == HumanStyle::Report && secs.is_multiple_of(60) {
+      format!("{}m", secs / 60)
+    } else {
+      format!("{}m{:02}s", secs / 60, secs % 60)
+    }
+  } else {
+    format!("{}h{:02}m", secs / 3600, (secs % 3600) / 60)
+  }
+}
+
 #[cfg(test)]
 mod tests {
   use super::*;
@@ -249,6 +297,37 @@ mod tests {
       let duration = parse_duration(text).unwrap();
       assert_eq!(format_duration(duration), expected);
       assert_eq!(parse_duration(expected).unwrap(), duration);
+    }
+  }
+
+  #[test]
+  fn human_styles_differ_where_they_are_shown() {
+    let cases: [(u64, [&str; 3]); 18] = [
+      // millis: [message, report, clock]
+      (0, ["0s", "0s", "0.0s"]),
+      (850, ["0.8s", "850ms", "0.8s"]),
+      (1_500, ["1.5s", "1.5s", "1.5s"]),
+      (4_000, ["4s", "4s", "4.0s"]),
+      (12_300, ["12s", "12s", "12.3s"]),
+      (59_700, ["59s", "1m", "59.7s"]),
+      (130_000, ["2m10s", "2m10s", "2m10s"]),
+      (300_000, ["5m00s", "5m", "5m00s"]),
+      (312_600, ["5m12s", "5m13s", "5m12s"]),
+      (3_900_000, ["1h05m", "1h05m", "1h05m"]),
+      (9_996, ["10.0s", "10.0s", "10.0s"]),
+      (999, ["1.0s", "999ms", "1.0s"]),
+      (1, ["0.0s", "1ms", "0.0s"]),
+      (10_000, ["10s", "10s", "10.0s"]),
+      (59_999, ["59s", "1m", "60.0s"]),
+      (60_000, ["1m00s", "1m", "1m00s"]),
+      (3_599_999, ["59m59s", "1h00m", "59m59s"]),
+      (86_400_000, ["24h00m", "24h00m", "24h00m"]),
+    ];
+    for (millis, expected) in cases {
+      let duration = Duration::from_millis(millis);
+      let styles = [HumanStyle::Message, HumanStyle::Report, HumanStyle::Clock];
+      let shown = styles.map(|style| format_human(duration, style));
+      assert_eq!(shown, expected.map(String::from), "{millis}ms");
     }
   }
 }

@@ -18,7 +18,9 @@ pub mod validate;
 
 pub use action_spec::{ActionCatalog, ActionSpec, FieldKind, FieldSpec};
 pub use diagnostic::{Diagnostic, DiagnosticKind, Diagnostics};
-pub use duration::{format_duration, from_seconds_saturating, parse_duration};
+pub use duration::{
+  format_duration, format_human, from_seconds_saturating, parse_duration, HumanStyle,
+};
 pub use model::*;
 pub use params::bind_params;
 pub use parse::SpanIndex;

@@ -13,7 +13,10 @@ use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::{
   cloud::{FailoverRole, LimitSetting, SnapshotKind},
-  runbook::duration::MAX_DURATION,
+  runbook::{
+    duration::{too_long, MAX_DURATION},
+    format_duration,
+  },
 };
 
 /// A modelled duration written as `90s`, `5m`, `1h30m`, `20ms` (a bare number means seconds).
@@ -30,78 +33,17 @@ impl ModelDuration {
   }
 }
 
-/// Parse `1h30m`, `90s`, `20ms`, `0.5s`, `2d`.
+/// Parse `1h30m`, `90s`, `20ms`, `0.5s`, `2d`: a runbook duration ([`crate::runbook::parse_duration`]),
+/// the error naming the text (a world file's error has no other place to show it).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-  let text = text.trim();
-  if text.is_empty() {
-    return Err("empty duration".into());
-  }
-  let mut total = 0f64;
-  let mut rest = text;
-  while !rest.is_empty() {
-    let number_len = rest
-      .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-      .unwrap_or(rest.len());
-    if number_len == 0 {
-      return Err(format!("invalid duration `{text}`: expected a number"));
-    }
-    let number: f64 = rest[..number_len]
-      .parse()
-      .map_err(|_| format!("invalid duration `{text}`: bad number"))?;
-    rest = &rest[number_len..];
-    let unit_len = rest
-      .find(|c: char| !c.is_ascii_alphabetic())
-      .unwrap_or(rest.len());
-    let seconds_per_unit = match &rest[..unit_len] {
-      "ms" => 0.001,
-      "s" => 1.0,
-      "m" => 60.0,
-      "h" => 3600.0,
-      "d" => 86400.0,
-      "" => {
-        return Err(format!(
-          "invalid duration `{text}`: missing unit (ms, s, m, h, d)"
-        ))
-      }
-      unit => return Err(format!("invalid duration `{text}`: unknown unit `{unit}`")),
-    };
-    rest = &rest[unit_len..];
-    total += number * seconds_per_unit;
-  }
-  Duration::try_from_secs_f64(total)
-    .ok()
-    .and_then(within_bound)
-    .ok_or_else(|| format!("invalid duration `{text}`: {}", too_long()))
+  crate::runbook::parse_duration(text)
+    .map_err(|reason| format!("invalid duration `{text}`: {reason}"))
 }
 
 /// A modelled duration, if it is at most [`MAX_DURATION`] (the bound runbooks have too: the
 /// simulator adds and scales these).
 fn within_bound(duration: Duration) -> Option<Duration> {
   (duration <= MAX_DURATION).then_some(duration)
-}
-
-fn too_long() -> String {
-  format!(
-    "longer than the maximum, {}",
-    crate::runbook::format_duration(MAX_DURATION)
-  )
-}
-
-/// Render a duration the way [`parse_duration`] reads it back.
-pub fn format_duration(duration: Duration) -> String {
-  let millis = duration.as_millis();
-  if !millis.is_multiple_of(1000) || millis == 0 {
-    return format!("{millis}ms");
-  }
-  let mut secs = millis / 1000;
-  let mut out = String::new();
-  for (unit, size) in [("h", 3600), ("m", 60), ("s", 1)] {
-    if secs >= size {
-      out.push_str(&format!("{}{unit}", secs / size));
-      secs %= size;
-    }
-  }
-  out
 }
 
 impl Serialize for ModelDuration {
@@ -900,7 +842,22 @@ mod tests {
     assert!(parse_duration("").is_err());
     assert_eq!(format_duration(Duration::from_secs(5400)), "1h30m");
     assert_eq!(format_duration(Duration::from_millis(20)), "20ms");
-    assert_eq!(format_duration(Duration::ZERO), "0ms");
+    assert_eq!(format_duration(Duration::ZERO), "0s");
+  }
+
+  /// A world file's durations are runbook durations: the same texts parse (units largest
+  /// first, each once, to the nanosecond) and they are written back the same way.
+  #[test]
+  fn world_durations_are_runbook_durations() {
+    for text in ["30m1h", "1s1s", "1.0000000001s"] {
+      let err = parse_duration(text).unwrap_err();
+      let reason = crate::runbook::parse_duration(text).unwrap_err();
+      assert_eq!(err, format!("invalid duration `{text}`: {reason}"));
+    }
+    for (millis, text) in [(1_500, "\"1.5s\""), (86_400_000, "\"1d\"")] {
+      let written = serde_json::to_string(&ModelDuration::millis(millis)).unwrap();
+      assert_eq!(written, text);
+    }
   }
 
   /// World durations are bounded like runbook ones: the simulator adds and scales them.
