@@ -528,27 +528,7 @@ impl Checker<'_> {
       .and_then(|node| self.reader.expect_string(node, &fields.key("name")));
     let call = self.call(&fields, Place::Step(index));
     if let Some(node) = fields.get("needs") {
-      let needs_key = fields.key("needs");
-      match &node.value {
-        NodeValue::List(items) => {
-          for (position, item) in items.iter().enumerate() {
-            if let Some(name) = self
-              .reader
-              .expect_string(item, &index_key(&needs_key, position))
-            {
-              needs.names.push((name, item.span, position));
-            }
-          }
-        }
-        NodeValue::Scalar(..) if !node.is_null() => {
-          if let Some(name) = self.reader.expect_string(node, &needs_key) {
-            needs.names.push((name, node.span, usize::MAX));
-          }
-        }
-        _ => self
-          .reader
-          .wrong_type(node, &needs_key, "a list of step ids"),
-      }
+      self.needs(node, &fields.key("needs"), &mut needs);
     }
     let when = fields
       .get("when")
@@ -597,64 +577,9 @@ impl Checker<'_> {
       )?;
       self.call(&rollback, Place::Rollback(index))
     });
-    let approval = fields.get("approval").and_then(|node| {
-      let approval_key = fields.key("approval");
-      if let NodeValue::Scalar(text, ScalarStyle::Plain) = &node.value {
-        return match plain_bool(text) {
-          Some(true) => {
-            let prompt = format!("Run step `{}`?", id.clone().unwrap_or_default());
-            Some(Approval {
-              prompt: Template::literal(prompt),
-              timeout: None,
-              distinct_from_starter: false,
-            })
-          }
-          Some(false) => None,
-          None => {
-            self
-              .reader
-              .wrong_type(node, &approval_key, "`true` or a mapping with `prompt`");
-            None
-          }
-        };
-      }
-      let approval =
-        self
-          .reader
-          .expect_map(node, &approval_key, "an approval", APPROVAL_KEYS, &[])?;
-      let prompt = match approval.get("prompt") {
-        Some(prompt_node) => {
-          self.expect_template(prompt_node, &approval.key("prompt"), Place::Step(index))?
-        }
-        None => Template::literal(format!("Run step `{}`?", id.clone().unwrap_or_default())),
-      };
-      let timeout = approval.get("timeout").and_then(|node| {
-        let key = approval.key("timeout");
-        let timeout = self.reader.expect_duration(node, &key)?;
-        if timeout.is_zero() {
-          let text = self.reader.expect_string(node, &key).unwrap_or_default();
-          let reason = "an approval timeout must be longer than zero".to_string();
-          self
-            .reader
-            .at(node, &key, DiagnosticKind::InvalidDuration { text, reason });
-          return None;
-        }
-        Some(timeout)
-      });
-      let distinct_from_starter = approval
-        .get("distinct_from_starter")
-        .and_then(|node| {
-          self
-            .reader
-            .expect_bool(node, &approval.key("distinct_from_starter"))
-        })
-        .unwrap_or(false);
-      Some(Approval {
-        prompt,
-        timeout,
-        distinct_from_starter,
-      })
-    });
+    let approval = fields
+      .get("approval")
+      .and_then(|node| self.approval(node, &fields.key("approval"), index, id.as_deref()));
     let mut flag = |name: &str, default: bool| {
       fields
         .get(name)
@@ -689,6 +614,95 @@ impl Checker<'_> {
       })
     })();
     (step, needs)
+  }
+
+  /// A step's `needs`: a list of step ids, or one id; checked by `graph` once every id is known.
+  fn needs(&mut self, node: &Node, needs_key: &str, needs: &mut Needs) {
+    match &node.value {
+      NodeValue::List(items) => {
+        for (position, item) in items.iter().enumerate() {
+          if let Some(name) = self
+            .reader
+            .expect_string(item, &index_key(needs_key, position))
+          {
+            needs.names.push((name, item.span, position));
+          }
+        }
+      }
+      NodeValue::Scalar(..) if !node.is_null() => {
+        if let Some(name) = self.reader.expect_string(node, needs_key) {
+          needs.names.push((name, node.span, usize::MAX));
+        }
+      }
+      _ => self
+        .reader
+        .wrong_type(node, needs_key, "a list of step ids"),
+    }
+  }
+
+  /// A step's `approval`: `true` (the default prompt) or a mapping with `prompt`, `timeout` and
+  /// `distinct_from_starter`; `None` when there is none (or it is invalid, reported).
+  fn approval(
+    &mut self,
+    node: &Node,
+    approval_key: &str,
+    index: usize,
+    id: Option<&str>,
+  ) -> Option<Approval> {
+    if let NodeValue::Scalar(text, ScalarStyle::Plain) = &node.value {
+      return match plain_bool(text) {
+        Some(true) => {
+          let prompt = format!("Run step `{}`?", id.unwrap_or_default());
+          Some(Approval {
+            prompt: Template::literal(prompt),
+            timeout: None,
+            distinct_from_starter: false,
+          })
+        }
+        Some(false) => None,
+        None => {
+          self
+            .reader
+            .wrong_type(node, approval_key, "`true` or a mapping with `prompt`");
+          None
+        }
+      };
+    }
+    let approval = self
+      .reader
+      .expect_map(node, approval_key, "an approval", APPROVAL_KEYS, &[])?;
+    let prompt = match approval.get("prompt") {
+      Some(prompt_node) => {
+        self.expect_template(prompt_node, &approval.key("prompt"), Place::Step(index))?
+      }
+      None => Template::literal(format!("Run step `{}`?", id.unwrap_or_default())),
+    };
+    let timeout = approval.get("timeout").and_then(|node| {
+      let key = approval.key("timeout");
+      let timeout = self.reader.expect_duration(node, &key)?;
+      if timeout.is_zero() {
+        let text = self.reader.expect_string(node, &key).unwrap_or_default();
+        let reason = "an approval timeout must be longer than zero".to_string();
+        self
+          .reader
+          .at(node, &key, DiagnosticKind::InvalidDuration { text, reason });
+        return None;
+      }
+      Some(timeout)
+    });
+    let distinct_from_starter = approval
+      .get("distinct_from_starter")
+      .and_then(|node| {
+        self
+          .reader
+          .expect_bool(node, &approval.key("distinct_from_starter"))
+      })
+      .unwrap_or(false);
+    Some(Approval {
+      prompt,
+      timeout,
+      distinct_from_starter,
+    })
   }
 
   /// A `fence: true` step is best effort against a region that may be down: a mutating action
