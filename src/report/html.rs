@@ -286,24 +286,8 @@ pub fn render(report: &Report) -> String {
   );
 
   html.push_str("<table class=\"meta\">\n");
-  let finished = report
-    .finished_at
-    .map_or_else(|| "-".into(), |at| at.to_rfc3339());
-  let mut rows = vec![
-    (
-      "Runbook",
-      format!("{} ({})", report.runbook, report.runbook_path),
-    ),
-    ("Mode", report.mode.clone()),
-    ("Backend", report.backend.clone()),
-    ("User", report.user.clone()),
-    ("Cloud identity", super::caller_text(report)),
-    ("Host", report.host.clone()),
-    ("Started", report.started_at.to_rfc3339()),
-    ("Finished", finished),
-    ("Incident start", report.incident_start.to_rfc3339()),
-    ("Duration", human_opt(report.duration_seconds)),
-  ];
+  let mut rows = vec![("Runbook", super::runbook_text(report))];
+  rows.extend(super::run_facts(report));
   if report.resumed > 0 {
     rows.push(("Resumed", super::resumed_text(report)));
   }

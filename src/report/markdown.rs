@@ -41,26 +41,12 @@ pub fn render(report: &Report) -> String {
     cell(&report.status_text().to_uppercase())
   );
   md.push_str("| | |\n|---|---|\n");
-  let finished = report
-    .finished_at
-    .map_or_else(|| "-".into(), |at| at.to_rfc3339());
-  let rows = [
+  let mut rows = vec![
     ("Run", report.run_id.clone()),
-    (
-      "Runbook",
-      format!("{} ({})", report.runbook, report.runbook_path),
-    ),
+    ("Runbook", super::runbook_text(report)),
     ("Status", report.status_text().into()),
-    ("Mode", report.mode.clone()),
-    ("Backend", report.backend.clone()),
-    ("User", report.user.clone()),
-    ("Cloud identity", super::caller_text(report)),
-    ("Host", report.host.clone()),
-    ("Started", report.started_at.to_rfc3339()),
-    ("Finished", finished),
-    ("Incident start", report.incident_start.to_rfc3339()),
-    ("Duration", human_opt(report.duration_seconds)),
   ];
+  rows.extend(super::run_facts(report));
   for (name, value) in rows {
     let _ = writeln!(md, "| {name} | {} |", cell(&value));
   }

@@ -133,6 +133,30 @@ pub fn caller_text(report: &Report) -> String {
   )
 }
 
+/// The runbook, for the text formats: `name (path)`.
+pub fn runbook_text(report: &Report) -> String {
+  format!("{} ({})", report.runbook, report.runbook_path)
+}
+
+/// How, where, by whom and when the run ran, for the text formats' header tables: label and
+/// value, in the order they show them.
+pub fn run_facts(report: &Report) -> [(&'static str, String); 9] {
+  let finished = report
+    .finished_at
+    .map_or_else(|| "-".into(), |at| at.to_rfc3339());
+  [
+    ("Mode", report.mode.clone()),
+    ("Backend", report.backend.clone()),
+    ("User", report.user.clone()),
+    ("Cloud identity", caller_text(report)),
+    ("Host", report.host.clone()),
+    ("Started", report.started_at.to_rfc3339()),
+    ("Finished", finished),
+    ("Incident start", report.incident_start.to_rfc3339()),
+    ("Duration", human_opt(report.duration_seconds)),
+  ]
+}
+
 /// A run, as a report tells it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
