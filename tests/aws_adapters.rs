@@ -295,11 +295,8 @@ async fn errors_carry_code_status_and_request_id() {
 
 #[tokio::test]
 async fn a_dead_endpoint_is_a_retryable_transport_error() {
-  let port = {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-  };
-  // Nothing listens there any more.
+  // Nothing listens there.
+  let port = crate::support::refused_port();
   let settings = aws::AwsSettings {
     profile: None,
     region: Some(EAST.to_owned()),
@@ -722,10 +719,7 @@ async fn http_provider_statuses_and_timeouts() {
   assert_eq!(error.kind, ErrorKind::Transport);
   assert!(error.message.contains("timed out"), "{error}");
 
-  let closed = {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap()
-  };
+  let closed = SocketAddr::from(([127, 0, 0, 1], crate::support::refused_port()));
   let error = http
     .send(&request(closed, "GET", Duration::from_secs(5)))
     .await

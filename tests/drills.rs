@@ -1,10 +1,7 @@
 //! Drills through the real binary: `drctl drill list`, `drill run`, `drill history`,
 //! `scheduler --once`.
 
-use crate::{
-  notify::Capture,
-  support::{repo, Test},
-};
+use crate::support::{capture::Capture, repo, s3::create_bucket, Test};
 
 /// A test directory with the shipped runbooks and drills.
 fn with_drills() -> Test {
@@ -317,22 +314,6 @@ fn replica(moto: &crate::support::moto::Moto) -> Test {
     test = test.env(&key, &value);
   }
   test
-}
-
-fn create_bucket(moto: &crate::support::moto::Moto, bucket: &str) {
-  let status = std::process::Command::new("python3")
-    .args([
-      "-c",
-      &format!(
-        "import boto3; boto3.client('s3', endpoint_url='{}', region_name='us-east-1')\
-         .create_bucket(Bucket='{bucket}')",
-        moto.endpoint
-      ),
-    ])
-    .envs(moto.env())
-    .status()
-    .expect("python3 runs");
-  assert!(status.success(), "create bucket {bucket}");
 }
 
 fn scheduler_once(now: &str) -> Vec<String> {

@@ -2,15 +2,9 @@
 //! code, AWS's whole message and the request id; never the SDK's `Debug` dump. Every endpoint
 //! here is on loopback (a port nobody listens on), never AWS.
 
-use std::{net::TcpListener, process::Output};
+use std::process::Output;
 
-use crate::support::{debug_syntax, Test};
-
-/// A loopback port with nothing listening on it: connections are refused.
-fn refused_port() -> u16 {
-  let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
-  listener.local_addr().expect("local address").port()
-}
+use crate::support::{debug_syntax, refused_port, Test};
 
 /// `drctl plan` of the shipped failover on `--aws`, every endpoint at `endpoint`, with
 /// `credentials` (or none at all: no variables, no files, no instance metadata).

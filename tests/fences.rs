@@ -221,7 +221,7 @@ fn a_later_run_applies_pending_fences_after_it_finishes() {
 /// cannot apply a simulator fence itself: that world lives on the first machine.
 #[test]
 fn pending_fences_are_shared_through_an_s3_state() {
-  use crate::s3state::{create_bucket, s3_test};
+  use crate::support::s3::{create_bucket, s3_test};
   const STATE: &str = "s3://drctl-state/team";
   let moto = crate::support::moto::Moto::start();
   create_bucket(&moto, "drctl-state");

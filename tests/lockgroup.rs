@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::support::{moto::Moto, signal, Test};
+use crate::support::{moto::Moto, s3::create_bucket, signal, Test};
 
 /// A failover slow enough to be caught holding its lock.
 const SLOW: [&str; 6] = [
@@ -273,22 +273,6 @@ fn a_bad_lock_group_is_a_validation_error_with_its_position() {
 const BUCKET: &str = "drctl-lockgroup";
 const STATE: &str = "s3://drctl-lockgroup/team";
 
-fn create_bucket(moto: &Moto) {
-  let status = std::process::Command::new("python3")
-    .args([
-      "-c",
-      &format!(
-        "import boto3; boto3.client('s3', endpoint_url='{}', region_name='us-east-1')\
-         .create_bucket(Bucket='{BUCKET}')",
-        moto.endpoint
-      ),
-    ])
-    .envs(moto.env())
-    .status()
-    .expect("python3 runs");
-  assert!(status.success(), "create bucket {BUCKET}");
-}
-
 /// An operator's machine: its own working directory (its own cache) on the shared state.
 fn operator(moto: &Moto) -> Test {
   let mut test = with_tick();
@@ -301,7 +285,7 @@ fn operator(moto: &Moto) -> Test {
 #[test]
 fn on_an_s3_state_a_freeze_and_a_failover_hold_back_what_other_machines_start() {
   let moto = Moto::start();
-  create_bucket(&moto);
+  create_bucket(&moto, BUCKET);
   let (alice, bob) = (operator(&moto), operator(&moto));
   let state = ["--state", STATE];
   let with_state = |args: &[&'static str]| [args, &state[..]].concat();

@@ -3,131 +3,13 @@
 //! retries on 5xx but not 4xx, one PagerDuty dedup_key across a kill and a resume. Also the
 //! plain (non-TTY) and JSON-lines progress outputs.
 
-use std::{
-  collections::{BTreeMap, VecDeque},
-  io::{BufRead, BufReader, Read, Write},
-  net::TcpListener,
-  sync::{Arc, Condvar, Mutex},
-  time::Duration,
-};
+use std::time::Duration;
 
 use crate::support::{
+  capture::Capture,
   origin::{Origin, Reply},
   repo, signal, Test,
 };
-
-/// One request the capture server saw.
-#[derive(Debug, Clone)]
-pub(crate) struct Captured {
-  pub(crate) method: String,
-  pub(crate) path: String,
-  /// Lower-cased names.
-  pub(crate) headers: BTreeMap<String, String>,
-  pub(crate) body: String,
-}
-
-#[derive(Default)]
-struct Script {
-  /// Statuses to answer, in order; 200 once they run out.
-  statuses: VecDeque<u16>,
-  /// Hold the answer to the next request until released.
-  hold_next: bool,
-  released: bool,
-}
-
-/// A tiny HTTP/1.1 server on 127.0.0.1 recording every request.
-pub(crate) struct Capture {
-  port: u16,
-  seen: Arc<Mutex<Vec<Captured>>>,
-  script: Arc<(Mutex<Script>, Condvar)>,
-}
-
-impl Capture {
-  pub(crate) fn start(statuses: &[u16]) -> Capture {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let script = Arc::new((
-      Mutex::new(Script {
-        statuses: statuses.iter().copied().collect(),
-        ..Script::default()
-      }),
-      Condvar::new(),
-    ));
-    let (seen_in, script_in) = (seen.clone(), script.clone());
-    std::thread::spawn(move || {
-      for stream in listener.incoming() {
-        let Ok(mut stream) = stream else { continue };
-        let mut reader = BufReader::new(stream.try_clone().unwrap());
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-          continue;
-        }
-        let mut parts = line.split_whitespace();
-        let method = parts.next().unwrap_or_default().to_string();
-        let path = parts.next().unwrap_or_default().to_string();
-        let mut headers = BTreeMap::new();
-        loop {
-          let mut header = String::new();
-          reader.read_line(&mut header).unwrap();
-          let header = header.trim_end();
-          if header.is_empty() {
-            break;
-          }
-          let (name, value) = header.split_once(':').unwrap();
-          headers.insert(name.to_ascii_lowercase(), value.trim().to_string());
-        }
-        let length: usize = headers
-          .get("content-length")
-          .map_or(0, |length| length.parse().unwrap());
-        let mut body = vec![0; length];
-        reader.read_exact(&mut body).unwrap();
-        seen_in.lock().unwrap().push(Captured {
-          method,
-          path,
-          headers,
-          body: String::from_utf8(body).unwrap(),
-        });
-        let status = {
-          let (lock, wake) = &*script_in;
-          let mut script = lock.lock().unwrap();
-          if script.hold_next {
-            script.hold_next = false;
-            while !script.released {
-              script = wake.wait(script).unwrap();
-            }
-          }
-          script.statuses.pop_front().unwrap_or(200)
-        };
-        let body = r#"{"status":"success"}"#;
-        let _ = write!(
-          stream,
-          "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-          body.len()
-        );
-      }
-    });
-    Capture { port, seen, script }
-  }
-
-  pub(crate) fn url(&self, path: &str) -> String {
-    format!("http://127.0.0.1:{}{path}", self.port)
-  }
-
-  pub(crate) fn seen(&self) -> Vec<Captured> {
-    self.seen.lock().unwrap().clone()
-  }
-
-  fn hold_next(&self) {
-    self.script.0.lock().unwrap().hold_next = true;
-  }
-
-  fn release(&self) {
-    let (lock, wake) = &*self.script;
-    lock.lock().unwrap().released = true;
-    wake.notify_all();
-  }
-}
 
 fn runbook(steps: &str) -> String {
   format!(

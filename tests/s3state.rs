@@ -1,27 +1,19 @@
 //! The `s3://` state backend against moto: one lock for N racing runs, stale locks, journals
 //! mirrored byte for byte, and a run that outlives its state bucket.
 
-use std::{
-  io::{Read, Write},
-  net::{Shutdown, TcpListener, TcpStream},
-  process::Command,
-  sync::{
-    atomic::{AtomicBool, Ordering},
-    Arc, Mutex,
-  },
-  time::Duration,
-};
+use std::time::Duration;
 
 use drctl::{
   cloud::aws::StateStore,
   state::{LockError, LockHolder, LockStore, S3Location, S3State},
 };
 
-use crate::support::{moto::Moto, signal, Test};
-
-const BUCKET: &str = "drctl-state";
-const STATE: &str = "s3://drctl-state/team";
-const CACHE: &str = ".drctl/s3/drctl-state/team";
+use crate::support::{
+  moto::Moto,
+  proxy::Proxy,
+  s3::{cached_run_ids, create_bucket, runtime, s3_test, state, BUCKET, CACHE, STATE},
+  signal, Test,
+};
 
 fn run_args(time_scale: &str) -> Vec<String> {
   [
@@ -38,47 +30,6 @@ fn run_args(time_scale: &str) -> Vec<String> {
   ]
   .map(String::from)
   .to_vec()
-}
-
-/// Create a bucket in moto (with boto3, as the seed script does).
-pub(crate) fn create_bucket(moto: &Moto, bucket: &str) {
-  let status = Command::new("python3")
-    .args([
-      "-c",
-      &format!(
-        "import boto3; boto3.client('s3', endpoint_url='{}', region_name='us-east-1')\
-         .create_bucket(Bucket='{bucket}')",
-        moto.endpoint
-      ),
-    ])
-    .envs(moto.env())
-    .status()
-    .expect("python3 runs");
-  assert!(status.success(), "create bucket {bucket}");
-}
-
-/// A test directory whose drctl reaches `endpoint` for AWS (the state bucket).
-pub(crate) fn s3_test(moto: &Moto, endpoint: &str) -> Test {
-  let mut test = Test::new();
-  for (key, value) in moto.env() {
-    test = test.env(&key, &value);
-  }
-  test.env("AWS_ENDPOINT_URL", endpoint)
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-  tokio::runtime::Builder::new_current_thread()
-    .enable_all()
-    .build()
-    .unwrap()
-}
-
-/// A client of the state bucket (built on `rt`, and to be used on it only).
-fn state(moto: &Moto, rt: &tokio::runtime::Runtime) -> S3State {
-  S3State {
-    location: S3Location::parse(STATE).unwrap(),
-    store: rt.block_on(StateStore::connect(&moto.settings(), "us-east-1")),
-  }
 }
 
 /// The journal objects of a run in S3, in key order.
@@ -102,19 +53,6 @@ fn lock_object(moto: &Moto) -> Option<String> {
   rt.block_on(state.store.get(BUCKET, &state.location.lock_key("default")))
     .unwrap()
     .map(|(bytes, _)| String::from_utf8(bytes).unwrap())
-}
-
-fn cached_run_ids(test: &Test) -> Vec<String> {
-  let mut ids: Vec<String> = std::fs::read_dir(test.path().join(CACHE).join("runs"))
-    .map(|entries| {
-      entries
-        .flatten()
-        .map(|entry| entry.file_name().to_string_lossy().into_owned())
-        .collect()
-    })
-    .unwrap_or_default();
-  ids.sort();
-  ids
 }
 
 fn local_journal(test: &Test, run_id: &str) -> String {
@@ -287,76 +225,6 @@ fn a_finished_runs_journal_is_in_s3_in_order_and_byte_identical() {
     "{}",
     conflict.stdout()
   );
-}
-
-/// A loopback TCP proxy that can drop every connection, standing in for a state bucket in a
-/// region that just failed.
-struct Proxy {
-  port: u16,
-  up: Arc<AtomicBool>,
-  open: Arc<Mutex<Vec<TcpStream>>>,
-}
-
-impl Proxy {
-  fn start(target: u16) -> Proxy {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let up = Arc::new(AtomicBool::new(true));
-    let open = Arc::new(Mutex::new(Vec::<TcpStream>::new()));
-    let (accept_up, accept_open) = (up.clone(), open.clone());
-    std::thread::spawn(move || {
-      for client in listener.incoming().flatten() {
-        if !accept_up.load(Ordering::SeqCst) {
-          let _ = client.shutdown(Shutdown::Both);
-          continue;
-        }
-        let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
-          continue;
-        };
-        {
-          let mut open = accept_open.lock().unwrap();
-          open.push(client.try_clone().unwrap());
-          open.push(server.try_clone().unwrap());
-        }
-        for (mut from, mut to) in [
-          (client.try_clone().unwrap(), server.try_clone().unwrap()),
-          (server, client),
-        ] {
-          std::thread::spawn(move || {
-            let mut buffer = [0u8; 16 * 1024];
-            loop {
-              match from.read(&mut buffer) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                  if to.write_all(&buffer[..n]).is_err() {
-                    break;
-                  }
-                }
-              }
-            }
-            let _ = to.shutdown(Shutdown::Both);
-          });
-        }
-      }
-    });
-    Proxy { port, up, open }
-  }
-
-  fn endpoint(&self) -> String {
-    format!("http://127.0.0.1:{}", self.port)
-  }
-
-  /// Refuse new connections and cut the open ones.
-  fn outage(&self) {
-    self.up.store(false, Ordering::SeqCst);
-    for stream in self.open.lock().unwrap().drain(..) {
-      let _ = stream.shutdown(Shutdown::Both);
-    }
-  }
-
-  fn restore(&self) {
-    self.up.store(true, Ordering::SeqCst);
-  }
 }
 
 #[test]

@@ -396,9 +396,9 @@ fn serve_with_the_scheduler_ticks_and_reports_it_in_metrics() {
 #[test]
 fn serve_shows_the_runs_of_an_s3_state() {
   let moto = crate::support::moto::Moto::start();
-  crate::s3state::create_bucket(&moto, "drctl-serve");
+  crate::support::s3::create_bucket(&moto, "drctl-serve");
   let state = "s3://drctl-serve/team";
-  let writer = crate::s3state::s3_test(&moto, &moto.endpoint);
+  let writer = crate::support::s3::s3_test(&moto, &moto.endpoint);
   writer
     .run_args([
       "run",
@@ -413,7 +413,7 @@ fn serve_shows_the_runs_of_an_s3_state() {
       state,
     ])
     .status(0);
-  let reader = crate::s3state::s3_test(&moto, &moto.endpoint);
+  let reader = crate::support::s3::s3_test(&moto, &moto.endpoint);
   let server = Server::start_with(&reader, &["--state", state]);
   let (status, page) = get(&server.url, "/");
   assert_eq!(status, 200, "{page}");

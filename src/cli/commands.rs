@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use super::{
   config::{read_config, ConfigFile},
   interactive, out, parse_params, render, resolve_runbook, sandbox, status_code, Cli, Command,
-  Error, GlobalArgs, Output, RunArgs,
+  Error, Exit, GlobalArgs, Output, RunArgs,
 };
 use crate::{
   actions::Catalog,
@@ -254,7 +254,7 @@ fn connect_error(what: &str, err: crate::cloud::CloudError) -> Error {
   }
 }
 
-pub async fn dispatch(cli: Cli) -> Result<i32, Error> {
+pub async fn dispatch(cli: Cli) -> Result<Exit, Error> {
   let mut ctx = Context::new(&cli.global)?;
   super::check_global_flags(&cli.global, &cli.command, &ctx)?;
   // With `--sandbox`: the server this command runs against, stopped when this guard drops
@@ -268,7 +268,7 @@ pub async fn dispatch(cli: Cli) -> Result<i32, Error> {
     Command::Graph { runbook } => {
       let runbook = load(&ctx, &runbook)?;
       out(&render::mermaid(&runbook));
-      Ok(0)
+      Ok(Exit::Succeeded)
     }
     Command::Plan {
       runbook,
@@ -380,7 +380,7 @@ fn bind(ctx: &Context, path: &Path, params: &[String]) -> Result<Plan, Error> {
   Plan::bind(runbook, &given).map_err(|err| Error::Usage(format!("{}: {err}", path.display())))
 }
 
-fn validate(ctx: &Context, paths: &[PathBuf]) -> Result<i32, Error> {
+fn validate(ctx: &Context, paths: &[PathBuf]) -> Result<Exit, Error> {
   let roots = if paths.is_empty() {
     vec![ctx.runbooks.clone()]
   } else {
@@ -450,7 +450,11 @@ fn validate(ctx: &Context, paths: &[PathBuf]) -> Result<i32, Error> {
   } else if files.len() > 1 {
     out(&format!("{} file(s), {} invalid\n", files.len(), failed));
   }
-  Ok(if failed > 0 { 2 } else { 0 })
+  Ok(if failed > 0 {
+    Exit::Usage
+  } else {
+    Exit::Succeeded
+  })
 }
 
 /// Whether a file declares `kind: Drill` at its top level. Anything unreadable is left to the
@@ -472,7 +476,7 @@ fn is_drill_file(path: &std::path::Path) -> bool {
 
 /// Print the plan; its exit code: 1 when a probe could not ask (the plan is incomplete); with
 /// `detailed` (`plan --detailed-exitcode`), 5 when changes are pending, else 0.
-async fn dry_run(ctx: &Context, plan: &Plan, detailed: bool) -> Result<i32, Error> {
+async fn dry_run(ctx: &Context, plan: &Plan, detailed: bool) -> Result<Exit, Error> {
   let (report, cloud) = plan_report(ctx, plan).await?;
   match ctx.output {
     Output::Json => out(&format!(
@@ -482,11 +486,11 @@ async fn dry_run(ctx: &Context, plan: &Plan, detailed: bool) -> Result<i32, Erro
     Output::Text => out(&render::plan_text(&report, &cloud)),
   }
   Ok(if report.probe_errors() > 0 {
-    1
+    Exit::Failed
   } else if detailed && report.changes_pending() {
-    super::CHANGES_PENDING
+    Exit::ChangesPending
   } else {
-    0
+    Exit::Succeeded
   })
 }
 
@@ -641,7 +645,7 @@ fn parse_time(text: &str) -> Result<DateTime<Utc>, Error> {
     })
 }
 
-async fn run(ctx: &Context, plan: Plan, args: &RunArgs) -> Result<i32, Error> {
+async fn run(ctx: &Context, plan: Plan, args: &RunArgs) -> Result<Exit, Error> {
   let outcome = execute(ctx, plan, args, None).await?;
   render_summary(ctx, &outcome);
   // A later run applies the fences earlier failovers left pending, once it is done (so never
@@ -731,7 +735,7 @@ async fn finish(
   ctx: &Context,
   lock: Option<HeldLock>,
   outcome: Result<engine::RunOutcome, Error>,
-) -> Result<i32, Error> {
+) -> Result<Exit, Error> {
   let outcome = release(lock, outcome).await?;
   render_summary(ctx, &outcome);
   Ok(status_code(outcome.status))
@@ -792,7 +796,7 @@ async fn resume(
   run_id: &str,
   options: ResumeOptions,
   again: &[(String, String)],
-) -> Result<i32, Error> {
+) -> Result<Exit, Error> {
   let ResumeOptions {
     yes,
     max_parallel,
@@ -975,7 +979,7 @@ fn pgid_list(survivors: &[Survivor]) -> String {
 }
 
 /// If the run's journal says it succeeded (or breached), say so; its exit code.
-fn finished_already(journal_path: &Path, run_id: &str) -> Result<Option<i32>, Error> {
+fn finished_already(journal_path: &Path, run_id: &str) -> Result<Option<Exit>, Error> {
   let records = crate::state::journal::read(journal_path).map_err(super::state::journal_error)?;
   match Timeline::from_records(&records).and_then(|timeline| timeline.status) {
     Some(status @ (RunStatus::Succeeded | RunStatus::Breached)) => {
@@ -989,7 +993,7 @@ fn finished_already(journal_path: &Path, run_id: &str) -> Result<Option<i32>, Er
   }
 }
 
-async fn status(ctx: &Context, run_id: Option<&str>) -> Result<i32, Error> {
+async fn status(ctx: &Context, run_id: Option<&str>) -> Result<Exit, Error> {
   let s3 = ctx.s3_state().await;
   ctx.pull_runs(s3.as_ref()).await?;
   let run_id = ctx.run_or_latest(run_id)?;
@@ -1102,10 +1106,10 @@ async fn status(ctx: &Context, run_id: Option<&str>) -> Result<i32, Error> {
       out(&text);
     }
   }
-  Ok(0)
+  Ok(Exit::Succeeded)
 }
 
-async fn runs(ctx: &Context) -> Result<i32, Error> {
+async fn runs(ctx: &Context) -> Result<Exit, Error> {
   let s3 = ctx.s3_state().await;
   ctx.pull_runs(s3.as_ref()).await?;
   let runs = ctx.store.runs();
@@ -1153,7 +1157,7 @@ async fn runs(ctx: &Context) -> Result<i32, Error> {
       }
     }
   }
-  Ok(if newer { 2 } else { 0 })
+  Ok(if newer { Exit::Usage } else { Exit::Succeeded })
 }
 
 /// The lock group `drctl unlock NAME` means: a runbook file's group, the group of the runbook
@@ -1172,7 +1176,7 @@ fn lock_group_of(ctx: &Context, name: &str) -> Result<String, Error> {
 
 /// `drctl unlock [--force] GROUP|RUNBOOK`: break a stale lock (a live holder's only with
 /// `--force`).
-async fn unlock(ctx: &Context, target: &str, force: bool) -> Result<i32, Error> {
+async fn unlock(ctx: &Context, target: &str, force: bool) -> Result<Exit, Error> {
   let group = lock_group_of(ctx, target)?;
   check_name(NameKind::LockGroup, &group).map_err(Error::Usage)?;
   let s3 = ctx.s3_state().await;
@@ -1205,11 +1209,11 @@ async fn unlock(ctx: &Context, target: &str, force: bool) -> Result<i32, Error> 
         holder.pid,
         holder.started_at.format("%Y-%m-%d %H:%M:%SZ")
       ));
-      Ok(0)
+      Ok(Exit::Succeeded)
     }
     None => {
       out(&format!("lock group `{name}` was not locked\n"));
-      Ok(0)
+      Ok(Exit::Succeeded)
     }
   }
 }

@@ -6,7 +6,7 @@
 
 use chrono::Utc;
 
-use super::{commands::Context, out, Error, Output};
+use super::{commands::Context, out, Error, Exit, Output};
 use crate::{
   runbook::format_duration,
   state::{
@@ -21,7 +21,7 @@ pub(super) fn submit(
   run_id: &str,
   action: ControlAction,
   reason: Option<String>,
-) -> Result<i32, Error> {
+) -> Result<Exit, Error> {
   let request = ControlRequest {
     action,
     by: Identity::os_user(),
@@ -52,7 +52,7 @@ pub(super) fn submit(
       request.by.name
     )),
   }
-  Ok(0)
+  Ok(Exit::Succeeded)
 }
 
 /// What a control record says, for the text renderings (live view, log lines, reports): the

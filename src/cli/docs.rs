@@ -4,7 +4,7 @@
 
 use clap::{CommandFactory, ValueEnum};
 
-use super::{out, Cli, Error};
+use super::{out, Cli, Error, Exit};
 
 /// The files `drctl schema` describes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -16,7 +16,7 @@ pub enum SchemaKind {
 }
 
 /// `drctl schema [--kind runbook|drill]`.
-pub fn schema(kind: SchemaKind) -> i32 {
+pub fn schema(kind: SchemaKind) -> Exit {
   let schema = match kind {
     SchemaKind::Runbook => crate::runbook::json_schema(&crate::actions::specs()),
     SchemaKind::Drill => crate::drills::file::json_schema(),
@@ -27,24 +27,24 @@ pub fn schema(kind: SchemaKind) -> i32 {
     "{}\n",
     serde_json::to_string_pretty(&schema).unwrap_or_default()
   ));
-  0
+  Exit::Succeeded
 }
 
 /// `drctl completions SHELL`: the completion script on stdout.
-pub fn completions(shell: clap_complete::Shell) -> i32 {
+pub fn completions(shell: clap_complete::Shell) -> Exit {
   let mut command = Cli::command();
   let mut script = Vec::new();
   clap_complete::generate(shell, &mut command, "drctl", &mut script);
   out(&String::from_utf8_lossy(&script));
-  0
+  Exit::Succeeded
 }
 
 /// `drctl man`: the man page (section 1, roff) on stdout.
-pub fn man() -> Result<i32, Error> {
+pub fn man() -> Result<Exit, Error> {
   let mut page = Vec::new();
   clap_mangen::Man::new(Cli::command())
     .render(&mut page)
     .map_err(|err| Error::Failed(format!("cannot render the man page: {err}")))?;
   out(&String::from_utf8_lossy(&page));
-  Ok(0)
+  Ok(Exit::Succeeded)
 }

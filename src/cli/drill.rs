@@ -16,7 +16,7 @@ use tokio::sync::watch;
 
 use super::{
   commands::{execute, plan_report, render_summary, Backend, Context},
-  out, render, sandbox, status_code, Error, Output, RunArgs,
+  out, render, sandbox, Error, Exit, Output, RunArgs,
 };
 use crate::{
   actions::Catalog,
@@ -24,16 +24,16 @@ use crate::{
   drills::{
     self,
     file::{drill_files, DrillMode, TargetBackend},
-    history::{self, HistoryEntry},
+    history::{self, DrillRun, HistoryEntry, NotRun},
     scheduler::{
       ClaimStore, Clock, DrillRunner, Fire, FireOutcome, Scheduler, SystemClock, TokioClock,
       Verdict,
     },
-    Drill,
+    Drill, DrillResult, Shortfall,
   },
   plan::Plan,
   runbook::{format_duration, parse_duration},
-  state::{lock::hostname, RunStatus},
+  state::lock::hostname,
 };
 
 /// Where drill files live.
@@ -63,7 +63,7 @@ pub struct SchedulerArgs {
   pub now: Option<String>,
 }
 
-pub async fn dispatch(ctx: &Context, command: DrillCommand) -> Result<i32, Error> {
+pub async fn dispatch(ctx: &Context, command: DrillCommand) -> Result<Exit, Error> {
   match command {
     DrillCommand::List => list(ctx).await,
     DrillCommand::Run { name } => {
@@ -118,7 +118,7 @@ fn find(ctx: &Context, name: &str) -> Result<Drill, Error> {
     })
 }
 
-async fn list(ctx: &Context) -> Result<i32, Error> {
+async fn list(ctx: &Context) -> Result<Exit, Error> {
   let drills = load_all(ctx)?;
   let now = Utc::now();
   // Each drill's last run, read once (a history a newer drctl wrote refuses the command).
@@ -143,7 +143,7 @@ async fn list(ctx: &Context) -> Result<i32, Error> {
         "next_fire_utc": next.map(|next| next.to_rfc3339()),
         "mode": drill.mode,
         "target": drill.target.backend,
-        "last_result": last.as_ref().map(|entry| entry.result.clone()),
+        "last_result": last.as_ref().map(|entry| entry.result),
         "last_run_at": last.as_ref().map(|entry| entry.started_at),
         // A live drill that fired now would be skipped for these reasons.
         "frozen": if drill.mode == DrillMode::Live { frozen.clone() } else { Vec::new() },
@@ -181,15 +181,13 @@ async fn list(ctx: &Context) -> Result<i32, Error> {
           next.map_or("never".into(), |next| next
             .format("%Y-%m-%d %H:%MZ")
             .to_string()),
-          last
-            .as_ref()
-            .map_or("-".into(), |entry| entry.result.clone())
+          last.as_ref().map_or("-", |entry| entry.result.as_str())
         ));
       }
       out(&text);
     }
   }
-  Ok(0)
+  Ok(Exit::Succeeded)
 }
 
 fn backend_name(backend: TargetBackend) -> &'static str {
@@ -300,7 +298,7 @@ pub(super) async fn run_drill(
   trigger: &str,
   due: Option<DateTime<Utc>>,
   signals: watch::Receiver<u32>,
-) -> Result<(i32, HistoryEntry), Error> {
+) -> Result<(Exit, HistoryEntry), Error> {
   let backend = drill_backend(ctx, drill)?;
   if backend != drill.target.backend && ctx.output == Output::Text {
     out(&format!(
@@ -334,8 +332,8 @@ pub(super) async fn run_drill(
     started_at,
     finished_at: started_at,
     duration_seconds: 0.0,
-    result: String::new(),
-    run_status: String::new(),
+    result: DrillResult::Skipped,
+    run_status: DrillRun::NotRun(NotRun::Skipped),
     mode: match drill.mode {
       DrillMode::Live => "live".into(),
       DrillMode::DryRun => "dry-run".into(),
@@ -355,21 +353,17 @@ pub(super) async fn run_drill(
   let code = match drill.mode {
     DrillMode::DryRun => {
       let (report, _) = plan_report(&run_ctx, &plan).await?;
-      entry.run_status = "planned".into();
+      entry.run_status = DrillRun::NotRun(NotRun::Planned);
       let errors = report.probe_errors();
-      if errors > 0 {
-        entry.result = "failed".into();
-        entry.reasons.push(format!(
-          "{errors} step(s) could not be probed: the plan is incomplete"
-        ));
+      let shortfalls = if errors > 0 {
+        vec![Shortfall::Unprobed(errors)]
       } else if report.fits_rto == Some(false) {
-        entry.result = "breached".into();
-        entry
-          .reasons
-          .push("the critical path's budgets exceed the RTO".into());
+        vec![Shortfall::BudgetsExceedRto]
       } else {
-        entry.result = "passed".into();
-      }
+        Vec::new()
+      };
+      entry.result = DrillResult::of(&shortfalls);
+      entry.reasons = shortfalls.iter().map(Shortfall::to_string).collect();
       summary = serde_json::to_value(&report).unwrap_or_default();
       if ctx.output == Output::Text {
         out(&format!(
@@ -380,11 +374,7 @@ pub(super) async fn run_drill(
             .map_or("no RTO".into(), |fits| fits.to_string())
         ));
       }
-      match entry.result.as_str() {
-        "passed" => 0,
-        "breached" => 3,
-        _ => 1,
-      }
+      result_code(entry.result)
     }
     DrillMode::Live => {
       let args = RunArgs {
@@ -401,20 +391,15 @@ pub(super) async fn run_drill(
       let outcome = execute(&run_ctx, plan, &args, Some(signals)).await?;
       render_summary(ctx, &outcome);
       let timeline = &outcome.timeline;
-      let (result, reasons) = drills::judge(drill, outcome.status, timeline);
+      let (result, shortfalls) = drills::judge(drill, outcome.status, timeline);
       entry.run_id = timeline.run_id.clone();
-      entry.run_status = outcome.status.as_str().into();
+      entry.run_status = DrillRun::Ran(outcome.status);
       entry.rto_achieved_seconds = seconds(timeline.rto_achieved);
       entry.rpo_achieved_seconds = seconds(timeline.rpo_achieved);
-      entry.result = result.into();
-      entry.reasons = reasons;
+      entry.result = result;
+      entry.reasons = shortfalls.iter().map(Shortfall::to_string).collect();
       summary = render::timeline_json(timeline);
-      match result {
-        "passed" => 0,
-        "interrupted" => status_code(RunStatus::Interrupted),
-        "breached" => 3,
-        _ => 1,
-      }
+      result_code(result)
     }
   };
   entry.finished_at = Utc::now();
@@ -440,6 +425,18 @@ pub(super) async fn run_drill(
   Ok((code, entry))
 }
 
+/// The exit code of a drill's verdict (as for `run`: 0 passed, 1 failed, 3 breached, 130
+/// interrupted; 4 for a drill a freeze held back, like a run refused by a held lock).
+fn result_code(result: DrillResult) -> Exit {
+  match result {
+    DrillResult::Passed => Exit::Succeeded,
+    DrillResult::Failed => Exit::Failed,
+    DrillResult::Breached => Exit::Breached,
+    DrillResult::Interrupted => Exit::Interrupted,
+    DrillResult::Skipped => Exit::Locked,
+  }
+}
+
 /// A live drill held back by a freeze: recorded in its history as skipped, with why (who froze,
 /// when and why, or which live run is in progress). It is not a failure, so no notification
 /// goes out and no report is written. Exit 4, like a run refused by a held lock.
@@ -448,9 +445,9 @@ async fn skip_drill(
   drill: &Drill,
   mut entry: HistoryEntry,
   frozen: Vec<String>,
-) -> Result<(i32, HistoryEntry), Error> {
-  entry.result = history::SKIPPED.into();
-  entry.run_status = history::SKIPPED.into();
+) -> Result<(Exit, HistoryEntry), Error> {
+  entry.result = DrillResult::Skipped;
+  entry.run_status = DrillRun::NotRun(NotRun::Skipped);
   entry.reasons = frozen;
   record(ctx, drill, &entry).await?;
   if ctx.output == Output::Text {
@@ -461,7 +458,7 @@ async fn skip_drill(
       entry.reasons.join("; ")
     ));
   }
-  Ok((4, entry))
+  Ok((result_code(entry.result), entry))
 }
 
 /// Append a drill run to its history (and push it to an `s3://` state).
@@ -575,7 +572,7 @@ async fn notify_hook(ctx: &Context, drill: &Drill, entry: &HistoryEntry) {
     }
   }
   let body = serde_json::json!({
-    "event": drills::notify::event(&entry.result),
+    "event": drills::notify::event(entry.result),
     "notify": due,
     "sent": sent,
     "entry": entry,
@@ -614,7 +611,7 @@ fn delta(seconds: Option<f64>) -> String {
   }
 }
 
-async fn history_command(ctx: &Context, name: Option<&str>) -> Result<i32, Error> {
+async fn history_command(ctx: &Context, name: Option<&str>) -> Result<Exit, Error> {
   let names: Vec<String> = match name {
     Some(name) => vec![find(ctx, name)?.name],
     None => load_all(ctx)?.into_iter().map(|drill| drill.name).collect(),
@@ -679,7 +676,7 @@ async fn history_command(ctx: &Context, name: Option<&str>) -> Result<i32, Error
     )),
     Output::Text => out(&text),
   }
-  Ok(0)
+  Ok(Exit::Succeeded)
 }
 
 /// SIGINT/SIGTERM as an interrupt count: the first stops gracefully (the running drill stops
@@ -708,11 +705,11 @@ impl DrillRunner for CliRunner<'_> {
       self.signals.clone(),
     )
     .await
-    .map(|(code, entry)| {
-      if entry.result == history::SKIPPED {
+    .map(|(_, entry)| {
+      if entry.skipped() {
         Verdict::Skipped(entry.reasons.join("; "))
       } else {
-        Verdict::Ran(code)
+        Verdict::Ran(entry.result)
       }
     })
     .map_err(|err| err.message().to_string())
@@ -738,7 +735,7 @@ impl DrillRunner for CliRunner<'_> {
   }
 }
 
-pub async fn scheduler(ctx: &Context, args: &SchedulerArgs) -> Result<i32, Error> {
+pub async fn scheduler(ctx: &Context, args: &SchedulerArgs) -> Result<Exit, Error> {
   scheduler_with(ctx, args, interrupts()).await
 }
 
@@ -747,7 +744,7 @@ pub(super) async fn scheduler_with(
   ctx: &Context,
   args: &SchedulerArgs,
   signals: watch::Receiver<u32>,
-) -> Result<i32, Error> {
+) -> Result<Exit, Error> {
   let jitter = parse_duration(&args.jitter)
     .map_err(|err| Error::Usage(format!("--jitter `{}`: {err}", args.jitter)))?;
   let clock: Arc<dyn Clock> = match &args.now {
@@ -784,7 +781,7 @@ pub(super) async fn scheduler_with(
     ));
   }
   let mut scheduler = Scheduler::new(drills, claims, jitter);
-  let mut worst = 0;
+  let mut worst = Exit::Succeeded;
   scheduler
     .run(
       clock,
@@ -793,11 +790,17 @@ pub(super) async fn scheduler_with(
       args.once,
       |fire, outcome| {
         let line = match outcome {
-          FireOutcome::Ran { code } => {
-            if *code != 0 {
-              worst = *code;
+          FireOutcome::Ran { result } => {
+            let exit = result_code(*result);
+            if exit != Exit::Succeeded {
+              worst = exit;
             }
-            format!("fired {} (due {}): exit {code}", fire.drill, fire.due)
+            format!(
+              "fired {} (due {}): exit {}",
+              fire.drill,
+              fire.due,
+              exit.code()
+            )
           }
           FireOutcome::Claimed => format!(
             "skipped {} (due {}): another scheduler claimed it",
@@ -809,7 +812,7 @@ pub(super) async fn scheduler_with(
             fire.drill, fire.due
           ),
           FireOutcome::Error(err) => {
-            worst = 1;
+            worst = Exit::Failed;
             format!("error firing {} (due {}): {err}", fire.drill, fire.due)
           }
         };
@@ -824,11 +827,11 @@ pub(super) async fn scheduler_with(
     )
     .await;
   if *signals.borrow() > 0 {
-    return Ok(130);
+    return Ok(Exit::Interrupted);
   }
   // `--once` reports the worst result of what it fired; the long-running loop ends only on a
   // signal.
-  Ok(if args.once { worst } else { 0 })
+  Ok(if args.once { worst } else { Exit::Succeeded })
 }
 
 /// A drill's history, oldest first; one a newer drctl wrote refuses the command (exit 2).

@@ -5,7 +5,7 @@
 
 use clap::Subcommand;
 
-use super::{commands::Backend, commands::Context, out, Error, Output};
+use super::{commands::Backend, commands::Context, out, Error, Exit, Output};
 use crate::{
   cloud::MutationFence,
   engine::region_fence,
@@ -250,7 +250,7 @@ async fn drop_fence(ctx: &Context, id: &str, reason: &str) -> Result<AppliedFenc
   Ok(record)
 }
 
-pub(super) async fn command(ctx: &Context, command: FenceCommand) -> Result<i32, Error> {
+pub(super) async fn command(ctx: &Context, command: FenceCommand) -> Result<Exit, Error> {
   match command {
     FenceCommand::List => {
       let pending = pending(ctx).await?;
@@ -279,7 +279,7 @@ pub(super) async fn command(ctx: &Context, command: FenceCommand) -> Result<i32,
           out(&text);
         }
       }
-      Ok(0)
+      Ok(Exit::Succeeded)
     }
     FenceCommand::Drop { id, reason } => {
       let record = drop_fence(ctx, &id, &reason).await?;
@@ -296,7 +296,7 @@ pub(super) async fn command(ctx: &Context, command: FenceCommand) -> Result<i32,
           record.host
         )),
       }
-      Ok(0)
+      Ok(Exit::Succeeded)
     }
     FenceCommand::Apply { id } => {
       if let Some(id) = &id {
@@ -334,7 +334,11 @@ pub(super) async fn command(ctx: &Context, command: FenceCommand) -> Result<i32,
           out(&text);
         }
       }
-      Ok(if attempt.pending.is_empty() { 0 } else { 1 })
+      Ok(if attempt.pending.is_empty() {
+        Exit::Succeeded
+      } else {
+        Exit::Failed
+      })
     }
   }
 }

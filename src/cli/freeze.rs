@@ -3,7 +3,7 @@
 
 use chrono::Utc;
 
-use super::{commands::Context, out, Error, Output};
+use super::{commands::Context, out, Error, Exit, Output};
 use crate::state::{
   freeze::{self, FreezeError},
   Freeze, Frozen, S3State,
@@ -87,7 +87,7 @@ fn failed(err: FreezeError) -> Error {
 }
 
 /// `drctl freeze --reason TEXT` freezes; `drctl freeze` shows what is in force.
-pub(super) async fn freeze(ctx: &Context, reason: Option<&str>) -> Result<i32, Error> {
+pub(super) async fn freeze(ctx: &Context, reason: Option<&str>) -> Result<Exit, Error> {
   let s3 = ctx.s3_state().await;
   let Some(reason) = reason else {
     return show(ctx, s3.as_ref()).await;
@@ -131,10 +131,10 @@ pub(super) async fn freeze(ctx: &Context, reason: Option<&str>) -> Result<i32, E
       out(&text);
     }
   }
-  Ok(0)
+  Ok(Exit::Succeeded)
 }
 
-async fn show(ctx: &Context, s3: Option<&S3State>) -> Result<i32, Error> {
+async fn show(ctx: &Context, s3: Option<&S3State>) -> Result<Exit, Error> {
   let found = active(ctx, s3).await.map_err(failed)?;
   match ctx.output {
     Output::Json => out(&format!(
@@ -150,11 +150,11 @@ async fn show(ctx: &Context, s3: Option<&S3State>) -> Result<i32, Error> {
     )),
     Output::Text => out(&frozen_text(&Ok(found))),
   }
-  Ok(0)
+  Ok(Exit::Succeeded)
 }
 
 /// `drctl unfreeze`: lift the explicit freeze (live runs still freeze drills while they run).
-pub(super) async fn unfreeze(ctx: &Context) -> Result<i32, Error> {
+pub(super) async fn unfreeze(ctx: &Context) -> Result<Exit, Error> {
   let s3 = ctx.s3_state().await;
   let lifted = ctx
     .freeze_store(s3.as_ref())
@@ -186,5 +186,5 @@ pub(super) async fn unfreeze(ctx: &Context) -> Result<i32, Error> {
       out(&text);
     }
   }
-  Ok(0)
+  Ok(Exit::Succeeded)
 }

@@ -23,7 +23,7 @@ use crate::{
   actions::human,
   engine::Observer,
   runbook::format_duration,
-  state::{journal::Phase, Event, Record, Redactor},
+  state::{journal::Phase, Event, Record, Redactor, StepOutcome},
 };
 
 /// How often the clocks are redrawn while no event arrives.
@@ -48,7 +48,8 @@ impl Drop for Paused {
   }
 }
 
-/// Where a step stands.
+/// Where a step stands in the live view: a journalled [`StepOutcome`], or one of the two
+/// in-between states only the view shows (waiting on a condition, about to retry).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StepState {
   Pending,
@@ -63,13 +64,13 @@ pub enum StepState {
 impl StepState {
   fn word(self) -> &'static str {
     match self {
-      StepState::Pending => "pending",
-      StepState::Running => "running",
+      StepState::Pending => StepOutcome::Pending.as_str(),
+      StepState::Running => StepOutcome::Running.as_str(),
       StepState::Waiting => "waiting",
       StepState::Retrying => "retrying",
-      StepState::Succeeded => "succeeded",
-      StepState::Failed => "failed",
-      StepState::Skipped => "skipped",
+      StepState::Succeeded => StepOutcome::Succeeded.as_str(),
+      StepState::Failed => StepOutcome::Failed.as_str(),
+      StepState::Skipped => StepOutcome::Skipped.as_str(),
     }
   }
 

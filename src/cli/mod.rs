@@ -1,7 +1,8 @@
 //! The command line: parse arguments, call one function, render, pick the exit code.
 //!
-//! Exit codes (ARCHITECTURE.md): 0 succeeded · 1 a step failed · 2 usage or validation error ·
-//! 3 succeeded but an objective was breached · 4 lock held by another run · 130 interrupted.
+//! Exit codes ([`Exit`], the README's table): 0 succeeded · 1 a step failed · 2 usage or
+//! validation error · 3 succeeded but an objective was breached · 4 lock held by another run ·
+//! 5 `plan --detailed-exitcode`: changes pending · 130 interrupted.
 
 use std::{
   io::{BufRead, IsTerminal, Write},
@@ -233,7 +234,55 @@ pub enum Command {
   Serve(serve::ServeArgs),
 }
 
-/// A command's failure, with its exit code.
+/// How drctl exits: one variant per documented exit code (README, "Exit codes"). A command
+/// that ran returns one; an [`Error`] knows its own ([`Error::exit`]). [`Exit::code`] is the
+/// only mapping to numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+  /// 0: succeeded (a plan: nothing failed to probe; with `--detailed-exitcode`, nothing to
+  /// change).
+  Succeeded,
+  /// 1: a step failed, a plan's read-only probe could not ask, or the command failed.
+  Failed,
+  /// 2: usage or validation error, or missing or refused credentials.
+  Usage,
+  /// 3: succeeded, but an objective was breached or could not be shown to hold.
+  Breached,
+  /// 4: the lock is held by another run, a live drill was held back by a freeze, or a region
+  /// fence is pending.
+  Locked,
+  /// 5: `plan --detailed-exitcode` only: changes pending.
+  ChangesPending,
+  /// 130: interrupted (resumable with `drctl resume`).
+  Interrupted,
+}
+
+impl Exit {
+  pub const ALL: [Exit; 7] = [
+    Exit::Succeeded,
+    Exit::Failed,
+    Exit::Usage,
+    Exit::Breached,
+    Exit::Locked,
+    Exit::ChangesPending,
+    Exit::Interrupted,
+  ];
+
+  /// The process exit code.
+  pub fn code(self) -> i32 {
+    match self {
+      Exit::Succeeded => 0,
+      Exit::Failed => 1,
+      Exit::Usage => 2,
+      Exit::Breached => 3,
+      Exit::Locked => 4,
+      Exit::ChangesPending => 5,
+      Exit::Interrupted => 130,
+    }
+  }
+}
+
+/// A command's failure; it knows its exit code ([`Error::exit`]).
 #[derive(Debug)]
 pub enum Error {
   /// Bad usage or parameters: exit 2.
@@ -250,12 +299,16 @@ pub enum Error {
 }
 
 impl Error {
-  pub fn code(&self) -> i32 {
+  pub fn exit(&self) -> Exit {
     match self {
-      Error::Usage(_) | Error::Invalid(_) => 2,
-      Error::Locked(_) | Error::FencesPending(_) => 4,
-      Error::Failed(_) => 1,
+      Error::Usage(_) | Error::Invalid(_) => Exit::Usage,
+      Error::Locked(_) | Error::FencesPending(_) => Exit::Locked,
+      Error::Failed(_) => Exit::Failed,
     }
+  }
+
+  pub fn code(&self) -> i32 {
+    self.exit().code()
   }
 
   pub(crate) fn message(&self) -> &str {
@@ -276,18 +329,16 @@ const EXIT_CODES: &str = "Exit codes: 0 succeeded (plan: nothing failed to probe
                           held by another run · 5 `plan --detailed-exitcode`: changes pending · \
                           130 interrupted (resumable)";
 
-/// `drctl plan --detailed-exitcode`: a run would change the world. Terraform says this with 2,
-/// which is drctl's validation error; 5 is the first code drctl does not use.
-pub const CHANGES_PENDING: i32 = 5;
-
-/// The exit code of a run's status.
-pub fn status_code(status: RunStatus) -> i32 {
+/// How a run with this status exits. (`plan --detailed-exitcode`'s "changes pending" is
+/// [`Exit::ChangesPending`]: Terraform says it with 2, which is drctl's validation error; 5 is
+/// the first code drctl does not use.)
+pub fn status_code(status: RunStatus) -> Exit {
   match status {
-    RunStatus::Succeeded => 0,
-    RunStatus::Failed => 1,
-    RunStatus::Breached => 3,
-    RunStatus::Interrupted => 130,
-    RunStatus::LockLost => 4,
+    RunStatus::Succeeded => Exit::Succeeded,
+    RunStatus::Failed => Exit::Failed,
+    RunStatus::Breached => Exit::Breached,
+    RunStatus::Interrupted => Exit::Interrupted,
+    RunStatus::LockLost => Exit::Locked,
   }
 }
 
@@ -296,7 +347,12 @@ pub fn main() -> i32 {
   let cli = match Cli::try_parse() {
     Ok(cli) => cli,
     Err(err) => {
-      let code = if err.use_stderr() { 2 } else { 0 };
+      let code = if err.use_stderr() {
+        Exit::Usage
+      } else {
+        Exit::Succeeded
+      }
+      .code();
       let _ = err.print();
       return code;
     }
@@ -310,17 +366,17 @@ pub fn main() -> i32 {
     Ok(runtime) => runtime,
     Err(err) => {
       eprintln!("error: cannot start the runtime: {err}");
-      return 1;
+      return Exit::Failed.code();
     }
   };
   let result = runtime.block_on(commands::dispatch(cli));
   // Whatever still runs in a command's process group does not outlive drctl.
   crate::process_group::kill_all();
   match result {
-    Ok(code) => code,
-    Err(Error::Invalid(diagnostics)) => {
-      eprintln!("{}", diagnostics.trim_end());
-      2
+    Ok(exit) => exit.code(),
+    Err(err @ Error::Invalid(_)) => {
+      eprintln!("{}", err.message().trim_end());
+      err.code()
     }
     Err(err) => {
       eprintln!("error: {}", err.message());
@@ -704,5 +760,109 @@ mod tests {
       text.contains("imds-warning") && !text.contains("sdk-debug"),
       "{text}"
     );
+  }
+
+  /// The README's exit-code table: each row's code and meaning, in order.
+  fn documented_exit_codes() -> Vec<(i32, String)> {
+    let readme = include_str!("../../README.md");
+    let table = readme
+      .split_once("Exit codes (every command")
+      .map(|(_, rest)| rest)
+      .expect("the README has an exit-code table");
+    table
+      .lines()
+      .skip_while(|line| !line.starts_with("|---"))
+      .skip(1)
+      .take_while(|line| line.starts_with('|'))
+      .map(|row| {
+        let cells: Vec<&str> = row.trim_matches('|').split(" | ").collect();
+        let code = cells[0]
+          .trim()
+          .trim_matches('`')
+          .parse()
+          .expect("a numeric code");
+        (code, cells[1].trim().to_string())
+      })
+      .collect()
+  }
+
+  /// A phrase the README's row for `exit` must contain. The match is exhaustive: a new
+  /// variant does not compile until it says what the README documents for it.
+  fn documented_as(exit: super::Exit) -> &'static str {
+    use super::Exit;
+    match exit {
+      Exit::Succeeded => "succeeded",
+      Exit::Failed => "a step failed",
+      Exit::Usage => "usage or validation error",
+      Exit::Breached => "an objective was breached",
+      Exit::Locked => "locked by another run",
+      Exit::ChangesPending => "changes pending",
+      Exit::Interrupted => "interrupted",
+    }
+  }
+
+  #[test]
+  fn every_exit_has_the_code_the_readme_documents() {
+    let documented = documented_exit_codes();
+    let codes: Vec<i32> = super::Exit::ALL.iter().map(|exit| exit.code()).collect();
+    let rows: Vec<i32> = documented.iter().map(|(code, _)| *code).collect();
+    assert_eq!(codes, rows, "cli::Exit and the README's table disagree");
+    for exit in super::Exit::ALL {
+      let (_, meaning) = &documented[super::Exit::ALL
+        .iter()
+        .position(|each| *each == exit)
+        .unwrap_or_default()];
+      assert!(
+        meaning.contains(documented_as(exit)),
+        "{exit:?} is {} but the README's row says: {meaning}",
+        exit.code()
+      );
+    }
+    // `drctl --help` lists the same codes, in the same order.
+    let help: Vec<i32> = super::EXIT_CODES
+      .trim_start_matches("Exit codes: ")
+      .split(" · ")
+      .map(|item| item.split(' ').next().unwrap_or_default().parse().unwrap())
+      .collect();
+    assert_eq!(help, rows, "--help's exit codes: {}", super::EXIT_CODES);
+  }
+
+  #[test]
+  fn every_error_exits_with_the_code_the_readme_documents() {
+    use super::Error;
+    let documented = documented_exit_codes();
+    let row = |code: i32| {
+      documented
+        .iter()
+        .find(|(each, _)| *each == code)
+        .map(|(_, meaning)| meaning.clone())
+        .unwrap_or_else(|| panic!("exit {code} is not in the README's table"))
+    };
+    let errors = [
+      Error::Usage("x".into()),
+      Error::Invalid("x".into()),
+      Error::Locked("x".into()),
+      Error::Failed("x".into()),
+      Error::FencesPending("x".into()),
+    ];
+    // Exhaustive: a new variant does not compile until it names its README row.
+    let cases = errors.into_iter().map(|error| {
+      let phrase = match &error {
+        Error::Usage(_) => "usage",
+        Error::Invalid(_) => "validation error",
+        Error::Locked(_) => "locked by another run",
+        Error::Failed(_) => "failed",
+        Error::FencesPending(_) => "a region fence is pending",
+      };
+      (error, phrase)
+    });
+    for (error, phrase) in cases {
+      let meaning = row(error.code());
+      assert!(
+        meaning.contains(phrase),
+        "{error:?} exits {} but the README's row says: {meaning}",
+        error.code()
+      );
+    }
   }
 }

@@ -12,7 +12,7 @@ use crate::{
   engine::Observer,
   plan::{Plan, PlanReport},
   runbook::{format_duration, format_human, HumanStyle, Runbook},
-  state::{journal::Phase, Event, Record, Redactor, Timeline},
+  state::{journal::Phase, status_text, Event, Record, Redactor, StepOutcome, Timeline},
 };
 
 use super::Output;
@@ -287,18 +287,22 @@ impl Observer for LiveJson {
   fn record(&self, record: &Record) {
     let mut value = serde_json::to_value(record).unwrap_or_default();
     let status = match &record.event {
-      Event::RunStarted { .. } | Event::RunResumed { .. } | Event::StepStarted { .. } => "running",
+      Event::RunStarted { .. } | Event::RunResumed { .. } | Event::StepStarted { .. } => {
+        StepOutcome::Running.as_str()
+      }
       Event::StepIntent { .. } | Event::StepDispatched { .. } | Event::ProcessStarted { .. } => {
         "applying"
       }
-      Event::StepSucceeded { .. } => "succeeded",
+      Event::StepSucceeded { .. } => StepOutcome::Succeeded.as_str(),
       Event::StepFailed {
         will_retry: true, ..
       } => "retrying",
-      Event::StepFailed { .. } => "failed",
-      Event::StepSkipped { .. } => "skipped",
+      Event::StepFailed { .. } => StepOutcome::Failed.as_str(),
+      Event::StepSkipped { .. } => StepOutcome::Skipped.as_str(),
       Event::FencePending { .. } => "fence_pending",
-      Event::ApprovalRequested { .. } | Event::ApprovalRefused { .. } => "awaiting_approval",
+      Event::ApprovalRequested { .. } | Event::ApprovalRefused { .. } => {
+        StepOutcome::AwaitingApproval.as_str()
+      }
       Event::ApprovalGranted { .. } => "approved",
       Event::ApprovalDenied { .. } => "denied",
       Event::ApprovalExpired { .. } => "approval_expired",
@@ -418,7 +422,7 @@ pub fn summary(timeline: &Timeline) -> String {
       timeline.time_scale
     ));
   }
-  let status = timeline.status.map_or("running", |status| status.as_str());
+  let status = status_text(timeline.status);
   text.push_str(&format!("  result: {status}"));
   if let Some(step) = &timeline.failed_step {
     text.push_str(&format!(" (step `{step}` failed)"));

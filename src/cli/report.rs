@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args as ClapArgs, ValueEnum};
 
-use super::{commands::Context, out, Error};
+use super::{commands::Context, out, Error, Exit};
 use crate::{
   actions::Catalog,
   report::{self, ApiCalls, Format, Report},
@@ -45,7 +45,7 @@ impl From<ReportFormat> for Format {
   }
 }
 
-pub(super) async fn report(ctx: &Context, args: &ReportArgs) -> Result<i32, Error> {
+pub(super) async fn report(ctx: &Context, args: &ReportArgs) -> Result<Exit, Error> {
   let s3 = ctx.s3_state().await;
   ctx.pull_runs(s3.as_ref()).await?;
   let run_id = ctx.run_or_latest(args.run_id.as_deref())?;
@@ -66,7 +66,7 @@ pub(super) async fn report(ctx: &Context, args: &ReportArgs) -> Result<i32, Erro
     }
     None => out(&text),
   }
-  Ok(0)
+  Ok(Exit::Succeeded)
 }
 
 /// Build the report of a run from its journal (and the simulator's operation log, if any).

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
   commands::{Backend, Context},
-  out, Error, Output,
+  out, Error, Exit, Output,
 };
 use crate::{
   cloud::aws::sandbox::{self, ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY},
@@ -287,7 +287,7 @@ pub fn exports(endpoint: &str) -> String {
 }
 
 /// `drctl sandbox up|down|status`.
-pub fn command(state: &Path, output: Output, command: &SandboxCommand) -> Result<i32, Error> {
+pub fn command(state: &Path, output: Output, command: &SandboxCommand) -> Result<Exit, Error> {
   match command {
     SandboxCommand::Up => up(state, output),
     SandboxCommand::Down => down(state, output),
@@ -302,7 +302,7 @@ fn print(output: Output, text: &str, json: serde_json::Value) {
   }
 }
 
-fn up(state: &Path, output: Output) -> Result<i32, Error> {
+fn up(state: &Path, output: Output) -> Result<Exit, Error> {
   if let Some(record) = running(state) {
     print(
       output,
@@ -314,7 +314,7 @@ fn up(state: &Path, output: Output) -> Result<i32, Error> {
       ),
       serde_json::json!({"running": true, "pid": record.pid, "endpoint": record.endpoint, "port": record.port}),
     );
-    return Ok(0);
+    return Ok(Exit::Succeeded);
   }
   crate::state::store::create_private_dir(state)
     .map_err(|err| Error::Failed(format!("{}: {err}", state.display())))?;
@@ -335,10 +335,10 @@ fn up(state: &Path, output: Output) -> Result<i32, Error> {
     ),
     serde_json::json!({"running": true, "pid": record.pid, "endpoint": record.endpoint, "port": record.port}),
   );
-  Ok(0)
+  Ok(Exit::Succeeded)
 }
 
-fn down(state: &Path, output: Output) -> Result<i32, Error> {
+fn down(state: &Path, output: Output) -> Result<Exit, Error> {
   let path = record_path(state);
   let record = std::fs::read_to_string(&path)
     .ok()
@@ -349,7 +349,7 @@ fn down(state: &Path, output: Output) -> Result<i32, Error> {
       "no sandbox running\n",
       serde_json::json!({"running": false}),
     );
-    return Ok(0);
+    return Ok(Exit::Succeeded);
   };
   stop_recorded(&record);
   let _ = std::fs::remove_file(&path);
@@ -361,7 +361,7 @@ fn down(state: &Path, output: Output) -> Result<i32, Error> {
     ),
     serde_json::json!({"running": false, "stopped": record.pid}),
   );
-  Ok(0)
+  Ok(Exit::Succeeded)
 }
 
 /// Stop the server a record names, with its whole process group: SIGTERM, then SIGKILL after
@@ -391,7 +391,7 @@ fn stop_recorded(record: &SandboxRecord) {
   process_group::signal_recorded(group, Signal::Kill);
 }
 
-fn status(state: &Path, output: Output) -> Result<i32, Error> {
+fn status(state: &Path, output: Output) -> Result<Exit, Error> {
   match running(state) {
     Some(record) => print(
       output,
@@ -409,7 +409,7 @@ fn status(state: &Path, output: Output) -> Result<i32, Error> {
       serde_json::json!({"running": false}),
     ),
   }
-  Ok(0)
+  Ok(Exit::Succeeded)
 }
 
 /// For a command that talks to the cloud with the sandbox backend: use the sandbox `up`

@@ -7,7 +7,7 @@ use std::{net::SocketAddr, time::Duration};
 use clap::Args as ClapArgs;
 use tokio::sync::watch;
 
-use super::{commands::Context, drill, out, Error, Output};
+use super::{commands::Context, drill, out, Error, Exit, Output};
 use crate::{
   report::Report,
   serve::{auth::TOKEN_ENV, App, Guard, People, Site, Token},
@@ -47,7 +47,7 @@ const REFRESH_EVERY_S3: Duration = Duration::from_secs(15);
 /// How often a live view looks at its journal.
 const POLL_EVERY: Duration = Duration::from_millis(500);
 
-pub(super) async fn serve(ctx: &Context, args: &ServeArgs) -> Result<i32, Error> {
+pub(super) async fn serve(ctx: &Context, args: &ServeArgs) -> Result<Exit, Error> {
   let token = std::env::var(TOKEN_ENV)
     .ok()
     .and_then(|token| Token::new(&token));
@@ -108,7 +108,7 @@ pub(super) async fn serve(ctx: &Context, args: &ServeArgs) -> Result<i32, Error>
   let server = crate::serve::serve(listener, app, guard, shutdown);
   let scheduler = async {
     if !args.scheduler {
-      return Ok(0);
+      return Ok(Exit::Succeeded);
     }
     let scheduler_args = drill::SchedulerArgs {
       once: false,
@@ -122,7 +122,11 @@ pub(super) async fn serve(ctx: &Context, args: &ServeArgs) -> Result<i32, Error>
   let (served, scheduled) = tokio::join!(server, scheduler);
   served.map_err(|err| Error::Failed(format!("serving on {bound}: {err}")))?;
   let code = scheduled?;
-  Ok(if *signals.borrow() > 0 { 130 } else { code })
+  Ok(if *signals.borrow() > 0 {
+    Exit::Interrupted
+  } else {
+    code
+  })
 }
 
 /// The `report` command's report of a run, for the pages.

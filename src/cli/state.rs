@@ -9,7 +9,7 @@ use std::{path::PathBuf, time::Duration};
 
 use clap::Subcommand;
 
-use super::{commands::Context, out, Error, Output};
+use super::{commands::Context, out, Error, Exit, Output};
 use crate::{
   cloud::aws::{AwsSettings, StateStore},
   state::{
@@ -150,13 +150,13 @@ pub(super) async fn finish_mirror(mirror: Option<JournalMirror>, location: &str,
 }
 
 /// `drctl state sync [RUN_ID]`: exit 0 when everything is in sync, 1 on a conflict or error.
-pub(super) async fn dispatch(ctx: &Context, command: StateCommand) -> Result<i32, Error> {
+pub(super) async fn dispatch(ctx: &Context, command: StateCommand) -> Result<Exit, Error> {
   match command {
     StateCommand::Sync { run_id } => sync(ctx, run_id.as_deref()).await,
   }
 }
 
-async fn sync(ctx: &Context, run_id: Option<&str>) -> Result<i32, Error> {
+async fn sync(ctx: &Context, run_id: Option<&str>) -> Result<Exit, Error> {
   let Some(s3) = ctx.s3_state().await else {
     return Err(Error::Usage(format!(
       "`drctl state sync` needs an s3:// state (--state s3://bucket/prefix); the state is the \
@@ -221,7 +221,13 @@ async fn sync(ctx: &Context, run_id: Option<&str>) -> Result<i32, Error> {
       out(&text);
     }
   }
-  Ok(if newer { 2 } else { i32::from(failed) })
+  Ok(if newer {
+    Exit::Usage
+  } else if failed {
+    Exit::Failed
+  } else {
+    Exit::Succeeded
+  })
 }
 
 fn report_json(report: &SyncReport) -> serde_json::Value {

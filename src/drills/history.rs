@@ -12,9 +12,10 @@ use std::{
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::DrillResult;
 use crate::state::{
   format::{self, FormatIssue, NewerFormat},
-  S3State,
+  RunStatus, S3State,
 };
 
 /// Why a drill's history cannot be read or pulled.
@@ -41,12 +42,10 @@ pub struct HistoryEntry {
   pub started_at: DateTime<Utc>,
   pub finished_at: DateTime<Utc>,
   pub duration_seconds: f64,
-  /// `passed`, `failed`, `breached` (ran, but missed a criterion), `interrupted`, or
-  /// `skipped` (a live drill held back by a freeze: `reasons` says which).
-  pub result: String,
-  /// The run's own status (`succeeded`, `failed`, `breached`, `interrupted`, `planned`,
-  /// `skipped`).
-  pub run_status: String,
+  pub result: DrillResult,
+  /// The run's own status (`succeeded`, `failed`, `breached`, `interrupted`, `lock_lost`), or
+  /// `planned` or `skipped` when it did not run.
+  pub run_status: DrillRun,
   pub mode: String,
   pub backend: String,
   pub rto_target_seconds: Option<f64>,
@@ -59,12 +58,44 @@ pub struct HistoryEntry {
   pub host: String,
 }
 
-/// The `result` (and `run_status`) of a live drill that a freeze held back: it did not run.
-pub const SKIPPED: &str = "skipped";
+/// What became of the run a drill started, as its history line says (`run_status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum DrillRun {
+  /// A live drill ran: the run's own status.
+  Ran(RunStatus),
+  /// It did not run.
+  NotRun(NotRun),
+}
+
+/// Why a drill has no run of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotRun {
+  /// A dry-run drill: it planned, nothing ran.
+  Planned,
+  /// A live drill a freeze held back.
+  Skipped,
+}
+
+impl DrillRun {
+  pub fn as_str(self) -> &'static str {
+    match self {
+      DrillRun::Ran(status) => status.as_str(),
+      DrillRun::NotRun(NotRun::Planned) => "planned",
+      DrillRun::NotRun(NotRun::Skipped) => DrillResult::Skipped.as_str(),
+    }
+  }
+}
 
 impl HistoryEntry {
   pub fn passed(&self) -> bool {
-    self.result == "passed"
+    self.result == DrillResult::Passed
+  }
+
+  /// A live drill a freeze held back: it did not run.
+  pub fn skipped(&self) -> bool {
+    self.result == DrillResult::Skipped
   }
 }
 
@@ -135,8 +166,8 @@ fn s3_key(s3: &S3State, entry: &HistoryEntry) -> String {
     entry.started_at.format("%Y%m%dT%H%M%S%.3fZ"),
     if !entry.run_id.is_empty() {
       &entry.run_id
-    } else if entry.result == SKIPPED {
-      SKIPPED
+    } else if entry.skipped() {
+      DrillResult::Skipped.as_str()
     } else {
       "dry-run"
     }
@@ -247,8 +278,8 @@ mod tests {
       started_at: at,
       finished_at: at,
       duration_seconds: 1.0,
-      result: "passed".into(),
-      run_status: "succeeded".into(),
+      result: DrillResult::Passed,
+      run_status: DrillRun::Ran(RunStatus::Succeeded),
       mode: "live".into(),
       backend: "sim".into(),
       rto_target_seconds: Some(900.0),

@@ -15,7 +15,7 @@ use std::{collections::BTreeMap, path::Path, sync::Arc, time::Duration};
 use serde::Serialize;
 use serde_json::{json, Value as Json};
 
-use super::{file::DrillNotify, history::HistoryEntry, Drill};
+use super::{file::DrillNotify, history::HistoryEntry, Drill, DrillResult};
 use crate::{
   actions::{self, notify::url_host, ActionError, Behaviour, Ctx, RunFacts},
   cloud::{http::http_only, Cloud, Http},
@@ -23,6 +23,7 @@ use crate::{
     format_duration,
     template::{Namespace, Reference, Scope, Template},
   },
+  state::RunStatus,
 };
 
 /// Attempts per notification (transient failures only: transport, 429, 5xx).
@@ -37,8 +38,7 @@ const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Sent {
   pub kind: String,
   pub on: Vec<String>,
-  /// `sent` or `failed`.
-  pub outcome: String,
+  pub outcome: Delivery,
   pub attempts: u32,
   /// `scheme://host` the notification went (or would have gone) to.
   pub host: Option<String>,
@@ -48,24 +48,32 @@ pub struct Sent {
   pub outputs: BTreeMap<String, String>,
 }
 
+/// Whether a notification went out (`outcome` in `notify.json`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Delivery {
+  Sent,
+  Failed,
+}
+
 impl Sent {
   pub fn sent(&self) -> bool {
-    self.outcome == "sent"
+    self.outcome == Delivery::Sent
   }
 }
 
 /// The event a drill result triggers: `success`, `breach` or `failure`.
-pub fn event(result: &str) -> &'static str {
+pub fn event(result: DrillResult) -> &'static str {
   match result {
-    "passed" => "success",
-    "breached" => "breach",
-    _ => "failure",
+    DrillResult::Passed => "success",
+    DrillResult::Breached => "breach",
+    DrillResult::Failed | DrillResult::Interrupted | DrillResult::Skipped => "failure",
   }
 }
 
 /// The drill's `notify:` entries due for `entry`'s result.
 pub fn due<'a>(drill: &'a Drill, entry: &HistoryEntry) -> Vec<&'a DrillNotify> {
-  let event = event(&entry.result);
+  let event = event(entry.result);
   drill
     .notify
     .iter()
@@ -106,7 +114,7 @@ fn failed(notify: &DrillNotify, host: Option<String>, attempts: u32, message: St
   Sent {
     kind: notify.kind.clone(),
     on: notify.on.clone(),
-    outcome: "failed".into(),
+    outcome: Delivery::Failed,
     attempts,
     host,
     message,
@@ -181,7 +189,7 @@ pub async fn send(
         return Sent {
           kind: notify.kind.clone(),
           on: notify.on.clone(),
-          outcome: "sent".into(),
+          outcome: Delivery::Sent,
           attempts: attempt,
           host,
           message: outcome.summary,
@@ -239,9 +247,10 @@ fn defaults(
   let mut with = serde_json::Map::new();
   match kind {
     "slack" => {
-      let status = match entry.result.as_str() {
-        "passed" => "succeeded",
-        other => other,
+      // Slack's status word is a run's: a passed drill is a succeeded run.
+      let status = match entry.result {
+        DrillResult::Passed => RunStatus::Succeeded.as_str(),
+        other => other.as_str(),
       };
       with.insert("text".into(), json!(text));
       with.insert("status".into(), json!(status));
@@ -324,7 +333,7 @@ mod tests {
   use std::path::PathBuf;
 
   use super::*;
-  use crate::actions::Catalog;
+  use crate::{actions::Catalog, drills::history::DrillRun};
 
   fn drill() -> Drill {
     let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
@@ -343,8 +352,8 @@ mod tests {
       started_at: now,
       finished_at: now,
       duration_seconds: 1.0,
-      result: result.into(),
-      run_status: "succeeded".into(),
+      result: serde_json::from_value(json!(result)).unwrap(),
+      run_status: DrillRun::Ran(RunStatus::Succeeded),
       mode: "live".into(),
       backend: "sim".into(),
       rto_target_seconds: Some(900.0),

@@ -18,7 +18,7 @@ use std::{collections::HashMap, path::PathBuf, sync::Arc, time::Duration};
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
-use super::{file::Drill, history};
+use super::{file::Drill, history, DrillResult};
 use crate::{
   cloud::aws::StoreError,
   state::{lock::hostname, S3State},
@@ -261,8 +261,8 @@ fn claim_local(
 /// What became of a fire the runner was given.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
-  /// It ran: its exit code (as for `drctl run`).
-  Ran(i32),
+  /// It ran: the drill's verdict.
+  Ran(DrillResult),
   /// A freeze held it back (recorded as skipped in the drill's history): why.
   Skipped(String),
 }
@@ -283,7 +283,7 @@ pub trait DrillRunner: Send + Sync {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FireOutcome {
   Ran {
-    code: i32,
+    result: DrillResult,
   },
   /// Another scheduler claimed it.
   Claimed,
@@ -362,7 +362,7 @@ impl Scheduler {
           }
           match self.drills.iter().find(|drill| drill.name == fire.drill) {
             Some(drill) => match runner.run(drill, &fire).await {
-              Ok(Verdict::Ran(code)) => FireOutcome::Ran { code },
+              Ok(Verdict::Ran(result)) => FireOutcome::Ran { result },
               Ok(Verdict::Skipped(reason)) => FireOutcome::Skipped { reason },
               Err(err) => FireOutcome::Error(err),
             },
@@ -458,7 +458,7 @@ mod tests {
   impl DrillRunner for Recorder {
     async fn run(&self, _drill: &Drill, fire: &Fire) -> Result<Verdict, String> {
       self.fires.lock().unwrap().push(fire.due);
-      Ok(Verdict::Ran(0))
+      Ok(Verdict::Ran(DrillResult::Passed))
     }
   }
 

@@ -11,6 +11,7 @@
 use std::fmt::Write as _;
 
 use super::{error_details, escape_xml as esc, human, human_opt, Report, StepReport, Verdict};
+use crate::state::StepOutcome;
 
 const WIDTH: f64 = 960.0;
 const LABEL: f64 = 190.0;
@@ -62,7 +63,7 @@ fn span(step: &StepReport, end_of_run: f64, placed: &[(String, f64)]) -> (f64, f
   let start = step.start_seconds.unwrap_or(after_needs);
   let end = step
     .end_seconds
-    .unwrap_or(if step.outcome == "running" {
+    .unwrap_or(if step.outcome == StepOutcome::Running {
       end_of_run
     } else {
       start
@@ -180,7 +181,7 @@ pub fn gantt(report: &Report) -> String {
     let x0 = x(*start);
     let width = (x(*end) - x0).max(MIN_BAR);
     let critical = if step.critical { " critical" } else { "" };
-    let outcome = esc(&step.outcome);
+    let outcome = step.outcome.as_str();
     let (attribute, label) = if *rollback {
       ("data-rollback", format!("↩ {}", step.id))
     } else {
@@ -268,15 +269,15 @@ pub fn render(report: &Report) -> String {
     "<title>drctl run {} · {} · {}</title>",
     esc(&report.run_id),
     esc(&report.runbook),
-    esc(&report.status)
+    report.status_text()
   );
   let _ = writeln!(html, "<style>{CSS}</style>\n</head>\n<body>");
   let _ = writeln!(
     html,
     "<h1>{} <span class=\"status status-{}\">{}</span></h1>",
     esc(&report.runbook),
-    esc(&report.status),
-    esc(&report.status.to_uppercase())
+    report.status_text(),
+    report.status_text().to_uppercase()
   );
   let _ = writeln!(
     html,
@@ -285,24 +286,8 @@ pub fn render(report: &Report) -> String {
   );
 
   html.push_str("<table class=\"meta\">\n");
-  let finished = report
-    .finished_at
-    .map_or_else(|| "-".into(), |at| at.to_rfc3339());
-  let mut rows = vec![
-    (
-      "Runbook",
-      format!("{} ({})", report.runbook, report.runbook_path),
-    ),
-    ("Mode", report.mode.clone()),
-    ("Backend", report.backend.clone()),
-    ("User", report.user.clone()),
-    ("Cloud identity", super::caller_text(report)),
-    ("Host", report.host.clone()),
-    ("Started", report.started_at.to_rfc3339()),
-    ("Finished", finished),
-    ("Incident start", report.incident_start.to_rfc3339()),
-    ("Duration", human_opt(report.duration_seconds)),
-  ];
+  let mut rows = vec![("Runbook", super::runbook_text(report))];
+  rows.extend(super::run_facts(report));
   if report.resumed > 0 {
     rows.push(("Resumed", super::resumed_text(report)));
   }
@@ -451,7 +436,7 @@ pub fn step_table(html: &mut String, steps: &[StepReport]) {
       ""
     };
     let mut detail = step.summary.as_deref().map(esc).unwrap_or_default();
-    if let (Some(error), "failed") = (&step.error, step.outcome.as_str()) {
+    if let (Some(error), StepOutcome::Failed) = (&step.error, step.outcome) {
       if !detail.is_empty() {
         detail.push_str("<br/>");
       }
@@ -467,7 +452,7 @@ pub fn step_table(html: &mut String, steps: &[StepReport]) {
        <td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
       esc(&step.id),
       esc(&step.action),
-      esc(&step.outcome),
+      step.outcome,
       esc(&human_opt(step.start_seconds)),
       esc(&human_opt(step.end_seconds)),
       esc(&human_opt(step.duration_seconds)),

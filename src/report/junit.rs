@@ -7,6 +7,7 @@
 use std::fmt::Write as _;
 
 use super::{error_details, escape_xml as esc, human_opt, Report, StepReport, Verdict};
+use crate::state::StepOutcome;
 
 /// How a testcase ended.
 enum CaseResult {
@@ -20,9 +21,9 @@ enum CaseResult {
 }
 
 fn step_result(step: &StepReport) -> CaseResult {
-  match step.outcome.as_str() {
-    "succeeded" | "rolled_back" => CaseResult::Passed,
-    "failed" => {
+  match step.outcome {
+    StepOutcome::Succeeded | StepOutcome::RolledBack => CaseResult::Passed,
+    StepOutcome::Failed => {
       let (message, kind, body) = match &step.error {
         Some(error) => {
           let details = error_details(error);
@@ -49,17 +50,17 @@ fn step_result(step: &StepReport) -> CaseResult {
         body,
       }
     }
-    "skipped" => CaseResult::Skipped(
+    StepOutcome::Skipped => CaseResult::Skipped(
       step
         .summary
         .clone()
         .unwrap_or_else(|| "skipped".to_string()),
     ),
-    "running" => CaseResult::Skipped("the run ended while this step was running".into()),
-    "awaiting_approval" => {
+    StepOutcome::Running => CaseResult::Skipped("the run ended while this step was running".into()),
+    StepOutcome::AwaitingApproval => {
       CaseResult::Skipped("the run ended while this step waited for approval".into())
     }
-    _ => CaseResult::Skipped("the run never reached this step".into()),
+    StepOutcome::Pending => CaseResult::Skipped("the run never reached this step".into()),
   }
 }
 
@@ -213,7 +214,7 @@ pub fn render(report: &Report) -> String {
     ("run_id".into(), report.run_id.clone()),
     ("runbook".into(), report.runbook.clone()),
     ("runbook_path".into(), report.runbook_path.clone()),
-    ("status".into(), report.status.clone()),
+    ("status".into(), report.status_text().into()),
     ("mode".into(), report.mode.clone()),
     ("backend".into(), report.backend.clone()),
     ("user".into(), report.user.clone()),

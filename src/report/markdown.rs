@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 
 use super::{error_details, human, human_opt, Report, StepReport, Verdict};
+use crate::state::StepOutcome;
 
 /// Escape text for a Markdown table cell: HTML-significant characters as entities, pipes and
 /// backticks backslash-escaped, line breaks as spaces.
@@ -37,29 +38,15 @@ pub fn render(report: &Report) -> String {
     md,
     "# Run report: {} — {}\n",
     cell(&report.runbook),
-    cell(&report.status.to_uppercase())
+    cell(&report.status_text().to_uppercase())
   );
   md.push_str("| | |\n|---|---|\n");
-  let finished = report
-    .finished_at
-    .map_or_else(|| "-".into(), |at| at.to_rfc3339());
-  let rows = [
+  let mut rows = vec![
     ("Run", report.run_id.clone()),
-    (
-      "Runbook",
-      format!("{} ({})", report.runbook, report.runbook_path),
-    ),
-    ("Status", report.status.clone()),
-    ("Mode", report.mode.clone()),
-    ("Backend", report.backend.clone()),
-    ("User", report.user.clone()),
-    ("Cloud identity", super::caller_text(report)),
-    ("Host", report.host.clone()),
-    ("Started", report.started_at.to_rfc3339()),
-    ("Finished", finished),
-    ("Incident start", report.incident_start.to_rfc3339()),
-    ("Duration", human_opt(report.duration_seconds)),
+    ("Runbook", super::runbook_text(report)),
+    ("Status", report.status_text().into()),
   ];
+  rows.extend(super::run_facts(report));
   for (name, value) in rows {
     let _ = writeln!(md, "| {name} | {} |", cell(&value));
   }
@@ -138,7 +125,7 @@ pub fn render(report: &Report) -> String {
           md,
           "| {} | {} | {} | {} | {} | {} |",
           cell(&step.id),
-          cell(&step.outcome),
+          cell(step.outcome.as_str()),
           cell(&error.message),
           opt(error.code.as_deref()),
           opt(error.request_id.as_deref()),
@@ -201,7 +188,7 @@ fn step_table(md: &mut String, steps: &[StepReport]) {
     };
     let mut summary = step.summary.as_deref().map(cell).unwrap_or_default();
     if let Some(error) = &step.error {
-      if step.outcome == "failed" {
+      if step.outcome == StepOutcome::Failed {
         let details = error_details(error);
         if !summary.is_empty() {
           summary.push_str("; ");
@@ -216,7 +203,7 @@ fn step_table(md: &mut String, steps: &[StepReport]) {
       md,
       "| {id} | {} | {} | {} | {} | {} | {} | {} |",
       cell(&step.action),
-      cell(&step.outcome),
+      cell(step.outcome.as_str()),
       step.start_seconds.map_or_else(|| "-".into(), human),
       step.end_seconds.map_or_else(|| "-".into(), human),
       human_opt(step.duration_seconds),

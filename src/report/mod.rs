@@ -42,7 +42,9 @@ use std::{collections::BTreeMap, fmt::Write as _, time::Duration};
 use chrono::{DateTime, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::state::{DataLoss, Record, Redactor, StepError, StepSpan, Timeline};
+use crate::state::{
+  status_text, DataLoss, Record, Redactor, RunStatus, StepError, StepOutcome, StepSpan, Timeline,
+};
 
 pub mod html;
 pub mod json;
@@ -131,6 +133,30 @@ pub fn caller_text(report: &Report) -> String {
   )
 }
 
+/// The runbook, for the text formats: `name (path)`.
+pub fn runbook_text(report: &Report) -> String {
+  format!("{} ({})", report.runbook, report.runbook_path)
+}
+
+/// How, where, by whom and when the run ran, for the text formats' header tables: label and
+/// value, in the order they show them.
+pub fn run_facts(report: &Report) -> [(&'static str, String); 9] {
+  let finished = report
+    .finished_at
+    .map_or_else(|| "-".into(), |at| at.to_rfc3339());
+  [
+    ("Mode", report.mode.clone()),
+    ("Backend", report.backend.clone()),
+    ("User", report.user.clone()),
+    ("Cloud identity", caller_text(report)),
+    ("Host", report.host.clone()),
+    ("Started", report.started_at.to_rfc3339()),
+    ("Finished", finished),
+    ("Incident start", report.incident_start.to_rfc3339()),
+    ("Duration", human_opt(report.duration_seconds)),
+  ]
+}
+
 /// A run, as a report tells it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
@@ -138,7 +164,9 @@ pub struct Report {
   pub run_id: String,
   pub runbook: String,
   pub runbook_path: String,
-  pub status: String,
+  /// The run's status; `None` while no end is journalled (rendered `running`).
+  #[serde(with = "status_or_running")]
+  pub status: Option<RunStatus>,
   pub mode: String,
   pub backend: String,
   pub time_scale: f64,
@@ -265,8 +293,7 @@ pub struct StepReport {
   pub mutating: bool,
   pub recovery: bool,
   pub needs: Vec<String>,
-  /// `succeeded`, `failed`, `skipped`, `running`, `pending`, `rolled_back`.
-  pub outcome: String,
+  pub outcome: StepOutcome,
   /// On the critical path.
   pub critical: bool,
   pub attempts: u32,
@@ -353,7 +380,7 @@ impl Report {
       mutating: span.mutating,
       recovery: span.recovery,
       needs: span.needs.clone(),
-      outcome: span.outcome.clone(),
+      outcome: span.outcome,
       critical: critical_path.contains(&span.id),
       attempts: span.attempts,
       changed: span.changed,
@@ -383,10 +410,7 @@ impl Report {
       run_id: timeline.run_id.clone(),
       runbook: timeline.runbook.clone(),
       runbook_path: timeline.runbook_path.clone(),
-      status: timeline
-        .status
-        .map_or("running", |status| status.as_str())
-        .into(),
+      status: timeline.status,
       mode: match timeline.mode {
         crate::state::RunMode::Live => "live",
         crate::state::RunMode::DryRun => "dry-run",
@@ -453,6 +477,11 @@ impl Report {
     serde_json::from_value(value).map_err(|_| refused())
   }
 
+  /// The run's status as the report shows it (`running` while no end is journalled).
+  pub fn status_text(&self) -> &'static str {
+    status_text(self.status)
+  }
+
   pub fn objective(&self, name: &str) -> Option<&Objective> {
     self
       .objectives
@@ -465,6 +494,25 @@ impl Report {
   pub fn rto_deadline_seconds(&self) -> Option<f64> {
     let target = self.objective("RTO")?.target_seconds?;
     Some(target - self.incident_lead_seconds)
+  }
+}
+
+/// `status` on the wire: the [`RunStatus`] name, or `running` for a run with no end yet.
+mod status_or_running {
+  use serde::{Deserialize, Deserializer, Serializer};
+
+  use crate::state::{status_text, RunStatus, StepOutcome};
+
+  pub fn serialize<S: Serializer>(status: &Option<RunStatus>, out: S) -> Result<S::Ok, S::Error> {
+    out.serialize_str(status_text(*status))
+  }
+
+  pub fn deserialize<'de, D: Deserializer<'de>>(input: D) -> Result<Option<RunStatus>, D::Error> {
+    let text = String::deserialize(input)?;
+    if text == StepOutcome::Running.as_str() {
+      return Ok(None);
+    }
+    RunStatus::deserialize(serde::de::value::StrDeserializer::<D::Error>::new(&text)).map(Some)
   }
 }
 
@@ -591,11 +639,30 @@ pub(crate) mod test_xml;
 mod tests {
   use super::*;
 
+  /// `status` and `outcome` keep the names they had as strings: a report written before reads
+  /// back, and renders the same JSON.
+  #[test]
+  fn a_report_keeps_its_status_and_outcome_names() {
+    let report = fixture::report();
+    let mut value = serde_json::to_value(&report).unwrap();
+    assert_eq!(value["status"], "failed");
+    assert_eq!(value["steps"][2]["outcome"], "failed");
+    value["status"] = "running".into();
+    value["steps"][2]["outcome"] = "awaiting_approval".into();
+    let running: Report = serde_json::from_value(value.clone()).unwrap();
+    assert_eq!(running.status, None);
+    assert_eq!(running.status_text(), "running");
+    assert_eq!(running.steps[2].outcome, StepOutcome::AwaitingApproval);
+    assert_eq!(serde_json::to_value(&running).unwrap(), value);
+    value["status"] = "no-such-status".into();
+    assert!(serde_json::from_value::<Report>(value).is_err());
+  }
+
   #[test]
   fn builds_objectives_outputs_and_the_critical_path_from_a_journal() {
     let report = fixture::report();
     assert_eq!(report.schema, SCHEMA);
-    assert_eq!(report.status, "failed");
+    assert_eq!(report.status_text(), "failed");
     assert_eq!(report.user, "alice");
     assert_eq!(report.steps.len(), 4);
     let rto = report.objective("RTO").unwrap();

@@ -23,7 +23,10 @@ use std::{collections::BTreeMap, collections::HashSet, fmt::Write as _};
 use chrono::{DateTime, Utc};
 
 use super::index::RunRow;
-use crate::drills::{file::DrillMode, history::HistoryEntry, Drill};
+use crate::{
+  drills::{file::DrillMode, history::HistoryEntry, Drill},
+  state::status_text,
+};
 
 /// How many future fire times the expected interval looks at.
 pub const INTERVAL_FIRES: usize = 16;
@@ -57,10 +60,15 @@ pub struct DrillFacts<'a> {
 /// The status label of a run.
 pub fn status_label(run: &RunRow, live: &HashSet<String>) -> &'static str {
   match run.status {
-    Some(status) => status.as_str(),
-    None if live.contains(&run.run_id) => "running",
+    Some(_) => status_text(run.status),
+    None if is_running(run, live) => status_text(None),
     None => "unfinished",
   }
+}
+
+/// No end journalled and a process holds the run's lock.
+fn is_running(run: &RunRow, live: &HashSet<String>) -> bool {
+  run.status.is_none() && live.contains(&run.run_id)
 }
 
 /// The whole exposition.
@@ -169,20 +177,18 @@ fn drill_families(out: &mut String, drills: &[DrillFacts<'_>]) {
 
 /// The last entry of a history that ran (a freeze's skip did not).
 fn last_run(history: &[HistoryEntry]) -> Option<&HistoryEntry> {
-  history
-    .iter()
-    .rev()
-    .find(|entry| entry.result != crate::drills::history::SKIPPED)
+  history.iter().rev().find(|entry| !entry.skipped())
 }
 
 fn run_families(out: &mut String, runs: &[RunRow], live: &HashSet<String>) {
   let mut by_status: BTreeMap<(&str, &str), u64> = BTreeMap::new();
   let mut in_progress: BTreeMap<&str, u64> = BTreeMap::new();
   for run in runs {
-    let status = status_label(run, live);
-    *by_status.entry((&run.runbook, status)).or_default() += 1;
+    *by_status
+      .entry((&run.runbook, status_label(run, live)))
+      .or_default() += 1;
     let running = in_progress.entry(&run.runbook).or_default();
-    if status == "running" {
+    if is_running(run, live) {
       *running += 1;
     }
   }

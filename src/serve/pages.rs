@@ -19,7 +19,10 @@ use super::{index::Snapshot, index::Stamp, metrics, App};
 use crate::{
   drills::{file::DrillMode, history::HistoryEntry, Drill},
   report::{escape_xml as esc, html, human, human_opt, Report, Verdict},
-  state::store::{check_name, NameKind},
+  state::{
+    store::{check_name, NameKind},
+    StepOutcome,
+  },
 };
 
 /// Where the live view's script is served from (`script-src 'self'`: no inline script).
@@ -223,7 +226,7 @@ pub async fn run(State(app): State<Arc<App>>, Path(id): Path<String>) -> Respons
 /// What the live view updates: status, objectives, the timeline and the step table.
 pub fn live_fragment(report: &Report) -> String {
   let mut out = String::new();
-  let status = esc(&report.status);
+  let status = report.status_text();
   let _ = write!(
     out,
     "<p><span class=\"status status-{status}\" id=\"run-status\">{status}</span> \
@@ -231,12 +234,7 @@ pub fn live_fragment(report: &Report) -> String {
     report
       .steps
       .iter()
-      .filter(|step| {
-        !matches!(
-          step.outcome.as_str(),
-          "running" | "pending" | "awaiting_approval"
-        )
-      })
+      .filter(|step| !step.outcome.is_open())
       .count(),
     report.steps.len(),
     human_opt(report.duration_seconds.or_else(|| {
@@ -309,7 +307,7 @@ fn watch_journal(app: Arc<App>, id: String) -> impl Stream<Item = Result<SseEven
       watch.stamp = stamp;
       let event = match build(&watch.app, &watch.id) {
         Ok(report) => {
-          watch.done = report.status != "running";
+          watch.done = report.status.is_some();
           SseEvent::default()
             .event(if watch.done { "done" } else { "update" })
             .data(live_fragment(&report))
@@ -421,10 +419,7 @@ fn drill_section(
     let _ = writeln!(out, "<tr><th>{label}</th><td>{}</td></tr>", esc(&value));
   }
   out.push_str("</table>\n<p>\n");
-  let ran: Vec<&HistoryEntry> = entries
-    .iter()
-    .filter(|entry| entry.result != crate::drills::history::SKIPPED)
-    .collect();
+  let ran: Vec<&HistoryEntry> = entries.iter().filter(|entry| !entry.skipped()).collect();
   out.push_str(&trend_chart(
     &drill.name,
     "RTO",
@@ -590,7 +585,7 @@ fn control_buttons(out: &mut String, report: &Report) {
   for step in report
     .steps
     .iter()
-    .filter(|step| step.outcome == "awaiting_approval")
+    .filter(|step| step.outcome == StepOutcome::AwaitingApproval)
   {
     let id = esc(&step.id);
     let _ = writeln!(
@@ -600,7 +595,7 @@ fn control_buttons(out: &mut String, report: &Report) {
        <button type=\"button\" class=\"control\" data-action=\"deny\" data-step=\"{id}\">Deny</button></p>"
     );
   }
-  if report.status == "running" {
+  if report.status.is_none() {
     out.push_str(
       "<p><button type=\"button\" class=\"control\" data-action=\"cancel\">Cancel run</button></p>\n",
     );

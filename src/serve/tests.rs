@@ -407,8 +407,8 @@ fn history_entry(
     started_at: at,
     finished_at: at + chrono::Duration::seconds(300),
     duration_seconds: 300.0,
-    result: result.into(),
-    run_status: "succeeded".into(),
+    result: serde_json::from_value(serde_json::json!(result)).unwrap(),
+    run_status: crate::drills::history::DrillRun::Ran(crate::state::RunStatus::Succeeded),
     mode: "live".into(),
     backend: "sim".into(),
     rto_target_seconds: Some(900.0),
@@ -461,7 +461,7 @@ async fn metrics_name_every_drill_fact_and_pass_promtool() {
   for entry in [
     history_entry(quarterly, 1, "passed", Some(400.0), Some(4.0)),
     history_entry(quarterly, 2, "breached", Some(1000.0), None),
-    history_entry(quarterly, 3, crate::drills::history::SKIPPED, None, None),
+    history_entry(quarterly, 3, "skipped", None, None),
   ] {
     crate::drills::history::append(dir.path(), &entry).unwrap();
   }

@@ -971,30 +971,39 @@ mod tests {
     .unwrap();
   }
 
+  /// Sixteen threads of this process acquire the lock in `dir` at once, thread `n` for the run
+  /// `run_id(n)`: what each was told.
+  fn race_for_the_lock(
+    dir: &Path,
+    run_id: impl Fn(usize) -> String + Sync,
+  ) -> Vec<Result<Lock, LockError>> {
+    std::thread::scope(|scope| {
+      let handles: Vec<_> = (0..16)
+        .map(|n| {
+          let run_id = &run_id;
+          scope.spawn(move || {
+            Lock::acquire(
+              dir,
+              holder(&run_id(n), std::process::id()),
+              Duration::from_secs(60),
+            )
+          })
+        })
+        .collect();
+      handles
+        .into_iter()
+        .map(|handle| handle.join().unwrap())
+        .collect()
+    })
+  }
+
   #[test]
   fn racing_runs_never_see_a_half_written_lock() {
     // Sixteen threads race for one lock, many times: each either takes it or is told who holds
     // it — never that the lock file is unreadable.
     for _ in 0..20 {
       let dir = tempfile::tempdir().unwrap();
-      let results: Vec<Result<Lock, LockError>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..16)
-          .map(|n| {
-            let dir = dir.path();
-            scope.spawn(move || {
-              Lock::acquire(
-                dir,
-                holder(&format!("run-{n}"), std::process::id()),
-                Duration::from_secs(60),
-              )
-            })
-          })
-          .collect();
-        handles
-          .into_iter()
-          .map(|handle| handle.join().unwrap())
-          .collect()
-      });
+      let results = race_for_the_lock(dir.path(), |n| format!("run-{n}"));
       let taken = results.iter().filter(|result| result.is_ok()).count();
       let refused = results
         .iter()
@@ -1100,24 +1109,7 @@ mod tests {
     for _ in 0..20 {
       let dir = tempfile::tempdir().unwrap();
       let _ = Lock::acquire(dir.path(), holder("run-1", 4_000_000), Lock::DEFAULT_LEASE).unwrap();
-      let results: Vec<Result<Lock, LockError>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..16)
-          .map(|_| {
-            let dir = dir.path();
-            scope.spawn(move || {
-              Lock::acquire(
-                dir,
-                holder("run-1", std::process::id()),
-                Duration::from_secs(60),
-              )
-            })
-          })
-          .collect();
-        handles
-          .into_iter()
-          .map(|handle| handle.join().unwrap())
-          .collect()
-      });
+      let results = race_for_the_lock(dir.path(), |_| "run-1".to_string());
       let taken = results.iter().filter(|result| result.is_ok()).count();
       let refused = results
         .iter()

@@ -9,7 +9,7 @@
 use std::{collections::BTreeMap, time::Duration};
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::journal::{Event, Phase, Record, RunMode, RunStatus, StepError, StepInfo};
 
@@ -61,6 +61,66 @@ impl DataLoss {
   }
 }
 
+/// Where a step of a run stands, as its journal tells it. The names are those of the JSON
+/// report's `outcome` and of `drctl status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepOutcome {
+  /// Not started.
+  Pending,
+  /// Waiting for its approval, not started yet.
+  AwaitingApproval,
+  /// Started, no outcome journalled yet.
+  Running,
+  Succeeded,
+  Failed,
+  /// Its `when:` was false, or a dependency was skipped.
+  Skipped,
+  /// Its rollback succeeded (rollback spans only).
+  RolledBack,
+}
+
+impl StepOutcome {
+  pub fn as_str(self) -> &'static str {
+    match self {
+      StepOutcome::Pending => "pending",
+      StepOutcome::AwaitingApproval => "awaiting_approval",
+      StepOutcome::Running => "running",
+      StepOutcome::Succeeded => "succeeded",
+      StepOutcome::Failed => "failed",
+      StepOutcome::Skipped => "skipped",
+      StepOutcome::RolledBack => "rolled_back",
+    }
+  }
+
+  /// The step has not ended: pending, waiting for approval, or running.
+  pub fn is_open(self) -> bool {
+    matches!(
+      self,
+      StepOutcome::Pending | StepOutcome::AwaitingApproval | StepOutcome::Running
+    )
+  }
+}
+
+impl std::fmt::Display for StepOutcome {
+  fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    f.pad(self.as_str())
+  }
+}
+
+/// Compared with its rendered name, so tests can assert what a report shows.
+impl PartialEq<&str> for StepOutcome {
+  fn eq(&self, other: &&str) -> bool {
+    self.as_str() == *other
+  }
+}
+
+/// A run's status as reports show it: its [`RunStatus`], or `running` while no end is
+/// journalled.
+pub fn status_text(status: Option<RunStatus>) -> &'static str {
+  status.map_or(StepOutcome::Running.as_str(), |status| status.as_str())
+}
+
 /// A step's life in a run.
 #[derive(Debug, Clone, Serialize)]
 pub struct StepSpan {
@@ -73,9 +133,7 @@ pub struct StepSpan {
   pub started: Option<Duration>,
   pub ended: Option<Duration>,
   pub attempts: u32,
-  /// `succeeded`, `failed`, `skipped`, `running`, `pending`, `rolled_back`, or
-  /// `awaiting_approval` (waiting for its approval, not started yet).
-  pub outcome: String,
+  pub outcome: StepOutcome,
   pub changed: bool,
   pub summary: Option<String>,
   pub error: Option<StepError>,
@@ -350,7 +408,7 @@ impl Timeline {
       started: None,
       ended: None,
       attempts: 0,
-      outcome: "pending".into(),
+      outcome: StepOutcome::Pending,
       changed: false,
       summary: None,
       error: None,
@@ -410,7 +468,7 @@ impl Timeline {
           if let Some(span) = timeline.span_mut(step, *phase) {
             span.started.get_or_insert(at);
             span.attempts = span.attempts.max(*attempt);
-            span.outcome = "running".into();
+            span.outcome = StepOutcome::Running;
             span.ended = None;
           }
         }
@@ -431,7 +489,7 @@ impl Timeline {
         Event::ApprovalRequested { step, .. } => {
           if let Some(span) = timeline.span_mut(step, Phase::Run) {
             if span.started.is_none() {
-              span.outcome = "awaiting_approval".into();
+              span.outcome = StepOutcome::AwaitingApproval;
             }
           }
         }
@@ -459,12 +517,10 @@ impl Timeline {
             .or_else(|| intent_loss.get(step).cloned());
           if let Some(span) = timeline.span_mut(step, *phase) {
             span.ended = Some(at);
-            span.outcome = if *phase == Phase::Rollback {
-              "rolled_back"
-            } else {
-              "succeeded"
-            }
-            .into();
+            span.outcome = match phase {
+              Phase::Rollback => StepOutcome::RolledBack,
+              Phase::Run => StepOutcome::Succeeded,
+            };
             span.changed |= *changed;
             span.outputs = outputs.clone();
             span.summary = Some(summary.clone());
@@ -483,13 +539,13 @@ impl Timeline {
             span.error = Some(error.clone());
             if !will_retry {
               span.ended = Some(at);
-              span.outcome = "failed".into();
+              span.outcome = StepOutcome::Failed;
             }
           }
         }
         Event::StepSkipped { step, reason } => {
           if let Some(span) = timeline.span_mut(step, Phase::Run) {
-            span.outcome = "skipped".into();
+            span.outcome = StepOutcome::Skipped;
             span.summary = Some(reason.clone());
           }
         }
@@ -546,7 +602,7 @@ impl Timeline {
     let recovery: Vec<&StepSpan> = self.steps.iter().filter(|span| span.recovery).collect();
     let all_done = recovery
       .iter()
-      .all(|span| span.outcome == "succeeded" || span.outcome == "skipped");
+      .all(|span| matches!(span.outcome, StepOutcome::Succeeded | StepOutcome::Skipped));
     self.rto_achieved = if all_done && !recovery.is_empty() {
       recovery
         .iter()

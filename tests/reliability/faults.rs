@@ -885,10 +885,7 @@ fn sdk_readable(figures: &mut Vec<Figure>) -> Tally {
   ));
 
   // Nothing listens on `refused`: every call's connection is refused.
-  let refused = std::net::TcpListener::bind("127.0.0.1:0")
-    .and_then(|listener| listener.local_addr())
-    .expect("a free loopback port")
-    .port();
+  let refused = crate::support::refused_port();
   let endpoint = format!("http://127.0.0.1:{refused}");
   let test = Test::new().env("AWS_ENDPOINT_URL", &endpoint);
   let public_url = format!("public_url={endpoint}/health");

@@ -346,10 +346,7 @@ pub fn run(config: &Config) -> Vec<Figure> {
 
   // Fail: the hook is unreachable (a closed loopback port): the transport error names the URL.
   let mut unreachable = Scenario::new();
-  let closed = {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port())
-  };
+  let closed = format!("http://127.0.0.1:{}", crate::support::refused_port());
   for output in ["text", "json"] {
     let code = unreachable.run(&unreachable.run_args(&closed, 0, output));
     tally_run(&mut activity, &unreachable, code, 1);

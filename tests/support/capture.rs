@@ -6,7 +6,7 @@ use std::{
   collections::{BTreeMap, VecDeque},
   io::{BufRead, BufReader, Read, Write},
   net::TcpListener,
-  sync::{Arc, Mutex},
+  sync::{Arc, Condvar, Mutex},
 };
 
 /// One request the server saw.
@@ -19,10 +19,19 @@ pub struct Captured {
   pub body: String,
 }
 
+#[derive(Default)]
+struct Script {
+  /// Statuses to answer, in order; 200 once they run out.
+  statuses: VecDeque<u16>,
+  /// Hold the answer to the next request until released.
+  hold_next: bool,
+  released: bool,
+}
+
 pub struct Capture {
   pub port: u16,
   seen: Arc<Mutex<Vec<Captured>>>,
-  statuses: Arc<Mutex<VecDeque<u16>>>,
+  script: Arc<(Mutex<Script>, Condvar)>,
 }
 
 impl Capture {
@@ -30,10 +39,14 @@ impl Capture {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
     let port = listener.local_addr().expect("local address").port();
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let statuses = Arc::new(Mutex::new(
-      statuses.iter().copied().collect::<VecDeque<_>>(),
+    let script = Arc::new((
+      Mutex::new(Script {
+        statuses: statuses.iter().copied().collect(),
+        ..Script::default()
+      }),
+      Condvar::new(),
     ));
-    let (seen_in, statuses_in) = (seen.clone(), statuses.clone());
+    let (seen_in, script_in) = (seen.clone(), script.clone());
     std::thread::spawn(move || {
       for stream in listener.incoming() {
         let Ok(mut stream) = stream else { continue };
@@ -41,7 +54,17 @@ impl Capture {
           continue;
         };
         seen_in.lock().unwrap().push(request);
-        let status = statuses_in.lock().unwrap().pop_front().unwrap_or(200);
+        let status = {
+          let (lock, wake) = &*script_in;
+          let mut script = lock.lock().unwrap();
+          if script.hold_next {
+            script.hold_next = false;
+            while !script.released {
+              script = wake.wait(script).unwrap();
+            }
+          }
+          script.statuses.pop_front().unwrap_or(200)
+        };
         let body = r#"{"status":"success"}"#;
         let _ = write!(
           stream,
@@ -50,11 +73,7 @@ impl Capture {
         );
       }
     });
-    Capture {
-      port,
-      seen,
-      statuses,
-    }
+    Capture { port, seen, script }
   }
 
   pub fn url(&self, path: &str) -> String {
@@ -68,10 +87,23 @@ impl Capture {
   /// Answer the next requests with these statuses.
   pub fn script(&self, statuses: &[u16]) {
     self
-      .statuses
+      .script
+      .0
       .lock()
       .unwrap()
+      .statuses
       .extend(statuses.iter().copied());
+  }
+
+  /// Hold the answer to the next request until [`Capture::release`].
+  pub fn hold_next(&self) {
+    self.script.0.lock().unwrap().hold_next = true;
+  }
+
+  pub fn release(&self) {
+    let (lock, wake) = &*self.script;
+    lock.lock().unwrap().released = true;
+    wake.notify_all();
   }
 }
 

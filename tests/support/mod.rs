@@ -271,3 +271,10 @@ pub fn debug_syntax(text: &str) -> Vec<&'static str> {
     .filter(|fragment| text.contains(fragment))
     .collect()
 }
+
+/// A loopback port with nothing listening on it: connections are refused (the listener that
+/// found it free is closed again).
+pub fn refused_port() -> u16 {
+  let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+  listener.local_addr().expect("local address").port()
+}

@@ -41,14 +41,16 @@ pub fn s3_test(moto: &Moto, endpoint: &str) -> Test {
   test.env("AWS_ENDPOINT_URL", endpoint)
 }
 
-fn runtime() -> tokio::runtime::Runtime {
+/// A runtime for the blocking helpers (a state client is used on the runtime it was built on).
+pub fn runtime() -> tokio::runtime::Runtime {
   tokio::runtime::Builder::new_current_thread()
     .enable_all()
     .build()
     .expect("a tokio runtime")
 }
 
-fn state(moto: &Moto, rt: &tokio::runtime::Runtime) -> S3State {
+/// A client of the state bucket (built on `rt`, and to be used on it only).
+pub fn state(moto: &Moto, rt: &tokio::runtime::Runtime) -> S3State {
   S3State {
     location: S3Location::parse(STATE).expect("a valid s3:// URL"),
     store: rt.block_on(StateStore::connect(&moto.settings(), "us-east-1")),
