@@ -48,7 +48,8 @@ const PARAM_KEYS: &[&str] = &[
   "description",
   "secret",
 ];
-const OBJECTIVE_KEYS: &[&str] = &["rto", "rpo"];
+const OBJECTIVE_KEYS: &[&str] = &["rto", "rpo", "recovered_when"];
+const RECOVERED_WHEN_KEYS: &[&str] = &["step", "within"];
 const DEFAULTS_KEYS: &[&str] = &["timeout", "retry"];
 const RETRY_KEYS: &[&str] = &["attempts", "backoff", "max_backoff"];
 const STEP_KEYS: &[&str] = &[
@@ -530,6 +531,14 @@ impl<'a> Checker<'a> {
       Some(node) => self.steps(node, &defaults),
       None => Vec::new(),
     };
+    if let Some(node) = top
+      .get("objectives")
+      .and_then(Node::as_map)
+      .and_then(|entries| entries.iter().find(|entry| entry.key == "recovered_when"))
+      .map(|entry| &entry.value)
+    {
+      objectives.recovered_when = self.recovered_when(node, &steps);
+    }
     self.check_uses(&params, &vars, &objectives, &steps);
     let refuse_pending_fences = top
       .get("refuse_pending_fences")
@@ -1561,6 +1570,77 @@ fn needs_key(index: usize, position: usize) -> String {
 }
 
 /// Step id → index of its first declaration (from the parsed steps, or their needs owners).
+impl Checker<'_> {
+  /// `objectives.recovered_when`: a read-only step of this runbook (its action passes once the
+  /// application is recovered) and the bound of the wait for it, at most
+  /// [`MAX_RECOVERY_WITHIN`]. Checked once every step is known.
+  fn recovered_when(
+    &mut self,
+    node: &Node,
+    steps: &[(Option<Step>, Needs)],
+  ) -> Option<RecoveredWhen> {
+    const KEY: &str = "objectives.recovered_when";
+    let fields = self.expect_map(
+      node,
+      KEY,
+      "objectives.recovered_when",
+      RECOVERED_WHEN_KEYS,
+      &["step"],
+    )?;
+    let within = match fields.get("within") {
+      None => Some(DEFAULT_RECOVERY_WITHIN),
+      Some(within_node) => {
+        let key = fields.key("within");
+        let within = self.expect_duration(within_node, &key)?;
+        if within > MAX_RECOVERY_WITHIN {
+          self.at(
+            within_node,
+            &key,
+            DiagnosticKind::RecoveryBoundTooLong {
+              within,
+              max: MAX_RECOVERY_WITHIN,
+            },
+          );
+          None
+        } else {
+          Some(within)
+        }
+      }
+    };
+    let step_node = fields.get("step")?;
+    let step_key = fields.key("step");
+    let id = self.expect_string(step_node, &step_key)?;
+    let ids = step_ids(steps);
+    let Some(&index) = ids.get(id.as_str()) else {
+      // A step that failed its own checks has no id here, and was reported already.
+      let suggestion = did_you_mean(&id, ids.keys().copied());
+      self.at(
+        step_node,
+        &step_key,
+        DiagnosticKind::RecoveryStepUnknown { id, suggestion },
+      );
+      return None;
+    };
+    let action = steps[index]
+      .0
+      .as_ref()
+      .map(|step| step.call.action.clone())?;
+    if self.catalog.get(&action).is_some_and(|spec| spec.mutating) {
+      self.at(
+        step_node,
+        &step_key,
+        DiagnosticKind::RecoveryStepMutates { id, action },
+      );
+      return None;
+    }
+    Some(RecoveredWhen {
+      condition: RecoveryCondition::Step { id },
+      within: within?,
+      span: node.span,
+    })
+  }
+}
+
 fn step_ids(steps: &[(Option<Step>, Needs)]) -> HashMap<&str, usize> {
   let mut ids = HashMap::new();
   for (index, (step, _)) in steps.iter().enumerate() {
