@@ -51,6 +51,18 @@ pub fn judge(drill: &Drill, status: RunStatus, timeline: &Timeline) -> (&'static
       ));
     }
   }
+  // Not recovered within `recovered_when`'s bound: the RTO is breached whatever the targets.
+  if let Some(recovery) = timeline
+    .recovery
+    .as_ref()
+    .filter(|recovery| recovery.outcome == crate::state::RecoveryOutcome::NotRecovered)
+  {
+    reasons.push(format!(
+      "not recovered: {} did not hold within {}",
+      recovery.condition,
+      seconds(recovery.within)
+    ));
+  }
   // An RPO that could not be measured is never within the target.
   if let (Some(target), Some(basis)) = (drill.rpo_target(), &timeline.rpo_unknown) {
     reasons.push(format!(
@@ -121,6 +133,42 @@ mod judge_tests {
         .iter()
         .any(|reason| reason.contains("replication stopped at T")),
       "{reasons:?}"
+    );
+  }
+
+  /// A run not recovered within its runbook's `recovered_when` bound does not pass a drill,
+  /// even one that overrides the runbook's RTO.
+  #[test]
+  fn a_drill_does_not_pass_a_run_that_was_not_recovered() {
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let text = "apiVersion: drctl/v1\nkind: Drill\nmetadata: { name: recovery-drill }\n\
+                runbook: regional-failover\nparams: { target_region: us-west-2 }\n\
+                schedule: \"@quarterly\"\nmode: live\ntarget: { backend: sim }\n\
+                pass: { rto: 1h }\n";
+    let drill = file::load(
+      Path::new("drills/recovery-drill.yaml"),
+      text,
+      &repo.join("runbooks"),
+      &Catalog,
+    )
+    .unwrap_or_else(|diagnostics| panic!("{diagnostics}"));
+    let mut timeline = Timeline::from_records(&crate::report::fixture::records()).unwrap();
+    timeline.rpo_achieved = None;
+    timeline.rto_achieved = None;
+    timeline.recovery = Some(crate::state::Recovery {
+      condition: "step `verify` passes".into(),
+      within: Duration::from_secs(1800),
+      started: Duration::from_secs(300),
+      ended: Some(Duration::from_secs(2100)),
+      outcome: crate::state::RecoveryOutcome::NotRecovered,
+      checks: 180,
+      summary: None,
+    });
+    let (result, reasons) = judge(&drill, RunStatus::Breached, &timeline);
+    assert_eq!(result, "breached", "{reasons:?}");
+    assert_eq!(
+      reasons,
+      ["not recovered: step `verify` passes did not hold within 30m"]
     );
   }
 }

@@ -43,4 +43,6 @@ pub use operator::os_user;
 pub use redact::Redactor;
 pub use s3::{S3Location, S3State, SyncReport};
 pub use store::{RunSummary, Store};
-pub use timeline::{ControlDecision, DataLoss, Decision, Resumption, StepSpan, Timeline};
+pub use timeline::{
+  ControlDecision, DataLoss, Decision, Recovery, RecoveryOutcome, Resumption, StepSpan, Timeline,
+};
