@@ -1,6 +1,8 @@
 //! Full runs of the shipped runbooks on the simulator.
 
-use crate::support::{count, Test};
+use std::time::Duration;
+
+use crate::support::{count, signal, Test};
 
 fn offsets(step: &serde_json::Value) -> (f64, f64) {
   (
@@ -579,4 +581,197 @@ fn failback_onto_the_old_writer_is_refused_unless_data_loss_is_accepted() {
     standby["replica_of"].is_null(),
     "the standby writer is kept as it is: {standby}"
   );
+}
+
+// --- objectives.recovered_when ------------------------------------------------------------------
+
+/// The built-in world with the primary region (us-east-1) in outage until `until` (modelled,
+/// from the run's start), or for good.
+fn primary_outage_world(until: Option<&str>) -> String {
+  let outage = match until {
+    Some(until) => format!("outages: [{{ region: us-east-1, until: {until} }}]"),
+    None => "outages: [us-east-1]".to_string(),
+  };
+  drctl::cloud::sim::BUILTIN_WORLD.replace("outages: []", &outage)
+}
+
+/// One recovery step of a minute; recovered once the primary's URL answers (a probe kept out
+/// of the run with `when: false`: the recovery condition only).
+fn recovered_when_runbook(within: &str) -> String {
+  format!(
+    r#"apiVersion: drctl/v1
+kind: Runbook
+metadata: {{ name: recovered-when }}
+objectives: {{ rto: 15m, recovered_when: {{ step: probe, within: {within} }} }}
+steps:
+  - id: work
+    action: wait.sleep
+    with: {{ duration: 1m }}
+  - id: probe
+    action: http.check
+    when: "false"
+    with: {{ url: "https://api-use1.example.com/health" }}
+"#
+  )
+}
+
+fn report_json(test: &Test, run_id: &str) -> serde_json::Value {
+  let run = test
+    .run_args(["report", run_id, "--format", "json"])
+    .status(0);
+  serde_json::from_str(&run.stdout()).unwrap()
+}
+
+/// The RTO runs to the moment the condition held (the primary answers again at 5m), not to the
+/// run's last step (1m); every report shows both.
+#[test]
+fn recovered_when_measures_the_rto_to_recovery_not_to_the_last_step() {
+  let test = Test::new()
+    .file("runbook.yaml", &recovered_when_runbook("30m"))
+    .file("world.yaml", &primary_outage_world(Some("5m")));
+  let run = test
+    .run_args([
+      "run",
+      "runbook.yaml",
+      "--sim",
+      "world.yaml",
+      "--yes",
+      "--time-scale",
+      "300",
+    ])
+    .status(0);
+  let stdout = run.stdout();
+  assert!(stdout.contains("recovery: recovered "), "{stdout}");
+  assert!(
+    stdout.contains("(step `probe` passes; the run's steps took 1m"),
+    "{stdout}"
+  );
+  assert!(stdout.contains("result: succeeded"), "{stdout}");
+  let run_id = test.run_ids().pop().unwrap();
+  let report = report_json(&test, &run_id);
+  let recovery = &report["recovery"];
+  assert_eq!(recovery["outcome"], "recovered", "{recovery}");
+  let steps_took = recovery["wait_start_seconds"].as_f64().unwrap();
+  let recovered = recovery["recovery_seconds"].as_f64().unwrap();
+  assert!((60.0..120.0).contains(&steps_took), "{recovery}");
+  assert!((300.0..360.0).contains(&recovered), "{recovery}");
+  let rto = &report["objectives"][0];
+  assert_eq!(rto["name"], "RTO");
+  assert_eq!(rto["achieved_seconds"].as_f64(), Some(recovered), "{rto}");
+  assert_eq!(rto["verdict"], "met");
+  let plan = test
+    .run_args(["plan", "runbook.yaml", "--sim", "world.yaml"])
+    .status(0);
+  assert!(
+    plan.stdout().contains(
+      "then the wait for recovery (not estimated; the RTO runs to its end): step `probe` \
+       passes, up to 30m"
+    ),
+    "{}",
+    plan.stdout()
+  );
+  for format in ["md", "junit", "html"] {
+    let text = test
+      .run_args(["report", &run_id, "--format", format])
+      .status(0)
+      .stdout();
+    assert!(
+      text.contains("after the incident start (step ") && text.contains("probe"),
+      "{format}: {text}"
+    );
+  }
+}
+
+/// A condition that never holds: at the bound the run is "not recovered", the RTO breached,
+/// exit 3, never a silent success.
+#[test]
+fn recovered_when_that_never_holds_is_not_recovered_and_exits_3() {
+  let test = Test::new()
+    .file("runbook.yaml", &recovered_when_runbook("3m"))
+    .file("world.yaml", &primary_outage_world(None));
+  let run = test
+    .run_args([
+      "run",
+      "runbook.yaml",
+      "--sim",
+      "world.yaml",
+      "--yes",
+      "--time-scale",
+      "300",
+    ])
+    .status(3);
+  let stdout = run.stdout();
+  assert!(
+    stdout.contains("recovery: NOT RECOVERED: step `probe` passes did not hold within 3m"),
+    "{stdout}"
+  );
+  assert!(
+    stdout.contains("RTO achieved - / target 15m  BREACHED"),
+    "{stdout}"
+  );
+  assert!(stdout.contains("result: breached"), "{stdout}");
+  let run_id = test.run_ids().pop().unwrap();
+  let report = report_json(&test, &run_id);
+  assert_eq!(report["recovery"]["outcome"], "not_recovered");
+  assert_eq!(
+    report["recovery"]["recovery_seconds"],
+    serde_json::Value::Null
+  );
+  assert_eq!(report["objectives"][0]["verdict"], "breached");
+  assert_eq!(report["status"], "breached");
+}
+
+/// `kill -9` during the wait for recovery: `drctl resume` continues the same wait (its bound
+/// counted from the first one) and runs no step again.
+#[test]
+fn a_kill_during_the_recovery_wait_resumes_the_wait_without_rerunning_a_step() {
+  let test = Test::new()
+    .file("runbook.yaml", &recovered_when_runbook("30m"))
+    // At ×60 the primary answers 10 s (wall) after the run started.
+    .file("world.yaml", &primary_outage_world(Some("10m")));
+  let mut child = test.spawn([
+    "run",
+    "runbook.yaml",
+    "--sim",
+    "world.yaml",
+    "--yes",
+    "--time-scale",
+    "60",
+  ]);
+  test.wait_for(Duration::from_secs(30), "the recovery wait", || {
+    test.run_ids().first().is_some_and(|id| {
+      test
+        .journal(id)
+        .contains(r#""event":"recovery_wait_started""#)
+    })
+  });
+  signal(&child, "KILL");
+  let _ = child.wait();
+  let run_id = test.run_ids().pop().unwrap();
+  let killed = test.journal(&run_id);
+  assert!(!killed.contains("run_finished"), "killed before the end");
+  let started = killed.matches(r#""event":"step_started""#).count();
+
+  let resumed = test.run_args(["resume", &run_id, "--yes"]).status(0);
+  assert!(
+    resumed.stdout().contains("recovery: recovered "),
+    "{}",
+    resumed.stdout()
+  );
+  let journal = test.journal(&run_id);
+  assert_eq!(
+    journal.matches(r#""event":"step_started""#).count(),
+    started,
+    "a step ran again: {journal}"
+  );
+  assert_eq!(
+    journal
+      .matches(r#""event":"recovery_wait_started""#)
+      .count(),
+    1
+  );
+  assert_eq!(journal.matches(r#""event":"recovered""#).count(), 1);
+  let report = report_json(&test, &run_id);
+  let recovered = report["recovery"]["recovery_seconds"].as_f64().unwrap();
+  assert!(recovered >= 600.0, "{}", report["recovery"]);
 }

@@ -34,10 +34,14 @@ enum Beyond {
   DefaultNotAllowed,
   /// A cron range that runs backwards (`12-3`).
   CronRange,
-  /// A duration over the 366-day maximum: a pattern sees its units, not its sum.
+  /// A duration over its maximum (366 days; 6 hours for `recovered_when.within`): a pattern
+  /// sees its units, not its sum.
   DurationBound,
   /// drctl refuses YAML aliases; a schema sees them expanded.
   Alias,
+  /// `recovered_when` names a step whose action changes the world: the schema knows the id's
+  /// shape, not which step it names.
+  MutatingRecoveryStep,
   /// The YAML reader refuses the file (syntax, encoding, duplicate keys, several documents), so
   /// there is no document for a schema to judge. Checked: serde_yaml refuses it too.
   NotYaml,
@@ -149,6 +153,18 @@ const RUNBOOK_EXCEPTIONS: &[(&str, Beyond)] = &[
   (
     "tests/fixtures/runbooks/invalid/yaml_alias.yaml",
     Beyond::Alias,
+  ),
+  (
+    "tests/fixtures/runbooks/invalid/recovered_when_unknown_step.yaml",
+    Beyond::Reference,
+  ),
+  (
+    "tests/fixtures/runbooks/invalid/recovered_when_mutating_step.yaml",
+    Beyond::MutatingRecoveryStep,
+  ),
+  (
+    "tests/fixtures/runbooks/invalid/recovered_when_bound_too_long.yaml",
+    Beyond::DurationBound,
   ),
 ];
 

@@ -265,6 +265,8 @@ impl Board {
         self.finished = Some((status.as_str().to_string(), ts));
         self.rto_achieved = rto_achieved_ms.map(Duration::from_millis);
       }
+      // The live view shows the steps; the wait for recovery is on the progress lines.
+      Event::RecoveryWaitStarted { .. } | Event::Recovered { .. } | Event::NotRecovered { .. } => {}
     }
   }
 

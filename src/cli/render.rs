@@ -265,6 +265,38 @@ impl Observer for LiveText {
           &format!("finished: {}", status.as_str()),
         );
       }
+      Event::RecoveryWaitStarted {
+        condition,
+        within_ms,
+      } => self.line(
+        record,
+        "…",
+        "2",
+        "recovery",
+        &format!(
+          "waiting until {condition}, for at most {}",
+          format_duration(Duration::from_millis(*within_ms))
+        ),
+      ),
+      Event::Recovered { summary, .. } => self.line(
+        record,
+        "✓",
+        "32",
+        "recovery",
+        &format!("recovered: {summary}"),
+      ),
+      Event::NotRecovered { last_error, .. } => self.line(
+        record,
+        "✗",
+        "31",
+        "recovery",
+        &format!(
+          "not recovered within the bound{}",
+          last_error
+            .as_deref()
+            .map_or_else(String::new, |error| format!(": {error}"))
+        ),
+      ),
     }
   }
 
@@ -311,6 +343,9 @@ impl Observer for LiveJson {
       Event::RunInterrupted { .. } => "interrupted",
       Event::LockLost { .. } => "lock_lost",
       Event::RunFinished { status, .. } => status.as_str(),
+      Event::RecoveryWaitStarted { .. } => "awaiting_recovery",
+      Event::Recovered { .. } => "recovered",
+      Event::NotRecovered { .. } => "not_recovered",
     };
     if let Some(fields) = value.as_object_mut() {
       fields.entry("step").or_insert(serde_json::Value::Null);
@@ -378,6 +413,9 @@ pub fn summary(timeline: &Timeline) -> String {
   }
   for decision in &timeline.approvals {
     text.push_str(&format!("  approval: {}\n", decision.text()));
+  }
+  if let Some(recovery) = crate::report::RecoveryReport::from_timeline(timeline) {
+    text.push_str(&format!("  recovery: {}\n", recovery.text()));
   }
   let objective =
     |name: &str, achieved: Option<Duration>, target: Option<Duration>, met: Option<bool>| {
@@ -486,6 +524,7 @@ pub fn timeline_json(timeline: &Timeline) -> serde_json::Value {
     },
     "critical_path": timeline.critical_path(),
     "steps": steps,
+    "recovery": crate::report::RecoveryReport::from_timeline(timeline),
   })
 }
 
@@ -537,6 +576,11 @@ pub fn plan_text(report: &PlanReport, cloud: &Cloud) -> String {
     text.push_str(&format!(" — {fits} the RTO of {rto}"));
   }
   text.push('\n');
+  if let Some(wait) = &report.recovery_wait {
+    text.push_str(&format!(
+      "  then the wait for recovery (not estimated; the RTO runs to its end): {wait}\n"
+    ));
+  }
   if !report.missing_secrets.is_empty() {
     text.push_str(&format!(
       "  warning: secrets not set in the environment: {}\n",

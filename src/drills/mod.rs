@@ -103,6 +103,11 @@ pub enum Shortfall {
   Unprobed(usize),
   /// Dry run: the critical path's budgets exceed the RTO.
   BudgetsExceedRto,
+  /// `recovered_when` did not hold within its bound: the RTO is breached.
+  NotRecovered {
+    condition: String,
+    within: Duration,
+  },
 }
 
 impl Shortfall {
@@ -117,7 +122,8 @@ impl Shortfall {
       Shortfall::RtoExceeded { .. }
       | Shortfall::RpoUnknown { .. }
       | Shortfall::RpoExceeded { .. }
-      | Shortfall::BudgetsExceedRto => false,
+      | Shortfall::BudgetsExceedRto
+      | Shortfall::NotRecovered { .. } => false,
     }
   }
 }
@@ -153,6 +159,11 @@ impl std::fmt::Display for Shortfall {
         "{errors} step(s) could not be probed: the plan is incomplete"
       ),
       Shortfall::BudgetsExceedRto => write!(f, "the critical path's budgets exceed the RTO"),
+      Shortfall::NotRecovered { condition, within } => write!(
+        f,
+        "not recovered: {condition} did not hold within {}",
+        seconds(within)
+      ),
     }
   }
 }
@@ -176,6 +187,17 @@ pub fn judge(
     if achieved > target {
       shortfalls.push(Shortfall::RtoExceeded { achieved, target });
     }
+  }
+  // Not recovered within `recovered_when`'s bound: the RTO is breached whatever the targets.
+  if let Some(recovery) = timeline
+    .recovery
+    .as_ref()
+    .filter(|recovery| recovery.outcome == crate::state::RecoveryOutcome::NotRecovered)
+  {
+    shortfalls.push(Shortfall::NotRecovered {
+      condition: recovery.condition.clone(),
+      within: recovery.within,
+    });
   }
   // An RPO that could not be measured is never within the target.
   if let (Some(target), Some(basis)) = (drill.rpo_target(), &timeline.rpo_unknown) {
@@ -326,5 +348,44 @@ mod judge_tests {
         run
       );
     }
+  }
+
+  /// A run not recovered within its runbook's `recovered_when` bound does not pass a drill,
+  /// even one that overrides the runbook's RTO.
+  #[test]
+  fn a_drill_does_not_pass_a_run_that_was_not_recovered() {
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let text = "apiVersion: drctl/v1\nkind: Drill\nmetadata: { name: recovery-drill }\n\
+                runbook: regional-failover\nparams: { target_region: us-west-2 }\n\
+                schedule: \"@quarterly\"\nmode: live\ntarget: { backend: sim }\n\
+                pass: { rto: 1h }\n";
+    let drill = file::load(
+      Path::new("drills/recovery-drill.yaml"),
+      text,
+      &repo.join("runbooks"),
+      &Catalog,
+    )
+    .unwrap_or_else(|diagnostics| panic!("{diagnostics}"));
+    let mut timeline = Timeline::from_records(&crate::report::fixture::records()).unwrap();
+    timeline.rpo_achieved = None;
+    timeline.rto_achieved = None;
+    timeline.recovery = Some(crate::state::Recovery {
+      condition: "step `verify` passes".into(),
+      within: Duration::from_secs(1800),
+      started: Duration::from_secs(300),
+      ended: Some(Duration::from_secs(2100)),
+      outcome: crate::state::RecoveryOutcome::NotRecovered,
+      checks: 180,
+      summary: None,
+    });
+    let (result, shortfalls) = judge(&drill, RunStatus::Breached, &timeline);
+    assert_eq!(result, DrillResult::Breached, "{shortfalls:?}");
+    assert_eq!(
+      shortfalls
+        .iter()
+        .map(Shortfall::to_string)
+        .collect::<Vec<_>>(),
+      ["not recovered: step `verify` passes did not hold within 30m"]
+    );
   }
 }

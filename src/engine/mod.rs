@@ -873,6 +873,10 @@ async fn execute(
     }
   }
 
+  // The steps are done: with `recovered_when`, the run ends once the application is recovered.
+  if failed_step.is_none() && interrupted.is_none() && fatal.is_none() && fence.reason().is_none() {
+    interrupted = recovery::await_recovery(&shared, &outputs, &mut signals, &mut cancels).await?;
+  }
   drop(poller);
   if let Some(reason) = fenced.or_else(|| fence.reason()) {
     return fence_stopped(&shared, reason).await;
@@ -1547,6 +1551,7 @@ async fn rollback_step(
 
 mod control;
 mod crash_hook;
+mod recovery;
 pub mod region_fence;
 mod secrets;
 #[cfg(test)]

@@ -2234,3 +2234,174 @@ steps:
     assert_eq!(h.count(|e| matches!(e, Event::ApprovalGranted { .. })), 1);
   }
 }
+
+// --- recovered_when ---------------------------------------------------------------------------
+
+/// The built-in world with the primary region in outage, for good (`until: None`) or until a
+/// modelled time: its endpoints answer 503 until then.
+fn primary_outage_world(until: Option<&str>) -> String {
+  let outage = match until {
+    Some(until) => format!("outages: [{{ region: us-east-1, until: {until} }}]"),
+    None => "outages: [us-east-1]".to_string(),
+  };
+  crate::cloud::sim::BUILTIN_WORLD.replace("outages: []", &outage)
+}
+
+/// A runbook whose one recovery step takes a minute and whose recovery is the primary's URL
+/// answering: a probe kept out of the run (`when: false`), the recovery condition only.
+fn recovered_when_yaml(within: &str) -> String {
+  format!(
+    r#"apiVersion: drctl/v1
+kind: Runbook
+metadata: {{ name: recovered-when }}
+objectives: {{ rto: 15m, recovered_when: {{ step: probe, within: {within} }} }}
+steps:
+  - id: work
+    action: wait.sleep
+    with: {{ duration: 1m }}
+  - id: probe
+    action: http.check
+    when: "false"
+    with: {{ url: "https://api-use1.example.com/health" }}
+"#
+  )
+}
+
+fn recovery_records(records: &[Record]) -> Vec<&Event> {
+  records
+    .iter()
+    .map(|record| &record.event)
+    .filter(|event| {
+      matches!(
+        event,
+        Event::RecoveryWaitStarted { .. } | Event::Recovered { .. } | Event::NotRecovered { .. }
+      )
+    })
+    .collect()
+}
+
+/// After the last step the run waits for its condition: the primary comes back at 5m, so the
+/// run ends then, recovered, having evaluated the condition every 10 s of backend time.
+#[tokio::test(start_paused = true)]
+async fn recovery_is_awaited_after_the_last_step_until_the_condition_holds() {
+  let world = primary_outage_world(Some("5m"));
+  let h = Harness::new(&recovered_when_yaml("30m"), Some(&world), 1.0);
+  let begin = Instant::now();
+  let outcome = h.start().await;
+  let took = begin.elapsed();
+  assert_eq!(outcome.status, RunStatus::Succeeded);
+  assert!(
+    took >= 5 * MIN,
+    "ended before the primary answered: {took:?}"
+  );
+  assert!(took < 5 * MIN + Duration::from_secs(15), "took {took:?}");
+  let records = h.journal();
+  let events = recovery_records(&records);
+  assert!(
+    matches!(
+      events.as_slice(),
+      [
+        Event::RecoveryWaitStarted { within_ms: 1_800_000, condition },
+        Event::Recovered { checks, .. },
+      ] if condition == "step `probe` passes" && (20..=30).contains(checks)
+    ),
+    "{events:?}"
+  );
+  // The wait comes after every step and before the end.
+  let waited = position(&records, |e| matches!(e, Event::RecoveryWaitStarted { .. })).unwrap();
+  assert!(succeeded(&records, "work").unwrap() < waited);
+  assert!(matches!(
+    records.last().map(|r| &r.event),
+    Some(Event::RunFinished {
+      status: RunStatus::Succeeded,
+      ..
+    })
+  ));
+  let recovery = outcome.timeline.recovery.as_ref().unwrap();
+  assert_eq!(recovery.outcome, crate::state::RecoveryOutcome::Recovered);
+  // The probe's `when: false` kept it out of the run; it still served as the condition.
+  assert_eq!(span(&outcome, "probe").outcome, "skipped");
+}
+
+/// A condition that never holds ends the wait at its bound: not recovered, the RTO breached,
+/// never a success.
+#[tokio::test(start_paused = true)]
+async fn recovery_that_never_comes_is_not_recovered_and_breaches_the_rto() {
+  let world = primary_outage_world(None);
+  let h = Harness::new(&recovered_when_yaml("2m"), Some(&world), 1.0);
+  let begin = Instant::now();
+  let outcome = h.start().await;
+  let took = begin.elapsed();
+  assert_eq!(outcome.status, RunStatus::Breached);
+  assert!(took >= 3 * MIN, "the wait ended before its bound: {took:?}");
+  assert!(took < 3 * MIN + Duration::from_secs(15), "took {took:?}");
+  assert_eq!(outcome.timeline.rto_met(), Some(false));
+  assert_eq!(outcome.timeline.rto_achieved, None);
+  let records = h.journal();
+  let events = recovery_records(&records);
+  assert!(
+    matches!(
+      events.as_slice(),
+      [
+        Event::RecoveryWaitStarted { within_ms: 120_000, .. },
+        Event::NotRecovered { last_error: Some(error), checks, .. },
+      ] if error.contains("503") && *checks >= 2
+    ),
+    "{events:?}"
+  );
+}
+
+/// A run that fails does not wait for recovery (it did not recover anything).
+#[tokio::test(start_paused = true)]
+async fn a_failed_run_does_not_wait_for_recovery() {
+  let yaml = recovered_when_yaml("30m").replace(
+    "    action: wait.sleep\n    with: { duration: 1m }",
+    "    action: http.check\n    with: { url: \"https://api-use1.example.com/health\" }",
+  );
+  let world = primary_outage_world(None);
+  let h = Harness::new(&yaml, Some(&world), 1.0);
+  let outcome = h.start().await;
+  assert_eq!(outcome.status, RunStatus::Failed);
+  assert!(recovery_records(&h.journal()).is_empty());
+  assert!(outcome.timeline.recovery.is_none());
+}
+
+/// An interrupt during the wait ends the run `interrupted`; the resumed run continues the same
+/// wait (one `recovery_wait_started`, its bound counted from it) and runs no step again.
+#[tokio::test(start_paused = true)]
+async fn recovery_wait_interrupted_is_continued_by_resume_without_rerunning_a_step() {
+  let world = primary_outage_world(Some("5m"));
+  let h = Harness::new(&recovered_when_yaml("30m"), Some(&world), 1.0);
+  let (tx, rx) = watch::channel(0u32);
+  tokio::spawn(async move {
+    tokio::time::sleep(3 * MIN).await;
+    tx.send(1).unwrap();
+    tokio::time::sleep(Duration::from_secs(24 * 3600)).await;
+  });
+  let outcome = h.start_with(rx).await;
+  assert_eq!(outcome.status, RunStatus::Interrupted);
+  let before = h.journal();
+  assert!(
+    matches!(
+      recovery_records(&before).as_slice(),
+      [Event::RecoveryWaitStarted { .. }]
+    ),
+    "{before:?}"
+  );
+  let outcome = h.resume().await;
+  assert_eq!(outcome.status, RunStatus::Succeeded);
+  let records = h.journal();
+  let after = &records[before.len()..];
+  assert!(
+    after.iter().all(|r| step_of(&r.event).is_none()),
+    "a step ran again: {after:?}"
+  );
+  let events = recovery_records(&records);
+  assert!(
+    matches!(
+      events.as_slice(),
+      [Event::RecoveryWaitStarted { .. }, Event::Recovered { .. }]
+    ),
+    "{events:?}"
+  );
+}

@@ -94,6 +94,10 @@ pub struct PlanReport {
   pub fits_rto: Option<bool>,
   pub missing_secrets: Vec<String>,
   pub mutating_steps: usize,
+  /// With `objectives.recovered_when`: what the run waits for after its last step, and for
+  /// how long at most (`step `verify` passes, up to 30m`). Not in the estimate: nothing says
+  /// in advance when it will hold.
+  pub recovery_wait: Option<String>,
 }
 
 /// Describe a plan against the world, read-only.
@@ -247,6 +251,11 @@ pub async fn describe(plan: &Plan, cloud: &Cloud) -> PlanReport {
     estimated_duration_seconds: estimate.as_secs(),
     fits_rto: runbook.objectives.rto.map(|rto| estimate <= rto),
     missing_secrets: plan.missing_secrets.clone(),
+    recovery_wait: runbook
+      .objectives
+      .recovered_when
+      .as_ref()
+      .map(|wait| format!("{}, up to {}", wait.condition, format_duration(wait.within))),
   }
 }
 

@@ -312,7 +312,7 @@ impl Scope for PlanScope<'_> {
       Namespace::Params => self.plan.params.get(first).map(Value::to_string),
       Namespace::Vars => self.plan.vars.get(first).cloned(),
       Namespace::Objectives => {
-        let objectives = self.plan.runbook.objectives;
+        let objectives = &self.plan.runbook.objectives;
         match first.as_str() {
           "rto" => objectives.rto.map(format_duration),
           "rpo" => objectives.rpo.map(format_duration),

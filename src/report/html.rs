@@ -294,6 +294,9 @@ pub fn render(report: &Report) -> String {
   if let Some(step) = &report.failed_step {
     rows.push(("Failed step", step.clone()));
   }
+  if let Some(recovery) = super::recovery_text(report) {
+    rows.push(("Recovery", recovery));
+  }
   for line in super::approvals_text(report) {
     rows.push(("Approval", line));
   }

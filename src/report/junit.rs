@@ -233,6 +233,9 @@ pub fn render(report: &Report) -> String {
   if report.resumed > 0 {
     properties.push(("resumed".into(), super::resumed_text(report)));
   }
+  if let Some(recovery) = super::recovery_text(report) {
+    properties.push(("recovery".into(), recovery));
+  }
   for (i, line) in super::approvals_text(report).into_iter().enumerate() {
     properties.push((format!("approval.{}", i + 1), line));
   }

@@ -56,6 +56,9 @@ pub fn render(report: &Report) -> String {
   if let Some(step) = &report.failed_step {
     let _ = writeln!(md, "| Failed step | {} |", cell(step));
   }
+  if let Some(recovery) = super::recovery_text(report) {
+    let _ = writeln!(md, "| Recovery | {} |", cell(&recovery));
+  }
   if report.time_scale != 1.0 {
     let _ = writeln!(
       md,

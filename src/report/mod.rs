@@ -35,6 +35,7 @@
 //! | `outputs` | step id → output name → value, for steps that produced outputs |
 //! | `api_calls` | `recorded` (false: the backend kept no log), `source`, `total`, `by_operation` (operation name → count of mutating calls) |
 //! | `approvals[]` | each answer to an approval, and each cancel, in order: `step` (`null` for a cancel), `decision` (`granted`, `denied`, `refused`: it could not count under the two-person rule, `expired`, `cancel_requested`), `by`, `via` (`os_user`, `token`, `proxy_header`, `shared_token`; `null` for an expiry), `reason` (for `refused`: why), `at` |
+//! | `recovery` | with `objectives.recovered_when`, once its wait began (else `null`): `condition`, `within_seconds`, `outcome` (`waiting`, `recovered`, `not_recovered`: the RTO breached), `wait_start_seconds` (the run's last step ended), `end_seconds` (held, or the bound passed), `recovery_seconds` (incident start to recovery: the RTO achieved; `null` unless recovered), `checks`, `summary` |
 //! | `always_steps_not_run_when` | the cases in which `always: true` steps do not run: `lock_lost`, `journal_unwritable`, `second_signal` (the same in every report) |
 
 use std::{collections::BTreeMap, fmt::Write as _, time::Duration};
@@ -194,6 +195,88 @@ pub struct Report {
   /// Approvals granted, denied, refused (two-person rule) or expired, and cancels, in order.
   #[serde(default)]
   pub approvals: Vec<crate::state::ControlDecision>,
+  /// The wait for `objectives.recovered_when` after the run's last step, when the runbook
+  /// declares one and the wait began.
+  #[serde(default)]
+  pub recovery: Option<RecoveryReport>,
+}
+
+/// The wait for `objectives.recovered_when`: the run's duration ends before it, the recovery
+/// time (and so the RTO achieved) at its end.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecoveryReport {
+  /// What was waited for (``step `verify` passes``).
+  pub condition: String,
+  pub within_seconds: f64,
+  /// `waiting`, `recovered` or `not_recovered`.
+  pub outcome: crate::state::RecoveryOutcome,
+  /// When the wait began, after the run's last step (seconds after the run start).
+  pub wait_start_seconds: f64,
+  /// When the condition held, or the bound passed (seconds after the run start).
+  pub end_seconds: Option<f64>,
+  /// The recovery time: from the incident start to the moment the condition held (the RTO
+  /// achieved). `null` unless recovered.
+  pub recovery_seconds: Option<f64>,
+  pub checks: u32,
+  /// What the passing evaluation saw, or why the last one did not pass.
+  pub summary: Option<String>,
+}
+
+impl RecoveryReport {
+  pub fn from_timeline(timeline: &Timeline) -> Option<RecoveryReport> {
+    let recovery = timeline.recovery.as_ref()?;
+    Some(RecoveryReport {
+      condition: recovery.condition.clone(),
+      within_seconds: round_ms(recovery.within.as_secs_f64()),
+      outcome: recovery.outcome,
+      wait_start_seconds: round_ms(recovery.started.as_secs_f64()),
+      end_seconds: seconds(recovery.ended),
+      recovery_seconds: match recovery.outcome {
+        crate::state::RecoveryOutcome::Recovered => seconds(timeline.rto_achieved),
+        _ => None,
+      },
+      checks: recovery.checks,
+      summary: recovery.summary.clone(),
+    })
+  }
+}
+
+/// The wait for recovery, for the text formats: one line, `None` without one.
+pub fn recovery_text(report: &Report) -> Option<String> {
+  Some(report.recovery.as_ref()?.text())
+}
+
+impl RecoveryReport {
+  /// One line: the recovery time beside the run's (its steps') duration, or why there is none.
+  pub fn text(&self) -> String {
+    use crate::state::RecoveryOutcome;
+    let recovery = self;
+    let run = human(recovery.wait_start_seconds);
+    let summary = recovery
+      .summary
+      .as_deref()
+      .map_or_else(String::new, |summary| format!(": {summary}"));
+    match recovery.outcome {
+      RecoveryOutcome::Recovered => format!(
+        "recovered {} after the incident start ({}; the run's steps took {run}, {} check(s)){summary}",
+        human_opt(recovery.recovery_seconds),
+        recovery.condition,
+        recovery.checks
+      ),
+      RecoveryOutcome::NotRecovered => format!(
+        "NOT RECOVERED: {} did not hold within {} of the run's last step (the run's steps took {run}, \
+       {} check(s)){summary}",
+        recovery.condition,
+        human(recovery.within_seconds),
+        recovery.checks
+      ),
+      RecoveryOutcome::Waiting => format!(
+        "waiting until {}, for at most {} after the run's last step",
+        recovery.condition,
+        human(recovery.within_seconds)
+      ),
+    }
+  }
 }
 
 /// A case in which `always: true` steps do not run. Every report names them all, so that a
@@ -438,7 +521,7 @@ impl Report {
       failed_step: timeline.failed_step.clone(),
       params: timeline.params.clone(),
       objectives: vec![
-        objective("RTO", timeline.rto_target, timeline.rto_achieved, None),
+        rto_objective(timeline),
         objective(
           "RPO",
           timeline.rpo_target,
@@ -460,6 +543,7 @@ impl Report {
           ..decision.clone()
         })
         .collect(),
+      recovery: RecoveryReport::from_timeline(timeline),
     }
   }
 
@@ -560,6 +644,25 @@ fn objective(
     verdict,
     basis: None,
   }
+}
+
+/// The RTO: as [`objective`], except that a run not recovered within `recovered_when`'s bound
+/// has breached it, target or not, with nothing achieved.
+fn rto_objective(timeline: &Timeline) -> Objective {
+  let not_recovered = timeline
+    .recovery
+    .as_ref()
+    .is_some_and(|recovery| recovery.outcome == crate::state::RecoveryOutcome::NotRecovered);
+  if not_recovered {
+    return Objective {
+      name: "RTO".into(),
+      target_seconds: seconds(timeline.rto_target),
+      achieved_seconds: None,
+      verdict: Verdict::Breached,
+      basis: None,
+    };
+  }
+  objective("RTO", timeline.rto_target, timeline.rto_achieved, None)
 }
 
 fn round_ms(secs: f64) -> f64 {

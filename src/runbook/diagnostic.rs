@@ -343,6 +343,21 @@ pub enum DiagnosticKind {
     id: String,
     suggestion: Option<String>,
   },
+  /// `objectives.recovered_when.step` names no step of the runbook.
+  RecoveryStepUnknown {
+    id: String,
+    suggestion: Option<String>,
+  },
+  /// `objectives.recovered_when.step` names a step whose action changes the world.
+  RecoveryStepMutates {
+    id: String,
+    action: String,
+  },
+  /// `objectives.recovered_when.within` is over its maximum.
+  RecoveryBoundTooLong {
+    within: std::time::Duration,
+    max: std::time::Duration,
+  },
 }
 
 fn list(items: &[impl AsRef<str>]) -> String {
@@ -456,6 +471,17 @@ impl fmt::Display for DiagnosticKind {
       SecretInArgv { reference } => write!(
         f,
         "secret `{reference}` in an `exec.command` argv: any local user can read a command line"
+      ),
+      RecoveryStepUnknown { id, .. } => write!(f, "`recovered_when` names unknown step `{id}`"),
+      RecoveryStepMutates { id, action } => write!(
+        f,
+        "`recovered_when` names step `{id}`, whose action `{action}` changes the world"
+      ),
+      RecoveryBoundTooLong { within, max } => write!(
+        f,
+        "`recovered_when.within` of {} is longer than the maximum of {}",
+        super::duration::format_duration(*within),
+        super::duration::format_duration(*max)
       ),
     }
   }
@@ -599,6 +625,18 @@ impl DiagnosticKind {
         "pass it in `env:` instead (`env: {{ TOKEN: \"${{{{ {reference} }}}}\" }}`) and use \
          `$TOKEN` in the command"
       )),
+      RecoveryStepUnknown { suggestion, .. } => did_you_mean(suggestion)
+        .or_else(|| Some("name one of the runbook's read-only steps".into())),
+      RecoveryStepMutates { .. } => Some(
+        "name a read-only step (a check such as `http.check`): drctl runs it again and again \
+         after the run until it passes"
+          .into(),
+      ),
+      RecoveryBoundTooLong { .. } => Some(
+        "the run holds its lock while it waits for recovery; a shorter `within` ends the wait \
+         with \"not recovered\" (RTO breached)"
+          .into(),
+      ),
     }
   }
 }

@@ -116,10 +116,49 @@ pub struct Param {
   pub span: Span,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Objectives {
   pub rto: Option<Duration>,
   pub rpo: Option<Duration>,
+  /// `recovered_when`: what must hold after the run's last step for the application to count as
+  /// recovered. With it, the RTO is measured to the moment it held, not to the last step.
+  pub recovered_when: Option<RecoveredWhen>,
+}
+
+/// How long drctl waits for `recovered_when` when the runbook gives no `within`: long enough for
+/// Route 53 propagation (a record's TTL, up to a few minutes) and an alarm's evaluation periods
+/// (typically 3 to 5 one-minute periods) to pass several times over, and twice the common
+/// 15-minute RTO, so that a recovery that breaches the RTO is still measured rather than cut off.
+pub const DEFAULT_RECOVERY_WITHIN: Duration = Duration::from_secs(30 * 60);
+
+/// The longest `recovered_when.within` accepted. The run holds its lock while it waits; a
+/// recovery not seen within 6 hours is an incident of its own, not a wait.
+pub const MAX_RECOVERY_WITHIN: Duration = Duration::from_secs(6 * 60 * 60);
+
+/// `objectives.recovered_when`: a condition, and how long after the run's last step to wait
+/// for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecoveredWhen {
+  pub condition: RecoveryCondition,
+  /// The bound of the wait, from the end of the run's last step ([`DEFAULT_RECOVERY_WITHIN`]
+  /// when not given; at most [`MAX_RECOVERY_WITHIN`]).
+  pub within: Duration,
+  pub span: Span,
+}
+
+/// What "recovered" means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecoveryCondition {
+  /// A read-only step of the runbook: recovered once its action passes.
+  Step { id: String },
+}
+
+impl fmt::Display for RecoveryCondition {
+  fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    match self {
+      RecoveryCondition::Step { id } => write!(f, "step `{id}` passes"),
+    }
+  }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

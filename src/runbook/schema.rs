@@ -127,7 +127,17 @@ pub fn json_schema(catalog: &[ActionSpec]) -> Value {
         "additionalProperties": false,
         "properties": {
           "rto": { "$ref": "#/$defs/duration", "description": "Recovery time objective." },
-          "rpo": { "$ref": "#/$defs/duration", "description": "Recovery point objective." }
+          "rpo": { "$ref": "#/$defs/duration", "description": "Recovery point objective." },
+          "recovered_when": {
+            "description": "What must hold after the run's last step for the application to count as recovered; the RTO is then measured to the moment it held. `step`: a read-only step of this runbook, run again until it passes. `within`: the bound of the wait (default 30m, at most 6h); past it the run is not recovered (RTO breached).",
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["step"],
+            "properties": {
+              "step": { "$ref": "#/$defs/id" },
+              "within": { "$ref": "#/$defs/duration" }
+            }
+          }
         }
       },
       "defaults": {

@@ -346,6 +346,32 @@ pub enum Event {
     nonce: String,
     why: String,
   },
+  /// Every step is done, the run did not fail, and the runbook declares
+  /// `objectives.recovered_when`: the run waits for it, for at most `within_ms` of backend time
+  /// from this record. A resumed run continues this wait under this record, never starts a new
+  /// one, and runs no step again.
+  RecoveryWaitStarted {
+    /// What is waited for, in words (``step `verify` passes``).
+    condition: String,
+    within_ms: u64,
+  },
+  /// The recovery condition held at `at`: the RTO is measured from the incident start to it.
+  Recovered {
+    at: DateTime<Utc>,
+    /// How many times the condition was evaluated (across resumes: since the last one).
+    checks: u32,
+    /// What the passing evaluation saw (its action's summary).
+    summary: String,
+  },
+  /// The bound of the wait passed at `by` without the condition holding: not recovered, the
+  /// RTO breached.
+  NotRecovered {
+    by: DateTime<Utc>,
+    checks: u32,
+    /// Why the last evaluation did not pass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_error: Option<String>,
+  },
 }
 
 /// One journal line: a sequence number, a wall-clock timestamp and the event.

@@ -44,5 +44,6 @@ pub use redact::Redactor;
 pub use s3::{S3Location, S3State, SyncReport};
 pub use store::{RunSummary, Store};
 pub use timeline::{
-  status_text, ControlDecision, DataLoss, Decision, Resumption, StepOutcome, StepSpan, Timeline,
+  status_text, ControlDecision, DataLoss, Decision, Recovery, RecoveryOutcome, Resumption,
+  StepOutcome, StepSpan, Timeline,
 };

@@ -347,6 +347,20 @@ fn skeleton(structure: &[&str]) -> String {
       nonce: String::new(),
       why: String::new(),
     },
+    Event::RecoveryWaitStarted {
+      condition: String::new(),
+      within_ms: 0,
+    },
+    Event::Recovered {
+      at: epoch,
+      checks: 0,
+      summary: String::new(),
+    },
+    Event::NotRecovered {
+      by: epoch,
+      checks: 0,
+      last_error: Some(String::new()),
+    },
   ];
   for via in [
     IdentityVia::OsUser,

@@ -285,6 +285,46 @@ impl ControlDecision {
   }
 }
 
+/// Where the wait for `objectives.recovered_when` stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecoveryOutcome {
+  /// The wait began and has no result yet (the run is running, or was interrupted in it).
+  Waiting,
+  /// The condition held.
+  Recovered,
+  /// The bound passed first: the RTO is breached.
+  NotRecovered,
+}
+
+impl RecoveryOutcome {
+  pub fn as_str(self) -> &'static str {
+    match self {
+      RecoveryOutcome::Waiting => "waiting",
+      RecoveryOutcome::Recovered => "recovered",
+      RecoveryOutcome::NotRecovered => "not_recovered",
+    }
+  }
+}
+
+/// The wait for `objectives.recovered_when` after the run's last step, as journalled.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Recovery {
+  /// What was waited for, in words.
+  pub condition: String,
+  /// The bound of the wait.
+  pub within: Duration,
+  /// When the wait began (offset from the run start, backend time).
+  pub started: Duration,
+  /// When the condition held (`Recovered`) or the bound passed (`NotRecovered`).
+  pub ended: Option<Duration>,
+  pub outcome: RecoveryOutcome,
+  /// How many evaluations the result took.
+  pub checks: u32,
+  /// What the passing evaluation saw, or why the last one failed.
+  pub summary: Option<String>,
+}
+
 /// A run, as its journal tells it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Timeline {
@@ -319,6 +359,9 @@ pub struct Timeline {
   pub failed_step: Option<String>,
   /// Approvals granted, denied, refused or expired, and cancels, in journal order.
   pub approvals: Vec<ControlDecision>,
+  /// The wait for `objectives.recovered_when`, once it began. With it, the RTO is measured to
+  /// the moment the condition held, and "not recovered" is a breach.
+  pub recovery: Option<Recovery>,
 }
 
 impl Timeline {
@@ -329,7 +372,15 @@ impl Timeline {
   }
 
   /// Whether the RTO target was met (None when there is no target or nothing was achieved).
+  /// Past the bound of `recovered_when`, the RTO is breached, with or without a target.
   pub fn rto_met(&self) -> Option<bool> {
+    if self
+      .recovery
+      .as_ref()
+      .is_some_and(|recovery| recovery.outcome == RecoveryOutcome::NotRecovered)
+    {
+      return Some(false);
+    }
     Some(self.rto_achieved? <= self.rto_target?)
   }
 
@@ -442,6 +493,7 @@ impl Timeline {
       resumed_by: Vec::new(),
       failed_step: None,
       approvals: Vec::new(),
+      recovery: None,
     };
     let mut intent_loss: BTreeMap<String, DataLoss> = BTreeMap::new();
     for record in &records[1..] {
@@ -568,10 +620,61 @@ impl Timeline {
           timeline.finished_at = Some(record.ts);
         }
         Event::RunStarted { .. } => {}
+        Event::RecoveryWaitStarted {
+          condition,
+          within_ms,
+        } => {
+          timeline.recovery = Some(Recovery {
+            condition: condition.clone(),
+            within: Duration::from_millis(*within_ms),
+            started: at,
+            ended: None,
+            outcome: RecoveryOutcome::Waiting,
+            checks: 0,
+            summary: None,
+          });
+        }
+        Event::Recovered {
+          at: held,
+          checks,
+          summary,
+        } => {
+          let held = timeline.offset(*held);
+          timeline.end_recovery(RecoveryOutcome::Recovered, held, *checks, Some(summary));
+        }
+        Event::NotRecovered {
+          by,
+          checks,
+          last_error,
+        } => {
+          let by = timeline.offset(*by);
+          timeline.end_recovery(
+            RecoveryOutcome::NotRecovered,
+            by,
+            *checks,
+            last_error.as_ref(),
+          );
+        }
       }
     }
     timeline.compute_objectives();
     Some(timeline)
+  }
+
+  /// The result of the wait for recovery (a result without its start is ignored).
+  fn end_recovery(
+    &mut self,
+    outcome: RecoveryOutcome,
+    at: Duration,
+    checks: u32,
+    summary: Option<&String>,
+  ) {
+    if let Some(recovery) = self.recovery.as_mut() {
+      recovery.outcome = outcome;
+      recovery.ended = Some(at);
+      recovery.checks = checks;
+      recovery.summary = summary.cloned();
+    }
   }
 
   fn span_mut(&mut self, step: &str, phase: Phase) -> Option<&mut StepSpan> {
@@ -594,11 +697,21 @@ impl Timeline {
   }
 
   /// RTO achieved: incident start to the end of the last recovery step, once every recovery
-  /// step has succeeded (or was skipped). RPO achieved: the largest data-loss window measured.
+  /// step has succeeded (or was skipped); with `recovered_when`, incident start to the moment
+  /// its condition held (none while waiting or when not recovered). RPO achieved: the largest
+  /// data-loss window measured.
   fn compute_objectives(&mut self) {
     let before_start = (self.started_at - self.incident_start)
       .to_std()
       .unwrap_or_default();
+    if let Some(recovery) = &self.recovery {
+      self.rto_achieved = match (recovery.outcome, recovery.ended) {
+        (RecoveryOutcome::Recovered, Some(at)) => Some(before_start.saturating_add(at)),
+        _ => None,
+      };
+      self.compute_rpo();
+      return;
+    }
     let recovery: Vec<&StepSpan> = self.steps.iter().filter(|span| span.recovery).collect();
     let all_done = recovery
       .iter()
@@ -612,6 +725,11 @@ impl Timeline {
     } else {
       None
     };
+    self.compute_rpo();
+  }
+
+  /// RPO achieved: the largest data-loss window measured; unknown when any step's was.
+  fn compute_rpo(&mut self) {
     self.rpo_achieved = self
       .steps
       .iter()

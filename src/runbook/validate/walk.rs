@@ -36,7 +36,8 @@ const PARAM_KEYS: &[&str] = &[
   "description",
   "secret",
 ];
-const OBJECTIVE_KEYS: &[&str] = &["rto", "rpo"];
+const OBJECTIVE_KEYS: &[&str] = &["rto", "rpo", "recovered_when"];
+const RECOVERED_WHEN_KEYS: &[&str] = &["step", "within"];
 const DEFAULTS_KEYS: &[&str] = &["timeout", "retry"];
 const RETRY_KEYS: &[&str] = &["attempts", "backoff", "max_backoff"];
 const STEP_KEYS: &[&str] = &[
@@ -149,6 +150,14 @@ impl Checker<'_> {
       Some(node) => self.steps(node, &defaults),
       None => Vec::new(),
     };
+    if let Some(node) = top
+      .get("objectives")
+      .and_then(Node::as_map)
+      .and_then(|entries| entries.iter().find(|entry| entry.key == "recovered_when"))
+      .map(|entry| &entry.value)
+    {
+      objectives.recovered_when = self.recovered_when(node, &steps);
+    }
     self.check_uses(&params, &vars, &objectives, &steps);
     let refuse_pending_fences = top
       .get("refuse_pending_fences")
@@ -833,5 +842,76 @@ pub(crate) fn parse_value(text: &str, kind: ParamType) -> Option<Value> {
     ParamType::Duration => parse_duration(text)
       .ok()
       .map(|_| Value::String(text.trim().to_string())),
+  }
+}
+
+impl Checker<'_> {
+  /// `objectives.recovered_when`: a read-only step of this runbook (its action passes once the
+  /// application is recovered) and the bound of the wait for it, at most
+  /// [`MAX_RECOVERY_WITHIN`]. Checked once every step is known.
+  fn recovered_when(
+    &mut self,
+    node: &Node,
+    steps: &[(Option<Step>, Needs)],
+  ) -> Option<RecoveredWhen> {
+    const KEY: &str = "objectives.recovered_when";
+    let fields = self.reader.expect_map(
+      node,
+      KEY,
+      "objectives.recovered_when",
+      RECOVERED_WHEN_KEYS,
+      &["step"],
+    )?;
+    let within = match fields.get("within") {
+      None => Some(DEFAULT_RECOVERY_WITHIN),
+      Some(within_node) => {
+        let key = fields.key("within");
+        let within = self.reader.expect_duration(within_node, &key)?;
+        if within > MAX_RECOVERY_WITHIN {
+          self.reader.at(
+            within_node,
+            &key,
+            DiagnosticKind::RecoveryBoundTooLong {
+              within,
+              max: MAX_RECOVERY_WITHIN,
+            },
+          );
+          None
+        } else {
+          Some(within)
+        }
+      }
+    };
+    let step_node = fields.get("step")?;
+    let step_key = fields.key("step");
+    let id = self.reader.expect_string(step_node, &step_key)?;
+    let ids = super::graph::step_ids(steps);
+    let Some(&index) = ids.get(id.as_str()) else {
+      // A step that failed its own checks has no id here, and was reported already.
+      let suggestion = did_you_mean(&id, ids.keys().copied());
+      self.reader.at(
+        step_node,
+        &step_key,
+        DiagnosticKind::RecoveryStepUnknown { id, suggestion },
+      );
+      return None;
+    };
+    let action = steps[index]
+      .0
+      .as_ref()
+      .map(|step| step.call.action.clone())?;
+    if self.catalog.get(&action).is_some_and(|spec| spec.mutating) {
+      self.reader.at(
+        step_node,
+        &step_key,
+        DiagnosticKind::RecoveryStepMutates { id, action },
+      );
+      return None;
+    }
+    Some(RecoveredWhen {
+      condition: RecoveryCondition::Step { id },
+      within: within?,
+      span: node.span,
+    })
   }
 }

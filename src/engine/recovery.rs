@@ -1,0 +1,271 @@
+//! After the run's last step: the wait for `objectives.recovered_when`.
+//!
+//! A run whose steps all finished without failing the run, and whose runbook declares
+//! `recovered_when`, is not over yet: the application counts as recovered only once the
+//! condition holds (a read-only step's action passes). drctl journals `recovery_wait_started`,
+//! evaluates the condition on the backend's clock every [`RECOVERY_POLL`] until it holds or the
+//! bound (`within`) passes, and journals `recovered` (the RTO is measured to it) or
+//! `not_recovered` (the RTO breached). Invariants:
+//!
+//! * **Read-only.** Only a check (`Behaviour::Check`) is ever evaluated; validation refuses a
+//!   mutating step, and this module refuses one again rather than call `apply`.
+//! * **One wait per run.** The bound counts from the first `recovery_wait_started`; a resumed
+//!   run continues that wait (no step runs again: every step succeeded before it began) and a
+//!   run with a result never waits again.
+//! * **Interruptible.** An interrupt or a cancel ends the wait at once; the run ends
+//!   `interrupted` and `drctl resume` continues the wait.
+
+use std::{
+  collections::{BTreeMap, HashMap},
+  sync::Arc,
+  time::Duration,
+};
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{mpsc, watch};
+
+use super::{millis, EngineError, Shared};
+use crate::{
+  actions::{ActionError, Behaviour, Ctx, Outcome},
+  plan::bind_call,
+  runbook::{format_duration, RecoveredWhen, RecoveryCondition, Step},
+  state::{Event, Record},
+};
+
+/// How long after one evaluation of the condition the next starts (backend time). Route 53 and
+/// CloudWatch move in steps of tens of seconds; polling faster only adds calls.
+pub const RECOVERY_POLL: Duration = Duration::from_secs(10);
+
+/// The name progress lines and reports give the wait.
+const WAIT: &str = "recovery";
+
+/// What the journal already says about the wait.
+enum Journalled {
+  /// No wait began yet.
+  Nothing,
+  /// A wait began at this wall time (and has no result yet).
+  Began(DateTime<Utc>),
+  /// The wait has its result: nothing to do.
+  Done,
+}
+
+fn journalled(records: &[Record]) -> Journalled {
+  let mut found = Journalled::Nothing;
+  for record in records {
+    match &record.event {
+      Event::RecoveryWaitStarted { .. } => {
+        if matches!(found, Journalled::Nothing) {
+          found = Journalled::Began(record.ts);
+        }
+      }
+      Event::Recovered { .. } | Event::NotRecovered { .. } => found = Journalled::Done,
+      _ => {}
+    }
+  }
+  found
+}
+
+/// Wait for `recovered_when` after the run's last step (a no-op without one, or when the journal
+/// has the result already). `Ok(Some(why))`: interrupted during the wait (the run ends
+/// `interrupted`, resumable); `Ok(None)`: the result is journalled.
+pub(super) async fn await_recovery(
+  shared: &Arc<Shared>,
+  outputs: &HashMap<String, BTreeMap<String, String>>,
+  signals: &mut watch::Receiver<u32>,
+  cancels: &mut mpsc::UnboundedReceiver<String>,
+) -> Result<Option<String>, EngineError> {
+  let plan = shared.plan.clone();
+  let Some(recovered_when) = &plan.runbook.objectives.recovered_when else {
+    return Ok(None);
+  };
+  let known = {
+    let records = shared
+      .records
+      .lock()
+      .unwrap_or_else(|poisoned| poisoned.into_inner());
+    journalled(&records)
+  };
+  let began = match known {
+    Journalled::Done => return Ok(None),
+    Journalled::Began(at) => at,
+    Journalled::Nothing => {
+      shared
+        .log(Event::RecoveryWaitStarted {
+          condition: recovered_when.condition.to_string(),
+          within_ms: millis(recovered_when.within),
+        })
+        .await?
+        .ts
+    }
+  };
+  let interrupt = interrupted(signals, cancels);
+  tokio::pin!(interrupt);
+  let (cancel_tx, cancel_rx) = watch::channel(false);
+  tokio::select! {
+    result = wait(shared, recovered_when, began, outputs, cancel_rx) => result.map(|()| None),
+    why = &mut interrupt => {
+      let _ = cancel_tx.send(true);
+      Ok(Some(why))
+    }
+  }
+}
+
+/// The first interrupt (SIGINT/SIGTERM) or cancel request, as the run's interrupt record words it.
+async fn interrupted(
+  signals: &mut watch::Receiver<u32>,
+  cancels: &mut mpsc::UnboundedReceiver<String>,
+) -> String {
+  let signal = async {
+    loop {
+      if *signals.borrow_and_update() > 0 {
+        return "SIGINT".to_string();
+      }
+      if signals.changed().await.is_err() {
+        // Nobody can signal any more: only a cancel can interrupt.
+        return std::future::pending().await;
+      }
+    }
+  };
+  let cancel = async {
+    match cancels.recv().await {
+      Some(by) => format!("cancelled by {by}"),
+      None => std::future::pending().await,
+    }
+  };
+  tokio::select! {
+    why = signal => why,
+    why = cancel => why,
+  }
+}
+
+/// Evaluate the condition until it holds or the bound passes, and journal which.
+///
+/// The bound counts from `began` (the wait's first record): the part of it already gone when
+/// this process took the wait up (a resume) comes from the journal's wall clock, the rest is
+/// measured on the backend's clock, which tests pause and advance.
+async fn wait(
+  shared: &Arc<Shared>,
+  recovered_when: &RecoveredWhen,
+  began: DateTime<Utc>,
+  outputs: &HashMap<String, BTreeMap<String, String>>,
+  cancel: watch::Receiver<bool>,
+) -> Result<(), EngineError> {
+  let clock = shared.cloud.clock;
+  let RecoveryCondition::Step { id } = &recovered_when.condition;
+  let gone = clock.to_modelled((Utc::now() - began).to_std().unwrap_or_default());
+  let bound = recovered_when.within.saturating_sub(gone);
+  let by =
+    began + chrono::Duration::from_std(clock.to_wall(recovered_when.within)).unwrap_or_default();
+  let taken_up = clock.now();
+  let left = || bound.saturating_sub(clock.elapsed_since(taken_up));
+  let mut checks = 0u32;
+  let mut last_error: Option<String> = None;
+  loop {
+    // At least one evaluation, even of a zero bound (or one that passed while drctl was down).
+    if checks > 0 && left().is_zero() {
+      shared
+        .log(Event::NotRecovered {
+          by,
+          checks,
+          last_error,
+        })
+        .await?;
+      return Ok(());
+    }
+    checks += 1;
+    match evaluate_within(shared, id, left(), outputs, cancel.clone()).await {
+      Ok(outcome) => {
+        shared
+          .log(Event::Recovered {
+            at: Utc::now(),
+            checks,
+            summary: outcome.summary,
+          })
+          .await?;
+        return Ok(());
+      }
+      Err(err) => {
+        shared.observer.waiting(
+          WAIT,
+          &format!("{}: not yet ({})", recovered_when.condition, err.message),
+        );
+        last_error = Some(err.message);
+      }
+    }
+    let left = left();
+    if !left.is_zero() {
+      clock.sleep(RECOVERY_POLL.min(left)).await;
+    }
+  }
+}
+
+/// One evaluation of step `id`, given as long as the time `left` (the step's whole timeout
+/// when none is left: the one evaluation of a bound already gone), never longer than the
+/// step's own timeout.
+async fn evaluate_within(
+  shared: &Arc<Shared>,
+  id: &str,
+  left: Duration,
+  outputs: &HashMap<String, BTreeMap<String, String>>,
+  cancel: watch::Receiver<bool>,
+) -> Result<Outcome, ActionError> {
+  // Validation guarantees the step exists.
+  let step = shared
+    .plan
+    .runbook
+    .step(id)
+    .ok_or_else(|| ActionError::failed(format!("the runbook has no step `{id}`")))?;
+  let limit = if left.is_zero() {
+    step.timeout
+  } else {
+    left.min(step.timeout)
+  };
+  let clock = shared.cloud.clock;
+  match tokio::time::timeout(
+    clock.to_wall(limit),
+    evaluate(shared, step, outputs, cancel),
+  )
+  .await
+  {
+    Ok(result) => result,
+    Err(_) => Err(ActionError::failed(format!(
+      "no answer within {}",
+      format_duration(limit)
+    ))),
+  }
+}
+
+/// One evaluation: the step's action, bound with every output of the run, run read-only. The
+/// step's `when:` is not consulted (a step kept out of the run with `when: false` still serves
+/// as the condition).
+async fn evaluate(
+  shared: &Arc<Shared>,
+  step: &Step,
+  outputs: &HashMap<String, BTreeMap<String, String>>,
+  cancel: watch::Receiver<bool>,
+) -> Result<Outcome, ActionError> {
+  let run = shared.run_values();
+  let scope = shared.plan.scope(&run, outputs);
+  let (def, args) = bind_call(&step.call, &scope).map_err(ActionError::failed)?;
+  let Behaviour::Check(check) = def.behaviour else {
+    return Err(ActionError::failed(format!(
+      "`{}` changes the world; a recovery condition only reads it",
+      def.spec.name
+    )));
+  };
+  let observer = shared.observer.clone();
+  let progress = move |status: &str| observer.waiting(WAIT, status);
+  let ctx = Ctx {
+    rpo: shared.plan.runbook.objectives.rpo,
+    expected: step.budget,
+    run: shared.run_facts(),
+    ..Ctx::new(
+      &shared.cloud,
+      &shared.options.run_id,
+      &step.id,
+      &progress,
+      cancel,
+    )
+  };
+  check.check(&ctx, &args).await
+}
