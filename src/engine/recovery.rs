@@ -85,24 +85,30 @@ pub(super) async fn await_recovery(
       .unwrap_or_else(|poisoned| poisoned.into_inner());
     journalled(&records)
   };
-  let began = match known {
+  let clock = shared.cloud.clock;
+  // How much of the bound was gone when this process took the wait up: none for a wait it
+  // starts; for a resumed one, the journal's wall clock since the wait's first record.
+  let (began, gone) = match known {
     Journalled::Done => return Ok(None),
-    Journalled::Began(at) => at,
+    Journalled::Began(at) => (
+      at,
+      clock.to_modelled((Utc::now() - at).to_std().unwrap_or_default()),
+    ),
     Journalled::Nothing => {
-      shared
+      let record = shared
         .log(Event::RecoveryWaitStarted {
           condition: recovered_when.condition.to_string(),
           within_ms: millis(recovered_when.within),
         })
-        .await?
-        .ts
+        .await?;
+      (record.ts, Duration::ZERO)
     }
   };
   let interrupt = interrupted(signals, cancels);
   tokio::pin!(interrupt);
   let (cancel_tx, cancel_rx) = watch::channel(false);
   tokio::select! {
-    result = wait(shared, recovered_when, began, outputs, cancel_rx) => result.map(|()| None),
+    result = wait(shared, recovered_when, (began, gone), outputs, cancel_rx) => result.map(|()| None),
     why = &mut interrupt => {
       let _ = cancel_tx.send(true);
       Ok(Some(why))
@@ -140,19 +146,18 @@ async fn interrupted(
 
 /// Evaluate the condition until it holds or the bound passes, and journal which.
 ///
-/// The bound counts from `began` (the wait's first record): the part of it already gone when
-/// this process took the wait up (a resume) comes from the journal's wall clock, the rest is
-/// measured on the backend's clock, which tests pause and advance.
+/// The bound counts from `began` (the wait's first record): `gone` is the part of it already
+/// gone when this process took the wait up (a resume), the rest is measured on the backend's
+/// clock, which tests pause and advance.
 async fn wait(
   shared: &Arc<Shared>,
   recovered_when: &RecoveredWhen,
-  began: DateTime<Utc>,
+  (began, gone): (DateTime<Utc>, Duration),
   outputs: &HashMap<String, BTreeMap<String, String>>,
   cancel: watch::Receiver<bool>,
 ) -> Result<(), EngineError> {
   let clock = shared.cloud.clock;
   let RecoveryCondition::Step { id } = &recovered_when.condition;
-  let gone = clock.to_modelled((Utc::now() - began).to_std().unwrap_or_default());
   let bound = recovered_when.within.saturating_sub(gone);
   let by =
     began + chrono::Duration::from_std(clock.to_wall(recovered_when.within)).unwrap_or_default();
