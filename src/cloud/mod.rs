@@ -33,10 +33,16 @@ use serde::{Deserialize, Serialize};
 use crate::runbook::format_duration;
 
 pub mod aws;
+mod family;
 pub mod fence;
 pub mod http;
 pub mod limiter;
+pub mod ops;
 pub mod sim;
+#[doc(hidden)]
+pub mod wire;
+
+use family::service_family;
 
 pub use fence::{FenceReason, MutationFence};
 pub use limiter::{LimitSetting, RateLimits};
@@ -537,83 +543,102 @@ pub struct ReplicaRequest {
 // Service traits
 // ---------------------------------------------------------------------------------------------
 
-/// RDS (and the CloudWatch `ReplicaLag` metric, which belongs with it for drctl's purposes).
-#[async_trait::async_trait]
-pub trait Rds: Send + Sync {
-  /// `DescribeDBInstances` for one identifier; `Ok(None)` when it does not exist.
-  async fn describe_instance(&self, region: &str, id: &str) -> CloudResult<Option<DbInstance>>;
-  /// The replica's lag behind its source (CloudWatch `AWS/RDS ReplicaLag`, one-minute maxima
-  /// over the last [`LAG_LOOKBACK`], classified by [`ReplicaLag::from_datapoints`]): a negative,
-  /// stale or missing newest datapoint is `Unknown`, never zero.
-  async fn replica_lag(&self, region: &str, id: &str) -> CloudResult<ReplicaLag>;
-  /// `DescribeDBSnapshots` for an instance (automated and manual).
-  async fn describe_snapshots(
-    &self,
-    region: &str,
-    instance_id: &str,
-  ) -> CloudResult<Vec<DbSnapshot>>;
-  /// `DescribeGlobalClusters` for one identifier.
-  async fn describe_global_cluster(&self, id: &str) -> CloudResult<Option<GlobalCluster>>;
+service_family! {
+  /// RDS (and the CloudWatch `ReplicaLag` metric, which belongs with it for drctl's purposes).
+  pub trait Rds, limited LimitedRds {
+    /// `DescribeDBInstances` for one identifier; `Ok(None)` when it does not exist.
+    [ops::rds::DESCRIBE_DB_INSTANCES, Some(region), 1]
+    async fn describe_instance(&self, region: &str, id: &str) -> CloudResult<Option<DbInstance>>;
+    /// The replica's lag behind its source (CloudWatch `AWS/RDS ReplicaLag`, one-minute maxima
+    /// over the last [`LAG_LOOKBACK`], classified by [`ReplicaLag::from_datapoints`]): a negative,
+    /// stale or missing newest datapoint is `Unknown`, never zero.
+    [ops::cloudwatch::GET_METRIC_STATISTICS, Some(region), 1]
+    async fn replica_lag(&self, region: &str, id: &str) -> CloudResult<ReplicaLag>;
+    /// `DescribeDBSnapshots` for an instance (automated and manual).
+    [ops::rds::DESCRIBE_DB_SNAPSHOTS, Some(region), 1]
+    async fn describe_snapshots(
+      &self,
+      region: &str,
+      instance_id: &str,
+    ) -> CloudResult<Vec<DbSnapshot>>;
+    /// `DescribeGlobalClusters` for one identifier. A global cluster has no home region; its
+    /// calls go to the provider's default region.
+    [ops::rds::DESCRIBE_GLOBAL_CLUSTERS, None, 1]
+    async fn describe_global_cluster(&self, id: &str) -> CloudResult<Option<GlobalCluster>>;
 
-  /// `PromoteReadReplica`. Mutating. Not idempotent at the API (a standalone instance is an
-  /// `InvalidDBInstanceState`), so the action observes first.
-  async fn promote_read_replica(&self, region: &str, id: &str) -> CloudResult<()>;
-  /// `RestoreDBInstanceFromDBSnapshot`. Mutating; `DBInstanceAlreadyExists` on a repeat.
-  async fn restore_from_snapshot(&self, request: &RestoreRequest) -> CloudResult<()>;
-  /// `DeleteDBInstance` (skipping the final snapshot). Mutating; `DBInstanceNotFound` once gone.
-  async fn delete_instance(&self, region: &str, id: &str) -> CloudResult<()>;
-  /// `FailoverGlobalCluster` to the member cluster `target_cluster_arn`, as a switchover or, with
-  /// [`GlobalFailover::AllowDataLoss`], as a failover (see there). Mutating.
-  async fn failover_global_cluster(
-    &self,
-    id: &str,
-    target_cluster_arn: &str,
-    mode: GlobalFailover,
-  ) -> CloudResult<()>;
-  /// An Aurora global database secondary's RPO lag: CloudWatch `AWS/RDS`
-  /// `AuroraGlobalDBRPOLag` (milliseconds) of the secondary cluster (`DBClusterIdentifier`),
-  /// in its own region, classified like [`Rds::replica_lag`]. Read-only.
-  async fn get_global_rpo_lag(&self, region: &str, cluster_id: &str) -> CloudResult<ReplicaLag>;
-  /// `CreateDBInstanceReadReplica` of `request.source_id` (in `request.source_region`) into
-  /// `request.region`. Mutating; `DBInstanceAlreadyExists` on a repeat, so the action observes
-  /// first. The replica is `creating` until it is `available`, then catches up on its source.
-  async fn create_read_replica(&self, request: &ReplicaRequest) -> CloudResult<()>;
-  /// `ListTagsForResource` of an instance (found by `DescribeDBInstances`): its tags.
-  /// `Ok(None)` when the instance does not exist.
-  async fn list_instance_tags(
-    &self,
-    region: &str,
-    id: &str,
-  ) -> CloudResult<Option<BTreeMap<String, String>>>;
-  /// `AddTagsToResource` on an instance. Mutating, idempotent: a tag set again to the value it
-  /// has changes nothing (another value replaces it); other tags are left alone.
-  async fn add_instance_tags(
-    &self,
-    region: &str,
-    id: &str,
-    tags: &BTreeMap<String, String>,
-  ) -> CloudResult<()>;
+    /// `PromoteReadReplica`. Mutating. Not idempotent at the API (a standalone instance is an
+    /// `InvalidDBInstanceState`), so the action observes first.
+    [ops::rds::PROMOTE_READ_REPLICA, Some(region), 1]
+    async fn promote_read_replica(&self, region: &str, id: &str) -> CloudResult<()>;
+    /// `RestoreDBInstanceFromDBSnapshot`. Mutating; `DBInstanceAlreadyExists` on a repeat.
+    [ops::rds::RESTORE_DB_INSTANCE_FROM_DB_SNAPSHOT, Some(request.region.as_str()), 1]
+    async fn restore_from_snapshot(&self, request: &RestoreRequest) -> CloudResult<()>;
+    /// `DeleteDBInstance` (skipping the final snapshot). Mutating; `DBInstanceNotFound` once gone.
+    [ops::rds::DELETE_DB_INSTANCE, Some(region), 1]
+    async fn delete_instance(&self, region: &str, id: &str) -> CloudResult<()>;
+    /// `FailoverGlobalCluster` to the member cluster `target_cluster_arn`, as a switchover or, with
+    /// [`GlobalFailover::AllowDataLoss`], as a failover (see there). Mutating.
+    [ops::rds::FAILOVER_GLOBAL_CLUSTER, None, 1]
+    async fn failover_global_cluster(
+      &self,
+      id: &str,
+      target_cluster_arn: &str,
+      mode: GlobalFailover,
+    ) -> CloudResult<()>;
+    /// An Aurora global database secondary's RPO lag: CloudWatch `AWS/RDS`
+    /// `AuroraGlobalDBRPOLag` (milliseconds) of the secondary cluster (`DBClusterIdentifier`),
+    /// in its own region, classified like [`Rds::replica_lag`]. Read-only.
+    [ops::cloudwatch::GET_METRIC_STATISTICS, Some(region), 1]
+    async fn get_global_rpo_lag(&self, region: &str, cluster_id: &str) -> CloudResult<ReplicaLag>;
+    /// `CreateDBInstanceReadReplica` of `request.source_id` (in `request.source_region`) into
+    /// `request.region`. Mutating; `DBInstanceAlreadyExists` on a repeat, so the action observes
+    /// first. The replica is `creating` until it is `available`, then catches up on its source.
+    [ops::rds::CREATE_DB_INSTANCE_READ_REPLICA, Some(request.region.as_str()), 1]
+    async fn create_read_replica(&self, request: &ReplicaRequest) -> CloudResult<()>;
+    /// `ListTagsForResource` of an instance (found by `DescribeDBInstances`): its tags.
+    /// `Ok(None)` when the instance does not exist. Two requests: `DescribeDBInstances` for the
+    /// ARN, then `ListTagsForResource`.
+    [ops::rds::LIST_TAGS_FOR_RESOURCE, Some(region), 2]
+    async fn list_instance_tags(
+      &self,
+      region: &str,
+      id: &str,
+    ) -> CloudResult<Option<BTreeMap<String, String>>>;
+    /// `AddTagsToResource` on an instance. Mutating, idempotent: a tag set again to the value it
+    /// has changes nothing (another value replaces it); other tags are left alone. Two requests
+    /// (the instance's ARN first).
+    [ops::rds::ADD_TAGS_TO_RESOURCE, Some(region), 2]
+    async fn add_instance_tags(
+      &self,
+      region: &str,
+      id: &str,
+      tags: &BTreeMap<String, String>,
+    ) -> CloudResult<()>;
+  }
 }
 
-/// ECS.
-#[async_trait::async_trait]
-pub trait Ecs: Send + Sync {
-  /// `DescribeServices` for one service; `Ok(None)` when missing or `INACTIVE`.
-  async fn describe_service(
-    &self,
-    region: &str,
-    cluster: &str,
-    service: &str,
-  ) -> CloudResult<Option<EcsService>>;
-  /// `UpdateService` with a new desired count. Mutating, idempotent (setting the same count
-  /// twice changes nothing).
-  async fn update_desired_count(
-    &self,
-    region: &str,
-    cluster: &str,
-    service: &str,
-    desired_count: u32,
-  ) -> CloudResult<()>;
+service_family! {
+  /// ECS.
+  pub trait Ecs, limited LimitedEcs {
+    /// `DescribeServices` for one service; `Ok(None)` when missing or `INACTIVE`.
+    [ops::ecs::DESCRIBE_SERVICES, Some(region), 1]
+    async fn describe_service(
+      &self,
+      region: &str,
+      cluster: &str,
+      service: &str,
+    ) -> CloudResult<Option<EcsService>>;
+    /// `UpdateService` with a new desired count. Mutating, idempotent (setting the same count
+    /// twice changes nothing).
+    [ops::ecs::UPDATE_SERVICE, Some(region), 1]
+    async fn update_desired_count(
+      &self,
+      region: &str,
+      cluster: &str,
+      service: &str,
+      desired_count: u32,
+    ) -> CloudResult<()>;
+  }
 }
 
 /// A record change sent in a change batch. drctl only ever UPSERTs.
@@ -687,68 +712,82 @@ pub fn change_batches(changes: Vec<RecordChange>) -> Vec<Vec<RecordChange>> {
   batches
 }
 
-/// Route 53 (a global service: no region parameter).
-#[async_trait::async_trait]
-pub trait Route53: Send + Sync {
-  /// `ListResourceRecordSets` filtered to one name (all types and set identifiers of it).
-  async fn list_record_sets(&self, zone_id: &str, name: &str) -> CloudResult<Vec<RecordSet>>;
-  /// One `ListResourceRecordSets` request over the whole zone: up to [`RECORD_PAGE_SIZE`]
-  /// record sets from `start` (`None`: the zone's first record). One call is one request, so
-  /// a caller reading many names pays one request per page instead of one per name; the rate
-  /// limiter counts it exactly.
-  async fn list_record_sets_page(
-    &self,
-    zone_id: &str,
-    start: Option<&RecordPageStart>,
-  ) -> CloudResult<RecordPage>;
-  /// `GetChange`.
-  async fn get_change(&self, change_id: &str) -> CloudResult<ChangeInfo>;
-  /// `GetHealthCheckStatus`, plus the check's `Disabled`/`Inverted` configuration.
-  async fn get_health_check_status(&self, health_check_id: &str) -> CloudResult<HealthCheckStatus>;
+service_family! {
+  /// Route 53 (a global service: no region parameter).
+  pub trait Route53, limited LimitedRoute53 {
+    /// `ListResourceRecordSets` filtered to one name (all types and set identifiers of it).
+    [ops::route53::LIST_RESOURCE_RECORD_SETS, None, 1]
+    async fn list_record_sets(&self, zone_id: &str, name: &str) -> CloudResult<Vec<RecordSet>>;
+    /// One `ListResourceRecordSets` request over the whole zone: up to [`RECORD_PAGE_SIZE`]
+    /// record sets from `start` (`None`: the zone's first record). One call is one request, so
+    /// a caller reading many names pays one request per page instead of one per name; the rate
+    /// limiter counts it exactly.
+    [ops::route53::LIST_RESOURCE_RECORD_SETS, None, 1]
+    async fn list_record_sets_page(
+      &self,
+      zone_id: &str,
+      start: Option<&RecordPageStart>,
+    ) -> CloudResult<RecordPage>;
+    /// `GetChange`.
+    [ops::route53::GET_CHANGE, None, 1]
+    async fn get_change(&self, change_id: &str) -> CloudResult<ChangeInfo>;
+    /// `GetHealthCheckStatus`, plus the check's `Disabled`/`Inverted` configuration: two
+    /// requests (`GetHealthCheck` for the configuration; every provider makes both).
+    [ops::route53::GET_HEALTH_CHECK_STATUS, None, 2]
+    async fn get_health_check_status(&self, health_check_id: &str) -> CloudResult<HealthCheckStatus>;
 
-  /// `ChangeResourceRecordSets`: one atomic batch for one zone. Mutating; UPSERT is idempotent.
-  async fn change_record_sets(
-    &self,
-    zone_id: &str,
-    comment: &str,
-    changes: &[RecordChange],
-  ) -> CloudResult<ChangeInfo>;
-  /// `UpdateHealthCheck` (disable / invert). Mutating, idempotent.
-  async fn update_health_check(
-    &self,
-    health_check_id: &str,
-    update: HealthCheckUpdate,
-  ) -> CloudResult<()>;
+    /// `ChangeResourceRecordSets`: one atomic batch for one zone. Mutating; UPSERT is idempotent.
+    [ops::route53::CHANGE_RESOURCE_RECORD_SETS, None, 1]
+    async fn change_record_sets(
+      &self,
+      zone_id: &str,
+      comment: &str,
+      changes: &[RecordChange],
+    ) -> CloudResult<ChangeInfo>;
+    /// `UpdateHealthCheck` (disable / invert). Mutating, idempotent.
+    [ops::route53::UPDATE_HEALTH_CHECK, None, 1]
+    async fn update_health_check(
+      &self,
+      health_check_id: &str,
+      update: HealthCheckUpdate,
+    ) -> CloudResult<()>;
+  }
 }
 
-/// S3 (read-only for actions; the state backend has its own store).
-#[async_trait::async_trait]
-pub trait S3: Send + Sync {
-  /// `ListObjectsV2` under a prefix (all pages).
-  async fn list_objects(
-    &self,
-    region: &str,
-    bucket: &str,
-    prefix: &str,
-  ) -> CloudResult<Vec<S3Object>>;
-  /// `HeadObject` with checksum mode enabled; `Ok(None)` when missing.
-  async fn head_object(
-    &self,
-    region: &str,
-    bucket: &str,
-    key: &str,
-  ) -> CloudResult<Option<S3Object>>;
-  /// How far a replication rule's destination is behind its source: CloudWatch `AWS/S3`
-  /// `ReplicationLatency` (seconds; S3 Replication metrics, on with S3 Replication Time
-  /// Control), dimensions `SourceBucket`, `DestinationBucket` and `RuleId`, published in the
-  /// **destination** bucket's region (`region`), one-minute maxima over [`LAG_LOOKBACK`],
-  /// classified by [`ReplicaLag::from_datapoints`]: a rule without metrics, or whose source
-  /// stopped publishing (its region failed), is `Unknown`, never zero. Read-only.
-  async fn get_replication_latency(
-    &self,
-    region: &str,
-    rule: &S3ReplicationRule,
-  ) -> CloudResult<ReplicaLag>;
+service_family! {
+  /// S3 (read-only for actions; the state backend has its own store). S3 has no rate-limit
+  /// family, so the limiter lets its calls straight through; what it adds is the per-call
+  /// retry of reads.
+  pub trait S3, limited LimitedS3 {
+    /// `ListObjectsV2` under a prefix (all pages).
+    [ops::s3::LIST_OBJECTS_V2, Some(region), 1]
+    async fn list_objects(
+      &self,
+      region: &str,
+      bucket: &str,
+      prefix: &str,
+    ) -> CloudResult<Vec<S3Object>>;
+    /// `HeadObject` with checksum mode enabled; `Ok(None)` when missing.
+    [ops::s3::HEAD_OBJECT, Some(region), 1]
+    async fn head_object(
+      &self,
+      region: &str,
+      bucket: &str,
+      key: &str,
+    ) -> CloudResult<Option<S3Object>>;
+    /// How far a replication rule's destination is behind its source: CloudWatch `AWS/S3`
+    /// `ReplicationLatency` (seconds; S3 Replication metrics, on with S3 Replication Time
+    /// Control), dimensions `SourceBucket`, `DestinationBucket` and `RuleId`, published in the
+    /// **destination** bucket's region (`region`), one-minute maxima over [`LAG_LOOKBACK`],
+    /// classified by [`ReplicaLag::from_datapoints`]: a rule without metrics, or whose source
+    /// stopped publishing (its region failed), is `Unknown`, never zero. Read-only.
+    [ops::cloudwatch::GET_METRIC_STATISTICS, Some(region), 1]
+    async fn get_replication_latency(
+      &self,
+      region: &str,
+      rule: &S3ReplicationRule,
+    ) -> CloudResult<ReplicaLag>;
+  }
 }
 
 /// HTTP: probes (read-only `GET`s) and notifications (`POST`s, which are side effects).
@@ -1097,7 +1136,7 @@ mod tests {
 
   #[test]
   fn only_throttling_server_and_transport_errors_retry() {
-    let err = |kind| CloudError::new(kind, "rds", "PromoteReadReplica", "x");
+    let err = |kind| CloudError::new(kind, "rds", ops::rds::PROMOTE_READ_REPLICA.name, "x");
     assert!(err(ErrorKind::Throttling).is_retryable());
     assert!(err(ErrorKind::Server).is_retryable());
     assert!(err(ErrorKind::Transport).is_retryable());
@@ -1111,7 +1150,7 @@ mod tests {
     let err = CloudError::new(
       ErrorKind::Throttling,
       "rds",
-      "PromoteReadReplica",
+      ops::rds::PROMOTE_READ_REPLICA.name,
       "Rate exceeded",
     )
     .with_code("Throttling")
@@ -1132,7 +1171,7 @@ mod tests {
     let err = CloudError::new(
       ErrorKind::Client,
       "rds",
-      "PromoteReadReplica",
+      ops::rds::PROMOTE_READ_REPLICA.name,
       format!("{permission}\n  (second line)\r(third)\r\n"),
     )
     .with_code("AccessDenied")

@@ -9,9 +9,8 @@ use super::{
   errors::{absent_if_not_found, cloud_error},
   to_chrono,
 };
+use crate::cloud::ops;
 use crate::cloud::{CloudResult, ReplicaLag, S3Object, S3ReplicationRule, S3};
-
-const SERVICE: &str = "s3";
 
 /// Build an S3 client for `region`, with path-style addressing on a custom endpoint.
 pub(crate) fn client(sdk: &SdkConfig, region: &str) -> aws_sdk_s3::Client {
@@ -59,7 +58,7 @@ impl S3 for AwsS3 {
       .send()
       .collect::<Result<Vec<_>, _>>()
       .await
-      .map_err(|error| cloud_error(SERVICE, "ListObjectsV2", self.clients.sdk(), region, error))?;
+      .map_err(|error| cloud_error(&ops::s3::LIST_OBJECTS_V2, self.clients.sdk(), region, error))?;
     Ok(
       pages
         .iter()
@@ -95,7 +94,7 @@ impl S3 for AwsS3 {
       .checksum_mode(ChecksumMode::Enabled)
       .send()
       .await
-      .map_err(|error| cloud_error(SERVICE, "HeadObject", self.clients.sdk(), region, error));
+      .map_err(|error| cloud_error(&ops::s3::HEAD_OBJECT, self.clients.sdk(), region, error));
     Ok(absent_if_not_found(result)?.map(|head| {
       S3Object {
         bucket: bucket.to_owned(),

@@ -12,6 +12,7 @@ use super::{
   world::EcsSpec,
   Operation, SimCloud,
 };
+use crate::cloud::ops;
 use crate::cloud::{CloudResult, Ecs, EcsDeployment, EcsService};
 
 /// AWS's limit of tasks per service.
@@ -236,7 +237,7 @@ impl EcsState {
   }
 
   pub fn apply(&mut self, op: &Operation, model: &Model) -> Applied {
-    if op.operation != "UpdateService" {
+    if op.operation != ops::ecs::UPDATE_SERVICE.name {
       return Err(Reject::client(
         "InvalidAction",
         format!("ecs has no operation {}", op.operation),
@@ -308,7 +309,7 @@ impl Ecs for SimCloud {
   ) -> CloudResult<Option<EcsService>> {
     self
       .sim
-      .read("ecs", "DescribeServices", Some(region), |state, now| {
+      .read(&ops::ecs::DESCRIBE_SERVICES, Some(region), |state, now| {
         Ok(
           state
             .ecs
@@ -328,8 +329,7 @@ impl Ecs for SimCloud {
     self
       .sim
       .mutate(
-        "ecs",
-        "UpdateService",
+        &ops::ecs::UPDATE_SERVICE,
         Some(region),
         &format!("{cluster}/{service}"),
         json!({ "cluster": cluster, "service": service, "desired_count": desired_count }),

@@ -36,7 +36,9 @@ use self::{
   state::{Reject, WorldState},
   world::{Timings, WorldSpec},
 };
-use super::{CallerIdentity, Clock, Cloud, CloudError, CloudResult, ErrorKind, ATTEMPT_TIMEOUT};
+use super::{
+  ops::Op, CallerIdentity, Clock, Cloud, CloudError, CloudResult, ErrorKind, ATTEMPT_TIMEOUT,
+};
 
 mod ecs;
 mod faults;
@@ -524,14 +526,14 @@ impl Sim {
   /// A read-only call: gate, then read the world now.
   pub(crate) async fn read<T, F>(
     &self,
-    service: &str,
-    operation: &str,
+    op: &'static Op,
     region: Option<&str>,
     read: F,
   ) -> CloudResult<T>
   where
     F: FnOnce(&WorldState, DateTime<Utc>) -> Result<T, Reject> + Send,
   {
+    let (service, operation) = (op.service, op.name);
     self
       .gate(service, operation, region, Some(ATTEMPT_TIMEOUT))
       .await
@@ -545,12 +547,12 @@ impl Sim {
   /// effect (the simulator does not model an answer lost after the effect).
   pub(crate) async fn mutate(
     &self,
-    service: &str,
-    operation: &str,
+    op: &'static Op,
     region: Option<&str>,
     target: &str,
     detail: serde_json::Value,
   ) -> CloudResult<Operation> {
+    let (service, operation) = (op.service, op.name);
     self
       .gate(service, operation, region, Some(ATTEMPT_TIMEOUT))
       .await

@@ -8,6 +8,7 @@ use super::{
   world::{ReplicationSpec, S3Spec},
   SimCloud,
 };
+use crate::cloud::ops;
 use crate::cloud::{
   CloudResult, ErrorKind, LagDatapoint, ReplicaLag, S3Object, S3ReplicationRule, S3,
 };
@@ -144,7 +145,7 @@ impl S3 for SimCloud {
   ) -> CloudResult<Vec<S3Object>> {
     self
       .sim
-      .read("s3", "ListObjectsV2", Some(region), |state, _now| {
+      .read(&ops::s3::LIST_OBJECTS_V2, Some(region), |state, _now| {
         let mut objects: Vec<S3Object> = state
           .s3
           .objects(&state.model, region, bucket)?
@@ -165,7 +166,7 @@ impl S3 for SimCloud {
   ) -> CloudResult<Option<S3Object>> {
     self
       .sim
-      .read("s3", "HeadObject", Some(region), |state, _now| {
+      .read(&ops::s3::HEAD_OBJECT, Some(region), |state, _now| {
         Ok(
           state
             .s3
@@ -184,8 +185,7 @@ impl S3 for SimCloud {
     self
       .sim
       .read(
-        "cloudwatch",
-        "GetMetricStatistics",
+        &ops::cloudwatch::GET_METRIC_STATISTICS,
         Some(region),
         |state, now| {
           let (points, modelled_now) =
