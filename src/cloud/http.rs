@@ -285,17 +285,18 @@ impl Http for ReqwestHttp {
 /// notifications, sent after the run, whatever the drill's target was). Every other provider
 /// answers a `Client` error without doing anything.
 pub fn http_only(http: Arc<dyn Http>) -> Cloud {
-  let unavailable = Arc::new(Unavailable);
-  Cloud {
-    rds: unavailable.clone(),
-    ecs: unavailable.clone(),
-    route53: unavailable.clone(),
-    s3: unavailable,
-    http,
-    clock: Clock::default(),
-    backend: "http".into(),
-    fence: Default::default(),
+  macro_rules! unavailable {
+    ($($family:ident: $Trait:ident, $Limited:ident;)*) => {
+      Cloud {
+        $($family: Arc::new(Unavailable),)*
+        http,
+        clock: Clock::default(),
+        backend: "http".into(),
+        fence: Default::default(),
+      }
+    };
   }
+  super::with_families!(unavailable)
 }
 
 /// The providers of [`http_only`] other than `http`. Every family's trait is implemented for

@@ -16,9 +16,9 @@ use aws_sdk_s3::primitives::ByteStream;
 use super::{
   config::endpoint_host,
   errors::{absent_if_not_found, cloud_error_at},
-  s3,
 };
 use crate::cloud::ops;
+use crate::cloud::s3::aws as s3;
 use crate::cloud::{CloudError, ErrorKind};
 
 const SERVICE: &str = "s3";

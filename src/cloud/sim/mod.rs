@@ -40,14 +40,10 @@ use super::{
   ops::Op, CallerIdentity, Clock, Cloud, CloudError, CloudResult, ErrorKind, ATTEMPT_TIMEOUT,
 };
 
-mod ecs;
 mod faults;
 mod http;
 mod persist;
-mod rds;
-mod route53;
-mod s3;
-mod state;
+pub(crate) mod state;
 pub mod world;
 
 #[cfg(test)]
@@ -269,16 +265,19 @@ impl Sim {
     let providers = Arc::new(SimCloud {
       sim: Arc::clone(self),
     });
-    Cloud {
-      rds: providers.clone(),
-      ecs: providers.clone(),
-      route53: providers.clone(),
-      s3: providers.clone(),
-      http: providers,
-      clock: self.clock,
-      backend: "sim".into(),
-      fence: Default::default(),
+    // `SimCloud` implements every family's trait (in `cloud/<family>/sim.rs`).
+    macro_rules! providers {
+      ($($family:ident: $Trait:ident, $Limited:ident;)*) => {
+        Cloud {
+          $($family: providers.clone(),)*
+          http: providers,
+          clock: self.clock,
+          backend: "sim".into(),
+          fence: Default::default(),
+        }
+      };
     }
+    super::with_families!(providers)
   }
 
   /// Every operation accepted so far (replayed ones included), in order.

@@ -1,9 +1,13 @@
 //! S3 reads for actions: listings and object metadata.
 
+// `CloudError` is the provider boundary's error type and every trait method returns it by value
+// (see `cloud::aws`).
+#![allow(clippy::result_large_err)]
+
 use aws_config::{Region, SdkConfig};
 use aws_sdk_s3::types::ChecksumMode;
 
-use super::{
+use crate::cloud::aws::{
   cloudwatch,
   config::{s3_custom_endpoint, RegionalClients},
   errors::{absent_if_not_found, cloud_error},
@@ -129,4 +133,9 @@ impl S3 for AwsS3 {
     let points = cloudwatch::lag_datapoints(&self.cloudwatch, region, &metric, now).await?;
     Ok(ReplicaLag::from_datapoints(&points, now.into()))
   }
+}
+
+/// The family's provider over the shared per-region SDK configuration.
+pub(crate) fn provider(sdk: &SdkConfig) -> std::sync::Arc<dyn super::S3> {
+  std::sync::Arc::new(AwsS3::new(sdk))
 }

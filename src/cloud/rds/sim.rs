@@ -6,12 +6,12 @@ use std::{collections::BTreeMap, time::Duration};
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use super::{
+use crate::cloud::ops;
+use crate::cloud::sim::{
   state::{detail_str, missing, Applied, Model, Reject},
   world::RdsSpec,
   Operation, SimCloud,
 };
-use crate::cloud::ops;
 use crate::cloud::{
   CloudResult, DbInstance, DbSnapshot, GlobalCluster, GlobalClusterMember, GlobalFailover,
   LagDatapoint, Rds, ReplicaLag, RestoreRequest, LAG_LOOKBACK, LAG_PERIOD,
@@ -134,7 +134,7 @@ impl Instance {
 /// A lag metric's datapoints over the last [`LAG_LOOKBACK`] as the world publishes them, and
 /// the modelled now they are read at (see [`Instance::lag_datapoints`]). `lag: None`: nothing is
 /// published.
-pub(super) fn modelled_datapoints(
+pub(crate) fn modelled_datapoints(
   model: &Model,
   now: DateTime<Utc>,
   lag: Option<Duration>,
@@ -835,7 +835,7 @@ impl RdsState {
     &self,
     model: &Model,
     now: DateTime<Utc>,
-  ) -> Vec<super::world::InstanceSpec> {
+  ) -> Vec<crate::cloud::sim::world::InstanceSpec> {
     self
       .instances
       .values()
@@ -843,8 +843,8 @@ impl RdsState {
         let view = instance.view(model, now)?;
         let replica_lag = instance
           .lag_now(model, now, false)
-          .map(|lag| super::world::ModelDuration(Duration::from_secs(lag.as_secs())));
-        Some(super::world::InstanceSpec {
+          .map(|lag| crate::cloud::sim::world::ModelDuration(Duration::from_secs(lag.as_secs())));
+        Some(crate::cloud::sim::world::InstanceSpec {
           id: view.id,
           region: view.region,
           engine: view.engine,
@@ -858,5 +858,18 @@ impl RdsState {
         })
       })
       .collect()
+  }
+}
+
+/// The family's part of the simulated world.
+pub(crate) type State = RdsState;
+
+impl crate::cloud::sim::state::FamilyState for RdsState {
+  fn new(spec: &crate::cloud::sim::world::WorldSpec, model: &Model) -> Self {
+    RdsState::new(&spec.rds, model)
+  }
+
+  fn apply(&mut self, op: &Operation, model: &Model) -> Applied {
+    RdsState::apply(self, op, model)
   }
 }

@@ -1,11 +1,15 @@
 //! RDS (instances, snapshots, Aurora global databases) and the CloudWatch `ReplicaLag` metric.
 
+// `CloudError` is the provider boundary's error type and every trait method returns it by value
+// (see `cloud::aws`).
+#![allow(clippy::result_large_err)]
+
 use std::{collections::BTreeMap, time::SystemTime};
 
 use aws_config::{Region, SdkConfig};
 use aws_sdk_rds::types::Tag;
 
-use super::{
+use crate::cloud::aws::{
   cloudwatch,
   config::{default_region, RegionalClients},
   errors::{absent_if_not_found, cloud_error},
@@ -499,6 +503,11 @@ impl AwsRds {
         .map(str::to_owned)
     }))
   }
+}
+
+/// The family's provider over the shared per-region SDK configuration.
+pub(crate) fn provider(sdk: &SdkConfig) -> std::sync::Arc<dyn super::Rds> {
+  std::sync::Arc::new(AwsRds::new(sdk))
 }
 
 #[cfg(test)]

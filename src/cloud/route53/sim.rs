@@ -7,12 +7,12 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use super::{
-  state::{missing, Applied, Reject, WorldState},
+use crate::cloud::ops;
+use crate::cloud::sim::{
+  state::{missing, Applied, Model, Reject, WorldState},
   world::Route53Spec,
   Operation, SimCloud,
 };
-use crate::cloud::ops;
 use crate::cloud::{
   normalize_dns_name, ChangeInfo, CloudResult, FailoverRole, HealthCheckStatus, HealthCheckUpdate,
   RecordChange, RecordPage, RecordPageStart, RecordSet, Route53, ATTEMPT_TIMEOUT, MAX_BATCH_CHARS,
@@ -499,17 +499,17 @@ impl Route53 for SimCloud {
 
 impl Route53State {
   /// The zones and health checks as a world file declares them, as they stand now.
-  pub fn export(&self) -> super::world::Route53Spec {
+  pub fn export(&self) -> crate::cloud::sim::world::Route53Spec {
     let hosted_zones = self
       .zones
       .iter()
-      .map(|(id, zone)| super::world::ZoneSpec {
+      .map(|(id, zone)| crate::cloud::sim::world::ZoneSpec {
         id: id.clone(),
         name: zone.name.clone(),
         records: zone
           .records
           .iter()
-          .map(|record| super::world::RecordSpec {
+          .map(|record| crate::cloud::sim::world::RecordSpec {
             name: record.name.clone(),
             rtype: record.rtype.clone(),
             set_identifier: record.set_identifier.clone(),
@@ -524,7 +524,7 @@ impl Route53State {
     let health_checks = self
       .health_checks
       .iter()
-      .map(|(id, check)| super::world::HealthCheckSpec {
+      .map(|(id, check)| crate::cloud::sim::world::HealthCheckSpec {
         id: id.clone(),
         target: check.target.clone(),
         inverted: check.inverted,
@@ -532,9 +532,22 @@ impl Route53State {
         checkers: check.checkers,
       })
       .collect();
-    super::world::Route53Spec {
+    crate::cloud::sim::world::Route53Spec {
       hosted_zones,
       health_checks,
     }
+  }
+}
+
+/// The family's part of the simulated world.
+pub(crate) type State = Route53State;
+
+impl crate::cloud::sim::state::FamilyState for Route53State {
+  fn new(spec: &crate::cloud::sim::world::WorldSpec, _model: &Model) -> Self {
+    Route53State::new(&spec.route53)
+  }
+
+  fn apply(&mut self, op: &Operation, _model: &Model) -> Applied {
+    Route53State::apply(self, op)
   }
 }

@@ -1,13 +1,17 @@
 //! Route 53: record sets, change batches and health checks. A global service: one client,
 //! in us-east-1.
 
+// `CloudError` is the provider boundary's error type and every trait method returns it by value
+// (see `cloud::aws`).
+#![allow(clippy::result_large_err)]
+
 use aws_config::{Region, SdkConfig};
 use aws_sdk_route53::types::{
   Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, ResourceRecordSetFailover,
   RrType,
 };
 
-use super::{
+use crate::cloud::aws::{
   config::ROUTE53_REGION,
   errors::{build_error, cloud_error},
   to_chrono,
@@ -317,4 +321,9 @@ impl Route53 for AwsRoute53 {
       })?;
     Ok(())
   }
+}
+
+/// The family's provider over the shared per-region SDK configuration.
+pub(crate) fn provider(sdk: &SdkConfig) -> std::sync::Arc<dyn super::Route53> {
+  std::sync::Arc::new(AwsRoute53::new(sdk))
 }

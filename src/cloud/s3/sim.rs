@@ -3,12 +3,12 @@
 
 use std::collections::BTreeMap;
 
-use super::{
+use crate::cloud::ops;
+use crate::cloud::sim::{
   state::{Model, Reject},
   world::{ReplicationSpec, S3Spec},
   SimCloud,
 };
-use crate::cloud::ops;
 use crate::cloud::{
   CloudResult, ErrorKind, LagDatapoint, ReplicaLag, S3Object, S3ReplicationRule, S3,
 };
@@ -16,7 +16,7 @@ use crate::cloud::{
 #[derive(Debug, Clone)]
 struct Bucket {
   region: String,
-  objects: Vec<(super::world::ObjectSpec, String)>,
+  objects: Vec<(crate::cloud::sim::world::ObjectSpec, String)>,
   replication: Option<ReplicationSpec>,
 }
 
@@ -125,8 +125,12 @@ impl S3State {
             .is_some_and(|destination| destination.region == region)
       });
     let down = source.is_some_and(|bucket| source_down(&bucket.region));
-    let (points, modelled_now) =
-      super::rds::modelled_datapoints(model, now, spec.map(|spec| spec.latency.0), false);
+    let (points, modelled_now) = crate::cloud::rds::sim::modelled_datapoints(
+      model,
+      now,
+      spec.map(|spec| spec.latency.0),
+      false,
+    );
     let points = points
       .into_iter()
       .filter(|point| !down || point.at < model.created_at)
@@ -198,5 +202,14 @@ impl S3 for SimCloud {
         },
       )
       .await
+  }
+}
+
+/// The family's part of the simulated world.
+pub(crate) type State = S3State;
+
+impl crate::cloud::sim::state::FamilyState for S3State {
+  fn new(spec: &crate::cloud::sim::world::WorldSpec, _model: &Model) -> Self {
+    S3State::new(&spec.s3)
   }
 }

@@ -7,12 +7,12 @@ use std::{collections::BTreeMap, time::Duration};
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use super::{
+use crate::cloud::ops;
+use crate::cloud::sim::{
   state::{detail_str, missing, Applied, Model, Reject},
   world::EcsSpec,
   Operation, SimCloud,
 };
-use crate::cloud::ops;
 use crate::cloud::{CloudResult, Ecs, EcsDeployment, EcsService};
 
 /// AWS's limit of tasks per service.
@@ -345,11 +345,11 @@ impl EcsState {
     &self,
     model: &Model,
     now: DateTime<Utc>,
-  ) -> Vec<super::world::ServiceSpec> {
+  ) -> Vec<crate::cloud::sim::world::ServiceSpec> {
     self
       .services
       .values()
-      .map(|service| super::world::ServiceSpec {
+      .map(|service| crate::cloud::sim::world::ServiceSpec {
         region: service.region.clone(),
         cluster: service.cluster.clone(),
         name: service.name.clone(),
@@ -357,6 +357,19 @@ impl EcsState {
         running: Some(service.progress(model, now).0),
       })
       .collect()
+  }
+}
+
+/// The family's part of the simulated world.
+pub(crate) type State = EcsState;
+
+impl crate::cloud::sim::state::FamilyState for EcsState {
+  fn new(spec: &crate::cloud::sim::world::WorldSpec, model: &Model) -> Self {
+    EcsState::new(&spec.ecs, model)
+  }
+
+  fn apply(&mut self, op: &Operation, model: &Model) -> Applied {
+    EcsState::apply(self, op, model)
   }
 }
 

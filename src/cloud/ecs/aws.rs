@@ -1,8 +1,12 @@
 //! ECS services.
 
+// `CloudError` is the provider boundary's error type and every trait method returns it by value
+// (see `cloud::aws`).
+#![allow(clippy::result_large_err)]
+
 use aws_config::{Region, SdkConfig};
 
-use super::{
+use crate::cloud::aws::{
   config::RegionalClients,
   errors::{absent_if_not_found, cloud_error},
 };
@@ -122,4 +126,9 @@ impl Ecs for AwsEcs {
       .map_err(|error| cloud_error(&ops::ecs::UPDATE_SERVICE, self.clients.sdk(), region, error))?;
     Ok(())
   }
+}
+
+/// The family's provider over the shared per-region SDK configuration.
+pub(crate) fn provider(sdk: &SdkConfig) -> std::sync::Arc<dyn super::Ecs> {
+  std::sync::Arc::new(AwsEcs::new(sdk))
 }
