@@ -570,3 +570,538 @@ macro_rules! rate_limited {
 }
 
 super::with_families!(rate_limited);
+
+#[cfg(test)]
+mod tests {
+  use std::{
+    collections::VecDeque,
+    sync::atomic::{AtomicU32, Ordering},
+  };
+
+  use super::*;
+  use crate::cloud::{
+    ops, DbInstance, DbSnapshot, FenceReason, GlobalCluster, LimitedRds, Rds, RestoreRequest,
+  };
+
+  /// An RDS provider that answers from a script: each call takes the next answer (`None`:
+  /// success; past the end: success). Errors carry a request id naming the call (`req-3`).
+  #[derive(Default)]
+  struct Scripted {
+    answers: Mutex<VecDeque<Option<ErrorKind>>>,
+    calls: AtomicU32,
+  }
+
+  impl Scripted {
+    fn new(answers: impl IntoIterator<Item = Option<ErrorKind>>) -> Arc<Scripted> {
+      Arc::new(Scripted {
+        answers: Mutex::new(answers.into_iter().collect()),
+        calls: AtomicU32::new(0),
+      })
+    }
+
+    fn calls(&self) -> u32 {
+      self.calls.load(Ordering::SeqCst)
+    }
+
+    // `CloudResult` is what every provider returns (see `cloud::aws`).
+    #[allow(clippy::result_large_err)]
+    fn answer(&self, op: &Op) -> CloudResult<()> {
+      let call = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+      match self.answers.lock().unwrap().pop_front().flatten() {
+        None => Ok(()),
+        Some(kind) => {
+          let code = match kind {
+            ErrorKind::Throttling => "Throttling",
+            ErrorKind::Server => "InternalFailure",
+            ErrorKind::Transport => "RequestTimeout",
+            _ => "InvalidDBInstanceState",
+          };
+          Err(
+            CloudError::new(kind, op.service, op.name, "scripted")
+              .with_code(code)
+              .with_request_id(format!("req-{call}")),
+          )
+        }
+      }
+    }
+  }
+
+  #[async_trait::async_trait]
+  impl Rds for Scripted {
+    async fn describe_instance(&self, _: &str, _: &str) -> CloudResult<Option<DbInstance>> {
+      self.answer(&ops::rds::DESCRIBE_DB_INSTANCES).map(|()| None)
+    }
+    async fn replica_lag(&self, _: &str, _: &str) -> CloudResult<crate::cloud::ReplicaLag> {
+      self
+        .answer(&ops::cloudwatch::GET_METRIC_STATISTICS)
+        .map(|()| crate::cloud::ReplicaLag::Unknown {
+          reason: crate::cloud::LagUnknown::NoDatapoint,
+          last: None,
+        })
+    }
+    async fn describe_snapshots(&self, _: &str, _: &str) -> CloudResult<Vec<DbSnapshot>> {
+      self
+        .answer(&ops::rds::DESCRIBE_DB_SNAPSHOTS)
+        .map(|()| Vec::new())
+    }
+    async fn describe_global_cluster(&self, _: &str) -> CloudResult<Option<GlobalCluster>> {
+      self
+        .answer(&ops::rds::DESCRIBE_GLOBAL_CLUSTERS)
+        .map(|()| None)
+    }
+    async fn promote_read_replica(&self, _: &str, _: &str) -> CloudResult<()> {
+      self.answer(&ops::rds::PROMOTE_READ_REPLICA)
+    }
+    async fn restore_from_snapshot(&self, _: &RestoreRequest) -> CloudResult<()> {
+      self.answer(&ops::rds::RESTORE_DB_INSTANCE_FROM_DB_SNAPSHOT)
+    }
+    async fn delete_instance(&self, _: &str, _: &str) -> CloudResult<()> {
+      self.answer(&ops::rds::DELETE_DB_INSTANCE)
+    }
+    async fn failover_global_cluster(
+      &self,
+      _: &str,
+      _: &str,
+      _: crate::cloud::GlobalFailover,
+    ) -> CloudResult<()> {
+      self.answer(&ops::rds::FAILOVER_GLOBAL_CLUSTER)
+    }
+    async fn get_global_rpo_lag(&self, _: &str, _: &str) -> CloudResult<crate::cloud::ReplicaLag> {
+      self.replica_lag("", "").await
+    }
+    async fn create_read_replica(&self, _: &crate::cloud::ReplicaRequest) -> CloudResult<()> {
+      self.answer(&ops::rds::CREATE_DB_INSTANCE_READ_REPLICA)
+    }
+    async fn list_instance_tags(
+      &self,
+      _: &str,
+      _: &str,
+    ) -> CloudResult<Option<BTreeMap<String, String>>> {
+      self
+        .answer(&ops::rds::LIST_TAGS_FOR_RESOURCE)
+        .map(|()| None)
+    }
+    async fn add_instance_tags(
+      &self,
+      _: &str,
+      _: &str,
+      _: &BTreeMap<String, String>,
+    ) -> CloudResult<()> {
+      self.answer(&ops::rds::ADD_TAGS_TO_RESOURCE)
+    }
+  }
+
+  /// The scripted provider behind the limiter's decorator, as `Cloud::rate_limited` builds it.
+  fn limited(scripted: &Arc<Scripted>, limits: RateLimits) -> (LimitedRds, Arc<Limiter>) {
+    let limiter = Arc::new(Limiter::new(Clock::default(), limits));
+    let rds = LimitedRds {
+      inner: scripted.clone(),
+      limiter: limiter.clone(),
+    };
+    (rds, limiter)
+  }
+
+  #[tokio::test(start_paused = true)]
+  async fn a_throttled_read_is_retried_until_it_succeeds() {
+    let scripted = Scripted::new([Some(ErrorKind::Throttling); 3]);
+    let (rds, limiter) = limited(&scripted, RateLimits::default());
+    let start = tokio::time::Instant::now();
+    let described = rds.describe_instance("us-west-2", "db").await;
+    assert_eq!(described, Ok(None));
+    assert_eq!(
+      scripted.calls(),
+      4,
+      "three throttled attempts, then the answer"
+    );
+    assert_eq!(limiter.retries()[ops::rds::DESCRIBE_DB_INSTANCES.name], 3);
+    // Full jitter: at most 0.2 + 0.4 + 0.8 s of backoff.
+    assert!(
+      start.elapsed() <= Duration::from_millis(1400),
+      "{:?}",
+      start.elapsed()
+    );
+  }
+
+  /// An AWS error names the account the run's credentials act as (the preflight's caller
+  /// identity) when AWS's message did not; an account the message named is kept.
+  #[tokio::test(start_paused = true)]
+  async fn an_aws_error_names_the_callers_account_unless_it_names_its_own() {
+    let limiter = Limiter::new(Clock::default(), RateLimits::default())
+      .with_account(Some("123456789012".into()));
+    let call = |error: CloudError| {
+      limiter.call(
+        &ops::rds::PROMOTE_READ_REPLICA,
+        Some("us-west-2"),
+        1,
+        move || {
+          let error = error.clone();
+          async move { Err::<(), _>(error) }
+        },
+      )
+    };
+    let denied = CloudError::new(
+      ErrorKind::Client,
+      "rds",
+      ops::rds::PROMOTE_READ_REPLICA.name,
+      "denied",
+    )
+    .with_region("us-west-2");
+    let err = call(denied.clone()).await.unwrap_err();
+    assert_eq!(err.account.as_deref(), Some("123456789012"));
+    assert!(
+      err
+        .to_string()
+        .contains("(us-west-2, account 123456789012)"),
+      "{err}"
+    );
+    let named = call(denied.with_account("210987654321")).await.unwrap_err();
+    assert_eq!(named.account.as_deref(), Some("210987654321"));
+    // A simulator error (no region: not an AWS endpoint) stays as it was.
+    let sim = CloudError::new(
+      ErrorKind::Client,
+      "rds",
+      ops::rds::PROMOTE_READ_REPLICA.name,
+      "no",
+    );
+    assert_eq!(call(sim).await.unwrap_err().account, None);
+  }
+
+  #[tokio::test(start_paused = true)]
+  async fn a_read_is_retried_on_5xx_and_transport_failures_too() {
+    let scripted = Scripted::new([Some(ErrorKind::Server), Some(ErrorKind::Transport)]);
+    let (rds, _) = limited(&scripted, RateLimits::default());
+    assert_eq!(rds.describe_instance("us-west-2", "db").await, Ok(None));
+    assert_eq!(scripted.calls(), 3);
+  }
+
+  #[tokio::test(start_paused = true)]
+  async fn a_read_gives_up_after_the_last_attempt_with_that_attempts_error() {
+    let scripted = Scripted::new([Some(ErrorKind::Throttling); 10]);
+    let (rds, limiter) = limited(&scripted, RateLimits::default());
+    let err = rds.describe_instance("us-west-2", "db").await.unwrap_err();
+    assert_eq!(scripted.calls(), CALL_ATTEMPTS);
+    // The error is the last attempt's, as the provider returned it: code and request id.
+    let last = format!("req-{CALL_ATTEMPTS}");
+    assert_eq!(err.code.as_deref(), Some("Throttling"));
+    assert_eq!(err.request_id.as_deref(), Some(last.as_str()));
+    assert_eq!(
+      err.to_string(),
+      format!("rds DescribeDBInstances: Throttling: scripted (request id {last})")
+    );
+    assert_eq!(
+      limiter.retries()[ops::rds::DESCRIBE_DB_INSTANCES.name],
+      u64::from(CALL_ATTEMPTS - 1)
+    );
+  }
+
+  #[tokio::test(start_paused = true)]
+  async fn a_closed_fence_stops_mutating_calls_before_they_leave_and_reads_go_on() {
+    let scripted = Scripted::new([Some(ErrorKind::Throttling)]);
+    let fence = MutationFence::default();
+    let limiter =
+      Arc::new(Limiter::new(Clock::default(), RateLimits::default()).with_fence(fence.clone()));
+    let rds = LimitedRds {
+      inner: scripted.clone(),
+      limiter,
+    };
+    // Throttled once, then the fence closes during the backoff: the retry is not sent.
+    let promote = tokio::spawn(async move {
+      let result = rds.promote_read_replica("us-west-2", "db").await;
+      (rds, result)
+    });
+    tokio::task::yield_now().await;
+    assert_eq!(scripted.calls(), 1);
+    fence.close(FenceReason::LockLost("taken by run r2".into()));
+    let (rds, result) = promote.await.unwrap();
+    let err = result.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Fenced);
+    assert!(!err.is_retryable());
+    assert_eq!(err.operation, ops::rds::PROMOTE_READ_REPLICA.name);
+    assert!(err.message.contains("taken by run r2"), "{}", err.message);
+    assert_eq!(
+      scripted.calls(),
+      1,
+      "nothing was sent after the fence closed"
+    );
+    assert_eq!(
+      rds
+        .delete_instance("us-west-2", "db")
+        .await
+        .unwrap_err()
+        .kind,
+      ErrorKind::Fenced
+    );
+    assert_eq!(scripted.calls(), 1);
+    // Reads are not mutations: they still go out.
+    assert_eq!(rds.describe_instance("us-west-2", "db").await, Ok(None));
+    assert_eq!(scripted.calls(), 2);
+  }
+
+  #[tokio::test(start_paused = true)]
+  async fn a_mutating_call_is_retried_on_throttling_only() {
+    // Throttled: refused before it took effect, so sent again.
+    let scripted = Scripted::new([Some(ErrorKind::Throttling); 2]);
+    let (rds, _) = limited(&scripted, RateLimits::default());
+    assert_eq!(rds.promote_read_replica("us-west-2", "db").await, Ok(()));
+    assert_eq!(scripted.calls(), 3);
+    // A 5xx or a transport failure may come after the effect: back to the engine at once.
+    for kind in [ErrorKind::Server, ErrorKind::Transport] {
+      let scripted = Scripted::new([Some(kind)]);
+      let (rds, limiter) = limited(&scripted, RateLimits::default());
+      let err = rds
+        .promote_read_replica("us-west-2", "db")
+        .await
+        .unwrap_err();
+      assert_eq!(scripted.calls(), 1, "{kind:?}");
+      assert_eq!(err.kind, kind);
+      assert_eq!(err.request_id.as_deref(), Some("req-1"));
+      assert!(limiter.retries().is_empty());
+    }
+  }
+
+  #[tokio::test(start_paused = true)]
+  async fn errors_a_retry_cannot_help_are_returned_at_once() {
+    let scripted = Scripted::new([Some(ErrorKind::InvalidState)]);
+    let (rds, _) = limited(&scripted, RateLimits::default());
+    let err = rds.describe_instance("us-west-2", "db").await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::InvalidState);
+    assert_eq!(scripted.calls(), 1);
+  }
+
+  #[tokio::test(start_paused = true)]
+  async fn each_retry_takes_a_token_again() {
+    // RDS at one request per second: the five attempts are paced a second apart, whatever
+    // the (shorter) backoff.
+    let limits = RateLimits::with_overrides(&BTreeMap::from([(
+      "rds".to_string(),
+      LimitSetting::Limit(Bucket::new(1.0, 1.0)),
+    )]))
+    .unwrap();
+    let scripted = Scripted::new([Some(ErrorKind::Throttling); 4]);
+    let (rds, _) = limited(&scripted, limits);
+    let start = tokio::time::Instant::now();
+    assert_eq!(rds.describe_instance("us-west-2", "db").await, Ok(None));
+    assert_eq!(scripted.calls(), 5);
+    assert!(
+      start.elapsed() >= Duration::from_secs(4),
+      "{:?}",
+      start.elapsed()
+    );
+  }
+
+  #[tokio::test(start_paused = true)]
+  async fn backoff_is_full_jitter_under_a_doubling_ceiling_on_the_backend_clock() {
+    let limiter = Limiter::new(Clock::scaled(40.0), RateLimits::default());
+    for retry in 1..=8 {
+      let ceiling = (BACKOFF_BASE * 2u32.pow(retry - 1)).min(BACKOFF_CAP);
+      for _ in 0..50 {
+        assert!(limiter.backoff(retry) <= ceiling);
+      }
+    }
+    // Waits are modelled time: against a simulator at ×40, five attempts of an unlimited
+    // service take at most 3 s / 40 of the wall.
+    let calls = AtomicU32::new(0);
+    let start = tokio::time::Instant::now();
+    let result: CloudResult<()> = limiter
+      .call(&ops::s3::HEAD_OBJECT, Some("us-west-2"), 1, || async {
+        calls.fetch_add(1, Ordering::SeqCst);
+        Err(CloudError::new(
+          ErrorKind::Server,
+          "s3",
+          ops::s3::HEAD_OBJECT.name,
+          "x",
+        ))
+      })
+      .await;
+    assert!(result.is_err());
+    assert_eq!(calls.load(Ordering::SeqCst), CALL_ATTEMPTS);
+    assert!(
+      start.elapsed() <= Duration::from_millis(76),
+      "{:?}",
+      start.elapsed()
+    );
+  }
+
+  fn limiter(scale: f64, limits: RateLimits) -> Limiter {
+    Limiter::new(Clock::scaled(scale), limits)
+  }
+
+  #[tokio::test(start_paused = true)]
+  async fn a_burst_passes_then_calls_are_paced_at_the_rate() {
+    let limiter = limiter(1.0, RateLimits::default());
+    // Route 53: 4 at once (a fifth of the burst held in reserve), then one every 200 ms.
+    for _ in 0..4 {
+      assert_eq!(
+        limiter.reserve(&ops::route53::GET_CHANGE, None, 1),
+        Duration::ZERO
+      );
+    }
+    let waits: Vec<Duration> = (0..3)
+      .map(|_| limiter.reserve(&ops::route53::LIST_RESOURCE_RECORD_SETS, None, 1))
+      .collect();
+    assert_eq!(
+      waits,
+      [200, 400, 600].map(Duration::from_millis).to_vec(),
+      "reservations queue behind each other"
+    );
+    // After a quiet second, 5 more tokens: the 3 reserved are paid for, 2 are free.
+    tokio::time::advance(Duration::from_secs(1)).await;
+    assert_eq!(
+      limiter.reserve(&ops::route53::GET_CHANGE, None, 1),
+      Duration::ZERO
+    );
+  }
+
+  /// Callers the runtime wakes late arrive together with callers paced after them. The
+  /// send-time bucket holds them back, so what leaves never exceeds what the server's bucket
+  /// (the same burst and rate, taken on arrival) allows: `burst + rate × elapsed`.
+  #[tokio::test(start_paused = true)]
+  async fn late_callers_never_send_more_than_the_server_bucket_allows() {
+    let limiter = std::sync::Arc::new(limiter(1.0, RateLimits::default()));
+    let start = tokio::time::Instant::now();
+    let sent = std::sync::Arc::new(Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for caller in 0..30u64 {
+      let (limiter, sent) = (limiter.clone(), sent.clone());
+      tasks.push(tokio::spawn(async move {
+        let wait = limiter.reserve(&ops::route53::GET_CHANGE, None, 1);
+        // A busy runtime: the first ten callers wake 2 s after their turn, together with the
+        // callers paced then.
+        let late = if caller < 10 { 2000 } else { 0 };
+        tokio::time::sleep(wait + Duration::from_millis(late)).await;
+        loop {
+          let wait = limiter.take_at_send(&ops::route53::GET_CHANGE, None, 1);
+          if wait.is_zero() {
+            break;
+          }
+          tokio::time::sleep(wait + Duration::from_millis(1)).await;
+        }
+        sent.lock().unwrap().push(start.elapsed());
+      }));
+    }
+    for task in tasks {
+      task.await.unwrap();
+    }
+    let mut sent = sent.lock().unwrap().clone();
+    sent.sort();
+    assert_eq!(sent.len(), 30);
+    // Route 53: burst 5, 5 per second. Within any window starting at a send, the calls sent
+    // fit the server's bucket.
+    for (i, first) in sent.iter().enumerate() {
+      for (j, last) in sent.iter().enumerate().skip(i) {
+        let allowed = 5.0 + 5.0 * (*last - *first).as_secs_f64();
+        assert!(
+          (j - i + 1) as f64 <= allowed + 1e-9,
+          "{} calls between {first:?} and {last:?}, the server allows {allowed}",
+          j - i + 1
+        );
+      }
+    }
+  }
+
+  #[tokio::test(start_paused = true)]
+  async fn buckets_refill_on_the_backend_clock() {
+    // At ×40, one wall-clock 25 ms is one modelled second: 5 Route 53 tokens.
+    let limiter = limiter(40.0, RateLimits::default());
+    for _ in 0..4 {
+      limiter.reserve(&ops::route53::GET_CHANGE, None, 1);
+    }
+    let wait = limiter.reserve(&ops::route53::GET_CHANGE, None, 1);
+    assert_eq!(wait, Duration::from_millis(200), "modelled");
+    let start = tokio::time::Instant::now();
+    limiter.acquire(&ops::route53::GET_CHANGE, None, 1).await;
+    let waited = start.elapsed();
+    // The second reservation waits 400 ms modelled = 10 ms wall (+ the 1 ms margin).
+    assert!(
+      waited >= Duration::from_millis(10) && waited <= Duration::from_millis(12),
+      "{waited:?}"
+    );
+  }
+
+  #[tokio::test(start_paused = true)]
+  async fn regional_families_keep_one_bucket_per_region_and_route53_one_per_account() {
+    let limits = RateLimits::with_overrides(&BTreeMap::from([(
+      "ecs.read".to_string(),
+      LimitSetting::Limit(Bucket::new(1.0, 1.0)),
+    )]))
+    .unwrap();
+    let limiter = limiter(1.0, limits);
+    assert!(limiter
+      .reserve(&ops::ecs::DESCRIBE_SERVICES, Some("us-west-2"), 1)
+      .is_zero());
+    assert!(limiter
+      .reserve(&ops::ecs::DESCRIBE_SERVICES, Some("us-east-1"), 1)
+      .is_zero());
+    assert_eq!(
+      limiter.reserve(&ops::ecs::DESCRIBE_SERVICES, Some("us-west-2"), 1),
+      Duration::from_secs(1)
+    );
+    // Writes have their own bucket.
+    assert!(limiter
+      .reserve(&ops::ecs::UPDATE_SERVICE, Some("us-west-2"), 1)
+      .is_zero());
+    // S3 is not limited.
+    for _ in 0..10_000 {
+      assert!(limiter
+        .reserve(&ops::s3::HEAD_OBJECT, Some("us-west-2"), 1)
+        .is_zero());
+    }
+  }
+
+  #[tokio::test(start_paused = true)]
+  async fn off_removes_a_family_and_unknown_families_are_errors() {
+    let limits = RateLimits::with_overrides(&BTreeMap::from([(
+      "route53".to_string(),
+      LimitSetting::Off,
+    )]))
+    .unwrap();
+    let limiter = limiter(1.0, limits);
+    for _ in 0..100 {
+      assert!(limiter
+        .reserve(&ops::route53::GET_CHANGE, None, 1)
+        .is_zero());
+    }
+    let err = RateLimits::with_overrides(&BTreeMap::from([(
+      "route54".to_string(),
+      LimitSetting::Off,
+    )]))
+    .unwrap_err();
+    assert_eq!(
+      err,
+      "rate_limits.route54: unknown API family; expected one of route53, rds, ecs.read, ecs.write, cloudwatch"
+    );
+  }
+
+  #[test]
+  fn settings_parse_from_yaml() {
+    let parsed: BTreeMap<String, LimitSetting> =
+      serde_yaml::from_str("route53: { rate: 2, burst: 4 }\nrds: 10\necs.read: off\n").unwrap();
+    assert_eq!(
+      parsed["route53"],
+      LimitSetting::Limit(Bucket::new(2.0, 4.0))
+    );
+    assert_eq!(parsed["rds"], LimitSetting::Limit(Bucket::new(10.0, 10.0)));
+    assert_eq!(parsed["ecs.read"], LimitSetting::Off);
+    let err = serde_yaml::from_str::<BTreeMap<String, LimitSetting>>("rds: { rate: 0 }\n")
+      .unwrap_err()
+      .to_string();
+    assert!(err.contains("a rate must be a positive number"), "{err}");
+  }
+
+  #[test]
+  fn operations_map_to_families() {
+    assert_eq!(
+      ops::route53::CHANGE_RESOURCE_RECORD_SETS.family,
+      Some("route53")
+    );
+    assert_eq!(ops::ecs::DESCRIBE_SERVICES.family, Some("ecs.read"));
+    assert_eq!(ops::ecs::UPDATE_SERVICE.family, Some("ecs.write"));
+    assert_eq!(ops::rds::PROMOTE_READ_REPLICA.family, Some("rds"));
+    assert_eq!(
+      ops::rds::CREATE_DB_INSTANCE_READ_REPLICA.family,
+      Some("rds")
+    );
+    assert_eq!(ops::s3::LIST_OBJECTS_V2.family, None);
+    assert_eq!(aws_default("route53"), Some(Bucket::new(5.0, 5.0)));
+  }
+}

@@ -360,16 +360,27 @@ impl EcsState {
   }
 }
 
+/// The family's part of the world spec.
+pub(crate) type Spec = crate::cloud::sim::world::EcsSpec;
+
 /// The family's part of the simulated world.
 pub(crate) type State = EcsState;
 
 impl crate::cloud::sim::state::FamilyState for EcsState {
+  type Spec = Spec;
+
   fn new(spec: &crate::cloud::sim::world::WorldSpec, model: &Model) -> Self {
     EcsState::new(&spec.ecs, model)
   }
 
   fn apply(&mut self, op: &Operation, model: &Model) -> Applied {
     EcsState::apply(self, op, model)
+  }
+
+  fn export(&self, _created: Self::Spec, model: &Model, now: DateTime<Utc>) -> Self::Spec {
+    crate::cloud::sim::world::EcsSpec {
+      services: self.export_services(model, now),
+    }
   }
 }
 

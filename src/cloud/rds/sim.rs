@@ -861,15 +861,27 @@ impl RdsState {
   }
 }
 
+/// The family's part of the world spec.
+pub(crate) type Spec = crate::cloud::sim::world::RdsSpec;
+
 /// The family's part of the simulated world.
 pub(crate) type State = RdsState;
 
 impl crate::cloud::sim::state::FamilyState for RdsState {
+  type Spec = Spec;
+
   fn new(spec: &crate::cloud::sim::world::WorldSpec, model: &Model) -> Self {
     RdsState::new(&spec.rds, model)
   }
 
   fn apply(&mut self, op: &Operation, model: &Model) -> Applied {
     RdsState::apply(self, op, model)
+  }
+
+  fn export(&self, created: Self::Spec, model: &Model, now: DateTime<Utc>) -> Self::Spec {
+    crate::cloud::sim::world::RdsSpec {
+      instances: self.export_instances(model, now),
+      ..created
+    }
   }
 }

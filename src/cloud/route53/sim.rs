@@ -539,15 +539,24 @@ impl Route53State {
   }
 }
 
+/// The family's part of the world spec.
+pub(crate) type Spec = crate::cloud::sim::world::Route53Spec;
+
 /// The family's part of the simulated world.
 pub(crate) type State = Route53State;
 
 impl crate::cloud::sim::state::FamilyState for Route53State {
+  type Spec = Spec;
+
   fn new(spec: &crate::cloud::sim::world::WorldSpec, _model: &Model) -> Self {
     Route53State::new(&spec.route53)
   }
 
   fn apply(&mut self, op: &Operation, _model: &Model) -> Applied {
     Route53State::apply(self, op)
+  }
+
+  fn export(&self, _created: Self::Spec, _model: &Model, _now: DateTime<Utc>) -> Self::Spec {
+    Route53State::export(self)
   }
 }

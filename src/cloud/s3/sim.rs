@@ -205,10 +205,15 @@ impl S3 for SimCloud {
   }
 }
 
+/// The family's part of the world spec.
+pub(crate) type Spec = crate::cloud::sim::world::S3Spec;
+
 /// The family's part of the simulated world.
 pub(crate) type State = S3State;
 
 impl crate::cloud::sim::state::FamilyState for S3State {
+  type Spec = Spec;
+
   fn new(spec: &crate::cloud::sim::world::WorldSpec, _model: &Model) -> Self {
     S3State::new(&spec.s3)
   }

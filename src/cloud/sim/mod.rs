@@ -664,9 +664,14 @@ impl Sim {
     let now = self.now();
     let core = lock(&self.core);
     let state = &core.state;
-    world.rds.instances = state.rds.export_instances(&state.model, now);
-    world.ecs.services = state.ecs.export_services(&state.model, now);
-    world.route53 = state.route53.export();
+    macro_rules! export {
+      ($($family:ident: $Trait:ident, $Limited:ident;)*) => {
+        $(
+          world.$family = state::FamilyState::export(&state.$family, world.$family, &state.model, now);
+        )*
+      };
+    }
+    super::with_families!(export);
     // A timed outage counts from the world's creation: the new world gets what is left of it,
     // and none once it has ended.
     let elapsed = state.model.elapsed(state.model.created_at, now);

@@ -85,12 +85,22 @@ pub(crate) type Applied = Result<(), Reject>;
 /// spec, and changed only by the accepted operations of its family, which [`WorldState::apply`]
 /// hands it by service name (the family's module name).
 pub(crate) trait FamilyState: Sized {
+  /// The family's part of the world spec.
+  type Spec;
+
   fn new(spec: &WorldSpec, model: &Model) -> Self;
 
   /// Apply one accepted operation of this family at its recorded time. On `Err` the state is
   /// unchanged. A read-only family applies nothing.
   fn apply(&mut self, op: &Operation, _model: &Model) -> Applied {
     Err(cannot_apply(op))
+  }
+
+  /// The family's part of a world file that declares the state as it stands `now`, from the
+  /// part the world was created with (`Sim::world_now`). A family whose state operations do
+  /// not change keeps `created`.
+  fn export(&self, created: Self::Spec, _model: &Model, _now: DateTime<Utc>) -> Self::Spec {
+    created
   }
 }
 
