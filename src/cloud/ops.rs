@@ -82,7 +82,7 @@ impl fmt::Display for Op {
 }
 
 /// A read of a regional service's control plane, in rate-limit family `family`.
-const fn read(
+pub const fn read(
   service: &'static str,
   name: &'static str,
   iam: &'static str,
@@ -103,7 +103,7 @@ const fn read(
 }
 
 /// A mutating call of a regional service's control plane, in rate-limit family `family`.
-const fn mutate(
+pub const fn mutate(
   service: &'static str,
   name: &'static str,
   iam: &'static str,
@@ -124,7 +124,7 @@ const fn mutate(
 }
 
 /// The same operation on a global endpoint served from `home`.
-const fn global(op: Op, home: &'static str) -> Op {
+pub const fn global(op: Op, home: &'static str) -> Op {
   Op {
     endpoint: Endpoint::Global { home },
     ..op
@@ -132,7 +132,7 @@ const fn global(op: Op, home: &'static str) -> Op {
 }
 
 /// The same operation on the data plane.
-const fn data(op: Op) -> Op {
+pub const fn data(op: Op) -> Op {
   Op {
     plane: Plane::Data,
     ..op
@@ -400,15 +400,16 @@ pub mod sts {
   pub const ALL: &[&Op] = &[&GET_CALLER_IDENTITY];
 }
 
-/// Every family's operations.
-pub const FAMILIES: &[&[&Op]] = &[
-  rds::ALL,
-  ecs::ALL,
-  route53::ALL,
-  s3::ALL,
-  cloudwatch::ALL,
-  sts::ALL,
-];
+/// [`FAMILIES`]: each service family's operations (`cloud/<family>/mod.rs`, its `ops::ALL`), then
+/// the calls that belong to no provider trait of their own.
+macro_rules! families {
+  ($($family:ident: $Trait:ident, $Limited:ident;)*) => {
+    /// Every family's operations: the table.
+    pub const FAMILIES: &[&[&Op]] = &[$(super::$family::ops::ALL,)* cloudwatch::ALL, sts::ALL];
+  };
+}
+
+super::with_families!(families);
 
 /// Every operation drctl calls.
 pub fn all() -> impl Iterator<Item = &'static Op> {
@@ -519,6 +520,63 @@ mod tests {
     assert!(
       found.is_empty(),
       "operation names outside the table (use the `ops` constant):\n{}",
+      found.join("\n")
+    );
+  }
+
+  /// Whether `line` uses a crate whose name starts with `prefix` as a path (`aws_config::`,
+  /// `use aws_sdk_rds::...`), not in a string (a log target such as `"aws_config::imds"`).
+  fn names_crate(line: &str, prefix: &str) -> bool {
+    line.match_indices(prefix).any(|(at, _)| {
+      let before = line[..at].chars().next_back();
+      let rest = &line[at..];
+      let ident = rest
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .map_or(rest, |end| &rest[..end]);
+      !before.is_some_and(|c| c == '"' || c == ':' || c == '_' || c.is_ascii_alphanumeric())
+        && rest[ident.len()..].starts_with("::")
+    })
+  }
+
+  #[test]
+  fn a_crate_path_is_told_from_a_string() {
+    assert!(names_crate("use aws_sdk_rds::Client;", "aws_sdk_"));
+    assert!(names_crate(
+      "  let x = aws_config::load().await;",
+      "aws_config"
+    ));
+    assert!(!names_crate("target: \"aws_config::imds\",", "aws_config"));
+    assert!(!names_crate("let aws_config = file.aws;", "aws_config"));
+  }
+
+  /// The AWS SDK crates are imported only by the SDK plumbing (`src/cloud/aws/`) and the
+  /// families' adapters (`src/cloud/<family>/aws.rs`); everything else sees domain types.
+  #[test]
+  fn the_sdk_is_imported_only_by_the_aws_adapters() {
+    let crates = [
+      "aws_sdk_",
+      "aws_config",
+      "aws_smithy",
+      "aws_types",
+      "aws_credential_types",
+    ];
+    let mut found = Vec::new();
+    for (path, text) in source_files() {
+      let adapter = path.starts_with("src/cloud/aws/")
+        || (path.starts_with("src/cloud/") && path.ends_with("/aws.rs"));
+      // This file names the crates in this test and its examples.
+      if adapter || path == "src/cloud/ops.rs" {
+        continue;
+      }
+      for (number, line) in text.lines().enumerate() {
+        if crates.iter().any(|name| names_crate(line, name)) {
+          found.push(format!("{path}:{}: {}", number + 1, line.trim()));
+        }
+      }
+    }
+    assert!(
+      found.is_empty(),
+      "the SDK outside the adapters:\n{}",
       found.join("\n")
     );
   }

@@ -3,10 +3,16 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{family::service_family, ops, CloudResult};
+use super::{family::service_family, CloudResult};
 
 pub(crate) mod aws;
 pub(crate) mod sim;
+
+/// The family's operations: its part of the table ([`crate::cloud::ops`], where `ALL` is
+/// collected from every family's).
+pub mod ops {
+  pub use crate::cloud::ops::ecs::*;
+}
 
 /// An ECS service deployment (`PRIMARY` or `ACTIVE`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -53,7 +59,7 @@ service_family! {
   /// ECS.
   pub trait Ecs, limited LimitedEcs {
     /// `DescribeServices` for one service; `Ok(None)` when missing or `INACTIVE`.
-    [ops::ecs::DESCRIBE_SERVICES, Some(region), 1]
+    [ops::DESCRIBE_SERVICES, Some(region), 1]
     async fn describe_service(
       &self,
       region: &str,
@@ -62,7 +68,7 @@ service_family! {
     ) -> CloudResult<Option<EcsService>>;
     /// `UpdateService` with a new desired count. Mutating, idempotent (setting the same count
     /// twice changes nothing).
-    [ops::ecs::UPDATE_SERVICE, Some(region), 1]
+    [ops::UPDATE_SERVICE, Some(region), 1]
     async fn update_desired_count(
       &self,
       region: &str,

@@ -6,10 +6,16 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{family::service_family, ops, CloudResult, ReplicaLag};
+use super::{family::service_family, CloudResult, ReplicaLag};
 
 pub(crate) mod aws;
 pub(crate) mod sim;
+
+/// The family's operations: its part of the table ([`crate::cloud::ops`], where `ALL` is
+/// collected from every family's).
+pub mod ops {
+  pub use crate::cloud::ops::rds::*;
+}
 
 /// An RDS DB instance as drctl needs to see it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -122,15 +128,15 @@ service_family! {
   /// RDS (and the CloudWatch `ReplicaLag` metric, which belongs with it for drctl's purposes).
   pub trait Rds, limited LimitedRds {
     /// `DescribeDBInstances` for one identifier; `Ok(None)` when it does not exist.
-    [ops::rds::DESCRIBE_DB_INSTANCES, Some(region), 1]
+    [ops::DESCRIBE_DB_INSTANCES, Some(region), 1]
     async fn describe_instance(&self, region: &str, id: &str) -> CloudResult<Option<DbInstance>>;
     /// The replica's lag behind its source (CloudWatch `AWS/RDS ReplicaLag`, one-minute maxima
     /// over the last [`LAG_LOOKBACK`](super::LAG_LOOKBACK), classified by [`ReplicaLag::from_datapoints`]): a negative,
     /// stale or missing newest datapoint is `Unknown`, never zero.
-    [ops::cloudwatch::GET_METRIC_STATISTICS, Some(region), 1]
+    [crate::cloud::ops::cloudwatch::GET_METRIC_STATISTICS, Some(region), 1]
     async fn replica_lag(&self, region: &str, id: &str) -> CloudResult<ReplicaLag>;
     /// `DescribeDBSnapshots` for an instance (automated and manual).
-    [ops::rds::DESCRIBE_DB_SNAPSHOTS, Some(region), 1]
+    [ops::DESCRIBE_DB_SNAPSHOTS, Some(region), 1]
     async fn describe_snapshots(
       &self,
       region: &str,
@@ -138,22 +144,22 @@ service_family! {
     ) -> CloudResult<Vec<DbSnapshot>>;
     /// `DescribeGlobalClusters` for one identifier. A global cluster has no home region; its
     /// calls go to the provider's default region.
-    [ops::rds::DESCRIBE_GLOBAL_CLUSTERS, None, 1]
+    [ops::DESCRIBE_GLOBAL_CLUSTERS, None, 1]
     async fn describe_global_cluster(&self, id: &str) -> CloudResult<Option<GlobalCluster>>;
 
     /// `PromoteReadReplica`. Mutating. Not idempotent at the API (a standalone instance is an
     /// `InvalidDBInstanceState`), so the action observes first.
-    [ops::rds::PROMOTE_READ_REPLICA, Some(region), 1]
+    [ops::PROMOTE_READ_REPLICA, Some(region), 1]
     async fn promote_read_replica(&self, region: &str, id: &str) -> CloudResult<()>;
     /// `RestoreDBInstanceFromDBSnapshot`. Mutating; `DBInstanceAlreadyExists` on a repeat.
-    [ops::rds::RESTORE_DB_INSTANCE_FROM_DB_SNAPSHOT, Some(request.region.as_str()), 1]
+    [ops::RESTORE_DB_INSTANCE_FROM_DB_SNAPSHOT, Some(request.region.as_str()), 1]
     async fn restore_from_snapshot(&self, request: &RestoreRequest) -> CloudResult<()>;
     /// `DeleteDBInstance` (skipping the final snapshot). Mutating; `DBInstanceNotFound` once gone.
-    [ops::rds::DELETE_DB_INSTANCE, Some(region), 1]
+    [ops::DELETE_DB_INSTANCE, Some(region), 1]
     async fn delete_instance(&self, region: &str, id: &str) -> CloudResult<()>;
     /// `FailoverGlobalCluster` to the member cluster `target_cluster_arn`, as a switchover or, with
     /// [`GlobalFailover::AllowDataLoss`], as a failover (see there). Mutating.
-    [ops::rds::FAILOVER_GLOBAL_CLUSTER, None, 1]
+    [ops::FAILOVER_GLOBAL_CLUSTER, None, 1]
     async fn failover_global_cluster(
       &self,
       id: &str,
@@ -163,17 +169,17 @@ service_family! {
     /// An Aurora global database secondary's RPO lag: CloudWatch `AWS/RDS`
     /// `AuroraGlobalDBRPOLag` (milliseconds) of the secondary cluster (`DBClusterIdentifier`),
     /// in its own region, classified like [`Rds::replica_lag`]. Read-only.
-    [ops::cloudwatch::GET_METRIC_STATISTICS, Some(region), 1]
+    [crate::cloud::ops::cloudwatch::GET_METRIC_STATISTICS, Some(region), 1]
     async fn get_global_rpo_lag(&self, region: &str, cluster_id: &str) -> CloudResult<ReplicaLag>;
     /// `CreateDBInstanceReadReplica` of `request.source_id` (in `request.source_region`) into
     /// `request.region`. Mutating; `DBInstanceAlreadyExists` on a repeat, so the action observes
     /// first. The replica is `creating` until it is `available`, then catches up on its source.
-    [ops::rds::CREATE_DB_INSTANCE_READ_REPLICA, Some(request.region.as_str()), 1]
+    [ops::CREATE_DB_INSTANCE_READ_REPLICA, Some(request.region.as_str()), 1]
     async fn create_read_replica(&self, request: &ReplicaRequest) -> CloudResult<()>;
     /// `ListTagsForResource` of an instance (found by `DescribeDBInstances`): its tags.
     /// `Ok(None)` when the instance does not exist. Two requests: `DescribeDBInstances` for the
     /// ARN, then `ListTagsForResource`.
-    [ops::rds::LIST_TAGS_FOR_RESOURCE, Some(region), 2]
+    [ops::LIST_TAGS_FOR_RESOURCE, Some(region), 2]
     async fn list_instance_tags(
       &self,
       region: &str,
@@ -182,7 +188,7 @@ service_family! {
     /// `AddTagsToResource` on an instance. Mutating, idempotent: a tag set again to the value it
     /// has changes nothing (another value replaces it); other tags are left alone. Two requests
     /// (the instance's ARN first).
-    [ops::rds::ADD_TAGS_TO_RESOURCE, Some(region), 2]
+    [ops::ADD_TAGS_TO_RESOURCE, Some(region), 2]
     async fn add_instance_tags(
       &self,
       region: &str,

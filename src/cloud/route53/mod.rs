@@ -4,10 +4,16 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{family::service_family, ops, CloudResult};
+use super::{family::service_family, CloudResult};
 
 pub(crate) mod aws;
 pub(crate) mod sim;
+
+/// The family's operations: its part of the table ([`crate::cloud::ops`], where `ALL` is
+/// collected from every family's).
+pub mod ops {
+  pub use crate::cloud::ops::route53::*;
+}
 
 /// Route 53 failover routing role of a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -176,28 +182,28 @@ service_family! {
   /// Route 53 (a global service: no region parameter).
   pub trait Route53, limited LimitedRoute53 {
     /// `ListResourceRecordSets` filtered to one name (all types and set identifiers of it).
-    [ops::route53::LIST_RESOURCE_RECORD_SETS, None, 1]
+    [ops::LIST_RESOURCE_RECORD_SETS, None, 1]
     async fn list_record_sets(&self, zone_id: &str, name: &str) -> CloudResult<Vec<RecordSet>>;
     /// One `ListResourceRecordSets` request over the whole zone: up to [`RECORD_PAGE_SIZE`]
     /// record sets from `start` (`None`: the zone's first record). One call is one request, so
     /// a caller reading many names pays one request per page instead of one per name; the rate
     /// limiter counts it exactly.
-    [ops::route53::LIST_RESOURCE_RECORD_SETS, None, 1]
+    [ops::LIST_RESOURCE_RECORD_SETS, None, 1]
     async fn list_record_sets_page(
       &self,
       zone_id: &str,
       start: Option<&RecordPageStart>,
     ) -> CloudResult<RecordPage>;
     /// `GetChange`.
-    [ops::route53::GET_CHANGE, None, 1]
+    [ops::GET_CHANGE, None, 1]
     async fn get_change(&self, change_id: &str) -> CloudResult<ChangeInfo>;
     /// `GetHealthCheckStatus`, plus the check's `Disabled`/`Inverted` configuration: two
     /// requests (`GetHealthCheck` for the configuration; every provider makes both).
-    [ops::route53::GET_HEALTH_CHECK_STATUS, None, 2]
+    [ops::GET_HEALTH_CHECK_STATUS, None, 2]
     async fn get_health_check_status(&self, health_check_id: &str) -> CloudResult<HealthCheckStatus>;
 
     /// `ChangeResourceRecordSets`: one atomic batch for one zone. Mutating; UPSERT is idempotent.
-    [ops::route53::CHANGE_RESOURCE_RECORD_SETS, None, 1]
+    [ops::CHANGE_RESOURCE_RECORD_SETS, None, 1]
     async fn change_record_sets(
       &self,
       zone_id: &str,
@@ -205,7 +211,7 @@ service_family! {
       changes: &[RecordChange],
     ) -> CloudResult<ChangeInfo>;
     /// `UpdateHealthCheck` (disable / invert). Mutating, idempotent.
-    [ops::route53::UPDATE_HEALTH_CHECK, None, 1]
+    [ops::UPDATE_HEALTH_CHECK, None, 1]
     async fn update_health_check(
       &self,
       health_check_id: &str,

@@ -5,10 +5,16 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{family::service_family, ops, CloudResult, ReplicaLag};
+use super::{family::service_family, CloudResult, ReplicaLag};
 
 pub(crate) mod aws;
 pub(crate) mod sim;
+
+/// The family's operations: its part of the table ([`crate::cloud::ops`], where `ALL` is
+/// collected from every family's).
+pub mod ops {
+  pub use crate::cloud::ops::s3::*;
+}
 
 /// An S3 object's metadata.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,7 +45,7 @@ service_family! {
   /// retry of reads.
   pub trait S3, limited LimitedS3 {
     /// `ListObjectsV2` under a prefix (all pages).
-    [ops::s3::LIST_OBJECTS_V2, Some(region), 1]
+    [ops::LIST_OBJECTS_V2, Some(region), 1]
     async fn list_objects(
       &self,
       region: &str,
@@ -47,7 +53,7 @@ service_family! {
       prefix: &str,
     ) -> CloudResult<Vec<S3Object>>;
     /// `HeadObject` with checksum mode enabled; `Ok(None)` when missing.
-    [ops::s3::HEAD_OBJECT, Some(region), 1]
+    [ops::HEAD_OBJECT, Some(region), 1]
     async fn head_object(
       &self,
       region: &str,
@@ -60,7 +66,7 @@ service_family! {
     /// **destination** bucket's region (`region`), one-minute maxima over [`LAG_LOOKBACK`](super::LAG_LOOKBACK),
     /// classified by [`ReplicaLag::from_datapoints`]: a rule without metrics, or whose source
     /// stopped publishing (its region failed), is `Unknown`, never zero. Read-only.
-    [ops::cloudwatch::GET_METRIC_STATISTICS, Some(region), 1]
+    [crate::cloud::ops::cloudwatch::GET_METRIC_STATISTICS, Some(region), 1]
     async fn get_replication_latency(
       &self,
       region: &str,

@@ -474,8 +474,7 @@ impl Sim {
     cost: u32,
   ) -> Result<Duration, Refusal> {
     let base = self.timings.api_latency.0;
-    if CONTROL_PLANES.contains(&service)
-      && region.is_some_and(|region| self.region_in_outage(region))
+    if takes_down(service, operation) && region.is_some_and(|region| self.region_in_outage(region))
     {
       // A connection that fails: refused as soon as it is tried, before any rate limit.
       self.clock.sleep(base).await;
@@ -606,9 +605,16 @@ impl Sim {
   }
 }
 
-/// The services whose regional endpoints a region in outage takes down with it. CloudWatch is
-/// not among them: the standby region's metrics of a replica stay readable.
-const CONTROL_PLANES: &[&str] = &["rds", "ecs"];
+/// Whether a region in outage takes the call down with it: the regional control-plane
+/// operations of the table ([`crate::cloud::ops`]), RDS's and ECS's. Route 53's control plane
+/// is global (in us-east-1); CloudWatch's metric reads and S3's object calls are the data
+/// plane: the standby region's metrics of a replica stay readable.
+fn takes_down(service: &str, operation: &str) -> bool {
+  crate::cloud::ops::find(service, operation).is_some_and(|op| {
+    op.plane == crate::cloud::ops::Plane::Control
+      && op.endpoint == crate::cloud::ops::Endpoint::Regional
+  })
+}
 
 /// Calls the simulator refused (throttled, failed, timed out), one JSON line each.
 pub const REFUSALS_FILE: &str = "refusals.jsonl";
