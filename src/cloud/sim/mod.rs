@@ -36,16 +36,14 @@ use self::{
   state::{Reject, WorldState},
   world::{Timings, WorldSpec},
 };
-use super::{CallerIdentity, Clock, Cloud, CloudError, CloudResult, ErrorKind, ATTEMPT_TIMEOUT};
+use super::{
+  ops::Op, CallerIdentity, Clock, Cloud, CloudError, CloudResult, ErrorKind, ATTEMPT_TIMEOUT,
+};
 
-mod ecs;
 mod faults;
 mod http;
 mod persist;
-mod rds;
-mod route53;
-mod s3;
-mod state;
+pub(crate) mod state;
 pub mod world;
 
 #[cfg(test)]
@@ -267,16 +265,19 @@ impl Sim {
     let providers = Arc::new(SimCloud {
       sim: Arc::clone(self),
     });
-    Cloud {
-      rds: providers.clone(),
-      ecs: providers.clone(),
-      route53: providers.clone(),
-      s3: providers.clone(),
-      http: providers,
-      clock: self.clock,
-      backend: "sim".into(),
-      fence: Default::default(),
+    // `SimCloud` implements every family's trait (in `cloud/<family>/sim.rs`).
+    macro_rules! providers {
+      ($($family:ident: $Trait:ident, $Limited:ident;)*) => {
+        Cloud {
+          $($family: providers.clone(),)*
+          http: providers,
+          clock: self.clock,
+          backend: "sim".into(),
+          fence: Default::default(),
+        }
+      };
     }
+    super::with_families!(providers)
   }
 
   /// Every operation accepted so far (replayed ones included), in order.
@@ -473,8 +474,7 @@ impl Sim {
     cost: u32,
   ) -> Result<Duration, Refusal> {
     let base = self.timings.api_latency.0;
-    if CONTROL_PLANES.contains(&service)
-      && region.is_some_and(|region| self.region_in_outage(region))
+    if takes_down(service, operation) && region.is_some_and(|region| self.region_in_outage(region))
     {
       // A connection that fails: refused as soon as it is tried, before any rate limit.
       self.clock.sleep(base).await;
@@ -524,14 +524,14 @@ impl Sim {
   /// A read-only call: gate, then read the world now.
   pub(crate) async fn read<T, F>(
     &self,
-    service: &str,
-    operation: &str,
+    op: &'static Op,
     region: Option<&str>,
     read: F,
   ) -> CloudResult<T>
   where
     F: FnOnce(&WorldState, DateTime<Utc>) -> Result<T, Reject> + Send,
   {
+    let (service, operation) = (op.service, op.name);
     self
       .gate(service, operation, region, Some(ATTEMPT_TIMEOUT))
       .await
@@ -545,12 +545,12 @@ impl Sim {
   /// effect (the simulator does not model an answer lost after the effect).
   pub(crate) async fn mutate(
     &self,
-    service: &str,
-    operation: &str,
+    op: &'static Op,
     region: Option<&str>,
     target: &str,
     detail: serde_json::Value,
   ) -> CloudResult<Operation> {
+    let (service, operation) = (op.service, op.name);
     self
       .gate(service, operation, region, Some(ATTEMPT_TIMEOUT))
       .await
@@ -605,9 +605,16 @@ impl Sim {
   }
 }
 
-/// The services whose regional endpoints a region in outage takes down with it. CloudWatch is
-/// not among them: the standby region's metrics of a replica stay readable.
-const CONTROL_PLANES: &[&str] = &["rds", "ecs"];
+/// Whether a region in outage takes the call down with it: the regional control-plane
+/// operations of the table ([`crate::cloud::ops`]), RDS's and ECS's. Route 53's control plane
+/// is global (in us-east-1); CloudWatch's metric reads and S3's object calls are the data
+/// plane: the standby region's metrics of a replica stay readable.
+fn takes_down(service: &str, operation: &str) -> bool {
+  crate::cloud::ops::find(service, operation).is_some_and(|op| {
+    op.plane == crate::cloud::ops::Plane::Control
+      && op.endpoint == crate::cloud::ops::Endpoint::Regional
+  })
+}
 
 /// Calls the simulator refused (throttled, failed, timed out), one JSON line each.
 pub const REFUSALS_FILE: &str = "refusals.jsonl";
@@ -663,9 +670,14 @@ impl Sim {
     let now = self.now();
     let core = lock(&self.core);
     let state = &core.state;
-    world.rds.instances = state.rds.export_instances(&state.model, now);
-    world.ecs.services = state.ecs.export_services(&state.model, now);
-    world.route53 = state.route53.export();
+    macro_rules! export {
+      ($($family:ident: $Trait:ident, $Limited:ident;)*) => {
+        $(
+          world.$family = state::FamilyState::export(&state.$family, world.$family, &state.model, now);
+        )*
+      };
+    }
+    super::with_families!(export);
     // A timed outage counts from the world's creation: the new world gets what is left of it,
     // and none once it has ended.
     let elapsed = state.model.elapsed(state.model.created_at, now);
