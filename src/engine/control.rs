@@ -24,8 +24,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::Shared;
 use crate::{
-  actions::{self, ActionDef, Args, Behaviour, Ctx},
-  plan::render_with,
+  actions::{ActionDef, Args, Behaviour, Ctx},
+  plan::bind::bind_call_adjusted,
   runbook::{format_duration, template::Scope, Approval, Step},
   state::{
     control::{self, ControlAction, ControlRequest, Identity},
@@ -377,13 +377,10 @@ pub fn notices(
       "notify.webhook" => ("body", body.clone()),
       _ => continue,
     };
-    let bound = render_with(&step.call, scope).and_then(|mut rendered| {
+    let bound = bind_call_adjusted(&step.call, scope, |rendered| {
       rendered.insert(field.into(), value);
       // Not the step's verdict: no "succeeded" headline on a question.
       rendered.remove("status");
-      let def = actions::lookup(&step.call.action)
-        .ok_or_else(|| format!("unknown action `{}`", step.call.action))?;
-      Ok((def, actions::bind(def.spec, &rendered)?))
     });
     match bound {
       Ok(notice) => found.push(notice),
