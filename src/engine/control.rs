@@ -256,10 +256,7 @@ async fn apply(
     return ignore(format!("the runbook has no step `{step}` with an approval")).await;
   }
   let stale = wait.is_some_and(|wait| {
-    let records = shared
-      .records
-      .lock()
-      .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let records = shared.journal.records();
     control::answered_since(&records, step, wait)
   });
   if stale {
@@ -431,10 +428,7 @@ const NOTICE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The open wait `step` left in the journal (a resumed run): its `seq` and when it began.
 fn open_wait(shared: &Shared, step: &str) -> Option<(u64, DateTime<Utc>)> {
-  let records = shared
-    .records
-    .lock()
-    .unwrap_or_else(|poisoned| poisoned.into_inner());
+  let records = shared.journal.records();
   let seq = *control::open_waits(&records).get(step)?;
   let ts = records.iter().find(|record| record.seq == seq)?.ts;
   Some((seq, ts))
@@ -451,10 +445,7 @@ pub async fn await_approval(
   mut cancel: watch::Receiver<bool>,
 ) -> Result<Verdict, JournalError> {
   let standing = {
-    let records = shared
-      .records
-      .lock()
-      .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let records = shared.journal.records();
     control::standing_grant(&records, &step.id)
   };
   if standing {
