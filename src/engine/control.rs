@@ -24,8 +24,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::Shared;
 use crate::{
-  actions::{self, ActionDef, Args, Behaviour, Ctx},
-  plan::render_with,
+  actions::{ActionDef, Args, Behaviour, Ctx},
+  plan::bind::bind_call_adjusted,
   runbook::{format_duration, template::Scope, Approval, Step},
   state::{
     control::{self, ControlAction, ControlRequest, Identity},
@@ -256,10 +256,7 @@ async fn apply(
     return ignore(format!("the runbook has no step `{step}` with an approval")).await;
   }
   let stale = wait.is_some_and(|wait| {
-    let records = shared
-      .records
-      .lock()
-      .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let records = shared.journal.records();
     control::answered_since(&records, step, wait)
   });
   if stale {
@@ -377,13 +374,10 @@ pub fn notices(
       "notify.webhook" => ("body", body.clone()),
       _ => continue,
     };
-    let bound = render_with(&step.call, scope).and_then(|mut rendered| {
+    let bound = bind_call_adjusted(&step.call, scope, |rendered| {
       rendered.insert(field.into(), value);
       // Not the step's verdict: no "succeeded" headline on a question.
       rendered.remove("status");
-      let def = actions::lookup(&step.call.action)
-        .ok_or_else(|| format!("unknown action `{}`", step.call.action))?;
-      Ok((def, actions::bind(def.spec, &rendered)?))
     });
     match bound {
       Ok(notice) => found.push(notice),
@@ -434,10 +428,7 @@ const NOTICE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The open wait `step` left in the journal (a resumed run): its `seq` and when it began.
 fn open_wait(shared: &Shared, step: &str) -> Option<(u64, DateTime<Utc>)> {
-  let records = shared
-    .records
-    .lock()
-    .unwrap_or_else(|poisoned| poisoned.into_inner());
+  let records = shared.journal.records();
   let seq = *control::open_waits(&records).get(step)?;
   let ts = records.iter().find(|record| record.seq == seq)?.ts;
   Some((seq, ts))
@@ -454,10 +445,7 @@ pub async fn await_approval(
   mut cancel: watch::Receiver<bool>,
 ) -> Result<Verdict, JournalError> {
   let standing = {
-    let records = shared
-      .records
-      .lock()
-      .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let records = shared.journal.records();
     control::standing_grant(&records, &step.id)
   };
   if standing {

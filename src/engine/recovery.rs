@@ -78,13 +78,7 @@ pub(super) async fn await_recovery(
   let Some(recovered_when) = &plan.runbook.objectives.recovered_when else {
     return Ok(None);
   };
-  let known = {
-    let records = shared
-      .records
-      .lock()
-      .unwrap_or_else(|poisoned| poisoned.into_inner());
-    journalled(&records)
-  };
+  let known = journalled(&shared.journal.records());
   let clock = shared.cloud.clock;
   // How much of the bound was gone when this process took the wait up: none for a wait it
   // starts; for a resumed one, the journal's wall clock since the wait's first record.

@@ -15,7 +15,7 @@ use tokio::{sync::watch, time::Instant};
 use super::*;
 use crate::{
   cloud::sim::{Sim, SimOptions},
-  state::journal,
+  state::{journal, StepError},
 };
 
 const MIN: Duration = Duration::from_secs(60);

@@ -19,8 +19,10 @@ use crate::{
   state::Redactor,
 };
 
+pub mod bind;
 pub mod describe;
 
+pub use bind::{bind_call, evaluate_when};
 pub use describe::{describe, PlanReport, StepPlan, StepStatus};
 
 /// Parameters could not be bound.
@@ -337,70 +339,6 @@ impl Scope for PlanScope<'_> {
         }
       }
     }
-  }
-}
-
-/// Render an action call's `with` block into JSON (strings, lists, maps).
-pub fn render_with(
-  call: &ActionCall,
-  scope: &dyn Scope,
-) -> Result<serde_json::Map<String, serde_json::Value>, String> {
-  fn render(arg: &Arg, scope: &dyn Scope) -> Result<serde_json::Value, String> {
-    Ok(match arg {
-      Arg::Template(template, _) => {
-        serde_json::Value::String(template.render(scope).map_err(|err| err.to_string())?)
-      }
-      Arg::List(items, _) => serde_json::Value::Array(
-        items
-          .iter()
-          .map(|item| render(item, scope))
-          .collect::<Result<_, _>>()?,
-      ),
-      Arg::Map(map, _) => serde_json::Value::Object(
-        map
-          .iter()
-          .map(|(key, item)| Ok((key.clone(), render(item, scope)?)))
-          .collect::<Result<_, String>>()?,
-      ),
-    })
-  }
-  call
-    .with
-    .iter()
-    .map(|(key, arg)| {
-      Ok((
-        key.clone(),
-        render(arg, scope).map_err(|err| format!("with.{key}: {err}"))?,
-      ))
-    })
-    .collect()
-}
-
-/// Render and bind an action call for execution.
-pub fn bind_call(
-  call: &ActionCall,
-  scope: &dyn Scope,
-) -> Result<(&'static actions::ActionDef, Args), String> {
-  let def =
-    actions::lookup(&call.action).ok_or_else(|| format!("unknown action `{}`", call.action))?;
-  let rendered = render_with(call, scope)?;
-  let args = actions::bind(def.spec, &rendered)?;
-  Ok((def, args))
-}
-
-/// Evaluate a step's `when:`; `Ok(true)` when it has none.
-pub fn evaluate_when(step: &Step, scope: &dyn Scope) -> Result<bool, String> {
-  let Some(when) = &step.when else {
-    return Ok(true);
-  };
-  let value = when.render(scope).map_err(|err| format!("when: {err}"))?;
-  match value.trim() {
-    "true" => Ok(true),
-    "false" | "" => Ok(false),
-    other => Err(format!(
-      "when: `{}` rendered to `{other}`, not true or false",
-      when.source()
-    )),
   }
 }
 
