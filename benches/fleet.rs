@@ -351,7 +351,7 @@ fn measure(dir: &Path, runbook: &str, world: &str, params: &[&str]) -> Sample {
     .expect("one run");
   let mut dns_batches = std::collections::BTreeMap::new();
   for op in read_operation_log(&run_dir).expect("the operation log") {
-    if op.operation == "ChangeResourceRecordSets" {
+    if op.operation == drctl::cloud::ops::route53::CHANGE_RESOURCE_RECORD_SETS.name {
       *dns_batches.entry(op.target).or_insert(0) += 1;
     }
   }

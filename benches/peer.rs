@@ -13,6 +13,8 @@ use std::{
   time::{Duration, Instant},
 };
 
+use drctl::cloud::{ops, wire::recorded_operation};
+
 use crate::{
   overhead::median,
   support::{self, moto::Moto},
@@ -73,7 +75,10 @@ fn recorded(moto: &Moto) -> Vec<String> {
   recording
     .lines()
     .filter(|line| !line.trim().is_empty())
-    .map(|line| operation(&serde_json::from_str(line).expect("a recorded request is JSON")))
+    .map(|line| {
+      let entry = serde_json::from_str(line).expect("a recorded request is JSON");
+      recorded_operation(&entry).name().to_owned()
+    })
     .collect()
 }
 
@@ -170,7 +175,10 @@ pub fn run(config: &Config) -> Measured {
     );
     let drctl = run_drctl(&moto);
     assert!(
-      drctl.operations.iter().any(|op| op == "PromoteReadReplica"),
+      drctl
+        .operations
+        .iter()
+        .any(|op| op == ops::rds::PROMOTE_READ_REPLICA.name),
       "drctl promoted the replica: {:?}",
       drctl.operations
     );
@@ -300,72 +308,4 @@ pub fn run(config: &Config) -> Measured {
     n = pairs.len(),
   );
   Measured { rows, notes }
-}
-
-/// The AWS operation a recorded request was: the JSON protocols' `X-Amz-Target`, the query
-/// protocol's `Action=`, or Route 53's REST path.
-fn operation(entry: &serde_json::Value) -> String {
-  let headers = entry["headers"].as_object().cloned().unwrap_or_default();
-  let header = |name: &str| {
-    headers
-      .iter()
-      .find(|(key, _)| key.eq_ignore_ascii_case(name))
-      .and_then(|(_, value)| value.as_str())
-      .map(str::to_owned)
-  };
-  if let Some(target) = header("X-Amz-Target") {
-    return target.rsplit('.').next().unwrap_or_default().to_owned();
-  }
-  let url = entry["url"].as_str().unwrap_or_default();
-  let body = match (entry["body"].as_str(), entry["body_encoded"].as_bool()) {
-    (Some(body), Some(true)) => String::from_utf8(base64_decode(body)).unwrap_or_default(),
-    (Some(body), _) => body.to_owned(),
-    _ => String::new(),
-  };
-  let query = url.split_once('?').map(|(_, query)| query).unwrap_or("");
-  for pair in query.split('&').chain(body.split('&')) {
-    if let Some(action) = pair.strip_prefix("Action=") {
-      return action.to_owned();
-    }
-  }
-  let method = entry["method"].as_str().unwrap_or_default();
-  let path = url
-    .split_once("://")
-    .and_then(|(_, rest)| rest.find('/').map(|i| &rest[i..]))
-    .unwrap_or("/");
-  let path = path.split('?').next().unwrap_or(path);
-  match path.strip_prefix("/2013-04-01/") {
-    Some(route53) if method == "POST" && route53.contains("/rrset") => {
-      "ChangeResourceRecordSets".into()
-    }
-    Some(route53) if route53.starts_with("healthcheck/") && route53.ends_with("/status") => {
-      "GetHealthCheckStatus".into()
-    }
-    Some(route53) if route53.starts_with("healthcheck/") => format!("{method} HealthCheck"),
-    Some(route53) if route53.contains("/rrset") => "ListResourceRecordSets".into(),
-    Some(route53) if route53.starts_with("change/") => "GetChange".into(),
-    _ => format!("{method} {path}"),
-  }
-}
-
-fn base64_decode(text: &str) -> Vec<u8> {
-  let mut out = Vec::new();
-  let (mut buffer, mut bits) = (0u32, 0);
-  for byte in text.bytes() {
-    let value = match byte {
-      b'A'..=b'Z' => byte - b'A',
-      b'a'..=b'z' => byte - b'a' + 26,
-      b'0'..=b'9' => byte - b'0' + 52,
-      b'+' => 62,
-      b'/' => 63,
-      _ => continue,
-    };
-    buffer = (buffer << 6) | u32::from(value);
-    bits += 6;
-    if bits >= 8 {
-      bits -= 8;
-      out.push((buffer >> bits) as u8);
-    }
-  }
-  out
 }

@@ -8,7 +8,11 @@
 
 use std::path::Path;
 
-use drctl::cloud::{aws, Cloud, FailoverRole};
+use drctl::cloud::{
+  aws, ops,
+  wire::{recorded_operation, WireOp},
+  Cloud, FailoverRole,
+};
 
 use crate::support::{moto::Moto, repo, Test};
 
@@ -293,82 +297,6 @@ fn http_notify_exec_and_wait_actions() {
   assert_eq!(captured.len(), 3, "{captured:?}");
 }
 
-/// The operation a recorded request called: `X-Amz-Target` (JSON protocols), `Action=` (query
-/// protocols), else the REST method and path (Route 53, S3).
-fn recorded_operation(entry: &serde_json::Value) -> String {
-  let headers = entry["headers"].as_object().cloned().unwrap_or_default();
-  let header = |name: &str| {
-    headers
-      .iter()
-      .find(|(key, _)| key.eq_ignore_ascii_case(name))
-      .and_then(|(_, value)| value.as_str())
-      .map(str::to_owned)
-  };
-  if let Some(target) = header("X-Amz-Target") {
-    return target.rsplit('.').next().unwrap_or_default().to_owned();
-  }
-  let url = entry["url"].as_str().unwrap_or_default();
-  let body = match (entry["body"].as_str(), entry["body_encoded"].as_bool()) {
-    (Some(body), Some(true)) => String::from_utf8(base64_decode(body)).unwrap_or_default(),
-    (Some(body), _) => body.to_owned(),
-    _ => String::new(),
-  };
-  let query = url.split_once('?').map(|(_, query)| query).unwrap_or("");
-  for pair in query.split('&').chain(body.split('&')) {
-    if let Some(action) = pair.strip_prefix("Action=") {
-      return action.to_owned();
-    }
-  }
-  let method = entry["method"].as_str().unwrap_or_default();
-  let path = url
-    .split_once("://")
-    .and_then(|(_, rest)| rest.find('/').map(|i| &rest[i..]))
-    .unwrap_or("/");
-  let path = path.split('?').next().unwrap_or(path);
-  if let Some(route53) = path.strip_prefix("/2013-04-01/") {
-    return match (method, route53) {
-      ("POST", path) if path.ends_with("/rrset") || path.ends_with("/rrset/") => {
-        "ChangeResourceRecordSets".into()
-      }
-      ("POST", path) if path.starts_with("healthcheck/") => "UpdateHealthCheck".into(),
-      ("GET", path) if path.starts_with("healthcheck/") && path.ends_with("/status") => {
-        "GetHealthCheckStatus".into()
-      }
-      ("GET", path) if path.starts_with("healthcheck/") => "GetHealthCheck".into(),
-      ("GET", path) if path.contains("/rrset") => "ListResourceRecordSets".into(),
-      ("GET", path) if path.starts_with("change/") => "GetChange".into(),
-      (method, path) => format!("Route53 {method} {path}"),
-    };
-  }
-  match method {
-    "GET" if query.contains("list-type=2") => "ListObjectsV2".into(),
-    "GET" => "GetObject".into(),
-    "HEAD" => "HeadObject".into(),
-    "PUT" => "PutObject".into(),
-    "DELETE" => "DeleteObject".into(),
-    other => format!("S3 {other} {path}"),
-  }
-}
-
-fn base64_decode(text: &str) -> Vec<u8> {
-  const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  let mut out = Vec::new();
-  let mut buffer = 0u32;
-  let mut bits = 0;
-  for byte in text.bytes() {
-    let Some(value) = ALPHABET.iter().position(|&c| c == byte) else {
-      continue;
-    };
-    buffer = (buffer << 6) | value as u32;
-    bits += 6;
-    if bits >= 8 {
-      bits -= 8;
-      out.push((buffer >> bits) as u8);
-    }
-  }
-  out
-}
-
 #[test]
 fn plan_and_dry_run_make_no_mutating_call() {
   let moto = Moto::start();
@@ -408,7 +336,7 @@ fn plan_and_dry_run_make_no_mutating_call() {
   }
   let (status, recording) = moto.request("GET", "/moto-api/recorder/download-recording", "");
   assert_eq!(status, 200, "{recording}");
-  let operations: Vec<String> = recording
+  let operations: Vec<WireOp> = recording
     .lines()
     .filter(|line| !line.trim().is_empty())
     .map(|line| recorded_operation(&serde_json::from_str(line).unwrap()))
@@ -418,27 +346,32 @@ fn plan_and_dry_run_make_no_mutating_call() {
     "the recording holds the probes: {operations:?}"
   );
   for expected in [
-    "DescribeDBInstances",
-    "GetHealthCheckStatus",
-    "DescribeServices",
+    &ops::rds::DESCRIBE_DB_INSTANCES,
+    &ops::route53::GET_HEALTH_CHECK_STATUS,
+    &ops::ecs::DESCRIBE_SERVICES,
   ] {
     assert!(
-      operations.iter().any(|op| op == expected),
+      operations.iter().any(|op| op.op() == Some(expected)),
       "{expected} not recorded: {operations:?}"
     );
   }
   let mutating = drctl::actions::mutating_operations();
   for operation in &operations {
     assert!(
-      !mutating.contains(&operation.as_str()),
-      "a dry run called {operation}: {operations:?}"
+      !operation.op().is_some_and(|op| mutating.contains(&op)),
+      "a dry run called {}: {operations:?}",
+      operation.name()
     );
     assert!(
-      !operation.starts_with("Route53 ") && !operation.starts_with("S3 "),
-      "unrecognised request {operation}"
+      !matches!(operation, WireOp::Unrecognised(_)),
+      "unrecognised request {}",
+      operation.name()
     );
     assert!(
-      !matches!(operation.as_str(), "PutObject" | "DeleteObject"),
+      !matches!(
+        operation.op(),
+        Some(op) if *op == ops::s3::PUT_OBJECT || *op == ops::s3::DELETE_OBJECT
+      ),
       "a dry run wrote to S3: {operations:?}"
     );
   }

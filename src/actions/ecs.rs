@@ -4,6 +4,7 @@ use super::{
   poll_until, ActionDef, ActionError, ActionResult, Args, Behaviour, Check, Ctx, Effect,
   Observation, Observed, Outcome, Poll,
 };
+use crate::cloud::ops;
 use crate::{
   cloud::EcsService,
   runbook::{ActionSpec, FieldKind, FieldSpec},
@@ -79,7 +80,7 @@ pub const SCALE_SERVICE: ActionDef = ActionDef {
       SERVICE,
       FieldSpec::required("desired_count", FieldKind::Int, "Number of tasks to run"),
     ],
-    mutating_operations: &["UpdateService"],
+    mutating_operations: &[&ops::ecs::UPDATE_SERVICE],
     outputs: &["running_count"],
   },
   behaviour: Behaviour::Effect(&ScaleService),

@@ -345,13 +345,13 @@ pub fn specs() -> Vec<ActionSpec> {
   ACTIONS.iter().map(|def| *def.spec).collect()
 }
 
-/// Every AWS operation name any action may send that changes the world.
-pub fn mutating_operations() -> Vec<&'static str> {
-  let mut operations: Vec<&'static str> = ACTIONS
+/// Every AWS operation any action may send that changes the world, by name.
+pub fn mutating_operations() -> Vec<&'static crate::cloud::ops::Op> {
+  let mut operations: Vec<&'static crate::cloud::ops::Op> = ACTIONS
     .iter()
     .flat_map(|def| def.spec.mutating_operations.iter().copied())
     .collect();
-  operations.sort_unstable();
+  operations.sort_unstable_by_key(|op| op.name);
   operations.dedup();
   operations
 }

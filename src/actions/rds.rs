@@ -8,6 +8,7 @@ use super::{
   human, poll_until, ActionDef, ActionError, ActionResult, Args, Behaviour, Check, Ctx, Effect,
   Observation, Observed, Outcome, Poll,
 };
+use crate::cloud::ops;
 use crate::{
   cloud::{DbInstance, GlobalFailover, ReplicaLag, RestoreRequest, SnapshotKind},
   runbook::{ActionSpec, FieldKind, FieldSpec},
@@ -223,7 +224,7 @@ pub const PROMOTE_REPLICA: ActionDef = ActionDef {
         "Refuse to promote beyond this lag (default: objectives.rpo)",
       ),
     ],
-    mutating_operations: &["PromoteReadReplica"],
+    mutating_operations: &[&ops::rds::PROMOTE_READ_REPLICA],
     outputs: &["endpoint", "data_loss_seconds"],
   },
   behaviour: Behaviour::Effect(&PromoteReplica),
@@ -410,7 +411,7 @@ pub const RESTORE_SNAPSHOT: ActionDef = ActionDef {
         "Instance class of the new instance",
       ),
     ],
-    mutating_operations: &["RestoreDBInstanceFromDBSnapshot"],
+    mutating_operations: &[&ops::rds::RESTORE_DB_INSTANCE_FROM_DB_SNAPSHOT],
     outputs: &["instance", "endpoint", "port"],
   },
   behaviour: Behaviour::Effect(&RestoreSnapshot),
@@ -493,7 +494,7 @@ pub const DELETE_INSTANCE: ActionDef = ActionDef {
     doc:
       "Delete an instance (no final snapshot) and wait until it is gone. Already gone is success.",
     fields: &[REGION, INSTANCE],
-    mutating_operations: &["DeleteDBInstance"],
+    mutating_operations: &[&ops::rds::DELETE_DB_INSTANCE],
     outputs: &[],
   },
   behaviour: Behaviour::Effect(&DeleteInstance),
@@ -580,7 +581,7 @@ pub const FAILOVER_GLOBAL_CLUSTER: ActionDef = ActionDef {
         "Refuse to fail over beyond this AuroraGlobalDBRPOLag (default: objectives.rpo)",
       ),
     ],
-    mutating_operations: &["FailoverGlobalCluster"],
+    mutating_operations: &[&ops::rds::FAILOVER_GLOBAL_CLUSTER],
     outputs: &["writer", "data_loss_seconds"],
   },
   behaviour: Behaviour::Effect(&FailoverGlobalCluster),
@@ -810,7 +811,7 @@ pub const CREATE_REPLICA: ActionDef = ActionDef {
          is refused unless --accept-data-loss, which takes it as it is",
       ),
     ],
-    mutating_operations: &["CreateDBInstanceReadReplica"],
+    mutating_operations: &[&ops::rds::CREATE_DB_INSTANCE_READ_REPLICA],
     outputs: &["instance", "source", "endpoint", "replicates"],
   },
   behaviour: Behaviour::Effect(&CreateReplica),
@@ -1169,7 +1170,7 @@ mod tests {
       .into_iter()
       .map(|op| op.operation)
       .collect();
-    assert_eq!(ops, ["CreateDBInstanceReadReplica"]);
+    assert_eq!(ops, [ops::rds::CREATE_DB_INSTANCE_READ_REPLICA.name]);
 
     // Its lag starts at the creation's 15 minutes and falls to the steady second over the
     // 5-minute catch-up.
@@ -1395,7 +1396,7 @@ pub const RETIRE_INSTANCE: ActionDef = ActionDef {
           unless --accept-data-loss. Fences the old primary after a failover; already retired is \
           success.",
     fields: &[REGION, INSTANCE],
-    mutating_operations: &["AddTagsToResource"],
+    mutating_operations: &[&ops::rds::ADD_TAGS_TO_RESOURCE],
     outputs: &["retired"],
   },
   behaviour: Behaviour::Effect(&RetireInstance),
@@ -1539,7 +1540,7 @@ mod retire_tests {
     let tagged = sim
       .operation_log()
       .iter()
-      .filter(|op| op.operation == "AddTagsToResource")
+      .filter(|op| op.operation == ops::rds::ADD_TAGS_TO_RESOURCE.name)
       .count();
     assert_eq!(tagged, 1);
 

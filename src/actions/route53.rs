@@ -6,6 +6,7 @@ use super::{
   poll_until, ActionDef, ActionError, ActionResult, Args, Behaviour, Check, Ctx, Effect,
   Observation, Observed, Outcome, Poll,
 };
+use crate::cloud::ops;
 use crate::{
   cloud::{
     change_batches, normalize_dns_name, FailoverRole, HealthCheckStatus, HealthCheckUpdate,
@@ -150,7 +151,7 @@ pub const FAILOVER: ActionDef = ActionDef {
       ),
       FieldSpec::optional("comment", FieldKind::String, "Change batch comment"),
     ],
-    mutating_operations: &["ChangeResourceRecordSets"],
+    mutating_operations: &[&ops::route53::CHANGE_RESOURCE_RECORD_SETS],
     outputs: &["change_ids", "changed_records"],
   },
   behaviour: Behaviour::Effect(&Failover),
@@ -480,7 +481,7 @@ pub const SET_HEALTH_CHECK: ActionDef = ActionDef {
       FieldSpec::optional("inverted", FieldKind::Bool, "Invert the check's result"),
       FieldSpec::optional("disabled", FieldKind::Bool, "Disable the check (Route 53 then treats it as healthy)"),
     ],
-    mutating_operations: &["UpdateHealthCheck"],
+    mutating_operations: &[&ops::route53::UPDATE_HEALTH_CHECK],
     outputs: &[],
   },
   behaviour: Behaviour::Effect(&SetHealthCheck),

@@ -32,9 +32,8 @@ use reqwest::{
 };
 
 use super::{
-  ChangeInfo, Clock, Cloud, CloudError, CloudResult, DbInstance, DbSnapshot, Ecs, EcsService,
-  ErrorKind, GlobalCluster, HealthCheckStatus, HealthCheckUpdate, Http, HttpRequest, HttpResponse,
-  Rds, RecordChange, RecordSet, Redirects, RestoreRequest, Route53, S3Object, S3,
+  ops::Op, Clock, Cloud, CloudError, CloudResult, ErrorKind, Http, HttpRequest, HttpResponse,
+  Redirects,
 };
 
 const SERVICE: &str = "http";
@@ -286,141 +285,32 @@ impl Http for ReqwestHttp {
 /// notifications, sent after the run, whatever the drill's target was). Every other provider
 /// answers a `Client` error without doing anything.
 pub fn http_only(http: Arc<dyn Http>) -> Cloud {
-  let unavailable = Arc::new(Unavailable);
-  Cloud {
-    rds: unavailable.clone(),
-    ecs: unavailable.clone(),
-    route53: unavailable.clone(),
-    s3: unavailable,
-    http,
-    clock: Clock::default(),
-    backend: "http".into(),
-    fence: Default::default(),
+  macro_rules! unavailable {
+    ($($family:ident: $Trait:ident, $Limited:ident;)*) => {
+      Cloud {
+        $($family: Arc::new(Unavailable),)*
+        http,
+        clock: Clock::default(),
+        backend: "http".into(),
+        fence: Default::default(),
+      }
+    };
   }
+  super::with_families!(unavailable)
 }
 
-/// The providers of [`http_only`] other than `http`.
-struct Unavailable;
+/// The providers of [`http_only`] other than `http`. Every family's trait is implemented for
+/// it by [`service_family!`](super::family): each call is [`Unavailable::error`].
+pub(crate) struct Unavailable;
 
-// `CloudError` is the boundary's error type, returned by value like every trait method does.
-#[allow(clippy::result_large_err)]
-fn unavailable<T>(service: &str, operation: &str) -> CloudResult<T> {
-  Err(CloudError::new(
-    ErrorKind::Client,
-    service,
-    operation,
-    "not available here (only HTTP is)",
-  ))
-}
-
-#[async_trait::async_trait]
-impl Rds for Unavailable {
-  async fn describe_instance(&self, _: &str, _: &str) -> CloudResult<Option<DbInstance>> {
-    unavailable("rds", "DescribeDBInstances")
-  }
-  async fn replica_lag(&self, _: &str, _: &str) -> CloudResult<crate::cloud::ReplicaLag> {
-    unavailable("cloudwatch", "GetMetricStatistics")
-  }
-  async fn describe_snapshots(&self, _: &str, _: &str) -> CloudResult<Vec<DbSnapshot>> {
-    unavailable("rds", "DescribeDBSnapshots")
-  }
-  async fn describe_global_cluster(&self, _: &str) -> CloudResult<Option<GlobalCluster>> {
-    unavailable("rds", "DescribeGlobalClusters")
-  }
-  async fn promote_read_replica(&self, _: &str, _: &str) -> CloudResult<()> {
-    unavailable("rds", "PromoteReadReplica")
-  }
-  async fn restore_from_snapshot(&self, _: &RestoreRequest) -> CloudResult<()> {
-    unavailable("rds", "RestoreDBInstanceFromDBSnapshot")
-  }
-  async fn delete_instance(&self, _: &str, _: &str) -> CloudResult<()> {
-    unavailable("rds", "DeleteDBInstance")
-  }
-  async fn failover_global_cluster(
-    &self,
-    _: &str,
-    _: &str,
-    _: crate::cloud::GlobalFailover,
-  ) -> CloudResult<()> {
-    unavailable("rds", "FailoverGlobalCluster")
-  }
-  async fn get_global_rpo_lag(&self, _: &str, _: &str) -> CloudResult<crate::cloud::ReplicaLag> {
-    unavailable("cloudwatch", "GetMetricStatistics")
-  }
-  async fn create_read_replica(&self, _: &crate::cloud::ReplicaRequest) -> CloudResult<()> {
-    unavailable("rds", "CreateDBInstanceReadReplica")
-  }
-  async fn list_instance_tags(
-    &self,
-    _: &str,
-    _: &str,
-  ) -> CloudResult<Option<std::collections::BTreeMap<String, String>>> {
-    unavailable("rds", "ListTagsForResource")
-  }
-  async fn add_instance_tags(
-    &self,
-    _: &str,
-    _: &str,
-    _: &std::collections::BTreeMap<String, String>,
-  ) -> CloudResult<()> {
-    unavailable("rds", "AddTagsToResource")
-  }
-}
-
-#[async_trait::async_trait]
-impl Ecs for Unavailable {
-  async fn describe_service(&self, _: &str, _: &str, _: &str) -> CloudResult<Option<EcsService>> {
-    unavailable("ecs", "DescribeServices")
-  }
-  async fn update_desired_count(&self, _: &str, _: &str, _: &str, _: u32) -> CloudResult<()> {
-    unavailable("ecs", "UpdateService")
-  }
-}
-
-#[async_trait::async_trait]
-impl Route53 for Unavailable {
-  async fn list_record_sets(&self, _: &str, _: &str) -> CloudResult<Vec<RecordSet>> {
-    unavailable("route53", "ListResourceRecordSets")
-  }
-  async fn list_record_sets_page(
-    &self,
-    _: &str,
-    _: Option<&super::RecordPageStart>,
-  ) -> CloudResult<super::RecordPage> {
-    unavailable("route53", "ListResourceRecordSets")
-  }
-  async fn get_change(&self, _: &str) -> CloudResult<ChangeInfo> {
-    unavailable("route53", "GetChange")
-  }
-  async fn get_health_check_status(&self, _: &str) -> CloudResult<HealthCheckStatus> {
-    unavailable("route53", "GetHealthCheckStatus")
-  }
-  async fn change_record_sets(
-    &self,
-    _: &str,
-    _: &str,
-    _: &[RecordChange],
-  ) -> CloudResult<ChangeInfo> {
-    unavailable("route53", "ChangeResourceRecordSets")
-  }
-  async fn update_health_check(&self, _: &str, _: HealthCheckUpdate) -> CloudResult<()> {
-    unavailable("route53", "UpdateHealthCheck")
-  }
-}
-
-#[async_trait::async_trait]
-impl S3 for Unavailable {
-  async fn list_objects(&self, _: &str, _: &str, _: &str) -> CloudResult<Vec<S3Object>> {
-    unavailable("s3", "ListObjectsV2")
-  }
-  async fn head_object(&self, _: &str, _: &str, _: &str) -> CloudResult<Option<S3Object>> {
-    unavailable("s3", "HeadObject")
-  }
-  async fn get_replication_latency(
-    &self,
-    _: &str,
-    _: &crate::cloud::S3ReplicationRule,
-  ) -> CloudResult<crate::cloud::ReplicaLag> {
-    unavailable("cloudwatch", "GetMetricStatistics")
+impl Unavailable {
+  /// What every call of an unavailable provider answers, unsent.
+  pub(crate) fn error(op: &Op) -> CloudError {
+    CloudError::new(
+      ErrorKind::Client,
+      op.service,
+      op.name,
+      "not available here (only HTTP is)",
+    )
   }
 }

@@ -63,11 +63,9 @@ use std::{
 
 use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 
-use self::CallKind::{Mutating, Read};
 use super::{
-  ChangeInfo, Clock, Cloud, CloudError, CloudResult, DbInstance, DbSnapshot, Ecs, EcsService,
-  ErrorKind, GlobalCluster, HealthCheckStatus, HealthCheckUpdate, MutationFence, Rds, RecordChange,
-  RecordPage, RecordPageStart, RecordSet, RestoreRequest, Route53, S3Object, S3,
+  ops::{Op, Retry},
+  Clock, Cloud, CloudError, CloudResult, ErrorKind, MutationFence,
 };
 
 /// Attempts per provider call, the first one included (see the module docs).
@@ -78,21 +76,11 @@ pub const BACKOFF_BASE: Duration = Duration::from_millis(200);
 /// attempts the ceilings are 0.2, 0.4, 0.8 and 1.6 s).
 pub const BACKOFF_CAP: Duration = Duration::from_secs(5);
 
-/// What a call does to the world, which decides which errors a retry may follow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CallKind {
-  /// Read-only: retried on any retryable error.
-  Read,
-  /// Changes the world: retried only on throttling (refused before it took effect).
-  Mutating,
-}
-
-impl CallKind {
-  fn may_retry(self, error: &CloudError) -> bool {
-    match self {
-      Read => error.is_retryable(),
-      Mutating => error.kind == ErrorKind::Throttling,
-    }
+/// Whether an operation's retry rule ([`Op::retry`]) lets `error` be followed by another attempt.
+fn may_retry(retry: Retry, error: &CloudError) -> bool {
+  match retry {
+    Retry::OnAnyRetryable => error.is_retryable(),
+    Retry::OnThrottleOnly => error.kind == ErrorKind::Throttling,
   }
 }
 
@@ -150,18 +138,10 @@ pub enum Scope {
   Region,
 }
 
-/// The family an API operation counts against (`None`: drctl does not limit it, e.g. S3).
+/// The family an API operation counts against (`None`: drctl does not limit it, e.g. S3), as
+/// the operation table says ([`Op::family`]); an operation not in the table is not limited.
 pub fn family(service: &str, operation: &str) -> Option<&'static str> {
-  Some(match (service, operation) {
-    ("route53", _) => "route53",
-    ("rds", _) => "rds",
-    ("cloudwatch", _) => "cloudwatch",
-    ("ecs", operation) if operation.starts_with("Describe") || operation.starts_with("List") => {
-      "ecs.read"
-    }
-    ("ecs", _) => "ecs.write",
-    _ => return None,
-  })
+  super::ops::find(service, operation).and_then(|op| op.family)
 }
 
 /// AWS's documented default for a family.
@@ -376,21 +356,20 @@ impl Limiter {
   /// attempt is not sent once the fence is closed (an `ErrorKind::Fenced` error).
   pub async fn call<T, F, Fut>(
     &self,
-    service: &str,
-    operation: &str,
+    op: &'static Op,
     region: Option<&str>,
     cost: u32,
-    kind: CallKind,
     mut attempt: F,
   ) -> CloudResult<T>
   where
     F: FnMut() -> Fut,
     Fut: Future<Output = CloudResult<T>>,
   {
+    let (service, operation) = (op.service, op.name);
     let mut made = 0;
     loop {
-      self.acquire(service, operation, region, cost).await;
-      if kind == Mutating {
+      self.acquire(op, region, cost).await;
+      if op.is_mutating() {
         // Last thing before the request leaves: the pacing wait above can be long.
         self.fence.check().map_err(|reason| {
           CloudError::new(
@@ -403,7 +382,7 @@ impl Limiter {
       }
       made += 1;
       let error = match attempt().await {
-        Err(error) if made < CALL_ATTEMPTS && kind.may_retry(&error) => error,
+        Err(error) if made < CALL_ATTEMPTS && may_retry(op.retry, &error) => error,
         Err(error) => return Err(self.with_caller_account(error)),
         result => return result,
       };
@@ -464,13 +443,8 @@ impl Limiter {
 
   /// The bucket an operation draws from (its family, per region or per account) and its limit;
   /// `None` when the operation is not limited.
-  fn bucket_of(
-    &self,
-    service: &str,
-    operation: &str,
-    region: Option<&str>,
-  ) -> Option<((&'static str, String), Bucket)> {
-    let family = family(service, operation)?;
+  fn bucket_of(&self, op: &Op, region: Option<&str>) -> Option<((&'static str, String), Bucket)> {
+    let family = op.family?;
     let bucket = self.limits.get(family)?;
     let key = match scope(family) {
       Scope::Account => (family, String::new()),
@@ -481,14 +455,8 @@ impl Limiter {
 
   /// Reserve `cost` tokens of the operation's family and return how long (modelled) the caller
   /// must wait before sending. Zero when the bucket had them.
-  pub fn reserve(
-    &self,
-    service: &str,
-    operation: &str,
-    region: Option<&str>,
-    cost: u32,
-  ) -> Duration {
-    let Some((key, bucket)) = self.bucket_of(service, operation, region) else {
+  pub fn reserve(&self, op: &Op, region: Option<&str>, cost: u32) -> Duration {
+    let Some((key, bucket)) = self.bucket_of(op, region) else {
       return Duration::ZERO;
     };
     let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
@@ -523,14 +491,8 @@ impl Limiter {
   }
 
   /// Take `cost` tokens from the send-time bucket, or say how long until it has them.
-  fn take_at_send(
-    &self,
-    service: &str,
-    operation: &str,
-    region: Option<&str>,
-    cost: u32,
-  ) -> Duration {
-    let Some((key, bucket)) = self.bucket_of(service, operation, region) else {
+  fn take_at_send(&self, op: &Op, region: Option<&str>, cost: u32) -> Duration {
+    let Some((key, bucket)) = self.bucket_of(op, region) else {
       return Duration::ZERO;
     };
     let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
@@ -556,23 +518,23 @@ impl Limiter {
 
   /// Wait until a call of `operation` may be sent: its turn in the queue (a reservation), then
   /// a token of the send-time bucket, taken just before the call leaves.
-  pub async fn acquire(&self, service: &str, operation: &str, region: Option<&str>, cost: u32) {
+  pub async fn acquire(&self, op: &Op, region: Option<&str>, cost: u32) {
     // Sleep a hair past the refill instant: the server's bucket (the simulator's, refilled on
     // the same clock) must have the token by the time the request reaches it, whatever the
     // rounding of the timer.
     let margin = self.clock.to_modelled(Duration::from_millis(1));
-    let mut wait = self.reserve(service, operation, region, cost);
+    let mut wait = self.reserve(op, region, cost);
     loop {
       if !wait.is_zero() {
         tracing::trace!(
-          service,
-          operation,
+          service = op.service,
+          operation = op.name,
           wait_ms = wait.as_millis() as u64,
           "rate limited"
         );
         self.clock.sleep(wait + margin).await;
       }
-      wait = self.take_at_send(service, operation, region, cost);
+      wait = self.take_at_send(op, region, cost);
       if wait.is_zero() {
         return;
       }
@@ -580,409 +542,34 @@ impl Limiter {
   }
 }
 
-impl Cloud {
-  /// The same providers behind client-side rate limits and per-call retries (see the module
-  /// docs). S3 is not rate limited (its limits are per prefix and thousands per second, far
-  /// above drctl's reads) but its reads are retried like any other. HTTP is passed through:
-  /// probes retry `within` their own deadline, and notifications are side effects. AWS errors
-  /// name `account` (the caller identity's) when AWS's message names none.
-  pub fn rate_limited(self, limits: RateLimits, account: Option<String>) -> Cloud {
-    let limiter = Arc::new(
-      Limiter::new(self.clock, limits)
-        .with_fence(self.fence.clone())
-        .with_account(account),
-    );
-    Cloud {
-      rds: Arc::new(LimitedRds {
-        inner: self.rds,
-        limiter: limiter.clone(),
-      }),
-      ecs: Arc::new(LimitedEcs {
-        inner: self.ecs,
-        limiter: limiter.clone(),
-      }),
-      route53: Arc::new(LimitedRoute53 {
-        inner: self.route53,
-        limiter: limiter.clone(),
-      }),
-      s3: Arc::new(LimitedS3 {
-        inner: self.s3,
-        limiter,
-      }),
-      ..self
+/// [`Cloud::rate_limited`], over every family of [`with_families!`](super::with_families).
+macro_rules! rate_limited {
+  ($($family:ident: $Trait:ident, $Limited:ident;)*) => {
+    impl Cloud {
+      /// The same providers behind client-side rate limits and per-call retries (see the module
+      /// docs). S3 is not rate limited (its limits are per prefix and thousands per second, far
+      /// above drctl's reads) but its reads are retried like any other. HTTP is passed through:
+      /// probes retry `within` their own deadline, and notifications are side effects. AWS
+      /// errors name `account` (the caller identity's) when AWS's message names none.
+      pub fn rate_limited(self, limits: RateLimits, account: Option<String>) -> Cloud {
+        let limiter = Arc::new(
+          Limiter::new(self.clock, limits)
+            .with_fence(self.fence.clone())
+            .with_account(account),
+        );
+        Cloud {
+          $($family: Arc::new(super::$family::$Limited {
+            inner: self.$family,
+            limiter: limiter.clone(),
+          }),)*
+          ..self
+        }
+      }
     }
-  }
+  };
 }
 
-struct LimitedRds {
-  inner: Arc<dyn Rds>,
-  limiter: Arc<Limiter>,
-}
-
-#[async_trait::async_trait]
-impl Rds for LimitedRds {
-  async fn describe_instance(&self, region: &str, id: &str) -> CloudResult<Option<DbInstance>> {
-    let inner = &self.inner;
-    self
-      .limiter
-      .call("rds", "DescribeDBInstances", Some(region), 1, Read, || {
-        inner.describe_instance(region, id)
-      })
-      .await
-  }
-
-  async fn replica_lag(&self, region: &str, id: &str) -> CloudResult<crate::cloud::ReplicaLag> {
-    let inner = &self.inner;
-    self
-      .limiter
-      .call(
-        "cloudwatch",
-        "GetMetricStatistics",
-        Some(region),
-        1,
-        Read,
-        || inner.replica_lag(region, id),
-      )
-      .await
-  }
-
-  async fn describe_snapshots(
-    &self,
-    region: &str,
-    instance_id: &str,
-  ) -> CloudResult<Vec<DbSnapshot>> {
-    let inner = &self.inner;
-    self
-      .limiter
-      .call("rds", "DescribeDBSnapshots", Some(region), 1, Read, || {
-        inner.describe_snapshots(region, instance_id)
-      })
-      .await
-  }
-
-  async fn describe_global_cluster(&self, id: &str) -> CloudResult<Option<GlobalCluster>> {
-    // A global cluster has no home region; its calls go to the provider's default region.
-    let inner = &self.inner;
-    self
-      .limiter
-      .call("rds", "DescribeGlobalClusters", None, 1, Read, || {
-        inner.describe_global_cluster(id)
-      })
-      .await
-  }
-
-  async fn promote_read_replica(&self, region: &str, id: &str) -> CloudResult<()> {
-    let inner = &self.inner;
-    self
-      .limiter
-      .call(
-        "rds",
-        "PromoteReadReplica",
-        Some(region),
-        1,
-        Mutating,
-        || inner.promote_read_replica(region, id),
-      )
-      .await
-  }
-
-  async fn restore_from_snapshot(&self, request: &RestoreRequest) -> CloudResult<()> {
-    let inner = &self.inner;
-    let region = Some(request.region.as_str());
-    self
-      .limiter
-      .call(
-        "rds",
-        "RestoreDBInstanceFromDBSnapshot",
-        region,
-        1,
-        Mutating,
-        || inner.restore_from_snapshot(request),
-      )
-      .await
-  }
-
-  async fn delete_instance(&self, region: &str, id: &str) -> CloudResult<()> {
-    let inner = &self.inner;
-    self
-      .limiter
-      .call("rds", "DeleteDBInstance", Some(region), 1, Mutating, || {
-        inner.delete_instance(region, id)
-      })
-      .await
-  }
-
-  async fn failover_global_cluster(
-    &self,
-    id: &str,
-    target_cluster_arn: &str,
-    mode: crate::cloud::GlobalFailover,
-  ) -> CloudResult<()> {
-    let inner = &self.inner;
-    self
-      .limiter
-      .call("rds", "FailoverGlobalCluster", None, 1, Mutating, || {
-        inner.failover_global_cluster(id, target_cluster_arn, mode)
-      })
-      .await
-  }
-
-  async fn get_global_rpo_lag(
-    &self,
-    region: &str,
-    cluster_id: &str,
-  ) -> CloudResult<crate::cloud::ReplicaLag> {
-    let inner = &self.inner;
-    self
-      .limiter
-      .call(
-        "cloudwatch",
-        "GetMetricStatistics",
-        Some(region),
-        1,
-        Read,
-        || inner.get_global_rpo_lag(region, cluster_id),
-      )
-      .await
-  }
-
-  async fn create_read_replica(&self, request: &super::ReplicaRequest) -> CloudResult<()> {
-    let inner = &self.inner;
-    let region = Some(request.region.as_str());
-    self
-      .limiter
-      .call(
-        "rds",
-        "CreateDBInstanceReadReplica",
-        region,
-        1,
-        Mutating,
-        || inner.create_read_replica(request),
-      )
-      .await
-  }
-
-  async fn list_instance_tags(
-    &self,
-    region: &str,
-    id: &str,
-  ) -> CloudResult<Option<BTreeMap<String, String>>> {
-    // Two requests: `DescribeDBInstances` for the ARN, then `ListTagsForResource`.
-    let inner = &self.inner;
-    self
-      .limiter
-      .call("rds", "ListTagsForResource", Some(region), 2, Read, || {
-        inner.list_instance_tags(region, id)
-      })
-      .await
-  }
-
-  async fn add_instance_tags(
-    &self,
-    region: &str,
-    id: &str,
-    tags: &BTreeMap<String, String>,
-  ) -> CloudResult<()> {
-    let inner = &self.inner;
-    self
-      .limiter
-      .call(
-        "rds",
-        "AddTagsToResource",
-        Some(region),
-        2,
-        Mutating,
-        || inner.add_instance_tags(region, id, tags),
-      )
-      .await
-  }
-}
-
-struct LimitedEcs {
-  inner: Arc<dyn Ecs>,
-  limiter: Arc<Limiter>,
-}
-
-#[async_trait::async_trait]
-impl Ecs for LimitedEcs {
-  async fn describe_service(
-    &self,
-    region: &str,
-    cluster: &str,
-    service: &str,
-  ) -> CloudResult<Option<EcsService>> {
-    let inner = &self.inner;
-    self
-      .limiter
-      .call("ecs", "DescribeServices", Some(region), 1, Read, || {
-        inner.describe_service(region, cluster, service)
-      })
-      .await
-  }
-
-  async fn update_desired_count(
-    &self,
-    region: &str,
-    cluster: &str,
-    service: &str,
-    desired_count: u32,
-  ) -> CloudResult<()> {
-    let inner = &self.inner;
-    self
-      .limiter
-      .call("ecs", "UpdateService", Some(region), 1, Mutating, || {
-        inner.update_desired_count(region, cluster, service, desired_count)
-      })
-      .await
-  }
-}
-
-struct LimitedRoute53 {
-  inner: Arc<dyn Route53>,
-  limiter: Arc<Limiter>,
-}
-
-#[async_trait::async_trait]
-impl Route53 for LimitedRoute53 {
-  async fn list_record_sets(&self, zone_id: &str, name: &str) -> CloudResult<Vec<RecordSet>> {
-    let inner = &self.inner;
-    self
-      .limiter
-      .call("route53", "ListResourceRecordSets", None, 1, Read, || {
-        inner.list_record_sets(zone_id, name)
-      })
-      .await
-  }
-
-  async fn list_record_sets_page(
-    &self,
-    zone_id: &str,
-    start: Option<&RecordPageStart>,
-  ) -> CloudResult<RecordPage> {
-    let inner = &self.inner;
-    self
-      .limiter
-      .call("route53", "ListResourceRecordSets", None, 1, Read, || {
-        inner.list_record_sets_page(zone_id, start)
-      })
-      .await
-  }
-
-  async fn get_change(&self, change_id: &str) -> CloudResult<ChangeInfo> {
-    let inner = &self.inner;
-    self
-      .limiter
-      .call("route53", "GetChange", None, 1, Read, || {
-        inner.get_change(change_id)
-      })
-      .await
-  }
-
-  async fn get_health_check_status(&self, health_check_id: &str) -> CloudResult<HealthCheckStatus> {
-    // Two requests: `GetHealthCheckStatus` for the observations and `GetHealthCheck` for the
-    // `Disabled`/`Inverted` configuration (every provider makes both).
-    let inner = &self.inner;
-    self
-      .limiter
-      .call("route53", "GetHealthCheckStatus", None, 2, Read, || {
-        inner.get_health_check_status(health_check_id)
-      })
-      .await
-  }
-
-  async fn change_record_sets(
-    &self,
-    zone_id: &str,
-    comment: &str,
-    changes: &[RecordChange],
-  ) -> CloudResult<ChangeInfo> {
-    let inner = &self.inner;
-    self
-      .limiter
-      .call(
-        "route53",
-        "ChangeResourceRecordSets",
-        None,
-        1,
-        Mutating,
-        || inner.change_record_sets(zone_id, comment, changes),
-      )
-      .await
-  }
-
-  async fn update_health_check(
-    &self,
-    health_check_id: &str,
-    update: HealthCheckUpdate,
-  ) -> CloudResult<()> {
-    let inner = &self.inner;
-    self
-      .limiter
-      .call("route53", "UpdateHealthCheck", None, 1, Mutating, || {
-        inner.update_health_check(health_check_id, update)
-      })
-      .await
-  }
-}
-
-/// S3 has no family, so the limiter lets its calls straight through; what it adds is the
-/// per-call retry of reads.
-struct LimitedS3 {
-  inner: Arc<dyn S3>,
-  limiter: Arc<Limiter>,
-}
-
-#[async_trait::async_trait]
-impl S3 for LimitedS3 {
-  async fn list_objects(
-    &self,
-    region: &str,
-    bucket: &str,
-    prefix: &str,
-  ) -> CloudResult<Vec<S3Object>> {
-    let inner = &self.inner;
-    self
-      .limiter
-      .call("s3", "ListObjectsV2", Some(region), 1, Read, || {
-        inner.list_objects(region, bucket, prefix)
-      })
-      .await
-  }
-
-  async fn head_object(
-    &self,
-    region: &str,
-    bucket: &str,
-    key: &str,
-  ) -> CloudResult<Option<S3Object>> {
-    let inner = &self.inner;
-    self
-      .limiter
-      .call("s3", "HeadObject", Some(region), 1, Read, || {
-        inner.head_object(region, bucket, key)
-      })
-      .await
-  }
-
-  async fn get_replication_latency(
-    &self,
-    region: &str,
-    rule: &crate::cloud::S3ReplicationRule,
-  ) -> CloudResult<crate::cloud::ReplicaLag> {
-    let inner = &self.inner;
-    self
-      .limiter
-      .call(
-        "cloudwatch",
-        "GetMetricStatistics",
-        Some(region),
-        1,
-        Read,
-        || inner.get_replication_latency(region, rule),
-      )
-      .await
-  }
-}
+super::with_families!(rate_limited);
 
 #[cfg(test)]
 mod tests {
@@ -992,7 +579,9 @@ mod tests {
   };
 
   use super::*;
-  use crate::cloud::FenceReason;
+  use crate::cloud::{
+    ops, DbInstance, DbSnapshot, FenceReason, GlobalCluster, LimitedRds, Rds, RestoreRequest,
+  };
 
   /// An RDS provider that answers from a script: each call takes the next answer (`None`:
   /// success; past the end: success). Errors carry a request id naming the call (`req-3`).
@@ -1016,7 +605,7 @@ mod tests {
 
     // `CloudResult` is what every provider returns (see `cloud::aws`).
     #[allow(clippy::result_large_err)]
-    fn answer(&self, operation: &str) -> CloudResult<()> {
+    fn answer(&self, op: &Op) -> CloudResult<()> {
       let call = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
       match self.answers.lock().unwrap().pop_front().flatten() {
         None => Ok(()),
@@ -1028,7 +617,7 @@ mod tests {
             _ => "InvalidDBInstanceState",
           };
           Err(
-            CloudError::new(kind, "rds", operation, "scripted")
+            CloudError::new(kind, op.service, op.name, "scripted")
               .with_code(code)
               .with_request_id(format!("req-{call}")),
           )
@@ -1040,30 +629,34 @@ mod tests {
   #[async_trait::async_trait]
   impl Rds for Scripted {
     async fn describe_instance(&self, _: &str, _: &str) -> CloudResult<Option<DbInstance>> {
-      self.answer("DescribeDBInstances").map(|()| None)
+      self.answer(&ops::rds::DESCRIBE_DB_INSTANCES).map(|()| None)
     }
     async fn replica_lag(&self, _: &str, _: &str) -> CloudResult<crate::cloud::ReplicaLag> {
       self
-        .answer("GetMetricStatistics")
+        .answer(&ops::cloudwatch::GET_METRIC_STATISTICS)
         .map(|()| crate::cloud::ReplicaLag::Unknown {
           reason: crate::cloud::LagUnknown::NoDatapoint,
           last: None,
         })
     }
     async fn describe_snapshots(&self, _: &str, _: &str) -> CloudResult<Vec<DbSnapshot>> {
-      self.answer("DescribeDBSnapshots").map(|()| Vec::new())
+      self
+        .answer(&ops::rds::DESCRIBE_DB_SNAPSHOTS)
+        .map(|()| Vec::new())
     }
     async fn describe_global_cluster(&self, _: &str) -> CloudResult<Option<GlobalCluster>> {
-      self.answer("DescribeGlobalClusters").map(|()| None)
+      self
+        .answer(&ops::rds::DESCRIBE_GLOBAL_CLUSTERS)
+        .map(|()| None)
     }
     async fn promote_read_replica(&self, _: &str, _: &str) -> CloudResult<()> {
-      self.answer("PromoteReadReplica")
+      self.answer(&ops::rds::PROMOTE_READ_REPLICA)
     }
     async fn restore_from_snapshot(&self, _: &RestoreRequest) -> CloudResult<()> {
-      self.answer("RestoreDBInstanceFromDBSnapshot")
+      self.answer(&ops::rds::RESTORE_DB_INSTANCE_FROM_DB_SNAPSHOT)
     }
     async fn delete_instance(&self, _: &str, _: &str) -> CloudResult<()> {
-      self.answer("DeleteDBInstance")
+      self.answer(&ops::rds::DELETE_DB_INSTANCE)
     }
     async fn failover_global_cluster(
       &self,
@@ -1071,20 +664,22 @@ mod tests {
       _: &str,
       _: crate::cloud::GlobalFailover,
     ) -> CloudResult<()> {
-      self.answer("FailoverGlobalCluster")
+      self.answer(&ops::rds::FAILOVER_GLOBAL_CLUSTER)
     }
     async fn get_global_rpo_lag(&self, _: &str, _: &str) -> CloudResult<crate::cloud::ReplicaLag> {
       self.replica_lag("", "").await
     }
     async fn create_read_replica(&self, _: &crate::cloud::ReplicaRequest) -> CloudResult<()> {
-      self.answer("CreateDBInstanceReadReplica")
+      self.answer(&ops::rds::CREATE_DB_INSTANCE_READ_REPLICA)
     }
     async fn list_instance_tags(
       &self,
       _: &str,
       _: &str,
     ) -> CloudResult<Option<BTreeMap<String, String>>> {
-      self.answer("ListTagsForResource").map(|()| None)
+      self
+        .answer(&ops::rds::LIST_TAGS_FOR_RESOURCE)
+        .map(|()| None)
     }
     async fn add_instance_tags(
       &self,
@@ -1092,7 +687,7 @@ mod tests {
       _: &str,
       _: &BTreeMap<String, String>,
     ) -> CloudResult<()> {
-      self.answer("AddTagsToResource")
+      self.answer(&ops::rds::ADD_TAGS_TO_RESOURCE)
     }
   }
 
@@ -1118,7 +713,7 @@ mod tests {
       4,
       "three throttled attempts, then the answer"
     );
-    assert_eq!(limiter.retries()["DescribeDBInstances"], 3);
+    assert_eq!(limiter.retries()[ops::rds::DESCRIBE_DB_INSTANCES.name], 3);
     // Full jitter: at most 0.2 + 0.4 + 0.8 s of backoff.
     assert!(
       start.elapsed() <= Duration::from_millis(1400),
@@ -1135,19 +730,22 @@ mod tests {
       .with_account(Some("123456789012".into()));
     let call = |error: CloudError| {
       limiter.call(
-        "rds",
-        "PromoteReadReplica",
+        &ops::rds::PROMOTE_READ_REPLICA,
         Some("us-west-2"),
         1,
-        Mutating,
         move || {
           let error = error.clone();
           async move { Err::<(), _>(error) }
         },
       )
     };
-    let denied = CloudError::new(ErrorKind::Client, "rds", "PromoteReadReplica", "denied")
-      .with_region("us-west-2");
+    let denied = CloudError::new(
+      ErrorKind::Client,
+      "rds",
+      ops::rds::PROMOTE_READ_REPLICA.name,
+      "denied",
+    )
+    .with_region("us-west-2");
     let err = call(denied.clone()).await.unwrap_err();
     assert_eq!(err.account.as_deref(), Some("123456789012"));
     assert!(
@@ -1159,7 +757,12 @@ mod tests {
     let named = call(denied.with_account("210987654321")).await.unwrap_err();
     assert_eq!(named.account.as_deref(), Some("210987654321"));
     // A simulator error (no region: not an AWS endpoint) stays as it was.
-    let sim = CloudError::new(ErrorKind::Client, "rds", "PromoteReadReplica", "no");
+    let sim = CloudError::new(
+      ErrorKind::Client,
+      "rds",
+      ops::rds::PROMOTE_READ_REPLICA.name,
+      "no",
+    );
     assert_eq!(call(sim).await.unwrap_err().account, None);
   }
 
@@ -1186,7 +789,7 @@ mod tests {
       format!("rds DescribeDBInstances: Throttling: scripted (request id {last})")
     );
     assert_eq!(
-      limiter.retries()["DescribeDBInstances"],
+      limiter.retries()[ops::rds::DESCRIBE_DB_INSTANCES.name],
       u64::from(CALL_ATTEMPTS - 1)
     );
   }
@@ -1213,7 +816,7 @@ mod tests {
     let err = result.unwrap_err();
     assert_eq!(err.kind, ErrorKind::Fenced);
     assert!(!err.is_retryable());
-    assert_eq!(err.operation, "PromoteReadReplica");
+    assert_eq!(err.operation, ops::rds::PROMOTE_READ_REPLICA.name);
     assert!(err.message.contains("taken by run r2"), "{}", err.message);
     assert_eq!(
       scripted.calls(),
@@ -1300,9 +903,14 @@ mod tests {
     let calls = AtomicU32::new(0);
     let start = tokio::time::Instant::now();
     let result: CloudResult<()> = limiter
-      .call("s3", "HeadObject", Some("us-west-2"), 1, Read, || async {
+      .call(&ops::s3::HEAD_OBJECT, Some("us-west-2"), 1, || async {
         calls.fetch_add(1, Ordering::SeqCst);
-        Err(CloudError::new(ErrorKind::Server, "s3", "HeadObject", "x"))
+        Err(CloudError::new(
+          ErrorKind::Server,
+          "s3",
+          ops::s3::HEAD_OBJECT.name,
+          "x",
+        ))
       })
       .await;
     assert!(result.is_err());
@@ -1324,12 +932,12 @@ mod tests {
     // Route 53: 4 at once (a fifth of the burst held in reserve), then one every 200 ms.
     for _ in 0..4 {
       assert_eq!(
-        limiter.reserve("route53", "GetChange", None, 1),
+        limiter.reserve(&ops::route53::GET_CHANGE, None, 1),
         Duration::ZERO
       );
     }
     let waits: Vec<Duration> = (0..3)
-      .map(|_| limiter.reserve("route53", "ListResourceRecordSets", None, 1))
+      .map(|_| limiter.reserve(&ops::route53::LIST_RESOURCE_RECORD_SETS, None, 1))
       .collect();
     assert_eq!(
       waits,
@@ -1339,7 +947,7 @@ mod tests {
     // After a quiet second, 5 more tokens: the 3 reserved are paid for, 2 are free.
     tokio::time::advance(Duration::from_secs(1)).await;
     assert_eq!(
-      limiter.reserve("route53", "GetChange", None, 1),
+      limiter.reserve(&ops::route53::GET_CHANGE, None, 1),
       Duration::ZERO
     );
   }
@@ -1356,13 +964,13 @@ mod tests {
     for caller in 0..30u64 {
       let (limiter, sent) = (limiter.clone(), sent.clone());
       tasks.push(tokio::spawn(async move {
-        let wait = limiter.reserve("route53", "GetChange", None, 1);
+        let wait = limiter.reserve(&ops::route53::GET_CHANGE, None, 1);
         // A busy runtime: the first ten callers wake 2 s after their turn, together with the
         // callers paced then.
         let late = if caller < 10 { 2000 } else { 0 };
         tokio::time::sleep(wait + Duration::from_millis(late)).await;
         loop {
-          let wait = limiter.take_at_send("route53", "GetChange", None, 1);
+          let wait = limiter.take_at_send(&ops::route53::GET_CHANGE, None, 1);
           if wait.is_zero() {
             break;
           }
@@ -1396,12 +1004,12 @@ mod tests {
     // At ×40, one wall-clock 25 ms is one modelled second: 5 Route 53 tokens.
     let limiter = limiter(40.0, RateLimits::default());
     for _ in 0..4 {
-      limiter.reserve("route53", "GetChange", None, 1);
+      limiter.reserve(&ops::route53::GET_CHANGE, None, 1);
     }
-    let wait = limiter.reserve("route53", "GetChange", None, 1);
+    let wait = limiter.reserve(&ops::route53::GET_CHANGE, None, 1);
     assert_eq!(wait, Duration::from_millis(200), "modelled");
     let start = tokio::time::Instant::now();
-    limiter.acquire("route53", "GetChange", None, 1).await;
+    limiter.acquire(&ops::route53::GET_CHANGE, None, 1).await;
     let waited = start.elapsed();
     // The second reservation waits 400 ms modelled = 10 ms wall (+ the 1 ms margin).
     assert!(
@@ -1419,23 +1027,23 @@ mod tests {
     .unwrap();
     let limiter = limiter(1.0, limits);
     assert!(limiter
-      .reserve("ecs", "DescribeServices", Some("us-west-2"), 1)
+      .reserve(&ops::ecs::DESCRIBE_SERVICES, Some("us-west-2"), 1)
       .is_zero());
     assert!(limiter
-      .reserve("ecs", "DescribeServices", Some("us-east-1"), 1)
+      .reserve(&ops::ecs::DESCRIBE_SERVICES, Some("us-east-1"), 1)
       .is_zero());
     assert_eq!(
-      limiter.reserve("ecs", "DescribeServices", Some("us-west-2"), 1),
+      limiter.reserve(&ops::ecs::DESCRIBE_SERVICES, Some("us-west-2"), 1),
       Duration::from_secs(1)
     );
     // Writes have their own bucket.
     assert!(limiter
-      .reserve("ecs", "UpdateService", Some("us-west-2"), 1)
+      .reserve(&ops::ecs::UPDATE_SERVICE, Some("us-west-2"), 1)
       .is_zero());
     // S3 is not limited.
     for _ in 0..10_000 {
       assert!(limiter
-        .reserve("s3", "HeadObject", Some("us-west-2"), 1)
+        .reserve(&ops::s3::HEAD_OBJECT, Some("us-west-2"), 1)
         .is_zero());
     }
   }
@@ -1449,7 +1057,9 @@ mod tests {
     .unwrap();
     let limiter = limiter(1.0, limits);
     for _ in 0..100 {
-      assert!(limiter.reserve("route53", "GetChange", None, 1).is_zero());
+      assert!(limiter
+        .reserve(&ops::route53::GET_CHANGE, None, 1)
+        .is_zero());
     }
     let err = RateLimits::with_overrides(&BTreeMap::from([(
       "route54".to_string(),
@@ -1481,14 +1091,17 @@ mod tests {
   #[test]
   fn operations_map_to_families() {
     assert_eq!(
-      family("route53", "ChangeResourceRecordSets"),
+      ops::route53::CHANGE_RESOURCE_RECORD_SETS.family,
       Some("route53")
     );
-    assert_eq!(family("ecs", "DescribeServices"), Some("ecs.read"));
-    assert_eq!(family("ecs", "UpdateService"), Some("ecs.write"));
-    assert_eq!(family("rds", "PromoteReadReplica"), Some("rds"));
-    assert_eq!(family("rds", "CreateDBInstanceReadReplica"), Some("rds"));
-    assert_eq!(family("s3", "ListObjectsV2"), None);
+    assert_eq!(ops::ecs::DESCRIBE_SERVICES.family, Some("ecs.read"));
+    assert_eq!(ops::ecs::UPDATE_SERVICE.family, Some("ecs.write"));
+    assert_eq!(ops::rds::PROMOTE_READ_REPLICA.family, Some("rds"));
+    assert_eq!(
+      ops::rds::CREATE_DB_INSTANCE_READ_REPLICA.family,
+      Some("rds")
+    );
+    assert_eq!(ops::s3::LIST_OBJECTS_V2.family, None);
     assert_eq!(aws_default("route53"), Some(Bucket::new(5.0, 5.0)));
   }
 }

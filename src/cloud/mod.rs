@@ -32,14 +32,43 @@ use serde::{Deserialize, Serialize};
 
 use crate::runbook::format_duration;
 
+/// The service families, written once: every place that needs one thing per family (the
+/// [`Cloud`] struct, [`Cloud::rate_limited`], the HTTP-only backend, the AWS and simulator
+/// backends, the operation table's list) expands a macro over this list. An entry is the
+/// family's module (`cloud/<family>/`), its provider trait and its limited decorator (both
+/// declared in the module with [`service_family!`](family)).
+macro_rules! with_families {
+  ($callback:ident) => {
+    $callback! {
+      rds: Rds, LimitedRds;
+      ecs: Ecs, LimitedEcs;
+      route53: Route53, LimitedRoute53;
+      s3: S3, LimitedS3;
+    }
+  };
+}
+pub(crate) use with_families;
+
 pub mod aws;
+pub mod ecs;
+mod family;
 pub mod fence;
 pub mod http;
 pub mod limiter;
+pub mod ops;
+pub mod rds;
+pub mod route53;
+pub mod s3;
 pub mod sim;
+#[doc(hidden)]
+pub mod wire;
 
+pub use ecs::*;
 pub use fence::{FenceReason, MutationFence};
 pub use limiter::{LimitSetting, RateLimits};
+pub use rds::*;
+pub use route53::*;
+pub use s3::*;
 
 /// Result of a provider call.
 pub type CloudResult<T> = Result<T, CloudError>;
@@ -218,253 +247,6 @@ impl std::error::Error for CloudError {}
 // Domain structs
 // ---------------------------------------------------------------------------------------------
 
-/// An RDS DB instance as drctl needs to see it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DbInstance {
-  pub id: String,
-  pub region: String,
-  /// `DBInstanceStatus`: `available`, `modifying`, `creating`, `backing-up`, `deleting`, ...
-  pub status: String,
-  pub engine: String,
-  pub instance_class: String,
-  /// Endpoint address, once the instance has one.
-  pub endpoint: Option<String>,
-  pub port: Option<u16>,
-  /// `ReadReplicaSourceDBInstanceIdentifier`: set while this instance is a read replica.
-  pub replica_of: Option<String>,
-}
-
-impl DbInstance {
-  /// A standalone writable instance: available and no longer linked to a source.
-  pub fn is_standalone_available(&self) -> bool {
-    self.status == "available" && self.replica_of.is_none()
-  }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SnapshotKind {
-  Automated,
-  Manual,
-}
-
-/// An RDS DB snapshot.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DbSnapshot {
-  pub id: String,
-  pub instance_id: String,
-  pub region: String,
-  /// `available`, `creating`, ...
-  pub status: String,
-  pub kind: SnapshotKind,
-  pub created_at: DateTime<Utc>,
-}
-
-/// Parameters for restoring a snapshot into a new instance.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RestoreRequest {
-  pub region: String,
-  pub snapshot_id: String,
-  pub instance_id: String,
-  pub instance_class: Option<String>,
-  /// Tags put on the new instance (drctl marks temporary instances with `drctl:run-id`).
-  pub tags: BTreeMap<String, String>,
-}
-
-/// An Aurora global database and its member clusters.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct GlobalCluster {
-  pub id: String,
-  /// `available`, `failing-over`, `switching-over`, ...
-  pub status: String,
-  pub members: Vec<GlobalClusterMember>,
-}
-
-impl GlobalCluster {
-  /// The ARN of the member that is currently the writer.
-  pub fn writer(&self) -> Option<&str> {
-    self
-      .members
-      .iter()
-      .find(|member| member.is_writer)
-      .map(|member| member.cluster_arn.as_str())
-  }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct GlobalClusterMember {
-  pub cluster_arn: String,
-  pub is_writer: bool,
-}
-
-/// How `FailoverGlobalCluster` changes the writer. Without `AllowDataLoss` the call is a
-/// *switchover*, which AWS only performs while every member, the current writer's region
-/// included, is healthy: it loses nothing. A *failover* (`AllowDataLoss=true`) is the answer to a
-/// regional outage: it promotes the target without waiting for the writer, and loses what had
-/// not replicated to it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum GlobalFailover {
-  Switchover,
-  AllowDataLoss,
-}
-
-/// An ECS service deployment (`PRIMARY` or `ACTIVE`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EcsDeployment {
-  pub id: String,
-  /// `PRIMARY` (the newest) or `ACTIVE` (being replaced).
-  pub status: String,
-  pub desired_count: u32,
-  pub running_count: u32,
-  pub pending_count: u32,
-  /// `IN_PROGRESS`, `COMPLETED`, `FAILED`; absent on services without the circuit breaker.
-  pub rollout_state: Option<String>,
-}
-
-/// An ECS service.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EcsService {
-  pub region: String,
-  pub cluster: String,
-  pub name: String,
-  /// `ACTIVE`, `DRAINING`, `INACTIVE`.
-  pub status: String,
-  pub desired_count: u32,
-  pub running_count: u32,
-  pub pending_count: u32,
-  pub deployments: Vec<EcsDeployment>,
-}
-
-impl EcsService {
-  /// Steady at `desired`: the desired count is set, one PRIMARY deployment, all tasks running
-  /// and the rollout (when reported) completed.
-  pub fn is_steady_at(&self, desired: u32) -> bool {
-    let one_primary = self.deployments.len() == 1
-      && self.deployments[0].status == "PRIMARY"
-      && self.deployments[0]
-        .rollout_state
-        .as_deref()
-        .is_none_or(|state| state == "COMPLETED");
-    self.desired_count == desired && self.running_count == desired && one_primary
-  }
-}
-
-/// Route 53 failover routing role of a record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum FailoverRole {
-  Primary,
-  Secondary,
-}
-
-/// A Route 53 resource record set (CNAME/A/AAAA/TXT values; alias targets are values too).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RecordSet {
-  /// Fully qualified name with a trailing dot, as Route 53 returns it.
-  pub name: String,
-  #[serde(rename = "type")]
-  pub rtype: String,
-  pub set_identifier: Option<String>,
-  pub failover: Option<FailoverRole>,
-  pub ttl: Option<u32>,
-  pub values: Vec<String>,
-  pub health_check_id: Option<String>,
-}
-
-impl RecordSet {
-  /// The key Route 53 identifies a record set by.
-  pub fn key(&self) -> (String, String, Option<String>) {
-    (
-      normalize_dns_name(&self.name),
-      self.rtype.clone(),
-      self.set_identifier.clone(),
-    )
-  }
-}
-
-/// `example.com` and `example.com.` name the same record.
-pub fn normalize_dns_name(name: &str) -> String {
-  let lower = name.to_ascii_lowercase();
-  if lower.ends_with('.') {
-    lower
-  } else {
-    format!("{lower}.")
-  }
-}
-
-/// The status of a Route 53 change batch.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChangeInfo {
-  pub id: String,
-  /// `PENDING` or `INSYNC`.
-  pub status: String,
-  pub submitted_at: DateTime<Utc>,
-}
-
-impl ChangeInfo {
-  pub fn is_insync(&self) -> bool {
-    self.status == "INSYNC"
-  }
-}
-
-/// What Route 53's checkers report for a health check.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HealthCheckStatus {
-  pub id: String,
-  /// Checkers whose latest observation was a success.
-  pub checkers_healthy: u32,
-  pub checkers_total: u32,
-  /// The health check's configuration (`Disabled` checks are always healthy; `Inverted` flips).
-  /// Providers report observations already inverted, as `GetHealthCheckStatus` does.
-  pub disabled: bool,
-  pub inverted: bool,
-}
-
-impl HealthCheckStatus {
-  /// Route 53's rule: healthy when more than 18 % of checkers report healthy; a disabled
-  /// check is considered healthy.
-  pub fn is_healthy(&self) -> bool {
-    if self.disabled {
-      return true;
-    }
-    if self.checkers_total == 0 {
-      return false;
-    }
-    u64::from(self.checkers_healthy) * 100 > u64::from(self.checkers_total) * 18
-  }
-}
-
-/// A health check configuration change (for drills: disable, or invert to stage an outage).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct HealthCheckUpdate {
-  pub disabled: Option<bool>,
-  pub inverted: Option<bool>,
-}
-
-/// An S3 object's metadata.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct S3Object {
-  pub bucket: String,
-  pub key: String,
-  pub size: u64,
-  pub last_modified: DateTime<Utc>,
-  pub etag: Option<String>,
-  /// Base64 SHA-256 checksum, when the object was uploaded with one.
-  pub checksum_sha256: Option<String>,
-  /// `COMPLETED`, `PENDING`, `FAILED`, `REPLICA`; absent when no replication rule applies.
-  pub replication_status: Option<String>,
-}
-
-/// One S3 replication rule, as its metrics name it: the source and destination bucket names
-/// and the rule's `ID`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct S3ReplicationRule {
-  pub source_bucket: String,
-  pub destination_bucket: String,
-  pub rule_id: String,
-}
-
 /// An HTTP request made by a probe or a notification.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HttpRequest {
@@ -517,239 +299,9 @@ pub struct HttpResponse {
   pub location: Option<String>,
 }
 
-/// Parameters for creating a (cross-region) read replica of an instance.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ReplicaRequest {
-  /// Where the replica is created.
-  pub region: String,
-  /// The replica's identifier.
-  pub instance_id: String,
-  /// The source instance's region (`SourceRegion`) and identifier; providers name the source by
-  /// its ARN, as `CreateDBInstanceReadReplica` requires across regions.
-  pub source_region: String,
-  pub source_id: String,
-  pub instance_class: Option<String>,
-  /// Tags put on the new replica (drctl marks what it created with `drctl:run-id`).
-  pub tags: BTreeMap<String, String>,
-}
-
 // ---------------------------------------------------------------------------------------------
 // Service traits
 // ---------------------------------------------------------------------------------------------
-
-/// RDS (and the CloudWatch `ReplicaLag` metric, which belongs with it for drctl's purposes).
-#[async_trait::async_trait]
-pub trait Rds: Send + Sync {
-  /// `DescribeDBInstances` for one identifier; `Ok(None)` when it does not exist.
-  async fn describe_instance(&self, region: &str, id: &str) -> CloudResult<Option<DbInstance>>;
-  /// The replica's lag behind its source (CloudWatch `AWS/RDS ReplicaLag`, one-minute maxima
-  /// over the last [`LAG_LOOKBACK`], classified by [`ReplicaLag::from_datapoints`]): a negative,
-  /// stale or missing newest datapoint is `Unknown`, never zero.
-  async fn replica_lag(&self, region: &str, id: &str) -> CloudResult<ReplicaLag>;
-  /// `DescribeDBSnapshots` for an instance (automated and manual).
-  async fn describe_snapshots(
-    &self,
-    region: &str,
-    instance_id: &str,
-  ) -> CloudResult<Vec<DbSnapshot>>;
-  /// `DescribeGlobalClusters` for one identifier.
-  async fn describe_global_cluster(&self, id: &str) -> CloudResult<Option<GlobalCluster>>;
-
-  /// `PromoteReadReplica`. Mutating. Not idempotent at the API (a standalone instance is an
-  /// `InvalidDBInstanceState`), so the action observes first.
-  async fn promote_read_replica(&self, region: &str, id: &str) -> CloudResult<()>;
-  /// `RestoreDBInstanceFromDBSnapshot`. Mutating; `DBInstanceAlreadyExists` on a repeat.
-  async fn restore_from_snapshot(&self, request: &RestoreRequest) -> CloudResult<()>;
-  /// `DeleteDBInstance` (skipping the final snapshot). Mutating; `DBInstanceNotFound` once gone.
-  async fn delete_instance(&self, region: &str, id: &str) -> CloudResult<()>;
-  /// `FailoverGlobalCluster` to the member cluster `target_cluster_arn`, as a switchover or, with
-  /// [`GlobalFailover::AllowDataLoss`], as a failover (see there). Mutating.
-  async fn failover_global_cluster(
-    &self,
-    id: &str,
-    target_cluster_arn: &str,
-    mode: GlobalFailover,
-  ) -> CloudResult<()>;
-  /// An Aurora global database secondary's RPO lag: CloudWatch `AWS/RDS`
-  /// `AuroraGlobalDBRPOLag` (milliseconds) of the secondary cluster (`DBClusterIdentifier`),
-  /// in its own region, classified like [`Rds::replica_lag`]. Read-only.
-  async fn get_global_rpo_lag(&self, region: &str, cluster_id: &str) -> CloudResult<ReplicaLag>;
-  /// `CreateDBInstanceReadReplica` of `request.source_id` (in `request.source_region`) into
-  /// `request.region`. Mutating; `DBInstanceAlreadyExists` on a repeat, so the action observes
-  /// first. The replica is `creating` until it is `available`, then catches up on its source.
-  async fn create_read_replica(&self, request: &ReplicaRequest) -> CloudResult<()>;
-  /// `ListTagsForResource` of an instance (found by `DescribeDBInstances`): its tags.
-  /// `Ok(None)` when the instance does not exist.
-  async fn list_instance_tags(
-    &self,
-    region: &str,
-    id: &str,
-  ) -> CloudResult<Option<BTreeMap<String, String>>>;
-  /// `AddTagsToResource` on an instance. Mutating, idempotent: a tag set again to the value it
-  /// has changes nothing (another value replaces it); other tags are left alone.
-  async fn add_instance_tags(
-    &self,
-    region: &str,
-    id: &str,
-    tags: &BTreeMap<String, String>,
-  ) -> CloudResult<()>;
-}
-
-/// ECS.
-#[async_trait::async_trait]
-pub trait Ecs: Send + Sync {
-  /// `DescribeServices` for one service; `Ok(None)` when missing or `INACTIVE`.
-  async fn describe_service(
-    &self,
-    region: &str,
-    cluster: &str,
-    service: &str,
-  ) -> CloudResult<Option<EcsService>>;
-  /// `UpdateService` with a new desired count. Mutating, idempotent (setting the same count
-  /// twice changes nothing).
-  async fn update_desired_count(
-    &self,
-    region: &str,
-    cluster: &str,
-    service: &str,
-    desired_count: u32,
-  ) -> CloudResult<()>;
-}
-
-/// A record change sent in a change batch. drctl only ever UPSERTs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RecordChange {
-  pub action: String,
-  pub record: RecordSet,
-}
-
-/// Where a page of `ListResourceRecordSets` starts (`StartRecordName`, `StartRecordType`,
-/// `StartRecordIdentifier`), as the previous page's `NextRecord*` said.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RecordPageStart {
-  pub name: String,
-  #[serde(rename = "type")]
-  pub rtype: Option<String>,
-  pub set_identifier: Option<String>,
-}
-
-/// One page of a hosted zone's record sets.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct RecordPage {
-  pub records: Vec<RecordSet>,
-  /// Where the next page starts; `None` on the last page.
-  pub next: Option<RecordPageStart>,
-}
-
-/// Route 53's page size for `ListResourceRecordSets` (its default and maximum `MaxItems`).
-pub const RECORD_PAGE_SIZE: usize = 300;
-
-/// Route 53's limits on one `ChangeResourceRecordSets` request (Route 53 Developer Guide,
-/// *Quotas*, "Maximums on API requests"): at most 1,000 `ResourceRecord` elements and 32,000
-/// characters across all `Value` elements, an UPSERT counting each of its values twice.
-pub const MAX_BATCH_RECORDS: usize = 1000;
-pub const MAX_BATCH_CHARS: usize = 32_000;
-
-impl RecordChange {
-  /// What this change counts against the batch limits: (`ResourceRecord` elements, value
-  /// characters).
-  pub fn batch_weight(&self) -> (usize, usize) {
-    let factor = if self.action.eq_ignore_ascii_case("UPSERT") {
-      2
-    } else {
-      1
-    };
-    let values = self.record.values.len().max(1);
-    let chars: usize = self.record.values.iter().map(String::len).sum();
-    (values * factor, chars * factor)
-  }
-}
-
-/// Split one zone's changes into as few change batches as Route 53 accepts, in order. One batch
-/// (atomic) whenever the changes fit; a zone with more than a batch's worth gets several, each
-/// atomic on its own.
-pub fn change_batches(changes: Vec<RecordChange>) -> Vec<Vec<RecordChange>> {
-  let mut batches: Vec<Vec<RecordChange>> = Vec::new();
-  let (mut elements, mut chars) = (0, 0);
-  for change in changes {
-    let (e, c) = change.batch_weight();
-    let full = elements + e > MAX_BATCH_RECORDS || chars + c > MAX_BATCH_CHARS;
-    match batches.last_mut() {
-      Some(batch) if !full => batch.push(change),
-      _ => {
-        batches.push(vec![change]);
-        (elements, chars) = (0, 0);
-      }
-    }
-    elements += e;
-    chars += c;
-  }
-  batches
-}
-
-/// Route 53 (a global service: no region parameter).
-#[async_trait::async_trait]
-pub trait Route53: Send + Sync {
-  /// `ListResourceRecordSets` filtered to one name (all types and set identifiers of it).
-  async fn list_record_sets(&self, zone_id: &str, name: &str) -> CloudResult<Vec<RecordSet>>;
-  /// One `ListResourceRecordSets` request over the whole zone: up to [`RECORD_PAGE_SIZE`]
-  /// record sets from `start` (`None`: the zone's first record). One call is one request, so
-  /// a caller reading many names pays one request per page instead of one per name; the rate
-  /// limiter counts it exactly.
-  async fn list_record_sets_page(
-    &self,
-    zone_id: &str,
-    start: Option<&RecordPageStart>,
-  ) -> CloudResult<RecordPage>;
-  /// `GetChange`.
-  async fn get_change(&self, change_id: &str) -> CloudResult<ChangeInfo>;
-  /// `GetHealthCheckStatus`, plus the check's `Disabled`/`Inverted` configuration.
-  async fn get_health_check_status(&self, health_check_id: &str) -> CloudResult<HealthCheckStatus>;
-
-  /// `ChangeResourceRecordSets`: one atomic batch for one zone. Mutating; UPSERT is idempotent.
-  async fn change_record_sets(
-    &self,
-    zone_id: &str,
-    comment: &str,
-    changes: &[RecordChange],
-  ) -> CloudResult<ChangeInfo>;
-  /// `UpdateHealthCheck` (disable / invert). Mutating, idempotent.
-  async fn update_health_check(
-    &self,
-    health_check_id: &str,
-    update: HealthCheckUpdate,
-  ) -> CloudResult<()>;
-}
-
-/// S3 (read-only for actions; the state backend has its own store).
-#[async_trait::async_trait]
-pub trait S3: Send + Sync {
-  /// `ListObjectsV2` under a prefix (all pages).
-  async fn list_objects(
-    &self,
-    region: &str,
-    bucket: &str,
-    prefix: &str,
-  ) -> CloudResult<Vec<S3Object>>;
-  /// `HeadObject` with checksum mode enabled; `Ok(None)` when missing.
-  async fn head_object(
-    &self,
-    region: &str,
-    bucket: &str,
-    key: &str,
-  ) -> CloudResult<Option<S3Object>>;
-  /// How far a replication rule's destination is behind its source: CloudWatch `AWS/S3`
-  /// `ReplicationLatency` (seconds; S3 Replication metrics, on with S3 Replication Time
-  /// Control), dimensions `SourceBucket`, `DestinationBucket` and `RuleId`, published in the
-  /// **destination** bucket's region (`region`), one-minute maxima over [`LAG_LOOKBACK`],
-  /// classified by [`ReplicaLag::from_datapoints`]: a rule without metrics, or whose source
-  /// stopped publishing (its region failed), is `Unknown`, never zero. Read-only.
-  async fn get_replication_latency(
-    &self,
-    region: &str,
-    rule: &S3ReplicationRule,
-  ) -> CloudResult<ReplicaLag>;
-}
 
 /// HTTP: probes (read-only `GET`s) and notifications (`POST`s, which are side effects).
 #[async_trait::async_trait]
@@ -761,22 +313,27 @@ pub trait Http: Send + Sync {
   async fn send(&self, request: &HttpRequest) -> CloudResult<HttpResponse>;
 }
 
-/// The set of providers a run talks to.
-#[derive(Clone)]
-pub struct Cloud {
-  pub rds: Arc<dyn Rds>,
-  pub ecs: Arc<dyn Ecs>,
-  pub route53: Arc<dyn Route53>,
-  pub s3: Arc<dyn S3>,
-  pub http: Arc<dyn Http>,
-  /// The backend's clock: waits and elapsed times run on it (the simulator speeds time up).
-  pub clock: Clock,
-  /// A short name for reports: `sim`, `aws`, `sandbox`.
-  pub backend: String,
-  /// The run's mutation fence: every mutating call checks it right before it leaves (the
-  /// client layer of [`Cloud::rate_limited`] for provider calls, the engine for the rest).
-  pub fence: MutationFence,
+/// The `Cloud` struct: one provider field per family of [`with_families!`].
+macro_rules! cloud_struct {
+  ($($family:ident: $Trait:ident, $Limited:ident;)*) => {
+    /// The set of providers a run talks to: one per service family (the field is the family's
+    /// module name, `cloud.rds`), and HTTP.
+    #[derive(Clone)]
+    pub struct Cloud {
+      $(pub $family: Arc<dyn $family::$Trait>,)*
+      pub http: Arc<dyn Http>,
+      /// The backend's clock: waits and elapsed times run on it (the simulator speeds time up).
+      pub clock: Clock,
+      /// A short name for reports: `sim`, `aws`, `sandbox`.
+      pub backend: String,
+      /// The run's mutation fence: every mutating call checks it right before it leaves (the
+      /// client layer of [`Cloud::rate_limited`] for provider calls, the engine for the rest).
+      pub fence: MutationFence,
+    }
+  };
 }
+
+with_families!(cloud_struct);
 
 impl fmt::Debug for Cloud {
   fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -1097,7 +654,7 @@ mod tests {
 
   #[test]
   fn only_throttling_server_and_transport_errors_retry() {
-    let err = |kind| CloudError::new(kind, "rds", "PromoteReadReplica", "x");
+    let err = |kind| CloudError::new(kind, "rds", ops::rds::PROMOTE_READ_REPLICA.name, "x");
     assert!(err(ErrorKind::Throttling).is_retryable());
     assert!(err(ErrorKind::Server).is_retryable());
     assert!(err(ErrorKind::Transport).is_retryable());
@@ -1111,7 +668,7 @@ mod tests {
     let err = CloudError::new(
       ErrorKind::Throttling,
       "rds",
-      "PromoteReadReplica",
+      ops::rds::PROMOTE_READ_REPLICA.name,
       "Rate exceeded",
     )
     .with_code("Throttling")
@@ -1132,7 +689,7 @@ mod tests {
     let err = CloudError::new(
       ErrorKind::Client,
       "rds",
-      "PromoteReadReplica",
+      ops::rds::PROMOTE_READ_REPLICA.name,
       format!("{permission}\n  (second line)\r(third)\r\n"),
     )
     .with_code("AccessDenied")

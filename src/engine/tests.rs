@@ -407,7 +407,7 @@ async fn retryable_errors_are_retried_with_backoff_then_fail() {
   assert!(last.retryable);
   assert_eq!(span(&outcome, "scale").attempts, 3);
   // Nothing was accepted.
-  assert_eq!(h.ops("UpdateService"), 0);
+  assert_eq!(h.ops(crate::cloud::ops::ecs::UPDATE_SERVICE.name), 0);
 }
 
 #[tokio::test(start_paused = true)]
@@ -419,7 +419,7 @@ async fn retryable_error_then_success_succeeds_on_a_later_attempt() {
   let h = Harness::new(&yaml, Some(&world), 1.0);
   let outcome = h.start().await;
   assert_eq!(outcome.status, RunStatus::Succeeded);
-  assert_eq!(h.ops("UpdateService"), 1);
+  assert_eq!(h.ops(crate::cloud::ops::ecs::UPDATE_SERVICE.name), 1);
   let svc = h
     .sim
     .cloud()
@@ -451,7 +451,7 @@ steps:
   assert!(!failed[0].1);
   assert!(!failed[0].0.retryable);
   assert_eq!(span(&outcome, "promote").attempts, 1);
-  assert_eq!(h.ops("PromoteReadReplica"), 0);
+  assert_eq!(h.ops(crate::cloud::ops::rds::PROMOTE_READ_REPLICA.name), 0);
 }
 
 // --- 3. Timeout -------------------------------------------------------------------------------
@@ -588,7 +588,7 @@ async fn on_failure_rollback_undoes_completed_mutating_steps() {
     .sim
     .operation_log()
     .iter()
-    .filter(|op| op.operation == "UpdateService")
+    .filter(|op| op.operation == crate::cloud::ops::ecs::UPDATE_SERVICE.name)
     .filter_map(|op| op.detail.get("desired_count").and_then(|v| v.as_u64()))
     .collect();
   assert_eq!(counts, vec![2, 0]);
@@ -631,7 +631,7 @@ impl crate::cloud::Ecs for FlakyScaleDown {
         crate::cloud::CloudError::new(
           crate::cloud::ErrorKind::Server,
           "ecs",
-          "UpdateService",
+          crate::cloud::ops::ecs::UPDATE_SERVICE.name,
           "service unavailable",
         )
         .with_code("ServiceUnavailableException")
@@ -707,7 +707,7 @@ async fn a_rollback_refused_by_a_retryable_error_is_retried_with_the_steps_polic
   assert_eq!(outcome.timeline.rollbacks[0].attempts, 3);
   assert_eq!(h.standby_desired_count().await, 0);
   // The refused calls never reached the world: one scale-up, one scale-down.
-  assert_eq!(h.ops("UpdateService"), 2);
+  assert_eq!(h.ops(crate::cloud::ops::ecs::UPDATE_SERVICE.name), 2);
 }
 
 #[tokio::test(start_paused = true)]
@@ -922,12 +922,16 @@ async fn resume_after_intent_with_the_effect_done_does_not_apply_again() {
   let h = Harness::new(PROMOTE_YAML, None, 1.0);
   let outcome = h.start().await;
   assert_eq!(outcome.status, RunStatus::Succeeded);
-  assert_eq!(h.ops("PromoteReadReplica"), 1);
+  assert_eq!(h.ops(crate::cloud::ops::rds::PROMOTE_READ_REPLICA.name), 1);
   truncate_after_intent(&h.journal_path(), "promote");
 
   let outcome = h.resume().await;
   assert_eq!(outcome.status, RunStatus::Succeeded);
-  assert_eq!(h.ops("PromoteReadReplica"), 1, "promoted twice");
+  assert_eq!(
+    h.ops(crate::cloud::ops::rds::PROMOTE_READ_REPLICA.name),
+    1,
+    "promoted twice"
+  );
   let records = h.journal();
   let since = promote_records_since_resume(&records);
   assert!(
@@ -948,14 +952,18 @@ async fn resume_after_a_crash_mid_verify_waits_without_applying_again() {
   // "kill -9" one minute in: the promotion was accepted and takes 5 minutes.
   let crashed = tokio::time::timeout(MIN, h.start()).await;
   assert!(crashed.is_err(), "the run finished before the crash");
-  assert_eq!(h.ops("PromoteReadReplica"), 1);
+  assert_eq!(h.ops(crate::cloud::ops::rds::PROMOTE_READ_REPLICA.name), 1);
   let records = h.journal();
   assert!(position(&records, |e| matches!(e, Event::StepIntent { .. })).is_some());
   assert!(succeeded(&records, "promote").is_none());
 
   let outcome = h.resume().await;
   assert_eq!(outcome.status, RunStatus::Succeeded);
-  assert_eq!(h.ops("PromoteReadReplica"), 1, "promoted twice");
+  assert_eq!(
+    h.ops(crate::cloud::ops::rds::PROMOTE_READ_REPLICA.name),
+    1,
+    "promoted twice"
+  );
   let records = h.journal();
   let since = promote_records_since_resume(&records);
   assert!(!since.iter().any(|e| matches!(e, Event::StepIntent { .. })));
@@ -1473,7 +1481,11 @@ async fn a_run_whose_step_panicked_resumes_to_completion_applying_once() {
     assert_eq!(outcome.status, RunStatus::Succeeded, "{point:?}");
     assert_eq!(span(&outcome, &id).outcome, "succeeded", "{point:?}");
     assert_eq!(span(&outcome, "after").outcome, "succeeded", "{point:?}");
-    assert_eq!(h.ops("PromoteReadReplica"), 1, "{point:?}");
+    assert_eq!(
+      h.ops(crate::cloud::ops::rds::PROMOTE_READ_REPLICA.name),
+      1,
+      "{point:?}"
+    );
   }
 }
 
@@ -1545,7 +1557,7 @@ steps:
     2,
     "the rolled-back scale-up was not redone"
   );
-  assert_eq!(h.ops("PromoteReadReplica"), 1);
+  assert_eq!(h.ops(crate::cloud::ops::rds::PROMOTE_READ_REPLICA.name), 1);
 }
 
 /// A rollback whose task panics: the other rollbacks and the always-steps still run, the run
@@ -1662,7 +1674,11 @@ async fn a_lost_lock_stops_the_run_before_any_further_mutating_call_always_steps
   );
   assert!(err.to_string().contains("drctl resume run-1"), "{err}");
   assert!(begin.elapsed() < 3 * MIN, "the wait was not cut short");
-  assert_eq!(h.ops("UpdateService"), 0, "no mutating call after the loss");
+  assert_eq!(
+    h.ops(crate::cloud::ops::ecs::UPDATE_SERVICE.name),
+    0,
+    "no mutating call after the loss"
+  );
   let records = h.journal();
   assert!(started(&records, "scale").is_none());
   assert!(
@@ -1721,7 +1737,7 @@ steps:
     ),
     "{err:?}"
   );
-  assert_eq!(h.ops("UpdateService"), 0);
+  assert_eq!(h.ops(crate::cloud::ops::ecs::UPDATE_SERVICE.name), 0);
   let records = h.journal();
   let failure = failures(&records, "scale");
   assert!(
@@ -1754,7 +1770,7 @@ async fn promoting_with_the_source_region_down_fails_closed() {
   let h = Harness::new(PROMOTE_YAML, Some(&source_down_world()), 1.0);
   let outcome = h.start().await;
   assert_eq!(outcome.status, RunStatus::Failed, "promoted on unknown lag");
-  assert_eq!(h.ops("PromoteReadReplica"), 0);
+  assert_eq!(h.ops(crate::cloud::ops::rds::PROMOTE_READ_REPLICA.name), 0);
   let error = span(&outcome, "promote").error.clone().unwrap();
   assert!(
     error.message.contains("replication stopped at"),
@@ -1772,7 +1788,7 @@ async fn accepted_unknown_lag_reports_rpo_unknown_and_breached() {
   h.options.accept_data_loss = true;
   let outcome = h.start().await;
   assert_eq!(outcome.status, RunStatus::Breached);
-  assert_eq!(h.ops("PromoteReadReplica"), 1);
+  assert_eq!(h.ops(crate::cloud::ops::rds::PROMOTE_READ_REPLICA.name), 1);
   assert_eq!(outcome.timeline.rpo_met(), Some(false));
   assert_eq!(outcome.timeline.rpo_achieved, None);
   let basis = outcome.timeline.rpo_unknown.clone().unwrap();
@@ -1846,13 +1862,19 @@ async fn aurora_failover_uses_the_global_rpo_lag() {
   let h = Harness::new(AURORA_YAML, Some(&source_down_world()), 1.0);
   let outcome = h.start().await;
   assert_eq!(outcome.status, RunStatus::Failed);
-  assert_eq!(h.ops("FailoverGlobalCluster"), 0);
+  assert_eq!(
+    h.ops(crate::cloud::ops::rds::FAILOVER_GLOBAL_CLUSTER.name),
+    0
+  );
 
   let mut h = Harness::new(AURORA_YAML, Some(&source_down_world()), 1.0);
   h.options.accept_data_loss = true;
   let outcome = h.start().await;
   assert_eq!(outcome.status, RunStatus::Breached);
-  assert_eq!(h.ops("FailoverGlobalCluster"), 1);
+  assert_eq!(
+    h.ops(crate::cloud::ops::rds::FAILOVER_GLOBAL_CLUSTER.name),
+    1
+  );
   let basis = outcome.timeline.rpo_unknown.clone().unwrap();
   assert!(basis.contains("replication stopped at"), "{basis}");
 }

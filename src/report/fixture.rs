@@ -206,7 +206,11 @@ pub fn report() -> Report {
     &records(),
     ApiCalls::count(
       "simulator operation log",
-      ["PromoteReadReplica", "UpdateService", "UpdateService"],
+      [
+        crate::cloud::ops::rds::PROMOTE_READ_REPLICA.name,
+        crate::cloud::ops::ecs::UPDATE_SERVICE.name,
+        crate::cloud::ops::ecs::UPDATE_SERVICE.name,
+      ],
     ),
     &Redactor::default(),
   )

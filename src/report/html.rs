@@ -607,7 +607,10 @@ mod tests {
     }
     let report = Report::from_records(
       &records,
-      ApiCalls::count("simulator operation log", ["PromoteReadReplica"]),
+      ApiCalls::count(
+        "simulator operation log",
+        [crate::cloud::ops::rds::PROMOTE_READ_REPLICA.name],
+      ),
       &Redactor::default(),
     )
     .unwrap();

@@ -50,7 +50,10 @@ mod tests {
     assert_eq!(failed["error"]["code"], "Throttling");
     assert_eq!(failed["error"]["request_id"], "req-42");
     assert_eq!(failed["attempts"], 2);
-    assert_eq!(value["api_calls"]["by_operation"]["UpdateService"], 2);
+    assert_eq!(
+      value["api_calls"]["by_operation"][crate::cloud::ops::ecs::UPDATE_SERVICE.name],
+      2
+    );
     let back: Report = serde_json::from_str(&text).unwrap();
     assert_eq!(back, report);
   }

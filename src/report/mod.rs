@@ -625,7 +625,10 @@ mod tests {
     assert_eq!(error.code.as_deref(), Some("Throttling"));
     assert_eq!(error.request_id.as_deref(), Some("req-42"));
     assert!(report.api_calls.recorded);
-    assert_eq!(report.api_calls.by_operation["PromoteReadReplica"], 1);
+    assert_eq!(
+      report.api_calls.by_operation[crate::cloud::ops::rds::PROMOTE_READ_REPLICA.name],
+      1
+    );
   }
 
   /// The journal keeps nanoseconds; every format shows whole seconds, and the operator: the OS

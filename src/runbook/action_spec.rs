@@ -68,7 +68,7 @@ pub struct ActionSpec {
   pub fields: &'static [FieldSpec],
   /// The AWS API operations this action may send that change the world. Empty for read-only
   /// actions. The dry-run test asserts none of these reach the endpoint.
-  pub mutating_operations: &'static [&'static str],
+  pub mutating_operations: &'static [&'static crate::cloud::ops::Op],
   /// The keys the action puts in `steps.ID.outputs` (for template validation).
   pub outputs: &'static [&'static str],
 }

@@ -2,6 +2,7 @@
 //! fixtures under `tests/fixtures/runbooks/` validate the same way with the real catalog.
 
 use super::action_spec::{ActionSpec, FieldKind, FieldSpec};
+use crate::cloud::ops;
 
 pub const CATALOG: &[ActionSpec] = &[
   ActionSpec {
@@ -40,7 +41,7 @@ pub const CATALOG: &[ActionSpec] = &[
         "Refuse to promote beyond this lag.",
       ),
     ],
-    mutating_operations: &["PromoteReadReplica"],
+    mutating_operations: &[&ops::rds::PROMOTE_READ_REPLICA],
     outputs: &["lag_seconds", "endpoint"],
   },
   ActionSpec {
@@ -68,7 +69,7 @@ pub const CATALOG: &[ActionSpec] = &[
       FieldSpec::required("service", FieldKind::String, "The service name."),
       FieldSpec::required("desired_count", FieldKind::Int, "How many tasks to run."),
     ],
-    mutating_operations: &["UpdateService"],
+    mutating_operations: &[&ops::ecs::UPDATE_SERVICE],
     outputs: &["running_count"],
   },
   ActionSpec {

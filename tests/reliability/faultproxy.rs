@@ -22,6 +22,7 @@ use std::{
   time::Duration,
 };
 
+use drctl::cloud::wire::{self, WireOp};
 use tokio::{
   io::{AsyncReadExt, AsyncWriteExt},
   net::{TcpListener, TcpStream},
@@ -72,18 +73,6 @@ pub struct FaultProxy {
   shared: Arc<Shared>,
   runtime: Option<tokio::runtime::Runtime>,
 }
-
-/// Mutating operations whose effect must not be applied twice.
-const MUTATING: &[&str] = &[
-  "PromoteReadReplica",
-  "UpdateService",
-  "ChangeResourceRecordSets",
-  "RestoreDBInstanceFromDBSnapshot",
-  "DeleteDBInstance",
-  "FailoverGlobalCluster",
-  "UpdateHealthCheck",
-  "CreateDBInstanceReadReplica",
-];
 
 impl FaultProxy {
   /// Listen on a free loopback port and forward to `upstream` (moto's port).
@@ -169,35 +158,18 @@ impl Request {
       .to_string()
   }
 
+  /// The operation, as the one wire decoder reads it; a REST request that is not Route 53's
+  /// is named after its service (S3's, when it is one).
   fn operation(&self, service: &str) -> String {
-    if let Some(target) = self.header("x-amz-target") {
-      return target.rsplit('.').next().unwrap_or(target).to_string();
-    }
     let body = String::from_utf8_lossy(&self.body);
-    if let Some(action) = body
-      .split('&')
-      .find_map(|pair| pair.strip_prefix("Action="))
-    {
-      return action.to_string();
-    }
-    let path = self.path.split('?').next().unwrap_or_default();
-    if service == "route53" {
-      let name = match (self.method.as_str(), path) {
-        ("POST", p) if p.ends_with("/rrset") || p.ends_with("/rrset/") => {
-          "ChangeResourceRecordSets"
-        }
-        ("GET", p) if p.ends_with("/rrset") => "ListResourceRecordSets",
-        ("GET", p) if p.contains("/change/") => "GetChange",
-        ("GET", p) if p.ends_with("/status") => "GetHealthCheckStatus",
-        ("POST", p) if p.contains("/healthcheck/") => "UpdateHealthCheck",
-        ("GET", p) if p.contains("/healthcheck/") => "GetHealthCheck",
-        _ => "",
-      };
-      if !name.is_empty() {
-        return name.to_string();
+    let header = |name: &str| self.header(name).map(str::to_owned);
+    match wire::operation(&self.method, &self.path, header, &body) {
+      WireOp::Unrecognised(_) if service != "s3" => {
+        let path = self.path.split('?').next().unwrap_or_default();
+        format!("{service} {} {path}", self.method)
       }
+      decoded => decoded.name().to_owned(),
     }
-    format!("{service} {} {path}", self.method)
   }
 }
 
@@ -376,7 +348,7 @@ async fn serve(mut client: TcpStream, shared: Arc<Shared>) {
       }
       Fate::Pass => match forward(shared.upstream, &request).await {
         Some((status, response)) => {
-          if aws && (200..300).contains(&status) && MUTATING.contains(&operation.as_str()) {
+          if aws && (200..300).contains(&status) && is_mutating(&operation) {
             let key = (
               operation.clone(),
               String::from_utf8_lossy(&request.body).into_owned(),
@@ -598,4 +570,12 @@ fn access_denied(service: &str, operation: &str, id: &str) -> Vec<u8> {
     body.len()
   )
   .into_bytes()
+}
+
+/// Whether `operation` is one whose effect must not be applied twice: one an action may send to
+/// change the world (the actions' catalog, from the operation table).
+fn is_mutating(operation: &str) -> bool {
+  drctl::actions::mutating_operations()
+    .iter()
+    .any(|op| op.name == operation)
 }

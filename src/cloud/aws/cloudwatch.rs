@@ -9,6 +9,7 @@ use aws_config::{Region, SdkConfig};
 use aws_sdk_cloudwatch::types::{Dimension, Statistic};
 
 use super::{config::RegionalClients, errors::cloud_error, to_chrono};
+use crate::cloud::ops;
 use crate::cloud::{CloudResult, LagDatapoint, LAG_LOOKBACK, LAG_PERIOD};
 
 /// Build a CloudWatch client for `region`.
@@ -54,8 +55,7 @@ pub(crate) async fn lag_datapoints(
     .await
     .map_err(|error| {
       cloud_error(
-        "cloudwatch",
-        "GetMetricStatistics",
+        &ops::cloudwatch::GET_METRIC_STATISTICS,
         clients.sdk(),
         region,
         error,

@@ -16,7 +16,7 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use aws_types::request_id::RequestId;
 
 use super::config::endpoint_host;
-use crate::cloud::{CloudError, ErrorKind, ATTEMPT_TIMEOUT};
+use crate::cloud::{ops::Op, CloudError, ErrorKind, ATTEMPT_TIMEOUT};
 
 /// Error codes AWS services use to ask the caller to slow down.
 const THROTTLING_CODES: &[&str] = &[
@@ -32,11 +32,10 @@ const THROTTLING_CODES: &[&str] = &[
   "Rate exceeded",
 ];
 
-/// Convert any SDK error of a call to `service` / `operation` in `region` (through `sdk`'s
+/// Convert any SDK error of a call of `op` in `region` (through `sdk`'s
 /// endpoints) into a [`CloudError`].
 pub(crate) fn cloud_error<E>(
-  service: &str,
-  operation: &str,
+  op: &Op,
   sdk: &SdkConfig,
   region: &str,
   error: SdkError<E, HttpResponse>,
@@ -44,14 +43,13 @@ pub(crate) fn cloud_error<E>(
 where
   E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
 {
-  let host = endpoint_host(sdk, service, region);
-  cloud_error_at(service, operation, &host, region, error)
+  let host = endpoint_host(sdk, op.service, region);
+  cloud_error_at(op, &host, region, error)
 }
 
 /// [`cloud_error`] for a client whose endpoint `host` is already known.
 pub(crate) fn cloud_error_at<E>(
-  service: &str,
-  operation: &str,
+  op: &Op,
   host: &str,
   region: &str,
   error: SdkError<E, HttpResponse>,
@@ -59,6 +57,7 @@ pub(crate) fn cloud_error_at<E>(
 where
   E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
 {
+  let (service, operation) = (op.service, op.name);
   tracing::debug!(service, operation, region, "AWS error in full: {error:?}");
   let status = error
     .raw_response()
@@ -208,12 +207,11 @@ pub(crate) fn classify(code: Option<&str>, status: Option<u16>) -> ErrorKind {
 
 /// A request the SDK refused to build (a required field missing). Never retryable.
 pub(crate) fn build_error(
-  service: &str,
-  operation: &str,
+  op: &Op,
   region: &str,
   error: aws_smithy_types::error::operation::BuildError,
 ) -> CloudError {
-  CloudError::new(ErrorKind::Client, service, operation, chain(&error)).with_region(region)
+  CloudError::new(ErrorKind::Client, op.service, op.name, chain(&error)).with_region(region)
 }
 
 /// `Ok(None)` for a not-found error, so `describe_*` can report absence.

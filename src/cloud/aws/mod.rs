@@ -46,14 +46,10 @@ use chrono::{DateTime, Utc};
 
 use super::{http::ReqwestHttp, CallerIdentity, Clock, Cloud, CloudError, Http};
 
-mod cloudwatch;
-mod config;
-mod ecs;
-mod errors;
+pub(crate) mod cloudwatch;
+pub(crate) mod config;
+pub(crate) mod errors;
 pub mod preflight;
-mod rds;
-mod route53;
-mod s3;
 pub mod sandbox;
 pub mod state_store;
 mod sts;
@@ -88,20 +84,24 @@ pub async fn caller_identity(settings: &AwsSettings) -> Result<CallerIdentity, C
   sts::caller_identity(&config::load(settings).await).await
 }
 
+/// Each family's adapter (`cloud/<family>/aws.rs`, its `provider`) builds its own SDK clients
+/// from the shared configuration.
 fn cloud_from(sdk: &aws_config::SdkConfig, http: Arc<dyn Http>, backend: &str) -> Cloud {
-  Cloud {
-    rds: Arc::new(rds::AwsRds::new(sdk)),
-    ecs: Arc::new(ecs::AwsEcs::new(sdk)),
-    route53: Arc::new(route53::AwsRoute53::new(sdk)),
-    s3: Arc::new(s3::AwsS3::new(sdk)),
-    http,
-    clock: Clock::default(),
-    backend: backend.to_owned(),
-    fence: Default::default(),
+  macro_rules! providers {
+    ($($family:ident: $Trait:ident, $Limited:ident;)*) => {
+      Cloud {
+        $($family: super::$family::aws::provider(sdk),)*
+        http,
+        clock: Clock::default(),
+        backend: backend.to_owned(),
+        fence: Default::default(),
+      }
+    };
   }
+  super::with_families!(providers)
 }
 
 /// An SDK timestamp as a chrono one (`None` if out of chrono's range).
-fn to_chrono(time: &aws_smithy_types::DateTime) -> Option<DateTime<Utc>> {
+pub(crate) fn to_chrono(time: &aws_smithy_types::DateTime) -> Option<DateTime<Utc>> {
   DateTime::from_timestamp(time.secs(), time.subsec_nanos())
 }

@@ -16,8 +16,9 @@ use aws_sdk_s3::primitives::ByteStream;
 use super::{
   config::endpoint_host,
   errors::{absent_if_not_found, cloud_error_at},
-  s3,
 };
+use crate::cloud::ops;
+use crate::cloud::s3::aws as s3;
 use crate::cloud::{CloudError, ErrorKind};
 
 const SERVICE: &str = "s3";
@@ -78,7 +79,7 @@ impl StateStore {
       .key(key)
       .send()
       .await
-      .map_err(|error| cloud_error_at(SERVICE, "GetObject", &self.host, &self.region, error));
+      .map_err(|error| cloud_error_at(&ops::s3::GET_OBJECT, &self.host, &self.region, error));
     let Some(output) = absent_if_not_found(result)? else {
       return Ok(None);
     };
@@ -86,8 +87,8 @@ impl StateStore {
     let bytes = output.body.collect().await.map_err(|error| {
       CloudError::new(
         ErrorKind::Transport,
-        SERVICE,
-        "GetObject",
+        ops::s3::GET_OBJECT.service,
+        ops::s3::GET_OBJECT.name,
         error.to_string(),
       )
     })?;
@@ -142,7 +143,7 @@ impl StateStore {
       .key(key)
       .send()
       .await
-      .map_err(|error| cloud_error_at(SERVICE, "DeleteObject", &self.host, &self.region, error))?;
+      .map_err(|error| cloud_error_at(&ops::s3::DELETE_OBJECT, &self.host, &self.region, error))?;
     Ok(())
   }
 
@@ -157,7 +158,9 @@ impl StateStore {
       .send()
       .collect::<Result<Vec<_>, _>>()
       .await
-      .map_err(|error| cloud_error_at(SERVICE, "ListObjectsV2", &self.host, &self.region, error))?;
+      .map_err(|error| {
+        cloud_error_at(&ops::s3::LIST_OBJECTS_V2, &self.host, &self.region, error)
+      })?;
     Ok(
       pages
         .iter()
@@ -177,7 +180,7 @@ fn conditional_result(store: &StateStore, result: PutResult) -> Result<String, S
   match result {
     Ok(output) => Ok(output.e_tag().unwrap_or_default().to_owned()),
     Err(error) => {
-      let error = cloud_error_at(SERVICE, "PutObject", &store.host, &store.region, error);
+      let error = cloud_error_at(&ops::s3::PUT_OBJECT, &store.host, &store.region, error);
       let lost_race = matches!(
         error.code.as_deref(),
         Some("PreconditionFailed" | "ConditionalRequestConflict")

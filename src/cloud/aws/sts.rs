@@ -7,8 +7,7 @@ use aws_config::SdkConfig;
 use super::{config::default_region, errors::cloud_error};
 use crate::cloud::{CallerIdentity, CloudError, CloudResult, ErrorKind};
 
-const SERVICE: &str = "sts";
-const GET_CALLER_IDENTITY: &str = "GetCallerIdentity";
+use crate::cloud::ops::sts::GET_CALLER_IDENTITY;
 
 /// The account and ARN the credentials of `sdk` act as.
 pub(crate) async fn caller_identity(sdk: &SdkConfig) -> CloudResult<CallerIdentity> {
@@ -16,21 +15,13 @@ pub(crate) async fn caller_identity(sdk: &SdkConfig) -> CloudResult<CallerIdenti
     .get_caller_identity()
     .send()
     .await
-    .map_err(|error| {
-      cloud_error(
-        SERVICE,
-        GET_CALLER_IDENTITY,
-        sdk,
-        &default_region(sdk),
-        error,
-      )
-    })?;
+    .map_err(|error| cloud_error(&GET_CALLER_IDENTITY, sdk, &default_region(sdk), error))?;
   match (output.account, output.arn) {
     (Some(account), Some(arn)) => Ok(CallerIdentity { account, arn }),
     _ => Err(CloudError::new(
       ErrorKind::Server,
-      SERVICE,
-      GET_CALLER_IDENTITY,
+      GET_CALLER_IDENTITY.service,
+      GET_CALLER_IDENTITY.name,
       "the answer names no account or ARN",
     )),
   }

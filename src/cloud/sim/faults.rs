@@ -180,18 +180,22 @@ mod tests {
       },
     );
     spec.insert(
-      "PromoteReadReplica".to_string(),
+      crate::cloud::ops::rds::PROMOTE_READ_REPLICA
+        .name
+        .to_string(),
       FaultSpec {
         throttle: Some(1.0),
         ..FaultSpec::default()
       },
     );
     let faults = Faults::new(spec, BTreeMap::new(), false, 7);
-    let merged = faults.lookup("rds", "PromoteReadReplica");
+    let merged = faults.lookup("rds", crate::cloud::ops::rds::PROMOTE_READ_REPLICA.name);
     assert_eq!(merged.throttle, Some(1.0));
     assert_eq!(merged.latency, Some(ModelDuration::secs(1)));
     assert_eq!(
-      faults.roll("rds", "PromoteReadReplica").1,
+      faults
+        .roll("rds", crate::cloud::ops::rds::PROMOTE_READ_REPLICA.name)
+        .1,
       Verdict::Throttle
     );
   }
@@ -202,34 +206,100 @@ mod tests {
     let faults = Faults::new(BTreeMap::new(), BTreeMap::new(), true, 1);
     // Route 53: 5 per second for the whole account.
     for _ in 0..5 {
-      assert!(faults.take_token("route53", "GetChange", None, 1, &clock));
+      assert!(faults.take_token(
+        "route53",
+        crate::cloud::ops::route53::GET_CHANGE.name,
+        None,
+        1,
+        &clock
+      ));
     }
-    assert!(!faults.take_token("route53", "ListResourceRecordSets", None, 1, &clock));
+    assert!(!faults.take_token(
+      "route53",
+      crate::cloud::ops::route53::LIST_RESOURCE_RECORD_SETS.name,
+      None,
+      1,
+      &clock
+    ));
     tokio::time::advance(Duration::from_millis(200)).await;
-    assert!(faults.take_token("route53", "GetChange", None, 1, &clock));
+    assert!(faults.take_token(
+      "route53",
+      crate::cloud::ops::route53::GET_CHANGE.name,
+      None,
+      1,
+      &clock
+    ));
     // RDS: 300 at once per region, then 12 per second.
     for _ in 0..300 {
-      assert!(faults.take_token("rds", "DescribeDBInstances", Some("us-west-2"), 1, &clock));
+      assert!(faults.take_token(
+        "rds",
+        crate::cloud::ops::rds::DESCRIBE_DB_INSTANCES.name,
+        Some("us-west-2"),
+        1,
+        &clock
+      ));
     }
-    assert!(!faults.take_token("rds", "PromoteReadReplica", Some("us-west-2"), 1, &clock));
-    assert!(faults.take_token("rds", "PromoteReadReplica", Some("us-east-1"), 1, &clock));
+    assert!(!faults.take_token(
+      "rds",
+      crate::cloud::ops::rds::PROMOTE_READ_REPLICA.name,
+      Some("us-west-2"),
+      1,
+      &clock
+    ));
+    assert!(faults.take_token(
+      "rds",
+      crate::cloud::ops::rds::PROMOTE_READ_REPLICA.name,
+      Some("us-east-1"),
+      1,
+      &clock
+    ));
     // S3 has no family: unlimited.
-    assert!(faults.take_token("s3", "HeadObject", Some("us-west-2"), 1, &clock));
+    assert!(faults.take_token(
+      "s3",
+      crate::cloud::ops::s3::HEAD_OBJECT.name,
+      Some("us-west-2"),
+      1,
+      &clock
+    ));
 
     let limits = BTreeMap::from([
       ("route53".to_string(), LimitSetting::Off),
       (
-        "UpdateService".to_string(),
+        crate::cloud::ops::ecs::UPDATE_SERVICE.name.to_string(),
         LimitSetting::Limit(Limit::new(1.0, 1.0)),
       ),
     ]);
     let faults = Faults::new(BTreeMap::new(), limits, true, 1);
     for _ in 0..50 {
-      assert!(faults.take_token("route53", "GetChange", None, 1, &clock));
+      assert!(faults.take_token(
+        "route53",
+        crate::cloud::ops::route53::GET_CHANGE.name,
+        None,
+        1,
+        &clock
+      ));
     }
-    assert!(faults.take_token("ecs", "UpdateService", Some("r"), 1, &clock));
-    assert!(!faults.take_token("ecs", "UpdateService", Some("r"), 1, &clock));
-    assert!(faults.take_token("ecs", "DescribeServices", Some("r"), 1, &clock));
+    assert!(faults.take_token(
+      "ecs",
+      crate::cloud::ops::ecs::UPDATE_SERVICE.name,
+      Some("r"),
+      1,
+      &clock
+    ));
+    assert!(!faults.take_token(
+      "ecs",
+      crate::cloud::ops::ecs::UPDATE_SERVICE.name,
+      Some("r"),
+      1,
+      &clock
+    ));
+    assert!(faults.take_token(
+      "ecs",
+      crate::cloud::ops::ecs::DESCRIBE_SERVICES.name,
+      Some("r"),
+      1,
+      &clock
+    ));
   }
 
   #[test]
@@ -237,7 +307,13 @@ mod tests {
     let clock = Clock::scaled(1.0);
     let faults = Faults::new(BTreeMap::new(), BTreeMap::new(), false, 1);
     for _ in 0..1000 {
-      assert!(faults.take_token("route53", "GetChange", None, 1, &clock));
+      assert!(faults.take_token(
+        "route53",
+        crate::cloud::ops::route53::GET_CHANGE.name,
+        None,
+        1,
+        &clock
+      ));
     }
   }
 }

@@ -16,8 +16,9 @@ use std::{
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
+use crate::cloud::route53::sim::MAX_DEPTH;
+
 use super::{
-  route53::MAX_DEPTH,
   state::WorldState,
   world::{DnsRef, OutageSpec, ServiceRef, WorldSpec},
   Refusal, SimCloud,

@@ -36,16 +36,14 @@ use self::{
   state::{Reject, WorldState},
   world::{Timings, WorldSpec},
 };
-use super::{CallerIdentity, Clock, Cloud, CloudError, CloudResult, ErrorKind, ATTEMPT_TIMEOUT};
+use super::{
+  ops::Op, CallerIdentity, Clock, Cloud, CloudError, CloudResult, ErrorKind, ATTEMPT_TIMEOUT,
+};
 
-mod ecs;
 mod faults;
 mod http;
 mod persist;
-mod rds;
-mod route53;
-mod s3;
-mod state;
+pub(crate) mod state;
 pub mod world;
 
 #[cfg(test)]
@@ -267,16 +265,19 @@ impl Sim {
     let providers = Arc::new(SimCloud {
       sim: Arc::clone(self),
     });
-    Cloud {
-      rds: providers.clone(),
-      ecs: providers.clone(),
-      route53: providers.clone(),
-      s3: providers.clone(),
-      http: providers,
-      clock: self.clock,
-      backend: "sim".into(),
-      fence: Default::default(),
+    // `SimCloud` implements every family's trait (in `cloud/<family>/sim.rs`).
+    macro_rules! providers {
+      ($($family:ident: $Trait:ident, $Limited:ident;)*) => {
+        Cloud {
+          $($family: providers.clone(),)*
+          http: providers,
+          clock: self.clock,
+          backend: "sim".into(),
+          fence: Default::default(),
+        }
+      };
     }
+    super::with_families!(providers)
   }
 
   /// Every operation accepted so far (replayed ones included), in order.
@@ -524,14 +525,14 @@ impl Sim {
   /// A read-only call: gate, then read the world now.
   pub(crate) async fn read<T, F>(
     &self,
-    service: &str,
-    operation: &str,
+    op: &'static Op,
     region: Option<&str>,
     read: F,
   ) -> CloudResult<T>
   where
     F: FnOnce(&WorldState, DateTime<Utc>) -> Result<T, Reject> + Send,
   {
+    let (service, operation) = (op.service, op.name);
     self
       .gate(service, operation, region, Some(ATTEMPT_TIMEOUT))
       .await
@@ -545,12 +546,12 @@ impl Sim {
   /// effect (the simulator does not model an answer lost after the effect).
   pub(crate) async fn mutate(
     &self,
-    service: &str,
-    operation: &str,
+    op: &'static Op,
     region: Option<&str>,
     target: &str,
     detail: serde_json::Value,
   ) -> CloudResult<Operation> {
+    let (service, operation) = (op.service, op.name);
     self
       .gate(service, operation, region, Some(ATTEMPT_TIMEOUT))
       .await
@@ -663,9 +664,14 @@ impl Sim {
     let now = self.now();
     let core = lock(&self.core);
     let state = &core.state;
-    world.rds.instances = state.rds.export_instances(&state.model, now);
-    world.ecs.services = state.ecs.export_services(&state.model, now);
-    world.route53 = state.route53.export();
+    macro_rules! export {
+      ($($family:ident: $Trait:ident, $Limited:ident;)*) => {
+        $(
+          world.$family = state::FamilyState::export(&state.$family, world.$family, &state.model, now);
+        )*
+      };
+    }
+    super::with_families!(export);
     // A timed outage counts from the world's creation: the new world gets what is left of it,
     // and none once it has ended.
     let elapsed = state.model.elapsed(state.model.created_at, now);

@@ -10,11 +10,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::{
-  ecs::EcsState,
   http::HttpState,
-  rds::RdsState,
-  route53::Route53State,
-  s3::S3State,
   world::{Timings, WorldSpec},
   Operation,
 };
@@ -85,53 +81,83 @@ impl Reject {
 
 pub(crate) type Applied = Result<(), Reject>;
 
-/// Everything in the world that can change or be read.
-#[derive(Debug, Clone)]
-pub(crate) struct WorldState {
-  pub model: Model,
-  pub rds: RdsState,
-  pub ecs: EcsState,
-  pub route53: Route53State,
-  pub s3: S3State,
-  pub http: HttpState,
-}
+/// A family's part of the simulated world (`cloud/<family>/sim.rs`): built from the world
+/// spec, and changed only by the accepted operations of its family, which [`WorldState::apply`]
+/// hands it by service name (the family's module name).
+pub(crate) trait FamilyState: Sized {
+  /// The family's part of the world spec.
+  type Spec;
 
-impl WorldState {
-  pub fn new(spec: &WorldSpec, created_at: DateTime<Utc>, time_scale: f64) -> WorldState {
-    let model = Model {
-      created_at,
-      time_scale,
-      timings: spec.timings.clone(),
-      account: spec.account.clone(),
-    };
-    WorldState {
-      rds: RdsState::new(&spec.rds, &model),
-      ecs: EcsState::new(&spec.ecs, &model),
-      route53: Route53State::new(&spec.route53),
-      s3: S3State::new(&spec.s3),
-      http: HttpState::new(spec),
-      model,
-    }
+  fn new(spec: &WorldSpec, model: &Model) -> Self;
+
+  /// Apply one accepted operation of this family at its recorded time. On `Err` the state is
+  /// unchanged. A read-only family applies nothing.
+  fn apply(&mut self, op: &Operation, _model: &Model) -> Applied {
+    Err(cannot_apply(op))
   }
 
-  /// Apply one accepted operation at its recorded time. The only way the world changes; the
-  /// same operation log applied to the same initial world always gives the same state.
-  /// On `Err` the state is unchanged.
-  pub fn apply(&mut self, op: &Operation) -> Applied {
-    let model = self.model.clone();
-    match (op.service.as_str(), op.operation.as_str()) {
-      ("rds", _) => self.rds.apply(op, &model),
-      ("ecs", _) => self.ecs.apply(op, &model),
-      ("route53", _) => self.route53.apply(op),
-      // A notification changes nothing in the world; its log line is the effect.
-      ("http", "POST") => Ok(()),
-      (service, operation) => Err(Reject::client(
-        "InvalidAction",
-        format!("the simulator cannot apply {service} {operation}"),
-      )),
-    }
+  /// The family's part of a world file that declares the state as it stands `now`, from the
+  /// part the world was created with (`Sim::world_now`). A family whose state operations do
+  /// not change keeps `created`.
+  fn export(&self, created: Self::Spec, _model: &Model, _now: DateTime<Utc>) -> Self::Spec {
+    created
   }
 }
+
+fn cannot_apply(op: &Operation) -> Reject {
+  Reject::client(
+    "InvalidAction",
+    format!("the simulator cannot apply {} {}", op.service, op.operation),
+  )
+}
+
+/// [`WorldState`]: one field per family of [`with_families!`](crate::cloud::with_families).
+macro_rules! world_state {
+  ($($family:ident: $Trait:ident, $Limited:ident;)*) => {
+    /// Everything in the world that can change or be read.
+    #[derive(Debug, Clone)]
+    pub(crate) struct WorldState {
+      pub model: Model,
+      $(pub $family: crate::cloud::$family::sim::State,)*
+      pub http: HttpState,
+    }
+
+    impl WorldState {
+      pub fn new(spec: &WorldSpec, created_at: DateTime<Utc>, time_scale: f64) -> WorldState {
+        let model = Model {
+          created_at,
+          time_scale,
+          timings: spec.timings.clone(),
+          account: spec.account.clone(),
+        };
+        WorldState {
+          $($family: FamilyState::new(spec, &model),)*
+          http: HttpState::new(spec),
+          model,
+        }
+      }
+
+      /// Apply one accepted operation at its recorded time. The only way the world changes; the
+      /// same operation log applied to the same initial world always gives the same state.
+      /// On `Err` the state is unchanged.
+      pub fn apply(&mut self, op: &Operation) -> Applied {
+        let model = self.model.clone();
+        $(
+          if op.service == stringify!($family) {
+            return FamilyState::apply(&mut self.$family, op, &model);
+          }
+        )*
+        match (op.service.as_str(), op.operation.as_str()) {
+          // A notification changes nothing in the world; its log line is the effect.
+          ("http", "POST") => Ok(()),
+          _ => Err(cannot_apply(op)),
+        }
+      }
+    }
+  };
+}
+
+crate::cloud::with_families!(world_state);
 
 impl WorldState {
   /// Whether `region` is in outage at `now`: the world's rule, which [`super::Sim::region_in_outage`]

@@ -135,7 +135,10 @@ async fn promote_moves_modifying_to_available_and_clears_replica_of() {
 
   let log = sim.operation_log();
   assert_eq!(log.len(), 1);
-  assert_eq!(log[0].operation, "PromoteReadReplica");
+  assert_eq!(
+    log[0].operation,
+    crate::cloud::ops::rds::PROMOTE_READ_REPLICA.name
+  );
   assert_eq!(log[0].target, "app-db-replica");
   assert_eq!(log[0].region.as_deref(), Some("us-west-2"));
 }
@@ -911,7 +914,7 @@ async fn behind_the_client_layer_a_hung_read_is_retried_then_fails() {
   assert_eq!(refused.len(), CALL_ATTEMPTS as usize, "{refused:?}");
   assert!(refused
     .iter()
-    .all(|refusal| refusal.operation == "DescribeDBInstances"));
+    .all(|refusal| refusal.operation == crate::cloud::ops::rds::DESCRIBE_DB_INSTANCES.name));
   // Five attempt timeouts, and at most 3 s of backoff between them.
   let attempts = ATTEMPT_TIMEOUT * CALL_ATTEMPTS;
   assert!(

@@ -176,58 +176,63 @@ fn default_account() -> String {
   "123456789012".into()
 }
 
-/// A whole simulated world.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WorldSpec {
-  /// How much faster than the wall clock modelled time runs.
-  #[serde(default = "default_time_scale")]
-  pub time_scale: f64,
-  /// Seed of the fault injector's random numbers (runs are reproducible).
-  #[serde(default = "default_seed")]
-  pub seed: u64,
-  #[serde(default = "default_account")]
-  pub account: String,
-  /// The regions resources may live in.
-  #[serde(default)]
-  pub regions: Vec<String>,
-  #[serde(default)]
-  pub timings: Timings,
-  #[serde(default)]
-  pub rds: RdsSpec,
-  #[serde(default)]
-  pub ecs: EcsSpec,
-  #[serde(default)]
-  pub route53: Route53Spec,
-  #[serde(default)]
-  pub s3: S3Spec,
-  /// HTTP endpoints the world serves to probes.
-  #[serde(default)]
-  pub endpoints: Vec<EndpointSpec>,
-  /// URLs that accept notification POSTs (besides Slack and PagerDuty).
-  #[serde(default)]
-  pub webhooks: Vec<String>,
-  /// Regions in outage: their HTTP endpoints answer 503 and their control planes (RDS, ECS)
-  /// cannot be reached. `us-east-1` for the whole run, or `{ region: us-east-1, until: 20m }`
-  /// for one that answers again that long (modelled) after the world was created.
-  #[serde(default)]
-  pub outages: Vec<OutageSpec>,
-  /// Faults per API operation name (`PromoteReadReplica`), service (`rds`) or `*`.
-  #[serde(default)]
-  pub faults: BTreeMap<String, FaultSpec>,
-  /// Token-bucket rate limits in modelled time, per account and region, keyed by API
-  /// operation (`ChangeResourceRecordSets`), API family (`route53`, `rds`, `ecs.read`,
-  /// `ecs.write`, `cloudwatch`), service or `*`: a rate (`route53: 5`), `{ rate, burst }`, or
-  /// `off`. A call over its limit is refused with a throttling error.
-  #[serde(default)]
-  pub rate_limits: BTreeMap<String, LimitSetting>,
-  /// Enforce AWS's documented API rate limits (Route 53 5 requests/s per account, RDS 300
-  /// burst / 12 per second per region, ...; see [`crate::cloud::limiter::FAMILIES`]) for every
-  /// family `rate_limits` does not set. Independent of any runbook: the world decides how
-  /// strict its AWS is.
-  #[serde(default)]
-  pub aws_rate_limits: bool,
+/// [`WorldSpec`]: its family parts from [`with_families!`](crate::cloud::with_families), in the
+/// list's order (so the YAML and JSON formats keep their field order).
+macro_rules! world_spec {
+  ($($family:ident: $Trait:ident, $Limited:ident;)*) => {
+    /// A whole simulated world.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct WorldSpec {
+      /// How much faster than the wall clock modelled time runs.
+      #[serde(default = "default_time_scale")]
+      pub time_scale: f64,
+      /// Seed of the fault injector's random numbers (runs are reproducible).
+      #[serde(default = "default_seed")]
+      pub seed: u64,
+      #[serde(default = "default_account")]
+      pub account: String,
+      /// The regions resources may live in.
+      #[serde(default)]
+      pub regions: Vec<String>,
+      #[serde(default)]
+      pub timings: Timings,
+      // One part per service family, its type the family's (`cloud/<family>/sim.rs`).
+      $(
+        #[serde(default)]
+        pub $family: crate::cloud::$family::sim::Spec,
+      )*
+      /// HTTP endpoints the world serves to probes.
+      #[serde(default)]
+      pub endpoints: Vec<EndpointSpec>,
+      /// URLs that accept notification POSTs (besides Slack and PagerDuty).
+      #[serde(default)]
+      pub webhooks: Vec<String>,
+      /// Regions in outage: their HTTP endpoints answer 503 and their control planes (RDS, ECS)
+      /// cannot be reached. `us-east-1` for the whole run, or `{ region: us-east-1, until: 20m }`
+      /// for one that answers again that long (modelled) after the world was created.
+      #[serde(default)]
+      pub outages: Vec<OutageSpec>,
+      /// Faults per API operation name (`PromoteReadReplica`), service (`rds`) or `*`.
+      #[serde(default)]
+      pub faults: BTreeMap<String, FaultSpec>,
+      /// Token-bucket rate limits in modelled time, per account and region, keyed by API
+      /// operation (`ChangeResourceRecordSets`), API family (`route53`, `rds`, `ecs.read`,
+      /// `ecs.write`, `cloudwatch`), service or `*`: a rate (`route53: 5`), `{ rate, burst }`, or
+      /// `off`. A call over its limit is refused with a throttling error.
+      #[serde(default)]
+      pub rate_limits: BTreeMap<String, LimitSetting>,
+      /// Enforce AWS's documented API rate limits (Route 53 5 requests/s per account, RDS 300
+      /// burst / 12 per second per region, ...; see [`crate::cloud::limiter::FAMILIES`]) for every
+      /// family `rate_limits` does not set. Independent of any runbook: the world decides how
+      /// strict its AWS is.
+      #[serde(default)]
+      pub aws_rate_limits: bool,
+    }
+  };
 }
+
+crate::cloud::with_families!(world_spec);
 
 /// Modelled durations of the world's operations.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,17 +1,20 @@
 //! S3 reads for actions: listings and object metadata.
 
+// `CloudError` is the provider boundary's error type and every trait method returns it by value
+// (see `cloud::aws`).
+#![allow(clippy::result_large_err)]
+
 use aws_config::{Region, SdkConfig};
 use aws_sdk_s3::types::ChecksumMode;
 
-use super::{
+use crate::cloud::aws::{
   cloudwatch,
   config::{s3_custom_endpoint, RegionalClients},
   errors::{absent_if_not_found, cloud_error},
   to_chrono,
 };
+use crate::cloud::ops;
 use crate::cloud::{CloudResult, ReplicaLag, S3Object, S3ReplicationRule, S3};
-
-const SERVICE: &str = "s3";
 
 /// Build an S3 client for `region`, with path-style addressing on a custom endpoint.
 pub(crate) fn client(sdk: &SdkConfig, region: &str) -> aws_sdk_s3::Client {
@@ -59,7 +62,7 @@ impl S3 for AwsS3 {
       .send()
       .collect::<Result<Vec<_>, _>>()
       .await
-      .map_err(|error| cloud_error(SERVICE, "ListObjectsV2", self.clients.sdk(), region, error))?;
+      .map_err(|error| cloud_error(&ops::s3::LIST_OBJECTS_V2, self.clients.sdk(), region, error))?;
     Ok(
       pages
         .iter()
@@ -95,7 +98,7 @@ impl S3 for AwsS3 {
       .checksum_mode(ChecksumMode::Enabled)
       .send()
       .await
-      .map_err(|error| cloud_error(SERVICE, "HeadObject", self.clients.sdk(), region, error));
+      .map_err(|error| cloud_error(&ops::s3::HEAD_OBJECT, self.clients.sdk(), region, error));
     Ok(absent_if_not_found(result)?.map(|head| {
       S3Object {
         bucket: bucket.to_owned(),
@@ -130,4 +133,9 @@ impl S3 for AwsS3 {
     let points = cloudwatch::lag_datapoints(&self.cloudwatch, region, &metric, now).await?;
     Ok(ReplicaLag::from_datapoints(&points, now.into()))
   }
+}
+
+/// The family's provider over the shared per-region SDK configuration.
+pub(crate) fn provider(sdk: &SdkConfig) -> std::sync::Arc<dyn super::S3> {
+  std::sync::Arc::new(AwsS3::new(sdk))
 }

@@ -6,7 +6,8 @@ use std::{collections::BTreeMap, time::Duration};
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use super::{
+use crate::cloud::ops;
+use crate::cloud::sim::{
   state::{detail_str, missing, Applied, Model, Reject},
   world::RdsSpec,
   Operation, SimCloud,
@@ -133,7 +134,7 @@ impl Instance {
 /// A lag metric's datapoints over the last [`LAG_LOOKBACK`] as the world publishes them, and
 /// the modelled now they are read at (see [`Instance::lag_datapoints`]). `lag: None`: nothing is
 /// published.
-pub(super) fn modelled_datapoints(
+pub(crate) fn modelled_datapoints(
   model: &Model,
   now: DateTime<Utc>,
   lag: Option<Duration>,
@@ -329,7 +330,7 @@ impl RdsState {
     let now = op.at;
     self.settle(model, now);
     match op.operation.as_str() {
-      "PromoteReadReplica" => {
+      name if name == ops::rds::PROMOTE_READ_REPLICA.name => {
         let region = op.region.as_deref().ok_or_else(|| missing(op, "region"))?;
         let key = (region.to_string(), op.target.clone());
         let instance = self
@@ -351,7 +352,7 @@ impl RdsState {
         instance.phase = Phase::Promoting(now);
         Ok(())
       }
-      "RestoreDBInstanceFromDBSnapshot" => {
+      name if name == ops::rds::RESTORE_DB_INSTANCE_FROM_DB_SNAPSHOT.name => {
         let request: RestoreRequest = serde_json::from_value(op.detail.clone())
           .map_err(|err| Reject::client("InvalidParameterValue", err.to_string()))?;
         if !valid_instance_id(&request.instance_id) {
@@ -407,7 +408,7 @@ impl RdsState {
         self.instances.insert(key, instance);
         Ok(())
       }
-      "DeleteDBInstance" => {
+      name if name == ops::rds::DELETE_DB_INSTANCE.name => {
         let region = op.region.as_deref().ok_or_else(|| missing(op, "region"))?;
         let key = (region.to_string(), op.target.clone());
         let instance = self
@@ -423,7 +424,7 @@ impl RdsState {
         instance.phase = Phase::Deleting(now);
         Ok(())
       }
-      "FailoverGlobalCluster" => {
+      name if name == ops::rds::FAILOVER_GLOBAL_CLUSTER.name => {
         let target = detail_str(op, "target_cluster_arn")?.to_string();
         let global = self.globals.get_mut(&op.target).ok_or_else(|| {
           Reject::not_found(
@@ -453,8 +454,10 @@ impl RdsState {
         }
         Ok(())
       }
-      "CreateDBInstanceReadReplica" => self.create_replica(op, model),
-      "AddTagsToResource" => {
+      name if name == ops::rds::CREATE_DB_INSTANCE_READ_REPLICA.name => {
+        self.create_replica(op, model)
+      }
+      name if name == ops::rds::ADD_TAGS_TO_RESOURCE.name => {
         let region = op.region.as_deref().ok_or_else(|| missing(op, "region"))?;
         let tags: BTreeMap<String, String> = op
           .detail
@@ -483,9 +486,11 @@ impl Rds for SimCloud {
   async fn describe_instance(&self, region: &str, id: &str) -> CloudResult<Option<DbInstance>> {
     self
       .sim
-      .read("rds", "DescribeDBInstances", Some(region), |state, now| {
-        Ok(state.rds.describe(&state.model, now, region, id))
-      })
+      .read(
+        &ops::rds::DESCRIBE_DB_INSTANCES,
+        Some(region),
+        |state, now| Ok(state.rds.describe(&state.model, now, region, id)),
+      )
       .await
   }
 
@@ -493,8 +498,7 @@ impl Rds for SimCloud {
     self
       .sim
       .read(
-        "cloudwatch",
-        "GetMetricStatistics",
+        &ops::cloudwatch::GET_METRIC_STATISTICS,
         Some(region),
         |state, now| {
           let Some(instance) = state
@@ -526,24 +530,28 @@ impl Rds for SimCloud {
   ) -> CloudResult<Vec<DbSnapshot>> {
     self
       .sim
-      .read("rds", "DescribeDBSnapshots", Some(region), |state, _now| {
-        Ok(
-          state
-            .rds
-            .snapshots
-            .iter()
-            .filter(|snapshot| snapshot.region == region && snapshot.instance_id == instance_id)
-            .cloned()
-            .collect(),
-        )
-      })
+      .read(
+        &ops::rds::DESCRIBE_DB_SNAPSHOTS,
+        Some(region),
+        |state, _now| {
+          Ok(
+            state
+              .rds
+              .snapshots
+              .iter()
+              .filter(|snapshot| snapshot.region == region && snapshot.instance_id == instance_id)
+              .cloned()
+              .collect(),
+          )
+        },
+      )
       .await
   }
 
   async fn describe_global_cluster(&self, id: &str) -> CloudResult<Option<GlobalCluster>> {
     self
       .sim
-      .read("rds", "DescribeGlobalClusters", None, |state, now| {
+      .read(&ops::rds::DESCRIBE_GLOBAL_CLUSTERS, None, |state, now| {
         Ok(
           state
             .rds
@@ -558,7 +566,7 @@ impl Rds for SimCloud {
   async fn promote_read_replica(&self, region: &str, id: &str) -> CloudResult<()> {
     self
       .sim
-      .mutate("rds", "PromoteReadReplica", Some(region), id, json!({}))
+      .mutate(&ops::rds::PROMOTE_READ_REPLICA, Some(region), id, json!({}))
       .await
       .map(drop)
   }
@@ -568,8 +576,7 @@ impl Rds for SimCloud {
     self
       .sim
       .mutate(
-        "rds",
-        "RestoreDBInstanceFromDBSnapshot",
+        &ops::rds::RESTORE_DB_INSTANCE_FROM_DB_SNAPSHOT,
         Some(&request.region),
         &request.instance_id,
         detail,
@@ -581,7 +588,7 @@ impl Rds for SimCloud {
   async fn delete_instance(&self, region: &str, id: &str) -> CloudResult<()> {
     self
       .sim
-      .mutate("rds", "DeleteDBInstance", Some(region), id, json!({}))
+      .mutate(&ops::rds::DELETE_DB_INSTANCE, Some(region), id, json!({}))
       .await
       .map(drop)
   }
@@ -607,8 +614,8 @@ impl Rds for SimCloud {
       return Err(
         crate::cloud::CloudError::new(
           crate::cloud::ErrorKind::InvalidState,
-          "rds",
-          "FailoverGlobalCluster",
+          ops::rds::FAILOVER_GLOBAL_CLUSTER.service,
+          ops::rds::FAILOVER_GLOBAL_CLUSTER.name,
           format!(
             "Global cluster {id} cannot switch over: its writer's region does not answer. \
              Fail over with AllowDataLoss."
@@ -621,8 +628,7 @@ impl Rds for SimCloud {
     self
       .sim
       .mutate(
-        "rds",
-        "FailoverGlobalCluster",
+        &ops::rds::FAILOVER_GLOBAL_CLUSTER,
         None,
         id,
         json!({
@@ -638,8 +644,7 @@ impl Rds for SimCloud {
     self
       .sim
       .read(
-        "cloudwatch",
-        "GetMetricStatistics",
+        &ops::cloudwatch::GET_METRIC_STATISTICS,
         Some(region),
         |state, now| {
           // A secondary (not the writer) of a global cluster, in `region`: the metric is
@@ -675,8 +680,7 @@ impl Rds for SimCloud {
     self
       .sim
       .mutate(
-        "rds",
-        "CreateDBInstanceReadReplica",
+        &ops::rds::CREATE_DB_INSTANCE_READ_REPLICA,
         Some(&request.region),
         &request.instance_id,
         detail,
@@ -692,14 +696,18 @@ impl Rds for SimCloud {
   ) -> CloudResult<Option<BTreeMap<String, String>>> {
     self
       .sim
-      .read("rds", "ListTagsForResource", Some(region), |state, now| {
-        let key = (region.to_string(), id.to_string());
-        Ok(state.rds.instances.get(&key).and_then(|instance| {
-          instance
-            .view(&state.model, now)
-            .map(|_| instance.tags.clone())
-        }))
-      })
+      .read(
+        &ops::rds::LIST_TAGS_FOR_RESOURCE,
+        Some(region),
+        |state, now| {
+          let key = (region.to_string(), id.to_string());
+          Ok(state.rds.instances.get(&key).and_then(|instance| {
+            instance
+              .view(&state.model, now)
+              .map(|_| instance.tags.clone())
+          }))
+        },
+      )
       .await
   }
 
@@ -712,8 +720,7 @@ impl Rds for SimCloud {
     self
       .sim
       .mutate(
-        "rds",
-        "AddTagsToResource",
+        &ops::rds::ADD_TAGS_TO_RESOURCE,
         Some(region),
         id,
         json!({ "tags": tags }),
@@ -828,7 +835,7 @@ impl RdsState {
     &self,
     model: &Model,
     now: DateTime<Utc>,
-  ) -> Vec<super::world::InstanceSpec> {
+  ) -> Vec<crate::cloud::sim::world::InstanceSpec> {
     self
       .instances
       .values()
@@ -836,8 +843,8 @@ impl RdsState {
         let view = instance.view(model, now)?;
         let replica_lag = instance
           .lag_now(model, now, false)
-          .map(|lag| super::world::ModelDuration(Duration::from_secs(lag.as_secs())));
-        Some(super::world::InstanceSpec {
+          .map(|lag| crate::cloud::sim::world::ModelDuration(Duration::from_secs(lag.as_secs())));
+        Some(crate::cloud::sim::world::InstanceSpec {
           id: view.id,
           region: view.region,
           engine: view.engine,
@@ -851,5 +858,30 @@ impl RdsState {
         })
       })
       .collect()
+  }
+}
+
+/// The family's part of the world spec.
+pub(crate) type Spec = crate::cloud::sim::world::RdsSpec;
+
+/// The family's part of the simulated world.
+pub(crate) type State = RdsState;
+
+impl crate::cloud::sim::state::FamilyState for RdsState {
+  type Spec = Spec;
+
+  fn new(spec: &crate::cloud::sim::world::WorldSpec, model: &Model) -> Self {
+    RdsState::new(&spec.rds, model)
+  }
+
+  fn apply(&mut self, op: &Operation, model: &Model) -> Applied {
+    RdsState::apply(self, op, model)
+  }
+
+  fn export(&self, created: Self::Spec, model: &Model, now: DateTime<Utc>) -> Self::Spec {
+    crate::cloud::sim::world::RdsSpec {
+      instances: self.export_instances(model, now),
+      ..created
+    }
   }
 }

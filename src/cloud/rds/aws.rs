@@ -1,22 +1,25 @@
 //! RDS (instances, snapshots, Aurora global databases) and the CloudWatch `ReplicaLag` metric.
 
+// `CloudError` is the provider boundary's error type and every trait method returns it by value
+// (see `cloud::aws`).
+#![allow(clippy::result_large_err)]
+
 use std::{collections::BTreeMap, time::SystemTime};
 
 use aws_config::{Region, SdkConfig};
 use aws_sdk_rds::types::Tag;
 
-use super::{
+use crate::cloud::aws::{
   cloudwatch,
   config::{default_region, RegionalClients},
   errors::{absent_if_not_found, cloud_error},
   to_chrono,
 };
+use crate::cloud::ops;
 use crate::cloud::{
   CloudResult, DbInstance, DbSnapshot, ErrorKind, GlobalCluster, GlobalClusterMember,
   GlobalFailover, LagDatapoint, Rds, ReplicaLag, RestoreRequest, SnapshotKind,
 };
-
-const SERVICE: &str = "rds";
 
 pub(crate) struct AwsRds {
   rds: RegionalClients<aws_sdk_rds::Client>,
@@ -97,8 +100,7 @@ impl Rds for AwsRds {
       .await
       .map_err(|error| {
         cloud_error(
-          SERVICE,
-          "DescribeDBInstances",
+          &ops::rds::DESCRIBE_DB_INSTANCES,
           self.rds.sdk(),
           region,
           error,
@@ -139,8 +141,7 @@ impl Rds for AwsRds {
       Ok(snapshots) => snapshots,
       Err(error) => {
         let error = cloud_error(
-          SERVICE,
-          "DescribeDBSnapshots",
+          &ops::rds::DESCRIBE_DB_SNAPSHOTS,
           self.rds.sdk(),
           region,
           error,
@@ -188,8 +189,7 @@ impl Rds for AwsRds {
       .await
       .map_err(|error| {
         cloud_error(
-          SERVICE,
-          "DescribeGlobalClusters",
+          &ops::rds::DESCRIBE_GLOBAL_CLUSTERS,
           self.rds.sdk(),
           &self.global_region(),
           error,
@@ -231,7 +231,14 @@ impl Rds for AwsRds {
       .db_instance_identifier(id)
       .send()
       .await
-      .map_err(|error| cloud_error(SERVICE, "PromoteReadReplica", self.rds.sdk(), region, error))?;
+      .map_err(|error| {
+        cloud_error(
+          &ops::rds::PROMOTE_READ_REPLICA,
+          self.rds.sdk(),
+          region,
+          error,
+        )
+      })?;
     Ok(())
   }
 
@@ -253,8 +260,7 @@ impl Rds for AwsRds {
       .await
       .map_err(|error| {
         cloud_error(
-          SERVICE,
-          "RestoreDBInstanceFromDBSnapshot",
+          &ops::rds::RESTORE_DB_INSTANCE_FROM_DB_SNAPSHOT,
           self.rds.sdk(),
           &request.region,
           error,
@@ -273,7 +279,7 @@ impl Rds for AwsRds {
       .delete_automated_backups(true)
       .send()
       .await
-      .map_err(|error| cloud_error(SERVICE, "DeleteDBInstance", self.rds.sdk(), region, error))?;
+      .map_err(|error| cloud_error(&ops::rds::DELETE_DB_INSTANCE, self.rds.sdk(), region, error))?;
     Ok(())
   }
 
@@ -300,8 +306,7 @@ impl Rds for AwsRds {
       .await
       .map_err(|error| {
         cloud_error(
-          SERVICE,
-          "FailoverGlobalCluster",
+          &ops::rds::FAILOVER_GLOBAL_CLUSTER,
           self.rds.sdk(),
           &region,
           error,
@@ -347,8 +352,7 @@ impl Rds for AwsRds {
       .await
       .map_err(|error| {
         cloud_error(
-          SERVICE,
-          "DescribeDBInstances",
+          &ops::rds::DESCRIBE_DB_INSTANCES,
           self.rds.sdk(),
           &request.source_region,
           error,
@@ -362,8 +366,8 @@ impl Rds for AwsRds {
       .ok_or_else(|| {
         crate::cloud::CloudError::new(
           ErrorKind::NotFound,
-          SERVICE,
-          "CreateDBInstanceReadReplica",
+          ops::rds::CREATE_DB_INSTANCE_READ_REPLICA.service,
+          ops::rds::CREATE_DB_INSTANCE_READ_REPLICA.name,
           format!(
             "source DB instance {} has no ARN in {}",
             request.source_id, request.source_region
@@ -387,8 +391,7 @@ impl Rds for AwsRds {
       .await
       .map_err(|error| {
         cloud_error(
-          SERVICE,
-          "CreateDBInstanceReadReplica",
+          &ops::rds::CREATE_DB_INSTANCE_READ_REPLICA,
           self.rds.sdk(),
           &request.region,
           error,
@@ -414,8 +417,7 @@ impl Rds for AwsRds {
       .await
       .map_err(|error| {
         cloud_error(
-          SERVICE,
-          "ListTagsForResource",
+          &ops::rds::LIST_TAGS_FOR_RESOURCE,
           self.rds.sdk(),
           region,
           error,
@@ -444,8 +446,8 @@ impl Rds for AwsRds {
     let arn = self.instance_arn(region, id).await?.ok_or_else(|| {
       crate::cloud::CloudError::new(
         ErrorKind::NotFound,
-        SERVICE,
-        "AddTagsToResource",
+        ops::rds::ADD_TAGS_TO_RESOURCE.service,
+        ops::rds::ADD_TAGS_TO_RESOURCE.name,
         format!("DB instance {id} not found"),
       )
       .with_code("DBInstanceNotFound")
@@ -462,7 +464,14 @@ impl Rds for AwsRds {
       .set_tags(Some(tags))
       .send()
       .await
-      .map_err(|error| cloud_error(SERVICE, "AddTagsToResource", self.rds.sdk(), region, error))?;
+      .map_err(|error| {
+        cloud_error(
+          &ops::rds::ADD_TAGS_TO_RESOURCE,
+          self.rds.sdk(),
+          region,
+          error,
+        )
+      })?;
     Ok(())
   }
 }
@@ -480,8 +489,7 @@ impl AwsRds {
       .await
       .map_err(|error| {
         cloud_error(
-          SERVICE,
-          "DescribeDBInstances",
+          &ops::rds::DESCRIBE_DB_INSTANCES,
           self.rds.sdk(),
           region,
           error,
@@ -497,6 +505,11 @@ impl AwsRds {
   }
 }
 
+/// The family's provider over the shared per-region SDK configuration.
+pub(crate) fn provider(sdk: &SdkConfig) -> std::sync::Arc<dyn super::Rds> {
+  std::sync::Arc::new(AwsRds::new(sdk))
+}
+
 #[cfg(test)]
 mod tests {
   use super::*;
@@ -504,7 +517,12 @@ mod tests {
 
   #[test]
   fn an_error_kind_is_kept() {
-    let error = CloudError::new(ErrorKind::NotFound, SERVICE, "DescribeDBInstances", "gone");
+    let error = CloudError::new(
+      ErrorKind::NotFound,
+      ops::rds::DESCRIBE_DB_INSTANCES.service,
+      ops::rds::DESCRIBE_DB_INSTANCES.name,
+      "gone",
+    );
     assert_eq!(absent_if_not_found::<()>(Err(error)), Ok(None));
   }
 }

@@ -7,8 +7,9 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use super::{
-  state::{missing, Applied, Reject, WorldState},
+use crate::cloud::ops;
+use crate::cloud::sim::{
+  state::{missing, Applied, Model, Reject, WorldState},
   world::Route53Spec,
   Operation, SimCloud,
 };
@@ -136,7 +137,7 @@ impl Route53State {
 
   pub fn apply(&mut self, op: &Operation) -> Applied {
     match op.operation.as_str() {
-      "ChangeResourceRecordSets" => {
+      name if name == ops::route53::CHANGE_RESOURCE_RECORD_SETS.name => {
         let changes: Vec<RecordChange> = op
           .detail
           .get("changes")
@@ -241,7 +242,7 @@ impl Route53State {
         self.changes.insert(change_id(op.seq), op.at);
         Ok(())
       }
-      "UpdateHealthCheck" => {
+      name if name == ops::route53::UPDATE_HEALTH_CHECK.name => {
         let update: HealthCheckUpdate = serde_json::from_value(op.detail.clone())
           .map_err(|err| Reject::client("InvalidInput", err.to_string()))?;
         let check = self
@@ -390,9 +391,11 @@ impl Route53 for SimCloud {
   async fn list_record_sets(&self, zone_id: &str, name: &str) -> CloudResult<Vec<RecordSet>> {
     self
       .sim
-      .read("route53", "ListResourceRecordSets", None, |state, _now| {
-        state.route53.list(zone_id, name)
-      })
+      .read(
+        &ops::route53::LIST_RESOURCE_RECORD_SETS,
+        None,
+        |state, _now| state.route53.list(zone_id, name),
+      )
       .await
   }
 
@@ -403,9 +406,11 @@ impl Route53 for SimCloud {
   ) -> CloudResult<RecordPage> {
     self
       .sim
-      .read("route53", "ListResourceRecordSets", None, |state, _now| {
-        state.route53.page(zone_id, start)
-      })
+      .read(
+        &ops::route53::LIST_RESOURCE_RECORD_SETS,
+        None,
+        |state, _now| state.route53.page(zone_id, start),
+      )
       .await
   }
 
@@ -413,7 +418,7 @@ impl Route53 for SimCloud {
     let bare = change_id.strip_prefix("/change/").unwrap_or(change_id);
     self
       .sim
-      .read("route53", "GetChange", None, |state, now| {
+      .read(&ops::route53::GET_CHANGE, None, |state, now| {
         let submitted_at = *state.route53.changes.get(bare).ok_or_else(|| {
           Reject::not_found(
             "NoSuchChange",
@@ -433,14 +438,14 @@ impl Route53 for SimCloud {
   }
 
   async fn get_health_check_status(&self, health_check_id: &str) -> CloudResult<HealthCheckStatus> {
-    let operation = "GetHealthCheckStatus";
+    let op = &ops::route53::GET_HEALTH_CHECK_STATUS;
     // Two requests against the rate limit, as on AWS: `GetHealthCheckStatus` for the
     // observations and `GetHealthCheck` for the configuration.
     self
       .sim
-      .gate_cost("route53", operation, None, Some(ATTEMPT_TIMEOUT), 2)
+      .gate_cost(op.service, op.name, None, Some(ATTEMPT_TIMEOUT), 2)
       .await
-      .map_err(|refusal| self.sim.refused("route53", operation, refusal))?;
+      .map_err(|refusal| self.sim.refused(op.service, op.name, refusal))?;
     self
       .sim
       .peek(|state, now| {
@@ -448,7 +453,7 @@ impl Route53 for SimCloud {
           .health_status(health_check_id, now, 0)
           .ok_or_else(|| no_such_check(health_check_id))
       })
-      .map_err(|reject| self.sim.reject("route53", operation, reject))
+      .map_err(|reject| self.sim.reject(op.service, op.name, reject))
   }
 
   async fn change_record_sets(
@@ -460,8 +465,7 @@ impl Route53 for SimCloud {
     let op = self
       .sim
       .mutate(
-        "route53",
-        "ChangeResourceRecordSets",
+        &ops::route53::CHANGE_RESOURCE_RECORD_SETS,
         None,
         bare_zone_id(zone_id),
         json!({ "comment": comment, "changes": changes }),
@@ -483,8 +487,7 @@ impl Route53 for SimCloud {
     self
       .sim
       .mutate(
-        "route53",
-        "UpdateHealthCheck",
+        &ops::route53::UPDATE_HEALTH_CHECK,
         None,
         health_check_id,
         json!({ "disabled": update.disabled, "inverted": update.inverted }),
@@ -496,17 +499,17 @@ impl Route53 for SimCloud {
 
 impl Route53State {
   /// The zones and health checks as a world file declares them, as they stand now.
-  pub fn export(&self) -> super::world::Route53Spec {
+  pub fn export(&self) -> crate::cloud::sim::world::Route53Spec {
     let hosted_zones = self
       .zones
       .iter()
-      .map(|(id, zone)| super::world::ZoneSpec {
+      .map(|(id, zone)| crate::cloud::sim::world::ZoneSpec {
         id: id.clone(),
         name: zone.name.clone(),
         records: zone
           .records
           .iter()
-          .map(|record| super::world::RecordSpec {
+          .map(|record| crate::cloud::sim::world::RecordSpec {
             name: record.name.clone(),
             rtype: record.rtype.clone(),
             set_identifier: record.set_identifier.clone(),
@@ -521,7 +524,7 @@ impl Route53State {
     let health_checks = self
       .health_checks
       .iter()
-      .map(|(id, check)| super::world::HealthCheckSpec {
+      .map(|(id, check)| crate::cloud::sim::world::HealthCheckSpec {
         id: id.clone(),
         target: check.target.clone(),
         inverted: check.inverted,
@@ -529,9 +532,31 @@ impl Route53State {
         checkers: check.checkers,
       })
       .collect();
-    super::world::Route53Spec {
+    crate::cloud::sim::world::Route53Spec {
       hosted_zones,
       health_checks,
     }
+  }
+}
+
+/// The family's part of the world spec.
+pub(crate) type Spec = crate::cloud::sim::world::Route53Spec;
+
+/// The family's part of the simulated world.
+pub(crate) type State = Route53State;
+
+impl crate::cloud::sim::state::FamilyState for Route53State {
+  type Spec = Spec;
+
+  fn new(spec: &crate::cloud::sim::world::WorldSpec, _model: &Model) -> Self {
+    Route53State::new(&spec.route53)
+  }
+
+  fn apply(&mut self, op: &Operation, _model: &Model) -> Applied {
+    Route53State::apply(self, op)
+  }
+
+  fn export(&self, _created: Self::Spec, _model: &Model, _now: DateTime<Utc>) -> Self::Spec {
+    Route53State::export(self)
   }
 }

@@ -7,7 +7,8 @@ use std::{collections::BTreeMap, time::Duration};
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use super::{
+use crate::cloud::ops;
+use crate::cloud::sim::{
   state::{detail_str, missing, Applied, Model, Reject},
   world::EcsSpec,
   Operation, SimCloud,
@@ -236,7 +237,7 @@ impl EcsState {
   }
 
   pub fn apply(&mut self, op: &Operation, model: &Model) -> Applied {
-    if op.operation != "UpdateService" {
+    if op.operation != ops::ecs::UPDATE_SERVICE.name {
       return Err(Reject::client(
         "InvalidAction",
         format!("ecs has no operation {}", op.operation),
@@ -308,7 +309,7 @@ impl Ecs for SimCloud {
   ) -> CloudResult<Option<EcsService>> {
     self
       .sim
-      .read("ecs", "DescribeServices", Some(region), |state, now| {
+      .read(&ops::ecs::DESCRIBE_SERVICES, Some(region), |state, now| {
         Ok(
           state
             .ecs
@@ -328,8 +329,7 @@ impl Ecs for SimCloud {
     self
       .sim
       .mutate(
-        "ecs",
-        "UpdateService",
+        &ops::ecs::UPDATE_SERVICE,
         Some(region),
         &format!("{cluster}/{service}"),
         json!({ "cluster": cluster, "service": service, "desired_count": desired_count }),
@@ -345,11 +345,11 @@ impl EcsState {
     &self,
     model: &Model,
     now: DateTime<Utc>,
-  ) -> Vec<super::world::ServiceSpec> {
+  ) -> Vec<crate::cloud::sim::world::ServiceSpec> {
     self
       .services
       .values()
-      .map(|service| super::world::ServiceSpec {
+      .map(|service| crate::cloud::sim::world::ServiceSpec {
         region: service.region.clone(),
         cluster: service.cluster.clone(),
         name: service.name.clone(),
@@ -357,6 +357,30 @@ impl EcsState {
         running: Some(service.progress(model, now).0),
       })
       .collect()
+  }
+}
+
+/// The family's part of the world spec.
+pub(crate) type Spec = crate::cloud::sim::world::EcsSpec;
+
+/// The family's part of the simulated world.
+pub(crate) type State = EcsState;
+
+impl crate::cloud::sim::state::FamilyState for EcsState {
+  type Spec = Spec;
+
+  fn new(spec: &crate::cloud::sim::world::WorldSpec, model: &Model) -> Self {
+    EcsState::new(&spec.ecs, model)
+  }
+
+  fn apply(&mut self, op: &Operation, model: &Model) -> Applied {
+    EcsState::apply(self, op, model)
+  }
+
+  fn export(&self, _created: Self::Spec, model: &Model, now: DateTime<Utc>) -> Self::Spec {
+    crate::cloud::sim::world::EcsSpec {
+      services: self.export_services(model, now),
+    }
   }
 }
 

@@ -1,24 +1,27 @@
 //! Route 53: record sets, change batches and health checks. A global service: one client,
 //! in us-east-1.
 
+// `CloudError` is the provider boundary's error type and every trait method returns it by value
+// (see `cloud::aws`).
+#![allow(clippy::result_large_err)]
+
 use aws_config::{Region, SdkConfig};
 use aws_sdk_route53::types::{
   Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, ResourceRecordSetFailover,
   RrType,
 };
 
-use super::{
+use crate::cloud::aws::{
   config::ROUTE53_REGION,
   errors::{build_error, cloud_error},
   to_chrono,
 };
+use crate::cloud::ops::{self, Op};
 use crate::cloud::{
   normalize_dns_name, ChangeInfo, CloudError, CloudResult, ErrorKind, FailoverRole,
   HealthCheckStatus, HealthCheckUpdate, RecordChange, RecordPage, RecordPageStart, RecordSet,
   Route53, RECORD_PAGE_SIZE,
 };
-
-const SERVICE: &str = "route53";
 
 pub(crate) struct AwsRoute53 {
   client: aws_sdk_route53::Client,
@@ -65,13 +68,13 @@ fn to_record(record: &ResourceRecordSet) -> RecordSet {
 /// The SDK record set for a domain record. Values are written as resource records; drctl does
 /// not write alias records.
 fn to_sdk_record(record: &RecordSet) -> Result<ResourceRecordSet, CloudError> {
-  let operation = "ChangeResourceRecordSets";
+  let operation = &ops::route53::CHANGE_RESOURCE_RECORD_SETS;
   let values = record
     .values
     .iter()
     .map(|value| ResourceRecord::builder().value(value).build())
     .collect::<Result<Vec<_>, _>>()
-    .map_err(|error| build_error(SERVICE, operation, ROUTE53_REGION, error))?;
+    .map_err(|error| build_error(operation, ROUTE53_REGION, error))?;
   ResourceRecordSet::builder()
     .name(normalize_dns_name(&record.name))
     .r#type(RrType::from(record.rtype.as_str()))
@@ -84,18 +87,18 @@ fn to_sdk_record(record: &RecordSet) -> Result<ResourceRecordSet, CloudError> {
     .set_resource_records((!values.is_empty()).then_some(values))
     .set_health_check_id(record.health_check_id.clone())
     .build()
-    .map_err(|error| build_error(SERVICE, operation, ROUTE53_REGION, error))
+    .map_err(|error| build_error(operation, ROUTE53_REGION, error))
 }
 
 fn to_change_info(
-  operation: &str,
+  operation: &Op,
   info: Option<&aws_sdk_route53::types::ChangeInfo>,
 ) -> CloudResult<ChangeInfo> {
   let info = info.ok_or_else(|| {
     CloudError::new(
       ErrorKind::Server,
-      SERVICE,
-      operation,
+      operation.service,
+      operation.name,
       "response carried no ChangeInfo",
     )
   })?;
@@ -127,8 +130,7 @@ impl Route53 for AwsRoute53 {
         .await
         .map_err(|error| {
           cloud_error(
-            SERVICE,
-            "ListResourceRecordSets",
+            &ops::route53::LIST_RESOURCE_RECORD_SETS,
             &self.sdk,
             ROUTE53_REGION,
             error,
@@ -174,8 +176,7 @@ impl Route53 for AwsRoute53 {
       .await
       .map_err(|error| {
         cloud_error(
-          SERVICE,
-          "ListResourceRecordSets",
+          &ops::route53::LIST_RESOURCE_RECORD_SETS,
           &self.sdk,
           ROUTE53_REGION,
           error,
@@ -206,8 +207,8 @@ impl Route53 for AwsRoute53 {
       .id(change_id)
       .send()
       .await
-      .map_err(|error| cloud_error(SERVICE, "GetChange", &self.sdk, ROUTE53_REGION, error))?;
-    to_change_info("GetChange", output.change_info())
+      .map_err(|error| cloud_error(&ops::route53::GET_CHANGE, &self.sdk, ROUTE53_REGION, error))?;
+    to_change_info(&ops::route53::GET_CHANGE, output.change_info())
   }
 
   async fn get_health_check_status(&self, health_check_id: &str) -> CloudResult<HealthCheckStatus> {
@@ -219,8 +220,7 @@ impl Route53 for AwsRoute53 {
       .await
       .map_err(|error| {
         cloud_error(
-          SERVICE,
-          "GetHealthCheckStatus",
+          &ops::route53::GET_HEALTH_CHECK_STATUS,
           &self.sdk,
           ROUTE53_REGION,
           error,
@@ -232,7 +232,14 @@ impl Route53 for AwsRoute53 {
       .health_check_id(health_check_id)
       .send()
       .await
-      .map_err(|error| cloud_error(SERVICE, "GetHealthCheck", &self.sdk, ROUTE53_REGION, error))?;
+      .map_err(|error| {
+        cloud_error(
+          &ops::route53::GET_HEALTH_CHECK,
+          &self.sdk,
+          ROUTE53_REGION,
+          error,
+        )
+      })?;
     let config = check
       .health_check()
       .and_then(|check| check.health_check_config());
@@ -262,7 +269,7 @@ impl Route53 for AwsRoute53 {
     comment: &str,
     changes: &[RecordChange],
   ) -> CloudResult<ChangeInfo> {
-    let operation = "ChangeResourceRecordSets";
+    let operation = &ops::route53::CHANGE_RESOURCE_RECORD_SETS;
     let changes = changes
       .iter()
       .map(|change| {
@@ -272,14 +279,14 @@ impl Route53 for AwsRoute53 {
           ))
           .resource_record_set(to_sdk_record(&change.record)?)
           .build()
-          .map_err(|error| build_error(SERVICE, operation, ROUTE53_REGION, error))
+          .map_err(|error| build_error(operation, ROUTE53_REGION, error))
       })
       .collect::<Result<Vec<_>, _>>()?;
     let batch = ChangeBatch::builder()
       .set_comment((!comment.is_empty()).then(|| comment.to_owned()))
       .set_changes(Some(changes))
       .build()
-      .map_err(|error| build_error(SERVICE, operation, ROUTE53_REGION, error))?;
+      .map_err(|error| build_error(operation, ROUTE53_REGION, error))?;
     let output = self
       .client
       .change_resource_record_sets()
@@ -287,7 +294,7 @@ impl Route53 for AwsRoute53 {
       .change_batch(batch)
       .send()
       .await
-      .map_err(|error| cloud_error(SERVICE, operation, &self.sdk, ROUTE53_REGION, error))?;
+      .map_err(|error| cloud_error(operation, &self.sdk, ROUTE53_REGION, error))?;
     to_change_info(operation, output.change_info())
   }
 
@@ -306,8 +313,7 @@ impl Route53 for AwsRoute53 {
       .await
       .map_err(|error| {
         cloud_error(
-          SERVICE,
-          "UpdateHealthCheck",
+          &ops::route53::UPDATE_HEALTH_CHECK,
           &self.sdk,
           ROUTE53_REGION,
           error,
@@ -315,4 +321,9 @@ impl Route53 for AwsRoute53 {
       })?;
     Ok(())
   }
+}
+
+/// The family's provider over the shared per-region SDK configuration.
+pub(crate) fn provider(sdk: &SdkConfig) -> std::sync::Arc<dyn super::Route53> {
+  std::sync::Arc::new(AwsRoute53::new(sdk))
 }

@@ -3,7 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use super::{
+use crate::cloud::ops;
+use crate::cloud::sim::{
   state::{Model, Reject},
   world::{ReplicationSpec, S3Spec},
   SimCloud,
@@ -15,7 +16,7 @@ use crate::cloud::{
 #[derive(Debug, Clone)]
 struct Bucket {
   region: String,
-  objects: Vec<(super::world::ObjectSpec, String)>,
+  objects: Vec<(crate::cloud::sim::world::ObjectSpec, String)>,
   replication: Option<ReplicationSpec>,
 }
 
@@ -124,8 +125,12 @@ impl S3State {
             .is_some_and(|destination| destination.region == region)
       });
     let down = source.is_some_and(|bucket| source_down(&bucket.region));
-    let (points, modelled_now) =
-      super::rds::modelled_datapoints(model, now, spec.map(|spec| spec.latency.0), false);
+    let (points, modelled_now) = crate::cloud::rds::sim::modelled_datapoints(
+      model,
+      now,
+      spec.map(|spec| spec.latency.0),
+      false,
+    );
     let points = points
       .into_iter()
       .filter(|point| !down || point.at < model.created_at)
@@ -144,7 +149,7 @@ impl S3 for SimCloud {
   ) -> CloudResult<Vec<S3Object>> {
     self
       .sim
-      .read("s3", "ListObjectsV2", Some(region), |state, _now| {
+      .read(&ops::s3::LIST_OBJECTS_V2, Some(region), |state, _now| {
         let mut objects: Vec<S3Object> = state
           .s3
           .objects(&state.model, region, bucket)?
@@ -165,7 +170,7 @@ impl S3 for SimCloud {
   ) -> CloudResult<Option<S3Object>> {
     self
       .sim
-      .read("s3", "HeadObject", Some(region), |state, _now| {
+      .read(&ops::s3::HEAD_OBJECT, Some(region), |state, _now| {
         Ok(
           state
             .s3
@@ -184,8 +189,7 @@ impl S3 for SimCloud {
     self
       .sim
       .read(
-        "cloudwatch",
-        "GetMetricStatistics",
+        &ops::cloudwatch::GET_METRIC_STATISTICS,
         Some(region),
         |state, now| {
           let (points, modelled_now) =
@@ -198,5 +202,19 @@ impl S3 for SimCloud {
         },
       )
       .await
+  }
+}
+
+/// The family's part of the world spec.
+pub(crate) type Spec = crate::cloud::sim::world::S3Spec;
+
+/// The family's part of the simulated world.
+pub(crate) type State = S3State;
+
+impl crate::cloud::sim::state::FamilyState for S3State {
+  type Spec = Spec;
+
+  fn new(spec: &crate::cloud::sim::world::WorldSpec, _model: &Model) -> Self {
+    S3State::new(&spec.s3)
   }
 }

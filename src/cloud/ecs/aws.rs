@@ -1,14 +1,17 @@
 //! ECS services.
 
+// `CloudError` is the provider boundary's error type and every trait method returns it by value
+// (see `cloud::aws`).
+#![allow(clippy::result_large_err)]
+
 use aws_config::{Region, SdkConfig};
 
-use super::{
+use crate::cloud::aws::{
   config::RegionalClients,
   errors::{absent_if_not_found, cloud_error},
 };
+use crate::cloud::ops;
 use crate::cloud::{CloudError, CloudResult, Ecs, EcsDeployment, EcsService, ErrorKind};
-
-const SERVICE: &str = "ecs";
 
 pub(crate) struct AwsEcs {
   clients: RegionalClients<aws_sdk_ecs::Client>,
@@ -76,8 +79,7 @@ impl Ecs for AwsEcs {
       .await
       .map_err(|error| {
         cloud_error(
-          SERVICE,
-          "DescribeServices",
+          &ops::ecs::DESCRIBE_SERVICES,
           self.clients.sdk(),
           region,
           error,
@@ -107,8 +109,8 @@ impl Ecs for AwsEcs {
     let desired = i32::try_from(desired_count).map_err(|_| {
       CloudError::new(
         ErrorKind::Client,
-        SERVICE,
-        "UpdateService",
+        ops::ecs::UPDATE_SERVICE.service,
+        ops::ecs::UPDATE_SERVICE.name,
         format!("desired count {desired_count} is out of range"),
       )
     })?;
@@ -121,7 +123,12 @@ impl Ecs for AwsEcs {
       .desired_count(desired)
       .send()
       .await
-      .map_err(|error| cloud_error(SERVICE, "UpdateService", self.clients.sdk(), region, error))?;
+      .map_err(|error| cloud_error(&ops::ecs::UPDATE_SERVICE, self.clients.sdk(), region, error))?;
     Ok(())
   }
+}
+
+/// The family's provider over the shared per-region SDK configuration.
+pub(crate) fn provider(sdk: &SdkConfig) -> std::sync::Arc<dyn super::Ecs> {
+  std::sync::Arc::new(AwsEcs::new(sdk))
 }

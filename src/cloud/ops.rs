@@ -1,0 +1,525 @@
+//! The table of AWS operations drctl calls: one constant per operation, in one place.
+//!
+//! Everything that needs to know about an operation reads it here: the client layer's rate
+//! limit family and per-call retry rule ([`super::limiter`]), the actions' lists of the
+//! operations they may send that change the world (the dry-run guard), the simulator's fault
+//! and rate-limit matching, the sandbox's recorder checks and the fault proxy in the tests.
+//! An operation's name is written once, here; everything else refers to the constant.
+//!
+//! The resource templates are the AWS Service Authorization Reference's ARN formats of the
+//! resource type each action acts on (`"*"` where the action supports no resource-level
+//! permission), for deriving an IAM policy from a runbook.
+
+use std::fmt;
+
+/// Whether an operation changes the world.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+  /// Read-only: `plan` and `--dry-run` may call it.
+  Read,
+  /// Changes the world: refused by a dry run and by a closed mutation fence.
+  Mutate,
+}
+
+/// Which errors the client layer may follow with another attempt of the same call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+  /// Any retryable error (throttling, 5xx, transport): asking again changes nothing.
+  OnAnyRetryable,
+  /// Only throttling: the service refused the request before it took effect. After a 5xx or a
+  /// transport failure the effect may be in place, so the engine observes before applying again.
+  OnThrottleOnly,
+}
+
+/// Control plane (creates, changes and describes resources; what a regional outage or an
+/// impaired control plane takes away) or data plane (the resource's own traffic).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plane {
+  Control,
+  Data,
+}
+
+/// Where the operation's endpoint lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+  /// One endpoint per region; the call names its region.
+  Regional,
+  /// One endpoint for the partition, served from `home`.
+  Global { home: &'static str },
+}
+
+/// One AWS API operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Op {
+  /// The service family as errors and logs name it: `rds`, `ecs`, `route53`, `s3`,
+  /// `cloudwatch`, `sts`.
+  pub service: &'static str,
+  /// The API operation as AWS names it: `PromoteReadReplica`.
+  pub name: &'static str,
+  pub access: Access,
+  /// The IAM action that authorizes it: `rds:PromoteReadReplica`.
+  pub iam: &'static str,
+  /// The client-side rate-limit family it counts against ([`super::limiter::FAMILIES`]);
+  /// `None`: not limited.
+  pub family: Option<&'static str>,
+  pub retry: Retry,
+  /// ARN template of the resources it acts on, or `"*"`.
+  pub resource: &'static str,
+  pub plane: Plane,
+  pub endpoint: Endpoint,
+}
+
+impl Op {
+  pub fn is_mutating(&self) -> bool {
+    self.access == Access::Mutate
+  }
+}
+
+impl fmt::Display for Op {
+  fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    f.write_str(self.name)
+  }
+}
+
+/// A read of a regional service's control plane, in rate-limit family `family`.
+const fn read(
+  service: &'static str,
+  name: &'static str,
+  iam: &'static str,
+  family: Option<&'static str>,
+  resource: &'static str,
+) -> Op {
+  Op {
+    service,
+    name,
+    access: Access::Read,
+    iam,
+    family,
+    retry: Retry::OnAnyRetryable,
+    resource,
+    plane: Plane::Control,
+    endpoint: Endpoint::Regional,
+  }
+}
+
+/// A mutating call of a regional service's control plane, in rate-limit family `family`.
+const fn mutate(
+  service: &'static str,
+  name: &'static str,
+  iam: &'static str,
+  family: Option<&'static str>,
+  resource: &'static str,
+) -> Op {
+  Op {
+    service,
+    name,
+    access: Access::Mutate,
+    iam,
+    family,
+    retry: Retry::OnThrottleOnly,
+    resource,
+    plane: Plane::Control,
+    endpoint: Endpoint::Regional,
+  }
+}
+
+/// The same operation on a global endpoint served from `home`.
+const fn global(op: Op, home: &'static str) -> Op {
+  Op {
+    endpoint: Endpoint::Global { home },
+    ..op
+  }
+}
+
+/// The same operation on the data plane.
+const fn data(op: Op) -> Op {
+  Op {
+    plane: Plane::Data,
+    ..op
+  }
+}
+
+/// Amazon RDS. One rate-limit family for every operation, per account and region.
+pub mod rds {
+  use super::{mutate, read, Op};
+
+  const DB: &str = "arn:${Partition}:rds:${Region}:${Account}:db:${DbInstanceName}";
+  const SNAPSHOT: &str = "arn:${Partition}:rds:${Region}:${Account}:snapshot:${SnapshotName}";
+  const GLOBAL_CLUSTER: &str = "arn:${Partition}:rds::${Account}:global-cluster:${GlobalCluster}";
+  const FAMILY: Option<&str> = Some("rds");
+
+  pub const DESCRIBE_DB_INSTANCES: Op = read(
+    "rds",
+    "DescribeDBInstances",
+    "rds:DescribeDBInstances",
+    FAMILY,
+    DB,
+  );
+  pub const DESCRIBE_DB_SNAPSHOTS: Op = read(
+    "rds",
+    "DescribeDBSnapshots",
+    "rds:DescribeDBSnapshots",
+    FAMILY,
+    SNAPSHOT,
+  );
+  /// A global cluster has no home region: the call goes to the provider's default region.
+  pub const DESCRIBE_GLOBAL_CLUSTERS: Op = read(
+    "rds",
+    "DescribeGlobalClusters",
+    "rds:DescribeGlobalClusters",
+    FAMILY,
+    GLOBAL_CLUSTER,
+  );
+  pub const LIST_TAGS_FOR_RESOURCE: Op = read(
+    "rds",
+    "ListTagsForResource",
+    "rds:ListTagsForResource",
+    FAMILY,
+    DB,
+  );
+  pub const PROMOTE_READ_REPLICA: Op = mutate(
+    "rds",
+    "PromoteReadReplica",
+    "rds:PromoteReadReplica",
+    FAMILY,
+    DB,
+  );
+  pub const RESTORE_DB_INSTANCE_FROM_DB_SNAPSHOT: Op = mutate(
+    "rds",
+    "RestoreDBInstanceFromDBSnapshot",
+    "rds:RestoreDBInstanceFromDBSnapshot",
+    FAMILY,
+    DB,
+  );
+  pub const DELETE_DB_INSTANCE: Op = mutate(
+    "rds",
+    "DeleteDBInstance",
+    "rds:DeleteDBInstance",
+    FAMILY,
+    DB,
+  );
+  pub const FAILOVER_GLOBAL_CLUSTER: Op = mutate(
+    "rds",
+    "FailoverGlobalCluster",
+    "rds:FailoverGlobalCluster",
+    FAMILY,
+    GLOBAL_CLUSTER,
+  );
+  pub const CREATE_DB_INSTANCE_READ_REPLICA: Op = mutate(
+    "rds",
+    "CreateDBInstanceReadReplica",
+    "rds:CreateDBInstanceReadReplica",
+    FAMILY,
+    DB,
+  );
+  pub const ADD_TAGS_TO_RESOURCE: Op = mutate(
+    "rds",
+    "AddTagsToResource",
+    "rds:AddTagsToResource",
+    FAMILY,
+    DB,
+  );
+
+  pub const ALL: &[&Op] = &[
+    &DESCRIBE_DB_INSTANCES,
+    &DESCRIBE_DB_SNAPSHOTS,
+    &DESCRIBE_GLOBAL_CLUSTERS,
+    &LIST_TAGS_FOR_RESOURCE,
+    &PROMOTE_READ_REPLICA,
+    &RESTORE_DB_INSTANCE_FROM_DB_SNAPSHOT,
+    &DELETE_DB_INSTANCE,
+    &FAILOVER_GLOBAL_CLUSTER,
+    &CREATE_DB_INSTANCE_READ_REPLICA,
+    &ADD_TAGS_TO_RESOURCE,
+  ];
+}
+
+/// Amazon ECS. Service reads and service writes are separate rate-limit families.
+pub mod ecs {
+  use super::{mutate, read, Op};
+
+  const SERVICE: &str =
+    "arn:${Partition}:ecs:${Region}:${Account}:service/${ClusterName}/${ServiceName}";
+
+  pub const DESCRIBE_SERVICES: Op = read(
+    "ecs",
+    "DescribeServices",
+    "ecs:DescribeServices",
+    Some("ecs.read"),
+    SERVICE,
+  );
+  pub const UPDATE_SERVICE: Op = mutate(
+    "ecs",
+    "UpdateService",
+    "ecs:UpdateService",
+    Some("ecs.write"),
+    SERVICE,
+  );
+
+  pub const ALL: &[&Op] = &[&DESCRIBE_SERVICES, &UPDATE_SERVICE];
+}
+
+/// Amazon Route 53: a global service whose control plane is in us-east-1; one rate-limit
+/// bucket per account.
+pub mod route53 {
+  use super::{global, mutate, read, Op};
+
+  const HOSTED_ZONE: &str = "arn:${Partition}:route53:::hostedzone/${Id}";
+  const CHANGE: &str = "arn:${Partition}:route53:::change/${Id}";
+  const HEALTH_CHECK: &str = "arn:${Partition}:route53:::healthcheck/${Id}";
+  const FAMILY: Option<&str> = Some("route53");
+  const HOME: &str = "us-east-1";
+
+  pub const LIST_RESOURCE_RECORD_SETS: Op = global(
+    read(
+      "route53",
+      "ListResourceRecordSets",
+      "route53:ListResourceRecordSets",
+      FAMILY,
+      HOSTED_ZONE,
+    ),
+    HOME,
+  );
+  pub const GET_CHANGE: Op = global(
+    read("route53", "GetChange", "route53:GetChange", FAMILY, CHANGE),
+    HOME,
+  );
+  pub const GET_HEALTH_CHECK_STATUS: Op = global(
+    read(
+      "route53",
+      "GetHealthCheckStatus",
+      "route53:GetHealthCheckStatus",
+      FAMILY,
+      HEALTH_CHECK,
+    ),
+    HOME,
+  );
+  pub const GET_HEALTH_CHECK: Op = global(
+    read(
+      "route53",
+      "GetHealthCheck",
+      "route53:GetHealthCheck",
+      FAMILY,
+      HEALTH_CHECK,
+    ),
+    HOME,
+  );
+  pub const CHANGE_RESOURCE_RECORD_SETS: Op = global(
+    mutate(
+      "route53",
+      "ChangeResourceRecordSets",
+      "route53:ChangeResourceRecordSets",
+      FAMILY,
+      HOSTED_ZONE,
+    ),
+    HOME,
+  );
+  pub const UPDATE_HEALTH_CHECK: Op = global(
+    mutate(
+      "route53",
+      "UpdateHealthCheck",
+      "route53:UpdateHealthCheck",
+      FAMILY,
+      HEALTH_CHECK,
+    ),
+    HOME,
+  );
+
+  pub const ALL: &[&Op] = &[
+    &LIST_RESOURCE_RECORD_SETS,
+    &GET_CHANGE,
+    &GET_HEALTH_CHECK_STATUS,
+    &GET_HEALTH_CHECK,
+    &CHANGE_RESOURCE_RECORD_SETS,
+    &UPDATE_HEALTH_CHECK,
+  ];
+}
+
+/// Amazon S3: the actions' reads and the S3 state store's object calls. Not rate limited (its
+/// limits are per prefix and thousands per second). Object calls are the data plane.
+pub mod s3 {
+  use super::{data, mutate, read, Op};
+
+  const BUCKET: &str = "arn:${Partition}:s3:::${BucketName}";
+  const OBJECT: &str = "arn:${Partition}:s3:::${BucketName}/${ObjectName}";
+
+  /// Authorized by `s3:ListBucket` on the bucket.
+  pub const LIST_OBJECTS_V2: Op = data(read("s3", "ListObjectsV2", "s3:ListBucket", None, BUCKET));
+  /// Authorized by `s3:GetObject`, as a `GetObject` is.
+  pub const HEAD_OBJECT: Op = data(read("s3", "HeadObject", "s3:GetObject", None, OBJECT));
+  pub const GET_OBJECT: Op = data(read("s3", "GetObject", "s3:GetObject", None, OBJECT));
+  pub const PUT_OBJECT: Op = data(mutate("s3", "PutObject", "s3:PutObject", None, OBJECT));
+  pub const DELETE_OBJECT: Op = data(mutate(
+    "s3",
+    "DeleteObject",
+    "s3:DeleteObject",
+    None,
+    OBJECT,
+  ));
+
+  pub const ALL: &[&Op] = &[
+    &LIST_OBJECTS_V2,
+    &HEAD_OBJECT,
+    &GET_OBJECT,
+    &PUT_OBJECT,
+    &DELETE_OBJECT,
+  ];
+}
+
+/// Amazon CloudWatch: the lag metrics of replicas and replication rules, read in the region
+/// that publishes them.
+pub mod cloudwatch {
+  use super::{data, read, Op};
+
+  /// No resource-level permission: AWS authorizes it on `*`.
+  pub const GET_METRIC_STATISTICS: Op = data(read(
+    "cloudwatch",
+    "GetMetricStatistics",
+    "cloudwatch:GetMetricStatistics",
+    Some("cloudwatch"),
+    "*",
+  ));
+
+  pub const ALL: &[&Op] = &[&GET_METRIC_STATISTICS];
+}
+
+/// AWS STS: who the credentials belong to. The SDK sends it to the default region's STS
+/// endpoint (regional endpoints are the SDK's default).
+pub mod sts {
+  use super::{read, Op};
+
+  /// Needs no permission (an explicit deny cannot block it); `*` in IAM terms.
+  pub const GET_CALLER_IDENTITY: Op = read(
+    "sts",
+    "GetCallerIdentity",
+    "sts:GetCallerIdentity",
+    None,
+    "*",
+  );
+
+  pub const ALL: &[&Op] = &[&GET_CALLER_IDENTITY];
+}
+
+/// Every family's operations.
+pub const FAMILIES: &[&[&Op]] = &[
+  rds::ALL,
+  ecs::ALL,
+  route53::ALL,
+  s3::ALL,
+  cloudwatch::ALL,
+  sts::ALL,
+];
+
+/// Every operation drctl calls.
+pub fn all() -> impl Iterator<Item = &'static Op> {
+  FAMILIES.iter().flat_map(|family| family.iter().copied())
+}
+
+/// The operation `service` `name`, if drctl calls it.
+pub fn find(service: &str, name: &str) -> Option<&'static Op> {
+  all().find(|op| op.service == service && op.name == name)
+}
+
+/// The operation named `name` in any service (names are unique across the table).
+pub fn named(name: &str) -> Option<&'static Op> {
+  all().find(|op| op.name == name)
+}
+
+/// Every operation that changes the world.
+pub fn mutating() -> impl Iterator<Item = &'static Op> {
+  all().filter(|op| op.is_mutating())
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn names_are_unique_and_consistent() {
+    let mut names: Vec<&str> = all().map(|op| op.name).collect();
+    let count = names.len();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(names.len(), count, "an operation name appears twice");
+    for op in all() {
+      assert_eq!(find(op.service, op.name), Some(op));
+      assert_eq!(op.retry == Retry::OnThrottleOnly, op.is_mutating(), "{op}");
+      assert!(op.iam.contains(':'), "{op}");
+      assert!(
+        op.resource == "*" || op.resource.starts_with("arn:${Partition}:"),
+        "{op}"
+      );
+      if let Some(family) = op.family {
+        assert!(
+          super::super::limiter::aws_default(family).is_some(),
+          "{op}: unknown family {family}"
+        );
+      }
+    }
+    assert_eq!(find("ecs", "Nope"), None);
+  }
+
+  #[test]
+  fn route53_is_global_in_us_east_1() {
+    for op in route53::ALL {
+      assert_eq!(op.endpoint, Endpoint::Global { home: "us-east-1" }, "{op}");
+      assert_eq!(op.plane, Plane::Control, "{op}");
+    }
+    assert_eq!(
+      cloudwatch::GET_METRIC_STATISTICS.endpoint,
+      Endpoint::Regional
+    );
+  }
+
+  /// Every `.rs` file under `src/`, with its path relative to the crate.
+  pub(crate) fn source_files() -> Vec<(String, String)> {
+    fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+      for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+          walk(&path, out);
+        } else if path.extension().is_some_and(|ext| ext == "rs") {
+          out.push(path);
+        }
+      }
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut paths = Vec::new();
+    walk(&root.join("src"), &mut paths);
+    paths.sort();
+    paths
+      .into_iter()
+      .map(|path| {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let relative = path.strip_prefix(root).unwrap().display().to_string();
+        (relative, text)
+      })
+      .collect()
+  }
+
+  /// An operation's name is written once, in this table: no other file under `src/` (test
+  /// modules included) holds it as a string literal. Where a test must assert a rendered name it
+  /// asserts the whole rendered text, which is not the bare literal.
+  #[test]
+  fn no_operation_name_is_written_outside_the_table() {
+    let mut found = Vec::new();
+    for (path, text) in source_files() {
+      if path == "src/cloud/ops.rs" {
+        continue;
+      }
+      for op in all() {
+        let literal = format!("\"{}\"", op.name);
+        for (number, line) in text.lines().enumerate() {
+          if line.contains(&literal) {
+            found.push(format!("{path}:{}: {}", number + 1, line.trim()));
+          }
+        }
+      }
+    }
+    assert!(
+      found.is_empty(),
+      "operation names outside the table (use the `ops` constant):\n{}",
+      found.join("\n")
+    );
+  }
+}
