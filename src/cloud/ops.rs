@@ -408,6 +408,7 @@ pub const FAMILIES: &[&[&Op]] = &[
   s3::ALL,
   cloudwatch::ALL,
   sts::ALL,
+  elbv2::ALL,
 ];
 
 /// Every operation drctl calls.
@@ -428,6 +429,30 @@ pub fn named(name: &str) -> Option<&'static Op> {
 /// Every operation that changes the world.
 pub fn mutating() -> impl Iterator<Item = &'static Op> {
   all().filter(|op| op.is_mutating())
+}
+
+/// Elastic Load Balancing v2 (ALB target groups), read-only. Its describe actions support no
+/// resource-level permission; AWS documents no rate-limit figure drctl could confirm, so it is
+/// not limited client-side (reads are still retried).
+pub mod elbv2 {
+  use super::{read, Op};
+
+  pub const DESCRIBE_TARGET_GROUPS: Op = read(
+    "elasticloadbalancing",
+    "DescribeTargetGroups",
+    "elasticloadbalancing:DescribeTargetGroups",
+    None,
+    "*",
+  );
+  pub const DESCRIBE_TARGET_HEALTH: Op = read(
+    "elasticloadbalancing",
+    "DescribeTargetHealth",
+    "elasticloadbalancing:DescribeTargetHealth",
+    None,
+    "*",
+  );
+
+  pub const ALL: &[&Op] = &[&DESCRIBE_TARGET_GROUPS, &DESCRIBE_TARGET_HEALTH];
 }
 
 #[cfg(test)]
