@@ -207,7 +207,10 @@ impl Check for TargetHealthCheck {
 
 #[cfg(test)]
 mod tests {
+  use std::time::Duration;
+
   use super::*;
+  use crate::cloud::sim::{Sim, SimOptions, BUILTIN_WORLD};
 
   fn target(id: &str, state: TargetState, reason: Option<&str>) -> TargetHealth {
     TargetHealth {
@@ -225,6 +228,191 @@ mod tests {
       .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.to_string())))
       .collect();
     Args::from_bound(map)
+  }
+
+  /// The built-in world at scale 1 following paused tokio time; `outages` replaces its own.
+  fn world(dir: &std::path::Path, outages: &str) -> std::sync::Arc<Sim> {
+    let file = dir.join("world.yaml");
+    std::fs::write(&file, BUILTIN_WORLD.replace("outages: []", outages)).unwrap();
+    let sim = Sim::open(&SimOptions {
+      world: Some(file),
+      time_scale: Some(1.0),
+      dir: dir.join("sim"),
+    })
+    .unwrap();
+    sim.follow_tokio_time();
+    sim
+  }
+
+  fn bound(with: serde_json::Value) -> Args {
+    crate::actions::bind(TARGET_HEALTH.spec, with.as_object().unwrap()).unwrap()
+  }
+
+  /// The standby's targets follow its service: none while it runs no task, `initial` as tasks
+  /// start, healthy 30s (3 checks 10s apart) after each started; `within` waits for that.
+  #[tokio::test(start_paused = true)]
+  async fn elbv2_targets_become_healthy_as_the_standby_tasks_start() {
+    let (_cancel, cancel) = tokio::sync::watch::channel(false);
+    let progress = |_: &str| {};
+    let dir = tempfile::tempdir().unwrap();
+    let sim = world(dir.path(), "outages: []");
+    let cloud = sim.cloud();
+    let ctx = Ctx::new(&cloud, "run-1", "targets", &progress, cancel);
+    let by_name = bound(serde_json::json!({
+      "target_group": "app-standby-tg", "region": "us-west-2",
+    }));
+    let err = TargetHealthCheck.check(&ctx, &by_name).await.unwrap_err();
+    assert!(
+      err.message.contains("0/0 targets healthy (need all)"),
+      "an empty group is not healthy: {err}"
+    );
+
+    cloud
+      .ecs
+      .update_desired_count("us-west-2", "app-standby", "api", 2)
+      .await
+      .unwrap();
+    // Task 1 starts at 120s, task 2 at 132s (ecs_task_start 2m, staggered by a tenth).
+    tokio::time::advance(Duration::from_secs(125)).await;
+    let err = TargetHealthCheck.check(&ctx, &by_name).await.unwrap_err();
+    assert!(
+      err.message.contains("0/1 targets healthy")
+        && err
+          .message
+          .contains("10.1.0.1 initial (Elb.InitialHealthChecking)"),
+      "{err}"
+    );
+    let some = bound(serde_json::json!({
+      "target_group": "app-standby-tg", "region": "us-west-2", "min_healthy": "1", "within": "1m",
+    }));
+    let outcome = TargetHealthCheck.check(&ctx, &some).await.unwrap();
+    assert_eq!(outcome.outputs["healthy"], "1", "{outcome:?}");
+
+    let arn = cloud
+      .elbv2
+      .find_target_group("us-west-2", "app-standby-tg")
+      .await
+      .unwrap()
+      .unwrap()
+      .arn;
+    let all = bound(serde_json::json!({ "target_group": arn, "within": "2m" }));
+    let outcome = TargetHealthCheck.check(&ctx, &all).await.unwrap();
+    assert_eq!(
+      (
+        outcome.outputs["healthy"].as_str(),
+        outcome.outputs["total"].as_str()
+      ),
+      ("2", "2"),
+      "{outcome:?}"
+    );
+    assert_eq!(outcome.outputs["unhealthy_reasons"], "");
+    assert!(
+      outcome.summary.contains("2/2 targets healthy"),
+      "{}",
+      outcome.summary
+    );
+  }
+
+  /// In a region in outage the targets fail their health checks, and the check says why.
+  #[tokio::test(start_paused = true)]
+  async fn elbv2_a_region_in_outage_reports_unhealthy_targets_with_reasons() {
+    let (_cancel, cancel) = tokio::sync::watch::channel(false);
+    let progress = |_: &str| {};
+    let dir = tempfile::tempdir().unwrap();
+    let sim = world(dir.path(), "outages: [us-east-1]");
+    let cloud = sim.cloud();
+    let ctx = Ctx::new(&cloud, "run-1", "targets", &progress, cancel);
+    let primary = bound(serde_json::json!({
+      "target_group": "app-primary-tg", "region": "us-east-1", "min_healthy": "1",
+    }));
+    let err = TargetHealthCheck.check(&ctx, &primary).await.unwrap_err();
+    assert!(
+      err
+        .message
+        .contains("0/3 targets healthy (need at least 1)"),
+      "{err}"
+    );
+    assert!(
+      err
+        .message
+        .contains("10.0.0.1 unhealthy (Target.FailedHealthChecks)"),
+      "{err}"
+    );
+    let targets = cloud
+      .elbv2
+      .describe_target_health(
+        "us-east-1",
+        &cloud
+          .elbv2
+          .find_target_group("us-east-1", "app-primary-tg")
+          .await
+          .unwrap()
+          .unwrap()
+          .arn,
+      )
+      .await
+      .unwrap()
+      .unwrap();
+    assert_eq!(Tally::of(&targets).reasons(), "Target.FailedHealthChecks");
+  }
+
+  /// `within` that runs out fails the step with what it saw: healthy/total and the reasons.
+  #[tokio::test(start_paused = true)]
+  async fn elbv2_within_that_runs_out_fails_with_healthy_over_total() {
+    let (_cancel, cancel) = tokio::sync::watch::channel(false);
+    let progress = |_: &str| {};
+    let dir = tempfile::tempdir().unwrap();
+    let sim = world(dir.path(), "outages: []");
+    let cloud = sim.cloud();
+    let ctx = Ctx::new(&cloud, "run-1", "targets", &progress, cancel);
+    cloud
+      .ecs
+      .update_desired_count("us-west-2", "app-standby", "api", 3)
+      .await
+      .unwrap();
+    let args = bound(serde_json::json!({
+      "target_group": "app-standby-tg", "region": "us-west-2", "within": "2m20s",
+    }));
+    let started = tokio::time::Instant::now();
+    let err = TargetHealthCheck.check(&ctx, &args).await.unwrap_err();
+    assert!(
+      started.elapsed() >= Duration::from_secs(140),
+      "it waited `within`"
+    );
+    assert!(
+      err.message.contains("/3 targets healthy (need all)"),
+      "{err}"
+    );
+    assert!(err.message.contains("Elb.InitialHealthChecking"), "{err}");
+
+    let missing = bound(serde_json::json!({ "target_group": "nope-tg", "region": "us-west-2" }));
+    let err = TargetHealthCheck.check(&ctx, &missing).await.unwrap_err();
+    assert!(
+      err
+        .message
+        .contains("target group `nope-tg` does not exist in us-west-2"),
+      "{err}"
+    );
+
+    // Planning looks once and never waits.
+    let (_cancel, cancel) = tokio::sync::watch::channel(false);
+    let planning = Ctx {
+      single_probe: true,
+      ..Ctx::new(&cloud, "run-1", "targets", &progress, cancel)
+    };
+    let waiting = bound(serde_json::json!({
+      "target_group": "app-standby-tg", "region": "us-west-2", "within": "10m",
+    }));
+    let before = tokio::time::Instant::now();
+    let err = TargetHealthCheck
+      .check(&planning, &waiting)
+      .await
+      .unwrap_err();
+    assert!(err.message.starts_with("not yet: "), "{err}");
+    assert!(
+      before.elapsed() < Duration::from_secs(1),
+      "a plan does not wait"
+    );
   }
 
   #[test]
