@@ -1060,3 +1060,136 @@ async fn global_failover_sends_allow_data_loss_only_for_a_failover() {
     ])
   );
 }
+
+/// ELBv2 through the SDK (awsQuery XML): the seed's target groups are found by name, their
+/// health follows the ECS service the launcher registers as targets, and a missing group is
+/// `None`, not an error.
+#[tokio::test]
+async fn elbv2_target_health_follows_the_standby_service() {
+  use drctl::cloud::elbv2::TargetState;
+
+  let moto = Moto::start();
+  let cloud = cloud(&moto).await;
+
+  let primary = cloud
+    .elbv2
+    .find_target_group(EAST, "app-primary-tg")
+    .await
+    .unwrap()
+    .expect("the seed's primary target group");
+  assert!(
+    primary.arn.starts_with(
+      "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/app-primary-tg/"
+    ),
+    "{primary:?}"
+  );
+  assert_eq!(
+    moto.seeded["elbv2"][EAST]["arn"].as_str(),
+    Some(primary.arn.as_str())
+  );
+  // The primary's three tasks were registered when the seed created the service.
+  let ok = eventually(Duration::from_secs(10), || async {
+    let targets = cloud
+      .elbv2
+      .describe_target_health(EAST, &primary.arn)
+      .await
+      .unwrap()
+      .unwrap();
+    targets.len() == 3 && targets.iter().all(|t| t.state == TargetState::Healthy)
+  })
+  .await;
+  assert!(ok, "the primary's three targets become healthy");
+
+  let standby = cloud
+    .elbv2
+    .find_target_group(WEST, "app-standby-tg")
+    .await
+    .unwrap()
+    .unwrap();
+  let targets = cloud
+    .elbv2
+    .describe_target_health(WEST, &standby.arn)
+    .await
+    .unwrap()
+    .unwrap();
+  assert!(targets.is_empty(), "the standby runs no task: {targets:?}");
+
+  cloud
+    .ecs
+    .update_desired_count(WEST, "app-standby", "api", 2)
+    .await
+    .unwrap();
+  let targets = cloud
+    .elbv2
+    .describe_target_health(WEST, &standby.arn)
+    .await
+    .unwrap()
+    .unwrap();
+  assert_eq!(targets.len(), 2, "{targets:?}");
+  assert!(
+    targets.iter().all(|t| t.state == TargetState::Initial
+      && t.reason.as_deref() == Some("Elb.InitialHealthChecking")
+      && t.port == Some(80)),
+    "{targets:?}"
+  );
+  let ok = eventually(Duration::from_secs(10), || async {
+    let targets = cloud
+      .elbv2
+      .describe_target_health(WEST, &standby.arn)
+      .await
+      .unwrap()
+      .unwrap();
+    targets.len() == 2
+      && targets
+        .iter()
+        .all(|t| t.state == TargetState::Healthy && t.reason.is_none())
+  })
+  .await;
+  assert!(ok, "the standby's targets pass their checks");
+
+  cloud
+    .ecs
+    .update_desired_count(WEST, "app-standby", "api", 0)
+    .await
+    .unwrap();
+  let draining = cloud
+    .elbv2
+    .describe_target_health(WEST, &standby.arn)
+    .await
+    .unwrap()
+    .unwrap();
+  assert!(
+    draining.iter().all(|t| t.state == TargetState::Draining
+      && t.reason.as_deref() == Some("Target.DeregistrationInProgress")),
+    "{draining:?}"
+  );
+  let ok = eventually(Duration::from_secs(10), || async {
+    cloud
+      .elbv2
+      .describe_target_health(WEST, &standby.arn)
+      .await
+      .unwrap()
+      .unwrap()
+      .is_empty()
+  })
+  .await;
+  assert!(ok, "drained targets are gone");
+
+  assert_eq!(
+    cloud
+      .elbv2
+      .find_target_group(WEST, "no-such-tg")
+      .await
+      .unwrap(),
+    None
+  );
+  let missing = standby.arn.replace("app-standby-tg", "no-such-tg");
+  assert_eq!(
+    cloud
+      .elbv2
+      .describe_target_health(WEST, &missing)
+      .await
+      .unwrap(),
+    None
+  );
+}

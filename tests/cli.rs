@@ -50,8 +50,9 @@ fn plan_lists_every_step_with_its_change_and_the_critical_path_against_the_rto()
     .status(0);
   let plan: serde_json::Value = serde_json::from_str(&run.stdout()).unwrap();
   let steps = plan["steps"].as_array().unwrap();
-  // The hand-run runbook's eight, and the two fences of the old primary after the flip.
-  assert_eq!(steps.len(), 10);
+  // The hand-run runbook's eight, its target health check (`standby-targets`, before
+  // `verify-secondary`), and the two fences of the old primary after the flip.
+  assert_eq!(steps.len(), 11);
   let step = |id: &str| steps.iter().find(|step| step["id"] == id).unwrap().clone();
   for step in steps {
     assert!(step["mutating"].is_boolean(), "{step}");

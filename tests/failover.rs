@@ -775,3 +775,37 @@ fn a_kill_during_the_recovery_wait_resumes_the_wait_without_rerunning_a_step() {
   let recovered = report["recovery"]["recovery_seconds"].as_f64().unwrap();
   assert!(recovered >= 600.0, "{}", report["recovery"]);
 }
+
+/// The shipped failover checks the standby's ALB target health, as the hand-run runbook's
+/// "Verify Secondary is Healthy" does, after the scale-up and before the public URL.
+#[test]
+fn failover_checks_the_standby_target_health_before_the_public_url() {
+  let test = Test::new();
+  let run = test
+    .run_args([
+      "failover",
+      "us-west-2",
+      "--sim",
+      "--yes",
+      "--time-scale",
+      "200",
+    ])
+    .status(0);
+  assert!(
+    run
+      .stderr()
+      .contains("target group `app-standby-tg`: 3/3 targets healthy (need all)"),
+    "{}",
+    run.stderr()
+  );
+  let run_id = test.run_ids().pop().unwrap();
+  let status = test.status_json(&run_id);
+  let steps = status["timeline"]["steps"].as_array().unwrap();
+  let step = |id: &str| steps.iter().find(|step| step["id"] == id).unwrap();
+  let (targets_start, targets_end) = offsets(step("standby-targets"));
+  let (_, scale_end) = offsets(step("scale-standby"));
+  let (url_start, _) = offsets(step("verify-secondary"));
+  assert!(targets_start >= scale_end, "after the scale-up");
+  assert!(url_start >= targets_end, "before the public URL");
+  assert_eq!(step("standby-targets")["outcome"], "succeeded");
+}

@@ -608,3 +608,35 @@ async fn failback_onto_the_old_writer_on_moto_keeps_the_standby_writer() {
   let (status, body) = moto.request("GET", "/drctl-sandbox/app/api.example.com/health", "");
   assert_eq!((status, body.as_str()), (200, "ok"));
 }
+
+/// On the sandbox the shipped failover reads the standby's target health through the SDK: the
+/// launcher registered the scaled-up service's tasks, and they passed their checks.
+#[tokio::test]
+async fn failover_on_the_sandbox_checks_the_standby_target_health() {
+  let moto = Moto::start();
+  let test = attached(&moto);
+  let run = test
+    .run_args(["failover", "us-west-2", "--sandbox", "--yes"])
+    .status(0);
+  assert!(
+    run
+      .stderr()
+      .contains("target group `app-standby-tg`: 3/3 targets healthy (need all)"),
+    "{}",
+    run.stderr()
+  );
+  let cloud = cloud(&moto).await;
+  let group = cloud
+    .elbv2
+    .find_target_group(WEST, "app-standby-tg")
+    .await
+    .unwrap()
+    .unwrap();
+  let targets = cloud
+    .elbv2
+    .describe_target_health(WEST, &group.arn)
+    .await
+    .unwrap()
+    .unwrap();
+  assert_eq!(targets.len(), 3, "{targets:?}");
+}

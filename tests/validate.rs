@@ -19,7 +19,7 @@ fn shipped_runbooks_validate() {
   assert!(
     run
       .stdout()
-      .contains("ok    runbooks/regional-failover.yaml (10 steps)"),
+      .contains("ok    runbooks/regional-failover.yaml (11 steps)"),
     "{}",
     run.stdout()
   );

@@ -23,6 +23,7 @@ use crate::{
 };
 
 pub mod ecs;
+pub mod elbv2;
 pub mod exec;
 pub mod http;
 pub mod notify;
@@ -319,6 +320,7 @@ pub static ACTIONS: &[ActionDef] = &[
   wait::UNTIL,
   rds::CREATE_REPLICA,
   rds::RETIRE_INSTANCE,
+  elbv2::TARGET_HEALTH,
 ];
 
 /// Look an action up by name.

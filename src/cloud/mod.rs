@@ -44,6 +44,7 @@ macro_rules! with_families {
       ecs: Ecs, LimitedEcs;
       route53: Route53, LimitedRoute53;
       s3: S3, LimitedS3;
+      elbv2: Elbv2, LimitedElbv2;
     }
   };
 }
@@ -51,6 +52,7 @@ pub(crate) use with_families;
 
 pub mod aws;
 pub mod ecs;
+pub mod elbv2;
 mod family;
 pub mod fence;
 pub mod http;

@@ -679,6 +679,7 @@ impl WorldSpec {
         }
       }
     }
+    self.elbv2.validate(&regions, &services)?;
     Ok(())
   }
 }
@@ -782,6 +783,18 @@ s3:
           age: 3h
           sha256: "q1MKE+RZFJgrefm34/uplM/R8/si9xzqGvvwK0YMbR0="
           replication_status: REPLICA
+elbv2:
+  # The ALB target group in front of each region's api service: its targets are the service's
+  # tasks, healthy 30s (3 checks 10s apart) after they start.
+  target_groups:
+    - region: us-east-1
+      name: app-primary-tg
+      service: { cluster: app-primary, service: api }
+      health_check: { interval: 10s, healthy_threshold: 3 }
+    - region: us-west-2
+      name: app-standby-tg
+      service: { cluster: app-standby, service: api }
+      health_check: { interval: 10s, healthy_threshold: 3 }
 endpoints:
   - url: https://api-use1.example.com/health
     service: { region: us-east-1, cluster: app-primary, service: api }

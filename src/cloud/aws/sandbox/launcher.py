@@ -62,6 +62,7 @@ from moto.route53.exceptions import Route53ClientError
 from moto.route53.responses import Route53
 from moto.s3.responses import S3Response
 from moto.ecs import models as ecs_models
+from moto.elbv2 import models as elbv2_models
 from moto.s3 import models as s3_models
 from werkzeug.serving import make_server
 
@@ -398,6 +399,7 @@ _original_service_init = ecs_models.Service.__init__
 def service_init(self, *args, **kwargs):
   _original_service_init(self, *args, **kwargs)
   _settle_service(self)
+  _sync_targets(self)
 
 
 _original_update_service = ecs_models.EC2ContainerServiceBackend.update_service
@@ -406,11 +408,114 @@ _original_update_service = ecs_models.EC2ContainerServiceBackend.update_service
 def update_service(self, *args, **kwargs):
   service = _original_update_service(self, *args, **kwargs)
   _settle_service(service)
+  _sync_targets(service)
   return service
 
 
 ecs_models.Service.__init__ = service_init
 ecs_models.EC2ContainerServiceBackend.update_service = update_service
+
+
+# -------------------------------------------------------------------------------------------
+# (j) ELBv2 targets of an ECS service. AWS: a service created with `loadBalancers` registers each
+# task it starts in those target groups (by the task's IP for `awsvpc` tasks); the target is
+# `initial` (`Elb.RegistrationInProgress`, then `Elb.InitialHealthChecking`) until it passed the
+# target group's `HealthyThresholdCount` health checks, then `healthy`. A task being stopped is
+# deregistered first: its target is `draining` (`Target.DeregistrationInProgress`) for the
+# deregistration delay, then no longer listed (ELB User Guide, *Target health status*; ECS
+# Developer Guide, *Use load balancing to distribute Amazon ECS service traffic*). moto never
+# registers a service's tasks, reports any registered target `healthy` at once and drops a
+# deregistered one at once. Here the service's running tasks are targets `10.<n>.0.<i>`
+# (TASK_SUBNETS) on the container port, `initial` for TARGET_HEALTHY_SECONDS after they registered and `draining` for
+# TARGET_DRAIN_SECONDS after they were deregistered.
+# -------------------------------------------------------------------------------------------
+TARGET_HEALTHY_SECONDS = 1.0
+TARGET_DRAIN_SECONDS = 1.0
+# (target group arn, target id) -> {"registered": epoch seconds, "deregistered": epoch or None}
+TARGET_TIMES: dict[tuple[str, str], dict] = {}
+
+
+# The tasks' subnet per region (the seed's two regions; any other region gets the last one).
+TASK_SUBNETS = {"us-east-1": "10.0.0", "us-west-2": "10.1.0"}
+
+
+def _task_ip(region: str, index: int) -> str:
+  return f"{TASK_SUBNETS.get(region, '10.255.0')}.{index + 1}"
+
+
+def _sync_targets(service) -> None:
+  """Make the targets of the service's target groups follow its running tasks."""
+  balancers = getattr(service, "load_balancers", None) or []
+  if not balancers:
+    return
+  region = service.region_name
+  backend = elbv2_models.elbv2_backends[ACCOUNT][region]
+  running = int(service.running_count or 0)
+  now = time.time()
+  with _lock:
+    for balancer in balancers:
+      arn = balancer.get("targetGroupArn")
+      group = backend.target_groups.get(arn or "")
+      if group is None:
+        continue
+      port = balancer.get("containerPort") or group.port
+      wanted = {_task_ip(region, index) for index in range(running)}
+      for target_id in sorted(wanted):
+        times = TARGET_TIMES.get((arn, target_id))
+        if times is None or times["deregistered"] is not None:
+          group.targets[target_id] = {"Id": target_id, "Port": port}
+          group.deregistered_targets.pop(target_id, None)
+          TARGET_TIMES[(arn, target_id)] = {"registered": now, "deregistered": None}
+      for target_id in list(group.targets):
+        times = TARGET_TIMES.get((arn, target_id))
+        if target_id not in wanted and times is not None and times["deregistered"] is None:
+          times["deregistered"] = now
+
+
+def _expire_drained(arn: str, group) -> None:
+  now = time.time()
+  with _lock:
+    for target_id in list(group.targets):
+      times = TARGET_TIMES.get((arn, target_id))
+      if times and times["deregistered"] is not None:
+        if now - times["deregistered"] >= TARGET_DRAIN_SECONDS:
+          group.targets.pop(target_id, None)
+          TARGET_TIMES.pop((arn, target_id), None)
+
+
+_original_health_for = elbv2_models.FakeTargetGroup.health_for
+
+
+def health_for(self, target, ec2_backend):
+  status = _original_health_for(self, target, ec2_backend)
+  with _lock:
+    times = TARGET_TIMES.get((self.arn, target["Id"]))
+  if times is None or status.status != "healthy":
+    return status
+  now = time.time()
+  if times["deregistered"] is not None:
+    status.status = "draining"
+    status.reason = "Target.DeregistrationInProgress"
+    status.description = "Target deregistration is in progress"
+  elif now - times["registered"] < TARGET_HEALTHY_SECONDS:
+    status.status = "initial"
+    status.reason = "Elb.InitialHealthChecking"
+    status.description = "Initial health checks in progress"
+  return status
+
+
+_original_describe_target_health = elbv2_models.ELBv2Backend.describe_target_health
+
+
+def describe_target_health(self, target_group_arn, targets):
+  group = self.target_groups.get(target_group_arn)
+  if group is not None:
+    _expire_drained(target_group_arn, group)
+  return _original_describe_target_health(self, target_group_arn, targets)
+
+
+elbv2_models.FakeTargetGroup.health_for = health_for
+elbv2_models.ELBv2Backend.describe_target_health = describe_target_health
 
 
 # -------------------------------------------------------------------------------------------

@@ -168,6 +168,28 @@ def main() -> None:
     log(f"rds: no global cluster ({error})")
     out["global_cluster"] = None
 
+  # --- ELBv2: the ALB target group in front of each region's api service -------------------
+  # As in the built-in world: `app-primary-tg` (us-east-1) and `app-standby-tg` (us-west-2), ip
+  # targets on port 80 (awsvpc tasks). The ECS services below name them in `loadBalancers`, and
+  # the launcher registers their running tasks as targets.
+  target_groups = {}
+  for region, name in ((PRIMARY, "app-primary-tg"), (STANDBY, "app-standby-tg")):
+    vpc_id = client("ec2", region).describe_vpcs()["Vpcs"][0]["VpcId"]
+    group = client("elbv2", region).create_target_group(
+      Name=name,
+      Protocol="HTTP",
+      Port=80,
+      VpcId=vpc_id,
+      TargetType="ip",
+      HealthCheckPath="/health",
+      HealthCheckIntervalSeconds=10,
+      HealthyThresholdCount=3,
+      UnhealthyThresholdCount=2,
+    )["TargetGroups"][0]
+    target_groups[region] = {"name": name, "arn": group["TargetGroupArn"]}
+  out["elbv2"] = target_groups
+  log("elbv2: target groups app-primary-tg, app-standby-tg")
+
   # --- ECS: api in both regions -----------------------------------------------------------
   ecs = {}
   for region, cluster, desired in ((PRIMARY, "app-primary", 3), (STANDBY, "app-standby", 0)):
@@ -194,6 +216,13 @@ def main() -> None:
       taskDefinition=task_definition["taskDefinitionArn"],
       desiredCount=desired,
       launchType="FARGATE",
+      loadBalancers=[
+        {
+          "targetGroupArn": target_groups[region]["arn"],
+          "containerName": "api",
+          "containerPort": 80,
+        }
+      ],
       deploymentConfiguration={
         "deploymentCircuitBreaker": {"enable": True, "rollback": True},
       },
