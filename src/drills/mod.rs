@@ -234,18 +234,7 @@ mod judge_tests {
   /// unknown must not pass it.
   #[test]
   fn a_drill_with_an_rpo_target_does_not_pass_an_unknown_rpo() {
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let text = "apiVersion: drctl/v1\nkind: Drill\nmetadata: { name: rpo-drill }\n\
-                runbook: regional-failover\nparams: { target_region: us-west-2 }\n\
-                schedule: \"@quarterly\"\nmode: live\ntarget: { backend: sim }\n\
-                pass: { rpo: 5m }\n";
-    let drill = file::load(
-      Path::new("drills/rpo-drill.yaml"),
-      text,
-      &repo.join("runbooks"),
-      &Catalog,
-    )
-    .unwrap_or_else(|diagnostics| panic!("{diagnostics}"));
+    let drill = drill("{ rpo: 5m }");
     let mut timeline = Timeline::from_records(&crate::report::fixture::records()).unwrap();
     timeline.rpo_achieved = None;
     timeline.rpo_unknown = Some("step `promote-db`: unknown: replication stopped at T".into());
@@ -354,18 +343,7 @@ mod judge_tests {
   /// even one that overrides the runbook's RTO.
   #[test]
   fn a_drill_does_not_pass_a_run_that_was_not_recovered() {
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let text = "apiVersion: drctl/v1\nkind: Drill\nmetadata: { name: recovery-drill }\n\
-                runbook: regional-failover\nparams: { target_region: us-west-2 }\n\
-                schedule: \"@quarterly\"\nmode: live\ntarget: { backend: sim }\n\
-                pass: { rto: 1h }\n";
-    let drill = file::load(
-      Path::new("drills/recovery-drill.yaml"),
-      text,
-      &repo.join("runbooks"),
-      &Catalog,
-    )
-    .unwrap_or_else(|diagnostics| panic!("{diagnostics}"));
+    let drill = drill("{ rto: 1h }");
     let mut timeline = Timeline::from_records(&crate::report::fixture::records()).unwrap();
     timeline.rpo_achieved = None;
     timeline.rto_achieved = None;

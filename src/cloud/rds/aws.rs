@@ -91,27 +91,8 @@ fn to_instance(region: &str, instance: &aws_sdk_rds::types::DbInstance) -> DbIns
 #[async_trait::async_trait]
 impl Rds for AwsRds {
   async fn describe_instance(&self, region: &str, id: &str) -> CloudResult<Option<DbInstance>> {
-    let result = self
-      .rds
-      .get(region)
-      .describe_db_instances()
-      .db_instance_identifier(id)
-      .send()
-      .await
-      .map_err(|error| {
-        cloud_error(
-          &ops::rds::DESCRIBE_DB_INSTANCES,
-          self.rds.sdk(),
-          region,
-          error,
-        )
-      });
-    Ok(absent_if_not_found(result)?.and_then(|output| {
-      output
-        .db_instances()
-        .first()
-        .map(|db| to_instance(region, db))
-    }))
+    let instance = self.sdk_instance(region, id).await?;
+    Ok(instance.map(|db| to_instance(region, &db)))
   }
 
   async fn replica_lag(&self, region: &str, id: &str) -> CloudResult<ReplicaLag> {
@@ -480,6 +461,17 @@ impl AwsRds {
   /// The instance's ARN, which the tagging API names it by (`DescribeDBInstances`);
   /// `Ok(None)` when it does not exist.
   async fn instance_arn(&self, region: &str, id: &str) -> CloudResult<Option<String>> {
+    let instance = self.sdk_instance(region, id).await?;
+    Ok(instance.and_then(|db| db.db_instance_arn().map(str::to_owned)))
+  }
+
+  /// `DescribeDBInstances` for one identifier, as the SDK gives it; `Ok(None)` when it does not
+  /// exist.
+  async fn sdk_instance(
+    &self,
+    region: &str,
+    id: &str,
+  ) -> CloudResult<Option<aws_sdk_rds::types::DbInstance>> {
     let result = self
       .rds
       .get(region)
@@ -495,13 +487,7 @@ impl AwsRds {
           error,
         )
       });
-    Ok(absent_if_not_found(result)?.and_then(|output| {
-      output
-        .db_instances()
-        .first()
-        .and_then(|db| db.db_instance_arn())
-        .map(str::to_owned)
-    }))
+    Ok(absent_if_not_found(result)?.and_then(|output| output.db_instances().first().cloned()))
   }
 }
 

@@ -355,22 +355,7 @@ impl RdsState {
       name if name == ops::rds::RESTORE_DB_INSTANCE_FROM_DB_SNAPSHOT.name => {
         let request: RestoreRequest = serde_json::from_value(op.detail.clone())
           .map_err(|err| Reject::client("InvalidParameterValue", err.to_string()))?;
-        if !valid_instance_id(&request.instance_id) {
-          return Err(Reject::client(
-            "InvalidParameterValue",
-            format!(
-              "DBInstanceIdentifier `{}` is not a valid identifier.",
-              request.instance_id
-            ),
-          ));
-        }
-        let key = (request.region.clone(), request.instance_id.clone());
-        if self.instances.contains_key(&key) {
-          return Err(Reject::client(
-            "DBInstanceAlreadyExists",
-            format!("DB instance already exists: {}", request.instance_id),
-          ));
-        }
+        let key = self.new_instance_key(&request.region, &request.instance_id)?;
         let snapshot = self
           .snapshots
           .iter()
@@ -767,28 +752,32 @@ impl Instance {
 }
 
 impl RdsState {
+  /// The key of an instance a request creates: refused as AWS does when the identifier is not
+  /// valid or an instance of that name exists in the region.
+  fn new_instance_key(&self, region: &str, id: &str) -> Result<(String, String), Reject> {
+    if !valid_instance_id(id) {
+      return Err(Reject::client(
+        "InvalidParameterValue",
+        format!("DBInstanceIdentifier `{id}` is not a valid identifier."),
+      ));
+    }
+    let key = (region.to_string(), id.to_string());
+    if self.instances.contains_key(&key) {
+      return Err(Reject::client(
+        "DBInstanceAlreadyExists",
+        format!("DB instance already exists: {id}"),
+      ));
+    }
+    Ok(key)
+  }
+
   /// `CreateDBInstanceReadReplica`: a new replica of an available source, named by its ARN as
   /// AWS reports a cross-region source (`ReadReplicaSourceDBInstanceIdentifier`).
   fn create_replica(&mut self, op: &Operation, model: &Model) -> Applied {
     let now = op.at;
     let request: crate::cloud::ReplicaRequest = serde_json::from_value(op.detail.clone())
       .map_err(|err| Reject::client("InvalidParameterValue", err.to_string()))?;
-    if !valid_instance_id(&request.instance_id) {
-      return Err(Reject::client(
-        "InvalidParameterValue",
-        format!(
-          "DBInstanceIdentifier `{}` is not a valid identifier.",
-          request.instance_id
-        ),
-      ));
-    }
-    let key = (request.region.clone(), request.instance_id.clone());
-    if self.instances.contains_key(&key) {
-      return Err(Reject::client(
-        "DBInstanceAlreadyExists",
-        format!("DB instance already exists: {}", request.instance_id),
-      ));
-    }
+    let key = self.new_instance_key(&request.region, &request.instance_id)?;
     let source = self
       .instances
       .get(&(request.source_region.clone(), request.source_id.clone()))
