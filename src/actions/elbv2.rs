@@ -328,7 +328,12 @@ mod tests {
       "target_group": "app-primary-tg", "region": "us-east-1", "min_healthy": "1",
     }));
     let err = TargetHealthCheck.check(&ctx, &primary).await.unwrap_err();
-    assert!(err.message.contains("DescribeTargetGroups"), "{err}");
+    assert!(
+      err
+        .message
+        .contains(crate::cloud::elbv2::ops::DESCRIBE_TARGET_GROUPS.name),
+      "{err}"
+    );
     assert!(err.message.contains("the region is in outage"), "{err}");
     assert!(!err.message.contains("healthy"), "{err}");
     // The standby region answers.
