@@ -114,7 +114,19 @@ impl HttpState {
         .iter()
         .filter_map(|url| endpoint_key(url))
         .collect(),
-      outages: spec.outages.clone(),
+      // A region that is down answers 503 from its endpoints, as one in outage does.
+      outages: spec
+        .outages
+        .iter()
+        .cloned()
+        .chain(
+          spec
+            .faults
+            .region_down
+            .iter()
+            .map(|down| OutageSpec::Region(down.region.clone())),
+        )
+        .collect(),
     }
   }
 }
@@ -203,7 +215,9 @@ impl SimCloud {
         method,
         format!("request timed out after {}ms", after.as_millis()),
       )),
-      Refusal::Unreachable => Err(self.transport(method, "could not connect".into())),
+      Refusal::Unreachable | Refusal::RegionDown(_) => {
+        Err(self.transport(method, "could not connect".into()))
+      }
     }
   }
 }

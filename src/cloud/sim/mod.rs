@@ -37,7 +37,8 @@ use self::{
   world::{Timings, WorldSpec},
 };
 use super::{
-  ops::Op, CallerIdentity, Clock, Cloud, CloudError, CloudResult, ErrorKind, ATTEMPT_TIMEOUT,
+  ops::{Endpoint, Op},
+  CallerIdentity, Clock, Cloud, CloudError, CloudResult, ErrorKind, ATTEMPT_TIMEOUT,
 };
 
 mod faults;
@@ -120,6 +121,8 @@ pub struct Sim {
   clock: Clock,
   timings: Timings,
   faults: Faults,
+  /// The world's `faults.region_down`: every endpoint in that region fails.
+  region_down: Option<world::RegionDown>,
   core: Mutex<Core>,
   redactions: RwLock<Vec<String>>,
   time_source: Mutex<TimeSource>,
@@ -145,6 +148,9 @@ pub(crate) enum Refusal {
   TimedOut(Duration),
   /// The region's endpoint cannot be reached (the region is in outage).
   Unreachable,
+  /// The endpoint is in the world's `region_down` region; it failed after that long, in the
+  /// way the fault names.
+  RegionDown(Duration),
 }
 
 /// The providers of one [`Sim`]: one value implements every service trait.
@@ -241,8 +247,9 @@ impl Sim {
     Ok(Arc::new(Sim {
       clock: Clock::scaled(file.time_scale),
       timings: file.world.timings.clone(),
+      region_down: file.world.faults.region_down.clone(),
       faults: Faults::new(
-        file.world.faults.clone(),
+        file.world.faults.calls.clone(),
         file.world.rate_limits.clone(),
         file.world.aws_rate_limits,
         file.world.seed,
@@ -442,6 +449,7 @@ impl Sim {
         0,
         format!("could not connect to the {service} endpoint: the region is in outage (simulated)"),
       ),
+      Refusal::RegionDown(after) => self.region_down_reject(service, operation, after),
     };
     let error = self.reject(service, operation, reject);
     self.record_refusal(&error);
@@ -474,6 +482,14 @@ impl Sim {
     cost: u32,
   ) -> Result<Duration, Refusal> {
     let base = self.timings.api_latency.0;
+    if let Some(down) = self.down_endpoint(service, operation, region) {
+      let after = match down.fails_with {
+        world::DownFailure::Timeout => timeout.unwrap_or(ATTEMPT_TIMEOUT),
+        world::DownFailure::Unreachable | world::DownFailure::Error => base,
+      };
+      self.clock.sleep(after).await;
+      return Err(Refusal::RegionDown(after));
+    }
     if takes_down(service, operation) && region.is_some_and(|region| self.region_in_outage(region))
     {
       // A connection that fails: refused as soon as it is tried, before any rate limit.
@@ -505,6 +521,61 @@ impl Sim {
         let never: Infallible = std::future::pending().await;
         match never {}
       }
+    }
+  }
+
+  /// The world's `region_down` when the call's endpoint is in that region: a regional call
+  /// naming it, or a global operation whose endpoint is served from it (the operation table's
+  /// [`Endpoint`]). The one place that decides it.
+  fn down_endpoint(
+    &self,
+    service: &str,
+    operation: &str,
+    region: Option<&str>,
+  ) -> Option<&world::RegionDown> {
+    let down = self.region_down.as_ref()?;
+    let endpoint_region = match crate::cloud::ops::find(service, operation)?.endpoint {
+      Endpoint::Regional => region?,
+      Endpoint::Global { home } => home,
+    };
+    (endpoint_region == down.region).then_some(down)
+  }
+
+  /// What a call to an endpoint in the `region_down` region gets back, naming the dependency.
+  fn region_down_reject(&self, service: &str, operation: &str, after: Duration) -> Reject {
+    let Some(down) = &self.region_down else {
+      return Reject::new(ErrorKind::Transport, "DispatchFailure", 0, "region down");
+    };
+    let region = &down.region;
+    let endpoint = match crate::cloud::ops::find(service, operation).map(|op| op.endpoint) {
+      Some(Endpoint::Global { home }) => {
+        format!("{service}'s global endpoint for {operation}, served only from {home}")
+      }
+      _ => format!("the {service} endpoint in {region}"),
+    };
+    let why = format!("{region} is down (simulated region_down)");
+    match down.fails_with {
+      world::DownFailure::Unreachable => Reject::new(
+        ErrorKind::Transport,
+        "DispatchFailure",
+        0,
+        format!("could not connect to {endpoint}: {why}"),
+      ),
+      world::DownFailure::Error => Reject::new(
+        ErrorKind::Server,
+        "ServiceUnavailable",
+        503,
+        format!("{endpoint} answered 503 Service Unavailable: {why}"),
+      ),
+      world::DownFailure::Timeout => Reject::new(
+        ErrorKind::Transport,
+        "RequestTimeout",
+        408,
+        format!(
+          "no answer from {endpoint} within {}ms: {why}",
+          after.as_millis()
+        ),
+      ),
     }
   }
 

@@ -1373,3 +1373,176 @@ async fn timed_outage_regions_come_back() {
     .unwrap();
   assert_eq!(sim.operation_log().len(), 1);
 }
+
+// --- faults: { region_down } ------------------------------------------------------------------
+
+/// The built-in world with `faults: { region_down: ... }` (at scale 40, paused tokio time).
+fn open_region_down(dir: &Path, down: &str) -> Arc<Sim> {
+  let world = BUILTIN_WORLD.replace("faults: {}", &format!("faults: {{ region_down: {down} }}"));
+  assert_ne!(
+    world, BUILTIN_WORLD,
+    "the built-in world has `faults: {{}}`"
+  );
+  std::fs::create_dir_all(dir).unwrap();
+  let path = dir.join("w.yaml");
+  std::fs::write(&path, world).unwrap();
+  let sim = Sim::open(&SimOptions {
+    world: Some(path),
+    time_scale: None,
+    dir: dir.join("state"),
+  })
+  .unwrap();
+  sim.follow_tokio_time();
+  sim
+}
+
+/// A region that is down takes every endpoint it serves with it, not only its regional control
+/// planes: its CloudWatch metrics (data plane), and Route 53's control plane, which is global and
+/// served from us-east-1. The other region still answers, and the refusal names the dependency.
+#[tokio::test(start_paused = true)]
+async fn region_down_fails_every_endpoint_of_the_region_global_ones_served_there_included() {
+  let tmp = TempDir::new().unwrap();
+  let sim = open_region_down(tmp.path(), "us-east-1");
+  let cloud = sim.cloud();
+
+  let err = cloud
+    .route53
+    .change_record_sets("Z0DRCTLEXAMPLE", "flip", &[])
+    .await
+    .unwrap_err();
+  assert_eq!(err.kind, ErrorKind::Transport, "{err}");
+  assert!(err.is_retryable(), "{err}");
+  assert!(err.message.contains("served only from us-east-1"), "{err}");
+  assert!(err.message.contains("us-east-1 is down"), "{err}");
+  assert!(cloud
+    .route53
+    .get_health_check_status("hc-primary")
+    .await
+    .is_err());
+
+  // The data plane of the region too: an outage leaves its metrics readable, this does not.
+  let err = cloud
+    .rds
+    .replica_lag("us-east-1", "app-db")
+    .await
+    .unwrap_err();
+  assert!(
+    err.message.contains("the cloudwatch endpoint in us-east-1"),
+    "{err}"
+  );
+  assert!(cloud
+    .ecs
+    .describe_service("us-east-1", "app-primary", "api")
+    .await
+    .is_err());
+  let down = cloud
+    .http
+    .send(&get("https://api-use1.example.com/health"))
+    .await
+    .unwrap();
+  assert_eq!(down.status, 503);
+
+  // The standby region answers.
+  assert!(cloud
+    .rds
+    .describe_instance("us-west-2", "app-db-replica")
+    .await
+    .unwrap()
+    .is_some());
+  assert!(cloud
+    .ecs
+    .describe_service("us-west-2", "app-standby", "api")
+    .await
+    .is_ok());
+  assert!(
+    sim.operation_log().is_empty(),
+    "no effect reached the world"
+  );
+}
+
+/// Failing away from us-west-2 leaves Route 53's control plane (us-east-1) alone.
+#[tokio::test(start_paused = true)]
+async fn region_down_elsewhere_leaves_the_global_endpoints_of_us_east_1_up() {
+  let tmp = TempDir::new().unwrap();
+  let sim = open_region_down(tmp.path(), "us-west-2");
+  let cloud = sim.cloud();
+  assert!(cloud
+    .route53
+    .list_record_sets("Z0DRCTLEXAMPLE", "api.example.com.")
+    .await
+    .is_ok());
+  assert!(cloud
+    .rds
+    .describe_instance("us-west-2", "app-db-replica")
+    .await
+    .is_err());
+}
+
+/// The 5xx form answers 503 ServiceUnavailable (retryable); the timeout form gets no answer and
+/// fails once the SDK's attempt timeout has passed, in modelled time.
+#[tokio::test(start_paused = true)]
+async fn region_down_fails_with_5xx_or_a_timeout_when_the_world_says_so() {
+  let tmp = TempDir::new().unwrap();
+  let sim = open_region_down(
+    &tmp.path().join("error"),
+    "{ region: us-east-1, fails_with: error }",
+  );
+  let err = sim
+    .cloud()
+    .rds
+    .describe_instance("us-east-1", "app-db")
+    .await
+    .unwrap_err();
+  assert_eq!(err.http_status, Some(503), "{err}");
+  assert_eq!(err.code.as_deref(), Some("ServiceUnavailable"), "{err}");
+  assert!(err.is_retryable(), "{err}");
+
+  let sim = open_region_down(
+    &tmp.path().join("timeout"),
+    "{ region: us-east-1, fails_with: timeout }",
+  );
+  let cloud = sim.cloud();
+  let before = cloud.clock.now();
+  let err = cloud
+    .rds
+    .describe_instance("us-east-1", "app-db")
+    .await
+    .unwrap_err();
+  assert_eq!(err.code.as_deref(), Some("RequestTimeout"), "{err}");
+  let waited = cloud.clock.elapsed_since(before);
+  assert!(
+    waited >= ATTEMPT_TIMEOUT,
+    "failed after {waited:?}, before the attempt timeout"
+  );
+}
+
+/// A bad `region_down` is a world-file error naming the key; a good one round-trips through the
+/// world's JSON form.
+#[test]
+fn region_down_is_checked_and_round_trips() {
+  for bad in [
+    "'us east 1'",
+    "us-east",
+    "{ region: us-east-1, fails_with: maybe }",
+    "{ zone: a }",
+  ] {
+    let yaml = BUILTIN_WORLD.replace("faults: {}", &format!("faults: {{ region_down: {bad} }}"));
+    let err = world::WorldSpec::from_yaml(&yaml).unwrap_err();
+    assert!(
+      err.contains("region_down") || err.contains("fails_with") || err.contains("zone"),
+      "{bad}: {err}"
+    );
+  }
+  let yaml = BUILTIN_WORLD.replace(
+    "faults: {}",
+    "faults: { region_down: { region: us-east-1, fails_with: timeout }, UpdateService: { throttle: 0.5 } }",
+  );
+  let spec = world::WorldSpec::from_yaml(&yaml).unwrap();
+  let down = spec.faults.region_down.clone().unwrap();
+  assert_eq!(down.region, "us-east-1");
+  assert_eq!(down.fails_with, world::DownFailure::Timeout);
+  assert_eq!(spec.faults.calls.len(), 1);
+  let json = serde_json::to_string(&spec).unwrap();
+  let back: world::WorldSpec = serde_json::from_str(&json).unwrap();
+  assert_eq!(back, spec);
+}

@@ -155,9 +155,10 @@ macro_rules! world_spec {
       /// for one that answers again that long (modelled) after the world was created.
       #[serde(default)]
       pub outages: Vec<OutageSpec>,
-      /// Faults per API operation name (`PromoteReadReplica`), service (`rds`) or `*`.
+      /// Faults per API operation name (`PromoteReadReplica`), service (`rds`) or `*`, and
+      /// `region_down: REGION`: every endpoint in that region fails (see [`RegionDown`]).
       #[serde(default)]
-      pub faults: BTreeMap<String, FaultSpec>,
+      pub faults: FaultsSpec,
       /// Token-bucket rate limits in modelled time, per account and region, keyed by API
       /// operation (`ChangeResourceRecordSets`), API family (`route53`, `rds`, `ecs.read`,
       /// `ecs.write`, `cloudwatch`), service or `*`: a rate (`route53: 5`), `{ rate, burst }`, or
@@ -444,6 +445,138 @@ pub struct FaultSpec {
   pub hang: Option<f64>,
 }
 
+/// The world's `faults:`: faults per API operation, service or `*`, and one impaired region.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct FaultsSpec {
+  /// `region_down`: the region whose every endpoint fails.
+  pub region_down: Option<RegionDown>,
+  /// The other entries: faults of the calls a key names.
+  pub calls: BTreeMap<String, FaultSpec>,
+}
+
+/// The `faults:` key that names an impaired region rather than an operation.
+pub const REGION_DOWN_KEY: &str = "region_down";
+
+/// `faults: { region_down: us-east-1 }`: a region impaired as AWS regions fail. Every call whose
+/// endpoint is in that region fails: a regional call naming the region, a global service's call
+/// when its endpoint is served from there (Route 53's control plane, IAM and STS's global
+/// endpoint are in us-east-1; the operation table says where each endpoint lives), and the
+/// world's HTTP endpoints served from the region (they answer 503, as in an outage). Unlike
+/// `outages`, which take the region's control planes away, this takes the data planes too.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RegionDown {
+  pub region: String,
+  /// How a call to the region fails; `unreachable` unless given.
+  #[serde(default)]
+  pub fails_with: DownFailure,
+}
+
+/// How calls to a region that is down fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DownFailure {
+  /// The connection is refused at once (the fast form).
+  #[default]
+  Unreachable,
+  /// The endpoint answers HTTP 503 `ServiceUnavailable`.
+  Error,
+  /// No answer: the call times out after the client's attempt timeout (modelled).
+  Timeout,
+}
+
+/// Whether `text` has the shape of an AWS region name: `us-east-1`, `ap-southeast-2`,
+/// `us-gov-west-1` (letters, dash-separated, ending in a number).
+fn is_region_name(text: &str) -> bool {
+  let parts: Vec<&str> = text.split('-').collect();
+  let Some((number, words)) = parts.split_last() else {
+    return false;
+  };
+  words.len() >= 2
+    && words
+      .iter()
+      .all(|word| !word.is_empty() && word.bytes().all(|b| b.is_ascii_lowercase()))
+    && !number.is_empty()
+    && number.bytes().all(|b| b.is_ascii_digit())
+}
+
+impl Serialize for FaultsSpec {
+  fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut map = serializer.serialize_map(None)?;
+    if let Some(down) = &self.region_down {
+      map.serialize_entry(REGION_DOWN_KEY, down)?;
+    }
+    for (key, fault) in &self.calls {
+      map.serialize_entry(key, fault)?;
+    }
+    map.end()
+  }
+}
+
+impl<'de> Deserialize<'de> for FaultsSpec {
+  fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+    struct Visitor;
+    impl<'de> de::Visitor<'de> for Visitor {
+      type Value = FaultsSpec;
+
+      fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a map of operation, service or `*` to its faults, and `region_down`")
+      }
+
+      fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<FaultsSpec, A::Error> {
+        let mut faults = FaultsSpec::default();
+        while let Some(key) = map.next_key::<String>()? {
+          if key == REGION_DOWN_KEY {
+            faults.region_down = Some(map.next_value()?);
+          } else {
+            let fault = map.next_value()?;
+            faults.calls.insert(key, fault);
+          }
+        }
+        Ok(faults)
+      }
+    }
+    deserializer.deserialize_map(Visitor)
+  }
+}
+
+impl<'de> Deserialize<'de> for RegionDown {
+  // A plain region, or the map form with the failure.
+  fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Full {
+      region: String,
+      #[serde(default)]
+      fails_with: DownFailure,
+    }
+    struct Visitor;
+    impl<'de> de::Visitor<'de> for Visitor {
+      type Value = RegionDown;
+
+      fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a region, or `{ region: REGION, fails_with: unreachable|error|timeout }`")
+      }
+
+      fn visit_str<E: de::Error>(self, value: &str) -> Result<RegionDown, E> {
+        Ok(RegionDown {
+          region: value.to_string(),
+          fails_with: DownFailure::Unreachable,
+        })
+      }
+
+      fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<RegionDown, A::Error> {
+        let full = Full::deserialize(de::value::MapAccessDeserializer::new(map))?;
+        Ok(RegionDown {
+          region: full.region,
+          fails_with: full.fails_with,
+        })
+      }
+    }
+    deserializer.deserialize_any(Visitor)
+  }
+}
+
 /// A region in outage (see [`WorldSpec::outages`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
@@ -664,7 +797,15 @@ impl WorldSpec {
         return Err(format!("webhooks[{i}]: `{webhook}` is not an http(s) URL"));
       }
     }
-    for (name, fault) in &self.faults {
+    if let Some(down) = &self.faults.region_down {
+      if !is_region_name(&down.region) {
+        return Err(format!(
+          "faults.{REGION_DOWN_KEY}: `{}` is not an AWS region name (such as us-east-1)",
+          down.region
+        ));
+      }
+    }
+    for (name, fault) in &self.faults.calls {
       for (field, value) in [
         ("throttle", fault.throttle),
         ("error", fault.error),
