@@ -396,7 +396,10 @@ mod tests {
     let lines: Vec<&str> = err.message.lines().collect();
     assert_eq!(lines.len(), 3, "{err}");
     assert!(
-      lines[0].contains("no endpoint of the recovery cluster answered GetRoutingControlState"),
+      lines[0].contains(&format!(
+        "no endpoint of the recovery cluster answered {}",
+        ops::GET_ROUTING_CONTROL_STATE.name
+      )),
       "{err}"
     );
     for url in [dead, other] {
