@@ -820,6 +820,21 @@ fn arc_failover_flips_dns_with_routing_controls_and_no_route53_call() {
   let runbook = crate::support::repo().join("runbooks/regional-failover-arc.yaml");
   let runbook = runbook.to_str().unwrap();
   test.run_args(["validate", runbook]).status(0);
+  let plan = test
+    .run_args(["plan", runbook, "-p", "target_region=us-west-2", "--sim"])
+    .status(0);
+  assert!(
+    plan
+      .stdout()
+      .contains("flip-dns [arc.routing_control] mutating — would change"),
+    "{}",
+    plan.stdout()
+  );
+  assert!(
+    plan.stdout().contains("primarycell00001 On -> Off"),
+    "{}",
+    plan.stdout()
+  );
   let run = test
     .run_args([
       "run",
