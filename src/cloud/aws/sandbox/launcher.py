@@ -589,7 +589,11 @@ SERVICE_HOSTS = {
   "api-usw2.example.com": ("us-west-2", "app-standby", "api"),
 }
 # host -> the Route 53 failover name (zone id, record name) that resolves it.
-DNS_HOSTS = {"api.example.com": ("Z0DRCTLEXAMPLE", "api.example.com.")}
+DNS_HOSTS = {
+  "api.example.com": ("Z0DRCTLEXAMPLE", "api.example.com."),
+  # Guarded by the ARC routing controls' health checks (seed.py).
+  "app.example.com": ("Z0DRCTLEXAMPLE", "app.example.com."),
+}
 # Resolving through Route 53 may lead to another failover name; a loop ends here.
 MAX_DEPTH = 8
 
