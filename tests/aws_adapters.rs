@@ -1193,3 +1193,111 @@ async fn elbv2_target_health_follows_the_standby_service() {
     None
   );
 }
+
+/// Route 53 ARC through the real SDK against the sandbox's recovery cluster: a routing control's
+/// state reads back after an update, an endpoint that refuses connections is skipped for the
+/// next, and the health check the control drives follows it.
+#[tokio::test]
+async fn arc_routing_control_through_the_cluster_endpoints() {
+  use drctl::actions::{arc::ROUTING_CONTROL, Behaviour, Ctx};
+  use drctl::cloud::arc::{ClusterEndpoint, ControlState};
+
+  let moto = Moto::start();
+  let cloud = cloud(&moto).await;
+  let secondary_check = moto.id("/route53/secondary_health_check");
+  let arn = "arn:aws:route53-recovery-control::123456789012:controlpanel/0123456789abcdef0123456789abcdef/routingcontrol/standbycell00001";
+  let declared = serde_json::json!({
+    "arn": arn, "name": "standby-cell", "state": "Off", "health_check_id": secondary_check,
+  });
+  let (status, body) = moto.request("POST", "/drctl-sandbox/arc", &declared.to_string());
+  assert_eq!(status, 200, "{body}");
+
+  // A loopback port nobody listens on: connections are refused.
+  let refused = {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+  };
+  let dead = ClusterEndpoint {
+    region: EAST.into(),
+    url: format!("http://127.0.0.1:{refused}/arc/{EAST}/v1"),
+  };
+  let live = ClusterEndpoint {
+    region: WEST.into(),
+    url: format!("{}/arc/{WEST}/v1", moto.endpoint),
+  };
+  let err = cloud
+    .arc
+    .get_routing_control_state(&dead, arn)
+    .await
+    .unwrap_err();
+  assert_eq!(err.kind, ErrorKind::Transport, "{err}");
+  assert_eq!(
+    cloud
+      .arc
+      .get_routing_control_state(&live, arn)
+      .await
+      .unwrap(),
+    ControlState::Off
+  );
+  let missing = cloud
+    .arc
+    .get_routing_control_state(
+      &live,
+      "arn:aws:route53-recovery-control::123456789012:controlpanel/x/routingcontrol/none",
+    )
+    .await
+    .unwrap_err();
+  assert_eq!(
+    missing.code.as_deref(),
+    Some("ResourceNotFoundException"),
+    "{missing}"
+  );
+  assert!(missing.request_id.is_some(), "{missing}");
+  assert!(
+    !cloud
+      .route53
+      .get_health_check_status(&secondary_check)
+      .await
+      .unwrap()
+      .is_healthy(),
+    "Off: the check guarding the standby is unhealthy"
+  );
+
+  // The action: the dead endpoint listed first and last, so whichever it starts at, it moves on.
+  let (_cancel, cancel) = tokio::sync::watch::channel(false);
+  let progress = |_: &str| {};
+  let ctx = Ctx::new(&cloud, "run-1", "flip", &progress, cancel);
+  let with = serde_json::json!({
+    "routing_controls": [{ "arn": arn, "state": "On" }],
+    "cluster_endpoints": [
+      { "region": dead.region, "url": dead.url },
+      { "region": live.region, "url": live.url },
+    ],
+  });
+  let args = drctl::actions::bind(ROUTING_CONTROL.spec, with.as_object().unwrap()).unwrap();
+  let Behaviour::Effect(effect) = ROUTING_CONTROL.behaviour else {
+    panic!("arc.routing_control mutates");
+  };
+  let token = effect.apply(&ctx, &args).await.unwrap();
+  let outcome = effect.verify(&ctx, &args, token.as_deref()).await.unwrap();
+  assert_eq!(outcome.outputs["endpoint"], live.url, "{outcome:?}");
+  assert_eq!(
+    cloud
+      .arc
+      .get_routing_control_state(&live, arn)
+      .await
+      .unwrap(),
+    ControlState::On
+  );
+  assert!(
+    cloud
+      .route53
+      .get_health_check_status(&secondary_check)
+      .await
+      .unwrap()
+      .is_healthy(),
+    "On: the RECOVERY_CONTROL check follows its routing control"
+  );
+  let again = effect.observe(&ctx, &args).await.unwrap();
+  assert_eq!(again.state, drctl::actions::Observed::Done, "{again:?}");
+}

@@ -809,3 +809,108 @@ fn failover_checks_the_standby_target_health_before_the_public_url() {
   assert!(url_start >= targets_end, "before the public URL");
   assert_eq!(step("standby-targets")["outcome"], "succeeded");
 }
+
+/// `regional-failover-arc` fails over with the DNS flip done by ARC routing controls through the
+/// recovery cluster's data plane: it completes, the public name then answers from the standby,
+/// and no Route 53 API call is made (the routing controls drive the failover records' health
+/// checks).
+#[test]
+fn arc_failover_flips_dns_with_routing_controls_and_no_route53_call() {
+  let test = Test::new();
+  let runbook = crate::support::repo().join("runbooks/regional-failover-arc.yaml");
+  let runbook = runbook.to_str().unwrap();
+  test.run_args(["validate", runbook]).status(0);
+  let plan = test
+    .run_args(["plan", runbook, "-p", "target_region=us-west-2", "--sim"])
+    .status(0);
+  assert!(
+    plan
+      .stdout()
+      .contains("flip-dns [arc.routing_control] mutating — would change"),
+    "{}",
+    plan.stdout()
+  );
+  assert!(
+    plan.stdout().contains("primarycell00001 On -> Off"),
+    "{}",
+    plan.stdout()
+  );
+  let run = test
+    .run_args([
+      "run",
+      runbook,
+      "-p",
+      "target_region=us-west-2",
+      "--sim",
+      "--yes",
+      "--time-scale",
+      "200",
+    ])
+    .status(0);
+  assert!(
+    run.stdout().contains("result: succeeded"),
+    "{}",
+    run.stdout()
+  );
+  assert!(
+    run
+      .stderr()
+      .contains("GET https://app.example.com/health: 200"),
+    "the public name answers from the standby: {}",
+    run.stderr()
+  );
+  let run_id = test.run_ids().pop().unwrap();
+  let status = test.status_json(&run_id);
+  let operations = status["operations"].as_array().unwrap();
+  let services: Vec<&str> = operations
+    .iter()
+    .map(|op| op["service"].as_str().unwrap())
+    .collect();
+  assert!(!services.contains(&"route53"), "{services:?}");
+  let names = test.operations(&run_id);
+  assert_eq!(count(&names, "UpdateRoutingControlState"), 2, "{names:?}");
+  assert_eq!(count(&names, "ChangeResourceRecordSets"), 0, "{names:?}");
+  assert_eq!(count(&names, "UpdateHealthCheck"), 0, "{names:?}");
+  let steps = status["timeline"]["steps"].as_array().unwrap();
+  let flip = steps.iter().find(|step| step["id"] == "flip-dns").unwrap();
+  assert_eq!(flip["outcome"], "succeeded", "{flip}");
+
+  // The world the run left: the primary cell's control Off, the standby's On, and the public
+  // name answering while the old primary (fenced to zero tasks) cannot, so it resolves to the
+  // standby.
+  let after = test.world_after(&run_id);
+  let world: serde_json::Value =
+    serde_json::from_str(&std::fs::read_to_string(&after).unwrap()).unwrap();
+  let controls = world["arc"]["routing_controls"].as_array().unwrap();
+  let state = |name: &str| {
+    controls
+      .iter()
+      .find(|control| control["name"] == name)
+      .unwrap_or_else(|| panic!("no {name}: {world}"))["state"]
+      .clone()
+  };
+  assert_eq!(state("primary-cell"), "Off");
+  assert_eq!(state("standby-cell"), "On");
+  let probe = test.path().join("probe.yaml");
+  std::fs::write(
+    &probe,
+    "apiVersion: drctl/v1\nkind: Runbook\nmetadata: { name: probe }\nsteps:\n  \
+     - { id: old-primary, action: http.check, with: { url: 'https://api-use1.example.com/health', expect_status: 503 } }\n  \
+     - { id: public, action: http.check, with: { url: 'https://app.example.com/health', expect_status: 200 } }\n",
+  )
+  .unwrap();
+  let run = test
+    .run_args([
+      "run",
+      probe.to_str().unwrap(),
+      "--sim",
+      after.to_str().unwrap(),
+      "--yes",
+    ])
+    .status(0);
+  assert!(
+    run.stdout().contains("result: succeeded"),
+    "{}",
+    run.stdout()
+  );
+}

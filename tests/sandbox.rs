@@ -315,21 +315,52 @@ fn plan_and_dry_run_make_no_mutating_call() {
     .collect();
   names.sort();
   assert!(names.len() >= 3, "{names:?}");
+  // regional-failover-arc's recovery cluster endpoints are the sandbox's (loopback), one path
+  // per region, instead of its defaults (AWS's).
+  let arc_endpoints: Vec<String> = [
+    "us-east-1",
+    "us-west-2",
+    "eu-west-1",
+    "ap-northeast-1",
+    "ap-southeast-2",
+  ]
+  .iter()
+  .enumerate()
+  .flat_map(|(i, region)| {
+    let n = i + 1;
+    [
+      "-p".to_owned(),
+      format!("cluster_endpoint_{n}_region={region}"),
+      "-p".to_owned(),
+      format!("cluster_endpoint_{n}={}/arc/{region}/v1", moto.endpoint),
+    ]
+  })
+  .collect();
   let runbooks: Vec<(&str, Vec<&str>)> = names
     .iter()
     .map(|name| {
-      let params = if name == "regional-failover" {
+      let mut params = if name.starts_with("regional-failover") {
         vec!["-p", "target_region=us-west-2"]
       } else {
         vec![]
       };
+      if name == "regional-failover-arc" {
+        params.extend(arc_endpoints.iter().map(String::as_str));
+      }
       (name.as_str(), params)
     })
     .collect();
   for (runbook, params) in &runbooks {
     let mut plan = vec!["plan", runbook, "--sandbox"];
     plan.extend(params);
-    test.run_args(&plan).status(0);
+    let planned = test.run_args(&plan).status(0);
+    if *runbook == "regional-failover-arc" {
+      assert!(
+        planned.stdout().contains("primarycell00001 On -> Off"),
+        "the sandbox's routing controls, read through its cluster: {}",
+        planned.stdout()
+      );
+    }
     let mut dry_run = vec!["run", runbook, "--sandbox", "--dry-run"];
     dry_run.extend(params);
     test.run_args(&dry_run).status(0);

@@ -23,7 +23,14 @@ fn shipped_runbooks_validate() {
     "{}",
     run.stdout()
   );
-  assert!(run.stdout().contains("4 file(s), 0 invalid"));
+  assert!(
+    run
+      .stdout()
+      .contains("ok    runbooks/regional-failover-arc.yaml (9 steps)"),
+    "{}",
+    run.stdout()
+  );
+  assert!(run.stdout().contains("5 file(s), 0 invalid"));
 }
 
 #[test]
@@ -119,7 +126,7 @@ fn drill_files_validate_as_drills_beside_runbooks() {
     run.stdout()
   );
   assert!(
-    run.stdout().contains("7 file(s), 0 invalid"),
+    run.stdout().contains("8 file(s), 0 invalid"),
     "{}",
     run.stdout()
   );

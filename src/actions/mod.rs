@@ -22,6 +22,7 @@ use crate::{
   runbook::{ActionCatalog, ActionSpec, FieldKind, FieldSpec},
 };
 
+pub mod arc;
 pub mod ecs;
 pub mod elbv2;
 pub mod exec;
@@ -321,6 +322,7 @@ pub static ACTIONS: &[ActionDef] = &[
   rds::CREATE_REPLICA,
   rds::RETIRE_INSTANCE,
   elbv2::TARGET_HEALTH,
+  arc::ROUTING_CONTROL,
 ];
 
 /// Look an action up by name.

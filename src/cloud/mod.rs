@@ -45,11 +45,13 @@ macro_rules! with_families {
       route53: Route53, LimitedRoute53;
       s3: S3, LimitedS3;
       elbv2: Elbv2, LimitedElbv2;
+      arc: RecoveryCluster, LimitedRecoveryCluster;
     }
   };
 }
 pub(crate) use with_families;
 
+pub mod arc;
 pub mod aws;
 pub mod ecs;
 pub mod elbv2;

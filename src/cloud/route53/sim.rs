@@ -335,9 +335,14 @@ impl WorldState {
     depth: u32,
   ) -> Option<HealthCheckStatus> {
     let check = self.route53.health_checks.get(id)?;
-    let reachable = self
-      .serve(&check.target, now, depth + 1)
-      .is_ok_and(|(status, _)| (200..400).contains(&status));
+    // A `RECOVERY_CONTROL` health check follows its ARC routing control (On: healthy), not an
+    // endpoint (`cloud::arc::sim`).
+    let reachable = match self.arc.health_check_state(id) {
+      Some(state) => state == crate::cloud::arc::ControlState::On,
+      None => self
+        .serve(&check.target, now, depth + 1)
+        .is_ok_and(|(status, _)| (200..400).contains(&status)),
+    };
     let observed_healthy = reachable != check.inverted;
     Some(HealthCheckStatus {
       id: id.to_string(),

@@ -143,7 +143,13 @@ macro_rules! world_state {
       pub fn apply(&mut self, op: &Operation) -> Applied {
         let model = self.model.clone();
         $(
-          if op.service == stringify!($family) {
+          // By the family's name, or by the service of one of its operations (`arc`'s
+          // operations are `route53-recovery-cluster`'s).
+          if op.service == stringify!($family)
+            || crate::cloud::$family::ops::ALL
+              .iter()
+              .any(|known| known.service == op.service && known.name == op.operation)
+          {
             return FamilyState::apply(&mut self.$family, op, &model);
           }
         )*

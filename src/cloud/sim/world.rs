@@ -821,6 +821,7 @@ impl WorldSpec {
       }
     }
     self.elbv2.validate(&regions, &services)?;
+    self.arc.validate(&regions, &checks)?;
     Ok(())
   }
 }
@@ -895,10 +896,29 @@ route53:
           ttl: 60
           values: [api-usw2.example.com]
           health_check_id: hc-secondary
+        # The same failover, guarded by ARC routing controls (health checks of type
+        # RECOVERY_CONTROL): `runbooks/regional-failover-arc.yaml` flips it with no Route 53 call.
+        - name: app.example.com.
+          type: CNAME
+          set_identifier: primary
+          failover: PRIMARY
+          ttl: 60
+          values: [api-use1.example.com]
+          health_check_id: hc-arc-primary
+        - name: app.example.com.
+          type: CNAME
+          set_identifier: secondary
+          failover: SECONDARY
+          ttl: 60
+          values: [api-usw2.example.com]
+          health_check_id: hc-arc-secondary
   health_checks:
     # Game day: the primary's check is inverted, as a drill does, so Route 53 sees it down.
     - { id: hc-primary, target: "https://api-use1.example.com/health", inverted: true, checkers: 16 }
     - { id: hc-secondary, target: "https://api-usw2.example.com/health", checkers: 16 }
+    # RECOVERY_CONTROL checks: their status is their routing control's (`arc:` below).
+    - { id: hc-arc-primary, target: "https://api-use1.example.com/health", checkers: 16 }
+    - { id: hc-arc-secondary, target: "https://api-usw2.example.com/health", checkers: 16 }
 s3:
   buckets:
     - name: app-backups-use1
@@ -936,6 +956,23 @@ elbv2:
       name: app-standby-tg
       service: { cluster: app-standby, service: api }
       health_check: { interval: 10s, healthy_threshold: 3 }
+arc:
+  # An ARC recovery cluster answers on five regional endpoints, as AWS's do.
+  endpoints:
+    - { region: us-east-1, url: "https://host-aaaaaa.us-east-1.example.aws/v1" }
+    - { region: us-west-2, url: "https://host-bbbbbb.us-west-2.example.aws/v1" }
+    - { region: eu-west-1, url: "https://host-cccccc.eu-west-1.example.aws/v1" }
+    - { region: ap-northeast-1, url: "https://host-dddddd.ap-northeast-1.example.aws/v1" }
+    - { region: ap-southeast-2, url: "https://host-eeeeee.ap-southeast-2.example.aws/v1" }
+  routing_controls:
+    - arn: "arn:aws:route53-recovery-control::123456789012:controlpanel/0123456789abcdef0123456789abcdef/routingcontrol/primarycell00001"
+      name: primary-cell
+      state: On
+      health_check: hc-arc-primary
+    - arn: "arn:aws:route53-recovery-control::123456789012:controlpanel/0123456789abcdef0123456789abcdef/routingcontrol/standbycell00001"
+      name: standby-cell
+      state: Off
+      health_check: hc-arc-secondary
 endpoints:
   - url: https://api-use1.example.com/health
     service: { region: us-east-1, cluster: app-primary, service: api }
@@ -943,6 +980,8 @@ endpoints:
     service: { region: us-west-2, cluster: app-standby, service: api }
   - url: https://api.example.com/health
     dns: { zone: Z0DRCTLEXAMPLE, name: api.example.com. }
+  - url: https://app.example.com/health
+    dns: { zone: Z0DRCTLEXAMPLE, name: app.example.com. }
 webhooks:
   - https://hooks.example.com/drctl
 outages: []

@@ -25,6 +25,12 @@ Besides the AWS APIs, the server answers the sandbox's own routes under `/drctl-
   whether the endpoint behind health check HC answers, for adapter tests.
 * `GET /drctl-sandbox/global-failovers` lists every `FailoverGlobalCluster` request: its global
   cluster, target and whether it allowed data loss (a failover) or not (a switchover).
+* Route 53 ARC's recovery cluster data plane (awsJson1_0, `X-Amz-Target:
+  ToggleCustomerAPI.GetRoutingControlState` / `.UpdateRoutingControlState`), which moto does not
+  serve, on any path: a cluster endpoint is this server's URL with a path of its own
+  (`http://127.0.0.1:PORT/arc/us-east-1/v1`, one per region). `POST /drctl-sandbox/arc` with
+  `{"arn", "name", "state": "On"|"Off", "health_check_id"}` declares a routing control (what the
+  recovery control-config API would create; drctl never calls it). See `arc_cluster` below.
 * `POST /drctl-sandbox/metrics` with `{"region", "namespace", "metric", "dimensions": {NAME:
   VALUE}, "points": [[SECONDS_AGO, VALUE], ...]}` puts CloudWatch datapoints timed relative to
   now, the way RDS publishes them: a replica whose source failed reads -1, then its
@@ -343,6 +349,11 @@ def _check_success(health_check, depth: int = 0) -> tuple[bool, bool]:
   """(whether the checkers report success, whether the endpoint answers)."""
   if _truthy(health_check.disabled):
     return True, True
+  control = _routing_control_of(health_check.id)
+  if control is not None:
+    # A RECOVERY_CONTROL health check: healthy while its routing control is On.
+    on = control["state"] == "On"
+    return on != _truthy(health_check.inverted), on
   up = _endpoint_up(health_check, depth)
   return up != _truthy(health_check.inverted), up
 
@@ -578,7 +589,11 @@ SERVICE_HOSTS = {
   "api-usw2.example.com": ("us-west-2", "app-standby", "api"),
 }
 # host -> the Route 53 failover name (zone id, record name) that resolves it.
-DNS_HOSTS = {"api.example.com": ("Z0DRCTLEXAMPLE", "api.example.com.")}
+DNS_HOSTS = {
+  "api.example.com": ("Z0DRCTLEXAMPLE", "api.example.com."),
+  # Guarded by the ARC routing controls' health checks (seed.py).
+  "app.example.com": ("Z0DRCTLEXAMPLE", "app.example.com."),
+}
 # Resolving through Route 53 may lead to another failover name; a loop ends here.
 MAX_DEPTH = 8
 
@@ -757,12 +772,87 @@ def capture(environ, start_response, target: str):
 
 
 # -------------------------------------------------------------------------------------------
+# Route 53 ARC recovery cluster (route53-recovery-cluster), served here: moto has no model of it.
+# AWS: a cluster has five regional endpoints, each answering GetRoutingControlState and
+# UpdateRoutingControlState for every routing control of the cluster (Route 53 ARC Developer
+# Guide, "Getting and updating routing control states using the API": "try each endpoint in
+# turn"; states are On or Off). A routing control is wired to Route 53 through a health check of
+# type RECOVERY_CONTROL, which is healthy while the control is On ("Creating health checks for
+# routing controls"). moto 5.2's health checks have no RECOVERY_CONTROL type we could rely on
+# (it keeps `Type` as sent and never evaluates it), so a routing control names the moto health
+# check that follows it, and GetHealthCheckStatus reads the control's state for that check
+# (`_check_success` above). Every endpoint shares the one set of states, as a cluster's do.
+# -------------------------------------------------------------------------------------------
+ARC_TARGET = "ToggleCustomerAPI."
+ROUTING_CONTROLS: dict = {}
+
+
+def _routing_control_of(health_check_id: str):
+  with _lock:
+    for control in ROUTING_CONTROLS.values():
+      if control.get("health_check_id") == health_check_id:
+        return dict(control)
+  return None
+
+
+def _arc_error(start_response, code: str, message: str, status: str = "400 Bad Request"):
+  request_id = str(uuid.uuid4())
+  data = json.dumps({"__type": code, "message": message}).encode()
+  start_response(status, [("Content-Type", "application/x-amz-json-1.0"),
+                          ("x-amzn-RequestId", request_id), ("x-amzn-ErrorType", code),
+                          ("Content-Length", str(len(data)))])
+  return [data]
+
+
+def arc_cluster(environ, start_response):
+  operation = environ.get("HTTP_X_AMZ_TARGET", "")[len(ARC_TARGET):]
+  try:
+    request = json.loads(_read_body(environ) or b"{}")
+  except ValueError as error:
+    return _arc_error(start_response, "ValidationException", f"bad JSON: {error}")
+  arn = request.get("RoutingControlArn", "")
+  with _lock:
+    control = ROUTING_CONTROLS.get(arn)
+    if operation not in ("GetRoutingControlState", "UpdateRoutingControlState"):
+      return _arc_error(start_response, "ValidationException", f"unknown operation {operation}")
+    if control is None:
+      return _arc_error(start_response, "ResourceNotFoundException",
+                        f"Routing control {arn} not found", "404 Not Found")
+    if operation == "UpdateRoutingControlState":
+      state = request.get("RoutingControlState")
+      if state not in ("On", "Off"):
+        return _arc_error(start_response, "ValidationException", f"bad state {state!r}")
+      control["state"] = state
+      answer = {}
+    else:
+      answer = {"RoutingControlArn": arn, "RoutingControlState": control["state"],
+                "RoutingControlName": control.get("name", "")}
+  data = json.dumps(answer).encode()
+  start_response("200 OK", [("Content-Type", "application/x-amz-json-1.0"),
+                            ("x-amzn-RequestId", str(uuid.uuid4())),
+                            ("Content-Length", str(len(data)))])
+  return [data]
+
+
+def declare_routing_control(spec: dict) -> dict:
+  if spec.get("state") not in ("On", "Off") or not spec.get("arn"):
+    raise ValueError("a routing control needs `arn` and `state` On or Off")
+  control = {"arn": spec["arn"], "name": spec.get("name", ""), "state": spec["state"],
+             "health_check_id": spec.get("health_check_id")}
+  with _lock:
+    ROUTING_CONTROLS[spec["arn"]] = control
+  return control
+
+
+# -------------------------------------------------------------------------------------------
 # The sandbox routes and the server.
 # -------------------------------------------------------------------------------------------
 def control_app(app):
   def wrapped(environ, start_response):
     path = environ.get("PATH_INFO", "")
     method = environ.get("REQUEST_METHOD", "GET")
+    if environ.get("HTTP_X_AMZ_TARGET", "").startswith(ARC_TARGET):
+      return arc_cluster(environ, start_response)
     if not path.startswith(("/drctl-sandbox/", "/drctl-test/")):
       if FAULTS["throttle"] and not path.startswith(SANDBOX_PREFIXES):
         return throttled(environ, start_response)
@@ -805,6 +895,12 @@ def control_app(app):
         return _answer(start_response, "200 OK", rekey(json.loads(_read_body(environ) or b"{}")))
       except (ValueError, KeyError, AttributeError) as error:
         return _answer(start_response, "400 Bad Request", f"cannot re-key: {error}")
+    if route == "arc" and method == "POST":
+      try:
+        return _answer(start_response, "200 OK",
+                       declare_routing_control(json.loads(_read_body(environ) or b"{}")))
+      except (ValueError, AttributeError) as error:
+        return _answer(start_response, "400 Bad Request", f"bad routing control: {error}")
     if route == "metrics" and method == "POST":
       try:
         count = put_metrics(json.loads(_read_body(environ) or b"{}"))

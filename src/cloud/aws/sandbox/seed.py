@@ -27,6 +27,13 @@ STANDBY = "us-west-2"
 ZONE_ID = "Z0DRCTLEXAMPLE"
 PRIMARY_CHECK = "hc-primary"
 SECONDARY_CHECK = "hc-secondary"
+ARC_PRIMARY_CHECK = "hc-arc-primary"
+ARC_SECONDARY_CHECK = "hc-arc-secondary"
+ARC_PANEL = "arn:aws:route53-recovery-control::123456789012:controlpanel/0123456789abcdef0123456789abcdef"
+ARC_ROUTING_CONTROLS = [
+  ("primary-cell", f"{ARC_PANEL}/routingcontrol/primarycell00001", "On", ARC_PRIMARY_CHECK),
+  ("standby-cell", f"{ARC_PANEL}/routingcontrol/standbycell00001", "Off", ARC_SECONDARY_CHECK),
+]
 
 
 # How long the seeded replica keeps publishing a current ReplicaLag.
@@ -279,13 +286,38 @@ def main() -> None:
       ],
     },
   )
+  # ARC, as in the built-in world: app.example.com's failover records are guarded by the health
+  # checks the routing controls drive (`hc-arc-*`; the launcher answers GetHealthCheckStatus for
+  # them from their control's state, see `arc_cluster` there), primary cell On, standby Off.
+  arc_primary_check = health_check("api-use1.example.com", False)
+  arc_secondary_check = health_check("api-usw2.example.com", False)
+  route53.change_resource_record_sets(
+    HostedZoneId=zone_id,
+    ChangeBatch={
+      "Comment": "drctl seed (ARC)",
+      "Changes": [
+        {**change, "ResourceRecordSet": {**change["ResourceRecordSet"], "Name": "app.example.com."}}
+        for change in (
+          record("primary", "PRIMARY", "api-use1.example.com", arc_primary_check),
+          record("secondary", "SECONDARY", "api-usw2.example.com", arc_secondary_check),
+        )
+      ],
+    },
+  )
   rekey(
     args.endpoint,
     {
       "hosted_zones": {zone_id: ZONE_ID},
-      "health_checks": {primary_check: PRIMARY_CHECK, secondary_check: SECONDARY_CHECK},
+      "health_checks": {
+        primary_check: PRIMARY_CHECK,
+        secondary_check: SECONDARY_CHECK,
+        arc_primary_check: ARC_PRIMARY_CHECK,
+        arc_secondary_check: ARC_SECONDARY_CHECK,
+      },
     },
   )
+  for name, arn, state, check in ARC_ROUTING_CONTROLS:
+    post(args.endpoint, "arc", {"arn": arn, "name": name, "state": state, "health_check_id": check})
   zone_id, primary_check, secondary_check = ZONE_ID, PRIMARY_CHECK, SECONDARY_CHECK
   out["route53"] = {
     "zone_id": zone_id,
@@ -293,6 +325,8 @@ def main() -> None:
     "record": "api.example.com.",
     "primary_health_check": primary_check,
     "secondary_health_check": secondary_check,
+    "arc_primary_health_check": ARC_PRIMARY_CHECK,
+    "arc_secondary_health_check": ARC_SECONDARY_CHECK,
   }
   log(f"route53: zone {zone_id}, health checks {primary_check} {secondary_check}")
 
