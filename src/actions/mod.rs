@@ -665,7 +665,16 @@ where
           last_status = status;
         }
       }
-      Err(err) if err.retryable && errors < TOLERATED_ERRORS => errors += 1,
+      Err(err) if err.retryable && errors < TOLERATED_ERRORS => {
+        errors += 1;
+        // Shown, so that a wait the step's timeout ends still says what it was failing on
+        // (an endpoint that does not answer, in a region that is down).
+        let status = format!("retrying after: {err}");
+        if status != last_status {
+          (ctx.progress)(&status);
+          last_status = status;
+        }
+      }
       Err(err) => return Err(err),
     }
     if ctx.cancelled() {

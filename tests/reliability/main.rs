@@ -21,6 +21,7 @@ mod guards;
 mod lockloss;
 mod orphans;
 mod outage;
+mod region_down;
 mod resumerace;
 mod rpo_unknown;
 mod secret_corpus;
@@ -91,6 +92,7 @@ const SECTIONS: &[(&str, Section)] = &[
   ("diskfull", diskfull::run),
   ("rpo-unknown", rpo_unknown::run),
   ("approvals", approvals::run),
+  ("region-down", region_down::run),
 ];
 
 fn main() -> ExitCode {
