@@ -32,6 +32,7 @@ mod s3state;
 mod sandbox;
 mod schema;
 mod serve;
+mod stability;
 mod standby_backups;
 mod state_format;
 mod step_crash;

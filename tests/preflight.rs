@@ -542,3 +542,67 @@ fn a_resume_without_credentials_exits_2_before_the_lock() {
   );
   assert_only_loopback(&traced);
 }
+
+/// `plan --aws` weighs what the run itself depends on against the region it leaves, from the
+/// configuration alone: the profile's IAM Identity Center region (through its `sso-session`),
+/// the `s3://` state bucket's region, and the STS endpoint the preflight asks (regional, in the
+/// target region). Credentials come from the environment, so nothing asks SSO.
+#[test]
+fn plan_flags_the_sso_region_and_the_state_bucket_of_the_region_left() {
+  let mut fakes = Fakes::new(vec![Answer::caller_identity("210987654321")]);
+  fakes.set("AWS_ACCESS_KEY_ID", "AKIAPREFLIGHTTEST");
+  fakes.set("AWS_SECRET_ACCESS_KEY", "preflight-secret-value");
+  fakes.set("AWS_PROFILE", "ops");
+  fakes.config(
+    "[profile ops]\nsso_session = corp\nsso_account_id = 210987654321\n\
+     sso_role_name = dr\n\n[sso-session corp]\nsso_region = us-east-1\n\
+     sso_start_url = https://corp.awsapps.com/start\n",
+  );
+  let test = Test::new()
+    .file("drctl.yaml", "state: s3://dr-state/drctl\n")
+    .file(
+      "pause.yaml",
+      "apiVersion: drctl/v1\nkind: Runbook\nmetadata: { name: pause }\nparams:\n  \
+       target_region: { type: string, required: true }\n  \
+       source_region: { type: string, default: us-east-1 }\nsteps:\n  - id: pause\n    \
+       action: wait.sleep\n    with: { duration: 10ms }\n",
+    );
+  let traced = run(
+    &test,
+    &fakes,
+    &[
+      "--aws",
+      "plan",
+      "pause.yaml",
+      "-p",
+      "target_region=us-west-2",
+    ],
+  );
+  let text = traced.run.stdout();
+  assert_eq!(traced.run.code(), 0, "{text}{}", traced.run.stderr());
+  assert!(
+    text.contains("sts control plane (us-west-2): GetCallerIdentity"),
+    "{text}"
+  );
+  assert!(
+    text.contains("BLOCKS  (the run itself): IAM Identity Center sign-in of profile `ops`"),
+    "{text}"
+  );
+  assert!(
+    text.contains("BLOCKS  (the run itself): state s3://dr-state/drctl"),
+    "{text}"
+  );
+  assert!(
+    text.contains("caution (the run itself): IAM control plane"),
+    "{text}"
+  );
+  assert!(
+    !text.contains("GetCallerIdentity (credentials preflight)"),
+    "{text}"
+  );
+  let seen = fakes.sts.seen();
+  assert_eq!(seen.len(), 1, "STS calls: {seen:?}");
+  assert_eq!(signed_region(&seen[0]).as_deref(), Some("us-west-2"));
+  assert!(fakes.sso.seen().is_empty());
+  assert_only_loopback(&traced);
+}

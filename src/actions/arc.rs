@@ -19,7 +19,7 @@ use crate::{
     arc::{ops, ClusterEndpoint, ControlState},
     CloudError, CloudResult, ErrorKind,
   },
-  runbook::{ActionSpec, FieldKind, FieldSpec},
+  runbook::{ActionSpec, Call, FieldKind, FieldSpec},
 };
 
 const CONTROL_FIELDS: &[FieldSpec] = &[
@@ -58,7 +58,18 @@ pub const ROUTING_CONTROL: ActionDef = ActionDef {
         "The recovery cluster's regional endpoints",
       ),
     ],
-    mutating_operations: &[&ops::UPDATE_ROUTING_CONTROL_STATE],
+    calls: &[
+      Call::any_of(
+        &ops::GET_ROUTING_CONTROL_STATE,
+        "cluster_endpoints",
+        "region",
+      ),
+      Call::any_of(
+        &ops::UPDATE_ROUTING_CONTROL_STATE,
+        "cluster_endpoints",
+        "region",
+      ),
+    ],
     outputs: &["endpoint", "changed"],
   },
   behaviour: Behaviour::Effect(&RoutingControl),

@@ -7,7 +7,7 @@ use super::{
 use crate::cloud::ops;
 use crate::{
   cloud::EcsService,
-  runbook::{ActionSpec, FieldKind, FieldSpec},
+  runbook::{ActionSpec, Call, FieldKind, FieldSpec},
 };
 
 const REGION: FieldSpec =
@@ -80,7 +80,10 @@ pub const SCALE_SERVICE: ActionDef = ActionDef {
       SERVICE,
       FieldSpec::required("desired_count", FieldKind::Int, "Number of tasks to run"),
     ],
-    mutating_operations: &[&ops::ecs::UPDATE_SERVICE],
+    calls: &[
+      Call::to(&ops::ecs::DESCRIBE_SERVICES, "region"),
+      Call::to(&ops::ecs::UPDATE_SERVICE, "region"),
+    ],
     outputs: &["running_count"],
   },
   behaviour: Behaviour::Effect(&ScaleService),
@@ -162,7 +165,7 @@ pub const WAIT_STABLE: ActionDef = ActionDef {
     mutating: false,
     doc: "Wait until a service runs its desired count in one completed deployment.",
     fields: &[REGION, CLUSTER, SERVICE],
-    mutating_operations: &[],
+    calls: &[Call::to(&ops::ecs::DESCRIBE_SERVICES, "region")],
     outputs: &["running_count"],
   },
   behaviour: Behaviour::Check(&WaitStable),

@@ -10,7 +10,7 @@ use crate::{
     arn_region,
     elbv2::{TargetHealth, TargetState},
   },
-  runbook::{ActionSpec, FieldKind, FieldSpec},
+  runbook::{ActionSpec, Call, FieldKind, FieldSpec},
 };
 
 pub const TARGET_HEALTH: ActionDef = ActionDef {
@@ -42,7 +42,18 @@ pub const TARGET_HEALTH: ActionDef = ActionDef {
         "Keep looking for up to this long",
       ),
     ],
-    mutating_operations: &[],
+    calls: &[
+      Call::arn_or(
+        &crate::cloud::elbv2::ops::DESCRIBE_TARGET_GROUPS,
+        "target_group",
+        Some("region"),
+      ),
+      Call::arn_or(
+        &crate::cloud::elbv2::ops::DESCRIBE_TARGET_HEALTH,
+        "target_group",
+        Some("region"),
+      ),
+    ],
     outputs: &["healthy", "total", "unhealthy_reasons"],
   },
   behaviour: Behaviour::Check(&TargetHealthCheck),

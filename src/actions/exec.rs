@@ -75,7 +75,7 @@ pub const COMMAND: ActionDef = ActionDef {
       ),
       FieldSpec::optional("cwd", FieldKind::String, "Working directory"),
     ],
-    mutating_operations: &[],
+    calls: &[],
     outputs: &[
       "exit_code",
       "stdout",

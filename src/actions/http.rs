@@ -56,7 +56,7 @@ pub const CHECK: ActionDef = ActionDef {
         "Read at most this much of the body (default 1MiB); the rest is not read",
       ),
     ],
-    mutating_operations: &[],
+    calls: &[],
     outputs: &["status", "latency_ms"],
   },
   behaviour: Behaviour::Check(&HttpCheck),

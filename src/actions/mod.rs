@@ -353,7 +353,7 @@ pub fn specs() -> Vec<ActionSpec> {
 pub fn mutating_operations() -> Vec<&'static crate::cloud::ops::Op> {
   let mut operations: Vec<&'static crate::cloud::ops::Op> = ACTIONS
     .iter()
-    .flat_map(|def| def.spec.mutating_operations.iter().copied())
+    .flat_map(|def| def.spec.mutating_operations())
     .collect();
   operations.sort_unstable_by_key(|op| op.name);
   operations.dedup();
@@ -712,7 +712,51 @@ mod tests {
       let is_effect = matches!(def.behaviour, Behaviour::Effect(_));
       assert_eq!(def.spec.mutating, is_effect, "{}", def.spec.name);
       if !def.spec.mutating {
-        assert!(def.spec.mutating_operations.is_empty(), "{}", def.spec.name);
+        assert!(
+          def.spec.mutating_operations().next().is_none(),
+          "{}",
+          def.spec.name
+        );
+      }
+    }
+  }
+
+  /// Each declared call says where it goes in terms the action has: a global call is on a
+  /// global operation, a regional one reads fields the action declares, and a mutating AWS
+  /// action declares the mutating operations it sends.
+  #[test]
+  fn every_declared_call_is_routed_through_fields_the_action_has() {
+    use crate::{
+      cloud::ops::Endpoint,
+      runbook::{CallRegion, FieldKind},
+    };
+    for def in ACTIONS {
+      let spec = def.spec;
+      for call in spec.calls {
+        let name = format!("{} {}", spec.name, call.op.name);
+        match (call.region, call.op.endpoint) {
+          (CallRegion::Global, endpoint) => {
+            assert!(matches!(endpoint, Endpoint::Global { .. }), "{name}")
+          }
+          (CallRegion::Field { arn, field }, Endpoint::Regional) => {
+            for field in arn.into_iter().chain(field) {
+              assert!(spec.field(field).is_some(), "{name}: no field `{field}`");
+            }
+          }
+          (CallRegion::AnyOf { list, key }, Endpoint::Regional) => match spec.field(list) {
+            Some(FieldSpec {
+              kind: FieldKind::Objects(items),
+              ..
+            }) => assert!(items.iter().any(|item| item.name == key), "{name}"),
+            other => panic!("{name}: `{list}` is not a list of objects: {other:?}"),
+          },
+          (_, Endpoint::Global { .. }) => panic!("{name}: a global operation routed by field"),
+        }
+      }
+      // An AWS action that changes the world declares the call that does (notifications
+      // change the world over HTTP, with no AWS call).
+      if spec.mutating && !spec.calls.is_empty() {
+        assert!(spec.mutating_operations().next().is_some(), "{}", spec.name);
       }
     }
   }

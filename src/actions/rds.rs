@@ -11,7 +11,7 @@ use super::{
 use crate::cloud::ops;
 use crate::{
   cloud::{DbInstance, GlobalFailover, ReplicaLag, RestoreRequest, SnapshotKind},
-  runbook::{ActionSpec, FieldKind, FieldSpec},
+  runbook::{ActionSpec, Call, FieldKind, FieldSpec},
   state::DataLoss,
 };
 
@@ -127,7 +127,10 @@ pub const REPLICA_STATUS: ActionDef = ActionDef {
       FieldSpec::optional("source", FieldKind::String, "The replica must replicate this instance (ARN, or identifier in source_region): anything else does not hold its writes and is refused unless --accept-data-loss"),
       FieldSpec::optional("source_region", FieldKind::String, "Region of `source` when it is an identifier (default: region)"),
     ],
-    mutating_operations: &[],
+    calls: &[
+      Call::to(&ops::rds::DESCRIBE_DB_INSTANCES, "region"),
+      Call::to(&crate::cloud::ops::cloudwatch::GET_METRIC_STATISTICS, "region"),
+    ],
     outputs: &["status", "source", "lag_seconds"],
   },
   behaviour: Behaviour::Check(&PolledReplicaStatus),
@@ -224,7 +227,14 @@ pub const PROMOTE_REPLICA: ActionDef = ActionDef {
         "Refuse to promote beyond this lag (default: objectives.rpo)",
       ),
     ],
-    mutating_operations: &[&ops::rds::PROMOTE_READ_REPLICA],
+    calls: &[
+      Call::to(&ops::rds::DESCRIBE_DB_INSTANCES, "region"),
+      Call::to(
+        &crate::cloud::ops::cloudwatch::GET_METRIC_STATISTICS,
+        "region",
+      ),
+      Call::to(&ops::rds::PROMOTE_READ_REPLICA, "region"),
+    ],
     outputs: &["endpoint", "data_loss_seconds"],
   },
   behaviour: Behaviour::Effect(&PromoteReplica),
@@ -330,7 +340,7 @@ pub const LATEST_SNAPSHOT: ActionDef = ActionDef {
         "Which snapshots to consider (default any)",
       ),
     ],
-    mutating_operations: &[],
+    calls: &[Call::to(&ops::rds::DESCRIBE_DB_SNAPSHOTS, "region")],
     outputs: &["snapshot_id", "age_seconds", "created_at", "kind"],
   },
   behaviour: Behaviour::Check(&LatestSnapshot),
@@ -411,7 +421,10 @@ pub const RESTORE_SNAPSHOT: ActionDef = ActionDef {
         "Instance class of the new instance",
       ),
     ],
-    mutating_operations: &[&ops::rds::RESTORE_DB_INSTANCE_FROM_DB_SNAPSHOT],
+    calls: &[
+      Call::to(&ops::rds::DESCRIBE_DB_INSTANCES, "region"),
+      Call::to(&ops::rds::RESTORE_DB_INSTANCE_FROM_DB_SNAPSHOT, "region"),
+    ],
     outputs: &["instance", "endpoint", "port"],
   },
   behaviour: Behaviour::Effect(&RestoreSnapshot),
@@ -494,7 +507,10 @@ pub const DELETE_INSTANCE: ActionDef = ActionDef {
     doc:
       "Delete an instance (no final snapshot) and wait until it is gone. Already gone is success.",
     fields: &[REGION, INSTANCE],
-    mutating_operations: &[&ops::rds::DELETE_DB_INSTANCE],
+    calls: &[
+      Call::to(&ops::rds::DESCRIBE_DB_INSTANCES, "region"),
+      Call::to(&ops::rds::DELETE_DB_INSTANCE, "region"),
+    ],
     outputs: &[],
   },
   behaviour: Behaviour::Effect(&DeleteInstance),
@@ -581,7 +597,15 @@ pub const FAILOVER_GLOBAL_CLUSTER: ActionDef = ActionDef {
         "Refuse to fail over beyond this AuroraGlobalDBRPOLag (default: objectives.rpo)",
       ),
     ],
-    mutating_operations: &[&ops::rds::FAILOVER_GLOBAL_CLUSTER],
+    calls: &[
+      Call::default_region(&ops::rds::DESCRIBE_GLOBAL_CLUSTERS),
+      Call::arn_or(
+        &crate::cloud::ops::cloudwatch::GET_METRIC_STATISTICS,
+        "target_cluster_arn",
+        None,
+      ),
+      Call::default_region(&ops::rds::FAILOVER_GLOBAL_CLUSTER),
+    ],
     outputs: &["writer", "data_loss_seconds"],
   },
   behaviour: Behaviour::Effect(&FailoverGlobalCluster),
@@ -811,7 +835,10 @@ pub const CREATE_REPLICA: ActionDef = ActionDef {
          is refused unless --accept-data-loss, which takes it as it is",
       ),
     ],
-    mutating_operations: &[&ops::rds::CREATE_DB_INSTANCE_READ_REPLICA],
+    calls: &[
+      Call::to(&ops::rds::DESCRIBE_DB_INSTANCES, "region"),
+      Call::to(&ops::rds::CREATE_DB_INSTANCE_READ_REPLICA, "region"),
+    ],
     outputs: &["instance", "source", "endpoint", "replicates"],
   },
   behaviour: Behaviour::Effect(&CreateReplica),
@@ -1396,7 +1423,10 @@ pub const RETIRE_INSTANCE: ActionDef = ActionDef {
           unless --accept-data-loss. Fences the old primary after a failover; already retired is \
           success.",
     fields: &[REGION, INSTANCE],
-    mutating_operations: &[&ops::rds::ADD_TAGS_TO_RESOURCE],
+    calls: &[
+      Call::to(&ops::rds::LIST_TAGS_FOR_RESOURCE, "region"),
+      Call::to(&ops::rds::ADD_TAGS_TO_RESOURCE, "region"),
+    ],
     outputs: &["retired"],
   },
   behaviour: Behaviour::Effect(&RetireInstance),

@@ -12,7 +12,7 @@ use crate::{
     change_batches, normalize_dns_name, FailoverRole, HealthCheckStatus, HealthCheckUpdate,
     RecordChange, RecordSet,
   },
-  runbook::{ActionSpec, FieldKind, FieldSpec},
+  runbook::{ActionSpec, Call, FieldKind, FieldSpec},
 };
 
 const HEALTH_CHECK_ID: FieldSpec = FieldSpec::required(
@@ -43,7 +43,7 @@ pub const HEALTH_CHECK: ActionDef = ActionDef {
         "Keep checking for up to this long",
       ),
     ],
-    mutating_operations: &[],
+    calls: &[Call::global(&ops::route53::GET_HEALTH_CHECK_STATUS)],
     outputs: &["healthy", "checkers"],
   },
   behaviour: Behaviour::Check(&HealthCheck),
@@ -151,7 +151,12 @@ pub const FAILOVER: ActionDef = ActionDef {
       ),
       FieldSpec::optional("comment", FieldKind::String, "Change batch comment"),
     ],
-    mutating_operations: &[&ops::route53::CHANGE_RESOURCE_RECORD_SETS],
+    calls: &[
+      Call::global(&ops::route53::LIST_RESOURCE_RECORD_SETS),
+      Call::global(&ops::route53::GET_HEALTH_CHECK_STATUS),
+      Call::global(&ops::route53::CHANGE_RESOURCE_RECORD_SETS),
+      Call::global(&ops::route53::GET_CHANGE),
+    ],
     outputs: &["change_ids", "changed_records"],
   },
   behaviour: Behaviour::Effect(&Failover),
@@ -481,7 +486,10 @@ pub const SET_HEALTH_CHECK: ActionDef = ActionDef {
       FieldSpec::optional("inverted", FieldKind::Bool, "Invert the check's result"),
       FieldSpec::optional("disabled", FieldKind::Bool, "Disable the check (Route 53 then treats it as healthy)"),
     ],
-    mutating_operations: &[&ops::route53::UPDATE_HEALTH_CHECK],
+    calls: &[
+      Call::global(&ops::route53::GET_HEALTH_CHECK_STATUS),
+      Call::global(&ops::route53::UPDATE_HEALTH_CHECK),
+    ],
     outputs: &[],
   },
   behaviour: Behaviour::Effect(&SetHealthCheck),

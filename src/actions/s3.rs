@@ -5,7 +5,7 @@ use chrono::Utc;
 use super::{human, ActionDef, ActionError, ActionResult, Args, Behaviour, Check, Ctx, Outcome};
 use crate::{
   cloud::{LagUnknown, ReplicaLag, S3Object, S3ReplicationRule},
-  runbook::{ActionSpec, FieldKind, FieldSpec},
+  runbook::{ActionSpec, Call, FieldKind, FieldSpec},
 };
 
 const REGION: FieldSpec =
@@ -46,7 +46,10 @@ pub const OBJECT_AGE: ActionDef = ActionDef {
         "Fail when the newest object is smaller (bytes)",
       ),
     ],
-    mutating_operations: &[],
+    calls: &[
+      Call::to(&crate::cloud::ops::s3::LIST_OBJECTS_V2, "region"),
+      Call::to(&crate::cloud::ops::s3::HEAD_OBJECT, "region"),
+    ],
     outputs: &[
       "key",
       "age_seconds",
@@ -135,7 +138,9 @@ pub const VERIFY_OBJECT: ActionDef = ActionDef {
       FieldSpec::optional("min_size", FieldKind::Int, "Minimum size in bytes"),
       FieldSpec::optional("sha256", FieldKind::String, "Expected base64 SHA-256 checksum"),
     ],
-    mutating_operations: &[],
+    calls: &[
+      Call::to(&crate::cloud::ops::s3::HEAD_OBJECT, "region"),
+    ],
     outputs: &["size", "checksum_sha256"],
   },
   behaviour: Behaviour::Check(&VerifyObject),
@@ -200,7 +205,7 @@ pub const REPLICATION_STATUS: ActionDef = ActionDef {
         "Expected status (default COMPLETED)",
       ),
     ],
-    mutating_operations: &[],
+    calls: &[Call::to(&crate::cloud::ops::s3::HEAD_OBJECT, "region")],
     outputs: &["status"],
   },
   behaviour: Behaviour::Check(&ReplicationStatus),
@@ -261,7 +266,10 @@ pub const REPLICATION_LAG: ActionDef = ActionDef {
         "Fail when the destination lags more than this (default: objectives.rpo)",
       ),
     ],
-    mutating_operations: &[],
+    calls: &[Call::to(
+      &crate::cloud::ops::cloudwatch::GET_METRIC_STATISTICS,
+      "region",
+    )],
     outputs: &["lag_seconds"],
   },
   behaviour: Behaviour::Check(&ReplicationLag),

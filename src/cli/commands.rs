@@ -222,6 +222,59 @@ impl Context {
     }
   }
 
+  /// What a live run of `plan` depends on beyond its steps, from the configuration alone:
+  /// the region it leaves, the default region, STS's, the SSO region of the profile, the
+  /// state bucket's region (see `plan::stability`).
+  pub(super) async fn stability_environment(
+    &self,
+    plan: &Plan,
+    leaving: Option<&str>,
+  ) -> plan::stability::Environment {
+    let (settings, aws) = match &self.backend {
+      Backend::Aws(settings) => (Some(settings), true),
+      Backend::Sandbox { settings, .. } => (Some(settings), false),
+      Backend::Sim { .. } => (None, false),
+    };
+    let facts = match settings {
+      Some(settings) => Some(crate::cloud::aws::preflight::profile_facts(settings).await),
+      None => None,
+    };
+    let default_region = match (&facts, &self.global.region) {
+      (Some(facts), _) => facts.region.clone(),
+      (None, Some(region)) => region.clone(),
+      (None, None) => crate::cloud::aws::config::FALLBACK_REGION.to_owned(),
+    };
+    let sts_region = self
+      .credential_targets(plan)
+      .into_iter()
+      .next()
+      .and_then(|target| target.region)
+      .or_else(|| Some(default_region.clone()));
+    let sso = facts.as_ref().filter(|_| aws).and_then(|facts| {
+      Some(plan::stability::Sso {
+        profile: facts.profile.clone(),
+        region: facts.sso_region.clone()?,
+      })
+    });
+    let state = match &self.state {
+      super::state::StateBackend::Local => None,
+      super::state::StateBackend::S3 { location, settings } => Some(plan::stability::StateBucket {
+        location: location.to_string(),
+        region: crate::cloud::aws::preflight::profile_facts(settings)
+          .await
+          .region,
+      }),
+    };
+    plan::stability::Environment {
+      leaving: plan::stability::leaving(plan, leaving),
+      default_region,
+      sts_region,
+      sso,
+      state,
+      aws,
+    }
+  }
+
   /// The (credentials, region) pairs a run of `plan` uses: today one, the configured
   /// credentials in the region the run targets (the failover parameter, `target_region` unless
   /// drctl.yaml's `failover.param` names another; else the default region). Runbooks acting in
@@ -274,14 +327,15 @@ pub async fn dispatch(cli: Cli) -> Result<Exit, Error> {
       runbook,
       params,
       detailed_exitcode,
+      leaving,
     } => {
       let plan = bind(&ctx, &runbook, &params)?;
-      dry_run(&ctx, &plan, detailed_exitcode).await
+      dry_run(&ctx, &plan, detailed_exitcode, leaving.as_deref()).await
     }
     Command::Run { runbook, args } => {
       let plan = bind(&ctx, &runbook, &args.params)?;
       if args.dry_run {
-        return dry_run(&ctx, &plan, false).await;
+        return dry_run(&ctx, &plan, false, None).await;
       }
       run(&ctx, plan, &args).await
     }
@@ -304,7 +358,7 @@ pub async fn dispatch(cli: Cli) -> Result<Exit, Error> {
       params.extend(args.params.iter().cloned());
       let plan = bind(&ctx, &runbook, &params)?;
       if args.dry_run {
-        return dry_run(&ctx, &plan, false).await;
+        return dry_run(&ctx, &plan, false, None).await;
       }
       // Before the run, so before its first mutating step.
       super::confirm_failover(&region, args.yes)?;
@@ -476,8 +530,13 @@ fn is_drill_file(path: &std::path::Path) -> bool {
 
 /// Print the plan; its exit code: 1 when a probe could not ask (the plan is incomplete); with
 /// `detailed` (`plan --detailed-exitcode`), 5 when changes are pending, else 0.
-async fn dry_run(ctx: &Context, plan: &Plan, detailed: bool) -> Result<Exit, Error> {
-  let (report, cloud) = plan_report(ctx, plan).await?;
+async fn dry_run(
+  ctx: &Context,
+  plan: &Plan,
+  detailed: bool,
+  leaving: Option<&str>,
+) -> Result<Exit, Error> {
+  let (report, cloud) = plan_report(ctx, plan, leaving).await?;
   match ctx.output {
     Output::Json => out(&format!(
       "{}\n",
@@ -498,6 +557,7 @@ async fn dry_run(ctx: &Context, plan: &Plan, detailed: bool) -> Result<Exit, Err
 pub(super) async fn plan_report(
   ctx: &Context,
   plan: &Plan,
+  leaving: Option<&str>,
 ) -> Result<(plan::PlanReport, Cloud), Error> {
   // Missing or expired credentials stop a plan before its first probe, as they stop a run.
   let caller = ctx.preflight(plan).await?;
@@ -514,7 +574,8 @@ pub(super) async fn plan_report(
       caller.as_ref(),
     )
     .await?;
-  let report = plan::describe(plan, &cloud).await;
+  let env = ctx.stability_environment(plan, leaving).await;
+  let report = plan::describe(plan, &cloud, &env).await;
   Ok((report, cloud))
 }
 

@@ -352,7 +352,7 @@ pub(super) async fn run_drill(
   let summary;
   let code = match drill.mode {
     DrillMode::DryRun => {
-      let (report, _) = plan_report(&run_ctx, &plan).await?;
+      let (report, _) = plan_report(&run_ctx, &plan, None).await?;
       entry.run_status = DrillRun::NotRun(NotRun::Planned);
       let errors = report.probe_errors();
       let shortfalls = if errors > 0 {

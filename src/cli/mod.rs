@@ -116,6 +116,11 @@ pub enum Command {
     /// change; 1 (a probe could not ask) and 2 (usage, validation, credentials) still apply.
     #[arg(long)]
     detailed_exitcode: bool,
+    /// The region the run fails away from, for the static-stability analysis: every endpoint
+    /// the run would call there is flagged, with the alternative (default: the runbook's
+    /// `source_region` parameter).
+    #[arg(long, value_name = "REGION")]
+    leaving: Option<String>,
   },
   /// Run a runbook.
   Run {

@@ -598,6 +598,100 @@ pub fn plan_text(report: &PlanReport, cloud: &Cloud) -> String {
     "  {} mutating step(s); nothing was changed (dry run).\n",
     report.mutating_steps
   ));
+  text.push_str(&stability_text(&report.static_stability));
+  text
+}
+
+/// The static-stability section of `drctl plan`: each step's endpoints, grouped by service,
+/// plane and region, then the dependencies on the region being left with their alternatives.
+fn stability_text(analysis: &crate::plan::stability::StaticStability) -> String {
+  use crate::plan::stability::{EndpointUse, Severity};
+  let mut text = String::from("\nStatic stability: the endpoints a live run calls\n");
+  let place = |endpoint: &EndpointUse| {
+    let regions = match endpoint.regions.as_slice() {
+      [] => "region decided during the run".to_owned(),
+      regions if endpoint.any_of => format!("any of {}", regions.join(", ")),
+      regions => regions.join(", "),
+    };
+    match endpoint.endpoint {
+      "global" => format!("global, served from {regions}"),
+      _ => regions,
+    }
+  };
+  let mut line = |who: &str, endpoints: &[EndpointUse], hosts: Vec<String>| {
+    let mut groups: Vec<(String, Vec<&str>)> = Vec::new();
+    for endpoint in endpoints {
+      let key = format!(
+        "{} {} plane ({})",
+        endpoint.service,
+        endpoint.plane,
+        place(endpoint)
+      );
+      match groups.iter_mut().find(|(k, _)| *k == key) {
+        Some((_, ops)) => ops.push(endpoint.operation),
+        None => groups.push((key, vec![endpoint.operation])),
+      }
+    }
+    let mut parts: Vec<String> = groups
+      .into_iter()
+      .map(|(key, ops)| format!("{key}: {}", ops.join(", ")))
+      .collect();
+    parts.extend(hosts.into_iter().map(|host| format!("https {host}")));
+    if parts.is_empty() {
+      parts.push("no AWS call".into());
+    }
+    text.push_str(&format!("  {who:<22} {}\n", parts[0]));
+    for part in &parts[1..] {
+      text.push_str(&format!("  {:<22} {part}\n", ""));
+    }
+  };
+  if !analysis.run.is_empty() {
+    line("(the run itself)", &analysis.run, Vec::new());
+  }
+  for step in &analysis.steps {
+    let hosts = step
+      .http_hosts
+      .iter()
+      .map(|host| host.host.clone())
+      .collect();
+    line(&step.step, &step.endpoints, hosts);
+  }
+  let Some(leaving) = &analysis.leaving else {
+    text.push_str(
+      "  (pass --leaving REGION to check them against the region the run fails away from)\n",
+    );
+    return text;
+  };
+  let region = &leaving.region;
+  if analysis.dependencies.is_empty() {
+    text.push_str(&format!(
+      "  nothing depends on {region}, the region it fails away from ({})\n",
+      leaving.from
+    ));
+    return text;
+  }
+  text.push_str(&format!(
+    "\nDepends on {region}, the region it fails away from ({}):\n",
+    leaving.from
+  ));
+  for dependency in &analysis.dependencies {
+    let mark = match dependency.severity {
+      Severity::Blocks => "BLOCKS",
+      Severity::Fence => "fence",
+      Severity::Caution => "caution",
+    };
+    let who = dependency.step.as_deref().unwrap_or("(the run itself)");
+    text.push_str(&format!("  {mark:<7} {who}: {}\n", dependency.what));
+    text.push_str(&format!("          why: {}\n", dependency.why));
+    text.push_str(&format!("          instead: {}\n", dependency.alternative));
+  }
+  let blocking = analysis.blocking();
+  if blocking > 0 {
+    text.push_str(&format!(
+      "  warning: {blocking} dependenc{} on {region} would stop a run while {region} is down\n",
+      if blocking == 1 { "y" } else { "ies" }
+    ));
+  }
   text
 }
 

@@ -9,7 +9,11 @@ use std::{
 
 use serde::Serialize;
 
-use super::{bind_call, evaluate_when, probe, Plan, RunValues};
+use super::{
+  bind_call, evaluate_when, probe,
+  stability::{Environment, StaticStability},
+  Plan, RunValues,
+};
 use crate::{
   actions::{Behaviour, Ctx, Observed},
   cloud::Cloud,
@@ -98,10 +102,13 @@ pub struct PlanReport {
   /// how long at most (`step `verify` passes, up to 30m`). Not in the estimate: nothing says
   /// in advance when it will hold.
   pub recovery_wait: Option<String>,
+  /// The endpoints a live run calls, and its dependencies on the region it fails away from.
+  pub static_stability: StaticStability,
 }
 
-/// Describe a plan against the world, read-only.
-pub async fn describe(plan: &Plan, cloud: &Cloud) -> PlanReport {
+/// Describe a plan against the world, read-only; `env` is what the run depends on beyond its
+/// steps (see [`super::stability`]).
+pub async fn describe(plan: &Plan, cloud: &Cloud, env: &Environment) -> PlanReport {
   let runbook = &plan.runbook;
   let run = RunValues {
     id: "plan".into(),
@@ -136,8 +143,7 @@ pub async fn describe(plan: &Plan, cloud: &Cloud) -> PlanReport {
         .map(|def| {
           def
             .spec
-            .mutating_operations
-            .iter()
+            .mutating_operations()
             .map(|op| op.to_string())
             .collect()
         })
@@ -256,6 +262,7 @@ pub async fn describe(plan: &Plan, cloud: &Cloud) -> PlanReport {
       .recovered_when
       .as_ref()
       .map(|wait| format!("{}, up to {}", wait.condition, format_duration(wait.within))),
+    static_stability: super::stability::analyze(plan, env),
   }
 }
 
@@ -331,9 +338,12 @@ mod tests {
       dir: dir.path().join("sim"),
     })
     .unwrap();
-    let report = tokio::time::timeout(Duration::from_secs(30), describe(&plan, &sim.cloud()))
-      .await
-      .expect("the plan waited for the pause");
+    let report = tokio::time::timeout(
+      Duration::from_secs(30),
+      describe(&plan, &sim.cloud(), &Environment::default()),
+    )
+    .await
+    .expect("the plan waited for the pause");
     assert_eq!(report.steps[0].status, StepStatus::ProbePassed);
     assert_eq!(report.steps[0].current.as_deref(), Some("would wait 1h00m"));
   }

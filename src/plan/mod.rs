@@ -21,6 +21,7 @@ use crate::{
 
 pub mod bind;
 pub mod describe;
+pub mod stability;
 
 pub use bind::{bind_call, evaluate_when};
 pub use describe::{describe, PlanReport, StepPlan, StepStatus};

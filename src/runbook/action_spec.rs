@@ -66,9 +66,10 @@ pub struct ActionSpec {
   pub mutating: bool,
   pub doc: &'static str,
   pub fields: &'static [FieldSpec],
-  /// The AWS API operations this action may send that change the world. Empty for read-only
-  /// actions. The dry-run test asserts none of these reach the endpoint.
-  pub mutating_operations: &'static [&'static crate::cloud::ops::Op],
+  /// Every AWS API operation a live run of this action may send, and the region each is sent
+  /// to: what `plan` lists as the step's endpoints (static stability), and, filtered to the
+  /// mutating ones, what the dry-run guard refuses ([`ActionSpec::mutating_operations`]).
+  pub calls: &'static [Call],
   /// The keys the action puts in `steps.ID.outputs` (for template validation).
   pub outputs: &'static [&'static str],
 }
@@ -76,6 +77,103 @@ pub struct ActionSpec {
 impl ActionSpec {
   pub fn field(&self, name: &str) -> Option<&FieldSpec> {
     self.fields.iter().find(|field| field.name == name)
+  }
+
+  /// The AWS API operations this action may send that change the world. Empty for read-only
+  /// actions. The dry-run test asserts none of these reach the endpoint.
+  pub fn mutating_operations(&self) -> impl Iterator<Item = &'static crate::cloud::ops::Op> {
+    self
+      .calls
+      .iter()
+      .map(|call| call.op)
+      .filter(|op| op.is_mutating())
+  }
+}
+
+/// One AWS API operation an action may send, and where its region comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Call {
+  pub op: &'static crate::cloud::ops::Op,
+  pub region: CallRegion,
+}
+
+/// Where one of an action's calls is sent, read off its bound `with` arguments. An operation
+/// with a global endpoint ([`crate::cloud::ops::Endpoint::Global`]) goes to its endpoint's home
+/// whatever this says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallRegion {
+  /// The region of the ARN in `with.arn` when it is one; else the one `with.field` names;
+  /// else the provider's default region.
+  Field {
+    arn: Option<&'static str>,
+    field: Option<&'static str>,
+  },
+  /// One of the `key`s of the objects in `with.list`, tried in turn (the ARC cluster's
+  /// regional endpoints): the call depends on none of them alone.
+  AnyOf {
+    list: &'static str,
+    key: &'static str,
+  },
+  /// The operation's global endpoint.
+  Global,
+}
+
+impl Call {
+  /// Sent to the region `with.field` names.
+  pub const fn to(op: &'static crate::cloud::ops::Op, field: &'static str) -> Call {
+    Call {
+      op,
+      region: CallRegion::Field {
+        arn: None,
+        field: Some(field),
+      },
+    }
+  }
+
+  /// Sent to the region of the ARN in `with.arn`, or else to the one `with.field` names.
+  pub const fn arn_or(
+    op: &'static crate::cloud::ops::Op,
+    arn: &'static str,
+    field: Option<&'static str>,
+  ) -> Call {
+    Call {
+      op,
+      region: CallRegion::Field {
+        arn: Some(arn),
+        field,
+      },
+    }
+  }
+
+  /// Sent to the provider's default region (a resource with no home region: a global cluster).
+  pub const fn default_region(op: &'static crate::cloud::ops::Op) -> Call {
+    Call {
+      op,
+      region: CallRegion::Field {
+        arn: None,
+        field: None,
+      },
+    }
+  }
+
+  /// Sent to one of the `key` regions of the objects in `with.list`.
+  pub const fn any_of(
+    op: &'static crate::cloud::ops::Op,
+    list: &'static str,
+    key: &'static str,
+  ) -> Call {
+    Call {
+      op,
+      region: CallRegion::AnyOf { list, key },
+    }
+  }
+
+  /// Sent to the operation's global endpoint.
+  pub const fn global(op: &'static crate::cloud::ops::Op) -> Call {
+    Call {
+      op,
+      region: CallRegion::Global,
+    }
   }
 }
 

@@ -16,7 +16,7 @@ pub(crate) mod test_catalog;
 pub mod url;
 pub mod validate;
 
-pub use action_spec::{ActionCatalog, ActionSpec, FieldKind, FieldSpec};
+pub use action_spec::{ActionCatalog, ActionSpec, Call, CallRegion, FieldKind, FieldSpec};
 pub use diagnostic::{Diagnostic, DiagnosticKind, Diagnostics};
 pub use duration::{
   format_duration, format_human, from_seconds_saturating, parse_duration, HumanStyle,

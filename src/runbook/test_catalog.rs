@@ -1,7 +1,7 @@
 //! A small action catalog for tests. Names and fields match the real ones in `actions/`, so the
 //! fixtures under `tests/fixtures/runbooks/` validate the same way with the real catalog.
 
-use super::action_spec::{ActionSpec, FieldKind, FieldSpec};
+use super::action_spec::{ActionSpec, Call, FieldKind, FieldSpec};
 use crate::cloud::ops;
 
 pub const CATALOG: &[ActionSpec] = &[
@@ -21,7 +21,7 @@ pub const CATALOG: &[ActionSpec] = &[
         "The expected status.",
       ),
     ],
-    mutating_operations: &[],
+    calls: &[],
     outputs: &["status"],
   },
   ActionSpec {
@@ -41,7 +41,7 @@ pub const CATALOG: &[ActionSpec] = &[
         "Refuse to promote beyond this lag.",
       ),
     ],
-    mutating_operations: &[&ops::rds::PROMOTE_READ_REPLICA],
+    calls: &[Call::to(&ops::rds::PROMOTE_READ_REPLICA, "region")],
     outputs: &["lag_seconds", "endpoint"],
   },
   ActionSpec {
@@ -56,7 +56,7 @@ pub const CATALOG: &[ActionSpec] = &[
       ),
       FieldSpec::required("text", FieldKind::String, "The message."),
     ],
-    mutating_operations: &[],
+    calls: &[],
     outputs: &[],
   },
   ActionSpec {
@@ -69,7 +69,7 @@ pub const CATALOG: &[ActionSpec] = &[
       FieldSpec::required("service", FieldKind::String, "The service name."),
       FieldSpec::required("desired_count", FieldKind::Int, "How many tasks to run."),
     ],
-    mutating_operations: &[&ops::ecs::UPDATE_SERVICE],
+    calls: &[Call::to(&ops::ecs::UPDATE_SERVICE, "region")],
     outputs: &["running_count"],
   },
   ActionSpec {
@@ -81,7 +81,7 @@ pub const CATALOG: &[ActionSpec] = &[
       FieldKind::Duration,
       "How long to wait.",
     )],
-    mutating_operations: &[],
+    calls: &[],
     outputs: &[],
   },
 ];

@@ -12,7 +12,11 @@
 //!   (the source region stopped publishing the replica's lag), so the run ends `breached`
 //!   (exit 3) under `--accept-data-loss`, as any failover from a dead region does.
 //!
-//! Beforehand, `drctl plan` against the same world must have flagged the dependency.
+//! Beforehand, `drctl plan` against the same world must have flagged the dependency: the
+//! Route 53 runbook's steps that call Route 53 as blocked, nothing blocking in the ARC one. And
+//! every call a run sent to us-east-1 (each one refused, so each in the run's
+//! `refusals.jsonl`) must be one the plan listed as going there: the plan's listing is checked
+//! against what the simulator saw, not against the declarations it is made from.
 //!
 //! The fast configuration injects refused connections; the full one adds the 503 and the
 //! timeout forms (the simulator's unit tests check the timeout form once in the fast suite).
@@ -80,6 +84,77 @@ impl Outcome {
   }
 }
 
+/// What `drctl plan` said beforehand, against the same world, about the region being left.
+struct Warned {
+  /// Steps (or `(run)`) flagged as blocked while us-east-1 is down.
+  blocking: Vec<String>,
+  /// Every (service, operation) the plan lists as sent to an endpoint in us-east-1.
+  in_down_region: Vec<(String, String)>,
+}
+
+fn plan(test: &Test, runbook: &str) -> Warned {
+  let path = repo().join("runbooks").join(format!("{runbook}.yaml"));
+  let out = test.run_args([
+    "plan".as_ref(),
+    path.as_os_str(),
+    "-p".as_ref(),
+    "target_region=us-west-2".as_ref(),
+    "--sim".as_ref(),
+    "down.yaml".as_ref(),
+    "--time-scale".as_ref(),
+    "600".as_ref(),
+    "--output".as_ref(),
+    "json".as_ref(),
+  ]);
+  let plan: serde_json::Value = serde_json::from_str(&out.stdout()).unwrap_or_default();
+  let analysis = &plan["static_stability"];
+  let blocking = analysis["dependencies"]
+    .as_array()
+    .into_iter()
+    .flatten()
+    .filter(|dependency| dependency["severity"] == "blocks")
+    .map(|dependency| dependency["step"].as_str().unwrap_or("(run)").to_owned())
+    .collect();
+  let steps = analysis["steps"].as_array().into_iter().flatten();
+  let in_down_region = steps
+    .flat_map(|step| step["endpoints"].as_array().into_iter().flatten())
+    .chain(analysis["run"].as_array().into_iter().flatten())
+    .filter(|endpoint| {
+      endpoint["regions"]
+        .as_array()
+        .is_some_and(|regions| regions.iter().any(|region| region == "us-east-1"))
+    })
+    .map(|endpoint| {
+      let text = |key: &str| endpoint[key].as_str().unwrap_or_default().to_owned();
+      (text("service"), text("operation"))
+    })
+    .collect();
+  Warned {
+    blocking,
+    in_down_region,
+  }
+}
+
+/// The refused calls of a run (service, operation) that the plan did not list as going to
+/// us-east-1: with us-east-1 down, every call there is refused, so each refusal is a call the
+/// plan must have listed in that region.
+fn unlisted(outcome: &Outcome, warned: &Warned) -> Vec<String> {
+  let mut missing: Vec<String> = outcome
+    .refusals
+    .lines()
+    .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+    .map(|refusal| {
+      let text = |key: &str| refusal[key].as_str().unwrap_or_default().to_owned();
+      (text("service"), text("operation"))
+    })
+    .filter(|call| !warned.in_down_region.contains(call))
+    .map(|(service, operation)| format!("{service} {operation}"))
+    .collect();
+  missing.sort();
+  missing.dedup();
+  missing
+}
+
 fn failover(test: &Test, runbook: &str) -> Outcome {
   let path = repo().join("runbooks").join(format!("{runbook}.yaml"));
   let before = test.run_ids();
@@ -138,6 +213,7 @@ pub fn run(config: &Config) -> Vec<Figure> {
 
     // The Route 53 API path: fails at its first Route 53 call, naming the dependency, and
     // changes nothing.
+    let api_plan = plan(&test, "regional-failover");
     let api = failover(&test, "regional-failover");
     let named = api.stderr.contains("served only from us-east-1")
       && api.stderr.contains("route53")
@@ -167,7 +243,34 @@ pub fn run(config: &Config) -> Vec<Figure> {
       met,
     ));
 
+    // The plan had warned: the step the run failed at was flagged as blocked, and every call
+    // the run sent to us-east-1 was listed there.
+    let flagged = ["verify-outage", "flip-dns"]
+      .iter()
+      .all(|id| api_plan.blocking.iter().any(|step| step == id));
+    let missing = unlisted(&api, &api_plan);
+    let met = flagged && missing.is_empty() && !api.refusals.is_empty();
+    if !met {
+      eprintln!(
+        "   region-down/{form}: plan of regional-failover flagged {:?}; refused calls not listed \
+         in us-east-1: {missing:?}",
+        api_plan.blocking
+      );
+    }
+    figures.push(Figure::new(
+      SECTION,
+      format!("{form}: plan had warned: the failing steps flagged, every refused call listed"),
+      format!(
+        "{} flagged, {} refused call(s) unlisted",
+        api_plan.blocking.join(", "),
+        missing.len()
+      ),
+      "verify-outage and flip-dns flagged, 0 unlisted",
+      met,
+    ));
+
     // The data-plane path: completes with no Route 53 call.
+    let arc_plan = plan(&test, "regional-failover-arc");
     let arc = failover(&test, "regional-failover-arc");
     let recovery = [
       "check-replica-lag",
@@ -215,6 +318,26 @@ pub fn run(config: &Config) -> Vec<Figure> {
         if rto_met { "met" } else { "not met" }
       ),
       format!("{0}/{0}, 0, met", recovery.len()),
+      met,
+    ));
+    let missing = unlisted(&arc, &arc_plan);
+    let met = arc_plan.blocking.is_empty() && missing.is_empty();
+    if !met {
+      eprintln!(
+        "   region-down/{form}: plan of regional-failover-arc flagged {:?}; refused calls not \
+         listed in us-east-1: {missing:?}",
+        arc_plan.blocking
+      );
+    }
+    figures.push(Figure::new(
+      SECTION,
+      format!("{form}: plan of the ARC runbook: nothing blocking, every refused call listed"),
+      format!(
+        "{} blocking, {} refused call(s) unlisted",
+        arc_plan.blocking.len(),
+        missing.len()
+      ),
+      "0 blocking, 0 unlisted",
       met,
     ));
   }

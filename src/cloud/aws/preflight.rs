@@ -485,6 +485,56 @@ async fn profile_source(settings: &AwsSettings) -> (String, Option<ProfileKind>,
   (name, Some(kind), line)
 }
 
+/// What the shared config files say about the active profile, read from the files alone (no
+/// network, no credentials resolved): for `plan`'s static-stability analysis.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProfileFacts {
+  /// The profile the chain reads.
+  pub profile: String,
+  /// The default region: `--region`, `AWS_REGION` / `AWS_DEFAULT_REGION`, the profile's
+  /// `region`, else us-east-1 (what the SDK clients fall back to).
+  pub region: String,
+  /// The IAM Identity Center region the profile signs in through (`sso_region` of the profile
+  /// or of its `sso_session`), when it uses SSO.
+  pub sso_region: Option<String>,
+}
+
+/// [`ProfileFacts`] of `settings`.
+pub async fn profile_facts(settings: &AwsSettings) -> ProfileFacts {
+  read_profile_facts(settings, &Fs::real(), &Env::real()).await
+}
+
+async fn read_profile_facts(settings: &AwsSettings, fs: &Fs, env: &Env) -> ProfileFacts {
+  let selected = settings.profile.clone().map(Cow::Owned);
+  let loaded = aws_config::profile::load(fs, env, &Default::default(), selected).await;
+  let env_region = ["AWS_REGION", "AWS_DEFAULT_REGION"]
+    .iter()
+    .filter_map(|name| env.get(name).ok())
+    .find(|value| !value.is_empty());
+  let mut facts = ProfileFacts {
+    profile: settings.profile.clone().unwrap_or_else(|| "default".into()),
+    region: settings.region.clone().or(env_region).unwrap_or_default(),
+    sso_region: None,
+  };
+  if let Ok(profiles) = loaded {
+    facts.profile = profiles.selected_profile().to_owned();
+    if let Some(profile) = profiles.get_profile(&facts.profile) {
+      if facts.region.is_empty() {
+        facts.region = profile.get("region").unwrap_or_default().to_owned();
+      }
+      let session = profile
+        .get("sso_session")
+        .and_then(|name| profiles.sso_session(name))
+        .and_then(|session| session.get("sso_region"));
+      facts.sso_region = profile.get("sso_region").or(session).map(str::to_owned);
+    }
+  }
+  if facts.region.is_empty() {
+    facts.region = config::FALLBACK_REGION.to_owned();
+  }
+  facts
+}
+
 #[cfg(test)]
 mod tests {
   use std::sync::{Arc, Mutex};
@@ -585,5 +635,35 @@ mod tests {
         "sts.us-east-1.amazonaws.com",
       ]
     );
+  }
+
+  /// The static-stability analysis reads the SSO region from the profile, or from the
+  /// `sso-session` it names, and the default region the way the SDK does.
+  #[tokio::test]
+  async fn profile_facts_read_the_sso_region_of_the_profile_or_its_session() {
+    let config = "[profile legacy]\nsso_start_url = https://x.awsapps.com/start\n\
+                  sso_region = eu-west-1\nregion = eu-central-1\n\n\
+                  [profile modern]\nsso_session = corp\n\n\
+                  [sso-session corp]\nsso_region = us-east-1\n\
+                  sso_start_url = https://y.awsapps.com/start\n\n\
+                  [profile keys]\naws_access_key_id = AKIA\n";
+    let fs = Fs::from_slice(&[("/cfg", config)]);
+    let env = Env::from_slice(&[
+      ("AWS_CONFIG_FILE", "/cfg"),
+      ("AWS_SHARED_CREDENTIALS_FILE", "/none"),
+    ]);
+    let facts = |profile: &str, region: Option<&str>| AwsSettings {
+      profile: Some(profile.into()),
+      region: region.map(str::to_owned),
+      endpoint_url: None,
+    };
+    let legacy = read_profile_facts(&facts("legacy", None), &fs, &env).await;
+    assert_eq!(legacy.sso_region.as_deref(), Some("eu-west-1"));
+    assert_eq!(legacy.region, "eu-central-1");
+    let modern = read_profile_facts(&facts("modern", Some("us-west-2")), &fs, &env).await;
+    assert_eq!(modern.sso_region.as_deref(), Some("us-east-1"));
+    assert_eq!(modern.region, "us-west-2");
+    let keys = read_profile_facts(&facts("keys", None), &fs, &env).await;
+    assert_eq!((keys.sso_region, keys.region.as_str()), (None, "us-east-1"));
   }
 }

@@ -486,7 +486,7 @@ pub enum DownFailure {
 
 /// Whether `text` has the shape of an AWS region name: `us-east-1`, `ap-southeast-2`,
 /// `us-gov-west-1` (letters, dash-separated, ending in a number).
-fn is_region_name(text: &str) -> bool {
+pub(crate) fn is_region_name(text: &str) -> bool {
   let parts: Vec<&str> = text.split('-').collect();
   let Some((number, words)) = parts.split_last() else {
     return false;
