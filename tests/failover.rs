@@ -654,7 +654,10 @@ fn recovered_when_measures_the_rto_to_recovery_not_to_the_last_step() {
   let steps_took = recovery["wait_start_seconds"].as_f64().unwrap();
   let recovered = recovery["recovery_seconds"].as_f64().unwrap();
   assert!((60.0..120.0).contains(&steps_took), "{recovery}");
-  assert!((300.0..360.0).contains(&recovered), "{recovery}");
+  // The outage is timed from the world's creation, which precedes the run's start by the
+  // modelled time in between (at 300x, a loaded machine's few real milliseconds are a second
+  // or more): recovery comes at most that much before 5m into the run.
+  assert!((290.0..360.0).contains(&recovered), "{recovery}");
   let rto = &report["objectives"][0];
   assert_eq!(rto["name"], "RTO");
   assert_eq!(rto["achieved_seconds"].as_f64(), Some(recovered), "{rto}");

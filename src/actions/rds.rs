@@ -42,6 +42,30 @@ async fn describe(ctx: &Ctx<'_>, region: &str, id: &str) -> ActionResult<DbInsta
     .ok_or_else(|| ActionError::failed(format!("DB instance `{id}` does not exist in {region}")))
 }
 
+/// The instance a step names (`with.region`, `with.instance`).
+fn instance_ref(args: &Args) -> ActionResult<(&str, &str)> {
+  Ok((args.str("region")?, args.str("instance")?))
+}
+
+/// Poll the instance a step names until `ready` holds; `pending` says what it is meanwhile.
+async fn await_instance(
+  ctx: &Ctx<'_>,
+  args: &Args,
+  ready: fn(&DbInstance) -> bool,
+  pending: fn(&DbInstance) -> String,
+) -> ActionResult<DbInstance> {
+  let (region, id) = instance_ref(args)?;
+  poll_until(ctx, || async {
+    let instance = describe(ctx, region, id).await?;
+    Ok(if ready(&instance) {
+      Poll::Ready(instance)
+    } else {
+      Poll::Pending(pending(&instance))
+    })
+  })
+  .await
+}
+
 fn describe_instance(instance: &DbInstance) -> String {
   match &instance.replica_of {
     Some(source) => format!("{}: {}, replica of {source}", instance.id, instance.status),
@@ -291,23 +315,17 @@ impl Effect for PromoteReplica {
     args: &Args,
     _token: Option<&str>,
   ) -> ActionResult<Outcome> {
-    let region = args.str("region")?;
     let id = args.str("instance")?;
-    let instance = poll_until(ctx, || async {
-      let instance = describe(ctx, region, id).await?;
-      Ok(if instance.is_standalone_available() {
-        Poll::Ready(instance)
-      } else {
-        Poll::Pending(format!(
-          "replica status: {}{}",
-          instance.status,
-          if instance.replica_of.is_some() {
-            ", still a replica"
-          } else {
-            ""
-          }
-        ))
-      })
+    let instance = await_instance(ctx, args, DbInstance::is_standalone_available, |instance| {
+      format!(
+        "replica status: {}{}",
+        instance.status,
+        if instance.replica_of.is_some() {
+          ", still a replica"
+        } else {
+          ""
+        }
+      )
     })
     .await?;
     Ok(
@@ -475,16 +493,13 @@ impl Effect for RestoreSnapshot {
     args: &Args,
     _token: Option<&str>,
   ) -> ActionResult<Outcome> {
-    let region = args.str("region")?;
     let id = args.str("instance")?;
-    let instance = poll_until(ctx, || async {
-      let instance = describe(ctx, region, id).await?;
-      Ok(if instance.status == "available" {
-        Poll::Ready(instance)
-      } else {
-        Poll::Pending(format!("restored instance status: {}", instance.status))
-      })
-    })
+    let instance = await_instance(
+      ctx,
+      args,
+      |instance| instance.status == "available",
+      |instance| format!("restored instance status: {}", instance.status),
+    )
     .await?;
     Ok(
       Outcome::new(format!("`{id}` restored and available"))

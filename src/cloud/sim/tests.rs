@@ -717,22 +717,28 @@ async fn a_reopened_world_has_the_same_state_and_log() {
   );
 }
 
+/// The failover's two effects in the standby region: the replica promoted, the service scaled
+/// to 2.
+async fn promote_and_scale(cloud: &crate::cloud::Cloud) {
+  cloud
+    .rds
+    .promote_read_replica("us-west-2", "app-db-replica")
+    .await
+    .unwrap();
+  cloud
+    .ecs
+    .update_desired_count("us-west-2", "app-standby", "api", 2)
+    .await
+    .unwrap();
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_torn_last_line_is_ignored_and_cut_away() {
   let tmp = TempDir::new().unwrap();
   {
     let sim = open(tmp.path());
     let cloud = sim.cloud();
-    cloud
-      .rds
-      .promote_read_replica("us-west-2", "app-db-replica")
-      .await
-      .unwrap();
-    cloud
-      .ecs
-      .update_desired_count("us-west-2", "app-standby", "api", 2)
-      .await
-      .unwrap();
+    promote_and_scale(&cloud).await;
   }
   let log_path = tmp.path().join("operations.jsonl");
   let good = std::fs::read(&log_path).unwrap();
@@ -1168,16 +1174,7 @@ async fn world_now_continues_where_the_world_stands() {
   let tmp = TempDir::new().unwrap();
   let sim = open(&tmp.path().join("first"));
   let cloud = sim.cloud();
-  cloud
-    .rds
-    .promote_read_replica("us-west-2", "app-db-replica")
-    .await
-    .unwrap();
-  cloud
-    .ecs
-    .update_desired_count("us-west-2", "app-standby", "api", 2)
-    .await
-    .unwrap();
+  promote_and_scale(&cloud).await;
   sim.advance(Duration::from_secs(10 * MIN));
   let world = sim.world_now().unwrap();
   world.validate().unwrap();
@@ -1291,6 +1288,12 @@ async fn a_global_switchover_is_refused_while_the_writers_region_is_down() {
 /// The built-in world with `outages` replaced (at scale 40, paused tokio time).
 fn open_outage(dir: &Path, outages: &str) -> Arc<Sim> {
   let world = BUILTIN_WORLD.replace("outages: []", &format!("outages: {outages}"));
+  open_world(dir, &world)
+}
+
+/// A world written to `dir/w.yaml` and opened (default scale, paused tokio time).
+fn open_world(dir: &Path, world: &str) -> Arc<Sim> {
+  std::fs::create_dir_all(dir).unwrap();
   let path = dir.join("w.yaml");
   std::fs::write(&path, world).unwrap();
   let sim = Sim::open(&SimOptions {
@@ -1383,17 +1386,7 @@ fn open_region_down(dir: &Path, down: &str) -> Arc<Sim> {
     world, BUILTIN_WORLD,
     "the built-in world has `faults: {{}}`"
   );
-  std::fs::create_dir_all(dir).unwrap();
-  let path = dir.join("w.yaml");
-  std::fs::write(&path, world).unwrap();
-  let sim = Sim::open(&SimOptions {
-    world: Some(path),
-    time_scale: None,
-    dir: dir.join("state"),
-  })
-  .unwrap();
-  sim.follow_tokio_time();
-  sim
+  open_world(dir, &world)
 }
 
 /// A region that is down takes every endpoint it serves with it, not only its regional control
