@@ -535,6 +535,17 @@ fn the_runbook_schema_agrees_with_drctl_on_grammar_corners() {
   for id in ["b-2", "B", "b_2", "7", "'7'", "ä"] {
     probes.push(runbook(&format!("name: {id}")).replace("id: a", &format!("id: {id}")));
   }
+  for count in [
+    "all", "1", "3", "'2'", "0", "-1", "lots", "ALL", "'all '", "1.5", "true",
+  ] {
+    probes.push(runbook("name: n").replace(
+      "action: wait.sleep, with: { duration: 1s }",
+      &format!(
+        "action: elbv2.target_health, with: {{ target_group: tg, region: us-west-2, \
+           min_healthy: {count} }}"
+      ),
+    ));
+  }
   let cases: Vec<Case> = probes
     .iter()
     .enumerate()

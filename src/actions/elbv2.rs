@@ -32,7 +32,7 @@ pub const TARGET_HEALTH: ActionDef = ActionDef {
       ),
       FieldSpec::optional(
         "min_healthy",
-        FieldKind::String,
+        FieldKind::CountOrAll,
         "How many targets must be healthy: a number, or `all` (default): every registered \
          target, and at least one",
       ),
@@ -73,13 +73,10 @@ fn need(args: &Args) -> ActionResult<Need> {
   let Some(text) = args.opt_str("min_healthy") else {
     return Ok(Need::All);
   };
-  let text = text.trim();
-  if text == "all" {
-    return Ok(Need::All);
-  }
-  match text.parse::<u32>() {
-    Ok(n) if n >= 1 => Ok(Need::AtLeast(n)),
-    _ => Err(ActionError::failed(format!(
+  match crate::runbook::action_spec::parse_count_or_all(text) {
+    Ok(None) => Ok(Need::All),
+    Ok(Some(n)) => Ok(Need::AtLeast(n)),
+    Err(_) => Err(ActionError::failed(format!(
       "`with.min_healthy` must be a number of targets (1 or more) or `all`, got `{text}`"
     ))),
   }

@@ -554,6 +554,12 @@ fn bind_value(kind: FieldKind, value: &Json, path: &str) -> Result<Json, String>
       }
       Json::String(text)
     }
+    FieldKind::CountOrAll => {
+      let text = text()?;
+      crate::runbook::action_spec::parse_count_or_all(&text)
+        .map_err(|err| format!("`{path}`: {err}"))?;
+      Json::String(text)
+    }
     FieldKind::Enum(allowed) => {
       let text = text()?;
       if !allowed.contains(&text.as_str()) {

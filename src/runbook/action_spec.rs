@@ -17,6 +17,8 @@ pub enum FieldKind {
   NotificationUrl,
   /// One of the listed strings.
   Enum(&'static [&'static str]),
+  /// A count of 1 or more, or `all` ([`parse_count_or_all`]).
+  CountOrAll,
   /// A list of strings.
   StringList,
   /// A map of string to string (headers, env).
@@ -25,6 +27,18 @@ pub enum FieldKind {
   Objects(&'static [FieldSpec]),
   /// Free-form (a JSON body).
   Any,
+}
+
+/// A [`FieldKind::CountOrAll`]: `all` (`None`), or a count from 1 to `u32::MAX`, written in
+/// digits alone.
+pub fn parse_count_or_all(text: &str) -> Result<Option<u32>, String> {
+  if text == "all" {
+    return Ok(None);
+  }
+  match text.parse::<u32>() {
+    Ok(count) if count >= 1 && text.bytes().all(|b| b.is_ascii_digit()) => Ok(Some(count)),
+    _ => Err(format!("`{text}` is not a count (1 or more) or `all`")),
+  }
 }
 
 /// One field of a `with` block.

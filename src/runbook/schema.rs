@@ -349,6 +349,10 @@ fn field_schema(field: &FieldSpec) -> Value {
       "pattern": "^(https://|http://(127\\.|localhost[:/]|localhost$|\\[::1\\]))",
     })]),
     FieldKind::Enum(values) => or_template(&[json!({ "enum": values })]),
+    FieldKind::CountOrAll => or_template(&[
+      json!({ "type": "integer", "minimum": 1, "maximum": u32::MAX }),
+      json!({ "type": "string", "pattern": "^(all|0*[1-9][0-9]{0,8})$" }),
+    ]),
     FieldKind::StringList => json!({ "type": "array", "items": { "$ref": "#/$defs/text" } }),
     // A map's values may be empty (`~`), unlike a field's own value.
     FieldKind::StringMap => json!({

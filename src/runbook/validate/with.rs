@@ -87,6 +87,7 @@ impl Checker<'_> {
       | FieldKind::Duration
       | FieldKind::ByteSize
       | FieldKind::NotificationUrl
+      | FieldKind::CountOrAll
       | FieldKind::Enum(_) => {
         if node.as_scalar().is_none() {
           return mismatch(self, expected_text(spec.kind), node.describe().into());
@@ -124,6 +125,11 @@ impl Checker<'_> {
             if let Err(shown) = crate::runbook::url::check_notification_url(text) {
               mismatch(self, expected_text(spec.kind), format!("`{shown}`"));
             }
+          }
+          FieldKind::CountOrAll
+            if crate::runbook::action_spec::parse_count_or_all(text).is_err() =>
+          {
+            mismatch(self, expected_text(spec.kind), format!("`{text}`"));
           }
           FieldKind::Enum(allowed) if !allowed.contains(&text) => {
             let suggestion = did_you_mean(text, allowed.iter().copied());
@@ -211,6 +217,7 @@ fn expected_text(kind: FieldKind) -> &'static str {
     FieldKind::ByteSize => "a byte size such as `512KiB` or `4MiB`",
     FieldKind::NotificationUrl => crate::runbook::url::NOTIFICATION_URL,
     FieldKind::Enum(_) => "one of its allowed values",
+    FieldKind::CountOrAll => "a count (1 or more) or `all`",
     FieldKind::StringList => "a list of strings",
     FieldKind::StringMap => "a mapping of strings",
     FieldKind::Objects(_) => "a list of mappings",
