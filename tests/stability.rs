@@ -230,3 +230,36 @@ fn a_secret_notification_url_is_flagged_without_showing_it() {
     "us-east-1"
   );
 }
+
+/// Before a live run starts, one line says which steps depend on the region it leaves; the ARC
+/// failover, which has none, says nothing of the kind.
+#[test]
+fn a_live_run_names_its_steps_that_depend_on_the_region_it_leaves() {
+  let test = Test::new();
+  let run_of = |runbook: &str| {
+    test.run_args([
+      "run",
+      runbook,
+      "-p",
+      "target_region=us-west-2",
+      "--sim",
+      "--yes",
+      "--time-scale",
+      "600",
+    ])
+  };
+  let api = run_of("runbooks/regional-failover.yaml");
+  assert!(
+    api.stderr().contains(
+      "warning: verify-outage, flip-dns depend on us-east-1, the region this run fails away from"
+    ),
+    "{}",
+    api.stderr()
+  );
+  let arc = run_of("runbooks/regional-failover-arc.yaml");
+  assert!(
+    !arc.stderr().contains("the region this run fails away from"),
+    "{}",
+    arc.stderr()
+  );
+}

@@ -739,6 +739,7 @@ pub(super) async fn execute(
       .await?;
   }
   warn_missing_secrets(&plan);
+  warn_region_dependencies(ctx, &plan).await;
   // Before the lock: a run whose credentials are missing or expired holds nothing.
   let caller = ctx.preflight(&plan).await?;
   let run_id = ctx.store.new_run_id();
@@ -850,6 +851,33 @@ fn warn_missing_secrets(plan: &Plan) {
   for name in &plan.missing_secrets {
     eprintln!("warning: secret `{name}` is not set in the environment; it renders empty");
   }
+}
+
+/// A run that depends on the region it fails away from says so, in one line, before it starts:
+/// while that region is down those steps fail (`drctl plan` lists each with its alternative).
+async fn warn_region_dependencies(ctx: &Context, plan: &Plan) {
+  let env = ctx.stability_environment(plan, None).await;
+  let analysis = plan::stability::analyze(plan, &env);
+  let Some(leaving) = &analysis.leaving else {
+    return;
+  };
+  let mut blocked: Vec<&str> = analysis
+    .dependencies
+    .iter()
+    .filter(|dependency| dependency.severity == plan::stability::Severity::Blocks)
+    .map(|dependency| dependency.step.as_deref().unwrap_or("the run itself"))
+    .collect();
+  blocked.dedup();
+  if blocked.is_empty() {
+    return;
+  }
+  eprintln!(
+    "warning: {} depend{} on {region}, the region this run fails away from: while {region} is down \
+     they fail (`drctl plan` lists each dependency and its alternative)",
+    blocked.join(", "),
+    if blocked.len() == 1 { "s" } else { "" },
+    region = leaving.region,
+  );
 }
 
 async fn resume(
