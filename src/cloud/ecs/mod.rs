@@ -8,10 +8,32 @@ use super::{family::service_family, CloudResult};
 pub(crate) mod aws;
 pub(crate) mod sim;
 
-/// The family's operations: its part of the table ([`crate::cloud::ops`], where `ALL` is
-/// collected from every family's).
+/// Amazon ECS. Service reads and service writes are separate rate-limit families.
+///
+/// The family's part of the operation table ([`crate::cloud::ops`], where `FAMILIES` is
+/// collected from every family's `ALL`).
 pub mod ops {
-  pub use crate::cloud::ops::ecs::*;
+  use crate::cloud::ops::{mutate, read, Op};
+
+  const SERVICE: &str =
+    "arn:${Partition}:ecs:${Region}:${Account}:service/${ClusterName}/${ServiceName}";
+
+  pub const DESCRIBE_SERVICES: Op = read(
+    "ecs",
+    "DescribeServices",
+    "ecs:DescribeServices",
+    Some("ecs.read"),
+    SERVICE,
+  );
+  pub const UPDATE_SERVICE: Op = mutate(
+    "ecs",
+    "UpdateService",
+    "ecs:UpdateService",
+    Some("ecs.write"),
+    SERVICE,
+  );
+
+  pub const ALL: &[&Op] = &[&DESCRIBE_SERVICES, &UPDATE_SERVICE];
 }
 
 /// An ECS service deployment (`PRIMARY` or `ACTIVE`).

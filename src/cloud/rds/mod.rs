@@ -11,10 +11,102 @@ use super::{family::service_family, CloudResult, ReplicaLag};
 pub(crate) mod aws;
 pub(crate) mod sim;
 
-/// The family's operations: its part of the table ([`crate::cloud::ops`], where `ALL` is
-/// collected from every family's).
+/// Amazon RDS. One rate-limit family for every operation, per account and region.
+///
+/// The family's part of the operation table ([`crate::cloud::ops`], where `FAMILIES` is
+/// collected from every family's `ALL`).
 pub mod ops {
-  pub use crate::cloud::ops::rds::*;
+  use crate::cloud::ops::{mutate, read, Op};
+
+  const DB: &str = "arn:${Partition}:rds:${Region}:${Account}:db:${DbInstanceName}";
+  const SNAPSHOT: &str = "arn:${Partition}:rds:${Region}:${Account}:snapshot:${SnapshotName}";
+  const GLOBAL_CLUSTER: &str = "arn:${Partition}:rds::${Account}:global-cluster:${GlobalCluster}";
+  const FAMILY: Option<&str> = Some("rds");
+
+  pub const DESCRIBE_DB_INSTANCES: Op = read(
+    "rds",
+    "DescribeDBInstances",
+    "rds:DescribeDBInstances",
+    FAMILY,
+    DB,
+  );
+  pub const DESCRIBE_DB_SNAPSHOTS: Op = read(
+    "rds",
+    "DescribeDBSnapshots",
+    "rds:DescribeDBSnapshots",
+    FAMILY,
+    SNAPSHOT,
+  );
+  /// A global cluster has no home region: the call goes to the provider's default region.
+  pub const DESCRIBE_GLOBAL_CLUSTERS: Op = read(
+    "rds",
+    "DescribeGlobalClusters",
+    "rds:DescribeGlobalClusters",
+    FAMILY,
+    GLOBAL_CLUSTER,
+  );
+  pub const LIST_TAGS_FOR_RESOURCE: Op = read(
+    "rds",
+    "ListTagsForResource",
+    "rds:ListTagsForResource",
+    FAMILY,
+    DB,
+  );
+  pub const PROMOTE_READ_REPLICA: Op = mutate(
+    "rds",
+    "PromoteReadReplica",
+    "rds:PromoteReadReplica",
+    FAMILY,
+    DB,
+  );
+  pub const RESTORE_DB_INSTANCE_FROM_DB_SNAPSHOT: Op = mutate(
+    "rds",
+    "RestoreDBInstanceFromDBSnapshot",
+    "rds:RestoreDBInstanceFromDBSnapshot",
+    FAMILY,
+    DB,
+  );
+  pub const DELETE_DB_INSTANCE: Op = mutate(
+    "rds",
+    "DeleteDBInstance",
+    "rds:DeleteDBInstance",
+    FAMILY,
+    DB,
+  );
+  pub const FAILOVER_GLOBAL_CLUSTER: Op = mutate(
+    "rds",
+    "FailoverGlobalCluster",
+    "rds:FailoverGlobalCluster",
+    FAMILY,
+    GLOBAL_CLUSTER,
+  );
+  pub const CREATE_DB_INSTANCE_READ_REPLICA: Op = mutate(
+    "rds",
+    "CreateDBInstanceReadReplica",
+    "rds:CreateDBInstanceReadReplica",
+    FAMILY,
+    DB,
+  );
+  pub const ADD_TAGS_TO_RESOURCE: Op = mutate(
+    "rds",
+    "AddTagsToResource",
+    "rds:AddTagsToResource",
+    FAMILY,
+    DB,
+  );
+
+  pub const ALL: &[&Op] = &[
+    &DESCRIBE_DB_INSTANCES,
+    &DESCRIBE_DB_SNAPSHOTS,
+    &DESCRIBE_GLOBAL_CLUSTERS,
+    &LIST_TAGS_FOR_RESOURCE,
+    &PROMOTE_READ_REPLICA,
+    &RESTORE_DB_INSTANCE_FROM_DB_SNAPSHOT,
+    &DELETE_DB_INSTANCE,
+    &FAILOVER_GLOBAL_CLUSTER,
+    &CREATE_DB_INSTANCE_READ_REPLICA,
+    &ADD_TAGS_TO_RESOURCE,
+  ];
 }
 
 /// An RDS DB instance as drctl needs to see it.

@@ -9,10 +9,83 @@ use super::{family::service_family, CloudResult};
 pub(crate) mod aws;
 pub(crate) mod sim;
 
-/// The family's operations: its part of the table ([`crate::cloud::ops`], where `ALL` is
-/// collected from every family's).
+/// Amazon Route 53: a global service whose control plane is in us-east-1; one rate-limit
+/// bucket per account.
+///
+/// The family's part of the operation table ([`crate::cloud::ops`], where `FAMILIES` is
+/// collected from every family's `ALL`).
 pub mod ops {
-  pub use crate::cloud::ops::route53::*;
+  use crate::cloud::ops::{global, mutate, read, Op};
+
+  const HOSTED_ZONE: &str = "arn:${Partition}:route53:::hostedzone/${Id}";
+  const CHANGE: &str = "arn:${Partition}:route53:::change/${Id}";
+  const HEALTH_CHECK: &str = "arn:${Partition}:route53:::healthcheck/${Id}";
+  const FAMILY: Option<&str> = Some("route53");
+  const HOME: &str = "us-east-1";
+
+  pub const LIST_RESOURCE_RECORD_SETS: Op = global(
+    read(
+      "route53",
+      "ListResourceRecordSets",
+      "route53:ListResourceRecordSets",
+      FAMILY,
+      HOSTED_ZONE,
+    ),
+    HOME,
+  );
+  pub const GET_CHANGE: Op = global(
+    read("route53", "GetChange", "route53:GetChange", FAMILY, CHANGE),
+    HOME,
+  );
+  pub const GET_HEALTH_CHECK_STATUS: Op = global(
+    read(
+      "route53",
+      "GetHealthCheckStatus",
+      "route53:GetHealthCheckStatus",
+      FAMILY,
+      HEALTH_CHECK,
+    ),
+    HOME,
+  );
+  pub const GET_HEALTH_CHECK: Op = global(
+    read(
+      "route53",
+      "GetHealthCheck",
+      "route53:GetHealthCheck",
+      FAMILY,
+      HEALTH_CHECK,
+    ),
+    HOME,
+  );
+  pub const CHANGE_RESOURCE_RECORD_SETS: Op = global(
+    mutate(
+      "route53",
+      "ChangeResourceRecordSets",
+      "route53:ChangeResourceRecordSets",
+      FAMILY,
+      HOSTED_ZONE,
+    ),
+    HOME,
+  );
+  pub const UPDATE_HEALTH_CHECK: Op = global(
+    mutate(
+      "route53",
+      "UpdateHealthCheck",
+      "route53:UpdateHealthCheck",
+      FAMILY,
+      HEALTH_CHECK,
+    ),
+    HOME,
+  );
+
+  pub const ALL: &[&Op] = &[
+    &LIST_RESOURCE_RECORD_SETS,
+    &GET_CHANGE,
+    &GET_HEALTH_CHECK_STATUS,
+    &GET_HEALTH_CHECK,
+    &CHANGE_RESOURCE_RECORD_SETS,
+    &UPDATE_HEALTH_CHECK,
+  ];
 }
 
 /// Route 53 failover routing role of a record.

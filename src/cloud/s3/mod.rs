@@ -10,10 +10,38 @@ use super::{family::service_family, CloudResult, ReplicaLag};
 pub(crate) mod aws;
 pub(crate) mod sim;
 
-/// The family's operations: its part of the table ([`crate::cloud::ops`], where `ALL` is
-/// collected from every family's).
+/// Amazon S3: the actions' reads and the S3 state store's object calls. Not rate limited (its
+/// limits are per prefix and thousands per second). Object calls are the data plane.
+///
+/// The family's part of the operation table ([`crate::cloud::ops`], where `FAMILIES` is
+/// collected from every family's `ALL`).
 pub mod ops {
-  pub use crate::cloud::ops::s3::*;
+  use crate::cloud::ops::{data, mutate, read, Op};
+
+  const BUCKET: &str = "arn:${Partition}:s3:::${BucketName}";
+  const OBJECT: &str = "arn:${Partition}:s3:::${BucketName}/${ObjectName}";
+
+  /// Authorized by `s3:ListBucket` on the bucket.
+  pub const LIST_OBJECTS_V2: Op = data(read("s3", "ListObjectsV2", "s3:ListBucket", None, BUCKET));
+  /// Authorized by `s3:GetObject`, as a `GetObject` is.
+  pub const HEAD_OBJECT: Op = data(read("s3", "HeadObject", "s3:GetObject", None, OBJECT));
+  pub const GET_OBJECT: Op = data(read("s3", "GetObject", "s3:GetObject", None, OBJECT));
+  pub const PUT_OBJECT: Op = data(mutate("s3", "PutObject", "s3:PutObject", None, OBJECT));
+  pub const DELETE_OBJECT: Op = data(mutate(
+    "s3",
+    "DeleteObject",
+    "s3:DeleteObject",
+    None,
+    OBJECT,
+  ));
+
+  pub const ALL: &[&Op] = &[
+    &LIST_OBJECTS_V2,
+    &HEAD_OBJECT,
+    &GET_OBJECT,
+    &PUT_OBJECT,
+    &DELETE_OBJECT,
+  ];
 }
 
 /// An S3 object's metadata.
