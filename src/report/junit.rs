@@ -150,12 +150,27 @@ pub fn render(report: &Report) -> String {
     let result = match objective.verdict {
       Verdict::Met => CaseResult::Passed,
       Verdict::Breached => CaseResult::Failed {
-        message: format!(
-          "{} breached: achieved {} against a target of {}",
-          objective.name,
-          human_opt(objective.achieved_seconds),
-          human_opt(objective.target_seconds)
-        ),
+        message: match (&report.recovery, objective.achieved_seconds) {
+          // Not recovered within `recovered_when`'s bound: nothing was achieved; say why.
+          (Some(recovery), None)
+            if objective.name == "RTO"
+              && recovery.outcome == crate::state::RecoveryOutcome::NotRecovered =>
+          {
+            format!(
+              "RTO breached: not recovered: {} did not hold within {} of the run's last step \
+               (target {})",
+              recovery.condition,
+              super::human(recovery.within_seconds),
+              human_opt(objective.target_seconds)
+            )
+          }
+          _ => format!(
+            "{} breached: achieved {} against a target of {}",
+            objective.name,
+            human_opt(objective.achieved_seconds),
+            human_opt(objective.target_seconds)
+          ),
+        },
         kind: "ObjectiveBreached".into(),
         body: String::new(),
       },
@@ -322,5 +337,34 @@ mod tests {
       xml.contains("<failure message=\"RTO breached: achieved 16m40s against a target of 15m\" type=\"ObjectiveBreached\">"),
       "{xml}"
     );
+  }
+
+  /// A run not recovered within `recovered_when`'s bound achieved no RTO: the failure says so,
+  /// and why, rather than "achieved -".
+  #[test]
+  fn junit_says_a_run_was_not_recovered() {
+    let mut report = fixture::succeeded_report();
+    report.objectives[0].achieved_seconds = None;
+    report.objectives[0].verdict = Verdict::Breached;
+    report.recovery = Some(super::super::RecoveryReport {
+      condition: "step `verify` passes".into(),
+      within_seconds: 1800.0,
+      outcome: crate::state::RecoveryOutcome::NotRecovered,
+      wait_start_seconds: 60.0,
+      end_seconds: Some(1860.0),
+      recovery_seconds: None,
+      checks: 12,
+      summary: None,
+    });
+    let xml = render(&report);
+    test_xml::check_well_formed(&xml);
+    assert!(
+      xml.contains(
+        "<failure message=\"RTO breached: not recovered: step `verify` passes did not hold \
+         within 30m of the run&#39;s last step (target 15m)\" type=\"ObjectiveBreached\">"
+      ),
+      "{xml}"
+    );
+    assert!(!xml.contains("achieved - against"), "{xml}");
   }
 }
