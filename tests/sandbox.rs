@@ -376,10 +376,13 @@ fn plan_and_dry_run_make_no_mutating_call() {
     operations.len() >= 10,
     "the recording holds the probes: {operations:?}"
   );
+  // The recovery cluster's calls are recorded too (the launcher serves them, not moto), so a
+  // routing control a dry run set would be caught below.
   for expected in [
     &ops::rds::DESCRIBE_DB_INSTANCES,
     &ops::route53::GET_HEALTH_CHECK_STATUS,
     &ops::ecs::DESCRIBE_SERVICES,
+    &drctl::cloud::arc::ops::GET_ROUTING_CONTROL_STATE,
   ] {
     assert!(
       operations.iter().any(|op| op.op() == Some(expected)),

@@ -805,6 +805,12 @@ def _arc_error(start_response, code: str, message: str, status: str = "400 Bad R
 
 
 def arc_cluster(environ, start_response):
+  # moto's request recorder sees every request moto serves; this one it does not serve, so it is
+  # recorded here, the same way (the recorder restores the body it reads), and recorder checks
+  # such as "a dry run makes no mutating call" see the cluster's calls too.
+  from moto.moto_api import recorder
+  from werkzeug.wrappers import Request
+  recorder._record_request(Request(environ))
   operation = environ.get("HTTP_X_AMZ_TARGET", "")[len(ARC_TARGET):]
   try:
     request = json.loads(_read_body(environ) or b"{}")
