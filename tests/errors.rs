@@ -115,3 +115,27 @@ fn plan_without_credentials_stops_at_the_preflight_on_readable_lines() {
     "a probe ran without credentials: {lines:?}"
   );
 }
+
+/// A wait the step's timeout ends says what it was waiting on, in the error itself (the
+/// journal, `drctl status`, reports), not only in the progress lines that scrolled by.
+#[test]
+fn a_step_timeout_names_what_the_step_last_saw() {
+  let test = Test::new().file(
+    "waits.yaml",
+    "apiVersion: drctl/v1\nkind: Runbook\nmetadata: { name: waits }\nsteps:\n  \
+     - id: wait-primary\n    action: http.check\n    \
+     with: { url: \"https://api-use1.example.com/health\", expect_status: 418, within: 10m }\n    \
+     timeout: 1m\n    retry: { attempts: 1 }\n",
+  );
+  let run = test
+    .run_args(["run", "waits.yaml", "--sim", "--yes", "--time-scale", "600"])
+    .status(1);
+  let expected = "timed out after 1m (the step's timeout); last seen: GET \
+                  https://api-use1.example.com/health: status 200, expected 418";
+  let shown = format!("{}{}", run.stdout(), run.stderr());
+  assert!(shown.contains(expected), "{shown}");
+  let id = test.run_ids().pop().unwrap();
+  let report = test.run_args(["report", &id, "--format", "json"]).status(0);
+  let report: serde_json::Value = serde_json::from_str(&report.stdout()).unwrap();
+  assert_eq!(report["steps"][0]["error"]["message"], expected, "{report}");
+}

@@ -20,6 +20,8 @@ pub(super) struct Hooks<'a> {
   shared: &'a Shared,
   step: &'a str,
   progress: Box<dyn Fn(&str) + Send + Sync + 'a>,
+  /// The last progress line, for the error of an attempt the step's timeout ends.
+  last_progress: std::sync::Arc<std::sync::Mutex<Option<String>>>,
   dispatch: Box<DispatchHook<'a>>,
   processes: Box<ProcessHook<'a>>,
 }
@@ -29,13 +31,30 @@ impl<'a> Hooks<'a> {
   pub(super) fn new(shared: &'a Shared, step: &'a str, phase: Phase) -> Hooks<'a> {
     let observer = shared.observer.clone();
     let id = step.to_string();
+    let last_progress = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let last = last_progress.clone();
     Hooks {
       shared,
       step,
-      progress: Box::new(move |status: &str| observer.waiting(&id, status)),
+      progress: Box::new(move |status: &str| {
+        *last
+          .lock()
+          .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(status.to_owned());
+        observer.waiting(&id, status)
+      }),
+      last_progress,
       dispatch: Box::new(journal_dispatch(shared, step, phase)),
       processes: Box::new(journal_processes(shared, step, phase)),
     }
+  }
+
+  /// What the action last reported while it waited (`None`: nothing yet).
+  pub(super) fn last_progress(&self) -> Option<String> {
+    self
+      .last_progress
+      .lock()
+      .unwrap_or_else(std::sync::PoisonError::into_inner)
+      .clone()
   }
 
   /// The context the action runs in: every guard in place (no data loss beyond the RPO

@@ -13,19 +13,24 @@ use crate::{
 };
 
 /// Run one attempt under the step's `timeout` (modelled time). Past it, the attempt fails
-/// with "`what` after `timeout` (the step's timeout)".
+/// with "`what` after `timeout` (the step's timeout)", and what the action last reported
+/// (`last_seen`: the state it was waiting on, or the error it was retrying after).
 pub(super) async fn within_timeout<T>(
   clock: Clock,
   timeout: Duration,
   what: &str,
+  last_seen: impl FnOnce() -> Option<String>,
   attempt: impl Future<Output = Result<T, ActionError>>,
 ) -> Result<T, ActionError> {
   match tokio::time::timeout(clock.to_wall(timeout), attempt).await {
     Ok(result) => result,
-    Err(_) => Err(ActionError::failed(format!(
-      "{what} after {} (the step's timeout)",
-      format_duration(timeout)
-    ))),
+    Err(_) => {
+      let last = last_seen().map_or_else(String::new, |last| format!("; last seen: {last}"));
+      Err(ActionError::failed(format!(
+        "{what} after {} (the step's timeout){last}",
+        format_duration(timeout)
+      )))
+    }
   }
 }
 

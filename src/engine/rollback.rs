@@ -88,7 +88,7 @@ async fn rollback_step(
       })
       .await?;
     crash_hook::strike(&shared.cloud.backend, &step.id, crash_hook::Point::Rollback);
-    let err = match attempt_rollback(shared, step, attempt, &bound, &ctx).await {
+    let err = match attempt_rollback(shared, step, attempt, &bound, &ctx, &hooks).await {
       Ok(outcome) => return rolled_back(shared, step, attempt, outcome).await,
       Err(err) => err,
     };
@@ -117,6 +117,7 @@ async fn attempt_rollback(
   number: u32,
   bound: &Result<(&'static ActionDef, Args), String>,
   ctx: &Ctx<'_>,
+  hooks: &Hooks<'_>,
 ) -> Result<Outcome, ActionError> {
   let work = async {
     let (def, args) = bound
@@ -138,7 +139,14 @@ async fn attempt_rollback(
       .map(|(outcome, _)| outcome)
   };
   let clock = shared.cloud.clock;
-  retry::within_timeout(clock, step.timeout, "rollback timed out", work).await
+  retry::within_timeout(
+    clock,
+    step.timeout,
+    "rollback timed out",
+    || hooks.last_progress(),
+    work,
+  )
+  .await
 }
 
 /// Journal the step rolled back.

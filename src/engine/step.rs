@@ -93,6 +93,7 @@ pub(super) async fn run_step(
     def,
     args: &args,
     ctx: &ctx,
+    hooks: &hooks,
     cancel,
   };
   attempts.run(first_attempt, resumed).await
@@ -185,6 +186,7 @@ struct Attempts<'a> {
   def: &'static ActionDef,
   args: &'a Args,
   ctx: &'a Ctx<'a>,
+  hooks: &'a Hooks<'a>,
   cancel: watch::Receiver<bool>,
 }
 
@@ -266,6 +268,7 @@ impl Attempts<'_> {
         clock,
         step.timeout,
         "timed out",
+        || self.hooks.last_progress(),
         attempt.run(intent, unanswered),
       )
       .await,
