@@ -297,16 +297,12 @@ fn plane(op: &Op) -> &'static str {
   }
 }
 
-/// The host of an `http(s)://` URL, lowercased, without port or credentials.
+/// The host of a URL, lowercased, without port or credentials.
 fn host(url: &str) -> Option<String> {
-  let rest = url.split_once("://")?.1;
-  let authority = rest.split(['/', '?', '#']).next()?;
-  let authority = authority.rsplit('@').next()?;
-  let host = match authority.strip_prefix('[') {
-    Some(v6) => v6.split(']').next()?,
-    None => authority.split(':').next()?,
-  };
-  (!host.is_empty()).then(|| host.to_ascii_lowercase())
+  url::Url::parse(url)
+    .ok()?
+    .host_str()
+    .map(str::to_ascii_lowercase)
 }
 
 /// The AWS region an AWS-hosted URL is served from: `sns.R.amazonaws.com`,

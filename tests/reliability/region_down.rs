@@ -22,7 +22,7 @@
 //! timeout forms (the simulator's unit tests check the timeout form once in the fast suite).
 
 use crate::{
-  support::{repo, Test},
+  support::{repo, Run, Test},
   Config, Figure,
 };
 
@@ -92,20 +92,27 @@ struct Warned {
   in_down_region: Vec<(String, String)>,
 }
 
-fn plan(test: &Test, runbook: &str) -> Warned {
+/// `drctl COMMAND runbooks/RUNBOOK.yaml` against the downed world, failing over to us-west-2,
+/// with `extra` arguments.
+fn against_the_down_world(test: &Test, command: &str, runbook: &str, extra: &[&str]) -> Run {
   let path = repo().join("runbooks").join(format!("{runbook}.yaml"));
-  let out = test.run_args([
-    "plan".as_ref(),
-    path.as_os_str(),
-    "-p".as_ref(),
-    "target_region=us-west-2".as_ref(),
-    "--sim".as_ref(),
-    "down.yaml".as_ref(),
-    "--time-scale".as_ref(),
-    "600".as_ref(),
-    "--output".as_ref(),
-    "json".as_ref(),
-  ]);
+  let path = path.to_string_lossy();
+  let mut args = vec![
+    command,
+    &path,
+    "-p",
+    "target_region=us-west-2",
+    "--sim",
+    "down.yaml",
+    "--time-scale",
+    "600",
+  ];
+  args.extend_from_slice(extra);
+  test.run_args(&args)
+}
+
+fn plan(test: &Test, runbook: &str) -> Warned {
+  let out = against_the_down_world(test, "plan", runbook, &["--output", "json"]);
   let plan: serde_json::Value = serde_json::from_str(&out.stdout()).unwrap_or_default();
   let analysis = &plan["static_stability"];
   let blocking = analysis["dependencies"]
@@ -156,20 +163,8 @@ fn unlisted(outcome: &Outcome, warned: &Warned) -> Vec<String> {
 }
 
 fn failover(test: &Test, runbook: &str) -> Outcome {
-  let path = repo().join("runbooks").join(format!("{runbook}.yaml"));
   let before = test.run_ids();
-  let run = test.run_args([
-    "run".as_ref(),
-    path.as_os_str(),
-    "-p".as_ref(),
-    "target_region=us-west-2".as_ref(),
-    "--sim".as_ref(),
-    "down.yaml".as_ref(),
-    "--time-scale".as_ref(),
-    "600".as_ref(),
-    "--yes".as_ref(),
-    "--accept-data-loss".as_ref(),
-  ]);
+  let run = against_the_down_world(test, "run", runbook, &["--yes", "--accept-data-loss"]);
   let id = test.run_ids().into_iter().find(|id| !before.contains(id));
   let report = id
     .as_ref()
