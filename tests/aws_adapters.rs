@@ -1301,3 +1301,81 @@ async fn arc_routing_control_through_the_cluster_endpoints() {
   let again = effect.observe(&ctx, &args).await.unwrap();
   assert_eq!(again.state, drctl::actions::Observed::Done, "{again:?}");
 }
+
+/// CloudWatch alarms through the SDK (awsQuery): the seed's two alarms are read with their
+/// state, reason and time, a name CloudWatch does not know is left out, and a state change made
+/// with another client (boto3) is what the adapter reads next.
+#[tokio::test]
+async fn cloudwatch_alarms_are_read_with_state_reason_and_time() {
+  use drctl::cloud::cloudwatch::AlarmState;
+
+  let moto = Moto::start();
+  let cloud = cloud(&moto).await;
+  let names: Vec<String> = [
+    "app-standby-unhealthy",
+    "app-primary-unhealthy",
+    "no-such-alarm",
+  ]
+  .iter()
+  .map(|name| (*name).to_owned())
+  .collect();
+  let mut alarms = cloud
+    .cloudwatch
+    .describe_alarms(WEST, &names)
+    .await
+    .unwrap();
+  alarms.sort_by(|a, b| a.name.cmp(&b.name));
+  let seen: Vec<(&str, AlarmState)> = alarms
+    .iter()
+    .map(|alarm| (alarm.name.as_str(), alarm.state))
+    .collect();
+  assert_eq!(
+    seen,
+    [
+      ("app-primary-unhealthy", AlarmState::Alarm),
+      ("app-standby-unhealthy", AlarmState::Alarm)
+    ]
+  );
+  assert!(
+    alarms[1]
+      .reason
+      .contains("app-standby-tg has fewer than 3 healthy targets"),
+    "{alarms:?}"
+  );
+  assert!(alarms
+    .iter()
+    .all(|alarm| alarm.since.is_some() && !alarm.composite));
+  assert!(
+    cloud
+      .cloudwatch
+      .describe_alarms(EAST, &names)
+      .await
+      .unwrap()
+      .is_empty(),
+    "the alarms live in us-west-2"
+  );
+
+  let status = std::process::Command::new("python3")
+    .args([
+      "-c",
+      "import sys, boto3; boto3.client('cloudwatch', region_name='us-west-2', \
+       endpoint_url=sys.argv[1]).set_alarm_state(AlarmName='app-standby-unhealthy', \
+       StateValue='OK', StateReason='Threshold Crossed: the standby is healthy')",
+      &moto.endpoint,
+    ])
+    .envs(moto.env())
+    .status()
+    .unwrap();
+  assert!(status.success());
+  let alarms = cloud
+    .cloudwatch
+    .describe_alarms(WEST, &names[..1])
+    .await
+    .unwrap();
+  assert_eq!(alarms.len(), 1);
+  assert_eq!(alarms[0].state, AlarmState::Ok, "{alarms:?}");
+  assert_eq!(
+    alarms[0].reason,
+    "Threshold Crossed: the standby is healthy"
+  );
+}

@@ -917,3 +917,71 @@ fn arc_failover_flips_dns_with_routing_controls_and_no_route53_call() {
     run.stdout()
   );
 }
+
+/// `recovered_when: { alarms }` through the binary: the shipped failover's steps scale the
+/// standby; the run is recovered once the standby's alarm is OK (its targets healthy, then the
+/// end of a one-minute period), and the RTO runs to that moment. An alarm set that never clears
+/// (the game day's primary alarm stays in ALARM) ends "not recovered", exit 3.
+#[test]
+fn recovered_when_alarms_waits_for_the_alarms_and_a_set_that_never_clears_breaches() {
+  let runbook = |alarms: &str| {
+    format!(
+      r#"apiVersion: drctl/v1
+kind: Runbook
+metadata: {{ name: recovered-when-alarms }}
+params:
+  target_region: {{ type: string, default: us-west-2 }}
+objectives:
+  rto: 15m
+  recovered_when: {{ alarms: [{alarms}], region: "${{{{ params.target_region }}}}", within: 10m }}
+steps:
+  - id: scale-standby
+    action: ecs.scale_service
+    with: {{ region: us-west-2, cluster: app-standby, service: api, desired_count: 3 }}
+"#
+    )
+  };
+  let test = Test::new()
+    .file("recovers.yaml", &runbook("app-standby-unhealthy"))
+    .file(
+      "never.yaml",
+      &runbook("app-standby-unhealthy, app-primary-unhealthy"),
+    );
+  let args = |file: &'static str| ["run", file, "--sim", "--yes", "--time-scale", "300"];
+  let run = test.run_args(args("recovers.yaml")).status(0);
+  let stdout = run.stdout();
+  assert!(
+    stdout.contains("(alarms `app-standby-unhealthy` are OK in us-west-2; the run's steps took"),
+    "{stdout}"
+  );
+  let run_id = test.run_ids().pop().unwrap();
+  let report = report_json(&test, &run_id);
+  let recovery = &report["recovery"];
+  assert_eq!(recovery["outcome"], "recovered", "{recovery}");
+  assert_eq!(
+    recovery["summary"], "1/1 alarms OK in us-west-2",
+    "{recovery}"
+  );
+  // The third task starts at 144s and is healthy at 174s; the alarm clears at the period end
+  // at 180s of the world (created a moment before the run).
+  let steps_took = recovery["wait_start_seconds"].as_f64().unwrap();
+  let recovered = recovery["recovery_seconds"].as_f64().unwrap();
+  assert!((140.0..175.0).contains(&steps_took), "{recovery}");
+  assert!((170.0..200.0).contains(&recovered), "{recovery}");
+
+  let run = test.run_args(args("never.yaml")).status(3);
+  let stdout = run.stdout();
+  assert!(stdout.contains("NOT RECOVERED"), "{stdout}");
+  let run_id = test.run_ids().pop().unwrap();
+  let report = report_json(&test, &run_id);
+  assert_eq!(report["recovery"]["outcome"], "not_recovered");
+  let error = report["recovery"]["summary"]
+    .as_str()
+    .unwrap_or_default()
+    .to_owned()
+    + &report.to_string();
+  assert!(
+    error.contains("not OK: app-primary-unhealthy ALARM since"),
+    "{report}"
+  );
+}

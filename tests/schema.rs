@@ -166,6 +166,10 @@ const RUNBOOK_EXCEPTIONS: &[(&str, Beyond)] = &[
     "tests/fixtures/runbooks/invalid/recovered_when_bound_too_long.yaml",
     Beyond::DurationBound,
   ),
+  (
+    "tests/fixtures/runbooks/invalid/recovered_when_alarms_step_output.yaml",
+    Beyond::Reference,
+  ),
 ];
 
 const DRILL_EXCEPTIONS: &[(&str, Beyond)] = &[

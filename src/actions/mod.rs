@@ -23,6 +23,7 @@ use crate::{
 };
 
 pub mod arc;
+pub mod cloudwatch;
 pub mod ecs;
 pub mod elbv2;
 pub mod exec;
@@ -323,6 +324,7 @@ pub static ACTIONS: &[ActionDef] = &[
   rds::RETIRE_INSTANCE,
   elbv2::TARGET_HEALTH,
   arc::ROUTING_CONTROL,
+  cloudwatch::ALARM_STATE,
 ];
 
 /// Look an action up by name.

@@ -46,6 +46,7 @@ macro_rules! with_families {
       s3: S3, LimitedS3;
       elbv2: Elbv2, LimitedElbv2;
       arc: RecoveryCluster, LimitedRecoveryCluster;
+      cloudwatch: CloudWatch, LimitedCloudWatch;
     }
   };
 }
@@ -53,6 +54,7 @@ pub(crate) use with_families;
 
 pub mod arc;
 pub mod aws;
+pub mod cloudwatch;
 pub mod ecs;
 pub mod elbv2;
 mod family;

@@ -1,6 +1,6 @@
 //! The table of AWS operations drctl calls: one constant per operation. Each service family
 //! keeps its own in its folder (`cloud/<family>/mod.rs`, `pub mod ops`, re-exported here under
-//! the family's name); CloudWatch's and STS's calls, which belong to no family, are here.
+//! the family's name); STS's call, which belongs to no family, is here.
 //!
 //! Everything that needs to know about an operation reads it here: the client layer's rate
 //! limit family and per-call retry rule ([`super::limiter`]), the actions' lists of the
@@ -143,24 +143,10 @@ pub const fn data(op: Op) -> Op {
 
 // The first families keep their operations in their own folders (`cloud/<family>/mod.rs`,
 // `pub mod ops`); the table reads them under the family's name here, as it does every family's.
-pub use super::{ecs::ops as ecs, rds::ops as rds, route53::ops as route53, s3::ops as s3};
-
-/// Amazon CloudWatch: the lag metrics of replicas and replication rules, read in the region
-/// that publishes them.
-pub mod cloudwatch {
-  use super::{data, read, Op};
-
-  /// No resource-level permission: AWS authorizes it on `*`.
-  pub const GET_METRIC_STATISTICS: Op = data(read(
-    "cloudwatch",
-    "GetMetricStatistics",
-    "cloudwatch:GetMetricStatistics",
-    Some("cloudwatch"),
-    "*",
-  ));
-
-  pub const ALL: &[&Op] = &[&GET_METRIC_STATISTICS];
-}
+pub use super::{
+  cloudwatch::ops as cloudwatch, ecs::ops as ecs, rds::ops as rds, route53::ops as route53,
+  s3::ops as s3,
+};
 
 /// AWS STS: who the credentials belong to. The SDK sends it to the default region's STS
 /// endpoint (regional endpoints are the SDK's default).
@@ -184,7 +170,7 @@ pub mod sts {
 macro_rules! families {
   ($($family:ident: $Trait:ident, $Limited:ident;)*) => {
     /// Every family's operations: the table.
-    pub const FAMILIES: &[&[&Op]] = &[$(super::$family::ops::ALL,)* cloudwatch::ALL, sts::ALL];
+    pub const FAMILIES: &[&[&Op]] = &[$(super::$family::ops::ALL,)* sts::ALL];
   };
 }
 

@@ -2,7 +2,7 @@
 //!
 //! A run whose steps all finished without failing the run, and whose runbook declares
 //! `recovered_when`, is not over yet: the application counts as recovered only once the
-//! condition holds (a read-only step's action passes). drctl journals `recovery_wait_started`,
+//! condition holds (a read-only step's action passes, or every alarm of a set is OK). drctl journals `recovery_wait_started`,
 //! evaluates the condition on the backend's clock every [`RECOVERY_POLL`] until it holds or the
 //! bound (`within`) passes, and journals `recovered` (the RTO is measured to it) or
 //! `not_recovered` (the RTO breached). Invariants:
@@ -28,7 +28,7 @@ use super::{millis, EngineError, Shared};
 use crate::{
   actions::{ActionError, Behaviour, Ctx, Outcome},
   plan::bind_call,
-  runbook::{format_duration, RecoveredWhen, RecoveryCondition, Step},
+  runbook::{format_duration, ActionCall, RecoveredWhen, RecoveryCondition, Step},
   state::{Event, Record},
 };
 
@@ -91,7 +91,7 @@ pub(super) async fn await_recovery(
     Journalled::Nothing => {
       let record = shared
         .log(Event::RecoveryWaitStarted {
-          condition: recovered_when.condition.to_string(),
+          condition: described(shared, &recovered_when.condition, outputs),
           within_ms: millis(recovered_when.within),
         })
         .await?;
@@ -107,6 +107,32 @@ pub(super) async fn await_recovery(
       let _ = cancel_tx.send(true);
       Ok(Some(why))
     }
+  }
+}
+
+/// The condition in words, its templates rendered where they can be (`alarms `app-health` are
+/// OK in us-west-2`); as the runbook writes it otherwise.
+fn described(
+  shared: &Shared,
+  condition: &RecoveryCondition,
+  outputs: &HashMap<String, BTreeMap<String, String>>,
+) -> String {
+  let RecoveryCondition::Alarms { call, .. } = condition else {
+    return condition.to_string();
+  };
+  let run = shared.run_values();
+  let scope = shared.plan.scope(&run, outputs);
+  match bind_call(call, &scope) {
+    Ok((_, args)) => {
+      let names: Vec<String> = args
+        .string_list("alarms")
+        .iter()
+        .map(|name| format!("`{name}`"))
+        .collect();
+      let region = args.opt_str("region").unwrap_or_default();
+      format!("alarms {} are OK in {region}", names.join(", "))
+    }
+    Err(_) => condition.to_string(),
   }
 }
 
@@ -151,7 +177,6 @@ async fn wait(
   cancel: watch::Receiver<bool>,
 ) -> Result<(), EngineError> {
   let clock = shared.cloud.clock;
-  let RecoveryCondition::Step { id } = &recovered_when.condition;
   let bound = recovered_when.within.saturating_sub(gone);
   let by =
     began + chrono::Duration::from_std(clock.to_wall(recovered_when.within)).unwrap_or_default();
@@ -172,7 +197,15 @@ async fn wait(
       return Ok(());
     }
     checks += 1;
-    match evaluate_within(shared, id, left(), outputs, cancel.clone()).await {
+    match evaluate_within(
+      shared,
+      &recovered_when.condition,
+      left(),
+      outputs,
+      cancel.clone(),
+    )
+    .await
+    {
       Ok(outcome) => {
         shared
           .log(Event::Recovered {
@@ -198,31 +231,68 @@ async fn wait(
   }
 }
 
-/// One evaluation of step `id`, given as long as the time `left` (the step's whole timeout
-/// when none is left: the one evaluation of a bound already gone), never longer than the
-/// step's own timeout.
+/// How long one look at a `recovered_when: { alarms }` condition may take: one
+/// `DescribeAlarms` and its per-call retries.
+const ALARMS_LOOK_TIMEOUT: Duration = Duration::from_secs(2 * 60);
+
+/// What one evaluation of the condition runs: a call, bound with the run's outputs, with the
+/// step's timeout and budget (a step's own; for alarms, [`ALARMS_LOOK_TIMEOUT`] and none).
+struct Evaluation<'a> {
+  call: &'a ActionCall,
+  /// The name the action's context carries (the step id, or `recovery`).
+  id: &'a str,
+  timeout: Duration,
+  budget: Option<Duration>,
+}
+
+fn evaluation<'a>(
+  shared: &'a Shared,
+  condition: &'a RecoveryCondition,
+) -> Result<Evaluation<'a>, ActionError> {
+  match condition {
+    RecoveryCondition::Step { id } => {
+      // Validation guarantees the step exists.
+      let step: &Step = shared
+        .plan
+        .runbook
+        .step(id)
+        .ok_or_else(|| ActionError::failed(format!("the runbook has no step `{id}`")))?;
+      Ok(Evaluation {
+        call: &step.call,
+        id: &step.id,
+        timeout: step.timeout,
+        budget: step.budget,
+      })
+    }
+    RecoveryCondition::Alarms { call, .. } => Ok(Evaluation {
+      call,
+      id: WAIT,
+      timeout: ALARMS_LOOK_TIMEOUT,
+      budget: None,
+    }),
+  }
+}
+
+/// One evaluation of the condition, given as long as the time `left` (the whole timeout of one
+/// look when none is left: the one evaluation of a bound already gone), never longer than that
+/// timeout (a step's own).
 async fn evaluate_within(
   shared: &Arc<Shared>,
-  id: &str,
+  condition: &RecoveryCondition,
   left: Duration,
   outputs: &HashMap<String, BTreeMap<String, String>>,
   cancel: watch::Receiver<bool>,
 ) -> Result<Outcome, ActionError> {
-  // Validation guarantees the step exists.
-  let step = shared
-    .plan
-    .runbook
-    .step(id)
-    .ok_or_else(|| ActionError::failed(format!("the runbook has no step `{id}`")))?;
+  let evaluation = evaluation(shared, condition)?;
   let limit = if left.is_zero() {
-    step.timeout
+    evaluation.timeout
   } else {
-    left.min(step.timeout)
+    left.min(evaluation.timeout)
   };
   let clock = shared.cloud.clock;
   match tokio::time::timeout(
     clock.to_wall(limit),
-    evaluate(shared, step, outputs, cancel),
+    evaluate(shared, &evaluation, outputs, cancel),
   )
   .await
   {
@@ -234,18 +304,18 @@ async fn evaluate_within(
   }
 }
 
-/// One evaluation: the step's action, bound with every output of the run, run read-only. The
-/// step's `when:` is not consulted (a step kept out of the run with `when: false` still serves
-/// as the condition).
+/// One evaluation: the action, bound with every output of the run, run read-only. A step's
+/// `when:` is not consulted (a step kept out of the run with `when: false` still serves as the
+/// condition).
 async fn evaluate(
   shared: &Arc<Shared>,
-  step: &Step,
+  evaluation: &Evaluation<'_>,
   outputs: &HashMap<String, BTreeMap<String, String>>,
   cancel: watch::Receiver<bool>,
 ) -> Result<Outcome, ActionError> {
   let run = shared.run_values();
   let scope = shared.plan.scope(&run, outputs);
-  let (def, args) = bind_call(&step.call, &scope).map_err(ActionError::failed)?;
+  let (def, args) = bind_call(evaluation.call, &scope).map_err(ActionError::failed)?;
   let Behaviour::Check(check) = def.behaviour else {
     return Err(ActionError::failed(format!(
       "`{}` changes the world; a recovery condition only reads it",
@@ -256,12 +326,12 @@ async fn evaluate(
   let progress = move |status: &str| observer.waiting(WAIT, status);
   let ctx = Ctx {
     rpo: shared.plan.runbook.objectives.rpo,
-    expected: step.budget,
+    expected: evaluation.budget,
     run: shared.run_facts(),
     ..Ctx::new(
       &shared.cloud,
       &shared.options.run_id,
-      &step.id,
+      evaluation.id,
       &progress,
       cancel,
     )

@@ -2345,6 +2345,55 @@ async fn recovery_is_awaited_after_the_last_step_until_the_condition_holds() {
   assert_eq!(span(&outcome, "probe").outcome, "skipped");
 }
 
+/// `recovered_when: { alarms }`: the run scales the standby to 3 at once; its targets are
+/// healthy at 174s, and the standby's alarm (3 one-minute periods) is OK from the period end at
+/// 180s. The run is recovered then, not when its step ended, and the condition names the alarms.
+#[tokio::test(start_paused = true)]
+async fn recovery_waits_for_the_alarms_to_be_ok_through_their_evaluation_periods() {
+  let yaml = r#"apiVersion: drctl/v1
+kind: Runbook
+metadata: { name: recovered-when-alarms }
+params:
+  target_region: { type: string, default: us-west-2 }
+objectives:
+  rto: 15m
+  recovered_when:
+    alarms: [app-standby-unhealthy]
+    region: ${{ params.target_region }}
+    within: 10m
+steps:
+  - id: scale
+    action: ecs.scale_service
+    with: { region: us-west-2, cluster: app-standby, service: api, desired_count: 3 }
+"#;
+  let world = crate::cloud::sim::BUILTIN_WORLD.to_string();
+  let h = Harness::new(yaml, Some(&world), 1.0);
+  let begin = Instant::now();
+  let outcome = h.start().await;
+  let took = begin.elapsed();
+  assert_eq!(outcome.status, RunStatus::Succeeded);
+  assert!(
+    took >= Duration::from_secs(180),
+    "recovered before the alarm's period ended: {took:?}"
+  );
+  assert!(took < Duration::from_secs(195), "took {took:?}");
+  let records = h.journal();
+  let events = recovery_records(&records);
+  assert!(
+    matches!(
+      events.as_slice(),
+      [
+        Event::RecoveryWaitStarted { condition, .. },
+        Event::Recovered { summary, .. },
+      ] if condition == "alarms `app-standby-unhealthy` are OK in us-west-2"
+        && summary == "1/1 alarms OK in us-west-2"
+    ),
+    "{events:?}"
+  );
+  let recovery = outcome.timeline.recovery.as_ref().unwrap();
+  assert_eq!(recovery.outcome, crate::state::RecoveryOutcome::Recovered);
+}
+
 /// A condition that never holds ends the wait at its bound: not recovered, the RTO breached,
 /// never a success.
 #[tokio::test(start_paused = true)]

@@ -353,6 +353,16 @@ pub enum DiagnosticKind {
     id: String,
     action: String,
   },
+  /// `objectives.recovered_when` gives neither or both of `step` and `alarms`, or a `region`
+  /// without `alarms`.
+  RecoveryConditionShape {
+    problem: &'static str,
+  },
+  /// `objectives.recovered_when.alarms` is empty or names more than CloudWatch describes at once.
+  RecoveryAlarmCount {
+    count: usize,
+    max: usize,
+  },
   /// `objectives.recovered_when.within` is over its maximum.
   RecoveryBoundTooLong {
     within: std::time::Duration,
@@ -476,6 +486,11 @@ impl fmt::Display for DiagnosticKind {
       RecoveryStepMutates { id, action } => write!(
         f,
         "`recovered_when` names step `{id}`, whose action `{action}` changes the world"
+      ),
+      RecoveryConditionShape { problem } => write!(f, "`recovered_when` {problem}"),
+      RecoveryAlarmCount { count, max } => write!(
+        f,
+        "`recovered_when.alarms` names {count} alarms; it takes 1 to {max}"
       ),
       RecoveryBoundTooLong { within, max } => write!(
         f,
@@ -630,6 +645,15 @@ impl DiagnosticKind {
       RecoveryStepMutates { .. } => Some(
         "name a read-only step (a check such as `http.check`): drctl runs it again and again \
          after the run until it passes"
+          .into(),
+      ),
+      RecoveryConditionShape { .. } => Some(
+        "give `step: ID` (a read-only step that passes once recovered), or `alarms: [NAME, ...]` \
+         with their `region` (recovered once every alarm is OK)"
+          .into(),
+      ),
+      RecoveryAlarmCount { .. } => Some(
+        "CloudWatch describes at most 100 alarms at once; a composite alarm can stand for many"
           .into(),
       ),
       RecoveryBoundTooLong { .. } => Some(

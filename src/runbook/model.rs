@@ -147,16 +147,39 @@ pub struct RecoveredWhen {
 }
 
 /// What "recovered" means.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum RecoveryCondition {
   /// A read-only step of the runbook: recovered once its action passes.
   Step { id: String },
+  /// A set of CloudWatch alarms: recovered once every one of them is OK. `call` is the
+  /// `cloudwatch.alarm_state` call that checks it (`alarms`, `region`, `state: OK`); `names`
+  /// and `region` are their source text, for people.
+  Alarms {
+    call: ActionCall,
+    names: Vec<String>,
+    region: String,
+  },
 }
+
+/// The action a `recovered_when: { alarms }` condition is checked with.
+pub const RECOVERY_ALARMS_ACTION: &str = "cloudwatch.alarm_state";
+
+impl PartialEq for RecoveryCondition {
+  fn eq(&self, other: &Self) -> bool {
+    self.to_string() == other.to_string()
+  }
+}
+
+impl Eq for RecoveryCondition {}
 
 impl fmt::Display for RecoveryCondition {
   fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     match self {
       RecoveryCondition::Step { id } => write!(f, "step `{id}` passes"),
+      RecoveryCondition::Alarms { names, region, .. } => {
+        let names: Vec<String> = names.iter().map(|name| format!("`{name}`")).collect();
+        write!(f, "alarms {} are OK in {region}", names.join(", "))
+      }
     }
   }
 }

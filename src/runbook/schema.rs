@@ -129,12 +129,25 @@ pub fn json_schema(catalog: &[ActionSpec]) -> Value {
           "rto": { "$ref": "#/$defs/duration", "description": "Recovery time objective." },
           "rpo": { "$ref": "#/$defs/duration", "description": "Recovery point objective." },
           "recovered_when": {
-            "description": "What must hold after the run's last step for the application to count as recovered; the RTO is then measured to the moment it held. `step`: a read-only step of this runbook, run again until it passes. `within`: the bound of the wait (default 30m, at most 6h); past it the run is not recovered (RTO breached).",
+            "description": "What must hold after the run's last step for the application to count as recovered; the RTO is then measured to the moment it held. Either `step`: a read-only step of this runbook, run again until it passes; or `alarms`: CloudWatch alarm names (1 to 100) in `region`, recovered once every one is OK. `within`: the bound of the wait (default 30m, at most 6h); past it the run is not recovered (RTO breached).",
             "type": "object",
             "additionalProperties": false,
-            "required": ["step"],
+            "oneOf": [
+              {
+                "required": ["step"],
+                "not": { "anyOf": [{ "required": ["alarms"] }, { "required": ["region"] }] }
+              },
+              { "required": ["alarms", "region"], "not": { "required": ["step"] } }
+            ],
             "properties": {
               "step": { "$ref": "#/$defs/id" },
+              "alarms": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": 100,
+                "items": { "type": ["string", "number", "boolean"] }
+              },
+              "region": { "type": "string" },
               "within": { "$ref": "#/$defs/duration" }
             }
           }

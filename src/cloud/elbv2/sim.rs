@@ -271,6 +271,21 @@ impl Elbv2State {
       .unwrap_or(u8::MAX)
   }
 
+  /// The targets of the group `given` (its name or ARN) names in `region` at `now`; `None` when
+  /// there is none.
+  pub(crate) fn health_by_name(
+    &self,
+    world: &WorldState,
+    now: DateTime<Utc>,
+    region: &str,
+    given: &str,
+  ) -> Option<Vec<TargetHealth>> {
+    let arn = self
+      .find(&world.model, region, given)?
+      .arn(&world.model.account);
+    self.health(world, now, region, &arn)
+  }
+
   /// The targets of the group `arn` names in `region` at `now`; `None` when there is none.
   pub fn health(
     &self,

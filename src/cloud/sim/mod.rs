@@ -42,7 +42,7 @@ use super::{
 };
 
 mod faults;
-mod http;
+pub(crate) mod http;
 mod persist;
 pub(crate) mod state;
 pub mod world;
@@ -111,8 +111,49 @@ enum TimeSource {
 /// The world state and its log, changed together under one lock.
 struct Core {
   state: WorldState,
+  /// The world as it was created: with `ops`, the world at any past instant ([`History`]).
+  initial: WorldState,
   log: OpLog,
   ops: Vec<Operation>,
+}
+
+/// The world's past: the world as it was created and the operations accepted since, in log
+/// order. A model whose answer depends on how the world stood earlier (a CloudWatch alarm's
+/// datapoints) replays it with [`History::replay`].
+pub(crate) struct History<'a> {
+  initial: &'a WorldState,
+  ops: &'a [Operation],
+}
+
+impl History<'_> {
+  /// A replay from the world's creation, to be moved forward in time with [`Replay::at`].
+  pub(crate) fn replay(&self) -> Replay<'_> {
+    Replay {
+      state: self.initial.clone(),
+      ops: self.ops,
+      next: 0,
+    }
+  }
+}
+
+/// The world replayed up to an instant that only moves forward.
+pub(crate) struct Replay<'a> {
+  state: WorldState,
+  ops: &'a [Operation],
+  next: usize,
+}
+
+impl Replay<'_> {
+  /// The world as it stood at `at`: every operation accepted by then applied. `at` must not
+  /// be earlier than the last call's (an earlier one gets the later world).
+  pub(crate) fn at(&mut self, at: DateTime<Utc>) -> &WorldState {
+    while let Some(op) = self.ops.get(self.next).filter(|op| op.at <= at) {
+      // Every logged operation was accepted by this same world, so it applies again.
+      let _ = self.state.apply(op);
+      self.next += 1;
+    }
+    &self.state
+  }
 }
 
 /// An opened simulated world.
@@ -217,7 +258,8 @@ impl Sim {
       file
     };
 
-    let mut state = WorldState::new(&file.world, file.created_at, file.time_scale);
+    let initial = WorldState::new(&file.world, file.created_at, file.time_scale);
+    let mut state = initial.clone();
     let contents = if existing {
       persist::read_log(&dir)?
     } else {
@@ -256,6 +298,7 @@ impl Sim {
       ),
       core: Mutex::new(Core {
         state,
+        initial,
         log,
         ops: contents.ops,
       }),
@@ -590,6 +633,31 @@ impl Sim {
   pub(crate) fn peek<T>(&self, read: impl FnOnce(&WorldState, DateTime<Utc>) -> T) -> T {
     let core = lock(&self.core);
     read(&core.state, self.now())
+  }
+
+  /// A read-only call that also sees the world's past: gate, then read the world now with its
+  /// [`History`].
+  pub(crate) async fn read_with_history<T, F>(
+    &self,
+    op: &'static Op,
+    region: Option<&str>,
+    read: F,
+  ) -> CloudResult<T>
+  where
+    F: FnOnce(&WorldState, &History<'_>, DateTime<Utc>) -> Result<T, Reject> + Send,
+  {
+    let (service, operation) = (op.service, op.name);
+    self
+      .gate(service, operation, region, Some(ATTEMPT_TIMEOUT))
+      .await
+      .map_err(|refusal| self.refused(service, operation, refusal))?;
+    let now = self.now();
+    let core = lock(&self.core);
+    let history = History {
+      initial: &core.initial,
+      ops: &core.ops,
+    };
+    read(&core.state, &history, now).map_err(|reject| self.reject(service, operation, reject))
   }
 
   /// A read-only call: gate, then read the world now.

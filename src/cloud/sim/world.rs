@@ -822,6 +822,7 @@ impl WorldSpec {
     }
     self.elbv2.validate(&regions, &services)?;
     self.arc.validate(&regions, &checks)?;
+    self.cloudwatch.validate(self, &regions)?;
     Ok(())
   }
 }
@@ -973,6 +974,20 @@ arc:
       name: standby-cell
       state: Off
       health_check: hc-arc-secondary
+cloudwatch:
+  # The team's own alarms, both in the standby region (they must answer while the primary is
+  # down): a canary on the primary's endpoint, and the standby target group's healthy hosts.
+  alarms:
+    - region: us-west-2
+      name: app-primary-unhealthy
+      watches: { health_check_failing: hc-primary }
+      period: 1m
+      evaluation_periods: 3
+    - region: us-west-2
+      name: app-standby-unhealthy
+      watches: { healthy_hosts_below: { target_group: app-standby-tg, count: 3 } }
+      period: 1m
+      evaluation_periods: 3
 endpoints:
   - url: https://api-use1.example.com/health
     service: { region: us-east-1, cluster: app-primary, service: api }

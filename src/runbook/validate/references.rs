@@ -28,6 +28,8 @@ pub(super) enum Place {
   Step(usize),
   /// Step `index`'s rollback, which may also use the step's own outputs.
   Rollback(usize),
+  /// `objectives.recovered_when`: params, vars, env and run facts, no step's outputs.
+  Recovery,
 }
 
 /// One reference found in a template, to check once everything is declared.
@@ -144,6 +146,10 @@ impl Checker<'_> {
           Place::Var(_) => Some(DiagnosticKind::NotAvailableHere {
             reference: reference.to_string(),
             place: "vars",
+          }),
+          Place::Recovery => Some(DiagnosticKind::NotAvailableHere {
+            reference: reference.to_string(),
+            place: "objectives.recovered_when",
           }),
           Place::Step(index) | Place::Rollback(index) => {
             let (id, key) = (&path[0], &path[2]);

@@ -37,7 +37,7 @@ const PARAM_KEYS: &[&str] = &[
   "secret",
 ];
 const OBJECTIVE_KEYS: &[&str] = &["rto", "rpo", "recovered_when"];
-const RECOVERED_WHEN_KEYS: &[&str] = &["step", "within"];
+const RECOVERED_WHEN_KEYS: &[&str] = &["step", "alarms", "region", "within"];
 const DEFAULTS_KEYS: &[&str] = &["timeout", "retry"];
 const RETRY_KEYS: &[&str] = &["attempts", "backoff", "max_backoff"];
 const STEP_KEYS: &[&str] = &[
@@ -860,7 +860,7 @@ impl Checker<'_> {
       KEY,
       "objectives.recovered_when",
       RECOVERED_WHEN_KEYS,
-      &["step"],
+      &[],
     )?;
     let within = match fields.get("within") {
       None => Some(DEFAULT_RECOVERY_WITHIN),
@@ -882,8 +882,94 @@ impl Checker<'_> {
         }
       }
     };
-    let step_node = fields.get("step")?;
-    let step_key = fields.key("step");
+    let condition = match (fields.get("step"), fields.get("alarms")) {
+      (Some(_), Some(_)) => Err("gives both `step` and `alarms`; it takes one of them"),
+      (None, None) => Err("needs `step` or `alarms`"),
+      (Some(_), None) if fields.get("region").is_some() => {
+        Err("gives a `region`, which goes with `alarms` (a step has its own)")
+      }
+      (None, Some(_)) if fields.get("region").is_none() => {
+        Err("gives `alarms` without the `region` they live in")
+      }
+      (Some(step_node), None) => Ok(self.recovery_step(step_node, &fields.key("step"), steps)),
+      (None, Some(alarms_node)) => Ok(self.recovery_alarms(alarms_node, &fields)),
+    };
+    let condition = match condition {
+      Ok(condition) => condition?,
+      Err(problem) => {
+        self.reader.at(
+          node,
+          KEY,
+          DiagnosticKind::RecoveryConditionShape { problem },
+        );
+        return None;
+      }
+    };
+    Some(RecoveredWhen {
+      condition,
+      within: within?,
+      span: node.span,
+    })
+  }
+
+  /// `recovered_when.alarms` (a list of alarm names) and `region`: checked with the
+  /// `cloudwatch.alarm_state` call they make, `state: OK`.
+  fn recovery_alarms(
+    &mut self,
+    alarms_node: &Node,
+    fields: &Fields<'_>,
+  ) -> Option<RecoveryCondition> {
+    let alarms_key = fields.key("alarms");
+    let items = self.reader.expect_list(alarms_node, &alarms_key)?;
+    let max = crate::cloud::cloudwatch::MAX_ALARM_NAMES;
+    if items.is_empty() || items.len() > max {
+      self.reader.at(
+        alarms_node,
+        &alarms_key,
+        DiagnosticKind::RecoveryAlarmCount {
+          count: items.len(),
+          max,
+        },
+      );
+      return None;
+    }
+    let mut names = Vec::new();
+    let mut args = Vec::new();
+    for (index, item) in items.iter().enumerate() {
+      let key = index_key(&alarms_key, index);
+      let template = self.expect_template(item, &key, Place::Recovery)?;
+      names.push(template.source().to_owned());
+      args.push(Arg::Template(template, item.span));
+    }
+    let region_node = fields.get("region")?;
+    let region = self.expect_template(region_node, &fields.key("region"), Place::Recovery)?;
+    let mut with = std::collections::BTreeMap::new();
+    with.insert("alarms".to_owned(), Arg::List(args, alarms_node.span));
+    let region_text = region.source().to_owned();
+    with.insert("region".to_owned(), Arg::Template(region, region_node.span));
+    with.insert(
+      "state".to_owned(),
+      Arg::Template(Template::literal("OK"), alarms_node.span),
+    );
+    Some(RecoveryCondition::Alarms {
+      call: ActionCall {
+        action: crate::runbook::model::RECOVERY_ALARMS_ACTION.to_owned(),
+        action_span: alarms_node.span,
+        with,
+      },
+      names,
+      region: region_text,
+    })
+  }
+
+  /// `recovered_when.step`: a read-only step of this runbook.
+  fn recovery_step(
+    &mut self,
+    step_node: &Node,
+    step_key: &str,
+    steps: &[(Option<Step>, Needs)],
+  ) -> Option<RecoveryCondition> {
+    let step_key = step_key.to_owned();
     let id = self.reader.expect_string(step_node, &step_key)?;
     let ids = super::graph::step_ids(steps);
     let Some(&index) = ids.get(id.as_str()) else {
@@ -908,10 +994,6 @@ impl Checker<'_> {
       );
       return None;
     }
-    Some(RecoveredWhen {
-      condition: RecoveryCondition::Step { id },
-      within: within?,
-      span: node.span,
-    })
+    Some(RecoveryCondition::Step { id })
   }
 }

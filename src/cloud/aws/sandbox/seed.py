@@ -197,6 +197,39 @@ def main() -> None:
   out["elbv2"] = target_groups
   log("elbv2: target groups app-primary-tg, app-standby-tg")
 
+  # --- CloudWatch: the team's alarms, in the standby region -------------------------------
+  # As in the built-in world: `app-primary-unhealthy` watches the primary's Route 53 health
+  # check (AWS/Route53 HealthCheckStatus, whose metrics CloudWatch keeps in us-east-1; the
+  # sandbox's alarm lives in the standby region with the world's), `app-standby-unhealthy` the
+  # standby target group's healthy hosts. Both are in ALARM when the world starts (the game day's
+  # primary check fails, the standby runs no task), as the simulator evaluates them. moto does
+  # not evaluate alarms: they keep that state until a SetAlarmState changes it.
+  cloudwatch = client("cloudwatch", STANDBY)
+  alarms = [
+    ("app-primary-unhealthy", "AWS/Route53", "HealthCheckStatus",
+     [{"Name": "HealthCheckId", "Value": PRIMARY_CHECK}], "LessThanThreshold", 1.0,
+     "Threshold Crossed: 3 out of the last 3 datapoints were breaching (health check hc-primary is unhealthy); 3 needed for ALARM"),
+    ("app-standby-unhealthy", "AWS/ApplicationELB", "HealthyHostCount",
+     [{"Name": "TargetGroup", "Value": "targetgroup/app-standby-tg"}], "LessThanThreshold", 3.0,
+     "Threshold Crossed: 3 out of the last 3 datapoints were breaching (target group app-standby-tg has fewer than 3 healthy targets); 3 needed for ALARM"),
+  ]
+  for name, namespace, metric, dimensions, comparison, threshold, reason in alarms:
+    cloudwatch.put_metric_alarm(
+      AlarmName=name,
+      Namespace=namespace,
+      MetricName=metric,
+      Dimensions=dimensions,
+      Statistic="Minimum",
+      Period=60,
+      EvaluationPeriods=3,
+      Threshold=threshold,
+      ComparisonOperator=comparison,
+      TreatMissingData="breaching",
+    )
+    cloudwatch.set_alarm_state(AlarmName=name, StateValue="ALARM", StateReason=reason)
+  out["cloudwatch"] = {"region": STANDBY, "alarms": [alarm[0] for alarm in alarms]}
+  log("cloudwatch: alarms app-primary-unhealthy, app-standby-unhealthy (ALARM)")
+
   # --- ECS: api in both regions -----------------------------------------------------------
   ecs = {}
   for region, cluster, desired in ((PRIMARY, "app-primary", 3), (STANDBY, "app-standby", 0)):
