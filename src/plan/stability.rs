@@ -446,6 +446,29 @@ fn dependencies(
       });
     }
   }
+  if let Some(region) = recovery_alarms_region(plan) {
+    if region == leaving {
+      let op = &ops::cloudwatch::DESCRIBE_ALARMS;
+      found.push(Dependency {
+        step: None,
+        severity: Severity::Blocks,
+        what: format!(
+          "{} {} plane ({}) for objectives.recovered_when",
+          op.service,
+          plane(op),
+          op.name
+        ),
+        why: format!(
+          "the recovery condition's alarms live in {leaving}: while it is down they cannot be \
+           read, and the run ends not recovered"
+        ),
+        alternative: "keep the alarms that decide recovery in the standby region (CloudWatch \
+                      alarms can watch another region's metrics and canaries), or name a \
+                      read-only step of the standby (`recovered_when: { step }`)"
+          .into(),
+      });
+    }
+  }
   if let Some(state) = &env.state {
     if state.region == leaving {
       found.push(Dependency {
@@ -464,6 +487,21 @@ fn dependencies(
     }
   }
   found
+}
+
+/// The region of `objectives.recovered_when`'s alarms, rendered with the plan's parameters.
+fn recovery_alarms_region(plan: &Plan) -> Option<String> {
+  let recovered_when = plan.runbook.objectives.recovered_when.as_ref()?;
+  let crate::runbook::RecoveryCondition::Alarms { call, .. } = &recovered_when.condition else {
+    return None;
+  };
+  let outputs = Default::default();
+  let run = super::RunValues::default();
+  let scope = plan.scope(&run, &outputs);
+  match call.with.get("region")? {
+    Arg::Template(template, _) => template.render(&scope).ok(),
+    _ => None,
+  }
 }
 
 /// Where IAM's control plane is served from (the `aws` partition).
@@ -728,6 +766,49 @@ mod tests {
       .run
       .iter()
       .any(|e| e.service == "s3" && e.regions == ["us-west-2".to_owned()]));
+  }
+
+  /// A recovery condition whose alarms live in the region being left blocks: they cannot be
+  /// read while it is down. Leaving the other region flags nothing.
+  #[test]
+  fn recovery_alarms_in_the_region_left_are_a_blocking_dependency() {
+    let text = r#"apiVersion: drctl/v1
+kind: Runbook
+metadata: { name: alarms }
+params:
+  source_region: { type: string, default: us-east-1 }
+  alarms_region: { type: string, default: us-east-1 }
+objectives:
+  recovered_when: { alarms: [app-health], region: "${{ params.alarms_region }}" }
+steps:
+  - id: wait
+    action: wait.sleep
+    with: { duration: 1s }
+"#;
+    let runbook =
+      crate::runbook::load(Path::new("alarms.yaml"), text.as_bytes(), &actions::Catalog).unwrap();
+    let blocked = |params: &[(&str, &str)]| {
+      let params: Vec<(String, String)> = params
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+      let plan = Plan::bind(runbook.clone(), &params).unwrap();
+      analyze(&plan, &env(&plan))
+        .dependencies
+        .into_iter()
+        .filter(|d| d.what.contains("objectives.recovered_when"))
+        .map(|d| (d.severity, d.what, d.why))
+        .collect::<Vec<_>>()
+    };
+    let found = blocked(&[]);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].0, Severity::Blocks);
+    assert_eq!(
+      found[0].1,
+      "cloudwatch control plane (DescribeAlarms) for objectives.recovered_when"
+    );
+    assert!(found[0].2.contains("live in us-east-1"), "{found:?}");
+    assert!(blocked(&[("alarms_region", "us-west-2")]).is_empty());
   }
 
   #[test]
