@@ -1379,3 +1379,140 @@ async fn cloudwatch_alarms_are_read_with_state_reason_and_time() {
     "Threshold Crossed: the standby is healthy"
   );
 }
+
+/// Run a boto3 snippet against moto (`endpoint` is `sys.argv[1]`); its stdout.
+fn boto3(moto: &Moto, script: &str) -> String {
+  let output = std::process::Command::new("python3")
+    .args(["-c", script, &moto.endpoint])
+    .envs(moto.env())
+    .output()
+    .unwrap();
+  assert!(
+    output.status.success(),
+    "boto3: {}",
+    String::from_utf8_lossy(&output.stderr)
+  );
+  String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// EC2 Auto Scaling through the SDK (awsQuery): a group boto3 created is read with its sizes,
+/// the adapter's update sets desired and min in one call, and boto3 (another client) sees what
+/// it set; a group that does not exist reads as none and cannot be updated.
+#[tokio::test]
+async fn autoscaling_group_capacity_is_read_and_set() {
+  let moto = Moto::start();
+  let cloud = cloud(&moto).await;
+  boto3(
+    &moto,
+    "import sys, boto3\n\
+     c = boto3.client('autoscaling', region_name='us-west-2', endpoint_url=sys.argv[1])\n\
+     c.create_launch_configuration(LaunchConfigurationName='web', ImageId='ami-12c6146b', \
+     InstanceType='t3.micro')\n\
+     c.create_auto_scaling_group(AutoScalingGroupName='web-standby', \
+     LaunchConfigurationName='web', MinSize=0, MaxSize=10, DesiredCapacity=0, \
+     AvailabilityZones=['us-west-2a'])\n",
+  );
+  let group = cloud
+    .autoscaling
+    .describe_group(WEST, "web-standby")
+    .await
+    .unwrap()
+    .expect("the group boto3 created");
+  assert_eq!(
+    (
+      group.min_size,
+      group.max_size,
+      group.desired_capacity,
+      group.in_service()
+    ),
+    (0, 10, 0, 0)
+  );
+  assert!(cloud
+    .autoscaling
+    .describe_group(EAST, "web-standby")
+    .await
+    .unwrap()
+    .is_none());
+
+  cloud
+    .autoscaling
+    .set_capacity(WEST, "web-standby", 3, Some(3))
+    .await
+    .unwrap();
+  let seen = boto3(
+    &moto,
+    "import sys, boto3\n\
+     c = boto3.client('autoscaling', region_name='us-west-2', endpoint_url=sys.argv[1])\n\
+     g = c.describe_auto_scaling_groups(AutoScalingGroupNames=['web-standby'])['AutoScalingGroups'][0]\n\
+     print(g['MinSize'], g['DesiredCapacity'], len(g['Instances']))\n",
+  );
+  assert_eq!(seen.trim(), "3 3 3");
+  let group = cloud
+    .autoscaling
+    .describe_group(WEST, "web-standby")
+    .await
+    .unwrap()
+    .unwrap();
+  assert_eq!(group.desired_capacity, 3);
+  assert_eq!(group.in_service(), 3, "{group:?}");
+  assert!(
+    group.instances.iter().all(|i| i.id.starts_with("i-")),
+    "{group:?}"
+  );
+
+  let err = cloud
+    .autoscaling
+    .set_capacity(WEST, "no-such-group", 1, None)
+    .await
+    .unwrap_err();
+  assert_eq!(err.code.as_deref(), Some("ValidationError"), "{err}");
+  assert!(err.request_id.is_some(), "{err}");
+}
+
+/// `autoscaling.set_capacity` through the SDK against moto: 50 % of the primary group's 4 is 2;
+/// observe says what changes, apply and verify set it, observe then finds it done, and boto3
+/// sees exactly one capacity of 2 with the minimum raised.
+#[tokio::test]
+async fn autoscaling_set_capacity_scales_the_standby_to_half_the_primary() {
+  use drctl::actions::{autoscaling::SET_CAPACITY, Behaviour, Ctx, Observed};
+
+  let moto = Moto::start();
+  let cloud = cloud(&moto).await;
+  boto3(
+    &moto,
+    "import sys, boto3\n\
+     for region, name, desired in (('us-east-1', 'web-primary', 4), ('us-west-2', 'web-standby', 0)):\n\
+     \x20 c = boto3.client('autoscaling', region_name=region, endpoint_url=sys.argv[1])\n\
+     \x20 c.create_launch_configuration(LaunchConfigurationName='web', ImageId='ami-12c6146b', \
+     InstanceType='t3.micro')\n\
+     \x20 c.create_auto_scaling_group(AutoScalingGroupName=name, LaunchConfigurationName='web', \
+     MinSize=0, MaxSize=10, DesiredCapacity=desired, AvailabilityZones=[region + 'a'])\n",
+  );
+  let (_cancel, cancel) = tokio::sync::watch::channel(false);
+  let progress = |_: &str| {};
+  let ctx = Ctx::new(&cloud, "run-1", "scale-standby", &progress, cancel);
+  let with = serde_json::json!({
+    "region": WEST, "group": "web-standby", "percent_of": "web-primary",
+    "percent_of_region": EAST, "percent": 50, "set_min": true,
+  });
+  let args = drctl::actions::bind(SET_CAPACITY.spec, with.as_object().unwrap()).unwrap();
+  let Behaviour::Effect(effect) = SET_CAPACITY.behaviour else {
+    panic!("autoscaling.set_capacity mutates");
+  };
+  let seen = effect.observe(&ctx, &args).await.unwrap();
+  assert_eq!(seen.state, Observed::Absent);
+  assert_eq!(seen.change, "desired capacity 0 -> 2, min 0 -> 2");
+  let token = effect.apply(&ctx, &args).await.unwrap();
+  let outcome = effect.verify(&ctx, &args, token.as_deref()).await.unwrap();
+  assert_eq!(outcome.outputs["in_service"], "2", "{outcome:?}");
+  let again = effect.observe(&ctx, &args).await.unwrap();
+  assert_eq!(again.state, Observed::Done, "{again:?}");
+  let seen = boto3(
+    &moto,
+    "import sys, boto3\n\
+     c = boto3.client('autoscaling', region_name='us-west-2', endpoint_url=sys.argv[1])\n\
+     g = c.describe_auto_scaling_groups(AutoScalingGroupNames=['web-standby'])['AutoScalingGroups'][0]\n\
+     print(g['MinSize'], g['DesiredCapacity'])\n",
+  );
+  assert_eq!(seen.trim(), "2 2");
+}

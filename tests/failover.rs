@@ -985,3 +985,72 @@ steps:
     "{report}"
   );
 }
+
+/// `autoscaling.set_capacity` through the binary on the simulator: a dry run says what would
+/// change and sends no update; a live run sets the capacity once and ends when the three
+/// instances are InService (3m for the first, a tenth more for each next: 3m36s modelled).
+#[test]
+fn autoscaling_set_capacity_dry_run_changes_nothing_and_a_run_scales_once() {
+  let world = drctl::cloud::sim::BUILTIN_WORLD.replacen(
+    "\nendpoints:\n",
+    "\nautoscaling:\n  groups:\n    - { region: us-west-2, name: web-standby, min: 0, max: 10, desired: 0 }\nendpoints:\n",
+    1,
+  );
+  let runbook = r#"apiVersion: drctl/v1
+kind: Runbook
+metadata: { name: scale }
+steps:
+  - id: scale-standby
+    action: autoscaling.set_capacity
+    with: { region: us-west-2, group: web-standby, desired: 3, set_min: true }
+"#;
+  let test = Test::new()
+    .file("runbook.yaml", runbook)
+    .file("world.yaml", &world);
+  let dry = test
+    .run_args([
+      "run",
+      "runbook.yaml",
+      "--sim",
+      "world.yaml",
+      "--dry-run",
+      "--yes",
+    ])
+    .status(0);
+  let stdout = dry.stdout();
+  assert!(
+    stdout.contains("now:    web-standby: desired 0 (min 0, max 10), 0 InService")
+      && stdout.contains("change: desired capacity 0 -> 3, min 0 -> 3")
+      && stdout.contains("nothing was changed (dry run)"),
+    "{stdout}"
+  );
+  let run = test
+    .run_args([
+      "run",
+      "runbook.yaml",
+      "--sim",
+      "world.yaml",
+      "--yes",
+      "--time-scale",
+      "300",
+    ])
+    .status(0);
+  assert!(
+    run.stdout().contains("result: succeeded"),
+    "{}",
+    run.stdout()
+  );
+  let run_id = test.run_ids().pop().unwrap();
+  let report = report_json(&test, &run_id);
+  let text = report.to_string();
+  assert!(
+    text.contains("web-standby: 3/3 instances InService"),
+    "{text}"
+  );
+  let status = test
+    .run_args(["status", &run_id, "--output", "json"])
+    .status(0)
+    .stdout();
+  let updates = status.matches("\"UpdateAutoScalingGroup\"").count();
+  assert_eq!(updates, 1, "{status}");
+}

@@ -23,6 +23,7 @@ use crate::{
 };
 
 pub mod arc;
+pub mod autoscaling;
 pub mod cloudwatch;
 pub mod ecs;
 pub mod elbv2;
@@ -325,6 +326,7 @@ pub static ACTIONS: &[ActionDef] = &[
   elbv2::TARGET_HEALTH,
   arc::ROUTING_CONTROL,
   cloudwatch::ALARM_STATE,
+  autoscaling::SET_CAPACITY,
 ];
 
 /// Look an action up by name.

@@ -47,12 +47,14 @@ macro_rules! with_families {
       elbv2: Elbv2, LimitedElbv2;
       arc: RecoveryCluster, LimitedRecoveryCluster;
       cloudwatch: CloudWatch, LimitedCloudWatch;
+      autoscaling: AutoScaling, LimitedAutoScaling;
     }
   };
 }
 pub(crate) use with_families;
 
 pub mod arc;
+pub mod autoscaling;
 pub mod aws;
 pub mod cloudwatch;
 pub mod ecs;
